@@ -1,0 +1,123 @@
+"""Kubernetes plumbing for activities: clients per kubeconfig context, error mapping, readiness waits.
+
+Errors follow one rule: 404 and 4xx validation errors are permanent (non-retryable, the message names
+the object); 409, 429, 5xx and connection errors are retried by Temporal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+# kubernetes 37's generated client sends every PATCH as json-patch unless told: name the content type.
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+
+_PERMANENT = {400: "Invalid", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 422: "Invalid"}
+
+
+class KubeClients:
+    """One API client per kubeconfig context, built on first use (kubeconfig from $KUBECONFIG)."""
+
+    def __init__(self, kubeconfig: str | None = None):
+        self._kubeconfig = kubeconfig
+        self._clients: dict[str, client.ApiClient] = {}
+        self._lock = threading.Lock()
+
+    def api(self, context: str) -> client.ApiClient:
+        with self._lock:
+            if context not in self._clients:
+                try:
+                    self._clients[context] = config.new_client_from_config(
+                        config_file=self._kubeconfig, context=context
+                    )
+                except (config.ConfigException, OSError) as error:
+                    raise ApplicationError(
+                        f"kubeconfig context {context!r}: {error}", type="InvalidTarget", non_retryable=True
+                    ) from None
+            return self._clients[context]
+
+    def apps(self, context: str) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api(context))
+
+    def core(self, context: str) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api(context))
+
+    def close(self) -> None:
+        for api in self._clients.values():
+            api.close()
+
+
+@contextlib.contextmanager
+def api_errors(what: str) -> Iterator[None]:
+    """Turn an ApiException into an ApplicationError that names `what` (e.g. "deployment shop/web")."""
+    try:
+        yield
+    except ApiException as error:
+        if error.status in _PERMANENT:
+            reason = "not found" if error.status == 404 else _reason(error)
+            raise ApplicationError(f"{what}: {reason}", type=_PERMANENT[error.status], non_retryable=True) from None
+        raise ApplicationError(f"{what}: {error.status} {_reason(error)}", type="KubernetesUnavailable") from None
+
+
+def _reason(error: ApiException) -> str:
+    import json
+
+    try:
+        return json.loads(error.body or "{}").get("message") or str(error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
+
+
+def is_settled(deployment: client.V1Deployment) -> bool:
+    """All wanted pods exist on the current template, are available, and no old pods remain."""
+    want = deployment.spec.replicas or 0
+    status = deployment.status
+    return (
+        (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+        and (status.replicas or 0) == want
+        and (status.updated_replicas or 0) == want
+        and (status.available_replicas or 0) == want
+        and (status.ready_replicas or 0) == want
+    )
+
+
+def wait_settled(apps: client.AppsV1Api, namespace: str, name: str, deadline_seconds: int) -> client.V1Deployment:
+    """Poll until the Deployment is settled, heartbeating; the progress deadline survives retries.
+
+    The deadline starts at the first attempt: each heartbeat carries the start time, and a retried
+    attempt reads it back from `heartbeat_details`, so a crash does not reset the clock.
+    """
+    details = activity.info().heartbeat_details if activity.in_activity() else ()
+    started = _started_from(details, name)
+    what = f"deployment {namespace}/{name}"
+    while True:
+        with api_errors(what):
+            deployment = apps.read_namespaced_deployment(name, namespace)
+        if is_settled(deployment):
+            return deployment
+        waited = time.time() - started
+        if waited > deadline_seconds:
+            status = deployment.status
+            raise ApplicationError(
+                f"{what}: {status.ready_replicas or 0}/{deployment.spec.replicas} ready after "
+                f"{int(waited)}s (progress deadline {deadline_seconds}s)",
+                type="ProgressDeadlineExceeded",
+                non_retryable=True,
+            )
+        if activity.in_activity():
+            activity.heartbeat({"wait": name, "started": started})
+        time.sleep(0.25)
+
+
+def _started_from(details: tuple, name: str) -> float:
+    for item in details:
+        if isinstance(item, dict) and item.get("wait") == name:
+            return float(item["started"])
+    return time.time()

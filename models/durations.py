@@ -1,0 +1,45 @@
+"""Durations as release engineers write them (`30s`, `5m`, `1h30m`, or seconds as a number)."""
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$")
+
+
+def _parse(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 30s, 5m, 1h30m")
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("-"):
+            raise ValueError(f"duration {value!r} must not be negative")
+        if _WHOLE.match(text):
+            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)))
+        if text.startswith("P"):  # ISO 8601, as the data converter writes it
+            return text
+        raise ValueError(f"duration {value!r} is not like 30s, 5m, 1h30m")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("duration must not be negative")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse), AfterValidator(_not_negative)]
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or "0s"

@@ -1,0 +1,50 @@
+"""Inputs and results of the Kubernetes activities (kept apart from the spec: they are wire formats)."""
+
+from __future__ import annotations
+
+from models.spec import KubernetesTarget
+from models.status import Message
+
+
+class PrepareCanaryInput(Message):
+    rollout_id: str
+    target: KubernetesTarget
+    image: str
+    stable_service: str
+    canary_service: str
+    progress_deadline_seconds: int
+
+
+class PrepareCanaryResult(Message):
+    total_replicas: int
+    stable_image: str
+    container: str
+
+
+class SetWeightInput(Message):
+    rollout_id: str
+    target: KubernetesTarget
+    router: str
+    weight: int
+    step: int
+    total_replicas: int
+    progress_deadline_seconds: int
+
+
+class WeightResult(Message):
+    weight: int
+    canary_replicas: int
+    stable_replicas: int
+    actual_weight: float
+    changed: bool
+
+
+class FinishInput(Message):
+    """Promotion (stable takes the new image) or abort (stable back to full size, canary to zero)."""
+
+    rollout_id: str
+    target: KubernetesTarget
+    container: str
+    image: str
+    total_replicas: int
+    progress_deadline_seconds: int

@@ -1,0 +1,37 @@
+"""Names shared by the worker, the workflows and the CLI: task queue, search attributes, rollout IDs."""
+
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "durable-rollouts"
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_UI = "http://localhost:8233"
+
+ROLLOUT_NAME = SearchAttributeKey.for_keyword("RolloutName")
+ROLLOUT_ENVIRONMENT = SearchAttributeKey.for_keyword("RolloutEnvironment")
+ROLLOUT_STRATEGY = SearchAttributeKey.for_keyword("RolloutStrategy")
+ROLLOUT_PHASE = SearchAttributeKey.for_keyword("RolloutPhase")
+ROLLOUT_STEP = SearchAttributeKey.for_int("RolloutStep")
+
+# name -> type, as `temporal server start-dev --search-attribute NAME=TYPE` and
+# `temporal operator search-attribute create` take them.
+SEARCH_ATTRIBUTES = {
+    key.name: ("Int" if key is ROLLOUT_STEP else "Keyword")
+    for key in (ROLLOUT_NAME, ROLLOUT_ENVIRONMENT, ROLLOUT_STRATEGY, ROLLOUT_PHASE, ROLLOUT_STEP)
+}
+
+# Labels and annotations the engine puts on Kubernetes objects.
+LABEL_ROLE = "rollouts.durable.dev/role"
+ANNOTATION_ROLLOUT_ID = "rollouts.durable.dev/rollout-id"
+ANNOTATION_STABLE_REPLICAS = "rollouts.durable.dev/stable-replicas"
+ANNOTATION_WEIGHT = "rollouts.durable.dev/weight"
+ANNOTATION_STEP = "rollouts.durable.dev/step"
+
+
+def rollout_id(environment: str, name: str) -> str:
+    """The workflow ID of a rollout: one running rollout per environment and name."""
+    return f"rollout/{environment}/{name}"
+
+
+def canary_deployment_name(deployment: str) -> str:
+    return f"{deployment}-canary"

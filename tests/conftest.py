@@ -1,0 +1,48 @@
+"""Shared fixtures: the Temporal environments (time-skipping test server, CLI dev server) and the
+real local Kubernetes cluster. Each test uses its own task queue, rollout name and namespace."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from starters.devserver import DevServer, binary, ensure_search_attributes, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=binary("temporal-test-server")
+    )
+    await ensure_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory) -> DevServer:
+    """A dev server of our own (SQLite file, search attributes registered), shared by the session."""
+    root = tmp_path_factory.mktemp("temporal")
+    server = DevServer(db_file=root / "temporal.db", port=free_port(), ui_port=free_port(), log_file=root / "server.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def dev_client(dev_server):
+    from temporalio.client import Client
+
+    return await Client.connect(dev_server.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for task queues, rollout names and namespaces."""
+    return uuid.uuid4().hex[:8]

@@ -1,0 +1,1 @@
+"""The worker process: the one place that wires clients, converter, workflows and activities."""

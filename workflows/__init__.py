@@ -1,0 +1,1 @@
+"""Rollout strategies as Temporal workflows: pure orchestration, one strategy per module."""

@@ -1,0 +1,38 @@
+"""Activity options, one per kind of work, so every strategy retries the same failures the same way."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
+
+# ApplicationError types that no retry can fix: the input or the target is wrong, or the new
+# version did not become ready within its progress deadline.
+PERMANENT = ["NotFound", "Invalid", "Forbidden", "Unauthorized", "InvalidTarget", "ProgressDeadlineExceeded", "StaleStep"]
+
+KUBERNETES_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=PERMANENT,
+)
+
+HEARTBEAT = timedelta(seconds=10)
+
+
+def kubernetes(progress_deadline_seconds: int) -> dict[str, Any]:
+    """For activities that change a cluster and wait for it to settle (they heartbeat while waiting).
+
+    start-to-close covers one attempt's wait; schedule-to-close bounds retries of transient API
+    errors, so an unreachable cluster ends the step as failed instead of hanging forever.
+    """
+    deadline = timedelta(seconds=progress_deadline_seconds)
+    return {
+        "start_to_close_timeout": deadline + timedelta(minutes=1),
+        "schedule_to_close_timeout": deadline * 2 + timedelta(minutes=10),
+        "heartbeat_timeout": HEARTBEAT,
+        "retry_policy": KUBERNETES_RETRY,
+        "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    }
