@@ -21,9 +21,9 @@ from temporalio.worker import Worker
 from activities.canary import CanaryActivities
 from activities.kube import KubeClients
 from models import names
-from workflows.canary import CanaryRollout
+from workflows.registry import ALL_WORKFLOWS
 
-WORKFLOWS = [CanaryRollout]
+WORKFLOWS = ALL_WORKFLOWS
 log = logging.getLogger("rollout.worker")
 
 
@@ -67,7 +67,7 @@ async def run_worker(
     clients.close()
 
 
-def main(task_queue: str | None = None, metrics_port: int | None = None) -> None:
+def main(task_queue: str | None = None, metrics_port: int | None = None, kubeconfig: str | None = None) -> None:
     logging.basicConfig(level=os.environ.get("ROLLOUT_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     asyncio.run(
         run_worker(
@@ -75,5 +75,6 @@ def main(task_queue: str | None = None, metrics_port: int | None = None) -> None
             os.environ.get("TEMPORAL_NAMESPACE", names.DEFAULT_NAMESPACE),
             task_queue or os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE),
             metrics_port,
+            kubeconfig,
         )
     )

@@ -82,7 +82,7 @@ class CanaryRollout(RolloutControl):
             reason, message = failure_reason(error)
             return await self._roll_back(finish, reason, message, kube)
         self.status.canary_weight, self.status.actual_weight = 100, 100.0
-        self.status.canary_replicas = 0
+        self.status.canary_replicas, self.status.stable_replicas = 0, prepared.total_replicas
         self.status.stable_image = spec.image
         return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable")
 

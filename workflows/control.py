@@ -119,7 +119,7 @@ class RolloutControl:
 
     def _accept_promote(self, request: PromoteRequest) -> None:
         self._promote = request
-        self.record("promoted", f"step {self.status.current_step}", by=request.by)
+        self.record("promoted", f"at step {self.status.current_step + 1}", by=request.by)
 
     def _accept_abort(self, request: AbortRequest) -> None:
         self._abort = request

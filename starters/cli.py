@@ -1,0 +1,153 @@
+"""`rollout`: the command line for release engineers and CI.
+
+    rollout validate -f spec.yaml          check a spec; every problem with its field path (exit 2)
+    rollout start -f spec.yaml [--wait]    start a rollout; --wait follows it (exit 0 Healthy, 1 Degraded, 3 timeout)
+    rollout status ID [--json] [--watch]   what a rollout is doing
+    rollout promote ID | abort ID --reason TEXT
+    rollout list [--phase P] [--environment E]
+    rollout worker | dev | cluster up|down|status | demo | schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from models import names
+from models.spec import SpecError, json_schema, load_rollout
+from starters.exitcodes import ExitCode, UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rollout", description="Durable progressive delivery on Temporal.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="validate a rollout spec; nothing is started")
+    p.add_argument("-f", "--file", required=True)
+
+    sub.add_parser("schema", help="print the spec's JSON Schema (for editors)")
+
+    p = sub.add_parser("start", help="start a rollout from a spec")
+    p.add_argument("-f", "--file", required=True)
+    p.add_argument("--wait", action="store_true", help="follow until it ends; exit 0 Healthy, 1 Degraded, 3 timeout")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds --wait follows before exit 3 (default 3600)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+
+    p = sub.add_parser("status", help="show a rollout's status")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="follow until it ends")
+    p.add_argument("--timeout", type=float, default=3600)
+
+    p = sub.add_parser("promote", help="continue a paused rollout")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--by", default=None, help="who decides (default: $ROLLOUT_USER or your login)")
+
+    p = sub.add_parser("abort", help="send all traffic back to stable and stop")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by", default=None)
+
+    p = sub.add_parser("list", help="list rollouts (visibility query on search attributes)")
+    p.add_argument("--phase", choices=["Progressing", "Paused", "Healthy", "Degraded"])
+    p.add_argument("--environment")
+    p.add_argument("--running", action="store_true", help="only rollouts still running")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("worker", help="run the worker (workflows and activities)")
+    p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Temporal SDK metrics for Prometheus")
+
+    p = sub.add_parser("dev", help="run the embedded Temporal dev server (SQLite in the state dir, Web UI)")
+    p.add_argument("--port", type=int, default=7233)
+    p.add_argument("--ui-port", type=int, default=8233)
+    p.add_argument("--db-file", type=Path, default=None)
+
+    p = sub.add_parser("cluster", help="the local Kubernetes: up, down, status")
+    p.add_argument("action", choices=["up", "down", "status"])
+
+    p = sub.add_parser("demo", help="set up everything locally and run the example canary")
+    p.add_argument("--interactive", action="store_true", help="wait for a human to promote")
+    p.add_argument("--keep", action="store_true", help="leave Temporal and the cluster running afterwards")
+    p.add_argument("-f", "--file", type=Path, default=None, help="spec to run (default examples/canary.yaml)")
+    return parser
+
+
+def _load(path: str):
+    try:
+        return load_rollout(path)
+    except SpecError as error:
+        raise UserError("\n".join(f"{error.source}: {p}" for p in error.problems), ExitCode.INVALID) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from starters import commands
+
+    if args.command == "validate":
+        rollout = _load(args.file)
+        steps = len(rollout.spec.strategy.canary.steps) if rollout.spec.strategy.canary else 0
+        print(f"{args.file}: valid {rollout.spec.strategy.name} rollout {rollout.rollout_id} ({steps} steps)")
+        return ExitCode.OK
+    if args.command == "schema":
+        print(json.dumps(json_schema(), indent=2))
+        return ExitCode.OK
+    if args.command == "start":
+        rollout = _load(args.file)
+        return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json))
+    if args.command == "status":
+        rid = commands.normalise_id(args.rollout_id)
+        return asyncio.run(commands.status(rid, args.json, args.watch, args.timeout))
+    if args.command in ("promote", "abort"):
+        from models.status import AbortRequest, PromoteRequest
+
+        rid = commands.normalise_id(args.rollout_id)
+        by = args.by or commands.who()
+        if args.command == "promote":
+            request = PromoteRequest(by=by)
+        else:
+            if not args.reason.strip():
+                raise UserError("--reason must say why the rollout is aborted", ExitCode.INVALID)
+            request = AbortRequest(reason=args.reason, by=by)
+        return asyncio.run(commands.control(rid, args.command, request))
+    if args.command == "list":
+        return asyncio.run(commands.list_rollouts(args.phase, args.environment, args.running, args.json))
+    if args.command == "worker":
+        from starters.local import default_kubeconfig
+        from workers.main import main as worker_main
+
+        worker_main(args.task_queue, args.metrics_port, default_kubeconfig())
+        return ExitCode.OK
+    if args.command == "dev":
+        from starters.local import run_dev_server
+
+        return run_dev_server(args.port, args.ui_port, args.db_file)
+    if args.command == "cluster":
+        from starters.local import cluster_command
+
+        return cluster_command(args.action)
+    if args.command == "demo":
+        from starters.demo import run_demo
+
+        return run_demo(args.file, args.interactive, args.keep)
+    raise UserError(f"unknown command {args.command}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        code = run(args)
+    except UserError as error:
+        print(f"rollout: {error}", file=sys.stderr)
+        code = error.code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(int(code))
+
+
+if __name__ == "__main__":
+    main()

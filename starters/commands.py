@@ -1,0 +1,240 @@
+"""What the `rollout` commands do against Temporal: start, follow, status, promote, abort, list.
+
+Each returns an exit code; user mistakes raise `UserError` (one line, its own exit code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from urllib.parse import quote
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from models import names
+from models.spec import Rollout
+from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RolloutInput, RolloutStatus
+from starters.exitcodes import ExitCode, UserError
+from workflows.registry import STRATEGY_WORKFLOWS
+
+
+def settings() -> tuple[str, str, str]:
+    return (
+        os.environ.get("TEMPORAL_ADDRESS", names.DEFAULT_ADDRESS),
+        os.environ.get("TEMPORAL_NAMESPACE", names.DEFAULT_NAMESPACE),
+        os.environ.get("TEMPORAL_UI", names.DEFAULT_UI).rstrip("/"),
+    )
+
+
+async def connect() -> Client:
+    address, namespace, _ = settings()
+    try:
+        return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    except RuntimeError as error:
+        raise UserError(
+            f"cannot reach Temporal at {address} (TEMPORAL_ADDRESS): {str(error).splitlines()[0]}",
+            ExitCode.UNAVAILABLE,
+        ) from None
+
+
+def ui_link(rollout_id: str) -> str:
+    _, namespace, ui = settings()
+    return f"{ui}/namespaces/{namespace}/workflows/{quote(rollout_id, safe='')}"
+
+
+def normalise_id(text: str) -> str:
+    """Accept `rollout/prod/checkout-api` or the short `prod/checkout-api`."""
+    text = text.strip()
+    parts = text.split("/")
+    if len(parts) == 2 and all(parts):
+        return names.rollout_id(*parts)
+    if len(parts) == 3 and parts[0] == "rollout" and all(parts):
+        return text
+    raise UserError(f"rollout ID {text!r} is not like rollout/<environment>/<name>", ExitCode.INVALID)
+
+
+def who() -> str:
+    try:
+        return os.environ.get("ROLLOUT_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
+    client = await connect()
+    workflow = STRATEGY_WORKFLOWS[rollout.spec.strategy.name]
+    rid = rollout.rollout_id
+    attributes = TypedSearchAttributes(
+        [
+            SearchAttributePair(names.ROLLOUT_NAME, rollout.metadata.name),
+            SearchAttributePair(names.ROLLOUT_ENVIRONMENT, rollout.metadata.environment),
+            SearchAttributePair(names.ROLLOUT_STRATEGY, rollout.spec.strategy.name),
+            SearchAttributePair(names.ROLLOUT_PHASE, Phase.PROGRESSING.value),
+            SearchAttributePair(names.ROLLOUT_STEP, 0),
+        ]
+    )
+    try:
+        handle = await client.start_workflow(
+            workflow.run,
+            RolloutInput(rollout=rollout, requested_by=who()),
+            id=rid,
+            task_queue=task_queue,
+            search_attributes=attributes,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"{rollout.spec.strategy.name} {rollout.spec.target.describe()} → {rollout.spec.image}",
+        )
+    except WorkflowAlreadyStartedError:
+        current = await _status_or_none(client.get_workflow_handle(rid))
+        where = f" (phase {current.phase.value}, step {current.current_step + 1})" if current else ""
+        raise UserError(
+            f"rollout {rid} is already running{where}: wait for it or `rollout abort {rid} --reason ...`",
+            ExitCode.CONFLICT,
+        ) from None
+    if not as_json:
+        print(f"started {rid}")
+        print(f"web ui: {ui_link(rid)}")
+    else:
+        print(json.dumps({"rolloutId": rid, "runId": handle.result_run_id, "webUi": ui_link(rid)}))
+    if not wait:
+        return ExitCode.OK
+    return await follow(handle, timeout, quiet=as_json)
+
+
+async def follow(handle: WorkflowHandle, timeout: float, quiet: bool = False) -> int:
+    """Print history lines as they appear until the rollout finishes; exit code from its phase."""
+    deadline = time.monotonic() + timeout
+    shown = 0
+    hinted = False
+    while True:
+        status = await _status_or_none(handle)
+        if status is not None:
+            for entry in status.history[shown:]:
+                if not quiet:
+                    print(_history_line(status, entry), flush=True)
+            shown = len(status.history)
+            if status.phase is Phase.PAUSED and status.paused_until is None and not hinted and not quiet:
+                print(f"  waiting for promote: rollout promote {status.rollout_id}   (web ui: {ui_link(status.rollout_id)})")
+                hinted = True
+            if status.phase is not Phase.PAUSED:
+                hinted = False
+            if status.phase.finished:
+                if quiet:
+                    print(status.model_dump_json(by_alias=True))
+                else:
+                    print(f"{status.rollout_id}: {status.phase.value} {status.reason} {status.message}".rstrip())
+                return ExitCode.OK if status.phase is Phase.HEALTHY else ExitCode.DEGRADED
+        if time.monotonic() > deadline:
+            print(f"timed out after {int(timeout)}s waiting for {handle.id}", file=sys.stderr)
+            return ExitCode.TIMEOUT
+        await asyncio.sleep(0.5)
+
+
+def _history_line(status: RolloutStatus, entry) -> str:
+    step = "" if entry.step is None else f"step {min(entry.step + 1, status.total_steps)}/{status.total_steps}"
+    by = f" (by {entry.by})" if entry.by else ""
+    return f"{entry.at:%H:%M:%S}  {step:<10} {entry.event:<16} {entry.detail}{by}"
+
+
+async def _status_or_none(handle: WorkflowHandle) -> RolloutStatus | None:
+    try:
+        return await handle.query("status", result_type=RolloutStatus)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def get_status(rollout_id: str) -> tuple[WorkflowHandle, RolloutStatus]:
+    client = await connect()
+    handle = client.get_workflow_handle(rollout_id)
+    try:
+        status = await handle.query("status", result_type=RolloutStatus)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise UserError(f"no rollout {rollout_id}", ExitCode.NOT_FOUND) from None
+        raise
+    return handle, status
+
+
+async def status(rollout_id: str, as_json: bool, watch: bool, timeout: float) -> int:
+    handle, current = await get_status(rollout_id)
+    if watch:
+        return await follow(handle, timeout, quiet=as_json)
+    print(current.model_dump_json(by_alias=True, indent=2) if as_json else describe(current))
+    return ExitCode.OK
+
+
+def describe(s: RolloutStatus) -> str:
+    lines = [
+        f"{s.rollout_id}  {s.strategy}  {s.phase.value}{' (' + s.reason + ')' if s.reason else ''}",
+        f"  target   {s.target}",
+        f"  image    {s.image}" + (f"   (stable: {s.stable_image})" if s.stable_image else ""),
+        f"  step     {min(s.current_step + 1, s.total_steps)}/{s.total_steps}   weight {s.canary_weight}% "
+        f"({s.canary_replicas} canary / {s.stable_replicas} stable)",
+        f"  message  {s.message}",
+    ]
+    if s.phase is Phase.PAUSED and s.paused_until is None:
+        lines.append(f"  next     rollout promote {s.rollout_id}   |   rollout abort {s.rollout_id} --reason ...")
+    lines.append(f"  web ui   {ui_link(s.rollout_id)}")
+    return "\n".join(lines)
+
+
+async def control(rollout_id: str, action: str, request: PromoteRequest | AbortRequest) -> int:
+    handle, _ = await get_status(rollout_id)
+    try:
+        result = await handle.execute_update(action, request, result_type=ControlResult)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause.message if error.cause and hasattr(error.cause, "message") else str(error)
+        raise UserError(f"{action} refused for {rollout_id}: {cause}", ExitCode.CONFLICT) from None
+    except RPCError as error:
+        if "workflow execution already completed" in str(error).lower():
+            raise UserError(f"{action} refused for {rollout_id}: rollout already finished", ExitCode.CONFLICT) from None
+        raise
+    print(f"{action}: {rollout_id} ({result.message}; phase {result.phase.value}, step {result.current_step + 1})")
+    return ExitCode.OK
+
+
+async def list_rollouts(phase: str | None, environment: str | None, running_only: bool, as_json: bool) -> int:
+    client = await connect()
+    clauses = ["RolloutName IS NOT NULL"]
+    if phase:
+        clauses.append(f"RolloutPhase = {json.dumps(phase)}")
+    if environment:
+        clauses.append(f"RolloutEnvironment = {json.dumps(environment)}")
+    if running_only:
+        clauses.append("ExecutionStatus = 'Running'")
+    rows = []
+    async for execution in client.list_workflows(" AND ".join(clauses)):
+        sa = execution.typed_search_attributes
+        rows.append(
+            {
+                "rolloutId": execution.id,
+                "name": sa.get(names.ROLLOUT_NAME),
+                "environment": sa.get(names.ROLLOUT_ENVIRONMENT),
+                "strategy": sa.get(names.ROLLOUT_STRATEGY),
+                "phase": sa.get(names.ROLLOUT_PHASE),
+                "step": sa.get(names.ROLLOUT_STEP),
+                "execution": execution.status.name if execution.status else "",
+                "startedAt": execution.start_time.isoformat() if execution.start_time else None,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return ExitCode.OK
+    print(f"{'ROLLOUT':<40} {'STRATEGY':<9} {'PHASE':<12} {'STEP':>4}  {'EXECUTION':<10} STARTED")
+    for row in rows:
+        print(
+            f"{row['rolloutId']:<40} {row['strategy'] or '':<9} {row['phase'] or '':<12} "
+            f"{(row['step'] or 0) + 1:>4}  {row['execution']:<10} {row['startedAt'] or ''}"
+        )
+    return ExitCode.OK
+

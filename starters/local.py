@@ -1,0 +1,67 @@
+"""The embedded defaults: `rollout dev` (Temporal dev server) and `rollout cluster up|down|status`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+from starters.devserver import DevServer, state_dir
+from starters.exitcodes import ExitCode, UserError
+
+
+def local_cluster():
+    from localcluster.cluster import LocalCluster
+
+    return LocalCluster(root=state_dir() / "cluster")
+
+
+def default_kubeconfig() -> str | None:
+    """$KUBECONFIG, else the local cluster's kubeconfig when it runs, else the client's default."""
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"]
+    cluster = local_cluster()
+    return str(cluster.kubeconfig) if cluster.running() else None
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run_dev_server(port: int, ui_port: int, db_file: Path | None) -> int:
+    if port_open(port):
+        raise UserError(f"port {port} is in use: is a Temporal server already running there?", ExitCode.CONFLICT)
+    server = DevServer(db_file=db_file or state_dir() / "temporal.db", port=port, ui_port=ui_port)
+    server.start()
+    print(f"Temporal dev server on {server.address} (SQLite {server.db_file}); Web UI {server.ui_url}")
+    print("Ctrl-C stops it; rollouts survive a restart.", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.stop()
+    return ExitCode.OK
+
+
+def cluster_command(action: str) -> int:
+    cluster = local_cluster()
+    if action == "up":
+        if cluster.running():
+            print(f"already running; export KUBECONFIG={cluster.kubeconfig}")
+            return ExitCode.OK
+        cluster.start()
+        print(f"local Kubernetes v1.20.2 at {cluster.server}")
+        print(f"traffic simulator metrics at {cluster.simulator_url}")
+        print(f"export KUBECONFIG={cluster.kubeconfig}")
+    elif action == "down":
+        cluster.stop()
+        print("local cluster stopped")
+    else:
+        if not cluster.running():
+            print("local cluster is not running (rollout cluster up)")
+            return ExitCode.UNAVAILABLE
+        cluster.load()
+        print(f"running: {cluster.server}; KUBECONFIG={cluster.kubeconfig}; simulator {cluster.simulator_url}")
+    return ExitCode.OK
