@@ -194,10 +194,19 @@ class CanaryActivities:
         self._forget_stable_size(apps, request)
 
     def _remove_canary(self, apps: client.AppsV1Api, request: FinishInput) -> None:
+        """Drain the canary (scale to zero and wait), then delete its Deployment; its ReplicaSet goes with it."""
         ns, name = request.target.namespace, canary_deployment_name(request.target.deployment)
+        try:
+            scale(apps, ns, name, 0, {ANNOTATION_WEIGHT: "0"})
+        except ApplicationError as error:
+            if error.type == "NotFound":  # removed by an earlier attempt
+                self._forget_stable_size(apps, request)
+                return
+            raise
+        wait_settled(apps, ns, name, request.progress_deadline_seconds)
         with api_errors(f"deployment {ns}/{name}"):
             try:
-                apps.delete_namespaced_deployment(name, ns, propagation_policy="Foreground")
+                apps.delete_namespaced_deployment(name, ns, propagation_policy="Background")
             except client.ApiException as error:
                 if error.status != 404:
                     raise

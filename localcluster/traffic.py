@@ -107,3 +107,19 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def requests_by_version(url: str, namespace: str, service: str) -> dict[str, float]:
+    """Scrape the simulator and sum its request counter per version for one Service."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+        if family.name != "sim_requests":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_total") and labels["namespace"] == namespace and labels["service"] == service:
+                totals[labels["version"]] = totals.get(labels["version"], 0.0) + sample.value
+    return totals

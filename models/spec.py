@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from models.durations import Duration
@@ -146,14 +146,15 @@ class RolloutSpecBody(SpecModel):
     strategy: Strategy
     progress_deadline_seconds: int = Field(600, ge=10, le=86400)
 
-    @model_validator(mode="after")
-    def _check_image(self) -> RolloutSpecBody:
-        match = _IMAGE.match(self.image)
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, image: str) -> str:
+        match = _IMAGE.match(image)
         if not match:
-            raise ValueError(f"@image: {self.image!r} is not a valid image reference")
+            raise ValueError(f"{image!r} is not a valid image reference")
         if not match.group("tag") and not match.group("digest"):
-            raise ValueError(f"@image: {self.image!r} must name a tag or digest (a rollout needs a fixed version)")
-        return self
+            raise ValueError(f"{image!r} must name a tag or digest (a rollout needs a fixed version)")
+        return image
 
 
 class Rollout(SpecModel):

@@ -68,10 +68,9 @@ def who() -> str:
         return "unknown"
 
 
-async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
-    client = await connect()
+async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requested_by: str) -> WorkflowHandle:
+    """Start the strategy's workflow with the rollout's ID and search attributes (raises if one runs)."""
     workflow = STRATEGY_WORKFLOWS[rollout.spec.strategy.name]
-    rid = rollout.rollout_id
     attributes = TypedSearchAttributes(
         [
             SearchAttributePair(names.ROLLOUT_NAME, rollout.metadata.name),
@@ -81,17 +80,23 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
             SearchAttributePair(names.ROLLOUT_STEP, 0),
         ]
     )
+    return await client.start_workflow(
+        workflow.run,
+        RolloutInput(rollout=rollout, requested_by=requested_by),
+        id=rollout.rollout_id,
+        task_queue=task_queue,
+        search_attributes=attributes,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        static_summary=f"{rollout.spec.strategy.name} {rollout.spec.target.describe()} → {rollout.spec.image}",
+    )
+
+
+async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
+    client = await connect()
+    rid = rollout.rollout_id
     try:
-        handle = await client.start_workflow(
-            workflow.run,
-            RolloutInput(rollout=rollout, requested_by=who()),
-            id=rid,
-            task_queue=task_queue,
-            search_attributes=attributes,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"{rollout.spec.strategy.name} {rollout.spec.target.describe()} → {rollout.spec.image}",
-        )
+        handle = await start_workflow(client, rollout, task_queue, who())
     except WorkflowAlreadyStartedError:
         current = await _status_or_none(client.get_workflow_handle(rid))
         where = f" (phase {current.phase.value}, step {current.current_step + 1})" if current else ""

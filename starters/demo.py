@@ -121,15 +121,12 @@ async def _run(rollout, interactive: bool) -> int:
 
 def _print_traffic(url: str, namespace: str, service: str) -> None:
     """Requests per version the simulator saw through the Service during the demo."""
+    from localcluster.traffic import requests_by_version
+
     try:
-        text = httpx.get(url, timeout=5).text
+        totals = requests_by_version(url, namespace, service)
     except httpx.HTTPError:
         return
-    totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("sim_requests_total{") and f'service="{service}"' in line and f'namespace="{namespace}"' in line:
-            version = line.split('version="', 1)[1].split('"', 1)[0]
-            totals[version] = totals.get(version, 0.0) + float(line.rsplit(" ", 1)[1])
     if totals:
-        print("\nsimulated requests through service " + service + ": " +
-              ", ".join(f"{v}: {int(n)}" for v, n in sorted(totals.items())))
+        counts = ", ".join(f"{version}: {int(n)}" for version, n in sorted(totals.items()))
+        print(f"\nsimulated requests through service {service}: {counts}")

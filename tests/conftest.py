@@ -46,3 +46,54 @@ async def dev_client(dev_server):
 def unique() -> str:
     """A short unique suffix for task queues, rollout names and namespaces."""
     return uuid.uuid4().hex[:8]
+
+
+# ---- the real local Kubernetes ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory):
+    from localcluster.cluster import LocalCluster
+
+    cluster = LocalCluster(root=tmp_path_factory.mktemp("cluster"), ready_delay_seconds=0.3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_api(local_cluster):
+    from kubernetes import config
+
+    api = config.new_client_from_config(str(local_cluster.kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def workload(kube_api, unique) -> str:
+    """A namespace with Deployment `web` (registry.local/web:1.0.0, 4 replicas) and Service `web`."""
+    from localcluster.workload import deploy
+
+    namespace = f"t-{unique}"
+    deploy(kube_api, namespace, "web", "registry.local/web:1.0.0", replicas=4, rps=200)
+    return namespace
+
+
+@pytest.fixture
+async def cluster_worker(dev_client, local_cluster, unique):
+    """An in-process worker with the real Kubernetes activities, on this test's own task queue."""
+    import concurrent.futures
+
+    from temporalio.worker import Worker
+
+    from activities.kube import KubeClients
+    from workers.main import WORKFLOWS, activities_for
+
+    queue = f"rollouts-{unique}"
+    clients = KubeClients(str(local_cluster.kubeconfig))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        async with Worker(dev_client, task_queue=queue, workflows=WORKFLOWS, activities=activities_for(clients),
+                          activity_executor=pool):
+            yield queue
+    clients.close()

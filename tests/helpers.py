@@ -57,3 +57,50 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last value {last!r}")
+
+
+async def paused_at(handle, step: int, timeout: float = 60.0):
+    """Wait until the rollout is Paused at `step` (0-based) and return its status."""
+    from models.status import Phase, RolloutStatus
+
+    async def check():
+        s = await handle.query("status", result_type=RolloutStatus)
+        return s if s.phase is Phase.PAUSED and s.current_step == step else None
+
+    return await eventually(check, timeout=timeout, what=f"paused at step {step}")
+
+
+def read_audit(path, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The engine's writes to one Deployment, in order, from the kube-apiserver audit log.
+
+    Each row: verb, the replicas and weight/step annotations the request set (None where it did not).
+    """
+    import json
+
+    rows = []
+    with open(path) as log:
+        for line in log:
+            event = json.loads(line)
+            ref = event.get("objectRef", {})
+            if event.get("stage") != "ResponseComplete" or ref.get("resource") != "deployments":
+                continue
+            if ref.get("namespace") != namespace or ref.get("name") != name or ref.get("subresource"):
+                continue
+            if event.get("responseStatus", {}).get("code", 200) >= 300:
+                continue
+            body = event.get("requestObject") or {}
+            annotations = (body.get("metadata") or {}).get("annotations") or {}
+            rows.append({
+                "verb": event["verb"],
+                "replicas": (body.get("spec") or {}).get("replicas"),
+                "weight": annotations.get("rollouts.durable.dev/weight"),
+                "step": annotations.get("rollouts.durable.dev/step"),
+                "image": _image_of(body),
+                "at": event["requestReceivedTimestamp"],
+            })
+    return rows
+
+
+def _image_of(body: dict[str, Any]) -> str | None:
+    containers = (((body.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return containers[0].get("image") if containers else None

@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutInput, RolloutStatus
-from tests.helpers import canary_rollout, eventually
+from tests.helpers import canary_rollout, eventually, paused_at
 from workflows.canary import CanaryRollout
 
 
@@ -82,18 +82,6 @@ async def run_canary(time_skipping_env, unique):
     yield start
     for worker in workers:
         await worker.__aexit__(None, None, None)
-
-
-async def status_of(handle) -> RolloutStatus:
-    return await handle.query(CanaryRollout.get_status)
-
-
-async def paused_at(handle, step: int):
-    async def check():
-        s = await status_of(handle)
-        return s if s.phase is Phase.PAUSED and s.current_step == step else None
-
-    return await eventually(check, what=f"paused at step {step}")
 
 
 async def test_steps_run_in_order_with_timer_and_promote(run_canary, time_skipping_env):

@@ -1,0 +1,131 @@
+"""The canary on the dev server and the real local Kubernetes: each weight shows up as replica counts
+and Service endpoints, the simulated traffic follows them, and promote / abort / a never-ready
+version end in the right cluster state. The audit log is the cluster's own record of our writes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kubernetes import client
+
+from localcluster.behaviour import declare_images
+from localcluster.traffic import requests_by_version
+from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
+from starters.commands import start_workflow
+from tests.helpers import canary_rollout, eventually, paused_at, read_audit
+
+NEW = "registry.local/web:2.0.0"
+
+
+def view(api: client.ApiClient, namespace: str) -> dict:
+    """Replicas and ready pods of stable and canary, and the images behind Service `web`'s endpoints."""
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    result = {}
+    for role, name in (("stable", "web"), ("canary", "web-canary")):
+        try:
+            d = apps.read_namespaced_deployment(name, namespace)
+            result[role] = (d.spec.replicas, d.status.ready_replicas or 0, d.spec.template.spec.containers[0].image)
+        except client.ApiException as error:
+            assert error.status == 404
+            result[role] = None
+    pods = {p.metadata.name: p.spec.containers[0].image for p in core.list_namespaced_pod(namespace).items}
+    endpoints = core.read_namespaced_endpoints("web", namespace)
+    result["endpoints"] = sorted(
+        pods.get(a.target_ref.name, "?") for s in endpoints.subsets or [] for a in s.addresses or []
+    )
+    return result
+
+
+async def traffic_share(url: str, namespace: str, seconds: float = 3.0) -> float:
+    """Share of simulated requests the new version served over a window."""
+    before = requests_by_version(url, namespace, "web")
+    await asyncio.sleep(seconds)
+    after = requests_by_version(url, namespace, "web")
+    delta = {v: after.get(v, 0) - before.get(v, 0) for v in after}
+    total = sum(delta.values())
+    assert total > 100, f"the simulator sent too few requests: {delta}"
+    return delta.get("2.0.0", 0) / total
+
+
+async def expect_view(api, namespace, stable, canary, endpoints) -> dict:
+    async def check():
+        v = view(api, namespace)
+        return v if (v["stable"], v["canary"], v["endpoints"]) == (stable, canary, sorted(endpoints)) else None
+
+    try:
+        return await eventually(check, timeout=30, what="cluster state")
+    except AssertionError:
+        raise AssertionError(f"want {stable}, {canary}, {endpoints}; have {view(api, namespace)}") from None
+
+
+async def test_weights_become_replicas_endpoints_and_traffic_then_promote(
+    dev_client, cluster_worker, workload, kube_api, local_cluster, unique
+):
+    ns, old = workload, "registry.local/web:1.0.0"
+    rollout = canary_rollout(name=f"web-{unique}", namespace=ns, deployment="web", image=NEW,
+                             steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
+                                    {"setWeight": 100}])
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+
+    await paused_at(handle, 1)
+    await expect_view(kube_api, ns, (3, 3, old), (1, 1, NEW), [NEW] + [old] * 3)
+    share = await traffic_share(local_cluster.simulator_url, ns)
+    assert 0.12 < share < 0.40, f"25% weight, the new version served {share:.0%}"
+
+    await handle.execute_update("promote", PromoteRequest(by="alice"))
+    status = await paused_at(handle, 3)
+    assert (status.canary_replicas, status.stable_replicas, status.actual_weight) == (2, 2, 50.0)
+    await expect_view(kube_api, ns, (2, 2, old), (2, 2, NEW), [NEW] * 2 + [old] * 2)
+    share = await traffic_share(local_cluster.simulator_url, ns)
+    assert 0.35 < share < 0.65, f"50% weight, the new version served {share:.0%}"
+
+    await handle.execute_update("promote", PromoteRequest(by="alice"))
+    final: RolloutStatus = await asyncio.wait_for(handle.result(), 90)
+    assert final.phase is Phase.HEALTHY and final.stable_image == NEW
+    await expect_view(kube_api, ns, (4, 4, NEW), None, [NEW] * 4)
+
+    writes = read_audit(local_cluster.audit_log, ns, "web-canary")
+    # each weight once, in order; then the canary drains to zero and is deleted
+    assert [w["weight"] for w in writes if w["verb"] == "patch" and w["weight"]] == ["25", "50", "100", "0"]
+    assert [w["verb"] for w in writes][0] == "create" and [w["verb"] for w in writes][-1] == "delete"
+    stable = read_audit(local_cluster.audit_log, ns, "web")
+    assert [w["replicas"] for w in stable if w["verb"] == "patch" and w["replicas"] is not None] == [3, 2, 0, 4]
+    assert [w["image"] for w in stable if w["verb"] == "patch" and w["image"]] == [NEW]
+
+
+async def test_abort_sends_traffic_back_to_stable(dev_client, cluster_worker, workload, kube_api, unique):
+    ns, old = workload, "registry.local/web:1.0.0"
+    rollout = canary_rollout(name=f"web-{unique}", namespace=ns, deployment="web", image=NEW,
+                             steps=[{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+    await paused_at(handle, 1)
+    await expect_view(kube_api, ns, (2, 2, old), (2, 2, NEW), [NEW] * 2 + [old] * 2)
+    await handle.execute_update("abort", AbortRequest(reason="p99 latency up", by="bob"))
+    final: RolloutStatus = await asyncio.wait_for(handle.result(), 60)
+    assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
+    assert final.message == "p99 latency up"
+    await expect_view(kube_api, ns, (4, 4, old), (0, 0, NEW), [old] * 4)
+
+
+async def test_never_ready_version_hits_its_progress_deadline_and_rolls_back(
+    dev_client, cluster_worker, workload, kube_api, unique
+):
+    ns, old = workload, "registry.local/web:1.0.0"
+    bad = f"registry.local/web:never-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {bad: {"ready": "never"}})
+    rollout = canary_rollout(name=f"web-{unique}", namespace=ns, deployment="web", image=bad,
+                             progress_deadline_seconds=10, steps=[{"setWeight": 50}, {"pause": {}}])
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+    final: RolloutStatus = await asyncio.wait_for(handle.result(), 90)
+    assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded"
+    assert f"deployment {ns}/web-canary" in final.message and "0/2 ready" in final.message
+    await expect_view(kube_api, ns, (4, 4, old), (0, 0, bad), [old] * 4)
+
+
+async def test_missing_target_is_refused_naming_the_object(dev_client, cluster_worker, workload, unique):
+    rollout = canary_rollout(name=f"web-{unique}", namespace=workload, deployment="nope", image=NEW)
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+    final: RolloutStatus = await asyncio.wait_for(handle.result(), 60)
+    assert final.phase is Phase.DEGRADED and final.reason == "InvalidTarget"
+    assert final.message == f"deployment {workload}/nope: not found"
+    assert not any(h.event == "weight-set" for h in final.history)

@@ -1,0 +1,160 @@
+"""Spec validation: good specs pass; malformed ones are rejected with their field path before anything starts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.spec import SpecError, json_schema, load_rollout, parse_rollout
+from tests.helpers import canary_document
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def mutated(path: str, value, delete: bool = False) -> dict:
+    document = copy.deepcopy(canary_document())
+    *parents, last = path.split(".")
+    node = document
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    key = int(last) if last.isdigit() else last
+    if delete:
+        del node[key]
+    else:
+        node[key] = value
+    return document
+
+
+CANARY = "spec.strategy.canary"
+MALFORMED = [
+    # (what is wrong, document, the field path the message must name, words it must say)
+    ("wrong apiVersion", mutated("apiVersion", "argoproj.io/v1alpha1"), "apiVersion", "rollouts.durable.dev"),
+    ("wrong kind", mutated("kind", "Deployment"), "kind", "Rollout"),
+    ("missing metadata.name", mutated("metadata.name", None, delete=True), "metadata.name", "required"),
+    ("name not a DNS label", mutated("metadata.name", "Checkout_API"), "metadata.name", "pattern"),
+    ("missing environment", mutated("metadata.environment", None, delete=True), "metadata.environment", "required"),
+    ("missing target", mutated("spec.target", None, delete=True), "spec.target", "required"),
+    ("missing namespace", mutated("spec.target.kubernetes.namespace", None, delete=True),
+     "spec.target.kubernetes.namespace", "required"),
+    ("deployment wrong type", mutated("spec.target.kubernetes.deployment", 42), "spec.target.kubernetes.deployment",
+     "string"),
+    ("unknown target field", mutated("spec.target.kubernetes.cluster", "x"), "spec.target.kubernetes.cluster",
+     "unknown field"),
+    ("image without tag", mutated("spec.image", "registry.local/checkout-api"), "spec.image", "tag or digest"),
+    ("image not a reference", mutated("spec.image", "Registry Local/x:1"), "spec.image", "not a valid image"),
+    ("unknown strategy", mutated("spec.strategy", {"blueGreen": {}}), "spec.strategy", "unknown strategy 'blueGreen'"),
+    ("no strategy", mutated("spec.strategy", {}), "spec.strategy", "exactly one strategy"),
+    ("weight above 100", mutated(f"{CANARY}.steps", [{"setWeight": 120}]), f"{CANARY}.steps[0].setWeight",
+     "less than or equal to 100"),
+    ("negative weight", mutated(f"{CANARY}.steps", [{"setWeight": -5}]), f"{CANARY}.steps[0].setWeight",
+     "greater than or equal to 0"),
+    ("weight not a number", mutated(f"{CANARY}.steps", [{"setWeight": "half"}]), f"{CANARY}.steps[0].setWeight",
+     "integer"),
+    ("weights not increasing", mutated(f"{CANARY}.steps", [{"setWeight": 50}, {"pause": {}}, {"setWeight": 20}]),
+     f"{CANARY}.steps[2].setWeight", "must be greater than steps[0].setWeight 50"),
+    ("negative pause", mutated(f"{CANARY}.steps", [{"setWeight": 10}, {"pause": {"duration": "-5s"}}]),
+     f"{CANARY}.steps[1].pause.duration", "negative"),
+    ("pause not a duration", mutated(f"{CANARY}.steps", [{"pause": {"duration": "soon"}}]),
+     f"{CANARY}.steps[0].pause.duration", "not like 30s"),
+    ("step with two actions", mutated(f"{CANARY}.steps", [{"setWeight": 10, "pause": {}}]), f"{CANARY}.steps[0]",
+     "exactly one of setWeight, pause"),
+    ("unknown step", mutated(f"{CANARY}.steps", [{"setCanaryScale": {"replicas": 2}}]),
+     f"{CANARY}.steps[0].setCanaryScale", "unknown field"),
+    ("empty steps", mutated(f"{CANARY}.steps", []), f"{CANARY}.steps", "at least 1"),
+    ("same stable and canary service", mutated(f"{CANARY}.canaryService", "checkout-api"), f"{CANARY}.canaryService",
+     "different Service"),
+    ("unknown traffic router", mutated(f"{CANARY}.trafficRouting", {"linkerd": {}}), f"{CANARY}.trafficRouting",
+     "unknown traffic router 'linkerd'"),
+    ("missing stableService", mutated(f"{CANARY}.stableService", None, delete=True), f"{CANARY}.stableService",
+     "required"),
+    ("progress deadline too short", mutated("spec.progressDeadlineSeconds", 1), "spec.progressDeadlineSeconds",
+     "greater than or equal to 10"),
+]
+
+
+@pytest.mark.parametrize("what, document, path, words", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_spec_is_rejected_naming_its_field(what, document, path, words):
+    with pytest.raises(SpecError) as rejected:
+        parse_rollout(document)
+    matching = [p for p in rejected.value.problems if p.startswith(f"{path}: ")]
+    assert matching, f"no problem names {path}: {rejected.value.problems}"
+    assert any(words in p for p in matching), f"{words!r} not in {matching}"
+
+
+def test_at_least_twenty_distinct_malformed_specs():
+    assert len({m[0] for m in MALFORMED}) >= 20
+
+
+def test_good_specs_pass_and_durations_parse():
+    rollout = parse_rollout(canary_document(steps=[{"setWeight": 5}, {"pause": {"duration": "1h30m"}},
+                                                   {"pause": {"duration": 90}}, {"setWeight": 100}]))
+    steps = rollout.spec.strategy.canary.steps
+    assert steps[1].pause.duration.total_seconds() == 5400 and steps[2].pause.duration.total_seconds() == 90
+    assert rollout.rollout_id == "rollout/test/checkout-api"
+    digest = "registry.local/checkout-api@sha256:" + "a" * 64
+    assert parse_rollout(canary_document(image=digest)).spec.image == digest
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_is_valid(path):
+    load_rollout(path)
+
+
+def test_examples_exist():
+    assert (REPO / "examples" / "canary.yaml") in EXAMPLES
+
+
+def test_spec_survives_the_data_converter_round_trip():
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from models.status import RolloutInput
+
+    original = RolloutInput(rollout=parse_rollout(canary_document()), requested_by="ci")
+    payloads = pydantic_data_converter.payload_converter.to_payloads([original])
+    [decoded] = pydantic_data_converter.payload_converter.from_payloads(payloads, [RolloutInput])
+    assert decoded == original
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "starters.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=120, **kwargs)
+
+
+def test_cli_validate_prints_every_problem_and_exits_2(tmp_path):
+    bad = canary_document(image="registry.local/checkout-api", steps=[{"setWeight": 150}])
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(json.dumps(bad))
+    result = run_cli("validate", "-f", str(spec))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "spec.strategy.canary.steps[0].setWeight" in result.stderr and "spec.image" in result.stderr
+
+
+def test_cli_validate_bad_yaml_and_missing_file(tmp_path):
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("apiVersion: [unclosed\n")
+    broken = run_cli("validate", "-f", str(spec))
+    assert broken.returncode == 2 and "not valid YAML" in broken.stderr and ", column " in broken.stderr and "Traceback" not in broken.stderr
+    missing = run_cli("validate", "-f", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_cli_validate_good_example():
+    result = run_cli("validate", "-f", "examples/canary.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "rollout/prod/checkout-api" in result.stdout
+
+
+def test_schema_describes_the_spec():
+    result = run_cli("schema")
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "durable-rollouts Rollout"
+    assert set(schema["required"]) == {"apiVersion", "kind", "metadata", "spec"}
+    weight = json_schema()["$defs"]["CanaryStep"]["properties"]["setWeight"]["anyOf"][0]
+    assert (weight["minimum"], weight["maximum"]) == (0, 100)
