@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> None:
         code = error.code
     except KeyboardInterrupt:
         code = 130
-    sys.exit(int(code))
+    # The Temporal client's Rust threads can crash CPython's finalization in a short-lived process
+    # (temporalio/sdk-python#300): flush and leave without interpreter teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))
 
 
 if __name__ == "__main__":

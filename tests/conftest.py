@@ -3,6 +3,11 @@ real local Kubernetes cluster. Each test uses its own task queue, rollout name a
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -97,3 +102,54 @@ async def cluster_worker(dev_client, local_cluster, unique):
                           activity_executor=pool):
             yield queue
     clients.close()
+
+
+class WorkerProcess:
+    """`rollout worker` as its own process, so a test can SIGKILL it like a crashed machine."""
+
+    def __init__(self, address: str, task_queue: str, kubeconfig: Path, log: Path):
+        self.address, self.task_queue, self.kubeconfig, self.log = address, task_queue, kubeconfig, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> WorkerProcess:
+        env = {**os.environ, "TEMPORAL_ADDRESS": self.address, "KUBECONFIG": str(self.kubeconfig)}
+        with open(self.log, "ab") as log:
+            offset = log.tell()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "starters.cli", "worker", "--task-queue", self.task_queue],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while b"worker ready" not in self.log.read_bytes()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye to the server."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def worker_processes(tmp_path, local_cluster):
+    """Factory: start `rollout worker` processes against a server address; all are stopped at the end."""
+    started: list[WorkerProcess] = []
+
+    def spawn(address: str, task_queue: str) -> WorkerProcess:
+        worker = WorkerProcess(address, task_queue, local_cluster.kubeconfig, tmp_path / "worker.log").start()
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,137 @@
+"""The `rollout` CLI the way CI and scripts use it, against the dev server, a worker process and the
+real local cluster: exit codes, JSON status, visibility listing, promote/abort refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from localcluster.behaviour import declare_images
+from models.status import Phase, RolloutStatus
+from tests.helpers import canary_document
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cli(dev_server, worker_processes, unique, tmp_path):
+    queue = f"cli-{unique}"
+    worker_processes(dev_server.address, queue)
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_TASK_QUEUE": queue,
+           "TEMPORAL_UI": dev_server.ui_url, "ROLLOUT_USER": "ci-bot"}
+
+    def run(*args: str, timeout: float = 180, **overrides: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "starters.cli", *args], capture_output=True, text=True,
+                                cwd=REPO, env={**env, **overrides}, timeout=timeout)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def spec(**kwargs) -> str:
+        path = tmp_path / f"{kwargs.get('name', 'spec')}.yaml"
+        path.write_text(yaml.safe_dump(canary_document(**kwargs)))
+        return str(path)
+
+    run.spec = spec
+    return run
+
+
+def wait_for(predicate, timeout: float = 60, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_start_wait_exit_codes(cli, workload, kube_api, unique):
+    healthy = cli.spec(name=f"ok-{unique}", namespace=workload, deployment="web", image="registry.local/web:2.1.0",
+                       steps=[{"setWeight": 50}, {"setWeight": 100}])
+    result = cli("start", "-f", healthy, "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"rollout/test/ok-{unique}: Healthy" in result.stdout
+    assert "/namespaces/default/workflows/rollout%2Ftest%2Fok-" in result.stdout
+    assert "weight-set       50% (2 canary / 2 stable)" in result.stdout
+
+    bad_image = f"registry.local/web:never-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {bad_image: {"ready": "never"}})
+    degraded = cli.spec(name=f"bad-{unique}", namespace=workload, deployment="web", image=bad_image,
+                        progress_deadline_seconds=10, steps=[{"setWeight": 50}, {"setWeight": 100}])
+    result = cli("start", "-f", degraded, "--wait")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Degraded ProgressDeadlineExceeded" in result.stdout
+
+    invalid = cli.spec(name=f"inv-{unique}", namespace=workload, deployment="web", image="registry.local/web",
+                       steps=[{"setWeight": 50}])
+    result = cli("start", "-f", invalid, "--wait")
+    assert result.returncode == 2 and "spec.image" in result.stderr
+    listed = json.loads(cli("list", "--json").stdout)
+    assert f"rollout/test/inv-{unique}" not in {row["rolloutId"] for row in listed}, "nothing was started"
+
+
+def test_status_list_promote_abort_and_refusals(cli, workload, unique):
+    spec = cli.spec(name=f"web-{unique}", namespace=workload, deployment="web", image="registry.local/web:2.2.0",
+                    steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}])
+    rid = f"rollout/test/web-{unique}"
+    started = cli("start", "-f", spec)
+    assert started.returncode == 0 and f"started {rid}" in started.stdout
+
+    again = cli("start", "-f", spec)
+    assert again.returncode == 5 and "already running" in again.stderr
+
+    def paused():
+        result = cli("status", rid, "--json")
+        assert result.returncode == 0, result.stderr
+        status = RolloutStatus.model_validate_json(result.stdout)  # the output is the status model
+        return status if status.phase is Phase.PAUSED else None
+
+    status = wait_for(paused, what="Paused")
+    assert (status.current_step, status.canary_weight, status.reason) == (1, 25, "WaitingForPromote")
+    raw = json.loads(cli("status", rid, "--json").stdout)
+    assert raw["rolloutId"] == rid and raw["phase"] == "Paused" and "canaryWeight" in raw
+
+    def listed():
+        rows = json.loads(cli("list", "--phase", "Paused", "--environment", "test", "--json").stdout)
+        return [row for row in rows if row["rolloutId"] == rid]
+
+    [row] = wait_for(listed, what="rollout list --phase Paused")
+    assert (row["strategy"], row["step"], row["execution"]) == ("canary", 1, "RUNNING")
+    assert rid in cli("list", "--phase", "Paused").stdout
+
+    watched = cli("status", rid, "--watch", "--timeout", "2")
+    assert watched.returncode == 3
+
+    assert cli("abort", rid).returncode == 2  # --reason is required
+    human = cli("status", f"test/web-{unique}")
+    assert human.returncode == 0 and f"rollout promote {rid}" in human.stdout
+
+    promoted = cli("promote", rid)
+    assert promoted.returncode == 0 and "promote" in promoted.stdout
+    finished = cli("status", rid, "--watch", "--timeout", "90")
+    assert finished.returncode == 0 and "Healthy" in finished.stdout
+    status = RolloutStatus.model_validate_json(cli("status", rid, "--json").stdout)
+    assert [h.by for h in status.history if h.event == "promoted"] == ["ci-bot"]
+
+    refused = cli("promote", rid)
+    assert refused.returncode == 5 and "refused" in refused.stderr
+    refused = cli("abort", rid, "--reason", "too late")
+    assert refused.returncode == 5
+
+
+def test_user_mistakes_get_one_line_and_their_own_exit_code(cli):
+    missing = cli("status", "rollout/test/no-such-rollout")
+    assert missing.returncode == 4 and missing.stderr.strip() == "rollout: no rollout rollout/test/no-such-rollout"
+    malformed = cli("promote", "not-an-id")
+    assert malformed.returncode == 2 and "rollout/<environment>/<name>" in malformed.stderr
+    unreachable = cli("status", "rollout/test/x", TEMPORAL_ADDRESS="127.0.0.1:1")
+    assert unreachable.returncode == 6 and "cannot reach Temporal at 127.0.0.1:1" in unreachable.stderr
+    assert len(unreachable.stderr.strip().splitlines()) == 1

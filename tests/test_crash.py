@@ -1,0 +1,65 @@
+"""Crash mid-canary: the worker is a separate process, SIGKILLed while the rollout is paused at a step
+and again while an activity is in flight; a new worker process picks the rollout up and it completes.
+The kube-apiserver audit log (every write our engine made) shows each weight applied exactly once,
+in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from kubernetes import client
+
+from localcluster.behaviour import declare_images
+from models.status import Phase, PromoteRequest, RolloutStatus
+from starters.commands import start_workflow
+from tests.helpers import canary_rollout, eventually, paused_at, read_audit
+
+
+async def test_worker_killed_while_paused_and_mid_activity(
+    dev_server, dev_client, local_cluster, kube_api, workload, worker_processes, unique
+):
+    ns, queue = workload, f"crash-{unique}"
+    new = f"registry.local/web:slow-{unique}"
+    # The new version takes 4 s to become ready, so a setWeight activity is in flight long enough to kill.
+    declare_images(client.CoreV1Api(kube_api), {new: {"readyDelaySeconds": 4}})
+    rollout = canary_rollout(name=f"web-{unique}", namespace=ns, deployment="web", image=new,
+                             steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"setWeight": 75},
+                                    {"pause": {}}, {"setWeight": 100}])
+    first = worker_processes(dev_server.address, queue)
+    handle = await start_workflow(dev_client, rollout, queue, "test")
+
+    # 1. Killed while paused at a step.
+    await paused_at(handle, 1)
+    first.kill()
+    second = worker_processes(dev_server.address, queue)
+    await handle.execute_update("promote", PromoteRequest(by="after-crash-1"))
+
+    # 2. Killed while setWeight 50 is in flight: the canary was patched to 2 replicas, not yet ready.
+    apps = client.AppsV1Api(kube_api)
+
+    def mid_activity():
+        canary = apps.read_namespaced_deployment("web-canary", ns)
+        return canary.spec.replicas == 2 and (canary.status.ready_replicas or 0) < 2
+
+    await eventually(mid_activity, timeout=30, interval=0.05, what="setWeight 50 in flight")
+    second.kill()
+    killed_at = time.monotonic()
+    worker_processes(dev_server.address, queue)
+
+    status = await paused_at(handle, 4, timeout=120)
+    assert status.canary_weight == 75 and status.canary_replicas == 3
+    await handle.execute_update("promote", PromoteRequest(by="after-crash-2"))
+    final: RolloutStatus = await asyncio.wait_for(handle.result(), 120)
+    assert final.phase is Phase.HEALTHY, final
+    assert time.monotonic() - killed_at > 5, "the retry came after the lost attempt's heartbeat timeout"
+
+    canary_writes = read_audit(local_cluster.audit_log, ns, "web-canary")
+    weights = [w["weight"] for w in canary_writes if w["verb"] == "patch" and w["weight"] not in (None, "0")]
+    assert weights == ["25", "50", "75", "100"], f"each weight exactly once, in order: {weights}"
+    steps = [int(w["step"]) for w in canary_writes if w["step"] not in (None, "-1")]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))
+    stable_writes = read_audit(local_cluster.audit_log, ns, "web")
+    replicas = [w["replicas"] for w in stable_writes if w["verb"] == "patch" and w["replicas"] is not None]
+    assert replicas == [3, 2, 1, 0, 4], f"stable scaled once per step: {replicas}"
+    assert [h.by for h in final.history if h.event == "promoted"] == ["after-crash-1", "after-crash-2"]
