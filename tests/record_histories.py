@@ -1,0 +1,79 @@
+"""Record workflow histories for the replay tests: `python -m tests.record_histories`.
+
+Runs each scenario on a fresh dev server with the Kubernetes activities faked (replay does not run
+activities, only the workflow code), and writes `tests/histories/<scenario>.json`. Re-record only
+when a released workflow changes on purpose and the change is guarded by `workflow.patched`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from models.status import AbortRequest, PromoteRequest
+from starters.commands import start_workflow
+from starters.devserver import DevServer, free_port
+from tests.helpers import canary_rollout, paused_at
+from tests.test_canary_workflow import FakeCluster
+from workflows.registry import ALL_WORKFLOWS
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def promoted(client: Client, queue: str):
+    """Timed pause, an open pause promoted by update, a second promoted by signal, then healthy."""
+    rollout = canary_rollout(name="recorded-promoted", steps=[
+        {"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}},
+        {"setWeight": 80}, {"pause": {}}, {"setWeight": 100}])
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, 3)
+    await handle.execute_update("promote", PromoteRequest(by="alice"))
+    await paused_at(handle, 5)
+    await handle.signal("promote", PromoteRequest(by="web-ui"))
+    await handle.result()
+    return handle
+
+
+async def aborted(client: Client, queue: str):
+    rollout = canary_rollout(name="recorded-aborted", steps=[{"setWeight": 30}, {"pause": {}}, {"setWeight": 100}])
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, 1)
+    await handle.execute_update("abort", AbortRequest(reason="error rate", by="bob"))
+    await handle.result()
+    return handle
+
+
+async def failed(client: Client, queue: str):
+    rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await handle.result()
+    return handle
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = DevServer(db_file=Path(tmp) / "t.db", port=free_port(), ui_port=None).start()
+        try:
+            client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+            for name, scenario, cluster in (
+                ("canary-promoted", promoted, FakeCluster()),
+                ("canary-aborted", aborted, FakeCluster()),
+                ("canary-failed", failed, FakeCluster(fail_at_weight=60)),
+            ):
+                queue = f"record-{name}"
+                async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=cluster.activities()):
+                    handle = await scenario(client, queue)
+                    history = await handle.fetch_history()
+                (HISTORIES / f"{name}.json").write_text(history.to_json())
+                print(f"recorded {name}: {len(history.events)} events")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
