@@ -5,7 +5,7 @@
     rollout status ID [--json] [--watch]   what a rollout is doing
     rollout promote ID | abort ID --reason TEXT
     rollout list [--phase P] [--environment E]
-    rollout worker | dev | cluster up|down|status | demo | schema
+    rollout worker | setup | dev | cluster up|down|status | demo | schema
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--environment")
     p.add_argument("--running", action="store_true", help="only rollouts still running")
     p.add_argument("--json", action="store_true")
+
+    sub.add_parser("setup", help="register the rollout search attributes on TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE")
 
     p = sub.add_parser("worker", help="run the worker (workflows and activities)")
     p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
@@ -116,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(commands.control(rid, args.command, request))
     if args.command == "list":
         return asyncio.run(commands.list_rollouts(args.phase, args.environment, args.running, args.json))
+    if args.command == "setup":
+        return asyncio.run(commands.setup())
     if args.command == "worker":
         from starters.local import default_kubeconfig
         from workers.main import main as worker_main

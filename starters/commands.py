@@ -243,3 +243,14 @@ async def list_rollouts(phase: str | None, environment: str | None, running_only
         )
     return ExitCode.OK
 
+
+
+async def setup() -> int:
+    """Register our search attributes on an existing server (the dev server gets them at start)."""
+    from starters.devserver import ensure_search_attributes
+
+    client = await connect()
+    _, namespace, _ = settings()
+    added = await ensure_search_attributes(client, namespace)
+    print(f"search attributes in {namespace}: " + (f"added {', '.join(added)}" if added else "all present"))
+    return ExitCode.OK
