@@ -14,7 +14,14 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, wait_settled
+from activities.kube import (
+    STRATEGIC_MERGE,
+    KubeClients,
+    api_errors,
+    create_if_absent,
+    read_optional,
+    wait_settled,
+)
 from activities.routing import router_for
 from activities.routing.replicas import scale
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
@@ -83,12 +90,7 @@ class CanaryActivities:
         selector = {**(stable.spec.selector.match_labels or {}), LABEL_ROLE: "canary"}
         annotations = {ANNOTATION_ROLLOUT_ID: request.rollout_id, ANNOTATION_STEP: "-1", ANNOTATION_WEIGHT: "0"}
         with api_errors(f"deployment {ns}/{name}"):
-            try:
-                existing = apps.read_namespaced_deployment(name, ns)
-            except client.ApiException as error:
-                if error.status != 404:
-                    raise
-                existing = None
+            existing = read_optional(apps.read_namespaced_deployment, name, ns)
             if existing is None:
                 body = client.V1Deployment(
                     metadata=client.V1ObjectMeta(
@@ -101,11 +103,7 @@ class CanaryActivities:
                         progress_deadline_seconds=request.progress_deadline_seconds,
                     ),
                 )
-                try:
-                    apps.create_namespaced_deployment(ns, body)
-                except client.ApiException as error:
-                    if error.status != 409:  # created by an earlier attempt of this activity
-                        raise
+                create_if_absent(apps.create_namespaced_deployment, ns, body)
                 return
             current = (existing.metadata.annotations or {}).get(ANNOTATION_ROLLOUT_ID)
             same_image = existing.spec.template.spec.containers[0].image == request.image
@@ -126,12 +124,7 @@ class CanaryActivities:
         ns, name = request.target.namespace, request.canary_service
         selector = {**(stable.spec.selector or {}), LABEL_ROLE: "canary"}
         with api_errors(f"service {ns}/{name}"):
-            try:
-                existing = core.read_namespaced_service(name, ns)
-            except client.ApiException as error:
-                if error.status != 404:
-                    raise
-                existing = None
+            existing = read_optional(core.read_namespaced_service, name, ns)
             if existing is None:
                 ports = [
                     client.V1ServicePort(name=p.name, port=p.port, target_port=p.target_port, protocol=p.protocol)
@@ -141,11 +134,7 @@ class CanaryActivities:
                     metadata=client.V1ObjectMeta(name=name, labels={LABEL_ROLE: "canary"}),
                     spec=client.V1ServiceSpec(selector=selector, ports=ports),
                 )
-                try:
-                    core.create_namespaced_service(ns, body)
-                except client.ApiException as error:
-                    if error.status != 409:
-                        raise
+                create_if_absent(core.create_namespaced_service, ns, body)
             elif existing.spec.selector != selector:
                 core.patch_namespaced_service(name, ns, {"spec": {"selector": selector}}, _content_type=STRATEGIC_MERGE)
 

@@ -66,6 +66,27 @@ def api_errors(what: str) -> Iterator[None]:
         raise ApplicationError(f"{what}: {error.status} {_reason(error)}", type="KubernetesUnavailable") from None
 
 
+def read_optional(read, *args):
+    """`read(*args)`, or None when the object does not exist (other API errors propagate)."""
+    try:
+        return read(*args)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def create_if_absent(create, *args) -> bool:
+    """`create(*args)`; False when it already exists (created by an earlier attempt)."""
+    try:
+        create(*args)
+        return True
+    except ApiException as error:
+        if error.status == 409:
+            return False
+        raise
+
+
 def _reason(error: ApiException) -> str:
     import json
 
@@ -88,7 +109,9 @@ def is_settled(deployment: client.V1Deployment) -> bool:
     )
 
 
-def wait_settled(apps: client.AppsV1Api, namespace: str, name: str, deadline_seconds: int) -> client.V1Deployment:
+def wait_settled(
+    apps: client.AppsV1Api, namespace: str, name: str, deadline_seconds: int, core: client.CoreV1Api | None = None
+) -> client.V1Deployment:
     """Poll until the Deployment is settled, heartbeating; the progress deadline survives retries.
 
     The deadline starts at the first attempt: each heartbeat carries the start time, and a retried
@@ -105,15 +128,35 @@ def wait_settled(apps: client.AppsV1Api, namespace: str, name: str, deadline_sec
         waited = time.time() - started
         if waited > deadline_seconds:
             status = deployment.status
+            core = core or client.CoreV1Api(apps.api_client)
             raise ApplicationError(
                 f"{what}: {status.ready_replicas or 0}/{deployment.spec.replicas} ready after "
-                f"{int(waited)}s (progress deadline {deadline_seconds}s)",
+                f"{int(waited)}s (progress deadline {deadline_seconds}s){pod_problems(core, deployment)}",
                 type="ProgressDeadlineExceeded",
                 non_retryable=True,
             )
         if activity.in_activity():
             activity.heartbeat({"wait": name, "started": started})
         time.sleep(0.25)
+
+
+def pod_problems(core: client.CoreV1Api, deployment: client.V1Deployment) -> str:
+    """Why the Deployment's pods are not ready, counted by reason: "; pods: 2 CrashLoopBackOff"."""
+    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    try:
+        pods = core.list_namespaced_pod(deployment.metadata.namespace, label_selector=selector).items
+    except ApiException:
+        return ""
+    reasons: dict[str, int] = {}
+    for pod in pods:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        for container in pod.status.container_statuses or []:
+            waiting = container.state.waiting if container.state else None
+            if not container.ready:
+                reason = waiting.reason if waiting and waiting.reason else "NotReady"
+                reasons[reason] = reasons.get(reason, 0) + 1
+    return "; pods: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) if reasons else ""
 
 
 def _started_from(details: tuple, name: str) -> float:

@@ -32,17 +32,22 @@ class Behaviour:
 
 
 class Behaviours:
-    """Reads the ConfigMap at most once a second; a missing ConfigMap means every image is healthy."""
+    """Reads the ConfigMap at most every `max_age` seconds; a missing ConfigMap means every image is healthy.
 
-    def __init__(self, core: client.CoreV1Api):
+    The kubelet uses max_age 0 (a pod started after a declaration always sees it); the traffic
+    simulator, which asks for every request, 1 second.
+    """
+
+    def __init__(self, core: client.CoreV1Api, max_age: float = 1.0):
         self._core = core
+        self._max_age = max_age
         self._rules: list[tuple[str, Behaviour]] = []
         self._read_at = 0.0
         self._lock = threading.Lock()
 
     def for_image(self, image: str) -> Behaviour:
         with self._lock:
-            if time.monotonic() - self._read_at > 1.0:
+            if time.monotonic() - self._read_at >= self._max_age:
                 self._rules = self._read()
                 self._read_at = time.monotonic()
             rules = self._rules

@@ -34,7 +34,7 @@ class FakeKubelet:
     def __init__(self, core: client.CoreV1Api, ready_delay: float):
         self.core = core
         self.ready_delay = ready_delay
-        self.behaviours = Behaviours(core)
+        self.behaviours = Behaviours(core, max_age=0)
         self.events: queue.Queue = queue.Queue()
         self.timers: list[tuple[float, int, str, str]] = []  # (when, seq, namespace, name)
         self.seq = itertools.count()

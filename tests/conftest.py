@@ -107,8 +107,9 @@ async def cluster_worker(dev_client, local_cluster, unique):
 class WorkerProcess:
     """`rollout worker` as its own process, so a test can SIGKILL it like a crashed machine."""
 
-    def __init__(self, address: str, task_queue: str, kubeconfig: Path, log: Path):
+    def __init__(self, address: str, task_queue: str, kubeconfig: Path, log: Path, extra: tuple[str, ...] = ()):
         self.address, self.task_queue, self.kubeconfig, self.log = address, task_queue, kubeconfig, log
+        self.extra = extra
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> WorkerProcess:
@@ -116,7 +117,7 @@ class WorkerProcess:
         with open(self.log, "ab") as log:
             offset = log.tell()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "starters.cli", "worker", "--task-queue", self.task_queue],
+                [sys.executable, "-m", "starters.cli", "worker", "--task-queue", self.task_queue, *self.extra],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
@@ -145,8 +146,8 @@ def worker_processes(tmp_path, local_cluster):
     """Factory: start `rollout worker` processes against a server address; all are stopped at the end."""
     started: list[WorkerProcess] = []
 
-    def spawn(address: str, task_queue: str) -> WorkerProcess:
-        worker = WorkerProcess(address, task_queue, local_cluster.kubeconfig, tmp_path / "worker.log").start()
+    def spawn(address: str, task_queue: str, *extra: str) -> WorkerProcess:
+        worker = WorkerProcess(address, task_queue, local_cluster.kubeconfig, tmp_path / "worker.log", extra).start()
         started.append(worker)
         return worker
 

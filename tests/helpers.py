@@ -104,3 +104,16 @@ def read_audit(path, namespace: str, name: str) -> list[dict[str, Any]]:
 def _image_of(body: dict[str, Any]) -> str | None:
     containers = (((body.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
     return containers[0].get("image") if containers else None
+
+
+async def finished(handle, timeout: float = 90.0):
+    """The rollout's final status; on timeout, fail saying where it is stuck."""
+    from models.status import RolloutStatus
+
+    try:
+        result = await asyncio.wait_for(handle.result(), timeout)
+    except asyncio.TimeoutError:
+        status = await handle.query("status", result_type=RolloutStatus)
+        recent = [(h.event, h.step, h.detail) for h in status.history[-4:]]
+        raise AssertionError(f"not finished in {timeout}s: {status.phase.value} {status.message!r} {recent}") from None
+    return result if isinstance(result, RolloutStatus) else RolloutStatus.model_validate(result)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from kubernetes import client
+from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from localcluster.behaviour import declare_images
 from localcluster.traffic import requests_by_version
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
-from tests.helpers import canary_rollout, eventually, paused_at, read_audit
+from tests.helpers import finished, canary_rollout, eventually, paused_at, read_audit
 
 NEW = "registry.local/web:2.0.0"
 
@@ -68,6 +70,15 @@ async def test_weights_become_replicas_endpoints_and_traffic_then_promote(
     handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
 
     await paused_at(handle, 1)
+    # What the Web UI shows: the workflow's current details, from the built-in metadata query.
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+    assert "**Paused** · WaitingForPromote · step 2/5 · canary weight 25%" in details
+    assert f"`rollout promote {rollout.rollout_id}`" in details and "Send Signal `promote`" in details
+    assert '{"by": "your-name"}' in details and "Send Signal `abort`" in details
+    assert {q.name for q in metadata.definition.query_definitions} >= {"status"}
+    assert {u.name for u in metadata.definition.update_definitions} == {"promote", "abort"}
+    assert {s.name for s in metadata.definition.signal_definitions} == {"promote", "abort"}
     await expect_view(kube_api, ns, (3, 3, old), (1, 1, NEW), [NEW] + [old] * 3)
     share = await traffic_share(local_cluster.simulator_url, ns)
     assert 0.12 < share < 0.40, f"25% weight, the new version served {share:.0%}"
@@ -80,7 +91,7 @@ async def test_weights_become_replicas_endpoints_and_traffic_then_promote(
     assert 0.35 < share < 0.65, f"50% weight, the new version served {share:.0%}"
 
     await handle.execute_update("promote", PromoteRequest(by="alice"))
-    final: RolloutStatus = await asyncio.wait_for(handle.result(), 90)
+    final: RolloutStatus = await finished(handle, 90)
     assert final.phase is Phase.HEALTHY and final.stable_image == NEW
     await expect_view(kube_api, ns, (4, 4, NEW), None, [NEW] * 4)
 
@@ -101,31 +112,33 @@ async def test_abort_sends_traffic_back_to_stable(dev_client, cluster_worker, wo
     await paused_at(handle, 1)
     await expect_view(kube_api, ns, (2, 2, old), (2, 2, NEW), [NEW] * 2 + [old] * 2)
     await handle.execute_update("abort", AbortRequest(reason="p99 latency up", by="bob"))
-    final: RolloutStatus = await asyncio.wait_for(handle.result(), 60)
+    final: RolloutStatus = await finished(handle, 60)
     assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
     assert final.message == "p99 latency up"
     await expect_view(kube_api, ns, (4, 4, old), (0, 0, NEW), [old] * 4)
 
 
-async def test_never_ready_version_hits_its_progress_deadline_and_rolls_back(
-    dev_client, cluster_worker, workload, kube_api, unique
+@pytest.mark.parametrize("behaviour, reason", [("never", "NotReady"), ("crashloop", "CrashLoopBackOff")])
+async def test_unready_version_hits_its_progress_deadline_and_rolls_back(
+    dev_client, cluster_worker, workload, kube_api, unique, behaviour, reason
 ):
     ns, old = workload, "registry.local/web:1.0.0"
-    bad = f"registry.local/web:never-{unique}"
-    declare_images(client.CoreV1Api(kube_api), {bad: {"ready": "never"}})
+    bad = f"registry.local/web:{behaviour}-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {bad: {"ready": behaviour}})
     rollout = canary_rollout(name=f"web-{unique}", namespace=ns, deployment="web", image=bad,
                              progress_deadline_seconds=10, steps=[{"setWeight": 50}, {"pause": {}}])
     handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
-    final: RolloutStatus = await asyncio.wait_for(handle.result(), 90)
+    final: RolloutStatus = await finished(handle, 90)
     assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded"
-    assert f"deployment {ns}/web-canary" in final.message and "0/2 ready" in final.message
+    assert f"deployment {ns}/web-canary: 0/2 ready after" in final.message
+    assert final.message.endswith(f"; pods: 2 {reason}"), final.message
     await expect_view(kube_api, ns, (4, 4, old), (0, 0, bad), [old] * 4)
 
 
 async def test_missing_target_is_refused_naming_the_object(dev_client, cluster_worker, workload, unique):
     rollout = canary_rollout(name=f"web-{unique}", namespace=workload, deployment="nope", image=NEW)
     handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
-    final: RolloutStatus = await asyncio.wait_for(handle.result(), 60)
+    final: RolloutStatus = await finished(handle, 60)
     assert final.phase is Phase.DEGRADED and final.reason == "InvalidTarget"
     assert final.message == f"deployment {workload}/nope: not found"
     assert not any(h.event == "weight-set" for h in final.history)

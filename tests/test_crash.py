@@ -13,7 +13,7 @@ from kubernetes import client
 from localcluster.behaviour import declare_images
 from models.status import Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
-from tests.helpers import canary_rollout, eventually, paused_at, read_audit
+from tests.helpers import finished, canary_rollout, eventually, paused_at, read_audit
 
 
 async def test_worker_killed_while_paused_and_mid_activity(
@@ -50,7 +50,7 @@ async def test_worker_killed_while_paused_and_mid_activity(
     status = await paused_at(handle, 4, timeout=120)
     assert status.canary_weight == 75 and status.canary_replicas == 3
     await handle.execute_update("promote", PromoteRequest(by="after-crash-2"))
-    final: RolloutStatus = await asyncio.wait_for(handle.result(), 120)
+    final: RolloutStatus = await finished(handle, 120)
     assert final.phase is Phase.HEALTHY, final
     assert time.monotonic() - killed_at > 5, "the retry came after the lost attempt's heartbeat timeout"
 

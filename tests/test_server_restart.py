@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from models.status import Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
 from starters.devserver import DevServer, ensure_search_attributes, free_port
-from tests.helpers import canary_rollout, paused_at
+from tests.helpers import finished, canary_rollout, paused_at
 from workflows.canary import CanaryRollout
 
 
@@ -39,7 +39,7 @@ async def test_dev_server_restart_mid_rollout(tmp_path, local_cluster, workload,
         status = await paused_at(handle, 3, timeout=90)
         assert status.canary_weight == 50
         await handle.execute_update("promote", PromoteRequest(by="test"))
-        final: RolloutStatus = await asyncio.wait_for(handle.result(), 90)
+        final: RolloutStatus = await finished(handle, 90)
         assert final.phase is Phase.HEALTHY
         assert [h.event for h in final.history].count("weight-set") == 3
     finally:
