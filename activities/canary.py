@@ -9,6 +9,7 @@ clients and registers the bound methods.
 from __future__ import annotations
 
 import copy
+import time
 
 from kubernetes import client
 from temporalio import activity
@@ -27,6 +28,7 @@ from activities.routing.replicas import scale
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
 from models.names import (
     ANNOTATION_ROLLOUT_ID,
+    ANNOTATION_RUN_ID,
     ANNOTATION_STABLE_REPLICAS,
     ANNOTATION_STEP,
     ANNOTATION_WEIGHT,
@@ -88,37 +90,51 @@ class CanaryActivities:
         template.metadata.labels = {**(template.metadata.labels or {}), LABEL_ROLE: "canary"}
         template.spec.containers[0].image = request.image
         selector = {**(stable.spec.selector.match_labels or {}), LABEL_ROLE: "canary"}
-        annotations = {ANNOTATION_ROLLOUT_ID: request.rollout_id, ANNOTATION_STEP: "-1", ANNOTATION_WEIGHT: "0"}
+        annotations = {
+            ANNOTATION_ROLLOUT_ID: request.rollout_id,
+            ANNOTATION_RUN_ID: activity.info().workflow_run_id,
+            ANNOTATION_STEP: "-1",
+            ANNOTATION_WEIGHT: "0",
+        }
+        body = client.V1Deployment(
+            metadata=client.V1ObjectMeta(name=name, labels={LABEL_ROLE: "canary"}, annotations=annotations),
+            spec=client.V1DeploymentSpec(
+                replicas=0,
+                selector=client.V1LabelSelector(match_labels=selector),
+                template=template,
+                progress_deadline_seconds=request.progress_deadline_seconds,
+            ),
+        )
         with api_errors(f"deployment {ns}/{name}"):
             existing = read_optional(apps.read_namespaced_deployment, name, ns)
             if existing is None:
-                body = client.V1Deployment(
-                    metadata=client.V1ObjectMeta(
-                        name=name, labels={LABEL_ROLE: "canary"}, annotations=annotations
-                    ),
-                    spec=client.V1DeploymentSpec(
-                        replicas=0,
-                        selector=client.V1LabelSelector(match_labels=selector),
-                        template=template,
-                        progress_deadline_seconds=request.progress_deadline_seconds,
-                    ),
-                )
                 create_if_absent(apps.create_namespaced_deployment, ns, body)
                 return
-            current = (existing.metadata.annotations or {}).get(ANNOTATION_ROLLOUT_ID)
-            same_image = existing.spec.template.spec.containers[0].image == request.image
-            if current == request.rollout_id and same_image:
-                return  # already prepared for this rollout (a retry, or a resumed run)
-            # Left over from an earlier rollout of this target: adopt it at zero weight.
-            apps.patch_namespaced_deployment(
-                name,
-                ns,
-                {
-                    "metadata": {"annotations": annotations},
-                    "spec": {"replicas": 0, "template": apps.api_client.sanitize_for_serialization(template)},
-                },
-                _content_type=STRATEGIC_MERGE,
-            )
+            marks = existing.metadata.annotations or {}
+            if marks.get(ANNOTATION_RUN_ID) == annotations[ANNOTATION_RUN_ID] and existing.metadata.deletion_timestamp is None:
+                return  # prepared by an earlier attempt of this same run
+            if (existing.spec.replicas or 0) > 0 and existing.metadata.deletion_timestamp is None:
+                raise ApplicationError(
+                    f"deployment {ns}/{name} runs {existing.spec.replicas} canary pods of "
+                    f"{marks.get(ANNOTATION_ROLLOUT_ID, 'another rollout')} (run {marks.get(ANNOTATION_RUN_ID, '?')}): "
+                    "abort that rollout, or scale the canary to 0, before starting another",
+                    type="InvalidTarget",
+                    non_retryable=True,
+                )
+            # Left at zero by an earlier run: replace it, so nothing of that run (steps, template) carries over.
+            if existing.metadata.deletion_timestamp is None:
+                apps.delete_namespaced_deployment(name, ns, propagation_policy="Background")
+            self._wait_gone(apps, ns, name)
+            create_if_absent(apps.create_namespaced_deployment, ns, body)
+
+    @staticmethod
+    def _wait_gone(apps: client.AppsV1Api, namespace: str, name: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while read_optional(apps.read_namespaced_deployment, name, namespace) is not None:
+            if time.monotonic() > deadline:
+                raise ApplicationError(f"deployment {namespace}/{name} still being deleted after {timeout}s")
+            activity.heartbeat(f"waiting for {namespace}/{name} to be deleted")
+            time.sleep(0.25)
 
     def _ensure_canary_service(self, core: client.CoreV1Api, stable: client.V1Service, request: PrepareCanaryInput):
         ns, name = request.target.namespace, request.canary_service

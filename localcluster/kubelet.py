@@ -103,10 +103,11 @@ class FakeKubelet:
 
     def _confirm_deletion(self, pod: client.V1Pod) -> None:
         try:
-            self.core.delete_namespaced_pod(
-                pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0,
-                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
+            # The body's gracePeriodSeconds is what counts (a query parameter beside a body is ignored).
+            options = client.V1DeleteOptions(
+                grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)
             )
+            self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, body=options)
         except client.ApiException as error:
             if error.status not in (404, 409):
                 raise

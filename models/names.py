@@ -23,6 +23,7 @@ SEARCH_ATTRIBUTES = {
 # Labels and annotations the engine puts on Kubernetes objects.
 LABEL_ROLE = "rollouts.durable.dev/role"
 ANNOTATION_ROLLOUT_ID = "rollouts.durable.dev/rollout-id"
+ANNOTATION_RUN_ID = "rollouts.durable.dev/run-id"  # the workflow run that owns the canary
 ANNOTATION_STABLE_REPLICAS = "rollouts.durable.dev/stable-replicas"
 ANNOTATION_WEIGHT = "rollouts.durable.dev/weight"
 ANNOTATION_STEP = "rollouts.durable.dev/step"

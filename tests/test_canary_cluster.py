@@ -30,7 +30,9 @@ def view(api: client.ApiClient, namespace: str) -> dict:
         except client.ApiException as error:
             assert error.status == 404
             result[role] = None
-    pods = {p.metadata.name: p.spec.containers[0].image for p in core.list_namespaced_pod(namespace).items}
+    listed = core.list_namespaced_pod(namespace).items
+    pods = {p.metadata.name: p.spec.containers[0].image for p in listed}
+    result["terminating"] = sum(1 for p in listed if p.metadata.deletion_timestamp is not None)
     endpoints = core.read_namespaced_endpoints("web", namespace)
     result["endpoints"] = sorted(
         pods.get(a.target_ref.name, "?") for s in endpoints.subsets or [] for a in s.addresses or []
@@ -52,7 +54,8 @@ async def traffic_share(url: str, namespace: str, seconds: float = 3.0) -> float
 async def expect_view(api, namespace, stable, canary, endpoints) -> dict:
     async def check():
         v = view(api, namespace)
-        return v if (v["stable"], v["canary"], v["endpoints"]) == (stable, canary, sorted(endpoints)) else None
+        want = (stable, canary, sorted(endpoints), 0)  # and no pod left terminating
+        return v if (v["stable"], v["canary"], v["endpoints"], v["terminating"]) == want else None
 
     try:
         return await eventually(check, timeout=30, what="cluster state")
@@ -116,6 +119,15 @@ async def test_abort_sends_traffic_back_to_stable(dev_client, cluster_worker, wo
     assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
     assert final.message == "p99 latency up"
     await expect_view(kube_api, ns, (4, 4, old), (0, 0, NEW), [old] * 4)
+
+    # The same rollout again (a new run of the same ID) replaces the aborted canary and goes through.
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+    await paused_at(handle, 1)
+    await expect_view(kube_api, ns, (2, 2, old), (2, 2, NEW), [NEW] * 2 + [old] * 2)
+    await handle.execute_update("promote", PromoteRequest(by="bob"))
+    final = await finished(handle, 60)
+    assert final.phase is Phase.HEALTHY
+    await expect_view(kube_api, ns, (4, 4, NEW), None, [NEW] * 4)
 
 
 @pytest.mark.parametrize("behaviour, reason", [("never", "NotReady"), ("crashloop", "CrashLoopBackOff")])
