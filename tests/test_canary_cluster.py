@@ -76,7 +76,7 @@ async def test_weights_become_replicas_endpoints_and_traffic_then_promote(
     # What the Web UI shows: the workflow's current details, from the built-in metadata query.
     metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     details = metadata.current_details
-    assert "**Paused** · WaitingForPromote · step 2/5 · canary weight 25%" in details
+    assert "**Paused** · WaitingForPromote · step 2 of 5 · canary weight 25%" in details
     assert f"`rollout promote {rollout.rollout_id}`" in details and "Send Signal `promote`" in details
     assert '{"by": "your-name"}' in details and "Send Signal `abort`" in details
     assert {q.name for q in metadata.definition.query_definitions} >= {"status"}

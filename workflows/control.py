@@ -216,7 +216,7 @@ class RolloutControl:
         head = (
             f"**{s.name}** ({s.environment}) · {s.strategy} → `{s.image}`\n\n"
             f"**{s.phase.value}**{' · ' + s.reason if s.reason else ''} · step "
-            f"{min(s.current_step + 1, s.total_steps)}/{s.total_steps} · canary weight {s.canary_weight}%"
+            f"{min(s.current_step + 1, s.total_steps)} of {s.total_steps} · canary weight {s.canary_weight}%"
             f"\n\n{s.message}"
         )
         if s.phase.finished:

@@ -1,0 +1,56 @@
+"""Drive the real Temporal Web UI with Debian's Chromium (Playwright, executable_path; no browser
+download): what an approver sees and does."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from playwright.sync_api import Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+# No network beyond loopback here: keep Chromium from reaching out (and failing noisily).
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def browser_page() -> Iterator[Page]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1100})
+        finally:
+            browser.close()
+
+
+def open_rollout(page: Page, ui_url: str, rollout_id: str) -> None:
+    page.goto(f"{ui_url}/namespaces/default/workflows/{quote(rollout_id, safe='')}")
+    page.get_by_text(rollout_id).first.wait_for()
+
+
+def current_details(page: Page) -> str:
+    """The text of the workflow's Current Details, under the User Metadata tab."""
+    page.get_by_text("User Metadata").first.click()
+    # The UI renders markdown details inside a sandboxed iframe.
+    for _ in range(60):
+        for frame in page.frames[1:]:
+            text = frame.locator("body").inner_text() if frame.locator("body").count() else ""
+            if "canary weight" in text:
+                return text
+        page.wait_for_timeout(500)
+    raise AssertionError("the Web UI never showed the rollout's current details")
+
+
+def send_signal(page: Page, name: str, payload: str, screenshot: str | None = None) -> None:
+    """More Actions → Send a Signal → pick `name`, type the JSON, Submit."""
+    page.get_by_role("button", name="More Actions").click()
+    page.get_by_role("menuitem", name="Send a Signal").click()
+    page.get_by_test_id("signal-select-button").last.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_role("textbox", name="Data").last.click()
+    page.keyboard.type(payload)
+    if screenshot:
+        page.screenshot(path=screenshot)
+    page.get_by_role("button", name="Submit").last.click()
