@@ -103,7 +103,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         state = self._load_state()
-        for name, pid in reversed(list(state.get("pids", {}).items())):
+        for pid in reversed(list(state.get("pids", {}).values())):
             _terminate(pid)
         (self.root / "state.json").unlink(missing_ok=True)
 

@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 import httpx
+from temporalio.client import WorkflowUpdateFailedError
 
-from models.names import DEFAULT_UI
+from models.names import DEFAULT_UI, TASK_QUEUE
 from models.spec import SpecError, load_rollout
-from models.status import Phase, PromoteRequest
+from models.status import Phase, PromoteRequest, RolloutStatus
 from starters.devserver import DevServer, state_dir
 from starters.exitcodes import ExitCode, UserError
 from starters.local import local_cluster, port_open
@@ -49,8 +50,8 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
                                log_file=state_dir() / "temporal.log").start()
             stopping.append(server.stop)
             print(f"   {server.address}, Web UI {server.ui_url}")
-        os.environ.setdefault("TEMPORAL_ADDRESS", "localhost:7233")
-        os.environ.setdefault("TEMPORAL_UI", DEFAULT_UI)
+        os.environ["TEMPORAL_ADDRESS"] = "localhost:7233"  # the demo is everything local
+        os.environ["TEMPORAL_UI"] = DEFAULT_UI
 
         print("== 3/4 worker", flush=True)
         log = open(state_dir() / "worker.log", "ab")
@@ -90,22 +91,24 @@ async def _run(rollout, interactive: bool) -> int:
     from starters import commands
 
     client = await commands.connect()
-    code = await commands.start(rollout, wait=False, timeout=0, task_queue=os.environ.get(
-        "ROLLOUT_TASK_QUEUE", "durable-rollouts"), as_json=False)
+    queue = os.environ.get("ROLLOUT_TASK_QUEUE", TASK_QUEUE)
+    code = await commands.start(rollout, wait=False, timeout=0, task_queue=queue, as_json=False)
     handle = client.get_workflow_handle(rollout.rollout_id)
 
     async def promoter() -> None:
         promoted_at: set[int] = set()
         while True:
             await asyncio.sleep(1)
-            status = await commands.get_status(rollout.rollout_id)
-            s = status[1]
+            s = await handle.query("status", result_type=RolloutStatus)
             if s.phase is Phase.PAUSED and s.paused_until is None and s.current_step not in promoted_at:
                 if interactive:
                     continue
                 print(f"  (demo: promoting in {AUTO_PROMOTE_AFTER:.0f}s; --interactive waits for you)", flush=True)
                 await asyncio.sleep(AUTO_PROMOTE_AFTER)
-                await handle.execute_update("promote", PromoteRequest(by="demo"))
+                try:
+                    await handle.execute_update("promote", PromoteRequest(by="demo"))
+                except WorkflowUpdateFailedError:
+                    pass  # someone promoted (or aborted) it first, from the CLI or the Web UI
                 promoted_at.add(s.current_step)
             if s.phase.finished:
                 return

@@ -5,7 +5,6 @@ in order."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from kubernetes import client

@@ -65,8 +65,8 @@ class ReplicaRatioRouter:
         if (before.spec.replicas or 0) > canary_replicas:
             order.reverse()
         changed = False
-        for name, replicas, annotations in order:
-            changed |= scale(apps, ns, name, replicas, annotations)
+        for name, replicas, marks_to_set in order:
+            changed |= scale(apps, ns, name, replicas, marks_to_set)
             wait_settled(apps, ns, name, deadline)
         return WeightResult(
             weight=request.weight,
