@@ -48,3 +48,30 @@ class FinishInput(Message):
     image: str
     total_replicas: int
     progress_deadline_seconds: int
+
+
+class RollOutInput(Message):
+    """Put `image` on the Deployment with its own update strategy and wait until it is settled."""
+
+    rollout_id: str
+    target: KubernetesTarget
+    image: str
+    kind: str  # RollingUpdate | Recreate
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+    progress_deadline_seconds: int
+
+
+class RollOutResult(Message):
+    previous_image: str
+    previous_revision: int
+    revision: int
+    replicas: int
+
+
+class UndoInput(Message):
+    """Back to the revision the Deployment was on before this rollout run (kubectl rollout undo)."""
+
+    rollout_id: str
+    target: KubernetesTarget
+    progress_deadline_seconds: int

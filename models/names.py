@@ -25,6 +25,8 @@ LABEL_ROLE = "rollouts.durable.dev/role"
 ANNOTATION_ROLLOUT_ID = "rollouts.durable.dev/rollout-id"
 ANNOTATION_RUN_ID = "rollouts.durable.dev/run-id"  # the workflow run that owns the canary
 ANNOTATION_STABLE_REPLICAS = "rollouts.durable.dev/stable-replicas"
+ANNOTATION_PREVIOUS_REVISION = "rollouts.durable.dev/previous-revision"  # what undo goes back to
+ANNOTATION_REVISION = "deployment.kubernetes.io/revision"  # set by the Deployment controller
 ANNOTATION_WEIGHT = "rollouts.durable.dev/weight"
 ANNOTATION_STEP = "rollouts.durable.dev/step"
 

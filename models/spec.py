@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from models.durations import Duration
@@ -127,17 +137,58 @@ class CanaryStrategy(SpecModel):
         return self
 
 
+def _int_or_percent(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"(100|[1-9]?[0-9])%", value):
+        return value
+    raise ValueError(f"{value!r} is not a number of pods or a percentage like 25%")
+
+
+IntOrPercent = Annotated[
+    int | str,
+    PlainValidator(_int_or_percent),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+%$"}]}),
+]
+
+
+class RollingUpdateStrategy(SpecModel):
+    """The Deployment's own rolling update, gated on readiness, undone automatically when it fails."""
+
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = 0
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> RollingUpdateStrategy:
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            raise ValueError("@maxUnavailable: maxSurge and maxUnavailable cannot both be 0 (nothing could move)")
+        return self
+
+
+class RecreateStrategy(SpecModel):
+    """All old pods stop before any new one starts (for versions that cannot run side by side)."""
+
+
+STRATEGIES = ("canary", "rollingUpdate", "recreate")
+
+
 class Strategy(SpecModel):
     canary: CanaryStrategy | None = None
+    rolling_update: RollingUpdateStrategy | None = None
+    recreate: RecreateStrategy | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _one_strategy(cls, data: Any) -> Any:
-        return _exactly_one(data, ("canary",), "strategy")
+        return _exactly_one(data, STRATEGIES, "strategy")
 
     @property
     def name(self) -> str:
-        return "canary"
+        return next(name for name in STRATEGIES if getattr(self, _snake(name)) is not None)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 class RolloutSpecBody(SpecModel):

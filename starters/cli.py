@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "validate":
         rollout = _load(args.file)
-        steps = len(rollout.spec.strategy.canary.steps) if rollout.spec.strategy.canary else 0
-        print(f"{args.file}: valid {rollout.spec.strategy.name} rollout {rollout.rollout_id} ({steps} steps)")
+        canary = rollout.spec.strategy.canary
+        steps = f" ({len(canary.steps)} steps)" if canary else ""
+        print(f"{args.file}: valid {rollout.spec.strategy.name} rollout {rollout.rollout_id}{steps}")
         return ExitCode.OK
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))

@@ -19,7 +19,9 @@ def canary_document(
     steps: list[dict[str, Any]] | None = None,
     context: str = "local",
     progress_deadline_seconds: int = 120,
+    strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A Rollout document; a canary over `steps` unless `strategy` gives another strategy block."""
     if steps is None:
         steps = [{"setWeight": 20}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
     return {
@@ -30,7 +32,7 @@ def canary_document(
             "target": {"kubernetes": {"context": context, "namespace": namespace, "deployment": deployment}},
             "image": image,
             "progressDeadlineSeconds": progress_deadline_seconds,
-            "strategy": {
+            "strategy": strategy or {
                 "canary": {
                     "stableService": deployment,
                     "canaryService": f"{deployment}-canary",

@@ -2,18 +2,24 @@
 
 Runs each scenario on a fresh dev server with the Kubernetes activities faked (replay does not run
 activities, only the workflow code), and writes `tests/histories/<scenario>.json`. Re-record only
-when a released workflow changes on purpose and the change is guarded by `workflow.patched`.
+when a released workflow changes on purpose and the change is guarded by `workflow.patched`:
+existing files are kept unless `--force` is given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
+
+from models.kubernetes import RollOutInput, RollOutResult, UndoInput
 
 from models.status import AbortRequest, PromoteRequest
 from starters.commands import start_workflow
@@ -48,6 +54,32 @@ async def aborted(client: Client, queue: str):
     return handle
 
 
+def rolling(kind: str, fail: bool):
+    async def scenario(client: Client, queue: str):
+        name = f"recorded-{kind.lower()}{'-failing' if fail else ''}"
+        rollout = canary_rollout(name=name, strategy={kind: {}})
+        handle = await start_workflow(client, rollout, queue, "recorder")
+        await handle.result()
+        return handle
+
+    return scenario
+
+
+def deployment_fakes(fail: bool) -> list:
+    @activity.defn(name="roll_out_deployment")
+    async def roll_out(request: RollOutInput) -> RollOutResult:
+        if fail:
+            raise ApplicationError("0/4 ready after 120s", type="ProgressDeadlineExceeded", non_retryable=True)
+        return RollOutResult(previous_image="registry.local/checkout-api:1.4.1", previous_revision=1, revision=2,
+                             replicas=4)
+
+    @activity.defn(name="undo_deployment")
+    async def undo(request: UndoInput) -> str:
+        return "registry.local/checkout-api:1.4.1"
+
+    return [roll_out, undo]
+
+
 async def failed(client: Client, queue: str):
     rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
     handle = await start_workflow(client, rollout, queue, "recorder")
@@ -60,13 +92,18 @@ async def main() -> None:
         server = DevServer(db_file=Path(tmp) / "t.db", port=free_port(), ui_port=None).start()
         try:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-            for name, scenario, cluster in (
-                ("canary-promoted", promoted, FakeCluster()),
-                ("canary-aborted", aborted, FakeCluster()),
-                ("canary-failed", failed, FakeCluster(fail_at_weight=60)),
+            for name, scenario, fakes in (
+                ("canary-promoted", promoted, FakeCluster().activities()),
+                ("canary-aborted", aborted, FakeCluster().activities()),
+                ("canary-failed", failed, FakeCluster(fail_at_weight=60).activities()),
+                ("rolling-update-healthy", rolling("rollingUpdate", False), deployment_fakes(False)),
+                ("rolling-update-undone", rolling("rollingUpdate", True), deployment_fakes(True)),
+                ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
             ):
+                if (HISTORIES / f"{name}.json").exists() and "--force" not in sys.argv:
+                    continue
                 queue = f"record-{name}"
-                async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=cluster.activities()):
+                async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=fakes):
                     handle = await scenario(client, queue)
                     history = await handle.fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())

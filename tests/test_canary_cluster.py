@@ -14,30 +14,10 @@ from localcluster.behaviour import declare_images
 from localcluster.traffic import requests_by_version
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
-from tests.helpers import finished, canary_rollout, eventually, paused_at, read_audit
+from tests.cluster_view import expect_view
+from tests.helpers import canary_rollout, finished, paused_at, read_audit
 
 NEW = "registry.local/web:2.0.0"
-
-
-def view(api: client.ApiClient, namespace: str) -> dict:
-    """Replicas and ready pods of stable and canary, and the images behind Service `web`'s endpoints."""
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    result = {}
-    for role, name in (("stable", "web"), ("canary", "web-canary")):
-        try:
-            d = apps.read_namespaced_deployment(name, namespace)
-            result[role] = (d.spec.replicas, d.status.ready_replicas or 0, d.spec.template.spec.containers[0].image)
-        except client.ApiException as error:
-            assert error.status == 404
-            result[role] = None
-    listed = core.list_namespaced_pod(namespace).items
-    pods = {p.metadata.name: p.spec.containers[0].image for p in listed}
-    result["terminating"] = sum(1 for p in listed if p.metadata.deletion_timestamp is not None)
-    endpoints = core.read_namespaced_endpoints("web", namespace)
-    result["endpoints"] = sorted(
-        pods.get(a.target_ref.name, "?") for s in endpoints.subsets or [] for a in s.addresses or []
-    )
-    return result
 
 
 async def traffic_share(url: str, namespace: str, seconds: float = 3.0) -> float:
@@ -49,18 +29,6 @@ async def traffic_share(url: str, namespace: str, seconds: float = 3.0) -> float
     total = sum(delta.values())
     assert total > 100, f"the simulator sent too few requests: {delta}"
     return delta.get("2.0.0", 0) / total
-
-
-async def expect_view(api, namespace, stable, canary, endpoints) -> dict:
-    async def check():
-        v = view(api, namespace)
-        want = (stable, canary, sorted(endpoints), 0)  # and no pod left terminating
-        return v if (v["stable"], v["canary"], v["endpoints"], v["terminating"]) == want else None
-
-    try:
-        return await eventually(check, timeout=30, what="cluster state")
-    except AssertionError:
-        raise AssertionError(f"want {stable}, {canary}, {endpoints}; have {view(api, namespace)}") from None
 
 
 async def test_weights_become_replicas_endpoints_and_traffic_then_promote(

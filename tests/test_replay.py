@@ -29,8 +29,11 @@ async def test_recorded_history_replays(path):
     assert result.replay_failure is None
 
 
-def test_histories_cover_promote_abort_and_failure():
-    assert {p.stem for p in HISTORIES} >= {"canary-promoted", "canary-aborted", "canary-failed"}
+def test_every_strategy_has_recorded_histories():
+    assert {p.stem for p in HISTORIES} >= {
+        "canary-promoted", "canary-aborted", "canary-failed",
+        "rolling-update-healthy", "rolling-update-undone", "recreate-healthy",
+    }
 
 
 @workflow.defn(name="CanaryRollout", sandboxed=False)  # defined in a test module: no sandbox

@@ -19,6 +19,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.canary import CanaryActivities
+from activities.deployment import DeploymentActivities
 from activities.kube import KubeClients
 from models import names
 from workflows.registry import ALL_WORKFLOWS
@@ -28,8 +29,15 @@ log = logging.getLogger("rollout.worker")
 
 
 def activities_for(clients: KubeClients) -> list:
-    canary = CanaryActivities(clients)
-    return [canary.prepare_canary, canary.set_canary_weight, canary.promote_canary, canary.abort_canary]
+    canary, deployment = CanaryActivities(clients), DeploymentActivities(clients)
+    return [
+        canary.prepare_canary,
+        canary.set_canary_weight,
+        canary.promote_canary,
+        canary.abort_canary,
+        deployment.roll_out_deployment,
+        deployment.undo_deployment,
+    ]
 
 
 async def connect(address: str, namespace: str, metrics_port: int | None = None) -> Client:

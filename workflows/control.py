@@ -213,11 +213,11 @@ class RolloutControl:
     def _details(self) -> str:
         s = self.status
         rid = s.rollout_id
+        weight = f" · canary weight {s.canary_weight}%" if s.strategy == "canary" else ""
         head = (
             f"**{s.name}** ({s.environment}) · {s.strategy} → `{s.image}`\n\n"
             f"**{s.phase.value}**{' · ' + s.reason if s.reason else ''} · step "
-            f"{min(s.current_step + 1, s.total_steps)} of {s.total_steps} · canary weight {s.canary_weight}%"
-            f"\n\n{s.message}"
+            f"{min(s.current_step + 1, s.total_steps)} of {s.total_steps}{weight}\n\n{s.message}"
         )
         if s.phase.finished:
             return head

@@ -1,0 +1,112 @@
+"""Deployment activities for the rolling-update and recreate strategies: roll the Deployment out with
+its own strategy and wait for it, or undo it to the revision it was on before (`kubectl rollout undo`).
+
+The revision to go back to is written on the Deployment in the same patch that changes it, so an
+undo finds it even when the roll-out attempt that wrote it was cancelled or crashed.
+"""
+
+from __future__ import annotations
+
+from kubernetes import client
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, wait_settled
+from models.kubernetes import RollOutInput, RollOutResult, UndoInput
+from models.spec import KubernetesTarget
+from models.names import ANNOTATION_PREVIOUS_REVISION, ANNOTATION_REVISION, ANNOTATION_ROLLOUT_ID, ANNOTATION_RUN_ID
+
+
+class DeploymentActivities:
+    def __init__(self, clients: KubeClients):
+        self._clients = clients
+
+    def _target(self, t: KubernetesTarget) -> tuple[client.AppsV1Api, str, client.V1Deployment]:
+        apps = self._clients.apps(t.context)
+        what = f"deployment {t.namespace}/{t.deployment}"
+        with api_errors(what):
+            return apps, what, apps.read_namespaced_deployment(t.deployment, t.namespace)
+
+    @activity.defn(name="roll_out_deployment")
+    def roll_out_deployment(self, request: RollOutInput) -> RollOutResult:
+        t = request.target
+        apps, what, current = self._target(t)
+        marks = current.metadata.annotations or {}
+        container = current.spec.template.spec.containers[0]
+        run_id = activity.info().workflow_run_id
+        if marks.get(ANNOTATION_RUN_ID) == run_id:  # patched by an earlier attempt of this run
+            previous_revision = int(marks.get(ANNOTATION_PREVIOUS_REVISION, "0"))
+            previous_image = _image_of_revision(apps, current, previous_revision) or container.image
+        else:
+            previous_revision = int(marks.get(ANNOTATION_REVISION, "0"))
+            previous_image = container.image
+            strategy: dict = {"type": request.kind}
+            if request.kind == "RollingUpdate":
+                strategy["rollingUpdate"] = {"maxSurge": request.max_surge, "maxUnavailable": request.max_unavailable}
+            else:
+                strategy["rollingUpdate"] = None  # Recreate forbids it
+            body = {
+                "metadata": {
+                    "resourceVersion": current.metadata.resource_version,
+                    "annotations": {
+                        ANNOTATION_RUN_ID: run_id,
+                        ANNOTATION_ROLLOUT_ID: request.rollout_id,
+                        ANNOTATION_PREVIOUS_REVISION: str(previous_revision),
+                    },
+                },
+                "spec": {
+                    "strategy": strategy,
+                    "progressDeadlineSeconds": request.progress_deadline_seconds,
+                    "template": {"spec": {"containers": [{"name": container.name, "image": request.image}]}},
+                },
+            }
+            with api_errors(what):
+                apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=STRATEGIC_MERGE)
+        settled = wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
+        return RollOutResult(
+            previous_image=previous_image,
+            previous_revision=previous_revision,
+            revision=int((settled.metadata.annotations or {}).get(ANNOTATION_REVISION, "0")),
+            replicas=settled.spec.replicas or 0,
+        )
+
+    @activity.defn(name="undo_deployment")
+    def undo_deployment(self, request: UndoInput) -> str:
+        """Put back the pod template of the revision recorded before this run; returns its image."""
+        t = request.target
+        apps, what, current = self._target(t)
+        marks = current.metadata.annotations or {}
+        if marks.get(ANNOTATION_RUN_ID) != activity.info().workflow_run_id:
+            return current.spec.template.spec.containers[0].image  # this run never changed it
+        previous = _replica_set_of_revision(apps, current, int(marks.get(ANNOTATION_PREVIOUS_REVISION, "0")))
+        if previous is None:
+            raise ApplicationError(
+                f"{what}: the ReplicaSet of revision {marks.get(ANNOTATION_PREVIOUS_REVISION)} is gone; cannot undo",
+                type="UndoImpossible",
+                non_retryable=True,
+            )
+        template = apps.api_client.sanitize_for_serialization(previous.spec.template)
+        template["metadata"].get("labels", {}).pop("pod-template-hash", None)
+        wanted = template["spec"]["containers"][0]["image"]
+        if current.spec.template.spec.containers[0].image != wanted:
+            body = [{"op": "replace", "path": "/spec/template", "value": template}]  # the old template, exactly
+            with api_errors(what):
+                apps.patch_namespaced_deployment(
+                    t.deployment, t.namespace, body, _content_type="application/json-patch+json"
+                )
+        wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
+        return wanted
+
+
+def _replica_set_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int):
+    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    for rs in apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items:
+        owned = any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
+        if owned and (rs.metadata.annotations or {}).get(ANNOTATION_REVISION) == str(revision):
+            return rs
+    return None
+
+
+def _image_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int) -> str | None:
+    rs = _replica_set_of_revision(apps, deployment, revision)
+    return rs.spec.template.spec.containers[0].image if rs else None

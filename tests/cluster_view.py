@@ -1,0 +1,68 @@
+"""What a test sees of a workload in the real cluster: Deployments `web` and `web-canary`, the images
+behind Service `web`'s endpoints, and pods left terminating."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from kubernetes import client
+
+from tests.helpers import eventually
+
+
+def view(api: client.ApiClient, namespace: str) -> dict:
+    """Replicas and ready pods of stable and canary, and the images behind Service `web`'s endpoints."""
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    result = {}
+    for role, name in (("stable", "web"), ("canary", "web-canary")):
+        try:
+            d = apps.read_namespaced_deployment(name, namespace)
+            result[role] = (d.spec.replicas, d.status.ready_replicas or 0, d.spec.template.spec.containers[0].image)
+        except client.ApiException as error:
+            assert error.status == 404
+            result[role] = None
+    listed = core.list_namespaced_pod(namespace).items
+    pods = {p.metadata.name: p.spec.containers[0].image for p in listed}
+    result["terminating"] = sum(1 for p in listed if p.metadata.deletion_timestamp is not None)
+    endpoints = core.read_namespaced_endpoints("web", namespace)
+    result["endpoints"] = sorted(
+        pods.get(a.target_ref.name, "?") for s in endpoints.subsets or [] for a in s.addresses or []
+    )
+    return result
+
+
+async def expect_view(api, namespace, stable, canary, endpoints) -> dict:
+    async def check():
+        v = view(api, namespace)
+        want = (stable, canary, sorted(endpoints), 0)  # and no pod left terminating
+        return v if (v["stable"], v["canary"], v["endpoints"], v["terminating"]) == want else None
+
+    try:
+        return await eventually(check, timeout=30, what="cluster state")
+    except AssertionError:
+        raise AssertionError(f"want {stable}, {canary}, {endpoints}; have {view(api, namespace)}") from None
+
+
+
+class EndpointSampler:
+    """Samples the images behind Service `web`'s ready endpoints in a thread, while a rollout runs."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, interval: float = 0.05):
+        self.api, self.namespace, self.interval = api, namespace, interval
+        self.samples: list[list[str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EndpointSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(view(self.api, self.namespace)["endpoints"])
+            time.sleep(self.interval)

@@ -1,0 +1,80 @@
+"""Rolling update: the Deployment's own rolling update (maxSurge / maxUnavailable), gated on readiness
+within the progress deadline; when it fails or is aborted, it is undone to the previous revision."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deployment import DeploymentActivities
+    from models.kubernetes import RollOutInput, RollOutResult, UndoInput
+    from models.status import Phase, Reason, RolloutInput, RolloutStatus
+    from workflows import options
+    from workflows.control import RolloutAborted, RolloutControl, failure_reason
+
+
+@workflow.defn(name="RollingUpdateRollout")
+class RollingUpdateRollout(RolloutControl):
+    @workflow.init
+    def __init__(self, request: RolloutInput) -> None:
+        super().__init__(request)
+
+    def roll_out_input(self) -> RollOutInput:
+        spec = self.rollout.spec
+        rolling = spec.strategy.rolling_update
+        return RollOutInput(
+            rollout_id=self.status.rollout_id,
+            target=spec.target.kubernetes,
+            image=spec.image,
+            kind="RollingUpdate",
+            max_surge=rolling.max_surge if rolling else None,
+            max_unavailable=rolling.max_unavailable if rolling else None,
+            progress_deadline_seconds=spec.progress_deadline_seconds,
+        )
+
+    @workflow.run
+    async def run(self, request: RolloutInput) -> RolloutStatus:
+        return await self.roll_out()
+
+    async def roll_out(self) -> RolloutStatus:
+        spec = self.rollout.spec
+        kube = options.kubernetes(spec.progress_deadline_seconds)
+        what = self.roll_out_input()
+        self.start(1)
+        self.start_step(0, f"{what.kind} to {spec.image}")
+        handle = workflow.start_activity_method(
+            DeploymentActivities.roll_out_deployment, what, summary=f"{what.kind} to {spec.image}", **kube
+        )
+        try:
+            result: RollOutResult = await self.run_interruptible(handle)
+        except RolloutAborted as aborted:
+            return await self._undo(Reason.ABORTED.value, str(aborted), kube)
+        except ActivityError as error:
+            reason, message = failure_reason(error)
+            if reason == Reason.TARGET_INVALID.value:
+                return self.finish(Phase.DEGRADED, reason, message)  # nothing was changed
+            return await self._undo(reason, message, kube)
+        s = self.status
+        s.stable_image, s.stable_replicas = spec.image, result.replicas
+        self.record("rolled-out", f"revision {result.previous_revision} → {result.revision}")
+        return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable (revision {result.revision})")
+
+    async def _undo(self, reason: str, message: str, kube) -> RolloutStatus:
+        self.record("undoing", message)
+        self.set_phase(Phase.PROGRESSING, reason, f"undoing: {message}")
+        undo = UndoInput(
+            rollout_id=self.status.rollout_id,
+            target=self.rollout.spec.target.kubernetes,
+            progress_deadline_seconds=self.rollout.spec.progress_deadline_seconds,
+        )
+        try:
+            image = await workflow.execute_activity_method(
+                DeploymentActivities.undo_deployment, undo, summary="undo to the previous revision", **kube
+            )
+        except ActivityError as error:
+            _, undo_message = failure_reason(error)
+            return self.finish(Phase.DEGRADED, "UndoFailed", f"{message}; undo failed: {undo_message}")
+        self.status.stable_image = image
+        self.record("undone", f"back on {image}")
+        return self.finish(Phase.DEGRADED, reason, message)
