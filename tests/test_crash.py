@@ -62,3 +62,32 @@ async def test_worker_killed_while_paused_and_mid_activity(
     replicas = [w["replicas"] for w in stable_writes if w["verb"] == "patch" and w["replicas"] is not None]
     assert replicas == [3, 2, 1, 0, 4], f"stable scaled once per step: {replicas}"
     assert [h.by for h in final.history if h.event == "promoted"] == ["after-crash-1", "after-crash-2"]
+
+
+async def test_worker_killed_during_a_rolling_update(
+    dev_server, dev_client, local_cluster, kube_api, workload, worker_processes, unique
+):
+    """The roll-out activity dies while the Deployment controller is rolling; the retry on a new
+    worker finds its own patch (same workflow run) and only waits: one template change in the audit log."""
+    ns, queue = workload, f"crash-roll-{unique}"
+    new = f"registry.local/web:slow-roll-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {new: {"readyDelaySeconds": 3}})
+    rollout = canary_rollout(name=f"web-{unique}", namespace=ns, deployment="web", image=new,
+                             strategy={"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    first = worker_processes(dev_server.address, queue)
+    handle = await start_workflow(dev_client, rollout, queue, "test")
+    apps = client.AppsV1Api(kube_api)
+
+    def rolling_under_way():
+        d = apps.read_namespaced_deployment("web", ns)
+        return d.spec.template.spec.containers[0].image == new and (d.status.updated_replicas or 0) < 4
+
+    await eventually(rolling_under_way, timeout=30, interval=0.05, what="rolling update under way")
+    first.kill()
+    worker_processes(dev_server.address, queue)
+    final: RolloutStatus = await finished(handle, 120)
+    assert final.phase is Phase.HEALTHY and final.stable_image == new
+    patches = [w for w in read_audit(local_cluster.audit_log, ns, "web") if w["verb"] == "patch"]
+    assert [w["image"] for w in patches] == [new], f"the template was changed exactly once: {patches}"
+    deployment = apps.read_namespaced_deployment("web", ns)
+    assert (deployment.status.ready_replicas, deployment.status.updated_replicas) == (4, 4)
