@@ -196,6 +196,9 @@ class RolloutSpecBody(SpecModel):
     image: str = Field(min_length=1, description="the new version's image, with a tag or digest")
     strategy: Strategy
     progress_deadline_seconds: int = Field(600, ge=10, le=86400)
+    concurrency_policy: Literal["reject", "supersede"] = Field(
+        "reject", description="starting while this rollout runs: refuse, or abort the running one cleanly first"
+    )
 
     @field_validator("image")
     @classmethod

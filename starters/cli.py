@@ -3,7 +3,7 @@
     rollout validate -f spec.yaml          check a spec; every problem with its field path (exit 2)
     rollout start -f spec.yaml [--wait]    start a rollout; --wait follows it (exit 0 Healthy, 1 Degraded, 3 timeout)
     rollout status ID [--json] [--watch]   what a rollout is doing
-    rollout promote ID | abort ID --reason TEXT
+    rollout promote ID | abort ID --reason TEXT | retry ID
     rollout list [--phase P] [--environment E]
     rollout worker | setup | dev | cluster up|down|status | demo | schema
 """
@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600, help="seconds --wait follows before exit 3 (default 3600)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+
+    p = sub.add_parser("retry", help="run a rollout that ended Degraded again from the start")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("status", help="show a rollout's status")
     p.add_argument("rollout_id", metavar="ID")
@@ -102,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "start":
         rollout = _load(args.file)
         return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json))
+    if args.command == "retry":
+        rid = commands.normalise_id(args.rollout_id)
+        return asyncio.run(commands.retry(rid, args.wait, args.timeout, args.json))
     if args.command == "status":
         rid = commands.normalise_id(args.rollout_id)
         return asyncio.run(commands.status(rid, args.json, args.watch, args.timeout))

@@ -13,7 +13,7 @@ import sys
 import time
 from urllib.parse import quote
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -98,12 +98,53 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
     try:
         handle = await start_workflow(client, rollout, task_queue, who())
     except WorkflowAlreadyStartedError:
-        current = await _status_or_none(client.get_workflow_handle(rid))
-        where = f" (phase {current.phase.value}, step {current.current_step + 1})" if current else ""
-        raise UserError(
-            f"rollout {rid} is already running{where}: wait for it or `rollout abort {rid} --reason ...`",
-            ExitCode.CONFLICT,
-        ) from None
+        if rollout.spec.concurrency_policy != "supersede":
+            current = await _status_or_none(client.get_workflow_handle(rid))
+            where = f" (phase {current.phase.value}, step {current.current_step + 1})" if current else ""
+            raise UserError(
+                f"rollout {rid} is already running{where}: wait for it or `rollout abort {rid} --reason ...`"
+                " (or declare spec.concurrencyPolicy: supersede)",
+                ExitCode.CONFLICT,
+            ) from None
+        await _supersede(client.get_workflow_handle(rid, result_type=RolloutStatus), rollout.spec.image, as_json)
+        handle = await start_workflow(client, rollout, task_queue, who())
+    return await _started(handle, wait, timeout, as_json)
+
+
+async def _supersede(running: WorkflowHandle, image: str, quiet: bool) -> None:
+    """concurrencyPolicy: supersede — abort the running rollout through its normal abort path, wait for it."""
+    try:
+        await running.execute_update("abort", AbortRequest(reason=f"superseded by {image}", by=who()))
+    except WorkflowUpdateFailedError:
+        pass  # it is already aborting or finishing: wait for it either way
+    ended: RolloutStatus = await running.result()
+    if not quiet:
+        print(f"superseded {running.id}: the running rollout ended {ended.phase.value} {ended.reason}".rstrip())
+
+
+async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool) -> int:
+    """Run a rollout that ended Degraded again from the start, with the spec it was started with."""
+    client = await connect()
+    handle = client.get_workflow_handle(rollout_id)
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise UserError(f"no rollout {rollout_id}", ExitCode.NOT_FOUND) from None
+        raise
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        raise UserError(f"rollout {rollout_id} is still running: nothing to retry", ExitCode.CONFLICT)
+    last = await _status_or_none(handle)
+    if last is not None and last.phase is Phase.HEALTHY:
+        raise UserError(f"rollout {rollout_id} ended Healthy: start a new rollout instead", ExitCode.CONFLICT)
+    started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+    [original] = await client.data_converter.decode(started.input.payloads, [RolloutInput])
+    handle = await start_workflow(client, original.rollout, started.task_queue.name, who())
+    return await _started(handle, wait, timeout, as_json)
+
+
+async def _started(handle: WorkflowHandle, wait: bool, timeout: float, as_json: bool) -> int:
+    rid = handle.id
     if not as_json:
         print(f"started {rid}")
         print(f"web ui: {ui_link(rid)}")

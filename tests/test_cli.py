@@ -135,3 +135,45 @@ def test_user_mistakes_get_one_line_and_their_own_exit_code(cli):
     unreachable = cli("status", "rollout/test/x", TEMPORAL_ADDRESS="127.0.0.1:1")
     assert unreachable.returncode == 6 and "cannot reach Temporal at 127.0.0.1:1" in unreachable.stderr
     assert len(unreachable.stderr.strip().splitlines()) == 1
+
+
+def test_retry_and_supersede(cli, workload, unique):
+    steps = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]
+    spec = cli.spec(name=f"re-{unique}", namespace=workload, deployment="web", image="registry.local/web:2.3.0",
+                    steps=steps)
+    rid = f"rollout/test/re-{unique}"
+
+    def phase(expected: str):
+        return wait_for(lambda: RolloutStatus.model_validate_json(cli("status", rid, "--json").stdout).phase.value
+                        == expected, what=expected)
+
+    assert cli("start", "-f", spec).returncode == 0
+    phase("Paused")
+    assert cli("retry", rid).returncode == 5, "a running rollout is not retried"
+    assert cli("abort", rid, "--reason", "flaky dependency").returncode == 0
+    phase("Degraded")
+
+    retried = cli("retry", rid)
+    assert retried.returncode == 0 and f"started {rid}" in retried.stdout
+    phase("Paused")  # the same spec again, from the first step
+    assert cli("promote", rid).returncode == 0
+    assert cli("status", rid, "--watch", "--timeout", "90").returncode == 0
+    assert cli("retry", rid).returncode == 5, "a Healthy rollout is not retried"
+    assert cli("retry", "rollout/test/never-started").returncode == 4
+
+    # concurrencyPolicy: supersede — a new start aborts the running one cleanly, then starts.
+    with open(spec) as f:
+        document = yaml.safe_load(f)
+    document["spec"]["concurrencyPolicy"] = "supersede"
+    assert cli("start", "-f", spec).returncode == 0
+    phase("Paused")
+    document["spec"]["image"] = "registry.local/web:2.4.0"
+    newer = Path(spec).with_name("newer.yaml")
+    newer.write_text(yaml.safe_dump(document))
+    superseding = cli("start", "-f", str(newer))
+    assert superseding.returncode == 0, superseding.stderr
+    assert f"superseded {rid}: the running rollout ended Degraded RolloutAborted" in superseding.stdout
+    status = RolloutStatus.model_validate_json(cli("status", rid, "--json").stdout)
+    assert status.image == "registry.local/web:2.4.0"
+    executions = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
+    assert len(executions) >= 3

@@ -80,6 +80,8 @@ MALFORMED = [
      "spec.strategy.rollingUpdate.maxSurge", "percentage like 25%"),
     ("two strategies", mutated("spec.strategy", {"recreate": {}, "rollingUpdate": {}}), "spec.strategy",
      "exactly one strategy"),
+    ("unknown concurrency policy", mutated("spec.concurrencyPolicy", "queue"), "spec.concurrencyPolicy",
+     "'reject' or 'supersede'"),
     ("progress deadline too short", mutated("spec.progressDeadlineSeconds", 1), "spec.progressDeadlineSeconds",
      "greater than or equal to 10"),
 ]
