@@ -20,6 +20,7 @@ from activities.kube import (
     KubeClients,
     api_errors,
     create_if_absent,
+    ensure_not_busy,
     read_optional,
     wait_settled,
 )
@@ -64,6 +65,7 @@ class CanaryActivities:
             )
         containers = stable.spec.template.spec.containers
         container = containers[0]
+        ensure_not_busy(stable, request.rollout_id)
         annotations = stable.metadata.annotations or {}
         # The stable size is recorded once: a retry (or a resumed rollout) sees the original size
         # even after the canary steps have scaled stable down.

@@ -11,7 +11,7 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, wait_settled
+from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, ensure_not_busy, wait_settled
 from models.kubernetes import RollOutInput, RollOutResult, UndoInput
 from models.spec import KubernetesTarget
 from models.names import ANNOTATION_PREVIOUS_REVISION, ANNOTATION_REVISION, ANNOTATION_ROLLOUT_ID, ANNOTATION_RUN_ID
@@ -38,6 +38,7 @@ class DeploymentActivities:
             previous_revision = int(marks.get(ANNOTATION_PREVIOUS_REVISION, "0"))
             previous_image = _image_of_revision(apps, current, previous_revision) or container.image
         else:
+            ensure_not_busy(current, request.rollout_id)
             previous_revision = int(marks.get(ANNOTATION_REVISION, "0"))
             previous_image = container.image
             strategy: dict = {"type": request.kind}

@@ -16,6 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from models.names import ANNOTATION_ROLLOUT_ID, ANNOTATION_STABLE_REPLICAS
+
 # kubernetes 37's generated client sends every PATCH as json-patch unless told: name the content type.
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 
@@ -107,6 +109,27 @@ def is_settled(deployment: client.V1Deployment) -> bool:
         and (status.available_replicas or 0) == want
         and (status.ready_replicas or 0) == want
     )
+
+
+def ensure_not_busy(deployment: client.V1Deployment, rollout_id: str) -> None:
+    """Refuse a Deployment that another rollout (another ID) is still changing, naming that rollout.
+
+    A canary holds its stable Deployment (the stable-size annotation) until it is promoted or aborted;
+    a rolling update holds it until it is settled. A crashed earlier run of the *same* ID may resume.
+    """
+    marks = deployment.metadata.annotations or {}
+    owner = marks.get(ANNOTATION_ROLLOUT_ID)
+    if not owner or owner == rollout_id:
+        return
+    what = f"deployment {deployment.metadata.namespace}/{deployment.metadata.name}"
+    if ANNOTATION_STABLE_REPLICAS in marks:
+        busy = (f"{owner} holds it for a canary (if that rollout is gone for good, remove the annotation "
+                f"{ANNOTATION_STABLE_REPLICAS})")
+    elif not is_settled(deployment):
+        busy = f"{owner} is still rolling it out"
+    else:
+        return
+    raise ApplicationError(f"{what}: {busy}; wait for it or abort it first", type="InvalidTarget", non_retryable=True)
 
 
 def wait_settled(

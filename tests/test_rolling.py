@@ -73,3 +73,28 @@ async def test_abort_during_a_rolling_update_undoes_it(dev_client, cluster_worke
     final = await finished(handle, 90)
     assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted" and final.stable_image == OLD
     await expect_view(kube_api, workload, (4, 4, OLD), None, [OLD] * 4)
+
+
+async def test_a_deployment_held_by_another_rollout_is_refused_untouched(
+    dev_client, cluster_worker, workload, kube_api, local_cluster, unique
+):
+    from models.status import PromoteRequest
+    from tests.helpers import paused_at
+
+    canary = parse_rollout(canary_document(name=f"canary-{unique}", namespace=workload, deployment="web",
+                                           image="registry.local/web:2.0.0",
+                                           steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]))
+    held = await start_workflow(dev_client, canary, cluster_worker, "test")
+    await paused_at(held, 1)
+    before = [w for w in read_audit(local_cluster.audit_log, workload, "web") if w["verb"] == "patch"]
+
+    rolling = rollout_of(unique, workload, "registry.local/web:9.9.9", {"rollingUpdate": {"maxSurge": 1}})
+    refused = await finished(await start_workflow(dev_client, rolling, cluster_worker, "test"), 60)
+    assert refused.phase is Phase.DEGRADED and refused.reason == "InvalidTarget"
+    assert refused.message.startswith(f"deployment {workload}/web: {canary.rollout_id} holds it for a canary")
+    assert [w for w in read_audit(local_cluster.audit_log, workload, "web") if w["verb"] == "patch"] == before
+
+    await held.execute_update("promote", PromoteRequest(by="test"))
+    assert (await finished(held, 60)).phase is Phase.HEALTHY
+    # Released: the same rolling rollout now goes through.
+    assert (await finished(await start_workflow(dev_client, rolling, cluster_worker, "test"), 90)).phase is Phase.HEALTHY
