@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
         raise UserError("; ".join(error.problems)) from None
     target = rollout.spec.target.kubernetes
     stopping: list = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on SIGTERM too
     try:
         print("== 1/4 local Kubernetes (kube-apiserver + controller-manager v1.20.2, fake kubelet)", flush=True)
         cluster = local_cluster()

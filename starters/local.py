@@ -35,11 +35,13 @@ def run_dev_server(port: int, ui_port: int, db_file: Path | None) -> int:
     if port_open(port):
         raise UserError(f"port {port} is in use: is a Temporal server already running there?", ExitCode.CONFLICT)
     server = DevServer(db_file=db_file or state_dir() / "temporal.db", port=port, ui_port=ui_port)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait below, not fatal
     server.start()
     print(f"Temporal dev server on {server.address} (SQLite {server.db_file}); Web UI {server.ui_url}")
     print("Ctrl-C stops it; rollouts survive a restart.", flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         server.stop()
     return ExitCode.OK
