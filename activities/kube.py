@@ -7,6 +7,7 @@ the object); 409, 429, 5xx and connection errors are retried by Temporal.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -90,8 +91,6 @@ def create_if_absent(create, *args) -> bool:
 
 
 def _reason(error: ApiException) -> str:
-    import json
-
     try:
         return json.loads(error.body or "{}").get("message") or str(error.reason)
     except (ValueError, AttributeError):

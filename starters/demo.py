@@ -18,7 +18,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from models.names import DEFAULT_UI, TASK_QUEUE
 from models.spec import SpecError, load_rollout
 from models.status import Phase, PromoteRequest, RolloutStatus
-from starters.devserver import DevServer, state_dir
+from starters.devserver import DevServer, state_dir, stop_process
 from starters.exitcodes import ExitCode, UserError
 from starters.local import local_cluster, port_open
 
@@ -63,7 +63,9 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
             stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
         )
         log.close()
-        stop_worker = lambda: (worker.terminate(), worker.wait(20))  # noqa: E731
+        def stop_worker() -> None:
+            stop_process(worker)
+
         stopping.append(stop_worker)
         print(f"   pid {worker.pid}, log {state_dir() / 'worker.log'}")
 

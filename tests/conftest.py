@@ -15,7 +15,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from starters.devserver import DevServer, binary, ensure_search_attributes, free_port
+from starters.devserver import DevServer, binary, ensure_search_attributes, free_port, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,12 +133,7 @@ class WorkerProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, grace=30)
 
 
 @pytest.fixture

@@ -4,13 +4,21 @@ or a progress deadline sends all traffic back to stable and ends Degraded."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.canary import CanaryActivities
     from models.durations import format_duration
-    from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput
+    from models.kubernetes import (
+        FinishInput,
+        PrepareCanaryInput,
+        PrepareCanaryResult,
+        SetWeightInput,
+    )
+    from models.spec import CanaryStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
@@ -86,7 +94,9 @@ class CanaryRollout(RolloutControl):
         self.status.stable_image = spec.image
         return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable")
 
-    async def _set_weight(self, index, weight, total, canary, kube) -> None:
+    async def _set_weight(
+        self, index: int, weight: int, total: int, canary: CanaryStrategy, kube: dict[str, Any]
+    ) -> None:
         self.start_step(index, f"setWeight {weight}")
         handle = workflow.start_activity_method(
             CanaryActivities.set_canary_weight,
@@ -108,7 +118,7 @@ class CanaryRollout(RolloutControl):
         s.canary_replicas, s.stable_replicas = result.canary_replicas, result.stable_replicas
         self.record("weight-set", f"{weight}% ({result.canary_replicas} canary / {result.stable_replicas} stable)")
 
-    async def _roll_back(self, finish: FinishInput, reason: str, message: str, kube) -> RolloutStatus:
+    async def _roll_back(self, finish: FinishInput, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
         self.record("aborting", message)
         self.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
         try:

@@ -3,6 +3,8 @@ within the progress deadline; when it fails or is aborted, it is undone to the p
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -60,7 +62,7 @@ class RollingUpdateRollout(RolloutControl):
         self.record("rolled-out", f"revision {result.previous_revision} → {result.revision}")
         return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable (revision {result.revision})")
 
-    async def _undo(self, reason: str, message: str, kube) -> RolloutStatus:
+    async def _undo(self, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
         self.record("undoing", message)
         self.set_phase(Phase.PROGRESSING, reason, f"undoing: {message}")
         undo = UndoInput(
