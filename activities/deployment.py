@@ -11,7 +11,14 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, ensure_not_busy, wait_settled
+from activities.kube import (
+    STRATEGIC_MERGE,
+    KubeClients,
+    api_errors,
+    ensure_not_busy,
+    replica_set_of_revision,
+    wait_settled,
+)
 from models.kubernetes import RollOutInput, RollOutResult, UndoInput
 from models.spec import KubernetesTarget
 from models.names import ANNOTATION_PREVIOUS_REVISION, ANNOTATION_REVISION, ANNOTATION_ROLLOUT_ID, ANNOTATION_RUN_ID
@@ -79,7 +86,7 @@ class DeploymentActivities:
         marks = current.metadata.annotations or {}
         if marks.get(ANNOTATION_RUN_ID) != activity.info().workflow_run_id:
             return current.spec.template.spec.containers[0].image  # this run never changed it
-        previous = _replica_set_of_revision(apps, current, int(marks.get(ANNOTATION_PREVIOUS_REVISION, "0")))
+        previous = replica_set_of_revision(apps, current, int(marks.get(ANNOTATION_PREVIOUS_REVISION, "0")))
         if previous is None:
             raise ApplicationError(
                 f"{what}: the ReplicaSet of revision {marks.get(ANNOTATION_PREVIOUS_REVISION)} is gone; cannot undo",
@@ -99,15 +106,6 @@ class DeploymentActivities:
         return wanted
 
 
-def _replica_set_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int):
-    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
-    for rs in apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items:
-        owned = any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
-        if owned and (rs.metadata.annotations or {}).get(ANNOTATION_REVISION) == str(revision):
-            return rs
-    return None
-
-
 def _image_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int) -> str | None:
-    rs = _replica_set_of_revision(apps, deployment, revision)
+    rs = replica_set_of_revision(apps, deployment, revision)
     return rs.spec.template.spec.containers[0].image if rs else None

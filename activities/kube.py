@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.names import ANNOTATION_ROLLOUT_ID, ANNOTATION_STABLE_REPLICAS
+from models.names import ANNOTATION_ROLLOUT_ID, ANNOTATION_STABLE_REPLICAS, ANNOTATION_STRATEGY
 
 # kubernetes 37's generated client sends every PATCH as json-patch unless told: name the content type.
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
@@ -113,7 +113,8 @@ def is_settled(deployment: client.V1Deployment) -> bool:
 def ensure_not_busy(deployment: client.V1Deployment, rollout_id: str) -> None:
     """Refuse a Deployment that another rollout (another ID) is still changing, naming that rollout.
 
-    A canary holds its stable Deployment (the stable-size annotation) until it is promoted or aborted;
+    A canary or blue-green holds its stable Deployment (the stable-size annotation) until it is promoted
+    or aborted;
     a rolling update holds it until it is settled. A crashed earlier run of the *same* ID may resume.
     """
     marks = deployment.metadata.annotations or {}
@@ -122,7 +123,7 @@ def ensure_not_busy(deployment: client.V1Deployment, rollout_id: str) -> None:
         return
     what = f"deployment {deployment.metadata.namespace}/{deployment.metadata.name}"
     if ANNOTATION_STABLE_REPLICAS in marks:
-        busy = (f"{owner} holds it for a canary (if that rollout is gone for good, remove the annotation "
+        busy = (f"{owner} holds it for a {marks.get(ANNOTATION_STRATEGY, 'canary')} (if that rollout is gone for good, remove the annotation "
                 f"{ANNOTATION_STABLE_REPLICAS})")
     elif not is_settled(deployment):
         busy = f"{owner} is still rolling it out"
@@ -186,3 +187,13 @@ def _started_from(details: tuple, name: str) -> float:
         if isinstance(item, dict) and item.get("wait") == name:
             return float(item["started"])
     return time.time()
+
+
+def replica_set_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int):
+    """The ReplicaSet the Deployment made for `revision` (kept by the controller for undo), or None."""
+    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    for rs in apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items:
+        owned = any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
+        if owned and (rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision") == str(revision):
+            return rs
+    return None

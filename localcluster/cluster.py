@@ -1,7 +1,7 @@
 """The local Kubernetes: real etcd, kube-apiserver and kube-controller-manager v1.20.2 on loopback,
 plus our fake kubelet and traffic simulator. `LocalCluster(root).start()` brings it all up and
 writes `root/kubeconfig` (context `local`); `stop()` ends it. The apiserver keeps an audit log of
-every write the engine makes to Deployments and Services (`root/audit.log`).
+every write the engine makes to Deployments, Services and traffic-routing objects (`root/audit.log`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ rules:
         resources: ["deployments", "deployments/scale"]
       - group: ""
         resources: ["services"]
+      - group: "networking.k8s.io"
+        resources: ["ingresses"]
+      - group: "networking.istio.io"
+        resources: ["virtualservices", "destinationrules"]
+      - group: "gateway.networking.k8s.io"
+        resources: ["httproutes"]
   - level: None
 """ % ENGINE_USER
 

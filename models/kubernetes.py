@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from models.spec import KubernetesTarget
 from models.status import Message
 
@@ -75,3 +77,27 @@ class UndoInput(Message):
     rollout_id: str
     target: KubernetesTarget
     progress_deadline_seconds: int
+
+
+class BlueGreenInput(Message):
+    """Every blue-green activity's input; the fields after `progress_deadline_seconds` are filled in
+    from the prepare step's result (and `replicas` / `to` per call)."""
+
+    rollout_id: str
+    target: KubernetesTarget
+    image: str
+    active_service: str
+    preview_service: str
+    progress_deadline_seconds: int
+    total_replicas: int = 0
+    stable_hash: str = ""
+    container: str = ""
+    replicas: int = 0
+    to: str = ""  # switch_active: "preview" or "stable"
+
+
+class BlueGreenPrepared(Message):
+    total_replicas: int
+    stable_image: str
+    stable_hash: str = Field(description="pod-template-hash of the old version's pods (the active Service pins it)")
+    container: str

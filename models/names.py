@@ -27,6 +27,9 @@ ANNOTATION_RUN_ID = "rollouts.durable.dev/run-id"  # the workflow run that owns 
 ANNOTATION_STABLE_REPLICAS = "rollouts.durable.dev/stable-replicas"
 ANNOTATION_PREVIOUS_REVISION = "rollouts.durable.dev/previous-revision"  # what undo goes back to
 ANNOTATION_REVISION = "deployment.kubernetes.io/revision"  # set by the Deployment controller
+ANNOTATION_STRATEGY = "rollouts.durable.dev/strategy"  # which strategy holds a Deployment
+ANNOTATION_ORIGINAL_SELECTOR = "rollouts.durable.dev/original-selector"  # a Service's selector before we pinned it
+LABEL_POD_TEMPLATE_HASH = "pod-template-hash"  # set on pods by the Deployment controller
 ANNOTATION_WEIGHT = "rollouts.durable.dev/weight"
 ANNOTATION_STEP = "rollouts.durable.dev/step"
 
@@ -38,3 +41,7 @@ def rollout_id(environment: str, name: str) -> str:
 
 def canary_deployment_name(deployment: str) -> str:
     return f"{deployment}-canary"
+
+
+def preview_deployment_name(deployment: str) -> str:
+    return f"{deployment}-preview"

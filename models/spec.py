@@ -33,10 +33,10 @@ DnsLabel = Annotated[
     str,
     StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
 ]
-# 253 (a DNS subdomain) less the "-canary" suffix the canary Deployment adds.
+# 253 (a DNS subdomain) less the "-preview" suffix the blue-green preview Deployment adds.
 DnsSubdomain = Annotated[
     str,
-    StringConstraints(max_length=246, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+    StringConstraints(max_length=245, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
 ]
 _IMAGE = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
@@ -169,11 +169,37 @@ class RecreateStrategy(SpecModel):
     """All old pods stop before any new one starts (for versions that cannot run side by side)."""
 
 
-STRATEGIES = ("canary", "rollingUpdate", "recreate")
+class BlueGreenStrategy(SpecModel):
+    """The new version runs beside the old behind the preview Service; promotion switches the active
+    Service to it at once, and the old version stays warm for `scaleDownDelaySeconds` (instant switch-back)."""
+
+    active_service: DnsLabel
+    preview_service: DnsLabel
+    preview_replica_count: int | None = Field(
+        None, ge=1, description="pods of the new version before promotion (default: the full size)"
+    )
+    auto_promotion_enabled: bool = Field(True, description="false: wait for promote")
+    auto_promotion_seconds: int | None = Field(
+        None, ge=0, le=86400, description="with auto-promotion: promote after this long (promote earlier by hand)"
+    )
+    scale_down_delay_seconds: int = Field(30, ge=0, le=86400, description="old version kept warm after the switch")
+    abort_scale_down_delay_seconds: int = Field(30, ge=0, le=86400, description="preview kept after an abort")
+
+    @model_validator(mode="after")
+    def _check(self) -> BlueGreenStrategy:
+        if self.active_service == self.preview_service:
+            raise ValueError("@previewService: must be a different Service from activeService")
+        if not self.auto_promotion_enabled and self.auto_promotion_seconds is not None:
+            raise ValueError("@autoPromotionSeconds: has no effect with autoPromotionEnabled: false")
+        return self
+
+
+STRATEGIES = ("canary", "blueGreen", "rollingUpdate", "recreate")
 
 
 class Strategy(SpecModel):
     canary: CanaryStrategy | None = None
+    blue_green: BlueGreenStrategy | None = None
     rolling_update: RollingUpdateStrategy | None = None
     recreate: RecreateStrategy | None = None
 

@@ -23,12 +23,8 @@ def view(api: client.ApiClient, namespace: str) -> dict:
             assert error.status == 404
             result[role] = None
     listed = core.list_namespaced_pod(namespace).items
-    pods = {p.metadata.name: p.spec.containers[0].image for p in listed}
     result["terminating"] = sum(1 for p in listed if p.metadata.deletion_timestamp is not None)
-    endpoints = core.read_namespaced_endpoints("web", namespace)
-    result["endpoints"] = sorted(
-        pods.get(a.target_ref.name, "?") for s in endpoints.subsets or [] for a in s.addresses or []
-    )
+    result["endpoints"] = service_images(api, namespace, "web")
     return result
 
 
@@ -66,3 +62,24 @@ class EndpointSampler:
         while not self._stop.is_set():
             self.samples.append(view(self.api, self.namespace)["endpoints"])
             time.sleep(self.interval)
+
+
+def service_images(api: client.ApiClient, namespace: str, service: str) -> list[str]:
+    """The images of the pods behind a Service's ready endpoints, sorted."""
+    core = client.CoreV1Api(api)
+    pods = {p.metadata.name: p.spec.containers[0].image for p in core.list_namespaced_pod(namespace).items}
+    endpoints = core.read_namespaced_endpoints(service, namespace)
+    return sorted(pods.get(a.target_ref.name, "?") for s in endpoints.subsets or [] for a in s.addresses or [])
+
+
+def pod_names(api: client.ApiClient, namespace: str, deployment: str) -> set[str]:
+    """Names of the live (not terminating) pods of one Deployment's current and old ReplicaSets."""
+    core = client.CoreV1Api(api)
+    prefix = f"{deployment}-"
+    return {
+        p.metadata.name
+        for p in core.list_namespaced_pod(namespace).items
+        if p.metadata.deletion_timestamp is None and p.metadata.owner_references
+        and p.metadata.owner_references[0].name.rsplit("-", 1)[0] == deployment
+        and p.metadata.name.startswith(prefix)
+    }

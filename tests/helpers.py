@@ -73,10 +73,12 @@ async def paused_at(handle, step: int, timeout: float = 60.0):
     return await eventually(check, timeout=timeout, what=f"paused at step {step}")
 
 
-def read_audit(path, namespace: str, name: str) -> list[dict[str, Any]]:
-    """The engine's writes to one Deployment, in order, from the kube-apiserver audit log.
+def read_audit(path, namespace: str, name: str, resource: str = "deployments") -> list[dict[str, Any]]:
+    """The engine's writes to one object (a Deployment unless `resource` says otherwise), in order,
+    from the kube-apiserver audit log.
 
-    Each row: verb, the replicas and weight/step annotations the request set (None where it did not).
+    Each row: verb, the replicas and weight/step annotations the request set (None where it did not),
+    the image, a Service's selector, and the whole request body.
     """
     import json
 
@@ -85,7 +87,7 @@ def read_audit(path, namespace: str, name: str) -> list[dict[str, Any]]:
         for line in log:
             event = json.loads(line)
             ref = event.get("objectRef", {})
-            if event.get("stage") != "ResponseComplete" or ref.get("resource") != "deployments":
+            if event.get("stage") != "ResponseComplete" or ref.get("resource") != resource:
                 continue
             if ref.get("namespace") != namespace or ref.get("name") != name or ref.get("subresource"):
                 continue
@@ -99,6 +101,8 @@ def read_audit(path, namespace: str, name: str) -> list[dict[str, Any]]:
                 "weight": annotations.get("rollouts.durable.dev/weight"),
                 "step": annotations.get("rollouts.durable.dev/step"),
                 "image": _image_of(body),
+                "selector": (body.get("spec") or {}).get("selector") if resource == "services" else None,
+                "body": body,
                 "at": event["requestReceivedTimestamp"],
             })
     return rows

@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from models.kubernetes import RollOutInput, RollOutResult, UndoInput
+from models.kubernetes import BlueGreenInput, BlueGreenPrepared, RollOutInput, RollOutResult, UndoInput
 
 from models.status import AbortRequest, PromoteRequest
 from starters.commands import start_workflow
@@ -80,6 +80,51 @@ def deployment_fakes(fail: bool) -> list:
     return [roll_out, undo]
 
 
+def blue_green_fakes() -> list:
+    @activity.defn(name="prepare_blue_green")
+    async def prepare(request: BlueGreenInput) -> BlueGreenPrepared:
+        return BlueGreenPrepared(total_replicas=4, stable_image="registry.local/checkout-api:1.4.1",
+                                 stable_hash="5d4f8b9c7", container="app")
+
+    @activity.defn(name="scale_preview")
+    async def scale_preview(request: BlueGreenInput) -> int:
+        return request.replicas
+
+    @activity.defn(name="switch_active")
+    async def switch_active(request: BlueGreenInput) -> None:
+        return None
+
+    @activity.defn(name="complete_blue_green")
+    async def complete(request: BlueGreenInput) -> None:
+        return None
+
+    @activity.defn(name="abort_blue_green")
+    async def abort(request: BlueGreenInput) -> None:
+        return None
+
+    return [prepare, scale_preview, switch_active, complete, abort]
+
+
+def blue_green(switch_back: bool):
+    async def scenario(client: Client, queue: str):
+        name = f"recorded-blue-green{'-switched-back' if switch_back else ''}"
+        rollout = canary_rollout(name=name, strategy={"blueGreen": {
+            "activeService": "checkout-api", "previewService": "checkout-api-preview", "previewReplicaCount": 2,
+            "autoPromotionEnabled": False, "scaleDownDelaySeconds": 3600, "abortScaleDownDelaySeconds": 1}})
+        handle = await start_workflow(client, rollout, queue, "recorder")
+        await paused_at(handle, 1)
+        await handle.execute_update("promote", PromoteRequest(by="alice"))
+        await paused_at(handle, 3)
+        if switch_back:
+            await handle.execute_update("abort", AbortRequest(reason="errors after the switch", by="bob"))
+        else:
+            await handle.signal("promote", PromoteRequest(by="web-ui"))
+        await handle.result()
+        return handle
+
+    return scenario
+
+
 async def failed(client: Client, queue: str):
     rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
     handle = await start_workflow(client, rollout, queue, "recorder")
@@ -99,6 +144,8 @@ async def main() -> None:
                 ("rolling-update-healthy", rolling("rollingUpdate", False), deployment_fakes(False)),
                 ("rolling-update-undone", rolling("rollingUpdate", True), deployment_fakes(True)),
                 ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
+                ("blue-green-healthy", blue_green(False), blue_green_fakes()),
+                ("blue-green-switched-back", blue_green(True), blue_green_fakes()),
             ):
                 if (HISTORIES / f"{name}.json").exists() and "--force" not in sys.argv:
                     continue

@@ -91,3 +91,44 @@ async def test_worker_killed_during_a_rolling_update(
     assert [w["image"] for w in patches] == [new], f"the template was changed exactly once: {patches}"
     deployment = apps.read_namespaced_deployment("web", ns)
     assert (deployment.status.ready_replicas, deployment.status.updated_replicas) == (4, 4)
+
+
+async def test_worker_killed_during_blue_green(
+    dev_server, dev_client, local_cluster, kube_api, workload, worker_processes, unique
+):
+    """SIGKILL while the preview is scaling up (mid-activity) and again while waiting for promotion:
+    every write happens once — the active Service is pinned, switched and restored exactly once."""
+    ns, queue = workload, f"crash-bg-{unique}"
+    new = f"registry.local/web:slow-bg-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {new: {"readyDelaySeconds": 4}})
+    rollout = canary_rollout(name=f"web-{unique}", namespace=ns, deployment="web", image=new, strategy={
+        "blueGreen": {"activeService": "web", "previewService": "web-preview", "previewReplicaCount": 2,
+                      "autoPromotionEnabled": False, "scaleDownDelaySeconds": 0, "abortScaleDownDelaySeconds": 0}})
+    first = worker_processes(dev_server.address, queue)
+    handle = await start_workflow(dev_client, rollout, queue, "test")
+    apps = client.AppsV1Api(kube_api)
+
+    def preview_scaling():
+        try:
+            preview = apps.read_namespaced_deployment("web-preview", ns)
+        except client.ApiException:
+            return False
+        return preview.spec.replicas == 2 and (preview.status.ready_replicas or 0) < 2
+
+    await eventually(preview_scaling, timeout=30, interval=0.05, what="preview scaling up")
+    first.kill()
+    second = worker_processes(dev_server.address, queue)
+    await paused_at(handle, 1, timeout=120)
+    second.kill()
+    worker_processes(dev_server.address, queue)
+    await handle.execute_update("promote", PromoteRequest(by="after-crash"))
+    final: RolloutStatus = await finished(handle, 120)
+    assert final.phase is Phase.HEALTHY and final.stable_image == new
+
+    selectors = [w["selector"] for w in read_audit(local_cluster.audit_log, ns, "web", "services") if w["verb"] != "create"]
+    assert [sorted(s) for s in selectors] == [
+        ["app", "pod-template-hash"], ["app", "rollouts.durable.dev/role"], ["app"]
+    ], f"pin, switch, restore — each exactly once: {selectors}"
+    preview = read_audit(local_cluster.audit_log, ns, "web-preview")
+    assert [w["verb"] for w in preview].count("create") == 1
+    assert [w["replicas"] for w in preview if w["verb"] == "patch"] == [2, 4, 0], preview

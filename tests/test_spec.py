@@ -48,8 +48,19 @@ MALFORMED = [
      "unknown field"),
     ("image without tag", mutated("spec.image", "registry.local/checkout-api"), "spec.image", "tag or digest"),
     ("image not a reference", mutated("spec.image", "Registry Local/x:1"), "spec.image", "not a valid image"),
-    ("unknown strategy", mutated("spec.strategy", {"blueGreen": {}}), "spec.strategy",
-     "unknown strategy 'blueGreen' (known: canary, rollingUpdate, recreate)"),
+    ("unknown strategy", mutated("spec.strategy", {"redBlack": {}}), "spec.strategy",
+     "unknown strategy 'redBlack' (known: canary, blueGreen, rollingUpdate, recreate)"),
+    ("blue-green preview is the active Service",
+     mutated("spec.strategy", {"blueGreen": {"activeService": "web", "previewService": "web"}}),
+     "spec.strategy.blueGreen.previewService", "different Service"),
+    ("blue-green auto-promotion delay without auto-promotion",
+     mutated("spec.strategy", {"blueGreen": {"activeService": "web", "previewService": "web-preview",
+                                             "autoPromotionEnabled": False, "autoPromotionSeconds": 30}}),
+     "spec.strategy.blueGreen.autoPromotionSeconds", "no effect"),
+    ("blue-green preview of zero pods",
+     mutated("spec.strategy", {"blueGreen": {"activeService": "web", "previewService": "web-preview",
+                                             "previewReplicaCount": 0}}),
+     "spec.strategy.blueGreen.previewReplicaCount", "greater than or equal to 1"),
     ("no strategy", mutated("spec.strategy", {}), "spec.strategy", "exactly one strategy"),
     ("weight above 100", mutated(f"{CANARY}.steps", [{"setWeight": 120}]), f"{CANARY}.steps[0].setWeight",
      "less than or equal to 100"),
@@ -116,7 +127,10 @@ def test_every_example_is_valid(path):
 
 
 def test_examples_exist():
-    assert (REPO / "examples" / "canary.yaml") in EXAMPLES
+    from models.spec import STRATEGIES
+
+    strategies = {load_rollout(path).spec.strategy.name for path in EXAMPLES}
+    assert strategies == set(STRATEGIES), "one example per strategy at least"
 
 
 def test_spec_survives_the_data_converter_round_trip():

@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.bluegreen import BlueGreenActivities
 from activities.canary import CanaryActivities
 from activities.deployment import DeploymentActivities
 from activities.kube import KubeClients
@@ -29,8 +30,13 @@ log = logging.getLogger("rollout.worker")
 
 
 def activities_for(clients: KubeClients) -> list:
-    canary, deployment = CanaryActivities(clients), DeploymentActivities(clients)
+    canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
     return [
+        blue_green.prepare_blue_green,
+        blue_green.scale_preview,
+        blue_green.switch_active,
+        blue_green.complete_blue_green,
+        blue_green.abort_blue_green,
         canary.prepare_canary,
         canary.set_canary_weight,
         canary.promote_canary,

@@ -42,6 +42,7 @@ class RolloutControl:
         self._abort: AbortRequest | None = None
         self._promote: PromoteRequest | None = None
         self._in_pause = False
+        self.abort_closed = ""  # set by a strategy when an abort can no longer be honoured, saying why
         self._requested_by = request.requested_by
         self._search_attributes: tuple[str, int] | None = None
         self.status = RolloutStatus(
@@ -115,7 +116,7 @@ class RolloutControl:
             return f"rollout is already {self.status.phase.value}"
         if self._abort is not None:
             return "rollout is already being aborted"
-        return ""
+        return self.abort_closed
 
     def _accept_promote(self, request: PromoteRequest) -> None:
         self._promote = request
@@ -162,17 +163,18 @@ class RolloutControl:
             self._search_attributes = attributes
         workflow.set_current_details(self._details())
 
-    async def pause(self, index: int, duration: timedelta | None) -> None:
-        """A pause step: a durable timer, or (no duration) until promoted. Abort ends it at once."""
+    async def pause(self, index: int, duration: timedelta | None, what: str = "") -> None:
+        """A pause step: a durable timer, or (no duration) until promoted. Abort ends it at once.
+        `what` says what the pause is for (the status message and Web UI details)."""
         if duration is not None and duration <= timedelta(0):
             return
         self._in_pause, self._promote = True, None
         if duration is None:
             self.status.paused_until = None
-            self.set_phase(Phase.PAUSED, Reason.WAITING_FOR_PROMOTE.value, "waiting for promote")
+            self.set_phase(Phase.PAUSED, Reason.WAITING_FOR_PROMOTE.value, what or "waiting for promote")
         else:
             self.status.paused_until = workflow.now() + duration
-            self.set_phase(Phase.PAUSED, Reason.TIMED_PAUSE.value, f"paused for {format_duration(duration)}")
+            self.set_phase(Phase.PAUSED, Reason.TIMED_PAUSE.value, what or f"paused for {format_duration(duration)}")
         try:
             await workflow.wait_condition(
                 lambda: self._promote is not None or self._abort is not None,
@@ -213,7 +215,10 @@ class RolloutControl:
     def _details(self) -> str:
         s = self.status
         rid = s.rollout_id
-        weight = f" · canary weight {s.canary_weight}%" if s.strategy == "canary" else ""
+        weight = {
+            "canary": f" · canary weight {s.canary_weight}%",
+            "blueGreen": f" · active: {'preview (new)' if s.canary_weight else 'previous'}",
+        }.get(s.strategy, "")
         head = (
             f"**{s.name}** ({s.environment}) · {s.strategy} → `{s.image}`\n\n"
             f"**{s.phase.value}**{' · ' + s.reason if s.reason else ''} · step "

@@ -1,0 +1,161 @@
+"""Blue-green activities on Kubernetes.
+
+The old version keeps running in the target Deployment (`web`); the new one runs in `web-preview`,
+behind the preview Service. While both run, the active Service is pinned to the old pods'
+`pod-template-hash`, so it never selects preview pods; promotion re-points it at the preview pods
+(`rollouts.durable.dev/role: preview`) in one Service update, and switching back is the reverse —
+no pod is created or deleted either way. When the scale-down delay is over, `complete_blue_green`
+hands the new version back to `web` (a rolling update nobody routes to), restores the Service's
+own selector and removes `web-preview`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from kubernetes import client
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, replica_set_of_revision, wait_settled
+from activities.routing.replicas import scale
+from activities.siblings import check_target, ensure_role_service, ensure_sibling, hold, original_selector, release, remove_sibling
+from models.kubernetes import BlueGreenInput, BlueGreenPrepared
+from models.names import (
+    ANNOTATION_ORIGINAL_SELECTOR,
+    ANNOTATION_REVISION,
+    LABEL_POD_TEMPLATE_HASH,
+    LABEL_ROLE,
+    preview_deployment_name,
+)
+
+PREVIEW = "preview"
+
+
+class BlueGreenActivities:
+    def __init__(self, clients: KubeClients):
+        self._clients = clients
+
+    def _apis(self, request: BlueGreenInput) -> tuple[client.AppsV1Api, client.CoreV1Api]:
+        context = request.target.context
+        return self._clients.apps(context), self._clients.core(context)
+
+    @activity.defn(name="prepare_blue_green")
+    def prepare_blue_green(self, request: BlueGreenInput) -> BlueGreenPrepared:
+        """Check the target, pin the active Service to the old pods, create the preview Deployment (0
+        replicas) and the preview Service."""
+        t = request.target
+        apps, core = self._apis(request)
+        target = check_target(apps, core, t, request.active_service, request.rollout_id)
+        stable = wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
+        revision = int((stable.metadata.annotations or {}).get(ANNOTATION_REVISION, "0"))
+        replica_set = replica_set_of_revision(apps, stable, revision)
+        if replica_set is None or LABEL_POD_TEMPLATE_HASH not in (replica_set.metadata.labels or {}):
+            raise ApplicationError(f"deployment {t.namespace}/{t.deployment}: no ReplicaSet for revision {revision}",
+                                   type="KubernetesNotReady")
+        stable_hash = replica_set.metadata.labels[LABEL_POD_TEMPLATE_HASH]
+        hold(apps, target, request.rollout_id, "blue-green")
+        set_selector(core, target.service, {**original_selector(target.service), LABEL_POD_TEMPLATE_HASH: stable_hash})
+        ensure_sibling(apps, target.stable, preview_deployment_name(t.deployment), PREVIEW, request.image, 0,
+                       request.rollout_id, request.progress_deadline_seconds)
+        ensure_role_service(core, target.service, request.preview_service, PREVIEW)
+        return BlueGreenPrepared(
+            total_replicas=target.total_replicas,
+            stable_image=target.container.image,
+            stable_hash=stable_hash,
+            container=target.container.name,
+        )
+
+    @activity.defn(name="scale_preview")
+    def scale_preview(self, request: BlueGreenInput) -> int:
+        """Preview to `replicas` pods, all ready within the progress deadline; returns the ready count."""
+        t = request.target
+        apps, _ = self._apis(request)
+        name = preview_deployment_name(t.deployment)
+        scale(apps, t.namespace, name, request.replicas, {})
+        return wait_settled(apps, t.namespace, name, request.progress_deadline_seconds).status.ready_replicas or 0
+
+    @activity.defn(name="switch_active")
+    def switch_active(self, request: BlueGreenInput) -> None:
+        """Point the active Service at `to` ("preview" or "stable"); that side must be fully ready first."""
+        t = request.target
+        apps, core = self._apis(request)
+        side = preview_deployment_name(t.deployment) if request.to == PREVIEW else t.deployment
+        ready = wait_settled(apps, t.namespace, side, request.progress_deadline_seconds)
+        if (ready.spec.replicas or 0) < request.total_replicas:
+            scale(apps, t.namespace, side, request.total_replicas, {})
+            wait_settled(apps, t.namespace, side, request.progress_deadline_seconds)
+        with api_errors(f"service {t.namespace}/{request.active_service}"):
+            service = core.read_namespaced_service(request.active_service, t.namespace)
+        pin = {LABEL_ROLE: PREVIEW} if request.to == PREVIEW else {LABEL_POD_TEMPLATE_HASH: request.stable_hash}
+        set_selector(core, service, {**original_selector(service), **pin})
+
+    @activity.defn(name="complete_blue_green")
+    def complete_blue_green(self, request: BlueGreenInput) -> None:
+        """Hand the new version back to the target Deployment while the preview pods serve, then restore
+        the active Service's own selector (both sides run the new version) and remove the preview."""
+        t = request.target
+        apps, core = self._apis(request)
+        what = f"deployment {t.namespace}/{t.deployment}"
+        with api_errors(what):
+            stable = apps.read_namespaced_deployment(t.deployment, t.namespace)
+        image = stable.spec.template.spec.containers[0].image
+        if image != request.image or stable.spec.replicas != request.total_replicas:
+            body = {
+                "spec": {
+                    "replicas": request.total_replicas,
+                    "template": {"spec": {"containers": [{"name": request.container, "image": request.image}]}},
+                }
+            }
+            with api_errors(what):
+                apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=STRATEGIC_MERGE)
+        wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
+        # Both sides run the new version now: the Service's own selector takes them all, then the preview goes.
+        self._restore_active(core, request)
+        remove_sibling(apps, t.namespace, preview_deployment_name(t.deployment), request.progress_deadline_seconds)
+        release(apps, t)
+
+    @activity.defn(name="abort_blue_green")
+    def abort_blue_green(self, request: BlueGreenInput) -> None:
+        """Active back on the old pods (ready first), then the preview removed and the selector restored."""
+        apps, core = self._apis(request)
+        if request.stable_hash:  # empty when prepare never finished: nothing was pinned
+            self.switch_active(request.model_copy(update={"to": "stable"}))
+        t = request.target
+        remove_sibling(apps, t.namespace, preview_deployment_name(t.deployment), request.progress_deadline_seconds)
+        self._restore_active(core, request)
+        release(apps, t)
+
+    def _restore_active(self, core: client.CoreV1Api, request: BlueGreenInput) -> None:
+        t = request.target
+        with api_errors(f"service {t.namespace}/{request.active_service}"):
+            restore_selector(core, core.read_namespaced_service(request.active_service, t.namespace))
+
+
+def set_selector(core: client.CoreV1Api, service: client.V1Service, selector: dict[str, str]) -> bool:
+    """Replace the Service's selector (resourceVersion-checked), remembering its own selector the first
+    time; False when it is already so."""
+    annotations = dict(service.metadata.annotations or {})
+    if service.spec.selector == selector and ANNOTATION_ORIGINAL_SELECTOR in annotations:
+        return False
+    annotations.setdefault(ANNOTATION_ORIGINAL_SELECTOR, json.dumps(service.spec.selector or {}, sort_keys=True))
+    service.metadata.annotations = annotations
+    service.spec.selector = selector
+    ns, name = service.metadata.namespace, service.metadata.name
+    with api_errors(f"service {ns}/{name}"):
+        core.replace_namespaced_service(name, ns, service)
+    return True
+
+
+def restore_selector(core: client.CoreV1Api, service: client.V1Service) -> bool:
+    """Put back the Service's own selector and forget it; False when there is nothing to restore."""
+    annotations = dict(service.metadata.annotations or {})
+    saved = annotations.pop(ANNOTATION_ORIGINAL_SELECTOR, None)
+    if saved is None:
+        return False
+    service.spec.selector = json.loads(saved)
+    service.metadata.annotations = annotations or None
+    ns, name = service.metadata.namespace, service.metadata.name
+    with api_errors(f"service {ns}/{name}"):
+        core.replace_namespaced_service(name, ns, service)
+    return True

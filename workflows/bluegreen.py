@@ -1,0 +1,139 @@
+"""Blue-green: the new version starts beside the old one behind the preview Service; promotion (by
+hand, or automatic, optionally after a delay) switches the active Service to it in one update; the
+old version stays warm for `scaleDownDelaySeconds`, during which an abort switches back instantly.
+Then the new version is handed back to the target Deployment and the preview removed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.bluegreen import BlueGreenActivities
+    from models.kubernetes import BlueGreenInput, BlueGreenPrepared
+    from models.spec import BlueGreenStrategy
+    from models.status import Phase, Reason, RolloutInput, RolloutStatus
+    from workflows import options
+    from workflows.control import RolloutAborted, RolloutControl, failure_reason
+
+STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
+
+
+@workflow.defn(name="BlueGreenRollout")
+class BlueGreenRollout(RolloutControl):
+    @workflow.init
+    def __init__(self, request: RolloutInput) -> None:
+        super().__init__(request)
+        spec = self.rollout.spec
+        assert spec.strategy.blue_green is not None
+        self.blue_green: BlueGreenStrategy = spec.strategy.blue_green
+        self.kube = options.kubernetes(spec.progress_deadline_seconds)
+        self.input = BlueGreenInput(
+            rollout_id=self.status.rollout_id,
+            target=spec.target.kubernetes,
+            image=spec.image,
+            active_service=self.blue_green.active_service,
+            preview_service=self.blue_green.preview_service,
+            progress_deadline_seconds=spec.progress_deadline_seconds,
+        )
+        self.switched = False
+
+    async def _call(self, activity: Any, summary: str, **changes: Any) -> Any:
+        handle = workflow.start_activity_method(
+            activity, self.input.model_copy(update=changes), summary=summary, **self.kube
+        )
+        return await self.run_interruptible(handle)
+
+    @workflow.run
+    async def run(self, request: RolloutInput) -> RolloutStatus:
+        bg, s = self.blue_green, self.status
+        self.start(len(STEPS))
+        try:
+            self.start_step(0, "deploy preview")
+            prepared: BlueGreenPrepared = await self._call(BlueGreenActivities.prepare_blue_green, "prepare blue-green")
+        except RolloutAborted as aborted:
+            return await self._roll_back(Reason.ABORTED.value, str(aborted))
+        except ActivityError as error:
+            reason, message = failure_reason(error)
+            if reason == Reason.TARGET_INVALID.value:
+                return self.finish(Phase.DEGRADED, reason, message)  # nothing was changed
+            return await self._roll_back(reason, message)
+        self.input = self.input.model_copy(update={
+            "total_replicas": prepared.total_replicas, "stable_hash": prepared.stable_hash,
+            "container": prepared.container,
+        })
+        s.stable_image, s.stable_replicas = prepared.stable_image, prepared.total_replicas
+        try:
+            preview = min(bg.preview_replica_count or prepared.total_replicas, prepared.total_replicas)
+            self.start_step(0, f"deploy preview: {preview} pods of {self.rollout.spec.image}")
+            s.canary_replicas = await self._call(BlueGreenActivities.scale_preview, f"preview to {preview} pods",
+                                                 replicas=preview)
+            self.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
+            await self._promotion()
+            self.start_step(2, f"switch {bg.active_service} to the new version")
+            await self._call(BlueGreenActivities.switch_active, "switch active to preview", to="preview")
+            self.switched = True
+            s.canary_weight, s.actual_weight, s.canary_replicas = 100, 100.0, prepared.total_replicas
+            self.record("switched", f"{bg.active_service} → preview pods ({self.rollout.spec.image})")
+            if bg.scale_down_delay_seconds:
+                self.start_step(3, f"keep the previous version warm for {bg.scale_down_delay_seconds}s")
+                await self.pause(3, timedelta(seconds=bg.scale_down_delay_seconds),
+                                 what=f"previous version kept warm for {bg.scale_down_delay_seconds}s: "
+                                      "abort switches back at once; promote completes now")
+        except RolloutAborted as aborted:
+            return await self._roll_back(Reason.ABORTED.value, str(aborted))
+        except ActivityError as error:
+            return await self._roll_back(*failure_reason(error))
+
+        self.abort_closed = "the previous version is no longer kept warm (completing); start a new rollout"
+        self.start_step(4, "complete: hand the new version back to the Deployment, remove the preview")
+        try:
+            await self._call(BlueGreenActivities.complete_blue_green, "hand back and remove preview")
+        except ActivityError as error:
+            reason, message = failure_reason(error)
+            return self.finish(Phase.DEGRADED, reason, f"{message} (the active Service still serves the new version)")
+        s.stable_image, s.stable_replicas, s.canary_replicas = self.rollout.spec.image, prepared.total_replicas, 0
+        return self.finish(Phase.HEALTHY, message=f"{self.rollout.spec.image} is active")
+
+    async def _promotion(self) -> None:
+        bg = self.blue_green
+        if not bg.auto_promotion_enabled:
+            self.start_step(1, "wait for promote")
+            await self.pause(1, None, what=f"preview ready on {bg.preview_service}: waiting for promote")
+        elif bg.auto_promotion_seconds:
+            self.start_step(1, f"auto-promote after {bg.auto_promotion_seconds}s")
+            await self.pause(1, timedelta(seconds=bg.auto_promotion_seconds),
+                             what=f"preview ready on {bg.preview_service}: promoting in {bg.auto_promotion_seconds}s")
+        else:
+            self.start_step(1, "auto-promote")
+
+    async def _roll_back(self, reason: str, message: str) -> RolloutStatus:
+        """Active back on the previous version first (instant while it is warm), keep the preview for
+        `abortScaleDownDelaySeconds`, then remove it."""
+        s, bg = self.status, self.blue_green
+        self.record("aborting", message)
+        self.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {bg.active_service} back")
+        try:
+            if self.input.stable_hash:
+                await workflow.execute_activity_method(
+                    BlueGreenActivities.switch_active, self.input.model_copy(update={"to": "stable"}),
+                    summary="switch active back to the previous version", **self.kube,
+                )
+                if self.switched:
+                    self.record("switched-back", f"{bg.active_service} → previous pods")
+                s.canary_weight, s.actual_weight = 0, 0.0
+            if bg.abort_scale_down_delay_seconds:
+                self.set_phase(Phase.PROGRESSING, reason,
+                               f"aborted: preview kept for {bg.abort_scale_down_delay_seconds}s before removal")
+                await workflow.sleep(timedelta(seconds=bg.abort_scale_down_delay_seconds), summary="abort scale-down delay")
+            await workflow.execute_activity_method(
+                BlueGreenActivities.abort_blue_green, self.input, summary="remove preview", **self.kube
+            )
+        except ActivityError as error:
+            _, abort_message = failure_reason(error)
+            return self.finish(Phase.DEGRADED, "AbortFailed", f"{message}; abort failed: {abort_message}")
+        s.canary_replicas = 0
+        return self.finish(Phase.DEGRADED, reason, message)
