@@ -11,23 +11,25 @@ own selector and removes `web-preview`.
 
 from __future__ import annotations
 
-import json
-
 from kubernetes import client
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, replica_set_of_revision, wait_settled
+from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, wait_settled
 from activities.routing.replicas import scale
-from activities.siblings import check_target, ensure_role_service, ensure_sibling, hold, original_selector, release, remove_sibling
-from models.kubernetes import BlueGreenInput, BlueGreenPrepared
-from models.names import (
-    ANNOTATION_ORIGINAL_SELECTOR,
-    ANNOTATION_REVISION,
-    LABEL_POD_TEMPLATE_HASH,
-    LABEL_ROLE,
-    preview_deployment_name,
+from activities.siblings import (
+    check_target,
+    current_pod_template_hash,
+    ensure_role_service,
+    ensure_sibling,
+    hold,
+    original_selector,
+    release,
+    remove_sibling,
+    set_selector,
+    unpin,
 )
+from models.kubernetes import BlueGreenInput, BlueGreenPrepared
+from models.names import LABEL_POD_TEMPLATE_HASH, LABEL_ROLE, preview_deployment_name
 
 PREVIEW = "preview"
 
@@ -47,13 +49,7 @@ class BlueGreenActivities:
         t = request.target
         apps, core = self._apis(request)
         target = check_target(apps, core, t, request.active_service, request.rollout_id)
-        stable = wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
-        revision = int((stable.metadata.annotations or {}).get(ANNOTATION_REVISION, "0"))
-        replica_set = replica_set_of_revision(apps, stable, revision)
-        if replica_set is None or LABEL_POD_TEMPLATE_HASH not in (replica_set.metadata.labels or {}):
-            raise ApplicationError(f"deployment {t.namespace}/{t.deployment}: no ReplicaSet for revision {revision}",
-                                   type="KubernetesNotReady")
-        stable_hash = replica_set.metadata.labels[LABEL_POD_TEMPLATE_HASH]
+        stable_hash = current_pod_template_hash(apps, t, request.progress_deadline_seconds)
         hold(apps, target, request.rollout_id, "blue-green")
         set_selector(core, target.service, {**original_selector(target.service), LABEL_POD_TEMPLATE_HASH: stable_hash})
         ensure_sibling(apps, target.stable, preview_deployment_name(t.deployment), PREVIEW, request.image, 0,
@@ -111,7 +107,7 @@ class BlueGreenActivities:
                 apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=STRATEGIC_MERGE)
         wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
         # Both sides run the new version now: the Service's own selector takes them all, then the preview goes.
-        self._restore_active(core, request)
+        unpin(core, t.namespace, request.active_service)
         remove_sibling(apps, t.namespace, preview_deployment_name(t.deployment), request.progress_deadline_seconds)
         release(apps, t)
 
@@ -123,39 +119,5 @@ class BlueGreenActivities:
             self.switch_active(request.model_copy(update={"to": "stable"}))
         t = request.target
         remove_sibling(apps, t.namespace, preview_deployment_name(t.deployment), request.progress_deadline_seconds)
-        self._restore_active(core, request)
+        unpin(core, t.namespace, request.active_service)
         release(apps, t)
-
-    def _restore_active(self, core: client.CoreV1Api, request: BlueGreenInput) -> None:
-        t = request.target
-        with api_errors(f"service {t.namespace}/{request.active_service}"):
-            restore_selector(core, core.read_namespaced_service(request.active_service, t.namespace))
-
-
-def set_selector(core: client.CoreV1Api, service: client.V1Service, selector: dict[str, str]) -> bool:
-    """Replace the Service's selector (resourceVersion-checked), remembering its own selector the first
-    time; False when it is already so."""
-    annotations = dict(service.metadata.annotations or {})
-    if service.spec.selector == selector and ANNOTATION_ORIGINAL_SELECTOR in annotations:
-        return False
-    annotations.setdefault(ANNOTATION_ORIGINAL_SELECTOR, json.dumps(service.spec.selector or {}, sort_keys=True))
-    service.metadata.annotations = annotations
-    service.spec.selector = selector
-    ns, name = service.metadata.namespace, service.metadata.name
-    with api_errors(f"service {ns}/{name}"):
-        core.replace_namespaced_service(name, ns, service)
-    return True
-
-
-def restore_selector(core: client.CoreV1Api, service: client.V1Service) -> bool:
-    """Put back the Service's own selector and forget it; False when there is nothing to restore."""
-    annotations = dict(service.metadata.annotations or {})
-    saved = annotations.pop(ANNOTATION_ORIGINAL_SELECTOR, None)
-    if saved is None:
-        return False
-    service.spec.selector = json.loads(saved)
-    service.metadata.annotations = annotations or None
-    ns, name = service.metadata.namespace, service.metadata.name
-    with api_errors(f"service {ns}/{name}"):
-        core.replace_namespaced_service(name, ns, service)
-    return True

@@ -13,9 +13,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, wait_settled
-from activities.routing import router_for
-from activities.routing.replicas import scale
-from activities.siblings import check_target, ensure_role_service, ensure_sibling, hold, release, remove_sibling
+from activities.routing import router_for, weighted
+from activities.routing.replicas import ReplicaRatioRouter, scale
+from activities.routing.weighted import routes_of
+from activities.siblings import (
+    check_target,
+    ensure_role_service,
+    ensure_sibling,
+    hold,
+    pin_to_current_pods,
+    release,
+    remove_sibling,
+    unpin,
+)
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
 from models.names import ANNOTATION_WEIGHT, canary_deployment_name
 
@@ -35,13 +45,24 @@ class CanaryActivities:
         ensure_sibling(apps, target.stable, name, "canary", request.image, 0, request.rollout_id,
                        request.progress_deadline_seconds)
         ensure_role_service(core, target.service, request.canary_service, "canary")
+        if _mesh(request):
+            router_for(self._clients, routes_of(request)).prepare()
+            # The stable Service (a router's stable destination) must not select the canary's pods.
+            pin_to_current_pods(apps, core, target, t, request.progress_deadline_seconds)
         return PrepareCanaryResult(
             total_replicas=target.total_replicas, stable_image=target.container.image, container=target.container.name
         )
 
     @activity.defn(name="set_canary_weight")
     def set_canary_weight(self, request: SetWeightInput) -> WeightResult:
-        return router_for(request.router, self._clients).set_weight(request)
+        if request.router == "replicas":
+            return ReplicaRatioRouter(self._clients).set_weight(request)
+        return weighted.set_weight(self._clients, request)
+
+    def _send_all_to_stable(self, request: FinishInput) -> None:
+        """Routers with weights of their own: all traffic to stable, our routes removed."""
+        if _mesh(request):
+            router_for(self._clients, routes_of(request)).remove()
 
     @activity.defn(name="promote_canary")
     def promote_canary(self, request: FinishInput) -> None:
@@ -50,6 +71,8 @@ class CanaryActivities:
         apps = self._clients.apps(t.context)
         ns = t.namespace
         what = f"deployment {ns}/{t.deployment}"
+        if _mesh(request):  # stable's pods change now: its Service selects by its own selector again
+            unpin(self._clients.core(t.context), ns, request.stable_service)
         with api_errors(what):
             stable = apps.read_namespaced_deployment(t.deployment, ns)
         image = next((c.image for c in stable.spec.template.spec.containers if c.name == request.container), None)
@@ -63,6 +86,7 @@ class CanaryActivities:
             with api_errors(what):
                 apps.patch_namespaced_deployment(t.deployment, ns, body, _content_type=STRATEGIC_MERGE)
         wait_settled(apps, ns, t.deployment, request.progress_deadline_seconds)
+        self._send_all_to_stable(request)
         self._remove_canary(apps, request)
 
     @activity.defn(name="abort_canary")
@@ -73,6 +97,7 @@ class CanaryActivities:
         ns = t.namespace
         scale(apps, ns, t.deployment, request.total_replicas, {})
         wait_settled(apps, ns, t.deployment, request.progress_deadline_seconds)
+        self._send_all_to_stable(request)
         canary = canary_deployment_name(t.deployment)
         try:
             scale(apps, ns, canary, 0, {ANNOTATION_WEIGHT: "0"})
@@ -81,9 +106,16 @@ class CanaryActivities:
                 raise
         else:
             wait_settled(apps, ns, canary, request.progress_deadline_seconds)
+        if _mesh(request):
+            unpin(self._clients.core(t.context), ns, request.stable_service)
         release(apps, t)
 
     def _remove_canary(self, apps: client.AppsV1Api, request: FinishInput) -> None:
         t = request.target
         remove_sibling(apps, t.namespace, canary_deployment_name(t.deployment), request.progress_deadline_seconds)
         release(apps, t)
+
+
+def _mesh(request: PrepareCanaryInput | FinishInput) -> bool:
+    """A router with weights of its own (not the replica ratio)."""
+    return request.traffic_routing is not None and request.traffic_routing.router != "replicas"

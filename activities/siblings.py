@@ -1,6 +1,7 @@
 """What the canary and blue-green activities share: checking the target, holding the stable Deployment
-while a rollout changes traffic around it, and a sibling Deployment (`web-canary`, `web-preview`) of
-the new version with its Service, owned by one workflow run.
+while a rollout changes traffic around it, a sibling Deployment (`web-canary`, `web-preview`) of
+the new version with its Service, owned by one workflow run, and pinning a Service to one
+Deployment's current pods (`pod-template-hash`) while a sibling with the same labels runs.
 
 Every function is idempotent: it reads first and changes only what differs.
 """
@@ -8,6 +9,7 @@ Every function is idempotent: it reads first and changes only what differs.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 
@@ -15,15 +17,26 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import STRATEGIC_MERGE, api_errors, create_if_absent, ensure_not_busy, read_optional, wait_settled
+from activities.kube import (
+    STRATEGIC_MERGE,
+    api_errors,
+    create_if_absent,
+    ensure_not_busy,
+    read_optional,
+    replica_set_of_revision,
+    wait_settled,
+)
 from activities.routing.replicas import scale
 from models.names import (
+    ANNOTATION_ORIGINAL_SELECTOR,
+    ANNOTATION_REVISION,
     ANNOTATION_ROLLOUT_ID,
     ANNOTATION_RUN_ID,
     ANNOTATION_STABLE_REPLICAS,
     ANNOTATION_STEP,
     ANNOTATION_STRATEGY,
     ANNOTATION_WEIGHT,
+    LABEL_POD_TEMPLATE_HASH,
     LABEL_ROLE,
 )
 from models.spec import KubernetesTarget
@@ -74,11 +87,7 @@ def check_target(apps: client.AppsV1Api, core: client.CoreV1Api, t: KubernetesTa
 
 
 def original_selector(service: client.V1Service) -> dict[str, str]:
-    """The Service's selector before a rollout pinned it (see `services.pin`)."""
-    import json
-
-    from models.names import ANNOTATION_ORIGINAL_SELECTOR
-
+    """The Service's selector before a rollout pinned it (see `set_selector`)."""
     saved = (service.metadata.annotations or {}).get(ANNOTATION_ORIGINAL_SELECTOR)
     return json.loads(saved) if saved else dict(service.spec.selector or {})
 
@@ -201,3 +210,55 @@ def _wait_gone(apps: client.AppsV1Api, namespace: str, name: str, timeout: float
             raise ApplicationError(f"deployment {namespace}/{name} still being deleted after {timeout}s")
         activity.heartbeat(f"waiting for {namespace}/{name} to be deleted")
         time.sleep(0.25)
+
+
+def set_selector(core: client.CoreV1Api, service: client.V1Service, selector: dict[str, str]) -> bool:
+    """Replace the Service's selector (resourceVersion-checked), remembering its own selector the first
+    time; False when it is already so."""
+    annotations = dict(service.metadata.annotations or {})
+    if service.spec.selector == selector and ANNOTATION_ORIGINAL_SELECTOR in annotations:
+        return False
+    annotations.setdefault(ANNOTATION_ORIGINAL_SELECTOR, json.dumps(service.spec.selector or {}, sort_keys=True))
+    service.metadata.annotations = annotations
+    service.spec.selector = selector
+    ns, name = service.metadata.namespace, service.metadata.name
+    with api_errors(f"service {ns}/{name}"):
+        core.replace_namespaced_service(name, ns, service)
+    return True
+
+
+def restore_selector(core: client.CoreV1Api, service: client.V1Service) -> bool:
+    """Put back the Service's own selector and forget it; False when there is nothing to restore."""
+    annotations = dict(service.metadata.annotations or {})
+    saved = annotations.pop(ANNOTATION_ORIGINAL_SELECTOR, None)
+    if saved is None:
+        return False
+    service.spec.selector = json.loads(saved)
+    service.metadata.annotations = annotations or None
+    ns, name = service.metadata.namespace, service.metadata.name
+    with api_errors(f"service {ns}/{name}"):
+        core.replace_namespaced_service(name, ns, service)
+    return True
+
+
+def current_pod_template_hash(apps: client.AppsV1Api, t: KubernetesTarget, deadline_seconds: int) -> str:
+    """The `pod-template-hash` of the Deployment's current pods (once it is settled)."""
+    stable = wait_settled(apps, t.namespace, t.deployment, deadline_seconds)
+    revision = int((stable.metadata.annotations or {}).get(ANNOTATION_REVISION, "0"))
+    replica_set = replica_set_of_revision(apps, stable, revision)
+    if replica_set is None or LABEL_POD_TEMPLATE_HASH not in (replica_set.metadata.labels or {}):
+        raise ApplicationError(f"deployment {t.namespace}/{t.deployment}: no ReplicaSet for revision {revision}",
+                               type="KubernetesNotReady")
+    return replica_set.metadata.labels[LABEL_POD_TEMPLATE_HASH]
+
+
+def pin_to_current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, target: Target, t: KubernetesTarget,
+                        deadline_seconds: int) -> None:
+    """Make the Service select only the Deployment's current pods (not a sibling's with the same labels)."""
+    pod_hash = current_pod_template_hash(apps, t, deadline_seconds)
+    set_selector(core, target.service, {**original_selector(target.service), LABEL_POD_TEMPLATE_HASH: pod_hash})
+
+
+def unpin(core: client.CoreV1Api, namespace: str, service: str) -> None:
+    with api_errors(f"service {namespace}/{service}"):
+        restore_selector(core, core.read_namespaced_service(service, namespace))

@@ -104,8 +104,22 @@ class LocalCluster:
                                                "--port", str(self.ports["simulator"])])
         wait_port(self.ports["simulator"], 30)
         self._wait_node(timeout)
+        self._install_crds()
         self._save_state()
         return self
+
+    def _install_crds(self) -> None:
+        from kubernetes import config
+
+        from localcluster.crds import SHARED, install_router_crds
+
+        if not SHARED.is_dir():
+            return  # the routers' CRDs come from ../shared; without it only the replicas router works
+        api = config.new_client_from_config(str(self.kubeconfig))
+        try:
+            install_router_crds(api)
+        finally:
+            api.close()
 
     def stop(self) -> None:
         state = self._load_state()

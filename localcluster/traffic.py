@@ -1,10 +1,13 @@
 """Traffic simulator: sends synthetic requests through the cluster's current routing and exports
 per-version request counters and latency histograms in Prometheus text format.
 
-Every Service annotated `rollouts.durable.dev/simulated-rps: "N"` gets N requests a second. Each
-request goes to one of the Service's ready endpoints (what the real endpoints controller wrote),
-picked at random; the endpoint's pod tells the version (image tag), and the image's behaviour
-(`localcluster.behaviour`) decides its status code and latency. No packet is sent anywhere.
+Every Service, Ingress, Istio VirtualService or Gateway API HTTPRoute annotated
+`rollouts.durable.dev/simulated-rps: "N"` gets N requests a second, some carrying the headers or
+cookies its `simulated-audience` annotation declares. The router object's live configuration decides
+the Service (and any mirror) for each request (`localcluster.routes`); the request goes to one of that
+Service's ready endpoints (what the real endpoints controller wrote), picked at random; the pod tells
+the version (image tag), and the image's behaviour (`localcluster.behaviour`) decides its status code
+and latency. No packet is sent anywhere.
 
     python -m localcluster.traffic --kubeconfig FILE --port 9100
 """
@@ -12,26 +15,34 @@ picked at random; the endpoint's pod tells the version (image tag), and the imag
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from kubernetes import client, config
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from localcluster import routes
 from localcluster.behaviour import Behaviours
 
 ANNOTATION_RPS = "rollouts.durable.dev/simulated-rps"
+# JSON list of who sends requests with what: [{"header": "x-beta", "value": "1", "share": 0.2},
+# {"cookie": "canary", "value": "always", "share": 0.1}] (shares of all requests; the rest carry nothing).
+ANNOTATION_AUDIENCE = "rollouts.durable.dev/simulated-audience"
 TICK = 0.25
 log = logging.getLogger("traffic-simulator")
 
 
 class TrafficSimulator:
-    def __init__(self, core: client.CoreV1Api, registry: CollectorRegistry, seed: int = 7):
-        self.core = core
-        self.behaviours = Behaviours(core)
+    def __init__(self, api: client.ApiClient, registry: CollectorRegistry, seed: int = 7):
+        self.core = client.CoreV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.behaviours = Behaviours(self.core)
         self.random = random.Random(seed)
-        labels = ["namespace", "service", "version", "image"]
+        labels = ["namespace", "service", "version", "image", "entry", "shadow"]
         self.requests = Counter(
             "sim_requests", "Simulated requests by the version that served them", labels + ["code"], registry=registry
         )
@@ -39,46 +50,88 @@ class TrafficSimulator:
             "sim_request_duration_seconds", "Simulated request latency", labels, registry=registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
-        self.carry: dict[tuple[str, str], float] = {}
+        self.carry: dict[str, float] = {}
+
+    def _entries(self) -> list[tuple[str, str, dict, Callable[[dict[str, str]], tuple[str | None, str | None]]]]:
+        """(entry, namespace, annotations, resolve) for every object annotated with a simulated rate."""
+        entries = []
+        for service in self.core.list_service_for_all_namespaces().items:
+            name = service.metadata.name
+            entries.append((f"service/{name}", service.metadata.namespace, service.metadata.annotations or {},
+                            lambda headers, name=name: (name, None)))
+        ingresses = self.networking.list_ingress_for_all_namespaces().items
+        for ingress in ingresses:
+            marks = ingress.metadata.annotations or {}
+            if marks.get(routes.NGINX + "canary") == "true":
+                continue  # reached through its stable Ingress
+            same_ns = [i for i in ingresses if i.metadata.namespace == ingress.metadata.namespace]
+            entries.append((f"ingress/{ingress.metadata.name}", ingress.metadata.namespace, marks,
+                            lambda h, ingress=ingress, same_ns=same_ns: routes.nginx(ingress, same_ns, h, self.random)))
+        for group, plural, kind, resolve in (
+            ("networking.istio.io", "virtualservices", "virtualservice", routes.istio),
+            ("gateway.networking.k8s.io", "httproutes", "httproute", routes.gateway),
+        ):
+            try:
+                listed = self.custom.list_cluster_custom_object(group, "v1", plural)["items"]
+            except client.ApiException:
+                continue  # the CRD is not installed
+            for obj in listed:
+                meta = obj["metadata"]
+                entries.append((f"{kind}/{meta['name']}", meta["namespace"], meta.get("annotations") or {},
+                                lambda h, obj=obj, resolve=resolve: resolve(obj, h, self.random)))
+        return [e for e in entries if ANNOTATION_RPS in e[2]]
 
     def tick(self, seconds: float) -> None:
-        services = self.core.list_service_for_all_namespaces().items
-        wanted = {
-            (s.metadata.namespace, s.metadata.name): float((s.metadata.annotations or {})[ANNOTATION_RPS])
-            for s in services
-            if ANNOTATION_RPS in (s.metadata.annotations or {})
-        }
-        if not wanted:
+        entries = self._entries()
+        if not entries:
             return
         images = {
             (p.metadata.namespace, p.metadata.name): p.spec.containers[0].image
             for p in self.core.list_pod_for_all_namespaces().items
         }
+        backends: dict[tuple[str, str], list[str]] = {}
         for endpoints in self.core.list_endpoints_for_all_namespaces().items:
-            key = (endpoints.metadata.namespace, endpoints.metadata.name)
-            if key not in wanted:
-                continue
-            backends = [
-                images.get((a.target_ref.namespace or key[0], a.target_ref.name))
+            ns = endpoints.metadata.namespace
+            ready = [
+                images.get((a.target_ref.namespace or ns, a.target_ref.name))
                 for subset in endpoints.subsets or []
                 for a in subset.addresses or []
                 if a.target_ref is not None
             ]
-            backends = [image for image in backends if image]
-            budget = self.carry.get(key, 0.0) + wanted[key] * seconds
+            backends[(ns, endpoints.metadata.name)] = [image for image in ready if image]
+        for entry, ns, marks, resolve in entries:
+            key = f"{ns}/{entry}"
+            budget = self.carry.get(key, 0.0) + float(marks[ANNOTATION_RPS]) * seconds
             count, self.carry[key] = int(budget), budget - int(budget)
-            if backends:
-                self.send(key, backends, count)
+            audience = json.loads(marks.get(ANNOTATION_AUDIENCE, "[]"))
+            for _ in range(count):
+                serve, shadow = resolve(self.headers(audience))
+                for service, is_shadow in ((serve, False), (shadow, True)):
+                    if service and backends.get((ns, service)):
+                        self.send(ns, service, entry, is_shadow, backends[(ns, service)])
 
-    def send(self, key: tuple[str, str], backends: list[str], count: int) -> None:
-        for _ in range(count):
-            image = self.random.choice(backends)
-            behaviour = self.behaviours.for_image(image)
-            version = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
-            code = "500" if self.random.random() < behaviour.error_rate else "200"
-            latency = max(0.001, self.random.gauss(behaviour.latency_ms, behaviour.latency_ms * 0.2) / 1000)
-            self.requests.labels(key[0], key[1], version, image, code).inc()
-            self.latency.labels(key[0], key[1], version, image).observe(latency)
+    def headers(self, audience: list[dict]) -> dict[str, str]:
+        """One request's headers: each audience member carries its header or cookie with its `share`."""
+        point, headers = self.random.random(), {}
+        for member in audience:
+            point -= float(member.get("share", 0))
+            if point < 0:
+                if "cookie" in member:
+                    headers["cookie"] = f"{member['cookie']}={member['value']}"
+                else:
+                    headers[member["header"].lower()] = member["value"]
+                break
+        return headers
+
+    def send(self, namespace: str, service: str, entry: str, shadow: bool, backends: list[str]) -> None:
+        image = self.random.choice(backends)
+        behaviour = self.behaviours.for_image(image)
+        version = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+        code = "500" if self.random.random() < behaviour.error_rate else "200"
+        latency = max(0.001, self.random.gauss(behaviour.latency_ms, behaviour.latency_ms * 0.2) / 1000)
+        labels = (namespace, service, version, image, entry, "true" if shadow else "false")
+        self.requests.labels(*labels, code).inc()
+        self.latency.labels(*labels).observe(latency)
 
     def run(self) -> None:
         last = time.monotonic()
@@ -98,9 +151,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9100)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    core = client.CoreV1Api(config.new_client_from_config(args.kubeconfig))
     registry = CollectorRegistry()
-    simulator = TrafficSimulator(core, registry)
+    simulator = TrafficSimulator(config.new_client_from_config(args.kubeconfig), registry)
     start_http_server(args.port, addr="127.0.0.1", registry=registry)
     simulator.run()
 
@@ -109,8 +161,11 @@ if __name__ == "__main__":
     main()
 
 
-def requests_by_version(url: str, namespace: str, service: str) -> dict[str, float]:
-    """Scrape the simulator and sum its request counter per version for one Service."""
+def requests_by_version(url: str, namespace: str, service: str, entry: str | None = None,
+                        shadow: bool | None = None) -> dict[str, float]:
+    """Scrape the simulator and sum its request counter per version: requests one Service served
+    (`service`), or that came in through one entry (`entry` like "virtualservice/web", any service);
+    `shadow` picks mirrored copies (True) or real requests (False)."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -120,6 +175,11 @@ def requests_by_version(url: str, namespace: str, service: str) -> dict[str, flo
             continue
         for sample in family.samples:
             labels = sample.labels
-            if sample.name.endswith("_total") and labels["namespace"] == namespace and labels["service"] == service:
-                totals[labels["version"]] = totals.get(labels["version"], 0.0) + sample.value
+            if not sample.name.endswith("_total") or labels["namespace"] != namespace:
+                continue
+            if (service and labels["service"] != service) or (entry and labels["entry"] != entry):
+                continue
+            if shadow is not None and labels["shadow"] != ("true" if shadow else "false"):
+                continue
+            totals[labels["version"]] = totals.get(labels["version"], 0.0) + sample.value
     return totals

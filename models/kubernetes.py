@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from models.routing import RouteState, SetCanaryScale, TrafficRouting
 from models.spec import KubernetesTarget
 from models.status import Message
 
@@ -15,6 +16,7 @@ class PrepareCanaryInput(Message):
     stable_service: str
     canary_service: str
     progress_deadline_seconds: int
+    traffic_routing: TrafficRouting | None = None  # None: replicas
 
 
 class PrepareCanaryResult(Message):
@@ -31,6 +33,13 @@ class SetWeightInput(Message):
     step: int
     total_replicas: int
     progress_deadline_seconds: int
+    # Routers with weights of their own: the whole routing the step wants, and the canary's scale.
+    traffic_routing: TrafficRouting | None = None
+    stable_service: str = ""
+    canary_service: str = ""
+    routes: RouteState | None = None
+    canary_scale: SetCanaryScale | None = None
+    dynamic_stable_scale: bool = False
 
 
 class WeightResult(Message):
@@ -50,6 +59,9 @@ class FinishInput(Message):
     image: str
     total_replicas: int
     progress_deadline_seconds: int
+    traffic_routing: TrafficRouting | None = None
+    stable_service: str = ""
+    canary_service: str = ""
 
 
 class RollOutInput(Message):

@@ -26,41 +26,15 @@ from pydantic.alias_generators import to_camel
 
 from models.durations import Duration
 from models.names import rollout_id
+from models.routing import HEADER_ROUTERS, MIRROR_ROUTERS, ReplicasRouting, SetCanaryScale, SetHeaderRoute, SetMirrorRoute, TrafficRouting
+from models.specbase import DnsLabel, DnsSubdomain, SpecModel, exactly_one
 
 API_VERSION = "rollouts.durable.dev/v1alpha1"
 
-DnsLabel = Annotated[
-    str,
-    StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
-]
-# 253 (a DNS subdomain) less the "-preview" suffix the blue-green preview Deployment adds.
-DnsSubdomain = Annotated[
-    str,
-    StringConstraints(max_length=245, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
-]
 _IMAGE = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-
-
-class SpecModel(BaseModel):
-    """Spec documents use camelCase keys and reject keys they do not know."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-
-def _exactly_one(data: Any, known: tuple[str, ...], what: str) -> Any:
-    """For one-of blocks (`strategy`, `trafficRouting`): name the unknown key instead of a generic error."""
-    if not isinstance(data, dict):
-        return data
-    unknown = [key for key in data if key not in known]
-    if unknown:
-        raise ValueError(f"unknown {what} {unknown[0]!r} (known: {', '.join(known)})")
-    given = [key for key in known if data.get(key) is not None]
-    if len(given) != 1:
-        raise ValueError(f"exactly one {what} is needed (one of: {', '.join(known)}), got {len(given)}")
-    return data
 
 
 class Metadata(SpecModel):
@@ -86,32 +60,24 @@ class Pause(SpecModel):
     duration: Duration | None = Field(None, description="timed pause; absent: wait until promoted")
 
 
+STEP_KINDS = ("setWeight", "pause", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
+
+
 class CanaryStep(SpecModel):
     set_weight: int | None = Field(None, ge=0, le=100, description="percentage of traffic to the canary")
     pause: Pause | None = None
-
-    @model_validator(mode="after")
-    def _one_action(self) -> CanaryStep:
-        if (self.set_weight is None) == (self.pause is None):
-            raise ValueError("a step needs exactly one of setWeight, pause")
-        return self
-
-
-class ReplicasRouting(SpecModel):
-    """Traffic follows the ratio of ready canary to stable pods behind the stable Service."""
-
-
-class TrafficRouting(SpecModel):
-    replicas: ReplicasRouting | None = None
+    set_canary_scale: SetCanaryScale | None = None
+    set_header_route: SetHeaderRoute | None = None
+    set_mirror_route: SetMirrorRoute | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _one_router(cls, data: Any) -> Any:
-        return _exactly_one(data, ("replicas",), "traffic router")
+    def _one_action(cls, data: Any) -> Any:
+        return exactly_one(data, STEP_KINDS, "step")
 
     @property
-    def router(self) -> str:
-        return "replicas"
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower()) is not None)
 
 
 class CanaryStrategy(SpecModel):
@@ -119,11 +85,34 @@ class CanaryStrategy(SpecModel):
     canary_service: DnsLabel
     traffic_routing: TrafficRouting = Field(default_factory=lambda: TrafficRouting(replicas=ReplicasRouting()))
     steps: list[CanaryStep] = Field(min_length=1, max_length=200)
+    dynamic_stable_scale: bool = Field(
+        False, description="scale stable down as the canary takes traffic (routers with their own weights only)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CanaryStrategy:
         if self.stable_service == self.canary_service:
             raise ValueError("@canaryService: must be a different Service from stableService")
+        router = self.traffic_routing.router
+        if self.dynamic_stable_scale and router == "replicas":
+            raise ValueError("@dynamicStableScale: the replicas router already scales stable with the weight")
+        for index, step in enumerate(self.steps):
+            problem = {
+                "setCanaryScale": router == "replicas" and "the replicas router sets the canary scale from the weight",
+                "setHeaderRoute": router not in HEADER_ROUTERS and f"needs a router that routes by header "
+                                  f"({', '.join(HEADER_ROUTERS)}), not {router}",
+                "setMirrorRoute": router not in MIRROR_ROUTERS and f"needs a router that mirrors "
+                                  f"({', '.join(MIRROR_ROUTERS)}), not {router}",
+            }.get(step.kind)
+            if problem:
+                raise ValueError(f"@steps[{index}].{step.kind}: {problem}")
+            if router == "nginx" and step.set_header_route and step.set_header_route.match:
+                match = step.set_header_route.match
+                if len(match) != 1 or (match[0].header_value and match[0].header_value.kind != "exact"):
+                    raise ValueError(f"@steps[{index}].setHeaderRoute.match: nginx matches one exact header or cookie")
+                if match[0].cookie_name and match[0].cookie_value != "always":
+                    raise ValueError(f"@steps[{index}].setHeaderRoute.match[0].cookieValue: ingress-nginx sends a "
+                                     "request to the canary when its cookie is 'always'")
         previous: tuple[int, int] | None = None
         for index, step in enumerate(self.steps):
             if step.set_weight is None:
@@ -206,7 +195,7 @@ class Strategy(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _one_strategy(cls, data: Any) -> Any:
-        return _exactly_one(data, STRATEGIES, "strategy")
+        return exactly_one(data, STRATEGIES, "strategy")
 
     @property
     def name(self) -> str:

@@ -62,6 +62,7 @@ class RolloutStatus(Message):
     actual_weight: float = Field(0.0, description="share of ready canary pods behind the stable Service")
     stable_replicas: int = 0
     canary_replicas: int = 0
+    routes: list[str] = Field(default_factory=list, description="header and mirror routes to the canary in effect")
     paused_until: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 
-def mutated(path: str, value, delete: bool = False) -> dict:
-    document = copy.deepcopy(canary_document())
+def mutated(path: str, value, delete: bool = False, steps: list | None = None) -> dict:
+    document = copy.deepcopy(canary_document(steps=steps))
     *parents, last = path.split(".")
     node = document
     for part in parents:
@@ -75,9 +75,30 @@ MALFORMED = [
     ("pause not a duration", mutated(f"{CANARY}.steps", [{"pause": {"duration": "soon"}}]),
      f"{CANARY}.steps[0].pause.duration", "not like 30s"),
     ("step with two actions", mutated(f"{CANARY}.steps", [{"setWeight": 10, "pause": {}}]), f"{CANARY}.steps[0]",
-     "exactly one of setWeight, pause"),
-    ("unknown step", mutated(f"{CANARY}.steps", [{"setCanaryScale": {"replicas": 2}}]),
-     f"{CANARY}.steps[0].setCanaryScale", "unknown field"),
+     "exactly one step is needed"),
+    ("unknown step", mutated(f"{CANARY}.steps", [{"analysis": {}}]), f"{CANARY}.steps[0]", "unknown step 'analysis'"),
+    ("canary scale with the replicas router", mutated(f"{CANARY}.steps", [{"setCanaryScale": {"replicas": 2}}]),
+     f"{CANARY}.steps[0].setCanaryScale", "replicas router sets the canary scale"),
+    ("header route with the replicas router",
+     mutated(f"{CANARY}.steps", [{"setHeaderRoute": {"name": "beta", "match": [{"cookieName": "beta", "cookieValue": "1"}]}}]),
+     f"{CANARY}.steps[0].setHeaderRoute", "needs a router that routes by header"),
+    ("mirror with nginx", mutated(f"{CANARY}.trafficRouting", {"nginx": {"stableIngress": "web"}}, steps=[
+        {"setMirrorRoute": {"name": "shadow", "percentage": 10}}]),
+     f"{CANARY}.steps[0].setMirrorRoute", "needs a router that mirrors (istio, gatewayAPI), not nginx"),
+    ("nginx header regex", mutated(f"{CANARY}.trafficRouting", {"nginx": {"stableIngress": "web"}}, steps=[
+        {"setHeaderRoute": {"name": "b", "match": [{"headerName": "x-beta", "headerValue": {"regex": "1.*"}}]}}]),
+     f"{CANARY}.steps[0].setHeaderRoute.match", "one exact header or cookie"),
+    ("match on header and cookie", mutated(f"{CANARY}.trafficRouting", {"istio": {"virtualService": {"name": "web"}}},
+        steps=[{"setHeaderRoute": {"name": "b", "match": [{"headerName": "x", "headerValue": {"exact": "1"},
+                                                            "cookieName": "c", "cookieValue": "1"}]}}]),
+     f"{CANARY}.steps[0].setHeaderRoute.match[0]", "exactly one of headerName, cookieName"),
+    ("header without value", mutated(f"{CANARY}.trafficRouting", {"gatewayAPI": {"httpRoute": "web"}},
+        steps=[{"setHeaderRoute": {"name": "b", "match": [{"headerName": "x-beta"}]}}]),
+     f"{CANARY}.steps[0].setHeaderRoute.match[0].headerValue", "required with headerName"),
+    ("dynamic stable scale with replicas", mutated(f"{CANARY}.dynamicStableScale", True),
+     f"{CANARY}.dynamicStableScale", "already scales stable"),
+    ("two routers", mutated(f"{CANARY}.trafficRouting", {"replicas": {}, "nginx": {"stableIngress": "web"}}),
+     f"{CANARY}.trafficRouting", "exactly one traffic router"),
     ("empty steps", mutated(f"{CANARY}.steps", []), f"{CANARY}.steps", "at least 1"),
     ("same stable and canary service", mutated(f"{CANARY}.canaryService", "checkout-api"), f"{CANARY}.canaryService",
      "different Service"),

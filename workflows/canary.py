@@ -1,4 +1,5 @@
-"""Canary: run the step list (setWeight through the spec's traffic router, timed or open pauses),
+"""Canary: run the step list (setWeight, setCanaryScale, setHeaderRoute, setMirrorRoute through the
+spec's traffic router; timed or open pauses),
 then promote the stable Deployment to the new image and remove the canary. An abort, a failed step
 or a progress deadline sends all traffic back to stable and ends Degraded."""
 
@@ -18,7 +19,8 @@ with workflow.unsafe.imports_passed_through():
         PrepareCanaryResult,
         SetWeightInput,
     )
-    from models.spec import CanaryStrategy
+    from models.routing import RouteState, SetCanaryScale, describe_routes
+    from models.spec import CanaryStep, CanaryStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
@@ -29,6 +31,8 @@ class CanaryRollout(RolloutControl):
     @workflow.init
     def __init__(self, request: RolloutInput) -> None:
         super().__init__(request)
+        self.routes = RouteState()
+        self.canary_scale: SetCanaryScale | None = None
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
@@ -47,6 +51,7 @@ class CanaryRollout(RolloutControl):
                     stable_service=canary.stable_service,
                     canary_service=canary.canary_service,
                     progress_deadline_seconds=spec.progress_deadline_seconds,
+                    traffic_routing=canary.traffic_routing,
                 ),
                 summary="prepare canary",
                 **kube,
@@ -63,18 +68,21 @@ class CanaryRollout(RolloutControl):
             image=spec.image,
             total_replicas=prepared.total_replicas,
             progress_deadline_seconds=spec.progress_deadline_seconds,
+            traffic_routing=canary.traffic_routing,
+            stable_service=canary.stable_service,
+            canary_service=canary.canary_service,
         )
         try:
             for index, step in enumerate(canary.steps):
                 if self.abort_requested:
                     raise RolloutAborted(self.abort_requested.reason)
-                if step.set_weight is not None:
-                    await self._set_weight(index, step.set_weight, prepared.total_replicas, canary, kube)
-                else:
-                    duration = step.pause.duration if step.pause else None
+                if step.pause is not None:
+                    duration = step.pause.duration
                     what = f"pause {format_duration(duration)}" if duration is not None else "pause until promoted"
                     self.start_step(index, what)
                     await self.pause(index, duration)
+                else:
+                    await self._route(index, step, prepared.total_replicas, canary, kube)
         except RolloutAborted as aborted:
             return await self._roll_back(finish, Reason.ABORTED.value, str(aborted), kube)
         except ActivityError as error:
@@ -91,13 +99,30 @@ class CanaryRollout(RolloutControl):
             return await self._roll_back(finish, reason, message, kube)
         self.status.canary_weight, self.status.actual_weight = 100, 100.0
         self.status.canary_replicas, self.status.stable_replicas = 0, prepared.total_replicas
-        self.status.stable_image = spec.image
+        self.status.stable_image, self.status.routes = spec.image, []
         return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable")
 
-    async def _set_weight(
-        self, index: int, weight: int, total: int, canary: CanaryStrategy, kube: dict[str, Any]
+    async def _route(
+        self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, kube: dict[str, Any]
     ) -> None:
-        self.start_step(index, f"setWeight {weight}")
+        """setWeight, setCanaryScale, setHeaderRoute, setMirrorRoute: the new routing as a whole, applied
+        by one idempotent activity (capacity first)."""
+        if step.set_weight is not None:
+            self.routes = self.routes.model_copy(update={"weight": step.set_weight})
+            what = f"setWeight {step.set_weight}"
+        elif step.set_canary_scale is not None:
+            self.canary_scale = step.set_canary_scale
+            what = f"setCanaryScale {step.set_canary_scale.model_dump(by_alias=True, exclude_none=True)}"
+        elif step.set_header_route is not None:
+            self.routes = self.routes.with_header_route(step.set_header_route)
+            what = f"setHeaderRoute {step.set_header_route.name}{'' if step.set_header_route.match else ' (removed)'}"
+        else:
+            assert step.set_mirror_route is not None
+            self.routes = self.routes.with_mirror_route(step.set_mirror_route)
+            what = f"setMirrorRoute {step.set_mirror_route.name} {step.set_mirror_route.percentage or 'removed'}"
+        weight = self.routes.weight
+        self.start_step(index, what)
+        mesh = canary.traffic_routing.router != "replicas"
         handle = workflow.start_activity_method(
             CanaryActivities.set_canary_weight,
             SetWeightInput(
@@ -108,15 +133,26 @@ class CanaryRollout(RolloutControl):
                 step=index,
                 total_replicas=total,
                 progress_deadline_seconds=self.rollout.spec.progress_deadline_seconds,
+                traffic_routing=canary.traffic_routing if mesh else None,
+                stable_service=canary.stable_service,
+                canary_service=canary.canary_service,
+                routes=self.routes if mesh else None,
+                canary_scale=self.canary_scale,
+                dynamic_stable_scale=canary.dynamic_stable_scale,
             ),
-            summary=f"set weight {weight}%",
+            summary=f"set weight {weight}%" if step.set_weight is not None else what,
             **kube,
         )
         result = await self.run_interruptible(handle)
         s = self.status
         s.canary_weight, s.actual_weight = result.weight, result.actual_weight
         s.canary_replicas, s.stable_replicas = result.canary_replicas, result.stable_replicas
-        self.record("weight-set", f"{weight}% ({result.canary_replicas} canary / {result.stable_replicas} stable)")
+        s.routes = describe_routes(self.routes)
+        if step.set_weight is not None:
+            self.record("weight-set", f"{weight}% ({result.canary_replicas} canary / {result.stable_replicas} stable)")
+        else:
+            self.record("routes-set", f"{what}: {'; '.join(s.routes) or 'weight only'} "
+                                      f"({result.canary_replicas} canary / {result.stable_replicas} stable)")
 
     async def _roll_back(self, finish: FinishInput, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
         self.record("aborting", message)
@@ -129,6 +165,6 @@ class CanaryRollout(RolloutControl):
             _, abort_message = failure_reason(error)
             return self.finish(Phase.DEGRADED, "AbortFailed", f"{message}; abort failed: {abort_message}")
         s = self.status
-        s.canary_weight, s.actual_weight, s.canary_replicas = 0, 0.0, 0
+        s.canary_weight, s.actual_weight, s.canary_replicas, s.routes = 0, 0.0, 0, []
         s.stable_replicas = finish.total_replicas
         return self.finish(Phase.DEGRADED, reason, message)

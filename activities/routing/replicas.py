@@ -38,6 +38,21 @@ def scale(apps: client.AppsV1Api, namespace: str, name: str, replicas: int, anno
     return True
 
 
+def check_not_stale(apps: client.AppsV1Api, namespace: str, canary: str, step: int) -> client.V1Deployment:
+    """The canary Deployment, unless a later step was already applied (a late attempt of an earlier
+    step must never move traffic back)."""
+    with api_errors(f"deployment {namespace}/{canary}"):
+        before = apps.read_namespaced_deployment(canary, namespace)
+    applied_step = int((before.metadata.annotations or {}).get(ANNOTATION_STEP, "-1"))
+    if applied_step > step:
+        raise ApplicationError(
+            f"deployment {namespace}/{canary} is already at step {applied_step}; step {step} is stale",
+            type="StaleStep",
+            non_retryable=True,
+        )
+    return before
+
+
 class ReplicaRatioRouter:
     def __init__(self, clients: KubeClients):
         self._clients = clients
@@ -53,15 +68,7 @@ class ReplicaRatioRouter:
 
         # Capacity first: grow whichever side gains pods, wait for it, then shrink the other.
         order = [(canary, canary_replicas, marks), (stable, stable_replicas, {})]
-        with api_errors(f"deployment {ns}/{canary}"):
-            before = apps.read_namespaced_deployment(canary, ns)
-        applied_step = int((before.metadata.annotations or {}).get(ANNOTATION_STEP, "-1"))
-        if applied_step > request.step:  # a late attempt of an earlier step: never move traffic back
-            raise ApplicationError(
-                f"deployment {ns}/{canary} is already at step {applied_step}; step {request.step} is stale",
-                type="StaleStep",
-                non_retryable=True,
-            )
+        before = check_not_stale(apps, ns, canary, request.step)
         if (before.spec.replicas or 0) > canary_replicas:
             order.reverse()
         changed = False

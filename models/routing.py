@@ -1,0 +1,168 @@
+"""Traffic routing in the spec: which router (`replicas`, `istio`, `nginx`, `gatewayAPI`) and its
+objects, and the routes a canary step can set (`setHeaderRoute`, `setMirrorRoute`), plus
+`RouteState`, the whole routing a step wants, which the router activities apply idempotently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from models.specbase import DnsLabel, SpecModel, exactly_one
+
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+
+
+class StringMatch(SpecModel):
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        return exactly_one(data, ("exact", "prefix", "regex"), "string match")
+
+    @property
+    def kind(self) -> str:
+        return "exact" if self.exact is not None else "prefix" if self.prefix is not None else "regex"
+
+    @property
+    def value(self) -> str:
+        return next(v for v in (self.exact, self.prefix, self.regex) if v is not None)
+
+
+class RouteMatch(SpecModel):
+    """One request property: a header (`headerName` + `headerValue`) or a cookie (`cookieName` + `cookieValue`)."""
+
+    header_name: str | None = Field(None, pattern=HEADER_NAME)
+    header_value: StringMatch | None = None
+    cookie_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    cookie_value: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @model_validator(mode="after")
+    def _check(self) -> RouteMatch:
+        if (self.header_name is None) == (self.cookie_name is None):
+            raise ValueError("a match needs exactly one of headerName, cookieName")
+        if self.header_name is not None and self.header_value is None:
+            raise ValueError("@headerValue: required with headerName")
+        if self.cookie_name is not None and self.cookie_value is None:
+            raise ValueError("@cookieValue: required with cookieName")
+        return self
+
+
+class SetHeaderRoute(SpecModel):
+    """Send requests that match to the canary, whatever the weight (A/B by header or cookie); no
+    `match` removes the route."""
+
+    name: DnsLabel
+    match: list[RouteMatch] | None = Field(None, min_length=1, max_length=8)
+
+
+class SetMirrorRoute(SpecModel):
+    """Copy `percentage` of the requests that match (all, without `match`) to the canary; the copies'
+    responses are dropped (shadow traffic). No `percentage` removes the route."""
+
+    name: DnsLabel
+    percentage: int | None = Field(None, ge=1, le=100)
+    match: list[RouteMatch] | None = Field(None, min_length=1, max_length=8)
+
+
+class SetCanaryScale(SpecModel):
+    """How many canary pods run, independent of the weight (routers with their own weights only)."""
+
+    replicas: int | None = Field(None, ge=0)
+    weight: int | None = Field(None, ge=0, le=100)
+    match_traffic_weight: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        return exactly_one(data, ("replicas", "weight", "matchTrafficWeight"), "canary scale")
+
+
+class ReplicasRouting(SpecModel):
+    """Traffic follows the ratio of ready canary to stable pods behind the stable Service."""
+
+
+class IstioVirtualService(SpecModel):
+    name: DnsLabel
+    routes: list[str] | None = Field(None, min_length=1, description="HTTP routes to weight (default: all)")
+
+
+class IstioRouting(SpecModel):
+    """Weights of an Istio VirtualService whose routes have the stable and canary Services as destinations."""
+
+    virtual_service: IstioVirtualService
+
+
+class NginxRouting(SpecModel):
+    """A canary Ingress beside `stableIngress` with the ingress-nginx canary annotations."""
+
+    stable_ingress: DnsLabel
+
+
+class GatewayApiRouting(SpecModel):
+    """Weights of an HTTPRoute whose rules have the stable and canary Services as backendRefs."""
+
+    http_route: DnsLabel
+
+
+ROUTERS = ("replicas", "istio", "nginx", "gatewayAPI")
+# What each router can do beyond weights.
+HEADER_ROUTERS = ("istio", "nginx", "gatewayAPI")
+MIRROR_ROUTERS = ("istio", "gatewayAPI")
+
+
+class TrafficRouting(SpecModel):
+    replicas: ReplicasRouting | None = None
+    istio: IstioRouting | None = None
+    nginx: NginxRouting | None = None
+    gateway_api: GatewayApiRouting | None = Field(None, alias="gatewayAPI")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_router(cls, data: Any) -> Any:
+        return exactly_one(data, ROUTERS, "traffic router")
+
+    @property
+    def router(self) -> str:
+        return next(name for name in ROUTERS if getattr(self, "gateway_api" if name == "gatewayAPI" else name))
+
+
+class RouteState(SpecModel):
+    """Everything a canary step wants of the router: the weight, header routes, mirror routes."""
+
+    model_config = {**SpecModel.model_config, "frozen": False}
+
+    weight: int = 0
+    header_routes: list[SetHeaderRoute] = Field(default_factory=list)
+    mirror_routes: list[SetMirrorRoute] = Field(default_factory=list)
+
+    def with_header_route(self, route: SetHeaderRoute) -> RouteState:
+        others = [r for r in self.header_routes if r.name != route.name]
+        return self.model_copy(update={"header_routes": others + ([route] if route.match else [])})
+
+    def with_mirror_route(self, route: SetMirrorRoute) -> RouteState:
+        others = [r for r in self.mirror_routes if r.name != route.name]
+        return self.model_copy(update={"mirror_routes": others + ([route] if route.percentage else [])})
+
+    @property
+    def sends_to_canary(self) -> bool:
+        return self.weight > 0 or bool(self.header_routes) or bool(self.mirror_routes)
+
+
+def describe_match(match: list[RouteMatch]) -> str:
+    return " & ".join(
+        f"{m.header_name} {m.header_value.kind} {m.header_value.value!r}" if m.header_name
+        else f"cookie {m.cookie_name}={m.cookie_value}"
+        for m in match
+    )
+
+
+def describe_routes(state: RouteState) -> list[str]:
+    """One line per route for status and the Web UI: "header beta: x-beta exact '1'", "mirror shadow: 20%"."""
+    lines = [f"header {r.name}: {describe_match(r.match or [])}" for r in state.header_routes]
+    lines += [f"mirror {r.name}: {r.percentage}%" + (f" of {describe_match(r.match)}" if r.match else "")
+              for r in state.mirror_routes]
+    return lines
