@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import (
+    JSON_PATCH,
     STRATEGIC_MERGE,
     KubeClients,
     api_errors,
@@ -48,35 +49,50 @@ class DeploymentActivities:
             ensure_not_busy(current, request.rollout_id)
             previous_revision = int(marks.get(ANNOTATION_REVISION, "0"))
             previous_image = container.image
-            strategy: dict = {"type": request.kind}
-            if request.kind == "RollingUpdate":
-                strategy["rollingUpdate"] = {"maxSurge": request.max_surge, "maxUnavailable": request.max_unavailable}
-            else:
-                strategy["rollingUpdate"] = None  # Recreate forbids it
-            body = {
-                "metadata": {
-                    "resourceVersion": current.metadata.resource_version,
-                    "annotations": {
-                        ANNOTATION_RUN_ID: run_id,
-                        ANNOTATION_ROLLOUT_ID: request.rollout_id,
-                        ANNOTATION_PREVIOUS_REVISION: str(previous_revision),
-                    },
-                },
-                "spec": {
-                    "strategy": strategy,
-                    "progressDeadlineSeconds": request.progress_deadline_seconds,
-                    "template": {"spec": {"containers": [{"name": container.name, "image": request.image}]}},
-                },
+            ours = {
+                ANNOTATION_RUN_ID: run_id,
+                ANNOTATION_ROLLOUT_ID: request.rollout_id,
+                ANNOTATION_PREVIOUS_REVISION: str(previous_revision),
             }
+            body, content_type = self._change(apps, current, request, ours)
             with api_errors(what):
-                apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=STRATEGIC_MERGE)
+                apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=content_type)
         settled = wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
         return RollOutResult(
             previous_image=previous_image,
             previous_revision=previous_revision,
             revision=int((settled.metadata.annotations or {}).get(ANNOTATION_REVISION, "0")),
             replicas=settled.spec.replicas or 0,
+            image=settled.spec.template.spec.containers[0].image,
         )
+
+    def _change(self, apps: client.AppsV1Api, current: client.V1Deployment, request: RollOutInput,
+                ours: dict[str, str]) -> tuple[object, str]:
+        """The one patch that makes the change (and records who made it, resourceVersion-checked)."""
+        metadata = {"resourceVersion": current.metadata.resource_version, "annotations": ours}
+        container = current.spec.template.spec.containers[0]
+        if request.kind == "Restart":  # what `kubectl rollout restart` does; the value is the workflow's time
+            template = {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": request.restarted_at}}}
+            return {"metadata": metadata, "spec": {"template": template}}, STRATEGIC_MERGE
+        if request.kind == "Undo":
+            template = _template_of_revision(apps, current, request.to_revision)
+            ops: list[dict] = [{"op": "replace", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]}]
+            if not current.metadata.annotations:
+                ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+            ops += [{"op": "add", "path": "/metadata/annotations/" + k.replace("~", "~0").replace("/", "~1"), "value": v}
+                    for k, v in ours.items()]
+            return ops + [{"op": "replace", "path": "/spec/template", "value": template}], JSON_PATCH
+        strategy: dict = {"type": request.kind}
+        if request.kind == "RollingUpdate":
+            strategy["rollingUpdate"] = {"maxSurge": request.max_surge, "maxUnavailable": request.max_unavailable}
+        else:
+            strategy["rollingUpdate"] = None  # Recreate forbids it
+        spec = {
+            "strategy": strategy,
+            "progressDeadlineSeconds": request.progress_deadline_seconds,
+            "template": {"spec": {"containers": [{"name": container.name, "image": request.image}]}},
+        }
+        return {"metadata": metadata, "spec": spec}, STRATEGIC_MERGE
 
     @activity.defn(name="undo_deployment")
     def undo_deployment(self, request: UndoInput) -> str:
@@ -93,17 +109,48 @@ class DeploymentActivities:
                 type="UndoImpossible",
                 non_retryable=True,
             )
-        template = apps.api_client.sanitize_for_serialization(previous.spec.template)
-        template["metadata"].get("labels", {}).pop("pod-template-hash", None)
+        template = _template(apps, previous)
         wanted = template["spec"]["containers"][0]["image"]
         if current.spec.template.spec.containers[0].image != wanted:
             body = [{"op": "replace", "path": "/spec/template", "value": template}]  # the old template, exactly
             with api_errors(what):
-                apps.patch_namespaced_deployment(
-                    t.deployment, t.namespace, body, _content_type="application/json-patch+json"
-                )
+                apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=JSON_PATCH)
         wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
         return wanted
+
+
+def _template(apps: client.AppsV1Api, replica_set: client.V1ReplicaSet) -> dict:
+    template = apps.api_client.sanitize_for_serialization(replica_set.spec.template)
+    template["metadata"].get("labels", {}).pop("pod-template-hash", None)
+    return template
+
+
+def _template_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int) -> dict:
+    """The pod template of `revision` (0: the revision before the current one), from its ReplicaSet."""
+    owned = _revisions(apps, deployment)
+    current = int((deployment.metadata.annotations or {}).get(ANNOTATION_REVISION, "0"))
+    if revision == 0:
+        older = [r for r in owned if r < current]
+        revision = max(older) if older else -1
+    if revision not in owned or revision == current:
+        kept = ", ".join(str(r) for r in sorted(owned)) or "none"
+        raise ApplicationError(
+            f"deployment {deployment.metadata.namespace}/{deployment.metadata.name}: no earlier revision "
+            f"{'to go back to' if revision < 0 else revision} (current {current}; kept: {kept})",
+            type="Invalid",
+            non_retryable=True,
+        )
+    return _template(apps, owned[revision])
+
+
+def _revisions(apps: client.AppsV1Api, deployment: client.V1Deployment) -> dict[int, client.V1ReplicaSet]:
+    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    replica_sets = apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items
+    return {
+        int((rs.metadata.annotations or {}).get(ANNOTATION_REVISION, "0")): rs
+        for rs in replica_sets
+        if any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
+    }
 
 
 def _image_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int) -> str | None:

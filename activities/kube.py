@@ -21,6 +21,7 @@ from models.names import ANNOTATION_ROLLOUT_ID, ANNOTATION_STABLE_REPLICAS, ANNO
 
 # kubernetes 37's generated client sends every PATCH as json-patch unless told: name the content type.
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 _PERMANENT = {400: "Invalid", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 422: "Invalid"}
 

@@ -70,10 +70,12 @@ class RollOutInput(Message):
     rollout_id: str
     target: KubernetesTarget
     image: str
-    kind: str  # RollingUpdate | Recreate
+    kind: str  # RollingUpdate | Recreate | Undo (to `to_revision`) | Restart (same template, new pods)
     max_surge: int | str | None = None
     max_unavailable: int | str | None = None
     progress_deadline_seconds: int
+    to_revision: int = 0  # Undo: 0 is the revision before the current one
+    restarted_at: str = ""  # Restart: the workflow's time, so a retried attempt sets the same value
 
 
 class RollOutResult(Message):
@@ -81,6 +83,7 @@ class RollOutResult(Message):
     previous_revision: int
     revision: int
     replicas: int
+    image: str = ""  # what runs now
 
 
 class UndoInput(Message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -72,6 +73,9 @@ class RolloutStatus(Message):
 class RolloutInput(Message):
     rollout: Rollout
     requested_by: str = ""
+    # `rollout undo` / `rollout restart` run the rollout's target through RevisionRollout.
+    action: Literal["rollout", "undo", "restart"] = "rollout"
+    to_revision: int = Field(0, ge=0, description="undo: the revision to go back to (0: the one before)")
 
 
 class PromoteRequest(Message):

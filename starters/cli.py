@@ -3,7 +3,7 @@
     rollout validate -f spec.yaml          check a spec; every problem with its field path (exit 2)
     rollout start -f spec.yaml [--wait]    start a rollout; --wait follows it (exit 0 Healthy, 1 Degraded, 3 timeout)
     rollout status ID [--json] [--watch]   what a rollout is doing
-    rollout promote ID | abort ID --reason TEXT | retry ID
+    rollout promote ID | abort ID --reason TEXT | retry ID | undo ID [--to-revision N] | restart ID
     rollout list [--phase P] [--environment E]
     rollout worker | setup | dev | cluster up|down|status | demo | schema
 """
@@ -39,6 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
 
     p = sub.add_parser("retry", help="run a rollout that ended Degraded again from the start")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("undo", help="put the rollout's Deployment back on an earlier revision (no rebuild); "
+                                    "a blue-green keeping the previous version warm switches back at once")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--to-revision", type=int, default=0, metavar="N",
+                   help="the Deployment revision to go back to (default: the one before the current)")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("restart", help="restart the pods of the rollout's current version (rolling, gated)")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, default=3600)
@@ -111,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "retry":
         rid = commands.normalise_id(args.rollout_id)
         return asyncio.run(commands.retry(rid, args.wait, args.timeout, args.json))
+    if args.command in ("undo", "restart"):
+        rid = commands.normalise_id(args.rollout_id)
+        if getattr(args, "to_revision", 0) < 0:
+            raise UserError(f"--to-revision: {args.to_revision} is not a revision number", ExitCode.INVALID)
+        return asyncio.run(commands.revision_action(rid, args.command, getattr(args, "to_revision", 0), args.wait,
+                                                    args.timeout, args.json))
     if args.command == "status":
         rid = commands.normalise_id(args.rollout_id)
         return asyncio.run(commands.status(rid, args.json, args.watch, args.timeout))

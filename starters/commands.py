@@ -23,7 +23,7 @@ from models import names
 from models.spec import Rollout
 from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RolloutInput, RolloutStatus
 from starters.exitcodes import ExitCode, UserError
-from workflows.registry import STRATEGY_WORKFLOWS
+from workflows.registry import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS
 
 
 def settings() -> tuple[str, str, str]:
@@ -68,27 +68,31 @@ def who() -> str:
         return "unknown"
 
 
-async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requested_by: str) -> WorkflowHandle:
-    """Start the strategy's workflow with the rollout's ID and search attributes (raises if one runs)."""
-    workflow = STRATEGY_WORKFLOWS[rollout.spec.strategy.name]
+async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requested_by: str,
+                         action: str = "rollout", to_revision: int = 0) -> WorkflowHandle:
+    """Start the strategy's workflow (or the undo/restart action's) with the rollout's ID and search
+    attributes (raises if one runs)."""
+    workflow = STRATEGY_WORKFLOWS[rollout.spec.strategy.name] if action == "rollout" else ACTION_WORKFLOWS[action]
+    kind = rollout.spec.strategy.name if action == "rollout" else action
     attributes = TypedSearchAttributes(
         [
             SearchAttributePair(names.ROLLOUT_NAME, rollout.metadata.name),
             SearchAttributePair(names.ROLLOUT_ENVIRONMENT, rollout.metadata.environment),
-            SearchAttributePair(names.ROLLOUT_STRATEGY, rollout.spec.strategy.name),
+            SearchAttributePair(names.ROLLOUT_STRATEGY, kind),
             SearchAttributePair(names.ROLLOUT_PHASE, Phase.PROGRESSING.value),
             SearchAttributePair(names.ROLLOUT_STEP, 0),
         ]
     )
     return await client.start_workflow(
         workflow.run,
-        RolloutInput(rollout=rollout, requested_by=requested_by),
+        RolloutInput(rollout=rollout, requested_by=requested_by, action=action, to_revision=to_revision),
         id=rollout.rollout_id,
         task_queue=task_queue,
         search_attributes=attributes,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        static_summary=f"{rollout.spec.strategy.name} {rollout.spec.target.describe()} → {rollout.spec.image}",
+        static_summary=f"{kind} {rollout.spec.target.describe()}"
+        + (f" → {rollout.spec.image}" if action == "rollout" else ""),
     )
 
 
@@ -122,9 +126,8 @@ async def _supersede(running: WorkflowHandle, image: str, quiet: bool) -> None:
         print(f"superseded {running.id}: the running rollout ended {ended.phase.value} {ended.reason}".rstrip())
 
 
-async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool) -> int:
-    """Run a rollout that ended Degraded again from the start, with the spec it was started with."""
-    client = await connect()
+async def _last_run(client: Client, rollout_id: str) -> tuple[WorkflowHandle, bool, RolloutStatus | None]:
+    """The rollout's latest run: its handle, whether it still runs, its last status."""
     handle = client.get_workflow_handle(rollout_id)
     try:
         description = await handle.describe()
@@ -132,14 +135,53 @@ async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool) -> i
         if error.status == RPCStatusCode.NOT_FOUND:
             raise UserError(f"no rollout {rollout_id}", ExitCode.NOT_FOUND) from None
         raise
-    if description.status == WorkflowExecutionStatus.RUNNING:
-        raise UserError(f"rollout {rollout_id} is still running: nothing to retry", ExitCode.CONFLICT)
-    last = await _status_or_none(handle)
-    if last is not None and last.phase is Phase.HEALTHY:
-        raise UserError(f"rollout {rollout_id} ended Healthy: start a new rollout instead", ExitCode.CONFLICT)
+    return handle, description.status == WorkflowExecutionStatus.RUNNING, await _status_or_none(handle)
+
+
+async def _original(client: Client, handle: WorkflowHandle) -> tuple[RolloutInput, str]:
+    """The input the run was started with, and its task queue."""
     started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
     [original] = await client.data_converter.decode(started.input.payloads, [RolloutInput])
-    handle = await start_workflow(client, original.rollout, started.task_queue.name, who())
+    return original, started.task_queue.name
+
+
+async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool) -> int:
+    """Run a rollout that ended Degraded again from the start, with the spec it was started with."""
+    client = await connect()
+    handle, running, last = await _last_run(client, rollout_id)
+    if running:
+        raise UserError(f"rollout {rollout_id} is still running: nothing to retry", ExitCode.CONFLICT)
+    if last is not None and last.phase is Phase.HEALTHY:
+        raise UserError(f"rollout {rollout_id} ended Healthy: start a new rollout instead", ExitCode.CONFLICT)
+    original, queue = await _original(client, handle)
+    if original.action != "rollout":
+        raise UserError(f"rollout {rollout_id}'s last run was `rollout {original.action}`: run that again instead",
+                        ExitCode.CONFLICT)
+    handle = await start_workflow(client, original.rollout, queue, who())
+    return await _started(handle, wait, timeout, as_json)
+
+
+async def revision_action(rollout_id: str, action: str, to_revision: int, wait: bool, timeout: float,
+                          as_json: bool) -> int:
+    """`rollout undo` / `rollout restart` on the rollout's target. An undo of a blue-green still keeping
+    the previous version warm is its abort: the active Service switches back at once."""
+    client = await connect()
+    handle, running, last = await _last_run(client, rollout_id)
+    if running:
+        warm = last is not None and last.strategy == "blueGreen" and last.canary_weight == 100
+        if action == "undo" and warm and not to_revision:
+            typed = client.get_workflow_handle(rollout_id, result_type=RolloutStatus)
+            try:
+                await typed.execute_update("abort", AbortRequest(reason="rollout undo: switch back", by=who()))
+            except WorkflowUpdateFailedError as error:
+                raise UserError(f"cannot undo {rollout_id}: {error.cause.message if error.cause else error}",
+                                ExitCode.CONFLICT) from None
+            print(f"switching {rollout_id} back to the previous version (kept warm)")
+            return await follow(typed, timeout, quiet=as_json) if wait else ExitCode.OK
+        raise UserError(f"rollout {rollout_id} is still running: abort it (`rollout abort {rollout_id} --reason ...`)"
+                        f" instead of {action}", ExitCode.CONFLICT)
+    original, queue = await _original(client, handle)
+    handle = await start_workflow(client, original.rollout, queue, who(), action=action, to_revision=to_revision)
     return await _started(handle, wait, timeout, as_json)
 
 

@@ -65,6 +65,16 @@ def rolling(kind: str, fail: bool):
     return scenario
 
 
+def revision(action: str):
+    async def scenario(client: Client, queue: str):
+        rollout = canary_rollout(name=f"recorded-{action}", strategy={"rollingUpdate": {}})
+        handle = await start_workflow(client, rollout, queue, "recorder", action=action, to_revision=0)
+        await handle.result()
+        return handle
+
+    return scenario
+
+
 def deployment_fakes(fail: bool) -> list:
     @activity.defn(name="roll_out_deployment")
     async def roll_out(request: RollOutInput) -> RollOutResult:
@@ -144,6 +154,8 @@ async def main() -> None:
                 ("rolling-update-healthy", rolling("rollingUpdate", False), deployment_fakes(False)),
                 ("rolling-update-undone", rolling("rollingUpdate", True), deployment_fakes(True)),
                 ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
+                ("undo-healthy", revision("undo"), deployment_fakes(False)),
+                ("restart-healthy", revision("restart"), deployment_fakes(False)),
                 ("blue-green-healthy", blue_green(False), blue_green_fakes()),
                 ("blue-green-switched-back", blue_green(True), blue_green_fakes()),
             ):

@@ -33,7 +33,7 @@ def test_every_strategy_has_recorded_histories():
     assert {p.stem for p in HISTORIES} >= {
         "canary-promoted", "canary-aborted", "canary-failed",
         "rolling-update-healthy", "rolling-update-undone", "recreate-healthy",
-        "blue-green-healthy", "blue-green-switched-back",
+        "blue-green-healthy", "blue-green-switched-back", "undo-healthy", "restart-healthy",
     }
 
 

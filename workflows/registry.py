@@ -3,6 +3,7 @@
 from workflows.bluegreen import BlueGreenRollout
 from workflows.canary import CanaryRollout
 from workflows.recreate import RecreateRollout
+from workflows.revision import RevisionRollout
 from workflows.rolling import RollingUpdateRollout
 
 STRATEGY_WORKFLOWS = {
@@ -11,4 +12,6 @@ STRATEGY_WORKFLOWS = {
     "rollingUpdate": RollingUpdateRollout,
     "recreate": RecreateRollout,
 }
-ALL_WORKFLOWS = list(STRATEGY_WORKFLOWS.values())
+# `rollout undo` / `rollout restart` of any rollout's target.
+ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
+ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout]

@@ -35,6 +35,9 @@ class RollingUpdateRollout(RolloutControl):
             progress_deadline_seconds=spec.progress_deadline_seconds,
         )
 
+    def describe(self, what: RollOutInput) -> str:
+        return f"{what.kind} to {what.image}"
+
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
         return await self.roll_out()
@@ -44,9 +47,9 @@ class RollingUpdateRollout(RolloutControl):
         kube = options.kubernetes(spec.progress_deadline_seconds)
         what = self.roll_out_input()
         self.start(1)
-        self.start_step(0, f"{what.kind} to {spec.image}")
+        self.start_step(0, self.describe(what))
         handle = workflow.start_activity_method(
-            DeploymentActivities.roll_out_deployment, what, summary=f"{what.kind} to {spec.image}", **kube
+            DeploymentActivities.roll_out_deployment, what, summary=self.describe(what), **kube
         )
         try:
             result: RollOutResult = await self.run_interruptible(handle)
@@ -58,9 +61,10 @@ class RollingUpdateRollout(RolloutControl):
                 return self.finish(Phase.DEGRADED, reason, message)  # nothing was changed
             return await self._undo(reason, message, kube)
         s = self.status
-        s.stable_image, s.stable_replicas = spec.image, result.replicas
+        image = result.image or spec.image
+        s.stable_image, s.stable_replicas = image, result.replicas
         self.record("rolled-out", f"revision {result.previous_revision} → {result.revision}")
-        return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable (revision {result.revision})")
+        return self.finish(Phase.HEALTHY, message=f"{image} is stable (revision {result.revision})")
 
     async def _undo(self, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
         self.record("undoing", message)
