@@ -26,7 +26,16 @@ from pydantic.alias_generators import to_camel
 
 from models.durations import Duration
 from models.names import rollout_id
-from models.routing import HEADER_ROUTERS, MIRROR_ROUTERS, ReplicasRouting, SetCanaryScale, SetHeaderRoute, SetMirrorRoute, TrafficRouting
+from models.routing import (
+    HEADER_ROUTERS,
+    MIRROR_ROUTERS,
+    ReplicasRouting,
+    RouteMatch,
+    SetCanaryScale,
+    SetHeaderRoute,
+    SetMirrorRoute,
+    TrafficRouting,
+)
 from models.specbase import DnsLabel, DnsSubdomain, SpecModel, exactly_one
 
 API_VERSION = "rollouts.durable.dev/v1alpha1"
@@ -183,12 +192,57 @@ class BlueGreenStrategy(SpecModel):
         return self
 
 
-STRATEGIES = ("canary", "blueGreen", "rollingUpdate", "recreate")
+class AbTestStrategy(SpecModel):
+    """A test audience (matched by header or cookie) is served the new version while everyone else
+    stays on stable, for `duration` or until someone decides (promote or abort)."""
+
+    stable_service: DnsLabel
+    canary_service: DnsLabel
+    traffic_routing: TrafficRouting
+    audience: list[RouteMatch] = Field(min_length=1, max_length=8, description="who sees the new version")
+    replicas: int = Field(1, ge=1, description="pods of the new version serving the audience")
+    duration: Duration | None = Field(None, description="how long the test runs; absent: until decided")
+    after_duration: Literal["wait", "promote", "abort"] = Field(
+        "wait", description="when the duration is over: wait for a decision, promote, or abort"
+    )
+
+    def as_canary(self) -> CanaryStrategy:
+        """The test as canary steps: scale, header route, the test itself, then promotion."""
+        steps: list[dict[str, Any]] = [
+            {"setCanaryScale": {"replicas": self.replicas}},
+            {"setHeaderRoute": {"name": "ab-test", "match": [m.model_dump(by_alias=True, exclude_none=True)
+                                                            for m in self.audience]}},
+            {"pause": {"duration": self.duration} if self.duration is not None else {}},
+        ]
+        if self.duration is not None and self.after_duration == "wait":
+            steps.append({"pause": {}})
+        return CanaryStrategy.model_validate({
+            "stableService": self.stable_service, "canaryService": self.canary_service,
+            "trafficRouting": self.traffic_routing.model_dump(by_alias=True, exclude_none=True), "steps": steps,
+        })
+
+    @model_validator(mode="after")
+    def _check(self) -> AbTestStrategy:
+        if self.traffic_routing.router not in HEADER_ROUTERS:
+            raise ValueError(f"@trafficRouting: an A/B test needs a router that routes by header "
+                             f"({', '.join(HEADER_ROUTERS)}), not {self.traffic_routing.router}")
+        if self.duration is None and self.after_duration != "wait":
+            raise ValueError(f"@afterDuration: {self.after_duration} needs a duration")
+        try:
+            self.as_canary()
+        except ValidationError as error:
+            problem = describe_errors(error)[0]
+            raise ValueError("@audience: " + problem.split(": ", 1)[-1]) from None
+        return self
+
+
+STRATEGIES = ("canary", "blueGreen", "abTest", "rollingUpdate", "recreate")
 
 
 class Strategy(SpecModel):
     canary: CanaryStrategy | None = None
     blue_green: BlueGreenStrategy | None = None
+    ab_test: AbTestStrategy | None = None
     rolling_update: RollingUpdateStrategy | None = None
     recreate: RecreateStrategy | None = None
 

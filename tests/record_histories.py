@@ -135,6 +135,19 @@ def blue_green(switch_back: bool):
     return scenario
 
 
+async def ab_test(client: Client, queue: str):
+    """A timed A/B test that then waits for a decision, promoted by update."""
+    rollout = canary_rollout(name="recorded-ab-test", strategy={"abTest": {
+        "stableService": "checkout-api", "canaryService": "checkout-api-canary",
+        "trafficRouting": {"istio": {"virtualService": {"name": "checkout-api"}}},
+        "audience": [{"cookieName": "beta", "cookieValue": "yes"}], "duration": "1s"}})
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, 3)
+    await handle.execute_update("promote", PromoteRequest(by="pm"))
+    await handle.result()
+    return handle
+
+
 async def failed(client: Client, queue: str):
     rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
     handle = await start_workflow(client, rollout, queue, "recorder")
@@ -154,6 +167,7 @@ async def main() -> None:
                 ("rolling-update-healthy", rolling("rollingUpdate", False), deployment_fakes(False)),
                 ("rolling-update-undone", rolling("rollingUpdate", True), deployment_fakes(True)),
                 ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
+                ("ab-test-promoted", ab_test, FakeCluster().activities()),
                 ("undo-healthy", revision("undo"), deployment_fakes(False)),
                 ("restart-healthy", revision("restart"), deployment_fakes(False)),
                 ("blue-green-healthy", blue_green(False), blue_green_fakes()),

@@ -32,6 +32,7 @@ def mutated(path: str, value, delete: bool = False, steps: list | None = None) -
 
 
 CANARY = "spec.strategy.canary"
+BETA = {"headerName": "x-beta", "headerValue": {"exact": "1"}}
 MALFORMED = [
     # (what is wrong, document, the field path the message must name, words it must say)
     ("wrong apiVersion", mutated("apiVersion", "argoproj.io/v1alpha1"), "apiVersion", "rollouts.durable.dev"),
@@ -49,7 +50,7 @@ MALFORMED = [
     ("image without tag", mutated("spec.image", "registry.local/checkout-api"), "spec.image", "tag or digest"),
     ("image not a reference", mutated("spec.image", "Registry Local/x:1"), "spec.image", "not a valid image"),
     ("unknown strategy", mutated("spec.strategy", {"redBlack": {}}), "spec.strategy",
-     "unknown strategy 'redBlack' (known: canary, blueGreen, rollingUpdate, recreate)"),
+     "unknown strategy 'redBlack' (known: canary, blueGreen, abTest, rollingUpdate, recreate)"),
     ("blue-green preview is the active Service",
      mutated("spec.strategy", {"blueGreen": {"activeService": "web", "previewService": "web"}}),
      "spec.strategy.blueGreen.previewService", "different Service"),
@@ -97,6 +98,18 @@ MALFORMED = [
      f"{CANARY}.steps[0].setHeaderRoute.match[0].headerValue", "required with headerName"),
     ("dynamic stable scale with replicas", mutated(f"{CANARY}.dynamicStableScale", True),
      f"{CANARY}.dynamicStableScale", "already scales stable"),
+    ("A/B test through the replicas router",
+     mutated("spec.strategy", {"abTest": {"stableService": "web", "canaryService": "web-canary",
+                                          "trafficRouting": {"replicas": {}}, "audience": [BETA]}}),
+     "spec.strategy.abTest.trafficRouting", "needs a router that routes by header"),
+    ("A/B test without an audience",
+     mutated("spec.strategy", {"abTest": {"stableService": "web", "canaryService": "web-canary",
+                                          "trafficRouting": {"nginx": {"stableIngress": "web"}}, "audience": []}}),
+     "spec.strategy.abTest.audience", "at least 1"),
+    ("A/B test decision without a duration",
+     mutated("spec.strategy", {"abTest": {"stableService": "web", "canaryService": "web-canary", "audience": [BETA],
+                                          "trafficRouting": {"nginx": {"stableIngress": "web"}}, "afterDuration": "abort"}}),
+     "spec.strategy.abTest.afterDuration", "needs a duration"),
     ("two routers", mutated(f"{CANARY}.trafficRouting", {"replicas": {}, "nginx": {"stableIngress": "web"}}),
      f"{CANARY}.trafficRouting", "exactly one traffic router"),
     ("empty steps", mutated(f"{CANARY}.steps", []), f"{CANARY}.steps", "at least 1"),

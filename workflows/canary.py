@@ -37,8 +37,7 @@ class CanaryRollout(RolloutControl):
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
         spec = self.rollout.spec
-        canary = spec.strategy.canary
-        assert canary is not None
+        canary = self.canary_spec()
         kube = options.kubernetes(spec.progress_deadline_seconds)
         self.start(len(canary.steps))
         try:
@@ -83,6 +82,7 @@ class CanaryRollout(RolloutControl):
                     await self.pause(index, duration)
                 else:
                     await self._route(index, step, prepared.total_replicas, canary, kube)
+            await self.before_promotion()
         except RolloutAborted as aborted:
             return await self._roll_back(finish, Reason.ABORTED.value, str(aborted), kube)
         except ActivityError as error:
@@ -101,6 +101,13 @@ class CanaryRollout(RolloutControl):
         self.status.canary_replicas, self.status.stable_replicas = 0, prepared.total_replicas
         self.status.stable_image, self.status.routes = spec.image, []
         return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable")
+
+    def canary_spec(self) -> CanaryStrategy:
+        assert self.rollout.spec.strategy.canary is not None
+        return self.rollout.spec.strategy.canary
+
+    async def before_promotion(self) -> None:
+        """After the last step: a subclass may end the rollout here (raise RolloutAborted)."""
 
     async def _route(
         self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, kube: dict[str, Any]

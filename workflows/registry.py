@@ -1,5 +1,6 @@
 """Which workflow runs which strategy: the CLI starts by it, the worker registers all of them."""
 
+from workflows.abtest import ABTestRollout
 from workflows.bluegreen import BlueGreenRollout
 from workflows.canary import CanaryRollout
 from workflows.recreate import RecreateRollout
@@ -9,6 +10,7 @@ from workflows.rolling import RollingUpdateRollout
 STRATEGY_WORKFLOWS = {
     "canary": CanaryRollout,
     "blueGreen": BlueGreenRollout,
+    "abTest": ABTestRollout,
     "rollingUpdate": RollingUpdateRollout,
     "recreate": RecreateRollout,
 }
