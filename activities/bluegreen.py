@@ -28,7 +28,9 @@ from activities.siblings import (
     set_selector,
     unpin,
 )
+from activities.routing import Routes, TrafficRouter, router_for
 from models.kubernetes import BlueGreenInput, BlueGreenPrepared
+from models.routing import RouteState
 from models.names import LABEL_POD_TEMPLATE_HASH, LABEL_ROLE, preview_deployment_name
 
 PREVIEW = "preview"
@@ -55,6 +57,8 @@ class BlueGreenActivities:
         ensure_sibling(apps, target.stable, preview_deployment_name(t.deployment), PREVIEW, request.image, 0,
                        request.rollout_id, request.progress_deadline_seconds)
         ensure_role_service(core, target.service, request.preview_service, PREVIEW)
+        if request.traffic_routing is not None:
+            self._router(request).prepare()
         return BlueGreenPrepared(
             total_replicas=target.total_replicas,
             stable_image=target.container.image,
@@ -65,11 +69,24 @@ class BlueGreenActivities:
     @activity.defn(name="scale_preview")
     def scale_preview(self, request: BlueGreenInput) -> int:
         """Preview to `replicas` pods, all ready within the progress deadline; returns the ready count."""
+        return self._preview_ready(request, request.replicas)
+
+    def _preview_ready(self, request: BlueGreenInput, replicas: int) -> int:
         t = request.target
         apps, _ = self._apis(request)
         name = preview_deployment_name(t.deployment)
-        scale(apps, t.namespace, name, request.replicas, {})
+        scale(apps, t.namespace, name, replicas, {})
         return wait_settled(apps, t.namespace, name, request.progress_deadline_seconds).status.ready_replicas or 0
+
+    def _router(self, request: BlueGreenInput) -> TrafficRouter:
+        routes = Routes(request.target, request.traffic_routing, request.active_service, request.preview_service)
+        return router_for(self._clients, routes)
+
+    @activity.defn(name="shift_traffic")
+    def shift_traffic(self, request: BlueGreenInput) -> None:
+        """Gradual shift: the preview Service gets `weight` percent through the router (all preview pods ready first)."""
+        self._preview_ready(request, request.total_replicas)
+        self._router(request).apply(RouteState(weight=request.weight))
 
     @activity.defn(name="switch_active")
     def switch_active(self, request: BlueGreenInput) -> None:
@@ -84,7 +101,11 @@ class BlueGreenActivities:
         with api_errors(f"service {t.namespace}/{request.active_service}"):
             service = core.read_namespaced_service(request.active_service, t.namespace)
         pin = {LABEL_ROLE: PREVIEW} if request.to == PREVIEW else {LABEL_POD_TEMPLATE_HASH: request.stable_hash}
+        if request.to != PREVIEW and request.traffic_routing is not None:
+            self._router(request).remove()  # a gradual shift's weights back on the active Service first
         set_selector(core, service, {**original_selector(service), **pin})
+        if request.to == PREVIEW and request.traffic_routing is not None:
+            self._router(request).remove()  # the active Service is the new version now: it takes it all
 
     @activity.defn(name="complete_blue_green")
     def complete_blue_green(self, request: BlueGreenInput) -> None:

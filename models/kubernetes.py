@@ -109,6 +109,8 @@ class BlueGreenInput(Message):
     container: str = ""
     replicas: int = 0
     to: str = ""  # switch_active: "preview" or "stable"
+    traffic_routing: TrafficRouting | None = None  # gradual shift: active = stable side, preview = canary side
+    weight: int = 0  # shift_traffic: the preview's share
 
 
 class BlueGreenPrepared(Message):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -167,6 +168,20 @@ class RecreateStrategy(SpecModel):
     """All old pods stop before any new one starts (for versions that cannot run side by side)."""
 
 
+class GradualShift(SpecModel):
+    """Blue-green without a hard switch: the preview's share of traffic goes up step by step, held at each."""
+
+    weights: list[int] = Field([10, 25, 50, 75, 100], min_length=1, max_length=20)
+    hold: Duration = Field(default_factory=lambda: timedelta(minutes=5), description="how long each weight is held")
+
+    @field_validator("weights")
+    @classmethod
+    def _rising(cls, weights: list[int]) -> list[int]:
+        if any(not 0 < w <= 100 for w in weights) or weights != sorted(set(weights)):
+            raise ValueError(f"{weights} must rise strictly, each between 1 and 100")
+        return weights
+
+
 class BlueGreenStrategy(SpecModel):
     """The new version runs beside the old behind the preview Service; promotion switches the active
     Service to it at once, and the old version stays warm for `scaleDownDelaySeconds` (instant switch-back)."""
@@ -182,11 +197,18 @@ class BlueGreenStrategy(SpecModel):
     )
     scale_down_delay_seconds: int = Field(30, ge=0, le=86400, description="old version kept warm after the switch")
     abort_scale_down_delay_seconds: int = Field(30, ge=0, le=86400, description="preview kept after an abort")
+    traffic_routing: TrafficRouting | None = Field(
+        None, description="for gradualShift: a router whose stable/canary destinations are activeService/previewService"
+    )
+    gradual_shift: GradualShift | None = Field(None, description="shift traffic step by step instead of a hard switch")
 
     @model_validator(mode="after")
     def _check(self) -> BlueGreenStrategy:
         if self.active_service == self.preview_service:
             raise ValueError("@previewService: must be a different Service from activeService")
+        if self.gradual_shift and (self.traffic_routing is None or self.traffic_routing.router == "replicas"):
+            raise ValueError("@trafficRouting: gradualShift needs a router with weights of its own "
+                             "(istio, nginx, gatewayAPI)")
         if not self.auto_promotion_enabled and self.auto_promotion_seconds is not None:
             raise ValueError("@autoPromotionSeconds: has no effect with autoPromotionEnabled: false")
         return self

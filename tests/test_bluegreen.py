@@ -121,3 +121,34 @@ async def test_abort_before_promotion_keeps_the_preview_for_the_abort_delay(
     await expect_view(kube_api, workload, (4, 4, OLD), None, [OLD] * 4)
     assert len(apps.list_namespaced_deployment(workload).items) == 1
     assert selector(kube_api, workload) == {"app": "web"}
+
+
+async def test_gradual_shift_through_a_router_then_switch(
+    dev_client, cluster_worker, workload, kube_api, local_cluster, unique
+):
+    """Seed 001: instead of a hard switch, 25/50/100% through the Istio VirtualService (active = stable
+    destination, preview = canary destination), held at each; then the active Service switches."""
+    from localcluster.traffic import ANNOTATION_RPS
+    custom = client.CustomObjectsApi(kube_api)
+    body = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web", "annotations": {ANNOTATION_RPS: "250"}},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web"}, "weight": 100}, {"destination": {"host": "web-preview"}, "weight": 0}]}]}}
+    custom.create_namespaced_custom_object("networking.istio.io", "v1", workload, "virtualservices", body)
+    version = f"bg-shift-{unique}"
+    rollout = blue_green(unique, workload, f"registry.local/web:{version}", scaleDownDelaySeconds=0,
+                         trafficRouting={"istio": {"virtualService": {"name": "web"}}},
+                         gradualShift={"weights": [25, 50, 100], "hold": "3s"})
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+    status = await paused_at(handle, 2)
+    assert status.canary_weight == 25 and service_images(kube_api, workload, "web") == [OLD] * 4
+    from tests.test_routers import share
+    served, _ = await share(local_cluster.simulator_url, workload, "virtualservice/web", version, seconds=2.5)
+    assert 0.15 < served < 0.35, f"25% shifted: the new version served {served:.0%}"
+    final = await finished(handle, 120)
+    assert final.phase is Phase.HEALTHY
+    writes = [[d["weight"] for d in w["body"]["spec"]["http"][0]["route"]]
+              for w in read_audit(local_cluster.audit_log, workload, "web", "virtualservices") if w["verb"] == "update"]
+    assert writes == [[75, 25], [50, 50], [0, 100], [100, 0]], writes
+    await expect_view(kube_api, workload, (4, 4, f"registry.local/web:{version}"), None,
+                      [f"registry.local/web:{version}"] * 4)

@@ -34,6 +34,7 @@ def activities_for(clients: KubeClients) -> list:
     return [
         blue_green.prepare_blue_green,
         blue_green.scale_preview,
+        blue_green.shift_traffic,
         blue_green.switch_active,
         blue_green.complete_blue_green,
         blue_green.abort_blue_green,

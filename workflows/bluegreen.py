@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.bluegreen import BlueGreenActivities
+    from models.durations import format_duration
     from models.kubernetes import BlueGreenInput, BlueGreenPrepared
     from models.spec import BlueGreenStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
@@ -38,6 +39,7 @@ class BlueGreenRollout(RolloutControl):
             active_service=self.blue_green.active_service,
             preview_service=self.blue_green.preview_service,
             progress_deadline_seconds=spec.progress_deadline_seconds,
+            traffic_routing=self.blue_green.traffic_routing if self.blue_green.gradual_shift else None,
         )
         self.switched = False
 
@@ -73,6 +75,7 @@ class BlueGreenRollout(RolloutControl):
                                                  replicas=preview)
             self.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
             await self._promotion()
+            await self._gradual_shift()
             self.start_step(2, f"switch {bg.active_service} to the new version")
             await self._call(BlueGreenActivities.switch_active, "switch active to preview", to="preview")
             self.switched = True
@@ -110,6 +113,20 @@ class BlueGreenRollout(RolloutControl):
         else:
             self.start_step(1, "auto-promote")
 
+    async def _gradual_shift(self) -> None:
+        """Instead of a hard switch: the preview's share rises through the router, held at each weight."""
+        shift = self.blue_green.gradual_shift
+        if shift is None:
+            return
+        for number, weight in enumerate(shift.weights):
+            self.start_step(2, f"shift {weight}% of traffic to the new version")
+            await self._call(BlueGreenActivities.shift_traffic, f"shift {weight}% to preview", weight=weight)
+            self.status.canary_weight = weight
+            self.status.actual_weight = float(weight)
+            self.record("shifted", f"{weight}% to {self.blue_green.preview_service}")
+            if number < len(shift.weights) - 1:
+                await self.pause(2, shift.hold, what=f"{weight}% on the new version: holding {format_duration(shift.hold)}")
+
     async def _roll_back(self, reason: str, message: str) -> RolloutStatus:
         """Active back on the previous version first (instant while it is warm), keep the preview for
         `abortScaleDownDelaySeconds`, then remove it."""
@@ -122,7 +139,7 @@ class BlueGreenRollout(RolloutControl):
                     BlueGreenActivities.switch_active, self.input.model_copy(update={"to": "stable"}),
                     summary="switch active back to the previous version", **self.kube,
                 )
-                if self.switched:
+                if self.switched or s.canary_weight:
                     self.record("switched-back", f"{bg.active_service} → previous pods")
                 s.canary_weight, s.actual_weight = 0, 0.0
             if bg.abort_scale_down_delay_seconds:
