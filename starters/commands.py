@@ -102,8 +102,15 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
     try:
         handle = await start_workflow(client, rollout, task_queue, who())
     except WorkflowAlreadyStartedError:
+        current = await _status_or_none(client.get_workflow_handle(rid))
+        if current is not None and current.strategy != rollout.spec.strategy.name:
+            raise UserError(
+                f"rollout {rid} is running as {current.strategy}: changing its strategy to "
+                f"{rollout.spec.strategy.name} in flight is refused; let it finish or "
+                f"`rollout abort {rid} --reason ...` first",
+                ExitCode.CONFLICT,
+            ) from None
         if rollout.spec.concurrency_policy != "supersede":
-            current = await _status_or_none(client.get_workflow_handle(rid))
             where = f" (phase {current.phase.value}, step {current.current_step + 1})" if current else ""
             raise UserError(
                 f"rollout {rid} is already running{where}: wait for it or `rollout abort {rid} --reason ...`"

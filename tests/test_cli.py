@@ -169,6 +169,10 @@ def test_retry_and_supersede(cli, workload, unique):
     phase("Paused")
     document["spec"]["image"] = "registry.local/web:2.4.0"
     newer = Path(spec).with_name("newer.yaml")
+    other = dict(document, spec=dict(document["spec"], strategy={"rollingUpdate": {}}))
+    newer.write_text(yaml.safe_dump(other))
+    changed = cli("start", "-f", str(newer))
+    assert changed.returncode == 5 and "running as canary: changing its strategy to rollingUpdate" in changed.stderr
     newer.write_text(yaml.safe_dump(document))
     superseding = cli("start", "-f", str(newer))
     assert superseding.returncode == 0, superseding.stderr
