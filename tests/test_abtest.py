@@ -50,3 +50,22 @@ async def test_a_timed_test_promotes_when_it_ends(dev_client, cluster_worker, wo
     assert final.phase is Phase.HEALTHY and final.stable_image == new
     assert [h.event for h in final.history if h.event == "pause-ended"] == ["pause-ended"]
     await expect_view(kube_api, workload, (4, 4, new), None, [new] * 4)
+
+
+async def test_a_never_ready_variant_ends_the_test_untouched(dev_client, cluster_worker, workload, kube_api, unique):
+    from kubernetes import client
+
+    from localcluster.behaviour import declare_images
+
+    create_router_objects(kube_api, workload, "gatewayAPI")
+    bad = f"registry.local/web:ab-never-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {bad: {"ready": "never"}})
+    rollout = parse_rollout(canary_document(
+        name=f"ab-{unique}", namespace=workload, deployment="web", image=bad, progress_deadline_seconds=10,
+        strategy={"abTest": {"stableService": "web", "canaryService": "web-canary",
+                             "trafficRouting": routing_for("gatewayAPI"), "audience": [BETA]}}))
+    final = await finished(await start_workflow(dev_client, rollout, cluster_worker, "test"), 90)
+    assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded"
+    route = read_router_object(kube_api, workload, "gatewayAPI")
+    assert weights(route, "gatewayAPI") == (100, 0) and len(route["spec"]["rules"]) == 1, "no route to it was added"
+    await expect_view(kube_api, workload, (4, 4, OLD), (0, 0, bad), [OLD] * 4)

@@ -152,3 +152,27 @@ async def test_gradual_shift_through_a_router_then_switch(
     assert writes == [[75, 25], [50, 50], [0, 100], [100, 0]], writes
     await expect_view(kube_api, workload, (4, 4, f"registry.local/web:{version}"), None,
                       [f"registry.local/web:{version}"] * 4)
+
+
+async def test_abort_while_the_preview_scales_up(dev_client, cluster_worker, workload, kube_api, unique):
+    slow = f"registry.local/web:bg-slow-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {slow: {"readyDelaySeconds": 30}})
+    rollout = blue_green(unique, workload, slow, abortScaleDownDelaySeconds=0)
+    apps = client.AppsV1Api(kube_api)
+
+    def scaling():
+        try:
+            return apps.read_namespaced_deployment("web-preview", workload).spec.replicas == 4
+        except client.ApiException:
+            return False
+
+    with EndpointSampler(kube_api, workload) as sampler:
+        handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+        await eventually(scaling, timeout=30, what="preview scaling up")
+        await handle.execute_update("abort", AbortRequest(reason="wrong build", by="dave"))
+        final = await finished(handle, 60)
+    assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
+    assert all(s == [OLD] * 4 for s in sampler.samples)
+    await expect_view(kube_api, workload, (4, 4, OLD), None, [OLD] * 4)
+    assert len(apps.list_namespaced_deployment(workload).items) == 1
+    assert selector(kube_api, workload) == {"app": "web"}

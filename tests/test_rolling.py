@@ -98,3 +98,13 @@ async def test_a_deployment_held_by_another_rollout_is_refused_untouched(
     assert (await finished(held, 60)).phase is Phase.HEALTHY
     # Released: the same rolling rollout now goes through.
     assert (await finished(await start_workflow(dev_client, rolling, cluster_worker, "test"), 90)).phase is Phase.HEALTHY
+
+
+async def test_never_ready_recreate_is_undone(dev_client, cluster_worker, workload, kube_api, unique):
+    bad = f"registry.local/web:never-recreate-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {bad: {"ready": "never"}})
+    rollout = rollout_of(unique, workload, bad, {"recreate": {}}, deadline=10)
+    final = await finished(await start_workflow(dev_client, rollout, cluster_worker, "test"), 90)
+    assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded"
+    assert final.stable_image == OLD and [h.event for h in final.history][-3:] == ["undoing", "undone", "finished"]
+    await expect_view(kube_api, workload, (4, 4, OLD), None, [OLD] * 4)
