@@ -109,7 +109,7 @@ class DeploymentActivities:
                 type="UndoImpossible",
                 non_retryable=True,
             )
-        template = _template(apps, previous)
+        template = pod_template(apps, previous)
         wanted = template["spec"]["containers"][0]["image"]
         if current.spec.template.spec.containers[0].image != wanted:
             body = [{"op": "replace", "path": "/spec/template", "value": template}]  # the old template, exactly
@@ -119,7 +119,7 @@ class DeploymentActivities:
         return wanted
 
 
-def _template(apps: client.AppsV1Api, replica_set: client.V1ReplicaSet) -> dict:
+def pod_template(apps: client.AppsV1Api, replica_set: client.V1ReplicaSet) -> dict:
     template = apps.api_client.sanitize_for_serialization(replica_set.spec.template)
     template["metadata"].get("labels", {}).pop("pod-template-hash", None)
     return template
@@ -127,7 +127,7 @@ def _template(apps: client.AppsV1Api, replica_set: client.V1ReplicaSet) -> dict:
 
 def _template_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int) -> dict:
     """The pod template of `revision` (0: the revision before the current one), from its ReplicaSet."""
-    owned = _revisions(apps, deployment)
+    owned = revisions(apps, deployment)
     current = int((deployment.metadata.annotations or {}).get(ANNOTATION_REVISION, "0"))
     if revision == 0:
         older = [r for r in owned if r < current]
@@ -140,10 +140,10 @@ def _template_of_revision(apps: client.AppsV1Api, deployment: client.V1Deploymen
             type="Invalid",
             non_retryable=True,
         )
-    return _template(apps, owned[revision])
+    return pod_template(apps, owned[revision])
 
 
-def _revisions(apps: client.AppsV1Api, deployment: client.V1Deployment) -> dict[int, client.V1ReplicaSet]:
+def revisions(apps: client.AppsV1Api, deployment: client.V1Deployment) -> dict[int, client.V1ReplicaSet]:
     selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
     replica_sets = apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items
     return {

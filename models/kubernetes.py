@@ -118,3 +118,19 @@ class BlueGreenPrepared(Message):
     stable_image: str
     stable_hash: str = Field(description="pod-template-hash of the old version's pods (the active Service pins it)")
     container: str
+
+
+class WindowInput(Message):
+    """Rollback window activities: keep earlier revisions of the target warm, switch the Service to one."""
+
+    rollout_id: str
+    target: KubernetesTarget
+    service: str
+    revisions: int = 1
+    revision: int = 0  # switch_to_warm: which warm revision
+    progress_deadline_seconds: int
+
+
+class WarmRevision(Message):
+    revision: int
+    image: str

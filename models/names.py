@@ -30,6 +30,8 @@ ANNOTATION_REVISION = "deployment.kubernetes.io/revision"  # set by the Deployme
 ANNOTATION_STRATEGY = "rollouts.durable.dev/strategy"  # which strategy holds a Deployment
 ANNOTATION_ORIGINAL_SELECTOR = "rollouts.durable.dev/original-selector"  # a Service's selector before we pinned it
 LABEL_POD_TEMPLATE_HASH = "pod-template-hash"  # set on pods by the Deployment controller
+LABEL_WARM_OF = "rollouts.durable.dev/warm-of"  # a warm copy of an earlier revision of this Deployment
+LABEL_WARM_REVISION = "rollouts.durable.dev/warm-revision"
 ANNOTATION_WEIGHT = "rollouts.durable.dev/weight"
 ANNOTATION_STEP = "rollouts.durable.dev/step"
 
@@ -45,3 +47,12 @@ def canary_deployment_name(deployment: str) -> str:
 
 def preview_deployment_name(deployment: str) -> str:
     return f"{deployment}-preview"
+
+
+def warm_deployment_name(deployment: str, revision: int) -> str:
+    return f"{deployment}-warm-r{revision}"
+
+
+def window_id(rollout_id: str) -> str:
+    """The workflow ID of a rollout's rollback window."""
+    return f"{rollout_id}/window"

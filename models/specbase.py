@@ -3,19 +3,20 @@ and one-of blocks that name the key they do not know."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
 DnsLabel = Annotated[
     str,
     StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
 ]
-# 253 (a DNS subdomain) less the "-preview" suffix the blue-green preview Deployment adds.
+# 253 (a DNS subdomain) less the longest suffix we add ("-warm-r" and a revision number).
 DnsSubdomain = Annotated[
     str,
-    StringConstraints(max_length=245, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+    StringConstraints(max_length=240, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
 ]
 
 
@@ -36,3 +37,33 @@ def exactly_one(data: Any, known: tuple[str, ...], what: str) -> Any:
     if len(given) != 1:
         raise ValueError(f"exactly one {what} is needed (one of: {', '.join(known)}), got {len(given)}")
     return data
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union")):
+            continue
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(document)"
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        loc = tuple(item["loc"])
+        if message.startswith("@"):  # a cross-field check naming the field below its model
+            relative, _, message = message[1:].partition(": ")
+            loc += tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", relative) if p)
+        if item["type"] == "missing":
+            message = "required field is missing"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "literal_error":
+            message = f"{message}, got {item['input']!r}"
+        problems.append(f"{_path(loc)}: {message}")
+    return problems

@@ -74,7 +74,7 @@ class RolloutInput(Message):
     rollout: Rollout
     requested_by: str = ""
     # `rollout undo` / `rollout restart` run the rollout's target through RevisionRollout.
-    action: Literal["rollout", "undo", "restart"] = "rollout"
+    action: Literal["rollout", "undo", "restart", "window"] = "rollout"
     to_revision: int = Field(0, ge=0, description="undo: the revision to go back to (0: the one before)")
 
 
@@ -88,6 +88,13 @@ class AbortRequest(Message):
     """Send all traffic back to stable and scale the canary down."""
 
     reason: str = ""
+    by: str = ""
+
+
+class UndoRequest(Message):
+    """Switch back to a warm earlier revision (`to_revision` 0: the newest one kept warm)."""
+
+    to_revision: int = 0
     by: str = ""
 
 

@@ -109,7 +109,7 @@ def _load(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from starters import commands
+    from starters import commands, lifecycle
 
     if args.command == "validate":
         rollout = _load(args.file)
@@ -125,12 +125,12 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json))
     if args.command == "retry":
         rid = commands.normalise_id(args.rollout_id)
-        return asyncio.run(commands.retry(rid, args.wait, args.timeout, args.json))
+        return asyncio.run(lifecycle.retry(rid, args.wait, args.timeout, args.json))
     if args.command in ("undo", "restart"):
         rid = commands.normalise_id(args.rollout_id)
         if getattr(args, "to_revision", 0) < 0:
             raise UserError(f"--to-revision: {args.to_revision} is not a revision number", ExitCode.INVALID)
-        return asyncio.run(commands.revision_action(rid, args.command, getattr(args, "to_revision", 0), args.wait,
+        return asyncio.run(lifecycle.revision_action(rid, args.command, getattr(args, "to_revision", 0), args.wait,
                                                     args.timeout, args.json))
     if args.command == "status":
         rid = commands.normalise_id(args.rollout_id)

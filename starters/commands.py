@@ -58,6 +58,8 @@ def normalise_id(text: str) -> str:
         return names.rollout_id(*parts)
     if len(parts) == 3 and parts[0] == "rollout" and all(parts):
         return text
+    if len(parts) == 4 and parts[0] == "rollout" and parts[3] == "window" and all(parts):
+        return text  # a rollout's rollback window
     raise UserError(f"rollout ID {text!r} is not like rollout/<environment>/<name>", ExitCode.INVALID)
 
 
@@ -96,9 +98,28 @@ async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requ
     )
 
 
+async def _close_window(client: Client, rollout_id: str, quiet: bool) -> None:
+    """A new rollout of the same ID first closes the earlier one's rollback window (removes its warm copies)."""
+    window = client.get_workflow_handle(names.window_id(rollout_id), result_type=RolloutStatus)
+    try:
+        if (await window.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return
+        await window.execute_update("promote", PromoteRequest(by=who()))
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
+    except WorkflowUpdateFailedError:
+        pass  # it is closing or switching back already: wait for it either way
+    await window.result()
+    if not quiet:
+        print(f"closed the rollback window of {rollout_id}")
+
+
 async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
     client = await connect()
     rid = rollout.rollout_id
+    await _close_window(client, rid, as_json)
     try:
         handle = await start_workflow(client, rollout, task_queue, who())
     except WorkflowAlreadyStartedError:
@@ -131,65 +152,6 @@ async def _supersede(running: WorkflowHandle, image: str, quiet: bool) -> None:
     ended: RolloutStatus = await running.result()
     if not quiet:
         print(f"superseded {running.id}: the running rollout ended {ended.phase.value} {ended.reason}".rstrip())
-
-
-async def _last_run(client: Client, rollout_id: str) -> tuple[WorkflowHandle, bool, RolloutStatus | None]:
-    """The rollout's latest run: its handle, whether it still runs, its last status."""
-    handle = client.get_workflow_handle(rollout_id)
-    try:
-        description = await handle.describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise UserError(f"no rollout {rollout_id}", ExitCode.NOT_FOUND) from None
-        raise
-    return handle, description.status == WorkflowExecutionStatus.RUNNING, await _status_or_none(handle)
-
-
-async def _original(client: Client, handle: WorkflowHandle) -> tuple[RolloutInput, str]:
-    """The input the run was started with, and its task queue."""
-    started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
-    [original] = await client.data_converter.decode(started.input.payloads, [RolloutInput])
-    return original, started.task_queue.name
-
-
-async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool) -> int:
-    """Run a rollout that ended Degraded again from the start, with the spec it was started with."""
-    client = await connect()
-    handle, running, last = await _last_run(client, rollout_id)
-    if running:
-        raise UserError(f"rollout {rollout_id} is still running: nothing to retry", ExitCode.CONFLICT)
-    if last is not None and last.phase is Phase.HEALTHY:
-        raise UserError(f"rollout {rollout_id} ended Healthy: start a new rollout instead", ExitCode.CONFLICT)
-    original, queue = await _original(client, handle)
-    if original.action != "rollout":
-        raise UserError(f"rollout {rollout_id}'s last run was `rollout {original.action}`: run that again instead",
-                        ExitCode.CONFLICT)
-    handle = await start_workflow(client, original.rollout, queue, who())
-    return await _started(handle, wait, timeout, as_json)
-
-
-async def revision_action(rollout_id: str, action: str, to_revision: int, wait: bool, timeout: float,
-                          as_json: bool) -> int:
-    """`rollout undo` / `rollout restart` on the rollout's target. An undo of a blue-green still keeping
-    the previous version warm is its abort: the active Service switches back at once."""
-    client = await connect()
-    handle, running, last = await _last_run(client, rollout_id)
-    if running:
-        warm = last is not None and last.strategy == "blueGreen" and last.canary_weight == 100
-        if action == "undo" and warm and not to_revision:
-            typed = client.get_workflow_handle(rollout_id, result_type=RolloutStatus)
-            try:
-                await typed.execute_update("abort", AbortRequest(reason="rollout undo: switch back", by=who()))
-            except WorkflowUpdateFailedError as error:
-                raise UserError(f"cannot undo {rollout_id}: {error.cause.message if error.cause else error}",
-                                ExitCode.CONFLICT) from None
-            print(f"switching {rollout_id} back to the previous version (kept warm)")
-            return await follow(typed, timeout, quiet=as_json) if wait else ExitCode.OK
-        raise UserError(f"rollout {rollout_id} is still running: abort it (`rollout abort {rollout_id} --reason ...`)"
-                        f" instead of {action}", ExitCode.CONFLICT)
-    original, queue = await _original(client, handle)
-    handle = await start_workflow(client, original.rollout, queue, who(), action=action, to_revision=to_revision)
-    return await _started(handle, wait, timeout, as_json)
 
 
 async def _started(handle: WorkflowHandle, wait: bool, timeout: float, as_json: bool) -> int:

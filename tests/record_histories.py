@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 import tempfile
 from pathlib import Path
 
@@ -19,8 +20,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from models.kubernetes import BlueGreenInput, BlueGreenPrepared, RollOutInput, RollOutResult, UndoInput
+from models.kubernetes import (
+    BlueGreenInput,
+    BlueGreenPrepared,
+    RollOutInput,
+    RollOutResult,
+    UndoInput,
+    WarmRevision,
+    WindowInput,
+)
 
+from models.spec import RollbackWindow
 from models.status import AbortRequest, PromoteRequest
 from starters.commands import start_workflow
 from starters.devserver import DevServer, free_port
@@ -148,6 +158,45 @@ async def ab_test(client: Client, queue: str):
     return handle
 
 
+def window_fakes() -> list:
+    @activity.defn(name="keep_warm")
+    async def keep_warm(request: WindowInput) -> list[WarmRevision]:
+        return [WarmRevision(revision=1, image="registry.local/checkout-api:1.4.1")]
+
+    @activity.defn(name="switch_to_warm")
+    async def switch_to_warm(request: WindowInput) -> None:
+        return None
+
+    @activity.defn(name="close_window")
+    async def close_window(request: WindowInput) -> None:
+        return None
+
+    return [keep_warm, switch_to_warm, close_window]
+
+
+def windowed(undo: bool):
+    """A rolling update with a rollback window; the window is undone, or closed by promote."""
+    async def scenario(client: Client, queue: str):
+        from models.names import window_id
+        from models.status import UndoRequest
+
+        rollout = canary_rollout(name=f"recorded-window{'-undone' if undo else ''}", strategy={"rollingUpdate": {}})
+        rollout = rollout.model_copy(update={"spec": rollout.spec.model_copy(update={"rollback_window": RollbackWindow(
+            duration=timedelta(hours=1), service="checkout-api")})})
+        handle = await start_workflow(client, rollout, queue, "recorder")
+        await handle.result()
+        window = client.get_workflow_handle(window_id(rollout.rollout_id))
+        await paused_at(window, 1)
+        if undo:
+            await window.execute_update("undo", UndoRequest(by="oncall"))
+        else:
+            await window.execute_update("promote", PromoteRequest(by="oncall"))
+        await window.result()
+        return window if undo else handle
+
+    return scenario
+
+
 async def failed(client: Client, queue: str):
     rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
     handle = await start_workflow(client, rollout, queue, "recorder")
@@ -168,6 +217,8 @@ async def main() -> None:
                 ("rolling-update-undone", rolling("rollingUpdate", True), deployment_fakes(True)),
                 ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
                 ("ab-test-promoted", ab_test, FakeCluster().activities()),
+                ("rolling-update-windowed", windowed(False), deployment_fakes(False) + window_fakes()),
+                ("rollback-window-undone", windowed(True), deployment_fakes(False) + window_fakes()),
                 ("undo-healthy", revision("undo"), deployment_fakes(False)),
                 ("restart-healthy", revision("restart"), deployment_fakes(False)),
                 ("blue-green-healthy", blue_green(False), blue_green_fakes()),

@@ -34,7 +34,7 @@ def test_every_strategy_has_recorded_histories():
         "canary-promoted", "canary-aborted", "canary-failed",
         "rolling-update-healthy", "rolling-update-undone", "recreate-healthy",
         "blue-green-healthy", "blue-green-switched-back", "undo-healthy", "restart-healthy",
-        "ab-test-promoted",
+        "ab-test-promoted", "rolling-update-windowed", "rollback-window-undone",
     }
 
 

@@ -22,6 +22,7 @@ from activities.bluegreen import BlueGreenActivities
 from activities.canary import CanaryActivities
 from activities.deployment import DeploymentActivities
 from activities.kube import KubeClients
+from activities.window import WindowActivities
 from models import names
 from workflows.registry import ALL_WORKFLOWS
 
@@ -31,7 +32,11 @@ log = logging.getLogger("rollout.worker")
 
 def activities_for(clients: KubeClients) -> list:
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
+    window = WindowActivities(clients)
     return [
+        window.keep_warm,
+        window.switch_to_warm,
+        window.close_window,
         blue_green.prepare_blue_green,
         blue_green.scale_preview,
         blue_green.shift_traffic,

@@ -99,7 +99,7 @@ class BlueGreenRollout(RolloutControl):
             reason, message = failure_reason(error)
             return self.finish(Phase.DEGRADED, reason, f"{message} (the active Service still serves the new version)")
         s.stable_image, s.stable_replicas, s.canary_replicas = self.rollout.spec.image, prepared.total_replicas, 0
-        return self.finish(Phase.HEALTHY, message=f"{self.rollout.spec.image} is active")
+        return await self.healthy(f"{self.rollout.spec.image} is active")
 
     async def _promotion(self) -> None:
         bg = self.blue_green

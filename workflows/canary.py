@@ -100,7 +100,7 @@ class CanaryRollout(RolloutControl):
         self.status.canary_weight, self.status.actual_weight = 100, 100.0
         self.status.canary_replicas, self.status.stable_replicas = 0, prepared.total_replicas
         self.status.stable_image, self.status.routes = spec.image, []
-        return self.finish(Phase.HEALTHY, message=f"{spec.image} is stable")
+        return await self.healthy(f"{spec.image} is stable")
 
     def canary_spec(self) -> CanaryStrategy:
         assert self.rollout.spec.strategy.canary is not None

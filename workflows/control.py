@@ -14,7 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from models import names
@@ -44,6 +45,7 @@ class RolloutControl:
         self._in_pause = False
         self.abort_closed = ""  # set by a strategy when an abort can no longer be honoured, saying why
         self._requested_by = request.requested_by
+        self._action = request.action
         self._search_attributes: tuple[str, int] | None = None
         self.status = RolloutStatus(
             rollout_id=rollout.rollout_id,
@@ -201,6 +203,29 @@ class RolloutControl:
                 pass
             raise RolloutAborted(self._abort.reason if self._abort else "aborted")
         return handle.result()
+
+    async def healthy(self, message: str) -> RolloutStatus:
+        """End Healthy; with `spec.rollbackWindow`, first open the window (its own workflow, left running)."""
+        window = self.rollout.spec.rollback_window
+        if window is not None and self._action == "rollout":
+            window_id = names.window_id(self.status.rollout_id)
+            try:
+                await workflow.start_child_workflow(
+                    "RollbackWindow",
+                    RolloutInput(rollout=self.rollout, requested_by=self._requested_by, action="window"),
+                    id=window_id,
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    search_attributes=TypedSearchAttributes([
+                        SearchAttributePair(names.ROLLOUT_NAME, self.status.name),
+                        SearchAttributePair(names.ROLLOUT_ENVIRONMENT, self.status.environment),
+                        SearchAttributePair(names.ROLLOUT_STRATEGY, "rollbackWindow"),
+                    ]),
+                    static_summary=f"rollback window {format_duration(window.duration)} {self.status.target}",
+                )
+                self.record("rollback-window", f"{window_id}: previous revisions warm for {format_duration(window.duration)}")
+            except WorkflowAlreadyStartedError:
+                self.record("rollback-window", f"{window_id} is still open from an earlier rollout: not reopened")
+        return self.finish(Phase.HEALTHY, message=message)
 
     def finish(self, phase: Phase, reason: str = "", message: str = "") -> RolloutStatus:
         self.status.finished_at = workflow.now()

@@ -6,6 +6,7 @@ from workflows.canary import CanaryRollout
 from workflows.recreate import RecreateRollout
 from workflows.revision import RevisionRollout
 from workflows.rolling import RollingUpdateRollout
+from workflows.window import RollbackWindow
 
 STRATEGY_WORKFLOWS = {
     "canary": CanaryRollout,
@@ -16,4 +17,4 @@ STRATEGY_WORKFLOWS = {
 }
 # `rollout undo` / `rollout restart` of any rollout's target.
 ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
-ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout]
+ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow]

@@ -64,7 +64,7 @@ class RollingUpdateRollout(RolloutControl):
         image = result.image or spec.image
         s.stable_image, s.stable_replicas = image, result.replicas
         self.record("rolled-out", f"revision {result.previous_revision} → {result.revision}")
-        return self.finish(Phase.HEALTHY, message=f"{image} is stable (revision {result.revision})")
+        return await self.healthy(f"{image} is stable (revision {result.revision})")
 
     async def _undo(self, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
         self.record("undoing", message)

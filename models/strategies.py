@@ -1,0 +1,214 @@
+"""The strategies' blocks of the spec: canary steps, blue-green, A/B test, rolling update, recreate."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema, field_validator, model_validator
+
+from models.durations import Duration
+from models.routing import (
+    HEADER_ROUTERS,
+    MIRROR_ROUTERS,
+    ReplicasRouting,
+    RouteMatch,
+    SetCanaryScale,
+    SetHeaderRoute,
+    SetMirrorRoute,
+    TrafficRouting,
+)
+from models.specbase import DnsLabel, SpecModel, describe_errors, exactly_one
+
+
+class Pause(SpecModel):
+    duration: Duration | None = Field(None, description="timed pause; absent: wait until promoted")
+
+
+STEP_KINDS = ("setWeight", "pause", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
+
+
+class CanaryStep(SpecModel):
+    set_weight: int | None = Field(None, ge=0, le=100, description="percentage of traffic to the canary")
+    pause: Pause | None = None
+    set_canary_scale: SetCanaryScale | None = None
+    set_header_route: SetHeaderRoute | None = None
+    set_mirror_route: SetMirrorRoute | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_action(cls, data: Any) -> Any:
+        return exactly_one(data, STEP_KINDS, "step")
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower()) is not None)
+
+
+class CanaryStrategy(SpecModel):
+    stable_service: DnsLabel
+    canary_service: DnsLabel
+    traffic_routing: TrafficRouting = Field(default_factory=lambda: TrafficRouting(replicas=ReplicasRouting()))
+    steps: list[CanaryStep] = Field(min_length=1, max_length=200)
+    dynamic_stable_scale: bool = Field(
+        False, description="scale stable down as the canary takes traffic (routers with their own weights only)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CanaryStrategy:
+        if self.stable_service == self.canary_service:
+            raise ValueError("@canaryService: must be a different Service from stableService")
+        router = self.traffic_routing.router
+        if self.dynamic_stable_scale and router == "replicas":
+            raise ValueError("@dynamicStableScale: the replicas router already scales stable with the weight")
+        for index, step in enumerate(self.steps):
+            problem = {
+                "setCanaryScale": router == "replicas" and "the replicas router sets the canary scale from the weight",
+                "setHeaderRoute": router not in HEADER_ROUTERS and f"needs a router that routes by header "
+                                  f"({', '.join(HEADER_ROUTERS)}), not {router}",
+                "setMirrorRoute": router not in MIRROR_ROUTERS and f"needs a router that mirrors "
+                                  f"({', '.join(MIRROR_ROUTERS)}), not {router}",
+            }.get(step.kind)
+            if problem:
+                raise ValueError(f"@steps[{index}].{step.kind}: {problem}")
+            if router == "nginx" and step.set_header_route and step.set_header_route.match:
+                match = step.set_header_route.match
+                if len(match) != 1 or (match[0].header_value and match[0].header_value.kind != "exact"):
+                    raise ValueError(f"@steps[{index}].setHeaderRoute.match: nginx matches one exact header or cookie")
+                if match[0].cookie_name and match[0].cookie_value != "always":
+                    raise ValueError(f"@steps[{index}].setHeaderRoute.match[0].cookieValue: ingress-nginx sends a "
+                                     "request to the canary when its cookie is 'always'")
+        previous: tuple[int, int] | None = None
+        for index, step in enumerate(self.steps):
+            if step.set_weight is None:
+                continue
+            if previous is not None and step.set_weight <= previous[1]:
+                raise ValueError(
+                    f"@steps[{index}].setWeight: {step.set_weight} must be greater than "
+                    f"steps[{previous[0]}].setWeight {previous[1]}: canary weights only go up"
+                )
+            previous = (index, step.set_weight)
+        return self
+
+
+def _int_or_percent(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"(100|[1-9]?[0-9])%", value):
+        return value
+    raise ValueError(f"{value!r} is not a number of pods or a percentage like 25%")
+
+
+IntOrPercent = Annotated[
+    int | str,
+    PlainValidator(_int_or_percent),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+%$"}]}),
+]
+
+
+class RollingUpdateStrategy(SpecModel):
+    """The Deployment's own rolling update, gated on readiness, undone automatically when it fails."""
+
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = 0
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> RollingUpdateStrategy:
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            raise ValueError("@maxUnavailable: maxSurge and maxUnavailable cannot both be 0 (nothing could move)")
+        return self
+
+
+class RecreateStrategy(SpecModel):
+    """All old pods stop before any new one starts (for versions that cannot run side by side)."""
+
+
+class GradualShift(SpecModel):
+    """Blue-green without a hard switch: the preview's share of traffic goes up step by step, held at each."""
+
+    weights: list[int] = Field([10, 25, 50, 75, 100], min_length=1, max_length=20)
+    hold: Duration = Field(default_factory=lambda: timedelta(minutes=5), description="how long each weight is held")
+
+    @field_validator("weights")
+    @classmethod
+    def _rising(cls, weights: list[int]) -> list[int]:
+        if any(not 0 < w <= 100 for w in weights) or weights != sorted(set(weights)):
+            raise ValueError(f"{weights} must rise strictly, each between 1 and 100")
+        return weights
+
+
+class BlueGreenStrategy(SpecModel):
+    """The new version runs beside the old behind the preview Service; promotion switches the active
+    Service to it at once, and the old version stays warm for `scaleDownDelaySeconds` (instant switch-back)."""
+
+    active_service: DnsLabel
+    preview_service: DnsLabel
+    preview_replica_count: int | None = Field(
+        None, ge=1, description="pods of the new version before promotion (default: the full size)"
+    )
+    auto_promotion_enabled: bool = Field(True, description="false: wait for promote")
+    auto_promotion_seconds: int | None = Field(
+        None, ge=0, le=86400, description="with auto-promotion: promote after this long (promote earlier by hand)"
+    )
+    scale_down_delay_seconds: int = Field(30, ge=0, le=86400, description="old version kept warm after the switch")
+    abort_scale_down_delay_seconds: int = Field(30, ge=0, le=86400, description="preview kept after an abort")
+    traffic_routing: TrafficRouting | None = Field(
+        None, description="for gradualShift: a router whose stable/canary destinations are activeService/previewService"
+    )
+    gradual_shift: GradualShift | None = Field(None, description="shift traffic step by step instead of a hard switch")
+
+    @model_validator(mode="after")
+    def _check(self) -> BlueGreenStrategy:
+        if self.active_service == self.preview_service:
+            raise ValueError("@previewService: must be a different Service from activeService")
+        if self.gradual_shift and (self.traffic_routing is None or self.traffic_routing.router == "replicas"):
+            raise ValueError("@trafficRouting: gradualShift needs a router with weights of its own "
+                             "(istio, nginx, gatewayAPI)")
+        if not self.auto_promotion_enabled and self.auto_promotion_seconds is not None:
+            raise ValueError("@autoPromotionSeconds: has no effect with autoPromotionEnabled: false")
+        return self
+
+
+class AbTestStrategy(SpecModel):
+    """A test audience (matched by header or cookie) is served the new version while everyone else
+    stays on stable, for `duration` or until someone decides (promote or abort)."""
+
+    stable_service: DnsLabel
+    canary_service: DnsLabel
+    traffic_routing: TrafficRouting
+    audience: list[RouteMatch] = Field(min_length=1, max_length=8, description="who sees the new version")
+    replicas: int = Field(1, ge=1, description="pods of the new version serving the audience")
+    duration: Duration | None = Field(None, description="how long the test runs; absent: until decided")
+    after_duration: Literal["wait", "promote", "abort"] = Field(
+        "wait", description="when the duration is over: wait for a decision, promote, or abort"
+    )
+
+    def as_canary(self) -> CanaryStrategy:
+        """The test as canary steps: scale, header route, the test itself, then promotion."""
+        steps: list[dict[str, Any]] = [
+            {"setCanaryScale": {"replicas": self.replicas}},
+            {"setHeaderRoute": {"name": "ab-test", "match": [m.model_dump(by_alias=True, exclude_none=True)
+                                                            for m in self.audience]}},
+            {"pause": {"duration": self.duration} if self.duration is not None else {}},
+        ]
+        if self.duration is not None and self.after_duration == "wait":
+            steps.append({"pause": {}})
+        return CanaryStrategy.model_validate({
+            "stableService": self.stable_service, "canaryService": self.canary_service,
+            "trafficRouting": self.traffic_routing.model_dump(by_alias=True, exclude_none=True), "steps": steps,
+        })
+
+    @model_validator(mode="after")
+    def _check(self) -> AbTestStrategy:
+        if self.traffic_routing.router not in HEADER_ROUTERS:
+            raise ValueError(f"@trafficRouting: an A/B test needs a router that routes by header "
+                             f"({', '.join(HEADER_ROUTERS)}), not {self.traffic_routing.router}")
+        if self.duration is None and self.after_duration != "wait":
+            raise ValueError(f"@afterDuration: {self.after_duration} needs a duration")
+        try:
+            self.as_canary()
+        except ValidationError as error:
+            problem = describe_errors(error)[0]
+            raise ValueError("@audience: " + problem.split(": ", 1)[-1]) from None
+        return self
