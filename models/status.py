@@ -31,6 +31,7 @@ class Reason(str, Enum):
     TARGET_INVALID = "InvalidTarget"
     FAILED = "RolloutFailed"
     WAITING_FOR_PROMOTE = "WaitingForPromote"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
     TIMED_PAUSE = "TimedPause"
 
 

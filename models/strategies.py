@@ -26,12 +26,20 @@ class Pause(SpecModel):
     duration: Duration | None = Field(None, description="timed pause; absent: wait until promoted")
 
 
-STEP_KINDS = ("setWeight", "pause", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
+class Approval(SpecModel):
+    """Wait until a person approves (a promote that names who: `rollout promote ID --by NAME`, or the
+    Web UI signal with `by`); approval policies (who may, how many) are the approvals issue's."""
+
+    description: str = Field("", max_length=200, description="what the approver should check")
+
+
+STEP_KINDS = ("setWeight", "pause", "approval", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
 
 
 class CanaryStep(SpecModel):
     set_weight: int | None = Field(None, ge=0, le=100, description="percentage of traffic to the canary")
     pause: Pause | None = None
+    approval: Approval | None = None
     set_canary_scale: SetCanaryScale | None = None
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None

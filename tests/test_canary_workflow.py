@@ -156,3 +156,20 @@ async def test_failed_step_rolls_back_with_its_reason(run_canary):
     assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded"
     assert "0/1 ready" in final.message
     assert cluster.calls == ["prepare", "weight 20", "weight 50", "abort"]
+
+
+async def test_an_approval_step_needs_someone_who_approves(run_canary):
+    cluster = FakeCluster()
+    handle = await run_canary(cluster, steps=[{"setWeight": 20}, {"approval": {"description": "check the dashboard"}},
+                                              {"setWeight": 100}])
+    status = await paused_at(handle, 1)
+    assert (status.reason, status.message) == ("WaitingForApproval", "waiting for approval: check the dashboard")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("promote", PromoteRequest(by=" "))
+    assert "must say who approves" in str(refused.value.cause)
+    await handle.signal("promote", PromoteRequest())  # the Web UI without `by`: ignored, recorded
+    await handle.execute_update("promote", PromoteRequest(by="release-manager"))
+    final: RolloutStatus = await handle.result()
+    assert final.phase is Phase.HEALTHY
+    assert [(h.event, h.by) for h in final.history if h.event in ("promoted", "signal-ignored")] == [
+        ("signal-ignored", ""), ("promoted", "release-manager")]

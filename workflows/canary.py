@@ -80,6 +80,10 @@ class CanaryRollout(RolloutControl):
                     what = f"pause {format_duration(duration)}" if duration is not None else "pause until promoted"
                     self.start_step(index, what)
                     await self.pause(index, duration)
+                elif step.approval is not None:
+                    self.start_step(index, "approval")
+                    await self.pause(index, None, what=f"waiting for approval: {step.approval.description}".rstrip(": "),
+                                     approval=True)
                 else:
                     await self._route(index, step, prepared.total_replicas, canary, kube)
             await self.before_promotion()

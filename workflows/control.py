@@ -69,13 +69,13 @@ class RolloutControl:
 
     @promote.validator
     def _validate_promote(self, request: PromoteRequest) -> None:
-        problem = self._promote_problem()
+        problem = self._promote_problem(request)
         if problem:
             raise ValueError(problem)
 
     @workflow.signal(name="promote")
     def promote_signal(self, request: PromoteRequest) -> None:
-        problem = self._promote_problem()
+        problem = self._promote_problem(request)
         if problem:
             self.record("signal-ignored", f"promote: {problem}", by=request.by)
         else:
@@ -104,13 +104,15 @@ class RolloutControl:
                 request = AbortRequest(reason="aborted from the Web UI", by=request.by)
             self._accept_abort(request)
 
-    def _promote_problem(self) -> str:
+    def _promote_problem(self, request: PromoteRequest) -> str:
         if self.status.phase.finished:
             return f"rollout is already {self.status.phase.value}"
         if self._abort is not None:
             return "rollout is being aborted"
         if not self._in_pause:
             return f"rollout is not paused (phase {self.status.phase.value}, step {self.status.current_step})"
+        if self.status.reason == Reason.WAITING_FOR_APPROVAL.value and not request.by.strip():
+            return "an approval must say who approves (by)"
         return ""
 
     def _abort_problem(self) -> str:
@@ -165,15 +167,17 @@ class RolloutControl:
             self._search_attributes = attributes
         workflow.set_current_details(self._details())
 
-    async def pause(self, index: int, duration: timedelta | None, what: str = "") -> None:
+    async def pause(self, index: int, duration: timedelta | None, what: str = "", approval: bool = False) -> None:
         """A pause step: a durable timer, or (no duration) until promoted. Abort ends it at once.
-        `what` says what the pause is for (the status message and Web UI details)."""
+        `what` says what the pause is for (the status message and Web UI details); an `approval` is an
+        open pause whose promote must name who approves."""
         if duration is not None and duration <= timedelta(0):
             return
         self._in_pause, self._promote = True, None
         if duration is None:
             self.status.paused_until = None
-            self.set_phase(Phase.PAUSED, Reason.WAITING_FOR_PROMOTE.value, what or "waiting for promote")
+            reason = Reason.WAITING_FOR_APPROVAL if approval else Reason.WAITING_FOR_PROMOTE
+            self.set_phase(Phase.PAUSED, reason.value, what or "waiting for promote")
         else:
             self.status.paused_until = workflow.now() + duration
             self.set_phase(Phase.PAUSED, Reason.TIMED_PAUSE.value, what or f"paused for {format_duration(duration)}")
