@@ -12,7 +12,7 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, wait_settled
+from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, read_optional, wait_settled
 from activities.routing import router_for, weighted
 from activities.routing.replicas import ReplicaRatioRouter, scale
 from activities.routing.weighted import routes_of
@@ -28,6 +28,7 @@ from activities.siblings import (
 )
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
 from models.names import ANNOTATION_WEIGHT, canary_deployment_name
+from models.routing import RouteState
 
 
 class CanaryActivities:
@@ -47,6 +48,7 @@ class CanaryActivities:
         ensure_role_service(core, target.service, request.canary_service, "canary")
         if _mesh(request):
             router_for(self._clients, routes_of(request)).prepare()
+        if _pins_stable_service(request):
             # The stable Service (a router's stable destination) must not select the canary's pods.
             pin_to_current_pods(apps, core, target, t, request.progress_deadline_seconds)
         return PrepareCanaryResult(
@@ -71,8 +73,13 @@ class CanaryActivities:
         apps = self._clients.apps(t.context)
         ns = t.namespace
         what = f"deployment {ns}/{t.deployment}"
-        if _mesh(request):  # stable's pods change now: its Service selects by its own selector again
-            unpin(self._clients.core(t.context), ns, request.stable_service)
+        router = router_for(self._clients, routes_of(request)) if _mesh(request) else None
+        canary = canary_deployment_name(t.deployment)
+        if router is not None and read_optional(apps.read_namespaced_deployment, canary, ns) is not None:
+            # Full promotion: the canary, at full size, takes all traffic while the stable pods change.
+            scale(apps, ns, canary, request.total_replicas, {})
+            wait_settled(apps, ns, canary, request.progress_deadline_seconds)
+            router.apply(RouteState(weight=100))
         with api_errors(what):
             stable = apps.read_namespaced_deployment(t.deployment, ns)
         image = next((c.image for c in stable.spec.template.spec.containers if c.name == request.container), None)
@@ -86,7 +93,11 @@ class CanaryActivities:
             with api_errors(what):
                 apps.patch_namespaced_deployment(t.deployment, ns, body, _content_type=STRATEGIC_MERGE)
         wait_settled(apps, ns, t.deployment, request.progress_deadline_seconds)
-        self._send_all_to_stable(request)
+        if router is not None:
+            if _pins_stable_service(request):
+                unpin(self._clients.core(t.context), ns, request.stable_service)
+            router.prepare()  # with a DestinationRule: the stable subset follows the new pods
+            router.remove()  # all traffic to the (new) stable
         self._remove_canary(apps, request)
 
     @activity.defn(name="abort_canary")
@@ -106,7 +117,7 @@ class CanaryActivities:
                 raise
         else:
             wait_settled(apps, ns, canary, request.progress_deadline_seconds)
-        if _mesh(request):
+        if _pins_stable_service(request):
             unpin(self._clients.core(t.context), ns, request.stable_service)
         release(apps, t)
 
@@ -119,3 +130,10 @@ class CanaryActivities:
 def _mesh(request: PrepareCanaryInput | FinishInput) -> bool:
     """A router with weights of its own (not the replica ratio)."""
     return request.traffic_routing is not None and request.traffic_routing.router != "replicas"
+
+
+def _pins_stable_service(request: PrepareCanaryInput | FinishInput) -> bool:
+    """Routers that send to the stable Service need it to select only stable pods; an Istio
+    DestinationRule selects by subset labels on one host instead."""
+    routing = request.traffic_routing
+    return _mesh(request) and not (routing.istio is not None and routing.istio.destination_rule is not None)

@@ -3,7 +3,8 @@ headers), which Service serves it, and which Service (if any) gets a shadow copy
 
 - Service: the Service itself (its endpoints decide the version: replica-ratio canaries).
 - Istio VirtualService: the first HTTP route whose `match` fits (none: everything), a destination
-  picked by `weight`, `mirror` copied with `mirrorPercentage`.
+  picked by `weight` (a `subset` narrows the host's endpoints to its DestinationRule labels),
+  `mirror` copied with `mirrorPercentage`.
 - Ingress (ingress-nginx): the canary Ingress of the same host decides by `canary-by-header`
   (`-value`), `canary-by-cookie`, then `canary-weight`.
 - Gateway API HTTPRoute: rules with header matches before catch-all rules, a backendRef picked by
@@ -53,6 +54,12 @@ def _istio_header_ok(value: str | None, condition: dict[str, str]) -> bool:
     return re.fullmatch(condition.get("regex", ".*"), value) is not None
 
 
+def _istio_target(destination: dict[str, Any]) -> str:
+    """"service", or "service/subset" for a DestinationRule subset."""
+    host = short(destination["host"])
+    return f"{host}/{destination['subset']}" if destination.get("subset") else host
+
+
 def istio(vs: dict[str, Any], headers: dict[str, str], rng: random.Random) -> tuple[str | None, str | None]:
     for route in (vs.get("spec") or {}).get("http") or []:
         matches = route.get("match") or [{}]
@@ -61,12 +68,12 @@ def istio(vs: dict[str, Any], headers: dict[str, str], rng: random.Random) -> tu
             continue
         destinations = route.get("route") or []
         default = 100 if len(destinations) == 1 else 0
-        serve = weighted(rng, [(short(d["destination"]["host"]), d.get("weight", default)) for d in destinations])
+        serve = weighted(rng, [(_istio_target(d["destination"]), d.get("weight", default)) for d in destinations])
         shadow = None
         if route.get("mirror"):
             percent = (route.get("mirrorPercentage") or {}).get("value", 100.0)
             if rng.random() * 100 < percent:
-                shadow = short(route["mirror"]["host"])
+                shadow = _istio_target(route["mirror"])
         return serve, shadow
     return None, None
 

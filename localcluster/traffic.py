@@ -85,20 +85,18 @@ class TrafficSimulator:
         entries = self._entries()
         if not entries:
             return
-        images = {
-            (p.metadata.namespace, p.metadata.name): p.spec.containers[0].image
-            for p in self.core.list_pod_for_all_namespaces().items
-        }
-        backends: dict[tuple[str, str], list[str]] = {}
+        pods = {(p.metadata.namespace, p.metadata.name): p for p in self.core.list_pod_for_all_namespaces().items}
+        backends: dict[tuple[str, str], list[client.V1Pod]] = {}
         for endpoints in self.core.list_endpoints_for_all_namespaces().items:
             ns = endpoints.metadata.namespace
             ready = [
-                images.get((a.target_ref.namespace or ns, a.target_ref.name))
+                pods.get((a.target_ref.namespace or ns, a.target_ref.name))
                 for subset in endpoints.subsets or []
                 for a in subset.addresses or []
                 if a.target_ref is not None
             ]
-            backends[(ns, endpoints.metadata.name)] = [image for image in ready if image]
+            backends[(ns, endpoints.metadata.name)] = [pod for pod in ready if pod is not None]
+        subsets = self._subsets()
         for entry, ns, marks, resolve in entries:
             key = f"{ns}/{entry}"
             budget = self.carry.get(key, 0.0) + float(marks[ANNOTATION_RPS]) * seconds
@@ -106,9 +104,28 @@ class TrafficSimulator:
             audience = json.loads(marks.get(ANNOTATION_AUDIENCE, "[]"))
             for _ in range(count):
                 serve, shadow = resolve(self.headers(audience))
-                for service, is_shadow in ((serve, False), (shadow, True)):
-                    if service and backends.get((ns, service)):
-                        self.send(ns, service, entry, is_shadow, backends[(ns, service)])
+                for target, is_shadow in ((serve, False), (shadow, True)):
+                    if not target:
+                        continue
+                    service, _, subset = target.partition("/")
+                    ready = backends.get((ns, service), [])
+                    if subset:  # an Istio DestinationRule subset: the host's endpoints with its labels
+                        wanted = subsets.get((ns, service, subset), {"(no such subset)": ""})
+                        ready = [p for p in ready if all((p.metadata.labels or {}).get(k) == v for k, v in wanted.items())]
+                    if ready:
+                        self.send(ns, service, entry, is_shadow, [p.spec.containers[0].image for p in ready])
+
+    def _subsets(self) -> dict[tuple[str, str, str], dict[str, str]]:
+        """(namespace, host, subset) -> labels, from every Istio DestinationRule."""
+        try:
+            listed = self.custom.list_cluster_custom_object("networking.istio.io", "v1", "destinationrules")["items"]
+        except client.ApiException:
+            return {}
+        return {
+            (rule["metadata"]["namespace"], routes.short(rule["spec"]["host"]), subset["name"]): subset.get("labels") or {}
+            for rule in listed
+            for subset in (rule.get("spec") or {}).get("subsets") or []
+        }
 
     def headers(self, audience: list[dict]) -> dict[str, str]:
         """One request's headers: each audience member carries its header or cookie with its `share`."""

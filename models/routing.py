@@ -90,10 +90,21 @@ class IstioVirtualService(SpecModel):
     routes: list[str] | None = Field(None, min_length=1, description="HTTP routes to weight (default: all)")
 
 
+class IstioDestinationRule(SpecModel):
+    """Subset-level routing: the VirtualService's destinations are two subsets of one host; the engine
+    keeps the subsets' labels on the stable pods (`pod-template-hash`) and the canary pods."""
+
+    name: DnsLabel
+    canary_subset_name: str = "canary"
+    stable_subset_name: str = "stable"
+
+
 class IstioRouting(SpecModel):
-    """Weights of an Istio VirtualService whose routes have the stable and canary Services as destinations."""
+    """Weights of an Istio VirtualService whose routes have the stable and canary Services (or, with a
+    DestinationRule, its stable and canary subsets) as destinations."""
 
     virtual_service: IstioVirtualService
+    destination_rule: IstioDestinationRule | None = None
 
 
 class NginxRouting(SpecModel):

@@ -130,3 +130,46 @@ async def test_a_missing_router_object_is_refused_before_traffic_moves(
     assert final.message == f"httproute {workload}/web: not found"
     canary = client.AppsV1Api(kube_api).read_namespaced_deployment("web-canary", workload)
     assert canary.spec.replicas == 0, "no canary pod was started"
+
+
+async def test_istio_destination_rule_subsets(dev_client, cluster_worker, workload, kube_api, local_cluster, unique):
+    """Subset-level Istio: one host, stable and canary subsets whose labels the router keeps on the right
+    pods (the stable subset follows the stable pods' hash through promotion); the Service is not pinned."""
+    from localcluster.traffic import ANNOTATION_RPS
+
+    custom = client.CustomObjectsApi(kube_api)
+    group = ("networking.istio.io", "v1", workload)
+    custom.create_namespaced_custom_object(*group, "destinationrules", {
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "web"},
+        "spec": {"host": "web", "subsets": [{"name": "stable", "labels": {"app": "web"}},
+                                             {"name": "canary", "labels": {"app": "web"}}]}})
+    custom.create_namespaced_custom_object(*group, "virtualservices", {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web", "annotations": {ANNOTATION_RPS: "250"}},
+        "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+            {"destination": {"host": "web", "subset": "canary"}, "weight": 0}]}]}})
+    version = f"subset-{unique}"
+    new = f"registry.local/web:{version}"
+    strategy = {"canary": {"stableService": "web", "canaryService": "web-canary", "steps": [{"setWeight": 25}, {"pause": {}}],
+                           "trafficRouting": {"istio": {"virtualService": {"name": "web"},
+                                                        "destinationRule": {"name": "web"}}}}}
+    handle = await start_workflow(dev_client, parse_rollout(canary_document(
+        name=f"r-{unique}", namespace=workload, deployment="web", image=new, strategy=strategy)), cluster_worker, "test")
+    await paused_at(handle, 1)
+    subsets = {s["name"]: s["labels"] for s in custom.get_namespaced_custom_object(*group, "destinationrules", "web")["spec"]["subsets"]}
+    assert subsets["canary"] == {"app": "web", "rollouts.durable.dev/role": "canary"}
+    assert set(subsets["stable"]) == {"app", "pod-template-hash"}
+    assert client.CoreV1Api(kube_api).read_namespaced_service("web", workload).spec.selector == {"app": "web"}
+    served, _ = await share(local_cluster.simulator_url, workload, "virtualservice/web", version)
+    assert 0.17 < served < 0.33, f"weight 25 through the subsets: {served:.0%}"
+
+    await handle.execute_update("promote", PromoteRequest(by="test"))
+    assert (await finished(handle, 120)).phase is Phase.HEALTHY
+    await expect_view(kube_api, workload, (4, 4, new), None, [new] * 4)
+    stable_hash = {s["name"]: s["labels"] for s in custom.get_namespaced_custom_object(
+        *group, "destinationrules", "web")["spec"]["subsets"]}["stable"]["pod-template-hash"]
+    pods = client.CoreV1Api(kube_api).list_namespaced_pod(workload).items
+    assert {p.metadata.labels.get("pod-template-hash") for p in pods} == {stable_hash}, "the stable subset has the new pods"
+    served, _ = await share(local_cluster.simulator_url, workload, "virtualservice/web", version, seconds=2)
+    assert served == 1.0

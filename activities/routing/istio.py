@@ -1,5 +1,6 @@
 """Istio router: the weights of a VirtualService's HTTP routes whose destinations are the stable and
-canary Services; header routes and matched mirror routes are HTTP routes of ours placed first (named
+canary Services (or, with a DestinationRule, its stable and canary subsets, whose labels the router
+keeps on the right pods); header routes and matched mirror routes are HTTP routes of ours placed first (named
 after the step's route, listed in an annotation); an unmatched mirror is `mirror` + `mirrorPercentage`
 on the weighted routes themselves."""
 
@@ -8,9 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from activities.kube import KubeClients
+from activities.kube import KubeClients, api_errors
 from activities.routing import Routes, invalid, managed_names, set_managed_names, split
 from activities.routing.custom import CustomObject
+from activities.siblings import current_pod_template_hash, original_selector
+from models.names import LABEL_POD_TEMPLATE_HASH, LABEL_ROLE
 from models.routing import RouteMatch, RouteState
 
 
@@ -32,12 +35,21 @@ def cookie_regex(name: str, value: str) -> str:
 class IstioRouter:
     def __init__(self, clients: KubeClients, routes: Routes):
         t = routes.target
-        self.routes = routes
+        self.clients, self.routes = clients, routes
         self.config = routes.routing.istio.virtual_service
-        self.object = CustomObject(clients.api(t.context), "networking.istio.io", "v1", "virtualservices",
-                                   t.namespace, self.config.name, "VirtualService")
+        self.rule = routes.routing.istio.destination_rule
+        api = clients.api(t.context)
+        self.object = CustomObject(api, "networking.istio.io", "v1", "virtualservices", t.namespace, self.config.name,
+                                   "VirtualService")
+        if self.rule is not None:
+            self.subsets = CustomObject(api, "networking.istio.io", "v1", "destinationrules", t.namespace,
+                                        self.rule.name, "DestinationRule")
 
     def _is(self, destination: dict[str, Any], service: str) -> bool:
+        """Whether a destination is the stable or canary side (`service` names which)."""
+        if self.rule is not None:
+            canary = service == self.routes.canary_service
+            return destination.get("subset") == (self.rule.canary_subset_name if canary else self.rule.stable_subset_name)
         host = destination.get("host", "")
         ns = self.routes.target.namespace
         return host in (service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.cluster.local")
@@ -64,6 +76,30 @@ class IstioRouter:
 
     def prepare(self) -> None:
         self._weighted(self.object.read())
+        if self.rule is not None:
+            self._label_subsets()
+
+    def _label_subsets(self) -> None:
+        """The stable subset selects the stable Deployment's current pods, the canary subset the canary's."""
+        t = self.routes.target
+        apps, core = self.clients.apps(t.context), self.clients.core(t.context)
+        with api_errors(f"service {t.namespace}/{self.routes.stable_service}"):
+            selector = original_selector(core.read_namespaced_service(self.routes.stable_service, t.namespace))
+        stable_hash = current_pod_template_hash(apps, t, 600)
+        wanted = {
+            self.rule.stable_subset_name: {**selector, LABEL_POD_TEMPLATE_HASH: stable_hash},
+            self.rule.canary_subset_name: {**selector, LABEL_ROLE: "canary"},
+        }
+
+        def label(rule: dict[str, Any]) -> None:
+            subsets = (rule.get("spec") or {}).get("subsets") or []
+            for name, labels in wanted.items():
+                subset = next((x for x in subsets if x.get("name") == name), None)
+                if subset is None:
+                    raise invalid(f"{self.subsets.what}: no subset named {name!r}")
+                subset["labels"] = labels
+
+        self.subsets.update(label)
 
     def apply(self, state: RouteState) -> bool:
         return self.object.update(lambda vs: self._render(vs, state))
