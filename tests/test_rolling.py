@@ -108,3 +108,16 @@ async def test_never_ready_recreate_is_undone(dev_client, cluster_worker, worklo
     assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded"
     assert final.stable_image == OLD and [h.event for h in final.history][-3:] == ["undoing", "undone", "finished"]
     await expect_view(kube_api, workload, (4, 4, OLD), None, [OLD] * 4)
+
+
+async def test_abort_during_a_recreate_undoes_it(dev_client, cluster_worker, workload, kube_api, unique):
+    slow = f"registry.local/web:slow-recreate-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {slow: {"readyDelaySeconds": 5}})
+    handle = await start_workflow(dev_client, rollout_of(unique, workload, slow, {"recreate": {}}), cluster_worker, "test")
+    apps = client.AppsV1Api(kube_api)
+    await eventually(lambda: apps.read_namespaced_deployment("web", workload).spec.template.spec.containers[0].image
+                     == slow, what="recreate under way")
+    await handle.execute_update("abort", AbortRequest(reason="wrong build", by="carol"))
+    final = await finished(handle, 90)
+    assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted" and final.stable_image == OLD
+    await expect_view(kube_api, workload, (4, 4, OLD), None, [OLD] * 4)
