@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from models.analysis import AnalysisSpec, resolve
 from models.durations import Duration
 from models.names import rollout_id
 from models.specbase import DnsLabel, DnsSubdomain, SpecModel, describe_errors, exactly_one
@@ -98,6 +99,7 @@ class RolloutSpecBody(SpecModel):
         "reject", description="starting while this rollout runs: refuse, or abort the running one cleanly first"
     )
     rollback_window: RollbackWindow | None = None
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="analysis templates the steps name")
 
     @property
     def service(self) -> str | None:
@@ -109,6 +111,17 @@ class RolloutSpecBody(SpecModel):
             return st.blue_green.active_service
         chosen = st.canary or st.ab_test
         return chosen.stable_service if chosen else None
+
+    @model_validator(mode="after")
+    def _analysis_resolves(self) -> RolloutSpecBody:
+        canary = self.strategy.canary
+        for index, step in enumerate(canary.steps if canary else []):
+            if step.analysis is not None:
+                try:
+                    resolve(self.analysis.templates, step.analysis)
+                except ValueError as error:
+                    raise ValueError(f"@strategy.canary.steps[{index}].analysis: {error}") from None
+        return self
 
     @model_validator(mode="after")
     def _window_service(self) -> RolloutSpecBody:

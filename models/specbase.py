@@ -26,6 +26,12 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+class Message(BaseModel):
+    """Workflow and activity messages: camelCase on the wire, snake_case in code."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
 def exactly_one(data: Any, known: tuple[str, ...], what: str) -> Any:
     """For one-of blocks (`strategy`, `trafficRouting`): name the unknown key instead of a generic error."""
     if not isinstance(data, dict):

@@ -9,7 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from models.analysis import MetricResult
 from models.spec import Rollout
+from models.specbase import Message
 
 
 class Phase(str, Enum):
@@ -32,11 +34,9 @@ class Reason(str, Enum):
     FAILED = "RolloutFailed"
     WAITING_FOR_PROMOTE = "WaitingForPromote"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     TIMED_PAUSE = "TimedPause"
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 class HistoryEntry(Message):
@@ -65,6 +65,8 @@ class RolloutStatus(Message):
     stable_replicas: int = 0
     canary_replicas: int = 0
     routes: list[str] = Field(default_factory=list, description="header and mirror routes to the canary in effect")
+    analysis: list[MetricResult] = Field(default_factory=list, description="the last analysis: each metric, its "
+                                                                           "counts and latest measurements")
     paused_until: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema, field_validator, model_validator
 
+from models.analysis import AnalysisStep
 from models.durations import Duration
 from models.routing import (
     HEADER_ROUTERS,
@@ -33,13 +34,14 @@ class Approval(SpecModel):
     description: str = Field("", max_length=200, description="what the approver should check")
 
 
-STEP_KINDS = ("setWeight", "pause", "approval", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
+STEP_KINDS = ("setWeight", "pause", "approval", "analysis", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
 
 
 class CanaryStep(SpecModel):
     set_weight: int | None = Field(None, ge=0, le=100, description="percentage of traffic to the canary")
     pause: Pause | None = None
     approval: Approval | None = None
+    analysis: AnalysisStep | None = None
     set_canary_scale: SetCanaryScale | None = None
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None

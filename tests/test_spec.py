@@ -77,7 +77,7 @@ MALFORMED = [
      f"{CANARY}.steps[0].pause.duration", "not like 30s"),
     ("step with two actions", mutated(f"{CANARY}.steps", [{"setWeight": 10, "pause": {}}]), f"{CANARY}.steps[0]",
      "exactly one step is needed"),
-    ("unknown step", mutated(f"{CANARY}.steps", [{"analysis": {}}]), f"{CANARY}.steps[0]", "unknown step 'analysis'"),
+    ("unknown step", mutated(f"{CANARY}.steps", [{"experiment": {}}]), f"{CANARY}.steps[0]", "unknown step 'experiment'"),
     ("canary scale with the replicas router", mutated(f"{CANARY}.steps", [{"setCanaryScale": {"replicas": 2}}]),
      f"{CANARY}.steps[0].setCanaryScale", "replicas router sets the canary scale"),
     ("header route with the replicas router",

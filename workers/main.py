@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.analysis import AnalysisActivities
 from activities.bluegreen import BlueGreenActivities
 from activities.canary import CanaryActivities
 from activities.deployment import DeploymentActivities
@@ -34,6 +35,7 @@ def activities_for(clients: KubeClients) -> list:
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
     window = WindowActivities(clients)
     return [
+        AnalysisActivities().measure,
         window.keep_warm,
         window.switch_to_warm,
         window.close_window,

@@ -167,7 +167,8 @@ class RolloutControl:
             self._search_attributes = attributes
         workflow.set_current_details(self._details())
 
-    async def pause(self, index: int, duration: timedelta | None, what: str = "", approval: bool = False) -> None:
+    async def pause(self, index: int, duration: timedelta | None, what: str = "", approval: bool = False,
+                    reason: Reason | None = None) -> None:
         """A pause step: a durable timer, or (no duration) until promoted. Abort ends it at once.
         `what` says what the pause is for (the status message and Web UI details); an `approval` is an
         open pause whose promote must name who approves."""
@@ -176,7 +177,7 @@ class RolloutControl:
         self._in_pause, self._promote = True, None
         if duration is None:
             self.status.paused_until = None
-            reason = Reason.WAITING_FOR_APPROVAL if approval else Reason.WAITING_FOR_PROMOTE
+            reason = reason or (Reason.WAITING_FOR_APPROVAL if approval else Reason.WAITING_FOR_PROMOTE)
             self.set_phase(Phase.PAUSED, reason.value, what or "waiting for promote")
         else:
             self.status.paused_until = workflow.now() + duration

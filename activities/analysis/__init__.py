@@ -1,0 +1,74 @@
+"""Analysis providers: where a metric's value comes from. One module per provider, behind one Protocol;
+`measure` takes one measurement and judges it against the metric's conditions.
+
+A measurement is one activity: a crash between measurements loses nothing (the workflow holds the
+counts) and a retried measurement is simply taken again (reading a metric changes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.analysis import MeasureInput, Measurement, Metric
+from models.conditions import ConditionError, evaluate
+
+
+class EmptyResult(Exception):
+    """The provider answered with nothing to judge (an empty vector, NaN)."""
+
+
+class MetricProvider(Protocol):
+    def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
+        """(result, the query as sent); raise EmptyResult for no data, ApplicationError for bad input
+        (non-retryable) or an unreachable provider (retryable)."""
+        ...
+
+
+def provider_for(metric: Metric) -> MetricProvider:
+    from activities.analysis.prometheus import PrometheusProvider
+    from activities.analysis.web import WebProvider
+
+    return {"prometheus": PrometheusProvider, "web": WebProvider}[metric.provider.name]()
+
+
+def judge(metric: Metric, result: Any) -> str:
+    """Argo's rules: failure first; success alone decides; both given and neither met: Inconclusive."""
+    if metric.failure_condition is not None and evaluate(metric.failure_condition, result):
+        return "Failed"
+    if metric.success_condition is not None:
+        if evaluate(metric.success_condition, result):
+            return "Successful"
+        return "Inconclusive" if metric.failure_condition is not None else "Failed"
+    return "Successful"
+
+
+def _shown(result: Any) -> str:
+    clean = [None if isinstance(v, float) and math.isnan(v) else v for v in result] if isinstance(result, list) else result
+    return json.dumps(clean)
+
+
+class AnalysisActivities:
+    @activity.defn(name="measure")
+    def measure(self, request: MeasureInput) -> Measurement:
+        metric = request.metric
+        provider = provider_for(metric)
+        try:
+            result, query = provider.measure(metric, request.args)
+        except EmptyResult as empty:
+            policy = metric.provider.prometheus.empty_result if metric.provider.prometheus else "error"
+            phase = {"inconclusive": "Inconclusive", "failed": "Failed", "error": "Error"}[policy]
+            return Measurement(phase=phase, message=f"no data: {empty}", query=str(empty.args[1] if len(empty.args) > 1 else ""))
+        except ApplicationError as error:
+            if error.non_retryable:
+                raise
+            return Measurement(phase="Error", message=error.message)
+        try:
+            phase = judge(metric, result)
+        except ConditionError as error:
+            return Measurement(phase="Error", value=_shown(result), message=str(error), query=query)
+        return Measurement(phase=phase, value=_shown(result), query=query)

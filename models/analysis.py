@@ -1,0 +1,193 @@
+"""Analysis in the spec (Argo's AnalysisTemplate fields and meaning) and its wire models.
+
+Templates live in `spec.analysis.templates`; a canary `analysis` step names templates and gives args.
+A query is templated with `{{args.NAME}}`; conditions are safe expressions over `result`
+(`models.conditions`), checked when the spec is validated.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from models.conditions import ConditionError, parse
+from models.durations import Duration
+from models.specbase import DnsLabel, Message, SpecModel, exactly_one
+
+ARG = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
+
+
+class Arg(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    value: str | None = None
+
+
+class PrometheusProvider(SpecModel):
+    address: str | None = Field(None, description="Prometheus base URL (default: the worker's PROMETHEUS_URL)")
+    query: str = Field(min_length=1)
+    empty_result: Literal["inconclusive", "failed", "error"] = Field(
+        "inconclusive", description="what an empty vector or a NaN value counts as"
+    )
+
+
+class WebProvider(SpecModel):
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    json_path: str = Field("", description="dotted path into the JSON answer, e.g. data.ok; empty: the whole answer")
+    timeout_seconds: float = Field(10, gt=0, le=300)
+
+
+class Provider(SpecModel):
+    prometheus: PrometheusProvider | None = None
+    web: WebProvider | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        return exactly_one(data, ("prometheus", "web"), "provider")
+
+    @property
+    def name(self) -> str:
+        return "prometheus" if self.prometheus else "web"
+
+
+class Metric(SpecModel):
+    name: DnsLabel
+    provider: Provider
+    success_condition: str | None = None
+    failure_condition: str | None = None
+    interval: Duration | None = Field(None, description="between measurements")
+    count: int | None = Field(None, ge=1, le=10000, description="measurements to take (default 1, or unbounded "
+                                                                "with an interval inside a background analysis)")
+    initial_delay: Duration | None = None
+    failure_limit: int = Field(0, ge=0)
+    inconclusive_limit: int = Field(0, ge=0)
+    consecutive_error_limit: int = Field(4, ge=0)
+    consecutive_success_limit: int | None = Field(None, ge=1)
+    dry_run: bool = False
+    measurement_retention: int = Field(10, ge=1, le=1000)
+
+    @field_validator("success_condition", "failure_condition")
+    @classmethod
+    def _safe(cls, text: str | None) -> str | None:
+        if text is not None:
+            try:
+                parse(text)
+            except ConditionError as error:
+                raise ValueError(f"{text!r}: {error}") from None
+        return text
+
+    @model_validator(mode="after")
+    def _check(self) -> Metric:
+        if self.success_condition is None and self.failure_condition is None:
+            raise ValueError("@successCondition: a metric needs a successCondition or a failureCondition")
+        if (self.count or 1) > 1 and self.interval is None:
+            raise ValueError("@interval: needed with count > 1")
+        return self
+
+    @property
+    def measurements(self) -> int:
+        return self.count or 1
+
+    def texts(self) -> list[str]:
+        p = self.provider
+        return [p.prometheus.query] if p.prometheus else [p.web.url, p.web.body or "", *p.web.headers.values()]
+
+
+class AnalysisTemplate(SpecModel):
+    name: DnsLabel
+    args: list[Arg] = Field(default_factory=list)
+    metrics: list[Metric] = Field(min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _args_declared(self) -> AnalysisTemplate:
+        declared = {a.name for a in self.args}
+        for index, metric in enumerate(self.metrics):
+            for text in metric.texts():
+                for used in ARG.findall(text):
+                    if used not in declared:
+                        raise ValueError(f"@metrics[{index}]: uses {{{{args.{used}}}}}, not declared in args")
+        return self
+
+
+class TemplateRef(SpecModel):
+    template_name: DnsLabel
+
+
+class AnalysisStep(SpecModel):
+    """Run templates now; the step passes, fails (rollback) or is inconclusive (a person decides)."""
+
+    templates: list[TemplateRef] = Field(min_length=1)
+    args: list[Arg] = Field(default_factory=list)
+
+
+class AnalysisSpec(SpecModel):
+    templates: list[AnalysisTemplate] = Field(default_factory=list)
+
+
+def resolve(templates: list[AnalysisTemplate], step: AnalysisStep) -> list[tuple[AnalysisTemplate, dict[str, str]]]:
+    """The step's templates with their args filled (step args over template defaults); ValueError names
+    a missing template or arg."""
+    by_name = {t.name: t for t in templates}
+    given = {a.name: a.value for a in step.args if a.value is not None}
+    resolved = []
+    for ref in step.templates:
+        template = by_name.get(ref.template_name)
+        if template is None:
+            raise ValueError(f"no analysis template {ref.template_name!r} in spec.analysis.templates")
+        values = {a.name: a.value for a in template.args if a.value is not None} | given
+        missing = [a.name for a in template.args if a.name not in values]
+        if missing:
+            raise ValueError(f"template {template.name}: arg {missing[0]!r} has no value")
+        resolved.append((template, {k: v for k, v in values.items() if k in {a.name for a in template.args}}))
+    return resolved
+
+
+def fill(text: str, args: dict[str, str]) -> str:
+    return ARG.sub(lambda m: args[m.group(1)], text)
+
+
+# ---- wire ---------------------------------------------------------------------------------------------
+
+
+class MeasureInput(Message):
+    rollout_id: str
+    template: str
+    metric: Metric
+    args: dict[str, str]
+
+
+class Measurement(Message):
+    phase: Literal["Successful", "Failed", "Inconclusive", "Error"]
+    value: str = Field("", description="the result as measured (JSON), for status and history")
+    message: str = ""
+    query: str = ""
+
+
+class MetricResult(Message):
+    template: str
+    name: str
+    phase: Literal["Running", "Successful", "Failed", "Inconclusive", "Error"] = "Running"
+    dry_run: bool = False
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    errors: int = 0
+    consecutive_errors: int = 0
+    consecutive_successes: int = 0
+    message: str = ""
+    measurements: list[Measurement] = Field(default_factory=list)
+
+
+class AnalysisResult(Message):
+    phase: Literal["Successful", "Failed", "Inconclusive"]
+    metrics: list[MetricResult]
+    message: str = ""
+
+
+ZERO = timedelta(0)

@@ -1,0 +1,113 @@
+"""Analysis semantics on the time-skipping server: measurements come from a scripted fake `measure`
+activity, the cluster from the canary's fake; each field means what it means in Argo."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.worker import Worker
+
+from models.analysis import MeasureInput, Measurement
+from models.status import Phase, PromoteRequest, RolloutInput, RolloutStatus
+from tests.helpers import canary_document, paused_at
+from tests.test_canary_workflow import FakeCluster
+from models.spec import parse_rollout
+from workflows.canary import CanaryRollout
+
+
+class Script:
+    """Per metric name, the phases its measurements return, in order (the last one repeats)."""
+
+    def __init__(self, **phases: list[str]):
+        self.phases = phases
+        self.taken: list[tuple[str, str]] = []
+
+    def activity(self):
+        @activity.defn(name="measure")
+        async def measure(request: MeasureInput) -> Measurement:
+            script = self.phases[request.metric.name]
+            phase = script[min(len([t for t in self.taken if t[0] == request.metric.name]), len(script) - 1)]
+            self.taken.append((request.metric.name, phase))
+            return Measurement(phase=phase, value="[0.5]", query=f"q-{request.metric.name}",
+                               message="connection refused" if phase == "Error" else "")
+
+        return measure
+
+
+def rollout_with(metrics: list[dict], unique: str):
+    document = canary_document(name=f"an-{unique}", steps=[{"setWeight": 20}, {"analysis": {"templates": [
+        {"templateName": "checks"}]}}, {"setWeight": 100}])
+    document["spec"]["analysis"] = {"templates": [{"name": "checks", "metrics": [
+        {"provider": {"prometheus": {"address": "http://prometheus.invalid", "query": "up"}},
+         "successCondition": "result[0] > 0", **m} for m in metrics]}]}
+    return parse_rollout(document)
+
+
+async def finish(time_skipping_env, unique, script: Script, metrics: list[dict], promote_at: int | None = None):
+    cluster = FakeCluster()
+    queue = f"analysis-{unique}"
+    rollout = rollout_with(metrics, unique)
+    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[CanaryRollout],
+                      activities=[*cluster.activities(), script.activity()]):
+        handle = await time_skipping_env.client.start_workflow(
+            CanaryRollout.run, RolloutInput(rollout=rollout), id=rollout.rollout_id, task_queue=queue)
+        if promote_at is not None:
+            paused = await paused_at(handle, promote_at)
+            assert paused.reason == "AnalysisInconclusive"
+            await handle.execute_update("promote", PromoteRequest(by="sre"))
+        final: RolloutStatus = await handle.result()
+    return final, cluster
+
+
+async def test_count_and_interval_take_every_measurement_on_durable_timers(time_skipping_env, unique):
+    script = Script(rate=["Successful"])
+    final, cluster = await finish(time_skipping_env, unique, script, [{"name": "rate", "count": 3, "interval": "1m"}])
+    assert final.phase is Phase.HEALTHY and len(script.taken) == 3
+    assert final.analysis[0].successful == 3 and final.analysis[0].phase == "Successful"
+    started = {h.step: h.at for h in final.history if h.event == "step-started"}
+    assert started[2] - started[1] >= timedelta(minutes=2), "two 1m intervals between three measurements"
+
+
+async def test_failure_limit_then_automatic_rollback(time_skipping_env, unique):
+    script = Script(rate=["Failed", "Successful", "Failed", "Successful"])
+    final, cluster = await finish(time_skipping_env, unique, script,
+                                  [{"name": "rate", "count": 5, "interval": "10s", "failureLimit": 1}])
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed"
+    assert len(script.taken) == 3, "stopped at the second failure"
+    assert "q-rate = [0.5]" in final.message and "2 failed (limit 1)" in final.message
+    assert cluster.calls[-1] == "abort" and "weight 100" not in cluster.calls
+
+
+async def test_inconclusive_waits_for_a_person(time_skipping_env, unique):
+    script = Script(rate=["Inconclusive"])
+    final, _ = await finish(time_skipping_env, unique, script, [{"name": "rate"}], promote_at=1)
+    assert final.phase is Phase.HEALTHY
+    assert [h.event for h in final.history if h.event.startswith("analysis")] == ["analysis-inconclusive"]
+
+
+async def test_errors_up_to_the_consecutive_limit_then_inconclusive_never_a_pass(time_skipping_env, unique):
+    script = Script(rate=["Error", "Error", "Successful", "Error", "Error", "Error"])
+    final, _ = await finish(time_skipping_env, unique, script,
+                            [{"name": "rate", "count": 10, "interval": "5s", "consecutiveErrorLimit": 2}],
+                            promote_at=1)
+    metric = final.analysis[0]
+    assert (metric.errors, metric.successful, metric.phase) == (5, 1, "Inconclusive")
+    assert "3 errors in a row (limit 2): connection refused" in metric.message
+
+
+async def test_initial_delay_and_dry_run(time_skipping_env, unique):
+    script = Script(rate=["Successful"], experimental=["Failed"])
+    final, _ = await finish(time_skipping_env, unique, script, [
+        {"name": "rate", "initialDelay": "5m"}, {"name": "experimental", "dryRun": True}])
+    assert final.phase is Phase.HEALTHY, "a failing dry-run metric decides nothing"
+    assert {m.name: m.phase for m in final.analysis} == {"rate": "Successful", "experimental": "Failed"}
+    started = {h.step: h.at for h in final.history if h.event == "step-started"}
+    assert started[2] - started[1] >= timedelta(minutes=5)
+
+
+async def test_consecutive_success_limit_ends_early(time_skipping_env, unique):
+    script = Script(rate=["Failed", "Successful", "Successful", "Successful"])
+    final, _ = await finish(time_skipping_env, unique, script, [
+        {"name": "rate", "count": 50, "interval": "1m", "failureLimit": 3, "consecutiveSuccessLimit": 2}])
+    assert final.phase is Phase.HEALTHY and len(script.taken) == 3

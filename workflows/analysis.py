@@ -1,0 +1,99 @@
+"""Running analysis inside a rollout workflow: each metric of each template concurrently; every
+measurement is an activity, every interval a durable timer, the counts live in the workflow — a crash
+between measurements loses nothing and counts nothing twice. Argo's semantics: `initialDelay`,
+`count`, `interval`, `failureLimit`, `inconclusiveLimit`, `consecutiveErrorLimit` (then Inconclusive:
+errors never pass), `consecutiveSuccessLimit`, `dryRun` (recorded, never decides),
+`measurementRetention`. An abort ends the analysis at once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.analysis import AnalysisActivities
+    from models.analysis import AnalysisResult, AnalysisTemplate, MeasureInput, Metric, MetricResult
+    from workflows.control import RolloutAborted
+
+if TYPE_CHECKING:
+    from workflows.control import RolloutControl
+
+MEASURE = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "retry_policy": RetryPolicy(maximum_attempts=3, non_retryable_error_types=["Invalid"]),
+}
+
+
+class AnalysisFailed(RolloutAborted):
+    """The analysis decided the new version is bad: roll back."""
+
+
+class AnalysisRunner:
+    def __init__(self, control: RolloutControl):
+        self.control = control
+
+    async def run(self, resolved: list[tuple[AnalysisTemplate, dict[str, str]]]) -> AnalysisResult:
+        results = [MetricResult(template=t.name, name=m.name, dry_run=m.dry_run) for t, _ in resolved for m in t.metrics]
+        self.control.status.analysis = results
+        runs = []
+        index = 0
+        for template, args in resolved:
+            for metric in template.metrics:
+                runs.append(self._metric(template.name, metric, args, results[index]))
+                index += 1
+        await asyncio.gather(*runs)
+        deciding = [r for r in results if not r.dry_run]
+        failed = [r for r in deciding if r.phase == "Failed"]
+        unsure = [r for r in deciding if r.phase == "Inconclusive"]
+        phase = "Failed" if failed else "Inconclusive" if unsure else "Successful"
+        message = "; ".join(f"{r.template}/{r.name} {r.phase}: {r.message}" for r in failed or unsure)
+        return AnalysisResult(phase=phase, metrics=results, message=message)
+
+    async def _wait(self, delay: timedelta) -> None:
+        try:
+            await workflow.wait_condition(lambda: self.control.abort_requested is not None, timeout=delay,
+                                          timeout_summary="analysis interval")
+        except asyncio.TimeoutError:
+            return
+        raise RolloutAborted(self.control.abort_requested.reason)
+
+    async def _metric(self, template: str, metric: Metric, args: dict[str, str], r: MetricResult) -> None:
+        if metric.initial_delay:
+            await self._wait(metric.initial_delay)
+        request = MeasureInput(rollout_id=self.control.status.rollout_id, template=template, metric=metric, args=args)
+        for number in range(metric.measurements):
+            handle = workflow.start_activity_method(
+                AnalysisActivities.measure, request, summary=f"measure {template}/{metric.name}", **MEASURE
+            )
+            m = await self.control.run_interruptible(handle)
+            r.measurements = (r.measurements + [m])[-metric.measurement_retention:]
+            if m.phase == "Error":
+                r.errors += 1
+                r.consecutive_errors += 1
+                r.consecutive_successes = 0
+            else:
+                r.consecutive_errors = 0
+                setattr(r, m.phase.lower(), getattr(r, m.phase.lower()) + 1)
+                r.consecutive_successes = r.consecutive_successes + 1 if m.phase == "Successful" else 0
+            shown = f"{m.query or '?'} = {m.value or m.message}"
+            if r.failed > metric.failure_limit:
+                r.phase, r.message = "Failed", f"{r.failed} failed (limit {metric.failure_limit}): {shown}"
+            elif r.inconclusive > metric.inconclusive_limit:
+                r.phase, r.message = "Inconclusive", f"{r.inconclusive} inconclusive (limit {metric.inconclusive_limit}): {shown}"
+            elif r.consecutive_errors > metric.consecutive_error_limit:
+                r.phase, r.message = "Inconclusive", (f"{r.consecutive_errors} errors in a row (limit "
+                                                      f"{metric.consecutive_error_limit}): {m.message}")
+            elif metric.consecutive_success_limit and r.consecutive_successes >= metric.consecutive_success_limit:
+                r.phase, r.message = "Successful", f"{r.consecutive_successes} successes in a row: {shown}"
+            if r.phase != "Running":
+                return
+            if number < metric.measurements - 1 and metric.interval:
+                await self._wait(metric.interval)
+        if r.successful == 0:
+            r.phase, r.message = "Inconclusive", f"no successful measurement ({r.errors} errors)"
+        else:
+            r.phase, r.message = "Successful", f"{r.successful}/{metric.measurements} successful"
