@@ -149,3 +149,14 @@ def worker_processes(tmp_path, local_cluster):
     yield spawn
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(local_cluster, tmp_path_factory):
+    """Real Prometheus (Debian package) scraping the local cluster's traffic simulator every second."""
+    from localcluster.prometheus import PrometheusServer
+
+    target = local_cluster.simulator_url.removeprefix("http://").removesuffix("/metrics")
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), targets=[target]).start()
+    yield server
+    server.stop()

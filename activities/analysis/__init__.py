@@ -62,7 +62,8 @@ class AnalysisActivities:
         except EmptyResult as empty:
             policy = metric.provider.prometheus.empty_result if metric.provider.prometheus else "error"
             phase = {"inconclusive": "Inconclusive", "failed": "Failed", "error": "Error"}[policy]
-            return Measurement(phase=phase, message=f"no data: {empty}", query=str(empty.args[1] if len(empty.args) > 1 else ""))
+            message, query = (list(empty.args) + ["", ""])[:2]
+            return Measurement(phase=phase, message=f"no data: {message}", query=query)
         except ApplicationError as error:
             if error.non_retryable:
                 raise

@@ -1,0 +1,130 @@
+"""Analysis end to end: real PromQL over what a real Prometheus scraped from the traffic simulator,
+whose per-image behaviour makes the canary good, bad or borderline."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+
+from localcluster.behaviour import declare_images
+from models.spec import parse_rollout
+from models.status import AbortRequest, Phase
+from starters.commands import start_workflow
+from tests.cluster_view import expect_view
+from tests.helpers import canary_document, finished, paused_at
+
+OLD = "registry.local/web:1.0.0"
+# `or vector(0)`: no 5xx at all is no series, not an empty answer.
+ERROR_RATE = ('(sum(rate(sim_requests_total{namespace="{{args.namespace}}",version="{{args.version}}",code=~"5.."}[15s]))'
+              ' or vector(0)) / sum(rate(sim_requests_total{namespace="{{args.namespace}}",version="{{args.version}}"}[15s]))')
+
+
+def analysed(unique: str, namespace: str, version: str, address: str, metric: dict) -> object:
+    document = canary_document(name=f"an-{unique}", namespace=namespace, deployment="web",
+                               image=f"registry.local/web:{version}", steps=[
+                                   {"setWeight": 50},
+                                   {"analysis": {"templates": [{"templateName": "error-rate"}],
+                                                 "args": [{"name": "namespace", "value": namespace},
+                                                          {"name": "version", "value": version}]}},
+                                   {"setWeight": 100}])
+    document["spec"]["analysis"] = {"templates": [{
+        "name": "error-rate", "args": [{"name": "namespace"}, {"name": "version"}],
+        "metrics": [{"name": "error-rate", "initialDelay": "12s", "interval": "3s", "count": 3,
+                     "provider": {"prometheus": {"address": address, "query": ERROR_RATE}}, **metric}],
+    }]}
+    return parse_rollout(document)
+
+
+async def test_a_healthy_canary_passes_analysis_and_is_promoted(
+    dev_client, cluster_worker, workload, kube_api, prometheus, unique
+):
+    version = f"good-{unique}"
+    rollout = analysed(unique, workload, version, prometheus.url, {"successCondition": "result[0] <= 0.01"})
+    started = time.monotonic()
+    final = await finished(await start_workflow(dev_client, rollout, cluster_worker, "test"), 120)
+    assert final.phase is Phase.HEALTHY, final.message
+    metric = final.analysis[0]
+    assert (metric.phase, metric.successful) == ("Successful", 3)
+    assert all(m.value == "[0.0]" for m in metric.measurements)
+    assert time.monotonic() - started < 60
+    await expect_view(kube_api, workload, (4, 4, f"registry.local/web:{version}"), None,
+                      [f"registry.local/web:{version}"] * 4)
+
+
+async def test_a_five_percent_error_canary_is_rolled_back_automatically(
+    dev_client, cluster_worker, workload, kube_api, prometheus, unique
+):
+    version = f"errors-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {f"registry.local/web:{version}": {"errorRate": 0.05}})
+    rollout = analysed(unique, workload, version, prometheus.url,
+                       {"successCondition": "result[0] <= 0.02", "failureCondition": "result[0] > 0.02"})
+    final = await finished(await start_workflow(dev_client, rollout, cluster_worker, "test"), 120)
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed"
+    measured = final.analysis[0].measurements[-1]
+    assert measured.phase == "Failed" and 0.02 < eval_first(measured.value) < 0.09
+    assert f'version="{version}"' in measured.query and measured.query in final.message
+    await expect_view(kube_api, workload, (4, 4, OLD), (0, 0, f"registry.local/web:{version}"), [OLD] * 4)
+
+
+async def test_a_borderline_canary_is_inconclusive_and_waits(
+    dev_client, cluster_worker, workload, kube_api, prometheus, unique
+):
+    version = f"borderline-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {f"registry.local/web:{version}": {"errorRate": 0.05}})
+    rollout = analysed(unique, workload, version, prometheus.url,
+                       {"successCondition": "result[0] < 0.01", "failureCondition": "result[0] > 0.2"})
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+    status = await paused_at(handle, 1, timeout=90)
+    assert status.reason == "AnalysisInconclusive" and status.analysis[0].phase == "Inconclusive"
+    await handle.execute_update("abort", AbortRequest(reason="error rate too high to call", by="sre"))
+    assert (await finished(handle, 60)).reason == "RolloutAborted"
+
+
+async def test_prometheus_gone_mid_analysis_is_inconclusive_never_a_pass(
+    dev_client, cluster_worker, workload, kube_api, local_cluster, tmp_path, unique
+):
+    from localcluster.prometheus import PrometheusServer
+
+    target = local_cluster.simulator_url.removeprefix("http://").removesuffix("/metrics")
+    own = PrometheusServer(tmp_path / "prometheus", targets=[target]).start()
+    version = f"blind-{unique}"
+    rollout = analysed(unique, workload, version, own.url, {
+        "successCondition": "result[0] <= 0.01", "count": 20, "consecutiveErrorLimit": 2})
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+
+    async def measured_once():
+        from models.status import RolloutStatus
+        status = await handle.query("status", result_type=RolloutStatus)
+        return status.analysis and status.analysis[0].successful >= 1
+
+    from tests.helpers import eventually
+    await eventually(measured_once, timeout=60, what="a first good measurement")
+    own.stop()
+    status = await paused_at(handle, 1, timeout=90)
+    metric = status.analysis[0]
+    assert status.reason == "AnalysisInconclusive" and metric.phase == "Inconclusive"
+    assert metric.consecutive_errors == 3 and "unreachable" in metric.message
+    await handle.execute_update("abort", AbortRequest(reason="no metrics", by="sre"))
+    await finished(handle, 60)
+
+
+async def test_an_invalid_query_is_refused_with_prometheus_own_message(
+    dev_client, cluster_worker, workload, kube_api, prometheus, unique
+):
+    rollout = analysed(unique, workload, f"badquery-{unique}", prometheus.url, {"successCondition": "result[0] < 1"})
+    template = rollout.spec.analysis.templates[0]
+    metric = template.metrics[0].model_copy(update={"provider": template.metrics[0].provider.model_copy(update={
+        "prometheus": template.metrics[0].provider.prometheus.model_copy(update={"query": "sum(rate(sim_requests_total[5m]"})})})
+    analysis = rollout.spec.analysis.model_copy(update={"templates": [template.model_copy(update={"metrics": [metric]})]})
+    rollout = rollout.model_copy(update={"spec": rollout.spec.model_copy(update={"analysis": analysis})})
+    final = await finished(await start_workflow(dev_client, rollout, cluster_worker, "test"), 90)
+    assert final.phase is Phase.DEGRADED and "Prometheus rejected the query" in final.message
+    assert "parse error" in final.message, final.message
+    await expect_view(kube_api, workload, (4, 4, OLD), (0, 0, f"registry.local/web:badquery-{unique}"), [OLD] * 4)
+
+
+def eval_first(value: str) -> float:
+    import json
+
+    return float(json.loads(value)[0])
