@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
-from models.analysis import AnalysisSpec, resolve
+from models.analysis import AnalysisSpec, AnalysisStep, resolve
 from models.durations import Duration
 from models.names import rollout_id
 from models.specbase import DnsLabel, DnsSubdomain, SpecModel, describe_errors, exactly_one
@@ -112,15 +113,27 @@ class RolloutSpecBody(SpecModel):
         chosen = st.canary or st.ab_test
         return chosen.stable_service if chosen else None
 
+    def analysis_steps(self) -> list[tuple[str, AnalysisStep]]:
+        """Every place the strategy runs analysis, with its field path."""
+        st, found = self.strategy, []
+        for index, step in enumerate(st.canary.steps if st.canary else []):
+            if step.analysis is not None:
+                found.append((f"strategy.canary.steps[{index}].analysis", step.analysis))
+        if st.blue_green:
+            for field in ("pre_promotion_analysis", "post_promotion_analysis"):
+                if getattr(st.blue_green, field) is not None:
+                    found.append((f"strategy.blueGreen.{to_camel(field)}", getattr(st.blue_green, field)))
+        if st.rolling_update and st.rolling_update.analysis:
+            found.append(("strategy.rollingUpdate.analysis", st.rolling_update.analysis))
+        return found
+
     @model_validator(mode="after")
     def _analysis_resolves(self) -> RolloutSpecBody:
-        canary = self.strategy.canary
-        for index, step in enumerate(canary.steps if canary else []):
-            if step.analysis is not None:
-                try:
-                    resolve(self.analysis.templates, step.analysis)
-                except ValueError as error:
-                    raise ValueError(f"@strategy.canary.steps[{index}].analysis: {error}") from None
+        for path, step in self.analysis_steps():
+            try:
+                resolve(self.analysis.templates, step)
+            except ValueError as error:
+                raise ValueError(f"@{path}: {error}") from None
         return self
 
     @model_validator(mode="after")

@@ -122,6 +122,7 @@ class RollingUpdateStrategy(SpecModel):
 
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = 0
+    analysis: AnalysisStep | None = Field(None, description="after the roll-out: Failed undoes it")
 
     @model_validator(mode="after")
     def _can_progress(self) -> RollingUpdateStrategy:
@@ -167,6 +168,10 @@ class BlueGreenStrategy(SpecModel):
         None, description="for gradualShift: a router whose stable/canary destinations are activeService/previewService"
     )
     gradual_shift: GradualShift | None = Field(None, description="shift traffic step by step instead of a hard switch")
+    pre_promotion_analysis: AnalysisStep | None = Field(None, description="on the preview, before the switch")
+    post_promotion_analysis: AnalysisStep | None = Field(
+        None, description="after the switch, while the old version is warm: Failed switches back"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BlueGreenStrategy:

@@ -128,3 +128,25 @@ def eval_first(value: str) -> float:
     import json
 
     return float(json.loads(value)[0])
+
+
+async def test_blue_green_post_promotion_analysis_failing_switches_back(
+    dev_client, cluster_worker, workload, kube_api, prometheus, unique
+):
+    from tests.cluster_view import pod_names, service_images
+
+    version = f"bg-bad-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {f"registry.local/web:{version}": {"errorRate": 0.3}})
+    document = analysed(unique, workload, version, prometheus.url,
+                        {"successCondition": "result[0] <= 0.05", "failureCondition": "result[0] > 0.1"})
+    document = document.model_dump(by_alias=True, exclude_none=True, mode="json")
+    step = document["spec"]["strategy"]["canary"]["steps"][1]["analysis"]
+    document["spec"]["strategy"] = {"blueGreen": {
+        "activeService": "web", "previewService": "web-preview", "scaleDownDelaySeconds": 600,
+        "abortScaleDownDelaySeconds": 0, "postPromotionAnalysis": step}}
+    old_pods = pod_names(kube_api, workload, "web")
+    final = await finished(await start_workflow(dev_client, parse_rollout(document), cluster_worker, "test"), 120)
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed", final.message
+    assert [h.event for h in final.history if h.event.startswith("switched")] == ["switched", "switched-back"]
+    assert service_images(kube_api, workload, "web") == [OLD] * 4
+    assert pod_names(kube_api, workload, "web") == old_pods, "switched back to the warm old pods"

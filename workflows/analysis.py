@@ -16,7 +16,16 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import AnalysisActivities
-    from models.analysis import AnalysisResult, AnalysisTemplate, MeasureInput, Metric, MetricResult
+    from models.analysis import (
+        AnalysisResult,
+        AnalysisStep,
+        AnalysisTemplate,
+        MeasureInput,
+        Metric,
+        MetricResult,
+        resolve,
+    )
+    from models.status import Reason
     from workflows.control import RolloutAborted
 
 if TYPE_CHECKING:
@@ -30,6 +39,20 @@ MEASURE = {
 
 class AnalysisFailed(RolloutAborted):
     """The analysis decided the new version is bad: roll back."""
+
+
+async def gate(control: RolloutControl, index: int, step: AnalysisStep) -> None:
+    """An analysis gate at `index`: Successful goes on; Failed raises AnalysisFailed (the strategy rolls
+    back); Inconclusive pauses for a person (promote goes on, abort rolls back)."""
+    names = ", ".join(t.template_name for t in step.templates)
+    control.start_step(index, f"analysis {names}")
+    result = await AnalysisRunner(control).run(resolve(control.rollout.spec.analysis.templates, step))
+    control.record(f"analysis-{result.phase.lower()}", result.message or names)
+    if result.phase == "Failed":
+        raise AnalysisFailed(f"analysis {names} failed: {result.message}")
+    if result.phase == "Inconclusive":
+        await control.pause(index, None, reason=Reason.ANALYSIS_INCONCLUSIVE,
+                            what=f"analysis inconclusive: {result.message}: promote to go on, abort to roll back")
 
 
 class AnalysisRunner:

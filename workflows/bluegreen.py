@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import BlueGreenStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
+    from workflows.analysis import AnalysisFailed, gate
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
 
 STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
@@ -75,17 +76,23 @@ class BlueGreenRollout(RolloutControl):
                                                  replicas=preview)
             self.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
             await self._promotion()
+            if bg.pre_promotion_analysis is not None:
+                await gate(self, 1, bg.pre_promotion_analysis)
             await self._gradual_shift()
             self.start_step(2, f"switch {bg.active_service} to the new version")
             await self._call(BlueGreenActivities.switch_active, "switch active to preview", to="preview")
             self.switched = True
             s.canary_weight, s.actual_weight, s.canary_replicas = 100, 100.0, prepared.total_replicas
             self.record("switched", f"{bg.active_service} → preview pods ({self.rollout.spec.image})")
+            if bg.post_promotion_analysis is not None:  # the old version is still warm: Failed switches back
+                await gate(self, 3, bg.post_promotion_analysis)
             if bg.scale_down_delay_seconds:
                 self.start_step(3, f"keep the previous version warm for {bg.scale_down_delay_seconds}s")
                 await self.pause(3, timedelta(seconds=bg.scale_down_delay_seconds),
                                  what=f"previous version kept warm for {bg.scale_down_delay_seconds}s: "
                                       "abort switches back at once; promote completes now")
+        except AnalysisFailed as failed:
+            return await self._roll_back(Reason.ANALYSIS_FAILED.value, str(failed))
         except RolloutAborted as aborted:
             return await self._roll_back(Reason.ABORTED.value, str(aborted))
         except ActivityError as error:

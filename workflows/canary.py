@@ -19,12 +19,11 @@ with workflow.unsafe.imports_passed_through():
         PrepareCanaryResult,
         SetWeightInput,
     )
-    from models.analysis import resolve
     from models.routing import RouteState, SetCanaryScale, describe_routes
     from models.spec import CanaryStep, CanaryStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
-    from workflows.analysis import AnalysisFailed, AnalysisRunner
+    from workflows.analysis import AnalysisFailed, gate
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
 
 
@@ -83,7 +82,7 @@ class CanaryRollout(RolloutControl):
                     self.start_step(index, what)
                     await self.pause(index, duration)
                 elif step.analysis is not None:
-                    await self._analysis(index, step)
+                    await gate(self, index, step.analysis)
                 elif step.approval is not None:
                     self.start_step(index, "approval")
                     await self.pause(index, None, what=f"waiting for approval: {step.approval.description}".rstrip(": "),
@@ -115,18 +114,6 @@ class CanaryRollout(RolloutControl):
     def canary_spec(self) -> CanaryStrategy:
         assert self.rollout.spec.strategy.canary is not None
         return self.rollout.spec.strategy.canary
-
-    async def _analysis(self, index: int, step: CanaryStep) -> None:
-        """Successful: go on. Failed: roll back. Inconclusive: a person decides (promote or abort)."""
-        names = ", ".join(t.template_name for t in step.analysis.templates)
-        self.start_step(index, f"analysis {names}")
-        result = await AnalysisRunner(self).run(resolve(self.rollout.spec.analysis.templates, step.analysis))
-        self.record(f"analysis-{result.phase.lower()}", result.message or names)
-        if result.phase == "Failed":
-            raise AnalysisFailed(f"analysis {names} failed: {result.message}")
-        if result.phase == "Inconclusive":
-            await self.pause(index, None, reason=Reason.ANALYSIS_INCONCLUSIVE,
-                             what=f"analysis inconclusive: {result.message}: promote to go on, abort to roll back")
 
     async def before_promotion(self) -> None:
         """After the last step: a subclass may end the rollout here (raise RolloutAborted)."""

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from models.kubernetes import RollOutInput, RollOutResult, UndoInput
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
+    from workflows.analysis import AnalysisFailed, gate
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
 
 
@@ -60,6 +61,14 @@ class RollingUpdateRollout(RolloutControl):
             if reason == Reason.TARGET_INVALID.value:
                 return self.finish(Phase.DEGRADED, reason, message)  # nothing was changed
             return await self._undo(reason, message, kube)
+        rolling = spec.strategy.rolling_update
+        if rolling is not None and rolling.analysis is not None and self.status.strategy == "rollingUpdate":
+            try:
+                await gate(self, 0, rolling.analysis)
+            except AnalysisFailed as failed:
+                return await self._undo(Reason.ANALYSIS_FAILED.value, str(failed), kube)
+            except RolloutAborted as aborted:
+                return await self._undo(Reason.ABORTED.value, str(aborted), kube)
         s = self.status
         image = result.image or spec.image
         s.stable_image, s.stable_replicas = image, result.replicas
