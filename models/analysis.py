@@ -42,18 +42,50 @@ class WebProvider(SpecModel):
     timeout_seconds: float = Field(10, gt=0, le=300)
 
 
+class JudgeMetric(SpecModel):
+    """One metric the judge compares; `query` uses `{{version}}` for the side it is asked for."""
+
+    name: DnsLabel
+    query: str = Field(min_length=1)
+    direction: Literal["increase", "decrease", "either"] = Field("increase", description="which change is bad")
+    tolerance: float = Field(0.1, ge=0, description="relative change of the median still accepted (0.1 = 10%)")
+    critical: bool = Field(False, description="a bad verdict fails the whole judgement")
+    weight: float = Field(1.0, gt=0)
+
+    @field_validator("query")
+    @classmethod
+    def _names_version(cls, query: str) -> str:
+        if "{{version}}" not in query.replace(" ", ""):
+            raise ValueError("must use {{version}} (the judge runs it for the baseline and for the canary)")
+        return query
+
+
+class JudgeProvider(SpecModel):
+    """Kayenta-style: baseline and canary over the same window (range queries), a Mann-Whitney U test
+    per metric; the result is a score 0..100 (critical failures: 0) for the metric's conditions."""
+
+    address: str | None = None
+    lookback: Duration = Field(default_factory=lambda: timedelta(minutes=2))
+    step: Duration = Field(default_factory=lambda: timedelta(seconds=5))
+    baseline_version: str
+    canary_version: str
+    significance: float = Field(0.05, gt=0, lt=1, description="p-value below which a difference is real")
+    metrics: list[JudgeMetric] = Field(min_length=1, max_length=50)
+
+
 class Provider(SpecModel):
     prometheus: PrometheusProvider | None = None
     web: WebProvider | None = None
+    judge: JudgeProvider | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _one(cls, data: Any) -> Any:
-        return exactly_one(data, ("prometheus", "web"), "provider")
+        return exactly_one(data, ("prometheus", "web", "judge"), "provider")
 
     @property
     def name(self) -> str:
-        return "prometheus" if self.prometheus else "web"
+        return next(n for n in ("prometheus", "web", "judge") if getattr(self, n) is not None)
 
 
 class Metric(SpecModel):
@@ -96,6 +128,8 @@ class Metric(SpecModel):
 
     def texts(self) -> list[str]:
         p = self.provider
+        if p.judge:
+            return [p.judge.baseline_version, p.judge.canary_version, *(m.query for m in p.judge.metrics)]
         return [p.prometheus.query] if p.prometheus else [p.web.url, p.web.body or "", *p.web.headers.values()]
 
 

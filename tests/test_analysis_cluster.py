@@ -150,3 +150,31 @@ async def test_blue_green_post_promotion_analysis_failing_switches_back(
     assert [h.event for h in final.history if h.event.startswith("switched")] == ["switched", "switched-back"]
     assert service_images(kube_api, workload, "web") == [OLD] * 4
     assert pod_names(kube_api, workload, "web") == old_pods, "switched back to the warm old pods"
+
+
+async def test_the_judge_fails_a_slower_canary_against_its_baseline(
+    dev_client, cluster_worker, workload, kube_api, prometheus, unique
+):
+    version = f"slow-{unique}"
+    declare_images(client.CoreV1Api(kube_api), {f"registry.local/web:{version}": {"latencyMs": 400}})
+    p50 = ('histogram_quantile(0.5, sum by (le) (rate(sim_request_duration_seconds_bucket{namespace="{{args.namespace}}",'
+           'version="{{version}}"}[6s])))')
+    document = canary_document(name=f"judge-{unique}", namespace=workload, deployment="web",
+                               image=f"registry.local/web:{version}", steps=[
+                                   {"setWeight": 50},
+                                   {"analysis": {"templates": [{"templateName": "judge"}],
+                                                 "args": [{"name": "namespace", "value": workload},
+                                                          {"name": "canary", "value": version}]}},
+                                   {"setWeight": 100}])
+    document["spec"]["analysis"] = {"templates": [{
+        "name": "judge", "args": [{"name": "namespace"}, {"name": "canary"}],
+        "metrics": [{"name": "judge", "initialDelay": "20s", "successCondition": "result >= 90",
+                     "failureCondition": "result < 75",
+                     "provider": {"judge": {"address": prometheus.url, "lookback": "15s", "step": "1s",
+                                            "baselineVersion": "1.0.0", "canaryVersion": "{{args.canary}}",
+                                            "metrics": [{"name": "latency-p50", "query": p50, "critical": True}]}}}],
+    }]}
+    final = await finished(await start_workflow(dev_client, parse_rollout(document), cluster_worker, "test"), 120)
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed", final.message
+    measured = final.analysis[0].measurements[-1]
+    assert measured.value == "0.0" and measured.query.startswith("judge: latency-p50 High")

@@ -30,13 +30,15 @@ class MetricProvider(Protocol):
 
 
 def provider_for(metric: Metric) -> MetricProvider:
+    from activities.analysis.judge import JudgeProvider
     from activities.analysis.prometheus import PrometheusProvider
     from activities.analysis.web import WebProvider
 
-    return {"prometheus": PrometheusProvider, "web": WebProvider}[metric.provider.name]()
+    providers = {"prometheus": PrometheusProvider, "web": WebProvider, "judge": JudgeProvider}
+    return providers[metric.provider.name]()
 
 
-def judge(metric: Metric, result: Any) -> str:
+def outcome(metric: Metric, result: Any) -> str:
     """Argo's rules: failure first; success alone decides; both given and neither met: Inconclusive."""
     if metric.failure_condition is not None and evaluate(metric.failure_condition, result):
         return "Failed"
@@ -60,7 +62,8 @@ class AnalysisActivities:
         try:
             result, query = provider.measure(metric, request.args)
         except EmptyResult as empty:
-            policy = metric.provider.prometheus.empty_result if metric.provider.prometheus else "error"
+            p = metric.provider
+            policy = p.prometheus.empty_result if p.prometheus else "inconclusive" if p.judge else "error"
             phase = {"inconclusive": "Inconclusive", "failed": "Failed", "error": "Error"}[policy]
             message, query = (list(empty.args) + ["", ""])[:2]
             return Measurement(phase=phase, message=f"no data: {message}", query=query)
@@ -69,7 +72,7 @@ class AnalysisActivities:
                 raise
             return Measurement(phase="Error", message=error.message)
         try:
-            phase = judge(metric, result)
+            phase = outcome(metric, result)
         except ConditionError as error:
             return Measurement(phase="Error", value=_shown(result), message=str(error), query=query)
         return Measurement(phase=phase, value=_shown(result), query=query)
