@@ -109,7 +109,7 @@ class Metric(SpecModel):
     def _safe(cls, text: str | None) -> str | None:
         if text is not None:
             try:
-                parse(text)
+                parse(ARG.sub("0", text))  # args are filled in before evaluation
             except ConditionError as error:
                 raise ValueError(f"{text!r}: {error}") from None
         return text
@@ -127,6 +127,11 @@ class Metric(SpecModel):
         return self.count or 1
 
     def texts(self) -> list[str]:
+        p = self.provider
+        conditions = [c for c in (self.success_condition, self.failure_condition) if c]
+        return conditions + self._provider_texts()
+
+    def _provider_texts(self) -> list[str]:
         p = self.provider
         if p.judge:
             return [p.judge.baseline_version, p.judge.canary_version, *(m.query for m in p.judge.metrics)]
@@ -167,7 +172,9 @@ class AnalysisSpec(SpecModel):
 def resolve(templates: list[AnalysisTemplate], step: AnalysisStep) -> list[tuple[AnalysisTemplate, dict[str, str]]]:
     """The step's templates with their args filled (step args over template defaults); ValueError names
     a missing template or arg."""
-    by_name = {t.name: t for t in templates}
+    from models.presets import preset_templates
+
+    by_name = preset_templates() | {t.name: t for t in templates}
     given = {a.name: a.value for a in step.args if a.value is not None}
     resolved = []
     for ref in step.templates:
@@ -184,6 +191,14 @@ def resolve(templates: list[AnalysisTemplate], step: AnalysisStep) -> list[tuple
 
 def fill(text: str, args: dict[str, str]) -> str:
     return ARG.sub(lambda m: args[m.group(1)], text)
+
+
+def with_args(metric: Metric, args: dict[str, str]) -> Metric:
+    """The metric with its conditions' args filled in."""
+    return metric.model_copy(update={
+        field: fill(getattr(metric, field), args)
+        for field in ("success_condition", "failure_condition") if getattr(metric, field)
+    })
 
 
 # ---- wire ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.analysis import MeasureInput, Measurement, Metric
+from models.analysis import MeasureInput, Measurement, Metric, with_args
 from models.conditions import ConditionError, evaluate
 
 
@@ -57,7 +57,7 @@ def _shown(result: Any) -> str:
 class AnalysisActivities:
     @activity.defn(name="measure")
     def measure(self, request: MeasureInput) -> Measurement:
-        metric = request.metric
+        metric = with_args(request.metric, request.args)
         provider = provider_for(metric)
         try:
             result, query = provider.measure(metric, request.args)
