@@ -169,26 +169,6 @@ class AnalysisSpec(SpecModel):
     templates: list[AnalysisTemplate] = Field(default_factory=list)
 
 
-def resolve(templates: list[AnalysisTemplate], step: AnalysisStep) -> list[tuple[AnalysisTemplate, dict[str, str]]]:
-    """The step's templates with their args filled (step args over template defaults); ValueError names
-    a missing template or arg."""
-    from models.presets import preset_templates
-
-    by_name = preset_templates() | {t.name: t for t in templates}
-    given = {a.name: a.value for a in step.args if a.value is not None}
-    resolved = []
-    for ref in step.templates:
-        template = by_name.get(ref.template_name)
-        if template is None:
-            raise ValueError(f"no analysis template {ref.template_name!r} in spec.analysis.templates")
-        values = {a.name: a.value for a in template.args if a.value is not None} | given
-        missing = [a.name for a in template.args if a.name not in values]
-        if missing:
-            raise ValueError(f"template {template.name}: arg {missing[0]!r} has no value")
-        resolved.append((template, {k: v for k, v in values.items() if k in {a.name for a in template.args}}))
-    return resolved
-
-
 def fill(text: str, args: dict[str, str]) -> str:
     return ARG.sub(lambda m: args[m.group(1)], text)
 

@@ -8,7 +8,7 @@ and to cAdvisor's for CPU and memory; point them at your own (`http_requests_tot
 
 from __future__ import annotations
 
-from models.analysis import AnalysisTemplate
+from models.analysis import AnalysisStep, AnalysisTemplate
 
 _SCOPE = 'namespace="{{args.namespace}}",version="{{args.version}}"'
 _RATE = "sum(rate({{args.requests}}{%s%s}[{{args.window}}]))"
@@ -73,5 +73,26 @@ PRESETS = [
 ]
 
 
+_PRESET_TEMPLATES = {p["name"]: AnalysisTemplate.model_validate(p) for p in PRESETS}
+
+
 def preset_templates() -> dict[str, AnalysisTemplate]:
-    return {p["name"]: AnalysisTemplate.model_validate(p) for p in PRESETS}
+    return dict(_PRESET_TEMPLATES)
+
+
+def resolve(templates: list[AnalysisTemplate], step: AnalysisStep) -> list[tuple[AnalysisTemplate, dict[str, str]]]:
+    """The step's templates with their args filled (step args over template defaults); ValueError names
+    a missing template or arg."""
+    by_name = preset_templates() | {t.name: t for t in templates}
+    given = {a.name: a.value for a in step.args if a.value is not None}
+    resolved = []
+    for ref in step.templates:
+        template = by_name.get(ref.template_name)
+        if template is None:
+            raise ValueError(f"no analysis template {ref.template_name!r} in spec.analysis.templates")
+        values = {a.name: a.value for a in template.args if a.value is not None} | given
+        missing = [a.name for a in template.args if a.name not in values]
+        if missing:
+            raise ValueError(f"template {template.name}: arg {missing[0]!r} has no value")
+        resolved.append((template, {k: v for k, v in values.items() if k in {a.name for a in template.args}}))
+    return resolved

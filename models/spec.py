@@ -14,9 +14,10 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from models.analysis import AnalysisSpec, AnalysisStep, resolve
+from models.analysis import AnalysisSpec, AnalysisStep
 from models.durations import Duration
 from models.names import rollout_id
+from models.presets import resolve
 from models.specbase import DnsLabel, DnsSubdomain, SpecModel, describe_errors, exactly_one
 from models.strategies import (  # noqa: F401 - the strategies are part of the spec's public names
     AbTestStrategy,

@@ -124,6 +124,21 @@ MALFORMED = [
      "spec.rollbackWindow.service", "required with rollingUpdate"),
     ("rollback window of too many revisions", mutated("spec.rollbackWindow", {"duration": "1h", "revisions": 9}),
      "spec.rollbackWindow.revisions", "less than or equal to 5"),
+    ("analysis condition that is not a safe expression", mutated("spec.analysis", {"templates": [{
+        "name": "t", "metrics": [{"name": "m", "successCondition": "result.__class__ == 1",
+                                  "provider": {"prometheus": {"query": "up"}}}]}]}),
+     "spec.analysis.templates[0].metrics[0].successCondition", "Attribute is not allowed"),
+    ("analysis condition that does not parse", mutated("spec.analysis", {"templates": [{
+        "name": "t", "metrics": [{"name": "m", "failureCondition": "result >", "provider": {"web": {"url": "http://x"}}}]}]}),
+     "spec.analysis.templates[0].metrics[0].failureCondition", "not an expression"),
+    ("analysis step naming no template", mutated(f"{CANARY}.steps", [{"analysis": {"templates": [{"templateName": "nope"}]}}]),
+     f"spec.strategy.canary.steps[0].analysis", "no analysis template 'nope'"),
+    ("analysis step missing an arg", mutated(f"{CANARY}.steps", [{"analysis": {"templates": [{"templateName": "error-rate"}]}}]),
+     f"spec.strategy.canary.steps[0].analysis", "arg 'namespace' has no value"),
+    ("analysis query using an undeclared arg", mutated("spec.analysis", {"templates": [{
+        "name": "t", "metrics": [{"name": "m", "successCondition": "result[0] > 0",
+                                  "provider": {"prometheus": {"query": "up{job=\"{{args.job}}\"}"}}}]}]}),
+     "spec.analysis.templates[0].metrics[0]", "{{args.job}}, not declared"),
     ("two routers", mutated(f"{CANARY}.trafficRouting", {"replicas": {}, "nginx": {"stableIngress": "web"}}),
      f"{CANARY}.trafficRouting", "exactly one traffic router"),
     ("empty steps", mutated(f"{CANARY}.steps", []), f"{CANARY}.steps", "at least 1"),

@@ -23,8 +23,8 @@ with workflow.unsafe.imports_passed_through():
         MeasureInput,
         Metric,
         MetricResult,
-        resolve,
     )
+    from models.presets import resolve
     from models.status import Reason
     from workflows.control import RolloutAborted
 
