@@ -165,6 +165,13 @@ class AnalysisStep(SpecModel):
     args: list[Arg] = Field(default_factory=list)
 
 
+class BackgroundAnalysis(AnalysisStep):
+    """Analysis across the canary's steps: metrics without a `count` measure every `interval` until the
+    rollout ends; Failed rolls back at once (mid-step too), Inconclusive pauses at the next step."""
+
+    starting_step: int = Field(0, ge=0)
+
+
 class AnalysisSpec(SpecModel):
     templates: list[AnalysisTemplate] = Field(default_factory=list)
 

@@ -117,6 +117,8 @@ class RolloutSpecBody(SpecModel):
     def analysis_steps(self) -> list[tuple[str, AnalysisStep]]:
         """Every place the strategy runs analysis, with its field path."""
         st, found = self.strategy, []
+        if st.canary and st.canary.analysis:
+            found.append(("strategy.canary.analysis", st.canary.analysis))
         for index, step in enumerate(st.canary.steps if st.canary else []):
             if step.analysis is not None:
                 found.append((f"strategy.canary.steps[{index}].analysis", step.analysis))

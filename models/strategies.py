@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema, field_validator, model_validator
 
-from models.analysis import AnalysisStep
+from models.analysis import AnalysisStep, BackgroundAnalysis
 from models.durations import Duration
 from models.routing import (
     HEADER_ROUTERS,
@@ -64,6 +64,7 @@ class CanaryStrategy(SpecModel):
     dynamic_stable_scale: bool = Field(
         False, description="scale stable down as the canary takes traffic (routers with their own weights only)"
     )
+    analysis: BackgroundAnalysis | None = Field(None, description="runs across the steps from startingStep on")
 
     @model_validator(mode="after")
     def _check(self) -> CanaryStrategy:

@@ -197,6 +197,39 @@ def windowed(undo: bool):
     return scenario
 
 
+def measure_fakes() -> list:
+    from models.analysis import MeasureInput, Measurement
+
+    @activity.defn(name="measure")
+    async def measure(request: MeasureInput) -> Measurement:
+        phase = "Inconclusive" if request.metric.name == "gate" else "Successful"
+        return Measurement(phase=phase, value="[0.97]", query="sum(rate(x[1m]))")
+
+    return [measure]
+
+
+async def analysed(client: Client, queue: str):
+    """A canary with an analysis step that is Inconclusive (promoted by a person) and a background analysis."""
+    from models.spec import parse_rollout
+    from tests.helpers import canary_document
+
+    document = canary_document(name="recorded-analysed", steps=[
+        {"setWeight": 20}, {"analysis": {"templates": [{"templateName": "gate"}]}}, {"setWeight": 50},
+        {"pause": {"duration": "3s"}}, {"setWeight": 100}])
+    metric = {"provider": {"prometheus": {"address": "http://prometheus.invalid", "query": "up"}},
+              "successCondition": "result[0] > 0.99", "failureCondition": "result[0] < 0.5"}
+    document["spec"]["analysis"] = {"templates": [
+        {"name": "gate", "metrics": [{"name": "gate", **metric}]},
+        {"name": "watch", "metrics": [{"name": "watch", "interval": "1s", **metric,
+                                       "successCondition": "result[0] > 0.9"}]}]}
+    document["spec"]["strategy"]["canary"]["analysis"] = {"templates": [{"templateName": "watch"}], "startingStep": 2}
+    handle = await start_workflow(client, parse_rollout(document), queue, "recorder")
+    await paused_at(handle, 1)
+    await handle.execute_update("promote", PromoteRequest(by="sre"))
+    await handle.result()
+    return handle
+
+
 async def failed(client: Client, queue: str):
     rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
     handle = await start_workflow(client, rollout, queue, "recorder")
@@ -217,6 +250,7 @@ async def main() -> None:
                 ("rolling-update-undone", rolling("rollingUpdate", True), deployment_fakes(True)),
                 ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
                 ("ab-test-promoted", ab_test, FakeCluster().activities()),
+                ("canary-analysed", analysed, FakeCluster().activities() + measure_fakes()),
                 ("rolling-update-windowed", windowed(False), deployment_fakes(False) + window_fakes()),
                 ("rollback-window-undone", windowed(True), deployment_fakes(False) + window_fakes()),
                 ("undo-healthy", revision("undo"), deployment_fakes(False)),

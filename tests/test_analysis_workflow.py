@@ -111,3 +111,44 @@ async def test_consecutive_success_limit_ends_early(time_skipping_env, unique):
     final, _ = await finish(time_skipping_env, unique, script, [
         {"name": "rate", "count": 50, "interval": "1m", "failureLimit": 3, "consecutiveSuccessLimit": 2}])
     assert final.phase is Phase.HEALTHY and len(script.taken) == 3
+
+
+def background_rollout(unique: str, phases_metric: dict, steps: list[dict]):
+    document = canary_document(name=f"bg-{unique}", steps=steps)
+    document["spec"]["analysis"] = {"templates": [{"name": "watch", "metrics": [
+        {"provider": {"prometheus": {"address": "http://prometheus.invalid", "query": "up"}},
+         "successCondition": "result[0] > 0", **phases_metric}]}]}
+    document["spec"]["strategy"]["canary"]["analysis"] = {"templates": [{"templateName": "watch"}], "startingStep": 1}
+    return parse_rollout(document)
+
+
+async def run_background(time_skipping_env, unique, script, rollout):
+    cluster = FakeCluster()
+    queue = f"bg-{unique}"
+    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[CanaryRollout],
+                      activities=[*cluster.activities(), script.activity()]):
+        handle = await time_skipping_env.client.start_workflow(
+            CanaryRollout.run, RolloutInput(rollout=rollout), id=rollout.rollout_id, task_queue=queue)
+        return await handle.result(), cluster
+
+
+async def test_background_analysis_failing_mid_pause_rolls_back_at_once(time_skipping_env, unique):
+    script = Script(watch=["Successful", "Successful", "Failed"])
+    rollout = background_rollout(unique, {"name": "watch", "interval": "1m"},
+                                 [{"setWeight": 20}, {"setWeight": 40}, {"pause": {"duration": "1h"}}, {"setWeight": 100}])
+    final, cluster = await run_background(time_skipping_env, unique, script, rollout)
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed"
+    assert final.message.startswith("background analysis failed: watch/watch Failed")
+    assert cluster.calls == ["prepare", "weight 20", "weight 40", "abort"]
+    started = {h.step: h.at for h in final.history if h.event == "step-started"}
+    aborted = next(h.at for h in final.history if h.event == "aborting")
+    assert aborted - started[2] < timedelta(minutes=5), "it did not wait for the 1h pause to end"
+
+
+async def test_background_analysis_stops_when_the_steps_end(time_skipping_env, unique):
+    script = Script(watch=["Successful"])
+    rollout = background_rollout(unique, {"name": "watch", "interval": "1m"},
+                                 [{"setWeight": 20}, {"setWeight": 40}, {"pause": {"duration": "10m"}}, {"setWeight": 100}])
+    final, cluster = await run_background(time_skipping_env, unique, script, rollout)
+    assert final.phase is Phase.HEALTHY and cluster.calls[-1] == "promote"
+    assert 8 <= len(script.taken) <= 12, f"one measurement a minute while the steps ran: {len(script.taken)}"

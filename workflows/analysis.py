@@ -8,11 +8,13 @@ errors never pass), `consecutiveSuccessLimit`, `dryRun` (recorded, never decides
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import AnalysisActivities
@@ -56,8 +58,8 @@ async def gate(control: RolloutControl, index: int, step: AnalysisStep) -> None:
 
 
 class AnalysisRunner:
-    def __init__(self, control: RolloutControl):
-        self.control = control
+    def __init__(self, control: RolloutControl, background: bool = False):
+        self.control, self.background = control, background
 
     async def run(self, resolved: list[tuple[AnalysisTemplate, dict[str, str]]]) -> AnalysisResult:
         results = [MetricResult(template=t.name, name=m.name, dry_run=m.dry_run) for t, _ in resolved for m in t.metrics]
@@ -88,7 +90,8 @@ class AnalysisRunner:
         if metric.initial_delay:
             await self._wait(metric.initial_delay)
         request = MeasureInput(rollout_id=self.control.status.rollout_id, template=template, metric=metric, args=args)
-        for number in range(metric.measurements):
+        unbounded = self.background and metric.count is None and metric.interval is not None
+        for number in itertools.count() if unbounded else range(metric.measurements):
             handle = workflow.start_activity_method(
                 AnalysisActivities.measure, request, summary=f"measure {template}/{metric.name}", **MEASURE
             )
@@ -114,9 +117,50 @@ class AnalysisRunner:
                 r.phase, r.message = "Successful", f"{r.consecutive_successes} successes in a row: {shown}"
             if r.phase != "Running":
                 return
-            if number < metric.measurements - 1 and metric.interval:
+            if (unbounded or number < metric.measurements - 1) and metric.interval:
                 await self._wait(metric.interval)
         if r.successful == 0:
             r.phase, r.message = "Inconclusive", f"no successful measurement ({r.errors} errors)"
         else:
             r.phase, r.message = "Successful", f"{r.successful}/{metric.measurements} successful"
+
+
+class BackgroundRun:
+    """A canary's background analysis: a task beside the steps. Failed requests the abort (the rollout
+    rolls back with reason AnalysisFailed); Inconclusive makes the next step boundary pause for a person."""
+
+    def __init__(self, control: RolloutControl, step: AnalysisStep):
+        self.control, self.step = control, step
+        self.failed = ""
+        self.inconclusive = ""
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.control.record("background-analysis", ", ".join(t.template_name for t in self.step.templates))
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        result = await AnalysisRunner(self.control, background=True).run(
+            resolve(self.control.rollout.spec.analysis.templates, self.step))
+        self.control.record(f"background-analysis-{result.phase.lower()}", result.message)
+        if result.phase == "Failed":
+            self.failed = f"background analysis failed: {result.message}"
+            self.control.request_abort(self.failed, by="analysis")
+        elif result.phase == "Inconclusive":
+            self.inconclusive = result.message
+
+    async def check(self, index: int) -> None:
+        if self.inconclusive:
+            message, self.inconclusive = self.inconclusive, ""
+            await self.control.pause(index, None, reason=Reason.ANALYSIS_INCONCLUSIVE,
+                                     what=f"background analysis inconclusive: {message}: promote to go on, "
+                                          "abort to roll back")
+
+    async def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.task is not None:
+            try:
+                await self.task
+            except (asyncio.CancelledError, RolloutAborted, ActivityError):
+                pass

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import CanaryStep, CanaryStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
-    from workflows.analysis import AnalysisFailed, gate
+    from workflows.analysis import AnalysisFailed, BackgroundRun, gate
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
 
 
@@ -72,10 +72,15 @@ class CanaryRollout(RolloutControl):
             stable_service=canary.stable_service,
             canary_service=canary.canary_service,
         )
+        background = BackgroundRun(self, canary.analysis) if canary.analysis else None
         try:
             for index, step in enumerate(canary.steps):
+                if background and background.task is None and index >= canary.analysis.starting_step:
+                    background.start()
                 if self.abort_requested:
                     raise RolloutAborted(self.abort_requested.reason)
+                if background:
+                    await background.check(index)
                 if step.pause is not None:
                     duration = step.pause.duration
                     what = f"pause {format_duration(duration)}" if duration is not None else "pause until promoted"
@@ -89,14 +94,17 @@ class CanaryRollout(RolloutControl):
                                      approval=True)
                 else:
                     await self._route(index, step, prepared.total_replicas, canary, kube)
+            if background:
+                await background.stop()
             await self.before_promotion()
         except AnalysisFailed as failed:
-            return await self._roll_back(finish, Reason.ANALYSIS_FAILED.value, str(failed), kube)
+            return await self._roll_back(finish, Reason.ANALYSIS_FAILED.value, str(failed), kube, background)
         except RolloutAborted as aborted:
-            return await self._roll_back(finish, Reason.ABORTED.value, str(aborted), kube)
+            reason = Reason.ANALYSIS_FAILED if background and background.failed else Reason.ABORTED
+            return await self._roll_back(finish, reason.value, str(aborted), kube, background)
         except ActivityError as error:
             reason, message = failure_reason(error)
-            return await self._roll_back(finish, reason, message, kube)
+            return await self._roll_back(finish, reason, message, kube, background)
 
         self.set_phase(Phase.PROGRESSING, message="promoting: stable takes the new image")
         try:
@@ -170,7 +178,10 @@ class CanaryRollout(RolloutControl):
             self.record("routes-set", f"{what}: {'; '.join(s.routes) or 'weight only'} "
                                       f"({result.canary_replicas} canary / {result.stable_replicas} stable)")
 
-    async def _roll_back(self, finish: FinishInput, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
+    async def _roll_back(self, finish: FinishInput, reason: str, message: str, kube: dict[str, Any],
+                         background: BackgroundRun | None = None) -> RolloutStatus:
+        if background:
+            await background.stop()
         self.record("aborting", message)
         self.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
         try:

@@ -126,6 +126,11 @@ class RolloutControl:
         self._promote = request
         self.record("promoted", f"at step {self.status.current_step + 1}", by=request.by)
 
+    def request_abort(self, reason: str, by: str) -> None:
+        """The workflow itself aborts (e.g. a failed background analysis), unless already aborting."""
+        if self._abort is None and not self.status.phase.finished:
+            self._accept_abort(AbortRequest(reason=reason, by=by))
+
     def _accept_abort(self, request: AbortRequest) -> None:
         self._abort = request
         self.record("abort-requested", request.reason, by=request.by)
