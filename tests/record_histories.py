@@ -20,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from models.analysis import MeasureInput, Measurement
 from models.kubernetes import (
     BlueGreenInput,
     BlueGreenPrepared,
@@ -198,8 +199,6 @@ def windowed(undo: bool):
 
 
 def measure_fakes() -> list:
-    from models.analysis import MeasureInput, Measurement
-
     @activity.defn(name="measure")
     async def measure(request: MeasureInput) -> Measurement:
         phase = "Inconclusive" if request.metric.name == "gate" else "Successful"
