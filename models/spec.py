@@ -18,6 +18,7 @@ from models.analysis import AnalysisSpec, AnalysisStep
 from models.durations import Duration
 from models.names import rollout_id
 from models.presets import resolve
+from models.webhooks import Webhook
 from models.specbase import DnsLabel, DnsSubdomain, SpecModel, describe_errors, exactly_one
 from models.strategies import (  # noqa: F401 - the strategies are part of the spec's public names
     AbTestStrategy,
@@ -102,6 +103,7 @@ class RolloutSpecBody(SpecModel):
     )
     rollback_window: RollbackWindow | None = None
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="analysis templates the steps name")
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=20, description="Flagger's webhook types (canary)")
 
     @property
     def service(self) -> str | None:

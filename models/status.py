@@ -36,6 +36,8 @@ class Reason(str, Enum):
     WAITING_FOR_APPROVAL = "WaitingForApproval"
     ANALYSIS_FAILED = "AnalysisFailed"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    WAITING_FOR_WEBHOOK = "WaitingForWebhook"
+    WEBHOOK_FAILED = "WebhookFailed"
     TIMED_PAUSE = "TimedPause"
 
 

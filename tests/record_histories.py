@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from models.analysis import MeasureInput, Measurement
+from models.webhooks import WebhookAnswer, WebhookCall
 from models.kubernetes import (
     BlueGreenInput,
     BlueGreenPrepared,
@@ -229,6 +230,33 @@ async def analysed(client: Client, queue: str):
     return handle
 
 
+def webhook_fakes() -> list:
+    answers: dict[str, int] = {}
+
+    @activity.defn(name="call_webhook")
+    async def call_webhook(call: WebhookCall) -> WebhookAnswer:
+        answers[call.hook.type] = answers.get(call.hook.type, 0) + 1
+        refuse = call.hook.type == "confirm-promotion" and answers[call.hook.type] == 1
+        return WebhookAnswer(status=403 if refuse else 200 if call.hook.type != "rollback" else 404)
+
+    return [call_webhook]
+
+
+async def hooked(client: Client, queue: str):
+    """A canary with every kind of webhook; confirm-promotion says no once."""
+    from models.spec import parse_rollout
+    from tests.helpers import canary_document
+
+    document = canary_document(name="recorded-webhooks", steps=[{"setWeight": 30}, {"setWeight": 100}])
+    document["spec"]["webhooks"] = [{"name": kind.replace("-", ""), "type": kind, "url": "http://hooks.invalid/",
+                                     "interval": "1s"} for kind in
+                                    ("confirm-rollout", "pre-rollout", "rollout", "confirm-promotion", "rollback",
+                                     "post-rollout", "event")]
+    handle = await start_workflow(client, parse_rollout(document), queue, "recorder")
+    await handle.result()
+    return handle
+
+
 async def failed(client: Client, queue: str):
     rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
     handle = await start_workflow(client, rollout, queue, "recorder")
@@ -250,6 +278,7 @@ async def main() -> None:
                 ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
                 ("ab-test-promoted", ab_test, FakeCluster().activities()),
                 ("canary-analysed", analysed, FakeCluster().activities() + measure_fakes()),
+                ("canary-webhooks", hooked, FakeCluster().activities() + webhook_fakes()),
                 ("rolling-update-windowed", windowed(False), deployment_fakes(False) + window_fakes()),
                 ("rollback-window-undone", windowed(True), deployment_fakes(False) + window_fakes()),
                 ("undo-healthy", revision("undo"), deployment_fakes(False)),

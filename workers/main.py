@@ -23,6 +23,7 @@ from activities.bluegreen import BlueGreenActivities
 from activities.canary import CanaryActivities
 from activities.deployment import DeploymentActivities
 from activities.kube import KubeClients
+from activities.webhooks import WebhookActivities
 from activities.window import WindowActivities
 from models import names
 from workflows.registry import ALL_WORKFLOWS
@@ -36,6 +37,7 @@ def activities_for(clients: KubeClients) -> list:
     window = WindowActivities(clients)
     return [
         AnalysisActivities().measure,
+        WebhookActivities().call_webhook,
         window.keep_warm,
         window.switch_to_warm,
         window.close_window,

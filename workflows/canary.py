@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.analysis import AnalysisFailed, BackgroundRun, gate
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
+    from workflows.webhooks import WebhookFailed, Webhooks
 
 
 @workflow.defn(name="CanaryRollout")
@@ -34,9 +35,16 @@ class CanaryRollout(RolloutControl):
         super().__init__(request)
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
+        self.hooks = Webhooks(self, self.rollout.spec.webhooks) if self.rollout.spec.webhooks else None
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
+        status = await self._rollout()
+        if self.hooks:
+            await self.hooks.finished()
+        return status
+
+    async def _rollout(self) -> RolloutStatus:
         spec = self.rollout.spec
         canary = self.canary_spec()
         kube = options.kubernetes(spec.progress_deadline_seconds)
@@ -73,7 +81,12 @@ class CanaryRollout(RolloutControl):
             canary_service=canary.canary_service,
         )
         background = BackgroundRun(self, canary.analysis) if canary.analysis else None
+        hooks = self.hooks
         try:
+            if hooks:
+                await hooks.gate("confirm-rollout", 0)
+                await hooks.check("pre-rollout", "pre-rollout")
+                hooks.watch_rollback()
             for index, step in enumerate(canary.steps):
                 if background and background.task is None and index >= canary.analysis.starting_step:
                     background.start()
@@ -81,6 +94,10 @@ class CanaryRollout(RolloutControl):
                     raise RolloutAborted(self.abort_requested.reason)
                 if background:
                     await background.check(index)
+                if hooks:
+                    await hooks.notify(f"step {index + 1}: {step.kind}")
+                    if step.kind not in ("pause", "approval", "analysis"):
+                        await hooks.check("rollout", f"step {index + 1}")
                 if step.pause is not None:
                     duration = step.pause.duration
                     what = f"pause {format_duration(duration)}" if duration is not None else "pause until promoted"
@@ -96,7 +113,12 @@ class CanaryRollout(RolloutControl):
                     await self._route(index, step, prepared.total_replicas, canary, kube)
             if background:
                 await background.stop()
+            if hooks:
+                await hooks.gate("confirm-promotion", len(canary.steps) - 1)
+                await hooks.stop()
             await self.before_promotion()
+        except WebhookFailed as failed:
+            return await self._roll_back(finish, Reason.WEBHOOK_FAILED.value, str(failed), kube, background)
         except AnalysisFailed as failed:
             return await self._roll_back(finish, Reason.ANALYSIS_FAILED.value, str(failed), kube, background)
         except RolloutAborted as aborted:
@@ -182,6 +204,8 @@ class CanaryRollout(RolloutControl):
                          background: BackgroundRun | None = None) -> RolloutStatus:
         if background:
             await background.stop()
+        if self.hooks:
+            await self.hooks.stop()
         self.record("aborting", message)
         self.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
         try:

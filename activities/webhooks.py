@@ -1,0 +1,20 @@
+"""Calling a webhook: one POST of the JSON payload (httpx), the answer's status. Never raises for the
+hook's own failures (unreachable: status 0) — what a failure means is the workflow's decision."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio import activity
+
+from models.webhooks import WebhookAnswer, WebhookCall
+
+
+class WebhookActivities:
+    @activity.defn(name="call_webhook")
+    def call_webhook(self, call: WebhookCall) -> WebhookAnswer:
+        hook = call.hook
+        try:
+            answer = httpx.post(hook.url, json=call.payload, timeout=hook.timeout.total_seconds())
+        except httpx.HTTPError as error:
+            return WebhookAnswer(status=0, message=f"{hook.url}: {type(error).__name__}")
+        return WebhookAnswer(status=answer.status_code, message=answer.text[:200])
