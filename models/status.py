@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from models.analysis import MetricResult
+from models.analysis import AnalysisStep, MetricResult
 from models.spec import Rollout
 from models.specbase import Message
 
@@ -79,8 +79,9 @@ class RolloutInput(Message):
     rollout: Rollout
     requested_by: str = ""
     # `rollout undo` / `rollout restart` run the rollout's target through RevisionRollout.
-    action: Literal["rollout", "undo", "restart", "window"] = "rollout"
+    action: Literal["rollout", "undo", "restart", "window", "analyze"] = "rollout"
     to_revision: int = Field(0, ge=0, description="undo: the revision to go back to (0: the one before)")
+    analyze: AnalysisStep | None = Field(None, description="`rollout analyze`: the templates and args to run")
 
 
 class PromoteRequest(Message):

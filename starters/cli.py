@@ -4,6 +4,7 @@
     rollout start -f spec.yaml [--wait]    start a rollout; --wait follows it (exit 0 Healthy, 1 Degraded, 3 timeout)
     rollout status ID [--json] [--watch]   what a rollout is doing
     rollout promote ID | abort ID --reason TEXT | retry ID | undo ID [--to-revision N] | restart ID
+    rollout analyze -f FILE --template NAME [--arg NAME=VALUE]
     rollout list [--phase P] [--environment E]
     rollout worker | setup | dev | cluster up|down|status | demo | schema
 """
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("analyze", help="run analysis templates once (the spec's own, or the shipped presets)")
+    p.add_argument("-f", "--file", required=True, help="a rollout spec (its analysis templates and target)")
+    p.add_argument("--template", action="append", required=True, metavar="NAME", help="template to run (repeatable)")
+    p.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="template arg (repeatable)")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
 
     p = sub.add_parser("restart", help="restart the pods of the rollout's current version (rolling, gated)")
     p.add_argument("rollout_id", metavar="ID")
@@ -123,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "start":
         rollout = _load(args.file)
         return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json))
+    if args.command == "analyze":
+        rollout = _load(args.file)
+        return asyncio.run(lifecycle.analyze(rollout, args.template, args.arg, args.task_queue, args.timeout, args.json))
     if args.command == "retry":
         rid = commands.normalise_id(args.rollout_id)
         return asyncio.run(lifecycle.retry(rid, args.wait, args.timeout, args.json))

@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 4  # no such rollout
     CONFLICT = 5  # refused in the rollout's current state (already running, not paused, finished)
     UNAVAILABLE = 6  # Temporal (or the local cluster) cannot be reached
+    INCONCLUSIVE = 7  # `rollout analyze`: the analysis could not decide
 
 
 class UserError(Exception):

@@ -1,16 +1,24 @@
 """`rollout retry`, `rollout undo` and `rollout restart`: new runs of a rollout that already ran, with
 the spec it was started with; an undo goes through the rollout's open rollback window (or a warm
-blue-green) when there is one, so a warm copy takes the traffic at once."""
+blue-green) when there is one, so a warm copy takes the traffic at once. `rollout analyze`: a one-off
+analysis with a spec's templates."""
 
 from __future__ import annotations
 
+import uuid
+
+from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import names
-from models.status import AbortRequest, ControlResult, Phase, RolloutInput, RolloutStatus, UndoRequest
+from models.analysis import AnalysisStep
+from models.presets import resolve
+from models.spec import Rollout
+from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutInput, RolloutStatus, UndoRequest
 from starters.commands import _started, _status_or_none, connect, follow, start_workflow, who
 from starters.exitcodes import ExitCode, UserError
+from workflows.analysis_run import AnalysisRun
 
 
 async def _last_run(client: Client, rollout_id: str) -> tuple[WorkflowHandle, bool, RolloutStatus | None]:
@@ -95,3 +103,37 @@ async def _undo_in_window(client: Client, rollout_id: str, to_revision: int, wai
     if not as_json:
         print(f"{rollout_id}: {result.message} (warm copy, through its rollback window)")
     return await follow(window, timeout, quiet=as_json) if wait else ExitCode.OK
+
+
+async def analyze(rollout: Rollout, templates: list[str], args: list[str], task_queue: str, timeout: float,
+                  as_json: bool) -> int:
+    """Run the named templates once (`rollout analyze`); exit 0 Successful, 1 Failed, 7 Inconclusive."""
+    pairs = []
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if not sep or not name:
+            raise UserError(f"--arg {arg!r}: expected NAME=VALUE", ExitCode.INVALID)
+        pairs.append({"name": name, "value": value})
+    try:
+        step = AnalysisStep.model_validate({"templates": [{"templateName": t} for t in templates], "args": pairs})
+        resolve(rollout.spec.analysis.templates, step)
+    except (ValueError, ValidationError) as error:
+        raise UserError(f"analysis: {error}".splitlines()[0], ExitCode.INVALID) from None
+    client = await connect()
+    rid = f"analysis/{rollout.metadata.environment}/{rollout.metadata.name}/{uuid.uuid4().hex[:8]}"
+    handle = await client.start_workflow(
+        AnalysisRun.run, RolloutInput(rollout=rollout, requested_by=who(), action="analyze", analyze=step),
+        id=rid, task_queue=task_queue, static_summary=f"analysis {', '.join(templates)}",
+    )
+    code = await follow(handle, timeout, quiet=as_json)
+    if code == ExitCode.DEGRADED:
+        status = await _status_or_none(handle)
+        if status is not None and status.reason == Reason.ANALYSIS_INCONCLUSIVE.value:
+            return ExitCode.INCONCLUSIVE
+    if not as_json:
+        status = await _status_or_none(handle)
+        for metric in status.analysis if status else []:
+            last = metric.measurements[-1] if metric.measurements else None
+            print(f"  {metric.template}/{metric.name}: {metric.phase} ({metric.message})"
+                  + (f" last: {last.value or last.message}" if last else ""))
+    return code

@@ -158,5 +158,7 @@ def prometheus(local_cluster, tmp_path_factory):
 
     target = local_cluster.simulator_url.removeprefix("http://").removesuffix("/metrics")
     server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), targets=[target]).start()
+    os.environ["PROMETHEUS_URL"] = server.url  # for workers started from here on (the providers' default)
     yield server
+    os.environ.pop("PROMETHEUS_URL", None)
     server.stop()

@@ -13,6 +13,7 @@ from models.status import AbortRequest, Phase
 from starters.commands import start_workflow
 from tests.cluster_view import expect_view
 from tests.helpers import canary_document, finished, paused_at
+from tests.test_cli import cli  # noqa: F401 - the CLI fixture
 
 OLD = "registry.local/web:1.0.0"
 # `or vector(0)`: no 5xx at all is no series, not an empty answer.
@@ -204,3 +205,29 @@ def test_every_preset_query_runs_on_real_prometheus(workload, prometheus):
     # yet (Inconclusive), but Prometheus accepted them (a rejected query raises) and they never pass wrongly.
     assert {seen.pop("errors-for-2m"), seen.pop("slow-for-1m")} <= {"Successful", "Inconclusive"}
     assert seen == expected
+
+
+def test_rollout_analyze_runs_templates_once(prometheus, cli, workload, unique, tmp_path):
+    """`rollout analyze`: a template of the spec's own on the running version passes (exit 0), one that
+    cannot pass fails (exit 1), an unknown template is bad input (exit 2). (The shipped presets take
+    two minutes each by design; their queries are checked above.)"""
+    import yaml
+
+    path = cli.spec(name=f"analyze-{unique}", namespace=workload, deployment="web", image="registry.local/web:1.0.0")
+    document = yaml.safe_load(open(path))
+    requests = {"prometheus": {"query": 'sum(rate(sim_requests_total{namespace="{{args.namespace}}"}[15s]))'}}
+    document["spec"]["analysis"] = {"templates": [
+        {"name": "impossible", "args": [{"name": "namespace", "value": workload}],
+         "metrics": [{"name": "requests", "successCondition": "result[0] < 0", "provider": requests}]},
+        {"name": "serving", "args": [{"name": "namespace"}],
+         "metrics": [{"name": "requests", "successCondition": "result[0] > 10", "provider": requests,
+                      "count": 2, "interval": "2s"}]}]}
+    open(path, "w").write(yaml.safe_dump(document))
+    time.sleep(15)  # some traffic scraped
+    ok = cli("analyze", "-f", path, "--template", "serving", "--arg", f"namespace={workload}", timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "serving/requests: Successful (2/2 successful)" in ok.stdout
+    failed = cli("analyze", "-f", path, "--template", "impossible", timeout=120)
+    assert failed.returncode == 1 and "impossible/requests: Failed" in failed.stdout
+    unknown = cli("analyze", "-f", path, "--template", "nope")
+    assert unknown.returncode == 2 and "no analysis template 'nope'" in unknown.stderr

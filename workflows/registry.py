@@ -1,6 +1,7 @@
 """Which workflow runs which strategy: the CLI starts by it, the worker registers all of them."""
 
 from workflows.abtest import ABTestRollout
+from workflows.analysis_run import AnalysisRun
 from workflows.bluegreen import BlueGreenRollout
 from workflows.canary import CanaryRollout
 from workflows.recreate import RecreateRollout
@@ -17,4 +18,4 @@ STRATEGY_WORKFLOWS = {
 }
 # `rollout undo` / `rollout restart` of any rollout's target.
 ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
-ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow]
+ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun]
