@@ -257,6 +257,22 @@ async def hooked(client: Client, queue: str):
     return handle
 
 
+async def analysis_run(client: Client, queue: str):
+    """`rollout analyze`: the shipped error-rate preset run once (measurements faked: Successful)."""
+    from models.analysis import AnalysisStep
+    from models.status import RolloutInput
+    from workflows.analysis_run import AnalysisRun
+
+    step = AnalysisStep.model_validate({"templates": [{"templateName": "error-rate"}],
+                                        "args": [{"name": "namespace", "value": "shop"},
+                                                 {"name": "version", "value": "1.4.2"}]})
+    rollout = canary_rollout(name="recorded-analysis")
+    handle = await client.start_workflow(AnalysisRun.run, RolloutInput(rollout=rollout, action="analyze", analyze=step),
+                                         id="analysis/test/recorded", task_queue=queue)
+    await handle.result()
+    return handle
+
+
 async def failed(client: Client, queue: str):
     rollout = canary_rollout(name="recorded-failed", steps=[{"setWeight": 25}, {"setWeight": 60}, {"pause": {}}])
     handle = await start_workflow(client, rollout, queue, "recorder")
@@ -279,6 +295,7 @@ async def main() -> None:
                 ("ab-test-promoted", ab_test, FakeCluster().activities()),
                 ("canary-analysed", analysed, FakeCluster().activities() + measure_fakes()),
                 ("canary-webhooks", hooked, FakeCluster().activities() + webhook_fakes()),
+                ("analysis-run-successful", analysis_run, measure_fakes()),
                 ("rolling-update-windowed", windowed(False), deployment_fakes(False) + window_fakes()),
                 ("rollback-window-undone", windowed(True), deployment_fakes(False) + window_fakes()),
                 ("undo-healthy", revision("undo"), deployment_fakes(False)),

@@ -132,3 +132,55 @@ async def test_worker_killed_during_blue_green(
     preview = read_audit(local_cluster.audit_log, ns, "web-preview")
     assert [w["verb"] for w in preview].count("create") == 1
     assert [w["replicas"] for w in preview if w["verb"] == "patch"] == [2, 4, 0], preview
+
+
+async def test_worker_killed_between_measurements(
+    dev_server, dev_client, local_cluster, kube_api, workload, worker_processes, unique
+):
+    """An analysis through the web provider (a local HTTP check answering JSON) loses nothing and counts
+    nothing twice when the worker is SIGKILLed between measurements: the check is called exactly
+    `count` times and every measurement is in the status."""
+    import json as json_module
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from models.spec import parse_rollout
+    from tests.helpers import canary_document
+
+    calls: list[float] = []
+
+    class Check(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            calls.append(time.monotonic())
+            body = json_module.dumps({"data": {"healthy": True, "p99": 0.12}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Check)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    queue = f"crash-analysis-{unique}"
+    document = canary_document(name=f"web-{unique}", namespace=workload, deployment="web",
+                               image=f"registry.local/web:checked-{unique}", steps=[
+                                   {"setWeight": 25}, {"analysis": {"templates": [{"templateName": "smoke"}]}},
+                                   {"setWeight": 100}])
+    document["spec"]["analysis"] = {"templates": [{"name": "smoke", "metrics": [{
+        "name": "p99", "count": 6, "interval": "2s", "successCondition": "result < 0.5",
+        "provider": {"web": {"url": f"http://127.0.0.1:{server.server_port}/health", "jsonPath": "data.p99"}}}]}]}
+    first = worker_processes(dev_server.address, queue)
+    handle = await start_workflow(dev_client, parse_rollout(document), queue, "test")
+    await eventually(lambda: len(calls) >= 2, timeout=60, interval=0.05, what="two measurements")
+    time.sleep(0.5)  # the second measurement's completion has reached the server; the workflow waits on a timer
+    first.kill()
+    worker_processes(dev_server.address, queue)
+    final: RolloutStatus = await finished(handle, 120)
+    server.shutdown()
+    assert final.phase is Phase.HEALTHY, final.message
+    metric = final.analysis[0]
+    assert (metric.successful, len(metric.measurements)) == (6, 6)
+    assert len(calls) == 6, f"the check was called exactly count times: {len(calls)}"
+    assert all(m.value == "0.12" for m in metric.measurements)

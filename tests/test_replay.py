@@ -35,7 +35,7 @@ def test_every_strategy_has_recorded_histories():
         "rolling-update-healthy", "rolling-update-undone", "recreate-healthy",
         "blue-green-healthy", "blue-green-switched-back", "undo-healthy", "restart-healthy",
         "ab-test-promoted", "rolling-update-windowed", "rollback-window-undone",
-        "canary-analysed", "canary-webhooks",
+        "canary-analysed", "canary-webhooks", "analysis-run-successful",
     }
 
 
