@@ -152,3 +152,14 @@ async def test_background_analysis_stops_when_the_steps_end(time_skipping_env, u
     final, cluster = await run_background(time_skipping_env, unique, script, rollout)
     assert final.phase is Phase.HEALTHY and cluster.calls[-1] == "promote"
     assert 8 <= len(script.taken) <= 12, f"one measurement a minute while the steps ran: {len(script.taken)}"
+
+
+async def test_inconclusive_limit_allows_that_many(time_skipping_env, unique):
+    script = Script(rate=["Inconclusive", "Successful", "Successful", "Inconclusive", "Successful"])
+    final, _ = await finish(time_skipping_env, unique, script,
+                            [{"name": "rate", "count": 5, "interval": "10s", "inconclusiveLimit": 2}])
+    assert final.phase is Phase.HEALTHY and final.analysis[0].inconclusive == 2, "2 inconclusive are allowed"
+    script = Script(rate=["Inconclusive", "Successful", "Inconclusive", "Inconclusive"])
+    final, _ = await finish(time_skipping_env, f"{unique}b", script,
+                            [{"name": "rate", "count": 5, "interval": "10s", "inconclusiveLimit": 2}], promote_at=1)
+    assert final.analysis[0].phase == "Inconclusive" and len(script.taken) == 4, "the third one stops it"
