@@ -4,6 +4,7 @@ keeps rollouts, the Web UI, and our search attributes registered at start."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -36,7 +37,22 @@ def binary(name: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port *below* the kernel's ephemeral range: a port the kernel hands out for
+    port 0 (to outgoing connections, or to a server's own internal listeners, as the Temporal dev
+    server has) can be taken again between our check and the server's bind; these cannot."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(10000, max(10001, low))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the low range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

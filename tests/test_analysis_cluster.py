@@ -92,6 +92,13 @@ async def test_prometheus_gone_mid_analysis_is_inconclusive_never_a_pass(
     version = f"blind-{unique}"
     rollout = analysed(unique, workload, version, own.url, {
         "successCondition": "result[0] <= 0.01", "count": 20, "consecutiveErrorLimit": 2})
+    try:
+        await _blind(dev_client, cluster_worker, rollout, own)
+    finally:
+        own.stop()
+
+
+async def _blind(dev_client, cluster_worker, rollout, own) -> None:
     handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
 
     async def measured_once():
