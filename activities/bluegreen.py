@@ -14,7 +14,7 @@ from __future__ import annotations
 from kubernetes import client
 from temporalio import activity
 
-from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, wait_settled
+from activities.kube import KubeClients, api_errors, wait_settled
 from activities.routing.replicas import scale
 from activities.siblings import (
     check_target,
@@ -23,6 +23,7 @@ from activities.siblings import (
     ensure_sibling,
     hold,
     original_selector,
+    put_image,
     release,
     remove_sibling,
     set_selector,
@@ -113,20 +114,7 @@ class BlueGreenActivities:
         the active Service's own selector (both sides run the new version) and remove the preview."""
         t = request.target
         apps, core = self._apis(request)
-        what = f"deployment {t.namespace}/{t.deployment}"
-        with api_errors(what):
-            stable = apps.read_namespaced_deployment(t.deployment, t.namespace)
-        image = stable.spec.template.spec.containers[0].image
-        if image != request.image or stable.spec.replicas != request.total_replicas:
-            body = {
-                "spec": {
-                    "replicas": request.total_replicas,
-                    "template": {"spec": {"containers": [{"name": request.container, "image": request.image}]}},
-                }
-            }
-            with api_errors(what):
-                apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=STRATEGIC_MERGE)
-        wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
+        put_image(apps, t, request.container, request.image, request.total_replicas, request.progress_deadline_seconds)
         # Both sides run the new version now: the Service's own selector takes them all, then the preview goes.
         unpin(core, t.namespace, request.active_service)
         remove_sibling(apps, t.namespace, preview_deployment_name(t.deployment), request.progress_deadline_seconds)

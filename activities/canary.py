@@ -12,7 +12,7 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import STRATEGIC_MERGE, KubeClients, api_errors, read_optional, wait_settled
+from activities.kube import KubeClients, read_optional, wait_settled
 from activities.routing import router_for, weighted
 from activities.routing.replicas import ReplicaRatioRouter, scale
 from activities.routing.weighted import routes_of
@@ -22,6 +22,7 @@ from activities.siblings import (
     ensure_sibling,
     hold,
     pin_to_current_pods,
+    put_image,
     release,
     remove_sibling,
     unpin,
@@ -72,7 +73,6 @@ class CanaryActivities:
         t = request.target
         apps = self._clients.apps(t.context)
         ns = t.namespace
-        what = f"deployment {ns}/{t.deployment}"
         router = router_for(self._clients, routes_of(request)) if _mesh(request) else None
         canary = canary_deployment_name(t.deployment)
         if router is not None and read_optional(apps.read_namespaced_deployment, canary, ns) is not None:
@@ -80,19 +80,7 @@ class CanaryActivities:
             scale(apps, ns, canary, request.total_replicas, {})
             wait_settled(apps, ns, canary, request.progress_deadline_seconds)
             router.apply(RouteState(weight=100))
-        with api_errors(what):
-            stable = apps.read_namespaced_deployment(t.deployment, ns)
-        image = next((c.image for c in stable.spec.template.spec.containers if c.name == request.container), None)
-        if image != request.image or stable.spec.replicas != request.total_replicas:
-            body = {
-                "spec": {
-                    "replicas": request.total_replicas,
-                    "template": {"spec": {"containers": [{"name": request.container, "image": request.image}]}},
-                }
-            }
-            with api_errors(what):
-                apps.patch_namespaced_deployment(t.deployment, ns, body, _content_type=STRATEGIC_MERGE)
-        wait_settled(apps, ns, t.deployment, request.progress_deadline_seconds)
+        put_image(apps, t, request.container, request.image, request.total_replicas, request.progress_deadline_seconds)
         if router is not None:
             if _pins_stable_service(request):
                 unpin(self._clients.core(t.context), ns, request.stable_service)

@@ -18,6 +18,7 @@ from activities.kube import (
     api_errors,
     ensure_not_busy,
     replica_set_of_revision,
+    revisions,
     wait_settled,
 )
 from models.kubernetes import RollOutInput, RollOutResult, UndoInput
@@ -141,16 +142,6 @@ def _template_of_revision(apps: client.AppsV1Api, deployment: client.V1Deploymen
             non_retryable=True,
         )
     return pod_template(apps, owned[revision])
-
-
-def revisions(apps: client.AppsV1Api, deployment: client.V1Deployment) -> dict[int, client.V1ReplicaSet]:
-    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
-    replica_sets = apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items
-    return {
-        int((rs.metadata.annotations or {}).get(ANNOTATION_REVISION, "0")): rs
-        for rs in replica_sets
-        if any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
-    }
 
 
 def _image_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int) -> str | None:

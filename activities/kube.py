@@ -190,11 +190,17 @@ def _started_from(details: tuple, name: str) -> float:
     return time.time()
 
 
-def replica_set_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int):
-    """The ReplicaSet the Deployment made for `revision` (kept by the controller for undo), or None."""
+def revisions(apps: client.AppsV1Api, deployment: client.V1Deployment) -> dict[int, client.V1ReplicaSet]:
+    """The ReplicaSets the Deployment owns (kept by the controller for undo), by revision."""
     selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
-    for rs in apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items:
-        owned = any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
-        if owned and (rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision") == str(revision):
-            return rs
-    return None
+    replica_sets = apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items
+    return {
+        int((rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision", "0")): rs
+        for rs in replica_sets
+        if any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
+    }
+
+
+def replica_set_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int):
+    """The ReplicaSet the Deployment made for `revision`, or None."""
+    return revisions(apps, deployment).get(revision)

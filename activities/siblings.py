@@ -262,3 +262,18 @@ def pin_to_current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, target: 
 def unpin(core: client.CoreV1Api, namespace: str, service: str) -> None:
     with api_errors(f"service {namespace}/{service}"):
         restore_selector(core, core.read_namespaced_service(service, namespace))
+
+
+def put_image(apps: client.AppsV1Api, t: KubernetesTarget, container: str, image: str, replicas: int,
+              deadline_seconds: int) -> None:
+    """The target Deployment runs `image` in `container` at `replicas` (patched unless already so), settled."""
+    what = f"deployment {t.namespace}/{t.deployment}"
+    with api_errors(what):
+        current = apps.read_namespaced_deployment(t.deployment, t.namespace)
+    running = next((c.image for c in current.spec.template.spec.containers if c.name == container), None)
+    if running != image or current.spec.replicas != replicas:
+        body = {"spec": {"replicas": replicas,
+                         "template": {"spec": {"containers": [{"name": container, "image": image}]}}}}
+        with api_errors(what):
+            apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=STRATEGIC_MERGE)
+    wait_settled(apps, t.namespace, t.deployment, deadline_seconds)

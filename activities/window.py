@@ -10,8 +10,8 @@ from __future__ import annotations
 from kubernetes import client
 from temporalio import activity
 
-from activities.deployment import pod_template, revisions
-from activities.kube import KubeClients, api_errors, create_if_absent, wait_settled
+from activities.deployment import pod_template
+from activities.kube import KubeClients, api_errors, create_if_absent, revisions, wait_settled
 from activities.routing import invalid
 from activities.siblings import original_selector, remove_sibling, set_selector, unpin
 from models.kubernetes import WarmRevision, WindowInput

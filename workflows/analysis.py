@@ -78,17 +78,9 @@ class AnalysisRunner:
         message = "; ".join(f"{r.template}/{r.name} {r.phase}: {r.message}" for r in failed or unsure)
         return AnalysisResult(phase=phase, metrics=results, message=message)
 
-    async def _wait(self, delay: timedelta) -> None:
-        try:
-            await workflow.wait_condition(lambda: self.control.abort_requested is not None, timeout=delay,
-                                          timeout_summary="analysis interval")
-        except asyncio.TimeoutError:
-            return
-        raise RolloutAborted(self.control.abort_requested.reason)
-
     async def _metric(self, template: str, metric: Metric, args: dict[str, str], r: MetricResult) -> None:
         if metric.initial_delay:
-            await self._wait(metric.initial_delay)
+            await self.control.sleep_unless_aborted(metric.initial_delay, "analysis interval")
         request = MeasureInput(rollout_id=self.control.status.rollout_id, template=template, metric=metric, args=args)
         unbounded = self.background and metric.count is None and metric.interval is not None
         for number in itertools.count() if unbounded else range(metric.measurements):
@@ -118,7 +110,7 @@ class AnalysisRunner:
             if r.phase != "Running":
                 return
             if (unbounded or number < metric.measurements - 1) and metric.interval:
-                await self._wait(metric.interval)
+                await self.control.sleep_unless_aborted(metric.interval, "analysis interval")
         if r.successful == 0:
             r.phase, r.message = "Inconclusive", f"no successful measurement ({r.errors} errors)"
         else:

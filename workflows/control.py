@@ -202,6 +202,14 @@ class RolloutControl:
             raise RolloutAborted(self._abort.reason)
         self.set_phase(Phase.PROGRESSING, message=f"step {index + 1} done")
 
+    async def sleep_unless_aborted(self, delay: timedelta, summary: str) -> None:
+        """A durable timer that an abort ends at once (raising RolloutAborted)."""
+        try:
+            await workflow.wait_condition(lambda: self._abort is not None, timeout=delay, timeout_summary=summary)
+        except asyncio.TimeoutError:
+            return
+        raise RolloutAborted(self._abort.reason)
+
     async def run_interruptible(self, handle: workflow.ActivityHandle) -> Any:
         """Await an activity, unless an abort arrives first: then cancel it, wait for it to stop, abort."""
         await workflow.wait_condition(lambda: handle.done() or self._abort is not None)

@@ -66,12 +66,7 @@ class Webhooks:
                     break
                 self.control.set_phase(Phase.PAUSED, Reason.WAITING_FOR_WEBHOOK.value,
                                        f"waiting for the {kind} webhook {hook.name} ({answer.status or 'unreachable'})")
-                try:
-                    await workflow.wait_condition(lambda: self.control.abort_requested is not None,
-                                                  timeout=hook.interval, timeout_summary=f"{kind} webhook")
-                    raise RolloutAborted(self.control.abort_requested.reason)
-                except asyncio.TimeoutError:
-                    continue
+                await self.control.sleep_unless_aborted(hook.interval, f"{kind} webhook")
 
     async def notify(self, event: str) -> None:
         for hook in self.of("event"):
