@@ -12,12 +12,14 @@ ROLLOUT_ENVIRONMENT = SearchAttributeKey.for_keyword("RolloutEnvironment")
 ROLLOUT_STRATEGY = SearchAttributeKey.for_keyword("RolloutStrategy")
 ROLLOUT_PHASE = SearchAttributeKey.for_keyword("RolloutPhase")
 ROLLOUT_STEP = SearchAttributeKey.for_int("RolloutStep")
+ROLLOUT_AWAITING_APPROVAL = SearchAttributeKey.for_bool("RolloutAwaitingApproval")
 
 # name -> type, as `temporal server start-dev --search-attribute NAME=TYPE` and
 # `temporal operator search-attribute create` take them.
 SEARCH_ATTRIBUTES = {
-    key.name: ("Int" if key is ROLLOUT_STEP else "Keyword")
-    for key in (ROLLOUT_NAME, ROLLOUT_ENVIRONMENT, ROLLOUT_STRATEGY, ROLLOUT_PHASE, ROLLOUT_STEP)
+    key.name: {ROLLOUT_STEP: "Int", ROLLOUT_AWAITING_APPROVAL: "Bool"}.get(key, "Keyword")
+    for key in (ROLLOUT_NAME, ROLLOUT_ENVIRONMENT, ROLLOUT_STRATEGY, ROLLOUT_PHASE, ROLLOUT_STEP,
+                ROLLOUT_AWAITING_APPROVAL)
 }
 
 # Labels and annotations the engine puts on Kubernetes objects.

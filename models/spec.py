@@ -15,6 +15,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from models.analysis import AnalysisSpec, AnalysisStep
+from models.approvals import Approval, ApprovalPolicy
+from models.notifications import NotificationChannel
+from models.schedule import ExecutionWindows
 from models.durations import Duration
 from models.names import rollout_id
 from models.presets import resolve
@@ -104,6 +107,42 @@ class RolloutSpecBody(SpecModel):
     rollback_window: RollbackWindow | None = None
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="analysis templates the steps name")
     webhooks: list[Webhook] = Field(default_factory=list, max_length=20, description="Flagger's webhook types (canary)")
+    approval: Approval | None = Field(None, description="an approval before the rollout changes anything (any strategy)")
+    execution_windows: ExecutionWindows | None = Field(
+        None, description="steps start only inside these windows and outside freezes")
+    notifications: list[NotificationChannel] = Field(default_factory=list, max_length=10)
+
+    def approvals(self) -> list[tuple[str, ApprovalPolicy]]:
+        """Every approval the rollout can wait for, with its field path."""
+        st, found = self.strategy, []
+        if self.approval is not None:
+            found.append(("approval", self.approval))
+        for index, step in enumerate(st.canary.steps if st.canary else []):
+            if step.approval is not None:
+                found.append((f"strategy.canary.steps[{index}].approval", step.approval))
+        if st.blue_green and st.blue_green.approval is not None:
+            found.append(("strategy.blueGreen.approval", st.blue_green.approval))
+        return found
+
+    def step_descriptions(self) -> list[str]:
+        """What each step of the strategy does, as the status and the Web UI list them."""
+        st = self.strategy
+        chosen = st.canary or (st.ab_test.as_canary() if st.ab_test else None)
+        if chosen is not None:
+            return [step.describe() for step in chosen.steps]
+        if st.blue_green:
+            bg = st.blue_green
+            gate = "approval" if bg.approval else "auto-promote" if bg.auto_promotion_enabled else "wait for promote"
+            switch = f"shift {bg.gradual_shift.weights}" if bg.gradual_shift else f"switch {bg.active_service}"
+            return ["deploy preview", gate, switch, "keep previous version warm", "complete"]
+        return [f"{st.name} to {self.image}"]
+
+    @model_validator(mode="after")
+    def _reminders_go_somewhere(self) -> RolloutSpecBody:
+        for path, policy in self.approvals():
+            if policy.remind_every is not None and not self.notifications:
+                raise ValueError(f"@{path}.remindEvery: reminders need spec.notifications")
+        return self
 
     @property
     def service(self) -> str | None:

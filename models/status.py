@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from models.analysis import AnalysisStep, MetricResult
+from models.approvals import AbortRequest, DecisionRecord, PendingApproval, PromoteRequest  # noqa: F401
 from models.spec import Rollout
 from models.specbase import Message
 
@@ -39,6 +40,12 @@ class Reason(str, Enum):
     WAITING_FOR_WEBHOOK = "WaitingForWebhook"
     WEBHOOK_FAILED = "WebhookFailed"
     TIMED_PAUSE = "TimedPause"
+    PAUSED_BY_USER = "PausedByUser"
+    OUTSIDE_WINDOW = "OutsideExecutionWindow"
+    SOAKING = "Soaking"
+    APPROVAL_REJECTED = "ApprovalRejected"
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"
+    INVALID_POLICY = "InvalidApprovalPolicy"
 
 
 class HistoryEntry(Message):
@@ -70,6 +77,11 @@ class RolloutStatus(Message):
     analysis: list[MetricResult] = Field(default_factory=list, description="the last analysis: each metric, its "
                                                                            "counts and latest measurements")
     paused_until: datetime | None = None
+    steps: list[str] = Field(default_factory=list, description="what each step does, in order")
+    started_by: str = Field("", description="who started the rollout (CLI user or CI actor)")
+    approval: PendingApproval | None = Field(None, description="the approval being waited for, with its votes")
+    held_by: str = Field("", description="who paused the rollout with `rollout pause` (until resumed)")
+    decisions: list[DecisionRecord] = Field(default_factory=list, description="every decision sent, and its fate")
     started_at: datetime | None = None
     finished_at: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
@@ -82,19 +94,6 @@ class RolloutInput(Message):
     action: Literal["rollout", "undo", "restart", "window", "analyze"] = "rollout"
     to_revision: int = Field(0, ge=0, description="undo: the revision to go back to (0: the one before)")
     analyze: AnalysisStep | None = Field(None, description="`rollout analyze`: the templates and args to run")
-
-
-class PromoteRequest(Message):
-    """Continue past the current pause. `by` is who decided (shown in history)."""
-
-    by: str = ""
-
-
-class AbortRequest(Message):
-    """Send all traffic back to stable and scale the canary down."""
-
-    reason: str = ""
-    by: str = ""
 
 
 class UndoRequest(Message):

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema, field_validator, model_validator
 
 from models.analysis import AnalysisStep, BackgroundAnalysis
-from models.durations import Duration
+from models.approvals import Approval
+from models.durations import Duration, format_duration
 from models.routing import (
     HEADER_ROUTERS,
     MIRROR_ROUTERS,
@@ -25,13 +26,6 @@ from models.specbase import DnsLabel, SpecModel, describe_errors, exactly_one
 
 class Pause(SpecModel):
     duration: Duration | None = Field(None, description="timed pause; absent: wait until promoted")
-
-
-class Approval(SpecModel):
-    """Wait until a person approves (a promote that names who: `rollout promote ID --by NAME`, or the
-    Web UI signal with `by`); approval policies (who may, how many) are the approvals issue's."""
-
-    description: str = Field("", max_length=200, description="what the approver should check")
 
 
 STEP_KINDS = ("setWeight", "pause", "approval", "analysis", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
@@ -54,6 +48,22 @@ class CanaryStep(SpecModel):
     @property
     def kind(self) -> str:
         return next(k for k in STEP_KINDS if getattr(self, re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower()) is not None)
+
+    def describe(self) -> str:
+        """One line for status and the Web UI: `setWeight 20`, `pause 30s`, `approval (2 of group:sre)`."""
+        kind = self.kind
+        if self.set_weight is not None:
+            return f"setWeight {self.set_weight}"
+        if self.pause is not None:
+            return f"pause {format_duration(self.pause.duration)}" if self.pause.duration is not None else "pause"
+        if self.approval is not None:
+            who = f"{self.approval.min_approvals} of {', '.join(self.approval.approvers)}" if self.approval.approvers else ""
+            return f"approval{' ' + self.approval.description if self.approval.description else ''}" + (
+                f" ({who})" if who else "")
+        if self.analysis is not None:
+            return "analysis " + ", ".join(t.template_name for t in self.analysis.templates)
+        value = getattr(self, re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower())
+        return f"{kind} {getattr(value, 'name', '')}".strip()
 
 
 class CanaryStrategy(SpecModel):
@@ -159,7 +169,8 @@ class BlueGreenStrategy(SpecModel):
     preview_replica_count: int | None = Field(
         None, ge=1, description="pods of the new version before promotion (default: the full size)"
     )
-    auto_promotion_enabled: bool = Field(True, description="false: wait for promote")
+    auto_promotion_enabled: bool = Field(True, description="false: wait for promote (or for `approval`)")
+    approval: Approval | None = Field(None, description="promotion needs this approval (implies no auto-promotion)")
     auto_promotion_seconds: int | None = Field(
         None, ge=0, le=86400, description="with auto-promotion: promote after this long (promote earlier by hand)"
     )

@@ -127,7 +127,7 @@ async def test_promote_is_refused_when_not_paused_and_abort_needs_reason(run_can
         await handle.execute_update("promote", PromoteRequest(by="carol"))
     assert "not paused" in str(refused.value.cause)
     with pytest.raises(WorkflowUpdateFailedError) as no_reason:
-        await handle.execute_update("abort", AbortRequest(reason=" "))
+        await handle.execute_update("abort", AbortRequest(reason=" ", by="carol"))
     assert "reason" in str(no_reason.value.cause)
     # An abort during the in-flight step cancels the activity, then returns traffic to stable.
     await handle.execute_update("abort", AbortRequest(reason="stop", by="carol"))
@@ -142,11 +142,20 @@ async def test_signals_from_the_web_ui_have_the_same_meaning(run_canary):
     await paused_at(handle, 1)
     await handle.signal("promote", PromoteRequest(by="ui-user"))
     await paused_at(handle, 3)
-    await handle.signal("abort", AbortRequest(by="ui-user"))
+    await handle.signal("abort", AbortRequest(by="ui-user"))  # no reason: refused, recorded, not acted on
+    await eventually(lambda: _refusals(handle), what="the refused abort in status")
+    await handle.signal("abort", AbortRequest(by="ui-user", reason="checkout errors"))
     final: RolloutStatus = await handle.result()
     assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
     assert cluster.calls == ["prepare", "weight 10", "weight 60", "abort"]
     assert [h.by for h in final.history if h.event in ("promoted", "abort-requested")] == ["ui-user", "ui-user"]
+    refused = [d for d in final.decisions if not d.accepted]
+    assert [(d.kind, d.source, d.why) for d in refused] == [("abort", "web-ui", "abort: say why (reason)")]
+
+
+async def _refusals(handle) -> list:
+    status = await handle.query("status", result_type=RolloutStatus)
+    return [d for d in status.decisions if not d.accepted]
 
 
 async def test_failed_step_rolls_back_with_its_reason(run_canary):
@@ -166,10 +175,11 @@ async def test_an_approval_step_needs_someone_who_approves(run_canary):
     assert (status.reason, status.message) == ("WaitingForApproval", "waiting for approval: check the dashboard")
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update("promote", PromoteRequest(by=" "))
-    assert "must say who approves" in str(refused.value.cause)
-    await handle.signal("promote", PromoteRequest())  # the Web UI without `by`: ignored, recorded
+    assert "say who decides (by)" in str(refused.value.cause)
+    await handle.signal("promote", PromoteRequest())  # the Web UI without `by`: refused, recorded
     await handle.execute_update("promote", PromoteRequest(by="release-manager"))
     final: RolloutStatus = await handle.result()
     assert final.phase is Phase.HEALTHY
-    assert [(h.event, h.by) for h in final.history if h.event in ("promoted", "signal-ignored")] == [
-        ("signal-ignored", ""), ("promoted", "release-manager")]
+    assert [(h.event, h.by) for h in final.history if h.event in ("approved", "promoted", "promote-refused")] == [
+        ("promote-refused", ""), ("promoted", "release-manager")]
+    assert ("approval-decided", 1) in [(h.event, h.step) for h in final.history]

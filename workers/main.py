@@ -19,10 +19,12 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.analysis import AnalysisActivities
+from activities.approvers import ApproverActivities
 from activities.bluegreen import BlueGreenActivities
 from activities.canary import CanaryActivities
 from activities.deployment import DeploymentActivities
 from activities.kube import KubeClients
+from activities.notify import NotifyActivities
 from activities.webhooks import WebhookActivities
 from activities.window import WindowActivities
 from models import names
@@ -37,6 +39,8 @@ def activities_for(clients: KubeClients) -> list:
     window = WindowActivities(clients)
     return [
         AnalysisActivities().measure,
+        ApproverActivities().resolve_groups,
+        NotifyActivities().notify,
         WebhookActivities().call_webhook,
         window.keep_warm,
         window.switch_to_warm,

@@ -70,13 +70,44 @@ class AnalysisRunner:
             for metric in template.metrics:
                 runs.append(self._metric(template.name, metric, args, results[index]))
                 index += 1
-        await asyncio.gather(*runs)
+        skipped = await self._run_all(runs)
+        if skipped:
+            return AnalysisResult(phase="Successful", metrics=results, message=skipped)
         deciding = [r for r in results if not r.dry_run]
         failed = [r for r in deciding if r.phase == "Failed"]
         unsure = [r for r in deciding if r.phase == "Inconclusive"]
         phase = "Failed" if failed else "Inconclusive" if unsure else "Successful"
         message = "; ".join(f"{r.template}/{r.name} {r.phase}: {r.message}" for r in failed or unsure)
         return AnalysisResult(phase=phase, metrics=results, message=message)
+
+    async def _run_all(self, runs: list) -> str:
+        """Run the metrics together until all are done (an error is raised as soon as one fails), or
+        until someone skips the analysis (`rollout skip-analysis`): then the metrics are cancelled and
+        the reason is returned."""
+        control = self.control
+        tasks = [asyncio.create_task(run) for run in runs]
+        failed = lambda t: t.done() and not t.cancelled() and t.exception() is not None  # noqa: E731
+        control.analysis_running += 1
+        try:
+            await workflow.wait_condition(
+                lambda: all(t.done() for t in tasks) or any(failed(t) for t in tasks) or control._skip is not None)
+        except asyncio.CancelledError:  # the analysis itself was stopped (background analysis at the end)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            control.analysis_running -= 1
+        for task in tasks:
+            if failed(task):
+                raise task.exception()
+        if all(t.done() for t in tasks):
+            return ""
+        skip, control._skip = control._skip, None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return f"skipped by {skip.by}{': ' + skip.comment if skip.comment else ''}"
 
     async def _metric(self, template: str, metric: Metric, args: dict[str, str], r: MetricResult) -> None:
         if metric.initial_delay:

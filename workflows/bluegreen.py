@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
     from workflows.analysis import AnalysisFailed, gate
+    from workflows.approval import await_approval
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
 
 STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
@@ -52,13 +53,20 @@ class BlueGreenRollout(RolloutControl):
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
+        return await self.wrap_up(await self._run())
+
+    async def _run(self) -> RolloutStatus:
         bg, s = self.blue_green, self.status
         self.start(len(STEPS))
+        self.approval_steps = [1] if bg.approval else []
+        ended = await self.begin()
+        if ended is not None:
+            return ended
         try:
             self.start_step(0, "deploy preview")
             prepared: BlueGreenPrepared = await self._call(BlueGreenActivities.prepare_blue_green, "prepare blue-green")
         except RolloutAborted as aborted:
-            return await self._roll_back(Reason.ABORTED.value, str(aborted))
+            return await self._roll_back(aborted.reason.value, str(aborted))
         except ActivityError as error:
             reason, message = failure_reason(error)
             if reason == Reason.TARGET_INVALID.value:
@@ -94,7 +102,7 @@ class BlueGreenRollout(RolloutControl):
         except AnalysisFailed as failed:
             return await self._roll_back(Reason.ANALYSIS_FAILED.value, str(failed))
         except RolloutAborted as aborted:
-            return await self._roll_back(Reason.ABORTED.value, str(aborted))
+            return await self._roll_back(aborted.reason.value, str(aborted))
         except ActivityError as error:
             return await self._roll_back(*failure_reason(error))
 
@@ -110,7 +118,11 @@ class BlueGreenRollout(RolloutControl):
 
     async def _promotion(self) -> None:
         bg = self.blue_green
-        if not bg.auto_promotion_enabled:
+        await self.step_gate(1)
+        if bg.approval is not None:
+            self.start_step(1, "approval")
+            await await_approval(self, 1, bg.approval, bg.approval.description or f"promote the preview on {bg.preview_service}")
+        elif not bg.auto_promotion_enabled:
             self.start_step(1, "wait for promote")
             await self.pause(1, None, what=f"preview ready on {bg.preview_service}: waiting for promote")
         elif bg.auto_promotion_seconds:

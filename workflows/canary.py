@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
     from workflows.analysis import AnalysisFailed, BackgroundRun, gate
+    from workflows.approval import await_approval
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
     from workflows.webhooks import WebhookFailed, Webhooks
 
@@ -35,20 +36,27 @@ class CanaryRollout(RolloutControl):
         super().__init__(request)
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
+        self.total_replicas = 0
         self.hooks = Webhooks(self, self.rollout.spec.webhooks) if self.rollout.spec.webhooks else None
+
+    decisions_supported = RolloutControl.decisions_supported | {"setWeight", "full"}
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
         status = await self._rollout()
         if self.hooks:
             await self.hooks.finished()
-        return status
+        return await self.wrap_up(status)
 
     async def _rollout(self) -> RolloutStatus:
         spec = self.rollout.spec
         canary = self.canary_spec()
         kube = options.kubernetes(spec.progress_deadline_seconds)
         self.start(len(canary.steps))
+        self.approval_steps = [i for i, step in enumerate(canary.steps) if step.approval is not None]
+        ended = await self.begin()
+        if ended is not None:
+            return ended
         try:
             prepared: PrepareCanaryResult = await workflow.execute_activity_method(
                 CanaryActivities.prepare_canary,
@@ -68,6 +76,7 @@ class CanaryRollout(RolloutControl):
             reason, message = failure_reason(error)
             return self.finish(Phase.DEGRADED, reason, message)
         self.status.stable_image = prepared.stable_image
+        self.total_replicas = prepared.total_replicas
         self.status.stable_replicas = prepared.total_replicas
         finish = FinishInput(
             rollout_id=self.status.rollout_id,
@@ -88,10 +97,14 @@ class CanaryRollout(RolloutControl):
                 await hooks.check("pre-rollout", "pre-rollout")
                 hooks.watch_rollback()
             for index, step in enumerate(canary.steps):
+                if self.promote_full:
+                    self.record("promote-full", f"steps {index + 1}-{len(canary.steps)} skipped")
+                    break
                 if background and background.task is None and index >= canary.analysis.starting_step:
                     background.start()
                 if self.abort_requested:
                     raise RolloutAborted(self.abort_requested.reason)
+                await self.step_gate(index)
                 if background:
                     await background.check(index)
                 if hooks:
@@ -106,9 +119,8 @@ class CanaryRollout(RolloutControl):
                 elif step.analysis is not None:
                     await gate(self, index, step.analysis)
                 elif step.approval is not None:
-                    self.start_step(index, "approval")
-                    await self.pause(index, None, what=f"waiting for approval: {step.approval.description}".rstrip(": "),
-                                     approval=True)
+                    self.start_step(index, step.describe())
+                    await await_approval(self, index, step.approval, step.approval.description or f"step {index + 1}")
                 else:
                     await self._route(index, step, prepared.total_replicas, canary, kube)
             if background:
@@ -122,7 +134,7 @@ class CanaryRollout(RolloutControl):
         except AnalysisFailed as failed:
             return await self._roll_back(finish, Reason.ANALYSIS_FAILED.value, str(failed), kube, background)
         except RolloutAborted as aborted:
-            reason = Reason.ANALYSIS_FAILED if background and background.failed else Reason.ABORTED
+            reason = Reason.ANALYSIS_FAILED if background and background.failed else aborted.reason
             return await self._roll_back(finish, reason.value, str(aborted), kube, background)
         except ActivityError as error:
             reason, message = failure_reason(error)
@@ -148,8 +160,16 @@ class CanaryRollout(RolloutControl):
     async def before_promotion(self) -> None:
         """After the last step: a subclass may end the rollout here (raise RolloutAborted)."""
 
+    async def apply_weight(self, weight: int) -> None:
+        """`setWeight` while paused: the same routing activity as a setWeight step, at the current step."""
+        canary = self.canary_spec()
+        step = CanaryStep(set_weight=weight)
+        await self._route(self.status.current_step, step, self.total_replicas, canary,
+                          options.kubernetes(self.rollout.spec.progress_deadline_seconds), announce=False)
+
     async def _route(
-        self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, kube: dict[str, Any]
+        self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, kube: dict[str, Any],
+        announce: bool = True,
     ) -> None:
         """setWeight, setCanaryScale, setHeaderRoute, setMirrorRoute: the new routing as a whole, applied
         by one idempotent activity (capacity first)."""
@@ -167,7 +187,8 @@ class CanaryRollout(RolloutControl):
             self.routes = self.routes.with_mirror_route(step.set_mirror_route)
             what = f"setMirrorRoute {step.set_mirror_route.name} {step.set_mirror_route.percentage or 'removed'}"
         weight = self.routes.weight
-        self.start_step(index, what)
+        if announce:
+            self.start_step(index, what)
         mesh = canary.traffic_routing.router != "replicas"
         handle = workflow.start_activity_method(
             CanaryActivities.set_canary_weight,

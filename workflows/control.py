@@ -9,9 +9,8 @@ A strategy subclasses `RolloutControl`, calls `start_step`, `pause`, `run_interr
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -19,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from models import names
+    from models.approvals import ApprovalPolicy, PauseRequest, SetWeightRequest, SkipAnalysisRequest
     from models.durations import format_duration
     from models.status import (
         AbortRequest,
@@ -30,19 +30,29 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
         RolloutStatus,
     )
+    from workflows.approval import await_approval, resolve_groups
+    from workflows.decisions import Decisions
+    from workflows.errors import RolloutAborted
+    from workflows.details import details
+    from workflows.notify import Notifier
 
 
-class RolloutAborted(Exception):
-    """Raised inside a strategy when a person (or a failure) aborted the rollout."""
-
-
-class RolloutControl:
+class RolloutControl(Decisions):
     def __init__(self, request: RolloutInput) -> None:
         rollout = request.rollout
         self.rollout = rollout
         self._abort: AbortRequest | None = None
         self._promote: PromoteRequest | None = None
         self._in_pause = False
+        self._held: PauseRequest | None = None
+        self._skip: SkipAnalysisRequest | None = None
+        self._weight: SetWeightRequest | None = None
+        self.promote_full = False
+        self.analysis_running = 0
+        self.approval_policy: ApprovalPolicy | None = None
+        self.approval_steps: list[int] = []
+        self.groups: dict[str, list[str]] = {}
+        self.notifier = Notifier(self) if rollout.spec.notifications else None
         self.abort_closed = ""  # set by a strategy when an abort can no longer be honoured, saying why
         self._requested_by = request.requested_by
         self._action = request.action
@@ -54,82 +64,20 @@ class RolloutControl:
             strategy=rollout.spec.strategy.name,
             target=rollout.spec.target.describe(),
             image=rollout.spec.image,
+            started_by=request.requested_by,
         )
 
-    # ---- handlers -------------------------------------------------------------------------------
+    # ---- handlers (the decisions are in workflows/decisions.py) --------------------------------------
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description="the rollout's status: phase, steps, weights, approvals, decisions")
     def get_status(self) -> RolloutStatus:
         return self.status
-
-    @workflow.update(name="promote")
-    async def promote(self, request: PromoteRequest) -> ControlResult:
-        self._accept_promote(request)
-        return self._result("promoted")
-
-    @promote.validator
-    def _validate_promote(self, request: PromoteRequest) -> None:
-        problem = self._promote_problem(request)
-        if problem:
-            raise ValueError(problem)
-
-    @workflow.signal(name="promote")
-    def promote_signal(self, request: PromoteRequest) -> None:
-        problem = self._promote_problem(request)
-        if problem:
-            self.record("signal-ignored", f"promote: {problem}", by=request.by)
-        else:
-            self._accept_promote(request)
-
-    @workflow.update(name="abort")
-    async def abort(self, request: AbortRequest) -> ControlResult:
-        self._accept_abort(request)
-        return self._result("abort accepted")
-
-    @abort.validator
-    def _validate_abort(self, request: AbortRequest) -> None:
-        if not request.reason.strip():
-            raise ValueError("abort needs a reason")
-        problem = self._abort_problem()
-        if problem:
-            raise ValueError(problem)
-
-    @workflow.signal(name="abort")
-    def abort_signal(self, request: AbortRequest) -> None:
-        problem = self._abort_problem()
-        if problem:
-            self.record("signal-ignored", f"abort: {problem}", by=request.by)
-        else:
-            if not request.reason.strip():
-                request = AbortRequest(reason="aborted from the Web UI", by=request.by)
-            self._accept_abort(request)
-
-    def _promote_problem(self, request: PromoteRequest) -> str:
-        if self.status.phase.finished:
-            return f"rollout is already {self.status.phase.value}"
-        if self._abort is not None:
-            return "rollout is being aborted"
-        if not self._in_pause:
-            return f"rollout is not paused (phase {self.status.phase.value}, step {self.status.current_step})"
-        if self.status.reason == Reason.WAITING_FOR_APPROVAL.value and not request.by.strip():
-            return "an approval must say who approves (by)"
-        return ""
-
-    def _abort_problem(self) -> str:
-        if self.status.phase.finished:
-            return f"rollout is already {self.status.phase.value}"
-        if self._abort is not None:
-            return "rollout is already being aborted"
-        return self.abort_closed
-
-    def _accept_promote(self, request: PromoteRequest) -> None:
-        self._promote = request
-        self.record("promoted", f"at step {self.status.current_step + 1}", by=request.by)
 
     def request_abort(self, reason: str, by: str) -> None:
         """The workflow itself aborts (e.g. a failed background analysis), unless already aborting."""
         if self._abort is None and not self.status.phase.finished:
-            self._accept_abort(AbortRequest(reason=reason, by=by))
+            self._abort = AbortRequest(reason=reason, by=by)
+            self.record("abort-requested", reason, by=by)
 
     def _accept_abort(self, request: AbortRequest) -> None:
         self._abort = request
@@ -138,6 +86,12 @@ class RolloutControl:
     def _result(self, message: str) -> ControlResult:
         s = self.status
         return ControlResult(accepted=True, phase=s.phase, current_step=s.current_step, message=message)
+
+    def next_approval_step(self) -> int | None:
+        """The index of an approval still ahead (or open), for `promote --full`'s refusal."""
+        if self.status.approval is not None:
+            return self.status.approval.step
+        return next((i for i in self.approval_steps if i >= self.status.current_step), None)
 
     # ---- what strategies call ---------------------------------------------------------------------
 
@@ -153,6 +107,8 @@ class RolloutControl:
     def start(self, total_steps: int) -> None:
         self.status.total_steps = total_steps
         self.status.started_at = workflow.now()
+        if self._action == "rollout":
+            self.status.steps = self.rollout.spec.step_descriptions()
         self.record("started", self.rollout.spec.image, by=self._requested_by)
         self.set_phase(Phase.PROGRESSING, message="starting")
 
@@ -163,6 +119,7 @@ class RolloutControl:
 
     def set_phase(self, phase: Phase, reason: str = "", message: str = "") -> None:
         s = self.status
+        changed = phase is not s.phase
         s.phase, s.reason, s.message = phase, reason, message
         attributes = (phase.value, s.current_step)
         if attributes != self._search_attributes:
@@ -170,36 +127,107 @@ class RolloutControl:
                 [names.ROLLOUT_PHASE.value_set(phase.value), names.ROLLOUT_STEP.value_set(s.current_step)]
             )
             self._search_attributes = attributes
-        workflow.set_current_details(self._details())
+        workflow.set_current_details(details(self.status))
+        if self.notifier and changed and not phase.finished:
+            self.notifier.send("phase-changed", "info", f"{phase.value}{' (' + reason + ')' if reason else ''}: {message}")
 
-    async def pause(self, index: int, duration: timedelta | None, what: str = "", approval: bool = False,
-                    reason: Reason | None = None) -> None:
+    async def begin(self) -> RolloutStatus | None:
+        """Before a strategy changes anything: resolve the approver groups (a missing group fails here,
+        not at the approval), wait for the execution window, and pass `spec.approval`. Returns the final
+        status if the rollout ends here."""
+        spec = self.rollout.spec
+        if self._action != "rollout":
+            return None
+        try:
+            groups = sorted({g for _, policy in spec.approvals() for g in policy.groups})
+            if groups:
+                self.groups = await resolve_groups(groups)
+            await self.wait_for_window(0)
+            if spec.approval is not None:
+                await await_approval(self, 0, spec.approval, "approval before the rollout starts")
+        except RolloutAborted as aborted:
+            return self.finish(Phase.DEGRADED, aborted.reason.value, f"{aborted} (nothing was changed)")
+        except ActivityError as error:
+            return self.finish(Phase.DEGRADED, Reason.INVALID_POLICY.value, failure_reason(error)[1])
+        return None
+
+    async def step_gate(self, index: int) -> None:
+        """At a step boundary: wait while held by `rollout pause`, and for the execution window."""
+        await self.hold_point()
+        await self.wait_for_window(index)
+
+    async def hold_point(self) -> None:
+        if self._held is None:
+            return
+        self.set_phase(Phase.PAUSED, Reason.PAUSED_BY_USER.value,
+                       f"held by {self._held.by}: `rollout resume {self.status.rollout_id}` to go on")
+        await self.wait_deciding(lambda: self._held is None)
+        self.set_phase(Phase.PROGRESSING, message="resumed")
+
+    async def wait_for_window(self, index: int) -> None:
+        windows = self.rollout.spec.execution_windows
+        if windows is None:
+            return
+        now = workflow.now()
+        at, why = windows.next_allowed(now)
+        if at <= now:
+            return
+        self.status.paused_until = at
+        what = f"waiting for the execution window ({why}): step {index + 1} starts {windows.describe(at)}"
+        self.record("window-wait", what, step=index)
+        self.set_phase(Phase.PAUSED, Reason.OUTSIDE_WINDOW.value, what)
+        try:
+            await self.sleep_unless_aborted(at - now, "execution window")
+        finally:
+            self.status.paused_until = None
+        self.set_phase(Phase.PROGRESSING, message=f"execution window open at {windows.describe(workflow.now())}")
+
+    async def wait_deciding(self, done: Callable[[], bool], timeout: timedelta | None = None, summary: str = "") -> bool:
+        """Wait until `done()`, applying `setWeight` overrides meanwhile; an abort raises RolloutAborted.
+        Returns False when `timeout` passed first."""
+        deadline = None if timeout is None else workflow.now() + timeout
+        while True:
+            left = None if deadline is None else deadline - workflow.now()
+            if left is not None and left <= timedelta(0):
+                return False
+            try:
+                await workflow.wait_condition(lambda: done() or self._abort is not None or self._weight is not None,
+                                              timeout=left, timeout_summary=summary or None)
+            except asyncio.TimeoutError:
+                return False
+            if self._abort is not None:
+                raise RolloutAborted(self._abort.reason)
+            if self._weight is None:
+                return True
+            request = self._weight
+            try:
+                await self.apply_weight(request.weight)
+                self.record("weight-override", f"{request.weight}%", by=request.by)
+            finally:
+                self._weight = None
+
+    async def apply_weight(self, weight: int) -> None:
+        """`setWeight` while paused: strategies that allow it ("setWeight" in decisions_supported) route it."""
+        raise NotImplementedError
+
+    async def pause(self, index: int, duration: timedelta | None, what: str = "", reason: Reason | None = None) -> None:
         """A pause step: a durable timer, or (no duration) until promoted. Abort ends it at once.
-        `what` says what the pause is for (the status message and Web UI details); an `approval` is an
-        open pause whose promote must name who approves."""
+        `what` says what the pause is for (the status message and Web UI details)."""
         if duration is not None and duration <= timedelta(0):
             return
         self._in_pause, self._promote = True, None
         if duration is None:
             self.status.paused_until = None
-            reason = reason or (Reason.WAITING_FOR_APPROVAL if approval else Reason.WAITING_FOR_PROMOTE)
-            self.set_phase(Phase.PAUSED, reason.value, what or "waiting for promote")
+            self.set_phase(Phase.PAUSED, (reason or Reason.WAITING_FOR_PROMOTE).value, what or "waiting for promote")
         else:
             self.status.paused_until = workflow.now() + duration
             self.set_phase(Phase.PAUSED, Reason.TIMED_PAUSE.value, what or f"paused for {format_duration(duration)}")
         try:
-            await workflow.wait_condition(
-                lambda: self._promote is not None or self._abort is not None,
-                timeout=duration,
-                timeout_summary=f"pause step {index + 1}",
-            )
-        except asyncio.TimeoutError:
-            self.record("pause-ended", f"after {format_duration(duration)}", step=index)
+            if not await self.wait_deciding(lambda: self._promote is not None, duration, f"pause step {index + 1}"):
+                self.record("pause-ended", f"after {format_duration(duration)}", step=index)
         finally:
             self._in_pause, self._promote = False, None
             self.status.paused_until = None
-        if self._abort is not None:
-            raise RolloutAborted(self._abort.reason)
         self.set_phase(Phase.PROGRESSING, message=f"step {index + 1} done")
 
     async def sleep_unless_aborted(self, delay: timedelta, summary: str) -> None:
@@ -212,7 +240,11 @@ class RolloutControl:
 
     async def run_interruptible(self, handle: workflow.ActivityHandle) -> Any:
         """Await an activity, unless an abort arrives first: then cancel it, wait for it to stop, abort."""
-        await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
+        try:
+            await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
+        except asyncio.CancelledError:  # the caller was cancelled (a skipped analysis): so is the activity
+            handle.cancel()
+            raise
         if not handle.done():
             handle.cancel()
             try:
@@ -251,36 +283,18 @@ class RolloutControl:
             self.status.current_step = self.status.total_steps
         self.record("finished", f"{phase.value} {reason}".strip())
         self.set_phase(phase, reason, message)
+        if self.notifier:
+            healthy = phase is Phase.HEALTHY
+            self.notifier.send("completed" if healthy else "aborted", "info" if healthy else "critical",
+                               f"{phase.value}{' (' + reason + ')' if reason else ''}: {message}")
         return self.status
 
-    # ---- Web UI details ---------------------------------------------------------------------------
-
-    def _details(self) -> str:
-        s = self.status
-        rid = s.rollout_id
-        weight = {
-            "canary": f" · canary weight {s.canary_weight}%",
-            "blueGreen": f" · active: {'preview (new)' if s.canary_weight else 'previous'}",
-        }.get(s.strategy, "")
-        head = (
-            f"**{s.name}** ({s.environment}) · {s.strategy} → `{s.image}`\n\n"
-            f"**{s.phase.value}**{' · ' + s.reason if s.reason else ''} · step "
-            f"{min(s.current_step + 1, s.total_steps)} of {s.total_steps}{weight}\n\n{s.message}"
-        )
-        if s.phase.finished:
-            return head
-        lines = [head, ""]
-        if s.phase is Phase.PAUSED:
-            lines.append(
-                f"**Waiting for promote.** CLI: `rollout promote {rid}` · Web UI: Send Signal "
-                f"`promote` with input `{json.dumps({'by': 'your-name'})}`"
-            )
-        lines.append(
-            f"To abort: `rollout abort {rid} --reason \"...\"` · Web UI: Send Signal `abort` with input "
-            f"`{json.dumps({'reason': 'why', 'by': 'your-name'})}`"
-        )
-        return "\n\n".join(lines)
-
+    async def wrap_up(self, status: RolloutStatus) -> RolloutStatus:
+        """Before the workflow returns: notifications sent, every decision handler finished."""
+        if self.notifier:
+            await self.notifier.drain()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return status
 
 def failure_reason(error: BaseException) -> tuple[str, str]:
     """(reason, message) for a failed activity: the ApplicationError type names the reason."""

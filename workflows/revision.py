@@ -44,4 +44,4 @@ class RevisionRollout(RollingUpdateRollout):
         status = await self.roll_out()
         if status.stable_image:
             status.image = status.stable_image
-        return status
+        return await self.wrap_up(status)

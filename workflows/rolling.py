@@ -41,13 +41,16 @@ class RollingUpdateRollout(RolloutControl):
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
-        return await self.roll_out()
+        return await self.wrap_up(await self.roll_out())
 
     async def roll_out(self) -> RolloutStatus:
         spec = self.rollout.spec
         kube = options.kubernetes(spec.progress_deadline_seconds)
         what = self.roll_out_input()
         self.start(1)
+        ended = await self.begin()
+        if ended is not None:
+            return ended
         self.start_step(0, self.describe(what))
         handle = workflow.start_activity_method(
             DeploymentActivities.roll_out_deployment, what, summary=self.describe(what), **kube
@@ -55,7 +58,7 @@ class RollingUpdateRollout(RolloutControl):
         try:
             result: RollOutResult = await self.run_interruptible(handle)
         except RolloutAborted as aborted:
-            return await self._undo(Reason.ABORTED.value, str(aborted), kube)
+            return await self._undo(aborted.reason.value, str(aborted), kube)
         except ActivityError as error:
             reason, message = failure_reason(error)
             if reason == Reason.TARGET_INVALID.value:

@@ -1,0 +1,213 @@
+"""Approval policies (who may approve, how many, what they may choose, what happens when nobody does),
+the decisions people send a rollout, and the audit trail of those decisions.
+
+A policy's `approvers` are user names and `group:NAME` entries; groups are resolved by an activity
+from `$DURABLE_ROLLOUTS_GROUPS` (a YAML file `{group: [user, ...]}`) or `ROLLOUT_GROUP_<NAME>` (a
+comma-separated list), never from the spec, so membership is managed where people are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from models.durations import Duration
+from models.specbase import DnsLabel, Message, SpecModel
+
+GROUP = "group:"
+CHOICE_ACTIONS = ("promote", "abort", "extend")
+
+
+class ApprovalChoice(SpecModel):
+    """One answer an approver can give, and what the rollout does when it is chosen."""
+
+    name: DnsLabel = Field(description="what approvers send as `choice`, e.g. promote, rollback, extend-soak")
+    action: Literal["promote", "abort", "extend"] = Field(
+        description="promote: go on; abort: roll back (one vote suffices); extend: soak `duration` longer, then ask again"
+    )
+    duration: Duration | None = Field(None, description="extend: how long to soak before asking again")
+    description: str = Field("", max_length=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> ApprovalChoice:
+        if self.action == "extend" and not self.duration:
+            raise ValueError("@duration: an extend choice needs a duration")
+        if self.action != "extend" and self.duration is not None:
+            raise ValueError("@duration: only an extend choice has a duration")
+        return self
+
+
+DEFAULT_CHOICES = (
+    ApprovalChoice(name="promote", action="promote", description="go on with the rollout"),
+    ApprovalChoice(name="reject", action="abort", description="roll back"),
+)
+
+
+class ApprovalPolicy(SpecModel):
+    """Who must approve, how many of them, and what happens while nobody does."""
+
+    approvers: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="user names and group:NAME entries; empty: anyone who says who they are",
+    )
+    min_approvals: int = Field(1, ge=1, le=20, description="distinct people who must choose the same answer")
+    forbid_self_approval: bool = Field(False, description="the person (or CI actor) who started the rollout cannot approve")
+    instructions: str = Field("", max_length=4000, description="markdown shown to approvers (status, Web UI)")
+    choices: list[ApprovalChoice] = Field(default_factory=list, max_length=10,
+                                          description="answers and their actions (default: promote, reject)")
+    timeout: Duration | None = Field(None, description="how long to wait for a decision")
+    on_timeout: Literal["abort", "promote", "wait"] = Field("wait", description="what the timeout does")
+    remind_every: Duration | None = Field(None, description="send a reminder notification this often while waiting")
+
+    @model_validator(mode="after")
+    def _check(self) -> ApprovalPolicy:
+        for index, entry in enumerate(self.approvers):
+            name = entry.removeprefix(GROUP)
+            if not name.strip() or name != name.strip() or "," in name:
+                raise ValueError(f"@approvers[{index}]: {entry!r} is not a user name or group:NAME")
+        users = [a for a in self.approvers if not a.startswith(GROUP)]
+        if len(set(self.approvers)) != len(self.approvers):
+            raise ValueError("@approvers: an approver is listed twice")
+        if self.approvers and len(users) == len(self.approvers) and self.min_approvals > len(users):
+            raise ValueError(f"@minApprovals: {self.min_approvals} approvals needed but only {len(users)} approvers listed")
+        names = [c.name for c in self.choices]
+        if len(set(names)) != len(names):
+            raise ValueError("@choices: two choices have the same name")
+        if self.choices and not any(c.action == "promote" for c in self.choices):
+            raise ValueError("@choices: at least one choice must promote")
+        if self.on_timeout != "wait" and self.timeout is None:
+            raise ValueError(f"@onTimeout: {self.on_timeout} needs a timeout")
+        if self.timeout is not None and self.timeout <= timedelta(0):
+            raise ValueError("@timeout: must be more than zero")
+        if self.remind_every is not None and self.remind_every < timedelta(minutes=1):
+            raise ValueError("@remindEvery: at least 1m")
+        return self
+
+    @property
+    def answers(self) -> tuple[ApprovalChoice, ...]:
+        return tuple(self.choices) or DEFAULT_CHOICES
+
+    @property
+    def groups(self) -> list[str]:
+        return [a.removeprefix(GROUP) for a in self.approvers if a.startswith(GROUP)]
+
+    def choice(self, name: str) -> ApprovalChoice | None:
+        """The named answer; "" is the first that promotes (approve), "reject" falls back to the first abort."""
+        answers = self.answers
+        if not name:
+            return next(c for c in answers if c.action == "promote")
+        found = next((c for c in answers if c.name == name), None)
+        if found is None and name == "reject":
+            found = next((c for c in answers if c.action == "abort"), None)
+        return found
+
+
+class Approval(ApprovalPolicy):
+    """An approval step: wait until the policy's approvers decide."""
+
+    description: str = Field("", max_length=200, description="what the approver should check (one line)")
+
+
+# ---- decisions: one message per decision, the same for the CLI's update and the Web UI's signal ------------
+
+class Decision(Message):
+    by: str = Field("", description="who decides (required)")
+    comment: str = Field("", max_length=1000)
+
+
+class ApproveRequest(Decision):
+    """Approve the step waiting for approval (with `choice`: pick one of the policy's answers)."""
+
+    choice: str = ""
+
+
+class RejectRequest(Decision):
+    """Reject the step waiting for approval: the rollout rolls back."""
+
+
+class PromoteRequest(Decision):
+    """Continue past the current pause; `full`: skip the remaining steps and promote now."""
+
+    full: bool = False
+
+
+class AbortRequest(Decision):
+    """Send all traffic back to stable and stop."""
+
+    reason: str = ""
+
+
+class PauseRequest(Decision):
+    """Hold the rollout at the next step boundary until resumed."""
+
+
+class ResumeRequest(Decision):
+    """Release a hold put on by `pause`."""
+
+
+class SkipAnalysisRequest(Decision):
+    """End the running analysis as successful (recorded as skipped)."""
+
+
+class SetWeightRequest(Decision):
+    """Canary: set the canary's traffic weight now, while paused (overrides until the next step)."""
+
+    weight: int = Field(ge=0, le=100)
+
+
+DECISIONS: dict[str, type[Decision]] = {
+    "approve": ApproveRequest,
+    "reject": RejectRequest,
+    "promote": PromoteRequest,
+    "abort": AbortRequest,
+    "pause": PauseRequest,
+    "resume": ResumeRequest,
+    "skipAnalysis": SkipAnalysisRequest,
+    "setWeight": SetWeightRequest,
+}
+
+
+class DecisionRecord(Message):
+    """The audit trail: every decision that reached the rollout, accepted or not."""
+
+    at: datetime
+    kind: str
+    by: str
+    source: Literal["cli", "web-ui", "webhook", "workflow"]
+    step: int
+    comment: str = ""
+    detail: str = Field("", description="the choice, the weight, ...")
+    accepted: bool = True
+    why: str = Field("", description="why it was refused")
+
+
+class Vote(Message):
+    by: str
+    choice: str
+    at: datetime
+    comment: str = ""
+    source: str = ""
+
+
+class PendingApproval(Message):
+    """The approval a rollout waits for: the policy as resolved, and the votes so far."""
+
+    step: int
+    description: str = ""
+    instructions: str = ""
+    approvers: list[str] = Field(default_factory=list, description="as the policy lists them")
+    eligible: list[str] | None = Field(None, description="resolved user names; None: anyone who names themselves")
+    min_approvals: int = 1
+    forbid_self_approval: bool = False
+    initiator: str = ""
+    choices: list[str] = Field(default_factory=list)
+    votes: list[Vote] = Field(default_factory=list)
+    opened_at: datetime | None = None
+    timeout_at: datetime | None = None
+    on_timeout: str = "wait"
+    decided: str = Field("", description="the choice that won, once decided")
+
+    def tally(self, choice: str) -> int:
+        return sum(1 for v in self.votes if v.choice == choice)

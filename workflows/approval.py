@@ -1,0 +1,127 @@
+"""Waiting for an approval under its policy: who may vote (users, groups resolved by an activity), how
+many must agree, self-approval, the choices and their actions, the timeout and its action, reminders.
+The votes arrive through the decision handlers (workflows/decisions.py); this module opens the
+approval, waits for it to be decided, and carries out the choice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.approvers import ApproverActivities
+    from models import names
+    from models.approvals import ApprovalChoice, ApprovalPolicy, PendingApproval
+    from models.durations import format_duration
+    from models.status import Phase, Reason
+    from workflows.errors import ApprovalRejected, ApprovalTimedOut
+
+if TYPE_CHECKING:
+    from workflows.control import RolloutControl
+
+
+async def resolve_groups(groups: list[str]) -> dict[str, list[str]]:
+    """Group name -> members, read by an activity (a group nobody defined fails, non-retryable)."""
+    return await workflow.execute_activity_method(
+        ApproverActivities.resolve_groups, groups, summary=f"resolve approver groups {', '.join(groups)}",
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["Invalid"]),
+    )
+
+
+async def await_approval(control: RolloutControl, index: int, policy: ApprovalPolicy, description: str) -> None:
+    """Returns when the approval's choice is to go on; raises ApprovalRejected / ApprovalTimedOut (roll
+    back) or RolloutAborted (an abort meanwhile)."""
+    while True:
+        eligible = None
+        if policy.approvers:
+            if policy.groups:
+                control.groups = await resolve_groups(policy.groups)
+            eligible = sorted({a for a in policy.approvers if not a.startswith("group:")}
+                              | {m for g in policy.groups for m in control.groups.get(g, [])})
+        now = workflow.now()
+        pending = PendingApproval(
+            step=index, description=description, instructions=policy.instructions, approvers=list(policy.approvers),
+            eligible=eligible, min_approvals=policy.min_approvals, forbid_self_approval=policy.forbid_self_approval,
+            initiator=control.status.started_by, choices=[c.name for c in policy.answers], opened_at=now,
+            timeout_at=now + policy.timeout if policy.timeout else None, on_timeout=policy.on_timeout,
+        )
+        _open(control, pending, policy)
+        try:
+            choice = await _decided(control, pending, policy)
+        finally:
+            _close(control)
+        voters = ", ".join(v.by for v in pending.votes if v.choice == choice.name) or "timeout"
+        control.record("approval-decided", f"{choice.name} ({choice.action}) by {voters}", step=index)
+        if control.notifier:
+            control.notifier.send("approval-decided", "critical" if choice.action == "abort" else "info",
+                                  f"step {index + 1}: {choice.name} by {voters}")
+        if choice.action == "promote":
+            control.set_phase(Phase.PROGRESSING, message=f"step {index + 1}: {choice.name} by {voters}")
+            return
+        if choice.action == "abort":
+            comments = "; ".join(v.comment for v in pending.votes if v.comment)
+            raise ApprovalRejected(f"{choice.name} by {voters} at step {index + 1}{': ' + comments if comments else ''}")
+        assert choice.duration is not None
+        control.set_phase(Phase.PAUSED, Reason.SOAKING.value,
+                          f"{choice.name} by {voters}: soaking {format_duration(choice.duration)} more, then asking again")
+        control.status.paused_until = workflow.now() + choice.duration
+        try:
+            await control.sleep_unless_aborted(choice.duration, f"{choice.name} at step {index + 1}")
+        finally:
+            control.status.paused_until = None
+
+
+def _open(control: RolloutControl, pending: PendingApproval, policy: ApprovalPolicy) -> None:
+    control.status.approval, control.approval_policy = pending, policy
+    who = (f"{policy.min_approvals} of {', '.join(policy.approvers)}" if policy.approvers
+           else "anyone who names themselves")
+    control.record("approval-requested", f"{pending.description}: {who}", step=pending.step)
+    workflow.upsert_search_attributes([names.ROLLOUT_AWAITING_APPROVAL.value_set(True)])
+    control.set_phase(Phase.PAUSED, Reason.WAITING_FOR_APPROVAL.value, f"waiting for approval: {pending.description}")
+    if control.notifier:
+        control.notifier.send("approval-requested", "warning", _ask(control, pending))
+
+
+def _close(control: RolloutControl) -> None:
+    control.status.approval, control.approval_policy = None, None
+    workflow.upsert_search_attributes([names.ROLLOUT_AWAITING_APPROVAL.value_set(False)])
+
+
+def _ask(control: RolloutControl, pending: PendingApproval) -> str:
+    s = control.status
+    return (f"step {pending.step + 1} of {s.rollout_id} waits for approval ({pending.description}); "
+            f"{len(pending.votes)}/{pending.min_approvals} so far. `rollout approve {s.rollout_id}`")
+
+
+async def _decided(control: RolloutControl, pending: PendingApproval, policy: ApprovalPolicy) -> ApprovalChoice:
+    """Wait for the votes to decide; reminders every `remindEvery`; the timeout's action."""
+    every = policy.remind_every if control.notifier else None
+    next_reminder = pending.opened_at + every if every else None
+    while True:
+        wakes = [t for t in (next_reminder, pending.timeout_at) if t is not None]
+        timeout = min(wakes) - workflow.now() if wakes else None
+        if await control.wait_deciding(lambda: bool(pending.decided), timeout, f"approval at step {pending.step + 1}"):
+            choice = policy.choice(pending.decided)
+            assert choice is not None
+            return choice
+        now = workflow.now()
+        if pending.timeout_at is not None and now >= pending.timeout_at:
+            waited = format_duration(policy.timeout) if policy.timeout else ""
+            control.record("approval-timed-out", f"after {waited}: {policy.on_timeout}", step=pending.step)
+            if policy.on_timeout == "abort":
+                raise ApprovalTimedOut(f"no decision on step {pending.step + 1} within {waited} (onTimeout: abort)")
+            if policy.on_timeout == "promote":
+                pending.decided = policy.choice("").name
+                return policy.choice("")
+            pending.timeout_at = None  # onTimeout: wait — keep waiting, without a deadline
+            control.set_phase(Phase.PAUSED, Reason.WAITING_FOR_APPROVAL.value,
+                              f"waiting for approval: {pending.description} (timed out after {waited}; still waiting)")
+        if next_reminder is not None and now >= next_reminder:
+            control.record("approval-reminder", f"{len(pending.votes)}/{pending.min_approvals} approvals so far",
+                           step=pending.step)
+            control.notifier.send("approval-reminder", "warning", "reminder: " + _ask(control, pending))
+            next_reminder = now + every

@@ -1,0 +1,253 @@
+"""The decisions people send a rollout, through two doors with one meaning.
+
+Each decision (approve, reject, promote, abort, pause, resume, skipAnalysis, setWeight) is
+- an **update** for the CLI and scripts: its validator refuses a wrong one (wrong state, unknown or
+  unauthorized approver, self-approval, duplicate vote, nothing waiting) before anything is written to
+  history, and the caller gets the reason;
+- a **signal** of the same name for the Web UI (small JSON payload): checked by the same rules; a refused
+  signal is recorded as refused in the status's `decisions`, never acted on.
+Every decision that reaches the workflow is in `status.decisions` (who, when, source, comment,
+accepted or refused and why) and in the step history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.approvals import (
+        AbortRequest,
+        ApprovalPolicy,
+        ApproveRequest,
+        Decision,
+        DecisionRecord,
+        PauseRequest,
+        PromoteRequest,
+        RejectRequest,
+        ResumeRequest,
+        SetWeightRequest,
+        SkipAnalysisRequest,
+        Vote,
+    )
+    from models.status import ControlResult, RolloutStatus
+
+DESCRIPTIONS = {
+    "approve": 'Approve the step waiting for approval. {"by": "you", "choice": "", "comment": ""}',
+    "reject": 'Reject the step waiting for approval: roll back. {"by": "you", "comment": "why"}',
+    "promote": 'Continue past the current pause ("full": true skips the remaining steps). {"by": "you"}',
+    "abort": 'Send all traffic back to stable and stop. {"by": "you", "reason": "why"}',
+    "pause": 'Hold the rollout at the next step boundary until resumed. {"by": "you", "comment": "why"}',
+    "resume": 'Release a hold put on by pause. {"by": "you"}',
+    "skipAnalysis": 'End the running analysis as successful. {"by": "you", "comment": "why"}',
+    "setWeight": 'Canary: set the canary weight now, while paused. {"by": "you", "weight": 10}',
+}
+
+EVENTS = {"approve": "approved", "reject": "rejected", "promote": "promoted", "abort": "abort-requested",
+          "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested"}
+
+
+def _doors(kind: str, model: type[Decision]) -> tuple[Any, Any]:
+    """The update (with its validator) and the signal of one decision."""
+
+    async def update(self: Decisions, request: Decision) -> ControlResult:
+        return self.take(kind, request, "cli")
+
+    def validate(self: Decisions, request: Decision) -> None:
+        problem = self.decision_problem(kind, request)
+        if problem:
+            raise ValueError(problem)
+
+    def signal(self: Decisions, request: Decision) -> None:
+        problem = self.decision_problem(kind, request)
+        if problem:
+            self.audit(kind, request, "web-ui", why=problem)
+        else:
+            self.take(kind, request, "web-ui")
+
+    update.__annotations__ = {"request": model, "return": ControlResult}
+    validate.__annotations__ = {"request": model, "return": None}
+    signal.__annotations__ = {"request": model, "return": None}
+    update.__name__, validate.__name__, signal.__name__ = kind, f"_validate_{kind}", f"{kind}_signal"
+    handler = workflow.update(name=kind, description=DESCRIPTIONS[kind])(update)
+    handler.validator(validate)
+    return handler, workflow.signal(name=kind, description=DESCRIPTIONS[kind])(signal)
+
+
+class Decisions:
+    """Mixed into RolloutControl: the decision handlers and their rules. State lives on the control."""
+
+    status: RolloutStatus
+    decisions_supported: frozenset[str] = frozenset({"approve", "reject", "promote", "abort", "pause", "resume",
+                                                      "skipAnalysis"})
+
+    approve, approve_signal = _doors("approve", ApproveRequest)
+    reject, reject_signal = _doors("reject", RejectRequest)
+    promote, promote_signal = _doors("promote", PromoteRequest)
+    abort, abort_signal = _doors("abort", AbortRequest)
+    pause_, pause_signal = _doors("pause", PauseRequest)
+    resume, resume_signal = _doors("resume", ResumeRequest)
+    skip_analysis, skip_analysis_signal = _doors("skipAnalysis", SkipAnalysisRequest)
+    set_weight, set_weight_signal = _doors("setWeight", SetWeightRequest)
+
+    # ---- the rules, the same for both doors -----------------------------------------------------------
+
+    def decision_problem(self, kind: str, request: Decision) -> str:
+        s = self.status
+        if s.phase.finished:
+            return f"rollout is already {s.phase.value}"
+        if not request.by.strip():
+            return f"{kind}: say who decides (by)"
+        if kind not in self.decisions_supported:
+            return f"{kind} is not something a {s.strategy} rollout does"
+        if self._abort is not None:
+            return "rollout is being aborted"
+        return getattr(self, f"_problem_{kind}")(request)
+
+    def _problem_approve(self, request: ApproveRequest) -> str:
+        a, policy = self.status.approval, self.approval_policy
+        if a is None or policy is None or a.decided:
+            return f"step {self.status.current_step + 1} is not waiting for approval"
+        who = request.by
+        if a.eligible is not None and who not in a.eligible:
+            return f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})"
+        if a.forbid_self_approval and who == a.initiator:
+            return f"{who} started this rollout and cannot approve it (forbidSelfApproval)"
+        earlier = next((v for v in a.votes if v.by == who), None)
+        if earlier is not None:
+            return f"{who} has already voted ({earlier.choice} at {earlier.at:%H:%M:%S})"
+        if policy.choice(request.choice) is None:
+            return f"unknown choice {request.choice!r} (choices: {', '.join(a.choices)})"
+        return ""
+
+    def _problem_reject(self, request: RejectRequest) -> str:
+        problem = self._problem_approve(ApproveRequest(by=request.by, choice="reject"))
+        if problem.endswith("(forbidSelfApproval)"):
+            return ""  # the initiator may always stop their own rollout
+        return problem.replace("unknown choice 'reject'", "this approval has no choice that rolls back")
+
+    def _problem_promote(self, request: PromoteRequest) -> str:
+        s, a = self.status, self.status.approval
+        if a is not None and not a.decided:
+            if a.eligible is not None or a.min_approvals > 1 or a.forbid_self_approval or len(a.choices) > 2:
+                return (f"step {a.step + 1} waits for approval under a policy: "
+                        f"`rollout approve {s.rollout_id}` (signal approve)")
+            return self._problem_approve(ApproveRequest(by=request.by))
+        if request.full:
+            if "full" not in self.decisions_supported:
+                return f"promote --full is not something a {s.strategy} rollout does"
+            gate = self.next_approval_step()
+            if gate is not None:
+                return f"promote --full would skip the approval at step {gate + 1}"
+            return ""
+        if not self._in_pause:
+            return f"rollout is not paused (phase {s.phase.value}, step {s.current_step + 1})"
+        return ""
+
+    def _problem_abort(self, request: AbortRequest) -> str:
+        if not (request.reason.strip() or request.comment.strip()):
+            return "abort: say why (reason)"
+        return self.abort_closed
+
+    def _problem_pause(self, request: PauseRequest) -> str:
+        return f"rollout is already held by {self._held.by}" if self._held is not None else ""
+
+    def _problem_resume(self, request: ResumeRequest) -> str:
+        if self._held is None:
+            return "rollout is not held by `rollout pause` (a pause step ends with promote)"
+        return ""
+
+    def _problem_skipAnalysis(self, request: SkipAnalysisRequest) -> str:
+        if not self.analysis_running:
+            return "no analysis is running"
+        return "a skip is already requested" if self._skip is not None else ""
+
+    def _problem_setWeight(self, request: SetWeightRequest) -> str:
+        if not (self._in_pause or self._held is not None or self.status.approval is not None):
+            return "setWeight applies while the rollout is paused (`rollout pause` first)"
+        return "a weight change is already being applied" if self._weight is not None else ""
+
+    # ---- accepting ----------------------------------------------------------------------------------
+
+    def take(self, kind: str, request: Decision, source: str) -> ControlResult:
+        message = getattr(self, f"_take_{kind}")(request)
+        self.audit(kind, request, source, detail=message)
+        return ControlResult(accepted=True, phase=self.status.phase, current_step=self.status.current_step,
+                             message=message)
+
+    def _vote(self, request: Decision, choice_name: str, source: str = "") -> str:
+        a, policy = self.status.approval, self.approval_policy
+        assert a is not None and policy is not None
+        choice = policy.choice(choice_name)
+        a.votes.append(Vote(by=request.by, choice=choice.name, at=workflow.now(), comment=request.comment))
+        if choice.action == "abort" or a.tally(choice.name) >= a.min_approvals:
+            a.decided = choice.name
+            return f"{choice.name}: decided by {', '.join(v.by for v in a.votes if v.choice == choice.name)}"
+        return f"{choice.name}: {a.tally(choice.name)} of {a.min_approvals} approvals"
+
+    def _take_approve(self, request: ApproveRequest) -> str:
+        return self._vote(request, request.choice)
+
+    def _take_reject(self, request: RejectRequest) -> str:
+        return self._vote(request, "reject")
+
+    def _take_promote(self, request: PromoteRequest) -> str:
+        if self.status.approval is not None and not self.status.approval.decided:
+            return self._vote(request, "")
+        self._promote = request
+        if request.full:
+            self.promote_full = True
+            return "promoting now: the remaining steps are skipped"
+        return f"promoted at step {self.status.current_step + 1}"
+
+    def _take_abort(self, request: AbortRequest) -> str:
+        reason = request.reason.strip() or request.comment.strip()
+        self._abort = request.model_copy(update={"reason": reason})
+        return f"abort accepted: {reason}"
+
+    def _take_pause(self, request: PauseRequest) -> str:
+        self._held = request
+        self.status.held_by = request.by
+        return "held: the rollout stops at the next step boundary until resumed"
+
+    def _take_resume(self, request: ResumeRequest) -> str:
+        self._held = None
+        self.status.held_by = ""
+        return "resumed"
+
+    def _take_skipAnalysis(self, request: SkipAnalysisRequest) -> str:
+        self._skip = request
+        return "the running analysis ends as successful (skipped)"
+
+    def _take_setWeight(self, request: SetWeightRequest) -> str:
+        self._weight = request
+        return f"setting the canary weight to {request.weight}%"
+
+    def audit(self, kind: str, request: Decision, source: str, detail: str = "", why: str = "") -> None:
+        s = self.status
+        extra = {"approve": getattr(request, "choice", ""), "setWeight": f"{getattr(request, 'weight', '')}%",
+                 "abort": getattr(request, "reason", ""), "promote": "full" if getattr(request, "full", False) else ""}
+        s.decisions.append(DecisionRecord(
+            at=workflow.now(), kind=kind, by=request.by, source=source, step=s.current_step, comment=request.comment,
+            detail=extra.get(kind, "") or detail, accepted=not why, why=why,
+        ))
+        event = EVENTS[kind] if not why else f"{kind}-refused"
+        self.record(event, f"{detail or why}{' — ' + request.comment if request.comment else ''}", by=request.by)
+
+    # ---- provided by RolloutControl -----------------------------------------------------------------
+
+    _abort: AbortRequest | None
+    _promote: PromoteRequest | None
+    _held: PauseRequest | None
+    _skip: SkipAnalysisRequest | None
+    _weight: SetWeightRequest | None
+    _in_pause: bool
+    abort_closed: str
+    analysis_running: int
+    promote_full: bool
+    approval_policy: ApprovalPolicy | None
+
+    def record(self, event: str, detail: str = "", by: str = "", step: int | None = None) -> None: ...
+
+    def next_approval_step(self) -> int | None: ...

@@ -1,0 +1,20 @@
+"""What ends a strategy's steps early, each carrying the reason the rollout reports."""
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.status import Reason
+
+
+class RolloutAborted(Exception):
+    """Raised inside a strategy when a person (or a failure) aborted the rollout."""
+
+    reason = Reason.ABORTED
+
+
+class ApprovalRejected(RolloutAborted):
+    reason = Reason.APPROVAL_REJECTED
+
+
+class ApprovalTimedOut(RolloutAborted):
+    reason = Reason.APPROVAL_TIMED_OUT
