@@ -3,9 +3,12 @@
     rollout validate -f spec.yaml          check a spec; every problem with its field path (exit 2)
     rollout start -f spec.yaml [--wait]    start a rollout; --wait follows it (exit 0 Healthy, 1 Degraded, 3 timeout)
     rollout status ID [--json] [--watch]   what a rollout is doing
-    rollout promote ID | abort ID --reason TEXT | retry ID | undo ID [--to-revision N] | restart ID
+    rollout approve ID [--choice C] | reject ID | promote ID [--full] | abort ID --reason TEXT
+    rollout pause ID | resume ID | skip-analysis ID | set-weight ID N     (each: --by NAME --comment TEXT)
+    rollout history ID [--json]            every decision and step event
+    rollout retry ID | undo ID [--to-revision N] | restart ID
     rollout analyze -f FILE --template NAME [--arg NAME=VALUE]
-    rollout list [--phase P] [--environment E]
+    rollout list [--phase P] [--environment E] [--strategy S] [--awaiting-approval]
     rollout worker | setup | dev | cluster up|down|status | demo | schema
 """
 
@@ -19,8 +22,22 @@ import sys
 from pathlib import Path
 
 from models import names
-from models.spec import SpecError, json_schema, load_rollout
+from models.spec import STRATEGIES, SpecError, json_schema, load_rollout
 from starters.exitcodes import ExitCode, UserError
+
+
+DECISION_COMMANDS = {
+    "reject": "reject the step waiting for approval: the rollout rolls back",
+    "pause": "hold the rollout at the next step boundary until resumed",
+    "resume": "release a hold put on by pause",
+    "skip-analysis": "end the running analysis as successful (recorded as skipped)",
+    "set-weight": "canary: set the canary weight now, while paused",
+}
+
+
+def _decider(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--by", default=None, help="who decides (default: $ROLLOUT_USER, the CI actor, or your login)")
+    p.add_argument("--comment", default="", help="why (kept in the rollout's history)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,18 +91,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="follow until it ends")
     p.add_argument("--timeout", type=float, default=3600)
 
-    p = sub.add_parser("promote", help="continue a paused rollout")
+    p = sub.add_parser("promote", help="continue a paused rollout (--full: skip the remaining steps)")
     p.add_argument("rollout_id", metavar="ID")
-    p.add_argument("--by", default=None, help="who decides (default: $ROLLOUT_USER or your login)")
+    p.add_argument("--full", action="store_true", help="promote now, skipping the remaining steps")
+    _decider(p)
 
     p = sub.add_parser("abort", help="send all traffic back to stable and stop")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--reason", required=True)
-    p.add_argument("--by", default=None)
+    _decider(p)
+
+    p = sub.add_parser("approve", help="approve the step waiting for approval")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--choice", default="", help="one of the approval's choices (default: the one that promotes)")
+    _decider(p)
+
+    for name, text in DECISION_COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        p.add_argument("rollout_id", metavar="ID")
+        if name == "set-weight":
+            p.add_argument("weight", type=int, help="percent of traffic to the canary, 0-100")
+        _decider(p)
+
+    p = sub.add_parser("history", help="every decision (who, when, source, accepted or refused) and step event")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("list", help="list rollouts (visibility query on search attributes)")
     p.add_argument("--phase", choices=["Progressing", "Paused", "Healthy", "Degraded"])
     p.add_argument("--environment")
+    p.add_argument("--strategy", choices=list(STRATEGIES))
+    p.add_argument("--awaiting-approval", action="store_true", help="only rollouts waiting for an approval")
     p.add_argument("--running", action="store_true", help="only rollouts still running")
     p.add_argument("--json", action="store_true")
 
@@ -144,23 +180,18 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--to-revision: {args.to_revision} is not a revision number", ExitCode.INVALID)
         return asyncio.run(lifecycle.revision_action(rid, args.command, getattr(args, "to_revision", 0), args.wait,
                                                     args.timeout, args.json))
-    if args.command == "status":
-        rid = commands.normalise_id(args.rollout_id)
-        return asyncio.run(commands.status(rid, args.json, args.watch, args.timeout))
-    if args.command in ("promote", "abort"):
-        from models.status import AbortRequest, PromoteRequest
+    if args.command in ("status", "history"):
+        from starters import view
 
         rid = commands.normalise_id(args.rollout_id)
-        by = args.by or commands.who()
-        if args.command == "promote":
-            request = PromoteRequest(by=by)
-        else:
-            if not args.reason.strip():
-                raise UserError("--reason must say why the rollout is aborted", ExitCode.INVALID)
-            request = AbortRequest(reason=args.reason, by=by)
-        return asyncio.run(commands.control(rid, args.command, request))
+        if args.command == "history":
+            return asyncio.run(view.history(rid, args.json))
+        return asyncio.run(view.status(rid, args.json, args.watch, args.timeout))
+    if args.command in ("promote", "abort", "approve", *DECISION_COMMANDS):
+        return _decide(args)
     if args.command == "list":
-        return asyncio.run(commands.list_rollouts(args.phase, args.environment, args.running, args.json))
+        return asyncio.run(commands.list_rollouts(args.phase, args.environment, args.running, args.json,
+                                                  args.strategy, args.awaiting_approval))
     if args.command == "setup":
         return asyncio.run(commands.setup())
     if args.command == "worker":
@@ -182,6 +213,30 @@ def run(args: argparse.Namespace) -> int:
 
         return run_demo(args.file, args.interactive, args.keep)
     raise UserError(f"unknown command {args.command}")
+
+
+def _decide(args: argparse.Namespace) -> int:
+    """One decision, sent as the update of the same name (its validator decides whether it is taken)."""
+    from models.approvals import DECISIONS
+    from starters import commands
+
+    rid = commands.normalise_id(args.rollout_id)
+    by = args.by or commands.who()
+    kind = {"skip-analysis": "skipAnalysis", "set-weight": "setWeight"}.get(args.command, args.command)
+    fields = {"by": by, "comment": args.comment}
+    if kind == "abort":
+        if not args.reason.strip():
+            raise UserError("--reason must say why the rollout is aborted", ExitCode.INVALID)
+        fields["reason"] = args.reason
+    elif kind == "promote":
+        fields["full"] = args.full
+    elif kind == "approve":
+        fields["choice"] = args.choice
+    elif kind == "setWeight":
+        if not 0 <= args.weight <= 100:
+            raise UserError(f"weight: {args.weight} is not a percentage (0-100)", ExitCode.INVALID)
+        fields["weight"] = args.weight
+    return asyncio.run(commands.control(rid, kind, DECISIONS[kind](**fields)))
 
 
 def main(argv: list[str] | None = None) -> None:

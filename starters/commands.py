@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from models import names
 from models.spec import Rollout
+from models.approvals import Decision
 from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RolloutInput, RolloutStatus
 from starters.exitcodes import ExitCode, UserError
 from workflows.registry import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS
@@ -63,9 +64,17 @@ def normalise_id(text: str) -> str:
     raise UserError(f"rollout ID {text!r} is not like rollout/<environment>/<name>", ExitCode.INVALID)
 
 
+# Who a CI system says started the job, in the order they are looked at.
+CI_ACTORS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR_EMAIL", "CIRCLE_USERNAME", "BUILD_REQUESTEDFOR")
+
+
 def who() -> str:
+    """The person acting: $ROLLOUT_USER, else the CI actor (e.g. $GITHUB_ACTOR), else the login name."""
+    for variable in ("ROLLOUT_USER", *CI_ACTORS):
+        if os.environ.get(variable, "").strip():
+            return os.environ[variable].strip()
     try:
-        return os.environ.get("ROLLOUT_USER") or getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
 
@@ -95,7 +104,23 @@ async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requ
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         static_summary=f"{kind} {rollout.spec.target.describe()}"
         + (f" → {rollout.spec.image}" if action == "rollout" else ""),
+        static_details=static_details(rollout, requested_by) if action == "rollout" else None,
     )
+
+
+def static_details(rollout: Rollout, requested_by: str) -> str:
+    """The Web UI's summary at start: what will happen, step by step, and where people decide."""
+    spec = rollout.spec
+    lines = [f"**{rollout.metadata.name}** ({rollout.metadata.environment}) · {spec.strategy.name} · "
+             f"`{spec.target.describe()}` → `{spec.image}` · started by {requested_by}", ""]
+    lines += [f"{index + 1}. {text}" for index, text in enumerate(spec.step_descriptions())]
+    for path, policy in spec.approvals():
+        who = ", ".join(policy.approvers) or "anyone"
+        lines.append(f"\nApproval `{path}`: {policy.min_approvals} of {who}"
+                     + (" · no self-approval" if policy.forbid_self_approval else ""))
+    lines.append("\nDecide with the signals `approve`, `reject`, `promote`, `abort`, `pause`, `resume` "
+                 '(input like `{"by": "your-name"}`); the current details say which one is awaited.')
+    return "\n".join(lines)
 
 
 async def _close_window(client: Client, rollout_id: str, quiet: bool) -> None:
@@ -123,7 +148,7 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
     try:
         handle = await start_workflow(client, rollout, task_queue, who())
     except WorkflowAlreadyStartedError:
-        current = await _status_or_none(client.get_workflow_handle(rid))
+        current = await status_or_none(client.get_workflow_handle(rid))
         if current is not None and current.strategy != rollout.spec.strategy.name:
             raise UserError(
                 f"rollout {rid} is running as {current.strategy}: changing its strategy to "
@@ -172,7 +197,7 @@ async def follow(handle: WorkflowHandle, timeout: float, quiet: bool = False) ->
     shown = 0
     hinted = False
     while True:
-        status = await _status_or_none(handle)
+        status = await status_or_none(handle)
         if status is not None:
             for entry in status.history[shown:]:
                 if not quiet:
@@ -201,7 +226,7 @@ def _history_line(status: RolloutStatus, entry) -> str:
     return f"{entry.at:%H:%M:%S}  {step:<10} {entry.event:<16} {entry.detail}{by}"
 
 
-async def _status_or_none(handle: WorkflowHandle) -> RolloutStatus | None:
+async def status_or_none(handle: WorkflowHandle) -> RolloutStatus | None:
     try:
         return await handle.query("status", result_type=RolloutStatus)
     except RPCError as error:
@@ -222,36 +247,17 @@ async def get_status(rollout_id: str) -> tuple[WorkflowHandle, RolloutStatus]:
     return handle, status
 
 
-async def status(rollout_id: str, as_json: bool, watch: bool, timeout: float) -> int:
-    handle, current = await get_status(rollout_id)
-    if watch:
-        return await follow(handle, timeout, quiet=as_json)
-    print(current.model_dump_json(by_alias=True, indent=2) if as_json else describe(current))
-    return ExitCode.OK
-
-
-def describe(s: RolloutStatus) -> str:
-    lines = [
-        f"{s.rollout_id}  {s.strategy}  {s.phase.value}{' (' + s.reason + ')' if s.reason else ''}",
-        f"  target   {s.target}",
-        f"  image    {s.image}" + (f"   (stable: {s.stable_image})" if s.stable_image else ""),
-        f"  step     {min(s.current_step + 1, s.total_steps)}/{s.total_steps}   weight {s.canary_weight}% "
-        f"({s.canary_replicas} canary / {s.stable_replicas} stable)",
-        f"  message  {s.message}",
-    ]
-    if s.phase is Phase.PAUSED and s.paused_until is None:
-        lines.append(f"  next     rollout promote {s.rollout_id}   |   rollout abort {s.rollout_id} --reason ...")
-    lines.append(f"  web ui   {ui_link(s.rollout_id)}")
-    return "\n".join(lines)
-
-
-async def control(rollout_id: str, action: str, request: PromoteRequest | AbortRequest) -> int:
+async def control(rollout_id: str, action: str, request: Decision) -> int:
+    """Send one decision as an update: the workflow's validator refuses a wrong one before anything is
+    written (exit 2 for what the decision says — who, choice, reason —, 5 for the rollout's state)."""
     handle, _ = await get_status(rollout_id)
     try:
         result = await handle.execute_update(action, request, result_type=ControlResult)
     except WorkflowUpdateFailedError as error:
-        cause = error.cause.message if error.cause and hasattr(error.cause, "message") else str(error)
-        raise UserError(f"{action} refused for {rollout_id}: {cause}", ExitCode.CONFLICT) from None
+        cause = error.cause
+        message = cause.message if cause is not None and hasattr(cause, "message") else str(error)
+        code = ExitCode.INVALID if getattr(cause, "type", "") == "InvalidDecision" else ExitCode.CONFLICT
+        raise UserError(f"{action} refused for {rollout_id}: {message}", code) from None
     except RPCError as error:
         if "workflow execution already completed" in str(error).lower():
             raise UserError(f"{action} refused for {rollout_id}: rollout already finished", ExitCode.CONFLICT) from None
@@ -260,13 +266,18 @@ async def control(rollout_id: str, action: str, request: PromoteRequest | AbortR
     return ExitCode.OK
 
 
-async def list_rollouts(phase: str | None, environment: str | None, running_only: bool, as_json: bool) -> int:
+async def list_rollouts(phase: str | None, environment: str | None, running_only: bool, as_json: bool,
+                        strategy: str | None = None, awaiting_approval: bool = False) -> int:
     client = await connect()
     clauses = ["RolloutName IS NOT NULL"]
     if phase:
         clauses.append(f"RolloutPhase = {json.dumps(phase)}")
     if environment:
         clauses.append(f"RolloutEnvironment = {json.dumps(environment)}")
+    if strategy:
+        clauses.append(f"RolloutStrategy = {json.dumps(strategy)}")
+    if awaiting_approval:
+        clauses.append("RolloutAwaitingApproval = true AND ExecutionStatus = 'Running'")
     if running_only:
         clauses.append("ExecutionStatus = 'Running'")
     rows = []
@@ -280,6 +291,7 @@ async def list_rollouts(phase: str | None, environment: str | None, running_only
                 "strategy": sa.get(names.ROLLOUT_STRATEGY),
                 "phase": sa.get(names.ROLLOUT_PHASE),
                 "step": sa.get(names.ROLLOUT_STEP),
+                "awaitingApproval": bool(sa.get(names.ROLLOUT_AWAITING_APPROVAL)),
                 "execution": execution.status.name if execution.status else "",
                 "startedAt": execution.start_time.isoformat() if execution.start_time else None,
             }
@@ -287,11 +299,12 @@ async def list_rollouts(phase: str | None, environment: str | None, running_only
     if as_json:
         print(json.dumps(rows, indent=2))
         return ExitCode.OK
-    print(f"{'ROLLOUT':<40} {'STRATEGY':<9} {'PHASE':<12} {'STEP':>4}  {'EXECUTION':<10} STARTED")
+    print(f"{'ROLLOUT':<40} {'STRATEGY':<13} {'PHASE':<12} {'STEP':>4}  {'APPROVAL':<8} {'EXECUTION':<10} STARTED")
     for row in rows:
         print(
-            f"{row['rolloutId']:<40} {row['strategy'] or '':<9} {row['phase'] or '':<12} "
-            f"{(row['step'] or 0) + 1:>4}  {row['execution']:<10} {row['startedAt'] or ''}"
+            f"{row['rolloutId']:<40} {row['strategy'] or '':<13} {row['phase'] or '':<12} "
+            f"{(row['step'] or 0) + 1:>4}  {'waiting' if row['awaitingApproval'] else '':<8} {row['execution']:<10} "
+            f"{row['startedAt'] or ''}"
         )
     return ExitCode.OK
 

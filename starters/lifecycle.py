@@ -16,7 +16,7 @@ from models.analysis import AnalysisStep
 from models.presets import resolve
 from models.spec import Rollout
 from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutInput, RolloutStatus, UndoRequest
-from starters.commands import _started, _status_or_none, connect, follow, start_workflow, who
+from starters.commands import _started, status_or_none, connect, follow, start_workflow, who
 from starters.exitcodes import ExitCode, UserError
 from workflows.analysis_run import AnalysisRun
 
@@ -30,7 +30,7 @@ async def _last_run(client: Client, rollout_id: str) -> tuple[WorkflowHandle, bo
         if error.status == RPCStatusCode.NOT_FOUND:
             raise UserError(f"no rollout {rollout_id}", ExitCode.NOT_FOUND) from None
         raise
-    return handle, description.status == WorkflowExecutionStatus.RUNNING, await _status_or_none(handle)
+    return handle, description.status == WorkflowExecutionStatus.RUNNING, await status_or_none(handle)
 
 
 async def _original(client: Client, handle: WorkflowHandle) -> tuple[RolloutInput, str]:
@@ -127,11 +127,11 @@ async def analyze(rollout: Rollout, templates: list[str], args: list[str], task_
     )
     code = await follow(handle, timeout, quiet=as_json)
     if code == ExitCode.DEGRADED:
-        status = await _status_or_none(handle)
+        status = await status_or_none(handle)
         if status is not None and status.reason == Reason.ANALYSIS_INCONCLUSIVE.value:
             return ExitCode.INCONCLUSIVE
     if not as_json:
-        status = await _status_or_none(handle)
+        status = await status_or_none(handle)
         for metric in status.analysis if status else []:
             last = metric.measurements[-1] if metric.measurements else None
             print(f"  {metric.template}/{metric.name}: {metric.phase} ({metric.message})"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.approvals import (
@@ -44,6 +45,11 @@ DESCRIPTIONS = {
     "setWeight": 'Canary: set the canary weight now, while paused. {"by": "you", "weight": 10}',
 }
 
+class Invalid(str):
+    """A refusal because of what the decision says (who, choice, reason), not the rollout's state: the
+    CLI exits 2 for these, 5 for the others."""
+
+
 EVENTS = {"approve": "approved", "reject": "rejected", "promote": "promoted", "abort": "abort-requested",
           "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested"}
 
@@ -57,7 +63,8 @@ def _doors(kind: str, model: type[Decision]) -> tuple[Any, Any]:
     def validate(self: Decisions, request: Decision) -> None:
         problem = self.decision_problem(kind, request)
         if problem:
-            raise ValueError(problem)
+            raise ApplicationError(problem, type="InvalidDecision" if isinstance(problem, Invalid) else "Refused",
+                                   non_retryable=True)
 
     def signal(self: Decisions, request: Decision) -> None:
         problem = self.decision_problem(kind, request)
@@ -98,9 +105,9 @@ class Decisions:
         if s.phase.finished:
             return f"rollout is already {s.phase.value}"
         if not request.by.strip():
-            return f"{kind}: say who decides (by)"
+            return Invalid(f"{kind}: say who decides (by)")
         if kind not in self.decisions_supported:
-            return f"{kind} is not something a {s.strategy} rollout does"
+            return Invalid(f"{kind} is not something a {s.strategy} rollout does")
         if self._abort is not None:
             return "rollout is being aborted"
         return getattr(self, f"_problem_{kind}")(request)
@@ -111,21 +118,23 @@ class Decisions:
             return f"step {self.status.current_step + 1} is not waiting for approval"
         who = request.by
         if a.eligible is not None and who not in a.eligible:
-            return f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})"
+            return Invalid(f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})")
         if a.forbid_self_approval and who == a.initiator:
-            return f"{who} started this rollout and cannot approve it (forbidSelfApproval)"
+            return Invalid(f"{who} started this rollout and cannot approve it (forbidSelfApproval)")
         earlier = next((v for v in a.votes if v.by == who), None)
         if earlier is not None:
-            return f"{who} has already voted ({earlier.choice} at {earlier.at:%H:%M:%S})"
+            return Invalid(f"{who} has already voted ({earlier.choice} at {earlier.at:%H:%M:%S})")
         if policy.choice(request.choice) is None:
-            return f"unknown choice {request.choice!r} (choices: {', '.join(a.choices)})"
+            return Invalid(f"unknown choice {request.choice!r} (choices: {', '.join(a.choices)})")
         return ""
 
     def _problem_reject(self, request: RejectRequest) -> str:
         problem = self._problem_approve(ApproveRequest(by=request.by, choice="reject"))
         if problem.endswith("(forbidSelfApproval)"):
             return ""  # the initiator may always stop their own rollout
-        return problem.replace("unknown choice 'reject'", "this approval has no choice that rolls back")
+        if problem.startswith("unknown choice"):
+            return Invalid("this approval has no choice that rolls back")
+        return problem
 
     def _problem_promote(self, request: PromoteRequest) -> str:
         s, a = self.status, self.status.approval
@@ -136,7 +145,7 @@ class Decisions:
             return self._problem_approve(ApproveRequest(by=request.by))
         if request.full:
             if "full" not in self.decisions_supported:
-                return f"promote --full is not something a {s.strategy} rollout does"
+                return Invalid(f"promote --full is not something a {s.strategy} rollout does")
             gate = self.next_approval_step()
             if gate is not None:
                 return f"promote --full would skip the approval at step {gate + 1}"
@@ -147,7 +156,7 @@ class Decisions:
 
     def _problem_abort(self, request: AbortRequest) -> str:
         if not (request.reason.strip() or request.comment.strip()):
-            return "abort: say why (reason)"
+            return Invalid("abort: say why (reason)")
         return self.abort_closed
 
     def _problem_pause(self, request: PauseRequest) -> str:
