@@ -163,7 +163,7 @@ class CanaryRollout(RolloutControl):
     async def apply_weight(self, weight: int) -> None:
         """`setWeight` while paused: the same routing activity as a setWeight step, at the current step."""
         canary = self.canary_spec()
-        step = CanaryStep(set_weight=weight)
+        step = CanaryStep.model_validate({"setWeight": weight})
         await self._route(self.status.current_step, step, self.total_replicas, canary,
                           options.kubernetes(self.rollout.spec.progress_deadline_seconds), announce=False)
 
