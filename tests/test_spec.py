@@ -158,6 +158,37 @@ MALFORMED = [
      "'reject' or 'supersede'"),
     ("progress deadline too short", mutated("spec.progressDeadlineSeconds", 1), "spec.progressDeadlineSeconds",
      "greater than or equal to 10"),
+    # approvals, execution windows, notifications
+    ("more approvals than approvers", mutated(f"{CANARY}.steps.1", {"approval": {"approvers": ["a", "b"], "minApprovals": 3}}),
+     f"{CANARY}.steps[1].approval.minApprovals", "only 2 approvers"),
+    ("approver listed twice", mutated(f"{CANARY}.steps.1", {"approval": {"approvers": ["a", "a"]}}),
+     f"{CANARY}.steps[1].approval.approvers", "listed twice"),
+    ("empty group name", mutated(f"{CANARY}.steps.1", {"approval": {"approvers": ["group:"]}}),
+     f"{CANARY}.steps[1].approval.approvers[0]", "not a user name or group:NAME"),
+    ("onTimeout without timeout", mutated(f"{CANARY}.steps.1", {"approval": {"onTimeout": "abort"}}),
+     f"{CANARY}.steps[1].approval.onTimeout", "needs a timeout"),
+    ("no choice promotes", mutated(f"{CANARY}.steps.1", {"approval": {"choices": [{"name": "no", "action": "abort"}]}}),
+     f"{CANARY}.steps[1].approval.choices", "at least one choice must promote"),
+    ("extend choice without duration", mutated(f"{CANARY}.steps.1", {"approval": {"choices": [
+        {"name": "go", "action": "promote"}, {"name": "soak", "action": "extend"}]}}),
+     f"{CANARY}.steps[1].approval.choices[1].duration", "needs a duration"),
+    ("unknown approval action", mutated(f"{CANARY}.steps.1", {"approval": {"choices": [{"name": "go", "action": "ship"}]}}),
+     f"{CANARY}.steps[1].approval.choices[0].action", "'promote', 'abort' or 'extend'"),
+    ("reminders with nowhere to go", mutated(f"{CANARY}.steps.1", {"approval": {"remindEvery": "10m"}}),
+     f"spec.strategy.canary.steps[1].approval.remindEvery", "need spec.notifications"),
+    ("unknown timezone", mutated("spec.executionWindows", {"timezone": "Mars/Olympus"}), "spec.executionWindows.timezone",
+     "unknown timezone 'Mars/Olympus'"),
+    ("window ends before it starts", mutated("spec.executionWindows", {"allow": [{"start": "17:00", "end": "09:00"}]}),
+     "spec.executionWindows.allow[0].end", "must be after start"),
+    ("window time not a time", mutated("spec.executionWindows", {"allow": [{"start": "9am"}]}),
+     "spec.executionWindows.allow[0].start", "not a time like 09:00"),
+    ("unknown weekday", mutated("spec.executionWindows", {"allow": [{"days": ["Someday"]}]}),
+     "spec.executionWindows.allow[0].days[0]", "'Mon'"),
+    ("freeze ends before it starts", mutated("spec.executionWindows", {"freezes": [
+        {"start": "2026-12-24T00:00:00Z", "end": "2026-12-20T00:00:00Z"}]}),
+     "spec.executionWindows.freezes[0].end", "must be after start"),
+    ("unknown severity", mutated("spec.notifications", [{"channel": "releases", "minSeverity": "loud"}]),
+     "spec.notifications[0].minSeverity", "'info', 'warning' or 'critical'"),
 ]
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 CHROMIUM = "/usr/bin/chromium"
 # No network beyond loopback here: keep Chromium from reaching out (and failing noisily).
@@ -43,14 +44,37 @@ def current_details(page: Page) -> str:
     raise AssertionError("the Web UI never showed the rollout's current details")
 
 
+def _option(page: Page, name: str):
+    """The handler `name` in the dialog's list (an option shows the name, then the handler's description)."""
+    options = page.get_by_role("option")
+    options.first.wait_for()
+    texts = options.all_inner_texts()
+    for index, text in enumerate(texts):
+        if text.strip().split()[0:1] == [name]:
+            return options.nth(index)
+    raise AssertionError(f"no handler {name!r} in the Web UI's list: {texts}")
+
+
 def send_signal(page: Page, name: str, payload: str, screenshot: str | None = None) -> None:
     """More Actions → Send a Signal → pick `name`, type the JSON, Submit."""
     page.get_by_role("button", name="More Actions").click()
     page.get_by_role("menuitem", name="Send a Signal").click()
     page.get_by_test_id("signal-select-button").last.click()
-    page.get_by_role("option", name=name, exact=True).click()
+    _option(page, name).click()
     page.get_by_role("textbox", name="Data").last.click()
     page.keyboard.type(payload)
+    # Leaving the editor reformats the JSON and grows the dialog: blur it first, let it settle, then
+    # submit, and make sure the dialog closed (a click during the re-layout can miss silently).
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.wait_for_timeout(1000)
     if screenshot:
         page.screenshot(path=screenshot)
-    page.get_by_role("button", name="Submit").last.click()
+    submit = page.get_by_test_id("confirm-modal-button").filter(visible=True)
+    for _ in range(3):
+        submit.first.click()
+        try:
+            submit.first.wait_for(state="hidden", timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the Web UI's {name} dialog never closed after Submit")

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Vote,
     )
     from models.status import ControlResult, RolloutStatus
+    from workflows.details import details
 
 DESCRIPTIONS = {
     "approve": 'Approve the step waiting for approval. {"by": "you", "choice": "", "comment": ""}',
@@ -235,7 +236,9 @@ class Decisions:
 
     def audit(self, kind: str, request: Decision, source: str, detail: str = "", why: str = "") -> None:
         s = self.status
-        extra = {"approve": getattr(request, "choice", ""), "setWeight": f"{getattr(request, 'weight', '')}%",
+        policy = self.approval_policy
+        chosen = policy.choice(getattr(request, "choice", "")) if policy else None
+        extra = {"approve": chosen.name if chosen else getattr(request, "choice", ""), "setWeight": f"{getattr(request, 'weight', '')}%",
                  "abort": getattr(request, "reason", ""), "promote": "full" if getattr(request, "full", False) else ""}
         s.decisions.append(DecisionRecord(
             at=workflow.now(), kind=kind, by=request.by, source=source, step=s.current_step, comment=request.comment,
@@ -243,6 +246,7 @@ class Decisions:
         ))
         event = EVENTS[kind] if not why else f"{kind}-refused"
         self.record(event, f"{detail or why}{' — ' + request.comment if request.comment else ''}", by=request.by)
+        workflow.set_current_details(details(s))
 
     # ---- provided by RolloutControl -----------------------------------------------------------------
 
