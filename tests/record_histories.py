@@ -9,6 +9,7 @@ existing files are kept unless `--force` is given.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import sys
 from datetime import timedelta
 import tempfile
@@ -37,6 +38,8 @@ from models.status import AbortRequest, PromoteRequest
 from starters.commands import start_workflow
 from starters.devserver import DevServer, free_port
 from tests.helpers import canary_rollout, paused_at
+from tests import record_decisions
+from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
 from workflows.registry import ALL_WORKFLOWS
 
@@ -302,11 +305,16 @@ async def main() -> None:
                 ("restart-healthy", revision("restart"), deployment_fakes(False)),
                 ("blue-green-healthy", blue_green(False), blue_green_fakes()),
                 ("blue-green-switched-back", blue_green(True), blue_green_fakes()),
+                ("canary-approved", record_decisions.approved, FakeCluster().activities() + decision_fakes()),
+                ("canary-skipped-and-full", record_decisions.skipped_and_full,
+                 FakeCluster().activities() + measure_fakes()),
+                ("blue-green-approved", record_decisions.blue_green_approved, blue_green_fakes() + decision_fakes()),
             ):
                 if (HISTORIES / f"{name}.json").exists() and "--force" not in sys.argv:
                     continue
                 queue = f"record-{name}"
-                async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=fakes):
+                async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=fakes,
+                                  activity_executor=ThreadPoolExecutor(max_workers=4)):
                     handle = await scenario(client, queue)
                     history = await handle.fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())

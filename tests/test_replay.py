@@ -36,6 +36,7 @@ def test_every_strategy_has_recorded_histories():
         "blue-green-healthy", "blue-green-switched-back", "undo-healthy", "restart-healthy",
         "ab-test-promoted", "rolling-update-windowed", "rollback-window-undone",
         "canary-analysed", "canary-webhooks", "analysis-run-successful",
+        "canary-approved", "canary-skipped-and-full", "blue-green-approved",
     }
 
 

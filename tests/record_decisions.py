@@ -1,0 +1,95 @@
+"""Scenarios for tests/record_histories.py that exercise approvals and the other decisions: an
+approval policy with a group, votes by update and signal (one refused), an extend choice, a hold with
+a weight override, an execution-window wait, notifications; skipAnalysis and promote --full; a
+blue-green whose promotion needs an approval."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from temporalio import activity
+from temporalio.client import Client
+
+from activities.approvers import ApproverActivities
+from models.approvals import ApproveRequest, PauseRequest, PromoteRequest, ResumeRequest, SetWeightRequest, SkipAnalysisRequest
+from models.notifications import NotifyInput
+from models.spec import parse_rollout
+from models.status import RolloutStatus
+from starters.commands import start_workflow
+from tests.helpers import canary_document, eventually, paused_at
+
+
+def decision_fakes() -> list:
+    @activity.defn(name="notify")
+    async def notify(note: NotifyInput) -> list[str]:
+        return note.channels
+
+    os.environ["ROLLOUT_GROUP_SRE"] = "carol,dave"
+    return [notify, ApproverActivities().resolve_groups]
+
+
+async def _reason(handle, reason: str) -> bool:
+    return (await handle.query("status", result_type=RolloutStatus)).reason == reason
+
+
+async def approved(client: Client, queue: str):
+    now = datetime.now(timezone.utc)
+    choices = [{"name": "promote", "action": "promote"}, {"name": "rollback", "action": "abort"},
+               {"name": "extend-soak", "action": "extend", "duration": "2s"}]
+    document = canary_document(name="recorded-approved", steps=[
+        {"setWeight": 20}, {"pause": {"duration": "2s"}},
+        {"approval": {"approvers": ["bob", "group:sre"], "minApprovals": 2, "forbidSelfApproval": True,
+                      "choices": choices, "timeout": "1h", "onTimeout": "abort"}},
+        {"setWeight": 100}])
+    document["spec"]["notifications"] = [{"channel": "releases", "minSeverity": "info"}]
+    document["spec"]["executionWindows"] = {"freezes": [
+        {"start": (now - timedelta(hours=1)).isoformat(), "end": (now + timedelta(seconds=3)).isoformat()}]}
+    handle = await start_workflow(client, parse_rollout(document), queue, "alice")
+    await paused_at(handle, 1)
+    await handle.execute_update("pause", PauseRequest(by="bob", comment="hold on"))
+    await handle.execute_update("setWeight", SetWeightRequest(by="bob", weight=30))
+    await eventually(lambda: _reason(handle, "PausedByUser"), what="held")
+    await handle.signal("resume", ResumeRequest(by="carol"))
+    await paused_at(handle, 2)
+    await handle.execute_update("approve", ApproveRequest(by="bob", choice="extend-soak"))
+    await handle.signal("approve", ApproveRequest(by="carol", choice="extend-soak"))
+    await eventually(lambda: _reason(handle, "Soaking"), what="soaking")
+    await eventually(lambda: _reason(handle, "WaitingForApproval"), what="asked again")
+    await handle.signal("approve", ApproveRequest(by="alice"))  # the initiator: refused, recorded
+    await handle.execute_update("approve", ApproveRequest(by="bob"))
+    await handle.signal("approve", ApproveRequest(by="dave", comment="ok"))
+    await handle.result()
+    return handle
+
+
+async def skipped_and_full(client: Client, queue: str):
+    document = canary_document(name="recorded-skipped", steps=[
+        {"setWeight": 20}, {"analysis": {"templates": [{"templateName": "slow"}]}}, {"pause": {}},
+        {"setWeight": 60}, {"setWeight": 100}])
+    document["spec"]["analysis"] = {"templates": [{"name": "slow", "metrics": [
+        {"name": "slow", "count": 50, "interval": "1s", "successCondition": "result[0] > 0.9",
+         "provider": {"prometheus": {"address": "http://prometheus.invalid", "query": "up"}}}]}]}
+    handle = await start_workflow(client, parse_rollout(document), queue, "recorder")
+    await eventually(lambda: _analysing(handle), what="analysis running")
+    await handle.execute_update("skipAnalysis", SkipAnalysisRequest(by="sre", comment="metrics lag"))
+    await paused_at(handle, 2)
+    await handle.execute_update("promote", PromoteRequest(by="sre", full=True))
+    await handle.result()
+    return handle
+
+
+async def _analysing(handle) -> bool:
+    status = await handle.query("status", result_type=RolloutStatus)
+    return bool(status.analysis and status.analysis[0].measurements)
+
+
+async def blue_green_approved(client: Client, queue: str):
+    document = canary_document(name="recorded-blue-green-approved", strategy={"blueGreen": {
+        "activeService": "checkout-api", "previewService": "checkout-api-preview", "scaleDownDelaySeconds": 1,
+        "approval": {"approvers": ["group:sre"], "instructions": "check the preview"}}})
+    handle = await start_workflow(client, parse_rollout(document), queue, "recorder")
+    await paused_at(handle, 1)
+    await handle.signal("approve", ApproveRequest(by="carol"))
+    await handle.result()
+    return handle
