@@ -45,11 +45,13 @@ async def test_weights_become_replicas_endpoints_and_traffic_then_promote(
     metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     details = metadata.current_details
     assert "**Paused** · WaitingForPromote · step 2 of 5 · canary weight 25%" in details
-    assert f"`rollout promote {rollout.rollout_id}`" in details and "Send Signal `promote`" in details
-    assert '{"by": "your-name"}' in details and "Send Signal `abort`" in details
+    assert f"`rollout promote {rollout.rollout_id}`" in details and "Send a Signal `promote`" in details
+    assert '{"by": "your-name"}' in details and "Send a Signal `abort`" in details
     assert {q.name for q in metadata.definition.query_definitions} >= {"status"}
-    assert {u.name for u in metadata.definition.update_definitions} == {"promote", "abort"}
-    assert {s.name for s in metadata.definition.signal_definitions} == {"promote", "abort"}
+    decisions = {"approve", "reject", "promote", "abort", "pause", "resume", "skipAnalysis", "setWeight"}
+    assert {u.name for u in metadata.definition.update_definitions} == decisions
+    assert {s.name for s in metadata.definition.signal_definitions} == decisions
+    assert all(s.description for s in metadata.definition.signal_definitions)  # the Web UI lists them
     await expect_view(kube_api, ns, (3, 3, old), (1, 1, NEW), [NEW] + [old] * 3)
     share = await traffic_share(local_cluster.simulator_url, ns)
     assert 0.12 < share < 0.40, f"25% weight, the new version served {share:.0%}"

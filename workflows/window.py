@@ -49,7 +49,7 @@ class RollbackWindow(RolloutControl):
         kept = [w.revision for w in self.warm]
         if request.to_revision and request.to_revision not in kept:
             raise ValueError(f"revision {request.to_revision} is not warm (warm: {', '.join(map(str, kept))})")
-        problem = self._abort_problem()
+        problem = self.decision_problem("abort", AbortRequest(reason="rollout undo", by=request.by or "rollout undo"))
         if problem:
             raise ValueError(problem)
 
