@@ -115,6 +115,8 @@ class Approval(ApprovalPolicy):
 class Decision(Message):
     by: str = Field("", description="who decides (required)")
     comment: str = Field("", max_length=1000)
+    step: int | None = Field(None, ge=1, description="the step (1-based, as shown) this decision is meant for: "
+                                                     "refused if the rollout is waiting elsewhere")
 
 
 class ApproveRequest(Decision):

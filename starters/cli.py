@@ -38,6 +38,8 @@ DECISION_COMMANDS = {
 def _decider(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="who decides (default: $ROLLOUT_USER, the CI actor, or your login)")
     p.add_argument("--comment", default="", help="why (kept in the rollout's history)")
+    p.add_argument("--step", type=int, default=None, metavar="N",
+                   help="the step this decision is meant for: refused if the rollout is elsewhere by then")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,7 +225,9 @@ def _decide(args: argparse.Namespace) -> int:
     rid = commands.normalise_id(args.rollout_id)
     by = args.by or commands.who()
     kind = {"skip-analysis": "skipAnalysis", "set-weight": "setWeight"}.get(args.command, args.command)
-    fields = {"by": by, "comment": args.comment}
+    if args.step is not None and args.step < 1:
+        raise UserError(f"--step: {args.step} is not a step number (steps count from 1)", ExitCode.INVALID)
+    fields = {"by": by, "comment": args.comment, "step": args.step}
     if kind == "abort":
         if not args.reason.strip():
             raise UserError("--reason must say why the rollout is aborted", ExitCode.INVALID)

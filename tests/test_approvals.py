@@ -136,9 +136,11 @@ async def test_two_of_three_with_groups_self_approval_and_duplicates(rollout):
     assert (await refused(handle, "approve", ApproveRequest(by="bob"))).startswith(
         "InvalidDecision: bob has already voted (promote at")
     assert "unknown choice 'yolo'" in await refused(handle, "approve", ApproveRequest(by="carol", choice="yolo"))
+    assert await refused(handle, "approve", ApproveRequest(by="carol", step=4)) == (  # looked at a later step
+        "Refused: approve was meant for step 4, but the rollout is at step 2")
     assert cluster.calls == ["prepare", "weight 20"]  # nothing moved while one approval was missing
 
-    await handle.execute_update("approve", ApproveRequest(by="carol"))  # a member of group:sre
+    await handle.execute_update("approve", ApproveRequest(by="carol", step=2))  # a member of group:sre
     final: RolloutStatus = await handle.result()
     assert final.phase is Phase.HEALTHY and cluster.calls == ["prepare", "weight 20", "weight 100", "promote"]
     assert [(d.kind, d.by, d.source, d.accepted) for d in final.decisions] == [

@@ -91,7 +91,9 @@ async def test_production_approval_policy_from_the_cli_and_the_web_ui(
     assert self_approval.returncode == 2 and "ci-bot started this rollout and cannot approve it" in self_approval.stderr
     stranger = await cli("approve", rid, "--by", "mallory")
     assert stranger.returncode == 2 and "mallory is not an approver" in stranger.stderr
-    first = await cli("approve", rid, "--by", "alice", "--comment", "dashboard green")
+    stale = await cli("approve", rid, "--by", "alice", "--step", "3")  # meant for a later step: refused (state)
+    assert stale.returncode == 5 and "meant for step 3, but the rollout is at step 2" in stale.stderr
+    first = await cli("approve", rid, "--by", "alice", "--step", "2", "--comment", "dashboard green")
     assert first.returncode == 0 and "promote: 1 of 2 approvals" in first.stdout
     again = await cli("approve", rid, "--by", "alice")
     assert again.returncode == 2 and "alice has already voted" in again.stderr
@@ -113,7 +115,7 @@ async def test_production_approval_policy_from_the_cli_and_the_web_ui(
     details = await asyncio.to_thread(approve_in_the_ui)
     assert "Waiting for approval: step 2 — promote to 100%" in details
     assert "error rate under 1%" in details and "votes: alice: promote" in details, details
-    assert 'Send a Signal approve with input {"by": "your-name", "choice": "promote", "comment": ""}' in details
+    assert 'Send a Signal approve with input {"by": "your-name", "choice": "promote", "comment": "", "step": 2}' in details
     assert screenshot.stat().st_size > 10_000
 
     final: RolloutStatus = await finished(handle, 90)

@@ -111,6 +111,9 @@ class Decisions:
             return Invalid(f"{kind} is not something a {s.strategy} rollout does")
         if self._abort is not None:
             return "rollout is being aborted"
+        at = (s.approval.step if s.approval is not None else s.current_step) + 1
+        if request.step is not None and request.step != at:
+            return f"{kind} was meant for step {request.step}, but the rollout is at step {at}"
         return getattr(self, f"_problem_{kind}")(request)
 
     def _problem_approve(self, request: ApproveRequest) -> str:
