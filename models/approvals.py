@@ -205,6 +205,7 @@ class PendingApproval(Message):
     forbid_self_approval: bool = False
     initiator: str = ""
     choices: list[str] = Field(default_factory=list)
+    needs: dict[str, int] = Field(default_factory=dict, description="votes each choice needs (an abort: one)")
     votes: list[Vote] = Field(default_factory=list)
     opened_at: datetime | None = None
     timeout_at: datetime | None = None

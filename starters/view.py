@@ -49,10 +49,12 @@ def _approval(s: RolloutStatus) -> list[str]:
     if a is None:
         return []
     eligible = ", ".join(a.eligible) if a.eligible is not None else "anyone who names themselves"
-    lines = [f"  approval   step {a.step + 1}: {a.description} · needs {a.min_approvals} · approvers: {eligible}"]
+    lines = [f"  approval   step {a.step + 1}: {a.description} · needs {a.min_approvals} · approvers: {eligible}"
+             + (f" · not {a.initiator} (started it)" if a.forbid_self_approval and a.initiator else "")]
     for choice in a.choices:
         voters = [v.by for v in a.votes if v.choice == choice]
-        lines.append(f"             {choice:<14} {len(voters)}/{a.min_approvals}  {', '.join(voters)}")
+        lines.append(f"             {choice:<14} {len(voters)}/{a.needs.get(choice, a.min_approvals)}  "
+                     f"{', '.join(voters)}".rstrip())
     if a.timeout_at:
         lines.append(f"             times out {a.timeout_at:%Y-%m-%d %H:%M:%S} UTC → {a.on_timeout}")
     if a.instructions:
@@ -86,7 +88,8 @@ def render(s: RolloutStatus) -> str:
         lines.append(f"  next       rollout promote {s.rollout_id}   |   rollout abort {s.rollout_id} --reason ...")
     for d in s.decisions[-5:]:
         fate = "accepted" if d.accepted else f"refused: {d.why}"
-        lines.append(f"  decision   {d.at:%H:%M:%S} {d.kind} by {d.by} ({d.source}) {d.detail} {fate}".replace("  ", " "))
+        detail = f" {d.detail}" if d.detail and d.accepted else ""
+        lines.append(f"  decision   {d.at:%H:%M:%S} {d.kind} by {d.by} ({d.source}){detail} {fate}")
     lines.append(f"  web ui     {ui_link(s.rollout_id)}")
     return "\n".join(lines)
 

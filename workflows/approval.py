@@ -47,6 +47,7 @@ async def await_approval(control: RolloutControl, index: int, policy: ApprovalPo
             step=index, description=description, instructions=policy.instructions, approvers=list(policy.approvers),
             eligible=eligible, min_approvals=policy.min_approvals, forbid_self_approval=policy.forbid_self_approval,
             initiator=control.status.started_by, choices=[c.name for c in policy.answers], opened_at=now,
+            needs={c.name: 1 if c.action == "abort" else policy.min_approvals for c in policy.answers},
             timeout_at=now + policy.timeout if policy.timeout else None, on_timeout=policy.on_timeout,
         )
         _open(control, pending, policy)

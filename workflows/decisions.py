@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SkipAnalysisRequest,
         Vote,
     )
-    from models.status import ControlResult, RolloutStatus
+    from models.status import ControlResult, Reason, RolloutStatus
     from workflows.details import details
 
 DESCRIPTIONS = {
@@ -177,7 +177,8 @@ class Decisions:
         return "a skip is already requested" if self._skip is not None else ""
 
     def _problem_setWeight(self, request: SetWeightRequest) -> str:
-        if not (self._in_pause or self._held is not None or self.status.approval is not None):
+        held_here = self.status.reason == Reason.PAUSED_BY_USER.value  # held at a step boundary, not just asked to
+        if not (self._in_pause or held_here or self.status.approval is not None):
             return "setWeight applies while the rollout is paused (`rollout pause` first)"
         return "a weight change is already being applied" if self._weight is not None else ""
 
