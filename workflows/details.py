@@ -31,8 +31,9 @@ def _approval(s: RolloutStatus, a: PendingApproval) -> list[str]:
         payload = {"by": "your-name", "choice": choice, "comment": "", "step": a.step + 1}
         lines.append(f"- **{choice}**: CLI `rollout approve {s.rollout_id} --choice {choice}` · Web UI: "
                      + _signal("approve", payload))
-    lines.append(f"- reject: CLI `rollout reject {s.rollout_id} --comment \"why\"` · Web UI: "
-                 + _signal("reject", {"by": "your-name", "comment": "why", "step": a.step + 1}))
+    if "reject" not in a.choices:
+        lines.append(f"- reject: CLI `rollout reject {s.rollout_id} --comment \"why\"` · Web UI: "
+                     + _signal("reject", {"by": "your-name", "comment": "why", "step": a.step + 1}))
     return lines
 
 
