@@ -11,17 +11,26 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$")
 
 
+MAX_SECONDS = 366 * 86400  # nothing in a rollout waits longer than a year
+
+
+def _seconds(seconds: float, shown: Any) -> timedelta:
+    if seconds != seconds or seconds > MAX_SECONDS:  # NaN, infinity, or longer than any rollout waits
+        raise ValueError(f"duration {shown!r} is not between 0 and 366 days")
+    return timedelta(seconds=seconds)
+
+
 def _parse(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like 30s, 5m, 1h30m")
     if isinstance(value, (int, float)):
-        return timedelta(seconds=value)
+        return _seconds(value, value)
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("-"):
             raise ValueError(f"duration {value!r} must not be negative")
         if _WHOLE.match(text):
-            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)))
+            return _seconds(sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)), value)
         if text.startswith("P"):  # ISO 8601, as the data converter writes it
             return text
         raise ValueError(f"duration {value!r} is not like 30s, 5m, 1h30m")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -208,6 +209,10 @@ class Rollout(SpecModel):
     def rollout_id(self) -> str:
         return rollout_id(self.metadata.environment, self.metadata.name)
 
+    def digest(self) -> str:
+        """What identifies this very spec: a retried `rollout start` of the same file finds the same digest."""
+        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+
 
 class SpecError(Exception):
     """A spec that cannot be used; `problems` holds one line per problem, each naming its field path."""
@@ -227,14 +232,50 @@ def parse_rollout(document: Any, source: str = "<spec>") -> Rollout:
         raise SpecError(source, describe_errors(error)) from None
 
 
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page or two; anything near this is not one
+MAX_DEPTH = 64
+MAX_ALIASES = 100
+
+
+class _Limit(Exception):
+    pass
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with limits on nesting and on aliases (anchor bombs)."""
+
+    depth = 0
+    aliases = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _Limit(f"more than {MAX_ALIASES} aliases (*anchor references): refused as an anchor bomb")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Limit(f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def load_rollout(path: str | Path) -> Rollout:
     source = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(source, [f"(file): {size} bytes, more than the {MAX_SPEC_BYTES} a spec may have"])
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
+    except UnicodeDecodeError as error:
+        raise SpecError(source, [f"(file): not UTF-8 text (byte {error.start})"]) from None
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=_GuardedLoader) if doc is not None]
+    except _Limit as error:
+        raise SpecError(source, [f"(file): {error}"]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"

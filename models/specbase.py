@@ -3,6 +3,7 @@ and one-of blocks that name the key they do not know."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any
 
@@ -52,8 +53,10 @@ def _path(loc: tuple[Any, ...]) -> str:
             text += f"[{part}]"
         elif str(part).startswith(("function-", "tagged-union")):
             continue
-        else:
+        elif re.fullmatch(r"[A-Za-z_][\w-]*", str(part)):
             text += ("." if text else "") + str(part)
+        else:  # a key that is not a plain name (empty, spaces, quotes): quoted, so the path stays readable
+            text += f"[{json.dumps(str(part), ensure_ascii=False)}]"
     return text or "(document)"
 
 

@@ -79,6 +79,7 @@ class RolloutStatus(Message):
     paused_until: datetime | None = None
     steps: list[str] = Field(default_factory=list, description="what each step does, in order")
     started_by: str = Field("", description="who started the rollout (CLI user or CI actor)")
+    spec_digest: str = Field("", description="identifies the spec it runs (a retried start of the same spec attaches)")
     approval: PendingApproval | None = Field(None, description="the approval being waited for, with its votes")
     held_by: str = Field("", description="who paused the rollout with `rollout pause` (until resumed)")
     decisions: list[DecisionRecord] = Field(default_factory=list, description="every decision sent, and its fate")

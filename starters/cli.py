@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600, help="seconds --wait follows before exit 3 (default 3600)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+    p.add_argument("--again", action="store_true", help="start even if this very spec already ended Healthy")
 
     p = sub.add_parser("retry", help="run a rollout that ended Degraded again from the start")
     p.add_argument("rollout_id", metavar="ID")
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.OK
     if args.command == "start":
         rollout = _load(args.file)
-        return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json))
+        return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json, args.again))
     if args.command == "analyze":
         rollout = _load(args.file)
         return asyncio.run(lifecycle.analyze(rollout, args.template, args.arg, args.task_queue, args.timeout, args.json))

@@ -141,14 +141,47 @@ async def _close_window(client: Client, rollout_id: str, quiet: bool) -> None:
         print(f"closed the rollback window of {rollout_id}")
 
 
-async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
+async def _already_healthy(client: Client, rollout: Rollout) -> RolloutStatus | None:
+    """The last run of this rollout ID, if it ran this very spec and ended Healthy (a retried CI job)."""
+    handle = client.get_workflow_handle(rollout.rollout_id, result_type=RolloutStatus)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
+            return None
+        last: RolloutStatus = await handle.result()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    except Exception:  # noqa: BLE001 - a run that did not end with a status is not "already healthy"
+        return None
+    same = (last.spec_digest == rollout.digest() and last.phase is Phase.HEALTHY
+            and last.strategy == rollout.spec.strategy.name)  # not an undo or restart run of the same spec
+    return last if same else None
+
+
+async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool, again: bool = False) -> int:
+    """Start a rollout. The same spec started twice (a CI retry) gives one rollout: the second start
+    follows the running one, or reports the Healthy end of the last one (`--again` starts it anew)."""
     client = await connect()
     rid = rollout.rollout_id
+    if not again:
+        done = await _already_healthy(client, rollout)
+        if done is not None:
+            if as_json:
+                print(done.model_dump_json(by_alias=True))
+            else:
+                print(f"{rid} already ran this very spec and ended Healthy at {done.finished_at:%Y-%m-%d %H:%M:%S} UTC; "
+                      "not started again (--again to run it anew)")
+            return ExitCode.OK
     await _close_window(client, rid, as_json)
     try:
         handle = await start_workflow(client, rollout, task_queue, who())
     except WorkflowAlreadyStartedError:
         current = await status_or_none(client.get_workflow_handle(rid))
+        if current is not None and current.spec_digest == rollout.digest():
+            if not as_json:
+                print(f"{rid} is already running this very spec (started by {current.started_by}): following it")
+            return await _started(client.get_workflow_handle(rid, result_type=RolloutStatus), wait, timeout, as_json)
         if current is not None and current.strategy != rollout.spec.strategy.name:
             raise UserError(
                 f"rollout {rid} is running as {current.strategy}: changing its strategy to "

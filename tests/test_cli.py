@@ -85,8 +85,12 @@ def test_status_list_promote_abort_and_refusals(cli, workload, unique):
     started = cli("start", "-f", spec)
     assert started.returncode == 0 and f"started {rid}" in started.stdout
 
-    again = cli("start", "-f", spec)
-    assert again.returncode == 5 and "already running" in again.stderr
+    again = cli("start", "-f", spec)  # the same spec again (a CI retry): follows the running one
+    assert again.returncode == 0 and "already running this very spec" in again.stdout
+    other = cli.spec(name=f"web-{unique}", namespace=workload, deployment="web", image="registry.local/web:2.2.1",
+                     steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}])
+    different = cli("start", "-f", other)  # another spec for the same rollout ID: the concurrency policy says no
+    assert different.returncode == 5 and "already running" in different.stderr
 
     def paused():
         result = cli("status", rid, "--json")
@@ -165,8 +169,16 @@ def test_retry_and_supersede(cli, workload, unique):
     with open(spec) as f:
         document = yaml.safe_load(f)
     document["spec"]["concurrencyPolicy"] = "supersede"
-    assert cli("start", "-f", spec).returncode == 0
+    # The same spec started again after it ended Healthy (a retried CI job): one rollout, not two.
+    repeated = cli("start", "-f", spec)
+    assert repeated.returncode == 0 and "already ran this very spec and ended Healthy" in repeated.stdout
+    runs = len([row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid])
+    assert cli("start", "-f", spec, "--again").returncode == 0
     phase("Paused")
+    attached = cli("start", "-f", spec)  # and while it runs: the second start follows the first
+    assert attached.returncode == 0 and "is already running this very spec" in attached.stdout
+    assert wait_for(lambda: len([row for row in json.loads(cli("list", "--json").stdout)
+                                 if row["rolloutId"] == rid]) == runs + 1, what="exactly one more run")
     document["spec"]["image"] = "registry.local/web:2.4.0"
     newer = Path(spec).with_name("newer.yaml")
     other = dict(document, spec=dict(document["spec"], strategy={"rollingUpdate": {}}))

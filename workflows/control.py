@@ -65,6 +65,7 @@ class RolloutControl(Decisions):
             target=rollout.spec.target.describe(),
             image=rollout.spec.image,
             started_by=request.requested_by,
+            spec_digest=rollout.digest(),
         )
 
     # ---- handlers (the decisions are in workflows/decisions.py) --------------------------------------
