@@ -10,17 +10,19 @@ import httpx
 from temporalio.exceptions import ApplicationError
 
 from activities.analysis import EmptyResult
+from activities.secrets import reveal
 from models.analysis import Metric, fill
 
 
 class WebProvider:
     def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
         web = metric.provider.web
-        url = fill(web.url, args)
-        headers = {k: fill(v, args) for k, v in web.headers.items()}
-        body = fill(web.body, args) if web.body is not None else None
+        url = fill(web.url, args)  # as shown: `{{secrets.NAME}}` stays a placeholder in what is returned
+        headers = {k: reveal(fill(v, args)) for k, v in web.headers.items()}
+        body = reveal(fill(web.body, args)) if web.body is not None else None
         try:
-            response = httpx.request(web.method, url, headers=headers, content=body, timeout=web.timeout_seconds)
+            response = httpx.request(web.method, reveal(url), headers=headers, content=body,
+                                     timeout=web.timeout_seconds)
         except httpx.HTTPError as error:
             raise ApplicationError(f"metric {metric.name}: {web.method} {url}: {type(error).__name__}",
                                    type="Unavailable") from None
