@@ -7,31 +7,22 @@ error that names the group and where it was looked for."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import yaml
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.settings import env_name, mapping_file
+
 GROUPS_FILE = "DURABLE_ROLLOUTS_GROUPS"
-
-
-def _env_name(group: str) -> str:
-    return "ROLLOUT_GROUP_" + group.upper().replace("-", "_").replace(".", "_")
+PREFIX = "ROLLOUT_GROUP_"
 
 
 def _file_groups() -> dict[str, list[str]]:
-    path = os.environ.get(GROUPS_FILE)
-    if not path:
-        return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ApplicationError(f"${GROUPS_FILE} {path}: {error}", type="Invalid", non_retryable=True) from None
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise ApplicationError(f"${GROUPS_FILE} {path}: must map each group to a list of user names",
-                               type="Invalid", non_retryable=True)
-    return {str(k): [str(u) for u in v] for k, v in data.items()}
+    data = mapping_file(GROUPS_FILE)
+    if not all(isinstance(v, list) for v in data.values()):
+        raise ApplicationError(f"${GROUPS_FILE} {os.environ.get(GROUPS_FILE)}: must map each group to a list of "
+                               "user names", type="Invalid", non_retryable=True)
+    return {k: [str(u) for u in v] for k, v in data.items()}
 
 
 class ApproverActivities:
@@ -40,13 +31,13 @@ class ApproverActivities:
         from_file = _file_groups()
         found: dict[str, list[str]] = {}
         for group in groups:
-            listed = os.environ.get(_env_name(group))
+            listed = os.environ.get(env_name(PREFIX, group))
             if listed is not None:
                 found[group] = sorted({u.strip() for u in listed.split(",") if u.strip()})
             elif group in from_file:
                 found[group] = sorted(set(from_file[group]))
             else:
-                where = f"${GROUPS_FILE} ({os.environ.get(GROUPS_FILE) or 'not set'}) or ${_env_name(group)}"
+                where = f"${GROUPS_FILE} ({os.environ.get(GROUPS_FILE) or 'not set'}) or ${env_name(PREFIX, group)}"
                 raise ApplicationError(f"approver group {group!r} is not defined in {where}",
                                        type="Invalid", non_retryable=True)
         return found

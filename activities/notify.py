@@ -7,13 +7,12 @@ are kept in the heartbeat details, so a retry does not post twice."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import httpx
-import yaml
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.settings import env_name, mapping_file
 from models.notifications import NotifyInput
 
 NOTIFY_FILE = "DURABLE_ROLLOUTS_NOTIFY_FILE"
@@ -21,17 +20,10 @@ ICONS = {"info": ":information_source:", "warning": ":warning:", "critical": ":r
 
 
 def channel_url(channel: str) -> str:
-    env = "ROLLOUT_NOTIFY_" + channel.upper().replace("-", "_")
-    if os.environ.get(env):
-        return os.environ[env]
-    path = os.environ.get(NOTIFY_FILE)
-    if path:
-        try:
-            urls = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ApplicationError(f"${NOTIFY_FILE} {path}: {error}", type="Invalid", non_retryable=True) from None
-        if isinstance(urls, dict) and urls.get(channel):
-            return str(urls[channel])
+    env = env_name("ROLLOUT_NOTIFY_", channel)
+    url = os.environ.get(env) or mapping_file(NOTIFY_FILE).get(channel)
+    if url:
+        return str(url)
     raise ApplicationError(f"notification channel {channel!r}: set ${env} or list it in ${NOTIFY_FILE}",
                            type="Invalid", non_retryable=True)
 

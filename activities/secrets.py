@@ -7,30 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
-import yaml
 from temporalio.exceptions import ApplicationError
+
+from activities.settings import env_name, mapping_file
 
 SECRET = re.compile(r"\{\{\s*secrets\.([A-Za-z0-9_-]+)\s*\}\}")
 SECRETS_FILE = "DURABLE_ROLLOUTS_SECRETS_FILE"
-
-
-def _env_name(name: str) -> str:
-    """`checkToken`, `check-token` and `check_token` are all $ROLLOUT_SECRET_CHECK_TOKEN."""
-    return "ROLLOUT_SECRET_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper().replace("-", "_")
-
-
-def _from_file() -> dict[str, str]:
-    path = os.environ.get(SECRETS_FILE)
-    if not path:
-        return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ApplicationError(f"${SECRETS_FILE} {path}: {type(error).__name__}", type="Invalid",
-                               non_retryable=True) from None
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def reveal(text: str) -> str:
@@ -43,12 +26,13 @@ def reveal(text: str) -> str:
     def value(match: re.Match) -> str:
         nonlocal stored
         name = match.group(1)
-        if os.environ.get(_env_name(name)):
-            return os.environ[_env_name(name)]
-        stored = _from_file() if stored is None else stored
+        variable = env_name("ROLLOUT_SECRET_", name)
+        if os.environ.get(variable):
+            return os.environ[variable]
+        stored = mapping_file(SECRETS_FILE) if stored is None else stored
         if name in stored:
-            return stored[name]
-        raise ApplicationError(f"secret {name!r} is not set: ${_env_name(name)} or ${SECRETS_FILE}",
+            return str(stored[name])
+        raise ApplicationError(f"secret {name!r} is not set: ${variable} or ${SECRETS_FILE}",
                                type="Invalid", non_retryable=True)
 
     return SECRET.sub(value, text)

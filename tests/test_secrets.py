@@ -140,3 +140,32 @@ async def test_a_missing_secret_fails_naming_it_not_its_value(time_skipping_env,
     assert final.phase is Phase.DEGRADED, final
     assert "secret 'noSuchToken' is not set: $ROLLOUT_SECRET_NO_SUCH_TOKEN" in final.message
     assert all(SECRETS["CHECK_TOKEN"] not in t for t in payload_texts(history))
+
+
+def test_groups_channels_and_secrets_from_files(tmp_path, monkeypatch):
+    """The file forms (for a mounted Kubernetes Secret or a config file): groups, channel URLs, secrets;
+    an environment variable wins over the file; what is missing is named, never a value."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.notify import channel_url
+    from activities.secrets import reveal
+
+    (tmp_path / "groups.yaml").write_text("platform-team: [alice, bob]\nsre: [carol]\n")
+    (tmp_path / "notify.yaml").write_text("releases: https://hooks.example/T1/B1/abc\n")
+    (tmp_path / "secrets.yaml").write_text("checkToken: from-file-123\n")
+    monkeypatch.setenv("DURABLE_ROLLOUTS_GROUPS", str(tmp_path / "groups.yaml"))
+    monkeypatch.setenv("DURABLE_ROLLOUTS_NOTIFY_FILE", str(tmp_path / "notify.yaml"))
+    monkeypatch.setenv("DURABLE_ROLLOUTS_SECRETS_FILE", str(tmp_path / "secrets.yaml"))
+    monkeypatch.setenv("ROLLOUT_GROUP_SRE", "dave, erin")
+    assert ApproverActivities().resolve_groups(["platform-team", "sre"]) == {
+        "platform-team": ["alice", "bob"], "sre": ["dave", "erin"]}
+    assert channel_url("releases") == "https://hooks.example/T1/B1/abc"
+    assert reveal("Bearer {{secrets.checkToken}}") == "Bearer from-file-123"
+    with pytest.raises(ApplicationError, match="approver group 'nobody' is not defined"):
+        ApproverActivities().resolve_groups(["nobody"])
+    with pytest.raises(ApplicationError, match=r"notification channel 'oncall': set \$ROLLOUT_NOTIFY_ONCALL"):
+        channel_url("oncall")
+    (tmp_path / "secrets.yaml").write_text("checkToken: [very-secret-456\n")  # broken YAML
+    with pytest.raises(ApplicationError) as broken:
+        reveal("{{secrets.checkToken}}")
+    assert "very-secret" not in broken.value.message and broken.value.message.endswith("Error")
