@@ -64,3 +64,27 @@ async def test_an_unguarded_change_is_caught_by_replay():
     result = await replayer.replay_workflow(load(canary), raise_on_replay_failure=False)
     assert result.replay_failure is not None
     assert "nondetermin" in f"{type(result.replay_failure).__name__} {result.replay_failure}".lower()
+
+
+@workflow.defn(name="CanaryRollout", sandboxed=False)
+class CanaryWithAGuardedChange(CanaryRollout):
+    """The same change done right: new runs skip the first step, runs recorded before it do not."""
+
+    @workflow.run
+    async def run(self, request: RolloutInput) -> RolloutStatus:
+        if workflow.patched("skip-first-step"):
+            canary = self.canary_spec()
+            trimmed = canary.model_copy(update={"steps": canary.steps[1:]})
+            self.canary_spec = lambda: trimmed  # type: ignore[method-assign]
+        return await super().run(request)
+
+
+async def test_a_change_guarded_by_patched_replays_every_recorded_canary():
+    """The procedure in the README: guard the new logic with `workflow.patched(ID)`, replay every
+    recorded history (old runs take the old branch), record a new history, later deprecate the patch."""
+    replayer = Replayer(workflows=[CanaryWithAGuardedChange], data_converter=pydantic_data_converter)
+    canaries = [p for p in HISTORIES if p.stem.startswith("canary-")]
+    assert len(canaries) >= 6
+    for path in canaries:
+        result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{path.stem}: {result.replay_failure}"
