@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -23,40 +20,18 @@ from models.spec import parse_rollout
 from models.status import Phase, RolloutInput, RolloutStatus
 from tests.helpers import canary_document, eventually
 from tests.test_canary_workflow import FakeCluster
+from tests.test_webhooks import HookServer
 from workflows.canary import CanaryRollout
 
 POLICY = {"approvers": ["alice", "bob", "group:sre"], "minApprovals": 2, "forbidSelfApproval": True,
           "instructions": "Check the **checkout** dashboard."}
 
 
-class SlackReceiver:
-    """A Slack-compatible incoming webhook on loopback: records every JSON body."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/releases"
-
-    def texts(self) -> list[str]:
-        return [body["text"] for body in self.received]
-
-
 @pytest.fixture
 def slack(monkeypatch):
-    receiver = SlackReceiver()
-    monkeypatch.setenv("ROLLOUT_NOTIFY_RELEASES", receiver.url)
+    """A Slack-compatible incoming webhook on loopback (the webhook tests' recording server)."""
+    receiver = HookServer(releases=[200])
+    monkeypatch.setenv("ROLLOUT_NOTIFY_RELEASES", receiver.url("releases"))
     yield receiver
     receiver.server.shutdown()
 
@@ -216,12 +191,12 @@ async def test_reminders_at_the_right_times(rollout, slack):
     opened = next(h.at for h in final.history if h.event == "approval-requested")
     reminders = [h.at - opened for h in final.history if h.event == "approval-reminder"]
     assert len(reminders) == 3 and all(near(r, timedelta(minutes=m)) for r, m in zip(reminders, (10, 20, 30)))
-    texts = slack.texts()  # warning and above: the request, three reminders, the abort (not phase changes)
+    texts = [body["text"] for _, body in slack.calls]  # warning and above: the request, three reminders, the abort (not phase changes)
     assert sum("approval-requested" in t for t in texts) == 1
     assert sum("approval-reminder" in t for t in texts) == 3
     assert sum("· aborted:" in t and "ApprovalTimedOut" in t for t in texts) == 1
     assert not any("phase-changed" in t for t in texts)
-    assert all(body["blocks"][0]["type"] == "section" for body in slack.received)
+    assert all(body["blocks"][0]["type"] == "section" for _, body in slack.calls)
 
 
 async def test_update_and_signal_have_the_same_meaning(rollout):

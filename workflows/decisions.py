@@ -117,28 +117,27 @@ class Decisions:
         return getattr(self, f"_problem_{kind}")(request)
 
     def _problem_approve(self, request: ApproveRequest) -> str:
+        return self._vote_problem(request.by, request.choice)
+
+    def _problem_reject(self, request: RejectRequest) -> str:
+        return self._vote_problem(request.by, "reject", rejecting=True)
+
+    def _vote_problem(self, who: str, choice: str, rejecting: bool = False) -> str:
+        """Whether `who` may vote `choice` now; the initiator may always reject their own rollout."""
         a, policy = self.status.approval, self.approval_policy
         if a is None or policy is None or a.decided:
             return f"step {self.status.current_step + 1} is not waiting for approval"
-        who = request.by
         if a.eligible is not None and who not in a.eligible:
             return Invalid(f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})")
-        if a.forbid_self_approval and who == a.initiator:
+        if a.forbid_self_approval and who == a.initiator and not rejecting:
             return Invalid(f"{who} started this rollout and cannot approve it (forbidSelfApproval)")
         earlier = next((v for v in a.votes if v.by == who), None)
         if earlier is not None:
             return Invalid(f"{who} has already voted ({earlier.choice} at {earlier.at:%H:%M:%S})")
-        if policy.choice(request.choice) is None:
-            return Invalid(f"unknown choice {request.choice!r} (choices: {', '.join(a.choices)})")
+        if policy.choice(choice) is None:
+            return Invalid("this approval has no choice that rolls back" if rejecting
+                           else f"unknown choice {choice!r} (choices: {', '.join(a.choices)})")
         return ""
-
-    def _problem_reject(self, request: RejectRequest) -> str:
-        problem = self._problem_approve(ApproveRequest(by=request.by, choice="reject"))
-        if problem.endswith("(forbidSelfApproval)"):
-            return ""  # the initiator may always stop their own rollout
-        if problem.startswith("unknown choice"):
-            return Invalid("this approval has no choice that rolls back")
-        return problem
 
     def _problem_promote(self, request: PromoteRequest) -> str:
         s, a = self.status, self.status.approval
@@ -146,7 +145,7 @@ class Decisions:
             if a.eligible is not None or a.min_approvals > 1 or a.forbid_self_approval or len(a.choices) > 2:
                 return (f"step {a.step + 1} waits for approval under a policy: "
                         f"`rollout approve {s.rollout_id}` (signal approve)")
-            return self._problem_approve(ApproveRequest(by=request.by))
+            return self._vote_problem(request.by, "")
         if request.full:
             if "full" not in self.decisions_supported:
                 return Invalid(f"promote --full is not something a {s.strategy} rollout does")
