@@ -1,7 +1,9 @@
 """Kubernetes plumbing for activities: clients per kubeconfig context, error mapping, readiness waits.
 
 Errors follow one rule: 404 and 4xx validation errors are permanent (non-retryable, the message names
-the object); 409, 429, 5xx and connection errors are retried by Temporal.
+the object); 409, 429, 5xx and connection errors are retried — first by the HTTP client (a few quick
+retries, honouring a 429's Retry-After, as client-go does), then by Temporal (the activity's retry policy).
+Every call is safe to repeat: the activities read first and change only what differs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from urllib3.util.retry import Retry
 
 from models.names import ANNOTATION_ROLLOUT_ID, ANNOTATION_STABLE_REPLICAS, ANNOTATION_STRATEGY
 
@@ -24,6 +27,12 @@ STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 _PERMANENT = {400: "Invalid", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 422: "Invalid"}
+
+# Transient API errors are retried inside the call before the activity sees them: 5 tries over ~3 s,
+# any verb (our writes are idempotent; a repeated create answers AlreadyExists), Retry-After honoured.
+TRANSIENT = Retry(total=5, connect=5, read=5, status=5, backoff_factor=0.2, backoff_max=2.0,
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
+                  respect_retry_after_header=True, raise_on_status=False)
 
 
 class KubeClients:
@@ -38,9 +47,11 @@ class KubeClients:
         with self._lock:
             if context not in self._clients:
                 try:
-                    self._clients[context] = config.new_client_from_config(
-                        config_file=self._kubeconfig, context=context
-                    )
+                    configuration = client.Configuration()
+                    config.load_kube_config(config_file=self._kubeconfig, context=context,
+                                            client_configuration=configuration, persist_config=False)
+                    configuration.retries = TRANSIENT
+                    self._clients[context] = client.ApiClient(configuration)
                 except (config.ConfigException, OSError) as error:
                     raise ApplicationError(
                         f"kubeconfig context {context!r}: {error}", type="InvalidTarget", non_retryable=True
@@ -86,9 +97,17 @@ def create_if_absent(create, *args) -> bool:
         create(*args)
         return True
     except ApiException as error:
-        if error.status == 409:
+        if error.status == 409 and _status_reason(error) == "AlreadyExists":
             return False
         raise
+
+
+def _status_reason(error: ApiException) -> str:
+    """The machine-readable reason of a Kubernetes Status answer (AlreadyExists, Conflict, ...)."""
+    try:
+        return str(json.loads(error.body or "{}").get("reason") or "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _reason(error: ApiException) -> str:

@@ -81,6 +81,21 @@ class LocalCluster:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
 
+    def kubeconfig_through(self, server: str, path: Path) -> Path:
+        """A copy of the engine's kubeconfig that talks to `server` (a fault proxy) instead."""
+        config = json.loads(self.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = server
+        path.write_text(json.dumps(config, indent=2))
+        os.chmod(path, 0o600)
+        return path
+
+    def fault_proxy(self, **faults):
+        """A fault proxy in front of the kube-apiserver, serving with the cluster's certificate."""
+        from localcluster.faultproxy import FaultProxy
+
+        return FaultProxy(self.server, tls=(self.root / "server.crt", self.root / "server.key"),
+                          cafile=self.root / "server.crt", paths="/apis/", **faults).start()
+
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def start(self, timeout: float = 90) -> LocalCluster:

@@ -39,7 +39,7 @@ class WebProvider(SpecModel):
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     json_path: str = Field("", description="dotted path into the JSON answer, e.g. data.ok; empty: the whole answer")
-    timeout_seconds: float = Field(10, gt=0, le=300)
+    timeout_seconds: float = Field(10, gt=0, le=60)
 
 
 class JudgeMetric(SpecModel):

@@ -107,13 +107,14 @@ async def cluster_worker(dev_client, local_cluster, unique):
 class WorkerProcess:
     """`rollout worker` as its own process, so a test can SIGKILL it like a crashed machine."""
 
-    def __init__(self, address: str, task_queue: str, kubeconfig: Path, log: Path, extra: tuple[str, ...] = ()):
+    def __init__(self, address: str, task_queue: str, kubeconfig: Path, log: Path, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
         self.address, self.task_queue, self.kubeconfig, self.log = address, task_queue, kubeconfig, log
-        self.extra = extra
+        self.extra, self.env = extra, env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> WorkerProcess:
-        env = {**os.environ, "TEMPORAL_ADDRESS": self.address, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "TEMPORAL_ADDRESS": self.address, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with open(self.log, "ab") as log:
             offset = log.tell()
             self.process = subprocess.Popen(
@@ -127,6 +128,9 @@ class WorkerProcess:
             time.sleep(0.1)
         return self
 
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
     def kill(self) -> None:
         """SIGKILL: no drain, no goodbye to the server."""
         self.process.send_signal(signal.SIGKILL)
@@ -138,11 +142,14 @@ class WorkerProcess:
 
 @pytest.fixture
 def worker_processes(tmp_path, local_cluster):
-    """Factory: start `rollout worker` processes against a server address; all are stopped at the end."""
+    """Factory: start `rollout worker` processes against a server address; all are stopped at the end.
+    `kubeconfig` (e.g. through a fault proxy) and `env` (e.g. a kill plan) are optional."""
     started: list[WorkerProcess] = []
 
-    def spawn(address: str, task_queue: str, *extra: str) -> WorkerProcess:
-        worker = WorkerProcess(address, task_queue, local_cluster.kubeconfig, tmp_path / "worker.log", extra).start()
+    def spawn(address: str, task_queue: str, *extra: str, kubeconfig: Path | None = None,
+              env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(address, task_queue, kubeconfig or local_cluster.kubeconfig, tmp_path / "worker.log",
+                               extra, env).start()
         started.append(worker)
         return worker
 
@@ -162,3 +169,11 @@ def prometheus(local_cluster, tmp_path_factory):
     yield server
     os.environ.pop("PROMETHEUS_URL", None)
     server.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (`item.rep_call`), for fixtures that record outcomes."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

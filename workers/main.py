@@ -34,6 +34,15 @@ WORKFLOWS = ALL_WORKFLOWS
 log = logging.getLogger("rollout.worker")
 
 
+def kill_points() -> list:
+    """Fault-injection kill points, only when a test sets $DURABLE_ROLLOUTS_KILL_PLAN (localcluster/faults.py)."""
+    if not os.environ.get("DURABLE_ROLLOUTS_KILL_PLAN"):
+        return []
+    from localcluster.faults import from_env
+
+    return from_env()
+
+
 def activities_for(clients: KubeClients) -> list:
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
     window = WindowActivities(clients)
@@ -85,6 +94,7 @@ async def run_worker(
             workflows=WORKFLOWS,
             activities=activities_for(clients),
             activity_executor=pool,
+            interceptors=kill_points(),
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
         log.info("worker on %s (namespace %s, task queue %s)", address, namespace, task_queue)

@@ -33,8 +33,9 @@ with workflow.unsafe.imports_passed_through():
 if TYPE_CHECKING:
     from workflows.control import RolloutControl
 
-MEASURE = {
+MEASURE = {  # a provider call is bounded (web timeoutSeconds <= 60, Prometheus 10 s per request)
     "start_to_close_timeout": timedelta(minutes=2),
+    "heartbeat_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(maximum_attempts=3, non_retryable_error_types=["Invalid"]),
 }
 

@@ -7,8 +7,12 @@ counts) and a retried measurement is simply taken again (reading a metric change
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
+import threading
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from temporalio import activity
@@ -54,13 +58,34 @@ def _shown(result: Any) -> str:
     return json.dumps(clean)
 
 
+@contextlib.contextmanager
+def heartbeating(every: float = 2.0) -> Iterator[None]:
+    """Heartbeat from a helper thread while a blocking call runs (a slow provider), so a lost worker is
+    noticed within the heartbeat timeout instead of the whole start-to-close timeout."""
+    stop = threading.Event()
+    context = contextvars.copy_context()  # this activity's context, for activity.heartbeat
+
+    def beat() -> None:
+        while not stop.wait(every):
+            context.run(activity.heartbeat)
+
+    thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 class AnalysisActivities:
     @activity.defn(name="measure")
     def measure(self, request: MeasureInput) -> Measurement:
         metric = with_args(request.metric, request.args)
         provider = provider_for(metric)
         try:
-            result, query = provider.measure(metric, request.args)
+            with heartbeating():
+                result, query = provider.measure(metric, request.args)
         except EmptyResult as empty:
             p = metric.provider
             policy = p.prometheus.empty_result if p.prometheus else "inconclusive" if p.judge else "error"

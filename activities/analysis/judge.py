@@ -20,6 +20,7 @@ from scipy.stats import mannwhitneyu
 from temporalio.exceptions import ApplicationError
 
 from activities.analysis import EmptyResult
+from activities.analysis.prometheus import QUERY_TIMEOUT
 from models.analysis import JudgeMetric, Metric, fill
 
 
@@ -77,7 +78,7 @@ class JudgeProvider:
         address = judge.address or os.environ.get("PROMETHEUS_URL", "")
         if not address:
             raise ApplicationError(f"metric {metric.name}: no Prometheus address", type="Invalid", non_retryable=True)
-        prometheus = PrometheusConnect(url=address, disable_ssl=True)
+        prometheus = PrometheusConnect(url=address, disable_ssl=True, timeout=QUERY_TIMEOUT)
         end = datetime.fromtimestamp(time.time(), tz=timezone.utc)
         start = datetime.fromtimestamp(end.timestamp() - judge.lookback.total_seconds(), tz=timezone.utc)
         step = f"{max(1, int(judge.step.total_seconds()))}s"

@@ -17,6 +17,8 @@ from temporalio.exceptions import ApplicationError
 from activities.analysis import EmptyResult
 from models.analysis import Metric, fill
 
+QUERY_TIMEOUT = 10  # seconds per HTTP request (the client retries 5xx a few times within the measurement)
+
 
 class PrometheusProvider:
     def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
@@ -27,7 +29,7 @@ class PrometheusProvider:
                                    "the worker's PROMETHEUS_URL)", type="Invalid", non_retryable=True)
         query = fill(config.query, args)
         try:
-            answer = PrometheusConnect(url=address, disable_ssl=True).custom_query(query)
+            answer = PrometheusConnect(url=address, disable_ssl=True, timeout=QUERY_TIMEOUT).custom_query(query)
         except PrometheusApiClientException as error:
             text = str(error)
             if "400" in text or "bad_data" in text or "parse error" in text:
