@@ -4,6 +4,7 @@ with the cluster's own certificate) or Prometheus (plain HTTP). Everything else 
 Faults, each chosen at random for `rate` of the requests (seeded, so a run can be repeated):
 - `error`: 500 with a Kubernetes Status body, the request never forwarded;
 - `conflict`: 409 Conflict ("the object has been modified") on a PUT/PATCH, never forwarded;
+- `denied`: 403 from an admission webhook on a write (a permanent fault: the engine must not retry it);
 - `throttle`: 429 with `Retry-After: 1`, never forwarded;
 - `slow`: forwarded after `slow_seconds`;
 - `drop`: the connection closed without an answer, never forwarded;
@@ -11,7 +12,8 @@ Faults, each chosen at random for `rate` of the requests (seeded, so a run can b
   cannot know whether its write happened;
 - Prometheus answers: `unavailable` (503), `empty` (a success with no series), `nan` (a NaN sample).
 
-`with proxy.faults(rate=1.0, kinds=["unavailable"]):` changes the faults for a while; `counts` says
+`with proxy.faults(rate=1.0, kinds=["unavailable"], limit=None):` changes the faults for a while (at most
+`limit` of them); `counts` says
 how many requests passed and how many faults of each kind were injected.
 """
 
@@ -33,6 +35,7 @@ from urllib.parse import urlsplit
 
 KUBERNETES_FAULTS = ("error", "conflict", "throttle", "slow", "drop", "lost")
 PROMETHEUS_FAULTS = ("unavailable", "empty", "nan")
+_WRITES_ONLY = {"conflict": ("PUT", "PATCH"), "denied": ("POST", "PUT", "PATCH")}
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
 
@@ -51,6 +54,8 @@ _ANSWERS = {
     "error": (500, {}, _status(500, "InternalError", "injected: etcdserver: request timed out")),
     "conflict": (409, {}, _status(409, "Conflict", "injected: the object has been modified; please apply your "
                                                    "changes to the latest version and try again")),
+    "denied": (403, {}, _status(403, "Forbidden", 'admission webhook "policy.example.com" denied the request: '
+                                                  "injected: images must come from the approved registry")),
     "throttle": (429, {"Retry-After": "1"}, _status(429, "TooManyRequests", "injected: too many requests")),
     "unavailable": (503, {}, b"injected: service unavailable"),
     "empty": (200, {}, _vector("")),
@@ -67,6 +72,7 @@ class FaultProxy:
         self.upstream = urlsplit(upstream)
         self.rate, self.kinds, self.slow_seconds, self.paths = rate, tuple(kinds), slow_seconds, paths
         self.counts: Counter[str] = Counter()
+        self.limit: int | None = None
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._upstream_tls = ssl.create_default_context(cafile=str(cafile)) if cafile else None
@@ -90,14 +96,20 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     @contextlib.contextmanager
-    def faults(self, rate: float, kinds: Sequence[str] | None = None) -> Iterator[FaultProxy]:
-        before = (self.rate, self.kinds)
-        self.rate, self.kinds = rate, tuple(kinds or self.kinds)
+    def faults(self, rate: float, kinds: Sequence[str] | None = None, limit: int | None = None) -> Iterator[FaultProxy]:
+        before = (self.rate, self.kinds, self.limit)
+        self.rate, self.kinds, self.limit = rate, tuple(kinds or self.kinds), limit
         try:
             yield self
         finally:
-            self.rate, self.kinds = before
+            self.rate, self.kinds, self.limit = before
 
     @property
     def injected(self) -> int:
@@ -105,10 +117,14 @@ class FaultProxy:
 
     def choose(self, method: str, path: str) -> str | None:
         with self._lock:
-            if not path.startswith(self.paths) or "watch=true" in path or self._random.random() >= self.rate:
+            if not path.startswith(self.paths) or "watch=true" in path or self.limit == 0:
                 return None
-            kinds = [k for k in self.kinds if k != "conflict" or method in ("PUT", "PATCH")]
-            return self._random.choice(kinds) if kinds else None
+            kinds = [k for k in self.kinds if method in _WRITES_ONLY.get(k, (method,))]
+            if not kinds or self._random.random() >= self.rate:
+                return None
+            if self.limit is not None:
+                self.limit -= 1
+            return self._random.choice(kinds)
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes | None):
         u = self.upstream

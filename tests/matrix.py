@@ -5,7 +5,6 @@ supervisor that restarts killed workers, and the record of every cell for `bench
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +14,9 @@ from kubernetes import client
 
 from models.spec import Rollout, parse_rollout
 from models.status import Phase, RolloutStatus
+from tests import figures
 from tests.helpers import canary_document, read_audit
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "artifacts" / "durability"
 STRATEGIES = ("canary", "blueGreen", "rollingUpdate")
 # The activities that change a cluster, per strategy: the step boundaries a worker is killed after.
 EFFECTS = {
@@ -30,9 +28,9 @@ EFFECTS = {
 LONG = {"canary": ["set_canary_weight"], "blueGreen": ["scale_preview"], "rollingUpdate": ["roll_out_deployment"]}
 
 
-def rollout(strategy: str, unique: str, namespace: str, image: str, prometheus: str) -> Rollout:
+def rollout(strategy: str, unique: str, namespace: str, image: str, prometheus: str, **metric: Any) -> Rollout:
     """A rollout that finishes on its own (no person needed) through an analysis gate whose query goes
-    to `prometheus` (the real one, or a fault proxy in front of it)."""
+    to `prometheus` (the real one, or a fault proxy in front of it); `metric` changes the metric."""
     gate = {"templates": [{"templateName": "up"}]}
     strategies = {
         "canary": {"canary": {"stableService": "web", "canaryService": "web-canary", "trafficRouting": {"replicas": {}},
@@ -47,7 +45,7 @@ def rollout(strategy: str, unique: str, namespace: str, image: str, prometheus: 
                                strategy=strategies[strategy], progress_deadline_seconds=120)
     document["spec"]["analysis"] = {"templates": [{"name": "up", "metrics": [{
         "name": "scraped", "count": 4, "interval": "1s", "successCondition": "result[0] >= 1",
-        "provider": {"prometheus": {"address": prometheus, "query": "count(up == 1)"}}}]}]}
+        "provider": {"prometheus": {"address": prometheus, "query": "count(up == 1)"}}, **metric}]}]}
     return parse_rollout(document)
 
 
@@ -143,8 +141,5 @@ class Cell:
     figures: dict[str, Any] = field(default_factory=dict)
 
     def write(self, passed: bool) -> None:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        row = {"strategy": self.strategy, "fault": self.fault, "passed": passed,
-               "seconds": round(time.monotonic() - self.started, 1), **self.figures}
-        with open(RESULTS / "cells.jsonl", "a") as out:
-            out.write(json.dumps(row) + "\n")
+        figures.write("cells", {"strategy": self.strategy, "fault": self.fault, "passed": passed,
+                                "seconds": round(time.monotonic() - self.started, 1), **self.figures})

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.spec import MAX_SPEC_BYTES, SpecError, load_rollout, parse_rollout
+from tests import figures
 from tests.helpers import canary_document
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,10 +55,21 @@ def _set(document, path, value):
     node[path[-1]] = value
 
 
+COUNTS = {"generated": 0, "rejected": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures():
+    yield
+    figures.write("specs", dict(COUNTS))
+
+
 def _check(document) -> None:
+    COUNTS["generated"] += 1
     try:
         parse_rollout(document)
     except SpecError as error:
+        COUNTS["rejected"] += 1
         assert error.problems, "a rejection without a reason"
         for problem in error.problems:
             assert PROBLEM.match(problem), f"problem without a field path: {problem!r}"
@@ -84,8 +96,10 @@ def test_an_unknown_key_anywhere_is_named(data, key):
     if key in target:
         return
     target[key] = "surprise"
+    COUNTS["generated"] += 1
     with pytest.raises(SpecError) as rejected:
         parse_rollout(document)
+    COUNTS["rejected"] += 1
     assert any(key in p for p in rejected.value.problems), rejected.value.problems
 
 
