@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from models.analysis import AnalysisStep, MetricResult
-from models.approvals import AbortRequest, DecisionRecord, PendingApproval, PromoteRequest  # noqa: F401
+from models.approvals import AbortRequest, DecisionRecord, PauseRequest, PendingApproval, PromoteRequest  # noqa: F401
+from models.routing import RouteState, SetCanaryScale
 from models.spec import Rollout
 from models.specbase import Message
 
@@ -85,7 +86,24 @@ class RolloutStatus(Message):
     decisions: list[DecisionRecord] = Field(default_factory=list, description="every decision sent, and its fate")
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    runs: int = Field(1, description="workflow runs so far (a long wait continues as new)")
     history: list[HistoryEntry] = Field(default_factory=list)
+
+
+class Resume(Message):
+    """Where a rollout that continued as new (its history grew long during a long wait) picks up: the
+    status so far and the strategy's state at the wait. Never anything a person typed but decisions."""
+
+    status: RolloutStatus
+    step: int = Field(description="the step whose wait is re-entered")
+    container: str = ""
+    total_replicas: int = 0
+    routes: RouteState = Field(default_factory=RouteState)
+    canary_scale: SetCanaryScale | None = None
+    paused_until: datetime | None = Field(None, description="a timed pause's end (the timer goes on from there)")
+    approval: PendingApproval | None = Field(None, description="the open approval, votes included")
+    held: PauseRequest | None = None
+    groups: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class RolloutInput(Message):
@@ -95,6 +113,9 @@ class RolloutInput(Message):
     action: Literal["rollout", "undo", "restart", "window", "analyze"] = "rollout"
     to_revision: int = Field(0, ge=0, description="undo: the revision to go back to (0: the one before)")
     analyze: AnalysisStep | None = Field(None, description="`rollout analyze`: the templates and args to run")
+    resume: Resume | None = Field(None, description="set by the workflow itself when it continues as new")
+    continue_after_events: int = Field(10_000, ge=50, description="continue as new at a long wait once the history "
+                                                                  "has this many events (or the server suggests it)")
 
 
 class UndoRequest(Message):

@@ -67,7 +67,8 @@ def render(s: RolloutStatus) -> str:
     reason = f" ({s.reason})" if s.reason else ""
     lines = [
         f"{s.rollout_id}  {s.strategy}  {ICON[s.phase]} {s.phase.value}{reason}",
-        f"  target     {s.target}" + (f"   started by {s.started_by}" if s.started_by else ""),
+        f"  target     {s.target}" + (f"   started by {s.started_by}" if s.started_by else "")
+        + (f"   run {s.runs} (a long wait continues as new)" if s.runs > 1 else ""),
         *_versions(s),
         f"  message    {s.message}",
     ]

@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import sys
 from datetime import timedelta
 import tempfile
+import uuid
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -127,7 +128,11 @@ def blue_green_fakes() -> list:
     async def abort(request: BlueGreenInput) -> None:
         return None
 
-    return [prepare, scale_preview, switch_active, complete, abort]
+    @activity.defn(name="shift_traffic")
+    async def shift_traffic(request: BlueGreenInput) -> None:
+        return None
+
+    return [prepare, scale_preview, switch_active, complete, abort, shift_traffic]
 
 
 def blue_green(switch_back: bool):
@@ -148,6 +153,17 @@ def blue_green(switch_back: bool):
         return handle
 
     return scenario
+
+
+async def blue_green_gradual(client: Client, queue: str):
+    """Blue-green through a router: preview weights 25 and 50 held, then the switch, auto-promoted."""
+    rollout = canary_rollout(name="recorded-blue-green-gradual", strategy={"blueGreen": {
+        "activeService": "checkout-api", "previewService": "checkout-api-preview", "scaleDownDelaySeconds": 0,
+        "trafficRouting": {"istio": {"virtualService": {"name": "checkout-api"}}},
+        "gradualShift": {"weights": [25, 50, 100], "hold": "5s"}}})
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await handle.result()
+    return handle
 
 
 async def ab_test(client: Client, queue: str):
@@ -283,40 +299,49 @@ async def failed(client: Client, queue: str):
     return handle
 
 
+# name, scenario, the fake activities (built fresh for each run)
+SCENARIOS = [
+    ("canary-promoted", promoted, lambda: FakeCluster().activities()),
+    ("canary-aborted", aborted, lambda: FakeCluster().activities()),
+    ("canary-failed", failed, lambda: FakeCluster(fail_at_weight=60).activities()),
+    ("rolling-update-healthy", rolling("rollingUpdate", False), lambda: deployment_fakes(False)),
+    ("rolling-update-undone", rolling("rollingUpdate", True), lambda: deployment_fakes(True)),
+    ("recreate-healthy", rolling("recreate", False), lambda: deployment_fakes(False)),
+    ("ab-test-promoted", ab_test, lambda: FakeCluster().activities()),
+    ("canary-analysed", analysed, lambda: FakeCluster().activities() + measure_fakes()),
+    ("canary-webhooks", hooked, lambda: FakeCluster().activities() + webhook_fakes()),
+    ("analysis-run-successful", analysis_run, measure_fakes),
+    ("rolling-update-windowed", windowed(False), lambda: deployment_fakes(False) + window_fakes()),
+    ("rollback-window-undone", windowed(True), lambda: deployment_fakes(False) + window_fakes()),
+    ("undo-healthy", revision("undo"), lambda: deployment_fakes(False)),
+    ("restart-healthy", revision("restart"), lambda: deployment_fakes(False)),
+    ("blue-green-healthy", blue_green(False), blue_green_fakes),
+    ("blue-green-switched-back", blue_green(True), blue_green_fakes),
+    ("blue-green-gradual", blue_green_gradual, blue_green_fakes),
+    ("canary-approved", record_decisions.approved, lambda: FakeCluster().activities() + decision_fakes()),
+    ("canary-skipped-and-full", record_decisions.skipped_and_full, lambda: FakeCluster().activities() + measure_fakes()),
+    ("blue-green-approved", record_decisions.blue_green_approved, lambda: blue_green_fakes() + decision_fakes()),
+]
+
+
+async def record(client: Client, name: str, scenario, fakes) -> WorkflowHistory:
+    """Run one scenario on its own task queue with its fake activities; its workflow's history."""
+    queue = f"record-{name}-{uuid.uuid4().hex[:6]}"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=fakes(), activity_executor=pool):
+            handle = await scenario(client, queue)
+            return await handle.fetch_history()
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = DevServer(db_file=Path(tmp) / "t.db", port=free_port(), ui_port=None).start()
         try:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-            for name, scenario, fakes in (
-                ("canary-promoted", promoted, FakeCluster().activities()),
-                ("canary-aborted", aborted, FakeCluster().activities()),
-                ("canary-failed", failed, FakeCluster(fail_at_weight=60).activities()),
-                ("rolling-update-healthy", rolling("rollingUpdate", False), deployment_fakes(False)),
-                ("rolling-update-undone", rolling("rollingUpdate", True), deployment_fakes(True)),
-                ("recreate-healthy", rolling("recreate", False), deployment_fakes(False)),
-                ("ab-test-promoted", ab_test, FakeCluster().activities()),
-                ("canary-analysed", analysed, FakeCluster().activities() + measure_fakes()),
-                ("canary-webhooks", hooked, FakeCluster().activities() + webhook_fakes()),
-                ("analysis-run-successful", analysis_run, measure_fakes()),
-                ("rolling-update-windowed", windowed(False), deployment_fakes(False) + window_fakes()),
-                ("rollback-window-undone", windowed(True), deployment_fakes(False) + window_fakes()),
-                ("undo-healthy", revision("undo"), deployment_fakes(False)),
-                ("restart-healthy", revision("restart"), deployment_fakes(False)),
-                ("blue-green-healthy", blue_green(False), blue_green_fakes()),
-                ("blue-green-switched-back", blue_green(True), blue_green_fakes()),
-                ("canary-approved", record_decisions.approved, FakeCluster().activities() + decision_fakes()),
-                ("canary-skipped-and-full", record_decisions.skipped_and_full,
-                 FakeCluster().activities() + measure_fakes()),
-                ("blue-green-approved", record_decisions.blue_green_approved, blue_green_fakes() + decision_fakes()),
-            ):
+            for name, scenario, fakes in SCENARIOS:
                 if (HISTORIES / f"{name}.json").exists() and "--force" not in sys.argv:
                     continue
-                queue = f"record-{name}"
-                async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=fakes,
-                                  activity_executor=ThreadPoolExecutor(max_workers=4)):
-                    handle = await scenario(client, queue)
-                    history = await handle.fetch_history()
+                history = await record(client, name, scenario, fakes)
                 (HISTORIES / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
         finally:

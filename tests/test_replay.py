@@ -1,5 +1,6 @@
-"""Replay safety: recorded histories of the released canary workflow replay without non-determinism
-against the current code (re-record with `python -m tests.record_histories`)."""
+"""Replay safety: recorded histories of the released workflows replay without non-determinism against
+the current code (re-record with `python -m tests.record_histories` and, for the runs that continued
+as new, `python -m tests.record_continued`)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_every_strategy_has_recorded_histories():
         "blue-green-healthy", "blue-green-switched-back", "undo-healthy", "restart-healthy",
         "ab-test-promoted", "rolling-update-windowed", "rollback-window-undone",
         "canary-analysed", "canary-webhooks", "analysis-run-successful",
-        "canary-approved", "canary-skipped-and-full", "blue-green-approved",
+        "canary-approved", "canary-skipped-and-full", "blue-green-approved", "blue-green-gradual",
+        "canary-continued-as-new", "canary-resumed-promoted", "canary-approval-resumed",
     }
 
 

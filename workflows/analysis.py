@@ -64,8 +64,12 @@ class AnalysisRunner:
     def __init__(self, control: RolloutControl, background: bool = False):
         self.control, self.background = control, background
 
-    async def run(self, resolved: list[tuple[AnalysisTemplate, dict[str, str]]]) -> AnalysisResult:
-        results = [MetricResult(template=t.name, name=m.name, dry_run=m.dry_run) for t, _ in resolved for m in t.metrics]
+    async def run(self, resolved: list[tuple[AnalysisTemplate, dict[str, str]]],
+                  previous: list[MetricResult] | None = None) -> AnalysisResult:
+        """`previous`: the counts of the same analysis in an earlier run of this rollout, to go on from."""
+        earlier = {(r.template, r.name): r for r in previous or [] if r.phase == "Running"}
+        results = [earlier.get((t.name, m.name)) or MetricResult(template=t.name, name=m.name, dry_run=m.dry_run)
+                   for t, _ in resolved for m in t.metrics]
         self.control.status.analysis = results
         runs = []
         index = 0
@@ -113,11 +117,14 @@ class AnalysisRunner:
         return f"skipped by {skip.by}{': ' + skip.comment if skip.comment else ''}"
 
     async def _metric(self, template: str, metric: Metric, args: dict[str, str], r: MetricResult) -> None:
-        if metric.initial_delay:
+        taken = r.successful + r.failed + r.inconclusive + r.errors  # > 0 when going on from an earlier run
+        if metric.initial_delay and not taken:
             await self.control.sleep_unless_aborted(metric.initial_delay, "analysis interval")
+        elif taken and metric.interval:
+            await self.control.sleep_unless_aborted(metric.interval, "analysis interval")
         request = MeasureInput(rollout_id=self.control.status.rollout_id, template=template, metric=metric, args=args)
         unbounded = self.background and metric.count is None and metric.interval is not None
-        for number in itertools.count() if unbounded else range(metric.measurements):
+        for number in itertools.count(taken) if unbounded else range(taken, metric.measurements):
             handle = workflow.start_activity_method(
                 AnalysisActivities.measure, request, summary=f"measure {template}/{metric.name}", **MEASURE
             )
@@ -155,19 +162,20 @@ class BackgroundRun:
     """A canary's background analysis: a task beside the steps. Failed requests the abort (the rollout
     rolls back with reason AnalysisFailed); Inconclusive makes the next step boundary pause for a person."""
 
-    def __init__(self, control: RolloutControl, step: AnalysisStep):
-        self.control, self.step = control, step
+    def __init__(self, control: RolloutControl, step: AnalysisStep, previous: list[MetricResult] | None = None):
+        self.control, self.step, self.previous = control, step, previous
         self.failed = ""
         self.inconclusive = ""
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self.control.record("background-analysis", ", ".join(t.template_name for t in self.step.templates))
+        if not self.previous:
+            self.control.record("background-analysis", ", ".join(t.template_name for t in self.step.templates))
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         result = await AnalysisRunner(self.control, background=True).run(
-            resolve(self.control.rollout.spec.analysis.templates, self.step))
+            resolve(self.control.rollout.spec.analysis.templates, self.step), self.previous)
         self.control.record(f"background-analysis-{result.phase.lower()}", result.message)
         if result.phase == "Failed":
             self.failed = f"background analysis failed: {result.message}"

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from models.approvals import ApprovalChoice, ApprovalPolicy, PendingApproval
     from models.durations import format_duration
     from models.status import Phase, Reason
+    from workflows.continuation import ContinueAsNew
     from workflows.errors import ApprovalRejected, ApprovalTimedOut
 
 if TYPE_CHECKING:
@@ -43,18 +44,24 @@ async def await_approval(control: RolloutControl, index: int, policy: ApprovalPo
             eligible = sorted({a for a in policy.approvers if not a.startswith("group:")}
                               | {m for g in policy.groups for m in control.groups.get(g, [])})
         now = workflow.now()
-        pending = PendingApproval(
+        resumed = control.take_resumed(index)
+        pending = resumed.approval if resumed is not None and resumed.approval is not None else PendingApproval(
             step=index, description=description, instructions=policy.instructions, approvers=list(policy.approvers),
             eligible=eligible, min_approvals=policy.min_approvals, forbid_self_approval=policy.forbid_self_approval,
             initiator=control.status.started_by, choices=[c.name for c in policy.answers], opened_at=now,
             needs={c.name: 1 if c.action == "abort" else policy.min_approvals for c in policy.answers},
             timeout_at=now + policy.timeout if policy.timeout else None, on_timeout=policy.on_timeout,
         )
-        _open(control, pending, policy)
+        _open(control, pending, policy, reopened=resumed is not None and resumed.approval is pending)
         try:
             choice = await _decided(control, pending, policy)
-        finally:
+        except ContinueAsNew as wait:  # the same approval, votes and all, goes on in the next run
+            wait.approval = pending
+            raise
+        except BaseException:
             _close(control)
+            raise
+        _close(control)
         voters = ", ".join(v.by for v in pending.votes if v.choice == choice.name) or "timeout"
         control.record("approval-decided", f"{choice.name} ({choice.action}) by {voters}", step=index)
         if control.notifier:
@@ -76,14 +83,16 @@ async def await_approval(control: RolloutControl, index: int, policy: ApprovalPo
             control.status.paused_until = None
 
 
-def _open(control: RolloutControl, pending: PendingApproval, policy: ApprovalPolicy) -> None:
+def _open(control: RolloutControl, pending: PendingApproval, policy: ApprovalPolicy, reopened: bool = False) -> None:
+    """Show the approval as awaited; `reopened`: the same approval carried into a new run (asked once)."""
     control.status.approval, control.approval_policy = pending, policy
     who = (f"{policy.min_approvals} of {', '.join(policy.approvers)}" if policy.approvers
            else "anyone who names themselves")
-    control.record("approval-requested", f"{pending.description}: {who}", step=pending.step)
+    if not reopened:
+        control.record("approval-requested", f"{pending.description}: {who}", step=pending.step)
     workflow.upsert_search_attributes([names.ROLLOUT_AWAITING_APPROVAL.value_set(True)])
     control.set_phase(Phase.PAUSED, Reason.WAITING_FOR_APPROVAL.value, f"waiting for approval: {pending.description}")
-    if control.notifier:
+    if control.notifier and not reopened:
         control.notifier.send("approval-requested", "warning", _ask(control, pending))
 
 
@@ -101,7 +110,8 @@ def _ask(control: RolloutControl, pending: PendingApproval) -> str:
 async def _decided(control: RolloutControl, pending: PendingApproval, policy: ApprovalPolicy) -> ApprovalChoice:
     """Wait for the votes to decide; reminders every `remindEvery`; the timeout's action."""
     every = policy.remind_every if control.notifier else None
-    next_reminder = pending.opened_at + every if every else None
+    # on the approval's own schedule (opened + k × every), also when a new run takes the wait over
+    next_reminder = pending.opened_at + every * ((workflow.now() - pending.opened_at) // every + 1) if every else None
     while True:
         wakes = [t for t in (next_reminder, pending.timeout_at) if t is not None]
         timeout = min(wakes) - workflow.now() if wakes else None

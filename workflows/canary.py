@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.analysis import AnalysisFailed, BackgroundRun, gate
     from workflows.approval import await_approval
+    from workflows.continuation import PATCH as CONTINUE_AS_NEW
+    from workflows.continuation import ContinueAsNew
     from workflows.control import RolloutAborted, RolloutControl, failure_reason
     from workflows.webhooks import WebhookFailed, Webhooks
 
@@ -37,6 +39,9 @@ class CanaryRollout(RolloutControl):
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
         self.total_replicas = 0
+        if request.resume is not None:
+            self.routes, self.canary_scale = request.resume.routes, request.resume.canary_scale
+            self.total_replicas = request.resume.total_replicas
         self.hooks = Webhooks(self, self.rollout.spec.webhooks) if self.rollout.spec.webhooks else None
 
     decisions_supported = RolloutControl.decisions_supported | {"setWeight", "full"}
@@ -52,26 +57,33 @@ class CanaryRollout(RolloutControl):
         spec = self.rollout.spec
         canary = self.canary_spec()
         kube = options.kubernetes(spec.progress_deadline_seconds)
-        self.start(len(canary.steps))
+        self.may_continue = workflow.patched(CONTINUE_AS_NEW)
         self.approval_steps = [i for i, step in enumerate(canary.steps) if step.approval is not None]
-        ended = await self.begin()
-        if ended is not None:
-            return ended
+        resume = self.resume
+        if resume is not None:  # a new run of this rollout: prepared already, resume the wait at resume.step
+            prepared = PrepareCanaryResult(total_replicas=resume.total_replicas, stable_image=self.status.stable_image,
+                                           container=resume.container)
+        else:
+            self.start(len(canary.steps))
+            ended = await self.begin()
+            if ended is not None:
+                return ended
         try:
-            prepared: PrepareCanaryResult = await workflow.execute_activity_method(
-                CanaryActivities.prepare_canary,
-                PrepareCanaryInput(
-                    rollout_id=self.status.rollout_id,
-                    target=spec.target.kubernetes,
-                    image=spec.image,
-                    stable_service=canary.stable_service,
-                    canary_service=canary.canary_service,
-                    progress_deadline_seconds=spec.progress_deadline_seconds,
-                    traffic_routing=canary.traffic_routing,
-                ),
-                summary="prepare canary",
-                **kube,
-            )
+            if resume is None:
+                prepared = await workflow.execute_activity_method(
+                    CanaryActivities.prepare_canary,
+                    PrepareCanaryInput(
+                        rollout_id=self.status.rollout_id,
+                        target=spec.target.kubernetes,
+                        image=spec.image,
+                        stable_service=canary.stable_service,
+                        canary_service=canary.canary_service,
+                        progress_deadline_seconds=spec.progress_deadline_seconds,
+                        traffic_routing=canary.traffic_routing,
+                    ),
+                    summary="prepare canary",
+                    **kube,
+                )
         except ActivityError as error:
             reason, message = failure_reason(error)
             return self.finish(Phase.DEGRADED, reason, message)
@@ -89,14 +101,19 @@ class CanaryRollout(RolloutControl):
             stable_service=canary.stable_service,
             canary_service=canary.canary_service,
         )
-        background = BackgroundRun(self, canary.analysis) if canary.analysis else None
+        background = BackgroundRun(self, canary.analysis, resume and self.status.analysis) if canary.analysis else None
         hooks = self.hooks
+        first = resume.step if resume is not None else 0
+        index = first
         try:
             if hooks:
-                await hooks.gate("confirm-rollout", 0)
-                await hooks.check("pre-rollout", "pre-rollout")
+                if resume is None:
+                    await hooks.gate("confirm-rollout", 0)
+                    await hooks.check("pre-rollout", "pre-rollout")
                 hooks.watch_rollback()
             for index, step in enumerate(canary.steps):
+                if index < first:
+                    continue
                 if self.promote_full:
                     self.record("promote-full", f"steps {index + 1}-{len(canary.steps)} skipped")
                     break
@@ -104,7 +121,8 @@ class CanaryRollout(RolloutControl):
                     background.start()
                 if self.abort_requested:
                     raise RolloutAborted(self.abort_requested.reason)
-                await self.step_gate(index)
+                with self.waiting_long():
+                    await self.step_gate(index)
                 if background:
                     await background.check(index)
                 if hooks:
@@ -115,12 +133,14 @@ class CanaryRollout(RolloutControl):
                     duration = step.pause.duration
                     what = f"pause {format_duration(duration)}" if duration is not None else "pause until promoted"
                     self.start_step(index, what)
-                    await self.pause(index, duration)
+                    with self.waiting_long():
+                        await self.pause(index, self.remaining_pause(index, duration))
                 elif step.analysis is not None:
                     await gate(self, index, step.analysis)
                 elif step.approval is not None:
                     self.start_step(index, step.describe())
-                    await await_approval(self, index, step.approval, step.approval.description or f"step {index + 1}")
+                    with self.waiting_long():
+                        await await_approval(self, index, step.approval, step.approval.description or f"step {index + 1}")
                 else:
                     await self._route(index, step, prepared.total_replicas, canary, kube)
             if background:
@@ -129,6 +149,13 @@ class CanaryRollout(RolloutControl):
                 await hooks.gate("confirm-promotion", len(canary.steps) - 1)
                 await hooks.stop()
             await self.before_promotion()
+        except ContinueAsNew as wait:
+            if background:
+                await background.stop()
+            if hooks:
+                await hooks.stop()
+            await self.continue_as_new(wait, index, container=prepared.container, total_replicas=self.total_replicas,
+                                       routes=self.routes, canary_scale=self.canary_scale)
         except WebhookFailed as failed:
             return await self._roll_back(finish, Reason.WEBHOOK_FAILED.value, str(failed), kube, background)
         except AnalysisFailed as failed:

@@ -31,13 +31,14 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
     )
     from workflows.approval import await_approval, resolve_groups
+    from workflows.continuation import Continuation, ContinueAsNew
     from workflows.decisions import Decisions
     from workflows.errors import RolloutAborted
     from workflows.details import details
     from workflows.notify import Notifier
 
 
-class RolloutControl(Decisions):
+class RolloutControl(Decisions, Continuation):
     def __init__(self, request: RolloutInput) -> None:
         rollout = request.rollout
         self.rollout = rollout
@@ -67,6 +68,10 @@ class RolloutControl(Decisions):
             started_by=request.requested_by,
             spec_digest=rollout.digest(),
         )
+        self.init_continuation(request)
+        if request.resume is not None:  # a new run of a rollout that waited long: pick up where it was
+            self.status = request.resume.status
+            self._held, self.groups = request.resume.held, request.resume.groups
 
     # ---- handlers (the decisions are in workflows/decisions.py) --------------------------------------
 
@@ -192,13 +197,16 @@ class RolloutControl(Decisions):
             if left is not None and left <= timedelta(0):
                 return False
             try:
-                await workflow.wait_condition(lambda: done() or self._abort is not None or self._weight is not None,
-                                              timeout=left, timeout_summary=summary or None)
+                await workflow.wait_condition(
+                    lambda: done() or self._abort is not None or self._weight is not None or self.continue_due(),
+                    timeout=left, timeout_summary=summary or None)
             except asyncio.TimeoutError:
                 return False
             if self._abort is not None:
                 raise RolloutAborted(self._abort.reason)
             if self._weight is None:
+                if not done() and self.continue_due():
+                    raise ContinueAsNew()
                 return True
             request = self._weight
             try:
@@ -226,6 +234,9 @@ class RolloutControl(Decisions):
         try:
             if not await self.wait_deciding(lambda: self._promote is not None, duration, f"pause step {index + 1}"):
                 self.record("pause-ended", f"after {format_duration(duration)}", step=index)
+        except ContinueAsNew as wait:
+            wait.paused_until = self.status.paused_until
+            raise
         finally:
             self._in_pause, self._promote = False, None
             self.status.paused_until = None
@@ -245,6 +256,7 @@ class RolloutControl(Decisions):
             await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
         except asyncio.CancelledError:  # the caller was cancelled (a skipped analysis): so is the activity
             handle.cancel()
+            handle.add_done_callback(lambda h: h.cancelled() or h.exception())  # its end is expected: not an error
             raise
         if not handle.done():
             handle.cancel()

@@ -20,7 +20,8 @@ with workflow.unsafe.imports_passed_through():
 if TYPE_CHECKING:
     from workflows.control import RolloutControl
 
-CALL = {"start_to_close_timeout": timedelta(minutes=2), "retry_policy": RetryPolicy(maximum_attempts=3)}
+CALL = {"start_to_close_timeout": timedelta(minutes=2),
+        "retry_policy": RetryPolicy(maximum_attempts=3, non_retryable_error_types=["Invalid"])}
 
 
 class WebhookFailed(RolloutAborted):

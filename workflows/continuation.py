@@ -1,0 +1,91 @@
+"""Continue-as-new for rollouts that wait a long time.
+
+A canary paused for days with a background analysis measuring every minute, or an approval reminding
+every hour, adds events to its history all the while; Temporal ends a workflow whose history passes
+its limit. So at a wait that is safe to re-enter — a pause step, an approval step, a hold at a step
+boundary — once the server suggests it (or the history has `continueAfterEvents` events), the wait
+raises `ContinueAsNew`; the strategy hands its state to a new run (`Resume`) and the new run enters
+the same wait again: a timed pause keeps its end, an approval keeps its votes, a hold its holder, the
+background analysis its counts. Decisions that arrive meanwhile wait for the new run (Temporal keeps
+them). Runs recorded before this existed replay unchanged (`workflow.patched`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.approvals import PendingApproval
+    from models.status import Resume, RolloutInput
+
+KEPT_HISTORY_ENTRIES = 500  # the status' own step history carried to the next run (the newest ones)
+PATCH = "continue-as-new"
+
+
+class ContinueAsNew(Exception):
+    """Raised by a wait that may be re-entered, once the history is long; carries the wait's state."""
+
+    def __init__(self) -> None:
+        super().__init__("continue as new")
+        self.paused_until: datetime | None = None
+        self.approval: PendingApproval | None = None
+
+
+class Continuation:
+    """Mixed into RolloutControl: when a wait may end in a new run, and how the run is handed over."""
+
+    def init_continuation(self, request: RolloutInput) -> None:
+        self.resume: Resume | None = request.resume
+        self.continue_after = request.continue_after_events
+        self.may_continue = False  # set by the strategy (patched) for runs that support it
+        self.continuable = False  # True while in a wait that may be re-entered in a new run
+
+    @contextlib.contextmanager
+    def waiting_long(self) -> Iterator[None]:
+        """Around a wait that a new run can re-enter (a pause or approval step, a hold at a boundary)."""
+        self.continuable = True
+        try:
+            yield
+        finally:
+            self.continuable = False
+
+    def continue_due(self) -> bool:
+        if not (self.may_continue and self.continuable):
+            return False
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self.continue_after
+
+    def take_resumed(self, index: int) -> Resume | None:
+        """The hand-over, if this run resumes the wait of step `index` (taken once)."""
+        resume = self.resume
+        if resume is None or resume.step != index:
+            return None
+        self.resume = None
+        return resume
+
+    def remaining_pause(self, index: int, duration: timedelta | None) -> timedelta | None:
+        """A timed pause resumed in a new run goes on until its original end."""
+        resume = self.take_resumed(index)
+        if resume is None or resume.paused_until is None or duration is None:
+            return duration
+        return max(resume.paused_until - workflow.now(), timedelta(0))
+
+    async def continue_as_new(self, wait: ContinueAsNew, step: int, **state) -> None:
+        """Hand the rollout to a new run that resumes the wait at `step`. Never returns."""
+        if self.notifier:
+            await self.notifier.drain()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        s = self.status
+        s.runs += 1
+        self.record("continued-as-new", f"run {s.runs}: the history had {workflow.info().get_current_history_length()} "
+                                        "events", step=step)
+        s.history = s.history[-KEPT_HISTORY_ENTRIES:]
+        s.decisions = s.decisions[-KEPT_HISTORY_ENTRIES:]
+        resume = Resume(status=s, step=step, paused_until=wait.paused_until, approval=wait.approval, held=self._held,
+                        groups=self.groups, **state)
+        workflow.continue_as_new(RolloutInput(rollout=self.rollout, requested_by=self._requested_by, resume=resume,
+                                              continue_after_events=self.continue_after))
