@@ -9,7 +9,7 @@
     rollout retry ID | undo ID [--to-revision N] | restart ID
     rollout analyze -f FILE --template NAME [--arg NAME=VALUE]
     rollout list [--phase P] [--environment E] [--strategy S] [--awaiting-approval]
-    rollout worker | setup | dev | cluster up|down|status | demo | schema
+    rollout worker | setup | dev | codec-server | cluster up|down|status | demo | schema
 """
 
 from __future__ import annotations
@@ -139,6 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--db-file", type=Path, default=None)
 
+    p = sub.add_parser("codec-server", help="decode sealed payloads for the Web UI and `temporal --codec-endpoint` "
+                                            "(keys from $DURABLE_ROLLOUTS_PAYLOAD_KEY or ..._FILE)")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--origin", action="append", default=None,
+                   help="a Web UI origin allowed to call it (default http://localhost:8233; repeatable)")
+
     p = sub.add_parser("cluster", help="the local Kubernetes: up, down, status")
     p.add_argument("action", choices=["up", "down", "status"])
 
@@ -207,6 +213,17 @@ def run(args: argparse.Namespace) -> int:
         from starters.local import run_dev_server
 
         return run_dev_server(args.port, args.ui_port, args.db_file)
+    if args.command == "codec-server":
+        from workers.codec import CodecServer, codec_from_env
+
+        codec = codec_from_env()
+        if codec is None:
+            raise UserError("no payload key: set $DURABLE_ROLLOUTS_PAYLOAD_KEY or $DURABLE_ROLLOUTS_PAYLOAD_KEY_FILE")
+        server = CodecServer(codec, args.port, args.origin or ["http://localhost:8233", "http://127.0.0.1:8233"])
+        print(f"codec server on {server.url} (keys: {', '.join(codec.keys)}); "
+              f"temporal server start-dev --ui-codec-endpoint {server.url}", flush=True)
+        server.serve_forever()
+        return ExitCode.OK
     if args.command == "cluster":
         from starters.local import cluster_command
 

@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -24,6 +23,7 @@ from models.spec import Rollout
 from models.approvals import Decision
 from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RolloutInput, RolloutStatus
 from starters.exitcodes import ExitCode, UserError
+from workers.codec import data_converter
 from workflows.registry import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS
 
 
@@ -38,7 +38,7 @@ def settings() -> tuple[str, str, str]:
 async def connect() -> Client:
     address, namespace, _ = settings()
     try:
-        return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+        return await Client.connect(address, namespace=namespace, data_converter=data_converter())
     except RuntimeError as error:
         raise UserError(
             f"cannot reach Temporal at {address} (TEMPORAL_ADDRESS): {str(error).splitlines()[0]}",

@@ -124,3 +124,28 @@ async def finished(handle, timeout: float = 90.0):
         recent = [(h.event, h.step, h.detail) for h in status.history[-4:]]
         raise AssertionError(f"not finished in {timeout}s: {status.phase.value} {status.message!r} {recent}") from None
     return result if isinstance(result, RolloutStatus) else RolloutStatus.model_validate(result)
+
+
+def history_payloads(events, skip: tuple[str, ...] = ()) -> list:
+    """Every Payload inside history events (found as any message with an encoding in its metadata),
+    leaving out the fields named in `skip` (e.g. "searchAttributes", "markerRecordedEventAttributes")."""
+    from google.protobuf import json_format
+    from temporalio.api.common.v1 import Payload
+
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "encoding" in (node.get("metadata") or {}):
+                found.append(json_format.ParseDict(node, Payload(), ignore_unknown_fields=True))
+                return
+            for key, value in node.items():
+                if key not in skip:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for event in events:
+        walk(json_format.MessageToDict(event))
+    return found

@@ -7,7 +7,6 @@ its name, never its value."""
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import json
 import threading
@@ -23,7 +22,7 @@ from activities.webhooks import WebhookActivities
 from models.spec import parse_rollout
 from models.status import Phase, RolloutInput, RolloutStatus
 from tests import figures
-from tests.helpers import canary_document
+from tests.helpers import canary_document, history_payloads
 from tests.test_canary_workflow import FakeCluster
 from workflows.canary import CanaryRollout
 
@@ -83,26 +82,9 @@ def _rollout(base: str, name: str, token: str = "checkToken"):
     return parse_rollout(document)
 
 
-def payload_texts(history_json: str) -> list[str]:
-    """The history as text, and every payload in it decoded (payload data is base64 in the JSON)."""
-    texts = [history_json]
-
-    def walk(node):
-        if isinstance(node, dict):
-            data = node.get("data")
-            if isinstance(data, str) and "metadata" in node:
-                try:
-                    texts.append(base64.b64decode(data).decode("utf-8", "replace"))
-                except ValueError:
-                    pass
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(history_json))
-    return texts
+def payload_texts(history) -> list[str]:
+    """The history as JSON text, and every payload in it decoded."""
+    return [history.to_json()] + [p.data.decode("utf-8", "replace") for p in history_payloads(history.events)]
 
 
 async def run(env, rollout) -> tuple[RolloutStatus, str]:
@@ -115,7 +97,7 @@ async def run(env, rollout) -> tuple[RolloutStatus, str]:
         handle = await env.client.start_workflow(CanaryRollout.run, RolloutInput(rollout=rollout, requested_by="ci"),
                                                  id=rollout.rollout_id, task_queue=queue)
         final: RolloutStatus = await handle.result()
-        history = (await handle.fetch_history()).to_json()
+        history = await handle.fetch_history()
     pool.shutdown()
     return final, history
 

@@ -14,7 +14,6 @@ import signal
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -28,6 +27,7 @@ from activities.notify import NotifyActivities
 from activities.webhooks import WebhookActivities
 from activities.window import WindowActivities
 from models import names
+from workers.codec import data_converter
 from workflows.registry import ALL_WORKFLOWS
 
 WORKFLOWS = ALL_WORKFLOWS
@@ -74,7 +74,7 @@ async def connect(address: str, namespace: str, metrics_port: int | None = None)
     if metrics_port is not None:
         runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}")))
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
+        address, namespace=namespace, data_converter=data_converter(), runtime=runtime
     )
 
 
