@@ -15,7 +15,7 @@ MAX_SECONDS = 366 * 86400  # nothing in a rollout waits longer than a year
 
 
 def _seconds(seconds: float, shown: Any) -> timedelta:
-    if seconds != seconds or seconds > MAX_SECONDS:  # NaN, infinity, or longer than any rollout waits
+    if not 0 <= seconds <= MAX_SECONDS:  # negative, NaN, infinity, or longer than any rollout waits
         raise ValueError(f"duration {shown!r} is not between 0 and 366 days")
     return timedelta(seconds=seconds)
 
@@ -37,13 +37,16 @@ def _parse(value: Any) -> Any:
     return value
 
 
-def _not_negative(value: timedelta) -> timedelta:
+def _bounded(value: timedelta) -> timedelta:
+    """Also for ISO 8601 strings (P3D), which pydantic parses itself."""
     if value < timedelta(0):
         raise ValueError("duration must not be negative")
+    if value > timedelta(seconds=MAX_SECONDS):
+        raise ValueError(f"duration {format_duration(value)} is longer than 366 days")
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_parse), AfterValidator(_not_negative)]
+Duration = Annotated[timedelta, BeforeValidator(_parse), AfterValidator(_bounded)]
 
 
 def format_duration(value: timedelta) -> str:

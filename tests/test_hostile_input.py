@@ -103,6 +103,18 @@ def test_an_unknown_key_anywhere_is_named(data, key):
     assert any(key in p for p in rejected.value.problems), rejected.value.problems
 
 
+@pytest.mark.parametrize("value", [-86399999913601.0, -1e300, float("-inf"), 1e300, "P99999999D", "P400D"])
+def test_durations_beyond_any_wait_are_named_not_overflowed(value):
+    """Found by the property test above on a fresh run: a huge negative number overflowed timedelta."""
+    document = canary_document(steps=[{"setWeight": 10}, {"pause": {"duration": value}}])
+    COUNTS["generated"] += 1
+    with pytest.raises(SpecError) as rejected:
+        parse_rollout(document)
+    COUNTS["rejected"] += 1
+    assert any(p.startswith("spec.strategy.canary.steps[1].pause.duration") and "366 days" in p
+               for p in rejected.value.problems), rejected.value.problems
+
+
 def _at(document, path):
     node = document
     for part in path:
