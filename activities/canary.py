@@ -12,7 +12,7 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import KubeClients, read_optional, wait_settled
+from activities.kube import KubeClients, api_errors, read_optional, wait_settled
 from activities.routing import router_for, weighted
 from activities.routing.replicas import ReplicaRatioRouter, scale
 from activities.routing.weighted import routes_of
@@ -75,8 +75,13 @@ class CanaryActivities:
         ns = t.namespace
         router = router_for(self._clients, routes_of(request)) if _mesh(request) else None
         canary = canary_deployment_name(t.deployment)
-        if router is not None and read_optional(apps.read_namespaced_deployment, canary, ns) is not None:
-            # Full promotion: the canary, at full size, takes all traffic while the stable pods change.
+        with api_errors(f"deployment {ns}/{t.deployment}"):
+            stable = apps.read_namespaced_deployment(t.deployment, ns)
+        promoted = stable.spec.replicas == request.total_replicas and any(
+            c.name == request.container and c.image == request.image for c in stable.spec.template.spec.containers)
+        if router is not None and not promoted and read_optional(apps.read_namespaced_deployment, canary, ns) is not None:
+            # Full promotion: the canary, at full size, takes all traffic while the stable pods change
+            # (not again when a retry finds stable already on the new image: traffic never flips back).
             scale(apps, ns, canary, request.total_replicas, {})
             wait_settled(apps, ns, canary, request.progress_deadline_seconds)
             router.apply(RouteState(weight=100))

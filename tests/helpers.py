@@ -77,7 +77,7 @@ def read_audit(path, namespace: str, name: str, resource: str = "deployments") -
     """The engine's writes to one object (a Deployment unless `resource` says otherwise), in order,
     from the kube-apiserver audit log.
 
-    Each row: verb, the replicas and weight/step annotations the request set (None where it did not),
+    Dry runs are left out (they change nothing). Each row: verb, the replicas and weight/step annotations the request set (None where it did not),
     the image, a Service's selector, and the whole request body.
     """
     import json
@@ -92,6 +92,8 @@ def read_audit(path, namespace: str, name: str, resource: str = "deployments") -
             if ref.get("namespace") != namespace or ref.get("name") != name or ref.get("subresource"):
                 continue
             if event.get("responseStatus", {}).get("code", 200) >= 300:
+                continue
+            if "dryRun=" in event.get("requestURI", ""):  # a server-side dry run stores nothing
                 continue
             body = event.get("requestObject") or {}
             annotations = (body.get("metadata") or {}).get("annotations") or {}

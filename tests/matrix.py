@@ -16,16 +16,30 @@ from models.spec import Rollout, parse_rollout
 from models.status import Phase, RolloutStatus
 from tests import figures
 from tests.helpers import canary_document, read_audit
+from tests.router_objects import create_router_objects, routing_for
 
-STRATEGIES = ("canary", "blueGreen", "rollingUpdate")
+STRATEGIES = ("canary", "blueGreen", "rollingUpdate", "recreate", "abTest")
+ANALYSED = ("canary", "blueGreen", "rollingUpdate")  # the strategies with an analysis gate (recreate and A/B have none)
+BETA = {"headerName": "x-beta", "headerValue": {"exact": "1"}}  # the A/B test's audience
 # The activities that change a cluster, per strategy: the step boundaries a worker is killed after.
 EFFECTS = {
     "canary": ["prepare_canary", "set_canary_weight", "promote_canary"],
     "blueGreen": ["prepare_blue_green", "scale_preview", "switch_active", "complete_blue_green"],
     "rollingUpdate": ["roll_out_deployment"],
+    "recreate": ["roll_out_deployment"],
+    "abTest": ["prepare_canary", "set_canary_weight", "promote_canary"],
+}
+# A/B through an HTTPRoute: the canary scaled to 2 for the audience, then to 4 for promotion (it takes all
+# traffic while stable takes the new image), then 0; the route gains the audience's header rule once and
+# loses it once.
+AB_EFFECTS: dict[str, list[Any]] = {
+    "canary sizes": [(2, None), (2, "0"), (2, "1"), (4, None), (0, None)],  # (replicas, step marked done)
+    "route rules": [[[100], [100, 0]], [[0, 100]], [[100, 0]]],  # each write's backend weights per rule
+    "canary created": ["create"],
 }
 # Long activities (they wait for pods to become ready): killed a second into them.
-LONG = {"canary": ["set_canary_weight"], "blueGreen": ["scale_preview"], "rollingUpdate": ["roll_out_deployment"]}
+LONG = {"canary": ["set_canary_weight"], "blueGreen": ["scale_preview"], "rollingUpdate": ["roll_out_deployment"],
+        "recreate": ["roll_out_deployment"], "abTest": ["set_canary_weight"]}
 
 
 def rollout(strategy: str, unique: str, namespace: str, image: str, prometheus: str, **metric: Any) -> Rollout:
@@ -40,13 +54,23 @@ def rollout(strategy: str, unique: str, namespace: str, image: str, prometheus: 
                                     "prePromotionAnalysis": gate, "scaleDownDelaySeconds": 0,
                                     "abortScaleDownDelaySeconds": 0}},
         "rollingUpdate": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0, "analysis": gate}},
+        "recreate": {"recreate": {}},
+        "abTest": {"abTest": {"stableService": "web", "canaryService": "web-canary", "trafficRouting": routing_for(
+            "gatewayAPI"), "audience": [BETA], "replicas": 2, "duration": "2s", "afterDuration": "promote"}},
     }
     document = canary_document(name=f"m-{unique}", namespace=namespace, deployment="web", image=image,
                                strategy=strategies[strategy], progress_deadline_seconds=120)
-    document["spec"]["analysis"] = {"templates": [{"name": "up", "metrics": [{
-        "name": "scraped", "count": 4, "interval": "1s", "successCondition": "result[0] >= 1",
-        "provider": {"prometheus": {"address": prometheus, "query": "count(up == 1)"}}, **metric}]}]}
+    if strategy in ANALYSED:
+        document["spec"]["analysis"] = {"templates": [{"name": "up", "metrics": [{
+            "name": "scraped", "count": 4, "interval": "1s", "successCondition": "result[0] >= 1",
+            "provider": {"prometheus": {"address": prometheus, "query": "count(up == 1)"}}, **metric}]}]}
     return parse_rollout(document)
+
+
+def prepare_target(strategy: str, api: client.ApiClient, namespace: str) -> None:
+    """What a strategy needs beside the workload: the A/B test's HTTPRoute."""
+    if strategy == "abTest":
+        create_router_objects(api, namespace, "gatewayAPI")
 
 
 def _changes(rows: list[Any]) -> list[Any]:
@@ -57,6 +81,15 @@ def _changes(rows: list[Any]) -> list[Any]:
 def effects(audit: Path, strategy: str, namespace: str) -> dict[str, list[Any]]:
     """The ordered writes that matter for `strategy`, each list as it should read if every effect
     happened once."""
+    if strategy == "abTest":
+        canary = read_audit(audit, namespace, "web-canary")
+        route = read_audit(audit, namespace, "web", "httproutes")
+        return {
+            "canary sizes": [(w["replicas"], w["step"]) for w in canary if w["verb"] == "patch" and w["replicas"] is not None],
+            "route rules": [[[b.get("weight") for b in r.get("backendRefs") or []] for r in w["body"]["spec"]["rules"]]
+                            for w in route if w["verb"] != "create"],
+            "canary created": [w["verb"] for w in canary if w["verb"] == "create"],
+        }
     if strategy == "canary":
         canary = read_audit(audit, namespace, "web-canary")
         stable = read_audit(audit, namespace, "web")
@@ -83,6 +116,8 @@ def expected_effects(strategy: str, image: str) -> dict[str, list[Any]]:
         "blueGreen": {"active selector": [["app", "pod-template-hash"], ["app", "rollouts.durable.dev/role"], ["app"]],
                       "preview sizes": [2, 4, 0], "preview created": ["create"]},
         "rollingUpdate": {"template changes": [image]},
+        "recreate": {"template changes": [image]},
+        "abTest": AB_EFFECTS,
     }[strategy]
 
 
@@ -91,7 +126,7 @@ def check_effects(audit: Path, strategy: str, namespace: str, image: str, fold_r
     write repeated back to back counts once: it changed nothing."""
     seen = effects(audit, strategy, namespace)
     if fold_repeats:
-        seen = {k: _changes(v) if k not in ("canary created", "preview created") else v for k, v in seen.items()}
+        seen = {k: v if k.endswith("created") else _changes(v) for k, v in seen.items()}
     assert seen == expected_effects(strategy, image), f"effects not applied exactly once, in order: {seen}"
 
 
@@ -106,8 +141,9 @@ def check_final(api: client.ApiClient, namespace: str, image: str, final: Rollou
     assert (web.spec.replicas, web.status.ready_replicas, web.status.updated_replicas) == (4, 4, 4)
     selector = client.CoreV1Api(api).read_namespaced_service("web", namespace).spec.selector
     assert selector == {"app": "web"}, f"the Service's own selector: {selector}"
-    scraped = [m for m in final.analysis if m.name == "scraped"]
-    assert scraped and len(scraped[0].measurements) == 4, "each measurement counted once"
+    if final.strategy in ANALYSED:
+        scraped = [m for m in final.analysis if m.name == "scraped"]
+        assert scraped and len(scraped[0].measurements) == 4, "each measurement counted once"
 
 
 class Supervisor:

@@ -1,5 +1,9 @@
 """Read-modify-replace of one custom object (VirtualService, HTTPRoute) with its resourceVersion: a
-concurrent change makes the replace fail with 409, which Temporal retries with a fresh read."""
+concurrent change makes the replace fail with 409, which Temporal retries with a fresh read.
+
+A change that the API server would store as the object already is (our rendering lacks the fields its
+schema defaults, e.g. an HTTPRoute rule's path match) is found by a server-side dry run and not
+written: a retried step changes nothing the second time."""
 
 from __future__ import annotations
 
@@ -31,5 +35,13 @@ class CustomObject:
         if wanted == current:
             return False
         with api_errors(self.what):
+            stored = self.api.replace_namespaced_custom_object(*self.coordinates, wanted, dry_run="All")
+            if _content(stored) == _content(current):
+                return False
             self.api.replace_namespaced_custom_object(*self.coordinates, wanted)
         return True
+
+
+def _content(obj: dict[str, Any]) -> tuple:
+    meta = obj.get("metadata") or {}
+    return obj.get("spec"), meta.get("annotations"), meta.get("labels")
