@@ -25,6 +25,7 @@ from activities.siblings import (
     put_image,
     release,
     remove_sibling,
+    runs,
     unpin,
 )
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
@@ -77,8 +78,7 @@ class CanaryActivities:
         canary = canary_deployment_name(t.deployment)
         with api_errors(f"deployment {ns}/{t.deployment}"):
             stable = apps.read_namespaced_deployment(t.deployment, ns)
-        promoted = stable.spec.replicas == request.total_replicas and any(
-            c.name == request.container and c.image == request.image for c in stable.spec.template.spec.containers)
+        promoted = runs(stable, request.container, request.image, request.total_replicas)
         if router is not None and not promoted and read_optional(apps.read_namespaced_deployment, canary, ns) is not None:
             # Full promotion: the canary, at full size, takes all traffic while the stable pods change
             # (not again when a retry finds stable already on the new image: traffic never flips back).

@@ -102,19 +102,22 @@ def create_if_absent(create, *args) -> bool:
         raise
 
 
-def _status_reason(error: ApiException) -> str:
-    """The machine-readable reason of a Kubernetes Status answer (AlreadyExists, Conflict, ...)."""
+def _status(error: ApiException) -> dict:
+    """The Kubernetes Status the API server answered with ({} when the body is not one)."""
     try:
-        return str(json.loads(error.body or "{}").get("reason") or "")
-    except (ValueError, AttributeError):
-        return ""
+        status = json.loads(error.body or "{}")
+    except (ValueError, TypeError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def _status_reason(error: ApiException) -> str:
+    """The machine-readable reason of a Status answer (AlreadyExists, Conflict, ...)."""
+    return str(_status(error).get("reason") or "")
 
 
 def _reason(error: ApiException) -> str:
-    try:
-        return json.loads(error.body or "{}").get("message") or str(error.reason)
-    except (ValueError, AttributeError):
-        return str(error.reason)
+    return _status(error).get("message") or str(error.reason)
 
 
 def is_settled(deployment: client.V1Deployment) -> bool:

@@ -264,14 +264,19 @@ def unpin(core: client.CoreV1Api, namespace: str, service: str) -> None:
         restore_selector(core, core.read_namespaced_service(service, namespace))
 
 
+def runs(deployment: client.V1Deployment, container: str, image: str, replicas: int) -> bool:
+    """The Deployment's template already has `image` in `container`, at `replicas`."""
+    running = next((c.image for c in deployment.spec.template.spec.containers if c.name == container), None)
+    return running == image and deployment.spec.replicas == replicas
+
+
 def put_image(apps: client.AppsV1Api, t: KubernetesTarget, container: str, image: str, replicas: int,
               deadline_seconds: int) -> None:
     """The target Deployment runs `image` in `container` at `replicas` (patched unless already so), settled."""
     what = f"deployment {t.namespace}/{t.deployment}"
     with api_errors(what):
         current = apps.read_namespaced_deployment(t.deployment, t.namespace)
-    running = next((c.image for c in current.spec.template.spec.containers if c.name == container), None)
-    if running != image or current.spec.replicas != replicas:
+    if not runs(current, container, image, replicas):
         body = {"spec": {"replicas": replicas,
                          "template": {"spec": {"containers": [{"name": container, "image": image}]}}}}
         with api_errors(what):

@@ -55,10 +55,10 @@ class KillPlan(Interceptor):
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Killer(next, self)
 
-    def point(self, when: str) -> dict[str, Any] | None:
+    def point(self, when: str, kills: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The plan's point for this activity at `when`, given the kills so far (the journal)."""
         info = activity.info()
-        kills = read_journal(self.journal)
-        if info.attempt != 1 or len(kills) >= self.max_kills:
+        if len(kills) >= self.max_kills:
             return None
         done = sum(1 for k in kills if k["activity"] == info.activity_type and k["when"] == when)
         return next((p for p in self.points if p["when"] == when and info.activity_type in p["activities"]
@@ -81,9 +81,12 @@ class _Killer(ActivityInboundInterceptor):
         self.plan = plan
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        if self.plan.point("before"):
+        if activity.info().attempt != 1:  # only first attempts die: no journal to read
+            return await super().execute_activity(input)
+        kills = read_journal(self.plan.journal)  # this process dies at its first kill: read once
+        if self.plan.point("before", kills):
             self.plan.kill("before")
-        during = self.plan.point("during")
+        during = self.plan.point("during", kills)
         timer = None
         if during:  # the timer thread runs in this activity's context, for activity.info()
             context = contextvars.copy_context()
@@ -94,6 +97,6 @@ class _Killer(ActivityInboundInterceptor):
         finally:
             if timer is not None:
                 timer.cancel()
-        if self.plan.point("after"):
+        if self.plan.point("after", kills):
             self.plan.kill("after")
         return result

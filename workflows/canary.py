@@ -60,47 +60,24 @@ class CanaryRollout(RolloutControl):
         self.may_continue = workflow.patched(CONTINUE_AS_NEW)
         self.approval_steps = [i for i, step in enumerate(canary.steps) if step.approval is not None]
         resume = self.resume
-        if resume is not None:  # a new run of this rollout: prepared already, resume the wait at resume.step
-            prepared = PrepareCanaryResult(total_replicas=resume.total_replicas, stable_image=self.status.stable_image,
-                                           container=resume.container)
-        else:
+        if resume is None:
             self.start(len(canary.steps))
             ended = await self.begin()
             if ended is not None:
                 return ended
-        try:
-            if resume is None:
-                prepared = await workflow.execute_activity_method(
-                    CanaryActivities.prepare_canary,
-                    PrepareCanaryInput(
-                        rollout_id=self.status.rollout_id,
-                        target=spec.target.kubernetes,
-                        image=spec.image,
-                        stable_service=canary.stable_service,
-                        canary_service=canary.canary_service,
-                        progress_deadline_seconds=spec.progress_deadline_seconds,
-                        traffic_routing=canary.traffic_routing,
-                    ),
-                    summary="prepare canary",
-                    **kube,
-                )
-        except ActivityError as error:
-            reason, message = failure_reason(error)
-            return self.finish(Phase.DEGRADED, reason, message)
+            try:
+                prepared = await self._prepare(canary, kube)
+            except ActivityError as error:
+                reason, message = failure_reason(error)
+                return self.finish(Phase.DEGRADED, reason, message)
+        else:  # a new run of this rollout: prepared already; the wait at resume.step is re-entered below
+            prepared = PrepareCanaryResult(total_replicas=resume.total_replicas, stable_image=self.status.stable_image,
+                                           container=resume.container)
         self.status.stable_image = prepared.stable_image
         self.total_replicas = prepared.total_replicas
         self.status.stable_replicas = prepared.total_replicas
-        finish = FinishInput(
-            rollout_id=self.status.rollout_id,
-            target=spec.target.kubernetes,
-            container=prepared.container,
-            image=spec.image,
-            total_replicas=prepared.total_replicas,
-            progress_deadline_seconds=spec.progress_deadline_seconds,
-            traffic_routing=canary.traffic_routing,
-            stable_service=canary.stable_service,
-            canary_service=canary.canary_service,
-        )
+        finish = FinishInput(**self._target(canary), container=prepared.container,
+                             total_replicas=prepared.total_replicas)
         background = BackgroundRun(self, canary.analysis, resume and self.status.analysis) if canary.analysis else None
         hooks = self.hooks
         first = resume.step if resume is not None else 0
@@ -179,6 +156,17 @@ class CanaryRollout(RolloutControl):
         self.status.canary_replicas, self.status.stable_replicas = 0, prepared.total_replicas
         self.status.stable_image, self.status.routes = spec.image, []
         return await self.healthy(f"{spec.image} is stable")
+
+    def _target(self, canary: CanaryStrategy) -> dict[str, Any]:
+        """What the prepare and finish activities both need to know."""
+        spec = self.rollout.spec
+        return {"rollout_id": self.status.rollout_id, "target": spec.target.kubernetes, "image": spec.image,
+                "stable_service": canary.stable_service, "canary_service": canary.canary_service,
+                "progress_deadline_seconds": spec.progress_deadline_seconds, "traffic_routing": canary.traffic_routing}
+
+    async def _prepare(self, canary: CanaryStrategy, kube: dict[str, Any]) -> PrepareCanaryResult:
+        return await workflow.execute_activity_method(
+            CanaryActivities.prepare_canary, PrepareCanaryInput(**self._target(canary)), summary="prepare canary", **kube)
 
     def canary_spec(self) -> CanaryStrategy:
         assert self.rollout.spec.strategy.canary is not None

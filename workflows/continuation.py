@@ -59,12 +59,15 @@ class Continuation:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self.continue_after
 
+    def resuming(self, index: int) -> bool:
+        """This run re-enters the wait of step `index` (its start is already recorded)."""
+        return self.resume is not None and self.resume.step == index
+
     def take_resumed(self, index: int) -> Resume | None:
         """The hand-over, if this run resumes the wait of step `index` (taken once)."""
-        resume = self.resume
-        if resume is None or resume.step != index:
+        if not self.resuming(index):
             return None
-        self.resume = None
+        resume, self.resume = self.resume, None
         return resume
 
     def remaining_pause(self, index: int, duration: timedelta | None) -> timedelta | None:
