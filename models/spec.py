@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -19,6 +18,7 @@ from models.analysis import AnalysisSpec, AnalysisStep
 from models.approvals import Approval, ApprovalPolicy
 from models.notifications import NotificationChannel
 from models.schedule import ExecutionWindows
+from models.documents import MAX_SPEC_BYTES, SpecError, load_document  # noqa: F401 - part of the spec's API
 from models.durations import Duration
 from models.names import rollout_id
 from models.presets import resolve
@@ -214,15 +214,6 @@ class Rollout(SpecModel):
         return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
 
 
-class SpecError(Exception):
-    """A spec that cannot be used; `problems` holds one line per problem, each naming its field path."""
-
-    def __init__(self, source: str, problems: list[str]):
-        super().__init__(f"{source}: " + "; ".join(problems))
-        self.source = source
-        self.problems = problems
-
-
 def parse_rollout(document: Any, source: str = "<spec>") -> Rollout:
     if not isinstance(document, dict):
         raise SpecError(source, [f"(document): a Rollout is a YAML mapping, got {type(document).__name__}"])
@@ -232,57 +223,9 @@ def parse_rollout(document: Any, source: str = "<spec>") -> Rollout:
         raise SpecError(source, describe_errors(error)) from None
 
 
-MAX_SPEC_BYTES = 1 << 20  # a spec is a page or two; anything near this is not one
-MAX_DEPTH = 64
-MAX_ALIASES = 100
-
-
-class _Limit(Exception):
-    pass
-
-
-class _GuardedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, with limits on nesting and on aliases (anchor bombs)."""
-
-    depth = 0
-    aliases = 0
-
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise _Limit(f"more than {MAX_ALIASES} aliases (*anchor references): refused as an anchor bomb")
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise _Limit(f"nested deeper than {MAX_DEPTH} levels")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
 def load_rollout(path: str | Path) -> Rollout:
-    source = str(path)
-    try:
-        size = Path(path).stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(source, [f"(file): {size} bytes, more than the {MAX_SPEC_BYTES} a spec may have"])
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
-    except UnicodeDecodeError as error:
-        raise SpecError(source, [f"(file): not UTF-8 text (byte {error.start})"]) from None
-    try:
-        documents = [doc for doc in yaml.load_all(text, Loader=_GuardedLoader) if doc is not None]
-    except _Limit as error:
-        raise SpecError(source, [f"(file): {error}"]) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
-        raise SpecError(source, [f"{where}: not valid YAML: {getattr(error, 'problem', error)}"]) from None
-    if len(documents) != 1:
-        raise SpecError(source, [f"(file): expected one Rollout document, found {len(documents)}"])
-    return parse_rollout(documents[0], source)
+    """Read one Rollout document (guarded YAML, see models/documents.py) and validate it."""
+    return parse_rollout(load_document(path, "Rollout"), str(path))
 
 
 def json_schema() -> dict[str, Any]:

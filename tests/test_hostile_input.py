@@ -86,8 +86,14 @@ def test_any_damaged_spec_is_valid_or_rejected_naming_its_field(data):
     _check(document)
 
 
+# Identifiers built from their parts (no filter: a filter that throws most draws away trips hypothesis'
+# filter_too_much health check on some seeds).
+_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+IDENTIFIERS = st.builds(str.__add__, st.sampled_from(_FIRST), st.text(alphabet=_FIRST + "0123456789", max_size=11))
+
+
 @settings(max_examples=200, deadline=None)
-@given(data=st.data(), key=st.text(min_size=1, max_size=12).filter(lambda k: k.isidentifier()))
+@given(data=st.data(), key=IDENTIFIERS)
 def test_an_unknown_key_anywhere_is_named(data, key):
     document = copy.deepcopy(data.draw(st.sampled_from(_documents())))
     mappings = [p for p in _paths(document) if isinstance(_at(document, p), dict)]

@@ -275,3 +275,47 @@ def test_schema_describes_the_spec():
     assert set(schema["required"]) == {"apiVersion", "kind", "metadata", "spec"}
     weight = json_schema()["$defs"]["CanaryStep"]["properties"]["setWeight"]["anyOf"][0]
     assert (weight["minimum"], weight["maximum"]) == (0, 100)
+
+
+DUPLICATED = """\
+apiVersion: rollouts.durable.dev/v1alpha1
+kind: Rollout
+metadata: {name: checkout-api, environment: prod}
+spec:
+  target:
+    kubernetes: {namespace: shop, deployment: checkout-api}
+  image: registry.local/checkout-api:1.4.2
+  strategy:
+    canary:
+      stableService: checkout-api
+      canaryService: checkout-api-canary
+      steps: [{setWeight: 50}]
+metadata: {name: payments, environment: prod}
+"""
+SINGLE = DUPLICATED.replace("metadata: {name: payments, environment: prod}\n", "")
+
+
+@pytest.mark.parametrize("text, line, key", [
+    (DUPLICATED, 13, "metadata"),  # the identity changed silently: last value won
+    (SINGLE.replace("  image: registry", "  image: registry.local/old:1\n  image: registry"), 8, "image"),
+    (SINGLE.replace("{name: checkout-api, environment: prod}", "{name: checkout-api, name: payments, environment: prod}"),
+     3, "name"),
+])
+def test_a_duplicated_key_is_refused_naming_line_and_key(tmp_path, text, line, key):
+    spec = tmp_path / "dup.yaml"
+    spec.write_text(text)
+    with pytest.raises(SpecError) as refused:
+        load_rollout(spec)
+    [problem] = refused.value.problems
+    assert problem.startswith(f"line {line}, column ") and f"duplicate key {key!r}" in problem, problem
+    result = run_cli("validate", "-f", str(spec))
+    assert result.returncode == 2 and f"duplicate key {key!r}" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_keys_merged_in_by_an_anchor_may_be_overridden(tmp_path):
+    """`<<: *defaults` then a key of its own is YAML's override, not a duplicate."""
+    spec = tmp_path / "merge.yaml"
+    spec.write_text(SINGLE.replace("metadata: {name: checkout-api, environment: prod}",
+                                   "metadata:\n  <<: &defaults {name: base, environment: prod}\n  name: checkout-api"))
+    assert load_rollout(spec).rollout_id == "rollout/prod/checkout-api"
