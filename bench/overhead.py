@@ -28,7 +28,7 @@ from bench.floor import Floor, noop
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
 from models.spec import parse_rollout
 from starters.commands import start_workflow
-from starters.devserver import DevServer, free_port
+from localcluster.devserver import DevServer, free_port
 from workflows.canary import CanaryRollout
 
 

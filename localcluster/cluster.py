@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from starters.devserver import free_port, state_dir, wait_port
+from localcluster.devserver import free_port, state_dir, wait_port
 
 KUBERNETES_VERSION = "v1.20.2"
 ENGINE_USER = "durable-rollouts"  # the identity our activities use; the audit log is filtered on it

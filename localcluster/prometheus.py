@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from starters.devserver import free_port, stop_process
+from localcluster.devserver import free_port, stop_process
 
 
 class PrometheusServer:

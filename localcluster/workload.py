@@ -36,7 +36,7 @@ def deploy(api: client.ApiClient, namespace: str, name: str, image: str, replica
 
 
 def wait_ready(apps: client.AppsV1Api, namespace: str, name: str, timeout: float = 60) -> client.V1Deployment:
-    from activities.kube import is_settled
+    from activities.targets.kubernetes.readiness import is_settled
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

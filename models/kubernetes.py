@@ -1,12 +1,13 @@
-"""Inputs and results of the Kubernetes activities (kept apart from the spec: they are wire formats)."""
+"""Inputs and results of the Kubernetes target's activities (wire formats, kept apart from the spec; the
+target's block of the spec, `KubernetesTarget`, is in models/targets.py)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from models.routing import RouteState, SetCanaryScale, TrafficRouting
-from models.spec import KubernetesTarget
-from models.status import Message
+from models.specbase import Message
+from models.targets import KubernetesTarget
 
 
 class PrepareCanaryInput(Message):
@@ -28,12 +29,12 @@ class PrepareCanaryResult(Message):
 class SetWeightInput(Message):
     rollout_id: str
     target: KubernetesTarget
-    router: str
+    router: str = ""  # older inputs named the router; it is chosen from traffic_routing now
     weight: int
     step: int
     total_replicas: int
     progress_deadline_seconds: int
-    # Routers with weights of their own: the whole routing the step wants, and the canary's scale.
+    # The whole routing the step wants, and the canary's scale (older inputs: None for the replica ratio).
     traffic_routing: TrafficRouting | None = None
     stable_service: str = ""
     canary_service: str = ""

@@ -4,7 +4,7 @@ objects, and the routes a canary step can set (`setHeaderRoute`, `setMirrorRoute
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -81,8 +81,25 @@ class SetCanaryScale(SpecModel):
         return exactly_one(data, ("replicas", "weight", "matchTrafficWeight"), "canary scale")
 
 
-class ReplicasRouting(SpecModel):
+class Router(SpecModel):
+    """What a router can do, declared by each router's block and checked by spec validation, so a
+    strategy asks the router instead of naming it."""
+
+    owns_weights: ClassVar[bool] = True  # False: the split is the ratio of ready pods
+    routes_by_header: ClassVar[bool] = True
+    mirrors: ClassVar[bool] = True
+
+    def header_route_problem(self, route: SetHeaderRoute) -> str:
+        """Why this router cannot route `route` ("" when it can)."""
+        return ""
+
+
+class ReplicasRouting(Router):
     """Traffic follows the ratio of ready canary to stable pods behind the stable Service."""
+
+    owns_weights: ClassVar[bool] = False
+    routes_by_header: ClassVar[bool] = False
+    mirrors: ClassVar[bool] = False
 
 
 class IstioVirtualService(SpecModel):
@@ -99,7 +116,7 @@ class IstioDestinationRule(SpecModel):
     stable_subset_name: str = "stable"
 
 
-class IstioRouting(SpecModel):
+class IstioRouting(Router):
     """Weights of an Istio VirtualService whose routes have the stable and canary Services (or, with a
     DestinationRule, its stable and canary subsets) as destinations."""
 
@@ -107,22 +124,30 @@ class IstioRouting(SpecModel):
     destination_rule: IstioDestinationRule | None = None
 
 
-class NginxRouting(SpecModel):
+class NginxRouting(Router):
     """A canary Ingress beside `stableIngress` with the ingress-nginx canary annotations."""
 
+    mirrors: ClassVar[bool] = False  # ingress-nginx has no mirror
     stable_ingress: DnsLabel
 
+    def header_route_problem(self, route: SetHeaderRoute) -> str:
+        match = route.match
+        if not match:
+            return ""
+        if len(match) != 1 or (match[0].header_value and match[0].header_value.kind != "exact"):
+            return "@match: nginx matches one exact header or cookie"
+        if match[0].cookie_name and match[0].cookie_value != "always":
+            return "@match[0].cookieValue: ingress-nginx sends a request to the canary when its cookie is 'always'"
+        return ""
 
-class GatewayApiRouting(SpecModel):
+
+class GatewayApiRouting(Router):
     """Weights of an HTTPRoute whose rules have the stable and canary Services as backendRefs."""
 
     http_route: DnsLabel
 
 
 ROUTERS = ("replicas", "istio", "nginx", "gatewayAPI")
-# What each router can do beyond weights.
-HEADER_ROUTERS = ("istio", "nginx", "gatewayAPI")
-MIRROR_ROUTERS = ("istio", "gatewayAPI")
 
 
 class TrafficRouting(SpecModel):
@@ -139,6 +164,38 @@ class TrafficRouting(SpecModel):
     @property
     def router(self) -> str:
         return next(name for name in ROUTERS if getattr(self, "gateway_api" if name == "gatewayAPI" else name))
+
+    @property
+    def chosen(self) -> Router:
+        """The chosen router's own block (its capabilities and checks)."""
+        return getattr(self, "gateway_api" if self.router == "gatewayAPI" else self.router)
+
+    def step_problem(self, step_kind: str, step: object) -> str:
+        """Why the chosen router cannot do a canary step ("" when it can)."""
+        router, chosen = self.router, self.chosen
+        if step_kind == "setCanaryScale" and not chosen.owns_weights:
+            return f"the {router} router sets the canary scale from the weight"
+        if step_kind == "setHeaderRoute":
+            if not chosen.routes_by_header:
+                return f"needs a router that routes by header ({', '.join(HEADER_ROUTERS)}), not {router}"
+            return chosen.header_route_problem(step.set_header_route)  # type: ignore[attr-defined]
+        if step_kind == "setMirrorRoute" and not chosen.mirrors:
+            return f"needs a router that mirrors ({', '.join(MIRROR_ROUTERS)}), not {router}"
+        return ""
+
+
+def _field(router: str) -> str:
+    return "gateway_api" if router == "gatewayAPI" else router
+
+
+def _routers_that(capability: str) -> tuple[str, ...]:
+    return tuple(name for name in ROUTERS if getattr(_MODELS[name], capability))
+
+
+_MODELS: dict[str, type[Router]] = {"replicas": ReplicasRouting, "istio": IstioRouting, "nginx": NginxRouting,
+                                    "gatewayAPI": GatewayApiRouting}
+HEADER_ROUTERS = _routers_that("routes_by_header")  # for messages
+MIRROR_ROUTERS = _routers_that("mirrors")
 
 
 class RouteState(SpecModel):

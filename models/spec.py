@@ -21,6 +21,7 @@ from models.schedule import ExecutionWindows
 from models.documents import MAX_SPEC_BYTES, SpecError, load_document  # noqa: F401 - part of the spec's API
 from models.durations import Duration
 from models.names import rollout_id
+from models.targets import KubernetesTarget, Target  # noqa: F401 - part of the spec's public names
 from models.presets import resolve
 from models.webhooks import Webhook
 from models.specbase import DnsLabel, DnsSubdomain, SpecModel, describe_errors, exactly_one
@@ -46,20 +47,6 @@ _IMAGE = re.compile(
 class Metadata(SpecModel):
     name: DnsLabel
     environment: DnsLabel
-
-
-class KubernetesTarget(SpecModel):
-    context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
-    namespace: DnsLabel
-    deployment: DnsSubdomain
-
-
-class Target(SpecModel):
-    kubernetes: KubernetesTarget
-
-    def describe(self) -> str:
-        k = self.kubernetes
-        return f"{k.context}/{k.namespace}/{k.deployment}"
 
 
 STRATEGIES = ("canary", "blueGreen", "abTest", "rollingUpdate", "recreate")

@@ -13,7 +13,6 @@ from models.approvals import Approval
 from models.durations import Duration, format_duration
 from models.routing import (
     HEADER_ROUTERS,
-    MIRROR_ROUTERS,
     ReplicasRouting,
     RouteMatch,
     SetCanaryScale,
@@ -80,26 +79,15 @@ class CanaryStrategy(SpecModel):
     def _check(self) -> CanaryStrategy:
         if self.stable_service == self.canary_service:
             raise ValueError("@canaryService: must be a different Service from stableService")
-        router = self.traffic_routing.router
-        if self.dynamic_stable_scale and router == "replicas":
-            raise ValueError("@dynamicStableScale: the replicas router already scales stable with the weight")
+        routing = self.traffic_routing
+        if self.dynamic_stable_scale and not routing.chosen.owns_weights:
+            raise ValueError(f"@dynamicStableScale: the {routing.router} router already scales stable with the weight")
         for index, step in enumerate(self.steps):
-            problem = {
-                "setCanaryScale": router == "replicas" and "the replicas router sets the canary scale from the weight",
-                "setHeaderRoute": router not in HEADER_ROUTERS and f"needs a router that routes by header "
-                                  f"({', '.join(HEADER_ROUTERS)}), not {router}",
-                "setMirrorRoute": router not in MIRROR_ROUTERS and f"needs a router that mirrors "
-                                  f"({', '.join(MIRROR_ROUTERS)}), not {router}",
-            }.get(step.kind)
+            problem = routing.step_problem(step.kind, step)
+            if problem.startswith("@"):  # about a field inside the step
+                raise ValueError(f"@steps[{index}].{step.kind}.{problem[1:]}")
             if problem:
                 raise ValueError(f"@steps[{index}].{step.kind}: {problem}")
-            if router == "nginx" and step.set_header_route and step.set_header_route.match:
-                match = step.set_header_route.match
-                if len(match) != 1 or (match[0].header_value and match[0].header_value.kind != "exact"):
-                    raise ValueError(f"@steps[{index}].setHeaderRoute.match: nginx matches one exact header or cookie")
-                if match[0].cookie_name and match[0].cookie_value != "always":
-                    raise ValueError(f"@steps[{index}].setHeaderRoute.match[0].cookieValue: ingress-nginx sends a "
-                                     "request to the canary when its cookie is 'always'")
         previous: tuple[int, int] | None = None
         for index, step in enumerate(self.steps):
             if step.set_weight is None:
@@ -189,7 +177,7 @@ class BlueGreenStrategy(SpecModel):
     def _check(self) -> BlueGreenStrategy:
         if self.active_service == self.preview_service:
             raise ValueError("@previewService: must be a different Service from activeService")
-        if self.gradual_shift and (self.traffic_routing is None or self.traffic_routing.router == "replicas"):
+        if self.gradual_shift and (self.traffic_routing is None or not self.traffic_routing.chosen.owns_weights):
             raise ValueError("@trafficRouting: gradualShift needs a router with weights of its own "
                              "(istio, nginx, gatewayAPI)")
         if not self.auto_promotion_enabled and self.auto_promotion_seconds is not None:
@@ -228,7 +216,7 @@ class AbTestStrategy(SpecModel):
 
     @model_validator(mode="after")
     def _check(self) -> AbTestStrategy:
-        if self.traffic_routing.router not in HEADER_ROUTERS:
+        if not self.traffic_routing.chosen.routes_by_header:
             raise ValueError(f"@trafficRouting: an A/B test needs a router that routes by header "
                              f"({', '.join(HEADER_ROUTERS)}), not {self.traffic_routing.router}")
         if self.duration is None and self.after_duration != "wait":

@@ -24,6 +24,7 @@ from pathlib import Path
 from models import names
 from models.spec import STRATEGIES, SpecError, json_schema, load_rollout
 from starters.exitcodes import ExitCode, UserError
+from workers.codec import PayloadKeyError
 
 
 DECISION_COMMANDS = {
@@ -204,13 +205,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         return asyncio.run(commands.setup())
     if args.command == "worker":
-        from starters.local import default_kubeconfig
         from workers.main import main as worker_main
 
-        worker_main(args.task_queue, args.metrics_port, default_kubeconfig())
+        worker_main(args.task_queue, args.metrics_port, os.environ.get("KUBECONFIG") or _local_kubeconfig())
         return ExitCode.OK
     if args.command == "dev":
-        from starters.local import run_dev_server
+        from localcluster.commands import run_dev_server
 
         return run_dev_server(args.port, args.ui_port, args.db_file)
     if args.command == "codec-server":
@@ -225,14 +225,23 @@ def run(args: argparse.Namespace) -> int:
         server.serve_forever()
         return ExitCode.OK
     if args.command == "cluster":
-        from starters.local import cluster_command
+        from localcluster.commands import cluster_command
 
         return cluster_command(args.action)
     if args.command == "demo":
-        from starters.demo import run_demo
+        from localcluster.demo import run_demo
 
         return run_demo(args.file, args.interactive, args.keep)
     raise UserError(f"unknown command {args.command}")
+
+
+def _local_kubeconfig() -> str | None:
+    """The local cluster's kubeconfig while `rollout cluster up` runs it (a dev tool, imported only here)."""
+    try:
+        from localcluster.commands import default_kubeconfig
+    except ImportError:  # an install without the dev tools
+        return None
+    return default_kubeconfig()
 
 
 def _decide(args: argparse.Namespace) -> int:
@@ -268,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         print(f"rollout: {error}", file=sys.stderr)
         code = error.code
+    except PayloadKeyError as error:  # the payload key settings: a user mistake like any other
+        print(f"rollout: {error}", file=sys.stderr)
+        code = ExitCode.INVALID
     except KeyboardInterrupt:
         code = 130
     # The Temporal client's Rust threads can crash CPython's finalization in a short-lived process

@@ -11,44 +11,49 @@ import json
 import os
 import sys
 import time
+import uuid
+from datetime import timedelta
 from urllib.parse import quote
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import names
 from models.spec import Rollout
+from models.targets import ObserveInput, TargetObservation
 from models.approvals import Decision
 from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RolloutInput, RolloutStatus
 from starters.exitcodes import ExitCode, UserError
-from workers.codec import data_converter
+from workers import temporal
+from workers.temporal import TemporalSettings
+from workflows.observe import ObserveTarget
 from workflows.registry import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS
 
-
-def settings() -> tuple[str, str, str]:
-    return (
-        os.environ.get("TEMPORAL_ADDRESS", names.DEFAULT_ADDRESS),
-        os.environ.get("TEMPORAL_NAMESPACE", names.DEFAULT_NAMESPACE),
-        os.environ.get("TEMPORAL_UI", names.DEFAULT_UI).rstrip("/"),
-    )
+OBSERVE_TIMEOUT = 60  # seconds for a worker to read what the target runs
 
 
 async def connect() -> Client:
-    address, namespace, _ = settings()
+    settings = TemporalSettings.from_env()
     try:
-        return await Client.connect(address, namespace=namespace, data_converter=data_converter())
+        return await temporal.connect(settings)
     except RuntimeError as error:
         raise UserError(
-            f"cannot reach Temporal at {address} (TEMPORAL_ADDRESS): {str(error).splitlines()[0]}",
+            f"cannot reach Temporal at {settings.address} (TEMPORAL_ADDRESS): {str(error).splitlines()[0]}",
             ExitCode.UNAVAILABLE,
         ) from None
 
 
 def ui_link(rollout_id: str) -> str:
-    _, namespace, ui = settings()
-    return f"{ui}/namespaces/{namespace}/workflows/{quote(rollout_id, safe='')}"
+    settings = TemporalSettings.from_env()
+    return f"{settings.ui}/namespaces/{settings.namespace}/workflows/{quote(rollout_id, safe='')}"
 
 
 def normalise_id(text: str) -> str:
@@ -159,20 +164,34 @@ async def _already_healthy(client: Client, rollout: Rollout) -> RolloutStatus | 
     return last if same else None
 
 
+async def observe(client: Client, rollout: Rollout, task_queue: str) -> TargetObservation:
+    """What the rollout's target runs now, read by the worker (which holds the target's credentials)."""
+    return await client.execute_workflow(
+        ObserveTarget.run, ObserveInput(target=rollout.spec.target), id=f"{rollout.rollout_id}/observe/{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue, execution_timeout=timedelta(seconds=OBSERVE_TIMEOUT), result_type=TargetObservation,
+    )
+
+
 async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool, again: bool = False) -> int:
     """Start a rollout. The same spec started twice (a CI retry) gives one rollout: the second start
-    follows the running one, or reports the Healthy end of the last one (`--again` starts it anew)."""
+    follows the running one; when the last run of this very spec ended Healthy, the target is asked what
+    it runs now — still that version: nothing is started; changed since (rolled back, or another
+    version put on it): a new run puts the spec's version back (`--again` starts anew regardless)."""
     client = await connect()
     rid = rollout.rollout_id
     if not again:
         done = await _already_healthy(client, rollout)
         if done is not None:
-            if as_json:
-                print(done.model_dump_json(by_alias=True))
-            else:
-                print(f"{rid} already ran this very spec and ended Healthy at {done.finished_at:%Y-%m-%d %H:%M:%S} UTC; "
-                      "not started again (--again to run it anew)")
-            return ExitCode.OK
+            drift = await _drift(client, rollout, task_queue)
+            ended = f"{rid} already ran this very spec and ended Healthy at {done.finished_at:%Y-%m-%d %H:%M:%S} UTC"
+            if not drift.startswith("!"):
+                if as_json:
+                    print(done.model_dump_json(by_alias=True))
+                else:
+                    print(f"{ended}; checked just now: {drift}; not started again (--again to run it anew)")
+                return ExitCode.OK
+            if not as_json:
+                print(f"{ended}, but {drift[1:]}: starting it anew", flush=True)
     await _close_window(client, rid, as_json)
     try:
         handle = await start_workflow(client, rollout, task_queue, who())
@@ -199,6 +218,22 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
         await _supersede(client.get_workflow_handle(rid, result_type=RolloutStatus), rollout.spec.image, as_json)
         handle = await start_workflow(client, rollout, task_queue, who())
     return await _started(handle, wait, timeout, as_json)
+
+
+async def _drift(client: Client, rollout: Rollout, task_queue: str) -> str:
+    """How the target compares with the spec now: a description, with a leading "!" when it no longer
+    runs the spec's version as it was left (or could not be read: then a new run is the safe answer)."""
+    try:
+        seen = await observe(client, rollout, task_queue)
+    except WorkflowFailureError as error:
+        cause = error.cause.cause if error.cause is not None and error.cause.cause is not None else error.cause
+        message = getattr(cause, "message", None) or str(cause or error)
+        return f"!its target could not be read ({message})"
+    if seen.version != rollout.spec.image:
+        return f"!{seen.target} now runs {seen.version} ({seen.detail}), not {rollout.spec.image}"
+    if not seen.ready:
+        return f"!{seen.target} runs {seen.version} but is not settled ({seen.detail})"
+    return f"{seen.target} runs {seen.version} ({seen.detail})"
 
 
 async def _supersede(running: WorkflowHandle, image: str, quiet: bool) -> None:
@@ -345,10 +380,8 @@ async def list_rollouts(phase: str | None, environment: str | None, running_only
 
 async def setup() -> int:
     """Register our search attributes on an existing server (the dev server gets them at start)."""
-    from starters.devserver import ensure_search_attributes
-
     client = await connect()
-    _, namespace, _ = settings()
-    added = await ensure_search_attributes(client, namespace)
+    namespace = TemporalSettings.from_env().namespace
+    added = await temporal.ensure_search_attributes(client, namespace)
     print(f"search attributes in {namespace}: " + (f"added {', '.join(added)}" if added else "all present"))
     return ExitCode.OK

@@ -15,7 +15,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from starters.devserver import DevServer, binary, ensure_search_attributes, free_port, stop_process
+from localcluster.devserver import DevServer, binary, free_port, stop_process
+from workers.temporal import ensure_search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,7 @@ async def cluster_worker(dev_client, local_cluster, unique):
 
     from temporalio.worker import Worker
 
-    from activities.kube import KubeClients
+    from activities.targets.kubernetes.client import KubeClients
     from workers.main import WORKFLOWS, activities_for
 
     queue = f"rollouts-{unique}"
@@ -117,8 +118,10 @@ class WorkerProcess:
         env = {**os.environ, "TEMPORAL_ADDRESS": self.address, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with open(self.log, "ab") as log:
             offset = log.tell()
+            # With a kill plan: the harness' worker entry, which hands the kill points to the product's worker.
+            command = ["localcluster.worker"] if "DURABLE_ROLLOUTS_KILL_PLAN" in self.env else ["starters.cli", "worker"]
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "starters.cli", "worker", "--task-queue", self.task_queue, *self.extra],
+                [sys.executable, "-m", *command, "--task-queue", self.task_queue, *self.extra],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout

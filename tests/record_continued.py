@@ -18,7 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.approvals import ApproveRequest
 from models.status import PromoteRequest
-from starters.devserver import binary, ensure_search_attributes
+from localcluster.devserver import binary
+from workers.temporal import ensure_search_attributes
 from tests.record_histories import HISTORIES
 from tests.test_analysis_workflow import Script
 from tests.test_continue_as_new import BACKGROUND, TEMPLATES, histories, start

@@ -35,13 +35,15 @@ from models.kubernetes import (
 )
 
 from models.spec import RollbackWindow
+from models.targets import KubernetesTarget, ObserveInput, TargetObservation
 from models.status import AbortRequest, PromoteRequest
 from starters.commands import start_workflow
-from starters.devserver import DevServer, free_port
+from localcluster.devserver import DevServer, free_port
 from tests.helpers import canary_rollout, paused_at
 from tests import record_decisions
 from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
+from workflows.observe import ObserveTarget
 from workflows.registry import ALL_WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -299,6 +301,23 @@ async def failed(client: Client, queue: str):
     return handle
 
 
+def observe_fakes() -> list:
+    @activity.defn(name="observe_kubernetes_target")
+    async def observe(target: KubernetesTarget) -> TargetObservation:
+        return TargetObservation(target=f"deployment {target.namespace}/{target.deployment}",
+                                 version="registry.local/checkout-api:1.4.2", ready=True, detail="4/4 ready")
+
+    return [observe]
+
+
+async def observed(client: Client, queue: str):
+    """`rollout start` asks what the target of a spec that ended Healthy runs now."""
+    handle = await client.start_workflow(ObserveTarget.run, ObserveInput(target=canary_rollout().spec.target),
+                                         id="rollout/test/recorded-observe/observe", task_queue=queue)
+    await handle.result()
+    return handle
+
+
 # name, scenario, the fake activities (built fresh for each run)
 SCENARIOS = [
     ("canary-promoted", promoted, lambda: FakeCluster().activities()),
@@ -321,6 +340,7 @@ SCENARIOS = [
     ("canary-approved", record_decisions.approved, lambda: FakeCluster().activities() + decision_fakes()),
     ("canary-skipped-and-full", record_decisions.skipped_and_full, lambda: FakeCluster().activities() + measure_fakes()),
     ("blue-green-approved", record_decisions.blue_green_approved, lambda: blue_green_fakes() + decision_fakes()),
+    ("observe-target", observed, observe_fakes),
 ]
 
 

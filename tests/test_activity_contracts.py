@@ -17,7 +17,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starters.devserver import binary, ensure_search_attributes
+from localcluster.devserver import binary
+from workers.temporal import ensure_search_attributes
 
 from workflows.options import PERMANENT
 from workflows.registry import ALL_WORKFLOWS

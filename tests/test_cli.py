@@ -193,3 +193,33 @@ def test_retry_and_supersede(cli, workload, unique):
     assert status.image == "registry.local/web:2.4.0"
     executions = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
     assert len(executions) >= 3
+
+
+def test_a_healthy_spec_started_again_is_checked_against_its_target(cli, workload, kube_api, unique):
+    """A CI job re-run after the rollout ended Healthy: the target is asked what it runs now. Still that
+    version: nothing starts, and the answer says what was checked. Rolled back (or changed) since: the
+    answer names the drift and a new run puts the spec's version back."""
+    image = "registry.local/web:2.7.0"
+    spec = cli.spec(name=f"drift-{unique}", namespace=workload, deployment="web", image=image,
+                    steps=[{"setWeight": 50}, {"setWeight": 100}])
+    rid = f"rollout/test/drift-{unique}"
+    assert cli("start", "-f", spec, "--wait").returncode == 0
+
+    unchanged = cli("start", "-f", spec, "--wait")
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    assert "already ran this very spec and ended Healthy" in unchanged.stdout
+    assert f"checked just now: deployment {workload}/web runs {image} (4/4 ready); not started again" in unchanged.stdout
+    runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
+    assert len(runs) == 1, "nothing was started"
+
+    apps = client.AppsV1Api(kube_api)  # someone puts the old version back by hand
+    apps.patch_namespaced_deployment("web", workload, {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": "registry.local/web:1.0.0"}]}}}})
+    drifted = cli("start", "-f", spec, "--wait")
+    assert drifted.returncode == 0, drifted.stdout + drifted.stderr
+    assert (f"but deployment {workload}/web now runs registry.local/web:1.0.0" in drifted.stdout
+            and "starting it anew" in drifted.stdout), drifted.stdout
+    assert f"{rid}: Healthy" in drifted.stdout
+    assert apps.read_namespaced_deployment("web", workload).spec.template.spec.containers[0].image == image
+    runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
+    assert len(runs) == 2, "one new run"

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from models import names
-from starters.devserver import binary
+from localcluster.devserver import binary
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.temporal.yml"

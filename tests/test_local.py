@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from starters.devserver import free_port, wait_port
+from localcluster.devserver import free_port, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -27,7 +27,7 @@ from localcluster.faultproxy import KUBERNETES_FAULTS, PROMETHEUS_FAULTS, FaultP
 from localcluster.faults import ENV as KILL_PLAN, read_journal
 from models.status import RolloutStatus
 from starters.commands import start_workflow
-from starters.devserver import DevServer, free_port
+from localcluster.devserver import DevServer, free_port
 from tests.helpers import eventually, finished, read_audit
 from tests.matrix import (
     ANALYSED,

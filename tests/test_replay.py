@@ -38,7 +38,7 @@ def test_every_strategy_has_recorded_histories():
         "ab-test-promoted", "rolling-update-windowed", "rollback-window-undone",
         "canary-analysed", "canary-webhooks", "analysis-run-successful",
         "canary-approved", "canary-skipped-and-full", "blue-green-approved", "blue-green-gradual",
-        "canary-continued-as-new", "canary-resumed-promoted", "canary-approval-resumed",
+        "canary-continued-as-new", "canary-resumed-promoted", "canary-approval-resumed", "observe-target",
     }
 
 

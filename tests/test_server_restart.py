@@ -10,7 +10,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.status import Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
-from starters.devserver import DevServer, ensure_search_attributes, free_port
+from localcluster.devserver import DevServer, free_port
+from workers.temporal import ensure_search_attributes
 from tests.helpers import finished, canary_rollout, paused_at
 from workflows.canary import CanaryRollout
 

@@ -9,7 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from starters.commands import start_workflow
-from starters.devserver import free_port
+from localcluster.devserver import free_port
 from tests.helpers import canary_rollout, finished
 
 

@@ -32,7 +32,6 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
-from starters.exitcodes import UserError
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -40,9 +39,9 @@ KEY_ENV = "DURABLE_ROLLOUTS_PAYLOAD_KEY"
 KEY_FILE_ENV = "DURABLE_ROLLOUTS_PAYLOAD_KEY_FILE"
 
 
-class PayloadKeyError(UserError):
+class PayloadKeyError(ValueError):
     """The configured keys are unusable, or a payload was sealed with a key this process lacks
-    (a user mistake: one line, exit 2)."""
+    (a user mistake: the CLI prints it as one line and exits 2)."""
 
 
 class EncryptionCodec(PayloadCodec):

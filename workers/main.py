@@ -11,43 +11,38 @@ import concurrent.futures
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from datetime import timedelta
 
-from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
-from activities.analysis import AnalysisActivities
+from activities.analysis import AnalysisActivities, MetricProvider, default_providers
 from activities.approvers import ApproverActivities
-from activities.bluegreen import BlueGreenActivities
-from activities.canary import CanaryActivities
-from activities.deployment import DeploymentActivities
-from activities.kube import KubeClients
+from activities.targets.kubernetes.bluegreen import BlueGreenActivities
+from activities.targets.kubernetes.canary import CanaryActivities
+from activities.targets.kubernetes.rolling import DeploymentActivities
+from activities.targets.kubernetes.client import KubeClients
 from activities.notify import NotifyActivities
 from activities.webhooks import WebhookActivities
-from activities.window import WindowActivities
+from activities.targets.kubernetes.observe import ObserveActivities
+from activities.targets.kubernetes.window import WindowActivities
 from models import names
-from workers.codec import data_converter
+from workers import temporal
+from workers.temporal import TemporalSettings
 from workflows.registry import ALL_WORKFLOWS
 
 WORKFLOWS = ALL_WORKFLOWS
 log = logging.getLogger("rollout.worker")
 
 
-def kill_points() -> list:
-    """Fault-injection kill points, only when a test sets $DURABLE_ROLLOUTS_KILL_PLAN (localcluster/faults.py)."""
-    if not os.environ.get("DURABLE_ROLLOUTS_KILL_PLAN"):
-        return []
-    from localcluster.faults import from_env
-
-    return from_env()
-
-
-def activities_for(clients: KubeClients) -> list:
+def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | None = None) -> list:
+    """Every activity, bound to the clients it receives (built once per worker)."""
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
-    window = WindowActivities(clients)
+    window, observe = WindowActivities(clients), ObserveActivities(clients)
     return [
-        AnalysisActivities().measure,
+        observe.observe_kubernetes_target,
+        AnalysisActivities(providers).measure,
         ApproverActivities().resolve_groups,
         NotifyActivities().notify,
         WebhookActivities().call_webhook,
@@ -69,19 +64,12 @@ def activities_for(clients: KubeClients) -> list:
     ]
 
 
-async def connect(address: str, namespace: str, metrics_port: int | None = None) -> Client:
+async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: int | None,
+                     kubeconfig: str | None = None, interceptors: Sequence[Interceptor] = ()) -> None:
     runtime = None
     if metrics_port is not None:
         runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}")))
-    return await Client.connect(
-        address, namespace=namespace, data_converter=data_converter(), runtime=runtime
-    )
-
-
-async def run_worker(
-    address: str, namespace: str, task_queue: str, metrics_port: int | None, kubeconfig: str | None = None
-) -> None:
-    client = await connect(address, namespace, metrics_port)
+    client = await temporal.connect(settings, runtime)
     clients = KubeClients(kubeconfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,27 +80,22 @@ async def run_worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=activities_for(clients),
+            activities=activities_for(clients, default_providers()),
             activity_executor=pool,
-            interceptors=kill_points(),
+            interceptors=interceptors,
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
-        log.info("worker on %s (namespace %s, task queue %s)", address, namespace, task_queue)
-        print(f"worker ready: {address} namespace={namespace} task-queue={task_queue}", flush=True)
+        log.info("worker on %s (namespace %s, task queue %s)", settings.address, settings.namespace, task_queue)
+        print(f"worker ready: {settings.address} namespace={settings.namespace} task-queue={task_queue}", flush=True)
         async with worker:
             await stop.wait()
             log.info("draining")
     clients.close()
 
 
-def main(task_queue: str | None = None, metrics_port: int | None = None, kubeconfig: str | None = None) -> None:
+def main(task_queue: str | None = None, metrics_port: int | None = None, kubeconfig: str | None = None,
+         interceptors: Sequence[Interceptor] = ()) -> None:
+    """`interceptors`: what the caller adds around activities (the test harness' kill points)."""
     logging.basicConfig(level=os.environ.get("ROLLOUT_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(
-        run_worker(
-            os.environ.get("TEMPORAL_ADDRESS", names.DEFAULT_ADDRESS),
-            os.environ.get("TEMPORAL_NAMESPACE", names.DEFAULT_NAMESPACE),
-            task_queue or os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE),
-            metrics_port,
-            kubeconfig,
-        )
-    )
+    asyncio.run(run_worker(TemporalSettings.from_env(), task_queue or os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE),
+                           metrics_port, kubeconfig, interceptors))

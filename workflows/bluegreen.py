@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.bluegreen import BlueGreenActivities
+    from activities.targets.kubernetes.bluegreen import BlueGreenActivities
     from models.durations import format_duration
     from models.kubernetes import BlueGreenInput, BlueGreenPrepared
     from models.spec import BlueGreenStrategy

@@ -11,7 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.canary import CanaryActivities
+    from activities.targets.kubernetes.canary import CanaryActivities
     from models.durations import format_duration
     from models.kubernetes import (
         FinishInput,
@@ -204,21 +204,19 @@ class CanaryRollout(RolloutControl):
         weight = self.routes.weight
         if announce:
             self.start_step(index, what)
-        mesh = canary.traffic_routing.router != "replicas"
         handle = workflow.start_activity_method(
             CanaryActivities.set_canary_weight,
             SetWeightInput(
                 rollout_id=self.status.rollout_id,
                 target=self.rollout.spec.target.kubernetes,
-                router=canary.traffic_routing.router,
                 weight=weight,
                 step=index,
                 total_replicas=total,
                 progress_deadline_seconds=self.rollout.spec.progress_deadline_seconds,
-                traffic_routing=canary.traffic_routing if mesh else None,
+                traffic_routing=canary.traffic_routing,
                 stable_service=canary.stable_service,
                 canary_service=canary.canary_service,
-                routes=self.routes if mesh else None,
+                routes=self.routes,
                 canary_scale=self.canary_scale,
                 dynamic_stable_scale=canary.dynamic_stable_scale,
             ),

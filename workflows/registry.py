@@ -4,6 +4,7 @@ from workflows.abtest import ABTestRollout
 from workflows.analysis_run import AnalysisRun
 from workflows.bluegreen import BlueGreenRollout
 from workflows.canary import CanaryRollout
+from workflows.observe import ObserveTarget
 from workflows.recreate import RecreateRollout
 from workflows.revision import RevisionRollout
 from workflows.rolling import RollingUpdateRollout
@@ -18,4 +19,4 @@ STRATEGY_WORKFLOWS = {
 }
 # `rollout undo` / `rollout restart` of any rollout's target.
 ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
-ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun]
+ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun, ObserveTarget]

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deployment import DeploymentActivities
+    from activities.targets.kubernetes.rolling import DeploymentActivities
     from models.kubernetes import RollOutInput, RollOutResult, UndoInput
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options

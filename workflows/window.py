@@ -10,8 +10,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deployment import DeploymentActivities
-    from activities.window import WindowActivities
+    from activities.targets.kubernetes.rolling import DeploymentActivities
+    from activities.targets.kubernetes.window import WindowActivities
     from models.durations import format_duration
     from models.kubernetes import RollOutInput, WarmRevision, WindowInput
     from models.status import AbortRequest, ControlResult, Phase, RolloutInput, RolloutStatus, UndoRequest

@@ -11,10 +11,12 @@ import contextlib
 import contextvars
 import json
 import math
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -33,13 +35,16 @@ class MetricProvider(Protocol):
         ...
 
 
-def provider_for(metric: Metric) -> MetricProvider:
+def default_providers(prometheus_url: str | None = None) -> dict[str, MetricProvider]:
+    """Every provider with its client: one Prometheus client per address (the worker's PROMETHEUS_URL
+    for metrics that name none) and one HTTP client, shared by all measurements of the worker."""
     from activities.analysis.judge import JudgeProvider
-    from activities.analysis.prometheus import PrometheusProvider
+    from activities.analysis.prometheus import PrometheusClients, PrometheusProvider
     from activities.analysis.web import WebProvider
 
-    providers = {"prometheus": PrometheusProvider, "web": WebProvider, "judge": JudgeProvider}
-    return providers[metric.provider.name]()
+    prometheus = PrometheusClients(os.environ.get("PROMETHEUS_URL", "") if prometheus_url is None else prometheus_url)
+    return {"prometheus": PrometheusProvider(prometheus), "web": WebProvider(httpx.Client()),
+            "judge": JudgeProvider(prometheus)}
 
 
 def outcome(metric: Metric, result: Any) -> str:
@@ -79,10 +84,14 @@ def heartbeating(every: float = 2.0) -> Iterator[None]:
 
 
 class AnalysisActivities:
+    def __init__(self, providers: dict[str, MetricProvider] | None = None):
+        """`providers` by name (`default_providers()` when not given); the loop never knows which runs."""
+        self._providers = providers if providers is not None else default_providers()
+
     @activity.defn(name="measure")
     def measure(self, request: MeasureInput) -> Measurement:
         metric = with_args(request.metric, request.args)
-        provider = provider_for(metric)
+        provider = self._providers[metric.provider.name]
         try:
             with heartbeating():
                 result, query = provider.measure(metric, request.args)

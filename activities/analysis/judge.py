@@ -7,20 +7,19 @@ the metric's conditions turn the score into Successful / Inconclusive (marginal)
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from statistics import median
 from typing import Any
 
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusApiClientException
 from requests.exceptions import RequestException
 from scipy.stats import mannwhitneyu
 from temporalio.exceptions import ApplicationError
 
 from activities.analysis import EmptyResult
-from activities.analysis.prometheus import QUERY_TIMEOUT
+from activities.analysis.prometheus import PrometheusClients
 from models.analysis import JudgeMetric, Metric, fill
 
 
@@ -73,12 +72,13 @@ def score(metrics: list[JudgeMetric], verdicts: list[Verdict]) -> float:
 
 
 class JudgeProvider:
+    def __init__(self, prometheus: PrometheusClients):
+        self.clients = prometheus
+
     def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
         judge = metric.provider.judge
-        address = judge.address or os.environ.get("PROMETHEUS_URL", "")
-        if not address:
-            raise ApplicationError(f"metric {metric.name}: no Prometheus address", type="Invalid", non_retryable=True)
-        prometheus = PrometheusConnect(url=address, disable_ssl=True, timeout=QUERY_TIMEOUT)
+        address = self.clients.address(metric, judge.address)
+        prometheus = self.clients.connect(address)
         end = datetime.fromtimestamp(time.time(), tz=timezone.utc)
         start = datetime.fromtimestamp(end.timestamp() - judge.lookback.total_seconds(), tz=timezone.utc)
         step = f"{max(1, int(judge.step.total_seconds()))}s"

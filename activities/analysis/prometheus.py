@@ -7,7 +7,7 @@ Error measurement (counted against `consecutiveErrorLimit`)."""
 from __future__ import annotations
 
 import math
-import os
+import threading
 from typing import Any
 
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -20,16 +20,39 @@ from models.analysis import Metric, fill
 QUERY_TIMEOUT = 10  # seconds per HTTP request (the client retries 5xx a few times within the measurement)
 
 
+class PrometheusClients:
+    """One `PrometheusConnect` per server address, built on first use and shared by the measurements;
+    `default_address` is the worker's Prometheus (PROMETHEUS_URL) for metrics that name none."""
+
+    def __init__(self, default_address: str = "", timeout: float = QUERY_TIMEOUT):
+        self.default_address, self.timeout = default_address, timeout
+        self._clients: dict[str, PrometheusConnect] = {}
+        self._lock = threading.Lock()
+
+    def address(self, metric: Metric, given: str | None) -> str:
+        address = given or self.default_address
+        if not address:
+            raise ApplicationError(f"metric {metric.name}: no Prometheus address (provider's address or "
+                                   "the worker's PROMETHEUS_URL)", type="Invalid", non_retryable=True)
+        return address
+
+    def connect(self, address: str) -> PrometheusConnect:
+        with self._lock:
+            if address not in self._clients:
+                self._clients[address] = PrometheusConnect(url=address, disable_ssl=True, timeout=self.timeout)
+            return self._clients[address]
+
+
 class PrometheusProvider:
+    def __init__(self, prometheus: PrometheusClients):
+        self.prometheus = prometheus
+
     def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
         config = metric.provider.prometheus
-        address = config.address or os.environ.get("PROMETHEUS_URL", "")
-        if not address:
-            raise ApplicationError(f"metric {metric.name}: no Prometheus address (provider.prometheus.address or "
-                                   "the worker's PROMETHEUS_URL)", type="Invalid", non_retryable=True)
+        address = self.prometheus.address(metric, config.address)
         query = fill(config.query, args)
         try:
-            answer = PrometheusConnect(url=address, disable_ssl=True, timeout=QUERY_TIMEOUT).custom_query(query)
+            answer = self.prometheus.connect(address).custom_query(query)
         except PrometheusApiClientException as error:
             text = str(error)
             if "400" in text or "bad_data" in text or "parse error" in text:

@@ -15,13 +15,16 @@ from models.analysis import Metric, fill
 
 
 class WebProvider:
+    def __init__(self, http: httpx.Client):
+        self.http = http
+
     def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
         web = metric.provider.web
         url = fill(web.url, args)  # as shown: `{{secrets.NAME}}` stays a placeholder in what is returned
         headers = {k: reveal(fill(v, args)) for k, v in web.headers.items()}
         body = reveal(fill(web.body, args)) if web.body is not None else None
         try:
-            response = httpx.request(web.method, reveal(url), headers=headers, content=body,
+            response = self.http.request(web.method, reveal(url), headers=headers, content=body,
                                      timeout=web.timeout_seconds)
         except httpx.HTTPError as error:
             raise ApplicationError(f"metric {metric.name}: {web.method} {url}: {type(error).__name__}",

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from activities.kube import KubeClients
-from activities.routing import Routes, invalid, managed_names, set_managed_names, split
-from activities.routing.custom import CustomObject
+from activities.targets.kubernetes.client import KubeClients, invalid
+from activities.targets.kubernetes.routing import OwnWeights, Routes, managed_names, set_managed_names, split
+from activities.targets.kubernetes.routing.custom import CustomObject
 from models.routing import RouteMatch, RouteState
 
 
@@ -30,7 +30,7 @@ def gateway_matches(match: list[RouteMatch]) -> list[dict[str, Any]]:
     return [{"headers": headers}]
 
 
-class GatewayApiRouter:
+class GatewayApiRouter(OwnWeights):
     def __init__(self, clients: KubeClients, routes: Routes):
         t = routes.target
         self.routes = routes

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from activities.kube import KubeClients, api_errors
-from activities.routing import Routes, invalid, managed_names, set_managed_names, split
-from activities.routing.custom import CustomObject
-from activities.siblings import current_pod_template_hash, original_selector
+from activities.targets.kubernetes.client import KubeClients, api_errors, invalid
+from activities.targets.kubernetes.routing import OwnWeights, Routes, managed_names, set_managed_names, split
+from activities.targets.kubernetes.routing.custom import CustomObject
+from activities.targets.kubernetes.services import current_pod_template_hash, original_selector
 from models.names import LABEL_POD_TEMPLATE_HASH, LABEL_ROLE
 from models.routing import RouteMatch, RouteState
 
@@ -32,12 +32,14 @@ def cookie_regex(name: str, value: str) -> str:
     return rf"^(.*?;\s*)?{re.escape(name)}={re.escape(value)}(;.*)?$"
 
 
-class IstioRouter:
+class IstioRouter(OwnWeights):
     def __init__(self, clients: KubeClients, routes: Routes):
         t = routes.target
         self.clients, self.routes = clients, routes
         self.config = routes.routing.istio.virtual_service
         self.rule = routes.routing.istio.destination_rule
+        # With a DestinationRule the subsets select by labels on one host: the Service is not pinned.
+        self.pins_stable_service = self.rule is None
         api = clients.api(t.context)
         self.object = CustomObject(api, "networking.istio.io", "v1", "virtualservices", t.namespace, self.config.name,
                                    "VirtualService")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from kubernetes import client
 from temporalio import activity
 
-from activities.deployment import pod_template
-from activities.kube import KubeClients, api_errors, create_if_absent, revisions, wait_settled
-from activities.routing import invalid
-from activities.siblings import original_selector, remove_sibling, set_selector, unpin
+from activities.targets.kubernetes.client import KubeClients, api_errors, create_if_absent, invalid
+from activities.targets.kubernetes.deployments import pod_template, remove_sibling
+from activities.targets.kubernetes.readiness import revisions, wait_settled
+from activities.targets.kubernetes.services import original_selector, set_selector, unpin
 from models.kubernetes import WarmRevision, WindowInput
 from models.names import (
     ANNOTATION_REVISION,

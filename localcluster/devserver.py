@@ -127,32 +127,3 @@ class DevServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-async def ensure_search_attributes(client, namespace: str) -> list[str]:
-    """Register our search attributes on a server that lacks them (test server, a real cluster).
-
-    Returns the names it added. The dev server started by `DevServer` has them from its command line.
-    """
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
-    from temporalio.service import RPCError, RPCStatusCode
-
-    try:
-        existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
-        present = set(existing.custom_attributes) | set(existing.system_attributes)
-    except RPCError as error:  # the time-skipping test server can add but not list
-        if error.status != RPCStatusCode.UNIMPLEMENTED:
-            raise
-        present = set()
-    missing = {
-        key: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
-        for key, kind in names.SEARCH_ATTRIBUTES.items()
-        if key not in present
-    }
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    return sorted(missing)

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from activities.kube import api_errors
+from activities.targets.kubernetes.client import api_errors
 
 
 class CustomObject:

@@ -12,30 +12,26 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import KubeClients, api_errors, read_optional, wait_settled
-from activities.routing import router_for, weighted
-from activities.routing.replicas import ReplicaRatioRouter, scale
-from activities.routing.weighted import routes_of
-from activities.siblings import (
-    check_target,
-    ensure_role_service,
-    ensure_sibling,
-    hold,
-    pin_to_current_pods,
-    put_image,
-    release,
-    remove_sibling,
-    runs,
-    unpin,
-)
+from activities.targets.kubernetes.client import KubeClients, api_errors, read_optional
+from activities.targets.kubernetes.deployments import check_not_stale, ensure_sibling, put_image, remove_sibling, runs, scale
+from activities.targets.kubernetes.ownership import check_target, hold, release
+from activities.targets.kubernetes.readiness import wait_settled
+from activities.targets.kubernetes.routing import Routes, TrafficRouter, router_for
+from activities.targets.kubernetes.services import ensure_role_service, pin_to_current_pods, unpin
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
-from models.names import ANNOTATION_WEIGHT, canary_deployment_name
-from models.routing import RouteState
+from models.names import ANNOTATION_STEP, ANNOTATION_WEIGHT, canary_deployment_name
+from models.routing import ReplicasRouting, RouteState, TrafficRouting
+
+REPLICA_RATIO = TrafficRouting(replicas=ReplicasRouting())  # what inputs without a router meant
 
 
 class CanaryActivities:
     def __init__(self, clients: KubeClients):
         self._clients = clients
+
+    def _router(self, request: PrepareCanaryInput | SetWeightInput | FinishInput) -> TrafficRouter:
+        routing = request.traffic_routing or REPLICA_RATIO
+        return router_for(self._clients, Routes(request.target, routing, request.stable_service, request.canary_service))
 
     @activity.defn(name="prepare_canary")
     def prepare_canary(self, request: PrepareCanaryInput) -> PrepareCanaryResult:
@@ -48,25 +44,44 @@ class CanaryActivities:
         ensure_sibling(apps, target.stable, name, "canary", request.image, 0, request.rollout_id,
                        request.progress_deadline_seconds)
         ensure_role_service(core, target.service, request.canary_service, "canary")
-        if _mesh(request):
-            router_for(self._clients, routes_of(request)).prepare()
-        if _pins_stable_service(request):
-            # The stable Service (a router's stable destination) must not select the canary's pods.
-            pin_to_current_pods(apps, core, target, t, request.progress_deadline_seconds)
+        router = self._router(request)
+        router.prepare()
+        if router.pins_stable_service:  # the router's stable destination must not select the canary's pods
+            pin_to_current_pods(apps, core, target.service, t, request.progress_deadline_seconds)
         return PrepareCanaryResult(
             total_replicas=target.total_replicas, stable_image=target.container.image, container=target.container.name
         )
 
     @activity.defn(name="set_canary_weight")
     def set_canary_weight(self, request: SetWeightInput) -> WeightResult:
-        if request.router == "replicas":
-            return ReplicaRatioRouter(self._clients).set_weight(request)
-        return weighted.set_weight(self._clients, request)
+        """The routing a step wants, capacity first: whichever Deployment needs more pods grows and becomes
+        ready, then the router's objects change, then whichever needs fewer pods shrinks (and the canary
+        is marked with the step, so a late attempt of an earlier step is refused as stale)."""
+        t = request.target
+        apps = self._clients.apps(t.context)
+        ns, stable = t.namespace, t.deployment
+        canary = canary_deployment_name(stable)
+        router = self._router(request)
+        state = request.routes or RouteState(weight=request.weight)
+        sizes = router.sizes(request.total_replicas, state, request.canary_scale, request.dynamic_stable_scale)
+        current = {canary: check_not_stale(apps, ns, canary, request.step).spec.replicas or 0,
+                   stable: apps.read_namespaced_deployment(stable, ns).spec.replicas or 0}
+        wanted = {canary: sizes.canary, stable: sizes.stable}
+        marks = {ANNOTATION_WEIGHT: str(state.weight), ANNOTATION_STEP: str(request.step)}
+        deadline = request.progress_deadline_seconds
 
-    def _send_all_to_stable(self, request: FinishInput) -> None:
-        """Routers with weights of their own: all traffic to stable, our routes removed."""
-        if _mesh(request):
-            router_for(self._clients, routes_of(request)).remove()
+        changed = False
+        for name in (canary, stable):  # grow
+            if wanted[name] > current[name]:
+                changed |= scale(apps, ns, name, wanted[name], {})
+                wait_settled(apps, ns, name, deadline)
+        wait_settled(apps, ns, canary, deadline)  # never route to canary pods that are not ready
+        changed |= router.apply(state)
+        for name in (stable, canary):  # shrink (and mark the step done on the canary)
+            changed |= scale(apps, ns, name, wanted[name], marks if name == canary else {})
+            wait_settled(apps, ns, name, deadline)
+        return WeightResult(weight=state.weight, canary_replicas=sizes.canary, stable_replicas=sizes.stable,
+                            actual_weight=sizes.weight, changed=changed)
 
     @activity.defn(name="promote_canary")
     def promote_canary(self, request: FinishInput) -> None:
@@ -74,23 +89,22 @@ class CanaryActivities:
         t = request.target
         apps = self._clients.apps(t.context)
         ns = t.namespace
-        router = router_for(self._clients, routes_of(request)) if _mesh(request) else None
+        router = self._router(request)
         canary = canary_deployment_name(t.deployment)
         with api_errors(f"deployment {ns}/{t.deployment}"):
             stable = apps.read_namespaced_deployment(t.deployment, ns)
         promoted = runs(stable, request.container, request.image, request.total_replicas)
-        if router is not None and not promoted and read_optional(apps.read_namespaced_deployment, canary, ns) is not None:
+        if router.owns_weights and not promoted and read_optional(apps.read_namespaced_deployment, canary, ns) is not None:
             # Full promotion: the canary, at full size, takes all traffic while the stable pods change
             # (not again when a retry finds stable already on the new image: traffic never flips back).
             scale(apps, ns, canary, request.total_replicas, {})
             wait_settled(apps, ns, canary, request.progress_deadline_seconds)
             router.apply(RouteState(weight=100))
         put_image(apps, t, request.container, request.image, request.total_replicas, request.progress_deadline_seconds)
-        if router is not None:
-            if _pins_stable_service(request):
-                unpin(self._clients.core(t.context), ns, request.stable_service)
-            router.prepare()  # with a DestinationRule: the stable subset follows the new pods
-            router.remove()  # all traffic to the (new) stable
+        if router.pins_stable_service:
+            unpin(self._clients.core(t.context), ns, request.stable_service)
+        router.prepare()  # with a DestinationRule: the stable subset follows the new pods
+        router.remove()  # all traffic to the (new) stable
         self._remove_canary(apps, request)
 
     @activity.defn(name="abort_canary")
@@ -101,7 +115,8 @@ class CanaryActivities:
         ns = t.namespace
         scale(apps, ns, t.deployment, request.total_replicas, {})
         wait_settled(apps, ns, t.deployment, request.progress_deadline_seconds)
-        self._send_all_to_stable(request)
+        router = self._router(request)
+        router.remove()
         canary = canary_deployment_name(t.deployment)
         try:
             scale(apps, ns, canary, 0, {ANNOTATION_WEIGHT: "0"})
@@ -110,7 +125,7 @@ class CanaryActivities:
                 raise
         else:
             wait_settled(apps, ns, canary, request.progress_deadline_seconds)
-        if _pins_stable_service(request):
+        if router.pins_stable_service:
             unpin(self._clients.core(t.context), ns, request.stable_service)
         release(apps, t)
 
@@ -118,15 +133,3 @@ class CanaryActivities:
         t = request.target
         remove_sibling(apps, t.namespace, canary_deployment_name(t.deployment), request.progress_deadline_seconds)
         release(apps, t)
-
-
-def _mesh(request: PrepareCanaryInput | FinishInput) -> bool:
-    """A router with weights of its own (not the replica ratio)."""
-    return request.traffic_routing is not None and request.traffic_routing.router != "replicas"
-
-
-def _pins_stable_service(request: PrepareCanaryInput | FinishInput) -> bool:
-    """Routers that send to the stable Service need it to select only stable pods; an Istio
-    DestinationRule selects by subset labels on one host instead."""
-    routing = request.traffic_routing
-    return _mesh(request) and not (routing.istio is not None and routing.istio.destination_rule is not None)

@@ -14,22 +14,18 @@ from __future__ import annotations
 from kubernetes import client
 from temporalio import activity
 
-from activities.kube import KubeClients, api_errors, wait_settled
-from activities.routing.replicas import scale
-from activities.siblings import (
-    check_target,
+from activities.targets.kubernetes.client import KubeClients, api_errors
+from activities.targets.kubernetes.deployments import ensure_sibling, put_image, remove_sibling, scale
+from activities.targets.kubernetes.ownership import check_target, hold, release
+from activities.targets.kubernetes.readiness import wait_settled
+from activities.targets.kubernetes.routing import Routes, TrafficRouter, router_for
+from activities.targets.kubernetes.services import (
     current_pod_template_hash,
     ensure_role_service,
-    ensure_sibling,
-    hold,
     original_selector,
-    put_image,
-    release,
-    remove_sibling,
     set_selector,
     unpin,
 )
-from activities.routing import Routes, TrafficRouter, router_for
 from models.kubernetes import BlueGreenInput, BlueGreenPrepared
 from models.routing import RouteState
 from models.names import LABEL_POD_TEMPLATE_HASH, LABEL_ROLE, preview_deployment_name

@@ -11,18 +11,11 @@ from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import (
-    JSON_PATCH,
-    STRATEGIC_MERGE,
-    KubeClients,
-    api_errors,
-    ensure_not_busy,
-    replica_set_of_revision,
-    revisions,
-    wait_settled,
-)
-from models.kubernetes import RollOutInput, RollOutResult, UndoInput
-from models.spec import KubernetesTarget
+from activities.targets.kubernetes.client import JSON_PATCH, STRATEGIC_MERGE, KubeClients, api_errors
+from activities.targets.kubernetes.deployments import pod_template
+from activities.targets.kubernetes.ownership import ensure_not_busy
+from activities.targets.kubernetes.readiness import replica_set_of_revision, revisions, wait_settled
+from models.kubernetes import KubernetesTarget, RollOutInput, RollOutResult, UndoInput
 from models.names import ANNOTATION_PREVIOUS_REVISION, ANNOTATION_REVISION, ANNOTATION_ROLLOUT_ID, ANNOTATION_RUN_ID
 
 
@@ -118,12 +111,6 @@ class DeploymentActivities:
                 apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=JSON_PATCH)
         wait_settled(apps, t.namespace, t.deployment, request.progress_deadline_seconds)
         return wanted
-
-
-def pod_template(apps: client.AppsV1Api, replica_set: client.V1ReplicaSet) -> dict:
-    template = apps.api_client.sanitize_for_serialization(replica_set.spec.template)
-    template["metadata"].get("labels", {}).pop("pod-template-hash", None)
-    return template
 
 
 def _template_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int) -> dict:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -17,13 +18,15 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from models.names import DEFAULT_UI, TASK_QUEUE
 from models.spec import SpecError, load_rollout
-from models.status import Phase, PromoteRequest, RolloutStatus
-from starters.devserver import DevServer, state_dir, stop_process
+from models.approvals import ApproveRequest
+from models.status import Phase, PromoteRequest, Reason, RolloutStatus
+from localcluster.devserver import DevServer, state_dir, stop_process
 from starters.exitcodes import ExitCode, UserError
-from starters.local import local_cluster, port_open
+from localcluster.commands import local_cluster, port_open
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "canary.yaml"
 AUTO_PROMOTE_AFTER = 5.0
+LONG_PAUSE = 60  # seconds: a timed pause longer than this is cut short by the demo
 
 
 def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
@@ -59,7 +62,7 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
         log = open(state_dir() / "worker.log", "ab")
         worker = subprocess.Popen(
             [sys.executable, "-m", "starters.cli", "worker"],
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **demo_groups(rollout)},
             stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
         )
         log.close()
@@ -71,17 +74,19 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
 
         from kubernetes import config
 
-        from localcluster.workload import deploy
+        from localcluster.examples import prepare
 
-        stable_image = rollout.spec.image.rsplit(":", 1)[0] + ":1.4.1"
-        print(f"== 4/4 workload {target.namespace}/{target.deployment} on {stable_image}, 5 replicas", flush=True)
         api = config.new_client_from_config(str(cluster.kubeconfig))
-        deploy(api, target.namespace, target.deployment, stable_image, replicas=5)
-        api.close()
+        try:
+            prepared = prepare(api, rollout)
+        finally:
+            api.close()
+        print(f"== 4/4 workload {target.namespace}/{target.deployment} on {prepared.stable_image}, 5 replicas"
+              f" (traffic through {prepared.entry})", flush=True)
 
         print(f"\nrollout start -f {spec_file or 'examples/canary.yaml'} --wait", flush=True)
         code = asyncio.run(_run(rollout, interactive))
-        _print_traffic(cluster.simulator_url, target.namespace, target.deployment)
+        _print_traffic(cluster.simulator_url, target.namespace, prepared.service, prepared.entry)
         if keep:  # leave the cluster and Temporal up for more rollouts; the worker still stops
             stopping = [stop_worker]
             print("\nkept running: `rollout worker` to run more rollouts; `rollout cluster down` to stop the cluster")
@@ -100,22 +105,23 @@ async def _run(rollout, interactive: bool) -> int:
     handle = client.get_workflow_handle(rollout.rollout_id)
 
     async def promoter() -> None:
-        promoted_at: set[int] = set()
+        decided: set[tuple[int, str]] = set()
         while True:
             await asyncio.sleep(1)
             s = await handle.query("status", result_type=RolloutStatus)
-            if s.phase is Phase.PAUSED and s.paused_until is None and s.current_step not in promoted_at:
-                if interactive:
-                    continue
-                print(f"  (demo: promoting in {AUTO_PROMOTE_AFTER:.0f}s; --interactive waits for you)", flush=True)
-                await asyncio.sleep(AUTO_PROMOTE_AFTER)
-                try:
-                    await handle.execute_update("promote", PromoteRequest(by="demo"))
-                except WorkflowUpdateFailedError:
-                    pass  # someone promoted (or aborted) it first, from the CLI or the Web UI
-                promoted_at.add(s.current_step)
             if s.phase.finished:
                 return
+            waiting = _waiting_for(s)
+            if interactive or not waiting or (s.current_step, waiting) in decided:
+                continue
+            decided.add((s.current_step, waiting))
+            print(f"  (demo: {waiting} in {AUTO_PROMOTE_AFTER:.0f}s; --interactive waits for you)", flush=True)
+            await asyncio.sleep(AUTO_PROMOTE_AFTER)
+            for request, update in _decisions(s):
+                try:
+                    await handle.execute_update(update, request)
+                except WorkflowUpdateFailedError:
+                    pass  # someone decided (or aborted) it first, from the CLI or the Web UI
 
     if code != ExitCode.OK:
         return code
@@ -126,14 +132,47 @@ async def _run(rollout, interactive: bool) -> int:
         task.cancel()
 
 
-def _print_traffic(url: str, namespace: str, service: str) -> None:
-    """Requests per version the simulator saw through the Service during the demo."""
+def _waiting_for(s: RolloutStatus) -> str:
+    """What the demo does for the person it stands in for: approve, promote an open pause, or cut a long
+    timed pause short ("" when nothing; a short pause or an execution window is waited out)."""
+    if s.phase is not Phase.PAUSED:
+        return ""
+    if s.approval is not None and not s.approval.decided:
+        return "approving"
+    if s.reason in (Reason.WAITING_FOR_PROMOTE.value, Reason.ANALYSIS_INCONCLUSIVE.value) or (
+            s.reason == Reason.TIMED_PAUSE.value and s.paused_until is not None
+            and (s.paused_until - datetime.now(timezone.utc)).total_seconds() > LONG_PAUSE):
+        return "promoting"
+    return ""
+
+
+def _decisions(s: RolloutStatus) -> list[tuple[object, str]]:
+    """The updates that move the rollout on: promote, or one approval per voter the policy needs."""
+    a = s.approval
+    if a is None or a.decided:
+        return [(PromoteRequest(by="demo"), "promote")]
+    voters = [v for v in (a.eligible or ["demo"]) if not (a.forbid_self_approval and v == a.initiator)]
+    return [(ApproveRequest(by=v, comment="approved by the demo"), "approve") for v in voters[:a.min_approvals]]
+
+
+def demo_groups(rollout) -> dict[str, str]:
+    """Stand-in members for the approver groups the example names (two each), unless the environment
+    defines them: the demo's worker resolves them like any group."""
+    from activities.settings import env_name
+
+    groups = sorted({g for _, policy in rollout.spec.approvals() for g in policy.groups})
+    return {env_name("ROLLOUT_GROUP_", g): f"{g}-1,{g}-2" for g in groups
+            if not os.environ.get(env_name("ROLLOUT_GROUP_", g))}
+
+
+def _print_traffic(url: str, namespace: str, service: str, entry: str) -> None:
+    """Requests per version the simulator saw through the example's entry during the demo."""
     from localcluster.traffic import requests_by_version
 
     try:
-        totals = requests_by_version(url, namespace, service)
+        totals = requests_by_version(url, namespace, service if entry.startswith("service/") else "", entry)
     except httpx.HTTPError:
         return
     if totals:
         counts = ", ".join(f"{version}: {int(n)}" for version, n in sorted(totals.items()))
-        print(f"\nsimulated requests through service {service}: {counts}")
+        print(f"\nsimulated requests through {entry}: {counts}")

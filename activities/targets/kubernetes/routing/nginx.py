@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from activities.kube import KubeClients, api_errors, create_if_absent, read_optional
-from activities.routing import Routes, invalid
+from activities.targets.kubernetes.client import KubeClients, api_errors, create_if_absent, invalid, read_optional
+from activities.targets.kubernetes.routing import OwnWeights, Routes
 from models.names import LABEL_ROLE
 from models.routing import RouteState
 
@@ -28,7 +28,7 @@ def annotations_for(state: RouteState) -> dict[str, str]:
     return wanted
 
 
-class NginxRouter:
+class NginxRouter(OwnWeights):
     def __init__(self, clients: KubeClients, routes: Routes):
         t = routes.target
         self.routes = routes

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 from pathlib import Path
 
-from starters.devserver import DevServer, state_dir
+from localcluster.devserver import DevServer, state_dir
 from starters.exitcodes import ExitCode, UserError
 
 
@@ -18,9 +17,7 @@ def local_cluster():
 
 
 def default_kubeconfig() -> str | None:
-    """$KUBECONFIG, else the local cluster's kubeconfig when it runs, else the client's default."""
-    if os.environ.get("KUBECONFIG"):
-        return os.environ["KUBECONFIG"]
+    """The local cluster's kubeconfig when it runs, else None (the client's default)."""
     cluster = local_cluster()
     return str(cluster.kubeconfig) if cluster.running() else None
 

@@ -1,0 +1,43 @@
+"""What a Kubernetes target runs now: the target Deployment's image and whether it is settled, and any
+canary or preview of a rollout beside it. Read-only (a retry changes nothing)."""
+
+from __future__ import annotations
+
+import time
+
+from temporalio import activity
+
+from activities.targets.kubernetes.client import KubeClients, api_errors, read_optional
+from activities.targets.kubernetes.readiness import is_settled
+from models.kubernetes import KubernetesTarget
+from models.names import canary_deployment_name, preview_deployment_name
+from models.targets import TargetObservation
+
+SETTLE_SECONDS = 10
+
+
+class ObserveActivities:
+    def __init__(self, clients: KubeClients):
+        self._clients = clients
+
+    @activity.defn(name="observe_kubernetes_target")
+    def observe_kubernetes_target(self, t: KubernetesTarget) -> TargetObservation:
+        apps = self._clients.apps(t.context)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:  # a Deployment between two status updates of its controller settles within moments
+            with api_errors(f"deployment {t.namespace}/{t.deployment}"):
+                deployment = apps.read_namespaced_deployment(t.deployment, t.namespace)
+            if is_settled(deployment) or time.monotonic() > deadline:
+                break
+            activity.heartbeat()
+            time.sleep(0.25)
+        image = deployment.spec.template.spec.containers[0].image
+        besides = []
+        for name in (canary_deployment_name(t.deployment), preview_deployment_name(t.deployment)):
+            sibling = read_optional(apps.read_namespaced_deployment, name, t.namespace)
+            if sibling is not None and (sibling.spec.replicas or 0) > 0:
+                besides.append(f"{name} runs {sibling.spec.replicas} pods of {sibling.spec.template.spec.containers[0].image}")
+        settled = is_settled(deployment)
+        ready = f"{deployment.status.ready_replicas or 0}/{deployment.spec.replicas} ready"
+        return TargetObservation(target=f"deployment {t.namespace}/{t.deployment}", version=image,
+                                 ready=settled and not besides, detail="; ".join([ready, *besides]))

@@ -1,0 +1,100 @@
+"""Waiting for a Deployment to settle (every wanted pod on the current template, available, no old pods
+left) within the progress deadline, which survives retries; why pods are not ready; the ReplicaSets a
+Deployment keeps per revision."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.targets.kubernetes.client import api_errors
+
+
+def is_settled(deployment: client.V1Deployment) -> bool:
+    """All wanted pods exist on the current template, are available, and no old pods remain."""
+    want = deployment.spec.replicas or 0
+    status = deployment.status
+    return (
+        (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+        and (status.replicas or 0) == want
+        and (status.updated_replicas or 0) == want
+        and (status.available_replicas or 0) == want
+        and (status.ready_replicas or 0) == want
+    )
+
+
+def wait_settled(
+    apps: client.AppsV1Api, namespace: str, name: str, deadline_seconds: int, core: client.CoreV1Api | None = None
+) -> client.V1Deployment:
+    """Poll until the Deployment is settled, heartbeating; the progress deadline survives retries.
+
+    The deadline starts at the first attempt: each heartbeat carries the start time, and a retried
+    attempt reads it back from `heartbeat_details`, so a crash does not reset the clock.
+    """
+    details = activity.info().heartbeat_details if activity.in_activity() else ()
+    started = _started_from(details, name)
+    what = f"deployment {namespace}/{name}"
+    while True:
+        with api_errors(what):
+            deployment = apps.read_namespaced_deployment(name, namespace)
+        if is_settled(deployment):
+            return deployment
+        waited = time.time() - started
+        if waited > deadline_seconds:
+            status = deployment.status
+            core = core or client.CoreV1Api(apps.api_client)
+            raise ApplicationError(
+                f"{what}: {status.ready_replicas or 0}/{deployment.spec.replicas} ready after "
+                f"{int(waited)}s (progress deadline {deadline_seconds}s){pod_problems(core, deployment)}",
+                type="ProgressDeadlineExceeded",
+                non_retryable=True,
+            )
+        if activity.in_activity():
+            activity.heartbeat({"wait": name, "started": started})
+        time.sleep(0.25)
+
+
+def pod_problems(core: client.CoreV1Api, deployment: client.V1Deployment) -> str:
+    """Why the Deployment's pods are not ready, counted by reason: "; pods: 2 CrashLoopBackOff"."""
+    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    try:
+        pods = core.list_namespaced_pod(deployment.metadata.namespace, label_selector=selector).items
+    except ApiException:
+        return ""
+    reasons: dict[str, int] = {}
+    for pod in pods:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        for container in pod.status.container_statuses or []:
+            waiting = container.state.waiting if container.state else None
+            if not container.ready:
+                reason = waiting.reason if waiting and waiting.reason else "NotReady"
+                reasons[reason] = reasons.get(reason, 0) + 1
+    return "; pods: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) if reasons else ""
+
+
+def _started_from(details: tuple, name: str) -> float:
+    for item in details:
+        if isinstance(item, dict) and item.get("wait") == name:
+            return float(item["started"])
+    return time.time()
+
+
+def revisions(apps: client.AppsV1Api, deployment: client.V1Deployment) -> dict[int, client.V1ReplicaSet]:
+    """The ReplicaSets the Deployment owns (kept by the controller for undo), by revision."""
+    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    replica_sets = apps.list_namespaced_replica_set(deployment.metadata.namespace, label_selector=selector).items
+    return {
+        int((rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision", "0")): rs
+        for rs in replica_sets
+        if any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
+    }
+
+
+def replica_set_of_revision(apps: client.AppsV1Api, deployment: client.V1Deployment, revision: int):
+    """The ReplicaSet the Deployment made for `revision`, or None."""
+    return revisions(apps, deployment).get(revision)

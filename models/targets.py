@@ -1,0 +1,61 @@
+"""`spec.target`: where a release goes — one block naming the delivery target, each target's fields
+its own model. Today: `kubernetes` (a Deployment). A new target (an updater channel, a store track, an
+MDM ring, an ECS service) is one more optional field here, its model in its own module, and its
+activities in its own package under `activities/targets/`; the strategies never look inside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from models.specbase import DnsLabel, DnsSubdomain, Message, SpecModel, exactly_one
+
+TARGETS = ("kubernetes",)
+
+
+class KubernetesTarget(SpecModel):
+    """`spec.target.kubernetes`: a Deployment in a cluster (a kubeconfig context)."""
+
+    context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
+    namespace: DnsLabel
+    deployment: DnsSubdomain
+
+    def describe(self) -> str:
+        return f"{self.context}/{self.namespace}/{self.deployment}"
+
+
+class Target(SpecModel):
+    kubernetes: KubernetesTarget | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_target(cls, data: Any) -> Any:
+        return exactly_one(data, TARGETS, "delivery target")
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in TARGETS if getattr(self, name) is not None)
+
+    @property
+    def chosen(self) -> KubernetesTarget:
+        """The chosen target's own block."""
+        return getattr(self, self.kind)
+
+    def describe(self) -> str:
+        return self.chosen.describe()
+
+
+class ObserveInput(Message):
+    """`ObserveTarget`'s input: the target to look at, as the spec names it."""
+
+    target: Target
+
+
+class TargetObservation(Message):
+    """What a target runs now, read from the target itself (not from any workflow's memory)."""
+
+    target: str = Field(description="the target, as `describe()` names it")
+    version: str = Field(description="the version it runs now: an image for Kubernetes")
+    ready: bool = Field(description="settled on that version: every wanted instance ready, nothing else left")
+    detail: str = ""
