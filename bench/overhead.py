@@ -25,10 +25,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from bench.floor import Floor, noop
+from localcluster.devserver import DevServer, free_port
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
 from models.spec import parse_rollout
 from starters.commands import start_workflow
-from localcluster.devserver import DevServer, free_port
 from workflows.canary import CanaryRollout
 
 

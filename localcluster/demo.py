@@ -10,19 +10,19 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from temporalio.client import WorkflowUpdateFailedError
 
+from localcluster.commands import local_cluster, port_open
+from localcluster.devserver import DevServer, state_dir, stop_process
+from models.approvals import ApproveRequest
 from models.names import DEFAULT_UI, TASK_QUEUE
 from models.spec import SpecError, load_rollout
-from models.approvals import ApproveRequest
 from models.status import Phase, PromoteRequest, Reason, RolloutStatus
-from localcluster.devserver import DevServer, state_dir, stop_process
 from starters.exitcodes import ExitCode, UserError
-from localcluster.commands import local_cluster, port_open
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "canary.yaml"
 AUTO_PROMOTE_AFTER = 5.0
@@ -141,7 +141,7 @@ def _waiting_for(s: RolloutStatus) -> str:
         return "approving"
     if s.reason in (Reason.WAITING_FOR_PROMOTE.value, Reason.ANALYSIS_INCONCLUSIVE.value) or (
             s.reason == Reason.TIMED_PAUSE.value and s.paused_until is not None
-            and (s.paused_until - datetime.now(timezone.utc)).total_seconds() > LONG_PAUSE):
+            and (s.paused_until - datetime.now(UTC)).total_seconds() > LONG_PAUSE):
         return "promoting"
     return ""
 

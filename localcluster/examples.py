@@ -81,7 +81,7 @@ def router_objects(routing: TrafficRouting, stable: str, canary: str, audience: 
         else:
             destinations = [{"host": stable}, {"host": canary}]
         http = [{"name": name, "route": [{"destination": {**d, "port": {"number": 80}}, "weight": w}
-                                         for d, w in zip(destinations, (100, 0))]}
+                                         for d, w in zip(destinations, (100, 0), strict=True)]}
                 for name in vs.routes or ["primary"]]
         objects = [{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": _meta(vs.name, audience),
                     "spec": {"hosts": [stable], "http": http}}]

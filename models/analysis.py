@@ -127,7 +127,6 @@ class Metric(SpecModel):
         return self.count or 1
 
     def texts(self) -> list[str]:
-        p = self.provider
         conditions = [c for c in (self.success_condition, self.failure_condition) if c]
         return conditions + self._provider_texts()
 

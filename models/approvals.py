@@ -190,7 +190,7 @@ class Vote(Message):
     choice: str
     at: datetime
     comment: str = ""
-    source: str = ""
+    source: Literal["", "cli", "web-ui"] = ""
 
 
 class PendingApproval(Message):

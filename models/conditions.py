@@ -79,7 +79,7 @@ def _eval(node: ast.AST, result: Any) -> Any:
         return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.Compare):
         left = _eval(node.left, result)
-        for op, right_node in zip(node.ops, node.comparators):
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
             right = _eval(right_node, result)
             if not _COMPARE[type(op)](left, right):
                 return False

@@ -3,6 +3,8 @@ target's block of the spec, `KubernetesTarget`, is in models/targets.py)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from models.routing import RouteState, SetCanaryScale, TrafficRouting
@@ -71,7 +73,7 @@ class RollOutInput(Message):
     rollout_id: str
     target: KubernetesTarget
     image: str
-    kind: str  # RollingUpdate | Recreate | Undo (to `to_revision`) | Restart (same template, new pods)
+    kind: Literal["RollingUpdate", "Recreate", "Undo", "Restart"]  # Undo: to `to_revision`; Restart: same template, new pods
     max_surge: int | str | None = None
     max_unavailable: int | str | None = None
     progress_deadline_seconds: int
@@ -109,7 +111,7 @@ class BlueGreenInput(Message):
     stable_hash: str = ""
     container: str = ""
     replicas: int = 0
-    to: str = ""  # switch_active: "preview" or "stable"
+    to: Literal["", "preview", "stable"] = ""  # switch_active: which side the active Service selects
     traffic_routing: TrafficRouting | None = None  # gradual shift: active = stable side, preview = canary side
     weight: int = 0  # shift_traffic: the preview's share
 

@@ -16,15 +16,13 @@ from pydantic.alias_generators import to_camel
 
 from models.analysis import AnalysisSpec, AnalysisStep
 from models.approvals import Approval, ApprovalPolicy
-from models.notifications import NotificationChannel
-from models.schedule import ExecutionWindows
 from models.documents import MAX_SPEC_BYTES, SpecError, load_document  # noqa: F401 - part of the spec's API
 from models.durations import Duration
 from models.names import rollout_id
-from models.targets import KubernetesTarget, Target  # noqa: F401 - part of the spec's public names
+from models.notifications import NotificationChannel
 from models.presets import resolve
-from models.webhooks import Webhook
-from models.specbase import DnsLabel, DnsSubdomain, SpecModel, describe_errors, exactly_one
+from models.schedule import ExecutionWindows
+from models.specbase import DnsLabel, SpecModel, describe_errors, exactly_one
 from models.strategies import (  # noqa: F401 - the strategies are part of the spec's public names
     AbTestStrategy,
     BlueGreenStrategy,
@@ -35,6 +33,8 @@ from models.strategies import (  # noqa: F401 - the strategies are part of the s
     RecreateStrategy,
     RollingUpdateStrategy,
 )
+from models.targets import KubernetesTarget, Target  # noqa: F401 - part of the spec's public names
+from models.webhooks import Webhook
 
 API_VERSION = "rollouts.durable.dev/v1alpha1"
 

@@ -6,8 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from models.analysis import AnalysisStep, MetricResult
 from models.approvals import AbortRequest, DecisionRecord, PauseRequest, PendingApproval, PromoteRequest  # noqa: F401
@@ -47,6 +46,10 @@ class Reason(str, Enum):
     APPROVAL_REJECTED = "ApprovalRejected"
     APPROVAL_TIMED_OUT = "ApprovalTimedOut"
     INVALID_POLICY = "InvalidApprovalPolicy"
+    ABORT_FAILED = "AbortFailed"  # Degraded: the abort itself failed (the message says where it stopped)
+    UNDO_FAILED = "UndoFailed"
+    ROLLED_BACK = "RolledBack"  # Healthy: a rollback window switched back to an earlier revision
+    WINDOW_CLOSE_FAILED = "WindowCloseFailed"
 
 
 class HistoryEntry(Message):

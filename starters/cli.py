@@ -26,7 +26,6 @@ from models.spec import STRATEGIES, SpecError, json_schema, load_rollout
 from starters.exitcodes import ExitCode, UserError
 from workers.codec import PayloadKeyError
 
-
 DECISION_COMMANDS = {
     "reject": "reject the step waiting for approval: the rollout rolls back",
     "pause": "hold the rollout at the next step boundary until resumed",

@@ -9,6 +9,7 @@ import asyncio
 import getpass
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -22,15 +23,20 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import names
-from models.spec import Rollout
-from models.targets import ObserveInput, TargetObservation
 from models.approvals import Decision
+from models.spec import Rollout
 from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RolloutInput, RolloutStatus
+from models.targets import ObserveInput, TargetObservation
 from starters.exitcodes import ExitCode, UserError
 from workers import temporal
 from workers.temporal import TemporalSettings
@@ -318,13 +324,17 @@ async def get_status(rollout_id: str) -> tuple[WorkflowHandle, RolloutStatus]:
 async def control(rollout_id: str, action: str, request: Decision) -> int:
     """Send one decision as an update: the workflow's validator refuses a wrong one before anything is
     written (exit 2 for what the decision says — who, choice, reason —, 5 for the rollout's state)."""
-    handle, _ = await get_status(rollout_id)
+    handle, status = await get_status(rollout_id)
     try:
         result = await handle.execute_update(action, request, result_type=ControlResult)
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         message = cause.message if cause is not None and hasattr(cause, "message") else str(error)
         code = ExitCode.INVALID if getattr(cause, "type", "") == "InvalidDecision" else ExitCode.CONFLICT
+        known = re.search(r"Update handler for '.*' expected but not found.*known updates: \[(.*)\]", message)
+        if known:  # the workflow carries no such decision (e.g. setWeight on a blue-green)
+            takes = ", ".join(sorted(name.strip(" '") for name in known.group(1).split(",") if name.strip()))
+            message, code = f"a {status.strategy} rollout has no {action} decision (it takes: {takes})", ExitCode.INVALID
         raise UserError(f"{action} refused for {rollout_id}: {message}", code) from None
     except RPCError as error:
         if "workflow execution already completed" in str(error).lower():

@@ -16,7 +16,7 @@ from models.analysis import AnalysisStep
 from models.presets import resolve
 from models.spec import Rollout
 from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutInput, RolloutStatus, UndoRequest
-from starters.commands import _started, status_or_none, connect, follow, start_workflow, who
+from starters.commands import _started, connect, follow, start_workflow, status_or_none, who
 from starters.exitcodes import ExitCode, UserError
 from workflows.analysis_run import AnalysisRun
 

@@ -121,7 +121,7 @@ async def finished(handle, timeout: float = 90.0):
 
     try:
         result = await asyncio.wait_for(handle.result(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         status = await handle.query("status", result_type=RolloutStatus)
         recent = [(h.event, h.step, h.detail) for h in status.history[-4:]]
         raise AssertionError(f"not finished in {timeout}s: {status.phase.value} {status.message!r} {recent}") from None

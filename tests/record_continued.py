@@ -16,14 +16,14 @@ from datetime import timedelta
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from localcluster.devserver import binary
 from models.approvals import ApproveRequest
 from models.status import PromoteRequest
-from localcluster.devserver import binary
-from workers.temporal import ensure_search_attributes
 from tests.record_histories import HISTORIES
 from tests.test_analysis_workflow import Script
 from tests.test_continue_as_new import BACKGROUND, TEMPLATES, histories, start
 from tests.test_webhooks import HookServer
+from workers.temporal import ensure_search_attributes
 
 
 async def paused_for_an_hour(env):

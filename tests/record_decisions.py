@@ -6,13 +6,20 @@ blue-green whose promotion needs an approval."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from temporalio import activity
 from temporalio.client import Client
 
 from activities.approvers import ApproverActivities
-from models.approvals import ApproveRequest, PauseRequest, PromoteRequest, ResumeRequest, SetWeightRequest, SkipAnalysisRequest
+from models.approvals import (
+    ApproveRequest,
+    PauseRequest,
+    PromoteRequest,
+    ResumeRequest,
+    SetWeightRequest,
+    SkipAnalysisRequest,
+)
 from models.notifications import NotifyInput
 from models.spec import parse_rollout
 from models.status import RolloutStatus
@@ -34,7 +41,7 @@ async def _reason(handle, reason: str) -> bool:
 
 
 async def approved(client: Client, queue: str):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     choices = [{"name": "promote", "action": "promote"}, {"name": "rollback", "action": "abort"},
                {"name": "extend-soak", "action": "extend", "duration": "2s"}]
     document = canary_document(name="recorded-approved", steps=[

@@ -9,21 +9,21 @@ existing files are kept unless `--force` is given.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import sys
-from datetime import timedelta
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from localcluster.devserver import DevServer, free_port
 from models.analysis import MeasureInput, Measurement
-from models.webhooks import WebhookAnswer, WebhookCall
 from models.kubernetes import (
     BlueGreenInput,
     BlueGreenPrepared,
@@ -33,14 +33,13 @@ from models.kubernetes import (
     WarmRevision,
     WindowInput,
 )
-
 from models.spec import RollbackWindow
-from models.targets import KubernetesTarget, ObserveInput, TargetObservation
 from models.status import AbortRequest, PromoteRequest
+from models.targets import KubernetesTarget, ObserveInput, TargetObservation
+from models.webhooks import WebhookAnswer, WebhookCall
 from starters.commands import start_workflow
-from localcluster.devserver import DevServer, free_port
-from tests.helpers import canary_rollout, paused_at
 from tests import record_decisions
+from tests.helpers import canary_rollout, paused_at
 from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
 from workflows.observe import ObserveTarget

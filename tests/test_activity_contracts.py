@@ -18,11 +18,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from localcluster.devserver import binary
+from tests.record_histories import SCENARIOS, record
 from workers.temporal import ensure_search_attributes
-
 from workflows.options import PERMANENT
 from workflows.registry import ALL_WORKFLOWS
-from tests.record_histories import SCENARIOS, record
 
 # Short, bounded calls that do not wait on anything (their own HTTP timeouts are shorter than start-to-close).
 QUICK = {"notify", "call_webhook", "resolve_groups"}

@@ -9,10 +9,10 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from models.analysis import MeasureInput, Measurement
+from models.spec import parse_rollout
 from models.status import Phase, PromoteRequest, RolloutInput, RolloutStatus
 from tests.helpers import canary_document, paused_at
 from tests.test_canary_workflow import FakeCluster
-from models.spec import parse_rollout
 from workflows.canary import CanaryRollout
 
 

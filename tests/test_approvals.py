@@ -190,7 +190,7 @@ async def test_reminders_at_the_right_times(rollout, slack):
     assert final.reason == "ApprovalTimedOut"
     opened = next(h.at for h in final.history if h.event == "approval-requested")
     reminders = [h.at - opened for h in final.history if h.event == "approval-reminder"]
-    assert len(reminders) == 3 and all(near(r, timedelta(minutes=m)) for r, m in zip(reminders, (10, 20, 30)))
+    assert len(reminders) == 3 and all(near(r, timedelta(minutes=m)) for r, m in zip(reminders, (10, 20, 30), strict=True))
     texts = [body["text"] for _, body in slack.calls]  # warning and above: the request, three reminders, the abort (not phase changes)
     assert sum("approval-requested" in t for t in texts) == 1
     assert sum("approval-reminder" in t for t in texts) == 3

@@ -7,8 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from models import names
 from localcluster.devserver import binary
+from models import names
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.temporal.yml"

@@ -12,7 +12,7 @@ from kubernetes import client
 from localcluster.behaviour import declare_images
 from models.status import Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
-from tests.helpers import finished, canary_rollout, eventually, paused_at, read_audit
+from tests.helpers import canary_rollout, eventually, finished, paused_at, read_audit
 
 
 async def test_worker_killed_while_paused_and_mid_activity(

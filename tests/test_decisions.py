@@ -9,8 +9,8 @@ from models.approvals import PauseRequest, PromoteRequest, ResumeRequest, SetWei
 from models.status import Phase, RolloutStatus
 from tests.helpers import eventually, paused_at
 from tests.test_analysis_workflow import Script
-from tests.test_canary_workflow import FakeCluster
 from tests.test_approvals import refused, rollout, status_of  # noqa: F401 - `rollout` is a fixture
+from tests.test_canary_workflow import FakeCluster
 
 
 async def test_pause_holds_at_the_next_step_and_set_weight_applies_while_held(rollout, time_skipping_env):
@@ -61,8 +61,8 @@ async def test_promote_full_skips_the_remaining_steps_but_never_an_approval(roll
     handle, cluster = await rollout([{"setWeight": 10}, {"pause": {}}, {"approval": {"approvers": ["carol"]}},
                                      {"setWeight": 80}])
     await paused_at(handle, 1)
-    assert "Refused: promote --full would skip the approval at step 3" == await refused(
-        handle, "promote", PromoteRequest(by="bob", full=True))
+    assert await refused(
+        handle, "promote", PromoteRequest(by="bob", full=True)) == "Refused: promote --full would skip the approval at step 3"
     await handle.execute_update("promote", PromoteRequest(by="bob"))
     await paused_at(handle, 2)
     await handle.execute_update("approve", {"by": "carol"})

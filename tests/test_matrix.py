@@ -23,11 +23,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from localcluster.behaviour import declare_images
+from localcluster.devserver import DevServer, free_port
 from localcluster.faultproxy import KUBERNETES_FAULTS, PROMETHEUS_FAULTS, FaultProxy
-from localcluster.faults import ENV as KILL_PLAN, read_journal
+from localcluster.faults import ENV as KILL_PLAN
+from localcluster.faults import read_journal
 from models.status import RolloutStatus
 from starters.commands import start_workflow
-from localcluster.devserver import DevServer, free_port
 from tests.helpers import eventually, finished, read_audit
 from tests.matrix import (
     ANALYSED,

@@ -1,7 +1,7 @@
 """Execution windows as a pure function of the time (the workflow waits for `next_allowed` with a
 durable timer; test_approvals runs that across a weekend on the test server)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo
 
 from models.schedule import ExecutionWindows
@@ -19,7 +19,7 @@ def test_friday_evening_waits_for_monday_morning_across_a_dst_change():
     friday_evening = datetime(2026, 3, 27, 18, 0, tzinfo=BERLIN)  # CET; clocks go forward on Sunday the 29th
     at, why = OFFICE.next_allowed(friday_evening)
     assert at == datetime(2026, 3, 30, 9, 0, tzinfo=BERLIN) and why == "outside the allowed windows"
-    assert at.astimezone(timezone.utc).hour == 7  # 09:00 CEST
+    assert at.astimezone(UTC).hour == 7  # 09:00 CEST
 
 
 def test_a_freeze_pushes_past_its_end_then_into_the_next_window():
@@ -34,7 +34,7 @@ def test_a_freeze_pushes_past_its_end_then_into_the_next_window():
 
 def test_weekend_only_window_and_end_of_day():
     weekend = ExecutionWindows.model_validate({"timezone": "UTC", "allow": [{"days": ["Sat", "Sun"], "end": "24:00"}]})
-    monday = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
-    assert weekend.next_allowed(monday)[0] == datetime(2026, 11, 28, 0, 0, tzinfo=timezone.utc)
-    sunday_late = datetime(2026, 11, 22, 23, 59, tzinfo=timezone.utc)
+    monday = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    assert weekend.next_allowed(monday)[0] == datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
+    sunday_late = datetime(2026, 11, 22, 23, 59, tzinfo=UTC)
     assert weekend.next_allowed(sunday_late)[0] == sunday_late

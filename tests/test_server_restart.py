@@ -8,11 +8,11 @@ import asyncio
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from localcluster.devserver import DevServer, free_port
 from models.status import Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
-from localcluster.devserver import DevServer, free_port
+from tests.helpers import canary_rollout, finished, paused_at
 from workers.temporal import ensure_search_attributes
-from tests.helpers import finished, canary_rollout, paused_at
 from workflows.canary import CanaryRollout
 
 

@@ -8,8 +8,8 @@ import signal
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from starters.commands import start_workflow
 from localcluster.devserver import free_port
+from starters.commands import start_workflow
 from tests.helpers import canary_rollout, finished
 
 

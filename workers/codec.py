@@ -32,7 +32,6 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
-
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 KEY_ENV = "DURABLE_ROLLOUTS_PAYLOAD_KEY"

@@ -19,14 +19,14 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.analysis import AnalysisActivities, MetricProvider, default_providers
 from activities.approvers import ApproverActivities
+from activities.notify import NotifyActivities
 from activities.targets.kubernetes.bluegreen import BlueGreenActivities
 from activities.targets.kubernetes.canary import CanaryActivities
-from activities.targets.kubernetes.rolling import DeploymentActivities
 from activities.targets.kubernetes.client import KubeClients
-from activities.notify import NotifyActivities
-from activities.webhooks import WebhookActivities
 from activities.targets.kubernetes.observe import ObserveActivities
+from activities.targets.kubernetes.rolling import DeploymentActivities
 from activities.targets.kubernetes.window import WindowActivities
+from activities.webhooks import WebhookActivities
 from models import names
 from workers import temporal
 from workers.temporal import TemporalSettings

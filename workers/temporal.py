@@ -43,7 +43,6 @@ async def ensure_search_attributes(client, namespace: str) -> list[str]:
     """
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
     from temporalio.service import RPCError, RPCStatusCode
 
     try:

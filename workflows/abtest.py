@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import AbTestStrategy, CanaryStrategy
     from models.status import RolloutInput, RolloutStatus
     from workflows.canary import CanaryRollout
-    from workflows.control import RolloutAborted
+    from workflows.errors import RolloutAborted
 
 
 @workflow.defn(name="ABTestRollout")
@@ -23,8 +23,8 @@ class ABTestRollout(CanaryRollout):
 
     @property
     def test(self) -> AbTestStrategy:
-        assert self.rollout.spec.strategy.ab_test is not None
-        return self.rollout.spec.strategy.ab_test
+        assert self.control.rollout.spec.strategy.ab_test is not None
+        return self.control.rollout.spec.strategy.ab_test
 
     def canary_spec(self) -> CanaryStrategy:
         return self.test.as_canary()

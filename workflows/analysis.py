@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,10 +27,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.presets import resolve
     from models.status import Reason
-    from workflows.control import RolloutAborted
-
-if TYPE_CHECKING:
-    from workflows.control import RolloutControl
+    from workflows.context import Control
+    from workflows.errors import AnalysisFailed, RolloutAborted
 
 MEASURE = {  # a provider call is bounded (web timeoutSeconds <= 60, Prometheus 10 s per request)
     "start_to_close_timeout": timedelta(minutes=2),
@@ -40,11 +37,7 @@ MEASURE = {  # a provider call is bounded (web timeoutSeconds <= 60, Prometheus 
 }
 
 
-class AnalysisFailed(RolloutAborted):
-    """The analysis decided the new version is bad: roll back."""
-
-
-async def gate(control: RolloutControl, index: int, step: AnalysisStep) -> None:
+async def gate(control: Control, index: int, step: AnalysisStep) -> None:
     """An analysis gate at `index`: Successful goes on; Failed raises AnalysisFailed (the strategy rolls
     back); Inconclusive pauses for a person (promote goes on, abort rolls back)."""
     names = ", ".join(t.template_name for t in step.templates)
@@ -61,7 +54,7 @@ async def gate(control: RolloutControl, index: int, step: AnalysisStep) -> None:
 
 
 class AnalysisRunner:
-    def __init__(self, control: RolloutControl, background: bool = False):
+    def __init__(self, control: Control, background: bool = False):
         self.control, self.background = control, background
 
     async def run(self, resolved: list[tuple[AnalysisTemplate, dict[str, str]]],
@@ -94,23 +87,24 @@ class AnalysisRunner:
         control = self.control
         tasks = [asyncio.create_task(run) for run in runs]
         failed = lambda t: t.done() and not t.cancelled() and t.exception() is not None  # noqa: E731
-        control.analysis_running += 1
+        control.pending.analysis_running += 1
         try:
             await workflow.wait_condition(
-                lambda: all(t.done() for t in tasks) or any(failed(t) for t in tasks) or control._skip is not None)
+                lambda: all(t.done() for t in tasks) or any(failed(t) for t in tasks) or control.pending.skip is not None)
         except asyncio.CancelledError:  # the analysis itself was stopped (background analysis at the end)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            control.analysis_running -= 1
+            control.pending.analysis_running -= 1
         for task in tasks:
             if failed(task):
                 raise task.exception()
         if all(t.done() for t in tasks):
             return ""
-        skip, control._skip = control._skip, None
+        skip = control.pending.take_skip()
+        assert skip is not None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -162,7 +156,7 @@ class BackgroundRun:
     """A canary's background analysis: a task beside the steps. Failed requests the abort (the rollout
     rolls back with reason AnalysisFailed); Inconclusive makes the next step boundary pause for a person."""
 
-    def __init__(self, control: RolloutControl, step: AnalysisStep, previous: list[MetricResult] | None = None):
+    def __init__(self, control: Control, step: AnalysisStep, previous: list[MetricResult] | None = None):
         self.control, self.step, self.previous = control, step, previous
         self.failed = ""
         self.inconclusive = ""

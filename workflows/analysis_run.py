@@ -10,27 +10,30 @@ with workflow.unsafe.imports_passed_through():
     from models.presets import resolve
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows.analysis import AnalysisRunner
-    from workflows.control import RolloutAborted, RolloutControl
+    from workflows.control import RolloutControl, StatusQuery
+    from workflows.decisions import Abort, SkipAnalysis, supported_by
+    from workflows.errors import RolloutAborted
 
 
 @workflow.defn(name="AnalysisRun")
-class AnalysisRun(RolloutControl):
+class AnalysisRun(StatusQuery, Abort, SkipAnalysis):
     @workflow.init
     def __init__(self, request: RolloutInput) -> None:
-        super().__init__(request)
-        self.status.strategy = "analysis"
+        self.control = RolloutControl(request, supported_by(type(self)))
+        self.rules = self.control.rules
+        self.control.status.strategy = "analysis"
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
         assert request.analyze is not None
         names = ", ".join(t.template_name for t in request.analyze.templates)
-        self.start(1)
-        self.start_step(0, f"analysis {names}")
+        self.control.start(1)
+        self.control.start_step(0, f"analysis {names}")
         try:
-            result = await AnalysisRunner(self).run(resolve(self.rollout.spec.analysis.templates, request.analyze))
+            result = await AnalysisRunner(self.control).run(resolve(self.control.rollout.spec.analysis.templates, request.analyze))
         except RolloutAborted as aborted:
-            return self.finish(Phase.DEGRADED, Reason.ABORTED.value, str(aborted))
+            return self.control.finish(Phase.DEGRADED, Reason.ABORTED.value, str(aborted))
         if result.phase == "Successful":
-            return self.finish(Phase.HEALTHY, message=f"analysis {names} successful")
+            return self.control.finish(Phase.HEALTHY, message=f"analysis {names} successful")
         reason = Reason.ANALYSIS_FAILED if result.phase == "Failed" else Reason.ANALYSIS_INCONCLUSIVE
-        return self.finish(Phase.DEGRADED, reason.value, result.message)
+        return self.control.finish(Phase.DEGRADED, reason.value, result.message)

@@ -6,7 +6,6 @@ approval, waits for it to be decided, and carries out the choice."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -17,11 +16,9 @@ with workflow.unsafe.imports_passed_through():
     from models.approvals import ApprovalChoice, ApprovalPolicy, PendingApproval
     from models.durations import format_duration
     from models.status import Phase, Reason
+    from workflows.context import Control
     from workflows.continuation import ContinueAsNew
     from workflows.errors import ApprovalRejected, ApprovalTimedOut
-
-if TYPE_CHECKING:
-    from workflows.control import RolloutControl
 
 
 async def resolve_groups(groups: list[str]) -> dict[str, list[str]]:
@@ -33,7 +30,7 @@ async def resolve_groups(groups: list[str]) -> dict[str, list[str]]:
     )
 
 
-async def await_approval(control: RolloutControl, index: int, policy: ApprovalPolicy, description: str) -> None:
+async def await_approval(control: Control, index: int, policy: ApprovalPolicy, description: str) -> None:
     """Returns when the approval's choice is to go on; raises ApprovalRejected / ApprovalTimedOut (roll
     back) or RolloutAborted (an abort meanwhile)."""
     while True:
@@ -83,7 +80,7 @@ async def await_approval(control: RolloutControl, index: int, policy: ApprovalPo
             control.status.paused_until = None
 
 
-def _open(control: RolloutControl, pending: PendingApproval, policy: ApprovalPolicy, reopened: bool = False) -> None:
+def _open(control: Control, pending: PendingApproval, policy: ApprovalPolicy, reopened: bool = False) -> None:
     """Show the approval as awaited; `reopened`: the same approval carried into a new run (asked once)."""
     control.status.approval, control.approval_policy = pending, policy
     who = (f"{policy.min_approvals} of {', '.join(policy.approvers)}" if policy.approvers
@@ -96,18 +93,18 @@ def _open(control: RolloutControl, pending: PendingApproval, policy: ApprovalPol
         control.notifier.send("approval-requested", "warning", _ask(control, pending))
 
 
-def _close(control: RolloutControl) -> None:
+def _close(control: Control) -> None:
     control.status.approval, control.approval_policy = None, None
     workflow.upsert_search_attributes([names.ROLLOUT_AWAITING_APPROVAL.value_set(False)])
 
 
-def _ask(control: RolloutControl, pending: PendingApproval) -> str:
+def _ask(control: Control, pending: PendingApproval) -> str:
     s = control.status
     return (f"step {pending.step + 1} of {s.rollout_id} waits for approval ({pending.description}); "
             f"{len(pending.votes)}/{pending.min_approvals} so far. `rollout approve {s.rollout_id}`")
 
 
-async def _decided(control: RolloutControl, pending: PendingApproval, policy: ApprovalPolicy) -> ApprovalChoice:
+async def _decided(control: Control, pending: PendingApproval, policy: ApprovalPolicy) -> ApprovalChoice:
     """Wait for the votes to decide; reminders every `remindEvery`; the timeout's action."""
     every = policy.remind_every if control.notifier else None
     # on the approval's own schedule (opened + k × every), also when a new run takes the wait over

@@ -18,24 +18,27 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import BlueGreenStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
-    from workflows.analysis import AnalysisFailed, gate
+    from workflows.analysis import gate
     from workflows.approval import await_approval
-    from workflows.control import RolloutAborted, RolloutControl, failure_reason
+    from workflows.control import RolloutControl, StatusQuery, failure_reason
+    from workflows.decisions import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
+    from workflows.errors import AnalysisFailed, RolloutAborted
 
 STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
 
 
 @workflow.defn(name="BlueGreenRollout")
-class BlueGreenRollout(RolloutControl):
+class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis):
     @workflow.init
     def __init__(self, request: RolloutInput) -> None:
-        super().__init__(request)
-        spec = self.rollout.spec
+        self.control = RolloutControl(request, supported_by(type(self)))
+        self.rules = self.control.rules
+        spec = self.control.rollout.spec
         assert spec.strategy.blue_green is not None
         self.blue_green: BlueGreenStrategy = spec.strategy.blue_green
         self.kube = options.kubernetes(spec.progress_deadline_seconds)
         self.input = BlueGreenInput(
-            rollout_id=self.status.rollout_id,
+            rollout_id=self.control.status.rollout_id,
             target=spec.target.kubernetes,
             image=spec.image,
             active_service=self.blue_green.active_service,
@@ -49,28 +52,28 @@ class BlueGreenRollout(RolloutControl):
         handle = workflow.start_activity_method(
             activity, self.input.model_copy(update=changes), summary=summary, **self.kube
         )
-        return await self.run_interruptible(handle)
+        return await self.control.run_interruptible(handle)
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
-        return await self.wrap_up(await self._run())
+        return await self.control.wrap_up(await self._run())
 
     async def _run(self) -> RolloutStatus:
-        bg, s = self.blue_green, self.status
-        self.start(len(STEPS))
-        self.approval_steps = [1] if bg.approval else []
-        ended = await self.begin()
+        bg, s = self.blue_green, self.control.status
+        self.control.start(len(STEPS))
+        self.control.approval_steps = [1] if bg.approval else []
+        ended = await self.control.begin()
         if ended is not None:
             return ended
         try:
-            self.start_step(0, "deploy preview")
+            self.control.start_step(0, "deploy preview")
             prepared: BlueGreenPrepared = await self._call(BlueGreenActivities.prepare_blue_green, "prepare blue-green")
         except RolloutAborted as aborted:
             return await self._roll_back(aborted.reason.value, str(aborted))
         except ActivityError as error:
             reason, message = failure_reason(error)
             if reason == Reason.TARGET_INVALID.value:
-                return self.finish(Phase.DEGRADED, reason, message)  # nothing was changed
+                return self.control.finish(Phase.DEGRADED, reason, message)  # nothing was changed
             return await self._roll_back(reason, message)
         self.input = self.input.model_copy(update={
             "total_replicas": prepared.total_replicas, "stable_hash": prepared.stable_hash,
@@ -79,24 +82,24 @@ class BlueGreenRollout(RolloutControl):
         s.stable_image, s.stable_replicas = prepared.stable_image, prepared.total_replicas
         try:
             preview = min(bg.preview_replica_count or prepared.total_replicas, prepared.total_replicas)
-            self.start_step(0, f"deploy preview: {preview} pods of {self.rollout.spec.image}")
+            self.control.start_step(0, f"deploy preview: {preview} pods of {self.control.rollout.spec.image}")
             s.canary_replicas = await self._call(BlueGreenActivities.scale_preview, f"preview to {preview} pods",
                                                  replicas=preview)
-            self.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
+            self.control.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
             await self._promotion()
             if bg.pre_promotion_analysis is not None:
-                await gate(self, 1, bg.pre_promotion_analysis)
+                await gate(self.control, 1, bg.pre_promotion_analysis)
             await self._gradual_shift()
-            self.start_step(2, f"switch {bg.active_service} to the new version")
+            self.control.start_step(2, f"switch {bg.active_service} to the new version")
             await self._call(BlueGreenActivities.switch_active, "switch active to preview", to="preview")
             self.switched = True
             s.canary_weight, s.actual_weight, s.canary_replicas = 100, 100.0, prepared.total_replicas
-            self.record("switched", f"{bg.active_service} → preview pods ({self.rollout.spec.image})")
+            self.control.record("switched", f"{bg.active_service} → preview pods ({self.control.rollout.spec.image})")
             if bg.post_promotion_analysis is not None:  # the old version is still warm: Failed switches back
-                await gate(self, 3, bg.post_promotion_analysis)
+                await gate(self.control, 3, bg.post_promotion_analysis)
             if bg.scale_down_delay_seconds:
-                self.start_step(3, f"keep the previous version warm for {bg.scale_down_delay_seconds}s")
-                await self.pause(3, timedelta(seconds=bg.scale_down_delay_seconds),
+                self.control.start_step(3, f"keep the previous version warm for {bg.scale_down_delay_seconds}s")
+                await self.control.pause(3, timedelta(seconds=bg.scale_down_delay_seconds),
                                  what=f"previous version kept warm for {bg.scale_down_delay_seconds}s: "
                                       "abort switches back at once; promote completes now")
         except AnalysisFailed as failed:
@@ -106,31 +109,31 @@ class BlueGreenRollout(RolloutControl):
         except ActivityError as error:
             return await self._roll_back(*failure_reason(error))
 
-        self.abort_closed = "the previous version is no longer kept warm (completing); start a new rollout"
-        self.start_step(4, "complete: hand the new version back to the Deployment, remove the preview")
+        self.control.pending.abort_closed = "the previous version is no longer kept warm (completing); start a new rollout"
+        self.control.start_step(4, "complete: hand the new version back to the Deployment, remove the preview")
         try:
             await self._call(BlueGreenActivities.complete_blue_green, "hand back and remove preview")
         except ActivityError as error:
             reason, message = failure_reason(error)
-            return self.finish(Phase.DEGRADED, reason, f"{message} (the active Service still serves the new version)")
-        s.stable_image, s.stable_replicas, s.canary_replicas = self.rollout.spec.image, prepared.total_replicas, 0
-        return await self.healthy(f"{self.rollout.spec.image} is active")
+            return self.control.finish(Phase.DEGRADED, reason, f"{message} (the active Service still serves the new version)")
+        s.stable_image, s.stable_replicas, s.canary_replicas = self.control.rollout.spec.image, prepared.total_replicas, 0
+        return await self.control.healthy(f"{self.control.rollout.spec.image} is active")
 
     async def _promotion(self) -> None:
         bg = self.blue_green
-        await self.step_gate(1)
+        await self.control.step_gate(1)
         if bg.approval is not None:
-            self.start_step(1, "approval")
-            await await_approval(self, 1, bg.approval, bg.approval.description or f"promote the preview on {bg.preview_service}")
+            self.control.start_step(1, "approval")
+            await await_approval(self.control, 1, bg.approval, bg.approval.description or f"promote the preview on {bg.preview_service}")
         elif not bg.auto_promotion_enabled:
-            self.start_step(1, "wait for promote")
-            await self.pause(1, None, what=f"preview ready on {bg.preview_service}: waiting for promote")
+            self.control.start_step(1, "wait for promote")
+            await self.control.pause(1, None, what=f"preview ready on {bg.preview_service}: waiting for promote")
         elif bg.auto_promotion_seconds:
-            self.start_step(1, f"auto-promote after {bg.auto_promotion_seconds}s")
-            await self.pause(1, timedelta(seconds=bg.auto_promotion_seconds),
+            self.control.start_step(1, f"auto-promote after {bg.auto_promotion_seconds}s")
+            await self.control.pause(1, timedelta(seconds=bg.auto_promotion_seconds),
                              what=f"preview ready on {bg.preview_service}: promoting in {bg.auto_promotion_seconds}s")
         else:
-            self.start_step(1, "auto-promote")
+            self.control.start_step(1, "auto-promote")
 
     async def _gradual_shift(self) -> None:
         """Instead of a hard switch: the preview's share rises through the router, held at each weight."""
@@ -138,20 +141,20 @@ class BlueGreenRollout(RolloutControl):
         if shift is None:
             return
         for number, weight in enumerate(shift.weights):
-            self.start_step(2, f"shift {weight}% of traffic to the new version")
+            self.control.start_step(2, f"shift {weight}% of traffic to the new version")
             await self._call(BlueGreenActivities.shift_traffic, f"shift {weight}% to preview", weight=weight)
-            self.status.canary_weight = weight
-            self.status.actual_weight = float(weight)
-            self.record("shifted", f"{weight}% to {self.blue_green.preview_service}")
+            self.control.status.canary_weight = weight
+            self.control.status.actual_weight = float(weight)
+            self.control.record("shifted", f"{weight}% to {self.blue_green.preview_service}")
             if number < len(shift.weights) - 1:
-                await self.pause(2, shift.hold, what=f"{weight}% on the new version: holding {format_duration(shift.hold)}")
+                await self.control.pause(2, shift.hold, what=f"{weight}% on the new version: holding {format_duration(shift.hold)}")
 
     async def _roll_back(self, reason: str, message: str) -> RolloutStatus:
         """Active back on the previous version first (instant while it is warm), keep the preview for
         `abortScaleDownDelaySeconds`, then remove it."""
-        s, bg = self.status, self.blue_green
-        self.record("aborting", message)
-        self.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {bg.active_service} back")
+        s, bg = self.control.status, self.blue_green
+        self.control.record("aborting", message)
+        self.control.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {bg.active_service} back")
         try:
             if self.input.stable_hash:
                 await workflow.execute_activity_method(
@@ -159,10 +162,10 @@ class BlueGreenRollout(RolloutControl):
                     summary="switch active back to the previous version", **self.kube,
                 )
                 if self.switched or s.canary_weight:
-                    self.record("switched-back", f"{bg.active_service} → previous pods")
+                    self.control.record("switched-back", f"{bg.active_service} → previous pods")
                 s.canary_weight, s.actual_weight = 0, 0.0
             if bg.abort_scale_down_delay_seconds:
-                self.set_phase(Phase.PROGRESSING, reason,
+                self.control.set_phase(Phase.PROGRESSING, reason,
                                f"aborted: preview kept for {bg.abort_scale_down_delay_seconds}s before removal")
                 await workflow.sleep(timedelta(seconds=bg.abort_scale_down_delay_seconds), summary="abort scale-down delay")
             await workflow.execute_activity_method(
@@ -170,6 +173,6 @@ class BlueGreenRollout(RolloutControl):
             )
         except ActivityError as error:
             _, abort_message = failure_reason(error)
-            return self.finish(Phase.DEGRADED, "AbortFailed", f"{message}; abort failed: {abort_message}")
+            return self.control.finish(Phase.DEGRADED, Reason.ABORT_FAILED.value, f"{message}; abort failed: {abort_message}")
         s.canary_replicas = 0
-        return self.finish(Phase.DEGRADED, reason, message)
+        return self.control.finish(Phase.DEGRADED, reason, message)

@@ -23,62 +23,64 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import CanaryStep, CanaryStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
-    from workflows.analysis import AnalysisFailed, BackgroundRun, gate
+    from workflows.analysis import BackgroundRun, gate
     from workflows.approval import await_approval
     from workflows.continuation import PATCH as CONTINUE_AS_NEW
     from workflows.continuation import ContinueAsNew
-    from workflows.control import RolloutAborted, RolloutControl, failure_reason
-    from workflows.webhooks import WebhookFailed, Webhooks
+    from workflows.control import RolloutControl, StatusQuery, failure_reason
+    from workflows.decisions import Abort, Approve, Hold, Promote, SetWeight, SkipAnalysis, supported_by
+    from workflows.errors import AnalysisFailed, RolloutAborted, WebhookFailed
+    from workflows.webhooks import Webhooks
 
 
 @workflow.defn(name="CanaryRollout")
-class CanaryRollout(RolloutControl):
+class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, SetWeight):
     @workflow.init
     def __init__(self, request: RolloutInput) -> None:
-        super().__init__(request)
+        self.control = RolloutControl(request, supported_by(type(self)) | {"full"})
+        self.rules = self.control.rules
+        self.control.on_set_weight = self.apply_weight
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
         self.total_replicas = 0
         if request.resume is not None:
             self.routes, self.canary_scale = request.resume.routes, request.resume.canary_scale
             self.total_replicas = request.resume.total_replicas
-        self.hooks = Webhooks(self, self.rollout.spec.webhooks) if self.rollout.spec.webhooks else None
-
-    decisions_supported = RolloutControl.decisions_supported | {"setWeight", "full"}
+        self.hooks = Webhooks(self.control, self.control.rollout.spec.webhooks) if self.control.rollout.spec.webhooks else None
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
         status = await self._rollout()
         if self.hooks:
             await self.hooks.finished()
-        return await self.wrap_up(status)
+        return await self.control.wrap_up(status)
 
     async def _rollout(self) -> RolloutStatus:
-        spec = self.rollout.spec
+        spec = self.control.rollout.spec
         canary = self.canary_spec()
         kube = options.kubernetes(spec.progress_deadline_seconds)
-        self.may_continue = workflow.patched(CONTINUE_AS_NEW)
-        self.approval_steps = [i for i, step in enumerate(canary.steps) if step.approval is not None]
-        resume = self.resume
+        self.control.may_continue = workflow.patched(CONTINUE_AS_NEW)
+        self.control.approval_steps = [i for i, step in enumerate(canary.steps) if step.approval is not None]
+        resume = self.control.resume
         if resume is None:
-            self.start(len(canary.steps))
-            ended = await self.begin()
+            self.control.start(len(canary.steps))
+            ended = await self.control.begin()
             if ended is not None:
                 return ended
             try:
                 prepared = await self._prepare(canary, kube)
             except ActivityError as error:
                 reason, message = failure_reason(error)
-                return self.finish(Phase.DEGRADED, reason, message)
+                return self.control.finish(Phase.DEGRADED, reason, message)
         else:  # a new run of this rollout: prepared already; the wait at resume.step is re-entered below
-            prepared = PrepareCanaryResult(total_replicas=resume.total_replicas, stable_image=self.status.stable_image,
+            prepared = PrepareCanaryResult(total_replicas=resume.total_replicas, stable_image=self.control.status.stable_image,
                                            container=resume.container)
-        self.status.stable_image = prepared.stable_image
+        self.control.status.stable_image = prepared.stable_image
         self.total_replicas = prepared.total_replicas
-        self.status.stable_replicas = prepared.total_replicas
+        self.control.status.stable_replicas = prepared.total_replicas
         finish = FinishInput(**self._target(canary), container=prepared.container,
                              total_replicas=prepared.total_replicas)
-        background = BackgroundRun(self, canary.analysis, resume and self.status.analysis) if canary.analysis else None
+        background = BackgroundRun(self.control, canary.analysis, resume and self.control.status.analysis) if canary.analysis else None
         hooks = self.hooks
         first = resume.step if resume is not None else 0
         index = first
@@ -91,15 +93,15 @@ class CanaryRollout(RolloutControl):
             for index, step in enumerate(canary.steps):
                 if index < first:
                     continue
-                if self.promote_full:
-                    self.record("promote-full", f"steps {index + 1}-{len(canary.steps)} skipped")
+                if self.control.pending.promote_full:
+                    self.control.record("promote-full", f"steps {index + 1}-{len(canary.steps)} skipped")
                     break
                 if background and background.task is None and index >= canary.analysis.starting_step:
                     background.start()
-                if self.abort_requested:
-                    raise RolloutAborted(self.abort_requested.reason)
-                with self.waiting_long():
-                    await self.step_gate(index)
+                if self.control.abort_requested:
+                    raise RolloutAborted(self.control.abort_requested.reason)
+                with self.control.waiting_long():
+                    await self.control.step_gate(index)
                 if background:
                     await background.check(index)
                 if hooks:
@@ -109,15 +111,15 @@ class CanaryRollout(RolloutControl):
                 if step.pause is not None:
                     duration = step.pause.duration
                     what = f"pause {format_duration(duration)}" if duration is not None else "pause until promoted"
-                    self.start_step(index, what)
-                    with self.waiting_long():
-                        await self.pause(index, self.remaining_pause(index, duration))
+                    self.control.start_step(index, what)
+                    with self.control.waiting_long():
+                        await self.control.pause(index, self.control.remaining_pause(index, duration))
                 elif step.analysis is not None:
-                    await gate(self, index, step.analysis)
+                    await gate(self.control, index, step.analysis)
                 elif step.approval is not None:
-                    self.start_step(index, step.describe())
-                    with self.waiting_long():
-                        await await_approval(self, index, step.approval, step.approval.description or f"step {index + 1}")
+                    self.control.start_step(index, step.describe())
+                    with self.control.waiting_long():
+                        await await_approval(self.control, index, step.approval, step.approval.description or f"step {index + 1}")
                 else:
                     await self._route(index, step, prepared.total_replicas, canary, kube)
             if background:
@@ -131,7 +133,7 @@ class CanaryRollout(RolloutControl):
                 await background.stop()
             if hooks:
                 await hooks.stop()
-            await self.continue_as_new(wait, index, container=prepared.container, total_replicas=self.total_replicas,
+            await self.control.continue_as_new(wait, index, container=prepared.container, total_replicas=self.total_replicas,
                                        routes=self.routes, canary_scale=self.canary_scale)
         except WebhookFailed as failed:
             return await self._roll_back(finish, Reason.WEBHOOK_FAILED.value, str(failed), kube, background)
@@ -144,7 +146,7 @@ class CanaryRollout(RolloutControl):
             reason, message = failure_reason(error)
             return await self._roll_back(finish, reason, message, kube, background)
 
-        self.set_phase(Phase.PROGRESSING, message="promoting: stable takes the new image")
+        self.control.set_phase(Phase.PROGRESSING, message="promoting: stable takes the new image")
         try:
             await workflow.execute_activity_method(
                 CanaryActivities.promote_canary, finish, summary="promote stable to new image", **kube
@@ -152,15 +154,15 @@ class CanaryRollout(RolloutControl):
         except ActivityError as error:
             reason, message = failure_reason(error)
             return await self._roll_back(finish, reason, message, kube)
-        self.status.canary_weight, self.status.actual_weight = 100, 100.0
-        self.status.canary_replicas, self.status.stable_replicas = 0, prepared.total_replicas
-        self.status.stable_image, self.status.routes = spec.image, []
-        return await self.healthy(f"{spec.image} is stable")
+        self.control.status.canary_weight, self.control.status.actual_weight = 100, 100.0
+        self.control.status.canary_replicas, self.control.status.stable_replicas = 0, prepared.total_replicas
+        self.control.status.stable_image, self.control.status.routes = spec.image, []
+        return await self.control.healthy(f"{spec.image} is stable")
 
     def _target(self, canary: CanaryStrategy) -> dict[str, Any]:
         """What the prepare and finish activities both need to know."""
-        spec = self.rollout.spec
-        return {"rollout_id": self.status.rollout_id, "target": spec.target.kubernetes, "image": spec.image,
+        spec = self.control.rollout.spec
+        return {"rollout_id": self.control.status.rollout_id, "target": spec.target.kubernetes, "image": spec.image,
                 "stable_service": canary.stable_service, "canary_service": canary.canary_service,
                 "progress_deadline_seconds": spec.progress_deadline_seconds, "traffic_routing": canary.traffic_routing}
 
@@ -169,8 +171,8 @@ class CanaryRollout(RolloutControl):
             CanaryActivities.prepare_canary, PrepareCanaryInput(**self._target(canary)), summary="prepare canary", **kube)
 
     def canary_spec(self) -> CanaryStrategy:
-        assert self.rollout.spec.strategy.canary is not None
-        return self.rollout.spec.strategy.canary
+        assert self.control.rollout.spec.strategy.canary is not None
+        return self.control.rollout.spec.strategy.canary
 
     async def before_promotion(self) -> None:
         """After the last step: a subclass may end the rollout here (raise RolloutAborted)."""
@@ -179,8 +181,8 @@ class CanaryRollout(RolloutControl):
         """`setWeight` while paused: the same routing activity as a setWeight step, at the current step."""
         canary = self.canary_spec()
         step = CanaryStep.model_validate({"setWeight": weight})
-        await self._route(self.status.current_step, step, self.total_replicas, canary,
-                          options.kubernetes(self.rollout.spec.progress_deadline_seconds), announce=False)
+        await self._route(self.control.status.current_step, step, self.total_replicas, canary,
+                          options.kubernetes(self.control.rollout.spec.progress_deadline_seconds), announce=False)
 
     async def _route(
         self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, kube: dict[str, Any],
@@ -203,16 +205,16 @@ class CanaryRollout(RolloutControl):
             what = f"setMirrorRoute {step.set_mirror_route.name} {step.set_mirror_route.percentage or 'removed'}"
         weight = self.routes.weight
         if announce:
-            self.start_step(index, what)
+            self.control.start_step(index, what)
         handle = workflow.start_activity_method(
             CanaryActivities.set_canary_weight,
             SetWeightInput(
-                rollout_id=self.status.rollout_id,
-                target=self.rollout.spec.target.kubernetes,
+                rollout_id=self.control.status.rollout_id,
+                target=self.control.rollout.spec.target.kubernetes,
                 weight=weight,
                 step=index,
                 total_replicas=total,
-                progress_deadline_seconds=self.rollout.spec.progress_deadline_seconds,
+                progress_deadline_seconds=self.control.rollout.spec.progress_deadline_seconds,
                 traffic_routing=canary.traffic_routing,
                 stable_service=canary.stable_service,
                 canary_service=canary.canary_service,
@@ -223,15 +225,15 @@ class CanaryRollout(RolloutControl):
             summary=f"set weight {weight}%" if step.set_weight is not None else what,
             **kube,
         )
-        result = await self.run_interruptible(handle)
-        s = self.status
+        result = await self.control.run_interruptible(handle)
+        s = self.control.status
         s.canary_weight, s.actual_weight = result.weight, result.actual_weight
         s.canary_replicas, s.stable_replicas = result.canary_replicas, result.stable_replicas
         s.routes = describe_routes(self.routes)
         if step.set_weight is not None:
-            self.record("weight-set", f"{weight}% ({result.canary_replicas} canary / {result.stable_replicas} stable)")
+            self.control.record("weight-set", f"{weight}% ({result.canary_replicas} canary / {result.stable_replicas} stable)")
         else:
-            self.record("routes-set", f"{what}: {'; '.join(s.routes) or 'weight only'} "
+            self.control.record("routes-set", f"{what}: {'; '.join(s.routes) or 'weight only'} "
                                       f"({result.canary_replicas} canary / {result.stable_replicas} stable)")
 
     async def _roll_back(self, finish: FinishInput, reason: str, message: str, kube: dict[str, Any],
@@ -240,16 +242,16 @@ class CanaryRollout(RolloutControl):
             await background.stop()
         if self.hooks:
             await self.hooks.stop()
-        self.record("aborting", message)
-        self.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
+        self.control.record("aborting", message)
+        self.control.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
         try:
             await workflow.execute_activity_method(
                 CanaryActivities.abort_canary, finish, summary="abort: traffic back to stable", **kube
             )
         except ActivityError as error:
             _, abort_message = failure_reason(error)
-            return self.finish(Phase.DEGRADED, "AbortFailed", f"{message}; abort failed: {abort_message}")
-        s = self.status
+            return self.control.finish(Phase.DEGRADED, Reason.ABORT_FAILED.value, f"{message}; abort failed: {abort_message}")
+        s = self.control.status
         s.canary_weight, s.actual_weight, s.canary_replicas, s.routes = 0, 0.0, 0, []
         s.stable_replicas = finish.total_replicas
-        return self.finish(Phase.DEGRADED, reason, message)
+        return self.control.finish(Phase.DEGRADED, reason, message)

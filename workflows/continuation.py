@@ -88,7 +88,7 @@ class Continuation:
                                         "events", step=step)
         s.history = s.history[-KEPT_HISTORY_ENTRIES:]
         s.decisions = s.decisions[-KEPT_HISTORY_ENTRIES:]
-        resume = Resume(status=s, step=step, paused_until=wait.paused_until, approval=wait.approval, held=self._held,
+        resume = Resume(status=s, step=step, paused_until=wait.paused_until, approval=wait.approval, held=self.pending.held,
                         groups=self.groups, **state)
         workflow.continue_as_new(RolloutInput(rollout=self.rollout, requested_by=self._requested_by, resume=resume,
                                               continue_after_events=self.continue_after))

@@ -1,16 +1,20 @@
-"""What every rollout workflow shares: the status model and its query, the human controls (`promote`,
-`abort` as CLI updates with validators and as Web UI signals with the same meaning), the Web UI's
-"current details" text, and the search attributes scripts list rollouts by.
+"""The control plane a rollout workflow owns: its status (the model, the Web UI's current details, the
+search attributes scripts list rollouts by), the waits (pauses, holds, execution windows, abort-aware
+timers, activities an abort interrupts), the approval before anything changes, and the end of the run
+(Healthy with its rollback window, or Degraded), with continue-as-new at long waits.
 
-A strategy subclasses `RolloutControl`, calls `start_step`, `pause`, `run_interruptible` and
-`finish`, and never touches handlers, details or search attributes itself.
+A workflow composes it — `self.control = RolloutControl(request, supported)` — with the decision
+handlers it carries (workflows/decisions.py) and the `StatusQuery`; it calls `start_step`, `pause`,
+`run_interruptible` and `finish`, and never touches details or search attributes itself. Nothing here
+knows what the target is.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -18,43 +22,39 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from models import names
-    from models.approvals import ApprovalPolicy, PauseRequest, SetWeightRequest, SkipAnalysisRequest
+    from models.approvals import ApprovalPolicy
     from models.durations import format_duration
-    from models.status import (
-        AbortRequest,
-        ControlResult,
-        HistoryEntry,
-        Phase,
-        PromoteRequest,
-        Reason,
-        RolloutInput,
-        RolloutStatus,
-    )
+    from models.status import AbortRequest, ControlResult, HistoryEntry, Phase, Reason, RolloutInput, RolloutStatus
     from workflows.approval import await_approval, resolve_groups
+    from workflows.context import Pending
     from workflows.continuation import Continuation, ContinueAsNew
-    from workflows.decisions import Decisions
-    from workflows.errors import RolloutAborted
+    from workflows.decisions import DecisionRules
     from workflows.details import details
+    from workflows.errors import RolloutAborted
     from workflows.notify import Notifier
 
 
-class RolloutControl(Decisions, Continuation):
-    def __init__(self, request: RolloutInput) -> None:
+class StatusQuery:
+    """The `status` query every rollout workflow answers (its control's status model)."""
+
+    control: RolloutControl
+
+    @workflow.query(name="status", description="the rollout's status: phase, steps, weights, approvals, decisions")
+    def get_status(self) -> RolloutStatus:
+        return self.control.status
+
+
+class RolloutControl(Continuation):
+    def __init__(self, request: RolloutInput, supported: frozenset[str]) -> None:
         rollout = request.rollout
         self.rollout = rollout
-        self._abort: AbortRequest | None = None
-        self._promote: PromoteRequest | None = None
-        self._in_pause = False
-        self._held: PauseRequest | None = None
-        self._skip: SkipAnalysisRequest | None = None
-        self._weight: SetWeightRequest | None = None
-        self.promote_full = False
-        self.analysis_running = 0
+        self.pending = Pending()
+        self.rules = DecisionRules(self, supported)
         self.approval_policy: ApprovalPolicy | None = None
         self.approval_steps: list[int] = []
         self.groups: dict[str, list[str]] = {}
         self.notifier = Notifier(self) if rollout.spec.notifications else None
-        self.abort_closed = ""  # set by a strategy when an abort can no longer be honoured, saying why
+        self.on_set_weight: Callable[[int], Awaitable[None]] | None = None  # a canary routes `setWeight` here
         self._requested_by = request.requested_by
         self._action = request.action
         self._search_attributes: tuple[str, int] | None = None
@@ -71,25 +71,19 @@ class RolloutControl(Decisions, Continuation):
         self.init_continuation(request)
         if request.resume is not None:  # a new run of a rollout that waited long: pick up where it was
             self.status = request.resume.status
-            self._held, self.groups = request.resume.held, request.resume.groups
-
-    # ---- handlers (the decisions are in workflows/decisions.py) --------------------------------------
-
-    @workflow.query(name="status", description="the rollout's status: phase, steps, weights, approvals, decisions")
-    def get_status(self) -> RolloutStatus:
-        return self.status
+            self.pending.held, self.groups = request.resume.held, request.resume.groups
 
     def request_abort(self, reason: str, by: str) -> None:
         """The workflow itself aborts (e.g. a failed background analysis), unless already aborting."""
-        if self._abort is None and not self.status.phase.finished:
-            self._abort = AbortRequest(reason=reason, by=by)
+        if self.pending.abort is None and not self.status.phase.finished:
+            self.pending.abort = AbortRequest(reason=reason, by=by)
             self.record("abort-requested", reason, by=by)
 
-    def _accept_abort(self, request: AbortRequest) -> None:
-        self._abort = request
+    def accept_abort(self, request: AbortRequest) -> None:
+        self.pending.abort = request
         self.record("abort-requested", request.reason, by=request.by)
 
-    def _result(self, message: str) -> ControlResult:
+    def result(self, message: str) -> ControlResult:
         s = self.status
         return ControlResult(accepted=True, phase=s.phase, current_step=s.current_step, message=message)
 
@@ -103,7 +97,7 @@ class RolloutControl(Decisions, Continuation):
 
     @property
     def abort_requested(self) -> AbortRequest | None:
-        return self._abort
+        return self.pending.abort
 
     def record(self, event: str, detail: str = "", by: str = "", step: int | None = None) -> None:
         step = self.status.current_step if step is None else step
@@ -163,11 +157,11 @@ class RolloutControl(Decisions, Continuation):
         await self.wait_for_window(index)
 
     async def hold_point(self) -> None:
-        if self._held is None:
+        if self.pending.held is None:
             return
         self.set_phase(Phase.PAUSED, Reason.PAUSED_BY_USER.value,
-                       f"held by {self._held.by}: `rollout resume {self.status.rollout_id}` to go on")
-        await self.wait_deciding(lambda: self._held is None)
+                       f"held by {self.pending.held.by}: `rollout resume {self.status.rollout_id}` to go on")
+        await self.wait_deciding(lambda: self.pending.held is None)
         self.set_phase(Phase.PROGRESSING, message="resumed")
 
     async def wait_for_window(self, index: int) -> None:
@@ -192,39 +186,37 @@ class RolloutControl(Decisions, Continuation):
         """Wait until `done()`, applying `setWeight` overrides meanwhile; an abort raises RolloutAborted.
         Returns False when `timeout` passed first."""
         deadline = None if timeout is None else workflow.now() + timeout
+        p = self.pending
         while True:
             left = None if deadline is None else deadline - workflow.now()
             if left is not None and left <= timedelta(0):
                 return False
             try:
                 await workflow.wait_condition(
-                    lambda: done() or self._abort is not None or self._weight is not None or self.continue_due(),
+                    lambda: done() or p.abort is not None or p.weight is not None or self.continue_due(),
                     timeout=left, timeout_summary=summary or None)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
-            if self._abort is not None:
-                raise RolloutAborted(self._abort.reason)
-            if self._weight is None:
+            if p.abort is not None:
+                raise RolloutAborted(p.abort.reason)
+            if p.weight is None:
                 if not done() and self.continue_due():
                     raise ContinueAsNew()
                 return True
-            request = self._weight
+            request = p.weight
             try:
-                await self.apply_weight(request.weight)
+                assert self.on_set_weight is not None, "setWeight is accepted only where a strategy routes it"
+                await self.on_set_weight(request.weight)
                 self.record("weight-override", f"{request.weight}%", by=request.by)
             finally:
-                self._weight = None
-
-    async def apply_weight(self, weight: int) -> None:
-        """`setWeight` while paused: strategies that allow it ("setWeight" in decisions_supported) route it."""
-        raise NotImplementedError
+                p.weight = None
 
     async def pause(self, index: int, duration: timedelta | None, what: str = "", reason: Reason | None = None) -> None:
         """A pause step: a durable timer, or (no duration) until promoted. Abort ends it at once.
         `what` says what the pause is for (the status message and Web UI details)."""
         if duration is not None and duration <= timedelta(0):
             return
-        self._in_pause, self._promote = True, None
+        self.pending.in_pause, self.pending.promote = True, None
         if duration is None:
             self.status.paused_until = None
             self.set_phase(Phase.PAUSED, (reason or Reason.WAITING_FOR_PROMOTE).value, what or "waiting for promote")
@@ -232,28 +224,28 @@ class RolloutControl(Decisions, Continuation):
             self.status.paused_until = workflow.now() + duration
             self.set_phase(Phase.PAUSED, Reason.TIMED_PAUSE.value, what or f"paused for {format_duration(duration)}")
         try:
-            if not await self.wait_deciding(lambda: self._promote is not None, duration, f"pause step {index + 1}"):
+            if not await self.wait_deciding(lambda: self.pending.promote is not None, duration, f"pause step {index + 1}"):
                 self.record("pause-ended", f"after {format_duration(duration)}", step=index)
         except ContinueAsNew as wait:
             wait.paused_until = self.status.paused_until
             raise
         finally:
-            self._in_pause, self._promote = False, None
+            self.pending.in_pause, self.pending.promote = False, None
             self.status.paused_until = None
         self.set_phase(Phase.PROGRESSING, message=f"step {index + 1} done")
 
     async def sleep_unless_aborted(self, delay: timedelta, summary: str) -> None:
         """A durable timer that an abort ends at once (raising RolloutAborted)."""
         try:
-            await workflow.wait_condition(lambda: self._abort is not None, timeout=delay, timeout_summary=summary)
-        except asyncio.TimeoutError:
+            await workflow.wait_condition(lambda: self.pending.abort is not None, timeout=delay, timeout_summary=summary)
+        except TimeoutError:
             return
-        raise RolloutAborted(self._abort.reason)
+        raise RolloutAborted(self.pending.abort.reason)
 
     async def run_interruptible(self, handle: workflow.ActivityHandle) -> Any:
         """Await an activity, unless an abort arrives first: then cancel it, wait for it to stop, abort."""
         try:
-            await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
+            await workflow.wait_condition(lambda: handle.done() or self.pending.abort is not None)
         except asyncio.CancelledError:  # the caller was cancelled (a skipped analysis): so is the activity
             handle.cancel()
             handle.add_done_callback(lambda h: h.cancelled() or h.exception())  # its end is expected: not an error
@@ -264,7 +256,7 @@ class RolloutControl(Decisions, Continuation):
                 await handle
             except (ActivityError, CancelledError, asyncio.CancelledError):
                 pass
-            raise RolloutAborted(self._abort.reason if self._abort else "aborted")
+            raise RolloutAborted(self.pending.abort.reason if self.pending.abort else "aborted")
         return handle.result()
 
     async def healthy(self, message: str) -> RolloutStatus:
@@ -314,10 +306,10 @@ def failure_reason(error: BaseException) -> tuple[str, str]:
     cause = error.__cause__ if isinstance(error, ActivityError) else error
     if isinstance(cause, ApplicationError):
         reason = {
-            "ProgressDeadlineExceeded": "ProgressDeadlineExceeded",
-            "NotFound": "InvalidTarget",
-            "Invalid": "InvalidTarget",
-            "InvalidTarget": "InvalidTarget",
-        }.get(cause.type or "", "RolloutFailed")
-        return reason, cause.message
-    return "RolloutFailed", str(cause or error)
+            "ProgressDeadlineExceeded": Reason.PROGRESS_DEADLINE,
+            "NotFound": Reason.TARGET_INVALID,
+            "Invalid": Reason.TARGET_INVALID,
+            "InvalidTarget": Reason.TARGET_INVALID,
+        }.get(cause.type or "", Reason.FAILED)
+        return reason.value, cause.message
+    return Reason.FAILED.value, str(cause or error)

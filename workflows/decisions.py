@@ -8,11 +8,13 @@ Each decision (approve, reject, promote, abort, pause, resume, skipAnalysis, set
   signal is recorded as refused in the status's `decisions`, never acted on.
 Every decision that reaches the workflow is in `status.decisions` (who, when, source, comment,
 accepted or refused and why) and in the step history.
+
+A workflow carries only the decisions it supports: it inherits the handler classes below that it wants
+(`Abort`, `Promote`, `Approve`, `Hold`, `SkipAnalysis`, `SetWeight`); each handler is written out, and
+all of them call the one rule set, `DecisionRules`, that works on the workflow's `RolloutControl`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -20,7 +22,6 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from models.approvals import (
         AbortRequest,
-        ApprovalPolicy,
         ApproveRequest,
         Decision,
         DecisionRecord,
@@ -32,7 +33,8 @@ with workflow.unsafe.imports_passed_through():
         SkipAnalysisRequest,
         Vote,
     )
-    from models.status import ControlResult, Reason, RolloutStatus
+    from models.status import ControlResult, Reason
+    from workflows.context import Control
     from workflows.details import details
 
 DESCRIPTIONS = {
@@ -55,61 +57,37 @@ EVENTS = {"approve": "approved", "reject": "rejected", "promote": "promoted", "a
           "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested"}
 
 
-def _doors(kind: str, model: type[Decision]) -> tuple[Any, Any]:
-    """The update (with its validator) and the signal of one decision."""
+class DecisionRules:
+    """The rules of every decision, the same for both doors, on one control's status and pending requests."""
 
-    async def update(self: Decisions, request: Decision) -> ControlResult:
-        return self.take(kind, request, "cli")
+    def __init__(self, control: Control, supported: frozenset[str]):
+        self.control, self.supported = control, supported
 
-    def validate(self: Decisions, request: Decision) -> None:
+    def validate(self, kind: str, request: Decision) -> None:
+        """The update's validator: a refusal raises, and nothing is written to history."""
         problem = self.decision_problem(kind, request)
         if problem:
             raise ApplicationError(problem, type="InvalidDecision" if isinstance(problem, Invalid) else "Refused",
                                    non_retryable=True)
 
-    def signal(self: Decisions, request: Decision) -> None:
+    def signal(self, kind: str, request: Decision) -> None:
+        """The signal's handler: a refusal is kept in the audit trail, never acted on."""
         problem = self.decision_problem(kind, request)
         if problem:
             self.audit(kind, request, "web-ui", why=problem)
         else:
             self.take(kind, request, "web-ui")
 
-    update.__annotations__ = {"request": model, "return": ControlResult}
-    validate.__annotations__ = {"request": model, "return": None}
-    signal.__annotations__ = {"request": model, "return": None}
-    update.__name__, validate.__name__, signal.__name__ = kind, f"_validate_{kind}", f"{kind}_signal"
-    handler = workflow.update(name=kind, description=DESCRIPTIONS[kind])(update)
-    handler.validator(validate)
-    return handler, workflow.signal(name=kind, description=DESCRIPTIONS[kind])(signal)
-
-
-class Decisions:
-    """Mixed into RolloutControl: the decision handlers and their rules. State lives on the control."""
-
-    status: RolloutStatus
-    decisions_supported: frozenset[str] = frozenset({"approve", "reject", "promote", "abort", "pause", "resume",
-                                                      "skipAnalysis"})
-
-    approve, approve_signal = _doors("approve", ApproveRequest)
-    reject, reject_signal = _doors("reject", RejectRequest)
-    promote, promote_signal = _doors("promote", PromoteRequest)
-    abort, abort_signal = _doors("abort", AbortRequest)
-    pause_, pause_signal = _doors("pause", PauseRequest)
-    resume, resume_signal = _doors("resume", ResumeRequest)
-    skip_analysis, skip_analysis_signal = _doors("skipAnalysis", SkipAnalysisRequest)
-    set_weight, set_weight_signal = _doors("setWeight", SetWeightRequest)
-
-    # ---- the rules, the same for both doors -----------------------------------------------------------
 
     def decision_problem(self, kind: str, request: Decision) -> str:
-        s = self.status
+        s = self.control.status
         if s.phase.finished:
             return f"rollout is already {s.phase.value}"
         if not request.by.strip():
             return Invalid(f"{kind}: say who decides (by)")
-        if kind not in self.decisions_supported:
+        if kind not in self.supported:
             return Invalid(f"{kind} is not something a {s.strategy} rollout does")
-        if self._abort is not None:
+        if self.control.pending.abort is not None:
             return "rollout is being aborted"
         at = (s.approval.step if s.approval is not None else s.current_step) + 1
         if request.step is not None and request.step != at:
@@ -124,9 +102,9 @@ class Decisions:
 
     def _vote_problem(self, who: str, choice: str, rejecting: bool = False) -> str:
         """Whether `who` may vote `choice` now; the initiator may always reject their own rollout."""
-        a, policy = self.status.approval, self.approval_policy
+        a, policy = self.control.status.approval, self.control.approval_policy
         if a is None or policy is None or a.decided:
-            return f"step {self.status.current_step + 1} is not waiting for approval"
+            return f"step {self.control.status.current_step + 1} is not waiting for approval"
         if a.eligible is not None and who not in a.eligible:
             return Invalid(f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})")
         if a.forbid_self_approval and who == a.initiator and not rejecting:
@@ -140,57 +118,57 @@ class Decisions:
         return ""
 
     def _problem_promote(self, request: PromoteRequest) -> str:
-        s, a = self.status, self.status.approval
+        s, a = self.control.status, self.control.status.approval
         if a is not None and not a.decided:
             if a.eligible is not None or a.min_approvals > 1 or a.forbid_self_approval or len(a.choices) > 2:
                 return (f"step {a.step + 1} waits for approval under a policy: "
                         f"`rollout approve {s.rollout_id}` (signal approve)")
             return self._vote_problem(request.by, "")
         if request.full:
-            if "full" not in self.decisions_supported:
+            if "full" not in self.supported:
                 return Invalid(f"promote --full is not something a {s.strategy} rollout does")
-            gate = self.next_approval_step()
+            gate = self.control.next_approval_step()
             if gate is not None:
                 return f"promote --full would skip the approval at step {gate + 1}"
             return ""
-        if not self._in_pause:
+        if not self.control.pending.in_pause:
             return f"rollout is not paused (phase {s.phase.value}, step {s.current_step + 1})"
         return ""
 
     def _problem_abort(self, request: AbortRequest) -> str:
         if not (request.reason.strip() or request.comment.strip()):
             return Invalid("abort: say why (reason)")
-        return self.abort_closed
+        return self.control.pending.abort_closed
 
     def _problem_pause(self, request: PauseRequest) -> str:
-        return f"rollout is already held by {self._held.by}" if self._held is not None else ""
+        return f"rollout is already held by {self.control.pending.held.by}" if self.control.pending.held is not None else ""
 
     def _problem_resume(self, request: ResumeRequest) -> str:
-        if self._held is None:
+        if self.control.pending.held is None:
             return "rollout is not held by `rollout pause` (a pause step ends with promote)"
         return ""
 
     def _problem_skipAnalysis(self, request: SkipAnalysisRequest) -> str:
-        if not self.analysis_running:
+        if not self.control.pending.analysis_running:
             return "no analysis is running"
-        return "a skip is already requested" if self._skip is not None else ""
+        return "a skip is already requested" if self.control.pending.skip is not None else ""
 
     def _problem_setWeight(self, request: SetWeightRequest) -> str:
-        held_here = self.status.reason == Reason.PAUSED_BY_USER.value  # held at a step boundary, not just asked to
-        if not (self._in_pause or held_here or self.status.approval is not None):
+        held_here = self.control.status.reason == Reason.PAUSED_BY_USER.value  # held at a step boundary, not just asked to
+        if not (self.control.pending.in_pause or held_here or self.control.status.approval is not None):
             return "setWeight applies while the rollout is paused (`rollout pause` first)"
-        return "a weight change is already being applied" if self._weight is not None else ""
+        return "a weight change is already being applied" if self.control.pending.weight is not None else ""
 
     # ---- accepting ----------------------------------------------------------------------------------
 
     def take(self, kind: str, request: Decision, source: str) -> ControlResult:
         message = getattr(self, f"_take_{kind}")(request)
         self.audit(kind, request, source, detail=message)
-        return ControlResult(accepted=True, phase=self.status.phase, current_step=self.status.current_step,
-                             message=message)
+        s = self.control.status
+        return ControlResult(accepted=True, phase=s.phase, current_step=s.current_step, message=message)
 
     def _vote(self, request: Decision, choice_name: str, source: str = "") -> str:
-        a, policy = self.status.approval, self.approval_policy
+        a, policy = self.control.status.approval, self.control.approval_policy
         assert a is not None and policy is not None
         choice = policy.choice(choice_name)
         a.votes.append(Vote(by=request.by, choice=choice.name, at=workflow.now(), comment=request.comment))
@@ -206,40 +184,40 @@ class Decisions:
         return self._vote(request, "reject")
 
     def _take_promote(self, request: PromoteRequest) -> str:
-        if self.status.approval is not None and not self.status.approval.decided:
+        if self.control.status.approval is not None and not self.control.status.approval.decided:
             return self._vote(request, "")
-        self._promote = request
+        self.control.pending.promote = request
         if request.full:
-            self.promote_full = True
+            self.control.pending.promote_full = True
             return "promoting now: the remaining steps are skipped"
-        return f"promoted at step {self.status.current_step + 1}"
+        return f"promoted at step {self.control.status.current_step + 1}"
 
     def _take_abort(self, request: AbortRequest) -> str:
         reason = request.reason.strip() or request.comment.strip()
-        self._abort = request.model_copy(update={"reason": reason})
+        self.control.pending.abort = request.model_copy(update={"reason": reason})
         return f"abort accepted: {reason}"
 
     def _take_pause(self, request: PauseRequest) -> str:
-        self._held = request
-        self.status.held_by = request.by
+        self.control.pending.held = request
+        self.control.status.held_by = request.by
         return "held: the rollout stops at the next step boundary until resumed"
 
     def _take_resume(self, request: ResumeRequest) -> str:
-        self._held = None
-        self.status.held_by = ""
+        self.control.pending.held = None
+        self.control.status.held_by = ""
         return "resumed"
 
     def _take_skipAnalysis(self, request: SkipAnalysisRequest) -> str:
-        self._skip = request
+        self.control.pending.skip = request
         return "the running analysis ends as successful (skipped)"
 
     def _take_setWeight(self, request: SetWeightRequest) -> str:
-        self._weight = request
+        self.control.pending.weight = request
         return f"setting the canary weight to {request.weight}%"
 
     def audit(self, kind: str, request: Decision, source: str, detail: str = "", why: str = "") -> None:
-        s = self.status
-        policy = self.approval_policy
+        s = self.control.status
+        policy = self.control.approval_policy
         chosen = policy.choice(getattr(request, "choice", "")) if policy else None
         extra = {"approve": chosen.name if chosen else getattr(request, "choice", ""), "setWeight": f"{getattr(request, 'weight', '')}%",
                  "abort": getattr(request, "reason", ""), "promote": "full" if getattr(request, "full", False) else ""}
@@ -248,22 +226,150 @@ class Decisions:
             detail=extra.get(kind, "") or detail, accepted=not why, why=why,
         ))
         event = EVENTS[kind] if not why else f"{kind}-refused"
-        self.record(event, f"{detail or why}{' — ' + request.comment if request.comment else ''}", by=request.by)
+        self.control.record(event, f"{detail or why}{' — ' + request.comment if request.comment else ''}", by=request.by)
         workflow.set_current_details(details(s))
 
-    # ---- provided by RolloutControl -----------------------------------------------------------------
 
-    _abort: AbortRequest | None
-    _promote: PromoteRequest | None
-    _held: PauseRequest | None
-    _skip: SkipAnalysisRequest | None
-    _weight: SetWeightRequest | None
-    _in_pause: bool
-    abort_closed: str
-    analysis_running: int
-    promote_full: bool
-    approval_policy: ApprovalPolicy | None
 
-    def record(self, event: str, detail: str = "", by: str = "", step: int | None = None) -> None: ...
+class Abort:
+    """`abort`: send all traffic back to the stable version and stop."""
 
-    def next_approval_step(self) -> int | None: ...
+    rules: DecisionRules
+
+    @workflow.update(name="abort", description=DESCRIPTIONS["abort"])
+    async def abort(self, request: AbortRequest) -> ControlResult:
+        return self.rules.take("abort", request, "cli")
+
+    @abort.validator
+    def _validate_abort(self, request: AbortRequest) -> None:
+        self.rules.validate("abort", request)
+
+    @workflow.signal(name="abort", description=DESCRIPTIONS["abort"])
+    def abort_signal(self, request: AbortRequest) -> None:
+        self.rules.signal("abort", request)
+
+
+class Promote:
+    """`promote`: end the current pause (`full`: skip the remaining steps); an approval without a policy
+    takes it as the vote that goes on."""
+
+    rules: DecisionRules
+
+    @workflow.update(name="promote", description=DESCRIPTIONS["promote"])
+    async def promote(self, request: PromoteRequest) -> ControlResult:
+        return self.rules.take("promote", request, "cli")
+
+    @promote.validator
+    def _validate_promote(self, request: PromoteRequest) -> None:
+        self.rules.validate("promote", request)
+
+    @workflow.signal(name="promote", description=DESCRIPTIONS["promote"])
+    def promote_signal(self, request: PromoteRequest) -> None:
+        self.rules.signal("promote", request)
+
+
+class Approve:
+    """`approve` and `reject`: votes on the step waiting for approval, under its policy."""
+
+    rules: DecisionRules
+
+    @workflow.update(name="approve", description=DESCRIPTIONS["approve"])
+    async def approve(self, request: ApproveRequest) -> ControlResult:
+        return self.rules.take("approve", request, "cli")
+
+    @approve.validator
+    def _validate_approve(self, request: ApproveRequest) -> None:
+        self.rules.validate("approve", request)
+
+    @workflow.signal(name="approve", description=DESCRIPTIONS["approve"])
+    def approve_signal(self, request: ApproveRequest) -> None:
+        self.rules.signal("approve", request)
+
+    @workflow.update(name="reject", description=DESCRIPTIONS["reject"])
+    async def reject(self, request: RejectRequest) -> ControlResult:
+        return self.rules.take("reject", request, "cli")
+
+    @reject.validator
+    def _validate_reject(self, request: RejectRequest) -> None:
+        self.rules.validate("reject", request)
+
+    @workflow.signal(name="reject", description=DESCRIPTIONS["reject"])
+    def reject_signal(self, request: RejectRequest) -> None:
+        self.rules.signal("reject", request)
+
+
+class Hold:
+    """`pause` and `resume`: hold the rollout at the next step boundary, and let it go on."""
+
+    rules: DecisionRules
+
+    @workflow.update(name="pause", description=DESCRIPTIONS["pause"])
+    async def pause(self, request: PauseRequest) -> ControlResult:
+        return self.rules.take("pause", request, "cli")
+
+    @pause.validator
+    def _validate_pause(self, request: PauseRequest) -> None:
+        self.rules.validate("pause", request)
+
+    @workflow.signal(name="pause", description=DESCRIPTIONS["pause"])
+    def pause_signal(self, request: PauseRequest) -> None:
+        self.rules.signal("pause", request)
+
+    @workflow.update(name="resume", description=DESCRIPTIONS["resume"])
+    async def resume(self, request: ResumeRequest) -> ControlResult:
+        return self.rules.take("resume", request, "cli")
+
+    @resume.validator
+    def _validate_resume(self, request: ResumeRequest) -> None:
+        self.rules.validate("resume", request)
+
+    @workflow.signal(name="resume", description=DESCRIPTIONS["resume"])
+    def resume_signal(self, request: ResumeRequest) -> None:
+        self.rules.signal("resume", request)
+
+
+class SkipAnalysis:
+    """`skipAnalysis`: end the running analysis as successful (recorded as skipped)."""
+
+    rules: DecisionRules
+
+    @workflow.update(name="skipAnalysis", description=DESCRIPTIONS["skipAnalysis"])
+    async def skip_analysis(self, request: SkipAnalysisRequest) -> ControlResult:
+        return self.rules.take("skipAnalysis", request, "cli")
+
+    @skip_analysis.validator
+    def _validate_skip_analysis(self, request: SkipAnalysisRequest) -> None:
+        self.rules.validate("skipAnalysis", request)
+
+    @workflow.signal(name="skipAnalysis", description=DESCRIPTIONS["skipAnalysis"])
+    def skip_analysis_signal(self, request: SkipAnalysisRequest) -> None:
+        self.rules.signal("skipAnalysis", request)
+
+
+class SetWeight:
+    """`setWeight`: a canary's weight now, while paused or held."""
+
+    rules: DecisionRules
+
+    @workflow.update(name="setWeight", description=DESCRIPTIONS["setWeight"])
+    async def set_weight(self, request: SetWeightRequest) -> ControlResult:
+        return self.rules.take("setWeight", request, "cli")
+
+    @set_weight.validator
+    def _validate_set_weight(self, request: SetWeightRequest) -> None:
+        self.rules.validate("setWeight", request)
+
+    @workflow.signal(name="setWeight", description=DESCRIPTIONS["setWeight"])
+    def set_weight_signal(self, request: SetWeightRequest) -> None:
+        self.rules.signal("setWeight", request)
+
+
+# The decisions a rollout that changes a target takes (a canary adds SetWeight and `promote --full`).
+ROLLOUT_DECISIONS = frozenset({"approve", "reject", "promote", "abort", "pause", "resume", "skipAnalysis"})
+
+
+def supported_by(workflow_class: type) -> frozenset[str]:
+    """The decisions a workflow class carries handlers for (its rules refuse the rest)."""
+    kinds = {Abort: {"abort"}, Promote: {"promote"}, Approve: {"approve", "reject"}, Hold: {"pause", "resume"},
+             SkipAnalysis: {"skipAnalysis"}, SetWeight: {"setWeight"}}
+    return frozenset(k for mixin, names in kinds.items() if issubclass(workflow_class, mixin) for k in names)

@@ -18,3 +18,11 @@ class ApprovalRejected(RolloutAborted):
 
 class ApprovalTimedOut(RolloutAborted):
     reason = Reason.APPROVAL_TIMED_OUT
+
+
+class AnalysisFailed(RolloutAborted):
+    """The analysis decided the new version is bad: roll back."""
+
+
+class WebhookFailed(RolloutAborted):
+    """A check hook said no: roll back."""

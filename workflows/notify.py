@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,9 +14,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from models.notifications import NotifyInput
-
-if TYPE_CHECKING:
-    from workflows.control import RolloutControl
+    from workflows.context import Control
 
 NOTIFY = {
     "start_to_close_timeout": timedelta(seconds=30),
@@ -27,7 +24,7 @@ NOTIFY = {
 
 
 class Notifier:
-    def __init__(self, control: RolloutControl):
+    def __init__(self, control: Control):
         self.control = control
         self.sending: list[asyncio.Task] = []
 

@@ -23,4 +23,4 @@ class RecreateRollout(RollingUpdateRollout):
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
-        return await self.wrap_up(await self.roll_out())
+        return await self.control.wrap_up(await self.roll_out())

@@ -19,17 +19,17 @@ class RevisionRollout(RollingUpdateRollout):
     def __init__(self, request: RolloutInput) -> None:
         super().__init__(request)
         self.action, self.to_revision = request.action, request.to_revision
-        self.status.strategy = request.action
+        self.control.status.strategy = request.action
         if request.action == "undo":
-            self.status.image = f"revision {request.to_revision}" if request.to_revision else "previous revision"
+            self.control.status.image = f"revision {request.to_revision}" if request.to_revision else "previous revision"
 
     def roll_out_input(self) -> RollOutInput:
         return RollOutInput(
-            rollout_id=self.status.rollout_id,
-            target=self.rollout.spec.target.kubernetes,
-            image=self.rollout.spec.image,
+            rollout_id=self.control.status.rollout_id,
+            target=self.control.rollout.spec.target.kubernetes,
+            image=self.control.rollout.spec.image,
             kind="Undo" if self.action == "undo" else "Restart",
-            progress_deadline_seconds=self.rollout.spec.progress_deadline_seconds,
+            progress_deadline_seconds=self.control.rollout.spec.progress_deadline_seconds,
             to_revision=self.to_revision,
             restarted_at=workflow.info().start_time.isoformat(),
         )
@@ -44,4 +44,4 @@ class RevisionRollout(RollingUpdateRollout):
         status = await self.roll_out()
         if status.stable_image:
             status.image = status.stable_image
-        return await self.wrap_up(status)
+        return await self.control.wrap_up(status)

@@ -13,21 +13,24 @@ with workflow.unsafe.imports_passed_through():
     from models.kubernetes import RollOutInput, RollOutResult, UndoInput
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
-    from workflows.analysis import AnalysisFailed, gate
-    from workflows.control import RolloutAborted, RolloutControl, failure_reason
+    from workflows.analysis import gate
+    from workflows.control import RolloutControl, StatusQuery, failure_reason
+    from workflows.decisions import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
+    from workflows.errors import AnalysisFailed, RolloutAborted
 
 
 @workflow.defn(name="RollingUpdateRollout")
-class RollingUpdateRollout(RolloutControl):
+class RollingUpdateRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis):
     @workflow.init
     def __init__(self, request: RolloutInput) -> None:
-        super().__init__(request)
+        self.control = RolloutControl(request, supported_by(type(self)))
+        self.rules = self.control.rules
 
     def roll_out_input(self) -> RollOutInput:
-        spec = self.rollout.spec
+        spec = self.control.rollout.spec
         rolling = spec.strategy.rolling_update
         return RollOutInput(
-            rollout_id=self.status.rollout_id,
+            rollout_id=self.control.status.rollout_id,
             target=spec.target.kubernetes,
             image=spec.image,
             kind="RollingUpdate",
@@ -41,50 +44,50 @@ class RollingUpdateRollout(RolloutControl):
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
-        return await self.wrap_up(await self.roll_out())
+        return await self.control.wrap_up(await self.roll_out())
 
     async def roll_out(self) -> RolloutStatus:
-        spec = self.rollout.spec
+        spec = self.control.rollout.spec
         kube = options.kubernetes(spec.progress_deadline_seconds)
         what = self.roll_out_input()
-        self.start(1)
-        ended = await self.begin()
+        self.control.start(1)
+        ended = await self.control.begin()
         if ended is not None:
             return ended
-        self.start_step(0, self.describe(what))
+        self.control.start_step(0, self.describe(what))
         handle = workflow.start_activity_method(
             DeploymentActivities.roll_out_deployment, what, summary=self.describe(what), **kube
         )
         try:
-            result: RollOutResult = await self.run_interruptible(handle)
+            result: RollOutResult = await self.control.run_interruptible(handle)
         except RolloutAborted as aborted:
             return await self._undo(aborted.reason.value, str(aborted), kube)
         except ActivityError as error:
             reason, message = failure_reason(error)
             if reason == Reason.TARGET_INVALID.value:
-                return self.finish(Phase.DEGRADED, reason, message)  # nothing was changed
+                return self.control.finish(Phase.DEGRADED, reason, message)  # nothing was changed
             return await self._undo(reason, message, kube)
         rolling = spec.strategy.rolling_update
-        if rolling is not None and rolling.analysis is not None and self.status.strategy == "rollingUpdate":
+        if rolling is not None and rolling.analysis is not None and self.control.status.strategy == "rollingUpdate":
             try:
-                await gate(self, 0, rolling.analysis)
+                await gate(self.control, 0, rolling.analysis)
             except AnalysisFailed as failed:
                 return await self._undo(Reason.ANALYSIS_FAILED.value, str(failed), kube)
             except RolloutAborted as aborted:
                 return await self._undo(Reason.ABORTED.value, str(aborted), kube)
-        s = self.status
+        s = self.control.status
         image = result.image or spec.image
         s.stable_image, s.stable_replicas = image, result.replicas
-        self.record("rolled-out", f"revision {result.previous_revision} → {result.revision}")
-        return await self.healthy(f"{image} is stable (revision {result.revision})")
+        self.control.record("rolled-out", f"revision {result.previous_revision} → {result.revision}")
+        return await self.control.healthy(f"{image} is stable (revision {result.revision})")
 
     async def _undo(self, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
-        self.record("undoing", message)
-        self.set_phase(Phase.PROGRESSING, reason, f"undoing: {message}")
+        self.control.record("undoing", message)
+        self.control.set_phase(Phase.PROGRESSING, reason, f"undoing: {message}")
         undo = UndoInput(
-            rollout_id=self.status.rollout_id,
-            target=self.rollout.spec.target.kubernetes,
-            progress_deadline_seconds=self.rollout.spec.progress_deadline_seconds,
+            rollout_id=self.control.status.rollout_id,
+            target=self.control.rollout.spec.target.kubernetes,
+            progress_deadline_seconds=self.control.rollout.spec.progress_deadline_seconds,
         )
         try:
             image = await workflow.execute_activity_method(
@@ -92,7 +95,7 @@ class RollingUpdateRollout(RolloutControl):
             )
         except ActivityError as error:
             _, undo_message = failure_reason(error)
-            return self.finish(Phase.DEGRADED, "UndoFailed", f"{message}; undo failed: {undo_message}")
-        self.status.stable_image = image
-        self.record("undone", f"back on {image}")
-        return self.finish(Phase.DEGRADED, reason, message)
+            return self.control.finish(Phase.DEGRADED, Reason.UNDO_FAILED.value, f"{message}; undo failed: {undo_message}")
+        self.control.status.stable_image = image
+        self.control.record("undone", f"back on {image}")
+        return self.control.finish(Phase.DEGRADED, reason, message)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,21 +14,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.webhooks import WebhookActivities
     from models.status import Phase, Reason
     from models.webhooks import Webhook, WebhookAnswer, WebhookCall
-    from workflows.control import RolloutAborted
-
-if TYPE_CHECKING:
-    from workflows.control import RolloutControl
+    from workflows.context import Control
+    from workflows.errors import WebhookFailed
 
 CALL = {"start_to_close_timeout": timedelta(minutes=2),
         "retry_policy": RetryPolicy(maximum_attempts=3, non_retryable_error_types=["Invalid"])}
 
 
-class WebhookFailed(RolloutAborted):
-    """A check hook said no: roll back."""
-
-
 class Webhooks:
-    def __init__(self, control: RolloutControl, hooks: list[Webhook]):
+    def __init__(self, control: Control, hooks: list[Webhook]):
         self.control, self.hooks = control, hooks
         self.rollback_task: asyncio.Task | None = None
         self.rolled_back = ""
@@ -39,7 +32,7 @@ class Webhooks:
 
     def payload(self, hook: Webhook, event: str) -> dict:
         s = self.control.status
-        return {"name": s.name, "namespace": self.control.rollout.spec.target.kubernetes.namespace,
+        return {"name": s.name, "namespace": getattr(self.control.rollout.spec.target.chosen, "namespace", ""),
                 "phase": s.phase.value, "type": hook.type, "event": event, "rolloutId": s.rollout_id,
                 "step": s.current_step, "weight": s.canary_weight, "image": s.image, "metadata": hook.metadata}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from statistics import median
 from typing import Any
 
@@ -79,8 +79,8 @@ class JudgeProvider:
         judge = metric.provider.judge
         address = self.clients.address(metric, judge.address)
         prometheus = self.clients.connect(address)
-        end = datetime.fromtimestamp(time.time(), tz=timezone.utc)
-        start = datetime.fromtimestamp(end.timestamp() - judge.lookback.total_seconds(), tz=timezone.utc)
+        end = datetime.fromtimestamp(time.time(), tz=UTC)
+        start = datetime.fromtimestamp(end.timestamp() - judge.lookback.total_seconds(), tz=UTC)
         step = f"{max(1, int(judge.step.total_seconds()))}s"
         verdicts = []
         for m in judge.metrics:

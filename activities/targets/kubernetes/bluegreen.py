@@ -27,8 +27,8 @@ from activities.targets.kubernetes.services import (
     unpin,
 )
 from models.kubernetes import BlueGreenInput, BlueGreenPrepared
-from models.routing import RouteState
 from models.names import LABEL_POD_TEMPLATE_HASH, LABEL_ROLE, preview_deployment_name
+from models.routing import RouteState
 
 PREVIEW = "preview"
 

@@ -13,7 +13,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.kubernetes.client import KubeClients, api_errors, read_optional
-from activities.targets.kubernetes.deployments import check_not_stale, ensure_sibling, put_image, remove_sibling, runs, scale
+from activities.targets.kubernetes.deployments import (
+    check_not_stale,
+    ensure_sibling,
+    put_image,
+    remove_sibling,
+    runs,
+    scale,
+)
 from activities.targets.kubernetes.ownership import check_target, hold, release
 from activities.targets.kubernetes.readiness import wait_settled
 from activities.targets.kubernetes.routing import Routes, TrafficRouter, router_for

@@ -18,7 +18,6 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 from urllib3.util.retry import Retry
 
-
 # kubernetes 37's generated client sends every PATCH as json-patch unless told: name the content type.
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 

@@ -1,0 +1,148 @@
+"""The layout holds: the control plane knows nothing of Kubernetes, the product never imports the dev
+tools, nothing imports in a circle, every router is a TrafficRouter chosen in one place, and every
+workflow carries only the decisions it supports — each as an update and a signal of the same name.
+Imports are read from the source (ast), so a lazy or TYPE_CHECKING import counts too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from temporalio.workflow import _Definition
+
+from workflows.registry import ALL_WORKFLOWS
+
+REPO = Path(__file__).resolve().parent.parent
+PRODUCT = ("models", "workflows", "activities", "workers", "starters")
+DEV_TOOLS = "localcluster"
+CONTROL_PLANE = ("workflows.context", "workflows.control", "workflows.decisions", "workflows.approval",
+                 "workflows.analysis", "workflows.webhooks", "workflows.notify", "workflows.details",
+                 "workflows.continuation", "workflows.errors")
+KUBERNETES = ("activities.targets.kubernetes", "models.kubernetes", "kubernetes")
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for package in (*PRODUCT, DEV_TOOLS) for p in (REPO / package).rglob("*.py")}
+
+
+def imports(module: str, top_level_only: bool = False) -> set[str]:
+    """The modules `module` imports (of this project or not), resolved to the longest known name."""
+    tree = ast.parse(MODULES[module].read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    if top_level_only:  # module level, including `with ...:` and `if TYPE_CHECKING:` blocks, not functions
+        nodes = [n for top in tree.body if not isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                 for n in ast.walk(top)]
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in MODULES}
+    return found
+
+
+def reachable(start: str, top_level_only: bool = False) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for name in imports(todo.pop(), top_level_only):
+            if name in MODULES and name not in seen:
+                seen.add(name)
+                todo.append(name)
+            elif name not in MODULES:
+                seen.add(name)
+    return seen
+
+
+def _is(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@pytest.mark.parametrize("module", CONTROL_PLANE)
+def test_the_control_plane_imports_nothing_of_the_kubernetes_target(module):
+    assert module in MODULES
+    leaks = sorted(name for name in reachable(module) if _is(name, KUBERNETES))
+    assert leaks == [], f"{module} reaches {leaks}"
+
+
+def test_the_product_never_imports_the_dev_tools():
+    """Only the CLI may bring them in, lazily, behind `rollout cluster`, `rollout dev` and `rollout demo`."""
+    offenders = []
+    for module in MODULES:
+        if not _is(module, PRODUCT):
+            continue
+        eager = {n for n in imports(module, top_level_only=True) if _is(n, (DEV_TOOLS,))}
+        lazy = {n for n in imports(module) if _is(n, (DEV_TOOLS,))} - eager
+        if eager or (lazy and module != "starters.cli"):
+            offenders.append(f"{module}: {sorted(eager | lazy)}")
+    assert offenders == []
+
+
+def test_no_import_cycles():
+    """Between packages (module-level imports) and between any two modules (TYPE_CHECKING included)."""
+    cycles = [m for m in MODULES if m in reachable(m, top_level_only=True)]
+    assert cycles == []
+    package = lambda name: name.split(".")[0]  # noqa: E731
+    edges = {(package(m), package(n)) for m in MODULES for n in imports(m, top_level_only=True)
+             if n in MODULES and package(m) != package(n)}
+    for a, b in edges:
+        assert (b, a) not in edges, f"packages {a} and {b} import each other"
+
+
+def test_every_router_is_a_traffic_router_chosen_in_one_place():
+    from activities.targets.kubernetes.routing import router_for
+    from models.routing import ROUTERS, TrafficRouting
+
+    routing = REPO / "activities" / "targets" / "kubernetes" / "routing"
+    modules = {p.stem for p in routing.glob("*.py")} - {"__init__", "custom"}
+    assert modules == {"replicas", "istio", "nginx", "gateway"}
+    for name in ROUTERS:
+        blocks = {"replicas": {}, "istio": {"virtualService": {"name": "web"}}, "nginx": {"stableIngress": "web"},
+                  "gatewayAPI": {"httpRoute": "web"}}
+        from activities.targets.kubernetes.routing import Routes
+        from models.targets import KubernetesTarget
+
+        routes = Routes(KubernetesTarget(namespace="shop", deployment="web"),
+                        TrafficRouting.model_validate({name: blocks[name]}), "web", "web-canary")
+        router = router_for(_NoClients(), routes)
+        for verb in ("sizes", "prepare", "apply", "remove"):
+            assert callable(getattr(router, verb)), f"{name} router lacks {verb}"
+        assert isinstance(router.owns_weights, bool) and isinstance(router.pins_stable_service, bool)
+    for path in [*(REPO / "workflows").glob("*.py"), *(REPO / "activities").rglob("*.py")]:
+        text = path.read_text()
+        assert 'router == "' not in text and 'router != "' not in text, f"{path} names a router"
+
+
+class _NoClients:
+    def api(self, context):
+        from kubernetes import client
+
+        return client.ApiClient()
+
+
+def test_each_workflow_carries_only_its_decisions_through_both_doors():
+    carried = {}
+    for cls in ALL_WORKFLOWS:
+        definition = _Definition.from_class(cls)
+        updates, signals = set(definition.updates), set(definition.signals)
+        assert updates - {"undo"} == signals, f"{definition.name}: every decision is an update and a signal"
+        carried[definition.name] = signals
+    decisions = {"approve", "reject", "promote", "abort", "pause", "resume", "skipAnalysis", "setWeight"}
+    assert carried["CanaryRollout"] == carried["ABTestRollout"] == decisions
+    assert carried["BlueGreenRollout"] == carried["RollingUpdateRollout"] == decisions - {"setWeight"}
+    assert carried["AnalysisRun"] == {"abort", "skipAnalysis"}
+    assert carried["RollbackWindow"] == {"abort", "promote"}
+    assert carried["ObserveTarget"] == set()
+
+
+def test_decision_handlers_are_written_out():
+    """`grep "def approve"` finds the handler."""
+    text = (REPO / "workflows" / "decisions.py").read_text()
+    for handler in ("def approve(", "def reject(", "def promote(", "def abort(", "def pause(", "def resume(",
+                    "def skip_analysis(", "def set_weight("):
+        assert handler in text
