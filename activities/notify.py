@@ -38,6 +38,9 @@ def slack_message(note: NotifyInput) -> dict:
 
 
 class NotifyActivities:
+    def __init__(self, http: httpx.Client | None = None):
+        self._http = http or httpx.Client()
+
     @activity.defn(name="notify")
     def notify(self, note: NotifyInput) -> list[str]:
         details = activity.info().heartbeat_details
@@ -48,7 +51,7 @@ class NotifyActivities:
                 continue
             url = channel_url(channel)
             try:
-                answer = httpx.post(url, json=slack_message(note), timeout=10)
+                answer = self._http.post(url, json=slack_message(note), timeout=10)
             except httpx.HTTPError as error:
                 failed.append(f"{channel}: {type(error).__name__}")
                 continue

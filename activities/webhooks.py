@@ -13,6 +13,9 @@ from models.webhooks import WebhookAnswer, WebhookCall
 
 
 class WebhookActivities:
+    def __init__(self, http: httpx.Client | None = None):
+        self._http = http or httpx.Client()
+
     @activity.defn(name="call_webhook")
     def call_webhook(self, call: WebhookCall) -> WebhookAnswer:
         hook = call.hook
@@ -21,7 +24,7 @@ class WebhookActivities:
         except ApplicationError as error:  # a secret that is not set: the hook cannot be called
             return WebhookAnswer(status=0, message=error.message)
         try:
-            answer = httpx.post(url, json=call.payload, timeout=hook.timeout.total_seconds())
+            answer = self._http.post(url, json=call.payload, timeout=hook.timeout.total_seconds())
         except httpx.HTTPError as error:
             return WebhookAnswer(status=0, message=f"{hook.url}: {type(error).__name__}")
         return WebhookAnswer(status=answer.status_code, message=answer.text[:200])

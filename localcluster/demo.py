@@ -59,10 +59,11 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
         os.environ["TEMPORAL_UI"] = DEFAULT_UI
 
         print("== 3/4 worker", flush=True)
+        support = _stand_ins(rollout, cluster.simulator_url, stopping)
         log = open(state_dir() / "worker.log", "ab")
         worker = subprocess.Popen(
             [sys.executable, "-m", "starters.cli", "worker"],
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **demo_groups(rollout)},
+            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **demo_groups(rollout), **support},
             stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
         )
         log.close()
@@ -153,6 +154,36 @@ def _decisions(s: RolloutStatus) -> list[tuple[object, str]]:
         return [(PromoteRequest(by="demo"), "promote")]
     voters = [v for v in (a.eligible or ["demo"]) if not (a.forbid_self_approval and v == a.initiator)]
     return [(ApproveRequest(by=v, comment="approved by the demo"), "approve") for v in voters[:a.min_approvals]]
+
+
+def _stand_ins(rollout, simulator_url: str, stopping: list) -> dict[str, str]:
+    """What the example needs besides the cluster, on loopback: a Prometheus scraping the simulator for
+    its analysis; answers for the webhooks and notification channels it names. Returns the worker's
+    environment for them."""
+    from activities.settings import env_name
+
+    env: dict[str, str] = {}
+    spec = rollout.spec
+    if spec.analysis_steps():
+        from localcluster.prometheus import PrometheusServer
+
+        target = simulator_url.removeprefix("http://").removesuffix("/metrics")
+        prometheus = PrometheusServer(state_dir() / "prometheus", targets=[target]).start()
+        stopping.append(prometheus.stop)
+        env["PROMETHEUS_URL"] = prometheus.url
+        print(f"   Prometheus {prometheus.url} scraping the simulator (for the analysis)")
+    channels = [c.channel for c in spec.notifications if not os.environ.get(env_name("ROLLOUT_NOTIFY_", c.channel))]
+    if spec.webhooks or channels:
+        from localcluster.standins import StandIns
+
+        standins = StandIns().start()
+        stopping.append(standins.stop)
+        env.update(standins.proxy_env())
+        env.update({env_name("ROLLOUT_NOTIFY_", c): f"http://notifications.demo/{c}" for c in channels})
+        hosts = sorted({h.url.split("/")[2] for h in spec.webhooks} | ({"notifications.demo"} if channels else set()))
+        print(f"   stand-ins on {standins.url} answer {', '.join(hosts)} (the worker's HTTP proxy; nothing leaves "
+              "this machine)")
+    return env
 
 
 def demo_groups(rollout) -> dict[str, str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from models.conditions import ConditionError, parse
 from models.durations import Duration
-from models.specbase import DnsLabel, Message, SpecModel, exactly_one
+from models.specbase import DnsLabel, Message, OneOf, SpecModel
 
 ARG = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
 
@@ -73,19 +73,17 @@ class JudgeProvider(SpecModel):
     metrics: list[JudgeMetric] = Field(min_length=1, max_length=50)
 
 
-class Provider(SpecModel):
+class Provider(OneOf):
+    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge")
+    WHAT: ClassVar[str] = "provider"
+
     prometheus: PrometheusProvider | None = None
     web: WebProvider | None = None
     judge: JudgeProvider | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one(cls, data: Any) -> Any:
-        return exactly_one(data, ("prometheus", "web", "judge"), "provider")
-
     @property
     def name(self) -> str:
-        return next(n for n in ("prometheus", "web", "judge") if getattr(self, n) is not None)
+        return self.chosen_key
 
 
 class Metric(SpecModel):

@@ -98,8 +98,9 @@ class UndoInput(Message):
 
 
 class BlueGreenInput(Message):
-    """Every blue-green activity's input; the fields after `progress_deadline_seconds` are filled in
-    from the prepare step's result (and `replicas` / `to` per call)."""
+    """What every blue-green activity is given; the fields after `progress_deadline_seconds` are filled
+    in from the prepare step's result. Three activities take one field more (the models below); older
+    inputs carried all three fields in this one model, and still read as any of them."""
 
     rollout_id: str
     target: KubernetesTarget
@@ -110,10 +111,19 @@ class BlueGreenInput(Message):
     total_replicas: int = 0
     stable_hash: str = ""
     container: str = ""
-    replicas: int = 0
-    to: Literal["", "preview", "stable"] = ""  # switch_active: which side the active Service selects
     traffic_routing: TrafficRouting | None = None  # gradual shift: active = stable side, preview = canary side
-    weight: int = 0  # shift_traffic: the preview's share
+
+
+class ScalePreviewInput(BlueGreenInput):
+    replicas: int = 0
+
+
+class SwitchActiveInput(BlueGreenInput):
+    to: Literal["preview", "stable"]  # which side the active Service selects
+
+
+class ShiftTrafficInput(BlueGreenInput):
+    weight: int = 0  # the preview's share
 
 
 class BlueGreenPrepared(Message):

@@ -4,32 +4,30 @@ objects, and the routes a canary step can set (`setHeaderRoute`, `setMirrorRoute
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from models.specbase import DnsLabel, SpecModel, exactly_one
+from models.specbase import DnsLabel, OneOf, SpecModel
 
 HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 
 
-class StringMatch(SpecModel):
+class StringMatch(OneOf):
+    CHOICES: ClassVar[tuple[str, ...]] = ("exact", "prefix", "regex")
+    WHAT: ClassVar[str] = "string match"
+
     exact: str | None = None
     prefix: str | None = None
     regex: str | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one(cls, data: Any) -> Any:
-        return exactly_one(data, ("exact", "prefix", "regex"), "string match")
-
     @property
     def kind(self) -> str:
-        return "exact" if self.exact is not None else "prefix" if self.prefix is not None else "regex"
+        return self.chosen_key
 
     @property
     def value(self) -> str:
-        return next(v for v in (self.exact, self.prefix, self.regex) if v is not None)
+        return self.chosen_value
 
 
 class RouteMatch(SpecModel):
@@ -68,17 +66,15 @@ class SetMirrorRoute(SpecModel):
     match: list[RouteMatch] | None = Field(None, min_length=1, max_length=8)
 
 
-class SetCanaryScale(SpecModel):
+class SetCanaryScale(OneOf):
     """How many canary pods run, independent of the weight (routers with their own weights only)."""
 
     replicas: int | None = Field(None, ge=0)
     weight: int | None = Field(None, ge=0, le=100)
     match_traffic_weight: bool | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one(cls, data: Any) -> Any:
-        return exactly_one(data, ("replicas", "weight", "matchTrafficWeight"), "canary scale")
+    CHOICES: ClassVar[tuple[str, ...]] = ("replicas", "weight", "matchTrafficWeight")
+    WHAT: ClassVar[str] = "canary scale"
 
 
 class Router(SpecModel):
@@ -150,25 +146,23 @@ class GatewayApiRouting(Router):
 ROUTERS = ("replicas", "istio", "nginx", "gatewayAPI")
 
 
-class TrafficRouting(SpecModel):
+class TrafficRouting(OneOf):
+    CHOICES: ClassVar[tuple[str, ...]] = ROUTERS
+    WHAT: ClassVar[str] = "traffic router"
+
     replicas: ReplicasRouting | None = None
     istio: IstioRouting | None = None
     nginx: NginxRouting | None = None
     gateway_api: GatewayApiRouting | None = Field(None, alias="gatewayAPI")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one_router(cls, data: Any) -> Any:
-        return exactly_one(data, ROUTERS, "traffic router")
-
     @property
     def router(self) -> str:
-        return next(name for name in ROUTERS if getattr(self, "gateway_api" if name == "gatewayAPI" else name))
+        return self.chosen_key
 
     @property
     def chosen(self) -> Router:
         """The chosen router's own block (its capabilities and checks)."""
-        return getattr(self, "gateway_api" if self.router == "gatewayAPI" else self.router)
+        return self.chosen_value
 
     def step_problem(self, step_kind: str, step: object) -> str:
         """Why the chosen router cannot do a canary step ("" when it can)."""
@@ -182,10 +176,6 @@ class TrafficRouting(SpecModel):
         if step_kind == "setMirrorRoute" and not chosen.mirrors:
             return f"needs a router that mirrors ({', '.join(MIRROR_ROUTERS)}), not {router}"
         return ""
-
-
-def _field(router: str) -> str:
-    return "gateway_api" if router == "gatewayAPI" else router
 
 
 def _routers_that(capability: str) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -22,7 +22,7 @@ from models.names import rollout_id
 from models.notifications import NotificationChannel
 from models.presets import resolve
 from models.schedule import ExecutionWindows
-from models.specbase import DnsLabel, SpecModel, describe_errors, exactly_one
+from models.specbase import DnsLabel, OneOf, SpecModel, describe_errors
 from models.strategies import (  # noqa: F401 - the strategies are part of the spec's public names
     AbTestStrategy,
     BlueGreenStrategy,
@@ -52,25 +52,19 @@ class Metadata(SpecModel):
 STRATEGIES = ("canary", "blueGreen", "abTest", "rollingUpdate", "recreate")
 
 
-class Strategy(SpecModel):
+class Strategy(OneOf):
+    CHOICES: ClassVar[tuple[str, ...]] = STRATEGIES
+    WHAT: ClassVar[str] = "strategy"
+
     canary: CanaryStrategy | None = None
     blue_green: BlueGreenStrategy | None = None
     ab_test: AbTestStrategy | None = None
     rolling_update: RollingUpdateStrategy | None = None
     recreate: RecreateStrategy | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one_strategy(cls, data: Any) -> Any:
-        return exactly_one(data, STRATEGIES, "strategy")
-
     @property
     def name(self) -> str:
-        return next(name for name in STRATEGIES if getattr(self, _snake(name)) is not None)
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+        return self.chosen_key
 
 
 class RollbackWindow(SpecModel):

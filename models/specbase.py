@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 DnsLabel = Annotated[
@@ -31,6 +31,32 @@ class Message(BaseModel):
     """Workflow and activity messages: camelCase on the wire, snake_case in code."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class OneOf(SpecModel):
+    """A block that holds exactly one of its keys: a strategy, a router, a delivery target, a step, a
+    provider. `CHOICES` are the keys as written, `WHAT` names the block in errors; `chosen_key` says
+    which one is given."""
+
+    CHOICES: ClassVar[tuple[str, ...]] = ()
+    WHAT: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        return exactly_one(data, cls.CHOICES, cls.WHAT)
+
+    @property
+    def chosen_key(self) -> str:
+        for name, field in type(self).model_fields.items():
+            if (field.alias or name) in self.CHOICES and getattr(self, name) is not None:
+                return field.alias or name
+        raise AssertionError(f"no {self.WHAT} given")  # the validator guarantees one
+
+    @property
+    def chosen_value(self) -> Any:
+        return next(getattr(self, name) for name, field in type(self).model_fields.items()
+                    if (field.alias or name) == self.chosen_key)
 
 
 def exactly_one(data: Any, known: tuple[str, ...], what: str) -> Any:

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field
 
 from models.analysis import AnalysisStep, MetricResult
 from models.approvals import AbortRequest, DecisionRecord, PauseRequest, PendingApproval, PromoteRequest  # noqa: F401
@@ -52,6 +52,21 @@ class Reason(str, Enum):
     WINDOW_CLOSE_FAILED = "WindowCloseFailed"
 
 
+class Exposure(Message):
+    """How much of the audience the new version has, desired and observed, in the target's unit: a
+    percentage of traffic (a canary, a blue-green's active side), replicas, a fraction of users (a store's
+    staged rollout), devices (an updater channel)."""
+
+    desired: float = 0.0
+    observed: float = 0.0
+    unit: Literal["percent", "replicas", "userFraction", "devices"] = "percent"
+
+
+class Versions(Message):
+    stable: str = Field("", description="what the target ran before (and runs again after a rollback)")
+    candidate: str = Field("", description="what the rollout brings")
+
+
 class HistoryEntry(Message):
     at: datetime
     event: str = Field(description="what happened: step-started, weight-set, paused, promoted, aborted, ...")
@@ -69,6 +84,7 @@ class RolloutStatus(Message):
     image: str
     stable_image: str = ""
     phase: Phase = Phase.PROGRESSING
+    exposure: Exposure = Field(default_factory=Exposure, description="the new version's share, for every target")
     reason: str = ""
     message: str = ""
     current_step: int = Field(0, description="index of the step being run; equals totalSteps when done")
@@ -92,6 +108,19 @@ class RolloutStatus(Message):
     runs: int = Field(1, description="workflow runs so far (a long wait continues as new)")
     history: list[HistoryEntry] = Field(default_factory=list)
 
+    # What every target has is above the line `canaryWeight`: phase, step, versions, exposure. The fields
+    # from `canaryWeight` to `routes` are the Kubernetes target's detail (kept where scripts read them).
+
+    @computed_field
+    @property
+    def versions(self) -> Versions:
+        return Versions(stable=self.stable_image, candidate=self.image)
+
+    def expose(self, desired: float, observed: float) -> None:
+        """The new version's share of traffic now (percent), in the common and the Kubernetes fields."""
+        self.exposure = Exposure(desired=desired, observed=observed, unit="percent")
+        self.canary_weight, self.actual_weight = int(desired), float(observed)
+
 
 class Resume(Message):
     """Where a rollout that continued as new (its history grew long during a long wait) picks up: the
@@ -109,16 +138,42 @@ class Resume(Message):
     groups: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class RolloutInput(Message):
+class RunInput(Message):
+    """What every rollout workflow starts with: the spec and who asked. Each workflow's input adds its own
+    fields (older inputs were one model with all of them: their JSON reads as any of these)."""
+
     rollout: Rollout
     requested_by: str = ""
-    # `rollout undo` / `rollout restart` run the rollout's target through RevisionRollout.
     action: Literal["rollout", "undo", "restart", "window", "analyze"] = "rollout"
-    to_revision: int = Field(0, ge=0, description="undo: the revision to go back to (0: the one before)")
-    analyze: AnalysisStep | None = Field(None, description="`rollout analyze`: the templates and args to run")
+
+
+class RolloutInput(RunInput):
+    """A strategy's run (canary, blue-green, A/B test, rolling update, recreate)."""
+
+    action: Literal["rollout"] = "rollout"
     resume: Resume | None = Field(None, description="set by the workflow itself when it continues as new")
     continue_after_events: int = Field(10_000, ge=50, description="continue as new at a long wait once the history "
                                                                   "has this many events (or the server suggests it)")
+
+
+class RevisionInput(RunInput):
+    """`rollout undo` / `rollout restart`: the rollout's target through RevisionRollout."""
+
+    action: Literal["undo", "restart"]
+    to_revision: int = Field(0, ge=0, description="undo: the revision to go back to (0: the one before)")
+
+
+class WindowRunInput(RunInput):
+    """The rollback window a Healthy rollout opens (`<rollout ID>/window`)."""
+
+    action: Literal["window"] = "window"
+
+
+class AnalyzeInput(RunInput):
+    """`rollout analyze`: the templates and args to run once."""
+
+    action: Literal["analyze"] = "analyze"
+    analyze: AnalysisStep
 
 
 class UndoRequest(Message):

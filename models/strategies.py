@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema, field_validator, model_validator
 
@@ -20,7 +20,7 @@ from models.routing import (
     SetMirrorRoute,
     TrafficRouting,
 )
-from models.specbase import DnsLabel, SpecModel, describe_errors, exactly_one
+from models.specbase import DnsLabel, OneOf, SpecModel, describe_errors
 
 
 class Pause(SpecModel):
@@ -30,7 +30,10 @@ class Pause(SpecModel):
 STEP_KINDS = ("setWeight", "pause", "approval", "analysis", "setCanaryScale", "setHeaderRoute", "setMirrorRoute")
 
 
-class CanaryStep(SpecModel):
+class CanaryStep(OneOf):
+    CHOICES: ClassVar[tuple[str, ...]] = STEP_KINDS
+    WHAT: ClassVar[str] = "step"
+
     set_weight: int | None = Field(None, ge=0, le=100, description="percentage of traffic to the canary")
     pause: Pause | None = None
     approval: Approval | None = None
@@ -39,14 +42,9 @@ class CanaryStep(SpecModel):
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one_action(cls, data: Any) -> Any:
-        return exactly_one(data, STEP_KINDS, "step")
-
     @property
     def kind(self) -> str:
-        return next(k for k in STEP_KINDS if getattr(self, re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower()) is not None)
+        return self.chosen_key
 
     def describe(self) -> str:
         """One line for status and the Web UI: `setWeight 20`, `pause 30s`, `approval (2 of group:sre)`."""
@@ -61,8 +59,7 @@ class CanaryStep(SpecModel):
                 f" ({who})" if who else "")
         if self.analysis is not None:
             return "analysis " + ", ".join(t.template_name for t in self.analysis.templates)
-        value = getattr(self, re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower())
-        return f"{kind} {getattr(value, 'name', '')}".strip()
+        return f"{kind} {getattr(self.chosen_value, 'name', '')}".strip()
 
 
 class CanaryStrategy(SpecModel):

@@ -5,11 +5,11 @@ activities in its own package under `activities/targets/`; the strategies never 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from models.specbase import DnsLabel, DnsSubdomain, Message, SpecModel, exactly_one
+from models.specbase import DnsLabel, DnsSubdomain, Message, OneOf, SpecModel
 
 TARGETS = ("kubernetes",)
 
@@ -25,22 +25,20 @@ class KubernetesTarget(SpecModel):
         return f"{self.context}/{self.namespace}/{self.deployment}"
 
 
-class Target(SpecModel):
-    kubernetes: KubernetesTarget | None = None
+class Target(OneOf):
+    CHOICES: ClassVar[tuple[str, ...]] = TARGETS
+    WHAT: ClassVar[str] = "delivery target"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one_target(cls, data: Any) -> Any:
-        return exactly_one(data, TARGETS, "delivery target")
+    kubernetes: KubernetesTarget | None = None
 
     @property
     def kind(self) -> str:
-        return next(name for name in TARGETS if getattr(self, name) is not None)
+        return self.chosen_key
 
     @property
     def chosen(self) -> KubernetesTarget:
         """The chosen target's own block."""
-        return getattr(self, self.kind)
+        return self.chosen_value
 
     def describe(self) -> str:
         return self.chosen.describe()

@@ -35,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from models import names
 from models.approvals import Decision
 from models.spec import Rollout
-from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RolloutInput, RolloutStatus
+from models.status import AbortRequest, ControlResult, Phase, PromoteRequest, RevisionInput, RolloutInput, RolloutStatus
 from models.targets import ObserveInput, TargetObservation
 from starters.exitcodes import ExitCode, UserError
 from workers import temporal
@@ -107,7 +107,8 @@ async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requ
     )
     return await client.start_workflow(
         workflow.run,
-        RolloutInput(rollout=rollout, requested_by=requested_by, action=action, to_revision=to_revision),
+        RolloutInput(rollout=rollout, requested_by=requested_by) if action == "rollout"
+        else RevisionInput(rollout=rollout, requested_by=requested_by, action=action, to_revision=to_revision),
         id=rollout.rollout_id,
         task_queue=task_queue,
         search_attributes=attributes,
@@ -278,7 +279,8 @@ async def follow(handle: WorkflowHandle, timeout: float, quiet: bool = False) ->
                     print(_history_line(status, entry), flush=True)
             shown = len(status.history)
             if status.phase is Phase.PAUSED and status.paused_until is None and not hinted and not quiet:
-                print(f"  waiting for promote: rollout promote {status.rollout_id}   (web ui: {ui_link(status.rollout_id)})")
+                verb = "approval: rollout approve" if status.approval is not None else "promote: rollout promote"
+                print(f"  waiting for {verb} {status.rollout_id}   (web ui: {ui_link(status.rollout_id)})")
                 hinted = True
             if status.phase is not Phase.PAUSED:
                 hinted = False

@@ -15,7 +15,7 @@ from models import names
 from models.analysis import AnalysisStep
 from models.presets import resolve
 from models.spec import Rollout
-from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutInput, RolloutStatus, UndoRequest
+from models.status import AbortRequest, AnalyzeInput, ControlResult, Phase, Reason, RolloutStatus, RunInput, UndoRequest
 from starters.commands import _started, connect, follow, start_workflow, status_or_none, who
 from starters.exitcodes import ExitCode, UserError
 from workflows.analysis_run import AnalysisRun
@@ -33,10 +33,10 @@ async def _last_run(client: Client, rollout_id: str) -> tuple[WorkflowHandle, bo
     return handle, description.status == WorkflowExecutionStatus.RUNNING, await status_or_none(handle)
 
 
-async def _original(client: Client, handle: WorkflowHandle) -> tuple[RolloutInput, str]:
+async def _original(client: Client, handle: WorkflowHandle) -> tuple[RunInput, str]:
     """The input the run was started with, and its task queue."""
     started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
-    [original] = await client.data_converter.decode(started.input.payloads, [RolloutInput])
+    [original] = await client.data_converter.decode(started.input.payloads, [RunInput])
     return original, started.task_queue.name
 
 
@@ -122,7 +122,7 @@ async def analyze(rollout: Rollout, templates: list[str], args: list[str], task_
     client = await connect()
     rid = f"analysis/{rollout.metadata.environment}/{rollout.metadata.name}/{uuid.uuid4().hex[:8]}"
     handle = await client.start_workflow(
-        AnalysisRun.run, RolloutInput(rollout=rollout, requested_by=who(), action="analyze", analyze=step),
+        AnalysisRun.run, AnalyzeInput(rollout=rollout, requested_by=who(), analyze=step),
         id=rid, task_queue=task_queue, static_summary=f"analysis {', '.join(templates)}",
     )
     code = await follow(handle, timeout, quiet=as_json)

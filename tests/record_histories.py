@@ -29,6 +29,7 @@ from models.kubernetes import (
     BlueGreenPrepared,
     RollOutInput,
     RollOutResult,
+    ScalePreviewInput,
     UndoInput,
     WarmRevision,
     WindowInput,
@@ -114,7 +115,7 @@ def blue_green_fakes() -> list:
                                  stable_hash="5d4f8b9c7", container="app")
 
     @activity.defn(name="scale_preview")
-    async def scale_preview(request: BlueGreenInput) -> int:
+    async def scale_preview(request: ScalePreviewInput) -> int:
         return request.replicas
 
     @activity.defn(name="switch_active")
@@ -280,14 +281,14 @@ async def hooked(client: Client, queue: str):
 async def analysis_run(client: Client, queue: str):
     """`rollout analyze`: the shipped error-rate preset run once (measurements faked: Successful)."""
     from models.analysis import AnalysisStep
-    from models.status import RolloutInput
+    from models.status import AnalyzeInput
     from workflows.analysis_run import AnalysisRun
 
     step = AnalysisStep.model_validate({"templates": [{"templateName": "error-rate"}],
                                         "args": [{"name": "namespace", "value": "shop"},
                                                  {"name": "version", "value": "1.4.2"}]})
     rollout = canary_rollout(name="recorded-analysis")
-    handle = await client.start_workflow(AnalysisRun.run, RolloutInput(rollout=rollout, action="analyze", analyze=step),
+    handle = await client.start_workflow(AnalysisRun.run, AnalyzeInput(rollout=rollout, analyze=step),
                                          id="analysis/test/recorded", task_queue=queue)
     await handle.result()
     return handle

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
+import httpx
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Interceptor, Worker
 
@@ -40,12 +41,13 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     """Every activity, bound to the clients it receives (built once per worker)."""
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
     window, observe = WindowActivities(clients), ObserveActivities(clients)
+    http = httpx.Client()  # webhooks and notifications; each call sets its own timeout
     return [
         observe.observe_kubernetes_target,
         AnalysisActivities(providers).measure,
         ApproverActivities().resolve_groups,
-        NotifyActivities().notify,
-        WebhookActivities().call_webhook,
+        NotifyActivities(http).notify,
+        WebhookActivities(http).call_webhook,
         window.keep_warm,
         window.switch_to_warm,
         window.close_window,

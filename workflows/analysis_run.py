@@ -8,7 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.presets import resolve
-    from models.status import Phase, Reason, RolloutInput, RolloutStatus
+    from models.status import AnalyzeInput, Phase, Reason, RolloutStatus
     from workflows.analysis import AnalysisRunner
     from workflows.control import RolloutControl, StatusQuery
     from workflows.decisions import Abort, SkipAnalysis, supported_by
@@ -18,14 +18,13 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name="AnalysisRun")
 class AnalysisRun(StatusQuery, Abort, SkipAnalysis):
     @workflow.init
-    def __init__(self, request: RolloutInput) -> None:
+    def __init__(self, request: AnalyzeInput) -> None:
         self.control = RolloutControl(request, supported_by(type(self)))
         self.rules = self.control.rules
         self.control.status.strategy = "analysis"
 
     @workflow.run
-    async def run(self, request: RolloutInput) -> RolloutStatus:
-        assert request.analyze is not None
+    async def run(self, request: AnalyzeInput) -> RolloutStatus:
         names = ", ".join(t.template_name for t in request.analyze.templates)
         self.control.start(1)
         self.control.start_step(0, f"analysis {names}")

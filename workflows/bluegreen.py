@@ -14,7 +14,13 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.targets.kubernetes.bluegreen import BlueGreenActivities
     from models.durations import format_duration
-    from models.kubernetes import BlueGreenInput, BlueGreenPrepared
+    from models.kubernetes import (
+        BlueGreenInput,
+        BlueGreenPrepared,
+        ScalePreviewInput,
+        ShiftTrafficInput,
+        SwitchActiveInput,
+    )
     from models.spec import BlueGreenStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
@@ -48,10 +54,9 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         )
         self.switched = False
 
-    async def _call(self, activity: Any, summary: str, **changes: Any) -> Any:
-        handle = workflow.start_activity_method(
-            activity, self.input.model_copy(update=changes), summary=summary, **self.kube
-        )
+    async def _call(self, activity: Any, summary: str, kind: type[BlueGreenInput] = BlueGreenInput, **more: Any) -> Any:
+        """One blue-green activity with `more` of its own fields (its input model: `kind`), abort-aware."""
+        handle = workflow.start_activity_method(activity, kind(**dict(self.input), **more), summary=summary, **self.kube)
         return await self.control.run_interruptible(handle)
 
     @workflow.run
@@ -84,16 +89,17 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             preview = min(bg.preview_replica_count or prepared.total_replicas, prepared.total_replicas)
             self.control.start_step(0, f"deploy preview: {preview} pods of {self.control.rollout.spec.image}")
             s.canary_replicas = await self._call(BlueGreenActivities.scale_preview, f"preview to {preview} pods",
-                                                 replicas=preview)
+                                                 ScalePreviewInput, replicas=preview)
             self.control.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
             await self._promotion()
             if bg.pre_promotion_analysis is not None:
                 await gate(self.control, 1, bg.pre_promotion_analysis)
             await self._gradual_shift()
             self.control.start_step(2, f"switch {bg.active_service} to the new version")
-            await self._call(BlueGreenActivities.switch_active, "switch active to preview", to="preview")
+            await self._call(BlueGreenActivities.switch_active, "switch active to preview", SwitchActiveInput, to="preview")
             self.switched = True
-            s.canary_weight, s.actual_weight, s.canary_replicas = 100, 100.0, prepared.total_replicas
+            s.expose(100, 100.0)
+            s.canary_replicas = prepared.total_replicas
             self.control.record("switched", f"{bg.active_service} → preview pods ({self.control.rollout.spec.image})")
             if bg.post_promotion_analysis is not None:  # the old version is still warm: Failed switches back
                 await gate(self.control, 3, bg.post_promotion_analysis)
@@ -142,9 +148,8 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             return
         for number, weight in enumerate(shift.weights):
             self.control.start_step(2, f"shift {weight}% of traffic to the new version")
-            await self._call(BlueGreenActivities.shift_traffic, f"shift {weight}% to preview", weight=weight)
-            self.control.status.canary_weight = weight
-            self.control.status.actual_weight = float(weight)
+            await self._call(BlueGreenActivities.shift_traffic, f"shift {weight}% to preview", ShiftTrafficInput, weight=weight)
+            self.control.status.expose(weight, float(weight))
             self.control.record("shifted", f"{weight}% to {self.blue_green.preview_service}")
             if number < len(shift.weights) - 1:
                 await self.control.pause(2, shift.hold, what=f"{weight}% on the new version: holding {format_duration(shift.hold)}")
@@ -158,12 +163,12 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         try:
             if self.input.stable_hash:
                 await workflow.execute_activity_method(
-                    BlueGreenActivities.switch_active, self.input.model_copy(update={"to": "stable"}),
+                    BlueGreenActivities.switch_active, SwitchActiveInput(**dict(self.input), to="stable"),
                     summary="switch active back to the previous version", **self.kube,
                 )
                 if self.switched or s.canary_weight:
                     self.control.record("switched-back", f"{bg.active_service} → previous pods")
-                s.canary_weight, s.actual_weight = 0, 0.0
+                s.expose(0, 0.0)
             if bg.abort_scale_down_delay_seconds:
                 self.control.set_phase(Phase.PROGRESSING, reason,
                                f"aborted: preview kept for {bg.abort_scale_down_delay_seconds}s before removal")

@@ -154,7 +154,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         except ActivityError as error:
             reason, message = failure_reason(error)
             return await self._roll_back(finish, reason, message, kube)
-        self.control.status.canary_weight, self.control.status.actual_weight = 100, 100.0
+        self.control.status.expose(100, 100.0)
         self.control.status.canary_replicas, self.control.status.stable_replicas = 0, prepared.total_replicas
         self.control.status.stable_image, self.control.status.routes = spec.image, []
         return await self.control.healthy(f"{spec.image} is stable")
@@ -227,7 +227,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         )
         result = await self.control.run_interruptible(handle)
         s = self.control.status
-        s.canary_weight, s.actual_weight = result.weight, result.actual_weight
+        s.expose(result.weight, result.actual_weight)
         s.canary_replicas, s.stable_replicas = result.canary_replicas, result.stable_replicas
         s.routes = describe_routes(self.routes)
         if step.set_weight is not None:
@@ -252,6 +252,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
             _, abort_message = failure_reason(error)
             return self.control.finish(Phase.DEGRADED, Reason.ABORT_FAILED.value, f"{message}; abort failed: {abort_message}")
         s = self.control.status
-        s.canary_weight, s.actual_weight, s.canary_replicas, s.routes = 0, 0.0, 0, []
+        s.expose(0, 0.0)
+        s.canary_replicas, s.routes = 0, []
         s.stable_replicas = finish.total_replicas
         return self.control.finish(Phase.DEGRADED, reason, message)

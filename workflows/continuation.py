@@ -20,7 +20,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.approvals import PendingApproval
-    from models.status import Resume, RolloutInput
+    from models.status import Resume, RolloutInput, RunInput
 
 KEPT_HISTORY_ENTRIES = 500  # the status' own step history carried to the next run (the newest ones)
 PATCH = "continue-as-new"
@@ -38,9 +38,10 @@ class ContinueAsNew(Exception):
 class Continuation:
     """Mixed into RolloutControl: when a wait may end in a new run, and how the run is handed over."""
 
-    def init_continuation(self, request: RolloutInput) -> None:
-        self.resume: Resume | None = request.resume
-        self.continue_after = request.continue_after_events
+    def init_continuation(self, request: RunInput) -> None:
+        """Only a strategy's run (RolloutInput) continues as new; the other workflows never wait that long."""
+        self.resume: Resume | None = request.resume if isinstance(request, RolloutInput) else None
+        self.continue_after = request.continue_after_events if isinstance(request, RolloutInput) else 10_000
         self.may_continue = False  # set by the strategy (patched) for runs that support it
         self.continuable = False  # True while in a wait that may be re-entered in a new run
 

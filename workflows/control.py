@@ -24,7 +24,17 @@ with workflow.unsafe.imports_passed_through():
     from models import names
     from models.approvals import ApprovalPolicy
     from models.durations import format_duration
-    from models.status import AbortRequest, ControlResult, HistoryEntry, Phase, Reason, RolloutInput, RolloutStatus
+    from models.status import (
+        AbortRequest,
+        ControlResult,
+        HistoryEntry,
+        Phase,
+        Reason,
+        RolloutInput,
+        RolloutStatus,
+        RunInput,
+        WindowRunInput,
+    )
     from workflows.approval import await_approval, resolve_groups
     from workflows.context import Pending
     from workflows.continuation import Continuation, ContinueAsNew
@@ -45,7 +55,7 @@ class StatusQuery:
 
 
 class RolloutControl(Continuation):
-    def __init__(self, request: RolloutInput, supported: frozenset[str]) -> None:
+    def __init__(self, request: RunInput, supported: frozenset[str]) -> None:
         rollout = request.rollout
         self.rollout = rollout
         self.pending = Pending()
@@ -69,9 +79,10 @@ class RolloutControl(Continuation):
             spec_digest=rollout.digest(),
         )
         self.init_continuation(request)
-        if request.resume is not None:  # a new run of a rollout that waited long: pick up where it was
-            self.status = request.resume.status
-            self.pending.held, self.groups = request.resume.held, request.resume.groups
+        resume = request.resume if isinstance(request, RolloutInput) else None
+        if resume is not None:  # a new run of a rollout that waited long: pick up where it was
+            self.status = resume.status
+            self.pending.held, self.groups = resume.held, resume.groups
 
     def request_abort(self, reason: str, by: str) -> None:
         """The workflow itself aborts (e.g. a failed background analysis), unless already aborting."""
@@ -267,7 +278,7 @@ class RolloutControl(Continuation):
             try:
                 await workflow.start_child_workflow(
                     "RollbackWindow",
-                    RolloutInput(rollout=self.rollout, requested_by=self._requested_by, action="window"),
+                    WindowRunInput(rollout=self.rollout, requested_by=self._requested_by),
                     id=window_id,
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                     search_attributes=TypedSearchAttributes([

@@ -9,14 +9,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.kubernetes import RollOutInput
-    from models.status import RolloutInput, RolloutStatus
+    from models.status import RevisionInput, RolloutStatus
     from workflows.rolling import RollingUpdateRollout
 
 
 @workflow.defn(name="RevisionRollout")
 class RevisionRollout(RollingUpdateRollout):
     @workflow.init
-    def __init__(self, request: RolloutInput) -> None:
+    def __init__(self, request: RevisionInput) -> None:
         super().__init__(request)
         self.action, self.to_revision = request.action, request.to_revision
         self.control.status.strategy = request.action
@@ -40,7 +40,7 @@ class RevisionRollout(RollingUpdateRollout):
         return f"undo to revision {what.to_revision}" if what.to_revision else "undo to the previous revision"
 
     @workflow.run
-    async def run(self, request: RolloutInput) -> RolloutStatus:
+    async def run(self, request: RevisionInput) -> RolloutStatus:
         status = await self.roll_out()
         if status.stable_image:
             status.image = status.stable_image

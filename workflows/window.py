@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.targets.kubernetes.window import WindowActivities
     from models.durations import format_duration
     from models.kubernetes import RollOutInput, WarmRevision, WindowInput
-    from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutInput, RolloutStatus, UndoRequest
+    from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutStatus, UndoRequest, WindowRunInput
     from workflows import options
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.decisions import Abort, Promote, supported_by
@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name="RollbackWindow")
 class RollbackWindow(StatusQuery, Abort, Promote):
     @workflow.init
-    def __init__(self, request: RolloutInput) -> None:
+    def __init__(self, request: WindowRunInput) -> None:
         self.control = RolloutControl(request, supported_by(type(self)))
         self.rules = self.control.rules
         spec = self.control.rollout.spec
@@ -57,7 +57,7 @@ class RollbackWindow(StatusQuery, Abort, Promote):
             raise ValueError(problem)
 
     @workflow.run
-    async def run(self, request: RolloutInput) -> RolloutStatus:
+    async def run(self, request: WindowRunInput) -> RolloutStatus:
         self.control.start(3)
         self.control.start_step(0, f"keep the previous {self.window.revisions} revision(s) warm")
         try:

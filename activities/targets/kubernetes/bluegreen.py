@@ -26,7 +26,7 @@ from activities.targets.kubernetes.services import (
     set_selector,
     unpin,
 )
-from models.kubernetes import BlueGreenInput, BlueGreenPrepared
+from models.kubernetes import BlueGreenInput, BlueGreenPrepared, ScalePreviewInput, ShiftTrafficInput, SwitchActiveInput
 from models.names import LABEL_POD_TEMPLATE_HASH, LABEL_ROLE, preview_deployment_name
 from models.routing import RouteState
 
@@ -64,7 +64,7 @@ class BlueGreenActivities:
         )
 
     @activity.defn(name="scale_preview")
-    def scale_preview(self, request: BlueGreenInput) -> int:
+    def scale_preview(self, request: ScalePreviewInput) -> int:
         """Preview to `replicas` pods, all ready within the progress deadline; returns the ready count."""
         return self._preview_ready(request, request.replicas)
 
@@ -80,13 +80,13 @@ class BlueGreenActivities:
         return router_for(self._clients, routes)
 
     @activity.defn(name="shift_traffic")
-    def shift_traffic(self, request: BlueGreenInput) -> None:
+    def shift_traffic(self, request: ShiftTrafficInput) -> None:
         """Gradual shift: the preview Service gets `weight` percent through the router (all preview pods ready first)."""
         self._preview_ready(request, request.total_replicas)
         self._router(request).apply(RouteState(weight=request.weight))
 
     @activity.defn(name="switch_active")
-    def switch_active(self, request: BlueGreenInput) -> None:
+    def switch_active(self, request: SwitchActiveInput) -> None:
         """Point the active Service at `to` ("preview" or "stable"); that side must be fully ready first."""
         t = request.target
         apps, core = self._apis(request)
@@ -121,7 +121,7 @@ class BlueGreenActivities:
         """Active back on the old pods (ready first), then the preview removed and the selector restored."""
         apps, core = self._apis(request)
         if request.stable_hash:  # empty when prepare never finished: nothing was pinned
-            self.switch_active(request.model_copy(update={"to": "stable"}))
+            self.switch_active(SwitchActiveInput(**dict(request), to="stable"))
         t = request.target
         remove_sibling(apps, t.namespace, preview_deployment_name(t.deployment), request.progress_deadline_seconds)
         unpin(core, t.namespace, request.active_service)
