@@ -106,16 +106,18 @@ async def _run(rollout, interactive: bool) -> int:
     handle = client.get_workflow_handle(rollout.rollout_id)
 
     async def promoter() -> None:
-        decided: set[tuple[int, str]] = set()
+        decided: set[tuple] = set()
         while True:
             await asyncio.sleep(1)
             s = await handle.query("status", result_type=RolloutStatus)
             if s.phase.finished:
                 return
             waiting = _waiting_for(s)
-            if interactive or not waiting or (s.current_step, waiting) in decided:
+            # one decision per wait: a step may pause more than once (a gradual shift holds at each weight)
+            wait = (s.current_step, waiting, s.paused_until, s.approval.opened_at if s.approval else None)
+            if interactive or not waiting or wait in decided:
                 continue
-            decided.add((s.current_step, waiting))
+            decided.add(wait)
             print(f"  (demo: {waiting} in {AUTO_PROMOTE_AFTER:.0f}s; --interactive waits for you)", flush=True)
             await asyncio.sleep(AUTO_PROMOTE_AFTER)
             for request, update in _decisions(s):

@@ -43,9 +43,10 @@ def dev_server(tmp_path_factory) -> DevServer:
 
 @pytest.fixture(scope="session")
 async def dev_client(dev_server):
-    from temporalio.client import Client
+    """A client as the CLI and the worker make it (workers/temporal.py), on the test's dev server."""
+    from workers.temporal import TemporalSettings, connect
 
-    return await Client.connect(dev_server.address, data_converter=pydantic_data_converter)
+    return await connect(TemporalSettings(address=dev_server.address, namespace="default", ui=dev_server.ui_url))
 
 
 @pytest.fixture
