@@ -23,8 +23,8 @@ class ABTestRollout(CanaryRollout):
 
     @property
     def test(self) -> AbTestStrategy:
-        assert self.control.rollout.spec.strategy.ab_test is not None
-        return self.control.rollout.spec.strategy.ab_test
+        assert self.spec.strategy.ab_test is not None
+        return self.spec.strategy.ab_test
 
     def canary_spec(self) -> CanaryStrategy:
         return self.test.as_canary()

@@ -39,7 +39,8 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
     def __init__(self, request: RolloutInput) -> None:
         self.control = RolloutControl(request, supported_by(type(self)))
         self.rules = self.control.rules
-        spec = self.control.rollout.spec
+        self.spec = self.control.rollout.spec
+        spec = self.spec
         assert spec.strategy.blue_green is not None
         self.blue_green: BlueGreenStrategy = spec.strategy.blue_green
         self.kube = options.kubernetes(spec.progress_deadline_seconds)
@@ -87,7 +88,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         s.stable_image, s.stable_replicas = prepared.stable_image, prepared.total_replicas
         try:
             preview = min(bg.preview_replica_count or prepared.total_replicas, prepared.total_replicas)
-            self.control.start_step(0, f"deploy preview: {preview} pods of {self.control.rollout.spec.image}")
+            self.control.start_step(0, f"deploy preview: {preview} pods of {self.spec.image}")
             s.canary_replicas = await self._call(BlueGreenActivities.scale_preview, f"preview to {preview} pods",
                                                  ScalePreviewInput, replicas=preview)
             self.control.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
@@ -100,7 +101,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             self.switched = True
             s.expose(100, 100.0)
             s.canary_replicas = prepared.total_replicas
-            self.control.record("switched", f"{bg.active_service} → preview pods ({self.control.rollout.spec.image})")
+            self.control.record("switched", f"{bg.active_service} → preview pods ({self.spec.image})")
             if bg.post_promotion_analysis is not None:  # the old version is still warm: Failed switches back
                 await gate(self.control, 3, bg.post_promotion_analysis)
             if bg.scale_down_delay_seconds:
@@ -122,8 +123,8 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         except ActivityError as error:
             reason, message = failure_reason(error)
             return self.control.finish(Phase.DEGRADED, reason, f"{message} (the active Service still serves the new version)")
-        s.stable_image, s.stable_replicas, s.canary_replicas = self.control.rollout.spec.image, prepared.total_replicas, 0
-        return await self.control.healthy(f"{self.control.rollout.spec.image} is active")
+        s.stable_image, s.stable_replicas, s.canary_replicas = self.spec.image, prepared.total_replicas, 0
+        return await self.control.healthy(f"{self.spec.image} is active")
 
     async def _promotion(self) -> None:
         bg = self.blue_green

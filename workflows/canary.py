@@ -39,6 +39,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
     def __init__(self, request: RolloutInput) -> None:
         self.control = RolloutControl(request, supported_by(type(self)) | {"full"})
         self.rules = self.control.rules
+        self.spec = self.control.rollout.spec
         self.control.on_set_weight = self.apply_weight
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
@@ -46,7 +47,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         if request.resume is not None:
             self.routes, self.canary_scale = request.resume.routes, request.resume.canary_scale
             self.total_replicas = request.resume.total_replicas
-        self.hooks = Webhooks(self.control, self.control.rollout.spec.webhooks) if self.control.rollout.spec.webhooks else None
+        self.hooks = Webhooks(self.control, self.spec.webhooks) if self.spec.webhooks else None
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:
@@ -56,7 +57,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         return await self.control.wrap_up(status)
 
     async def _rollout(self) -> RolloutStatus:
-        spec = self.control.rollout.spec
+        spec = self.spec
         canary = self.canary_spec()
         kube = options.kubernetes(spec.progress_deadline_seconds)
         self.control.may_continue = workflow.patched(CONTINUE_AS_NEW)
@@ -161,7 +162,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
 
     def _target(self, canary: CanaryStrategy) -> dict[str, Any]:
         """What the prepare and finish activities both need to know."""
-        spec = self.control.rollout.spec
+        spec = self.spec
         return {"rollout_id": self.control.status.rollout_id, "target": spec.target.kubernetes, "image": spec.image,
                 "stable_service": canary.stable_service, "canary_service": canary.canary_service,
                 "progress_deadline_seconds": spec.progress_deadline_seconds, "traffic_routing": canary.traffic_routing}
@@ -171,8 +172,8 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
             CanaryActivities.prepare_canary, PrepareCanaryInput(**self._target(canary)), summary="prepare canary", **kube)
 
     def canary_spec(self) -> CanaryStrategy:
-        assert self.control.rollout.spec.strategy.canary is not None
-        return self.control.rollout.spec.strategy.canary
+        assert self.spec.strategy.canary is not None
+        return self.spec.strategy.canary
 
     async def before_promotion(self) -> None:
         """After the last step: a subclass may end the rollout here (raise RolloutAborted)."""
@@ -182,7 +183,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         canary = self.canary_spec()
         step = CanaryStep.model_validate({"setWeight": weight})
         await self._route(self.control.status.current_step, step, self.total_replicas, canary,
-                          options.kubernetes(self.control.rollout.spec.progress_deadline_seconds), announce=False)
+                          options.kubernetes(self.spec.progress_deadline_seconds), announce=False)
 
     async def _route(
         self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, kube: dict[str, Any],
@@ -210,11 +211,11 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
             CanaryActivities.set_canary_weight,
             SetWeightInput(
                 rollout_id=self.control.status.rollout_id,
-                target=self.control.rollout.spec.target.kubernetes,
+                target=self.spec.target.kubernetes,
                 weight=weight,
                 step=index,
                 total_replicas=total,
-                progress_deadline_seconds=self.control.rollout.spec.progress_deadline_seconds,
+                progress_deadline_seconds=self.spec.progress_deadline_seconds,
                 traffic_routing=canary.traffic_routing,
                 stable_service=canary.stable_service,
                 canary_service=canary.canary_service,

@@ -26,10 +26,10 @@ class RevisionRollout(RollingUpdateRollout):
     def roll_out_input(self) -> RollOutInput:
         return RollOutInput(
             rollout_id=self.control.status.rollout_id,
-            target=self.control.rollout.spec.target.kubernetes,
-            image=self.control.rollout.spec.image,
+            target=self.spec.target.kubernetes,
+            image=self.spec.image,
             kind="Undo" if self.action == "undo" else "Restart",
-            progress_deadline_seconds=self.control.rollout.spec.progress_deadline_seconds,
+            progress_deadline_seconds=self.spec.progress_deadline_seconds,
             to_revision=self.to_revision,
             restarted_at=workflow.info().start_time.isoformat(),
         )

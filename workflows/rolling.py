@@ -25,9 +25,10 @@ class RollingUpdateRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnaly
     def __init__(self, request: RolloutInput) -> None:
         self.control = RolloutControl(request, supported_by(type(self)))
         self.rules = self.control.rules
+        self.spec = self.control.rollout.spec
 
     def roll_out_input(self) -> RollOutInput:
-        spec = self.control.rollout.spec
+        spec = self.spec
         rolling = spec.strategy.rolling_update
         return RollOutInput(
             rollout_id=self.control.status.rollout_id,
@@ -47,7 +48,7 @@ class RollingUpdateRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnaly
         return await self.control.wrap_up(await self.roll_out())
 
     async def roll_out(self) -> RolloutStatus:
-        spec = self.control.rollout.spec
+        spec = self.spec
         kube = options.kubernetes(spec.progress_deadline_seconds)
         what = self.roll_out_input()
         self.control.start(1)
@@ -86,8 +87,8 @@ class RollingUpdateRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnaly
         self.control.set_phase(Phase.PROGRESSING, reason, f"undoing: {message}")
         undo = UndoInput(
             rollout_id=self.control.status.rollout_id,
-            target=self.control.rollout.spec.target.kubernetes,
-            progress_deadline_seconds=self.control.rollout.spec.progress_deadline_seconds,
+            target=self.spec.target.kubernetes,
+            progress_deadline_seconds=self.spec.progress_deadline_seconds,
         )
         try:
             image = await workflow.execute_activity_method(

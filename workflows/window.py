@@ -27,7 +27,8 @@ class RollbackWindow(StatusQuery, Abort, Promote):
     def __init__(self, request: WindowRunInput) -> None:
         self.control = RolloutControl(request, supported_by(type(self)))
         self.rules = self.control.rules
-        spec = self.control.rollout.spec
+        self.spec = self.control.rollout.spec
+        spec = self.spec
         assert spec.rollback_window is not None and spec.service is not None
         self.window = spec.rollback_window
         self.control.status.strategy = "rollbackWindow"
@@ -90,7 +91,7 @@ class RollbackWindow(StatusQuery, Abort, Promote):
                 summary=f"service to warm revision {revision}", **self.kube,
             )
             self.control.record("switched-back", f"{self.input.service} → warm r{revision} ({image})")
-            spec = self.control.rollout.spec
+            spec = self.spec
             await workflow.execute_activity_method(
                 DeploymentActivities.roll_out_deployment,
                 RollOutInput(rollout_id=self.control.status.rollout_id, target=spec.target.kubernetes, image=image, kind="Undo",
