@@ -45,8 +45,7 @@ async def gate(control: Control, index: int, step: AnalysisStep) -> None:
     result = await AnalysisRunner(control).run(resolve(control.rollout.spec.analysis.templates, step))
     control.record(f"analysis-{result.phase.lower()}", result.message or names)
     if result.phase == "Failed":
-        if control.notifier:
-            control.notifier.send("analysis-failed", "critical", f"step {index + 1}: {names} failed: {result.message}")
+        control.announce("analysis-failed", "critical", f"step {index + 1}: {names} failed: {result.message}")
         raise AnalysisFailed(f"analysis {names} failed: {result.message}")
     if result.phase == "Inconclusive":
         await control.pause(index, None, reason=Reason.ANALYSIS_INCONCLUSIVE,
@@ -173,8 +172,7 @@ class BackgroundRun:
         self.control.record(f"background-analysis-{result.phase.lower()}", result.message)
         if result.phase == "Failed":
             self.failed = f"background analysis failed: {result.message}"
-            if self.control.notifier:
-                self.control.notifier.send("analysis-failed", "critical", self.failed)
+            self.control.announce("analysis-failed", "critical", self.failed)
             self.control.request_abort(self.failed, by="analysis")
         elif result.phase == "Inconclusive":
             self.inconclusive = result.message

@@ -61,17 +61,16 @@ async def await_approval(control: Control, index: int, policy: ApprovalPolicy, d
         _close(control)
         voters = ", ".join(v.by for v in pending.votes if v.choice == choice.name) or "timeout"
         control.record("approval-decided", f"{choice.name} ({choice.action}) by {voters}", step=index)
-        if control.notifier:
-            control.notifier.send("approval-decided", "critical" if choice.action == "abort" else "info",
-                                  f"step {index + 1}: {choice.name} by {voters}")
+        control.announce("approval-decided", "critical" if choice.action == "abort" else "info",
+                         f"step {index + 1}: {choice.name} by {voters}")
         if choice.action == "promote":
-            control.set_phase(Phase.PROGRESSING, message=f"step {index + 1}: {choice.name} by {voters}")
+            control.change_phase(Phase.PROGRESSING, message=f"step {index + 1}: {choice.name} by {voters}")
             return
         if choice.action == "abort":
             comments = "; ".join(v.comment for v in pending.votes if v.comment)
             raise ApprovalRejected(f"{choice.name} by {voters} at step {index + 1}{': ' + comments if comments else ''}")
         assert choice.duration is not None
-        control.set_phase(Phase.PAUSED, Reason.SOAKING.value,
+        control.change_phase(Phase.PAUSED, Reason.SOAKING.value,
                           f"{choice.name} by {voters}: soaking {format_duration(choice.duration)} more, then asking again")
         control.status.paused_until = workflow.now() + choice.duration
         try:
@@ -88,9 +87,9 @@ def _open(control: Control, pending: PendingApproval, policy: ApprovalPolicy, re
     if not reopened:
         control.record("approval-requested", f"{pending.description}: {who}", step=pending.step)
     workflow.upsert_search_attributes([names.ROLLOUT_AWAITING_APPROVAL.value_set(True)])
-    control.set_phase(Phase.PAUSED, Reason.WAITING_FOR_APPROVAL.value, f"waiting for approval: {pending.description}")
-    if control.notifier and not reopened:
-        control.notifier.send("approval-requested", "warning", _ask(control, pending))
+    control.change_phase(Phase.PAUSED, Reason.WAITING_FOR_APPROVAL.value, f"waiting for approval: {pending.description}")
+    if not reopened:
+        control.announce("approval-requested", "warning", _ask(control, pending))
 
 
 def _close(control: Control) -> None:
@@ -126,10 +125,10 @@ async def _decided(control: Control, pending: PendingApproval, policy: ApprovalP
                 pending.decided = policy.choice("").name
                 return policy.choice("")
             pending.timeout_at = None  # onTimeout: wait — keep waiting, without a deadline
-            control.set_phase(Phase.PAUSED, Reason.WAITING_FOR_APPROVAL.value,
+            control.change_phase(Phase.PAUSED, Reason.WAITING_FOR_APPROVAL.value,
                               f"waiting for approval: {pending.description} (timed out after {waited}; still waiting)")
         if next_reminder is not None and now >= next_reminder:
             control.record("approval-reminder", f"{len(pending.votes)}/{pending.min_approvals} approvals so far",
                            step=pending.step)
-            control.notifier.send("approval-reminder", "warning", "reminder: " + _ask(control, pending))
+            control.announce("approval-reminder", "warning", "reminder: " + _ask(control, pending))
             next_reminder = now + every

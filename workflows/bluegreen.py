@@ -160,7 +160,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         `abortScaleDownDelaySeconds`, then remove it."""
         s, bg = self.control.status, self.blue_green
         self.control.record("aborting", message)
-        self.control.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {bg.active_service} back")
+        self.control.change_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {bg.active_service} back")
         try:
             if self.input.stable_hash:
                 await workflow.execute_activity_method(
@@ -171,7 +171,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
                     self.control.record("switched-back", f"{bg.active_service} → previous pods")
                 s.expose(0, 0.0)
             if bg.abort_scale_down_delay_seconds:
-                self.control.set_phase(Phase.PROGRESSING, reason,
+                self.control.change_phase(Phase.PROGRESSING, reason,
                                f"aborted: preview kept for {bg.abort_scale_down_delay_seconds}s before removal")
                 await workflow.sleep(timedelta(seconds=bg.abort_scale_down_delay_seconds), summary="abort scale-down delay")
             await workflow.execute_activity_method(

@@ -147,7 +147,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
             reason, message = failure_reason(error)
             return await self._roll_back(finish, reason, message, kube, background)
 
-        self.control.set_phase(Phase.PROGRESSING, message="promoting: stable takes the new image")
+        self.control.change_phase(Phase.PROGRESSING, message="promoting: stable takes the new image")
         try:
             await workflow.execute_activity_method(
                 CanaryActivities.promote_canary, finish, summary="promote stable to new image", **kube
@@ -244,7 +244,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         if self.hooks:
             await self.hooks.stop()
         self.control.record("aborting", message)
-        self.control.set_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
+        self.control.change_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
         try:
             await workflow.execute_activity_method(
                 CanaryActivities.abort_canary, finish, summary="abort: traffic back to stable", **kube

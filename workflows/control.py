@@ -121,14 +121,16 @@ class RolloutControl(Continuation):
         if self._action == "rollout":
             self.status.steps = self.rollout.spec.step_descriptions()
         self.record("started", self.rollout.spec.image, by=self._requested_by)
-        self.set_phase(Phase.PROGRESSING, message="starting")
+        self.change_phase(Phase.PROGRESSING, message="starting")
 
     def start_step(self, index: int, description: str) -> None:
         self.status.current_step = index
         self.record("step-started", description, step=index)
-        self.set_phase(Phase.PROGRESSING, message=f"step {index + 1}/{self.status.total_steps}: {description}")
+        self.change_phase(Phase.PROGRESSING, message=f"step {index + 1}/{self.status.total_steps}: {description}")
 
-    def set_phase(self, phase: Phase, reason: str = "", message: str = "") -> None:
+    def show(self, phase: Phase, reason: str = "", message: str = "") -> bool:
+        """The status, the search attributes and the Web UI's details say `phase` and why; True when the
+        phase changed."""
         s = self.status
         changed = phase is not s.phase
         s.phase, s.reason, s.message = phase, reason, message
@@ -139,8 +141,18 @@ class RolloutControl(Continuation):
             )
             self._search_attributes = attributes
         workflow.set_current_details(details(self.status))
-        if self.notifier and changed and not phase.finished:
-            self.notifier.send("phase-changed", "info", f"{phase.value}{' (' + reason + ')' if reason else ''}: {message}")
+        return changed
+
+    def change_phase(self, phase: Phase, reason: str = "", message: str = "") -> None:
+        """Where a rollout decides its phase (Progressing, Paused): shown, and a change announced to the
+        notification channels that want `phase-changed`."""
+        if self.show(phase, reason, message):
+            self.announce("phase-changed", "info", f"{phase.value}{' (' + reason + ')' if reason else ''}: {message}")
+
+    def announce(self, event: str, severity: str, text: str) -> None:
+        """A notification to the spec's channels that want it (none configured: nothing)."""
+        if self.notifier:
+            self.notifier.send(event, severity, text)
 
     async def begin(self) -> RolloutStatus | None:
         """Before a strategy changes anything: resolve the approver groups (a missing group fails here,
@@ -170,10 +182,10 @@ class RolloutControl(Continuation):
     async def hold_point(self) -> None:
         if self.pending.held is None:
             return
-        self.set_phase(Phase.PAUSED, Reason.PAUSED_BY_USER.value,
+        self.change_phase(Phase.PAUSED, Reason.PAUSED_BY_USER.value,
                        f"held by {self.pending.held.by}: `rollout resume {self.status.rollout_id}` to go on")
         await self.wait_deciding(lambda: self.pending.held is None)
-        self.set_phase(Phase.PROGRESSING, message="resumed")
+        self.change_phase(Phase.PROGRESSING, message="resumed")
 
     async def wait_for_window(self, index: int) -> None:
         windows = self.rollout.spec.execution_windows
@@ -186,12 +198,12 @@ class RolloutControl(Continuation):
         self.status.paused_until = at
         what = f"waiting for the execution window ({why}): step {index + 1} starts {windows.describe(at)}"
         self.record("window-wait", what, step=index)
-        self.set_phase(Phase.PAUSED, Reason.OUTSIDE_WINDOW.value, what)
+        self.change_phase(Phase.PAUSED, Reason.OUTSIDE_WINDOW.value, what)
         try:
             await self.sleep_unless_aborted(at - now, "execution window")
         finally:
             self.status.paused_until = None
-        self.set_phase(Phase.PROGRESSING, message=f"execution window open at {windows.describe(workflow.now())}")
+        self.change_phase(Phase.PROGRESSING, message=f"execution window open at {windows.describe(workflow.now())}")
 
     async def wait_deciding(self, done: Callable[[], bool], timeout: timedelta | None = None, summary: str = "") -> bool:
         """Wait until `done()`, applying `setWeight` overrides meanwhile; an abort raises RolloutAborted.
@@ -230,10 +242,10 @@ class RolloutControl(Continuation):
         self.pending.in_pause, self.pending.promote = True, None
         if duration is None:
             self.status.paused_until = None
-            self.set_phase(Phase.PAUSED, (reason or Reason.WAITING_FOR_PROMOTE).value, what or "waiting for promote")
+            self.change_phase(Phase.PAUSED, (reason or Reason.WAITING_FOR_PROMOTE).value, what or "waiting for promote")
         else:
             self.status.paused_until = workflow.now() + duration
-            self.set_phase(Phase.PAUSED, Reason.TIMED_PAUSE.value, what or f"paused for {format_duration(duration)}")
+            self.change_phase(Phase.PAUSED, Reason.TIMED_PAUSE.value, what or f"paused for {format_duration(duration)}")
         try:
             if not await self.wait_deciding(lambda: self.pending.promote is not None, duration, f"pause step {index + 1}"):
                 self.record("pause-ended", f"after {format_duration(duration)}", step=index)
@@ -243,7 +255,7 @@ class RolloutControl(Continuation):
         finally:
             self.pending.in_pause, self.pending.promote = False, None
             self.status.paused_until = None
-        self.set_phase(Phase.PROGRESSING, message=f"step {index + 1} done")
+        self.change_phase(Phase.PROGRESSING, message=f"step {index + 1} done")
 
     async def sleep_unless_aborted(self, delay: timedelta, summary: str) -> None:
         """A durable timer that an abort ends at once (raising RolloutAborted)."""
@@ -298,11 +310,10 @@ class RolloutControl(Continuation):
         if phase is Phase.HEALTHY:
             self.status.current_step = self.status.total_steps
         self.record("finished", f"{phase.value} {reason}".strip())
-        self.set_phase(phase, reason, message)
-        if self.notifier:
-            healthy = phase is Phase.HEALTHY
-            self.notifier.send("completed" if healthy else "aborted", "info" if healthy else "critical",
-                               f"{phase.value}{' (' + reason + ')' if reason else ''}: {message}")
+        self.show(phase, reason, message)
+        healthy = phase is Phase.HEALTHY
+        self.announce("completed" if healthy else "aborted", "info" if healthy else "critical",
+                      f"{phase.value}{' (' + reason + ')' if reason else ''}: {message}")
         return self.status
 
     async def wrap_up(self, status: RolloutStatus) -> RolloutStatus:

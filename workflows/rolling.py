@@ -84,7 +84,7 @@ class RollingUpdateRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnaly
 
     async def _undo(self, reason: str, message: str, kube: dict[str, Any]) -> RolloutStatus:
         self.control.record("undoing", message)
-        self.control.set_phase(Phase.PROGRESSING, reason, f"undoing: {message}")
+        self.control.change_phase(Phase.PROGRESSING, reason, f"undoing: {message}")
         undo = UndoInput(
             rollout_id=self.control.status.rollout_id,
             target=self.spec.target.kubernetes,

@@ -58,7 +58,7 @@ class Webhooks:
                 if answer.ok:
                     self.control.record("webhook", f"{kind} {hook.name}: {answer.status}")
                     break
-                self.control.set_phase(Phase.PAUSED, Reason.WAITING_FOR_WEBHOOK.value,
+                self.control.change_phase(Phase.PAUSED, Reason.WAITING_FOR_WEBHOOK.value,
                                        f"waiting for the {kind} webhook {hook.name} ({answer.status or 'unreachable'})")
                 await self.control.sleep_unless_aborted(hook.interval, f"{kind} webhook")
 
