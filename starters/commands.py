@@ -335,7 +335,7 @@ async def control(rollout_id: str, action: str, request: Decision) -> int:
         code = ExitCode.INVALID if getattr(cause, "type", "") == "InvalidDecision" else ExitCode.CONFLICT
         known = re.search(r"Update handler for '.*' expected but not found.*known updates: \[(.*)\]", message)
         if known:  # the workflow carries no such decision (e.g. setWeight on a blue-green)
-            takes = ", ".join(sorted(name.strip(" '") for name in known.group(1).split(",") if name.strip()))
+            takes = ", ".join(sorted(name.strip("'\"") for name in re.split(r"[,\s]+", known.group(1)) if name.strip("'\"")))
             message, code = f"a {status.strategy} rollout has no {action} decision (it takes: {takes})", ExitCode.INVALID
         raise UserError(f"{action} refused for {rollout_id}: {message}", code) from None
     except RPCError as error:

@@ -223,3 +223,22 @@ def test_a_healthy_spec_started_again_is_checked_against_its_target(cli, workloa
     assert apps.read_namespaced_deployment("web", workload).spec.template.spec.containers[0].image == image
     runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
     assert len(runs) == 2, "one new run"
+
+
+def test_a_decision_the_rollout_does_not_carry_is_refused_naming_what_it_takes(cli, workload, unique):
+    """A blue-green has no setWeight handler at all (each workflow carries only its decisions): the CLI
+    says so in one line, exit 2, and the rollout is untouched."""
+    spec = cli.spec(name=f"bgw-{unique}", namespace=workload, deployment="web", image="registry.local/web:3.1.0",
+                    strategy={"blueGreen": {"activeService": "web", "previewService": "web-preview",
+                                            "autoPromotionEnabled": False, "abortScaleDownDelaySeconds": 0}})
+    rid = f"rollout/test/bgw-{unique}"
+    assert cli("start", "-f", spec).returncode == 0
+    wait_for(lambda: RolloutStatus.model_validate_json(cli("status", rid, "--json").stdout).phase.value == "Paused",
+             what="waiting for promote")
+    refused = cli("set-weight", rid, "10")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "a blueGreen rollout has no setWeight decision (it takes: abort, approve, pause, promote, reject, " \
+           "resume, skipAnalysis)" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert cli("abort", rid, "--reason", "done").returncode == 0
+    assert cli("status", rid, "--watch", "--timeout", "90").returncode == 1  # Degraded: aborted
