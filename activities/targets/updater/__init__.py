@@ -1,0 +1,124 @@
+"""The updater channel's activities: upload an artifact, publish a channel's release state, read what the
+channel says, promote a release to the next channel, re-sign timestamp and snapshot before they expire.
+
+Every metadata change is one idempotent activity: it takes the publish lease, reads the current
+metadata, stages the change (nothing when the channel already says it), and commits in TUF's order.
+The S3 client comes from the constructor (one per endpoint); the signing keys are read here, from the
+worker's environment (`$DURABLE_ROLLOUTS_TUF_SIGNERS`), never from a workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.targets.updater import channel
+from activities.targets.updater.repository import S3Repository
+from activities.targets.updater.signers import Signers
+from activities.targets.updater.store import Store
+from activities.targets.updater.upload import upload
+from models.updater import (
+    Artifact,
+    ChannelInput,
+    ChannelRelease,
+    Expiry,
+    PromoteChannelInput,
+    PublishInput,
+    RefreshInput,
+    RefreshResult,
+    Repository,
+    UploadInput,
+)
+
+S3For = Callable[[Repository], Any]  # the boto3 S3 client for a repository's endpoint
+
+
+def _beat(detail: str) -> None:
+    if activity.in_activity():
+        activity.heartbeat(detail)
+
+
+class UpdaterActivities:
+    def __init__(self, s3_for: S3For, signers: Callable[[], Signers] = Signers.from_env) -> None:
+        self.s3_for, self.signers = s3_for, signers
+
+    def _store(self, repository: Repository) -> Store:
+        return Store(self.s3_for(repository), repository)
+
+    def _repository(self, store: Store, expiry: Expiry) -> S3Repository:
+        return S3Repository(store, self.signers(), expiry, datetime.now(timezone.utc)).load()
+
+    @activity.defn(name="upload_artifact")
+    def upload_artifact(self, request: UploadInput) -> Artifact:
+        with _s3_faults():
+            return upload(self._store(request.repository), request, _beat)
+
+    @activity.defn(name="publish_release")
+    def publish_release(self, request: PublishInput) -> ChannelRelease:
+        store = self._store(request.repository)
+        with _s3_faults(), store.publish_lock():
+            repository = self._repository(store, request.expiry)
+            if channel.publish(repository, request.channel, request.release, request.artifact, request.state,
+                               request.previous):
+                repository.commit()
+            return channel.read(repository, request.channel, request.artifact.platform)
+
+    @activity.defn(name="read_channel")
+    def read_channel(self, request: ChannelInput) -> ChannelRelease:
+        with _s3_faults():
+            repository = self._repository(self._store(request.repository), Expiry())
+            return channel.read(repository, request.channel, request.platform)
+
+    @activity.defn(name="promote_channel")
+    def promote_channel(self, request: PromoteChannelInput) -> ChannelRelease:
+        store = self._store(request.repository)
+        with _s3_faults(), store.publish_lock():
+            repository = self._repository(store, request.expiry)
+            source = channel.read(repository, request.source, request.platform)
+            if source.current is None:
+                raise ApplicationError(f"{request.source} has no release for {request.platform} to promote",
+                                       type="Invalid", non_retryable=True)
+            before = channel.read(repository, request.target, request.platform)
+            previous = before.current if before.current and before.current.sha256 != source.current.sha256 else before.previous
+            if channel.publish(repository, request.target, request.release, source.current, request.state, previous):
+                repository.commit()
+            return channel.read(repository, request.target, request.platform)
+
+    @activity.defn(name="refresh_timestamp")
+    def refresh_timestamp(self, request: RefreshInput) -> RefreshResult:
+        store = self._store(request.repository)
+        with _s3_faults(), store.publish_lock():
+            repository = self._repository(store, request.expiry)
+            now, resigned = datetime.now(timezone.utc), []
+            e = request.expiry
+            if repository.snapshot().expires - now < e.snapshot * (1 - request.within_fraction):
+                repository.do_snapshot(force=True)
+                resigned.append("snapshot")
+            if resigned or repository.timestamp().expires - now < e.timestamp * (1 - request.within_fraction):
+                repository.do_timestamp(force=True)
+                resigned.append("timestamp")
+            repository.commit()
+            return RefreshResult(timestamp_version=repository.timestamp().version,
+                                 snapshot_version=repository.snapshot().version, resigned=resigned)
+
+
+class _s3_faults:
+    """S3's permanent answers (no bucket, access denied) fail the activity at once; the rest retry."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, trace) -> bool:  # type: ignore[no-untyped-def]
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise ApplicationError(f"S3: {code}: {error.response.get('Error', {}).get('Message', '')}",
+                                       type="InvalidTarget", non_retryable=True) from None
+        if isinstance(error, BotoCoreError):
+            raise ApplicationError(f"S3: {error}", type="S3Unavailable") from None
+        return False

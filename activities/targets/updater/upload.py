@@ -1,0 +1,70 @@
+"""Uploading an artifact: hashed, content-addressed (`blobs/<sha256>`), multipart for large files and
+resumable — a retry after a crash finds the unfinished multipart upload and sends only the parts it
+lacks. An artifact already there (same hash, same length) is not sent again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+
+from activities.targets.updater.store import Store
+from models.updater import Artifact, UploadInput
+
+PART_SIZE = 8 * 1024 * 1024  # S3's minimum part is 5 MiB
+MULTIPART_FROM = 2 * PART_SIZE
+
+
+def file_digest(path: Path, beat: Callable[[str], None]) -> tuple[str, int]:
+    digest, length = hashlib.sha256(), 0
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(PART_SIZE), b""):
+            digest.update(block)
+            length += len(block)
+            beat(f"hashing {length} bytes")
+    return digest.hexdigest(), length
+
+
+def upload(store: Store, request: UploadInput, beat: Callable[[str], None]) -> Artifact:
+    path = Path(request.path)
+    if not path.is_file():
+        raise ApplicationError(f"artifact {request.path}: no such file on the publisher", type="Invalid",
+                               non_retryable=True)
+    sha256, length = file_digest(path, beat)
+    artifact = Artifact(name=path.name, version=request.version, platform=request.platform, sha256=sha256, length=length)
+    head = store.exists("blobs", sha256)
+    if head is not None and head.get("ContentLength") == length:
+        return artifact
+    if length < MULTIPART_FROM:
+        with open(path, "rb") as file:
+            store.put(file.read(), "blobs", sha256, content_type="application/octet-stream")
+        return artifact
+    _multipart(store, path, store.key("blobs", sha256), length, beat)
+    return artifact
+
+
+def _multipart(store: Store, path: Path, key: str, length: int, beat: Callable[[str], None]) -> None:
+    s3, bucket = store.s3, store.bucket
+    open_uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+    upload_id = next((u["UploadId"] for u in open_uploads if u["Key"] == key), None)
+    done: dict[int, str] = {}
+    if upload_id is None:
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/octet-stream")["UploadId"]
+    else:
+        for page in s3.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id):
+            done.update({p["PartNumber"]: p["ETag"] for p in page.get("Parts", []) if p["Size"] > 0})
+    parts = (length + PART_SIZE - 1) // PART_SIZE
+    with open(path, "rb") as file:
+        for number in range(1, parts + 1):
+            if number in done:
+                continue
+            file.seek((number - 1) * PART_SIZE)
+            answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                    Body=file.read(PART_SIZE))
+            done[number] = answer["ETag"]
+            beat(f"part {number}/{parts} of {os.path.basename(key)}")
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": done[n]} for n in sorted(done)]})

@@ -1,0 +1,141 @@
+"""The updater channel: a Release's `spec.channel.updater` block, and the wire models of its activities.
+
+A channel is a delegated targets role (`stable`, `beta`, `alpha`, `nightly`) of a TUF repository kept
+in an S3 bucket under a prefix; devices (rollout-agent) read it over HTTP. Keys never appear here: the
+activities read the signers from the worker's environment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field
+
+from models.durations import Duration
+from models.specbase import Message, SpecModel
+
+ChannelName = Literal["stable", "beta", "alpha", "nightly"]
+NEXT_CHANNEL = {"nightly": "alpha", "alpha": "beta", "beta": "stable"}
+
+
+class Repository(SpecModel):
+    """Where the TUF repository lives: `s3://bucket/prefix/{metadata,targets}/`."""
+
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    prefix: str = Field("", pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$", description="e.g. desktop-app")
+    endpoint: str | None = Field(None, pattern=r"^https?://", description="S3 endpoint (default: the worker's)")
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+
+class Expiry(SpecModel):
+    """How long each role's metadata is valid; the timestamp is re-signed well before it expires (the
+    refresh schedule), so a frozen mirror is noticed within `timestamp`."""
+
+    timestamp: Duration = timedelta(days=1)
+    snapshot: Duration = timedelta(days=7)
+    channel: Duration = timedelta(days=90)
+
+
+class UpdaterChannel(SpecModel):
+    """`spec.channel.updater`: the channel of a self-hosted updater."""
+
+    repository: Repository
+    channel: ChannelName
+    critical: bool = Field(False, description="every device takes it at once (phasing is bypassed)")
+    minimum_version: str = Field("", max_length=64, description="devices below it take the release at once")
+    expiry: Expiry = Field(default_factory=Expiry)
+
+    def describe(self) -> str:
+        return f"{self.repository.describe()}#{self.channel}"
+
+
+# ---- activity wire models ----------------------------------------------------------------------------
+
+
+class Artifact(Message):
+    """An uploaded artifact: content-addressed by its sha256 (`blobs/<sha256>`)."""
+
+    name: str
+    version: str
+    platform: str
+    sha256: str
+    length: int
+
+
+class UploadInput(Message):
+    repository: Repository
+    path: str = Field(description="the file on the publisher's (the worker's) disk")
+    version: str
+    platform: str
+
+
+class ReleaseState(Message):
+    """The rollout state to sign into the channel's `current` target (see rollout_agent.cohort)."""
+
+    basis_points: int = Field(ge=0, le=10_000)
+    salt: str
+    halted: bool = False
+    critical: bool = False
+    minimum_version: str = ""
+    downgrade: bool = False
+
+
+class PublishInput(Message):
+    """Make `artifact` the channel's current release with `state`; `previous` (when given) becomes the
+    channel's `previous` target. Idempotent: publishing what the channel already says changes nothing."""
+
+    repository: Repository
+    channel: ChannelName
+    release: str = Field(description="the Release's ID (recorded in the signed state)")
+    artifact: Artifact
+    state: ReleaseState
+    previous: Artifact | None = None
+    expiry: Expiry = Field(default_factory=Expiry)
+
+
+class ChannelRelease(Message):
+    """What the channel's signed metadata say now."""
+
+    current: Artifact | None = None
+    previous: Artifact | None = None
+    state: ReleaseState | None = None
+    release: str = ""
+    versions: dict[str, int] = Field(default_factory=dict, description="role -> metadata version")
+
+
+class ChannelInput(Message):
+    repository: Repository
+    channel: ChannelName
+    platform: str
+
+
+class PromoteChannelInput(Message):
+    """Copy a channel's current artifact (same hash) into the next channel as that channel's release."""
+
+    repository: Repository
+    source: ChannelName
+    target: ChannelName
+    platform: str
+    release: str
+    state: ReleaseState
+    expiry: Expiry = Field(default_factory=Expiry)
+
+
+class RefreshInput(Message):
+    """Re-sign timestamp (and snapshot) when they expire within `within` (the freeze-protection schedule)."""
+
+    repository: Repository
+    expiry: Expiry = Field(default_factory=Expiry)
+    within_fraction: float = Field(0.5, gt=0, le=1, description="re-sign once this much of the validity is used")
+
+
+class RefreshResult(Message):
+    timestamp_version: int
+    snapshot_version: int
+    resigned: list[str] = Field(default_factory=list)

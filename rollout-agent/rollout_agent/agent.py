@@ -1,0 +1,209 @@
+"""One check or update of a device against its channel.
+
+Each check builds a new `tuf.ngclient.Updater` from the embedded root (`bootstrap=`), refreshes the
+top-level metadata (root, timestamp, snapshot, targets: signatures, thresholds, expiry, versions), reads
+the channel's delegated role for `<channel>/<platform>/current` and `previous`, and decides from the
+signed rollout state (`cohort.decide`). An update downloads through `ResumableFetcher`, lets python-tuf
+verify length and hashes, then installs (`install.Installation`) and reports (`report.Reporter`). One
+agent runs at a time per state directory (an exclusive lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tuf.api import exceptions
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater
+
+from rollout_agent.cohort import Decision, RolloutState, current_target, decide, previous_target
+from rollout_agent.fetch import Progress, ResumableFetcher
+from rollout_agent.install import Installation, Outcome
+from rollout_agent.report import Reporter
+
+
+class AgentError(Exception):
+    exit_code = 1
+
+
+class ConfigError(AgentError):
+    exit_code = 2
+
+
+class Refused(AgentError):
+    """Verification failed: tampered, expired, replayed or wrongly signed metadata or artifact."""
+
+    exit_code = 3
+
+
+class Unreachable(AgentError):
+    exit_code = 4
+
+
+class Locked(AgentError):
+    exit_code = 6
+
+
+@dataclass
+class AgentConfig:
+    metadata_url: str
+    targets_url: str
+    channel: str
+    platform: str
+    device_id: str
+    install_dir: str
+    state_dir: str
+    root: str  # the channel's root metadata, shipped with the device (the trust anchor)
+    health: list[str] = field(default_factory=list)
+    health_timeout: float = 60.0
+    telemetry_url: str = ""
+
+    @classmethod
+    def load(cls, path: str) -> AgentConfig:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"config {path}: {error}") from None
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"config {path}: unknown field {unknown[0]!r}")
+        missing = [k for k in ("metadata_url", "targets_url", "channel", "platform", "device_id", "install_dir",
+                               "state_dir", "root") if not raw.get(k)]
+        if missing:
+            raise ConfigError(f"config {path}: {missing[0]} is required")
+        return cls(**raw)
+
+
+@dataclass
+class Check:
+    installed: str
+    decision: Decision
+    state: RolloutState | None
+    previous: str = ""
+
+    def as_dict(self) -> dict:
+        return {"installed": self.installed, "action": self.decision.action, "version": self.decision.version,
+                "why": self.decision.why, "release": asdict(self.state) if self.state else None,
+                "previous": self.previous}
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, progress: Progress | None = None) -> None:
+        self.config = config
+        self.state_dir = Path(config.state_dir)
+        self.installation = Installation(config.install_dir)
+        self.fetcher = ResumableFetcher(str(self.state_dir / "partial"), progress)
+        self.reporter = Reporter(config, self.state_dir)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "agent.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Locked(f"another rollout-agent is running on {self.state_dir}") from None
+            yield
+
+    def _updater(self) -> Updater:
+        try:
+            bootstrap = Path(self.config.root).read_bytes()
+        except OSError as error:
+            raise ConfigError(f"root metadata {self.config.root}: {error}") from None
+        metadata = self.state_dir / "metadata"
+        metadata.mkdir(parents=True, exist_ok=True)
+        return Updater(str(metadata), self.config.metadata_url, str(self.state_dir / "downloads"),
+                       self.config.targets_url, fetcher=self.fetcher, bootstrap=bootstrap)
+
+    @contextlib.contextmanager
+    def _verifying(self) -> Iterator[None]:
+        try:
+            yield
+        except (exceptions.RepositoryError, exceptions.DownloadLengthMismatchError) as error:
+            raise Refused(f"refused: {type(error).__name__}: {error}") from None
+        except exceptions.DownloadError as error:
+            raise Unreachable(f"could not download: {error}") from None
+        except OSError as error:
+            raise Unreachable(f"could not reach the channel: {error}") from None
+
+    def _targets(self, updater: Updater) -> tuple[TargetFile | None, TargetFile | None]:
+        c = self.config
+        with self._verifying():
+            updater.refresh()
+            return (updater.get_targetinfo(current_target(c.channel, c.platform)),
+                    updater.get_targetinfo(previous_target(c.channel, c.platform)))
+
+    def check(self) -> Check:
+        return self._check(self._updater())[0]
+
+    def _check(self, updater: Updater) -> tuple[Check, TargetFile | None, TargetFile | None]:
+        current, previous = self._targets(updater)
+        installed = self.installation.installed_version()
+        if current is None:
+            return Check(installed, Decision("stay", installed, "the channel has no release for this platform"),
+                         None), None, None
+        try:
+            state = RolloutState.from_custom(current.custom)
+            prior = RolloutState.from_custom(previous.custom) if previous is not None else None
+        except (ValueError, TypeError) as error:
+            raise Refused(f"refused: the signed rollout state is unreadable: {error}") from None
+        decision = decide(self.config.device_id, installed, state, prior.version if prior else "")
+        return Check(installed, decision, state, prior.version if prior else ""), current, previous
+
+    def update(self) -> tuple[Check, Outcome | None]:
+        updater = self._updater()
+        check, current, previous = self._check(updater)
+        self._remember(check)
+        if not check.decision.installs:
+            self.reporter.flush()
+            return check, None
+        target = previous if check.decision.action == "previous" else current
+        assert target is not None
+        failed = self._failed()
+        if failed.get(check.decision.version) == target.hashes.get("sha256"):
+            check.decision = Decision("stay", check.installed, f"{check.decision.version} already failed on this "
+                                                               "device: not tried again")
+            return check, None
+        name = RolloutState.from_custom(target.custom).artifact or "artifact"
+        url = self._target_url(updater, target)
+        with self._verifying():
+            try:
+                path = updater.download_target(target, str(self.state_dir / "downloads" / name))
+            except (exceptions.RepositoryError, exceptions.DownloadLengthMismatchError):
+                self.fetcher.discard(url)  # what arrived does not match its signed hashes: never resume it
+                raise
+        self.fetcher.discard(url)
+        outcome = self.installation.install(Path(path), check.decision.version, name, self.config.health or None,
+                                            self.config.health_timeout)
+        os.remove(path)
+        if not outcome.ok:
+            failed[outcome.version] = target.hashes.get("sha256", "")
+            (self.state_dir / "failed.json").write_text(json.dumps(failed))
+        self.reporter.outcome(check, outcome)
+        return check, outcome
+
+    def _target_url(self, updater: Updater, target: TargetFile) -> str:
+        directory, _, base = target.path.rpartition("/")
+        digest = next(iter(target.hashes.values()))
+        return f"{self.config.targets_url.rstrip('/')}/{directory}/{digest}.{base}"
+
+    def _failed(self) -> dict[str, str]:
+        path = self.state_dir / "failed.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _remember(self, check: Check) -> None:
+        (self.state_dir / "last-check.json").write_text(json.dumps(check.as_dict()))
+
+    def status(self) -> dict:
+        last = self.state_dir / "last-check.json"
+        return {"installed": self.installation.installed_version(), "channel": self.config.channel,
+                "platform": self.config.platform, "device": self.config.device_id,
+                "lastCheck": json.loads(last.read_text()) if last.exists() else None,
+                "unsentReports": self.reporter.pending()}
