@@ -159,6 +159,17 @@ class SetWeightRequest(Decision):
     weight: int = Field(ge=0, le=100)
 
 
+class HaltRequest(Decision):
+    """A staged release: stop new installs now (the signed state says halted) until resumed."""
+
+
+class RollbackRequest(Decision):
+    """A staged release: go back to the previous release now (a new, higher metadata version that
+    points at it with the downgrade sanctioned)."""
+
+    reason: str = ""
+
+
 DECISIONS: dict[str, type[Decision]] = {
     "approve": ApproveRequest,
     "reject": RejectRequest,
@@ -168,6 +179,8 @@ DECISIONS: dict[str, type[Decision]] = {
     "resume": ResumeRequest,
     "skipAnalysis": SkipAnalysisRequest,
     "setWeight": SetWeightRequest,
+    "halt": HaltRequest,
+    "rollback": RollbackRequest,
 }
 
 

@@ -1,4 +1,4 @@
-"""Durations as release engineers write them (`30s`, `5m`, `1h30m`, or seconds as a number)."""
+"""Durations as release engineers write them (`30s`, `5m`, `1h30m`, `7d`, or seconds as a number)."""
 
 import re
 from datetime import timedelta
@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$")
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|d|h|m|s))+$")
 
 
 MAX_SECONDS = 366 * 86400  # nothing in a rollout waits longer than a year

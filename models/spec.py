@@ -190,6 +190,19 @@ class Rollout(SpecModel):
     def rollout_id(self) -> str:
         return rollout_id(self.metadata.environment, self.metadata.name)
 
+    # What the control plane shows of any document it runs (a Release has the same three).
+    @property
+    def strategy_name(self) -> str:
+        return self.spec.strategy.name
+
+    @property
+    def target_description(self) -> str:
+        return self.spec.target.describe()
+
+    @property
+    def version(self) -> str:
+        return self.spec.image
+
     def digest(self) -> str:
         """What identifies this very spec: a retried `rollout start` of the same file finds the same digest."""
         return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]

@@ -48,8 +48,10 @@ class Reason(str, Enum):
     INVALID_POLICY = "InvalidApprovalPolicy"
     ABORT_FAILED = "AbortFailed"  # Degraded: the abort itself failed (the message says where it stopped)
     UNDO_FAILED = "UndoFailed"
-    ROLLED_BACK = "RolledBack"  # Healthy: a rollback window switched back to an earlier revision
+    ROLLED_BACK = "RolledBack"  # a rollback window switched back (Healthy); a release rolled back by decision (Degraded)
     WINDOW_CLOSE_FAILED = "WindowCloseFailed"
+    BAKING = "Baking"  # Paused: a release's phase bakes before its gate
+    HALTED = "Halted"  # Paused: a release is halted (no new installs) until resumed
 
 
 class Exposure(Message):
@@ -145,6 +147,11 @@ class RunInput(Message):
     rollout: Rollout
     requested_by: str = ""
     action: Literal["rollout", "undo", "restart", "window", "analyze"] = "rollout"
+
+    @property
+    def document(self) -> Rollout:
+        """What the control plane runs (a Release's input names its Release)."""
+        return self.rollout
 
 
 class RolloutInput(RunInput):

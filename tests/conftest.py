@@ -181,3 +181,25 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+# ---- S3 (moto) and updater repositories --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback, shared by the session (each test makes its own bucket/prefix)."""
+    from localcluster.updates import S3Server
+
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def updater_setup(s3_server, tmp_path, unique):
+    """A new TUF repository (keys, root, four channels) in its own prefix of bucket `updates`."""
+    from localcluster.updates import new_repository
+
+    return new_repository(s3_server, "updates", f"app-{unique}", tmp_path / "publisher")

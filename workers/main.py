@@ -21,12 +21,15 @@ from temporalio.worker import Interceptor, Worker
 from activities.analysis import AnalysisActivities, MetricProvider, default_providers
 from activities.approvers import ApproverActivities
 from activities.notify import NotifyActivities
+from activities.targets.flag import FlagActivities
 from activities.targets.kubernetes.bluegreen import BlueGreenActivities
 from activities.targets.kubernetes.canary import CanaryActivities
 from activities.targets.kubernetes.client import KubeClients
 from activities.targets.kubernetes.observe import ObserveActivities
 from activities.targets.kubernetes.rolling import DeploymentActivities
 from activities.targets.kubernetes.window import WindowActivities
+from activities.targets.updater import UpdaterActivities
+from activities.targets.updater.client import S3Clients
 from activities.webhooks import WebhookActivities
 from models import names
 from workers import temporal
@@ -42,7 +45,15 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
     window, observe = WindowActivities(clients), ObserveActivities(clients)
     http = httpx.Client()  # webhooks and notifications; each call sets its own timeout
+    updater, flags = UpdaterActivities(S3Clients()), FlagActivities()
     return [
+        updater.upload_artifact,
+        updater.publish_release,
+        updater.read_channel,
+        updater.promote_channel,
+        updater.refresh_timestamp,
+        flags.set_flag_share,
+        flags.read_flag_share,
         observe.observe_kubernetes_target,
         AnalysisActivities(providers).measure,
         ApproverActivities().resolve_groups,

@@ -17,7 +17,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.approvals import ApprovalPolicy, PauseRequest, SetWeightRequest, SkipAnalysisRequest
-    from models.spec import Rollout
+    from models.plan import Plan
     from models.status import AbortRequest, Phase, PromoteRequest, Reason, Resume, RolloutStatus
 
 
@@ -35,6 +35,7 @@ class Pending:
     promote_full: bool = False  # `promote --full`: skip the remaining steps
     analysis_running: int = 0  # analyses running now (skipAnalysis needs one)
     abort_closed: str = ""  # set when an abort can no longer be honoured, saying why
+    rollback: bool = False  # a release's abort came as `rollback`: go back to the previous release
 
     def take_skip(self) -> SkipAnalysisRequest | None:
         skip, self.skip = self.skip, None
@@ -46,7 +47,7 @@ class Announcer(Protocol):
 
 
 class Control(Protocol):
-    rollout: Rollout
+    rollout: Plan  # a Rollout or a Release
     status: RolloutStatus
     pending: Pending
     notifier: Announcer | None

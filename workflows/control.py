@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from models import names
     from models.approvals import ApprovalPolicy
     from models.durations import format_duration
+    from models.release import ReleaseInput
     from models.status import (
         AbortRequest,
         ControlResult,
@@ -44,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.notify import Notifier
 
 
+STARTS = ("rollout", "release")  # the runs that change a target (the others act on one: undo, window, ...)
+
+
 class StatusQuery:
     """The `status` query every rollout workflow answers (its control's status model)."""
 
@@ -55,8 +59,8 @@ class StatusQuery:
 
 
 class RolloutControl(Continuation):
-    def __init__(self, request: RunInput, supported: frozenset[str]) -> None:
-        rollout = request.rollout
+    def __init__(self, request: RunInput | ReleaseInput, supported: frozenset[str]) -> None:
+        rollout = request.document  # a Rollout, or a Release: the same few fields (models/plan.py)
         self.rollout = rollout
         self.pending = Pending()
         self.rules = DecisionRules(self, supported)
@@ -72,9 +76,9 @@ class RolloutControl(Continuation):
             rollout_id=rollout.rollout_id,
             name=rollout.metadata.name,
             environment=rollout.metadata.environment,
-            strategy=rollout.spec.strategy.name,
-            target=rollout.spec.target.describe(),
-            image=rollout.spec.image,
+            strategy=rollout.strategy_name,
+            target=rollout.target_description,
+            image=rollout.version,
             started_by=request.requested_by,
             spec_digest=rollout.digest(),
         )
@@ -118,9 +122,9 @@ class RolloutControl(Continuation):
     def start(self, total_steps: int) -> None:
         self.status.total_steps = total_steps
         self.status.started_at = workflow.now()
-        if self._action == "rollout":
+        if self._action in STARTS:
             self.status.steps = self.rollout.spec.step_descriptions()
-        self.record("started", self.rollout.spec.image, by=self._requested_by)
+        self.record("started", self.rollout.version, by=self._requested_by)
         self.change_phase(Phase.PROGRESSING, message="starting")
 
     def start_step(self, index: int, description: str) -> None:
@@ -159,7 +163,7 @@ class RolloutControl(Continuation):
         not at the approval), wait for the execution window, and pass `spec.approval`. Returns the final
         status if the rollout ends here."""
         spec = self.rollout.spec
-        if self._action != "rollout":
+        if self._action not in STARTS:
             return None
         try:
             groups = sorted({g for _, policy in spec.approvals() for g in policy.groups})

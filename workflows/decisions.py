@@ -10,7 +10,8 @@ Every decision that reaches the workflow is in `status.decisions` (who, when, so
 accepted or refused and why) and in the step history.
 
 A workflow carries only the decisions it supports: it inherits the handler classes below that it wants
-(`Abort`, `Promote`, `Approve`, `Hold`, `SkipAnalysis`, `SetWeight`); each handler is written out, and
+(`Abort`, `Promote`, `Approve`, `Hold`, `SkipAnalysis`, `SetWeight`; a staged release `Halt`
+and `Rollback`); each handler is written out, and
 all of them call the one rule set, `DecisionRules`, that works on the workflow's `RolloutControl`.
 """
 
@@ -25,10 +26,12 @@ with workflow.unsafe.imports_passed_through():
         ApproveRequest,
         Decision,
         DecisionRecord,
+        HaltRequest,
         PauseRequest,
         PromoteRequest,
         RejectRequest,
         ResumeRequest,
+        RollbackRequest,
         SetWeightRequest,
         SkipAnalysisRequest,
         Vote,
@@ -46,6 +49,8 @@ DESCRIPTIONS = {
     "resume": 'Release a hold put on by pause. {"by": "you"}',
     "skipAnalysis": 'End the running analysis as successful. {"by": "you", "comment": "why"}',
     "setWeight": 'Canary: set the canary weight now, while paused. {"by": "you", "weight": 10}',
+    "halt": 'Release: stop new installs now, until resumed. {"by": "you", "comment": "why"}',
+    "rollback": 'Release: go back to the previous release now. {"by": "you", "reason": "why"}',
 }
 
 class Invalid(str):
@@ -54,7 +59,8 @@ class Invalid(str):
 
 
 EVENTS = {"approve": "approved", "reject": "rejected", "promote": "promoted", "abort": "abort-requested",
-          "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested"}
+          "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested",
+          "halt": "halted", "rollback": "rollback-requested"}
 
 
 class DecisionRules:
@@ -143,10 +149,20 @@ class DecisionRules:
     def _problem_pause(self, request: PauseRequest) -> str:
         return f"rollout is already held by {self.control.pending.held.by}" if self.control.pending.held is not None else ""
 
+    def _problem_halt(self, request: HaltRequest) -> str:
+        return f"release is already halted by {self.control.pending.held.by}" if self.control.pending.held is not None else ""
+
     def _problem_resume(self, request: ResumeRequest) -> str:
         if self.control.pending.held is None:
+            if "halt" in self.supported:
+                return "release is not halted"
             return "rollout is not held by `rollout pause` (a pause step ends with promote)"
         return ""
+
+    def _problem_rollback(self, request: RollbackRequest) -> str:
+        if not (request.reason.strip() or request.comment.strip()):
+            return Invalid("rollback: say why (reason)")
+        return self.control.pending.abort_closed
 
     def _problem_skipAnalysis(self, request: SkipAnalysisRequest) -> str:
         if not self.control.pending.analysis_running:
@@ -202,6 +218,17 @@ class DecisionRules:
         self.control.status.held_by = request.by
         return "held: the rollout stops at the next step boundary until resumed"
 
+    def _take_halt(self, request: HaltRequest) -> str:
+        self.control.pending.held = request
+        self.control.status.held_by = request.by
+        return "halted: no new installs until resumed"
+
+    def _take_rollback(self, request: RollbackRequest) -> str:
+        reason = request.reason.strip() or request.comment.strip()
+        self.control.pending.rollback = True
+        self.control.pending.abort = AbortRequest(by=request.by, reason=reason, comment=request.comment)
+        return f"rolling back: {reason}"
+
     def _take_resume(self, request: ResumeRequest) -> str:
         self.control.pending.held = None
         self.control.status.held_by = ""
@@ -220,7 +247,7 @@ class DecisionRules:
         policy = self.control.approval_policy
         chosen = policy.choice(getattr(request, "choice", "")) if policy else None
         extra = {"approve": chosen.name if chosen else getattr(request, "choice", ""), "setWeight": f"{getattr(request, 'weight', '')}%",
-                 "abort": getattr(request, "reason", ""), "promote": "full" if getattr(request, "full", False) else ""}
+                 "abort": getattr(request, "reason", ""), "rollback": getattr(request, "reason", ""), "promote": "full" if getattr(request, "full", False) else ""}
         s.decisions.append(DecisionRecord(
             at=workflow.now(), kind=kind, by=request.by, source=source, step=s.current_step, comment=request.comment,
             detail=extra.get(kind, "") or detail, accepted=not why, why=why,
@@ -328,6 +355,55 @@ class Hold:
         self.rules.signal("resume", request)
 
 
+class Halt:
+    """`halt` and `resume` (a staged release): stop new installs at once, and let the release go on with
+    the same cohort."""
+
+    rules: DecisionRules
+
+    @workflow.update(name="halt", description=DESCRIPTIONS["halt"])
+    async def halt(self, request: HaltRequest) -> ControlResult:
+        return self.rules.take("halt", request, "cli")
+
+    @halt.validator
+    def _validate_halt(self, request: HaltRequest) -> None:
+        self.rules.validate("halt", request)
+
+    @workflow.signal(name="halt", description=DESCRIPTIONS["halt"])
+    def halt_signal(self, request: HaltRequest) -> None:
+        self.rules.signal("halt", request)
+
+    @workflow.update(name="resume", description=DESCRIPTIONS["resume"])
+    async def resume(self, request: ResumeRequest) -> ControlResult:
+        return self.rules.take("resume", request, "cli")
+
+    @resume.validator
+    def _validate_resume(self, request: ResumeRequest) -> None:
+        self.rules.validate("resume", request)
+
+    @workflow.signal(name="resume", description=DESCRIPTIONS["resume"])
+    def resume_signal(self, request: ResumeRequest) -> None:
+        self.rules.signal("resume", request)
+
+
+class Rollback:
+    """`rollback` (a staged release): go back to the previous release now."""
+
+    rules: DecisionRules
+
+    @workflow.update(name="rollback", description=DESCRIPTIONS["rollback"])
+    async def rollback(self, request: RollbackRequest) -> ControlResult:
+        return self.rules.take("rollback", request, "cli")
+
+    @rollback.validator
+    def _validate_rollback(self, request: RollbackRequest) -> None:
+        self.rules.validate("rollback", request)
+
+    @workflow.signal(name="rollback", description=DESCRIPTIONS["rollback"])
+    def rollback_signal(self, request: RollbackRequest) -> None:
+        self.rules.signal("rollback", request)
+
+
 class SkipAnalysis:
     """`skipAnalysis`: end the running analysis as successful (recorded as skipped)."""
 
@@ -371,5 +447,6 @@ ROLLOUT_DECISIONS = frozenset({"approve", "reject", "promote", "abort", "pause",
 def supported_by(workflow_class: type) -> frozenset[str]:
     """The decisions a workflow class carries handlers for (its rules refuse the rest)."""
     kinds = {Abort: {"abort"}, Promote: {"promote"}, Approve: {"approve", "reject"}, Hold: {"pause", "resume"},
-             SkipAnalysis: {"skipAnalysis"}, SetWeight: {"setWeight"}}
+             SkipAnalysis: {"skipAnalysis"}, SetWeight: {"setWeight"}, Halt: {"halt", "resume"},
+             Rollback: {"rollback"}}
     return frozenset(k for mixin, names in kinds.items() if issubclass(workflow_class, mixin) for k in names)

@@ -36,3 +36,25 @@ def kubernetes(progress_deadline_seconds: int) -> dict[str, Any]:
         "retry_policy": KUBERNETES_RETRY,
         "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     }
+
+
+# A channel's metadata write: quick, retried while another publish holds the lease (RepositoryBusy) or
+# S3 is unreachable; wrong input, a missing repository or missing keys fail at once.
+CHANNEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+    non_retryable_error_types=[*PERMANENT, "MissingKeys"],
+)
+CHANNEL = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "schedule_to_close_timeout": timedelta(minutes=30),
+    "retry_policy": CHANNEL_RETRY,
+}
+# An artifact upload heartbeats per part; a killed worker's upload resumes from its last part.
+UPLOAD = {
+    "start_to_close_timeout": timedelta(hours=2),
+    "heartbeat_timeout": timedelta(seconds=60),
+    "retry_policy": CHANNEL_RETRY,
+    "cancellation_type": ActivityCancellationType.TRY_CANCEL,
+}

@@ -6,6 +6,7 @@ from workflows.bluegreen import BlueGreenRollout
 from workflows.canary import CanaryRollout
 from workflows.observe import ObserveTarget
 from workflows.recreate import RecreateRollout
+from workflows.release import StagedRelease
 from workflows.revision import RevisionRollout
 from workflows.rolling import RollingUpdateRollout
 from workflows.window import RollbackWindow
@@ -19,4 +20,7 @@ STRATEGY_WORKFLOWS = {
 }
 # `rollout undo` / `rollout restart` of any rollout's target.
 ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
-ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun, ObserveTarget]
+# `kind: Release`: one workflow for every channel.
+RELEASE_WORKFLOW = StagedRelease
+ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun, ObserveTarget,
+                 StagedRelease]

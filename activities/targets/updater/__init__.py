@@ -10,7 +10,7 @@ worker's environment (`$DURABLE_ROLLOUTS_TUF_SIGNERS`), never from a workflow.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,7 +51,7 @@ class UpdaterActivities:
         return Store(self.s3_for(repository), repository)
 
     def _repository(self, store: Store, expiry: Expiry) -> S3Repository:
-        return S3Repository(store, self.signers(), expiry, datetime.now(timezone.utc)).load()
+        return S3Repository(store, self.signers(), expiry, datetime.now(UTC)).load()
 
     @activity.defn(name="upload_artifact")
     def upload_artifact(self, request: UploadInput) -> Artifact:
@@ -94,7 +94,7 @@ class UpdaterActivities:
         store = self._store(request.repository)
         with _s3_faults(), store.publish_lock():
             repository = self._repository(store, request.expiry)
-            now, resigned = datetime.now(timezone.utc), []
+            now, resigned = datetime.now(UTC), []
             e = request.expiry
             if repository.snapshot().expires - now < e.snapshot * (1 - request.within_fraction):
                 repository.do_snapshot(force=True)

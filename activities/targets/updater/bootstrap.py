@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
     keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(keys_dir, 0o700)
     uris: dict[str, str] = {}
-    root = Root(consistent_snapshot=True, expires=datetime.now(timezone.utc))
+    root = Root(consistent_snapshot=True, expires=datetime.now(UTC))
     for role in (Root.type, Targets.type, Snapshot.type, Timestamp.type):
         root.add_key(_new_key(keys_dir, role, uris), role)
     delegations = Delegations(keys={}, roles={})
@@ -60,13 +60,13 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
     signers_file.write_text(json.dumps(uris, indent=2))
     signers_file.chmod(0o600)
 
-    repo = S3Repository(store, Signers(uris), expiry or Expiry(), datetime.now(timezone.utc))
+    repo = S3Repository(store, Signers(uris), expiry or Expiry(), datetime.now(UTC))
     repo.create(Root.type, root)
-    repo.create(Targets.type, Targets(expires=datetime.now(timezone.utc), delegations=delegations))
+    repo.create(Targets.type, Targets(expires=datetime.now(UTC), delegations=delegations))
     for channel in CHANNELS:
-        repo.create(channel, Targets(expires=datetime.now(timezone.utc)))
-    repo.create(Snapshot.type, Snapshot(expires=datetime.now(timezone.utc)))
-    repo.create(Timestamp.type, Timestamp(expires=datetime.now(timezone.utc)))
+        repo.create(channel, Targets(expires=datetime.now(UTC)))
+    repo.create(Snapshot.type, Snapshot(expires=datetime.now(UTC)))
+    repo.create(Timestamp.type, Timestamp(expires=datetime.now(UTC)))
     for role in (Root.type, *CHANNELS, Targets.type):
         repo.close(role, repo.metadata[role])
     repo.snapshot().meta.update(repo.targets_infos)

@@ -1,0 +1,199 @@
+"""`kind: Release`: a staged release of an artifact (or a flag variant) to a channel, in phases.
+
+```yaml
+apiVersion: rollouts.durable.dev/v1alpha1
+kind: Release
+metadata: {name: desktop-app, environment: production}
+spec:
+  artifact: {file: dist/app-1.4.0.tar.gz, version: 1.4.0, platform: linux-x86_64}
+  channel:
+    updater: {repository: {bucket: updates, prefix: desktop-app}, channel: stable}
+  phases:
+    - {percent: 1, bake: 6h, analysis: {templates: [{templateName: crash-rate}]}}
+    - {percent: 10, bake: 1d}
+    - {percent: 50, bake: 1d, approval: {approvers: [release-managers]}}
+  onFailure: rollback
+```
+Each phase sets the exposure, bakes (a durable timer), then passes its gate (analysis, approval);
+after the last phase the release goes to 100 %. The channel (`updater`, `flag`) is one block, each
+its own model and activity package; the workflow never looks inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from models.analysis import AnalysisSpec, AnalysisStep
+from models.approvals import Approval, ApprovalPolicy
+from models.documents import SpecError, load_document
+from models.durations import Duration, format_duration
+from models.flags import FlagChannel
+from models.names import rollout_id
+from models.notifications import NotificationChannel
+from models.presets import resolve
+from models.schedule import ExecutionWindows
+from models.spec import Metadata
+from models.specbase import Message, OneOf, SpecModel, describe_errors
+from models.updater import UpdaterChannel
+
+CHANNELS = ("updater", "flag")
+
+
+class Channel(OneOf):
+    CHOICES: ClassVar[tuple[str, ...]] = CHANNELS
+    WHAT: ClassVar[str] = "release channel"
+
+    updater: UpdaterChannel | None = None
+    flag: FlagChannel | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.chosen_key
+
+    def describe(self) -> str:
+        return self.chosen_value.describe()
+
+
+class ReleaseArtifact(SpecModel):
+    """What is released: a file with its version and platform (updater), or a flag variant (flag)."""
+
+    file: str | None = Field(None, min_length=1, description="the artifact on the publisher's disk")
+    version: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
+    platform: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    variant: str | None = Field(None, min_length=1, max_length=63)
+
+    def describe(self) -> str:
+        if self.variant is not None:
+            return f"variant {self.variant}"
+        return f"{Path(self.file or '').name} {self.version} ({self.platform})"
+
+
+class ReleasePhase(SpecModel):
+    """One phase: the exposure (percent, or basis points for finer steps), how long it bakes, its gate."""
+
+    percent: float | None = Field(None, gt=0, le=100)
+    basis_points: int | None = Field(None, ge=1, le=10_000)
+    bake: Duration = Field(timedelta(0), description="how long the phase runs before its gate")
+    analysis: AnalysisStep | None = None
+    approval: Approval | None = None
+
+    @model_validator(mode="after")
+    def _one_exposure(self) -> ReleasePhase:
+        if (self.percent is None) == (self.basis_points is None):
+            raise ValueError("a phase gives exactly one of percent, basisPoints")
+        return self
+
+    @property
+    def points(self) -> int:
+        return self.basis_points if self.basis_points is not None else round(self.percent * 100)
+
+    def describe(self) -> str:
+        text = f"{self.points / 100:g}%"
+        if self.bake:
+            text += f" for {format_duration(self.bake)}"
+        if self.analysis:
+            text += f", analysis {', '.join(t.template_name for t in self.analysis.templates)}"
+        if self.approval:
+            text += ", approval"
+        return text
+
+
+class ReleaseSpecBody(SpecModel):
+    artifact: ReleaseArtifact
+    channel: Channel
+    phases: list[ReleasePhase] = Field(min_length=1, max_length=50)
+    on_failure: Literal["halt", "rollback"] = Field(
+        "rollback", description="a failed gate: halt (no new installs; a person decides) or roll back")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="analysis templates the phases name")
+    approval: Approval | None = Field(None, description="an approval before anything is published")
+    execution_windows: ExecutionWindows | None = None
+    notifications: list[NotificationChannel] = Field(default_factory=list, max_length=10)
+
+    rollback_window: ClassVar[None] = None  # a release rolls back by a new release, not a warm copy
+
+    def approvals(self) -> list[tuple[str, ApprovalPolicy]]:
+        found = [("approval", self.approval)] if self.approval is not None else []
+        return found + [(f"phases[{i}].approval", p.approval) for i, p in enumerate(self.phases) if p.approval]
+
+    def step_descriptions(self) -> list[str]:
+        return [p.describe() for p in self.phases]
+
+    @model_validator(mode="after")
+    def _checks(self) -> ReleaseSpecBody:
+        previous = 0
+        for index, phase in enumerate(self.phases):
+            if phase.points < previous:
+                raise ValueError(f"@phases[{index}]: exposure {phase.points / 100:g}% is below the phase before "
+                                 f"({previous / 100:g}%): each phase is a superset of the last")
+            previous = phase.points
+            if phase.analysis is not None:
+                try:
+                    resolve(self.analysis.templates, phase.analysis)
+                except ValueError as error:
+                    raise ValueError(f"@phases[{index}].analysis: {error}") from None
+        a, kind = self.artifact, self.channel.kind
+        needed = ("file", "version", "platform") if kind == "updater" else ("variant",)
+        for field in needed:
+            if getattr(a, field) is None:
+                raise ValueError(f"@artifact.{field}: required for the {kind} channel")
+        for field in {"file", "version", "platform", "variant"} - set(needed):
+            if getattr(a, field) is not None:
+                raise ValueError(f"@artifact.{field}: not used by the {kind} channel")
+        for path, policy in self.approvals():
+            if policy.remind_every is not None and not self.notifications:
+                raise ValueError(f"@{path}.remindEvery: reminders need spec.notifications")
+        return self
+
+
+class Release(SpecModel):
+    api_version: Literal["rollouts.durable.dev/v1alpha1"]
+    kind: Literal["Release"]
+    metadata: Metadata
+    spec: ReleaseSpecBody
+
+    strategy_name: ClassVar[str] = "staged"
+
+    @property
+    def rollout_id(self) -> str:
+        return rollout_id(self.metadata.environment, self.metadata.name)
+
+    @property
+    def target_description(self) -> str:
+        return self.spec.channel.describe()
+
+    @property
+    def version(self) -> str:
+        return self.spec.artifact.describe()
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+
+
+def parse_release(document: Any, source: str = "<spec>") -> Release:
+    if not isinstance(document, dict):
+        raise SpecError(source, [f"(document): a Release is a YAML mapping, got {type(document).__name__}"])
+    try:
+        return Release.model_validate(document)
+    except ValidationError as error:
+        raise SpecError(source, describe_errors(error)) from None
+
+
+def load_release(path: str | Path) -> Release:
+    return parse_release(load_document(path, "Release"), str(path))
+
+
+class ReleaseInput(Message):
+    """`StagedRelease`'s input: the Release and who asked."""
+
+    release: Release
+    requested_by: str = ""
+    action: Literal["release"] = "release"
+
+    @property
+    def document(self) -> Release:
+        return self.release

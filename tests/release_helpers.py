@@ -1,0 +1,58 @@
+"""Helpers for the staged-release tests: a Release document, a worker with the real channel
+activities (moto S3, flagd files), and devices running the real rollout-agent."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.analysis import AnalysisActivities
+from activities.targets.flag import FlagActivities
+from activities.targets.updater import UpdaterActivities
+from activities.targets.updater.signers import Signers
+from localcluster.updates import S3Server, UpdaterSetup, device_config
+from models.release import Release, parse_release
+from rollout_agent.agent import Agent, AgentConfig
+from workflows.release import StagedRelease
+
+
+def release_document(name: str, setup: UpdaterSetup | None, artifact: Path | None, version: str,
+                     phases: list[dict], channel: str = "stable", **spec: Any) -> Release:
+    document = {
+        "apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": name, "environment": "test"},
+        "spec": {
+            "artifact": {"file": str(artifact), "version": version, "platform": "linux-x86_64"},
+            "channel": {"updater": {"repository": setup.repository.model_dump(by_alias=True, exclude_none=True),
+                                    "channel": channel}},
+            "phases": phases, **spec},
+    }
+    return parse_release(document)
+
+
+@contextlib.asynccontextmanager
+async def release_worker(client: Client, queue: str, s3: S3Server, setup: UpdaterSetup | None,
+                         extra: list | None = None) -> AsyncIterator[UpdaterActivities]:
+    uris = setup.signer_uris() if setup else {}
+    updater = UpdaterActivities(lambda repository: s3.client(), lambda: Signers(uris))
+    flags = FlagActivities()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        async with Worker(client, task_queue=queue, workflows=[StagedRelease], activity_executor=pool, activities=[
+            updater.upload_artifact, updater.publish_release, updater.read_channel, updater.promote_channel,
+            updater.refresh_timestamp, flags.set_flag_share, flags.read_flag_share, *(extra or [])]):
+            yield updater
+
+
+def device(setup: UpdaterSetup, root: Path, device_id: str, channel: str = "stable", telemetry: str = "") -> Agent:
+    return Agent(AgentConfig.load(str(device_config(setup, root / device_id, device_id, channel,
+                                                    telemetry_url=telemetry))))
+
+
+def measure_activity(providers: dict) -> Any:
+    return AnalysisActivities(providers).measure

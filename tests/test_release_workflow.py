@@ -1,0 +1,109 @@
+"""The staged-release workflow on the time-skipping server, with the real updater activities writing
+real TUF metadata into moto's S3, and the real rollout-agent (python-tuf's client) reading it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from localcluster.updates import make_artifact
+from models.approvals import HaltRequest, PromoteRequest, ResumeRequest, RollbackRequest
+from models.release import ReleaseInput
+from models.status import Phase, RolloutStatus
+from models.updater import ChannelInput
+from tests.helpers import eventually
+from tests.release_helpers import device, release_document, release_worker
+from workflows.release import StagedRelease
+
+WEEK_PHASES = [
+    {"percent": 1, "bake": "1d"},
+    {"percent": 5, "bake": "1d"},
+    {"percent": 20, "bake": "2d"},
+    {"percent": 50, "bake": "2d"},
+    {"percent": 80, "bake": "1d"},
+]
+
+
+async def status(handle) -> RolloutStatus:
+    return await handle.query("status", result_type=RolloutStatus)
+
+
+async def test_a_week_long_release_with_a_halt_runs_in_seconds(time_skipping_env, s3_server, updater_setup, tmp_path,
+                                                                unique):
+    env, setup = time_skipping_env, updater_setup
+    artifact = make_artifact(tmp_path, "2.0.0")
+    release = release_document(f"week-{unique}", setup, artifact, "2.0.0", WEEK_PHASES)
+    queue = f"release-{unique}"
+    async with release_worker(env.client, queue, s3_server, setup) as updater:
+        read = ChannelInput(repository=setup.repository, channel="stable", platform="linux-x86_64")
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release, requested_by="ci"),
+                                                 id=release.rollout_id, task_queue=queue)
+        await env.sleep(timedelta(days=2, hours=12))  # into phase 3 (20 %, baking 2 days)
+        s = await status(handle)
+        assert (s.current_step, s.phase, s.reason) == (2, Phase.PAUSED, "Baking")
+        assert s.exposure.desired == 20
+        salt = updater.read_channel(read).state.salt
+
+        await handle.execute_update("halt", HaltRequest(by="oncall", comment="support tickets"))
+        halted = await eventually(lambda: updater.read_channel(read).state.halted, what="the signed state says halted")
+        assert halted
+        dev = device(setup, tmp_path / "devices", "any-device")
+        check = dev.check()
+        assert (check.decision.action, check.decision.why) == ("stay", "the release of 2.0.0 is halted")
+
+        await env.sleep(timedelta(days=3))  # halted: the bake clock stands still, the phase does not advance
+        s = await status(handle)
+        assert (s.current_step, s.reason) == (2, "Halted")
+        await handle.execute_update("resume", ResumeRequest(by="oncall"))
+        final: RolloutStatus = await handle.result()
+
+    assert final.phase is Phase.HEALTHY, final.message
+    assert final.exposure.desired == 100 and final.exposure.observed == 100
+    after = updater.read_channel(read)
+    assert after.state.salt == salt and not after.state.halted and after.state.basis_points == 10_000
+    took = final.finished_at - final.started_at
+    assert took >= timedelta(days=7) + timedelta(days=3) - timedelta(hours=12)  # 7 days of bake + the halt
+    events = [h.event for h in final.history]
+    assert events.count("halted") == 1 and events.count("resumed") == 1
+    assert dev.update()[1].ok and dev.installation.installed_version() == "2.0.0"
+
+
+async def test_rollback_sends_devices_back_and_promote_full_goes_to_everyone(time_skipping_env, s3_server,
+                                                                             updater_setup, tmp_path, unique):
+    env, setup = time_skipping_env, updater_setup
+    queue = f"release-{unique}"
+    async with release_worker(env.client, queue, s3_server, setup) as updater:
+        first = release_document(f"one-{unique}", setup, make_artifact(tmp_path, "1.0.0"), "1.0.0",
+                                 [{"percent": 10, "bake": "1h"}])
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=first), id=first.rollout_id,
+                                                 task_queue=queue)
+        await eventually(lambda: status(handle), what="started")
+        await eventually(lambda: _in_pause(handle), what="baking")
+        await handle.execute_update("promote", PromoteRequest(by="rm", full=True))
+        assert (await handle.result()).phase is Phase.HEALTHY
+
+        devices = [device(setup, tmp_path / "devices", f"d{n}") for n in range(6)]
+        for d in devices:
+            assert d.update()[1].ok
+        second = release_document(f"two-{unique}", setup, make_artifact(tmp_path, "1.1.0"), "1.1.0",
+                                  [{"percent": 100, "bake": "1d"}])
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=second),
+                                                 id=second.rollout_id, task_queue=queue)
+        await eventually(lambda: _in_pause(handle), what="baking at 100%")
+        for d in devices[:3]:
+            assert d.update()[1].version == "1.1.0"
+        await handle.execute_update("rollback", RollbackRequest(by="oncall", reason="crash loop"))
+        final = await handle.result()
+        assert (final.phase, final.reason) == (Phase.DEGRADED, "RolledBack"), final.message
+        state = updater.read_channel(ChannelInput(repository=setup.repository, channel="stable", platform="linux-x86_64"))
+        assert state.current.version == "1.0.0" and state.state.downgrade
+    for d in devices[:3]:
+        check, outcome = d.update()
+        assert check.decision.action == "rollback" and outcome.ok
+        assert d.installation.installed_version() == "1.0.0"
+    for d in devices[3:]:
+        assert d.check().decision.action == "stay"
+
+
+async def _in_pause(handle):
+    s = await status(handle)
+    return s.phase is Phase.PAUSED and s.reason == "Baking"

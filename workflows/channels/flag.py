@@ -1,0 +1,46 @@
+"""The flag channel in a staged release: each phase one write of the flag's fractional share; going
+back sets the share of the last phase whose gate passed."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.targets.flag import FlagActivities
+    from models.flags import FlagInput
+    from models.release import ReleaseSpecBody
+    from workflows import options
+    from workflows.context import Control
+
+
+class FlagRelease:
+    def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
+        self.control, self.flag, self.variant = control, spec.channel.flag, spec.artifact.variant
+        self.share = 0
+
+    async def prepare(self) -> None:
+        before = await workflow.execute_activity_method(
+            FlagActivities.read_flag_share, FlagInput(channel=self.flag, variant=self.variant, basis_points=0),
+            summary=f"read {self.flag.describe()}", **options.CHANNEL)
+        self.share = before.basis_points
+        self.control.status.stable_image = f"{self.variant} at {before.basis_points / 100:g}%"
+
+    async def _write(self, basis_points: int, what: str) -> float:
+        state = await workflow.execute_activity_method(
+            FlagActivities.set_flag_share, FlagInput(channel=self.flag, variant=self.variant, basis_points=basis_points),
+            summary=what, **options.CHANNEL)
+        self.share = state.basis_points
+        self.control.record("published", f"{what}: revision {state.revision}")
+        return state.basis_points / 100
+
+    async def expose(self, basis_points: int, halted: bool) -> float:
+        if halted:  # no new users: the share stays where it is
+            return self.share / 100
+        return await self._write(basis_points, f"{self.variant} {basis_points / 100:g}%")
+
+    async def roll_back(self, last_good: int) -> str:
+        await self._write(last_good, f"{self.variant} back to {last_good / 100:g}%")
+        return f"{self.flag.flag}: {self.variant} back to the last good share, {last_good / 100:g}%"
+
+    async def stop(self) -> str:
+        return f"{self.flag.flag}: {self.variant} stays at {self.share / 100:g}%"

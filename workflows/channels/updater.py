@@ -1,0 +1,70 @@
+"""The updater channel in a staged release: the artifact uploaded once, then each phase one signed
+metadata change of the channel (`publish_release`); rollback a new, higher version pointing at the
+previous artifact with the downgrade sanctioned."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.targets.updater import UpdaterActivities
+    from models.release import ReleaseSpecBody
+    from models.updater import Artifact, ChannelInput, PublishInput, ReleaseState, UploadInput
+    from workflows import options
+    from workflows.context import Control
+
+
+class UpdaterRelease:
+    def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
+        self.control, self.spec, self.updater = control, spec, spec.channel.updater
+        self.salt = str(workflow.uuid4())  # fixed for the release: halts and resumes reshuffle nobody
+        self.artifact: Artifact | None = None
+        self.previous: Artifact | None = None
+
+    async def prepare(self) -> None:
+        a, u = self.spec.artifact, self.updater
+        handle = workflow.start_activity_method(
+            UpdaterActivities.upload_artifact,
+            UploadInput(repository=u.repository, path=a.file, version=a.version, platform=a.platform),
+            summary=f"upload {a.describe()}", **options.UPLOAD)
+        self.artifact = await self.control.run_interruptible(handle)
+        before = await workflow.execute_activity_method(
+            UpdaterActivities.read_channel, ChannelInput(repository=u.repository, channel=u.channel, platform=a.platform),
+            summary=f"read {u.describe()}", **options.CHANNEL)
+        same = before.current is not None and before.current.sha256 == self.artifact.sha256
+        self.previous = before.previous if same else before.current
+        self.control.status.stable_image = self.previous.version if self.previous else ""
+        self.control.record("uploaded", f"{self.artifact.name} sha256:{self.artifact.sha256[:12]} "
+                                        f"({self.artifact.length} bytes); previous: "
+                                        f"{self.previous.version if self.previous else 'none'}")
+
+    async def _publish(self, artifact: Artifact, state: ReleaseState, what: str) -> float:
+        u = self.updater
+        result = await workflow.execute_activity_method(
+            UpdaterActivities.publish_release,
+            PublishInput(repository=u.repository, channel=u.channel, release=self.control.status.rollout_id,
+                         artifact=artifact, state=state, previous=self.previous, expiry=u.expiry),
+            summary=what, **options.CHANNEL)
+        self.control.record("published", f"{what}: {', '.join(f'{r} v{v}' for r, v in sorted(result.versions.items()))}")
+        if result.current is None or result.state is None or result.current.sha256 != artifact.sha256:
+            return 0.0
+        return result.state.basis_points / 100
+
+    async def expose(self, basis_points: int, halted: bool) -> float:
+        assert self.artifact is not None
+        u = self.updater
+        state = ReleaseState(basis_points=basis_points, salt=self.salt, halted=halted, critical=u.critical,
+                             minimum_version=u.minimum_version)
+        return await self._publish(self.artifact, state, f"{basis_points / 100:g}%{' halted' if halted else ''}")
+
+    async def roll_back(self, last_good: int) -> str:
+        if self.previous is None:
+            await self.expose(0, True)
+            return "no previous release to go back to: halted at 0%"
+        state = ReleaseState(basis_points=10_000, salt=self.salt, downgrade=True)
+        await self._publish(self.previous, state, f"rollback to {self.previous.version}")
+        return f"the channel is back on {self.previous.version} (downgrade sanctioned)"
+
+    async def stop(self) -> str:
+        await self.expose(0, True)
+        return "halted: no new installs (devices that took it keep it)"
