@@ -1,0 +1,211 @@
+"""The device side against a real TUF repository in moto's S3: every tampering is refused by
+python-tuf's client with nothing installed and the backup untouched; a failed install or health check
+restores the previous version byte for byte; downloads resume; one agent at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from rollout_agent.agent import Agent, Locked, Refused
+from rollout_agent.install import tree_digest
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import Metadata
+
+from activities.targets.updater import UpdaterActivities
+from activities.targets.updater.signers import Signers
+from localcluster.updates import make_artifact
+from models.updater import ChannelInput, Expiry, PublishInput, ReleaseState, UploadInput
+from tests.release_helpers import device
+
+PLATFORM = "linux-x86_64"
+
+
+class Channel:
+    """A publisher of one channel (the real activities, called directly) and its S3 objects."""
+
+    def __init__(self, s3_server, setup, tmp_path):
+        self.s3, self.setup, self.tmp = s3_server.client(), setup, tmp_path
+        self.activities = UpdaterActivities(lambda r: self.s3, lambda: Signers(setup.signer_uris()))
+        self.previous = None
+
+    def release(self, version: str, basis_points: int = 10_000, expiry: Expiry | None = None, **artifact):
+        a = self.activities.upload_artifact(UploadInput(repository=self.setup.repository, version=version,
+                                                        path=str(make_artifact(self.tmp, version, **artifact)),
+                                                        platform=PLATFORM))
+        self.activities.publish_release(PublishInput(
+            repository=self.setup.repository, channel="stable", release=f"r-{version}", artifact=a,
+            state=ReleaseState(basis_points=basis_points, salt=f"salt-{version}"), previous=self.previous,
+            expiry=expiry or Expiry()))
+        self.previous = a
+        return a
+
+    def key(self, name: str) -> str:
+        return self.setup.repository.key(*name.split("/"))
+
+    def get(self, name: str) -> bytes:
+        return self.s3.get_object(Bucket="updates", Key=self.key(name))["Body"].read()
+
+    def put(self, name: str, data: bytes) -> None:
+        self.s3.put_object(Bucket="updates", Key=self.key(name), Body=data)
+
+    def versions(self) -> dict[str, int]:
+        return self.activities.read_channel(ChannelInput(repository=self.setup.repository, channel="stable",
+                                                         platform=PLATFORM)).versions
+
+
+@pytest.fixture
+def channel(s3_server, updater_setup, tmp_path):
+    return Channel(s3_server, updater_setup, tmp_path / "artifacts")
+
+
+@pytest.fixture
+def installed(channel, updater_setup, tmp_path):
+    """A device on 1.0.0 (backed up when it takes the next release), and the channel offering 1.1.0."""
+    (tmp_path / "artifacts").mkdir()
+    channel.release("1.0.0")
+    agent = device(updater_setup, tmp_path / "devices", "device-1")
+    assert agent.update()[1].ok
+    before = tree_digest(agent.installation.current.resolve())
+    return agent, before
+
+
+def assert_untouched(agent: Agent, before: str) -> None:
+    assert agent.installation.installed_version() == "1.0.0"
+    assert tree_digest(agent.installation.current.resolve()) == before
+    backup = agent.installation.backup
+    if backup.exists():  # a backup taken before the refusal is the 1.0.0 tree, unchanged
+        manifest = json.loads((backup / "manifest.json").read_text())
+        assert manifest == {"version": "1.0.0", "digest": before}
+        assert tree_digest(backup / "1.0.0") == before
+
+
+def refused(agent: Agent, before: str, words: str) -> str:
+    with pytest.raises(Refused) as caught:
+        agent.update()
+    assert words in str(caught.value)
+    assert_untouched(agent, before)
+    return str(caught.value)
+
+
+def artifact_object(channel: Channel, artifact) -> str:
+    return f"targets/stable/{PLATFORM}/{artifact.sha256}.current"
+
+
+def test_a_modified_artifact_is_refused(channel, installed):
+    agent, before = installed
+    a = channel.release("1.1.0")
+    data = bytearray(channel.get(artifact_object(channel, a)))
+    data[100] ^= 0xFF  # same length, one byte different
+    channel.put(artifact_object(channel, a), bytes(data))
+    refused(agent, before, "LengthOrHashMismatchError")
+
+
+def test_an_artifact_whose_length_lies_is_refused(channel, installed):
+    agent, before = installed
+    a = channel.release("1.1.0")
+    channel.put(artifact_object(channel, a), channel.get(artifact_object(channel, a)) + b"more bytes than signed")
+    refused(agent, before, "DownloadLengthMismatchError")
+    channel.put(artifact_object(channel, a), channel.get(artifact_object(channel, a))[:-40])  # and shorter
+    refused(agent, before, "LengthOrHashMismatchError")
+
+
+def test_modified_metadata_is_refused(channel, installed):
+    agent, before = installed
+    channel.release("1.1.0", basis_points=0)  # nobody in the cohort yet
+    role = f"metadata/{channel.versions()['stable']}.stable.json"
+    document = json.loads(channel.get(role))
+    document["signed"]["targets"][f"stable/{PLATFORM}/current"]["custom"]["rollout"]["basisPoints"] = 10_000
+    channel.put(role, json.dumps(document).encode())
+    refused(agent, before, "UnsignedMetadataError")
+
+
+def test_metadata_signed_by_another_channels_key_is_refused(channel, installed, updater_setup):
+    agent, before = installed
+    channel.release("1.1.0", basis_points=0)
+    role = f"metadata/{channel.versions()['stable']}.stable.json"
+    md = Metadata.from_bytes(channel.get(role))
+    md.signed.targets[f"stable/{PLATFORM}/current"].unrecognized_fields["custom"]["rollout"]["basisPoints"] = 10_000
+    beta = updater_setup.signers.parent / "beta-1.pem"
+    md.signatures.clear()
+    md.sign(CryptoSigner(load_pem_private_key(beta.read_bytes(), None)))
+    channel.put(role, md.to_bytes())
+    refused(agent, before, "UnsignedMetadataError")
+
+
+def test_an_expired_timestamp_is_refused(channel, installed):
+    agent, before = installed
+    channel.release("1.1.0", expiry=Expiry(timestamp=2))
+    time.sleep(3)
+    refused(agent, before, "ExpiredMetadataError")
+
+
+def test_a_replayed_timestamp_or_snapshot_is_refused(channel, installed):
+    agent, before = installed
+    old_timestamp = channel.get("metadata/timestamp.json")
+    old_snapshot = channel.get(f"metadata/{channel.versions()['snapshot']}.snapshot.json")
+    channel.release("1.1.0", basis_points=0)
+    assert agent.check().decision.action == "stay"  # the device has now seen the newer metadata
+    new_timestamp = channel.get("metadata/timestamp.json")
+    channel.put("metadata/timestamp.json", old_timestamp)
+    refused(agent, before, "BadVersionNumberError")
+    channel.put("metadata/timestamp.json", new_timestamp)
+    channel.release("1.2.0", basis_points=0)  # a newer snapshot the device has not seen, replaced by an old one
+    channel.put(f"metadata/{channel.versions()['snapshot']}.snapshot.json", old_snapshot)
+    refused(agent, before, "BadVersionNumberError")
+
+
+def test_a_failed_install_and_a_failed_health_check_restore_the_previous_version(channel, installed):
+    agent, before = installed
+    channel.release("1.1.0", broken=True)  # signed correctly, but the archive does not unpack
+    check, outcome = agent.update()
+    assert (outcome.ok, outcome.stage) == (False, "install-failed")
+    assert_untouched(agent, before)
+    channel.release("1.2.0", healthy=False)
+    check, outcome = agent.update()
+    assert (outcome.ok, outcome.stage) == (False, "health-failed")
+    assert_untouched(agent, before)
+    assert not (agent.installation.versions / "1.2.0").exists()
+    assert agent.update()[0].decision.why == "1.2.0 already failed on this device: not tried again"
+    channel.release("1.3.0")
+    assert agent.update()[1].ok and agent.installation.installed_version() == "1.3.0"
+
+
+def test_a_cut_download_resumes_where_it_stopped(channel, installed):
+    agent, before = installed
+    a = channel.release("1.1.0", padding=3 * 1024 * 1024)
+    data = channel.get(artifact_object(channel, a))
+    url = f"{channel.setup.targets_url}{artifact_object(channel, a).removeprefix('targets/')}"
+    partial = agent.fetcher.partial_path(url)
+    os.makedirs(agent.fetcher.partial_dir, exist_ok=True)
+    with open(partial, "wb") as out:
+        out.write(data[: len(data) // 2])  # what arrived before the connection dropped
+    seen = []
+    agent.fetcher.progress = lambda have, total: seen.append((have, total))
+    check, outcome = agent.update()
+    assert outcome.ok and agent.installation.installed_version() == "1.1.0"
+    assert agent.fetcher.resumed_from == len(data) // 2 and seen[-1] == (len(data), len(data))
+
+
+def test_one_agent_at_a_time_and_the_cli_says_what_happened(channel, installed, updater_setup, tmp_path):
+    agent, _ = installed
+    with agent.locked(), pytest.raises(Locked), Agent(agent.config).locked():
+        pass
+    config = tmp_path / "devices" / "device-1" / "agent.json"
+    run = lambda *args: subprocess.run([sys.executable, "-m", "rollout_agent.cli", *args, "--config", str(config)],  # noqa: E731
+                                       capture_output=True, text=True, timeout=60)
+    done = run("check", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["action"] == "stay"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**json.loads(config.read_text()), "channel": ""}))
+    bad = subprocess.run([sys.executable, "-m", "rollout_agent.cli", "check", "--config", str(broken)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"rollout-agent: config {broken}: channel is required"
+    channel.release("1.1.0", healthy=False)
+    failed = run("update", "--json")
+    assert failed.returncode == 5 and json.loads(failed.stdout)["outcome"]["stage"] == "health-failed"
