@@ -1,0 +1,134 @@
+"""The flag channel: a staged release of a flag variant, written to a flagd flag-definition file and
+evaluated by applications through the real OpenFeature SDK + flagd provider in FILE mode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from openfeature import api
+from openfeature.contrib.provider.flagd import FlagdProvider
+from openfeature.contrib.provider.flagd.config import ResolverType
+from openfeature.evaluation_context import EvaluationContext
+
+from activities.analysis import default_providers
+from models.approvals import PromoteRequest
+from models.release import ReleaseInput, parse_release
+from models.status import Phase, RolloutStatus
+from tests.helpers import eventually
+from tests.release_helpers import measure_activity, release_worker
+from workflows.release import StagedRelease
+
+USERS = [f"user-{n:05d}" for n in range(10_000)]
+
+
+class Application:
+    """An application reading the flag through OpenFeature (its own provider domain)."""
+
+    def __init__(self, path, domain: str) -> None:
+        api.set_provider(FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path),
+                                       deadline_ms=100), domain)
+        self.client, self.domain = api.get_client(domain), domain
+
+    def enabled(self) -> set[str]:
+        return {u for u in USERS
+                if self.client.get_boolean_value("new-checkout", False, EvaluationContext(targeting_key=u))}
+
+    async def share_near(self, percent: float) -> set[str]:
+        """The users the flag is on for, once the provider has read the file for this phase."""
+        async def check():
+            on = await asyncio.to_thread(self.enabled)
+            return on if abs(100 * len(on) / len(USERS) - percent) <= 1.0 else None
+
+        return await eventually(check, timeout=20, interval=0.3, what=f"{percent}% of users")
+
+
+def flag_release(name: str, path, phases: list[dict], **spec) -> object:
+    return parse_release({
+        "apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": name, "environment": "test"},
+        "spec": {"artifact": {"variant": "on"}, "channel": {"flag": {"file": str(path), "flag": "new-checkout"}},
+                 "phases": phases, **spec}})
+
+
+async def at_phase(handle, index: int) -> RolloutStatus:
+    async def check():
+        s = await handle.query("status", result_type=RolloutStatus)
+        return s if s.current_step == index and s.reason == "Baking" else None
+
+    return await eventually(check, timeout=30, what=f"phase {index + 1} baking")
+
+
+@pytest.fixture
+def health():
+    """A loopback health endpoint the gate asks; `health.ok` says what it answers."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = json.dumps({"ok": server.ok}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.ok = True
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/health"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+async def test_a_flag_ramp_evaluated_by_openfeature(time_skipping_env, s3_server, tmp_path, unique):
+    path = tmp_path / "flags.json"
+    release = flag_release(f"ramp-{unique}", path, [{"percent": p, "bake": "1h"} for p in (1, 10, 50)])
+    queue = f"flags-{unique}"
+    app = None
+    seen: list[set[str]] = []
+    async with release_worker(time_skipping_env.client, queue, s3_server, None):
+        handle = await time_skipping_env.client.start_workflow(
+            StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
+        for index, percent in enumerate((1, 10, 50)):
+            await at_phase(handle, index)
+            app = app or Application(path, f"ramp-{unique}")
+            seen.append(await app.share_near(percent))
+            await handle.execute_update("promote", PromoteRequest(by="pm"))
+        final = await handle.result()
+    assert final.phase is Phase.HEALTHY
+    seen.append(await app.share_near(100))
+    assert all(before <= after for before, after in zip(seen, seen[1:], strict=False)), "each phase a superset"
+    definition = json.loads(path.read_text())["flags"]["new-checkout"]
+    assert definition["targeting"] == {"fractional": [["on", 10_000], ["off", 0]]}
+
+
+async def test_a_failed_gate_sets_the_flag_back_to_the_last_good_share(time_skipping_env, s3_server, tmp_path, unique,
+                                                                      health):
+    path = tmp_path / "flags.json"
+    gate = {"templates": [{"templateName": "healthy"}]}
+    template = {"name": "healthy", "metrics": [{"name": "ok", "successCondition": "result == True", "failureLimit": 0,
+                                                "provider": {"web": {"url": health.url, "jsonPath": "ok"}}}]}
+    release = flag_release(f"gate-{unique}", path, [{"percent": 10, "bake": "1h", "analysis": gate},
+                                                    {"percent": 50, "bake": "1h", "analysis": gate}],
+                           analysis={"templates": [template]})
+    queue = f"flags-{unique}"
+    async with release_worker(time_skipping_env.client, queue, s3_server, None,
+                              extra=[measure_activity(default_providers())]):
+        handle = await time_skipping_env.client.start_workflow(
+            StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
+        await at_phase(handle, 0)
+        app = Application(path, f"gate-{unique}")
+        good = await app.share_near(10)
+        await handle.execute_update("promote", PromoteRequest(by="pm"))
+        await at_phase(handle, 1)
+        await app.share_near(50)
+        health.ok = False
+        await handle.execute_update("promote", PromoteRequest(by="pm"))
+        final = await handle.result()
+    assert (final.phase, final.reason) == (Phase.DEGRADED, "AnalysisFailed"), final.message
+    assert "back to the last good share, 10%" in final.message
+    assert await app.share_near(10) == good, "the same users as at the last good phase"
