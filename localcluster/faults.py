@@ -12,6 +12,10 @@
 - `before`: as the activity starts (the workflow has just moved on to the step).
 - `during`: `seconds` into the activity (waiting for readiness, a measurement).
 
+- `s3`: `[{"after_put": ".snapshot.json", "max": 1}]` — right after an S3 PutObject whose key ends so
+  has been answered (mid-publish of an updater channel: the versioned files are written, the timestamp
+  not yet).
+
 Only first attempts are killed, so each scheduled activity dies at most once per point and the rollout
 always gets through; the journal is shared by the successive worker processes of one test.
 """
@@ -36,7 +40,11 @@ ENV = "DURABLE_ROLLOUTS_KILL_PLAN"
 def from_env() -> list[Interceptor]:
     """The interceptor the worker adds when the plan variable is set (never in production)."""
     path = os.environ.get(ENV)
-    return [KillPlan(json.loads(Path(path).read_text()))] if path else []
+    if not path:
+        return []
+    plan = KillPlan(json.loads(Path(path).read_text()))
+    plan.watch_s3()
+    return [plan]
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
@@ -50,7 +58,37 @@ class KillPlan(Interceptor):
         self.journal = Path(plan["journal"])
         self.points = plan.get("points", [])
         self.max_kills = int(plan.get("max_kills", 1000))
+        self.plan_s3 = plan.get("s3", [])
         self._lock = threading.Lock()
+
+    def watch_s3(self) -> None:
+        """Kill points on S3 writes, through botocore's event hooks on boto3's default session (every
+        client the worker's S3Clients builds comes from it)."""
+        import boto3
+
+        if not self.plan_s3:
+            return
+        boto3.setup_default_session()
+        events = boto3.DEFAULT_SESSION.events
+        events.register("before-parameter-build.s3.PutObject", self._note_key)
+        events.register("after-call.s3.PutObject", self._after_put)
+
+    @staticmethod
+    def _note_key(params: dict, context: dict, **_: Any) -> None:
+        context["kill_plan_key"] = params.get("Key", "")
+
+    def _after_put(self, context: dict, **_: Any) -> None:
+        key = context.get("kill_plan_key", "")
+        kills = read_journal(self.journal)
+        for point in self.plan_s3:
+            done = sum(1 for k in kills if k.get("s3") == point["after_put"])
+            if key.endswith(point["after_put"]) and done < int(point.get("max", 1)):
+                with open(self.journal, "a") as journal:
+                    journal.write(json.dumps({"when": "after_put", "s3": point["after_put"], "key": key,
+                                              "activity": "", "at": time.time()}) + "\n")
+                    journal.flush()
+                    os.fsync(journal.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Killer(next, self)

@@ -96,7 +96,7 @@ class Fleet:
             with self.lock:
                 if check.state is not None:
                     self._act(check.state, check.previous)
-                for device, version in self.running.items():
+                for version in self.running.values():
                     if self.random.random() < self.crash_rates.get(version, 0.0):
                         self.crashes[version] += 1
                 self.ticks += 1

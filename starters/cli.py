@@ -9,6 +9,8 @@
     rollout retry ID | undo ID [--to-revision N] | restart ID
     rollout analyze -f FILE --template NAME [--arg NAME=VALUE]
     rollout list [--phase P] [--environment E] [--strategy S] [--awaiting-approval]
+    rollout release init|publish|schedule-refresh   a staged release (kind: Release): see starters/release.py
+    rollout halt ID | rollback ID --reason TEXT     a release's own decisions (with resume, promote, abort)
     rollout worker | setup | dev | codec-server | cluster up|down|status | demo | schema
 """
 
@@ -32,6 +34,7 @@ DECISION_COMMANDS = {
     "resume": "release a hold put on by pause",
     "skip-analysis": "end the running analysis as successful (recorded as skipped)",
     "set-weight": "canary: set the canary weight now, while paused",
+    "halt": "release: stop new installs now, until resumed",
 }
 
 
@@ -46,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollout", description="Durable progressive delivery on Temporal.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="validate a rollout spec; nothing is started")
+    p = sub.add_parser("validate", help="validate a rollout or release spec; nothing is started")
     p.add_argument("-f", "--file", required=True)
 
     sub.add_parser("schema", help="print the spec's JSON Schema (for editors)")
@@ -104,6 +107,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True)
     _decider(p)
 
+    p = sub.add_parser("rollback", help="release: go back to the previous release now")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--reason", required=True)
+    _decider(p)
+
+    p = sub.add_parser("release", help="staged releases: init an updater repository, publish, keep it fresh")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("init", help="a new TUF repository in S3: keys, root, one role per channel")
+    _repository_args(a)
+    a.add_argument("--keys", type=Path, required=True, help="directory for the generated keys (mode 0700)")
+    a.add_argument("--threshold", action="append", default=[], metavar="CHANNEL=N", help="signatures a channel needs")
+    a.add_argument("--public-read", action="store_true", help="a bucket policy letting devices read the prefix")
+    a.add_argument("--root-out", type=Path, default=None, help="where to write the root metadata devices embed")
+    a = actions.add_parser("publish", help="publish a Release: upload its artifact, then run its phases")
+    a.add_argument("-f", "--file", required=True)
+    a.add_argument("--wait", action="store_true", help="follow until it ends; exit 0 Healthy, 1 Degraded, 3 timeout")
+    a.add_argument("--timeout", type=float, default=3600)
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+    a = actions.add_parser("schedule-refresh", help="a Temporal Schedule re-signing timestamp/snapshot before expiry")
+    _repository_args(a)
+    a.add_argument("--every", default="6h", help="how often (default 6h; the timestamp is valid --timestamp-expiry)")
+    a.add_argument("--timestamp-expiry", default="1d")
+    a.add_argument("--snapshot-expiry", default="7d")
+    a.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+
     p = sub.add_parser("approve", help="approve the step waiting for approval")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--choice", default="", help="one of the approval's choices (default: the one that promotes)")
@@ -155,18 +184,66 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str):
+def _repository_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--prefix", default="")
+    p.add_argument("--endpoint", default=None, help="S3 endpoint (default: boto3's, e.g. $AWS_ENDPOINT_URL)")
+
+
+def _load(path: str, kind: str = "Rollout"):
+    from models.documents import load_document
+    from models.release import parse_release
+    from models.spec import parse_rollout
+
     try:
-        return load_rollout(path)
+        if kind == "any":
+            document = load_document(path, "Rollout or Release")
+            kind = document.get("kind", "Rollout") if isinstance(document, dict) else "Rollout"
+            return parse_release(document, path) if kind == "Release" else parse_rollout(document, path)
+        return parse_release(load_document(path, "Release"), path) if kind == "Release" else load_rollout(path)
     except SpecError as error:
         raise UserError("\n".join(f"{error.source}: {p}" for p in error.problems), ExitCode.INVALID) from None
+
+
+def _duration(option: str, text: str):
+    from pydantic import TypeAdapter, ValidationError
+
+    from models.durations import Duration
+
+    try:
+        return TypeAdapter(Duration).validate_python(text)
+    except ValidationError as error:
+        raise UserError(f"{option}: {error.errors()[0]['msg'].removeprefix('Value error, ')}", ExitCode.INVALID) from None
+
+
+def _release(args: argparse.Namespace) -> int:
+    from models.updater import Expiry
+    from starters import release
+
+    if args.action == "publish":
+        document = _load(args.file, "Release")
+        return asyncio.run(release.publish(document, args.wait, args.timeout, args.task_queue, args.json))
+    repository = release.repository_from(args.bucket, args.prefix, args.endpoint)
+    if args.action == "init":
+        return release.init(repository, args.keys, args.threshold, args.public_read, args.root_out)
+    expiry = Expiry(timestamp=_duration("--timestamp-expiry", args.timestamp_expiry),
+                    snapshot=_duration("--snapshot-expiry", args.snapshot_expiry))
+    every = _duration("--every", args.every)
+    if not every or every >= expiry.timestamp:
+        raise UserError(f"--every {args.every}: must be shorter than the timestamp's validity "
+                        f"({args.timestamp_expiry})", ExitCode.INVALID)
+    return asyncio.run(release.schedule_refresh(repository, every, args.task_queue, expiry))
 
 
 def run(args: argparse.Namespace) -> int:
     from starters import commands, lifecycle
 
     if args.command == "validate":
-        rollout = _load(args.file)
+        rollout = _load(args.file, "any")
+        if rollout.kind == "Release":
+            print(f"{args.file}: valid release {rollout.rollout_id} of {rollout.version} to {rollout.target_description} "
+                  f"({len(rollout.spec.phases)} phases)")
+            return ExitCode.OK
         canary = rollout.spec.strategy.canary
         steps = f" ({len(canary.steps)} steps)" if canary else ""
         print(f"{args.file}: valid {rollout.spec.strategy.name} rollout {rollout.rollout_id}{steps}")
@@ -196,8 +273,10 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "history":
             return asyncio.run(view.history(rid, args.json))
         return asyncio.run(view.status(rid, args.json, args.watch, args.timeout))
-    if args.command in ("promote", "abort", "approve", *DECISION_COMMANDS):
+    if args.command in ("promote", "abort", "approve", "rollback", *DECISION_COMMANDS):
         return _decide(args)
+    if args.command == "release":
+        return _release(args)
     if args.command == "list":
         return asyncio.run(commands.list_rollouts(args.phase, args.environment, args.running, args.json,
                                                   args.strategy, args.awaiting_approval))
@@ -254,9 +333,10 @@ def _decide(args: argparse.Namespace) -> int:
     if args.step is not None and args.step < 1:
         raise UserError(f"--step: {args.step} is not a step number (steps count from 1)", ExitCode.INVALID)
     fields = {"by": by, "comment": args.comment, "step": args.step}
-    if kind == "abort":
+    if kind in ("abort", "rollback"):
         if not args.reason.strip():
-            raise UserError("--reason must say why the rollout is aborted", ExitCode.INVALID)
+            raise UserError(f"--reason must say why the {'rollout is aborted' if kind == 'abort' else 'release rolls back'}",
+                            ExitCode.INVALID)
         fields["reason"] = args.reason
     elif kind == "promote":
         fields["full"] = args.full

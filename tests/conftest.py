@@ -144,19 +144,32 @@ class WorkerProcess:
         stop_process(self.process, grace=30)
 
 
-@pytest.fixture
-def worker_processes(tmp_path, local_cluster):
-    """Factory: start `rollout worker` processes against a server address; all are stopped at the end.
-    `kubeconfig` (e.g. through a fault proxy) and `env` (e.g. a kill plan) are optional."""
+def _spawner(log: Path, default_kubeconfig: Path):
     started: list[WorkerProcess] = []
 
     def spawn(address: str, task_queue: str, *extra: str, kubeconfig: Path | None = None,
               env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(address, task_queue, kubeconfig or local_cluster.kubeconfig, tmp_path / "worker.log",
-                               extra, env).start()
+        worker = WorkerProcess(address, task_queue, kubeconfig or default_kubeconfig, log, extra, env).start()
         started.append(worker)
         return worker
 
+    return spawn, started
+
+
+@pytest.fixture
+def worker_processes(tmp_path, local_cluster):
+    """Factory: start `rollout worker` processes against a server address; all are stopped at the end.
+    `kubeconfig` (e.g. through a fault proxy) and `env` (e.g. a kill plan) are optional."""
+    spawn, started = _spawner(tmp_path / "worker.log", local_cluster.kubeconfig)
+    yield spawn
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def release_worker_processes(tmp_path):
+    """The same, for releases: no cluster (the worker builds Kubernetes clients only when asked)."""
+    spawn, started = _spawner(tmp_path / "worker.log", tmp_path / "no-kubeconfig")
     yield spawn
     for worker in started:
         worker.stop()

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from rollout_agent.agent import Agent, AgentConfig
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -16,9 +18,11 @@ from activities.analysis import AnalysisActivities
 from activities.targets.flag import FlagActivities
 from activities.targets.updater import UpdaterActivities
 from activities.targets.updater.signers import Signers
-from localcluster.updates import S3Server, UpdaterSetup, device_config
+from localcluster.fleet import Fleet
+from localcluster.prometheus import PrometheusServer
+from localcluster.updates import S3Server, UpdaterSetup, device_config, make_artifact
 from models.release import Release, parse_release
-from rollout_agent.agent import Agent, AgentConfig
+from models.updater import PublishInput, ReleaseState, UploadInput
 from workflows.release import StagedRelease
 
 
@@ -56,3 +60,28 @@ def device(setup: UpdaterSetup, root: Path, device_id: str, channel: str = "stab
 
 def measure_activity(providers: dict) -> Any:
     return AnalysisActivities(providers).measure
+
+
+@contextlib.contextmanager
+def running_fleet(s3: S3Server, setup: UpdaterSetup, workdir: Path, devices: int = 10_000):
+    """`devices` on 1.0.0 (published to the whole channel first), scraped by a Prometheus of its own."""
+    updater = UpdaterActivities(lambda r: s3.client(), lambda: Signers(setup.signer_uris()))
+    workdir.mkdir(parents=True, exist_ok=True)
+    first = updater.upload_artifact(UploadInput(repository=setup.repository, version="1.0.0", platform="linux-x86_64",
+                                                path=str(make_artifact(workdir, "1.0.0"))))
+    updater.publish_release(PublishInput(repository=setup.repository, channel="stable", release="initial",
+                                         artifact=first, state=ReleaseState(basis_points=10_000, salt="initial")))
+    fleet = Fleet(setup, workdir / "fleet", devices=devices, version="1.0.0", online=0.5).start()
+    prometheus = PrometheusServer(workdir / "prometheus", targets=[fleet.address]).start()
+    fleet.prometheus_url = prometheus.url
+    try:
+        yield fleet
+    finally:
+        prometheus.stop()
+        fleet.stop()
+
+
+@pytest.fixture
+def fleet(s3_server, updater_setup, tmp_path):
+    with running_fleet(s3_server, updater_setup, tmp_path / "fleet-home") as running:
+        yield running

@@ -9,7 +9,10 @@ import asyncio
 import threading
 
 import pytest
+from rollout_agent.agent import AgentError
+from rollout_agent.install import tree_digest
 
+from activities.analysis import default_providers
 from localcluster.fleet import Fleet
 from localcluster.prometheus import PrometheusServer
 from localcluster.updates import make_artifact
@@ -17,34 +20,12 @@ from models.approvals import HaltRequest, PromoteRequest, ResumeRequest
 from models.release import ReleaseInput
 from models.status import Phase, RolloutStatus
 from models.updater import PublishInput, ReleaseState, UploadInput
-from rollout_agent.agent import AgentError
-from rollout_agent.install import tree_digest
 from tests.helpers import eventually
-from tests.release_helpers import device, measure_activity, release_document, release_worker
+from tests.release_helpers import device, fleet, measure_activity, release_document, release_worker
 from workflows.release import StagedRelease
-from activities.analysis import default_providers
 
 PLATFORM = "linux-x86_64"
 SHARE_TOLERANCE = 1.0  # percentage points
-
-
-@pytest.fixture
-def fleet(s3_server, updater_setup, tmp_path):
-    """10,000 devices on 1.0.0 (published to the whole channel first), scraped by a Prometheus of its own."""
-    from activities.targets.updater import UpdaterActivities
-    from activities.targets.updater.signers import Signers
-
-    updater = UpdaterActivities(lambda r: s3_server.client(), lambda: Signers(updater_setup.signer_uris()))
-    first = updater.upload_artifact(UploadInput(repository=updater_setup.repository, version="1.0.0", platform=PLATFORM,
-                                                path=str(make_artifact(tmp_path, "1.0.0"))))
-    updater.publish_release(PublishInput(repository=updater_setup.repository, channel="stable", release="initial",
-                                         artifact=first, state=ReleaseState(basis_points=10_000, salt="initial")))
-    fleet = Fleet(updater_setup, tmp_path / "fleet", devices=10_000, version="1.0.0", online=0.5).start()
-    prometheus = PrometheusServer(tmp_path / "prometheus", targets=[fleet.address]).start()
-    fleet.prometheus_url = prometheus.url
-    yield fleet
-    prometheus.stop()
-    fleet.stop()
 
 
 async def at_phase(handle, index: int, reason: str = "Baking") -> RolloutStatus:

@@ -46,8 +46,9 @@ CHANNEL_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=20),
     non_retryable_error_types=[*PERMANENT, "MissingKeys"],
 )
-CHANNEL = {
+CHANNEL = {  # the activity heartbeats at each stage: a killed worker's publish is retried in seconds
     "start_to_close_timeout": timedelta(minutes=2),
+    "heartbeat_timeout": timedelta(seconds=15),
     "schedule_to_close_timeout": timedelta(minutes=30),
     "retry_policy": CHANNEL_RETRY,
 }

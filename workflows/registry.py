@@ -6,6 +6,7 @@ from workflows.bluegreen import BlueGreenRollout
 from workflows.canary import CanaryRollout
 from workflows.observe import ObserveTarget
 from workflows.recreate import RecreateRollout
+from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
 from workflows.revision import RevisionRollout
 from workflows.rolling import RollingUpdateRollout
@@ -23,4 +24,4 @@ ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
 # `kind: Release`: one workflow for every channel.
 RELEASE_WORKFLOW = StagedRelease
 ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun, ObserveTarget,
-                 StagedRelease]
+                 StagedRelease, RefreshMetadata]

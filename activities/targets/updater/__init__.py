@@ -61,8 +61,10 @@ class UpdaterActivities:
     @activity.defn(name="publish_release")
     def publish_release(self, request: PublishInput) -> ChannelRelease:
         store = self._store(request.repository)
+        _beat("taking the publish lease")
         with _s3_faults(), store.publish_lock():
             repository = self._repository(store, request.expiry)
+            _beat(f"publishing {request.artifact.version} to {request.channel}")
             if channel.publish(repository, request.channel, request.release, request.artifact, request.state,
                                request.previous):
                 repository.commit()

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from securesystemslib.signer import CryptoSigner
-from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Root, Snapshot, Targets, Timestamp
+from tuf.api.metadata import DelegatedRole, Delegations, Root, Snapshot, Targets, Timestamp
 
 from activities.targets.updater.repository import S3Repository
 from activities.targets.updater.signers import Signers
@@ -39,6 +40,11 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
                expiry: Expiry | None = None, public_read: bool = False) -> dict[str, Any]:
     """Create the repository; returns {"root": <root.json bytes>, "signers": <signers file path>}."""
     store = Store(s3, repository)
+    try:
+        s3.head_bucket(Bucket=repository.bucket)
+    except ClientError as error:
+        raise LookupError(f"bucket {repository.bucket}: {error.response.get('Error', {}).get('Code', error)} "
+                          "(create it first)") from None
     if store.exists("metadata", "root.json") is not None:
         raise ValueError(f"{repository.describe()} already has a TUF repository (root.json)")
     thresholds = {c: 1 for c in CHANNELS} | (thresholds or {})
@@ -80,7 +86,3 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
                            "Resource": f"arn:aws:s3:::{repository.bucket}/{repository.key('*')}"}]}))
     repo.commit()
     return {"root": store.get("metadata", "1.root.json")[0], "signers": str(signers_file)}
-
-
-def root_of(metadata: bytes) -> Metadata:
-    return Metadata.from_bytes(metadata)

@@ -1,0 +1,131 @@
+"""`rollout release ...`: set up an updater repository, publish a staged Release, keep the repository's
+timestamp fresh.
+
+    rollout release init --bucket B [--prefix P] [--endpoint URL] --keys DIR [--threshold stable=2] [--public-read]
+    rollout release publish -f release.yaml [--wait] [--timeout S] [--json]
+    rollout release schedule-refresh --bucket B [--prefix P] [--every 6h]
+
+Decisions on a running release are the common ones: `rollout halt|resume|promote [--full]|rollback|abort ID`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from models import names
+from models.release import Release, ReleaseInput
+from models.status import Phase, RolloutStatus
+from models.updater import Expiry, RefreshInput, Repository
+from starters.commands import _started, connect, status_or_none, who
+from starters.exitcodes import ExitCode, UserError
+from workflows.refresh import RefreshMetadata
+from workflows.release import StagedRelease
+
+
+def repository_from(bucket: str, prefix: str, endpoint: str | None) -> Repository:
+    from pydantic import ValidationError
+
+    try:
+        return Repository(bucket=bucket, prefix=prefix, endpoint=endpoint)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"--{first['loc'][0]}: {first['msg']}", ExitCode.INVALID) from None
+
+
+def init(repository: Repository, keys: Path, thresholds: list[str], public_read: bool, root_out: Path | None) -> int:
+    """A new TUF repository: keys in `keys`, version 1 of every role in S3, the root for devices."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from activities.targets.updater.bootstrap import CHANNELS, initialize
+
+    wanted: dict[str, int] = {}
+    for item in thresholds:
+        channel, _, number = item.partition("=")
+        if channel not in CHANNELS or not number.isdigit() or not 1 <= int(number) <= 9:
+            raise UserError(f"--threshold {item!r}: not like stable=2 (channels: {', '.join(CHANNELS)})", ExitCode.INVALID)
+        wanted[channel] = int(number)
+    try:
+        made = initialize(boto3.client("s3", endpoint_url=repository.endpoint), repository, keys, wanted,
+                          public_read=public_read)
+    except LookupError as error:
+        raise UserError(str(error), ExitCode.NOT_FOUND) from None
+    except ValueError as error:
+        raise UserError(str(error), ExitCode.CONFLICT) from None
+    except (BotoCoreError, ClientError) as error:
+        raise UserError(f"S3 {repository.describe()}: {error}", ExitCode.UNAVAILABLE) from None
+    root = root_out or keys / "root.json"
+    root.write_bytes(made["root"])
+    print(f"initialised {repository.describe()}: channels {', '.join(CHANNELS)}")
+    print(f"root metadata for devices (embed it): {root}")
+    print(f"worker signers: export DURABLE_ROLLOUTS_TUF_SIGNERS={made['signers']}")
+    print("production: keep the root and targets keys offline; give the worker only channel, snapshot and "
+          "timestamp keys")
+    return ExitCode.OK
+
+
+async def publish(release: Release, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
+    """Start the staged release (the worker uploads the artifact first). A retried publish of the very
+    same document follows the running release."""
+    client = await connect()
+    rid = release.rollout_id
+    attributes = TypedSearchAttributes([
+        SearchAttributePair(names.ROLLOUT_NAME, release.metadata.name),
+        SearchAttributePair(names.ROLLOUT_ENVIRONMENT, release.metadata.environment),
+        SearchAttributePair(names.ROLLOUT_STRATEGY, release.strategy_name),
+        SearchAttributePair(names.ROLLOUT_PHASE, Phase.PROGRESSING.value),
+        SearchAttributePair(names.ROLLOUT_STEP, 0),
+    ])
+    try:
+        handle = await client.start_workflow(
+            StagedRelease.run, ReleaseInput(release=release, requested_by=who()), id=rid, task_queue=task_queue,
+            search_attributes=attributes, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"release {release.version} → {release.target_description}",
+            static_details="\n".join([f"**{release.metadata.name}** · {release.version} → `{release.target_description}`",
+                                      *(f"{i + 1}. {d}" for i, d in enumerate(release.spec.step_descriptions())),
+                                      "\nDecide with the signals `halt`, `resume`, `promote`, `rollback`, `abort`."]))
+    except WorkflowAlreadyStartedError:
+        current = await status_or_none(client.get_workflow_handle(rid))
+        if current is None or current.spec_digest != release.digest():
+            raise UserError(f"release {rid} is already running: wait for it, or `rollout abort {rid} --reason ...`",
+                            ExitCode.CONFLICT) from None
+        if not as_json:
+            print(f"{rid} is already publishing this very release: following it")
+        handle = client.get_workflow_handle(rid, result_type=RolloutStatus)
+    return await _started(handle, wait, timeout, as_json)
+
+
+async def schedule_refresh(repository: Repository, every: timedelta, task_queue: str, expiry: Expiry) -> int:
+    """A Temporal Schedule that re-signs the repository's timestamp and snapshot before they expire."""
+    client = await connect()
+    schedule_id = f"refresh/{repository.describe().removeprefix('s3://')}"
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            RefreshMetadata.run, RefreshInput(repository=repository, expiry=expiry), id=f"{schedule_id}/run",
+            task_queue=task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]))
+    try:
+        await client.create_schedule(schedule_id, schedule)
+        print(f"schedule {schedule_id}: every {every}; timestamp valid {expiry.timestamp}, snapshot {expiry.snapshot}")
+    except ScheduleAlreadyRunningError:
+        await client.get_schedule_handle(schedule_id).update(lambda _: ScheduleUpdate(schedule=schedule))
+        print(f"schedule {schedule_id}: updated (every {every})")
+    return ExitCode.OK
