@@ -6,6 +6,7 @@ Imports are read from the source (ast), so a lazy or TYPE_CHECKING import counts
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,12 @@ from workflows.registry import ALL_WORKFLOWS
 REPO = Path(__file__).resolve().parent.parent
 PRODUCT = ("models", "workflows", "activities", "workers", "starters")
 DEV_TOOLS = "localcluster"
-CONTROL_PLANE = ("workflows.context", "workflows.control", "workflows.decisions", "workflows.approval",
-                 "workflows.analysis", "workflows.webhooks", "workflows.notify", "workflows.details",
-                 "workflows.continuation", "workflows.errors")
+CONTROL_PLANE = ("workflows.context", "workflows.control", "workflows.decisions", "workflows.handlers",
+                 "workflows.approval", "workflows.analysis", "workflows.webhooks", "workflows.notify",
+                 "workflows.details", "workflows.continuation", "workflows.errors",
+                 # a staged release and its channels: the same control plane, no Kubernetes
+                 "workflows.release", "workflows.channels", "workflows.channels.updater", "workflows.channels.flag",
+                 "workflows.refresh")
 KUBERNETES = ("activities.targets.kubernetes", "models.kubernetes", "kubernetes")
 
 
@@ -138,11 +142,45 @@ def test_each_workflow_carries_only_its_decisions_through_both_doors():
     assert carried["AnalysisRun"] == {"abort", "skipAnalysis"}
     assert carried["RollbackWindow"] == {"abort", "promote"}
     assert carried["ObserveTarget"] == set()
+    assert carried["StagedRelease"] == {"abort", "promote", "approve", "reject", "halt", "resume", "rollback",
+                                        "skipAnalysis"}
+    assert carried["RefreshMetadata"] == set()
+
+
+def test_every_release_channel_is_one_model_and_one_workflow_module():
+    """A new channel: one block of `spec.channel` (models/release.py) and one entry in workflows/channels."""
+    from models.release import CHANNELS, Channel
+    from workflows.channels import CHANNELS as RELEASE_CHANNELS
+
+    assert tuple(RELEASE_CHANNELS) == CHANNELS == Channel.CHOICES
+    for kind, implementation in RELEASE_CHANNELS.items():
+        assert implementation.__module__ == f"workflows.channels.{kind}"
+        for method in ("prepare", "expose", "roll_back", "stop"):
+            assert callable(getattr(implementation, method))
+
+
+def test_the_device_side_installs_no_temporal_and_no_kubernetes():
+    """rollout-agent is its own distribution: python-tuf, securesystemslib, packaging, the standard library."""
+    agent = REPO / "rollout-agent"
+    allowed = {"tuf", "securesystemslib", "packaging", "urllib3", "rollout_agent"}
+    found = set()
+    for path in (agent / "rollout_agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    third_party = {name for name in found if name not in sys.stdlib_module_names} - {"__future__"}
+    assert third_party <= allowed, third_party - allowed
+    declared = (agent / "pyproject.toml").read_text()
+    for name in ("tuf", "securesystemslib[crypto]", "packaging"):
+        assert f'"{name}' in declared
+    assert "temporalio" not in declared and "kubernetes" not in declared
 
 
 def test_decision_handlers_are_written_out():
     """`grep "def approve"` finds the handler."""
-    text = (REPO / "workflows" / "decisions.py").read_text()
+    text = (REPO / "workflows" / "handlers.py").read_text()
     for handler in ("def approve(", "def reject(", "def promote(", "def abort(", "def pause(", "def resume(",
                     "def skip_analysis(", "def set_weight("):
         assert handler in text

@@ -11,8 +11,8 @@ with workflow.unsafe.imports_passed_through():
     from models.status import AnalyzeInput, Phase, Reason, RolloutStatus
     from workflows.analysis import AnalysisRunner
     from workflows.control import RolloutControl, StatusQuery
-    from workflows.decisions import Abort, SkipAnalysis, supported_by
     from workflows.errors import RolloutAborted
+    from workflows.handlers import Abort, SkipAnalysis, supported_by
 
 
 @workflow.defn(name="AnalysisRun")

@@ -27,8 +27,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.analysis import gate
     from workflows.approval import await_approval
     from workflows.control import RolloutControl, StatusQuery, failure_reason
-    from workflows.decisions import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
     from workflows.errors import AnalysisFailed, RolloutAborted
+    from workflows.handlers import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
 
 STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
 

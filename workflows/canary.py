@@ -28,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.continuation import PATCH as CONTINUE_AS_NEW
     from workflows.continuation import ContinueAsNew
     from workflows.control import RolloutControl, StatusQuery, failure_reason
-    from workflows.decisions import Abort, Approve, Hold, Promote, SetWeight, SkipAnalysis, supported_by
     from workflows.errors import AnalysisFailed, RolloutAborted, WebhookFailed
+    from workflows.handlers import Abort, Approve, Hold, Promote, SetWeight, SkipAnalysis, supported_by
     from workflows.webhooks import Webhooks
 
 

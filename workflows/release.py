@@ -26,8 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import await_approval
     from workflows.channels import channel_for
     from workflows.control import RolloutControl, StatusQuery, failure_reason
-    from workflows.decisions import Abort, Approve, Halt, Promote, Rollback, SkipAnalysis, supported_by
     from workflows.errors import AnalysisFailed, RolloutAborted
+    from workflows.handlers import Abort, Approve, Halt, Promote, Rollback, SkipAnalysis, supported_by
 
 FULL = 10_000
 

@@ -15,8 +15,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.analysis import gate
     from workflows.control import RolloutControl, StatusQuery, failure_reason
-    from workflows.decisions import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
     from workflows.errors import AnalysisFailed, RolloutAborted
+    from workflows.handlers import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
 
 
 @workflow.defn(name="RollingUpdateRollout")

@@ -17,8 +17,8 @@ with workflow.unsafe.imports_passed_through():
     from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutStatus, UndoRequest, WindowRunInput
     from workflows import options
     from workflows.control import RolloutControl, StatusQuery, failure_reason
-    from workflows.decisions import Abort, Promote, supported_by
     from workflows.errors import RolloutAborted
+    from workflows.handlers import Abort, Promote, supported_by
 
 
 @workflow.defn(name="RollbackWindow")

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.targets.updater import channel
+from activities.targets.updater.channel import publish, read
 from activities.targets.updater.repository import S3Repository
 from activities.targets.updater.signers import Signers
 from activities.targets.updater.store import Store
@@ -65,31 +65,31 @@ class UpdaterActivities:
         with _s3_faults(), store.publish_lock():
             repository = self._repository(store, request.expiry)
             _beat(f"publishing {request.artifact.version} to {request.channel}")
-            if channel.publish(repository, request.channel, request.release, request.artifact, request.state,
+            if publish(repository, request.channel, request.release, request.artifact, request.state,
                                request.previous):
                 repository.commit()
-            return channel.read(repository, request.channel, request.artifact.platform)
+            return read(repository, request.channel, request.artifact.platform)
 
     @activity.defn(name="read_channel")
     def read_channel(self, request: ChannelInput) -> ChannelRelease:
         with _s3_faults():
             repository = self._repository(self._store(request.repository), Expiry())
-            return channel.read(repository, request.channel, request.platform)
+            return read(repository, request.channel, request.platform)
 
     @activity.defn(name="promote_channel")
     def promote_channel(self, request: PromoteChannelInput) -> ChannelRelease:
         store = self._store(request.repository)
         with _s3_faults(), store.publish_lock():
             repository = self._repository(store, request.expiry)
-            source = channel.read(repository, request.source, request.platform)
+            source = read(repository, request.source, request.platform)
             if source.current is None:
                 raise ApplicationError(f"{request.source} has no release for {request.platform} to promote",
                                        type="Invalid", non_retryable=True)
-            before = channel.read(repository, request.target, request.platform)
+            before = read(repository, request.target, request.platform)
             previous = before.current if before.current and before.current.sha256 != source.current.sha256 else before.previous
-            if channel.publish(repository, request.target, request.release, source.current, request.state, previous):
+            if publish(repository, request.target, request.release, source.current, request.state, previous):
                 repository.commit()
-            return channel.read(repository, request.target, request.platform)
+            return read(repository, request.target, request.platform)
 
     @activity.defn(name="refresh_timestamp")
     def refresh_timestamp(self, request: RefreshInput) -> RefreshResult:
