@@ -39,6 +39,7 @@ def test_every_strategy_has_recorded_histories():
         "canary-analysed", "canary-webhooks", "analysis-run-successful",
         "canary-approved", "canary-skipped-and-full", "blue-green-approved", "blue-green-gradual",
         "canary-continued-as-new", "canary-resumed-promoted", "canary-approval-resumed", "observe-target",
+        "release-halted-resumed-promoted", "release-rolled-back", "release-flag-gate-failed", "refresh-metadata",
     }
 
 

@@ -1,0 +1,139 @@
+"""Recorded scenarios of the staged-release workflows (StagedRelease, RefreshMetadata), for
+tests/record_histories.py: the channel activities faked by name (replay runs only workflow code)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client
+
+from models.analysis import MeasureInput, Measurement
+from models.approvals import HaltRequest, PromoteRequest, ResumeRequest, RollbackRequest
+from models.flags import FlagInput, FlagState
+from models.release import ReleaseInput, parse_release
+from models.status import RolloutStatus
+from models.updater import (
+    Artifact,
+    ChannelInput,
+    ChannelRelease,
+    PublishInput,
+    RefreshInput,
+    RefreshResult,
+    UploadInput,
+)
+from tests.helpers import eventually
+from workflows.refresh import RefreshMetadata
+from workflows.release import StagedRelease
+
+OLD = Artifact(name="app-1.0.0.tar.gz", version="1.0.0", platform="linux-x86_64", sha256="a" * 64, length=100)
+
+
+def channel_fakes() -> list:
+    versions = {"n": 1}
+
+    @activity.defn(name="upload_artifact")
+    def upload_artifact(request: UploadInput) -> Artifact:
+        return Artifact(name="app-2.0.0.tar.gz", version=request.version, platform=request.platform, sha256="b" * 64,
+                        length=200)
+
+    @activity.defn(name="read_channel")
+    def read_channel(request: ChannelInput) -> ChannelRelease:
+        return ChannelRelease(current=OLD, versions={"stable": 1})
+
+    @activity.defn(name="publish_release")
+    def publish_release(request: PublishInput) -> ChannelRelease:
+        versions["n"] += 1
+        return ChannelRelease(current=request.artifact, previous=request.previous, state=request.state,
+                              release=request.release, versions={"stable": versions["n"], "snapshot": versions["n"]})
+
+    @activity.defn(name="refresh_timestamp")
+    def refresh_timestamp(request: RefreshInput) -> RefreshResult:
+        return RefreshResult(timestamp_version=7, snapshot_version=3, resigned=["timestamp"])
+
+    @activity.defn(name="set_flag_share")
+    def set_flag_share(request: FlagInput) -> FlagState:
+        return FlagState(variant=request.variant, basis_points=request.basis_points, revision="r")
+
+    @activity.defn(name="read_flag_share")
+    def read_flag_share(request: FlagInput) -> FlagState:
+        return FlagState(variant=request.variant, basis_points=0, revision="r0")
+
+    @activity.defn(name="measure")
+    def measure(request: MeasureInput) -> Measurement:
+        return Measurement(phase="Failed", value="[0.9]", query="crash ratio")
+
+    return [upload_artifact, read_channel, publish_release, refresh_timestamp, set_flag_share, read_flag_share, measure]
+
+
+def _release(name: str, phases: list[dict], channel: dict | None = None, artifact: dict | None = None, **spec):
+    return parse_release({
+        "apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": name, "environment": "recorded"},
+        "spec": {"artifact": artifact or {"file": "/dist/app-2.0.0.tar.gz", "version": "2.0.0", "platform": "linux-x86_64"},
+                 "channel": channel or {"updater": {"repository": {"bucket": "updates", "prefix": "app"},
+                                                    "channel": "stable"}},
+                 "phases": phases, **spec}})
+
+
+async def _start(client: Client, queue: str, release):
+    return await client.start_workflow(StagedRelease.run, ReleaseInput(release=release, requested_by="recorder"),
+                                       id=release.rollout_id, task_queue=queue)
+
+
+async def _reason(handle, reason: str, step: int):
+    async def check():
+        s = await handle.query("status", result_type=RolloutStatus)
+        return s if s.reason == reason and s.current_step == step else None
+
+    return await eventually(check, timeout=30, what=f"{reason} at {step}")
+
+
+async def halted_resumed_promoted(client: Client, queue: str):
+    """A timed bake, a halt by signal mid-bake, resume by update, promote --full."""
+    handle = await _start(client, queue, _release("recorded-release", [{"percent": 10, "bake": "2s"},
+                                                                      {"percent": 50, "bake": "1h"},
+                                                                      {"percent": 80, "bake": "1h"}]))
+    await _reason(handle, "Baking", 1)
+    await handle.signal("halt", HaltRequest(by="web-ui"))
+    await _reason(handle, "Halted", 1)
+    await handle.execute_update("resume", ResumeRequest(by="oncall"))
+    await _reason(handle, "Baking", 1)
+    await handle.execute_update("promote", PromoteRequest(by="rm", full=True))
+    await handle.result()
+    return handle
+
+
+async def rolled_back(client: Client, queue: str):
+    handle = await _start(client, queue, _release("recorded-rollback", [{"percent": 25, "bake": "1h"}]))
+    await _reason(handle, "Baking", 0)
+    await handle.execute_update("rollback", RollbackRequest(by="oncall", reason="crash loop"))
+    await handle.result()
+    return handle
+
+
+async def flag_gate_failed(client: Client, queue: str):
+    template = {"name": "errors", "metrics": [{"name": "errors", "successCondition": "result[0] < 0.5",
+                                               "provider": {"prometheus": {"address": "http://127.0.0.1:1",
+                                                                           "query": "errors"}}}]}
+    release = _release("recorded-flag", [{"percent": 10}, {"percent": 50, "analysis": {"templates": [
+        {"templateName": "errors"}]}}], channel={"flag": {"file": "/etc/flags.json", "flag": "new-checkout"}},
+        artifact={"variant": "on"}, analysis={"templates": [template]})
+    handle = await _start(client, queue, release)
+    await handle.result()
+    return handle
+
+
+async def refreshed(client: Client, queue: str):
+    from models.updater import Repository
+
+    handle = await client.start_workflow(RefreshMetadata.run, RefreshInput(repository=Repository(bucket="updates")),
+                                         id="refresh/recorded", task_queue=queue)
+    await handle.result()
+    return handle
+
+
+SCENARIOS = [
+    ("release-halted-resumed-promoted", halted_resumed_promoted, channel_fakes),
+    ("release-rolled-back", rolled_back, channel_fakes),
+    ("release-flag-gate-failed", flag_gate_failed, channel_fakes),
+    ("refresh-metadata", refreshed, channel_fakes),
+]
