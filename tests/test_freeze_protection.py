@@ -1,0 +1,56 @@
+"""Freeze protection: a device refuses a timestamp that has expired (a frozen mirror looks like this),
+and the refresh schedule (`rollout release schedule-refresh`, a Temporal Schedule on the dev server)
+re-signs it well before it expires, so an honest repository never does."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from localcluster.updates import new_repository
+from models.updater import Expiry, RefreshInput
+from rollout_agent.agent import Refused
+from tests.release_helpers import device, release_worker
+from tests.test_agent import Channel
+
+REPO = Path(__file__).resolve().parent.parent
+SHORT = Expiry(timestamp=4)  # seconds: the schedule below runs every second
+
+
+async def test_the_schedule_keeps_the_timestamp_fresh(dev_server, dev_client, s3_server, tmp_path, unique):
+    setup = new_repository(s3_server, "updates", f"freeze-{unique}", tmp_path / "publisher", expiry=SHORT)
+    (tmp_path / "artifacts").mkdir()
+    channel = Channel(s3_server, setup, tmp_path / "artifacts")
+    channel.release("1.0.0", expiry=SHORT)
+    agent = device(setup, tmp_path / "devices", "device-1")
+    assert agent.update()[1].ok
+    await asyncio.sleep(5)
+    with pytest.raises(Refused, match="ExpiredMetadataError"):
+        agent.check()  # nobody re-signed: the device will not act on it
+
+    queue = f"refresh-{unique}"
+    async with release_worker(dev_client, queue, s3_server, setup) as updater:
+        assert updater.refresh_timestamp(RefreshInput(repository=setup.repository, expiry=SHORT)).resigned == ["timestamp"]
+        assert agent.check().decision.action == "stay"
+        env = {**os.environ, **s3_server.environment(), "TEMPORAL_ADDRESS": dev_server.address}
+        done = subprocess.run([sys.executable, "-m", "starters.cli", "release", "schedule-refresh", "--bucket", "updates",
+                               "--prefix", f"freeze-{unique}", "--endpoint", s3_server.url, "--every", "1s",
+                               "--timestamp-expiry", "4s", "--task-queue", queue], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        first = channel.versions()["timestamp"]
+        deadline, checks = time.monotonic() + 12, 0
+        while time.monotonic() < deadline:  # three timestamp lifetimes: every check passes
+            assert (await asyncio.to_thread(agent.check)).decision.action == "stay"
+            checks += 1
+            await asyncio.sleep(0.5)
+        resigned = channel.versions()["timestamp"] - first
+        schedule = dev_client.get_schedule_handle(f"refresh/updates/freeze-{unique}")
+        await schedule.delete()
+    assert checks >= 15 and resigned >= 3, (checks, resigned)
