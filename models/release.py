@@ -70,7 +70,9 @@ class ReleaseArtifact(SpecModel):
     def describe(self) -> str:
         if self.variant is not None:
             return f"variant {self.variant}"
-        return f"{Path(self.file or '').name} {self.version} ({self.platform})"
+        if self.file is None:
+            return f"{self.version} ({self.platform})"
+        return f"{Path(self.file).name} {self.version} ({self.platform})"
 
 
 class ReleasePhase(SpecModel):
@@ -137,7 +139,13 @@ class ReleaseSpecBody(SpecModel):
                 except ValueError as error:
                     raise ValueError(f"@phases[{index}].analysis: {error}") from None
         a, kind = self.artifact, self.channel.kind
-        needed = ("file", "version", "platform") if kind == "updater" else ("variant",)
+        promoting = kind == "updater" and self.channel.updater.promote_from is not None
+        needed = ("version", "platform") if promoting else ("file", "version", "platform") if kind == "updater" \
+            else ("variant",)
+        if promoting and self.approval is None:
+            u = self.channel.updater
+            raise ValueError(f"@approval: promoting {u.promote_from} to {u.channel} goes through the channel's "
+                             "approval: give spec.approval")
         for field in needed:
             if getattr(a, field) is None:
                 raise ValueError(f"@artifact.{field}: required for the {kind} channel")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.durations import Duration
 from models.specbase import Message, SpecModel
@@ -49,7 +49,18 @@ class UpdaterChannel(SpecModel):
     channel: ChannelName
     critical: bool = Field(False, description="every device takes it at once (phasing is bypassed)")
     minimum_version: str = Field("", max_length=64, description="devices below it take the release at once")
+    promote_from: ChannelName | None = Field(
+        None, description="promote the release this channel's predecessor runs (the same artifact, the same hash) "
+                          "instead of uploading a file: nightly → alpha → beta → stable")
     expiry: Expiry = Field(default_factory=Expiry)
+
+    @model_validator(mode="after")
+    def _promotes_from_the_channel_before(self) -> UpdaterChannel:
+        if self.promote_from is not None and NEXT_CHANNEL.get(self.promote_from) != self.channel:
+            raise ValueError(f"@promoteFrom: {self.channel} is promoted from "
+                             f"{next((c for c, n in NEXT_CHANNEL.items() if n == self.channel), 'nothing')}, "
+                             f"not {self.promote_from}")
+        return self
 
     def describe(self) -> str:
         return f"{self.repository.describe()}#{self.channel}"
@@ -113,18 +124,6 @@ class ChannelInput(Message):
     repository: Repository
     channel: ChannelName
     platform: str
-
-
-class PromoteChannelInput(Message):
-    """Copy a channel's current artifact (same hash) into the next channel as that channel's release."""
-
-    repository: Repository
-    source: ChannelName
-    target: ChannelName
-    platform: str
-    release: str
-    state: ReleaseState
-    expiry: Expiry = Field(default_factory=Expiry)
 
 
 class RefreshInput(Message):

@@ -28,14 +28,16 @@ from workflows.release import StagedRelease
 
 
 def release_document(name: str, setup: UpdaterSetup | None, artifact: Path | None, version: str,
-                     phases: list[dict], channel: str = "stable", **spec: Any) -> Release:
+                     phases: list[dict], channel: str = "stable", promote_from: str | None = None,
+                     **spec: Any) -> Release:
     document = {
         "apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Release",
         "metadata": {"name": name, "environment": "test"},
         "spec": {
-            "artifact": {"file": str(artifact), "version": version, "platform": "linux-x86_64"},
+            "artifact": {"file": str(artifact), "version": version, "platform": "linux-x86_64"} if artifact
+            else {"version": version, "platform": "linux-x86_64"},
             "channel": {"updater": {"repository": setup.repository.model_dump(by_alias=True, exclude_none=True),
-                                    "channel": channel}},
+                                    "channel": channel, **({"promoteFrom": promote_from} if promote_from else {})}},
             "phases": phases, **spec},
     }
     return parse_release(document)
@@ -49,7 +51,7 @@ async def release_worker(client: Client, queue: str, s3: S3Server, setup: Update
     flags = FlagActivities()
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         async with Worker(client, task_queue=queue, workflows=[StagedRelease, RefreshMetadata], activity_executor=pool, activities=[
-            updater.upload_artifact, updater.publish_release, updater.read_channel, updater.promote_channel,
+            updater.upload_artifact, updater.publish_release, updater.read_channel,
             updater.refresh_timestamp, flags.set_flag_share, flags.read_flag_share, *(extra or [])]):
             yield updater
 

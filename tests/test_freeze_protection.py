@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from rollout_agent.agent import Refused
 
 from localcluster.updates import new_repository
 from models.updater import Expiry, RefreshInput
-from rollout_agent.agent import Refused
 from tests.release_helpers import device, release_worker
 from tests.test_agent import Channel
 

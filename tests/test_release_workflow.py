@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from localcluster.updates import make_artifact
-from models.approvals import HaltRequest, PromoteRequest, ResumeRequest, RollbackRequest
-from models.release import ReleaseInput
+from models.approvals import ApproveRequest, HaltRequest, PromoteRequest, ResumeRequest, RollbackRequest
+from models.release import ReleaseInput, parse_release
 from models.status import Phase, RolloutStatus
 from models.updater import ChannelInput
 from tests.helpers import eventually
@@ -107,3 +109,54 @@ async def test_rollback_sends_devices_back_and_promote_full_goes_to_everyone(tim
 async def _in_pause(handle):
     s = await status(handle)
     return s.phase is Phase.PAUSED and s.reason == "Baking"
+
+
+async def test_channel_promotion_copies_the_same_artifact_behind_an_approval(time_skipping_env, s3_server,
+                                                                             updater_setup, tmp_path, unique):
+    env, setup = time_skipping_env, updater_setup
+    queue = f"release-{unique}"
+    read = lambda channel: updater.read_channel(  # noqa: E731
+        ChannelInput(repository=setup.repository, channel=channel, platform="linux-x86_64"))
+    async with release_worker(env.client, queue, s3_server, setup) as updater:
+        beta = release_document(f"beta-{unique}", setup, make_artifact(tmp_path, "3.0.0"), "3.0.0",
+                                [{"percent": 100}], channel="beta")
+        done = await env.client.execute_workflow(StagedRelease.run, ReleaseInput(release=beta), id=beta.rollout_id,
+                                                 task_queue=queue)
+        assert done.phase is Phase.HEALTHY
+        promoted = release_document(f"stable-{unique}", setup, None, "3.0.0", [{"percent": 50, "bake": "1h"}],
+                                    promote_from="beta", approval={"approvers": ["release-manager"]})
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=promoted, requested_by="ci"),
+                                                 id=promoted.rollout_id, task_queue=queue)
+        await eventually(lambda: _waiting_for_approval(handle), what="the channel's approval")
+        assert read("stable").current is None, "nothing is promoted before the approval"
+        await handle.execute_update("approve", ApproveRequest(by="release-manager"))
+        await eventually(lambda: _in_pause(handle), what="baking in stable")
+        assert read("stable").current.sha256 == read("beta").current.sha256
+        assert read("stable").state.basis_points == 5_000
+        await handle.execute_update("promote", PromoteRequest(by="release-manager", full=True))
+        final = await handle.result()
+    assert final.phase is Phase.HEALTHY and "promoted-from" in [h.event for h in final.history]
+    stable_device = device(setup, tmp_path / "devices", "stable-1")
+    assert stable_device.update()[1].ok and stable_device.installation.installed_version() == "3.0.0"
+
+
+async def _waiting_for_approval(handle):
+    s = await status(handle)
+    return s if s.approval is not None else None
+
+
+def test_a_promotion_names_the_channel_before_and_needs_an_approval(updater_setup, tmp_path):
+    from models.documents import SpecError
+
+    base = release_document("p", updater_setup, tmp_path / "x.tar.gz", "1.0.0", [{"percent": 10}])
+    spec = base.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec["spec"]["artifact"] = {"version": "1.0.0", "platform": "linux-x86_64"}
+    spec["spec"]["channel"]["updater"]["promoteFrom"] = "alpha"
+    with pytest.raises(SpecError) as wrong:
+        parse_release(spec)
+    assert wrong.value.problems == ["spec.channel.updater.promoteFrom: stable is promoted from beta, not alpha"]
+    spec["spec"]["channel"]["updater"]["promoteFrom"] = "beta"
+    with pytest.raises(SpecError) as unapproved:
+        parse_release(spec)
+    assert unapproved.value.problems == ["spec.approval: promoting beta to stable goes through the channel's approval: "
+                                         "give spec.approval"]

@@ -50,7 +50,6 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
         updater.upload_artifact,
         updater.publish_release,
         updater.read_channel,
-        updater.promote_channel,
         updater.refresh_timestamp,
         flags.set_flag_share,
         flags.read_flag_share,

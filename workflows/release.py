@@ -15,7 +15,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.approvals import HaltRequest
@@ -91,7 +91,7 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
             await self.channel.prepare()
         except RolloutAborted as aborted:
             return c.finish(Phase.DEGRADED, Reason.ABORTED.value, f"{aborted} (nothing was published)")
-        except ActivityError as error:
+        except (ActivityError, ApplicationError) as error:
             reason, message = failure_reason(error)
             return c.finish(Phase.DEGRADED, reason, f"{message} (nothing was published)")
         self.following = True

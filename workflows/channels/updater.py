@@ -5,11 +5,12 @@ previous artifact with the downgrade sanctioned."""
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.targets.updater import UpdaterActivities
     from models.release import ReleaseSpecBody
-    from models.updater import Artifact, ChannelInput, PublishInput, ReleaseState, UploadInput
+    from models.updater import Artifact, ChannelInput, ChannelRelease, PublishInput, ReleaseState, UploadInput
     from workflows import options
     from workflows.context import Control
 
@@ -21,20 +22,33 @@ class UpdaterRelease:
         self.artifact: Artifact | None = None
         self.previous: Artifact | None = None
 
+    async def _read(self, channel: str) -> ChannelRelease:
+        u, platform = self.updater, self.spec.artifact.platform
+        return await workflow.execute_activity_method(
+            UpdaterActivities.read_channel, ChannelInput(repository=u.repository, channel=channel, platform=platform),
+            summary=f"read {u.repository.describe()}#{channel}", **options.CHANNEL)
+
     async def prepare(self) -> None:
         a, u = self.spec.artifact, self.updater
-        handle = workflow.start_activity_method(
-            UpdaterActivities.upload_artifact,
-            UploadInput(repository=u.repository, path=a.file, version=a.version, platform=a.platform),
-            summary=f"upload {a.describe()}", **options.UPLOAD)
-        self.artifact = await self.control.run_interruptible(handle)
-        before = await workflow.execute_activity_method(
-            UpdaterActivities.read_channel, ChannelInput(repository=u.repository, channel=u.channel, platform=a.platform),
-            summary=f"read {u.describe()}", **options.CHANNEL)
+        if u.promote_from is not None:  # the very artifact the channel before runs: nothing uploaded
+            source = await self._read(u.promote_from)
+            if source.current is None or source.current.version != a.version:
+                runs = source.current.version if source.current else "nothing"
+                raise ApplicationError(f"{u.promote_from} runs {runs}, not {a.version}: nothing to promote",
+                                       type="Invalid", non_retryable=True)
+            self.artifact = source.current
+        else:
+            handle = workflow.start_activity_method(
+                UpdaterActivities.upload_artifact,
+                UploadInput(repository=u.repository, path=a.file, version=a.version, platform=a.platform),
+                summary=f"upload {a.describe()}", **options.UPLOAD)
+            self.artifact = await self.control.run_interruptible(handle)
+        before = await self._read(u.channel)
         same = before.current is not None and before.current.sha256 == self.artifact.sha256
         self.previous = before.previous if same else before.current
         self.control.status.stable_image = self.previous.version if self.previous else ""
-        self.control.record("uploaded", f"{self.artifact.name} sha256:{self.artifact.sha256[:12]} "
+        self.control.record("promoted-from" if u.promote_from else "uploaded",
+                            f"{u.promote_from + ': ' if u.promote_from else ''}{self.artifact.name} sha256:{self.artifact.sha256[:12]} "
                                         f"({self.artifact.length} bytes); previous: "
                                         f"{self.previous.version if self.previous else 'none'}")
 

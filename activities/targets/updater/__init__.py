@@ -1,5 +1,6 @@
-"""The updater channel's activities: upload an artifact, publish a channel's release state, read what the
-channel says, promote a release to the next channel, re-sign timestamp and snapshot before they expire.
+"""The updater channel's activities: upload an artifact, publish a channel's release state (a promotion
+publishes the artifact the channel before runs), read what the channel says, re-sign timestamp and
+snapshot before they expire.
 
 Every metadata change is one idempotent activity: it takes the publish lease, reads the current
 metadata, stages the change (nothing when the channel already says it), and commits in TUF's order.
@@ -27,7 +28,6 @@ from models.updater import (
     ChannelInput,
     ChannelRelease,
     Expiry,
-    PromoteChannelInput,
     PublishInput,
     RefreshInput,
     RefreshResult,
@@ -75,21 +75,6 @@ class UpdaterActivities:
         with _s3_faults():
             repository = self._repository(self._store(request.repository), Expiry())
             return read(repository, request.channel, request.platform)
-
-    @activity.defn(name="promote_channel")
-    def promote_channel(self, request: PromoteChannelInput) -> ChannelRelease:
-        store = self._store(request.repository)
-        with _s3_faults(), store.publish_lock():
-            repository = self._repository(store, request.expiry)
-            source = read(repository, request.source, request.platform)
-            if source.current is None:
-                raise ApplicationError(f"{request.source} has no release for {request.platform} to promote",
-                                       type="Invalid", non_retryable=True)
-            before = read(repository, request.target, request.platform)
-            previous = before.current if before.current and before.current.sha256 != source.current.sha256 else before.previous
-            if publish(repository, request.target, request.release, source.current, request.state, previous):
-                repository.commit()
-            return read(repository, request.target, request.platform)
 
     @activity.defn(name="refresh_timestamp")
     def refresh_timestamp(self, request: RefreshInput) -> RefreshResult:
