@@ -70,8 +70,8 @@ def normalise_id(text: str) -> str:
         return names.rollout_id(*parts)
     if len(parts) == 3 and parts[0] == "rollout" and all(parts):
         return text
-    if len(parts) == 4 and parts[0] == "rollout" and parts[3] == "window" and all(parts):
-        return text  # a rollout's rollback window
+    if len(parts) == 4 and parts[0] == "rollout" and (parts[3] == "window" or parts[3].isdigit()) and all(parts):
+        return text  # a rollout's rollback window, or the n-th release of a release train
     raise UserError(f"rollout ID {text!r} is not like rollout/<environment>/<name>", ExitCode.INVALID)
 
 

@@ -25,6 +25,7 @@ from models.release import Release, parse_release
 from models.updater import PublishInput, ReleaseState, UploadInput
 from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
+from workflows.train import ReleaseTrain
 
 
 def release_document(name: str, setup: UpdaterSetup | None, artifact: Path | None, version: str,
@@ -50,7 +51,7 @@ async def release_worker(client: Client, queue: str, s3: S3Server, setup: Update
     updater = UpdaterActivities(lambda repository: s3.client(), lambda: Signers(uris))
     flags = FlagActivities()
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        async with Worker(client, task_queue=queue, workflows=[StagedRelease, RefreshMetadata], activity_executor=pool, activities=[
+        async with Worker(client, task_queue=queue, workflows=[StagedRelease, RefreshMetadata, ReleaseTrain], activity_executor=pool, activities=[
             updater.upload_artifact, updater.publish_release, updater.read_channel,
             updater.refresh_timestamp, flags.set_flag_share, flags.read_flag_share, *(extra or [])]):
             yield updater

@@ -10,6 +10,7 @@ from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
 from workflows.revision import RevisionRollout
 from workflows.rolling import RollingUpdateRollout
+from workflows.train import ReleaseTrain
 from workflows.window import RollbackWindow
 
 STRATEGY_WORKFLOWS = {
@@ -24,4 +25,4 @@ ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
 # `kind: Release`: one workflow for every channel.
 RELEASE_WORKFLOW = StagedRelease
 ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun, ObserveTarget,
-                 StagedRelease, RefreshMetadata]
+                 StagedRelease, RefreshMetadata, ReleaseTrain]

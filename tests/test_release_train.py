@@ -1,0 +1,56 @@
+"""A year of nightly releases on one channel through a `ReleaseTrain` on the time-skipping server: each
+night a StagedRelease child (real TUF metadata in moto's S3), the train continuing as new so no run's
+history passes 10,000 events (here: a lower limit, so the year takes several runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from localcluster.updates import make_artifact
+from models.train import SubmitRelease, TrainInput, TrainStatus, train_id
+from models.updater import ChannelInput
+from tests.helpers import eventually
+from tests.release_helpers import device, release_document, release_worker
+from workflows.train import ReleaseTrain
+
+NIGHTS = 365
+
+
+@pytest.mark.slow
+async def test_a_year_of_nightly_releases_stays_small_per_run(time_skipping_env, s3_server, updater_setup, tmp_path,
+                                                              unique):
+    env, setup = time_skipping_env, updater_setup
+    queue = f"train-{unique}"
+    tid = train_id("test", f"nightly-{unique}")
+    async with release_worker(env.client, queue, s3_server, setup) as updater:
+        handle = await env.client.start_workflow(
+            ReleaseTrain.run, TrainInput(name=f"nightly-{unique}", environment="test", continue_after_events=1_500),
+            id=tid, task_queue=queue)
+        for night in range(1, NIGHTS + 1):
+            version = f"1.0.{night}"
+            release = release_document(f"nightly-{unique}", setup, make_artifact(tmp_path, version), version,
+                                       [{"percent": 100}], channel="nightly")
+            await handle.execute_update("submit", SubmitRelease(release=release, by="scheduler"))
+        status = await eventually(lambda: _released(handle, NIGHTS), timeout=240, interval=1, what="a year released")
+        channel = updater.read_channel(ChannelInput(repository=setup.repository, channel="nightly",
+                                                    platform="linux-x86_64"))
+        sizes, run_id = [], None
+        while True:  # from the newest run back along the continue-as-new chain
+            history = await env.client.get_workflow_handle(tid, run_id=run_id).fetch_history()
+            sizes.append(len(history.events))
+            run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+            if not run_id:
+                break
+        await handle.terminate("test over")
+    assert channel.current.version == f"1.0.{NIGHTS}" and channel.state.basis_points == 10_000
+    assert all(r.phase.value == "Healthy" for r in status.results) and status.results[-1].version == f"1.0.{NIGHTS}"
+    print(f"a year of nightly releases: {len(sizes)} train runs, largest history {max(sizes)} events")
+    assert status.runs >= 2 and max(sizes) < 10_000
+    nightly = device(setup, tmp_path / "devices", "dev-box", channel="nightly")
+    assert nightly.update()[1].version == f"1.0.{NIGHTS}"
+    assert len(sizes) == status.runs
+
+
+async def _released(handle, count: int) -> TrainStatus | None:
+    status = await handle.query("status", result_type=TrainStatus)
+    return status if status.released == count else None

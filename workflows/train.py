@@ -1,0 +1,102 @@
+"""`ReleaseTrain`: the releases of one channel, in the order submitted, each a `StagedRelease` child
+workflow (its own history, its own decisions: `rollout halt <its ID>` as for any release).
+
+Submitting is an update with a validator (the CLI) and a signal (the Web UI). The train's own history
+grows by a few events per release; before it reaches `continueAfterEvents` (or the server suggests
+it) the train continues as new with what is still queued, so a year of nightly releases is many
+small runs, never one long history.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from models.release import Release, ReleaseInput
+    from models.status import Phase, RolloutStatus
+    from models.train import KEPT_RESULTS, SubmitRelease, SubmitResult, TrainedRelease, TrainInput, TrainStatus
+    from workflows.release import StagedRelease
+
+HEADROOM = 50  # events a release adds to the train's history, at most (child start, completion, submissions)
+
+
+@workflow.defn(name="ReleaseTrain")
+class ReleaseTrain:
+    @workflow.init
+    def __init__(self, request: TrainInput) -> None:
+        self.request = request
+        self.queued: list[Release] = list(request.queued)
+        self.results: list[TrainedRelease] = list(request.results)
+        self.released = request.released
+        self.running = ""
+
+    @workflow.query(name="status", description="the train: what runs, what waits, what ran")
+    def status(self) -> TrainStatus:
+        return TrainStatus(name=self.request.name, environment=self.request.environment, running=self.running,
+                           queued=[r.spec.artifact.version or r.version for r in self.queued], released=self.released, runs=self.request.runs,
+                           results=self.results)
+
+    def _problem(self, submit: SubmitRelease) -> str:
+        if not submit.by.strip():
+            return "submit: say who submits (by)"
+        if submit.release.metadata.environment != self.request.environment:
+            return (f"the train runs releases of {self.request.environment}, not "
+                    f"{submit.release.metadata.environment}")
+        return ""
+
+    @workflow.update(name="submit", description='Queue a Release on this train. {"release": {...}, "by": "you"}')
+    async def submit(self, submit: SubmitRelease) -> SubmitResult:
+        self.queued.append(submit.release)
+        return SubmitResult(accepted=True, position=len(self.queued) - 1 + (1 if self.running else 0))
+
+    @submit.validator
+    def _validate_submit(self, submit: SubmitRelease) -> None:
+        problem = self._problem(submit)
+        if problem:
+            raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
+
+    @workflow.signal(name="submit")
+    def submit_signal(self, submit: SubmitRelease) -> None:
+        if not self._problem(submit):
+            self.queued.append(submit.release)
+
+    def _long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or \
+            info.get_current_history_length() + HEADROOM >= self.request.continue_after_events
+
+    @workflow.run
+    async def run(self, request: TrainInput) -> TrainStatus:
+        while True:
+            workflow.set_current_details(f"release train {request.environment}/{request.name}: "
+                                         f"{self.released} released, {len(self.queued)} queued; waiting for `submit`")
+            await workflow.wait_condition(lambda: bool(self.queued) or self._long())
+            if self._long():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(TrainInput(
+                    name=request.name, environment=request.environment, queued=self.queued, released=self.released,
+                    results=self.results[-KEPT_RESULTS:], runs=request.runs + 1,
+                    continue_after_events=request.continue_after_events))
+            release = self.queued.pop(0)
+            await self._run_one(release)
+
+    async def _run_one(self, release: Release) -> None:
+        child_id = f"{release.rollout_id}/{self.released + 1}"
+        version = release.spec.artifact.version or release.spec.artifact.variant or release.version
+        self.running = child_id
+        workflow.set_current_details(f"running {child_id}: {release.version} → {release.target_description}")
+        try:
+            ended: RolloutStatus = await workflow.execute_child_workflow(
+                StagedRelease.run, ReleaseInput(release=release, requested_by=f"train {self.request.name}"),
+                id=child_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                static_summary=f"release {release.version} → {release.target_description}")
+            result = TrainedRelease(workflow_id=child_id, version=version, phase=ended.phase,
+                                    reason=ended.reason, finished_at=ended.finished_at)
+        except ChildWorkflowError as error:
+            result = TrainedRelease(workflow_id=child_id, version=version, phase=Phase.DEGRADED,
+                                    reason=str(error.cause or error), finished_at=workflow.now())
+        self.results = [*self.results, result][-KEPT_RESULTS:]
+        self.released += 1
+        self.running = ""
