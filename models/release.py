@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from models.analysis import AnalysisSpec, AnalysisStep
+from models.analysis import AnalysisSpec, AnalysisStep, Provider
 from models.approvals import Approval, ApprovalPolicy
 from models.documents import SpecError, load_document
 from models.durations import Duration, format_duration
@@ -115,6 +115,9 @@ class ReleaseSpecBody(SpecModel):
     approval: Approval | None = Field(None, description="an approval before anything is published")
     execution_windows: ExecutionWindows | None = None
     notifications: list[NotificationChannel] = Field(default_factory=list, max_length=10)
+    observe: Provider | None = Field(
+        None, description="how much of the audience runs the release, in percent (prometheus or web; "
+                          "{{args.version}} is the artifact's version): measured when each phase's bake ends")
 
     rollback_window: ClassVar[None] = None  # a release rolls back by a new release, not a warm copy
 
@@ -155,6 +158,8 @@ class ReleaseSpecBody(SpecModel):
         for path, policy in self.approvals():
             if policy.remind_every is not None and not self.notifications:
                 raise ValueError(f"@{path}.remindEvery: reminders need spec.notifications")
+        if self.observe is not None and self.observe.name == "judge":
+            raise ValueError("@observe: a share is read from prometheus or web, not judge")
         return self
 
 

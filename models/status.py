@@ -62,6 +62,7 @@ class Exposure(Message):
     desired: float = 0.0
     observed: float = 0.0
     unit: Literal["percent", "replicas", "userFraction", "devices"] = "percent"
+    source: str = Field("", description="where `observed` comes from: the target's own report, or a measurement")
 
 
 class Versions(Message):

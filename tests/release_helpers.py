@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -78,11 +81,26 @@ def running_fleet(s3: S3Server, setup: UpdaterSetup, workdir: Path, devices: int
     fleet = Fleet(setup, workdir / "fleet", devices=devices, version="1.0.0", online=0.5).start()
     prometheus = PrometheusServer(workdir / "prometheus", targets=[fleet.address]).start()
     fleet.prometheus_url = prometheus.url
+    scraped(prometheus.url, "fleet_devices")  # Prometheus hands new targets to its scrapers every 5 s
     try:
         yield fleet
     finally:
         prometheus.stop()
         fleet.stop()
+
+
+def scraped(url: str, metric: str, timeout: float = 60) -> None:
+    """Until Prometheus has scraped `metric` once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/query?query={metric}", timeout=5) as answer:
+                if json.loads(answer.read())["data"]["result"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"Prometheus at {url} never scraped {metric}")
 
 
 @pytest.fixture

@@ -45,10 +45,14 @@ async def settled_share(fleet: Fleet, version: str) -> float:
 async def test_fleet_share_follows_each_phase_and_halt_keeps_the_cohort(dev_client, s3_server, updater_setup, fleet,
                                                                         tmp_path, unique):
     phases = [{"percent": p, "bake": "1h"} for p in (1, 5, 10, 25, 50)]
-    release = release_document(f"fleet-{unique}", updater_setup, make_artifact(tmp_path, "2.0.0"), "2.0.0", phases)
+    observe = {"prometheus": {"address": fleet.prometheus_url,
+                              "query": '100 * sum(fleet_devices{version="{{args.version}}"}) / sum(fleet_devices)'}}
+    release = release_document(f"fleet-{unique}", updater_setup, make_artifact(tmp_path, "2.0.0"), "2.0.0", phases,
+                               observe=observe)
     queue = f"release-{unique}"
     shares = {}
-    async with release_worker(dev_client, queue, s3_server, updater_setup):
+    async with release_worker(dev_client, queue, s3_server, updater_setup,
+                              extra=[measure_activity(default_providers())]):
         handle = await dev_client.start_workflow(StagedRelease.run, ReleaseInput(release=release, requested_by="ci"),
                                                  id=f"{release.rollout_id}-{unique}", task_queue=queue)
         for index, percent in enumerate((1, 5, 10)):
@@ -75,6 +79,9 @@ async def test_fleet_share_follows_each_phase_and_halt_keeps_the_cohort(dev_clie
         await handle.execute_update("promote", PromoteRequest(by="rm", full=True))
         final: RolloutStatus = await handle.result()
     assert final.phase is Phase.HEALTHY
+    observed = [float(h.detail.split("%")[0]) for h in final.history if h.event == "observed"]
+    assert len(observed) == 5 and abs(observed[0] - 1) <= 1 and abs(observed[1] - 5) <= 1, observed  # 4 phase ends, 100%
+    assert final.exposure.source == "measured (spec.observe)"
     shares[100] = await settled_share(fleet, "2.0.0")
     errors = {p: round(abs(share - p), 2) for p, share in shares.items()}
     print(f"fleet share error, percentage points: {errors}")

@@ -42,6 +42,7 @@ def details(s: RolloutStatus) -> str:
         "canary": f" · canary weight {s.canary_weight}%",
         "abTest": f" · canary weight {s.canary_weight}%",
         "blueGreen": f" · active: {'preview (new)' if s.canary_weight else 'previous'}",
+        "staged": f" · exposure {s.exposure.desired:g}% (the channel says {s.exposure.observed:g}%)",
     }.get(s.strategy, "")
     head = (
         f"**{s.name}** ({s.environment}) · {s.strategy} → `{s.image}`\n\n"
@@ -54,6 +55,16 @@ def details(s: RolloutStatus) -> str:
     lines = [head]
     if s.approval is not None and not s.approval.decided:
         lines += _approval(s, s.approval)
+    elif s.reason == Reason.HALTED.value:
+        lines.append(f"**Halted by {s.held_by}: no new installs.** Go on with the same devices: CLI `rollout resume "
+                     f"{rid}` · Web UI: " + _signal("resume", {"by": "your-name"}))
+        lines.append(f"Go back to the previous release: CLI `rollout rollback {rid} --reason \"...\"` · Web UI: "
+                     + _signal("rollback", {"reason": "why", "by": "your-name"}))
+    elif s.reason == Reason.BAKING.value:
+        until = f" until {s.paused_until:%Y-%m-%d %H:%M} UTC" if s.paused_until else ""
+        lines.append(f"**Baking{until}.** End it now: CLI `rollout promote {rid}` · Web UI: "
+                     + _signal("promote", {"by": "your-name"}) + f". Stop new installs: `rollout halt {rid}` · "
+                     + _signal("halt", {"by": "your-name", "comment": "why"}))
     elif s.reason == Reason.PAUSED_BY_USER.value:
         lines.append(f"**Held by {s.held_by}.** CLI: `rollout resume {rid}` · Web UI: "
                      + _signal("resume", {"by": "your-name"}))

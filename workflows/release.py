@@ -12,17 +12,20 @@ rolls back, or with `onFailure: halt` halts and waits for a person.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.analysis import AnalysisActivities
+    from models.analysis import MeasureInput, Metric
     from models.approvals import HaltRequest
     from models.durations import format_duration
     from models.release import ReleaseInput, ReleasePhase
     from models.status import Exposure, Phase, Reason, RolloutStatus
-    from workflows.analysis import gate
+    from workflows.analysis import MEASURE, gate
     from workflows.approval import await_approval
     from workflows.channels import channel_for
     from workflows.control import RolloutControl, StatusQuery, failure_reason
@@ -30,6 +33,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.handlers import Abort, Approve, Halt, Promote, Rollback, SkipAnalysis, supported_by
 
 FULL = 10_000
+
+
+def first_number(value: str) -> float | None:
+    """The first number in a measurement's JSON value (`[9.8]`, `9.8`, `{"share": 9.8}`)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    while isinstance(data, (list, dict)) and data:
+        data = data[0] if isinstance(data, list) else next(iter(data.values()))
+    return float(data) if isinstance(data, (int, float)) and not isinstance(data, bool) else None
 
 
 @workflow.defn(name="StagedRelease")
@@ -66,8 +80,28 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
             observed = await self.channel.expose(points, halted)
             self.published = (points, halted)
             s = self.control.status
-            s.exposure = Exposure(desired=points / 100, observed=observed,
+            s.exposure = Exposure(desired=points / 100, observed=observed, source="the channel's signed state",
                                   unit="devices" if self.spec.channel.kind == "updater" else "percent")
+
+    async def observe(self) -> None:
+        """`spec.observe`: how much of the audience runs it now, measured (a failed measurement keeps the
+        last value and says so in the history)."""
+        provider = self.spec.observe
+        if provider is None:
+            return
+        c, artifact = self.control, self.spec.artifact
+        metric = Metric(name="observed-exposure", provider=provider, success_condition="True")
+        measured = await workflow.execute_activity_method(
+            AnalysisActivities.measure, MeasureInput(rollout_id=c.status.rollout_id, template="observe", metric=metric,
+                                                     args={"version": artifact.version or artifact.variant or ""}),
+            summary="observe the exposure", **MEASURE)
+        share = first_number(measured.value)
+        if measured.phase == "Error" or share is None:
+            c.record("observe-failed", measured.message or f"no number in {measured.value!r}")
+            return
+        c.status.exposure = c.status.exposure.model_copy(update={"observed": round(share, 3),
+                                                                 "source": "measured (spec.observe)"})
+        c.record("observed", f"{share:.2f}% of the audience (desired {self.points / 100:g}%)")
 
     async def follow_halts(self) -> None:
         """A halt or resume reaches the channel at once, wherever the workflow waits."""
@@ -120,6 +154,7 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
             if phase.approval is not None:
                 await await_approval(c, index, phase.approval, f"approval of phase {index + 1}: {phase.describe()}")
             await self.bake(index, phase)
+            await self.observe()
             if phase.analysis is not None and not c.pending.promote_full:
                 try:
                     await gate(c, index, phase.analysis)
@@ -130,6 +165,7 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
             self.last_good = phase.points
         await self.expose(FULL)
         self.last_good = FULL
+        await self.observe()
         return await c.healthy(f"{self.control.status.image} is at 100% of {self.control.status.target}")
 
     async def bake(self, index: int, phase: ReleasePhase) -> None:
