@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from collections import Counter
+from dataclasses import astuple
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class Fleet:
         self.reader = Agent(AgentConfig.load(str(reader)))
         self.last_error = ""
         self.ticks = 0
+        self._state_key: tuple | None = None
+        self._pending: dict[str, str] = {}  # device -> the version it will install when online
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.address = f"127.0.0.1:{self._server.server_address[1]}"
@@ -96,23 +99,36 @@ class Fleet:
             with self.lock:
                 if check.state is not None:
                     self._act(check.state, check.previous)
-                for version in self.running.values():
-                    if self.random.random() < self.crash_rates.get(version, 0.0):
-                        self.crashes[version] += 1
+                if self.crash_rates:
+                    for version in self.running.values():
+                        if self.random.random() < self.crash_rates.get(version, 0.0):
+                            self.crashes[version] += 1
                 self.ticks += 1
 
     def _act(self, state, previous: str) -> None:
-        for device, version in self.running.items():
+        """Each device decides with the agent's code; a decision only changes with the channel's state or
+        the device's version, so it is computed once per state for everyone, then only the devices that
+        have something to install are visited (100,000 devices cost one pass per metadata change)."""
+        key = (astuple(state), previous)
+        if key != self._state_key:
+            self._state_key = key
+            self._pending = {}
+            for device, version in self.running.items():
+                decision = decide(device, version, state, previous)
+                if decision.installs:
+                    self._pending[device] = decision.version
+        installed = []
+        for device, version in self._pending.items():
             if self.online < 1 and self.random.random() >= self.online:
                 continue
-            decision = decide(device, version, state, previous)
-            if not decision.installs:
+            if self.random.random() < self.install_failures.get(version, 0.0):
+                self.installs[(version, "failed")] += 1
                 continue
-            if self.random.random() < self.install_failures.get(decision.version, 0.0):
-                self.installs[(decision.version, "failed")] += 1
-                continue
-            self.running[device] = decision.version
-            self.installs[(decision.version, "ok")] += 1
+            self.running[device] = version
+            self.installs[(version, "ok")] += 1
+            installed.append(device)
+        for device in installed:
+            del self._pending[device]
 
     def _metrics(self) -> str:
         with self.lock:

@@ -1,4 +1,4 @@
-"""A staged release end to end on the dev server: real TUF metadata in moto's S3, a fleet of 10,000
+"""A staged release end to end on the dev server: real TUF metadata in moto's S3, a fleet of 100,000
 simulated devices deciding with rollout-agent's own eligibility code from what python-tuf verified,
 real agents doing the whole check/download/verify/install path, and real Prometheus scraping the
 fleet for the gate."""

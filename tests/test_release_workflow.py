@@ -160,3 +160,24 @@ def test_a_promotion_names_the_channel_before_and_needs_an_approval(updater_setu
         parse_release(spec)
     assert unapproved.value.problems == ["spec.approval: promoting beta to stable goes through the channel's approval: "
                                          "give spec.approval"]
+
+
+async def test_two_channels_publishing_at_once_lose_nothing(time_skipping_env, s3_server, updater_setup, tmp_path,
+                                                            unique):
+    """Releases to beta and alpha at the same moment: the publish lease serialises their metadata
+    writes (the loser retries), and the repository ends with both."""
+    env, setup = time_skipping_env, updater_setup
+    queue = f"release-{unique}"
+    async with release_worker(env.client, queue, s3_server, setup) as updater:
+        handles = []
+        for channel, version in (("beta", "4.0.0"), ("alpha", "4.1.0")):
+            doc = release_document(f"{channel}-{unique}", setup, make_artifact(tmp_path, version), version,
+                                   [{"percent": p} for p in (10, 20, 30, 40, 50)], channel=channel)
+            handles.append(await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=doc),
+                                                           id=doc.rollout_id, task_queue=queue))
+        finals = [await h.result() for h in handles]
+        assert all(f.phase is Phase.HEALTHY for f in finals)
+        read = lambda channel: updater.read_channel(  # noqa: E731
+            ChannelInput(repository=setup.repository, channel=channel, platform="linux-x86_64"))
+        assert read("beta").current.version == "4.0.0" and read("alpha").current.version == "4.1.0"
+        assert read("beta").versions["snapshot"] == 1 + 2 * 6  # every publish of both made its own snapshot

@@ -43,6 +43,14 @@ def _beat(detail: str) -> None:
         activity.heartbeat(detail)
 
 
+def _owner() -> str:
+    """This activity, across its attempts (the publish lease's owner)."""
+    if not activity.in_activity():
+        return ""
+    info = activity.info()
+    return f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+
+
 class UpdaterActivities:
     def __init__(self, s3_for: S3For, signers: Callable[[], Signers] = Signers.from_env) -> None:
         self.s3_for, self.signers = s3_for, signers
@@ -62,7 +70,7 @@ class UpdaterActivities:
     def publish_release(self, request: PublishInput) -> ChannelRelease:
         store = self._store(request.repository)
         _beat("taking the publish lease")
-        with _s3_faults(), store.publish_lock():
+        with _s3_faults(), store.publish_lock(_owner()):
             repository = self._repository(store, request.expiry)
             _beat(f"publishing {request.artifact.version} to {request.channel}")
             if publish(repository, request.channel, request.release, request.artifact, request.state,
@@ -79,7 +87,7 @@ class UpdaterActivities:
     @activity.defn(name="refresh_timestamp")
     def refresh_timestamp(self, request: RefreshInput) -> RefreshResult:
         store = self._store(request.repository)
-        with _s3_faults(), store.publish_lock():
+        with _s3_faults(), store.publish_lock(_owner()):
             repository = self._repository(store, request.expiry)
             now, resigned = datetime.now(UTC), []
             e = request.expiry

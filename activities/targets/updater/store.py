@@ -83,9 +83,11 @@ class Store:
                      ExtraArgs={"CacheControl": "public, max-age=31536000, immutable"})
 
     @contextlib.contextmanager
-    def publish_lock(self) -> Iterator[None]:
+    def publish_lock(self, owner: str = "") -> Iterator[None]:
+        """`owner`: who publishes (an activity's workflow and activity ID). A lease its earlier attempt left
+        — Temporal retries an attempt only once it has timed out — is taken over at once."""
         token = uuid.uuid4().hex
-        body = lambda: json.dumps({"token": token, "until": time.time() + LEASE_SECONDS}).encode()  # noqa: E731
+        body = lambda: json.dumps({"token": token, "owner": owner, "until": time.time() + LEASE_SECONDS}).encode()  # noqa: E731
         key = self.key("metadata", ".publish-lock")
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body(), IfNoneMatch="*")
@@ -95,10 +97,11 @@ class Store:
             held = self.get("metadata", ".publish-lock")
             if held is not None:
                 lease = json.loads(held[0])
-                if lease.get("until", 0) > time.time():
+                earlier_attempt = bool(owner) and lease.get("owner") == owner
+                if lease.get("until", 0) > time.time() and not earlier_attempt:
                     raise RepositoryBusy(f"{self.repository.describe()} is being published by another "
                                          "activity") from None
-                self.put(body(), "metadata", ".publish-lock", if_match=held[1])  # a stale lease: taken over
+                self.put(body(), "metadata", ".publish-lock", if_match=held[1])  # stale, or ours: taken over
             else:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=body(), IfNoneMatch="*")
         try:
