@@ -210,3 +210,10 @@ class ReleaseInput(Message):
     @property
     def document(self) -> Release:
         return self.release
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Release.model_json_schema(by_alias=True, mode="validation")
+    schema["$id"] = "https://rollouts.durable.dev/schemas/v1alpha1/release.json"
+    schema["title"] = "durable-rollouts Release"
+    return schema

@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a rollout or release spec; nothing is started")
     p.add_argument("-f", "--file", required=True)
 
-    sub.add_parser("schema", help="print the spec's JSON Schema (for editors)")
+    p = sub.add_parser("schema", help="print the spec's JSON Schema (for editors)")
+    p.add_argument("--kind", choices=["Rollout", "Release"], default="Rollout")
 
     p = sub.add_parser("start", help="start a rollout from a spec")
     p.add_argument("-f", "--file", required=True)
@@ -249,7 +250,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid {rollout.spec.strategy.name} rollout {rollout.rollout_id}{steps}")
         return ExitCode.OK
     if args.command == "schema":
-        print(json.dumps(json_schema(), indent=2))
+        from models.release import json_schema as release_schema
+
+        print(json.dumps(json_schema() if args.kind == "Rollout" else release_schema(), indent=2))
         return ExitCode.OK
     if args.command == "start":
         rollout = _load(args.file)
