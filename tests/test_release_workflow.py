@@ -7,13 +7,16 @@ from datetime import timedelta
 
 import pytest
 
+from activities.analysis import default_providers
+from activities.targets.updater import UpdaterActivities
 from localcluster.updates import make_artifact
 from models.approvals import ApproveRequest, HaltRequest, PromoteRequest, ResumeRequest, RollbackRequest
 from models.release import ReleaseInput, parse_release
 from models.status import Phase, RolloutStatus
 from models.updater import ChannelInput
 from tests.helpers import eventually
-from tests.release_helpers import device, release_document, release_worker
+from tests.release_helpers import device, measure_activity, release_document, release_worker
+from tests.test_flags import health
 from workflows.release import StagedRelease
 
 WEEK_PHASES = [
@@ -181,3 +184,62 @@ async def test_two_channels_publishing_at_once_lose_nothing(time_skipping_env, s
             ChannelInput(repository=setup.repository, channel=channel, platform="linux-x86_64"))
         assert read("beta").current.version == "4.0.0" and read("alpha").current.version == "4.1.0"
         assert read("beta").versions["snapshot"] == 1 + 2 * 6  # every publish of both made its own snapshot
+
+
+async def test_a_worker_without_the_channel_keys_fails_once_with_words(time_skipping_env, s3_server, updater_setup,
+                                                                       tmp_path, unique):
+    import concurrent.futures
+
+    from temporalio.worker import Worker
+
+    from activities.targets.updater.signers import Signers
+
+    env, setup = time_skipping_env, updater_setup
+    queue = f"release-{unique}"
+    uris = {k: v for k, v in setup.signer_uris().items() if "stable" not in v}  # snapshot and timestamp, no stable
+    updater = UpdaterActivities(lambda r: s3_server.client(), lambda: Signers(uris))
+    doc = release_document(f"nokeys-{unique}", setup, make_artifact(tmp_path, "5.0.0"), "5.0.0", [{"percent": 10}])
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        async with Worker(env.client, task_queue=queue, workflows=[StagedRelease], activity_executor=pool,
+                          activities=[updater.upload_artifact, updater.read_channel, updater.publish_release]):
+            final = await env.client.execute_workflow(StagedRelease.run, ReleaseInput(release=doc), id=doc.rollout_id,
+                                                      task_queue=queue)
+            history = await env.client.get_workflow_handle(doc.rollout_id).fetch_history()
+    assert final.phase is Phase.DEGRADED
+    assert "stable: this worker holds 0 of the 1 keys needed ($DURABLE_ROLLOUTS_TUF_SIGNERS)" in final.message
+    attempts = [e.activity_task_started_event_attributes.attempt for e in history.events
+                if e.HasField("activity_task_started_event_attributes")]
+    assert max(attempts) == 1, "a permanent fault is not retried"
+
+
+async def test_on_failure_halt_waits_for_a_person_who_rolls_back(time_skipping_env, s3_server, updater_setup, tmp_path,
+                                                                 unique, health):
+    env, setup = time_skipping_env, updater_setup
+    queue = f"release-{unique}"
+    gate = {"templates": [{"templateName": "healthy"}]}
+    template = {"name": "healthy", "metrics": [{"name": "ok", "successCondition": "result == True",
+                                                "provider": {"web": {"url": health.url, "jsonPath": "ok"}}}]}
+    async with release_worker(env.client, queue, s3_server, setup, extra=[measure_activity(default_providers())]) as u:
+        read = lambda: u.read_channel(ChannelInput(repository=setup.repository, channel="stable",  # noqa: E731
+                                                   platform="linux-x86_64"))
+        first = release_document(f"base-{unique}", setup, make_artifact(tmp_path, "1.0.0"), "1.0.0", [{"percent": 100}])
+        await env.client.execute_workflow(StagedRelease.run, ReleaseInput(release=first), id=first.rollout_id,
+                                          task_queue=queue)
+        health.ok = False
+        doc = release_document(f"halt-{unique}", setup, make_artifact(tmp_path, "1.1.0"), "1.1.0",
+                               [{"percent": 10, "analysis": gate}, {"percent": 50}],
+                               onFailure="halt", analysis={"templates": [template]})
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=doc), id=doc.rollout_id,
+                                                 task_queue=queue)
+        s = await eventually(lambda: _reason(handle, "Halted"), timeout=60, what="halted by the failed gate")
+        assert s.held_by == "workflow" and s.current_step == 0
+        assert read().state.halted and read().current.version == "1.1.0"
+        await handle.execute_update("rollback", RollbackRequest(by="oncall", reason="the gate failed"))
+        final = await handle.result()
+    assert (final.phase, final.reason) == (Phase.DEGRADED, "RolledBack")
+    assert read().current.version == "1.0.0" and read().state.downgrade
+
+
+async def _reason(handle, reason: str):
+    s = await status(handle)
+    return s if s.reason == reason else None
