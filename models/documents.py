@@ -6,9 +6,14 @@ the last value wins). Every refusal is a `SpecError` whose problems name the lin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
+
+from models.specbase import describe_errors
+
+Model = TypeVar("Model", bound=BaseModel)
 
 MAX_SPEC_BYTES = 1 << 20  # a spec is a page or two; anything near this is not one
 MAX_DEPTH = 64
@@ -93,3 +98,21 @@ def load_document(path: str | Path, kind: str) -> Any:
     if len(documents) != 1:
         raise SpecError(source, [f"(file): expected one {kind} document, found {len(documents)}"])
     return documents[0]
+
+
+def parse_as(model: type[Model], document: Any, source: str, kind: str) -> Model:
+    """`document` validated as `model` (a Rollout, a Release), or SpecError with every problem's field path."""
+    if not isinstance(document, dict):
+        raise SpecError(source, [f"(document): a {kind} is a YAML mapping, got {type(document).__name__}"])
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise SpecError(source, describe_errors(error)) from None
+
+
+def schema_of(model: type[BaseModel], name: str, title: str) -> dict[str, Any]:
+    """The JSON Schema editors read for `model` (camelCase keys, as written)."""
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    schema["$id"] = f"https://rollouts.durable.dev/schemas/v1alpha1/{name}.json"
+    schema["title"] = title
+    return schema

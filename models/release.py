@@ -26,11 +26,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from models.analysis import AnalysisSpec, AnalysisStep, Provider
 from models.approvals import Approval, ApprovalPolicy
-from models.documents import SpecError, load_document
+from models.documents import SpecError, load_document, parse_as, schema_of  # noqa: F401 - SpecError: its API
 from models.durations import Duration, format_duration
 from models.flags import FlagChannel
 from models.names import rollout_id
@@ -38,7 +38,7 @@ from models.notifications import NotificationChannel
 from models.presets import resolve
 from models.schedule import ExecutionWindows
 from models.spec import Metadata
-from models.specbase import Message, OneOf, SpecModel, describe_errors
+from models.specbase import Message, OneOf, SpecModel
 from models.updater import UpdaterChannel
 
 CHANNELS = ("updater", "flag")
@@ -188,12 +188,7 @@ class Release(SpecModel):
 
 
 def parse_release(document: Any, source: str = "<spec>") -> Release:
-    if not isinstance(document, dict):
-        raise SpecError(source, [f"(document): a Release is a YAML mapping, got {type(document).__name__}"])
-    try:
-        return Release.model_validate(document)
-    except ValidationError as error:
-        raise SpecError(source, describe_errors(error)) from None
+    return parse_as(Release, document, source, "Release")
 
 
 def load_release(path: str | Path) -> Release:
@@ -213,7 +208,4 @@ class ReleaseInput(Message):
 
 
 def json_schema() -> dict[str, Any]:
-    schema = Release.model_json_schema(by_alias=True, mode="validation")
-    schema["$id"] = "https://rollouts.durable.dev/schemas/v1alpha1/release.json"
-    schema["title"] = "durable-rollouts Release"
-    return schema
+    return schema_of(Release, "release", "durable-rollouts Release")

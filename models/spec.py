@@ -11,18 +11,18 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from models.analysis import AnalysisSpec, AnalysisStep
 from models.approvals import Approval, ApprovalPolicy
-from models.documents import MAX_SPEC_BYTES, SpecError, load_document  # noqa: F401 - part of the spec's API
+from models.documents import MAX_SPEC_BYTES, SpecError, load_document, parse_as, schema_of  # noqa: F401 - part of the spec's API
 from models.durations import Duration
 from models.names import rollout_id
 from models.notifications import NotificationChannel
 from models.presets import resolve
 from models.schedule import ExecutionWindows
-from models.specbase import DnsLabel, OneOf, SpecModel, describe_errors
+from models.specbase import DnsLabel, OneOf, SpecModel
 from models.strategies import (  # noqa: F401 - the strategies are part of the spec's public names
     AbTestStrategy,
     BlueGreenStrategy,
@@ -209,12 +209,7 @@ class Rollout(SpecModel):
 
 
 def parse_rollout(document: Any, source: str = "<spec>") -> Rollout:
-    if not isinstance(document, dict):
-        raise SpecError(source, [f"(document): a Rollout is a YAML mapping, got {type(document).__name__}"])
-    try:
-        return Rollout.model_validate(document)
-    except ValidationError as error:
-        raise SpecError(source, describe_errors(error)) from None
+    return parse_as(Rollout, document, source, "Rollout")
 
 
 def load_rollout(path: str | Path) -> Rollout:
@@ -223,7 +218,4 @@ def load_rollout(path: str | Path) -> Rollout:
 
 
 def json_schema() -> dict[str, Any]:
-    schema = Rollout.model_json_schema(by_alias=True, mode="validation")
-    schema["$id"] = f"https://rollouts.durable.dev/schemas/{API_VERSION.split('/')[1]}/rollout.json"
-    schema["title"] = "durable-rollouts Rollout"
-    return schema
+    return schema_of(Rollout, "rollout", "durable-rollouts Rollout")
