@@ -41,6 +41,7 @@ class Fleet:
         self.crashes: Counter[str] = Counter()
         self.installs: Counter[tuple[str, str]] = Counter()
         self.real: dict[str, str] = {}  # real agents' device -> version, from their reports
+        self.real_crashes = 0
         self.tick, self.lock = tick, threading.Lock()
         reader = device_config(setup, workdir / "reader", "fleet-reader", channel, platform)
         self.reader = Agent(AgentConfig.load(str(reader)))
@@ -148,6 +149,7 @@ class Fleet:
             for event in events:
                 if event.get("event") == "crash":
                     self.crashes[event.get("version", "")] += 1
+                    self.real_crashes += 1
                 elif event.get("event") == "installed":
                     self.real[event["device"]] = event["version"]
                     self.installs[(event["version"], "ok")] += 1

@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -209,3 +211,32 @@ def test_one_agent_at_a_time_and_the_cli_says_what_happened(channel, installed, 
     channel.release("1.1.0", healthy=False)
     failed = run("update", "--json")
     assert failed.returncode == 5 and json.loads(failed.stdout)["outcome"]["stage"] == "health-failed"
+
+
+def test_crash_beacons_wait_in_the_outbox_while_offline(channel, installed, tmp_path):
+    agent, _ = installed
+    agent.config.telemetry_url = "http://127.0.0.1:9/report"  # nothing listens: offline
+    agent.reporter.crash("1.0.0", "segfault")
+    agent.reporter.crash("1.0.0", "again")
+    assert agent.reporter.pending() == 2
+    got = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            got.extend(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    agent.config.telemetry_url = f"http://127.0.0.1:{server.server_address[1]}/report"
+    assert agent.reporter.flush() and agent.reporter.pending() == 0
+    server.shutdown()
+    assert [(e["event"], e["version"], e["message"]) for e in got] == [("crash", "1.0.0", "segfault"),
+                                                                         ("crash", "1.0.0", "again")]

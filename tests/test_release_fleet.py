@@ -117,6 +117,8 @@ async def test_a_release_that_crashes_more_is_halted_by_the_gate_and_rolled_back
                     continue
                 if outcome is not None and outcome.ok and outcome.version == "3.0.0":
                     took.add(agent.config.device_id)
+                if agent.installation.installed_version() == "3.0.0":  # it crashes: its crash handler reports
+                    agent.reporter.crash("3.0.0", "segfault in the renderer")
             stop.wait(0.3)
 
     runner = threading.Thread(target=real_devices, daemon=True)
@@ -138,5 +140,6 @@ async def test_a_release_that_crashes_more_is_halted_by_the_gate_and_rolled_back
         stop.set()
         runner.join(30)
     assert took, "some real agents were in the 50% cohort and took 3.0.0"
+    assert fleet.real_crashes >= len(took), "their crash beacons reached the collector"
     for agent in agents:  # back on the previous version, byte for byte
         assert tree_digest(agent.installation.current.resolve()) == before[agent.config.device_id]

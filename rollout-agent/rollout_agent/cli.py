@@ -1,4 +1,7 @@
-"""`rollout-agent check|update|status --config FILE [--json]`.
+"""`rollout-agent check|update|status|crash --config FILE [--json]`.
+
+`crash` is for the application's crash handler: a crash beacon for the installed version, sent to the
+telemetry endpoint (kept in the outbox while offline).
 
 Exit codes: 0 done (up to date, or updated), 2 bad config or usage, 3 refused (verification failed:
 nothing installed), 4 channel unreachable, 5 the update failed and the previous version runs again
@@ -18,7 +21,8 @@ EXIT_ROLLED_BACK = 5
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rollout-agent", description="check and install a channel's releases")
-    parser.add_argument("command", choices=["check", "update", "status"])
+    parser.add_argument("command", choices=["check", "update", "status", "crash"])
+    parser.add_argument("--detail", default="", help="crash: what happened (one line)")
     parser.add_argument("--config", required=True, help="the agent's JSON config")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
@@ -33,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         with agent.locked():
             if args.command == "status":
                 return _print(args, agent.status(), "")
+            if args.command == "crash":
+                version = agent.installation.installed_version()
+                agent.reporter.crash(version, args.detail)
+                return _print(args, {"crash": version, "unsentReports": agent.reporter.pending()},
+                              f"crash of {version or 'nothing installed'} reported")
             if args.command == "check":
                 check = agent.check()
                 return _print(args, check.as_dict(), f"{check.decision.action} {check.decision.version}: "
