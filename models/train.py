@@ -47,6 +47,7 @@ class SubmitRelease(Message):
 class SubmitResult(Message):
     accepted: bool
     position: int = Field(description="how many releases run before this one")
+    workflow_id: str = Field("", description="the ID it will run as (`rollout status` it once it runs)")
 
 
 class TrainStatus(Message):

@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--timeout", type=float, default=3600)
     a.add_argument("--json", action="store_true")
     a.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+    a.add_argument("--train", default=None, metavar="NAME",
+                   help="queue it on a release train (one per channel: nightly builds run in order)")
     a = actions.add_parser("schedule-refresh", help="a Temporal Schedule re-signing timestamp/snapshot before expiry")
     _repository_args(a)
     a.add_argument("--every", default="6h", help="how often (default 6h; the timestamp is valid --timestamp-expiry)")
@@ -223,6 +225,9 @@ def _release(args: argparse.Namespace) -> int:
 
     if args.action == "publish":
         document = _load(args.file, "Release")
+        if args.train:
+            return asyncio.run(release.submit_to_train(document, args.train, args.wait, args.timeout, args.task_queue,
+                                                       args.json))
         return asyncio.run(release.publish(document, args.wait, args.timeout, args.task_queue, args.json))
     repository = release.repository_from(args.bucket, args.prefix, args.endpoint)
     if args.action == "init":

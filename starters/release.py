@@ -2,7 +2,7 @@
 timestamp fresh.
 
     rollout release init --bucket B [--prefix P] [--endpoint URL] --keys DIR [--threshold stable=2] [--public-read]
-    rollout release publish -f release.yaml [--wait] [--timeout S] [--json]
+    rollout release publish -f release.yaml [--wait] [--timeout S] [--json] [--train NAME]
     rollout release schedule-refresh --bucket B [--prefix P] [--every 6h]
 
 Decisions on a running release are the common ones: `rollout halt|resume|promote [--full]|rollback|abort ID`.
@@ -10,6 +10,7 @@ Decisions on a running release are the common ones: `rollout halt|resume|promote
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
     ScheduleUpdate,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -32,11 +34,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from models import names
 from models.release import Release, ReleaseInput
 from models.status import Phase, RolloutStatus
+from models.train import SubmitRelease, SubmitResult, TrainInput, train_id
 from models.updater import Expiry, RefreshInput, Repository
-from starters.commands import _started, connect, status_or_none, who
+from starters.commands import _started, connect, follow, status_or_none, who
 from starters.exitcodes import ExitCode, UserError
 from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
+from workflows.train import ReleaseTrain
 
 
 def repository_from(bucket: str, prefix: str, endpoint: str | None) -> Repository:
@@ -111,6 +115,35 @@ async def publish(release: Release, wait: bool, timeout: float, task_queue: str,
             print(f"{rid} is already publishing this very release: following it")
         handle = client.get_workflow_handle(rid, result_type=RolloutStatus)
     return await _started(handle, wait, timeout, as_json)
+
+
+async def submit_to_train(release: Release, train: str, wait: bool, timeout: float, task_queue: str,
+                          as_json: bool) -> int:
+    """Queue the release on the channel's release train (started if it is not running)."""
+    client = await connect()
+    env = release.metadata.environment
+    handle = await client.start_workflow(
+        ReleaseTrain.run, TrainInput(name=train, environment=env), id=train_id(env, train), task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary=f"release train {env}/{train}")
+    try:
+        queued: SubmitResult = await handle.execute_update("submit", SubmitRelease(release=release, by=who()),
+                                                           result_type=SubmitResult)
+    except WorkflowUpdateFailedError as error:
+        raise UserError(f"submit refused by {handle.id}: {getattr(error.cause, 'message', error)}",
+                        ExitCode.INVALID) from None
+    if as_json:
+        print(queued.model_dump_json(by_alias=True))
+    else:
+        print(f"queued on {handle.id}: {queued.position} release(s) ahead; it runs as {queued.workflow_id}")
+    if not wait:
+        return ExitCode.OK
+    deadline = asyncio.get_running_loop().time() + timeout
+    child = client.get_workflow_handle(queued.workflow_id, result_type=RolloutStatus)
+    while await status_or_none(child) is None:
+        if asyncio.get_running_loop().time() > deadline:
+            return ExitCode.TIMEOUT
+        await asyncio.sleep(1)
+    return await follow(child, max(deadline - asyncio.get_running_loop().time(), 1), quiet=as_json)
 
 
 async def schedule_refresh(repository: Repository, every: timedelta, task_queue: str, expiry: Expiry) -> int:

@@ -160,3 +160,25 @@ async def test_a_worker_killed_mid_phase_resumes_at_the_same_phase_with_the_same
     await asyncio.to_thread(fleet.wait_ticks, 12)
     assert cohort <= fleet.on("2.0.0") and abs(fleet.share("2.0.0") - 40) <= 1, "the same devices, and more"
     await handle.cancel()
+
+
+async def test_nightly_builds_queue_on_a_release_train(dev_server, s3_server, updater_setup, release_worker_processes,
+                                                       tmp_path, unique):
+    env = environment(dev_server, s3_server, updater_setup.signers)
+    queue = f"train-{unique}"
+    release_worker_processes(dev_server.address, queue, env=env)
+    ids = []
+    for night, version in enumerate(("7.0.1", "7.0.2"), start=1):
+        document = release_document(f"nightly-{unique}", updater_setup, make_artifact(tmp_path, version), version,
+                                    [{"percent": 50}], channel="nightly")
+        spec = tmp_path / f"nightly-{night}.yaml"
+        spec.write_text(yaml.safe_dump(document.model_dump(mode="json", by_alias=True, exclude_none=True)))
+        done = await asyncio.to_thread(cli, env, "release", "publish", "-f", str(spec), "--train", "nightly",
+                                       "--wait", "--timeout", "120", "--task-queue", queue)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"queued on train/test/nightly: 0 release(s) ahead; it runs as {document.rollout_id}/{night}" in done.stdout
+        ids.append(f"{document.rollout_id}/{night}")
+    statuses = [json.loads(cli(env, "status", rid, "--json").stdout) for rid in ids]
+    assert [s["phase"] for s in statuses] == ["Healthy", "Healthy"] and "7.0.2" in statuses[1]["image"]
+    reader = Agent(AgentConfig.load(str(device_config(updater_setup, tmp_path / "reader", "r", channel="nightly"))))
+    assert reader.check().state.version == "7.0.2"

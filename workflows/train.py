@@ -49,7 +49,9 @@ class ReleaseTrain:
     @workflow.update(name="submit", description='Queue a Release on this train. {"release": {...}, "by": "you"}')
     async def submit(self, submit: SubmitRelease) -> SubmitResult:
         self.queued.append(submit.release)
-        return SubmitResult(accepted=True, position=len(self.queued) - 1 + (1 if self.running else 0))
+        ahead = len(self.queued) - 1 + (1 if self.running else 0)
+        return SubmitResult(accepted=True, position=ahead,
+                            workflow_id=f"{submit.release.rollout_id}/{self.released + ahead + 1}")
 
     @submit.validator
     def _validate_submit(self, submit: SubmitRelease) -> None:
