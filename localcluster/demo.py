@@ -48,30 +48,11 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
         print(f"   {cluster.server}  KUBECONFIG={cluster.kubeconfig}")
 
         print("== 2/4 Temporal dev server", flush=True)
-        if port_open(7233):
-            print("   using the server already on localhost:7233")
-        else:
-            server = DevServer(db_file=state_dir() / "temporal.db", port=7233, ui_port=8233,
-                               log_file=state_dir() / "temporal.log").start()
-            stopping.append(server.stop)
-            print(f"   {server.address}, Web UI {server.ui_url}")
-        os.environ["TEMPORAL_ADDRESS"] = "localhost:7233"  # the demo is everything local
-        os.environ["TEMPORAL_UI"] = DEFAULT_UI
+        temporal_server(stopping)
 
         print("== 3/4 worker", flush=True)
         support = _stand_ins(rollout, cluster.simulator_url, stopping)
-        log = open(state_dir() / "worker.log", "ab")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "starters.cli", "worker"],
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **demo_groups(rollout), **support},
-            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
-        )
-        log.close()
-        def stop_worker() -> None:
-            stop_process(worker)
-
-        stopping.append(stop_worker)
-        print(f"   pid {worker.pid}, log {state_dir() / 'worker.log'}")
+        stop_worker = start_worker({"KUBECONFIG": str(cluster.kubeconfig), **demo_groups(rollout), **support}, stopping)
 
         from kubernetes import config
 
@@ -86,7 +67,7 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
               f" (traffic through {prepared.entry})", flush=True)
 
         print(f"\nrollout start -f {spec_file or 'examples/canary.yaml'} --wait", flush=True)
-        code = asyncio.run(_run(rollout, interactive))
+        code = asyncio.run(run_deciding(_start(rollout), rollout.rollout_id, interactive))
         _print_traffic(cluster.simulator_url, target.namespace, prepared.service, prepared.entry)
         if keep:  # leave the cluster and Temporal up for more rollouts; the worker still stops
             stopping = [stop_worker]
@@ -97,13 +78,49 @@ def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
             stop()
 
 
-async def _run(rollout, interactive: bool) -> int:
+def temporal_server(stopping: list) -> None:
+    """The dev server on localhost:7233 (an already running one is used), for the commands that follow."""
+    if port_open(7233):
+        print("   using the server already on localhost:7233")
+    else:
+        server = DevServer(db_file=state_dir() / "temporal.db", port=7233, ui_port=8233,
+                           log_file=state_dir() / "temporal.log").start()
+        stopping.append(server.stop)
+        print(f"   {server.address}, Web UI {server.ui_url}")
+    os.environ["TEMPORAL_ADDRESS"] = "localhost:7233"  # the demo is everything local
+    os.environ["TEMPORAL_UI"] = DEFAULT_UI
+
+
+def start_worker(env: dict[str, str], stopping: list):
+    """`rollout worker` as a process with `env` added; returns what stops it."""
+    log = open(state_dir() / "worker.log", "ab")
+    worker = subprocess.Popen([sys.executable, "-m", "starters.cli", "worker"], env={**os.environ, **env},
+                              stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+    log.close()
+
+    def stop_worker() -> None:
+        stop_process(worker)
+
+    stopping.append(stop_worker)
+    print(f"   pid {worker.pid}, log {state_dir() / 'worker.log'}")
+    return stop_worker
+
+
+async def _start(rollout) -> int:
+    from starters import commands
+
+    queue = os.environ.get("ROLLOUT_TASK_QUEUE", TASK_QUEUE)
+    return await commands.start(rollout, wait=False, timeout=0, task_queue=queue, as_json=False)
+
+
+async def run_deciding(start, workflow_id: str, interactive: bool) -> int:
+    """Run `start` (a coroutine that starts the workflow), then follow it, standing in for the people
+    it waits for unless `interactive`."""
     from starters import commands
 
     client = await commands.connect()
-    queue = os.environ.get("ROLLOUT_TASK_QUEUE", TASK_QUEUE)
-    code = await commands.start(rollout, wait=False, timeout=0, task_queue=queue, as_json=False)
-    handle = client.get_workflow_handle(rollout.rollout_id)
+    code = await start
+    handle = client.get_workflow_handle(workflow_id)
 
     async def promoter() -> None:
         decided: set[tuple] = set()
@@ -143,7 +160,7 @@ def _waiting_for(s: RolloutStatus) -> str:
     if s.approval is not None and not s.approval.decided:
         return "approving"
     if s.reason in (Reason.WAITING_FOR_PROMOTE.value, Reason.ANALYSIS_INCONCLUSIVE.value) or (
-            s.reason == Reason.TIMED_PAUSE.value and s.paused_until is not None
+            s.reason in (Reason.TIMED_PAUSE.value, Reason.BAKING.value) and s.paused_until is not None
             and (s.paused_until - datetime.now(UTC)).total_seconds() > LONG_PAUSE):
         return "promoting"
     return ""

@@ -180,7 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cluster", help="the local Kubernetes: up, down, status")
     p.add_argument("action", choices=["up", "down", "status"])
 
-    p = sub.add_parser("demo", help="set up everything locally and run the example canary")
+    p = sub.add_parser("demo", help="set up everything locally and run the example canary (--release: a staged "
+                                    "release to a simulated fleet)")
+    p.add_argument("--release", action="store_true", help="a staged release of a desktop app instead of a canary")
     p.add_argument("--interactive", action="store_true", help="wait for a human to promote")
     p.add_argument("--keep", action="store_true", help="leave Temporal and the cluster running afterwards")
     p.add_argument("-f", "--file", type=Path, default=None, help="spec to run (default examples/canary.yaml)")
@@ -315,6 +317,10 @@ def run(args: argparse.Namespace) -> int:
 
         return cluster_command(args.action)
     if args.command == "demo":
+        if args.release:
+            from localcluster.release_demo import run_release_demo
+
+            return run_release_demo(args.interactive)
         from localcluster.demo import run_demo
 
         return run_demo(args.file, args.interactive, args.keep)
