@@ -240,3 +240,46 @@ def test_crash_beacons_wait_in_the_outbox_while_offline(channel, installed, tmp_
     server.shutdown()
     assert [(e["event"], e["version"], e["message"]) for e in got] == [("crash", "1.0.0", "segfault"),
                                                                          ("crash", "1.0.0", "again")]
+
+
+def test_the_agent_goes_through_the_proxy_the_environment_names(channel, updater_setup, tmp_path, monkeypatch):
+    """HTTP_PROXY is honoured (python-tuf's urllib3 fetcher, resumable downloads included): a loopback
+    forward proxy sees every metadata and artifact request."""
+    import urllib.request
+
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen.append(self.path)
+            assert self.path.startswith("http://localhost:")  # a proxy gets the absolute URL; loopback only
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "user-agent")}
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                        urllib.request.Request(self.path, headers=headers), timeout=10) as answer:
+                    body, status = answer.read(), answer.status
+            except urllib.error.HTTPError as error:
+                body, status = error.read(), error.code
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    (tmp_path / "artifacts").mkdir()
+    channel.release("1.0.0")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    setup = updater_setup
+    via_localhost = type(setup)(setup.repository, setup.root, setup.signers, setup.base_url.replace("127.0.0.1", "localhost"))
+    agent = device(via_localhost, tmp_path / "devices", "behind-a-proxy")
+    check, outcome = agent.update()
+    proxy.shutdown()
+    assert outcome.ok and agent.installation.installed_version() == "1.0.0"
+    assert any(p.endswith("/metadata/timestamp.json") for p in seen)
+    assert any("/targets/stable/" in p for p in seen), seen
