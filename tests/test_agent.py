@@ -283,3 +283,15 @@ def test_the_agent_goes_through_the_proxy_the_environment_names(channel, updater
     assert outcome.ok and agent.installation.installed_version() == "1.0.0"
     assert any(p.endswith("/metadata/timestamp.json") for p in seen)
     assert any("/targets/stable/" in p for p in seen), seen
+
+
+def test_a_health_command_past_its_time_limit_fails_and_restores(channel, installed, updater_setup, tmp_path):
+    agent, before = installed
+    channel.release("1.1.0")
+    agent.config.health = ["sh", "-c", "sleep 30"]
+    agent.config.health_timeout = 1
+    started = time.monotonic()
+    check, outcome = agent.update()
+    assert (outcome.stage, outcome.message) == ("health-failed", "health command took longer than 1s")
+    assert time.monotonic() - started < 15
+    assert_untouched(agent, before)

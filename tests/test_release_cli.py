@@ -90,6 +90,8 @@ async def test_init_publish_and_update_through_the_commands(dev_server, s3_serve
         status = json.loads(cli(env, "status", document.rollout_id, "--json").stdout)
         assert status["phase"] == "Healthy" and status["exposure"]["desired"] == 100.0
         assert [m["phase"] for m in status["analysis"]] == ["Successful"]
+        shown = cli(env, "status", document.rollout_id).stdout
+        assert "staged  ✔ Healthy" in shown and "exposure   desired 100% of devices" in shown, shown
         refused = cli(env, "halt", document.rollout_id)
         assert refused.returncode == 5 and "already finished" in refused.stderr
 
