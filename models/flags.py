@@ -10,23 +10,44 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.specbase import Message, SpecModel
 
 
-class FlagChannel(SpecModel):
-    """`spec.channel.flag`: one flag in a flag store."""
+class FlagObject(SpecModel):
+    """A flag-definition document kept as an S3 object (the applications sync it to the file they read)."""
 
-    file: str = Field(min_length=1, description="the flagd flag-definition file (JSON) the applications read")
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    key: str = Field(min_length=1, max_length=1024)
+    endpoint: str | None = Field(None, pattern=r"^https?://", description="S3 endpoint (default: the worker's)")
+
+
+class FlagChannel(SpecModel):
+    """`spec.channel.flag`: one flag in a flag store — a flagd flag-definition file on disk (or a mounted
+    volume), or that document as an S3 object."""
+
+    file: str | None = Field(None, min_length=1, description="the flagd flag-definition file (JSON)")
+    s3: FlagObject | None = None
     flag: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     baseline: str = Field("off", min_length=1, description="the variant everyone outside the rollout gets")
     variants: dict[str, Any] = Field(
         default_factory=lambda: {"on": True, "off": False},
         description="the flag's variants and their values, when the store does not define the flag yet")
 
+    @model_validator(mode="after")
+    def _one_store(self) -> FlagChannel:
+        if (self.file is None) == (self.s3 is None):
+            raise ValueError("a flag lives in exactly one store: give file or s3")
+        return self
+
+    @property
+    def store_kind(self) -> str:
+        return "file" if self.file is not None else "s3"
+
     def describe(self) -> str:
-        return f"flagd:{self.file}#{self.flag}"
+        where = self.file if self.file is not None else f"s3://{self.s3.bucket}/{self.s3.key}"
+        return f"flagd:{where}#{self.flag}"
 
 
 class FlagInput(Message):

@@ -45,7 +45,8 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
     window, observe = WindowActivities(clients), ObserveActivities(clients)
     http = httpx.Client()  # webhooks and notifications; each call sets its own timeout
-    updater, flags = UpdaterActivities(S3Clients()), FlagActivities()
+    s3 = S3Clients()
+    updater, flags = UpdaterActivities(s3), FlagActivities(s3)
     return [
         updater.upload_artifact,
         updater.publish_release,

@@ -1,23 +1,34 @@
 """The flag channel's activities: give a flag variant a share of users, and read the share in effect.
-Idempotent (writing the share the store already has changes nothing); the store comes from the
-constructor (`FlagStore`, default a flagd flag-definition file)."""
+Idempotent (writing the share the store already has changes nothing); the stores come from the
+constructor (`FlagStore`; by default the flagd document in a file, or in an S3 object)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from temporalio import activity
 
-from activities.targets.flag.store import FlagdFileStore, FlagStore
-from models.flags import FlagInput, FlagState
+from activities.targets.flag.file import FileBackend
+from activities.targets.flag.s3object import S3ObjectBackend
+from activities.targets.flag.store import FlagdStore, FlagStore
+from models.flags import FlagChannel, FlagInput, FlagObject, FlagState
 
 
 class FlagActivities:
-    def __init__(self, store: FlagStore | None = None) -> None:
-        self.store = store or FlagdFileStore()
+    def __init__(self, s3_for: Callable[[FlagObject], Any] | None = None,
+                 stores: dict[str, FlagStore] | None = None) -> None:
+        self.stores = stores or {"file": FlagdStore(FileBackend())}
+        if s3_for is not None and "s3" not in self.stores:
+            self.stores["s3"] = FlagdStore(S3ObjectBackend(s3_for))
+
+    def _store(self, channel: FlagChannel) -> FlagStore:
+        return self.stores[channel.store_kind]
 
     @activity.defn(name="set_flag_share")
     def set_flag_share(self, request: FlagInput) -> FlagState:
-        return self.store.write(request.channel, request.variant, request.basis_points)
+        return self._store(request.channel).write(request.channel, request.variant, request.basis_points)
 
     @activity.defn(name="read_flag_share")
     def read_flag_share(self, request: FlagInput) -> FlagState:
-        return self.store.read(request.channel, request.variant)
+        return self._store(request.channel).read(request.channel, request.variant)

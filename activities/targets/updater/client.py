@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from models.flags import FlagObject
 from models.updater import Repository
 
 
@@ -18,7 +19,8 @@ class S3Clients:
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, repository: Repository) -> Any:
+    def __call__(self, repository: Repository | FlagObject) -> Any:
+        """The client for a repository's (or a flag object's) endpoint."""
         with self._lock:
             if repository.endpoint not in self._clients:
                 self._clients[repository.endpoint] = boto3.client(

@@ -1,0 +1,46 @@
+"""A flag-definition document kept as an S3 object (applications sync it to the file their flagd
+provider reads). Replaced only if it is still the version read (`If-Match` / `If-None-Match`): two
+writers never lose each other's change; the loser retries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+from models.flags import FlagChannel, FlagObject
+
+
+class S3ObjectBackend:
+    def __init__(self, s3_for: Callable[[FlagObject], Any]) -> None:
+        self.s3_for = s3_for
+
+    def where(self, channel: FlagChannel) -> str:
+        return f"s3://{channel.s3.bucket}/{channel.s3.key}"
+
+    def load(self, channel: FlagChannel) -> tuple[bytes | None, str]:
+        o = channel.s3
+        try:
+            answer = self.s3_for(o).get_object(Bucket=o.bucket, Key=o.key)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404"):
+                return None, ""
+            if code in ("NoSuchBucket", "AccessDenied"):
+                raise ApplicationError(f"{self.where(channel)}: {code}", type="InvalidTarget", non_retryable=True) from None
+            raise
+        return answer["Body"].read(), answer["ETag"]
+
+    def save(self, channel: FlagChannel, data: bytes, token: str) -> None:
+        o = channel.s3
+        condition = {"IfMatch": token} if token else {"IfNoneMatch": "*"}
+        try:
+            self.s3_for(o).put_object(Bucket=o.bucket, Key=o.key, Body=data, ContentType="application/json",
+                                      CacheControl="no-cache", **condition)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise ApplicationError(f"{self.where(channel)} changed while writing: retried",
+                                       type="FlagStoreConflict") from None
+            raise
