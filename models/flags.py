@@ -23,12 +23,22 @@ class FlagObject(SpecModel):
     endpoint: str | None = Field(None, pattern=r"^https?://", description="S3 endpoint (default: the worker's)")
 
 
+class UnleashFlag(SpecModel):
+    """A flag in Unleash: its `flexibleRollout` strategy's `rollout` (whole percents) is what phases set,
+    through the admin API (token: `$DURABLE_ROLLOUTS_UNLEASH_TOKEN`, read by the activity)."""
+
+    url: str = Field(pattern=r"^https?://", description="the Unleash server, e.g. https://unleash.example/api is url/api")
+    project: str = Field("default", min_length=1, max_length=100)
+    environment: str = Field("production", min_length=1, max_length=100)
+
+
 class FlagChannel(SpecModel):
     """`spec.channel.flag`: one flag in a flag store — a flagd flag-definition file on disk (or a mounted
     volume), or that document as an S3 object."""
 
     file: str | None = Field(None, min_length=1, description="the flagd flag-definition file (JSON)")
     s3: FlagObject | None = None
+    unleash: UnleashFlag | None = None
     flag: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     baseline: str = Field("off", min_length=1, description="the variant everyone outside the rollout gets")
     variants: dict[str, Any] = Field(
@@ -37,15 +47,17 @@ class FlagChannel(SpecModel):
 
     @model_validator(mode="after")
     def _one_store(self) -> FlagChannel:
-        if (self.file is None) == (self.s3 is None):
-            raise ValueError("a flag lives in exactly one store: give file or s3")
+        if sum(store is not None for store in (self.file, self.s3, self.unleash)) != 1:
+            raise ValueError("a flag lives in exactly one store: give file, s3 or unleash")
         return self
 
     @property
     def store_kind(self) -> str:
-        return "file" if self.file is not None else "s3"
+        return "file" if self.file is not None else "s3" if self.s3 is not None else "unleash"
 
     def describe(self) -> str:
+        if self.unleash is not None:
+            return f"unleash:{self.unleash.url}#{self.unleash.project}/{self.flag}@{self.unleash.environment}"
         where = self.file if self.file is not None else f"s3://{self.s3.bucket}/{self.s3.key}"
         return f"flagd:{where}#{self.flag}"
 

@@ -158,6 +158,11 @@ class ReleaseSpecBody(SpecModel):
         for path, policy in self.approvals():
             if policy.remind_every is not None and not self.notifications:
                 raise ValueError(f"@{path}.remindEvery: reminders need spec.notifications")
+        flag = self.channel.flag
+        if flag is not None and flag.unleash is not None:
+            for index, phase in enumerate(self.phases):
+                if phase.points % 100:
+                    raise ValueError(f"@phases[{index}]: Unleash rolls out whole percents, not {phase.points / 100:g}%")
         if self.observe is not None and self.observe.name == "judge":
             raise ValueError("@observe: a share is read from prometheus or web, not judge")
         return self

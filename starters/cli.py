@@ -155,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list rollouts (visibility query on search attributes)")
     p.add_argument("--phase", choices=["Progressing", "Paused", "Healthy", "Degraded"])
     p.add_argument("--environment")
-    p.add_argument("--strategy", choices=list(STRATEGIES))
+    p.add_argument("--strategy", choices=[*STRATEGIES, "staged"], help="staged: releases")
     p.add_argument("--awaiting-approval", action="store_true", help="only rollouts waiting for an approval")
     p.add_argument("--running", action="store_true", help="only rollouts still running")
     p.add_argument("--json", action="store_true")

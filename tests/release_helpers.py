@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from rollout_agent.agent import Agent, AgentConfig
 from temporalio.client import Client
@@ -52,7 +53,7 @@ async def release_worker(client: Client, queue: str, s3: S3Server, setup: Update
                          extra: list | None = None) -> AsyncIterator[UpdaterActivities]:
     uris = setup.signer_uris() if setup else {}
     updater = UpdaterActivities(lambda repository: s3.client(), lambda: Signers(uris))
-    flags = FlagActivities(lambda flag_object: s3.client())
+    flags = FlagActivities(lambda flag_object: s3.client(), httpx.Client())
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         async with Worker(client, task_queue=queue, workflows=[StagedRelease, RefreshMetadata, ReleaseTrain], activity_executor=pool, activities=[
             updater.upload_artifact, updater.publish_release, updater.read_channel,

@@ -195,3 +195,55 @@ async def test_a_flag_kept_as_an_s3_object(time_skipping_env, s3_server, tmp_pat
     with pytest.raises(ApplicationError) as refused:
         backend.save(channel, data, token)
     assert refused.value.type == "FlagStoreConflict" and not refused.value.non_retryable
+
+
+async def test_a_ramp_in_unleash_evaluated_by_the_unleash_sdk(time_skipping_env, s3_server, tmp_path, unique,
+                                                              monkeypatch):
+    """The optional store: Unleash's admin API (a loopback stand-in implementing those calls), the
+    flexibleRollout's `rollout` set phase by phase, the real UnleashClient evaluating 10,000 users."""
+    from UnleashClient import UnleashClient
+
+    from localcluster.unleash import UnleashStandIn
+
+    unleash = UnleashStandIn(admin_token="admin-secret", client_token="client-secret").start()
+    unleash.add_feature("new-checkout")
+    monkeypatch.setenv("DURABLE_ROLLOUTS_UNLEASH_TOKEN", "admin-secret")
+    release = parse_release({
+        "apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": f"unleash-{unique}", "environment": "test"},
+        "spec": {"artifact": {"variant": "on"},
+                 "channel": {"flag": {"unleash": {"url": unleash.url}, "flag": "new-checkout"}},
+                 "phases": [{"percent": p, "bake": "1h"} for p in (1, 10, 50)]}})
+    sdk = UnleashClient(url=f"{unleash.url}/api", app_name="checkout", environment="production", refresh_interval=1,
+                        disable_metrics=True, custom_headers={"Authorization": "client-secret"},
+                        cache_directory=str(tmp_path / "unleash-cache"))
+    sdk.initialize_client()
+
+    async def share_near(percent: float) -> set[str]:
+        def on() -> set[str]:
+            return {u for u in USERS if sdk.is_enabled("new-checkout", {"userId": u})}
+
+        async def check():
+            first, again = await asyncio.to_thread(on), await asyncio.to_thread(on)
+            return first if first == again and abs(100 * len(first) / len(USERS) - percent) <= 1.0 else None
+
+        return await eventually(check, timeout=30, interval=0.5, what=f"{percent}% in Unleash")
+
+    queue = f"flags-{unique}"
+    seen = []
+    try:
+        async with release_worker(time_skipping_env.client, queue, s3_server, None):
+            handle = await time_skipping_env.client.start_workflow(
+                StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
+            for index, percent in enumerate((1, 10, 50)):
+                await at_phase(handle, index)
+                assert unleash.rollout("new-checkout") == str(percent)
+                seen.append(await share_near(percent))
+                await handle.execute_update("promote", PromoteRequest(by="pm"))
+            assert (await handle.result()).phase is Phase.HEALTHY
+        seen.append(await share_near(100))
+    finally:
+        sdk.destroy()
+        unleash.stop()
+    assert all(a <= b for a, b in zip(seen, seen[1:], strict=False)), "each phase a superset"
+    assert unleash.refused == [] and ("PUT" in {m for m, _ in unleash.calls})

@@ -46,7 +46,7 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     window, observe = WindowActivities(clients), ObserveActivities(clients)
     http = httpx.Client()  # webhooks and notifications; each call sets its own timeout
     s3 = S3Clients()
-    updater, flags = UpdaterActivities(s3), FlagActivities(s3)
+    updater, flags = UpdaterActivities(s3), FlagActivities(s3, http)
     return [
         updater.upload_artifact,
         updater.publish_release,

@@ -1,26 +1,30 @@
 """The flag channel's activities: give a flag variant a share of users, and read the share in effect.
 Idempotent (writing the share the store already has changes nothing); the stores come from the
-constructor (`FlagStore`; by default the flagd document in a file, or in an S3 object)."""
+constructor (`FlagStore`: the flagd document in a file or an S3 object; a flag in Unleash)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from temporalio import activity
 
 from activities.targets.flag.file import FileBackend
 from activities.targets.flag.s3object import S3ObjectBackend
 from activities.targets.flag.store import FlagdStore, FlagStore
+from activities.targets.flag.unleash import UnleashStore
 from models.flags import FlagChannel, FlagInput, FlagObject, FlagState
 
 
 class FlagActivities:
-    def __init__(self, s3_for: Callable[[FlagObject], Any] | None = None,
+    def __init__(self, s3_for: Callable[[FlagObject], Any] | None = None, http: httpx.Client | None = None,
                  stores: dict[str, FlagStore] | None = None) -> None:
         self.stores = stores or {"file": FlagdStore(FileBackend())}
         if s3_for is not None and "s3" not in self.stores:
             self.stores["s3"] = FlagdStore(S3ObjectBackend(s3_for))
+        if http is not None and "unleash" not in self.stores:
+            self.stores["unleash"] = UnleashStore(http)
 
     def _store(self, channel: FlagChannel) -> FlagStore:
         return self.stores[channel.store_kind]
