@@ -90,6 +90,9 @@ async def test_init_publish_and_update_through_the_commands(dev_server, s3_serve
         status = json.loads(cli(env, "status", document.rollout_id, "--json").stdout)
         assert status["phase"] == "Healthy" and status["exposure"]["desired"] == 100.0
         assert [m["phase"] for m in status["analysis"]] == ["Successful"]
+        listed = json.loads(cli(env, "list", "--strategy", "staged", "--json").stdout)
+        assert {"rolloutId": document.rollout_id, "strategy": "staged", "phase": "Healthy"}.items() <= next(
+            row for row in listed if row["rolloutId"] == document.rollout_id).items()
         shown = cli(env, "status", document.rollout_id).stdout
         assert "staged  ✔ Healthy" in shown and "exposure   desired 100% of devices" in shown, shown
         refused = cli(env, "halt", document.rollout_id)

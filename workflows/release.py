@@ -91,10 +91,15 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
             return
         c, artifact = self.control, self.spec.artifact
         metric = Metric(name="observed-exposure", provider=provider, success_condition="True")
-        measured = await workflow.execute_activity_method(
-            AnalysisActivities.measure, MeasureInput(rollout_id=c.status.rollout_id, template="observe", metric=metric,
-                                                     args={"version": artifact.version or artifact.variant or ""}),
-            summary="observe the exposure", **MEASURE)
+        try:
+            measured = await workflow.execute_activity_method(
+                AnalysisActivities.measure, MeasureInput(rollout_id=c.status.rollout_id, template="observe",
+                                                         metric=metric,
+                                                         args={"version": artifact.version or artifact.variant or ""}),
+                summary="observe the exposure", **MEASURE)
+        except ActivityError as error:  # observing never decides: the release goes on
+            c.record("observe-failed", failure_reason(error)[1])
+            return
         share = first_number(measured.value)
         if measured.phase == "Error" or share is None:
             c.record("observe-failed", measured.message or f"no number in {measured.value!r}")
@@ -148,7 +153,9 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
             if c.pending.promote_full:
                 c.record("promote-full", f"phases {index + 1}-{len(phases)} skipped")
                 break
-            await c.step_gate(index)
+            if self.halted:  # halted between phases: the next one waits (shown as Halted, not a rollout's hold)
+                await self.wait_halted()
+            await c.wait_for_window(index)
             c.start_step(index, phase.describe())
             await self.expose(phase.points)
             if phase.approval is not None:
