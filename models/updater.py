@@ -127,7 +127,8 @@ class ChannelInput(Message):
 
 
 class RefreshInput(Message):
-    """Re-sign timestamp (and snapshot) when they expire within `within` (the freeze-protection schedule)."""
+    """Re-sign the channel roles, snapshot and timestamp once they have used `within_fraction` of their
+    validity (the freeze-protection schedule)."""
 
     repository: Repository
     expiry: Expiry = Field(default_factory=Expiry)
@@ -138,3 +139,5 @@ class RefreshResult(Message):
     timestamp_version: int
     snapshot_version: int
     resigned: list[str] = Field(default_factory=list)
+    offline_expiring: list[str] = Field(default_factory=list, description="offline roles (root, targets) expiring "
+                                                                          "within 30 days: a person re-signs them")

@@ -54,3 +54,26 @@ async def test_the_schedule_keeps_the_timestamp_fresh(dev_server, dev_client, s3
         schedule = dev_client.get_schedule_handle(f"refresh/updates/freeze-{unique}")
         await schedule.delete()
     assert checks >= 15 and resigned >= 3, (checks, resigned)
+
+
+def test_a_quiet_channel_is_re_signed_before_its_role_expires(s3_server, tmp_path, unique):
+    """A channel with no release for a while: its role (online keys) is re-signed by the refresh, with
+    the same targets, before it expires; root and targets (offline) are only reported when near expiry."""
+    from activities.targets.updater import UpdaterActivities
+    from activities.targets.updater.signers import Signers
+
+    short = Expiry(timestamp=30, snapshot=30, channel=6)
+    setup = new_repository(s3_server, "updates", f"quiet-{unique}", tmp_path / "publisher")
+    (tmp_path / "artifacts").mkdir()
+    channel = Channel(s3_server, setup, tmp_path / "artifacts")
+    channel.release("1.0.0", expiry=short)
+    agent = device(setup, tmp_path / "devices", "device-1")
+    assert agent.update()[1].ok
+    updater = UpdaterActivities(lambda r: s3_server.client(), lambda: Signers(setup.signer_uris()))
+    refresh = RefreshInput(repository=setup.repository, expiry=short)
+    assert updater.refresh_timestamp(refresh).resigned == []  # nothing has used half its validity yet
+    time.sleep(4)
+    done = updater.refresh_timestamp(refresh)
+    assert done.resigned == ["stable", "snapshot", "timestamp"] and done.offline_expiring == []
+    time.sleep(3)  # past the first stable role's expiry
+    assert agent.check().decision.why == "1.0.0 is the channel's release"

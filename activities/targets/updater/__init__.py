@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.targets.updater.channel import publish, read
+from activities.targets.updater.channel import publish, read, refresh
 from activities.targets.updater.repository import S3Repository
 from activities.targets.updater.signers import Signers
 from activities.targets.updater.store import Store
@@ -89,17 +89,11 @@ class UpdaterActivities:
         store = self._store(request.repository)
         with _s3_faults(), store.publish_lock(_owner()):
             repository = self._repository(store, request.expiry)
-            now, resigned = datetime.now(UTC), []
-            e = request.expiry
-            if repository.snapshot().expires - now < e.snapshot * (1 - request.within_fraction):
-                repository.do_snapshot(force=True)
-                resigned.append("snapshot")
-            if resigned or repository.timestamp().expires - now < e.timestamp * (1 - request.within_fraction):
-                repository.do_timestamp(force=True)
-                resigned.append("timestamp")
+            resigned, expiring = refresh(repository, request.expiry, request.within_fraction)
             repository.commit()
             return RefreshResult(timestamp_version=repository.timestamp().version,
-                                 snapshot_version=repository.snapshot().version, resigned=resigned)
+                                 snapshot_version=repository.snapshot().version, resigned=resigned,
+                                 offline_expiring=expiring)
 
 
 class _s3_faults:

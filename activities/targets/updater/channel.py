@@ -4,12 +4,14 @@ of the channel's delegated role, their signed `custom` carrying the rollout stat
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from rollout_agent.cohort import RolloutState, current_target, previous_target
 from tuf.api.metadata import TargetFile
 from tuf.repository import AbortEdit
 
 from activities.targets.updater.repository import S3Repository
-from models.updater import Artifact, ChannelRelease, ReleaseState
+from models.updater import Artifact, ChannelRelease, Expiry, ReleaseState
 
 
 def target_file(path: str, artifact: Artifact, state: RolloutState) -> TargetFile:
@@ -73,3 +75,27 @@ def publish(repository: S3Repository, channel: str, release: str, artifact: Arti
     repository.do_snapshot()
     repository.do_timestamp()
     return True
+
+
+OFFLINE_WARNING = timedelta(days=30)
+
+
+def refresh(repository: S3Repository, expiry: Expiry, within: float) -> tuple[list[str], list[str]]:
+    """Re-sign what has used `within` of its validity and the worker holds keys for: the channel roles,
+    snapshot, timestamp. Returns (what was re-signed, the offline roles — root, targets — expiring
+    within 30 days: a person must re-sign those)."""
+    now, keep, resigned = datetime.now(UTC), 1 - within, []
+    for role in repository.targets().delegations.roles:
+        if repository.targets(role).expires - now < expiry.channel * keep:
+            with repository.edit_targets(role):
+                pass  # a new version, re-signed, with the same targets
+            resigned.append(role)
+    if resigned or repository.snapshot().expires - now < expiry.snapshot * keep:
+        repository.do_snapshot(force=True)
+        resigned.append("snapshot")
+    if resigned or repository.timestamp().expires - now < expiry.timestamp * keep:
+        repository.do_timestamp(force=True)
+        resigned.append("timestamp")
+    offline = [role for role, signed in (("root", repository.root()), ("targets", repository.targets()))
+               if signed.expires - now < OFFLINE_WARNING]
+    return resigned, offline
