@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from models.specbase import Message, SpecModel
+from models.specbase import DnsLabel, DnsSubdomain, Message, SpecModel
 
 
 class FlagObject(SpecModel):
@@ -21,6 +21,16 @@ class FlagObject(SpecModel):
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
     key: str = Field(min_length=1, max_length=1024)
     endpoint: str | None = Field(None, pattern=r"^https?://", description="S3 endpoint (default: the worker's)")
+
+
+class FlagConfigMap(SpecModel):
+    """A flag-definition document kept in a ConfigMap (mounted into the applications' pods, where their
+    flagd provider reads it as a file)."""
+
+    context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
+    namespace: DnsLabel
+    name: DnsSubdomain
+    key: str = Field("flags.json", pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
 
 
 class UnleashFlag(SpecModel):
@@ -38,6 +48,7 @@ class FlagChannel(SpecModel):
 
     file: str | None = Field(None, min_length=1, description="the flagd flag-definition file (JSON)")
     s3: FlagObject | None = None
+    config_map: FlagConfigMap | None = None
     unleash: UnleashFlag | None = None
     flag: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     baseline: str = Field("off", min_length=1, description="the variant everyone outside the rollout gets")
@@ -47,17 +58,21 @@ class FlagChannel(SpecModel):
 
     @model_validator(mode="after")
     def _one_store(self) -> FlagChannel:
-        if sum(store is not None for store in (self.file, self.s3, self.unleash)) != 1:
-            raise ValueError("a flag lives in exactly one store: give file, s3 or unleash")
+        if sum(store is not None for store in (self.file, self.s3, self.config_map, self.unleash)) != 1:
+            raise ValueError("a flag lives in exactly one store: give file, s3, configMap or unleash")
         return self
 
     @property
     def store_kind(self) -> str:
-        return "file" if self.file is not None else "s3" if self.s3 is not None else "unleash"
+        kinds = {"file": self.file, "s3": self.s3, "configMap": self.config_map, "unleash": self.unleash}
+        return next(kind for kind, store in kinds.items() if store is not None)
 
     def describe(self) -> str:
         if self.unleash is not None:
             return f"unleash:{self.unleash.url}#{self.unleash.project}/{self.flag}@{self.unleash.environment}"
+        if self.config_map is not None:
+            c = self.config_map
+            return f"flagd:configmap/{c.context}/{c.namespace}/{c.name}/{c.key}#{self.flag}"
         where = self.file if self.file is not None else f"s3://{self.s3.bucket}/{self.s3.key}"
         return f"flagd:{where}#{self.flag}"
 

@@ -4,6 +4,7 @@ evaluated by applications through the real OpenFeature SDK + flagd provider in F
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -247,3 +248,73 @@ async def test_a_ramp_in_unleash_evaluated_by_the_unleash_sdk(time_skipping_env,
         unleash.stop()
     assert all(a <= b for a, b in zip(seen, seen[1:], strict=False)), "each phase a superset"
     assert unleash.refused == [] and ("PUT" in {m for m, _ in unleash.calls})
+
+
+async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cluster, kube_api, tmp_path, unique):
+    """The document in a ConfigMap on the real local API server: the ramp writes it, a projection of it
+    into a file (what the kubelet does for a mounted ConfigMap) is what OpenFeature reads; a write racing
+    another writer is refused (the resourceVersion changed), retryably."""
+    from kubernetes import client as k8s
+    from temporalio.exceptions import ApplicationError
+    from temporalio.worker import Worker
+
+    from activities.targets.flag import FlagActivities
+    from activities.targets.flag.configmap import ConfigMapBackend
+    from activities.targets.flag.store import FlagdStore
+    from activities.targets.kubernetes.client import KubeClients
+
+    namespace = f"flags-{unique}"
+    core = k8s.CoreV1Api(kube_api)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    release = parse_release({
+        "apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": f"cm-{unique}", "environment": "test"},
+        "spec": {"artifact": {"variant": "on"},
+                 "channel": {"flag": {"configMap": {"namespace": namespace, "name": "flagd"}, "flag": "new-checkout"}},
+                 "phases": [{"percent": 10, "bake": "1h"}, {"percent": 50, "bake": "1h"}]}})
+    local = tmp_path / "mounted" / "flags.json"
+    local.parent.mkdir()
+    stop = threading.Event()
+
+    def project() -> None:  # the kubelet's part: the ConfigMap's key as a file in the pod
+        while not stop.wait(0.2):
+            try:
+                data = (core.read_namespaced_config_map("flagd", namespace).data or {}).get("flags.json")
+            except k8s.exceptions.ApiException:
+                continue
+            if data is not None and (not local.exists() or local.read_text() != data):
+                temporary = local.with_suffix(".tmp")
+                temporary.write_text(data)
+                temporary.replace(local)
+
+    projector = threading.Thread(target=project, daemon=True)
+    projector.start()
+    clients = KubeClients(str(local_cluster.kubeconfig))
+    backend = ConfigMapBackend(clients)
+    flags = FlagActivities(extra_stores={"configMap": FlagdStore(backend)})
+    queue = f"flags-{unique}"
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            async with Worker(time_skipping_env.client, task_queue=queue, workflows=[StagedRelease],
+                              activities=[flags.set_flag_share, flags.read_flag_share], activity_executor=pool):
+                handle = await time_skipping_env.client.start_workflow(
+                    StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
+                await at_phase(handle, 0)
+                await eventually(local.exists, what="the projected file")
+                app = Application(local, f"cm-{unique}")
+                ten = await app.share_near(10)
+                await handle.execute_update("promote", PromoteRequest(by="pm"))
+                await at_phase(handle, 1)
+                assert ten <= await app.share_near(50)
+                await handle.execute_update("promote", PromoteRequest(by="pm", full=True))
+                assert (await handle.result()).phase is Phase.HEALTHY
+    finally:
+        stop.set()
+        projector.join(5)
+    channel = release.spec.channel.flag
+    data, token = backend.load(channel)
+    core.patch_namespaced_config_map("flagd", namespace, {"metadata": {"labels": {"touched": "yes"}}})
+    with pytest.raises(ApplicationError) as refused:
+        backend.save(channel, data, token)
+    assert refused.value.type == "FlagStoreConflict" and not refused.value.non_retryable
+    clients.close()

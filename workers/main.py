@@ -22,6 +22,8 @@ from activities.analysis import AnalysisActivities, MetricProvider, default_prov
 from activities.approvers import ApproverActivities
 from activities.notify import NotifyActivities
 from activities.targets.flag import FlagActivities
+from activities.targets.flag.configmap import ConfigMapBackend
+from activities.targets.flag.store import FlagdStore
 from activities.targets.kubernetes.bluegreen import BlueGreenActivities
 from activities.targets.kubernetes.canary import CanaryActivities
 from activities.targets.kubernetes.client import KubeClients
@@ -46,7 +48,8 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     window, observe = WindowActivities(clients), ObserveActivities(clients)
     http = httpx.Client()  # webhooks and notifications; each call sets its own timeout
     s3 = S3Clients()
-    updater, flags = UpdaterActivities(s3), FlagActivities(s3, http)
+    updater = UpdaterActivities(s3)
+    flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
     return [
         updater.upload_artifact,
         updater.publish_release,

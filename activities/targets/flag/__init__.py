@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.targets.flag.file import FileBackend
 from activities.targets.flag.s3object import S3ObjectBackend
@@ -19,15 +20,20 @@ from models.flags import FlagChannel, FlagInput, FlagObject, FlagState
 
 class FlagActivities:
     def __init__(self, s3_for: Callable[[FlagObject], Any] | None = None, http: httpx.Client | None = None,
-                 stores: dict[str, FlagStore] | None = None) -> None:
-        self.stores = stores or {"file": FlagdStore(FileBackend())}
+                 extra_stores: dict[str, FlagStore] | None = None) -> None:
+        """`extra_stores`: stores the worker builds with other clients (a ConfigMap's: Kubernetes)."""
+        self.stores: dict[str, FlagStore] = {"file": FlagdStore(FileBackend()), **(extra_stores or {})}
         if s3_for is not None and "s3" not in self.stores:
             self.stores["s3"] = FlagdStore(S3ObjectBackend(s3_for))
         if http is not None and "unleash" not in self.stores:
             self.stores["unleash"] = UnleashStore(http)
 
     def _store(self, channel: FlagChannel) -> FlagStore:
-        return self.stores[channel.store_kind]
+        store = self.stores.get(channel.store_kind)
+        if store is None:
+            raise ApplicationError(f"this worker has no {channel.store_kind} flag store", type="Invalid",
+                                   non_retryable=True)
+        return store
 
     @activity.defn(name="set_flag_share")
     def set_flag_share(self, request: FlagInput) -> FlagState:

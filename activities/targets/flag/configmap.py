@@ -1,0 +1,52 @@
+"""A flag-definition document kept in a ConfigMap: the applications mount it, and the kubelet puts it
+in the file their flagd provider reads. Replaced only if it is still the version read (its
+`resourceVersion`): a racing writer is refused, retried, never lost. Built by the worker with its
+Kubernetes clients (this module is not imported by the flag channel's workflow path)."""
+
+from __future__ import annotations
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from temporalio.exceptions import ApplicationError
+
+from activities.targets.kubernetes.client import KubeClients, api_errors
+from models.flags import FlagChannel
+
+
+class ConfigMapBackend:
+    def __init__(self, clients: KubeClients) -> None:
+        self.clients = clients
+
+    def where(self, channel: FlagChannel) -> str:
+        c = channel.config_map
+        return f"configmap {c.namespace}/{c.name} ({c.context})"
+
+    def load(self, channel: FlagChannel) -> tuple[bytes | None, str]:
+        c = channel.config_map
+        try:
+            found = self.clients.core(c.context).read_namespaced_config_map(c.name, c.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None, ""
+            with api_errors(self.where(channel)):
+                raise
+        data = (found.data or {}).get(c.key)
+        return (data.encode() if data is not None else None), found.metadata.resource_version
+
+    def save(self, channel: FlagChannel, data: bytes, token: str) -> None:
+        c = channel.config_map
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=c.name, namespace=c.namespace,
+                                                               resource_version=token or None),
+                                  data={c.key: data.decode()})
+        core = self.clients.core(c.context)
+        try:
+            if token:
+                core.replace_namespaced_config_map(c.name, c.namespace, body)
+            else:
+                core.create_namespaced_config_map(c.namespace, body)
+        except ApiException as error:
+            if error.status == 409:
+                raise ApplicationError(f"{self.where(channel)} changed while writing: retried",
+                                       type="FlagStoreConflict") from None
+            with api_errors(self.where(channel)):
+                raise
