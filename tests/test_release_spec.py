@@ -65,3 +65,17 @@ def test_the_cli_validates_a_release_and_prints_its_schema(tmp_path):
     assert done.stderr.strip() == f"rollout: {bad}: spec.phases: List should have at least 1 item after validation, not 0"
     schema = json.loads(run("schema", "--kind", "Release").stdout)
     assert schema["title"] == "durable-rollouts Release" and "phases" in json.dumps(schema)
+
+
+def test_a_flag_names_one_store_and_unleash_takes_whole_percents():
+    document = yaml.safe_load((REPO / "examples" / "releases" / "checkout-flag.yaml").read_text())
+    document["spec"]["channel"]["flag"]["s3"] = {"bucket": "flags", "key": "flags.json"}
+    with pytest.raises(SpecError) as two:
+        parse_release(document)
+    assert two.value.problems == ["spec.channel.flag: a flag lives in exactly one store: give file, s3, configMap "
+                                  "or unleash"]
+    document["spec"]["channel"]["flag"] = {"unleash": {"url": "http://127.0.0.1:4242"}, "flag": "new-checkout"}
+    document["spec"]["phases"][0] = {"basisPoints": 50}
+    with pytest.raises(SpecError) as fine:
+        parse_release(document)
+    assert fine.value.problems == ["spec.phases[0]: Unleash rolls out whole percents, not 0.5%"]
