@@ -65,6 +65,61 @@ async def at_phase(handle, index: int) -> RolloutStatus:
     return await eventually(check, timeout=30, what=f"phase {index + 1} baking")
 
 
+class Projection:
+    """A document copied into the file an application's flagd provider reads, as a sidecar syncing an
+    S3 object or the kubelet projecting a mounted ConfigMap does (`read` gives the bytes, or None)."""
+
+    def __init__(self, read, path) -> None:
+        self.read, self.path, self.stop = read, path, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Projection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.2):
+            try:
+                data = self.read()
+            except Exception:  # noqa: BLE001 - not there yet: the next round
+                continue
+            if data is not None and (not self.path.exists() or self.path.read_bytes() != data):
+                temporary = self.path.with_suffix(".tmp")
+                temporary.write_bytes(data)
+                temporary.replace(self.path)
+
+
+async def ramp_10_50_100(client, release, queue: str, path) -> None:
+    """Run the 10 % → 50 % release, reading each share through OpenFeature from `path`."""
+    handle = await client.start_workflow(StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id,
+                                         task_queue=queue)
+    await at_phase(handle, 0)
+    await eventually(path.exists, what="the projected file")
+    app = Application(path, release.metadata.name)
+    ten = await app.share_near(10)
+    await handle.execute_update("promote", PromoteRequest(by="pm"))
+    await at_phase(handle, 1)
+    assert ten <= await app.share_near(50)
+    await handle.execute_update("promote", PromoteRequest(by="pm", full=True))
+    assert (await handle.result()).phase is Phase.HEALTHY
+
+
+def refused_when_changed_meanwhile(backend, channel, change) -> None:
+    """A write whose document changed since it was read (`change` does that) is refused, retryably."""
+    from temporalio.exceptions import ApplicationError
+
+    data, token = backend.load(channel)
+    change(data)
+    with pytest.raises(ApplicationError) as refused:
+        backend.save(channel, data, token)
+    assert refused.value.type == "FlagStoreConflict" and not refused.value.non_retryable
+
+
 @pytest.fixture
 def health():
     """A loopback health endpoint the gate asks; `health.ok` says what it answers."""
@@ -150,52 +205,16 @@ async def test_a_flag_kept_as_an_s3_object(time_skipping_env, s3_server, tmp_pat
                  "channel": {"flag": {"s3": {"bucket": bucket, "key": "flagd/flags.json", "endpoint": s3_server.url},
                                       "flag": "new-checkout"}},
                  "phases": [{"percent": 10, "bake": "1h"}, {"percent": 50, "bake": "1h"}]}})
-    local = tmp_path / "synced" / "flags.json"
-    local.parent.mkdir()
-    stop = threading.Event()
-
-    def sync() -> None:  # what an application's sidecar does: the object, copied to the file
-        while not stop.wait(0.2):
-            try:
-                data = s3.get_object(Bucket=bucket, Key="flagd/flags.json")["Body"].read()
-            except s3.exceptions.NoSuchKey:
-                continue
-            if not local.exists() or local.read_bytes() != data:
-                temporary = local.with_suffix(".tmp")
-                temporary.write_bytes(data)
-                temporary.replace(local)
-
-    syncer = threading.Thread(target=sync, daemon=True)
-    syncer.start()
-    queue = f"flags-{unique}"
-    try:
-        async with release_worker(time_skipping_env.client, queue, s3_server, None):
-            handle = await time_skipping_env.client.start_workflow(
-                StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
-            await at_phase(handle, 0)
-            await eventually(local.exists, what="the synced file")
-            app = Application(local, f"s3-{unique}")
-            ten = await app.share_near(10)
-            await handle.execute_update("promote", PromoteRequest(by="pm"))
-            await at_phase(handle, 1)
-            assert ten <= await app.share_near(50)
-            await handle.execute_update("promote", PromoteRequest(by="pm", full=True))
-            assert (await handle.result()).phase is Phase.HEALTHY
-    finally:
-        stop.set()
-        syncer.join(5)
-
-    from temporalio.exceptions import ApplicationError
-
     from activities.targets.flag.s3object import S3ObjectBackend
 
-    backend = S3ObjectBackend(lambda o: s3)
-    channel = release.spec.channel.flag
-    data, token = backend.load(channel)
-    s3.put_object(Bucket=bucket, Key="flagd/flags.json", Body=data + b" ")  # another writer, meanwhile
-    with pytest.raises(ApplicationError) as refused:
-        backend.save(channel, data, token)
-    assert refused.value.type == "FlagStoreConflict" and not refused.value.non_retryable
+    local = tmp_path / "synced" / "flags.json"
+    read = lambda: s3.get_object(Bucket=bucket, Key="flagd/flags.json")["Body"].read()  # noqa: E731
+    queue = f"flags-{unique}"
+    with Projection(read, local):
+        async with release_worker(time_skipping_env.client, queue, s3_server, None):
+            await ramp_10_50_100(time_skipping_env.client, release, queue, local)
+    refused_when_changed_meanwhile(S3ObjectBackend(lambda o: s3), release.spec.channel.flag, lambda data: s3.put_object(
+        Bucket=bucket, Key="flagd/flags.json", Body=data + b" "))  # another writer, meanwhile
 
 
 async def test_a_ramp_in_unleash_evaluated_by_the_unleash_sdk(time_skipping_env, s3_server, tmp_path, unique,
@@ -255,7 +274,6 @@ async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cl
     into a file (what the kubelet does for a mounted ConfigMap) is what OpenFeature reads; a write racing
     another writer is refused (the resourceVersion changed), retryably."""
     from kubernetes import client as k8s
-    from temporalio.exceptions import ApplicationError
     from temporalio.worker import Worker
 
     from activities.targets.flag import FlagActivities
@@ -273,48 +291,15 @@ async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cl
                  "channel": {"flag": {"configMap": {"namespace": namespace, "name": "flagd"}, "flag": "new-checkout"}},
                  "phases": [{"percent": 10, "bake": "1h"}, {"percent": 50, "bake": "1h"}]}})
     local = tmp_path / "mounted" / "flags.json"
-    local.parent.mkdir()
-    stop = threading.Event()
-
-    def project() -> None:  # the kubelet's part: the ConfigMap's key as a file in the pod
-        while not stop.wait(0.2):
-            try:
-                data = (core.read_namespaced_config_map("flagd", namespace).data or {}).get("flags.json")
-            except k8s.exceptions.ApiException:
-                continue
-            if data is not None and (not local.exists() or local.read_text() != data):
-                temporary = local.with_suffix(".tmp")
-                temporary.write_text(data)
-                temporary.replace(local)
-
-    projector = threading.Thread(target=project, daemon=True)
-    projector.start()
     clients = KubeClients(str(local_cluster.kubeconfig))
     backend = ConfigMapBackend(clients)
     flags = FlagActivities(extra_stores={"configMap": FlagdStore(backend)})
     queue = f"flags-{unique}"
-    try:
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            async with Worker(time_skipping_env.client, task_queue=queue, workflows=[StagedRelease],
-                              activities=[flags.set_flag_share, flags.read_flag_share], activity_executor=pool):
-                handle = await time_skipping_env.client.start_workflow(
-                    StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
-                await at_phase(handle, 0)
-                await eventually(local.exists, what="the projected file")
-                app = Application(local, f"cm-{unique}")
-                ten = await app.share_near(10)
-                await handle.execute_update("promote", PromoteRequest(by="pm"))
-                await at_phase(handle, 1)
-                assert ten <= await app.share_near(50)
-                await handle.execute_update("promote", PromoteRequest(by="pm", full=True))
-                assert (await handle.result()).phase is Phase.HEALTHY
-    finally:
-        stop.set()
-        projector.join(5)
-    channel = release.spec.channel.flag
-    data, token = backend.load(channel)
-    core.patch_namespaced_config_map("flagd", namespace, {"metadata": {"labels": {"touched": "yes"}}})
-    with pytest.raises(ApplicationError) as refused:
-        backend.save(channel, data, token)
-    assert refused.value.type == "FlagStoreConflict" and not refused.value.non_retryable
+    read = lambda: (core.read_namespaced_config_map("flagd", namespace).data or {})["flags.json"].encode()  # noqa: E731
+    with Projection(read, local), concurrent.futures.ThreadPoolExecutor(4) as pool:
+        async with Worker(time_skipping_env.client, task_queue=queue, workflows=[StagedRelease],
+                          activities=[flags.set_flag_share, flags.read_flag_share], activity_executor=pool):
+            await ramp_10_50_100(time_skipping_env.client, release, queue, local)
+    refused_when_changed_meanwhile(backend, release.spec.channel.flag, lambda data: core.patch_namespaced_config_map(
+        "flagd", namespace, {"metadata": {"labels": {"touched": "yes"}}}))
     clients.close()
