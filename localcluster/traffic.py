@@ -178,15 +178,14 @@ if __name__ == "__main__":
     main()
 
 
-def requests_by_version(url: str, namespace: str, service: str, entry: str | None = None,
-                        shadow: bool | None = None) -> dict[str, float]:
-    """Scrape the simulator and sum its request counter per version: requests one Service served
-    (`service`), or that came in through one entry (`entry` like "virtualservice/web", any service);
-    `shadow` picks mirrored copies (True) or real requests (False)."""
+def request_counts(url: str, namespace: str, service: str = "", entry: str | None = None) -> dict[tuple[str, bool], float]:
+    """One scrape of the simulator: its request counter per (version, shadow copy or not), for requests
+    one Service served (`service`) or that came in through one entry (`entry`, any service). Real
+    requests and shadow copies read together, so their ratio covers the very same interval."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    totals: dict[str, float] = {}
+    counts: dict[tuple[str, bool], float] = {}
     for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
         if family.name != "sim_requests":
             continue
@@ -196,7 +195,16 @@ def requests_by_version(url: str, namespace: str, service: str, entry: str | Non
                 continue
             if (service and labels["service"] != service) or (entry and labels["entry"] != entry):
                 continue
-            if shadow is not None and labels["shadow"] != ("true" if shadow else "false"):
-                continue
-            totals[labels["version"]] = totals.get(labels["version"], 0.0) + sample.value
+            key = (labels["version"], labels["shadow"] == "true")
+            counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
+def requests_by_version(url: str, namespace: str, service: str, entry: str | None = None,
+                        shadow: bool | None = None) -> dict[str, float]:
+    """`request_counts` summed per version; `shadow` picks mirrored copies (True) or real requests (False)."""
+    totals: dict[str, float] = {}
+    for (version, copied), value in request_counts(url, namespace, service, entry).items():
+        if shadow is None or copied == shadow:
+            totals[version] = totals.get(version, 0.0) + value
     return totals

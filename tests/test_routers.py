@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from kubernetes import client
 
-from localcluster.traffic import requests_by_version
+from localcluster.traffic import request_counts
 from models.spec import parse_rollout
 from models.status import AbortRequest, Phase, PromoteRequest
 from starters.commands import start_workflow
@@ -29,16 +29,16 @@ def rollout(unique: str, namespace: str, router: str, image: str, steps: list, *
 
 
 async def share(url: str, namespace: str, entry: str, version: str, seconds: float = 4.0) -> tuple[float, float]:
-    """(share of real requests the version served, shadow copies per real request) over `seconds`."""
-    before = requests_by_version(url, namespace, "", entry=entry, shadow=False)
-    shadow_before = sum(requests_by_version(url, namespace, "", entry=entry, shadow=True).values())
+    """(share of real requests the version served, shadow copies per real request) over `seconds`; each
+    end of the interval is one scrape (real requests and copies counted over the same interval)."""
+    before = request_counts(url, namespace, entry=entry)
     await asyncio.sleep(seconds)
-    after = requests_by_version(url, namespace, "", entry=entry, shadow=False)
-    shadow_after = sum(requests_by_version(url, namespace, "", entry=entry, shadow=True).values())
-    total = sum(after.values()) - sum(before.values())
+    after = request_counts(url, namespace, entry=entry)
+    delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    total = sum(v for (_, copied), v in delta.items() if not copied)
     assert total > 300, f"too little simulated traffic through {entry}: {total}"
-    served = after.get(version, 0) - before.get(version, 0)
-    return served / total, (shadow_after - shadow_before) / total
+    served = sum(v for (ver, copied), v in delta.items() if ver == version and not copied)
+    return served / total, sum(v for (_, copied), v in delta.items() if copied) / total
 
 
 @pytest.mark.parametrize("router", ["istio", "nginx", "gatewayAPI"])
