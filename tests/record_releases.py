@@ -122,6 +122,20 @@ async def flag_gate_failed(client: Client, queue: str):
     return handle
 
 
+async def halted_by_gate(client: Client, queue: str):
+    """onFailure: halt — the failed gate halts (published before the status says so), rollback by signal."""
+    template = {"name": "crashes", "metrics": [{"name": "crashes", "successCondition": "result[0] < 0.5",
+                                                "provider": {"prometheus": {"address": "http://127.0.0.1:1",
+                                                                            "query": "crashes"}}}]}
+    release = _release("recorded-halted-by-gate", [{"percent": 10, "analysis": {"templates": [
+        {"templateName": "crashes"}]}}, {"percent": 50}], onFailure="halt", analysis={"templates": [template]})
+    handle = await _start(client, queue, release)
+    await _reason(handle, "Halted", 0)
+    await handle.signal("rollback", RollbackRequest(by="web-ui", reason="crash rate"))
+    await handle.result()
+    return handle
+
+
 async def refreshed(client: Client, queue: str):
     from models.updater import Repository
 
@@ -136,4 +150,5 @@ SCENARIOS = [
     ("release-rolled-back", rolled_back, channel_fakes),
     ("release-flag-gate-failed", flag_gate_failed, channel_fakes),
     ("refresh-metadata", refreshed, channel_fakes),
+    ("release-halted-by-gate", halted_by_gate, channel_fakes),
 ]

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.handlers import Abort, Approve, Halt, Promote, Rollback, SkipAnalysis, supported_by
 
 FULL = 10_000
+HALT_PUBLISHED_FIRST = "halt-published-first"  # releases started before it showed Halted while publishing it
 
 
 def first_number(value: str) -> float | None:
@@ -201,6 +202,8 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
 
     async def wait_halted(self) -> None:
         c = self.control
+        if workflow.patched(HALT_PUBLISHED_FIRST):  # the channel says halted before the status does
+            await self.expose(self.points)
         held = c.pending.held
         c.status.paused_until = None
         c.change_phase(Phase.PAUSED, Reason.HALTED.value,
