@@ -17,7 +17,7 @@ from localcluster.demo import run_deciding, start_worker, temporal_server
 from localcluster.devserver import state_dir
 from localcluster.fleet import Fleet
 from localcluster.prometheus import PrometheusServer
-from localcluster.updates import S3Server, device_config, make_artifact, new_repository
+from localcluster.updates import S3Server, device_config, make_artifact, new_repository, publish_to_everyone
 from models.names import TASK_QUEUE
 from models.release import Release, parse_release
 
@@ -58,7 +58,7 @@ def run_release_demo(interactive: bool) -> int:
         workdir = home / os.urandom(4).hex()
         setup = new_repository(s3, BUCKET, PREFIX, workdir / "publisher")
         print(f"   s3://{BUCKET}/{PREFIX} at {s3.url}; root for devices: {setup.root}")
-        _publish_previous(s3, setup, workdir)
+        publish_to_everyone(s3, setup, workdir, "2.3.1")  # what the fleet runs before the demo
 
         print("== 2/4 a fleet of 20,000 simulated devices on 2.3.1, and Prometheus", flush=True)
         fleet = Fleet(setup, workdir / "fleet", devices=20_000, version="2.3.1", online=0.5)
@@ -84,19 +84,6 @@ def run_release_demo(interactive: bool) -> int:
     finally:
         for stop in reversed(stopping):
             stop()
-
-
-def _publish_previous(s3: S3Server, setup, workdir: Path) -> None:
-    """What the fleet runs before the demo: 2.3.1 on the whole channel."""
-    from activities.targets.updater import UpdaterActivities
-    from activities.targets.updater.signers import Signers
-    from models.updater import PublishInput, ReleaseState, UploadInput
-
-    updater = UpdaterActivities(lambda r: s3.client(), lambda: Signers(setup.signer_uris()))
-    previous = updater.upload_artifact(UploadInput(repository=setup.repository, version="2.3.1",
-                                                   platform="linux-x86_64", path=str(make_artifact(workdir, "2.3.1"))))
-    updater.publish_release(PublishInput(repository=setup.repository, channel="stable", release="before-the-demo",
-                                         artifact=previous, state=ReleaseState(basis_points=10_000, salt="before")))
 
 
 async def _publish(release: Release) -> int:

@@ -111,3 +111,19 @@ def device_config(setup: UpdaterSetup, directory: Path, device_id: str, channel:
     path = directory / "agent.json"
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+def publish_to_everyone(server: S3Server, setup: UpdaterSetup, workdir: Path, version: str,
+                        channel: str = "stable", platform: str = "linux-x86_64") -> None:
+    """What a channel runs before a test or the demo starts: `version` on every device, published with the
+    real activities (called directly, no workflow)."""
+    from activities.targets.updater import UpdaterActivities
+    from activities.targets.updater.signers import Signers
+    from models.updater import PublishInput, ReleaseState, UploadInput
+
+    updater = UpdaterActivities(lambda r: server.client(), lambda: Signers(setup.signer_uris()))
+    workdir.mkdir(parents=True, exist_ok=True)
+    artifact = updater.upload_artifact(UploadInput(repository=setup.repository, version=version, platform=platform,
+                                                   path=str(make_artifact(workdir, version))))
+    updater.publish_release(PublishInput(repository=setup.repository, channel=channel, release=f"before-{version}",
+                                         artifact=artifact, state=ReleaseState(basis_points=10_000, salt="before")))

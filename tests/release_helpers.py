@@ -24,7 +24,7 @@ from activities.targets.updater import UpdaterActivities
 from activities.targets.updater.signers import Signers
 from localcluster.fleet import Fleet
 from localcluster.prometheus import PrometheusServer
-from localcluster.updates import S3Server, UpdaterSetup, device_config, make_artifact
+from localcluster.updates import S3Server, UpdaterSetup, device_config, make_artifact, publish_to_everyone
 from models.release import Release, parse_release
 from models.updater import PublishInput, ReleaseState, UploadInput
 from workflows.refresh import RefreshMetadata
@@ -75,12 +75,7 @@ def running_fleet(s3: S3Server, setup: UpdaterSetup, workdir: Path, devices: int
     """`devices` on 1.0.0 (published to the whole channel first), scraped by a Prometheus of its own. 100,000 by
     default: the share of a phase is then within ±1 percentage point by a wide margin (its standard deviation
     at 50 % is 0.16 pp; with 10,000 devices it would be 0.5 pp, and ±1 pp would fail one run in twenty)."""
-    updater = UpdaterActivities(lambda r: s3.client(), lambda: Signers(setup.signer_uris()))
-    workdir.mkdir(parents=True, exist_ok=True)
-    first = updater.upload_artifact(UploadInput(repository=setup.repository, version="1.0.0", platform="linux-x86_64",
-                                                path=str(make_artifact(workdir, "1.0.0"))))
-    updater.publish_release(PublishInput(repository=setup.repository, channel="stable", release="initial",
-                                         artifact=first, state=ReleaseState(basis_points=10_000, salt="initial")))
+    publish_to_everyone(s3, setup, workdir, "1.0.0")
     fleet = Fleet(setup, workdir / "fleet", devices=devices, version="1.0.0", online=0.5).start()
     prometheus = PrometheusServer(workdir / "prometheus", targets=[fleet.address]).start()
     fleet.prometheus_url = prometheus.url
