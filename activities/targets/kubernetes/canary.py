@@ -22,7 +22,7 @@ from activities.targets.kubernetes.deployments import (
     scale,
 )
 from activities.targets.kubernetes.ownership import check_target, hold, release
-from activities.targets.kubernetes.readiness import wait_settled
+from activities.targets.kubernetes.readiness import wait_in_endpoints, wait_settled
 from activities.targets.kubernetes.routing import Routes, TrafficRouter, router_for
 from activities.targets.kubernetes.services import ensure_role_service, pin_to_current_pods, unpin
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
@@ -82,7 +82,9 @@ class CanaryActivities:
             if wanted[name] > current[name]:
                 changed |= scale(apps, ns, name, wanted[name], {})
                 wait_settled(apps, ns, name, deadline)
-        wait_settled(apps, ns, canary, deadline)  # never route to canary pods that are not ready
+        ready = wait_settled(apps, ns, canary, deadline)  # never route to canary pods that are not ready
+        if sizes.canary:  # nor to a Service whose endpoints do not list them yet
+            wait_in_endpoints(self._clients.core(t.context), ready, deadline)
         changed |= router.apply(state)
         for name in (stable, canary):  # shrink (and mark the step done on the canary)
             changed |= scale(apps, ns, name, wanted[name], marks if name == canary else {})
@@ -105,7 +107,8 @@ class CanaryActivities:
             # Full promotion: the canary, at full size, takes all traffic while the stable pods change
             # (not again when a retry finds stable already on the new image: traffic never flips back).
             scale(apps, ns, canary, request.total_replicas, {})
-            wait_settled(apps, ns, canary, request.progress_deadline_seconds)
+            ready = wait_settled(apps, ns, canary, request.progress_deadline_seconds)
+            wait_in_endpoints(self._clients.core(t.context), ready, request.progress_deadline_seconds)
             router.apply(RouteState(weight=100))
         put_image(apps, t, request.container, request.image, request.total_replicas, request.progress_deadline_seconds)
         if router.pins_stable_service:
@@ -121,7 +124,8 @@ class CanaryActivities:
         apps = self._clients.apps(t.context)
         ns = t.namespace
         scale(apps, ns, t.deployment, request.total_replicas, {})
-        wait_settled(apps, ns, t.deployment, request.progress_deadline_seconds)
+        stable = wait_settled(apps, ns, t.deployment, request.progress_deadline_seconds)
+        wait_in_endpoints(self._clients.core(t.context), stable, request.progress_deadline_seconds)
         router = self._router(request)
         router.remove()
         canary = canary_deployment_name(t.deployment)

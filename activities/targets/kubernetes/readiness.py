@@ -1,6 +1,7 @@
 """Waiting for a Deployment to settle (every wanted pod on the current template, available, no old pods
-left) within the progress deadline, which survives retries; why pods are not ready; the ReplicaSets a
-Deployment keeps per revision."""
+left) within the progress deadline, which survives retries; waiting until its ready pods are in the
+endpoints of every Service that selects them (what a router sends to); why pods are not ready; the
+ReplicaSets a Deployment keeps per revision."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.targets.kubernetes.client import api_errors
+from activities.targets.kubernetes.client import api_errors, read_optional
 
 
 def is_settled(deployment: client.V1Deployment) -> bool:
@@ -56,6 +57,57 @@ def wait_settled(
         if activity.in_activity():
             activity.heartbeat({"wait": name, "started": started})
         time.sleep(0.25)
+
+
+def wait_in_endpoints(core: client.CoreV1Api, deployment: client.V1Deployment, deadline_seconds: int) -> None:
+    """Poll until every ready pod of the Deployment is a ready address of every Service selecting it.
+
+    A pod counts as ready the moment its condition says so; the endpoints controller lists it a
+    moment later. A router that shifts weight in between sends requests to a Service with no backend
+    for them (a mesh answers 503), so traffic moves only once the endpoints have caught up.
+    """
+    ns, name = deployment.metadata.namespace, deployment.metadata.name
+    selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    started = _started_from(activity.info().heartbeat_details if activity.in_activity() else (), name)
+    while True:
+        with api_errors(f"pods of deployment {ns}/{name}"):
+            pods = [p for p in core.list_namespaced_pod(ns, label_selector=selector).items
+                    if p.metadata.deletion_timestamp is None and _ready(p)]
+            missing = {
+                service.metadata.name: absent
+                for service in core.list_namespaced_service(ns).items
+                if (absent := _not_listed(core, service, pods))
+            }
+        if not missing:
+            return
+        if time.time() - started > deadline_seconds:
+            service, absent = sorted(missing.items())[0]
+            raise ApplicationError(
+                f"service {ns}/{service}: ready pods {', '.join(sorted(absent))} not in its endpoints after "
+                f"{int(time.time() - started)}s (progress deadline {deadline_seconds}s)",
+                type="ProgressDeadlineExceeded", non_retryable=True)
+        if activity.in_activity():  # the same details as `wait_settled`'s, so a retry keeps a deadline
+            activity.heartbeat({"wait": name, "started": started})
+        time.sleep(0.1)
+
+
+def _ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def _not_listed(core: client.CoreV1Api, service: client.V1Service, pods: list[client.V1Pod]) -> set[str]:
+    """The names of the pods the Service selects that its endpoints do not list as ready."""
+    wanted = service.spec.selector or {}
+    if not service.spec.ports and service.spec.cluster_ip != "None":
+        return set()  # the endpoints controller lists no address for a Service without ports
+    selected = {p.metadata.name for p in pods if wanted and all((p.metadata.labels or {}).get(k) == v
+                                                                for k, v in wanted.items())}
+    if not selected:
+        return set()
+    endpoints = read_optional(core.read_namespaced_endpoints, service.metadata.name, service.metadata.namespace)
+    subsets = endpoints.subsets or [] if endpoints is not None else []
+    listed = {a.target_ref.name for s in subsets for a in s.addresses or [] if a.target_ref}
+    return selected - listed
 
 
 def pod_problems(core: client.CoreV1Api, deployment: client.V1Deployment) -> str:
