@@ -32,6 +32,10 @@ class PrometheusProvider(SpecModel):
         "inconclusive", description="what an empty vector or a NaN value counts as"
     )
 
+    def texts(self) -> list[str]:
+        """What `{{args.NAME}}` may appear in."""
+        return [self.query]
+
 
 class WebProvider(SpecModel):
     url: str = Field(pattern=r"^https?://")
@@ -40,6 +44,9 @@ class WebProvider(SpecModel):
     body: str | None = None
     json_path: str = Field("", description="dotted path into the JSON answer, e.g. data.ok; empty: the whole answer")
     timeout_seconds: float = Field(10, gt=0, le=60)
+
+    def texts(self) -> list[str]:
+        return [self.url, self.body or "", *self.headers.values()]
 
 
 class JudgeMetric(SpecModel):
@@ -72,14 +79,34 @@ class JudgeProvider(SpecModel):
     significance: float = Field(0.05, gt=0, lt=1, description="p-value below which a difference is real")
     metrics: list[JudgeMetric] = Field(min_length=1, max_length=50)
 
+    def texts(self) -> list[str]:
+        return [self.baseline_version, self.canary_version, *(m.query for m in self.metrics)]
+
+
+class PlayVitalsProvider(SpecModel):
+    """Google Play's vitals for one version code beside a baseline, from the Play Developer Reporting
+    API (`vitals.crashrate` / `vitals.anrrate` `query`, daily, by `versionCode`). The result is
+    `{"release": rate, "baseline": rate}` as Play reports them (users weighted); the baseline is one version code, or
+    without one every other version code's users together."""
+
+    package_name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
+    metric: Literal["crashRate", "userPerceivedCrashRate", "anrRate", "userPerceivedAnrRate"] = "crashRate"
+    version_code: str = Field(min_length=1, description="the release's version code, e.g. {{args.versionCode}}")
+    baseline_version_code: str | None = Field(None, min_length=1)
+    days: int = Field(1, ge=1, le=28, description="the days before today the rates cover")
+
+    def texts(self) -> list[str]:
+        return [self.version_code, self.baseline_version_code or ""]
+
 
 class Provider(OneOf):
-    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge")
+    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge", "playVitals")
     WHAT: ClassVar[str] = "provider"
 
     prometheus: PrometheusProvider | None = None
     web: WebProvider | None = None
     judge: JudgeProvider | None = None
+    play_vitals: PlayVitalsProvider | None = None
 
     @property
     def name(self) -> str:
@@ -129,10 +156,7 @@ class Metric(SpecModel):
         return conditions + self._provider_texts()
 
     def _provider_texts(self) -> list[str]:
-        p = self.provider
-        if p.judge:
-            return [p.judge.baseline_version, p.judge.canary_version, *(m.query for m in p.judge.metrics)]
-        return [p.prometheus.query] if p.prometheus else [p.web.url, p.web.body or "", *p.web.headers.values()]
+        return self.provider.chosen_value.texts()
 
 
 class AnalysisTemplate(SpecModel):

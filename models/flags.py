@@ -67,6 +67,15 @@ class FlagChannel(SpecModel):
         kinds = {"file": self.file, "s3": self.s3, "configMap": self.config_map, "unleash": self.unleash}
         return next(kind for kind, store in kinds.items() if store is not None)
 
+    def artifact_fields(self) -> tuple[str, ...]:
+        return ("variant",)
+
+    def check(self, spec: Any) -> None:
+        if self.unleash is not None:
+            for index, phase in enumerate(spec.phases):
+                if phase.points % 100:
+                    raise ValueError(f"@phases[{index}]: Unleash rolls out whole percents, not {phase.points / 100:g}%")
+
     def describe(self) -> str:
         if self.unleash is not None:
             return f"unleash:{self.unleash.url}#{self.unleash.project}/{self.flag}@{self.unleash.environment}"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import Field, model_validator
 
@@ -35,13 +35,26 @@ from models.durations import Duration, format_duration
 from models.flags import FlagChannel
 from models.names import rollout_id
 from models.notifications import NotificationChannel
+from models.play import PlayChannel
 from models.presets import resolve
 from models.schedule import ExecutionWindows
 from models.spec import Metadata
 from models.specbase import Message, OneOf, SpecModel
 from models.updater import UpdaterChannel
 
-CHANNELS = ("updater", "flag")
+CHANNELS = ("updater", "flag", "googlePlay")
+
+
+class ChannelSpec(Protocol):
+    """What every channel block says of itself: which artifact fields it needs, and which phases it
+    cannot honour (a store's fixed schedule, whole percents)."""
+
+    def artifact_fields(self) -> tuple[str, ...]: ...
+
+    def check(self, spec: ReleaseSpecBody) -> None:
+        """Raise ValueError("@path: why") for what this channel cannot do."""
+
+    def describe(self) -> str: ...
 
 
 class Channel(OneOf):
@@ -50,6 +63,7 @@ class Channel(OneOf):
 
     updater: UpdaterChannel | None = None
     flag: FlagChannel | None = None
+    google_play: PlayChannel | None = None
 
     @property
     def kind(self) -> str:
@@ -57,6 +71,10 @@ class Channel(OneOf):
 
     def describe(self) -> str:
         return self.chosen_value.describe()
+
+    @property
+    def spec(self) -> ChannelSpec:
+        return self.chosen_value
 
 
 class ReleaseArtifact(SpecModel):
@@ -70,9 +88,10 @@ class ReleaseArtifact(SpecModel):
     def describe(self) -> str:
         if self.variant is not None:
             return f"variant {self.variant}"
+        platform = f" ({self.platform})" if self.platform else ""
         if self.file is None:
-            return f"{self.version} ({self.platform})"
-        return f"{Path(self.file).name} {self.version} ({self.platform})"
+            return f"{self.version}{platform}"
+        return f"{Path(self.file).name} {self.version}{platform}"
 
 
 class ReleasePhase(SpecModel):
@@ -141,28 +160,18 @@ class ReleaseSpecBody(SpecModel):
                     resolve(self.analysis.templates, phase.analysis)
                 except ValueError as error:
                     raise ValueError(f"@phases[{index}].analysis: {error}") from None
-        a, kind = self.artifact, self.channel.kind
-        promoting = kind == "updater" and self.channel.updater.promote_from is not None
-        needed = ("version", "platform") if promoting else ("file", "version", "platform") if kind == "updater" \
-            else ("variant",)
-        if promoting and self.approval is None:
-            u = self.channel.updater
-            raise ValueError(f"@approval: promoting {u.promote_from} to {u.channel} goes through the channel's "
-                             "approval: give spec.approval")
+        a, kind, channel = self.artifact, self.channel.kind, self.channel.spec
+        needed = channel.artifact_fields()
         for field in needed:
             if getattr(a, field) is None:
                 raise ValueError(f"@artifact.{field}: required for the {kind} channel")
-        for field in {"file", "version", "platform", "variant"} - set(needed):
+        for field in (f for f in ReleaseArtifact.model_fields if f not in needed):
             if getattr(a, field) is not None:
                 raise ValueError(f"@artifact.{field}: not used by the {kind} channel")
+        channel.check(self)
         for path, policy in self.approvals():
             if policy.remind_every is not None and not self.notifications:
                 raise ValueError(f"@{path}.remindEvery: reminders need spec.notifications")
-        flag = self.channel.flag
-        if flag is not None and flag.unleash is not None:
-            for index, phase in enumerate(self.phases):
-                if phase.points % 100:
-                    raise ValueError(f"@phases[{index}]: Unleash rolls out whole percents, not {phase.points / 100:g}%")
         if self.observe is not None and self.observe.name == "judge":
             raise ValueError("@observe: a share is read from prometheus or web, not judge")
         return self

@@ -52,6 +52,8 @@ class Reason(str, Enum):
     WINDOW_CLOSE_FAILED = "WindowCloseFailed"
     BAKING = "Baking"  # Paused: a release's phase bakes before its gate
     HALTED = "Halted"  # Paused: a release is halted (no new installs) until resumed
+    STORE_REJECTED = "StoreRejected"  # a store or MDM refused a request (its own message follows)
+    STORE_UNAUTHORIZED = "StoreUnauthorized"  # the store refused the credentials, a fresh token too
 
 
 class Exposure(Message):

@@ -8,7 +8,7 @@ activities read the signers from the worker's environment.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -61,6 +61,14 @@ class UpdaterChannel(SpecModel):
                              f"{next((c for c, n in NEXT_CHANNEL.items() if n == self.channel), 'nothing')}, "
                              f"not {self.promote_from}")
         return self
+
+    def artifact_fields(self) -> tuple[str, ...]:
+        return ("version", "platform") if self.promote_from is not None else ("file", "version", "platform")
+
+    def check(self, spec: Any) -> None:
+        if self.promote_from is not None and spec.approval is None:
+            raise ValueError(f"@approval: promoting {self.promote_from} to {self.channel} goes through the "
+                             "channel's approval: give spec.approval")
 
     def describe(self) -> str:
         return f"{self.repository.describe()}#{self.channel}"

@@ -6,6 +6,7 @@ Imports are read from the source (ast), so a lazy or TYPE_CHECKING import counts
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -154,9 +155,14 @@ def test_every_release_channel_is_one_model_and_one_workflow_module():
 
     assert tuple(RELEASE_CHANNELS) == CHANNELS == Channel.CHOICES
     for kind, implementation in RELEASE_CHANNELS.items():
-        assert implementation.__module__ == f"workflows.channels.{kind}"
-        for method in ("prepare", "expose", "roll_back", "stop"):
+        assert implementation.__module__ == f"workflows.channels.{re.sub(r'(?<!^)(?=[A-Z])', '_', kind).lower()}"
+        for method in ("prepare", "expose", "roll_back", "stop", "rolled_back_share"):
             assert callable(getattr(implementation, method))
+        assert isinstance(implementation.unit, str) and isinstance(implementation.source, str)
+        block = Channel.model_fields[next(n for n, f in Channel.model_fields.items() if (f.alias or n) == kind)]
+        model = block.annotation.__args__[0]  # `X | None`
+        for method in ("artifact_fields", "check", "describe"):
+            assert callable(getattr(model, method)), f"{model.__name__}.{method}"
 
 
 def test_the_device_side_installs_no_temporal_and_no_kubernetes():

@@ -30,6 +30,7 @@ from activities.targets.kubernetes.client import KubeClients
 from activities.targets.kubernetes.observe import ObserveActivities
 from activities.targets.kubernetes.rolling import DeploymentActivities
 from activities.targets.kubernetes.window import WindowActivities
+from activities.targets.play import PlayActivities
 from activities.targets.updater import UpdaterActivities
 from activities.targets.updater.client import S3Clients
 from activities.webhooks import WebhookActivities
@@ -50,7 +51,11 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     s3 = S3Clients()
     updater = UpdaterActivities(s3)
     flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
+    play = PlayActivities()
     return [
+        play.upload_bundle,
+        play.set_track,
+        play.read_track,
         updater.upload_artifact,
         updater.publish_release,
         updater.read_channel,

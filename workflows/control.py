@@ -336,6 +336,8 @@ def failure_reason(error: BaseException) -> tuple[str, str]:
             "NotFound": Reason.TARGET_INVALID,
             "Invalid": Reason.TARGET_INVALID,
             "InvalidTarget": Reason.TARGET_INVALID,
+            "StoreRejected": Reason.STORE_REJECTED,
+            "StoreUnauthorized": Reason.STORE_UNAUTHORIZED,
         }.get(cause.type or "", Reason.FAILED)
         return reason.value, cause.message
     return Reason.FAILED.value, str(cause or error)

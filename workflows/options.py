@@ -52,6 +52,14 @@ CHANNEL = {  # the activity heartbeats at each stage: a killed worker's publish 
     "schedule_to_close_timeout": timedelta(minutes=30),
     "retry_policy": CHANNEL_RETRY,
 }
+# A store upload heartbeats per chunk (1 MiB): a killed worker's upload is retried within seconds and
+# continues the store's resumable session from the byte it had reached.
+STORE_UPLOAD = {
+    "start_to_close_timeout": timedelta(hours=2),
+    "heartbeat_timeout": timedelta(seconds=20),
+    "retry_policy": CHANNEL_RETRY,
+    "cancellation_type": ActivityCancellationType.TRY_CANCEL,
+}
 # An artifact upload heartbeats per part; a killed worker's upload resumes from its last part.
 UPLOAD = {
     "start_to_close_timeout": timedelta(hours=2),

@@ -81,8 +81,8 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
             observed = await self.channel.expose(points, halted)
             self.published = (points, halted)
             s = self.control.status
-            s.exposure = Exposure(desired=points / 100, observed=observed, source="the channel's signed state",
-                                  unit="devices" if self.spec.channel.kind == "updater" else "percent")
+            s.exposure = Exposure(desired=points / 100, observed=observed, source=self.channel.source,
+                                  unit=self.channel.unit)
 
     async def observe(self) -> None:
         """`spec.observe`: how much of the audience runs it now, measured (a failed measurement keeps the
@@ -233,7 +233,7 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
                 _, message = failure_reason(error)
                 return c.finish(Phase.DEGRADED, Reason.ABORT_FAILED.value, f"{why}; going back failed: {message}")
         if rolling_back:
-            share = 0.0 if self.spec.channel.kind == "updater" else self.last_good / 100
+            share = self.channel.rolled_back_share(self.last_good)
             c.status.exposure = Exposure(desired=share, observed=share, unit=c.status.exposure.unit)
         reason_text = Reason.ROLLED_BACK.value if c.pending.rollback else reason.value
         return c.finish(Phase.DEGRADED, reason_text, f"{why}; {done}")

@@ -17,6 +17,9 @@ with workflow.unsafe.imports_passed_through():
 
 
 class ReleaseChannel(Protocol):
+    unit: str  # what the share counts (models.status.Exposure.unit)
+    source: str  # where the share the channel reports comes from
+
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None: ...
 
     async def prepare(self) -> None:
@@ -32,11 +35,15 @@ class ReleaseChannel(Protocol):
     async def stop(self) -> str:
         """An abort: no new takers, nothing undone; says what it did."""
 
+    def rolled_back_share(self, last_good: int) -> float:
+        """The share (percent) that runs the release once `roll_back` is done."""
+
 
 from workflows.channels.flag import FlagRelease  # noqa: E402 - the channels implement the Protocol above
+from workflows.channels.google_play import PlayRelease  # noqa: E402
 from workflows.channels.updater import UpdaterRelease  # noqa: E402
 
-CHANNELS: dict[str, type[ReleaseChannel]] = {"updater": UpdaterRelease, "flag": FlagRelease}
+CHANNELS: dict[str, type[ReleaseChannel]] = {"updater": UpdaterRelease, "flag": FlagRelease, "googlePlay": PlayRelease}
 
 
 def channel_for(kind: str) -> type[ReleaseChannel]:

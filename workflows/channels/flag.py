@@ -14,6 +14,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 class FlagRelease:
+    unit, source = "percent", "the flag store"
+
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.flag, self.variant = control, spec.channel.flag, spec.artifact.variant
         self.share = 0
@@ -41,6 +43,9 @@ class FlagRelease:
     async def roll_back(self, last_good: int) -> str:
         await self._write(last_good, f"{self.variant} back to {last_good / 100:g}%")
         return f"{self.flag.flag}: {self.variant} back to the last good share, {last_good / 100:g}%"
+
+    def rolled_back_share(self, last_good: int) -> float:
+        return last_good / 100
 
     async def stop(self) -> str:
         return f"{self.flag.flag}: {self.variant} stays at {self.share / 100:g}%"

@@ -16,6 +16,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 class UpdaterRelease:
+    unit, source = "devices", "the channel's signed state"
+
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.spec, self.updater = control, spec, spec.channel.updater
         self.salt = str(workflow.uuid4())  # fixed for the release: halts and resumes reshuffle nobody
@@ -78,6 +80,9 @@ class UpdaterRelease:
         state = ReleaseState(basis_points=10_000, salt=self.salt, downgrade=True)
         await self._publish(self.previous, state, f"rollback to {self.previous.version}")
         return f"the channel is back on {self.previous.version} (downgrade sanctioned)"
+
+    def rolled_back_share(self, last_good: int) -> float:
+        return 0.0  # everyone is back on the previous release
 
     async def stop(self) -> str:
         await self.expose(0, True)

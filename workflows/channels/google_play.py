@@ -1,0 +1,70 @@
+"""The Google Play channel in a staged release: the bundle uploaded once to the app's library, then
+each phase one edit of the track (`userFraction`; 100 %: `completed`); a halt is Play's `halted`.
+Play serves no older version code to users who have the newer one: going back halts the release."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.targets.play import PlayActivities
+    from models.play import PlayBundle, PlayTrackInput, PlayTrackQuery, PlayUploadInput
+    from models.release import ReleaseSpecBody
+    from workflows import options
+    from workflows.context import Control
+
+
+class PlayRelease:
+    unit, source = "userFraction", "the track on Google Play"
+
+    def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
+        self.control, self.spec, self.play = control, spec, spec.channel.google_play
+        self.bundle: PlayBundle | None = None
+        self.share = 0.0
+
+    async def prepare(self) -> None:
+        a, p = self.spec.artifact, self.play
+        handle = workflow.start_activity_method(
+            PlayActivities.upload_bundle, PlayUploadInput(package_name=p.package_name, path=a.file),
+            summary=f"upload {a.describe()} to {p.package_name}", **options.STORE_UPLOAD)
+        self.bundle = await self.control.run_interruptible(handle)
+        before = await workflow.execute_activity_method(
+            PlayActivities.read_track, PlayTrackQuery(channel=p), summary=f"read {p.describe()}", **options.CHANNEL)
+        previous = [c for c in before.completed_codes() if c != self.bundle.version_code]
+        self.control.status.stable_image = f"version code {', '.join(map(str, previous))}" if previous else ""
+        self.control.record("uploaded", f"{a.describe()}: version code {self.bundle.version_code} "
+                                        f"sha256:{self.bundle.sha256[:12]} "
+                                        f"({'uploaded' if self.bundle.uploaded else 'already on Play'}); "
+                                        f"{p.track} serves {previous or 'nothing'}")
+
+    async def _set(self, basis_points: int, halted: bool, what: str) -> float:
+        assert self.bundle is not None
+        p = self.play
+        state = await workflow.execute_activity_method(
+            PlayActivities.set_track,
+            PlayTrackInput(channel=p, version_code=self.bundle.version_code, version_name=self.spec.artifact.version,
+                           basis_points=basis_points, halted=halted),
+            summary=what, **options.CHANNEL)
+        release = state.release_of(self.bundle.version_code)
+        shown = f"{release.status} {release.user_fraction if release.user_fraction is not None else ''}".strip() \
+            if release else "not on the track"
+        self.control.record("published", f"{p.track}: {self.bundle.version_code} {shown}"
+                                         f"{'' if state.committed else ' (already so)'}")
+        self.share = state.percent_of(self.bundle.version_code)
+        return self.share
+
+    async def expose(self, basis_points: int, halted: bool) -> float:
+        return await self._set(basis_points, halted, f"{self.play.track} {basis_points / 100:g}%"
+                                                     f"{' halted' if halted else ''}")
+
+    def rolled_back_share(self, last_good: int) -> float:
+        return self.share
+
+    async def roll_back(self, last_good: int) -> str:
+        await self._set(0, True, f"{self.play.track}: halt")
+        return ("halted on Play: no new users; users who have it keep it (Play serves no older version code "
+                "to them: ship a fix with a higher one)")
+
+    async def stop(self) -> str:
+        await self._set(0, True, f"{self.play.track}: halt")
+        return f"halted on Play at {self.share:g}%: no new users (users who have it keep it)"
