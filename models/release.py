@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from models.analysis import AnalysisSpec, AnalysisStep, Provider
 from models.approvals import Approval, ApprovalPolicy
+from models.appstore import AppStoreChannel
 from models.documents import SpecError, load_document, parse_as, schema_of  # noqa: F401 - SpecError: its API
 from models.durations import Duration, format_duration
 from models.flags import FlagChannel
@@ -42,7 +43,7 @@ from models.spec import Metadata
 from models.specbase import Message, OneOf, SpecModel
 from models.updater import UpdaterChannel
 
-CHANNELS = ("updater", "flag", "googlePlay")
+CHANNELS = ("updater", "flag", "googlePlay", "appStore")
 
 
 class ChannelSpec(Protocol):
@@ -64,6 +65,7 @@ class Channel(OneOf):
     updater: UpdaterChannel | None = None
     flag: FlagChannel | None = None
     google_play: PlayChannel | None = None
+    app_store: AppStoreChannel | None = None
 
     @property
     def kind(self) -> str:
@@ -84,11 +86,13 @@ class ReleaseArtifact(SpecModel):
     version: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
     platform: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
     variant: str | None = Field(None, min_length=1, max_length=63)
+    build: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+){0,2}$",
+                              description="the store's build number (App Store: CFBundleVersion)")
 
     def describe(self) -> str:
         if self.variant is not None:
             return f"variant {self.variant}"
-        platform = f" ({self.platform})" if self.platform else ""
+        platform = f" ({self.platform})" if self.platform else f" ({self.build})" if self.build else ""
         if self.file is None:
             return f"{self.version}{platform}"
         return f"{Path(self.file).name} {self.version}{platform}"

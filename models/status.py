@@ -52,6 +52,7 @@ class Reason(str, Enum):
     WINDOW_CLOSE_FAILED = "WindowCloseFailed"
     BAKING = "Baking"  # Paused: a release's phase bakes before its gate
     HALTED = "Halted"  # Paused: a release is halted (no new installs) until resumed
+    IN_REVIEW = "InReview"  # Paused: a store reviews the release before it can be exposed
     STORE_REJECTED = "StoreRejected"  # a store or MDM refused a request (its own message follows)
     STORE_UNAUTHORIZED = "StoreUnauthorized"  # the store refused the credentials, a fresh token too
 

@@ -3,15 +3,17 @@ store activities (and the analysis `measure`) on a time-skipping client, waiting
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.analysis import AnalysisActivities
+from localcluster.stores.standin import Reply, Request, StandIn
 from models.release import Release, parse_release
 from models.status import RolloutStatus
 from tests.helpers import eventually
@@ -44,3 +46,31 @@ async def reaches(handle, check, what: str, timeout: float = 30) -> RolloutStatu
         return s if check(s) else None
 
     return await eventually(probe, timeout=timeout, what=what)
+
+
+class HealthStandIn(StandIn):
+    """A crash-reporting service's answer for a web-provider gate: GET /health → `{"crashFreeUsers": x}`."""
+
+    name = "health"
+
+    def __init__(self, crash_free: float = 99.9) -> None:
+        super().__init__()
+        self.crash_free = crash_free
+
+    def handle(self, request: Request) -> Reply:
+        return Reply(200, {"crashFreeUsers": self.crash_free})
+
+    def gate(self, minimum: float = 99.5) -> dict[str, Any]:
+        """`spec.analysis` with a template `crash-free` reading it."""
+        return {"templates": [{"name": "crash-free", "metrics": [{
+            "name": "crash-free-users", "successCondition": f"result >= {minimum}",
+            "provider": {"web": {"url": f"{self.url}/health", "jsonPath": "crashFreeUsers"}}}]}]}
+
+
+def skipping_clock(env, loop) -> Callable[[], float]:
+    """The time-skipping server's time, for a stand-in whose store moves with days (Apple's phased
+    release): read from the stand-in's threads through the test's event loop."""
+    def now() -> float:
+        return asyncio.run_coroutine_threadsafe(env.get_current_time(), loop).result(timeout=10).timestamp()
+
+    return now

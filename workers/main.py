@@ -21,6 +21,7 @@ from temporalio.worker import Interceptor, Worker
 from activities.analysis import AnalysisActivities, MetricProvider, default_providers
 from activities.approvers import ApproverActivities
 from activities.notify import NotifyActivities
+from activities.targets.appstore import AppStoreActivities
 from activities.targets.flag import FlagActivities
 from activities.targets.flag.configmap import ConfigMapBackend
 from activities.targets.flag.store import FlagdStore
@@ -51,8 +52,13 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     s3 = S3Clients()
     updater = UpdaterActivities(s3)
     flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
-    play = PlayActivities()
+    play, apple = PlayActivities(), AppStoreActivities()
     return [
+        apple.prepare_version,
+        apple.submit_for_review,
+        apple.read_version,
+        apple.release_version,
+        apple.set_phased_release,
         play.upload_bundle,
         play.set_track,
         play.read_track,

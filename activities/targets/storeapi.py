@@ -89,9 +89,9 @@ class StoreApi:
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.root + path.lstrip("/")
 
-    def call(self, method: str, path: str, what: str, *, missing_ok: bool = False, authorized: bool = True,
+    def call(self, method: str, path: str, what: str, *, accept: tuple[int, ...] = (), authorized: bool = True,
              **kwargs: Any) -> httpx.Response:
-        """Send one request; `missing_ok`: a 404 is an answer (returned), not an error."""
+        """Send one request; statuses in `accept` (a 404 for "is it there?") are answers, not errors."""
         headers = dict(kwargs.pop("headers", None) or {})
         timeout = kwargs.pop("timeout", self.timeout)
         for attempt in range(2):
@@ -104,7 +104,7 @@ class StoreApi:
                 raise ApplicationError(f"{self.store}: {what}: unreachable ({error})", type="StoreUnavailable") from None
             if response.status_code != 401 or not authorized or self.tokens is None:
                 break
-        if missing_ok and response.status_code == 404:
+        if response.status_code in accept:
             return response
         raise_for(self.store, what, response)
         return response

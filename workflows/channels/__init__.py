@@ -39,11 +39,13 @@ class ReleaseChannel(Protocol):
         """The share (percent) that runs the release once `roll_back` is done."""
 
 
-from workflows.channels.flag import FlagRelease  # noqa: E402 - the channels implement the Protocol above
+from workflows.channels.app_store import AppStoreRelease  # noqa: E402 - the channels implement the Protocol above
+from workflows.channels.flag import FlagRelease  # noqa: E402
 from workflows.channels.google_play import PlayRelease  # noqa: E402
 from workflows.channels.updater import UpdaterRelease  # noqa: E402
 
-CHANNELS: dict[str, type[ReleaseChannel]] = {"updater": UpdaterRelease, "flag": FlagRelease, "googlePlay": PlayRelease}
+CHANNELS: dict[str, type[ReleaseChannel]] = {"updater": UpdaterRelease, "flag": FlagRelease, "googlePlay": PlayRelease,
+                                               "appStore": AppStoreRelease}
 
 
 def channel_for(kind: str) -> type[ReleaseChannel]:

@@ -30,10 +30,10 @@ class PlayApi:
         return self.api.json("POST", f"{self._app(package)}/edits", "edits.insert", json={})["id"]
 
     def edit_exists(self, package: str, edit: str) -> bool:
-        return self.api.call("GET", f"{self._app(package)}/edits/{edit}", "edits.get", missing_ok=True).status_code != 404
+        return self.api.call("GET", f"{self._app(package)}/edits/{edit}", "edits.get", accept=(404,)).status_code != 404
 
     def delete_edit(self, package: str, edit: str) -> None:
-        self.api.call("DELETE", f"{self._app(package)}/edits/{edit}", "edits.delete", missing_ok=True)
+        self.api.call("DELETE", f"{self._app(package)}/edits/{edit}", "edits.delete", accept=(404,))
 
     def commit(self, package: str, edit: str) -> None:
         self.api.call("POST", f"{self._app(package)}/edits/{edit}:commit", "edits.commit",
@@ -65,7 +65,7 @@ class PlayApi:
 
     def uploaded(self, session: str, size: int) -> tuple[int, dict[str, Any] | None]:
         """How many bytes the session has (and the Bundle, when it is complete); -1: the session is gone."""
-        response = self.api.call("PUT", session, "upload status", missing_ok=True,
+        response = self.api.call("PUT", session, "upload status", accept=(404,),
                                  headers={"Content-Range": f"bytes */{size}"})
         return self._progress(response)
 

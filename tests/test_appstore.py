@@ -1,0 +1,189 @@
+"""The App Store channel against a loopback stand-in of App Store Connect (localcluster/stores/appstore.py)
+that checks every request and answer with openapi-core against Apple's OpenAPI 3.7.0 document and
+keeps App Review and the phased release on the time-skipping server's clock: the real activities
+(ES256 API tokens with PyJWT) under the staged-release workflow."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import httpx
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.analysis.web import WebProvider
+from activities.targets.appstore import AppStoreActivities
+from localcluster.stores.appstore import ISSUER, AppStoreStandIn, api_key
+from models.approvals import AbortRequest, HaltRequest, PromoteRequest, ResumeRequest
+from models.appstore import SCHEDULE
+from models.documents import SpecError
+from models.release import ReleaseInput
+from models.status import Phase
+from tests.store_helpers import HealthStandIn, reaches, skipping_clock, store_release, store_worker
+from workflows.release import StagedRelease
+
+APP = "1459876543"
+WEEK = [{"percent": p, "bake": "1d"} for p in SCHEDULE[:-1]]
+
+
+@pytest.fixture
+async def apple(tmp_path, monkeypatch, time_skipping_env):
+    key = tmp_path / "AuthKey_2X9R4HXF34.p8"
+    key_id, public = api_key(key)
+    store = AppStoreStandIn(key_id, public)
+    store.clock = skipping_clock(time_skipping_env, asyncio.get_running_loop())
+    store.start()
+    monkeypatch.setenv("DURABLE_ROLLOUTS_APPSTORE_KEY_FILE", str(key))
+    monkeypatch.setenv("DURABLE_ROLLOUTS_APPSTORE_KEY_ID", key_id)
+    monkeypatch.setenv("DURABLE_ROLLOUTS_APPSTORE_ISSUER_ID", ISSUER)
+    monkeypatch.setenv("DURABLE_ROLLOUTS_APPSTORE_API", store.url)
+    store.add_build(APP, "3.1.0", "4121")
+    yield store
+    store.stop()
+
+
+def apple_release(name: str, phases=WEEK, **spec):
+    return store_release(name, {"appStore": {"appId": APP}}, {"version": "3.1.0", "build": "4121"}, phases, **spec)
+
+
+def activities(extra: list | None = None) -> list:
+    a = AppStoreActivities()
+    return [a.prepare_version, a.submit_for_review, a.read_version, a.release_version, a.set_phased_release,
+            *(extra or [])]
+
+
+async def test_a_two_day_review_and_a_seven_day_phased_release_with_a_pause_run_in_seconds(
+        time_skipping_env, apple, unique):
+    env = time_skipping_env
+    release = apple_release(f"ios-{unique}")
+    queue = f"ios-{unique}"
+    async with store_worker(env.client, queue, activities()):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        waiting = await reaches(handle, lambda s: s.reason == "InReview", "waiting for App Review")
+        assert waiting.message.startswith("in review since ") and "WAITING_FOR_REVIEW" in waiting.message
+        assert apple.version("3.1.0").state == "WAITING_FOR_REVIEW" and apple.version("3.1.0").build
+
+        await env.sleep(timedelta(days=1))
+        s = await reaches(handle, lambda s: s.reason == "InReview", "still in review")
+        assert "(IN_REVIEW)" in s.message
+        await env.sleep(timedelta(days=3, hours=2))  # approved after 2 days; released; day 3 of the phases
+        s = await reaches(handle, lambda s: s.current_step == 2 and s.reason == "Baking", "phase 3 (5%) baking")
+        assert (s.exposure.desired, s.exposure.observed) == (5, 5)
+        assert s.exposure.source == "Apple's phased release: ACTIVE, day 3"
+
+        await handle.execute_update("halt", HaltRequest(by="oncall", comment="crash spike"))
+        await reaches(handle, lambda s: s.reason == "Halted", "halted")
+        assert apple.phased_of("3.1.0").state == "PAUSED"
+        await env.sleep(timedelta(days=4))  # paused: Apple's day stands still, and so does the bake
+        s = await reaches(handle, lambda s: s.reason == "Halted", "still halted")
+        assert s.current_step == 2
+        await handle.execute_update("resume", ResumeRequest(by="oncall"))
+        final = await handle.result()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert apple.phased_history[:2] == [("PAUSED", 3, 0), ("ACTIVE", 3, 4)]
+    assert apple.phased_of("3.1.0").state == "COMPLETE"
+    events = [e.event for e in final.history]
+    assert events.index("submitted") < events.index("approved") < events.index("released")
+    approved = next(e for e in final.history if e.event == "approved")
+    assert approved.detail.startswith("App Review: PENDING_DEVELOPER_RELEASE after 2 days"), approved.detail
+    assert apple.violations == []
+
+
+async def test_a_failed_gate_pauses_and_promote_full_completes_early(time_skipping_env, apple, unique):
+    env = time_skipping_env
+    health = HealthStandIn(crash_free=98.0)
+    health.start()
+    phases = [dict(p) for p in WEEK]
+    phases[1]["analysis"] = {"templates": [{"templateName": "crash-free"}]}
+    release = apple_release(f"ios-gate-{unique}", phases, analysis=health.gate(99.5), onFailure="halt")
+    apple.review_seconds = 3600 * 5
+    queue = f"ios-{unique}"
+    try:
+        async with store_worker(env.client, queue, activities(), {"web": WebProvider(httpx.Client())}):
+            handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                     id=release.rollout_id, task_queue=queue)
+            await env.sleep(timedelta(days=2, hours=8))
+            s = await reaches(handle, lambda s: s.reason == "Halted", "halted by the gate")
+            assert s.current_step == 1 and apple.phased_of("3.1.0").state == "PAUSED"
+            health.crash_free = 99.9
+            await handle.execute_update("resume", ResumeRequest(by="release-manager"))
+            await reaches(handle, lambda s: s.current_step == 2 and s.reason == "Baking", "phase 3 baking")
+            await handle.execute_update("promote", PromoteRequest(by="release-manager", full=True))
+            final = await handle.result()
+    finally:
+        health.stop()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert [state for state, _, _ in apple.phased_history] == ["PAUSED", "ACTIVE", "COMPLETE"]
+    assert apple.phased_history[-1][1] == 3, "completed early, on day 3"
+    assert apple.violations == []
+
+
+async def test_abort_during_review_publishes_nothing_and_a_rejection_fails(time_skipping_env, apple, unique):
+    env = time_skipping_env
+    queue = f"ios-{unique}"
+    async with store_worker(env.client, queue, activities()):
+        release = apple_release(f"ios-abort-{unique}")
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        await reaches(handle, lambda s: s.reason == "InReview", "in review")
+        await handle.execute_update("abort", AbortRequest(by="ci", reason="wrong build"))
+        aborted = await handle.result()
+        assert aborted.phase is Phase.DEGRADED and "nothing was published" in aborted.message
+        assert apple.phased_of("3.1.0").state == "INACTIVE"
+
+        apple.add_build(APP, "3.2.0", "4200")
+        apple.rejected.add("3.2.0")
+        second = store_release(f"ios-reject-{unique}", {"appStore": {"appId": APP}}, {"version": "3.2.0", "build": "4200"},
+                               WEEK)
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=second),
+                                                 id=second.rollout_id, task_queue=queue)
+        rejected = await handle.result()
+    assert rejected.phase is Phase.DEGRADED and rejected.reason == "StoreRejected"
+    assert "App Review: 3.2.0 (4200) is REJECTED" in rejected.message
+    assert apple.violations == []
+
+
+async def test_a_revoked_token_is_replaced_once_and_a_bad_key_fails_naming_the_store(
+        time_skipping_env, apple, unique, monkeypatch, tmp_path):
+    a = AppStoreActivities()
+    apple.revoke_tokens()
+    await asyncio.sleep(1.1)
+    from models.appstore import AppStoreChannel, AppStoreVersionInput
+
+    request = AppStoreVersionInput(channel=AppStoreChannel(app_id=APP), version="3.1.0", build="4121")
+    state = await asyncio.to_thread(ActivityEnvironment().run, a.prepare_version, request)
+    assert state.phased_state == "INACTIVE"
+    old = a.api.tokens.token()
+    await asyncio.sleep(1.1)  # the revocation cuts at whole seconds: the old token is older than it
+    apple.revoke_tokens()
+    await asyncio.sleep(1.1)
+    await asyncio.to_thread(ActivityEnvironment().run, a.read_version, request)  # a 401, a fresh token, the answer
+    assert a.api.tokens.token() != old
+    assert sum(1 for r in apple.requests if r.path.endswith("/appStoreVersions")) >= 2
+
+    api_key(tmp_path / "other.p8")  # a key Apple does not know
+    monkeypatch.setenv("DURABLE_ROLLOUTS_APPSTORE_KEY_FILE", str(tmp_path / "other.p8"))
+    with pytest.raises(Exception) as refused:
+        await asyncio.to_thread(ActivityEnvironment().run, AppStoreActivities().read_version, request)
+    assert refused.value.message == ("App Store Connect: appStoreVersions: 401 Provide a properly configured and "
+                                     "signed bearer token: Signature verification failed (after a fresh token)")
+    assert refused.value.non_retryable and refused.value.type == "StoreUnauthorized"
+    assert apple.violations == []
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda p: p[2].update(percent=3), "spec.phases[2].percent: Apple's phased release has no 3% day (1, 2, 5, 10, "
+                                       "20, 50% on days 1-6, everyone on day 7)"),
+    (lambda p: p[0].update(percent=2), "spec.phases[0].percent: Apple's phased release starts at 1% (day 1)"),
+    (lambda p: p[3].update(bake="2d"), "spec.phases[3].bake: Apple goes from 10% (day 4) to 20% (day 5) in 1d: "
+                                       "bake 1d, not 2d"),
+    (lambda p: p.pop(1), "spec.phases[0].bake: Apple goes from 1% (day 1) to 5% (day 3) in 2d: bake 2d, not 1d"),
+])
+def test_validation_refuses_phases_apple_cannot_honour(change, problem):
+    phases = [dict(p) for p in WEEK]
+    change(phases)
+    with pytest.raises(SpecError) as error:
+        apple_release("ios", phases)
+    assert error.value.problems == [problem]
