@@ -34,6 +34,7 @@ from models.appstore import AppStoreChannel
 from models.documents import SpecError, load_document, parse_as, schema_of  # noqa: F401 - SpecError: its API
 from models.durations import Duration, format_duration
 from models.flags import FlagChannel
+from models.msstore import MicrosoftStoreChannel
 from models.names import rollout_id
 from models.notifications import NotificationChannel
 from models.play import PlayChannel
@@ -43,7 +44,7 @@ from models.spec import Metadata
 from models.specbase import Message, OneOf, SpecModel
 from models.updater import UpdaterChannel
 
-CHANNELS = ("updater", "flag", "googlePlay", "appStore")
+CHANNELS = ("updater", "flag", "googlePlay", "appStore", "microsoftStore")
 
 
 class ChannelSpec(Protocol):
@@ -66,6 +67,7 @@ class Channel(OneOf):
     flag: FlagChannel | None = None
     google_play: PlayChannel | None = None
     app_store: AppStoreChannel | None = None
+    microsoft_store: MicrosoftStoreChannel | None = None
 
     @property
     def kind(self) -> str:

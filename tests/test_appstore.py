@@ -62,7 +62,7 @@ async def test_a_two_day_review_and_a_seven_day_phased_release_with_a_pause_run_
         handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                                  id=release.rollout_id, task_queue=queue)
         waiting = await reaches(handle, lambda s: s.reason == "InReview", "waiting for App Review")
-        assert waiting.message.startswith("in review since ") and "WAITING_FOR_REVIEW" in waiting.message
+        assert waiting.message.startswith("waiting for App Review since ") and "(WAITING_FOR_REVIEW)" in waiting.message
         assert apple.version("3.1.0").state == "WAITING_FOR_REVIEW" and apple.version("3.1.0").build
 
         await env.sleep(timedelta(days=1))

@@ -31,6 +31,7 @@ from activities.targets.kubernetes.client import KubeClients
 from activities.targets.kubernetes.observe import ObserveActivities
 from activities.targets.kubernetes.rolling import DeploymentActivities
 from activities.targets.kubernetes.window import WindowActivities
+from activities.targets.msstore import MicrosoftStoreActivities
 from activities.targets.play import PlayActivities
 from activities.targets.updater import UpdaterActivities
 from activities.targets.updater.client import S3Clients
@@ -52,8 +53,11 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     s3 = S3Clients()
     updater = UpdaterActivities(s3)
     flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
-    play, apple = PlayActivities(), AppStoreActivities()
+    play, apple, msstore = PlayActivities(), AppStoreActivities(), MicrosoftStoreActivities()
     return [
+        msstore.create_submission,
+        msstore.read_submission,
+        msstore.set_rollout,
         apple.prepare_version,
         apple.submit_for_review,
         apple.read_version,

@@ -68,6 +68,7 @@ class DecisionRules:
 
     def __init__(self, control: Control, supported: frozenset[str]):
         self.control, self.supported = control, supported
+        self.why_not: dict[str, str] = {}  # decisions a target cannot honour, and why (a store without pause)
 
     def validate(self, kind: str, request: Decision) -> None:
         """The update's validator: a refusal raises, and nothing is written to history."""
@@ -92,7 +93,8 @@ class DecisionRules:
         if not request.by.strip():
             return Invalid(f"{kind}: say who decides (by)")
         if kind not in self.supported:
-            return Invalid(f"{kind} is not something a {s.strategy} rollout does")
+            return Invalid(f"{kind}: {self.why_not[kind]}" if kind in self.why_not
+                           else f"{kind} is not something a {s.strategy} rollout does")
         if self.control.pending.abort is not None:
             return "rollout is being aborted"
         at = (s.approval.step if s.approval is not None else s.current_step) + 1

@@ -51,8 +51,10 @@ def first_number(value: str) -> float | None:
 class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAnalysis):
     @workflow.init
     def __init__(self, request: ReleaseInput) -> None:
-        self.control = RolloutControl(request, supported_by(type(self)) | {"full"})
+        refused = getattr(request.release.spec.channel.spec, "REFUSED_DECISIONS", {})  # what the channel cannot do
+        self.control = RolloutControl(request, (supported_by(type(self)) | {"full"}) - set(refused))
         self.rules = self.control.rules
+        self.rules.why_not = dict(refused)
         self.spec = request.release.spec
         self.channel = channel_for(self.spec.channel.kind)(self.control, self.spec)
         self.points = 0  # the exposure the release is at (basis points)

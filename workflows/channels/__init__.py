@@ -42,10 +42,11 @@ class ReleaseChannel(Protocol):
 from workflows.channels.app_store import AppStoreRelease  # noqa: E402 - the channels implement the Protocol above
 from workflows.channels.flag import FlagRelease  # noqa: E402
 from workflows.channels.google_play import PlayRelease  # noqa: E402
+from workflows.channels.microsoft_store import MicrosoftStoreRelease  # noqa: E402
 from workflows.channels.updater import UpdaterRelease  # noqa: E402
 
 CHANNELS: dict[str, type[ReleaseChannel]] = {"updater": UpdaterRelease, "flag": FlagRelease, "googlePlay": PlayRelease,
-                                               "appStore": AppStoreRelease}
+                                               "appStore": AppStoreRelease, "microsoftStore": MicrosoftStoreRelease}
 
 
 def channel_for(kind: str) -> type[ReleaseChannel]:

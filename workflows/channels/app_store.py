@@ -6,14 +6,13 @@ release driven — `ACTIVE` (Apple's own 7-day schedule moves it), `PAUSED` for 
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.targets.appstore import APPROVED, IN_REVIEW, REJECTED, RELEASED, AppStoreActivities
     from models.appstore import AppStoreVersionInput, AppStoreVersionState, PhasedReleaseInput
     from models.release import ReleaseSpecBody
-    from models.status import Phase, Reason
     from workflows import options
+    from workflows.channels.review import await_verdict
     from workflows.context import Control
 
 
@@ -43,27 +42,16 @@ class AppStoreRelease:
             self.control.record("released", f"{v.version}: {state.state}, phased release {state.phased_state}")
 
     async def wait_for_review(self) -> None:
-        """Read App Review's verdict every `reviewPoll` until it approves (or rejects, or takes longer than
-        `reviewTimeout`); an abort meanwhile ends the release with nothing published."""
-        c, a = self.control, self.apple
-        since = workflow.now()
-        while self.state.state not in (*APPROVED, *RELEASED):
-            if self.state.state in REJECTED:
-                raise ApplicationError(f"App Review: {self.version.version} ({self.version.build}) is "
-                                       f"{self.state.state}: see App Store Connect's Resolution Center",
-                                       type="StoreRejected", non_retryable=True)
-            waited = workflow.now() - since
-            if waited >= a.review_timeout:
-                raise ApplicationError(f"App Review: no verdict on {self.version.version} after {waited}",
-                                       type="StoreRejected", non_retryable=True)
-            c.status.paused_until = None
-            c.change_phase(Phase.PAUSED, Reason.IN_REVIEW.value,
-                           f"in review since {since:%Y-%m-%d %H:%M} UTC ({self.state.state}); "
-                           f"next look in {a.review_poll}")
-            await c.wait_deciding(lambda: False, a.review_poll, "App Review")
-            await self._call(AppStoreActivities.read_version, self.version, "read App Review's verdict")
-        c.record("approved", f"App Review: {self.state.state} after {workflow.now() - since}")
-        c.change_phase(Phase.PROGRESSING, message="approved by App Review")
+        """App Review's verdict, read every `reviewPoll` (an abort meanwhile publishes nothing)."""
+        a, v = self.apple, self.version
+
+        async def read() -> str:
+            return (await self._call(AppStoreActivities.read_version, v, "read App Review's verdict")).state
+
+        await await_verdict(self.control, "App Review", self.state.state, read, (*APPROVED, *RELEASED), REJECTED,
+                            a.review_poll, a.review_timeout,
+                            lambda state: f"App Review: {v.version} ({v.build}) is {state}: see App Store "
+                                          "Connect's Resolution Center")
 
     async def _phased(self, state: str) -> float:
         assert self.state is not None

@@ -1,0 +1,147 @@
+"""The Microsoft Store channel against an HTTPS loopback stand-in of Partner Center's submission API and
+Azure AD (localcluster/stores/msstore.py): msal signs in with client credentials, the real activities
+create, upload, commit and roll out, under the staged-release workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from activities.analysis.web import WebProvider
+from activities.targets.msstore import MicrosoftStoreActivities
+from localcluster.faults import read_journal
+from localcluster.stores.azuread import credentials_file
+from localcluster.stores.msstore import MicrosoftStoreStandIn
+from localcluster.stores.tls import loopback_certificate, server_context
+from models.approvals import HaltRequest
+from models.documents import SpecError
+from models.release import ReleaseInput
+from models.status import Phase
+from tests.helpers import eventually
+from tests.store_helpers import HealthStandIn, reaches, skipping_clock, store_release, store_worker
+from workflows.release import StagedRelease
+
+APP = "9NBLGGH4R315"
+FLIGHT = "2e6d4f8a-1b3c-4d5e-8f9a-0b1c2d3e4f5a"
+PHASES = [{"percent": 10, "bake": "1d"}, {"percent": 25, "bake": "1d"}, {"percent": 50, "bake": "1d"}]
+
+
+@pytest.fixture
+async def store(tmp_path, monkeypatch, time_skipping_env):
+    cert, key = loopback_certificate(tmp_path / "tls")
+    credentials = tmp_path / "partner-center.json"
+    standin = MicrosoftStoreStandIn(credentials_file(credentials))
+    standin.tls = server_context(cert, key)
+    standin.clock = skipping_clock(time_skipping_env, asyncio.get_running_loop())
+    standin.start()
+    for name, value in {"SSL_CERT_FILE": str(cert), "REQUESTS_CA_BUNDLE": str(cert),
+                        "DURABLE_ROLLOUTS_MSSTORE_CREDENTIALS": str(credentials),
+                        "DURABLE_ROLLOUTS_MSSTORE_API": standin.url,
+                        "DURABLE_ROLLOUTS_AZURE_AUTHORITY": standin.url}.items():
+        monkeypatch.setenv(name, value)
+    standin.seed(APP)
+    standin.seed(APP, FLIGHT)
+    yield standin
+    standin.stop()
+
+
+def package(tmp_path, version="2.0.0.0"):
+    path = tmp_path / f"Shop_{version}_x64.msixupload"
+    path.write_bytes(b"MSIX" + bytes(range(256)) * 2000)
+    return path
+
+
+def ms_release(name: str, path, phases=PHASES, flight: str | None = None, **spec):
+    channel = {"applicationId": APP, "certificationPoll": "30m", **({"flightId": flight} if flight else {})}
+    return store_release(name, {"microsoftStore": channel}, {"file": str(path), "version": "2.0.0.0"}, phases, **spec)
+
+
+def activities() -> list:
+    a = MicrosoftStoreActivities()
+    return [a.create_submission, a.read_submission, a.set_rollout]
+
+
+@pytest.mark.parametrize("flight", [None, FLIGHT], ids=["app", "flight"])
+async def test_a_package_rollout_raised_phase_by_phase_and_finalized(time_skipping_env, store, tmp_path, unique, flight):
+    env = time_skipping_env
+    release = ms_release(f"ms-{unique}", package(tmp_path), flight=flight)
+    queue = f"ms-{unique}"
+    async with store_worker(env.client, queue, activities()):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        waiting = await reaches(handle, lambda s: s.reason == "InReview", "waiting for certification")
+        assert waiting.message.startswith("waiting for certification since ")
+        final = await handle.result()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert store.rollout_calls == [("updatepackagerolloutpercentage", "25"), ("updatepackagerolloutpercentage", "50"),
+                                   ("finalizepackagerollout", "100")]
+    key = store.key(APP, flight)
+    published = store.submissions[store.apps[key]["published"]]
+    packages = published["resource"]["flightPackages" if flight else "applicationPackages"]
+    assert [(p["fileName"], p["fileStatus"]) for p in packages] == [
+        ("Shop_1.0.0.0_x64.msixupload", "PendingDelete"), ("Shop_2.0.0.0_x64.msixupload", "PendingUpload")]
+    assert published["rollout"]["packageRolloutStatus"] == "PackageRolloutComplete"
+    assert store.uploads == 1 and store.violations == []
+    assert len(store.calls("/oauth2/v2.0/token")) == 1, "msal signed in once and kept the token"
+
+
+async def test_a_failed_gate_halts_the_package_rollout_and_halt_is_refused(time_skipping_env, store, tmp_path, unique):
+    env = time_skipping_env
+    health = HealthStandIn(crash_free=97.0)
+    health.start()
+    phases = [dict(p) for p in PHASES]
+    phases[1]["analysis"] = {"templates": [{"templateName": "crash-free"}]}
+    release = ms_release(f"ms-gate-{unique}", package(tmp_path), phases, analysis=health.gate(99.5))
+    queue = f"ms-{unique}"
+    try:
+        async with store_worker(env.client, queue, activities(), {"web": WebProvider(httpx.Client())}):
+            handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                     id=release.rollout_id, task_queue=queue)
+            await env.sleep(timedelta(hours=4))
+            await reaches(handle, lambda s: s.reason == "Baking", "phase 1 baking")
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update("halt", HaltRequest(by="oncall"))
+            assert refused.value.cause.message == ("halt: the Microsoft Store cannot pause a package rollout "
+                                                "(haltpackagerollout is final): `rollout rollback` halts it for good")
+            final = await handle.result()
+    finally:
+        health.stop()
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed"
+    assert "package rollout halted at 25%: new customers get the previous packages" in final.message
+    assert store.rollout_calls == [("updatepackagerolloutpercentage", "25"), ("haltpackagerollout", "25")]
+    assert store.violations == []
+
+    with pytest.raises(SpecError) as error:
+        ms_release("ms", package(tmp_path), onFailure="halt")
+    assert error.value.problems == ["spec.onFailure: the Microsoft Store cannot pause a package rollout "
+                                    "(haltpackagerollout is final): use rollback"]
+
+
+async def test_a_worker_killed_after_the_upload_does_not_upload_again(
+        dev_server, dev_client, store, release_worker_processes, tmp_path, unique):
+    store.clock = __import__("time").time
+    store.certification_seconds = 3
+    journal, plan = tmp_path / "kills.jsonl", tmp_path / "plan.json"
+    plan.write_text(json.dumps({"journal": str(journal), "points": [
+        {"when": "after", "activities": ["create_store_submission"]}]}))
+    env = {"DURABLE_ROLLOUTS_KILL_PLAN": str(plan), "ROLLOUT_USER": "ci"}
+    queue = f"ms-kill-{unique}"
+    worker = release_worker_processes(dev_server.address, queue, env=env)
+    release = store_release(f"ms-kill-{unique}", {"microsoftStore": {"applicationId": APP, "certificationPoll": "1s"}},
+                            {"file": str(package(tmp_path)), "version": "2.0.0.0"}, [{"percent": 20, "bake": "1h"}])
+    handle = await dev_client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                             id=f"{release.rollout_id}-{unique}", task_queue=queue)
+    await eventually(worker.exited, timeout=60, what="the worker killed once the submission was committed")
+    assert read_journal(journal)[0]["activity"] == "create_store_submission"
+    release_worker_processes(dev_server.address, queue, env=env)
+    s = await reaches(handle, lambda s: s.reason == "Baking", "baking at 20%", timeout=90)
+    assert s.exposure.observed == 20
+    assert store.uploads == 1 and len([r for r in store.calls("/submissions", "POST")
+                                       if r.path.endswith("/submissions")]) == 1, "one submission, one upload"
+    assert store.violations == []
+    await handle.cancel()
