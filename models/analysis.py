@@ -99,14 +99,27 @@ class PlayVitalsProvider(SpecModel):
         return [self.version_code, self.baseline_version_code or ""]
 
 
+class IntuneInstallsProvider(SpecModel):
+    """An Intune app's install outcomes from the reports export (`DeviceInstallStatusByApp`): the result
+    is `{"installed": n, "failed": n, "pending": n, "successRate": percent of installed over installed
+    and failed}` across the devices the app is assigned to."""
+
+    app_id: str = Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    minimum_reports: int = Field(1, ge=1, description="fewer installed or failed devices: no data yet")
+
+    def texts(self) -> list[str]:
+        return [self.app_id]
+
+
 class Provider(OneOf):
-    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge", "playVitals")
+    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge", "playVitals", "intuneInstalls")
     WHAT: ClassVar[str] = "provider"
 
     prometheus: PrometheusProvider | None = None
     web: WebProvider | None = None
     judge: JudgeProvider | None = None
     play_vitals: PlayVitalsProvider | None = None
+    intune_installs: IntuneInstallsProvider | None = None
 
     @property
     def name(self) -> str:

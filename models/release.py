@@ -34,6 +34,7 @@ from models.appstore import AppStoreChannel
 from models.documents import SpecError, load_document, parse_as, schema_of  # noqa: F401 - SpecError: its API
 from models.durations import Duration, format_duration
 from models.flags import FlagChannel
+from models.intune import IntuneChannel
 from models.msstore import MicrosoftStoreChannel
 from models.names import rollout_id
 from models.notifications import NotificationChannel
@@ -44,7 +45,7 @@ from models.spec import Metadata
 from models.specbase import Message, OneOf, SpecModel
 from models.updater import UpdaterChannel
 
-CHANNELS = ("updater", "flag", "googlePlay", "appStore", "microsoftStore")
+CHANNELS = ("updater", "flag", "googlePlay", "appStore", "microsoftStore", "intune")
 
 
 class ChannelSpec(Protocol):
@@ -68,6 +69,7 @@ class Channel(OneOf):
     google_play: PlayChannel | None = None
     app_store: AppStoreChannel | None = None
     microsoft_store: MicrosoftStoreChannel | None = None
+    intune: IntuneChannel | None = None
 
     @property
     def kind(self) -> str:

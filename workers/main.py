@@ -25,6 +25,7 @@ from activities.targets.appstore import AppStoreActivities
 from activities.targets.flag import FlagActivities
 from activities.targets.flag.configmap import ConfigMapBackend
 from activities.targets.flag.store import FlagdStore
+from activities.targets.intune import IntuneActivities
 from activities.targets.kubernetes.bluegreen import BlueGreenActivities
 from activities.targets.kubernetes.canary import CanaryActivities
 from activities.targets.kubernetes.client import KubeClients
@@ -54,7 +55,10 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     updater = UpdaterActivities(s3)
     flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
     play, apple, msstore = PlayActivities(), AppStoreActivities(), MicrosoftStoreActivities()
+    intune = IntuneActivities()
     return [
+        intune.read_assignments,
+        intune.assign,
         msstore.create_submission,
         msstore.read_submission,
         msstore.set_rollout,

@@ -38,6 +38,7 @@ class MetricProvider(Protocol):
 def default_providers(prometheus_url: str | None = None) -> dict[str, MetricProvider]:
     """Every provider with its client: one Prometheus client per address (the worker's PROMETHEUS_URL
     for metrics that name none) and one HTTP client, shared by all measurements of the worker."""
+    from activities.analysis.intune import IntuneInstallsSource
     from activities.analysis.judge import JudgeProvider
     from activities.analysis.playvitals import PlayVitalsSource
     from activities.analysis.prometheus import PrometheusClients, PrometheusProvider
@@ -45,7 +46,8 @@ def default_providers(prometheus_url: str | None = None) -> dict[str, MetricProv
 
     prometheus = PrometheusClients(os.environ.get("PROMETHEUS_URL", "") if prometheus_url is None else prometheus_url)
     return {"prometheus": PrometheusProvider(prometheus), "web": WebProvider(httpx.Client()),
-            "judge": JudgeProvider(prometheus), "playVitals": PlayVitalsSource()}
+            "judge": JudgeProvider(prometheus), "playVitals": PlayVitalsSource(),
+            "intuneInstalls": IntuneInstallsSource()}
 
 
 def outcome(metric: Metric, result: Any) -> str:
@@ -98,7 +100,7 @@ class AnalysisActivities:
                 result, query = provider.measure(metric, request.args)
         except EmptyResult as empty:
             p = metric.provider
-            policy = p.prometheus.empty_result if p.prometheus else "inconclusive" if p.judge or p.play_vitals else "error"
+            policy = p.prometheus.empty_result if p.prometheus else "error" if p.web else "inconclusive"
             phase = {"inconclusive": "Inconclusive", "failed": "Failed", "error": "Error"}[policy]
             message, query = (list(empty.args) + ["", ""])[:2]
             return Measurement(phase=phase, message=f"no data: {message}", query=query)

@@ -42,11 +42,13 @@ class ReleaseChannel(Protocol):
 from workflows.channels.app_store import AppStoreRelease  # noqa: E402 - the channels implement the Protocol above
 from workflows.channels.flag import FlagRelease  # noqa: E402
 from workflows.channels.google_play import PlayRelease  # noqa: E402
+from workflows.channels.intune import IntuneRelease  # noqa: E402
 from workflows.channels.microsoft_store import MicrosoftStoreRelease  # noqa: E402
 from workflows.channels.updater import UpdaterRelease  # noqa: E402
 
 CHANNELS: dict[str, type[ReleaseChannel]] = {"updater": UpdaterRelease, "flag": FlagRelease, "googlePlay": PlayRelease,
-                                               "appStore": AppStoreRelease, "microsoftStore": MicrosoftStoreRelease}
+                                               "appStore": AppStoreRelease, "microsoftStore": MicrosoftStoreRelease,
+                                               "intune": IntuneRelease}
 
 
 def channel_for(kind: str) -> type[ReleaseChannel]:

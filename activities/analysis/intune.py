@@ -1,0 +1,38 @@
+"""Intune installs provider: the install outcomes of an app across its assigned devices, from the
+reports export (`DeviceInstallStatusByApp`, polled until the job completes). Signs in as the Intune
+channel does (`$DURABLE_ROLLOUTS_INTUNE_CREDENTIALS`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.analysis import EmptyResult
+from activities.targets.intune import export_rows, graph_api
+from activities.targets.storeapi import StoreApi
+from models.analysis import Metric, fill
+
+OUTCOMES = {"Installed": "installed", "Failed": "failed"}
+
+
+class IntuneInstallsSource:
+    def __init__(self, api: StoreApi | None = None) -> None:
+        self._api = api
+
+    @property
+    def api(self) -> StoreApi:
+        if self._api is None:
+            self._api = graph_api()
+        return self._api
+
+    def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
+        p = metric.provider.intune_installs
+        app = fill(p.app_id, args)
+        shown = f"DeviceInstallStatusByApp of {app}"
+        rows = export_rows(self.api, "DeviceInstallStatusByApp", f"(ApplicationId eq '{app}')")
+        counts = {"installed": 0, "failed": 0, "pending": 0}
+        for row in rows:
+            counts[OUTCOMES.get(str(row.get("AppInstallState")), "pending")] += 1
+        reported = counts["installed"] + counts["failed"]
+        if reported < p.minimum_reports:
+            raise EmptyResult(f"{reported} devices reported an outcome (at least {p.minimum_reports} wanted)", shown)
+        return {**counts, "successRate": round(100 * counts["installed"] / reported, 3)}, shown

@@ -1,0 +1,122 @@
+"""The Intune channel against an HTTPS loopback stand-in of Microsoft Graph v1.0 and Azure AD
+(localcluster/stores/intune.py), whose bodies are checked against the Microsoft Graph SDK's models:
+rings assigned cumulatively, each gated on the install success rate from the reports export."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from activities.analysis.intune import IntuneInstallsSource
+from activities.targets.intune import IntuneActivities
+from localcluster.stores.azuread import credentials_file
+from localcluster.stores.intune import IntuneStandIn
+from localcluster.stores.tls import loopback_certificate, server_context
+from models.documents import SpecError
+from models.release import ReleaseInput
+from models.status import Phase
+from tests.store_helpers import store_release, store_worker
+from workflows.release import StagedRelease
+
+APP = "3f1e2d4c-5b6a-4789-8a0b-1c2d3e4f5a6b"
+PILOT, DEPARTMENTS, HELPDESK = ("0a1b2c3d-0000-4000-8000-00000000000" + n for n in "123")
+RINGS = [{"name": "pilot", "groups": [PILOT], "share": 5}, {"name": "departments", "groups": [DEPARTMENTS], "share": 40},
+         {"name": "everyone", "allDevices": True, "share": 100}]
+GATE = {"templates": [{"name": "installs", "metrics": [{
+    "name": "install-success", "successCondition": "result['successRate'] >= 95",
+    "provider": {"intuneInstalls": {"appId": APP, "minimumReports": 5}}}]}]}
+PHASES = [{"percent": 5, "bake": "1d", "analysis": {"templates": [{"templateName": "installs"}]}},
+          {"percent": 40, "bake": "1d", "analysis": {"templates": [{"templateName": "installs"}]}}]
+
+
+@pytest.fixture
+def intune(tmp_path, monkeypatch):
+    cert, key = loopback_certificate(tmp_path / "tls")
+    credentials = tmp_path / "intune.json"
+    standin = IntuneStandIn(credentials_file(credentials))
+    standin.tls = server_context(cert, key)
+    standin.start()
+    for name, value in {"SSL_CERT_FILE": str(cert), "REQUESTS_CA_BUNDLE": str(cert),
+                        "DURABLE_ROLLOUTS_INTUNE_CREDENTIALS": str(credentials),
+                        "DURABLE_ROLLOUTS_GRAPH_API": standin.url, "DURABLE_ROLLOUTS_AZURE_AUTHORITY": standin.url}.items():
+        monkeypatch.setenv(name, value)
+    standin.seed(APP, [{"id": "helpdesk_available", "intent": "available", "target": {
+        "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": HELPDESK}}])
+    standin.groups = {PILOT: [f"pilot-{n}" for n in range(10)], DEPARTMENTS: [f"dept-{n}" for n in range(40)],
+                      HELPDESK: []}
+    yield standin
+    standin.stop()
+
+
+def intune_release(name: str, phases=PHASES, rings=RINGS, **spec):
+    return store_release(name, {"intune": {"appId": APP, "rings": rings}}, {"version": "2.0.0"}, phases,
+                         analysis=GATE, **spec)
+
+
+async def run(env, release, queue: str):
+    a = IntuneActivities()
+    async with store_worker(env.client, queue, [a.read_assignments, a.assign],
+                            {"intuneInstalls": IntuneInstallsSource()}):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        return await handle.result()
+
+
+async def test_three_rings_are_assigned_cumulatively_each_gated_on_installs(time_skipping_env, intune, unique):
+    final = await run(time_skipping_env, intune_release(f"intune-{unique}"), f"intune-{unique}")
+    assert final.phase is Phase.HEALTHY, final.message
+    assert intune.assigned_sets == [[HELPDESK, PILOT], [HELPDESK, PILOT, DEPARTMENTS],
+                                    [HELPDESK, PILOT, DEPARTMENTS, "*"]], "each ring re-sends the earlier ones"
+    pilot = [a for a in intune.apps[APP] if a["target"].get("groupId") == PILOT][0]
+    first_deadline = intune.calls("/assign", "POST")[0]
+    sent = [a for a in first_deadline.json()["mobileAppAssignments"] if a["target"].get("groupId") == PILOT][0]
+    assert pilot["settings"]["installTimeSettings"] == sent["settings"]["installTimeSettings"], \
+        "the pilot's deadline is the one it got when its ring was added"
+    measured = [m.value for r in final.analysis for m in r.measurements]
+    assert measured[-1] == '{"installed": 50, "failed": 0, "pending": 0, "successRate": 100.0}'
+    assert intune.violations == []
+
+
+async def test_a_ring_with_a_low_install_success_rate_stops_the_release(time_skipping_env, intune, unique):
+    intune.failing[DEPARTMENTS] = 0.25  # 10 of the 40 devices fail: 40 of 50 installed, 80 %
+    final = await run(time_skipping_env, intune_release(f"intune-fail-{unique}"), f"intune-{unique}")
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed"
+    assert "successRate" in final.message and "back to the 1 from before the release" in final.message
+    assert intune.assigned_sets == [[HELPDESK, PILOT], [HELPDESK, PILOT, DEPARTMENTS], [HELPDESK]]
+    assert intune.violations == []
+
+
+def test_phases_must_be_rings_and_the_graph_models_refuse_what_graph_would(intune):
+    with pytest.raises(SpecError) as error:
+        intune_release("intune", [{"percent": 10, "bake": "1d"}])
+    assert error.value.problems == ["spec.phases[0].percent: intune rolls out by rings: 10% is no ring's share "
+                                    "(pilot 5%, departments 40%, everyone 100%)"]
+    headers = {"Authorization": f"Bearer {intune.issue_token()}"}
+    url = f"{intune.url}/v1.0/deviceAppManagement/mobileApps/{APP}/assign"
+    for body, words in [
+        ({"mobileAppAssignments": [{"intent": "mandatory", "target": {
+            "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": PILOT}}]}, "outside its type or enum"),
+        ({"mobileAppAssignments": [{"intent": "required", "target": {
+            "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupID": PILOT}}]}, "unknown fields"),
+    ]:
+        answer = httpx.post(url, json=body, headers=headers)  # trusts $SSL_CERT_FILE: the stand-in's certificate
+        assert answer.status_code == 400 and words in answer.json()["error"]["message"], answer.text
+    assert len(intune.violations) == 2
+
+
+async def test_the_reports_export_is_polled_until_it_completes(intune):
+    from temporalio.testing import ActivityEnvironment
+
+    intune.failing[PILOT] = 0.1
+    a = IntuneActivities()
+    from models.intune import AssignInput, IntuneChannel
+
+    channel = IntuneChannel.model_validate({"appId": APP, "rings": RINGS})
+    await asyncio.to_thread(ActivityEnvironment().run, a.assign, AssignInput(channel=channel, groups=[PILOT]))
+    from activities.targets.intune import export_rows
+
+    rows = await asyncio.to_thread(export_rows, a.api, "DeviceInstallStatusByApp", f"(ApplicationId eq '{APP}')", 0.1)
+    assert [r["AppInstallState"] for r in rows].count("Failed") == 1 and len(rows) == 10
+    assert len(intune.calls("exportJobs('")) == 2, "in progress on the first look, completed on the second"

@@ -1,0 +1,62 @@
+"""The Intune channel in a staged release: each phase adds a ring of device groups to the app's
+assignments (the whole set sent again: Graph's `assign` replaces it); after the last phase the last
+ring (everyone). A halt adds no ring (devices already assigned go on installing: Intune has no pause);
+going back restores the assignments the app had before (devices that installed it keep it)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.targets.intune import IntuneActivities
+    from models.intune import AssignInput, Assignment
+    from models.release import ReleaseSpecBody
+    from models.rings import rings_at
+    from workflows import options
+    from workflows.context import Control
+
+
+class IntuneRelease:
+    unit, source = "percent", "the app's assignments in Intune"
+
+    def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
+        self.control, self.intune = control, spec.channel.intune
+        self.before: list[Assignment] = []
+        self.share = 0.0
+
+    async def _assign(self, groups: list[str], keep: list[Assignment], what: str) -> None:
+        result = await workflow.execute_activity_method(
+            IntuneActivities.assign, AssignInput(channel=self.intune, groups=groups, keep=keep), summary=what,
+            **options.CHANNEL)
+        self.control.record("published", f"{what}: {len(result.assignments)} assignments"
+                                         f"{'' if result.changed else ' (already so)'}")
+
+    async def prepare(self) -> None:
+        found = await workflow.execute_activity_method(
+            IntuneActivities.read_assignments, AssignInput(channel=self.intune, groups=[]),
+            summary="read the assignments", **options.CHANNEL)
+        ours = {g for ring in self.intune.rings for g in ring.groups} | {"*"}
+        self.before = [a for a in found.assignments if (a.group_id or "*") not in ours]
+        self.control.status.stable_image = f"{len(found.assignments)} assignments before the release"
+        self.control.record("prepared", f"{self.intune.describe()}: assigned to {', '.join(found.groups()) or 'nobody'}")
+
+    async def expose(self, basis_points: int, halted: bool) -> float:
+        if halted:  # no new ring; the rings assigned stay (Intune cannot pause installs)
+            return self.share
+        rings = rings_at(self.intune.rings, basis_points)
+        groups = [g for ring in rings for g in (ring.groups or ["*"])]
+        await self._assign(groups, self.before, f"rings {', '.join(r.name for r in rings) or 'none'}")
+        self.share = rings[-1].share if rings else 0.0
+        return self.share
+
+    def rolled_back_share(self, last_good: int) -> float:
+        return 0.0
+
+    async def roll_back(self, last_good: int) -> str:
+        await self._assign([], self.before, "the assignments from before")
+        self.share = 0.0
+        return (f"the app's assignments are back to the {len(self.before)} from before the release "
+                "(devices that installed it keep it)")
+
+    async def stop(self) -> str:
+        return f"the rings assigned stay ({self.share:g}% of the fleet); no ring is added"
