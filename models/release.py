@@ -35,6 +35,7 @@ from models.documents import SpecError, load_document, parse_as, schema_of  # no
 from models.durations import Duration, format_duration
 from models.flags import FlagChannel
 from models.intune import IntuneChannel
+from models.mdm import MdmChannel
 from models.msstore import MicrosoftStoreChannel
 from models.names import rollout_id
 from models.notifications import NotificationChannel
@@ -45,7 +46,7 @@ from models.spec import Metadata
 from models.specbase import Message, OneOf, SpecModel
 from models.updater import UpdaterChannel
 
-CHANNELS = ("updater", "flag", "googlePlay", "appStore", "microsoftStore", "intune")
+CHANNELS = ("updater", "flag", "googlePlay", "appStore", "microsoftStore", "intune", "mdm")
 
 
 class ChannelSpec(Protocol):
@@ -70,6 +71,7 @@ class Channel(OneOf):
     app_store: AppStoreChannel | None = None
     microsoft_store: MicrosoftStoreChannel | None = None
     intune: IntuneChannel | None = None
+    mdm: MdmChannel | None = None
 
     @property
     def kind(self) -> str:

@@ -32,6 +32,7 @@ from activities.targets.kubernetes.client import KubeClients
 from activities.targets.kubernetes.observe import ObserveActivities
 from activities.targets.kubernetes.rolling import DeploymentActivities
 from activities.targets.kubernetes.window import WindowActivities
+from activities.targets.mdm import MdmActivities
 from activities.targets.msstore import MicrosoftStoreActivities
 from activities.targets.play import PlayActivities
 from activities.targets.updater import UpdaterActivities
@@ -55,8 +56,10 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
     updater = UpdaterActivities(s3)
     flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
     play, apple, msstore = PlayActivities(), AppStoreActivities(), MicrosoftStoreActivities()
-    intune = IntuneActivities()
+    intune, mdm = IntuneActivities(), MdmActivities()
     return [
+        mdm.deploy,
+        mdm.set_groups,
         intune.read_assignments,
         intune.assign,
         msstore.create_submission,

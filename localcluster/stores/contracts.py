@@ -165,9 +165,10 @@ class OpenApiContract:
     the bearer token's presence)."""
 
     def __init__(self, path: Path) -> None:
+        import yaml
         from openapi_core import Config, OpenAPI
 
-        self.spec = json.loads(path.read_text())
+        self.spec = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
         self.api = OpenAPI.from_dict(self.spec, config=Config(spec_validator_cls=None))
         self.host = self.spec["servers"][0]["url"].rstrip("/")
 

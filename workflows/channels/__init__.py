@@ -43,12 +43,13 @@ from workflows.channels.app_store import AppStoreRelease  # noqa: E402 - the cha
 from workflows.channels.flag import FlagRelease  # noqa: E402
 from workflows.channels.google_play import PlayRelease  # noqa: E402
 from workflows.channels.intune import IntuneRelease  # noqa: E402
+from workflows.channels.mdm import MdmRelease  # noqa: E402
 from workflows.channels.microsoft_store import MicrosoftStoreRelease  # noqa: E402
 from workflows.channels.updater import UpdaterRelease  # noqa: E402
 
 CHANNELS: dict[str, type[ReleaseChannel]] = {"updater": UpdaterRelease, "flag": FlagRelease, "googlePlay": PlayRelease,
                                                "appStore": AppStoreRelease, "microsoftStore": MicrosoftStoreRelease,
-                                               "intune": IntuneRelease}
+                                               "intune": IntuneRelease, "mdm": MdmRelease}
 
 
 def channel_for(kind: str) -> type[ReleaseChannel]:
