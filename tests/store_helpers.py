@@ -74,3 +74,23 @@ def skipping_clock(env, loop) -> Callable[[], float]:
         return asyncio.run_coroutine_threadsafe(env.get_current_time(), loop).result(timeout=10).timestamp()
 
     return now
+
+
+async def assert_history_clean(handle, standin: StandIn, *secrets: str) -> int:
+    """No credential in the workflow's history: neither the bearer tokens the stand-in received nor the
+    given secrets (a key's body, a client secret). Returns how many payloads were scanned."""
+    from tests.test_secrets import payload_texts
+
+    tokens = {r.headers["authorization"][7:] for r in standin.requests
+              if r.headers.get("authorization", "").startswith("Bearer ")}
+    wanted = [s for s in {*tokens, *secrets} if len(s) >= 8]
+    assert wanted, "nothing to look for"
+    texts = payload_texts(await handle.fetch_history())
+    found = [s[:12] for s in wanted if any(s in t for t in texts)]
+    assert found == [], f"credentials in the history: {found}"
+    return len(texts)
+
+
+def key_body(pem: str) -> str:
+    """A distinctive line of a PEM key (what would show if the key leaked)."""
+    return max(pem.splitlines(), key=len)

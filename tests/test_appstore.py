@@ -20,7 +20,15 @@ from models.appstore import SCHEDULE
 from models.documents import SpecError
 from models.release import ReleaseInput
 from models.status import Phase
-from tests.store_helpers import HealthStandIn, reaches, skipping_clock, store_release, store_worker
+from tests.store_helpers import (
+    HealthStandIn,
+    assert_history_clean,
+    key_body,
+    reaches,
+    skipping_clock,
+    store_release,
+    store_worker,
+)
 from workflows.release import StagedRelease
 
 APP = "1459876543"
@@ -54,7 +62,7 @@ def activities(extra: list | None = None) -> list:
 
 
 async def test_a_two_day_review_and_a_seven_day_phased_release_with_a_pause_run_in_seconds(
-        time_skipping_env, apple, unique):
+        time_skipping_env, apple, unique, tmp_path):
     env = time_skipping_env
     release = apple_release(f"ios-{unique}")
     queue = f"ios-{unique}"
@@ -81,6 +89,7 @@ async def test_a_two_day_review_and_a_seven_day_phased_release_with_a_pause_run_
         assert s.current_step == 2
         await handle.execute_update("resume", ResumeRequest(by="oncall"))
         final = await handle.result()
+        await assert_history_clean(handle, apple, key_body(next(tmp_path.glob("*.p8")).read_text()))
     assert final.phase is Phase.HEALTHY, final.message
     assert apple.phased_history[:2] == [("PAUSED", 3, 0), ("ACTIVE", 3, 4)]
     assert apple.phased_of("3.1.0").state == "COMPLETE"
@@ -187,3 +196,22 @@ def test_validation_refuses_phases_apple_cannot_honour(change, problem):
     with pytest.raises(SpecError) as error:
         apple_release("ios", phases)
     assert error.value.problems == [problem]
+
+
+def test_rollout_validate_refuses_a_phase_off_apples_schedule(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "releases" / "ios-appstore.yaml"
+    document = yaml.safe_load(example.read_text())
+    document["spec"]["phases"][2]["percent"] = 4
+    bad = tmp_path / "ios.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    done = subprocess.run([sys.executable, "-m", "starters.cli", "validate", "-f", str(bad)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"rollout: {bad}: spec.phases[2].percent: Apple's phased release has no 4% day "
+                                   "(1, 2, 5, 10, 20, 50% on days 1-6, everyone on day 7)")

@@ -17,7 +17,7 @@ from localcluster.stores.tls import loopback_certificate, server_context
 from models.documents import SpecError
 from models.release import ReleaseInput
 from models.status import Phase
-from tests.store_helpers import store_release, store_worker
+from tests.store_helpers import assert_history_clean, store_release, store_worker
 from workflows.release import StagedRelease
 
 APP = "3f1e2d4c-5b6a-4789-8a0b-1c2d3e4f5a6b"
@@ -55,17 +55,19 @@ def intune_release(name: str, phases=PHASES, rings=RINGS, **spec):
                          analysis=GATE, **spec)
 
 
-async def run(env, release, queue: str):
+async def run(env, release, queue: str, standin: IntuneStandIn):
     a = IntuneActivities()
     async with store_worker(env.client, queue, [a.read_assignments, a.assign],
                             {"intuneInstalls": IntuneInstallsSource()}):
         handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                                  id=release.rollout_id, task_queue=queue)
-        return await handle.result()
+        final = await handle.result()
+        await assert_history_clean(handle, standin, *standin.clients.values())
+        return final
 
 
 async def test_three_rings_are_assigned_cumulatively_each_gated_on_installs(time_skipping_env, intune, unique):
-    final = await run(time_skipping_env, intune_release(f"intune-{unique}"), f"intune-{unique}")
+    final = await run(time_skipping_env, intune_release(f"intune-{unique}"), f"intune-{unique}", intune)
     assert final.phase is Phase.HEALTHY, final.message
     assert intune.assigned_sets == [[HELPDESK, PILOT], [HELPDESK, PILOT, DEPARTMENTS],
                                     [HELPDESK, PILOT, DEPARTMENTS, "*"]], "each ring re-sends the earlier ones"
@@ -81,7 +83,7 @@ async def test_three_rings_are_assigned_cumulatively_each_gated_on_installs(time
 
 async def test_a_ring_with_a_low_install_success_rate_stops_the_release(time_skipping_env, intune, unique):
     intune.failing[DEPARTMENTS] = 0.25  # 10 of the 40 devices fail: 40 of 50 installed, 80 %
-    final = await run(time_skipping_env, intune_release(f"intune-fail-{unique}"), f"intune-{unique}")
+    final = await run(time_skipping_env, intune_release(f"intune-fail-{unique}"), f"intune-{unique}", intune)
     assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed"
     assert "successRate" in final.message and "back to the 1 from before the release" in final.message
     assert intune.assigned_sets == [[HELPDESK, PILOT], [HELPDESK, PILOT, DEPARTMENTS], [HELPDESK]]

@@ -17,7 +17,7 @@ from models.approvals import AbortRequest, HaltRequest, ResumeRequest
 from models.release import ReleaseInput
 from models.status import Phase
 from tests.helpers import eventually
-from tests.store_helpers import reaches, store_release, store_worker
+from tests.store_helpers import assert_history_clean, reaches, store_release, store_worker
 from workflows.release import StagedRelease
 
 RINGS = [{"name": "pilot", "groups": ["pilot"], "share": 10}, {"name": "departments", "groups": ["sales", "ops"],
@@ -66,6 +66,7 @@ async def test_rings_of_groups_each_gated_on_the_assignment_status(time_skipping
         handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                                  id=release.rollout_id, task_queue=queue)
         final = await handle.result()
+        await assert_history_clean(handle, mdm, mdm.token)
     assert final.phase is Phase.HEALTHY, final.message
     assert mdm.group_sets == [["pilot"], ["pilot", "sales", "ops"], ["pilot", "sales", "ops", "*"]]
     assert len(mdm.packages) == 1 and len(mdm.calls("/api/v1/packages", "POST")) == 1

@@ -23,7 +23,14 @@ from models.documents import SpecError
 from models.release import ReleaseInput
 from models.status import Phase
 from tests.helpers import eventually
-from tests.store_helpers import HealthStandIn, reaches, skipping_clock, store_release, store_worker
+from tests.store_helpers import (
+    HealthStandIn,
+    assert_history_clean,
+    reaches,
+    skipping_clock,
+    store_release,
+    store_worker,
+)
 from workflows.release import StagedRelease
 
 APP = "9NBLGGH4R315"
@@ -77,6 +84,7 @@ async def test_a_package_rollout_raised_phase_by_phase_and_finalized(time_skippi
         waiting = await reaches(handle, lambda s: s.reason == "InReview", "waiting for certification")
         assert waiting.message.startswith("waiting for certification since ")
         final = await handle.result()
+        await assert_history_clean(handle, store, *store.clients.values())
     assert final.phase is Phase.HEALTHY, final.message
     assert store.rollout_calls == [("updatepackagerolloutpercentage", "25"), ("updatepackagerolloutpercentage", "50"),
                                    ("finalizepackagerollout", "100")]
@@ -145,3 +153,54 @@ async def test_a_worker_killed_after_the_upload_does_not_upload_again(
                                        if r.path.endswith("/submissions")]) == 1, "one submission, one upload"
     assert store.violations == []
     await handle.cancel()
+
+
+async def test_the_cli_publishes_refuses_a_halt_and_promotes(dev_server, store, release_worker_processes, tmp_path,
+                                                             unique):
+    """The same CLI as every release: `rollout release publish`, `halt` refused in one line with exit 2
+    (InvalidDecision), `promote --full`, `status --json`."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    store.clock = __import__("time").time
+    store.certification_seconds = 2
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_USER": "ci"}
+    queue = f"ms-cli-{unique}"
+    release_worker_processes(dev_server.address, queue, env={"ROLLOUT_USER": "ci"})
+    document = tmp_path / "windows.yaml"
+    document.write_text(yaml.safe_dump({
+        "apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": f"win-{unique}", "environment": "test"},
+        "spec": {"artifact": {"file": str(package(tmp_path)), "version": "2.0.0.0"},
+                 "channel": {"microsoftStore": {"applicationId": APP, "certificationPoll": "1s"}},
+                 "phases": [{"percent": 20, "bake": "1h"}, {"percent": 60, "bake": "1h"}]}}))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "starters.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    rid = f"rollout/test/win-{unique}"
+    started = cli("release", "publish", "-f", str(document), "--task-queue", queue)
+    assert started.returncode == 0, started.stderr
+
+    async def baking():
+        shown = cli("status", rid, "--json")
+        return json.loads(shown.stdout) if shown.returncode == 0 and json.loads(shown.stdout)["reason"] == "Baking" \
+            else None
+
+    status = await eventually(baking, timeout=90, what="certified and baking at 20%")
+    assert status["exposure"]["observed"] == 20 and status["exposure"]["unit"] == "userFraction"
+    refused = cli("halt", rid, "--comment", "tickets")
+    assert refused.returncode == 2 and refused.stderr.strip().endswith(
+        "halt: the Microsoft Store cannot pause a package rollout (haltpackagerollout is final): "
+        "`rollout rollback` halts it for good"), refused.stderr
+    assert "Traceback" not in refused.stderr
+    promoted = cli("promote", rid, "--full")
+    assert promoted.returncode == 0, promoted.stderr
+    done = cli("status", rid, "--watch", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert store.rollout_calls == [("finalizepackagerollout", "100")]
+    assert store.violations == []

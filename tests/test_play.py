@@ -19,7 +19,7 @@ from models.approvals import AbortRequest, HaltRequest, PromoteRequest, ResumeRe
 from models.release import ReleaseInput
 from models.status import Phase
 from tests.helpers import eventually
-from tests.store_helpers import reaches, status, store_release, store_worker
+from tests.store_helpers import assert_history_clean, key_body, reaches, status, store_release, store_worker
 from workflows.release import StagedRelease
 
 PACKAGE = "com.example.shop"
@@ -64,6 +64,8 @@ async def test_a_staged_release_raises_the_user_fraction_to_completed(time_skipp
         handle = await time_skipping_env.client.start_workflow(
             StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
         final = await handle.result()
+        key = json.loads((tmp_path / "play-service-account.json").read_text())["private_key"]
+        await assert_history_clean(handle, play, key_body(key))
     assert final.phase is Phase.HEALTHY, final.message
     old, new = (100,), (101,)
     assert play.track_history(PACKAGE) == [
