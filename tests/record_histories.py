@@ -39,7 +39,7 @@ from models.status import AbortRequest, PromoteRequest
 from models.targets import KubernetesTarget, ObserveInput, TargetObservation
 from models.webhooks import WebhookAnswer, WebhookCall
 from starters.commands import start_workflow
-from tests import record_decisions, record_releases
+from tests import record_decisions, record_releases, record_stores
 from tests.helpers import canary_rollout, paused_at
 from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
@@ -349,6 +349,7 @@ SCENARIOS = [
     ("blue-green-approved", record_decisions.blue_green_approved, lambda: blue_green_fakes() + decision_fakes()),
     ("observe-target", observed, observe_fakes),
     *record_releases.SCENARIOS,
+    *record_stores.SCENARIOS,
 ]
 
 

@@ -40,7 +40,8 @@ def test_every_strategy_has_recorded_histories():
         "canary-approved", "canary-skipped-and-full", "blue-green-approved", "blue-green-gradual",
         "canary-continued-as-new", "canary-resumed-promoted", "canary-approval-resumed", "observe-target",
         "release-halted-resumed-promoted", "release-rolled-back", "release-flag-gate-failed", "refresh-metadata",
-        "release-halted-by-gate",
+        "release-halted-by-gate", "release-google-play", "release-app-store", "release-microsoft-store",
+        "release-intune-rings", "release-mdm-aborted",
     }
 
 
