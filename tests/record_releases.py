@@ -92,11 +92,16 @@ async def halted_resumed_promoted(client: Client, queue: str):
     handle = await _start(client, queue, _release("recorded-release", [{"percent": 10, "bake": "2s"},
                                                                       {"percent": 50, "bake": "1h"},
                                                                       {"percent": 80, "bake": "1h"}]))
-    await _reason(handle, "Baking", 1)
+    return await halt_resume_promote(handle, 1)
+
+
+async def halt_resume_promote(handle, step: int):
+    """Halted by signal while `step` bakes, resumed by update, promoted --full; the ended handle."""
+    await _reason(handle, "Baking", step)
     await handle.signal("halt", HaltRequest(by="web-ui"))
-    await _reason(handle, "Halted", 1)
+    await _reason(handle, "Halted", step)
     await handle.execute_update("resume", ResumeRequest(by="oncall"))
-    await _reason(handle, "Baking", 1)
+    await _reason(handle, "Baking", step)
     await handle.execute_update("promote", PromoteRequest(by="rm", full=True))
     await handle.result()
     return handle

@@ -12,7 +12,7 @@ from models.intune import AssignInput, Assignment, AssignmentSet
 from models.mdm import MdmDeployInput, MdmGroupsInput, MdmStatus
 from models.msstore import StoreRollout, StoreRolloutInput, StoreSubmission, StoreSubmissionInput
 from models.play import PlayBundle, PlayTrackInput, PlayTrackQuery, PlayTrackRelease, PlayTrackState, PlayUploadInput
-from tests.record_releases import _reason, _release, _start
+from tests.record_releases import _reason, _release, _start, halt_resume_promote
 
 UUID = "3f1e2d4c-5b6a-4789-8a0b-1c2d3e4f5a6b"
 RINGS = [{"name": "pilot", "groups": ["0a1b2c3d-0000-4000-8000-000000000001"], "share": 5},
@@ -107,15 +107,7 @@ async def google_play(client: Client, queue: str):
     release = _release("recorded-play", [{"percent": 5, "bake": "2s"}, {"percent": 20, "bake": "1h"}],
                        channel={"googlePlay": {"packageName": "com.example.shop"}},
                        artifact={"file": "/dist/shop.aab", "version": "2.0.0"})
-    handle = await _start(client, queue, release)
-    await _reason(handle, "Baking", 1)
-    await handle.signal("halt", HaltRequest(by="web-ui"))
-    await _reason(handle, "Halted", 1)
-    await handle.execute_update("resume", ResumeRequest(by="oncall"))
-    await _reason(handle, "Baking", 1)
-    await handle.execute_update("promote", PromoteRequest(by="rm", full=True))
-    await handle.result()
-    return handle
+    return await halt_resume_promote(await _start(client, queue, release), 1)
 
 
 async def app_store(client: Client, queue: str):

@@ -8,21 +8,15 @@ from typing import Any
 
 from activities.analysis import EmptyResult
 from activities.targets.intune import export_rows, graph_api
-from activities.targets.storeapi import StoreApi
+from activities.targets.storeapi import StoreApi, UsesStore
 from models.analysis import Metric, fill
 
 OUTCOMES = {"Installed": "installed", "Failed": "failed"}
 
 
-class IntuneInstallsSource:
-    def __init__(self, api: StoreApi | None = None) -> None:
-        self._api = api
-
-    @property
-    def api(self) -> StoreApi:
-        if self._api is None:
-            self._api = graph_api()
-        return self._api
+class IntuneInstallsSource(UsesStore):
+    def build_api(self) -> StoreApi:
+        return graph_api()
 
     def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
         p = metric.provider.intune_installs

@@ -11,7 +11,7 @@ from typing import Any
 
 from activities.analysis import EmptyResult
 from activities.targets.play.auth import REPORTING_SCOPE, GoogleTokens
-from activities.targets.storeapi import StoreApi
+from activities.targets.storeapi import StoreApi, UsesStore
 from models.analysis import Metric, fill
 
 API_ENV = "DURABLE_ROLLOUTS_PLAY_REPORTING_API"
@@ -23,17 +23,10 @@ def _day(when: datetime) -> dict[str, Any]:
     return {"year": when.year, "month": when.month, "day": when.day, "timeZone": {"id": "America/Los_Angeles"}}
 
 
-class PlayVitalsSource:
-    def __init__(self, api: StoreApi | None = None) -> None:
-        self._api = api
-
-    @property
-    def api(self) -> StoreApi:
-        if self._api is None:
-            self._api = StoreApi("Play Developer Reporting",
-                                 os.environ.get(API_ENV, "https://playdeveloperreporting.googleapis.com/"),
-                                 GoogleTokens(REPORTING_SCOPE, "Play Developer Reporting"))
-        return self._api
+class PlayVitalsSource(UsesStore):
+    def build_api(self) -> StoreApi:
+        return StoreApi("Play Developer Reporting", os.environ.get(API_ENV, "https://playdeveloperreporting.googleapis.com/"),
+                        GoogleTokens(REPORTING_SCOPE, "Play Developer Reporting"))
 
     def measure(self, metric: Metric, args: dict[str, str]) -> tuple[Any, str]:
         v = metric.provider.play_vitals

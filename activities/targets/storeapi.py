@@ -114,6 +114,24 @@ class StoreApi:
         return response.json() if response.content else {}
 
 
+class UsesStore:
+    """The base of a store's activity classes: the API client given to the constructor (tests), or
+    built by `build_api` on first use — so a worker without a store's credentials still starts, and
+    the credentials are read inside the activity that needs them."""
+
+    def __init__(self, api: Any = None) -> None:
+        self._api = api
+
+    def build_api(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = self.build_api()
+        return self._api
+
+
 def token_error(store: str, response: httpx.Response) -> ApplicationError:
     """A refused sign-in: permanent for bad credentials (4xx), retried when the token service is down."""
     try:

@@ -14,7 +14,6 @@ resumes by itself after 30 days of pauses, and ends `COMPLETE` on day 7; nothing
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import time
 from collections.abc import Callable
@@ -26,8 +25,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from localcluster.stores.contracts import ContractError, OpenApiContract, specs_dir
-from localcluster.stores.standin import Refusal, Reply, Request, StandIn, Violation
+from localcluster.stores.contracts import OpenApiContract, specs_dir
+from localcluster.stores.standin import Refusal, Reply, Request, StandIn
 
 DAY = 86_400.0
 MAX_PAUSE = 30 * DAY
@@ -130,20 +129,7 @@ class AppStoreStandIn(StandIn):
     # ---- dispatch -------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Reply:
-        try:
-            self.contract.check_request(request.method, request.path, request.query, request.body,
-                                        request.content_type, request.headers)
-        except ContractError as error:
-            raise Violation(str(error)) from None
-        self.check_token(request)
-        reply = self.route(request)
-        if reply.status < 300 and reply.body is not None:
-            try:
-                self.contract.check_response(request.method, request.path, request.query, reply.status,
-                                             json.dumps(reply.body).encode())
-            except ContractError as error:
-                self.violations.append(str(error))
-        return reply
+        return self.checked(self.contract, request, self.check_token, self.route)
 
     def check_token(self, request: Request) -> None:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from localcluster.stores.contracts import ContractError, OpenApiContract
+from localcluster.stores.contracts import OpenApiContract
 from localcluster.stores.standin import Refusal, Reply, Request, StandIn, Violation
 
 SPEC = Path(__file__).with_name("mdm-openapi.yaml")
@@ -38,21 +37,11 @@ class MdmStandIn(StandIn):
         self.states: list[str] = []
 
     def handle(self, request: Request) -> Reply:
-        try:
-            self.contract.check_request(request.method, request.path, request.query, request.body,
-                                        request.content_type, request.headers)
-        except ContractError as error:
-            raise Violation(str(error)) from None
+        return self.checked(self.contract, request, self.check_token, self.route)
+
+    def check_token(self, request: Request) -> None:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             raise Refusal(401, "invalid API token")
-        reply = self.route(request)
-        if reply.status < 300:
-            try:
-                self.contract.check_response(request.method, request.path, request.query, reply.status,
-                                             json.dumps(reply.body).encode())
-            except ContractError as error:
-                self.violations.append(str(error))
-        return reply
 
     def error(self, status: int, message: str) -> dict:
         return {"message": message}

@@ -167,6 +167,24 @@ class StandIn:
     def handle(self, request: Request) -> Reply:
         raise NotImplementedError
 
+    def checked(self, contract: Any, request: Request, authorize, route) -> Reply:
+        """`route(request)` between an OpenAPI contract's checks (localcluster/stores/contracts.py): the
+        request before (a violation is refused), `authorize(request)`, the answer after (kept)."""
+        try:
+            contract.check_request(request.method, request.path, request.query, request.body,
+                                   request.content_type, request.headers)
+        except ValueError as error:  # ContractError
+            raise Violation(str(error)) from None
+        authorize(request)
+        reply = route(request)
+        if reply.status < 300 and reply.body is not None:
+            try:
+                contract.check_response(request.method, request.path, request.query, reply.status,
+                                        json.dumps(reply.body).encode())
+            except ValueError as error:
+                self.violations.append(str(error))
+        return reply
+
     def error(self, status: int, message: str) -> Any:
         return {"error": {"code": status, "message": message}}
 

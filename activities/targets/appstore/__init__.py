@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.appstore.auth import AppleTokens
-from activities.targets.storeapi import StoreApi
+from activities.targets.storeapi import StoreApi, UsesStore
 from models.appstore import AppStoreVersionInput, AppStoreVersionState, PhasedReleaseInput
 
 API_ENV = "DURABLE_ROLLOUTS_APPSTORE_API"
@@ -27,16 +27,10 @@ def _ref(kind: str, id_: str) -> dict[str, Any]:
     return {"data": {"type": kind, "id": id_}}
 
 
-class AppStoreActivities:
-    def __init__(self, api: StoreApi | None = None) -> None:
-        self._api = api
-
-    @property
-    def api(self) -> StoreApi:
-        if self._api is None:  # built on first use: a worker without an Apple key still starts
-            self._api = StoreApi("App Store Connect", os.environ.get(API_ENV, "https://api.appstoreconnect.apple.com/"),
-                                 AppleTokens())
-        return self._api
+class AppStoreActivities(UsesStore):
+    def build_api(self) -> StoreApi:
+        return StoreApi("App Store Connect", os.environ.get(API_ENV, "https://api.appstoreconnect.apple.com/"),
+                        AppleTokens())
 
     # ---- reading --------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 
 from activities.targets.azuread import AzureTokens
-from activities.targets.storeapi import StoreApi
+from activities.targets.storeapi import StoreApi, UsesStore
 from models.intune import AssignInput, Assignment, AssignmentSet
 
 API_ENV = "DURABLE_ROLLOUTS_GRAPH_API"
@@ -64,15 +64,9 @@ def from_graph(assignment) -> Assignment:
     return Assignment(group_id=getattr(target, "group_id", "") or "", intent=assignment.intent.value, deadline=deadline)
 
 
-class IntuneActivities:
-    def __init__(self, api: StoreApi | None = None) -> None:
-        self._api = api
-
-    @property
-    def api(self) -> StoreApi:
-        if self._api is None:  # built on first use: a worker without Intune credentials still starts
-            self._api = graph_api()
-        return self._api
+class IntuneActivities(UsesStore):
+    def build_api(self) -> StoreApi:
+        return graph_api()
 
     def _read(self, app_id: str) -> list[Assignment]:
         from msgraph.generated.models.mobile_app_assignment_collection_response import (

@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.azuread import AzureTokens
-from activities.targets.storeapi import StoreApi
+from activities.targets.storeapi import StoreApi, UsesStore
 from models.msstore import StoreRollout, StoreRolloutInput, StoreSubmission, StoreSubmissionInput
 
 API_ENV = "DURABLE_ROLLOUTS_MSSTORE_API"
@@ -38,16 +38,10 @@ def package_zip(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-class MicrosoftStoreActivities:
-    def __init__(self, api: StoreApi | None = None) -> None:
-        self._api = api
-
-    @property
-    def api(self) -> StoreApi:
-        if self._api is None:  # built on first use: a worker without Partner Center credentials still starts
-            self._api = StoreApi("Microsoft Store", os.environ.get(API_ENV, "https://manage.devcenter.microsoft.com/"),
-                                 AzureTokens(SCOPE, "Microsoft Store", CREDENTIALS_ENV))
-        return self._api
+class MicrosoftStoreActivities(UsesStore):
+    def build_api(self) -> StoreApi:
+        return StoreApi("Microsoft Store", os.environ.get(API_ENV, "https://manage.devcenter.microsoft.com/"),
+                        AzureTokens(SCOPE, "Microsoft Store", CREDENTIALS_ENV))
 
     @staticmethod
     def _packages_key(request: StoreSubmissionInput | StoreRolloutInput) -> str:

@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.play.api import PlayApi
+from activities.targets.storeapi import UsesStore
 from models.play import PlayBundle, PlayTrackInput, PlayTrackQuery, PlayTrackRelease, PlayTrackState, PlayUploadInput
 
 STAGED = ("inProgress", "halted")
@@ -65,15 +66,9 @@ def state_of(releases: list[dict[str, Any]], committed: bool = False) -> PlayTra
                          user_fraction=r.get("userFraction"), name=r.get("name")) for r in releases])
 
 
-class PlayActivities:
-    def __init__(self, api: PlayApi | None = None) -> None:
-        self._api = api
-
-    @property
-    def api(self) -> PlayApi:
-        if self._api is None:  # built on first use: a worker without Play credentials still starts
-            self._api = PlayApi()
-        return self._api
+class PlayActivities(UsesStore):
+    def build_api(self) -> PlayApi:
+        return PlayApi()
 
     @activity.defn(name="upload_play_bundle")
     def upload_bundle(self, request: PlayUploadInput) -> PlayBundle:
