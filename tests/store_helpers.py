@@ -94,3 +94,32 @@ async def assert_history_clean(handle, standin: StandIn, *secrets: str) -> int:
 def key_body(pem: str) -> str:
     """A distinctive line of a PEM key (what would show if the key leaked)."""
     return max(pem.splitlines(), key=len)
+
+
+async def killed_mid_phase(dev_server, dev_client, spawn, tmp_path, release, queue: str, after: str | None = None):
+    """A release on `rollout worker` processes: SIGKILLed right `after` an activity (its first attempt)
+    if one is named, then SIGKILLed while phase 1 bakes; the next worker takes over each time; then
+    `promote --full`. The final status."""
+    import json
+
+    from localcluster.faults import read_journal
+    from models.approvals import PromoteRequest
+    from models.release import ReleaseInput
+
+    journal, plan = tmp_path / "kills.jsonl", tmp_path / "plan.json"
+    plan.write_text(json.dumps({"journal": str(journal), "points": [
+        {"when": "after", "activities": [after], "max": 1}] if after else []}))
+    env = {"DURABLE_ROLLOUTS_KILL_PLAN": str(plan), "ROLLOUT_USER": "ci"}
+    worker = spawn(dev_server.address, queue, env=env)
+    handle = await dev_client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                             id=f"{release.rollout_id}-{queue}", task_queue=queue)
+    if after:
+        await eventually(worker.exited, timeout=90, what=f"the worker killed after {after}")
+        assert [k["activity"] for k in read_journal(journal)] == [after]
+        worker = spawn(dev_server.address, queue, env=env)
+    await reaches(handle, lambda s: s.reason == "Baking" and s.current_step == 0, "phase 1 baking", timeout=90)
+    worker.kill()
+    spawn(dev_server.address, queue, env=env)
+    await reaches(handle, lambda s: s.reason == "Baking" and s.current_step == 0, "still phase 1, baking", timeout=30)
+    await handle.execute_update("promote", PromoteRequest(by="ci", full=True))
+    return await asyncio.wait_for(handle.result(), 90)

@@ -24,6 +24,7 @@ from tests.store_helpers import (
     HealthStandIn,
     assert_history_clean,
     key_body,
+    killed_mid_phase,
     reaches,
     skipping_clock,
     store_release,
@@ -215,3 +216,17 @@ def test_rollout_validate_refuses_a_phase_off_apples_schedule(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == (f"rollout: {bad}: spec.phases[2].percent: Apple's phased release has no 4% day "
                                    "(1, 2, 5, 10, 20, 50% on days 1-6, everyone on day 7)")
+
+
+async def test_a_worker_killed_after_submitting_and_mid_phase_submits_once(
+        dev_server, dev_client, apple, release_worker_processes, tmp_path, unique):
+    apple.clock, apple.review_seconds = __import__("time").time, 2
+    release = store_release(f"ios-kill-{unique}", {"appStore": {"appId": APP, "reviewPoll": "1s"}},
+                            {"version": "3.1.0", "build": "4121"}, WEEK)
+    final = await killed_mid_phase(dev_server, dev_client, release_worker_processes, tmp_path, release,
+                                   f"ios-kill-{unique}", after="submit_app_store_review")
+    assert final.phase is Phase.HEALTHY, final.message
+    assert len(apple.submissions) == 1 and len(apple.calls("/v1/reviewSubmissionItems", "POST")) == 1
+    assert len(apple.calls("/v1/appStoreVersionReleaseRequests", "POST")) == 1
+    assert [state for state, _, _ in apple.phased_history] == ["COMPLETE"], "ACTIVE once (by the release), then done"
+    assert apple.violations == []

@@ -17,7 +17,7 @@ from localcluster.stores.tls import loopback_certificate, server_context
 from models.documents import SpecError
 from models.release import ReleaseInput
 from models.status import Phase
-from tests.store_helpers import assert_history_clean, store_release, store_worker
+from tests.store_helpers import assert_history_clean, killed_mid_phase, store_release, store_worker
 from workflows.release import StagedRelease
 
 APP = "3f1e2d4c-5b6a-4789-8a0b-1c2d3e4f5a6b"
@@ -122,3 +122,15 @@ async def test_the_reports_export_is_polled_until_it_completes(intune):
     rows = await asyncio.to_thread(export_rows, a.api, "DeviceInstallStatusByApp", f"(ApplicationId eq '{APP}')", 0.1)
     assert [r["AppInstallState"] for r in rows].count("Failed") == 1 and len(rows) == 10
     assert len(intune.calls("exportJobs('")) == 2, "in progress on the first look, completed on the second"
+
+
+async def test_a_worker_killed_after_a_ring_and_mid_phase_assigns_each_ring_once(
+        dev_server, dev_client, intune, release_worker_processes, tmp_path, unique):
+    release = store_release(f"intune-kill-{unique}", {"intune": {"appId": APP, "rings": RINGS}}, {"version": "2.0.0"},
+                            [{"percent": 5, "bake": "1h"}, {"percent": 40, "bake": "1h"}])
+    final = await killed_mid_phase(dev_server, dev_client, release_worker_processes, tmp_path, release,
+                                   f"intune-kill-{unique}", after="assign_intune_app")
+    assert final.phase is Phase.HEALTHY, final.message
+    assert intune.assigned_sets == [[HELPDESK, PILOT], [HELPDESK, PILOT, DEPARTMENTS, "*"]], \
+        "the retry found its ring assigned: sent once"
+    assert intune.violations == []

@@ -17,7 +17,7 @@ from models.approvals import AbortRequest, HaltRequest, ResumeRequest
 from models.release import ReleaseInput
 from models.status import Phase
 from tests.helpers import eventually
-from tests.store_helpers import assert_history_clean, reaches, store_release, store_worker
+from tests.store_helpers import assert_history_clean, killed_mid_phase, reaches, store_release, store_worker
 from workflows.release import StagedRelease
 
 RINGS = [{"name": "pilot", "groups": ["pilot"], "share": 10}, {"name": "departments", "groups": ["sales", "ops"],
@@ -106,4 +106,15 @@ async def test_a_halt_pauses_the_policy_and_a_failing_ring_goes_back(time_skippi
     assert f"policy fail-{unique} unassigned and paused" in final.message
     assert mdm.group_sets[-1] == [] and mdm.states[-1] == "paused"
     assert len(mdm.packages) == 1, "the same package bytes: uploaded once for both releases"
+    assert mdm.violations == []
+
+
+async def test_a_worker_killed_after_deploying_and_mid_phase_uploads_once(
+        dev_server, dev_client, mdm, release_worker_processes, tmp_path, unique):
+    release = mdm_release(f"kill-{unique}", mdm.url, tmp_path, [{"percent": 10, "bake": "1h"}])
+    final = await killed_mid_phase(dev_server, dev_client, release_worker_processes, tmp_path, release,
+                                   f"mdm-kill-{unique}", after="deploy_mdm_policy")
+    assert final.phase is Phase.HEALTHY, final.message
+    assert len(mdm.calls("/api/v1/packages", "POST")) == 1 and len(mdm.policies) == 1
+    assert mdm.group_sets == [["pilot"], ["pilot", "sales", "ops", "*"]]
     assert mdm.violations == []

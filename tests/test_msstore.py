@@ -26,6 +26,7 @@ from tests.helpers import eventually
 from tests.store_helpers import (
     HealthStandIn,
     assert_history_clean,
+    killed_mid_phase,
     reaches,
     skipping_clock,
     store_release,
@@ -130,29 +131,19 @@ async def test_a_failed_gate_halts_the_package_rollout_and_halt_is_refused(time_
                                     "(haltpackagerollout is final): use rollback"]
 
 
-async def test_a_worker_killed_after_the_upload_does_not_upload_again(
+async def test_a_worker_killed_after_the_upload_and_mid_phase_uploads_once(
         dev_server, dev_client, store, release_worker_processes, tmp_path, unique):
-    store.clock = __import__("time").time
-    store.certification_seconds = 3
-    journal, plan = tmp_path / "kills.jsonl", tmp_path / "plan.json"
-    plan.write_text(json.dumps({"journal": str(journal), "points": [
-        {"when": "after", "activities": ["create_store_submission"]}]}))
-    env = {"DURABLE_ROLLOUTS_KILL_PLAN": str(plan), "ROLLOUT_USER": "ci"}
-    queue = f"ms-kill-{unique}"
-    worker = release_worker_processes(dev_server.address, queue, env=env)
+    store.clock, store.certification_seconds = __import__("time").time, 3
     release = store_release(f"ms-kill-{unique}", {"microsoftStore": {"applicationId": APP, "certificationPoll": "1s"}},
-                            {"file": str(package(tmp_path)), "version": "2.0.0.0"}, [{"percent": 20, "bake": "1h"}])
-    handle = await dev_client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
-                                             id=f"{release.rollout_id}-{unique}", task_queue=queue)
-    await eventually(worker.exited, timeout=60, what="the worker killed once the submission was committed")
-    assert read_journal(journal)[0]["activity"] == "create_store_submission"
-    release_worker_processes(dev_server.address, queue, env=env)
-    s = await reaches(handle, lambda s: s.reason == "Baking", "baking at 20%", timeout=90)
-    assert s.exposure.observed == 20
+                            {"file": str(package(tmp_path)), "version": "2.0.0.0"}, [{"percent": 20, "bake": "1h"},
+                                                                                   {"percent": 60, "bake": "1h"}])
+    final = await killed_mid_phase(dev_server, dev_client, release_worker_processes, tmp_path, release,
+                                   f"ms-kill-{unique}", after="create_store_submission")
+    assert final.phase is Phase.HEALTHY, final.message
     assert store.uploads == 1 and len([r for r in store.calls("/submissions", "POST")
                                        if r.path.endswith("/submissions")]) == 1, "one submission, one upload"
+    assert store.rollout_calls == [("finalizepackagerollout", "100")]
     assert store.violations == []
-    await handle.cancel()
 
 
 async def test_the_cli_publishes_refuses_a_halt_and_promotes(dev_server, store, release_worker_processes, tmp_path,

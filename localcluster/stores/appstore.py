@@ -108,7 +108,7 @@ class AppStoreStandIn(StandIn):
 
     def _advance(self, v: Version) -> None:
         now = self.clock()
-        if v.state == "WAITING_FOR_REVIEW" and now >= v.submitted + 3600:
+        if v.state == "WAITING_FOR_REVIEW" and now >= v.submitted + min(3600.0, self.review_seconds / 2):
             v.state = "IN_REVIEW"
         if v.state == "IN_REVIEW" and now >= v.submitted + self.review_seconds:
             v.state = "REJECTED" if v.version in self.rejected else "PENDING_DEVELOPER_RELEASE"
