@@ -134,3 +134,22 @@ async def test_a_worker_killed_after_a_ring_and_mid_phase_assigns_each_ring_once
     assert intune.assigned_sets == [[HELPDESK, PILOT], [HELPDESK, PILOT, DEPARTMENTS, "*"]], \
         "the retry found its ring assigned: sent once"
     assert intune.violations == []
+
+
+async def test_abort_keeps_the_rings_assigned_and_adds_none(time_skipping_env, intune, unique):
+    from models.approvals import AbortRequest
+    from tests.store_helpers import reaches
+
+    env, a = time_skipping_env, IntuneActivities()
+    release = intune_release(f"intune-abort-{unique}")
+    queue = f"intune-{unique}"
+    async with store_worker(env.client, queue, [a.read_assignments, a.assign],
+                            {"intuneInstalls": IntuneInstallsSource()}):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        await reaches(handle, lambda s: s.reason == "Baking", "the pilot ring baking")
+        await handle.execute_update("abort", AbortRequest(by="oncall", reason="help desk load"))
+        final = await handle.result()
+    assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
+    assert "the rings assigned stay (5% of the fleet)" in final.message
+    assert intune.assigned_sets == [[HELPDESK, PILOT]] and intune.violations == []

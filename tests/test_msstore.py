@@ -18,7 +18,7 @@ from localcluster.faults import read_journal
 from localcluster.stores.azuread import credentials_file
 from localcluster.stores.msstore import MicrosoftStoreStandIn
 from localcluster.stores.tls import loopback_certificate, server_context
-from models.approvals import HaltRequest
+from models.approvals import AbortRequest, HaltRequest
 from models.documents import SpecError
 from models.release import ReleaseInput
 from models.status import Phase
@@ -195,3 +195,22 @@ async def test_the_cli_publishes_refuses_a_halt_and_promotes(dev_server, store, 
     assert done.returncode == 0, done.stdout + done.stderr
     assert store.rollout_calls == [("finalizepackagerollout", "100")]
     assert store.violations == []
+
+
+async def test_abort_leaves_the_package_rollout_where_it_is(time_skipping_env, store, tmp_path, unique):
+    env = time_skipping_env
+    release = ms_release(f"ms-abort-{unique}", package(tmp_path))
+    queue = f"ms-{unique}"
+    async with store_worker(env.client, queue, activities()):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        await env.sleep(timedelta(hours=4))
+        await reaches(handle, lambda s: s.reason == "Baking", "certified, baking at 10%")
+        await handle.execute_update("abort", AbortRequest(by="oncall", reason="support tickets"))
+        final = await handle.result()
+    assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
+    assert "the package rollout stays at 10%" in final.message
+    published = store.submissions[store.apps[APP]["published"]]
+    assert published["rollout"]["packageRolloutStatus"] == "PackageRolloutInProgress"
+    assert published["rollout"]["packageRolloutPercentage"] == 10 and store.apps[APP]["pending"] is None
+    assert store.rollout_calls == [] and store.violations == []
