@@ -35,9 +35,11 @@ def _steps(s: RolloutStatus) -> list[str]:
 def _versions(s: RolloutStatus) -> list[str]:
     if s.strategy == "staged":
         e = s.exposure
-        unit = " of devices" if e.unit == "devices" else " of users" if s.target.startswith("flagd:") else ""
+        unit = {"devices": " of devices", "userFraction": " of users"}.get(
+            e.unit, " of users" if s.target.startswith(("flagd:", "unleash:")) else "")
+        source = f" ({e.source})" if e.source else ""  # e.g. Apple's phased release and its day
         return [f"  release    {s.image}" + (f"   (before: {s.stable_image})" if s.stable_image else ""),
-                f"  exposure   desired {e.desired:g}%{unit} · the channel says {e.observed:g}%"]
+                f"  exposure   desired {e.desired:g}%{unit} · the channel says {e.observed:g}%{source}"]
     if s.strategy in ("rollingUpdate", "recreate", "undo", "restart", "analysis"):
         return [f"  image      {s.image}" + (f"   (was {s.stable_image})" if s.stable_image and s.stable_image != s.image else "")]
     stable = 100 - s.canary_weight
