@@ -5,13 +5,13 @@ state, then read its assignment status. The token is read inside the activity.""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.targets.files import file_digest
 from activities.targets.storeapi import StoreApi
 from models.mdm import MdmChannel, MdmDeployInput, MdmGroupsInput, MdmStatus
 
@@ -49,7 +49,7 @@ class MdmActivities:
         if not path.is_file():
             raise ApplicationError(f"artifact.file: {path}: no such file on the worker", type="Invalid",
                                    non_retryable=True)
-        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha256, _ = file_digest(path)
         found = api.json("GET", "api/v1/packages", "packages", params={"sha256": sha256})["items"]
         package, uploaded = (found[0], False) if found else (api.json(
             "POST", "api/v1/packages", "upload the package", content=path.read_bytes(), timeout=600,

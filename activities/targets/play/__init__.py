@@ -6,26 +6,18 @@ constructor; the key is read inside the activity (`activities/targets/play/auth.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.targets.files import file_digest
 from activities.targets.play.api import PlayApi
 from activities.targets.storeapi import UsesStore
 from models.play import PlayBundle, PlayTrackInput, PlayTrackQuery, PlayTrackRelease, PlayTrackState, PlayUploadInput
 
 STAGED = ("inProgress", "halted")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _codes(release: dict[str, Any]) -> list[int]:
@@ -78,7 +70,7 @@ class PlayActivities(UsesStore):
         if not path.is_file():
             raise ApplicationError(f"artifact.file: {path}: no such file on the worker", type="Invalid",
                                    non_retryable=True)
-        sha256, size = sha256_of(path), path.stat().st_size
+        sha256, size = file_digest(path)  # no heartbeat yet: the first one must carry the session
         before = next((d for d in activity.info().heartbeat_details if isinstance(d, dict)), {})
         edit = before.get("edit") if before.get("sha256") == sha256 else None
         if edit is None or not api.edit_exists(package, edit):

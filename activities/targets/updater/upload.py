@@ -4,28 +4,18 @@ lacks. An artifact already there (same hash, same length) is not sent again."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
+from activities.targets.files import file_digest
 from activities.targets.updater.store import Store
 from models.updater import Artifact, UploadInput
 
 PART_SIZE = 8 * 1024 * 1024  # S3's minimum part is 5 MiB
 MULTIPART_FROM = 2 * PART_SIZE
-
-
-def file_digest(path: Path, beat: Callable[[str], None]) -> tuple[str, int]:
-    digest, length = hashlib.sha256(), 0
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(PART_SIZE), b""):
-            digest.update(block)
-            length += len(block)
-            beat(f"hashing {length} bytes")
-    return digest.hexdigest(), length
 
 
 def upload(store: Store, request: UploadInput, beat: Callable[[str], None]) -> Artifact:
