@@ -50,6 +50,8 @@ class TrafficSimulator:
             "sim_request_duration_seconds", "Simulated request latency", labels, registry=registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
+        self.ticks = Counter("sim_ticks", "Ticks done: each lists the routing, then sends the requests it decides",
+                             registry=registry)
         self.carry: dict[str, float] = {}
 
     def _entries(self) -> list[tuple[str, str, dict, Callable[[dict[str, str]], tuple[str | None, str | None]]]]:
@@ -159,6 +161,7 @@ class TrafficSimulator:
                 self.tick(now - last)
             except Exception as error:  # noqa: BLE001 - keep simulating through API hiccups
                 log.warning("tick failed: %s", error)
+            self.ticks.inc()
             last = now
 
 
@@ -178,15 +181,36 @@ if __name__ == "__main__":
     main()
 
 
+def _families(url: str) -> list:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return list(text_string_to_metric_families(httpx.get(url, timeout=5).text))
+
+
+def ticks_done(url: str) -> int:
+    return int(next((s.value for f in _families(url) if f.name == "sim_ticks" for s in f.samples
+                     if s.name.endswith("_total")), 0))
+
+
+def wait_for_fresh_routing(url: str, timeout: float = 30.0) -> None:
+    """Return once every request counted from now on was routed by a listing taken after this call.
+    A tick lists the routing objects, then sends the requests of the time since the last tick: on a busy
+    machine a tick that listed before a routing change can still be sending after it. Once two more
+    ticks are done, the one in flight at the call has finished and the next listed after it."""
+    start, deadline = ticks_done(url), time.monotonic() + timeout
+    while ticks_done(url) < start + 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the traffic simulator at {url} did no tick in {timeout:.0f}s")
+        time.sleep(0.05)
+
+
 def request_counts(url: str, namespace: str, service: str = "", entry: str | None = None) -> dict[tuple[str, bool], float]:
     """One scrape of the simulator: its request counter per (version, shadow copy or not), for requests
     one Service served (`service`) or that came in through one entry (`entry`, any service). Real
     requests and shadow copies read together, so their ratio covers the very same interval."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
     counts: dict[tuple[str, bool], float] = {}
-    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+    for family in _families(url):
         if family.name != "sim_requests":
             continue
         for sample in family.samples:

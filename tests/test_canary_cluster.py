@@ -11,7 +11,7 @@ from kubernetes import client
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from localcluster.behaviour import declare_images
-from localcluster.traffic import requests_by_version
+from localcluster.traffic import requests_by_version, wait_for_fresh_routing
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
 from tests.cluster_view import expect_view
@@ -21,7 +21,8 @@ NEW = "registry.local/web:2.0.0"
 
 
 async def traffic_share(url: str, namespace: str, seconds: float = 3.0) -> float:
-    """Share of simulated requests the new version served over a window."""
+    """Share of simulated requests the new version served over a window routed by the objects as they are."""
+    await asyncio.to_thread(wait_for_fresh_routing, url)
     before = requests_by_version(url, namespace, "web")
     await asyncio.sleep(seconds)
     after = requests_by_version(url, namespace, "web")

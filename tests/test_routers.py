@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from kubernetes import client
 
-from localcluster.traffic import request_counts
+from localcluster.traffic import request_counts, wait_for_fresh_routing
 from models.spec import parse_rollout
 from models.status import AbortRequest, Phase, PromoteRequest
 from starters.commands import start_workflow
@@ -30,7 +30,9 @@ def rollout(unique: str, namespace: str, router: str, image: str, steps: list, *
 
 async def share(url: str, namespace: str, entry: str, version: str, seconds: float = 4.0) -> tuple[float, float]:
     """(share of real requests the version served, shadow copies per real request) over `seconds`; each
-    end of the interval is one scrape (real requests and copies counted over the same interval)."""
+    end of the interval is one scrape (real requests and copies counted over the same interval), the
+    first once the simulator routes by what the objects say now."""
+    await asyncio.to_thread(wait_for_fresh_routing, url)
     before = request_counts(url, namespace, entry=entry)
     await asyncio.sleep(seconds)
     after = request_counts(url, namespace, entry=entry)
