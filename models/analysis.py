@@ -111,8 +111,18 @@ class IntuneInstallsProvider(SpecModel):
         return [self.app_id]
 
 
+class KubernetesProvider(SpecModel):
+    """A cluster's health: `{"reachable": bool, "nodes": n, "ready": n, "notReady": [names]}`, e.g.
+    `successCondition: result['reachable'] and result['nodes'] > 0 and result['ready'] == result['nodes']`."""
+
+    context: str = Field(min_length=1, max_length=253, description="kubeconfig context of the cluster")
+
+    def texts(self) -> list[str]:
+        return [self.context]
+
+
 class Provider(OneOf):
-    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge", "playVitals", "intuneInstalls")
+    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge", "playVitals", "intuneInstalls", "kubernetes")
     WHAT: ClassVar[str] = "provider"
 
     prometheus: PrometheusProvider | None = None
@@ -120,6 +130,7 @@ class Provider(OneOf):
     judge: JudgeProvider | None = None
     play_vitals: PlayVitalsProvider | None = None
     intune_installs: IntuneInstallsProvider | None = None
+    kubernetes: KubernetesProvider | None = None
 
     @property
     def name(self) -> str:

@@ -13,13 +13,15 @@ ROLLOUT_STRATEGY = SearchAttributeKey.for_keyword("RolloutStrategy")
 ROLLOUT_PHASE = SearchAttributeKey.for_keyword("RolloutPhase")
 ROLLOUT_STEP = SearchAttributeKey.for_int("RolloutStep")
 ROLLOUT_AWAITING_APPROVAL = SearchAttributeKey.for_bool("RolloutAwaitingApproval")
+ROLLOUT_KIND = SearchAttributeKey.for_keyword("RolloutKind")  # Rollout, Release, Pipeline
+ROLLOUT_PIPELINE = SearchAttributeKey.for_keyword("RolloutPipeline")  # a pipeline's target: the pipeline's ID
 
 # name -> type, as `temporal server start-dev --search-attribute NAME=TYPE` and
 # `temporal operator search-attribute create` take them.
 SEARCH_ATTRIBUTES = {
     key.name: {ROLLOUT_STEP: "Int", ROLLOUT_AWAITING_APPROVAL: "Bool"}.get(key, "Keyword")
     for key in (ROLLOUT_NAME, ROLLOUT_ENVIRONMENT, ROLLOUT_STRATEGY, ROLLOUT_PHASE, ROLLOUT_STEP,
-                ROLLOUT_AWAITING_APPROVAL)
+                ROLLOUT_AWAITING_APPROVAL, ROLLOUT_KIND, ROLLOUT_PIPELINE)
 }
 
 # Labels and annotations the engine puts on Kubernetes objects.

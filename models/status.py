@@ -10,6 +10,7 @@ from pydantic import Field, computed_field
 
 from models.analysis import AnalysisStep, MetricResult
 from models.approvals import AbortRequest, DecisionRecord, PauseRequest, PendingApproval, PromoteRequest  # noqa: F401
+from models.pipeline import PipelineTree
 from models.routing import RouteState, SetCanaryScale
 from models.spec import Rollout
 from models.specbase import Message
@@ -55,6 +56,9 @@ class Reason(str, Enum):
     IN_REVIEW = "InReview"  # Paused: a store reviews the release before it can be exposed
     STORE_REJECTED = "StoreRejected"  # a store or MDM refused a request (its own message follows)
     STORE_UNAUTHORIZED = "StoreUnauthorized"  # the store refused the credentials, a fresh token too
+    TARGET_FAILED = "TargetFailed"  # a pipeline: a target's rollout failed (the message names it)
+    STALE_REVISION = "StaleRevision"  # a pipeline's target was healthy, but not on the bundle's revision
+    CHECK_FAILED = "CheckFailed"  # a pipeline's pre-deployment check, or its soak, did not hold
 
 
 class Exposure(Message):
@@ -113,6 +117,8 @@ class RolloutStatus(Message):
     finished_at: datetime | None = None
     runs: int = Field(1, description="workflow runs so far (a long wait continues as new)")
     history: list[HistoryEntry] = Field(default_factory=list)
+    pipeline: PipelineTree | None = Field(None, description="a pipeline: stage → wave → target, each target's "
+                                                             "rollout and the revision it was verified on")
 
     # What every target has is above the line `canaryWeight`: phase, step, versions, exposure. The fields
     # from `canaryWeight` to `routes` are the Kubernetes target's detail (kept where scripts read them).

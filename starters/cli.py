@@ -10,6 +10,7 @@
     rollout analyze -f FILE --template NAME [--arg NAME=VALUE]
     rollout list [--phase P] [--environment E] [--strategy S] [--awaiting-approval]
     rollout release init|publish|schedule-refresh   a staged release (kind: Release): see starters/release.py
+    rollout pipeline start -f FILE [--wait] [--json] | validate -f FILE | summary FILE   (kind: Pipeline)
     rollout halt ID | rollback ID --reason TEXT     a release's own decisions (with resume, promote, abort)
     rollout worker | setup | dev | codec-server | cluster up|down|status | demo | schema
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from models import names
 from models.spec import STRATEGIES, SpecError, json_schema, load_rollout
+from starters import pipeline
 from starters.exitcodes import ExitCode, UserError
 from workers.codec import PayloadKeyError
 
@@ -136,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--snapshot-expiry", default="7d")
     a.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
 
+    pipeline.add_parser(sub)
+
     p = sub.add_parser("approve", help="approve the step waiting for approval")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--choice", default="", help="one of the approval's choices (default: the one that promotes)")
@@ -155,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list rollouts (visibility query on search attributes)")
     p.add_argument("--phase", choices=["Progressing", "Paused", "Healthy", "Degraded"])
     p.add_argument("--environment")
-    p.add_argument("--strategy", choices=[*STRATEGIES, "staged"], help="staged: releases")
+    p.add_argument("--strategy", choices=[*STRATEGIES, "staged", "pipeline"], help="staged: releases")
+    p.add_argument("--pipeline", default=None, metavar="ID", help="only the target rollouts of this pipeline")
     p.add_argument("--awaiting-approval", action="store_true", help="only rollouts waiting for an approval")
     p.add_argument("--running", action="store_true", help="only rollouts still running")
     p.add_argument("--json", action="store_true")
@@ -287,9 +292,13 @@ def run(args: argparse.Namespace) -> int:
         return _decide(args)
     if args.command == "release":
         return _release(args)
+    if args.command == "pipeline":
+        return pipeline.run(args)
     if args.command == "list":
-        return asyncio.run(commands.list_rollouts(args.phase, args.environment, args.running, args.json,
-                                                  args.strategy, args.awaiting_approval))
+        from starters import listing
+
+        return asyncio.run(listing.list_rollouts(args.phase, args.environment, args.running, args.json,
+                                                  args.strategy, args.awaiting_approval, args.pipeline))
     if args.command == "setup":
         return asyncio.run(commands.setup())
     if args.command == "worker":

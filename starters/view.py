@@ -70,7 +70,7 @@ def _approval(s: RolloutStatus) -> list[str]:
     return lines
 
 
-def render(s: RolloutStatus) -> str:
+def render(s: RolloutStatus, children: dict[str, RolloutStatus] | None = None) -> str:
     reason = f" ({s.reason})" if s.reason else ""
     lines = [
         f"{s.rollout_id}  {s.strategy}  {ICON[s.phase]} {s.phase.value}{reason}",
@@ -82,6 +82,10 @@ def render(s: RolloutStatus) -> str:
     if s.steps:
         lines.append(f"  steps      {min(s.current_step + 1, s.total_steps)}/{s.total_steps}")
         lines += _steps(s)
+    if s.pipeline is not None:
+        from starters.pipeline import tree_lines
+
+        lines += tree_lines(s, children or {})
     for metric in s.analysis:
         last = metric.measurements[-1] if metric.measurements else None
         lines.append(f"  analysis   {metric.template}/{metric.name} {metric.phase}: {metric.successful} ok, "
@@ -102,15 +106,24 @@ def render(s: RolloutStatus) -> str:
     return "\n".join(lines)
 
 
+async def _children(s: RolloutStatus) -> dict[str, RolloutStatus]:
+    if s.pipeline is None:
+        return {}
+    from starters.commands import connect
+    from starters.pipeline import children_of
+
+    return await children_of(await connect(), s)
+
+
 async def status(rollout_id: str, as_json: bool, watch: bool, timeout: float) -> int:
     handle, current = await get_status(rollout_id)
     if not watch:
-        print(current.model_dump_json(by_alias=True, indent=2) if as_json else render(current))
+        print(current.model_dump_json(by_alias=True, indent=2) if as_json else render(current, await _children(current)))
         return ExitCode.OK
     live = sys.stdout.isatty() and not as_json
     deadline, shown = time.monotonic() + timeout, ""
     while True:
-        text = current.model_dump_json(by_alias=True) if as_json else render(current)
+        text = current.model_dump_json(by_alias=True) if as_json else render(current, await _children(current))
         if text != shown:
             if live:
                 print("\x1b[H\x1b[2J" + text, flush=True)

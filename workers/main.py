@@ -19,8 +19,10 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Interceptor, Worker
 
 from activities.analysis import AnalysisActivities, MetricProvider, default_providers
+from activities.analysis.kubernetes import ClusterHealthSource
 from activities.approvers import ApproverActivities
 from activities.notify import NotifyActivities
+from activities.registry import RegistryActivities
 from activities.targets.appstore import AppStoreActivities
 from activities.targets.flag import FlagActivities
 from activities.targets.flag.configmap import ConfigMapBackend
@@ -80,7 +82,9 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
         flags.set_flag_share,
         flags.read_flag_share,
         observe.observe_kubernetes_target,
-        AnalysisActivities(providers).measure,
+        AnalysisActivities({**(default_providers() if providers is None else providers),
+                            "kubernetes": ClusterHealthSource(clients)}).measure,
+        RegistryActivities(http).resolve_bundle,
         ApproverActivities().resolve_groups,
         NotifyActivities(http).notify,
         WebhookActivities(http).call_webhook,

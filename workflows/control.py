@@ -24,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
     from models import names
     from models.approvals import ApprovalPolicy
     from models.durations import format_duration
+    from models.pipeline import PipelineInput
     from models.release import ReleaseInput
+    from models.schedule import ExecutionWindows
     from models.status import (
         AbortRequest,
         ControlResult,
@@ -45,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.notify import Notifier
 
 
-STARTS = ("rollout", "release")  # the runs that change a target (the others act on one: undo, window, ...)
+STARTS = ("rollout", "release", "pipeline")  # the runs that change a target (the others act on one: undo, window, ...)
 
 
 class StatusQuery:
@@ -59,8 +61,8 @@ class StatusQuery:
 
 
 class RolloutControl(Continuation):
-    def __init__(self, request: RunInput | ReleaseInput, supported: frozenset[str]) -> None:
-        rollout = request.document  # a Rollout, or a Release: the same few fields (models/plan.py)
+    def __init__(self, request: RunInput | ReleaseInput | PipelineInput, supported: frozenset[str]) -> None:
+        rollout = request.document  # a Rollout, a Release or a Pipeline: the same few fields (models/plan.py)
         self.rollout = rollout
         self.pending = Pending()
         self.rules = DecisionRules(self, supported)
@@ -191,8 +193,9 @@ class RolloutControl(Continuation):
         await self.wait_deciding(lambda: self.pending.held is None)
         self.change_phase(Phase.PROGRESSING, message="resumed")
 
-    async def wait_for_window(self, index: int) -> None:
-        windows = self.rollout.spec.execution_windows
+    async def wait_for_window(self, index: int, windows: ExecutionWindows | None = None) -> None:
+        """Wait for the spec's execution windows (or `windows`, a pipeline gate's) to allow step `index`."""
+        windows = windows or self.rollout.spec.execution_windows
         if windows is None:
             return
         now = workflow.now()

@@ -26,3 +26,11 @@ class AnalysisFailed(RolloutAborted):
 
 class WebhookFailed(RolloutAborted):
     """A check hook said no: roll back."""
+
+
+class StageFailed(RolloutAborted):
+    """A pipeline stage failed (a target, a check, a broken soak); `reason` says which."""
+
+    def __init__(self, message: str, reason: Reason = Reason.FAILED):
+        super().__init__(message)
+        self.reason = reason

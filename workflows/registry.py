@@ -1,28 +1,19 @@
-"""Which workflow runs which strategy: the CLI starts by it, the worker registers all of them."""
+"""Every workflow the worker registers; which one runs which strategy is `workflows/strategies.py`."""
 
-from workflows.abtest import ABTestRollout
 from workflows.analysis_run import AnalysisRun
-from workflows.bluegreen import BlueGreenRollout
-from workflows.canary import CanaryRollout
 from workflows.observe import ObserveTarget
-from workflows.recreate import RecreateRollout
+from workflows.pipeline import PipelineRun
 from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
 from workflows.revision import RevisionRollout
-from workflows.rolling import RollingUpdateRollout
+from workflows.strategies import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS
 from workflows.train import ReleaseTrain
 from workflows.window import RollbackWindow
 
-STRATEGY_WORKFLOWS = {
-    "canary": CanaryRollout,
-    "blueGreen": BlueGreenRollout,
-    "abTest": ABTestRollout,
-    "rollingUpdate": RollingUpdateRollout,
-    "recreate": RecreateRollout,
-}
-# `rollout undo` / `rollout restart` of any rollout's target.
-ACTION_WORKFLOWS = {"undo": RevisionRollout, "restart": RevisionRollout}
 # `kind: Release`: one workflow for every channel.
 RELEASE_WORKFLOW = StagedRelease
+# `kind: Pipeline`: stages of rollouts in waves.
+PIPELINE_WORKFLOW = PipelineRun
 ALL_WORKFLOWS = [*STRATEGY_WORKFLOWS.values(), RevisionRollout, RollbackWindow, AnalysisRun, ObserveTarget,
-                 StagedRelease, RefreshMetadata, ReleaseTrain]
+                 StagedRelease, RefreshMetadata, ReleaseTrain, PipelineRun]
+__all__ = ["ACTION_WORKFLOWS", "ALL_WORKFLOWS", "PIPELINE_WORKFLOW", "RELEASE_WORKFLOW", "STRATEGY_WORKFLOWS"]
