@@ -44,7 +44,34 @@ def run_dev_server(port: int, ui_port: int, db_file: Path | None) -> int:
     return ExitCode.OK
 
 
-def cluster_command(action: str) -> int:
+def clusters_command(action: str, count: int) -> int:
+    """`rollout cluster up|down|status --clusters N`: N independent clusters, contexts local-1 … local-N."""
+    from localcluster.clusters import LocalClusters
+
+    fleet = LocalClusters(root=state_dir() / "clusters", count=count)
+    if action == "up":
+        if fleet.running():
+            print(f"already running; export KUBECONFIG={fleet.kubeconfig}")
+            return ExitCode.OK
+        fleet.start()
+        for context, cluster in zip(fleet.contexts, fleet.clusters, strict=True):
+            print(f"{context}: Kubernetes v1.20.2 at {cluster.server}; simulator {cluster.simulator_url}")
+        print(f"export KUBECONFIG={fleet.kubeconfig}")
+    elif action == "down":
+        fleet.load().stop()
+        print(f"{count} local clusters stopped")
+    else:
+        if not fleet.running():
+            print(f"the {count} local clusters are not running (rollout cluster up --clusters {count})")
+            return ExitCode.UNAVAILABLE
+        fleet.load()
+        print(f"running: {', '.join(fleet.contexts)}; KUBECONFIG={fleet.kubeconfig}")
+    return ExitCode.OK
+
+
+def cluster_command(action: str, count: int = 1) -> int:
+    if count > 1:
+        return clusters_command(action, count)
     cluster = local_cluster()
     if action == "up":
         if cluster.running():

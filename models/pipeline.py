@@ -111,7 +111,7 @@ class Target(SpecModel):
 class Wave(SpecModel):
     name: str = Field("", max_length=63)
     targets: list[Target] = Field(min_length=1, max_length=MAX_TARGETS)
-    max_parallel: int = Field(1, ge=1, le=100, description="targets rolling out at once")
+    max_parallel: int = Field(1, ge=1, le=100, description="targets per round (a round completes before the next)")
 
 
 class Overrides(SpecModel):

@@ -184,6 +184,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", help="the local Kubernetes: up, down, status")
     p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--clusters", type=int, default=1, choices=range(1, 10), metavar="N",
+                   help="N independent clusters, contexts local-1 … local-N in one kubeconfig")
 
     p = sub.add_parser("demo", help="set up everything locally and run the example canary (--release: a staged "
                                     "release to a simulated fleet)")
@@ -324,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "cluster":
         from localcluster.commands import cluster_command
 
-        return cluster_command(args.action)
+        return cluster_command(args.action, args.clusters)
     if args.command == "demo":
         if args.release:
             from localcluster.release_demo import run_release_demo

@@ -33,6 +33,8 @@ def _steps(s: RolloutStatus) -> list[str]:
 
 
 def _versions(s: RolloutStatus) -> list[str]:
+    if s.pipeline is not None:
+        return []  # the bundle and where it runs: the tree below
     if s.strategy == "staged":
         e = s.exposure
         unit = {"devices": " of devices", "userFraction": " of users"}.get(

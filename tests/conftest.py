@@ -216,3 +216,57 @@ def updater_setup(s3_server, tmp_path, unique):
     from localcluster.updates import new_repository
 
     return new_repository(s3_server, "updates", f"app-{unique}", tmp_path / "publisher")
+
+
+# ---- several clusters and a registry (pipelines) ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fleet(local_cluster, tmp_path_factory):
+    """Three independent clusters, contexts local-1 (the session's cluster) … local-3 in one kubeconfig."""
+    from localcluster.clusters import LocalClusters
+
+    clusters = LocalClusters.of(tmp_path_factory.mktemp("fleet"), [local_cluster], more=2, ready_delay_seconds=0.3)
+    yield clusters.start()
+    clusters.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet_apis(fleet):
+    from kubernetes import config
+
+    apis = [config.new_client_from_config(str(c.kubeconfig)) for c in fleet.clusters]
+    yield apis
+    for api in apis:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on loopback (plain HTTP: listed as an insecure registry for the workers)."""
+    from localcluster.registry import LocalRegistry
+
+    server = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    os.environ["DURABLE_ROLLOUTS_INSECURE_REGISTRIES"] = server.host
+    yield server
+    os.environ.pop("DURABLE_ROLLOUTS_INSECURE_REGISTRIES", None)
+    server.stop()
+
+
+@pytest.fixture
+async def fleet_worker(dev_client, fleet, registry, unique):
+    """An in-process worker whose kubeconfig has the three clusters, on this test's own task queue."""
+    import concurrent.futures
+
+    from temporalio.worker import Worker
+
+    from activities.targets.kubernetes.client import KubeClients
+    from workers.main import WORKFLOWS, activities_for
+
+    queue = f"fleet-{unique}"
+    clients = KubeClients(str(fleet.kubeconfig))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
+        async with Worker(dev_client, task_queue=queue, workflows=WORKFLOWS, activities=activities_for(clients),
+                          activity_executor=pool):
+            yield queue
+    clients.close()

@@ -96,6 +96,8 @@ def read_audit(path, namespace: str, name: str, resource: str = "deployments") -
             if "dryRun=" in event.get("requestURI", ""):  # a server-side dry run stores nothing
                 continue
             body = event.get("requestObject") or {}
+            if isinstance(body, list):  # a JSON patch: the operations, read as the object they write
+                body = _patched(body)
             annotations = (body.get("metadata") or {}).get("annotations") or {}
             rows.append({
                 "verb": event["verb"],
@@ -108,6 +110,20 @@ def read_audit(path, namespace: str, name: str, resource: str = "deployments") -
                 "at": event["requestReceivedTimestamp"],
             })
     return rows
+
+
+def _patched(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a JSON patch sets, as a partial object: a whole pod template, or a container's image."""
+    body: dict[str, Any] = {}
+    for op in operations:
+        path, value = str(op.get("path", "")), op.get("value")
+        if path == "/spec/template" and isinstance(value, dict):
+            body.setdefault("spec", {})["template"] = value
+        elif path.startswith("/spec/template/spec/containers/") and path.endswith("/image"):
+            body.setdefault("spec", {})["template"] = {"spec": {"containers": [{"image": value}]}}
+        elif path == "/spec/replicas":
+            body.setdefault("spec", {})["replicas"] = value
+    return body
 
 
 def _image_of(body: dict[str, Any]) -> str | None:

@@ -32,8 +32,11 @@ def pipeline_document(name: str, image: str, stages: list[dict[str, Any]], **spe
 
 
 def stage(name: str, namespace: str, contexts: list[str], **fields: Any) -> dict[str, Any]:
+    """A stage rolling `web` out on `contexts` (one wave); `template` names the template (its targets'
+    rollouts are `rollout/test/<template>-<stage>-<context>`)."""
     wave = {"targets": [{"context": c} for c in contexts], "maxParallel": fields.pop("maxParallel", 1)}
-    return {"name": name, "rollout": rolling_template(namespace, deadline=fields.pop("deadline", 20)),
+    template = rolling_template(namespace, name=fields.pop("template", "web"), deadline=fields.pop("deadline", 20))
+    return {"name": name, "rollout": template,
             "waves": fields.pop("waves", [wave]), **fields}
 
 

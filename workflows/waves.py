@@ -1,6 +1,8 @@
 """A pipeline's waves: each target of a wave is its own rollout — a child workflow of the template's
 strategy with a deterministic ID (`rollout/<environment>/<template>-<stage>-<target>`, so `rollout
-status`, `approve` and `abort` work on it like on any rollout) — at most `maxParallel` at a time.
+status`, `approve` and `abort` work on it like on any rollout) — in rounds of `maxParallel`: a round
+starts together and completes whole before the next starts, so a failure in one round means no target
+of a later round was touched.
 
 A target counts as done only on evidence for the bundle's revision: its rollout ended Healthy on the
 pinned image, and the target itself, read afterwards, runs that image settled. Health for any other
@@ -48,7 +50,6 @@ class Waves:
     def __init__(self, control: RolloutControl, pipeline_id: str, started_by: str):
         self.control, self.pipeline_id, self.started_by = control, pipeline_id, started_by
         self.stop_reason = ""  # set when the stage stops starting targets (failFast, maxFailures)
-        self.active = 0
 
     @property
     def tree(self):
@@ -67,16 +68,13 @@ class Waves:
         state.state = "running"
         state.waves[w].state = "running"
         self.stop_reason = ""
-        tasks = []
-        for target, ts in zip(wave.targets, state.waves[w].targets, strict=True):
-            await workflow.wait_condition(
-                lambda: self.active < wave.max_parallel or bool(self.stop_reason) or c.pending.abort is not None)
+        pairs = list(zip(wave.targets, state.waves[w].targets, strict=True))
+        for start in range(0, len(pairs), wave.max_parallel):  # rounds of maxParallel, each awaited whole
+            await c.hold_point()
             if self.stop_reason or c.pending.abort is not None:
                 break
-            await c.hold_point()
-            self.active += 1
-            tasks.append(asyncio.create_task(self._target(s, stage, target, ts, image)))
-        await asyncio.gather(*tasks)
+            await asyncio.gather(*(self._target(s, stage, target, ts, image)
+                                   for target, ts in pairs[start:start + wave.max_parallel]))
         failed = [t for t in state.waves[w].targets if t.state == "failed"]
         if c.pending.abort is not None:
             state.waves[w].state = "failed"
@@ -118,8 +116,6 @@ class Waves:
             ts.state, ts.finished_at = "failed", workflow.now()
             ts.reason, ts.message = failure_reason(error)
             self._failed(stage, s, ts)
-        finally:
-            self.active -= 1
 
     async def _child(self, rollout: Rollout) -> RolloutStatus:
         """Run one target's rollout; an abort of the pipeline (or failFast) reaches it as its own abort."""
