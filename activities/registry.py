@@ -49,7 +49,11 @@ class RegistryActivities:
 
     @activity.defn(name="resolve_bundle")
     def resolve_bundle(self, request: BundleInput) -> ResolvedBundle:
-        return ResolvedBundle(images={name: self.pin(image) for name, image in request.images.items()})
+        pinned = {}
+        for name, image in request.images.items():
+            activity.heartbeat(name)
+            pinned[name] = self.pin(image)
+        return ResolvedBundle(images=pinned)
 
     def pin(self, image: str) -> str:
         """`repository:tag@sha256:…` for `image` (an image already naming a digest is kept as it is)."""

@@ -39,7 +39,7 @@ from models.status import AbortRequest, PromoteRequest
 from models.targets import KubernetesTarget, ObserveInput, TargetObservation
 from models.webhooks import WebhookAnswer, WebhookCall
 from starters.commands import start_workflow
-from tests import record_decisions, record_releases, record_stores
+from tests import record_decisions, record_pipelines, record_releases, record_stores
 from tests.helpers import canary_rollout, paused_at
 from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
@@ -350,6 +350,7 @@ SCENARIOS = [
     ("observe-target", observed, observe_fakes),
     *record_releases.SCENARIOS,
     *record_stores.SCENARIOS,
+    *record_pipelines.SCENARIOS,
 ]
 
 

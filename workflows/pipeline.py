@@ -26,14 +26,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.registry import RegistryActivities
     from models.pipeline import BundleInput, PipelineInput, PipelineTree, StageState, TargetState, WaveState
     from models.status import Phase, Reason, RolloutStatus
+    from workflows import options
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import RolloutAborted, StageFailed
     from workflows.gates import Gates
     from workflows.handlers import Abort, Approve, Hold, Promote, supported_by
     from workflows.waves import Waves
 
-RESOLVE = {"start_to_close_timeout": timedelta(seconds=60),
-           "retry_policy": RetryPolicy(maximum_attempts=5, non_retryable_error_types=["Invalid", "NotFound"])}
+RESOLVE = {"start_to_close_timeout": timedelta(minutes=2), "heartbeat_timeout": timedelta(seconds=30),
+           "retry_policy": RetryPolicy(maximum_attempts=5, non_retryable_error_types=options.PERMANENT)}
 
 
 @workflow.defn(name="Pipeline")
