@@ -274,7 +274,7 @@ class PipelineSpecBody(SpecModel):
                 where = ", ".join(t.context + (f" ({t.region})" if t.region else "") for t in wave.targets[:6])
                 more = f" +{len(wave.targets) - 6}" if len(wave.targets) > 6 else ""
                 lines.append(f"{stage.name}: wave {w + 1}/{len(stage.waves)} ({where}{more}; "
-                             f"{wave.max_parallel} at a time)")
+                             f"rounds of {wave.max_parallel})")
         return lines
 
 

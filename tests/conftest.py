@@ -3,6 +3,7 @@ real local Kubernetes cluster. Each test uses its own task queue, rollout name a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -87,9 +88,9 @@ def workload(kube_api, unique) -> str:
     return namespace
 
 
-@pytest.fixture
-async def cluster_worker(dev_client, local_cluster, unique):
-    """An in-process worker with the real Kubernetes activities, on this test's own task queue."""
+@contextlib.asynccontextmanager
+async def in_process_worker(client, queue: str, kubeconfig: Path, threads: int = 16):
+    """A worker with every workflow and the real activities, their clusters from `kubeconfig`."""
     import concurrent.futures
 
     from temporalio.worker import Worker
@@ -97,13 +98,21 @@ async def cluster_worker(dev_client, local_cluster, unique):
     from activities.targets.kubernetes.client import KubeClients
     from workers.main import WORKFLOWS, activities_for
 
-    queue = f"rollouts-{unique}"
-    clients = KubeClients(str(local_cluster.kubeconfig))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        async with Worker(dev_client, task_queue=queue, workflows=WORKFLOWS, activities=activities_for(clients),
-                          activity_executor=pool):
-            yield queue
-    clients.close()
+    clients = KubeClients(str(kubeconfig))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+            async with Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=activities_for(clients),
+                              activity_executor=pool):
+                yield queue
+    finally:
+        clients.close()
+
+
+@pytest.fixture
+async def cluster_worker(dev_client, local_cluster, unique):
+    """An in-process worker with the real Kubernetes activities, on this test's own task queue."""
+    async with in_process_worker(dev_client, f"rollouts-{unique}", local_cluster.kubeconfig) as queue:
+        yield queue
 
 
 class WorkerProcess:
@@ -227,8 +236,19 @@ def fleet(local_cluster, tmp_path_factory):
     from localcluster.clusters import LocalClusters
 
     clusters = LocalClusters.of(tmp_path_factory.mktemp("fleet"), [local_cluster], more=2, ready_delay_seconds=0.3)
-    yield clusters.start()
+    _FLEETS.append(clusters.start())
+    yield clusters
     clusters.stop()
+
+
+_FLEETS: list = []
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """The two extra clusters stop after the last test that uses them (the pipeline tests run together),
+    so they add no load to the tests after them."""
+    if _FLEETS and "fleet" in item.fixturenames and (nextitem is None or "fleet" not in nextitem.fixturenames):
+        _FLEETS.pop().stop()
 
 
 @pytest.fixture(scope="session")
@@ -256,17 +276,5 @@ def registry(tmp_path_factory):
 @pytest.fixture
 async def fleet_worker(dev_client, fleet, registry, unique):
     """An in-process worker whose kubeconfig has the three clusters, on this test's own task queue."""
-    import concurrent.futures
-
-    from temporalio.worker import Worker
-
-    from activities.targets.kubernetes.client import KubeClients
-    from workers.main import WORKFLOWS, activities_for
-
-    queue = f"fleet-{unique}"
-    clients = KubeClients(str(fleet.kubeconfig))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
-        async with Worker(dev_client, task_queue=queue, workflows=WORKFLOWS, activities=activities_for(clients),
-                          activity_executor=pool):
-            yield queue
-    clients.close()
+    async with in_process_worker(dev_client, f"fleet-{unique}", fleet.kubeconfig, threads=24) as queue:
+        yield queue

@@ -57,7 +57,7 @@ def test_a_stage_rollout_for_each_target():
     assert eu.spec.target.kubernetes.describe() == "eu-1/shop-eu/api" and us.spec.target.kubernetes.describe() == "us-1/shop/api"
     assert eu.rollout_id == "rollout/test/web-prod-eu-1.shop-eu".replace(".", "-")
     assert eu.spec.image.endswith("a" * 64)
-    assert p.spec.step_descriptions() == ["prod: wave 1/1 (eu-1, us-1; 1 at a time)"]
+    assert p.spec.step_descriptions() == ["prod: wave 1/1 (eu-1, us-1; rounds of 1)"]
     long = child_name("a" * 40, "production", "cluster-with-a-very-long-context-name")
     assert len(long) <= 63 and long != child_name("a" * 40, "production", "cluster-with-a-very-long-context-namf")
 
