@@ -49,8 +49,9 @@ class FakeFleet:
     contexts answer the rollout as done but keep running what they ran (a GitOps tool put it back)."""
 
     def __init__(self, before: str = "registry.local/web:1.0.0", bad: tuple[str, ...] = (), stale: tuple[str, ...] = (),
-                 seconds: float = 0.0):
+                 seconds: float = 0.0, failing: tuple[str, ...] = ()):
         self.before, self.bad, self.stale, self.seconds = before, set(bad), set(stale), seconds
+        self.failing = set(failing)  # metric names whose measurement fails
         self.images: dict[tuple[str, str, str], list[str]] = {}
         self.calls: list[str] = []
 
@@ -97,7 +98,9 @@ class FakeFleet:
 
         @activity.defn(name="measure")
         async def measure(request: MeasureInput) -> Measurement:
-            self.calls.append(f"check {request.metric.name}")
+            self.calls.append(f"measure {request.metric.name}")
+            if request.metric.name in self.failing:
+                return Measurement(phase="Failed", value="0", message="pending migrations: 2")
             return Measurement(phase="Successful", value="1")
 
         return [resolve, roll_out, undo, observe, measure]

@@ -164,3 +164,29 @@ def test_cli_validate_of_garbage_is_one_line_and_exit_2(tmp_path, text):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("rollout: ")
+
+
+def _pipeline_documents() -> list[dict]:
+    from models.pipeline import load_pipeline
+
+    return [load_pipeline(str(p)).model_dump(mode="json", by_alias=True, exclude_none=True)
+            for p in sorted((REPO / "examples" / "pipelines").glob("*.yaml")) if "kind: Pipeline" in p.read_text()]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_damaged_pipeline_is_valid_or_rejected_naming_its_field(data):
+    """The same for a Pipeline, its inline Rollout templates included (their problems carry both paths)."""
+    from models.pipeline import parse_pipeline
+
+    document = copy.deepcopy(data.draw(st.sampled_from(_pipeline_documents())))
+    path = data.draw(st.sampled_from([p for p in _paths(document) if p]))
+    _set(document, path, data.draw(values))
+    COUNTS["generated"] += 1
+    try:
+        parse_pipeline(document)
+    except SpecError as error:
+        COUNTS["rejected"] += 1
+        assert error.problems, "a rejection without a reason"
+        for problem in error.problems:
+            assert PROBLEM.match(problem), f"problem without a field path: {problem!r}"
