@@ -3,7 +3,8 @@
 A start is safe to repeat (a CI job re-run): the same document while its pipeline runs attaches to it
 (and follows it with `--wait`); another document while one runs follows `spec.concurrencyPolicy`
 (reject: exit 5; supersede: abort it through its abort path, wait until its targets are back, start).
-A start after the last run ended runs the pipeline again: targets already on the bundle finish at once.
+The same document after its last run ended Healthy is not run again (the bundle is delivered; a new run
+would ask for its approvals and soaks again): `--again` does. After a Degraded end, a start runs anew.
 """
 
 from __future__ import annotations
@@ -63,9 +64,20 @@ async def start_pipeline(client: Client, pipeline: Pipeline, task_queue: str, re
                        + steps)
 
 
-async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
+async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str, as_json: bool,
+                again: bool = False) -> int:
     client = await connect()
     pid = pipeline.rollout_id
+    last = None if again else await status_or_none(client.get_workflow_handle(pid))
+    if last is not None and last.phase is Phase.HEALTHY and last.spec_digest == pipeline.digest():
+        # A re-run CI job after the pipeline finished: the bundle is delivered; asking again for approvals
+        # and soaks would be a new delivery (--again).
+        if as_json:
+            print(last.model_dump_json(by_alias=True))
+        else:
+            print(f"{pid} already delivered this very bundle (Healthy at {last.finished_at:%Y-%m-%d %H:%M:%S} UTC): "
+                  "not started again (--again to run it anew)")
+        return ExitCode.OK
     try:
         handle = await start_pipeline(client, pipeline, task_queue, who())
     except WorkflowAlreadyStartedError:
@@ -174,6 +186,7 @@ def add_parser(sub) -> None:
     a.add_argument("--timeout", type=float, default=6 * 3600)
     a.add_argument("--json", action="store_true", help="print the start, and with --wait the final status, as JSON")
     a.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
+    a.add_argument("--again", action="store_true", help="run it anew even if this very file was delivered")
     a = actions.add_parser("validate", help="validate a pipeline (and the rollout files it names); nothing starts")
     a.add_argument("-f", "--file", required=True)
     a = actions.add_parser("summary", help="Markdown of a `start --wait --json` result (for $GITHUB_STEP_SUMMARY)")
@@ -188,4 +201,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid pipeline {pipeline.rollout_id}: {pipeline.target_description}, "
               f"{len(pipeline.spec.plan())} steps")
         return ExitCode.OK
-    return asyncio.run(start(pipeline, args.wait, args.timeout, args.task_queue, args.json))
+    return asyncio.run(start(pipeline, args.wait, args.timeout, args.task_queue, args.json, args.again))

@@ -115,3 +115,9 @@ async def test_another_bundle_is_refused_or_supersedes(dev_server, dev_client, f
              for e in runs}
     phases = sorted((s.phase.value, s.reason) for s in ended.values())
     assert phases == [("Degraded", "RolloutAborted"), ("Healthy", "")], phases
+
+    # A CI job re-run after the delivery ended: delivered, nothing started; --again runs it anew.
+    assert await cli.start(superseding, True, 120, fake_fleet_worker, True) == ExitCode.OK
+    assert len([e async for e in dev_client.list_workflows(f"WorkflowId = 'pipeline/test/cc-{unique}'")]) == 2
+    assert await cli.start(superseding, True, 120, fake_fleet_worker, True, again=True) == ExitCode.OK
+    assert len([e async for e in dev_client.list_workflows(f"WorkflowId = 'pipeline/test/cc-{unique}'")]) == 3
