@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.registry import RegistryActivities
     from models.pipeline import BundleInput, PipelineInput, PipelineTree, StageState, TargetState, WaveState
-    from models.status import Phase, Reason, RolloutStatus
+    from models.status import Phase, RolloutStatus
     from workflows import options
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import RolloutAborted, StageFailed
@@ -74,8 +74,8 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
         tree.bundle = pinned.images
         c.status.image = ", ".join(pinned.images.values())
         c.record("bundle-pinned", c.status.image)
-        for stage in tree.stages:
-            stage.image = pinned.images[self.spec.image_of(self.spec.stages[tree.stages.index(stage)])]
+        for stage, spec in zip(tree.stages, self.spec.stages, strict=True):
+            stage.image = pinned.images[self.spec.image_of(spec)]
         try:
             for index, (kind, s, w) in enumerate(plan):
                 stage = self.spec.stages[s]
@@ -91,14 +91,14 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
                     tree.stages[s].state, tree.stages[s].verified_at = "verified", workflow.now()
                     c.record("stage-verified", f"{stage.name}: {image} on {len(stage.targets)} targets")
         except StageFailed as failed:
-            self._fail_current(failed.reason)
+            self._fail_current()
             return self._skip_rest(c.finish(Phase.DEGRADED, failed.reason.value, str(failed)))
         except RolloutAborted as aborted:
-            self._fail_current(aborted.reason)
+            self._fail_current()
             return self._skip_rest(c.finish(Phase.DEGRADED, aborted.reason.value, str(aborted)))
         except ActivityError as error:
             reason, message = failure_reason(error)
-            self._fail_current(Reason(reason))
+            self._fail_current()
             return self._skip_rest(c.finish(Phase.DEGRADED, reason, message))
         verified = sum(len(s.targets) for s in self.spec.stages)
         return await c.healthy(f"{c.status.image} verified on all {verified} targets of "
@@ -109,11 +109,10 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
         stage, tree = self.spec.stages[s], self.control.status.pipeline
         return [stage.rollout_for(t, tree.stages[s].image, self.pipeline.rollout_id) for t in stage.targets]
 
-    def _fail_current(self, reason: Reason) -> None:
-        s = self.control.status
-        if s.current_step < len(self.spec.plan()):
-            _, stage, _ = self.spec.plan()[s.current_step]
-            s.pipeline.stages[stage].state = "failed"
+    def _fail_current(self) -> None:
+        s, plan = self.control.status, self.spec.plan()
+        if s.current_step < len(plan):
+            s.pipeline.stages[plan[s.current_step][1]].state = "failed"
 
     def _skip_rest(self, status: RolloutStatus) -> RolloutStatus:
         for stage in status.pipeline.stages:
