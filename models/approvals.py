@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from models.durations import Duration
+from models.identity import IdentityPolicy, IdentityRequirement
 from models.specbase import DnsLabel, Message, SpecModel
 
 GROUP = "group:"
@@ -60,6 +61,8 @@ class ApprovalPolicy(SpecModel):
     timeout: Duration | None = Field(None, description="how long to wait for a decision")
     on_timeout: Literal["abort", "promote", "wait"] = Field("wait", description="what the timeout does")
     remind_every: Duration | None = Field(None, description="send a reminder notification this often while waiting")
+    identity: IdentityPolicy | None = Field(None, description="every vote must carry an OIDC ID token from this "
+                                                                "issuer; it counts under the name the token proves")
 
     @model_validator(mode="after")
     def _check(self) -> ApprovalPolicy:
@@ -93,6 +96,12 @@ class ApprovalPolicy(SpecModel):
     def groups(self) -> list[str]:
         return [a.removeprefix(GROUP) for a in self.approvers if a.startswith(GROUP)]
 
+    @property
+    def local_groups(self) -> list[str]:
+        """The groups resolved here (activities/approvers.py); with `identity.groupsClaim` the ID token
+        says who is in them, and the identity provider is where they are managed."""
+        return [] if self.identity is not None and self.identity.groups_claim else self.groups
+
     def choice(self, name: str) -> ApprovalChoice | None:
         """The named answer; "" is the first that promotes (approve), "reject" falls back to the first abort."""
         answers = self.answers
@@ -113,7 +122,9 @@ class Approval(ApprovalPolicy):
 # ---- decisions: one message per decision, the same for the CLI's update and the Web UI's signal ------------
 
 class Decision(Message):
-    by: str = Field("", description="who decides (required)")
+    by: str = Field("", description="who decides (required, unless an ID token says it)")
+    id_token: str = Field("", max_length=16384, repr=False,
+                          description="an OIDC ID token proving who decides (an approval with `identity` needs one)")
     comment: str = Field("", max_length=1000)
     step: int | None = Field(None, ge=1, description="the step (1-based, as shown) this decision is meant for: "
                                                      "refused if the rollout is waiting elsewhere")
@@ -196,6 +207,8 @@ class DecisionRecord(Message):
     detail: str = Field("", description="the choice, the weight, ...")
     accepted: bool = True
     why: str = Field("", description="why it was refused")
+    verified: bool = Field(False, description="`by` is the name an ID token proved")
+    token_sha256: str = Field("", description="the SHA-256 of the ID token that proved it (the token is kept nowhere)")
 
 
 class Vote(Message):
@@ -204,6 +217,7 @@ class Vote(Message):
     at: datetime
     comment: str = ""
     source: Literal["", "cli", "web-ui"] = ""
+    verified: bool = False
 
 
 class PendingApproval(Message):
@@ -223,6 +237,7 @@ class PendingApproval(Message):
     opened_at: datetime | None = None
     timeout_at: datetime | None = None
     on_timeout: str = "wait"
+    identity: IdentityRequirement | None = Field(None, description="what each vote's ID token must prove")
     decided: str = Field("", description="the choice that won, once decided")
 
     def tally(self, choice: str) -> int:

@@ -45,6 +45,8 @@ def _decider(p: argparse.ArgumentParser) -> None:
     p.add_argument("--comment", default="", help="why (kept in the rollout's history)")
     p.add_argument("--step", type=int, default=None, metavar="N",
                    help="the step this decision is meant for: refused if the rollout is elsewhere by then")
+    p.add_argument("--id-token-file", default=None, metavar="FILE", help="an OIDC ID token proving who votes ('-': stdin)")
+    p.add_argument("--id-token", default=None, metavar="JWT", help="the ID token itself ($ROLLOUT_ID_TOKEN does the same)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -350,14 +352,15 @@ def _local_kubeconfig() -> str | None:
 def _decide(args: argparse.Namespace) -> int:
     """One decision, sent as the update of the same name (its validator decides whether it is taken)."""
     from models.approvals import DECISIONS
-    from starters import commands
+    from starters import commands, identity
 
     rid = commands.normalise_id(args.rollout_id)
     by = args.by or commands.who()
     kind = {"skip-analysis": "skipAnalysis", "set-weight": "setWeight"}.get(args.command, args.command)
     if args.step is not None and args.step < 1:
         raise UserError(f"--step: {args.step} is not a step number (steps count from 1)", ExitCode.INVALID)
-    fields = {"by": by, "comment": args.comment, "step": args.step}
+    fields = {"by": by, "comment": args.comment, "step": args.step,
+              "id_token": identity.given_token(args.id_token, args.id_token_file)}
     if kind in ("abort", "rollback"):
         if not args.reason.strip():
             raise UserError(f"--reason must say why the {'rollout is aborted' if kind == 'abort' else 'release rolls back'}",

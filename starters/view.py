@@ -60,8 +60,11 @@ def _approval(s: RolloutStatus) -> list[str]:
     eligible = ", ".join(a.eligible) if a.eligible is not None else "anyone who names themselves"
     lines = [f"  approval   step {a.step + 1}: {a.description} · needs {a.min_approvals} · approvers: {eligible}"
              + (f" · not {a.initiator} (started it)" if a.forbid_self_approval and a.initiator else "")]
+    if a.identity is not None:
+        lines.append(f"             proof      ID token from {a.identity.issuer}, audience {a.identity.audience} "
+                     f"(the vote counts under its {a.identity.claim})")
     for choice in a.choices:
-        voters = [v.by for v in a.votes if v.choice == choice]
+        voters = [v.by + (" ✓" if v.verified else "") for v in a.votes if v.choice == choice]
         lines.append(f"             {choice:<14} {len(voters)}/{a.needs.get(choice, a.min_approvals)}  "
                      f"{', '.join(voters)}".rstrip())
     if a.timeout_at:

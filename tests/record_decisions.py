@@ -9,9 +9,10 @@ import os
 from datetime import UTC, datetime, timedelta, timezone
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities.approvers import ApproverActivities
+from localcluster.issuer import LocalIssuer
 from models.approvals import (
     ApproveRequest,
     PauseRequest,
@@ -90,6 +91,43 @@ async def skipped_and_full(client: Client, queue: str):
 async def _analysing(handle) -> bool:
     status = await handle.query("status", result_type=RolloutStatus)
     return bool(status.analysis and status.analysis[0].measurements)
+
+
+async def verified(client: Client, queue: str):
+    """2 verified votes (the local OIDC issuer): one refused by update (expired), one by update, one
+    forged by signal (refused, recorded), one by signal."""
+    issuer = LocalIssuer().start()
+    try:
+        document = canary_document(name="recorded-verified", environment="production", steps=[
+            {"setWeight": 20},
+            {"approval": {"approvers": ["group:release-managers"], "minApprovals": 2, "forbidSelfApproval": True,
+                          "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}",
+                                       "groupsClaim": "groups"}}},
+            {"setWeight": 100}])
+        handle = await start_workflow(client, parse_rollout(document), queue, "alice@example.com")
+        await paused_at(handle, 1)
+        status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
+        opened = status.approval.opened_at.timestamp()  # the workflow's clock (a time-skipping server's runs ahead)
+        audience, managers = f"durable-rollouts:{handle.id}", ["release-managers"]
+        try:
+            expired = issuer.mint(audience, email="bob@example.com", groups=managers, at=opened - 120, lifetime=1)
+            await handle.execute_update("approve", ApproveRequest(id_token=expired))
+        except WorkflowUpdateFailedError:
+            pass
+        await handle.execute_update("approve", ApproveRequest(id_token=issuer.mint(
+            audience, email="bob@example.com", groups=managers, at=opened), comment="green"))
+        carol = issuer.mint(audience, email="carol@example.com", groups=managers, at=opened)
+        await handle.signal("approve", ApproveRequest(id_token=issuer.forge(carol, email="dave@example.com")))
+        await handle.signal("approve", ApproveRequest(id_token=carol))
+        await handle.result()
+    finally:
+        issuer.stop()
+    return handle
+
+
+async def _proof_asked(handle) -> RolloutStatus | None:
+    status = await handle.query("status", result_type=RolloutStatus)
+    return status if status.approval is not None and status.approval.identity is not None else None
 
 
 async def blue_green_approved(client: Client, queue: str):

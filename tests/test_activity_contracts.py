@@ -24,7 +24,7 @@ from workflows.options import PERMANENT
 from workflows.registry import ALL_WORKFLOWS
 
 # Short, bounded calls that do not wait on anything (their own HTTP timeouts are shorter than start-to-close).
-QUICK = {"notify", "call_webhook", "resolve_groups"}
+QUICK = {"notify", "call_webhook", "resolve_groups", "fetch_signing_keys"}
 SEEN: set[str] = set()
 
 

@@ -21,6 +21,7 @@ from temporalio.worker import Interceptor, Worker
 from activities.analysis import AnalysisActivities, MetricProvider, default_providers
 from activities.analysis.kubernetes import ClusterHealthSource
 from activities.approvers import ApproverActivities
+from activities.identity import IdentityActivities
 from activities.notify import NotifyActivities
 from activities.registry import RegistryActivities
 from activities.targets.appstore import AppStoreActivities
@@ -86,6 +87,7 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
                             "kubernetes": ClusterHealthSource(clients)}).measure,
         RegistryActivities(http).resolve_bundle,
         ApproverActivities().resolve_groups,
+        IdentityActivities(http).fetch_signing_keys,
         NotifyActivities(http).notify,
         WebhookActivities(http).call_webhook,
         window.keep_warm,

@@ -12,13 +12,17 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.approvers import ApproverActivities
+    from activities.identity import IdentityActivities
     from models import names
     from models.approvals import ApprovalChoice, ApprovalPolicy, PendingApproval
     from models.durations import format_duration
+    from models.identity import IdentityPolicy, IdentityRequirement, KeysRequest
     from models.status import Phase, Reason
     from workflows.context import Control
     from workflows.continuation import ContinueAsNew
     from workflows.errors import ApprovalRejected, ApprovalTimedOut
+
+KEYS_REFRESH = timedelta(hours=1)  # an issuer's keys are fetched again this often while an approval waits
 
 
 async def resolve_groups(groups: list[str]) -> dict[str, list[str]]:
@@ -30,16 +34,28 @@ async def resolve_groups(groups: list[str]) -> dict[str, list[str]]:
     )
 
 
+async def fetch_keys(control: Control, identity: IdentityPolicy, pending: PendingApproval) -> None:
+    """The identity issuer's public keys, for the decision validators to check ID tokens against."""
+    control.signing_keys = await workflow.execute_activity_method(
+        IdentityActivities.fetch_signing_keys, KeysRequest(issuer=identity.issuer, jwks_uri=identity.jwks_uri),
+        summary=f"fetch the signing keys of {identity.issuer}", start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["Invalid"]),
+    )
+    pending.identity = IdentityRequirement(issuer=identity.issuer, claim=identity.claim,
+                                           audience=identity.audience_for(control.status.rollout_id),
+                                           keys_fetched_at=workflow.now())
+
+
 async def await_approval(control: Control, index: int, policy: ApprovalPolicy, description: str) -> None:
     """Returns when the approval's choice is to go on; raises ApprovalRejected / ApprovalTimedOut (roll
     back) or RolloutAborted (an abort meanwhile)."""
     while True:
         eligible = None
         if policy.approvers:
-            if policy.groups:
-                control.groups = await resolve_groups(policy.groups)
+            if policy.local_groups:
+                control.groups = await resolve_groups(policy.local_groups)
             eligible = sorted({a for a in policy.approvers if not a.startswith("group:")}
-                              | {m for g in policy.groups for m in control.groups.get(g, [])})
+                              | {m for g in policy.local_groups for m in control.groups.get(g, [])})
         now = workflow.now()
         resumed = control.take_resumed(index)
         pending = resumed.approval if resumed is not None and resumed.approval is not None else PendingApproval(
@@ -49,6 +65,8 @@ async def await_approval(control: Control, index: int, policy: ApprovalPolicy, d
             needs={c.name: 1 if c.action == "abort" else policy.min_approvals for c in policy.answers},
             timeout_at=now + policy.timeout if policy.timeout else None, on_timeout=policy.on_timeout,
         )
+        if policy.identity is not None:
+            await fetch_keys(control, policy.identity, pending)
         _open(control, pending, policy, reopened=resumed is not None and resumed.approval is pending)
         try:
             choice = await _decided(control, pending, policy)
@@ -93,7 +111,7 @@ def _open(control: Control, pending: PendingApproval, policy: ApprovalPolicy, re
 
 
 def _close(control: Control) -> None:
-    control.status.approval, control.approval_policy = None, None
+    control.status.approval, control.approval_policy, control.signing_keys = None, None, None
     workflow.upsert_search_attributes([names.ROLLOUT_AWAITING_APPROVAL.value_set(False)])
 
 
@@ -109,13 +127,16 @@ async def _decided(control: Control, pending: PendingApproval, policy: ApprovalP
     # on the approval's own schedule (opened + k × every), also when a new run takes the wait over
     next_reminder = pending.opened_at + every * ((workflow.now() - pending.opened_at) // every + 1) if every else None
     while True:
-        wakes = [t for t in (next_reminder, pending.timeout_at) if t is not None]
+        refresh = pending.identity.keys_fetched_at + KEYS_REFRESH if pending.identity is not None else None
+        wakes = [t for t in (next_reminder, pending.timeout_at, refresh) if t is not None]
         timeout = min(wakes) - workflow.now() if wakes else None
         if await control.wait_deciding(lambda: bool(pending.decided), timeout, f"approval at step {pending.step + 1}"):
             choice = policy.choice(pending.decided)
             assert choice is not None
             return choice
         now = workflow.now()
+        if policy.identity is not None and refresh is not None and now >= refresh:  # keys rotate
+            await fetch_keys(control, policy.identity, pending)
         if pending.timeout_at is not None and now >= pending.timeout_at:
             waited = format_duration(policy.timeout) if policy.timeout else ""
             control.record("approval-timed-out", f"after {waited}: {policy.on_timeout}", step=pending.step)

@@ -17,6 +17,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.approvals import ApprovalPolicy, PauseRequest, SetWeightRequest, SkipAnalysisRequest
+    from models.identity import SigningKeys
     from models.plan import Plan
     from models.status import AbortRequest, Phase, PromoteRequest, Reason, Resume, RolloutStatus
 
@@ -53,6 +54,7 @@ class Control(Protocol):
     notifier: Announcer | None
     groups: dict[str, list[str]]
     approval_policy: ApprovalPolicy | None
+    signing_keys: SigningKeys | None  # the open approval's identity issuer's keys
     on_set_weight: Callable[[int], Awaitable[None]] | None
 
     @property

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from models import names
     from models.approvals import ApprovalPolicy
     from models.durations import format_duration
+    from models.identity import SigningKeys
     from models.pipeline import PipelineInput
     from models.release import ReleaseInput
     from models.schedule import ExecutionWindows
@@ -67,6 +68,7 @@ class RolloutControl(Continuation):
         self.pending = Pending()
         self.rules = DecisionRules(self, supported)
         self.approval_policy: ApprovalPolicy | None = None
+        self.signing_keys: SigningKeys | None = None
         self.approval_steps: list[int] = []
         self.groups: dict[str, list[str]] = {}
         self.notifier = Notifier(self) if rollout.spec.notifications else None
@@ -168,7 +170,7 @@ class RolloutControl(Continuation):
         if self._action not in STARTS:
             return None
         try:
-            groups = sorted({g for _, policy in spec.approvals() for g in policy.groups})
+            groups = sorted({g for _, policy in spec.approvals() for g in policy.local_groups})
             if groups:
                 self.groups = await resolve_groups(groups)
             await self.wait_for_window(0)

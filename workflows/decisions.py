@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SkipAnalysisRequest,
         Vote,
     )
+    from models.identity import VerifiedIdentity, verify_token
     from models.status import ControlResult, Reason
     from workflows.context import Control
     from workflows.details import details
@@ -57,6 +58,8 @@ class Invalid(str):
     """A refusal because of what the decision says (who, choice, reason), not the rollout's state: the
     CLI exits 2 for these, 5 for the others."""
 
+
+VOTES = ("approve", "reject")  # the decisions an approval's identity policy asks proof for
 
 EVENTS = {"approve": "approved", "reject": "rejected", "promote": "promoted", "abort": "abort-requested",
           "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested",
@@ -80,8 +83,8 @@ class DecisionRules:
     def signal(self, kind: str, request: Decision) -> None:
         """The signal's handler: a refusal is kept in the audit trail, never acted on."""
         problem = self.decision_problem(kind, request)
-        if problem:
-            self.audit(kind, request, "web-ui", why=problem)
+        if problem:  # a refused token proves nobody: the record names no one it could not verify
+            self.audit(kind, request.model_copy(update={"by": request.by or "(unverified)"}), "web-ui", why=problem)
         else:
             self.take(kind, request, "web-ui")
 
@@ -90,7 +93,7 @@ class DecisionRules:
         s = self.control.status
         if s.phase.finished:
             return f"rollout is already {s.phase.value}"
-        if not request.by.strip():
+        if not request.by.strip() and not (request.id_token.strip() and kind in VOTES):
             return Invalid(f"{kind}: say who decides (by)")
         if kind not in self.supported:
             return Invalid(f"{kind}: {self.why_not[kind]}" if kind in self.why_not
@@ -100,20 +103,43 @@ class DecisionRules:
         at = (s.approval.step if s.approval is not None else s.current_step) + 1
         if request.step is not None and request.step != at:
             return f"{kind} was meant for step {request.step}, but the rollout is at step {at}"
-        return getattr(self, f"_problem_{kind}")(request)
+        request, proof, problem = self.prove(kind, request)
+        return problem or getattr(self, f"_problem_{kind}")(request, proof)
 
-    def _problem_approve(self, request: ApproveRequest) -> str:
-        return self._vote_problem(request.by, request.choice)
+    def prove(self, kind: str, request: Decision) -> tuple[Decision, VerifiedIdentity | None, str]:
+        """The request without its ID token and, when the open approval requires proof of identity, under
+        the name the token proves (models/identity.py) — or why the token proves none."""
+        a, policy = self.control.status.approval, self.control.approval_policy
+        bare = request.model_copy(update={"id_token": ""})
+        if kind not in VOTES or a is None or policy is None or policy.identity is None:
+            return bare, None, ""
+        identity = policy.identity
+        if not request.id_token.strip():
+            return bare, None, Invalid(f"step {a.step + 1} counts only votes proven by an ID token from "
+                                       f"{identity.issuer} (rollout {kind} --id-token-file; the Web UI: \"idToken\")")
+        used = {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
+        # cryptography's Rust core imports Python modules while it verifies: the real ones, not the sandbox's.
+        with workflow.unsafe.imports_passed_through():
+            proof = verify_token(request.id_token, identity, self.control.status.rollout_id,
+                                 self.control.signing_keys, workflow.now(), used)
+        if isinstance(proof, str):
+            return bare, None, Invalid(f"{kind}: {proof}")
+        return bare.model_copy(update={"by": proof.name}), proof, ""
 
-    def _problem_reject(self, request: RejectRequest) -> str:
-        return self._vote_problem(request.by, "reject", rejecting=True)
+    def _problem_approve(self, request: ApproveRequest, proof: VerifiedIdentity | None) -> str:
+        return self._vote_problem(request.by, request.choice, proof=proof)
 
-    def _vote_problem(self, who: str, choice: str, rejecting: bool = False) -> str:
-        """Whether `who` may vote `choice` now; the initiator may always reject their own rollout."""
+    def _problem_reject(self, request: RejectRequest, proof: VerifiedIdentity | None) -> str:
+        return self._vote_problem(request.by, "reject", rejecting=True, proof=proof)
+
+    def _vote_problem(self, who: str, choice: str, rejecting: bool = False, proof: VerifiedIdentity | None = None) -> str:
+        """Whether `who` may vote `choice` now; the initiator may always reject their own rollout. With a
+        `proof`, a group:NAME approver also matches the groups the ID token lists."""
         a, policy = self.control.status.approval, self.control.approval_policy
         if a is None or policy is None or a.decided:
             return f"step {self.control.status.current_step + 1} is not waiting for approval"
-        if a.eligible is not None and who not in a.eligible:
+        in_group = proof is not None and bool(set(proof.groups) & set(policy.groups))
+        if a.eligible is not None and who not in a.eligible and not in_group:
             return Invalid(f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})")
         if a.forbid_self_approval and who == a.initiator and not rejecting:
             return Invalid(f"{who} started this rollout and cannot approve it (forbidSelfApproval)")
@@ -125,10 +151,11 @@ class DecisionRules:
                            else f"unknown choice {choice!r} (choices: {', '.join(a.choices)})")
         return ""
 
-    def _problem_promote(self, request: PromoteRequest) -> str:
+    def _problem_promote(self, request: PromoteRequest, proof: None) -> str:
         s, a = self.control.status, self.control.status.approval
         if a is not None and not a.decided:
-            if a.eligible is not None or a.min_approvals > 1 or a.forbid_self_approval or len(a.choices) > 2:
+            if (a.eligible is not None or a.min_approvals > 1 or a.forbid_self_approval or len(a.choices) > 2
+                    or a.identity is not None):
                 return (f"step {a.step + 1} waits for approval under a policy: "
                         f"`rollout approve {s.rollout_id}` (signal approve)")
             return self._vote_problem(request.by, "")
@@ -143,35 +170,35 @@ class DecisionRules:
             return f"rollout is not paused (phase {s.phase.value}, step {s.current_step + 1})"
         return ""
 
-    def _problem_abort(self, request: AbortRequest) -> str:
+    def _problem_abort(self, request: AbortRequest, proof: None) -> str:
         if not (request.reason.strip() or request.comment.strip()):
             return Invalid("abort: say why (reason)")
         return self.control.pending.abort_closed
 
-    def _problem_pause(self, request: PauseRequest) -> str:
+    def _problem_pause(self, request: PauseRequest, proof: None) -> str:
         return f"rollout is already held by {self.control.pending.held.by}" if self.control.pending.held is not None else ""
 
-    def _problem_halt(self, request: HaltRequest) -> str:
+    def _problem_halt(self, request: HaltRequest, proof: None) -> str:
         return f"release is already halted by {self.control.pending.held.by}" if self.control.pending.held is not None else ""
 
-    def _problem_resume(self, request: ResumeRequest) -> str:
+    def _problem_resume(self, request: ResumeRequest, proof: None) -> str:
         if self.control.pending.held is None:
             if "halt" in self.supported:
                 return "release is not halted"
             return "rollout is not held by `rollout pause` (a pause step ends with promote)"
         return ""
 
-    def _problem_rollback(self, request: RollbackRequest) -> str:
+    def _problem_rollback(self, request: RollbackRequest, proof: None) -> str:
         if not (request.reason.strip() or request.comment.strip()):
             return Invalid("rollback: say why (reason)")
         return self.control.pending.abort_closed
 
-    def _problem_skipAnalysis(self, request: SkipAnalysisRequest) -> str:
+    def _problem_skipAnalysis(self, request: SkipAnalysisRequest, proof: None) -> str:
         if not self.control.pending.analysis_running:
             return "no analysis is running"
         return "a skip is already requested" if self.control.pending.skip is not None else ""
 
-    def _problem_setWeight(self, request: SetWeightRequest) -> str:
+    def _problem_setWeight(self, request: SetWeightRequest, proof: None) -> str:
         held_here = self.control.status.reason == Reason.PAUSED_BY_USER.value  # held at a step boundary, not just asked to
         if not (self.control.pending.in_pause or held_here or self.control.status.approval is not None):
             return "setWeight applies while the rollout is paused (`rollout pause` first)"
@@ -180,71 +207,76 @@ class DecisionRules:
     # ---- accepting ----------------------------------------------------------------------------------
 
     def take(self, kind: str, request: Decision, source: str) -> ControlResult:
-        message = getattr(self, f"_take_{kind}")(request)
-        self.audit(kind, request, source, detail=message)
+        request, proof, problem = self.prove(kind, request)
+        if problem:  # the validator has just passed it: not reached
+            raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
+        message = getattr(self, f"_take_{kind}")(request, proof)
+        self.audit(kind, request, source, detail=message, proof=proof)
         s = self.control.status
         return ControlResult(accepted=True, phase=s.phase, current_step=s.current_step, message=message)
 
-    def _vote(self, request: Decision, choice_name: str, source: str = "") -> str:
+    def _vote(self, request: Decision, choice_name: str, proof: VerifiedIdentity | None) -> str:
         a, policy = self.control.status.approval, self.control.approval_policy
         assert a is not None and policy is not None
         choice = policy.choice(choice_name)
-        a.votes.append(Vote(by=request.by, choice=choice.name, at=workflow.now(), comment=request.comment))
+        a.votes.append(Vote(by=request.by, choice=choice.name, at=workflow.now(), comment=request.comment,
+                            verified=proof is not None))
         if choice.action == "abort" or a.tally(choice.name) >= a.min_approvals:
             a.decided = choice.name
             return f"{choice.name}: decided by {', '.join(v.by for v in a.votes if v.choice == choice.name)}"
         return f"{choice.name}: {a.tally(choice.name)} of {a.min_approvals} approvals"
 
-    def _take_approve(self, request: ApproveRequest) -> str:
-        return self._vote(request, request.choice)
+    def _take_approve(self, request: ApproveRequest, proof: VerifiedIdentity | None) -> str:
+        return self._vote(request, request.choice, proof)
 
-    def _take_reject(self, request: RejectRequest) -> str:
-        return self._vote(request, "reject")
+    def _take_reject(self, request: RejectRequest, proof: VerifiedIdentity | None) -> str:
+        return self._vote(request, "reject", proof)
 
-    def _take_promote(self, request: PromoteRequest) -> str:
+    def _take_promote(self, request: PromoteRequest, proof: None) -> str:
         if self.control.status.approval is not None and not self.control.status.approval.decided:
-            return self._vote(request, "")
+            return self._vote(request, "", None)
         self.control.pending.promote = request
         if request.full:
             self.control.pending.promote_full = True
             return "promoting now: the remaining steps are skipped"
         return f"promoted at step {self.control.status.current_step + 1}"
 
-    def _take_abort(self, request: AbortRequest) -> str:
+    def _take_abort(self, request: AbortRequest, proof: None) -> str:
         reason = request.reason.strip() or request.comment.strip()
         self.control.pending.abort = request.model_copy(update={"reason": reason})
         return f"abort accepted: {reason}"
 
-    def _take_pause(self, request: PauseRequest) -> str:
+    def _take_pause(self, request: PauseRequest, proof: None) -> str:
         self.control.pending.held = request
         self.control.status.held_by = request.by
         return "held: the rollout stops at the next step boundary until resumed"
 
-    def _take_halt(self, request: HaltRequest) -> str:
+    def _take_halt(self, request: HaltRequest, proof: None) -> str:
         self.control.pending.held = request
         self.control.status.held_by = request.by
         return "halted: no new installs until resumed"
 
-    def _take_rollback(self, request: RollbackRequest) -> str:
+    def _take_rollback(self, request: RollbackRequest, proof: None) -> str:
         reason = request.reason.strip() or request.comment.strip()
         self.control.pending.rollback = True
         self.control.pending.abort = AbortRequest(by=request.by, reason=reason, comment=request.comment)
         return f"rolling back: {reason}"
 
-    def _take_resume(self, request: ResumeRequest) -> str:
+    def _take_resume(self, request: ResumeRequest, proof: None) -> str:
         self.control.pending.held = None
         self.control.status.held_by = ""
         return "resumed"
 
-    def _take_skipAnalysis(self, request: SkipAnalysisRequest) -> str:
+    def _take_skipAnalysis(self, request: SkipAnalysisRequest, proof: None) -> str:
         self.control.pending.skip = request
         return "the running analysis ends as successful (skipped)"
 
-    def _take_setWeight(self, request: SetWeightRequest) -> str:
+    def _take_setWeight(self, request: SetWeightRequest, proof: None) -> str:
         self.control.pending.weight = request
         return f"setting the canary weight to {request.weight}%"
 
-    def audit(self, kind: str, request: Decision, source: str, detail: str = "", why: str = "") -> None:
+    def audit(self, kind: str, request: Decision, source: str, detail: str = "", why: str = "",
+              proof: VerifiedIdentity | None = None) -> None:
         s = self.control.status
         policy = self.control.approval_policy
         chosen = policy.choice(getattr(request, "choice", "")) if policy else None
@@ -253,6 +285,7 @@ class DecisionRules:
         s.decisions.append(DecisionRecord(
             at=workflow.now(), kind=kind, by=request.by, source=source, step=s.current_step, comment=request.comment,
             detail=extra.get(kind, "") or detail, accepted=not why, why=why,
+            verified=proof is not None, token_sha256=proof.token_sha256 if proof else "",
         ))
         event = EVENTS[kind] if not why else f"{kind}-refused"
         self.control.record(event, f"{detail or why}{' — ' + request.comment if request.comment else ''}", by=request.by)

@@ -27,13 +27,18 @@ def _approval(s: RolloutStatus, a: PendingApproval) -> list[str]:
     ]
     if a.instructions:
         lines.append(a.instructions)
+    proof = {}
+    if a.identity is not None:
+        lines.append(f"Votes count only with an ID token from {a.identity.issuer} (audience `{a.identity.audience}`), "
+                     f"under the {a.identity.claim} it proves: paste the token as `idToken`")
+        proof = {"idToken": "<your ID token>"}
     for choice in a.choices:
-        payload = {"by": "your-name", "choice": choice, "comment": "", "step": a.step + 1}
+        payload = {"by": "your-name", "choice": choice, "comment": "", "step": a.step + 1, **proof}
         lines.append(f"- **{choice}**: CLI `rollout approve {s.rollout_id} --choice {choice}` · Web UI: "
                      + _signal("approve", payload))
     if "reject" not in a.choices:
         lines.append(f"- reject: CLI `rollout reject {s.rollout_id} --comment \"why\"` · Web UI: "
-                     + _signal("reject", {"by": "your-name", "comment": "why", "step": a.step + 1}))
+                     + _signal("reject", {"by": "your-name", "comment": "why", "step": a.step + 1, **proof}))
     return lines
 
 

@@ -1,0 +1,60 @@
+"""An OIDC issuer's signing keys, for the approvals that require verified identity (models/identity.py).
+
+OIDC discovery (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be the issuer itself)
+names the JWKS, unless the policy gives `jwksUri`; only the public members of each key are kept. An
+issuer that answers 4xx or a document that is not a JWKS is a permanent fault; a network error or a
+5xx is retried."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.identity import KeysRequest, SigningKeys
+
+PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "n", "e", "crv", "x", "y")
+TIMEOUT = httpx.Timeout(10.0)
+
+
+class IdentityActivities:
+    def __init__(self, http: httpx.Client):
+        self.http = http
+
+    def _json(self, url: str, what: str) -> dict:
+        try:
+            response = self.http.get(url, timeout=TIMEOUT, headers={"Accept": "application/json"})
+        except httpx.HTTPError as error:
+            raise ApplicationError(f"{what} {url}: {type(error).__name__}", type="Unreachable") from None
+        if response.status_code >= 500:
+            raise ApplicationError(f"{what} {url}: HTTP {response.status_code}", type="Unreachable")
+        if response.status_code != 200:
+            raise ApplicationError(f"{what} {url}: HTTP {response.status_code}", type="Invalid", non_retryable=True)
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise ApplicationError(f"{what} {url}: not a JSON object", type="Invalid", non_retryable=True)
+        return document
+
+    @activity.defn(name="fetch_signing_keys")
+    def fetch_signing_keys(self, request: KeysRequest) -> SigningKeys:
+        jwks_uri = request.jwks_uri
+        if not jwks_uri:
+            discovery = self._json(request.issuer.rstrip("/") + "/.well-known/openid-configuration", "OIDC discovery")
+            if discovery.get("issuer") != request.issuer:
+                raise ApplicationError(f"OIDC discovery of {request.issuer} names another issuer "
+                                       f"({discovery.get('issuer')!r})", type="Invalid", non_retryable=True)
+            jwks_uri = discovery.get("jwks_uri")
+            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+                raise ApplicationError(f"OIDC discovery of {request.issuer} has no jwks_uri", type="Invalid",
+                                       non_retryable=True)
+        document = self._json(jwks_uri, "JWKS")
+        keys = document.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+            raise ApplicationError(f"JWKS {jwks_uri}: no keys list", type="Invalid", non_retryable=True)
+        public = [{m: k[m] for m in PUBLIC_MEMBERS if m in k} for k in keys if k.get("use", "sig") == "sig"]
+        return SigningKeys(issuer=request.issuer, jwks_uri=jwks_uri, keys=public, fetched_at=datetime.now(UTC))

@@ -1,0 +1,171 @@
+"""Verified approver identity: an approval policy may require each vote to carry an OIDC ID token (the
+company's identity provider for people, a CI provider's OIDC token for bots), and counts the vote only
+under the name the token proves.
+
+    approval:
+      approvers: [group:release-managers, ci-bot@example.com]
+      identity:
+        issuer: https://login.example.com          # OIDC discovery: <issuer>/.well-known/openid-configuration
+        audience: "durable-rollouts:{rollout}"      # {rollout}: the rollout ID, so a token votes on one rollout
+        claim: email                                # the verified name: email or sub
+        groupsClaim: groups                         # optional: group:NAME also matches the token's groups
+
+The issuer's signing keys (public, a JWKS) are fetched by an activity when the approval opens and every
+hour while it waits; the token is checked in the decision's validator, deterministically (PyJWT: the
+signature against those keys, `iss`, `aud`; expiry, not-before and age against the workflow's clock), so
+a refused token leaves no history event for updates. A token whose audience does not name the rollout
+must also be younger than `maxTokenAge`. Every token counts once per rollout: its SHA-256 is kept with the
+vote, the token itself nowhere in the status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Literal
+from urllib.parse import urlsplit
+
+import jwt
+from pydantic import Field, field_validator
+
+from models.durations import Duration
+from models.specbase import Message, SpecModel
+
+ROLLOUT = "{rollout}"
+LEEWAY = timedelta(seconds=30)  # clock skew between the issuer and the workflow's clock
+ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _https_or_loopback(url: str, field: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and parts.hostname in LOOPBACK:
+        return url  # a local issuer (tests, the demo)
+    raise ValueError(f"{field}: {url!r} must be an https:// URL")
+
+
+class IdentityPolicy(SpecModel):
+    """Which OIDC tokens prove an approver's identity."""
+
+    issuer: str = Field(description="the token's `iss`, exactly; its keys come from OIDC discovery under it")
+    audience: str = Field(min_length=1, max_length=200,
+                          description="the token's `aud`; `{rollout}` stands for the rollout ID (binds a token to it)")
+    claim: Literal["email", "sub"] = Field("email", description="the claim whose value is the approver's name")
+    groups_claim: str = Field("", max_length=100, description="a claim listing the person's groups (matches group:NAME)")
+    jwks_uri: str = Field("", description="the issuer's JWKS, when it does not publish OIDC discovery")
+    max_token_age: Duration = Field(timedelta(minutes=10),
+                                    description="a token not bound to the rollout by its audience must be this young")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return _https_or_loopback(value, "issuer")
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _jwks(cls, value: str) -> str:
+        return _https_or_loopback(value, "jwksUri") if value else value
+
+    @property
+    def bound(self) -> bool:
+        return ROLLOUT in self.audience
+
+    def audience_for(self, rollout_id: str) -> str:
+        return self.audience.replace(ROLLOUT, rollout_id)
+
+
+class KeysRequest(Message):
+    issuer: str
+    jwks_uri: str = ""
+
+
+class SigningKeys(Message):
+    """An issuer's public keys (a JWKS document), as an activity fetched them."""
+
+    issuer: str
+    jwks_uri: str
+    keys: list[dict] = Field(default_factory=list)
+    fetched_at: datetime
+
+
+class IdentityRequirement(Message):
+    """What a vote on the open approval must prove, for the CLI and the Web UI to say (and to ask a CI
+    provider for a token with this audience)."""
+
+    issuer: str
+    audience: str
+    claim: str
+    keys_fetched_at: datetime | None = None
+
+
+class VerifiedIdentity(Message):
+    name: str
+    issuer: str
+    subject: str
+    groups: list[str] = Field(default_factory=list)
+    token_sha256: str
+    expires_at: datetime
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: SigningKeys | None, now: datetime,
+                 used: set[str]) -> VerifiedIdentity | str:
+    """The verified identity, or why the token does not prove one (one line, never the token)."""
+    token = token.strip()
+    digest = token_hash(token)
+    if keys is None:
+        return f"the keys of {policy.issuer} are not fetched yet; try again in a moment"
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as error:
+        return f"the ID token is not a JWT ({error})"
+    kid, algorithm = header.get("kid"), header.get("alg")
+    if algorithm not in ALGORITHMS:
+        return f"the ID token's algorithm {algorithm!r} is not accepted (accepted: {', '.join(ALGORITHMS)})"
+    found = [k for k in keys.keys if k.get("kid") == kid] if kid else keys.keys[:1] if len(keys.keys) == 1 else []
+    if not found:
+        return (f"the ID token's signing key kid={kid!r} is not among {policy.issuer}'s keys fetched at "
+                f"{keys.fetched_at:%H:%M:%S} (they are fetched again every hour while the approval waits)")
+    audience = policy.audience_for(rollout_id)
+    try:
+        key = jwt.PyJWK.from_json(json.dumps(found[0]), algorithm=algorithm)
+        # The times are checked below against the workflow's clock, not the machine's (determinism).
+        claims = jwt.decode(token, key, algorithms=[algorithm], audience=audience, issuer=policy.issuer,
+                            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                     "require": ["iss", "aud", "exp", "iat"]})
+    except jwt.InvalidAudienceError:
+        return f"the ID token is not for this rollout (its audience must be {audience!r})"
+    except jwt.InvalidIssuerError:
+        return f"the ID token was not issued by {policy.issuer}"
+    except jwt.InvalidSignatureError:
+        return f"the ID token's signature does not verify with {policy.issuer}'s key {kid}"
+    except jwt.PyJWTError as error:
+        return f"the ID token does not verify: {error}"
+    try:
+        expires, issued = (datetime.fromtimestamp(float(claims[c]), now.tzinfo) for c in ("exp", "iat"))
+        not_before = datetime.fromtimestamp(float(claims.get("nbf", claims["iat"])), now.tzinfo)
+    except (TypeError, ValueError, OverflowError):
+        return "the ID token's exp, iat or nbf is not a time"
+    if now > expires + LEEWAY:
+        return f"the ID token expired at {expires:%Y-%m-%d %H:%M:%S} UTC"
+    if now + LEEWAY < not_before:
+        return f"the ID token is not valid before {not_before:%Y-%m-%d %H:%M:%S} UTC"
+    if not policy.bound and now - issued > policy.max_token_age + LEEWAY:
+        return f"the ID token was issued at {issued:%H:%M:%S}, longer ago than maxTokenAge allows"
+    if digest in used:
+        return "this ID token has already been used on this rollout (a token counts once)"
+    name = claims.get(policy.claim)
+    if not isinstance(name, str) or not name.strip():
+        return f"the ID token has no {policy.claim} claim"
+    if policy.claim == "email" and claims.get("email_verified") is False:
+        return f"the ID token's email {name} is not verified by {policy.issuer}"
+    groups = claims.get(policy.groups_claim, []) if policy.groups_claim else []
+    return VerifiedIdentity(name=name, issuer=policy.issuer, subject=str(claims.get("sub", "")),
+                            groups=[str(g) for g in groups] if isinstance(groups, list) else [],
+                            token_sha256=digest, expires_at=expires)
