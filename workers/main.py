@@ -1,7 +1,9 @@
 """`rollout worker`: runs the rollout workflows and the activities that touch clusters.
 
-Pydantic data converter; a thread pool for the synchronous Kubernetes client; Temporal SDK metrics on
-a Prometheus endpoint; SIGTERM/SIGINT drain the worker (running activities get the graceful timeout).
+Pydantic data converter; a thread pool for the synchronous Kubernetes client; the deployment metrics
+and the Temporal SDK's on one Prometheus endpoint (`--metrics-port`, on `$ROLLOUT_METRICS_ADDRESS`,
+default loopback; workers/metrics.py); SIGTERM/SIGINT drain the worker (running activities get the
+graceful timeout).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import socket
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -43,6 +46,7 @@ from activities.targets.updater.client import S3Clients
 from activities.webhooks import WebhookActivities
 from models import names
 from workers import temporal
+from workers.metrics import MetricsServer
 from workers.temporal import TemporalSettings
 from workflows.registry import ALL_WORKFLOWS
 
@@ -110,9 +114,12 @@ def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | 
 
 async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: int | None,
                      kubeconfig: str | None = None, interceptors: Sequence[Interceptor] = ()) -> None:
-    runtime = None
-    if metrics_port is not None:
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}")))
+    runtime, metrics_server = None, None
+    if metrics_port is not None:  # the SDK's exporter on a loopback port of its own, served after ours
+        sdk = f"127.0.0.1:{_free_loopback_port()}"
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=sdk)))
+        address = os.environ.get("ROLLOUT_METRICS_ADDRESS", "127.0.0.1")
+        metrics_server = MetricsServer(address, metrics_port, f"http://{sdk}/metrics").start()
     client = await temporal.connect(settings, runtime)
     clients = KubeClients(kubeconfig)
     stop = asyncio.Event()
@@ -135,6 +142,14 @@ async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: 
             await stop.wait()
             log.info("draining")
     clients.close()
+    if metrics_server is not None:
+        metrics_server.stop()
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def main(task_queue: str | None = None, metrics_port: int | None = None, kubeconfig: str | None = None,

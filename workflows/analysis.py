@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.presets import resolve
     from models.status import Reason
+    from workflows import metrics
     from workflows.context import Control
     from workflows.errors import AnalysisFailed, RolloutAborted
 
@@ -44,6 +45,7 @@ async def gate(control: Control, index: int, step: AnalysisStep) -> None:
     control.start_step(index, f"analysis {names}")
     result = await AnalysisRunner(control).run(resolve(control.rollout.spec.analysis.templates, step))
     control.record(f"analysis-{result.phase.lower()}", result.message or names)
+    metrics.analysed(result.phase)
     if result.phase == "Failed":
         control.announce("analysis-failed", "critical", f"step {index + 1}: {names} failed: {result.message}")
         raise AnalysisFailed(f"analysis {names} failed: {result.message}")
@@ -123,6 +125,7 @@ class AnalysisRunner:
             )
             m = await self.control.run_interruptible(handle)
             r.measurements = (r.measurements + [m])[-metric.measurement_retention:]
+            metrics.measured(template, metric.name, m.phase)
             if m.phase == "Error":
                 r.errors += 1
                 r.consecutive_errors += 1
@@ -170,6 +173,7 @@ class BackgroundRun:
         result = await AnalysisRunner(self.control, background=True).run(
             resolve(self.control.rollout.spec.analysis.templates, self.step), self.previous)
         self.control.record(f"background-analysis-{result.phase.lower()}", result.message)
+        metrics.analysed(result.phase)
         if result.phase == "Failed":
             self.failed = f"background analysis failed: {result.message}"
             self.control.announce("analysis-failed", "critical", self.failed)

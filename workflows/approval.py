@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from models.durations import format_duration
     from models.identity import IdentityPolicy, IdentityRequirement, KeysRequest
     from models.status import Phase, Reason
+    from workflows import metrics
     from workflows.context import Control
     from workflows.continuation import ContinueAsNew
     from workflows.errors import ApprovalRejected, ApprovalTimedOut
@@ -77,6 +78,8 @@ async def await_approval(control: Control, index: int, policy: ApprovalPolicy, d
             _close(control)
             raise
         _close(control)
+        if pending.opened_at is not None:
+            metrics.approval_decided(control.status, (workflow.now() - pending.opened_at).total_seconds(), choice.action)
         voters = ", ".join(v.by for v in pending.votes if v.choice == choice.name) or "timeout"
         control.record("approval-decided", f"{choice.name} ({choice.action}) by {voters}", step=index)
         control.announce("approval-decided", "critical" if choice.action == "abort" else "info",

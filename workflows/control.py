@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RunInput,
         WindowRunInput,
     )
+    from workflows import metrics
     from workflows.approval import await_approval, resolve_groups
     from workflows.context import Pending
     from workflows.continuation import Continuation, ContinueAsNew
@@ -129,6 +130,7 @@ class RolloutControl(Continuation):
         if self._action in STARTS:
             self.status.steps = self.rollout.spec.step_descriptions()
         self.record("started", self.rollout.version, by=self._requested_by)
+        metrics.started(self.status)
         self.change_phase(Phase.PROGRESSING, message="starting")
 
     def start_step(self, index: int, description: str) -> None:
@@ -149,6 +151,7 @@ class RolloutControl(Continuation):
             )
             self._search_attributes = attributes
         workflow.set_current_details(details(self.status))
+        metrics.shown(s)
         return changed
 
     def change_phase(self, phase: Phase, reason: str = "", message: str = "") -> None:
@@ -320,6 +323,7 @@ class RolloutControl(Continuation):
             self.status.current_step = self.status.total_steps
         self.record("finished", f"{phase.value} {reason}".strip())
         self.show(phase, reason, message)
+        metrics.finished(self.status)
         healthy = phase is Phase.HEALTHY
         self.announce("completed" if healthy else "aborted", "info" if healthy else "critical",
                       f"{phase.value}{' (' + reason + ')' if reason else ''}: {message}")
