@@ -118,7 +118,20 @@ class DevServer:
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_port(self.port, timeout, self.process)
+        self._wait_serving(timeout)
         return self
+
+    def _wait_serving(self, timeout: float) -> None:
+        """The port opens before the frontend is healthy ("Frontend is not healthy yet"): ask it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health = subprocess.run([binary("temporal"), "operator", "cluster", "health", "--address", self.address],
+                                    capture_output=True, text=True, timeout=30)
+            if health.returncode == 0 and "SERVING" in health.stdout:
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dev server is not healthy: {health.stdout or health.stderr}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         stop_process(self.process)

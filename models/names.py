@@ -3,6 +3,18 @@
 from temporalio.common import SearchAttributeKey
 
 TASK_QUEUE = "durable-rollouts"
+# Target families, one task queue each, so a worker holds only its family's credentials: Kubernetes
+# (rollouts and pipelines) on the base queue, the updater and flag channels on `<base>-updater`, the
+# stores and MDM on `<base>-stores`. `rollout worker` serves all of them unless told `--targets`.
+FAMILIES = ("kubernetes", "updater", "stores")
+CHANNEL_FAMILY = {"updater": "updater", "flag": "updater", "googlePlay": "stores", "appStore": "stores",
+                  "microsoftStore": "stores", "intune": "stores", "mdm": "stores"}
+
+
+def task_queue_for(base: str, family: str) -> str:
+    """The task queue of a target family, from the base queue (`--task-queue`, $ROLLOUT_TASK_QUEUE)."""
+    return base if family == "kubernetes" else f"{base}-{family}"
+
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_UI = "http://localhost:8233"

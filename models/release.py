@@ -37,7 +37,7 @@ from models.flags import FlagChannel
 from models.intune import IntuneChannel
 from models.mdm import MdmChannel
 from models.msstore import MicrosoftStoreChannel
-from models.names import rollout_id
+from models.names import CHANNEL_FAMILY, rollout_id
 from models.notifications import NotificationChannel
 from models.play import PlayChannel
 from models.presets import resolve
@@ -76,6 +76,11 @@ class Channel(OneOf):
     @property
     def kind(self) -> str:
         return self.chosen_key
+
+    @property
+    def family(self) -> str:
+        """The target family whose task queue runs this channel's releases (models/names.py)."""
+        return CHANNEL_FAMILY[self.chosen_key]
 
     def describe(self) -> str:
         return self.chosen_value.describe()

@@ -26,27 +26,10 @@ from pathlib import Path
 
 from models import names
 from models.spec import STRATEGIES, SpecError, json_schema, load_rollout
-from starters import pipeline
+from starters import decisions, pipeline
 from starters.exitcodes import ExitCode, UserError
+from workers import options as worker_options
 from workers.codec import PayloadKeyError
-
-DECISION_COMMANDS = {
-    "reject": "reject the step waiting for approval: the rollout rolls back",
-    "pause": "hold the rollout at the next step boundary until resumed",
-    "resume": "release a hold put on by pause",
-    "skip-analysis": "end the running analysis as successful (recorded as skipped)",
-    "set-weight": "canary: set the canary weight now, while paused",
-    "halt": "release: stop new installs now, until resumed",
-}
-
-
-def _decider(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--by", default=None, help="who decides (default: $ROLLOUT_USER, the CI actor, or your login)")
-    p.add_argument("--comment", default="", help="why (kept in the rollout's history)")
-    p.add_argument("--step", type=int, default=None, metavar="N",
-                   help="the step this decision is meant for: refused if the rollout is elsewhere by then")
-    p.add_argument("--id-token-file", default=None, metavar="FILE", help="an OIDC ID token proving who votes ('-': stdin)")
-    p.add_argument("--id-token", default=None, metavar="JWT", help="the ID token itself ($ROLLOUT_ID_TOKEN does the same)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,17 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="continue a paused rollout (--full: skip the remaining steps)")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--full", action="store_true", help="promote now, skipping the remaining steps")
-    _decider(p)
+    decisions.add_arguments(p)
 
     p = sub.add_parser("abort", help="send all traffic back to stable and stop")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--reason", required=True)
-    _decider(p)
+    decisions.add_arguments(p)
 
     p = sub.add_parser("rollback", help="release: go back to the previous release now")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--reason", required=True)
-    _decider(p)
+    decisions.add_arguments(p)
 
     p = sub.add_parser("release", help="staged releases: init an updater repository, publish, keep it fresh")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -145,14 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("approve", help="approve the step waiting for approval")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--choice", default="", help="one of the approval's choices (default: the one that promotes)")
-    _decider(p)
+    decisions.add_arguments(p)
 
-    for name, text in DECISION_COMMANDS.items():
+    for name, text in decisions.COMMANDS.items():
         p = sub.add_parser(name, help=text)
         p.add_argument("rollout_id", metavar="ID")
         if name == "set-weight":
             p.add_argument("weight", type=int, help="percent of traffic to the canary, 0-100")
-        _decider(p)
+        decisions.add_arguments(p)
 
     p = sub.add_parser("history", help="every decision (who, when, source, accepted or refused) and step event")
     p.add_argument("rollout_id", metavar="ID")
@@ -171,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run the worker (workflows and activities)")
     p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
-    p.add_argument("--metrics-port", type=int, default=None, help="serve Temporal SDK metrics for Prometheus")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve the deployment and SDK metrics for Prometheus")
+    worker_options.add_arguments(p)
 
     p = sub.add_parser("dev", help="run the embedded Temporal dev server (SQLite in the state dir, Web UI)")
     p.add_argument("--port", type=int, default=7233)
@@ -292,8 +276,8 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "history":
             return asyncio.run(view.history(rid, args.json))
         return asyncio.run(view.status(rid, args.json, args.watch, args.timeout))
-    if args.command in ("promote", "abort", "approve", "rollback", *DECISION_COMMANDS):
-        return _decide(args)
+    if args.command in ("promote", "abort", "approve", "rollback", *decisions.COMMANDS):
+        return decisions.decide(args)
     if args.command == "release":
         return _release(args)
     if args.command == "pipeline":
@@ -306,9 +290,14 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         return asyncio.run(commands.setup())
     if args.command == "worker":
+        try:
+            options = worker_options.from_arguments(args)
+        except ValueError as error:
+            raise UserError(str(error), ExitCode.INVALID) from None
         from workers.main import main as worker_main
 
-        worker_main(args.task_queue, args.metrics_port, os.environ.get("KUBECONFIG") or _local_kubeconfig())
+        worker_main(args.task_queue, args.metrics_port, os.environ.get("KUBECONFIG") or _local_kubeconfig(),
+                    options=options)
         return ExitCode.OK
     if args.command == "dev":
         from localcluster.commands import run_dev_server
@@ -347,34 +336,6 @@ def _local_kubeconfig() -> str | None:
     except ImportError:  # an install without the dev tools
         return None
     return default_kubeconfig()
-
-
-def _decide(args: argparse.Namespace) -> int:
-    """One decision, sent as the update of the same name (its validator decides whether it is taken)."""
-    from models.approvals import DECISIONS
-    from starters import commands, identity
-
-    rid = commands.normalise_id(args.rollout_id)
-    by = args.by or commands.who()
-    kind = {"skip-analysis": "skipAnalysis", "set-weight": "setWeight"}.get(args.command, args.command)
-    if args.step is not None and args.step < 1:
-        raise UserError(f"--step: {args.step} is not a step number (steps count from 1)", ExitCode.INVALID)
-    fields = {"by": by, "comment": args.comment, "step": args.step,
-              "id_token": identity.given_token(args.id_token, args.id_token_file)}
-    if kind in ("abort", "rollback"):
-        if not args.reason.strip():
-            raise UserError(f"--reason must say why the {'rollout is aborted' if kind == 'abort' else 'release rolls back'}",
-                            ExitCode.INVALID)
-        fields["reason"] = args.reason
-    elif kind == "promote":
-        fields["full"] = args.full
-    elif kind == "approve":
-        fields["choice"] = args.choice
-    elif kind == "setWeight":
-        if not 0 <= args.weight <= 100:
-            raise UserError(f"weight: {args.weight} is not a percentage (0-100)", ExitCode.INVALID)
-        fields["weight"] = args.weight
-    return asyncio.run(commands.control(rid, kind, DECISIONS[kind](**fields)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -99,7 +99,8 @@ async def publish(release: Release, wait: bool, timeout: float, task_queue: str,
     ])
     try:
         handle = await client.start_workflow(
-            StagedRelease.run, ReleaseInput(release=release, requested_by=who()), id=rid, task_queue=task_queue,
+            StagedRelease.run, ReleaseInput(release=release, requested_by=who()), id=rid,
+            task_queue=names.task_queue_for(task_queue, release.spec.channel.family),
             search_attributes=attributes, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=f"release {release.version} → {release.target_description}",
@@ -123,7 +124,8 @@ async def submit_to_train(release: Release, train: str, wait: bool, timeout: flo
     client = await connect()
     env = release.metadata.environment
     handle = await client.start_workflow(
-        ReleaseTrain.run, TrainInput(name=train, environment=env), id=train_id(env, train), task_queue=task_queue,
+        ReleaseTrain.run, TrainInput(name=train, environment=env), id=train_id(env, train),
+        task_queue=names.task_queue_for(task_queue, release.spec.channel.family),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary=f"release train {env}/{train}")
     try:
         queued: SubmitResult = await handle.execute_update("submit", SubmitRelease(release=release, by=who()),
@@ -153,7 +155,7 @@ async def schedule_refresh(repository: Repository, every: timedelta, task_queue:
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             RefreshMetadata.run, RefreshInput(repository=repository, expiry=expiry), id=f"{schedule_id}/run",
-            task_queue=task_queue),
+            task_queue=names.task_queue_for(task_queue, "updater")),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]))
     try:
         await client.create_schedule(schedule_id, schedule)

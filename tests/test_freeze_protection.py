@@ -15,6 +15,7 @@ import pytest
 from rollout_agent.agent import Refused
 
 from localcluster.updates import new_repository
+from models.names import task_queue_for
 from models.updater import Expiry, RefreshInput
 from tests.release_helpers import device, release_worker
 from tests.test_agent import Channel
@@ -35,7 +36,8 @@ async def test_the_schedule_keeps_the_timestamp_fresh(dev_server, dev_client, s3
         agent.check()  # nobody re-signed: the device will not act on it
 
     queue = f"refresh-{unique}"
-    async with release_worker(dev_client, queue, s3_server, setup) as updater:
+    # the schedule's runs go to the updater family's queue (models/names.py)
+    async with release_worker(dev_client, task_queue_for(queue, "updater"), s3_server, setup) as updater:
         assert updater.refresh_timestamp(RefreshInput(repository=setup.repository, expiry=SHORT)).resigned == ["timestamp"]
         assert agent.check().decision.action == "stay"
         env = {**os.environ, **s3_server.environment(), "TEMPORAL_ADDRESS": dev_server.address}

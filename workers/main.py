@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import signal
@@ -47,6 +48,7 @@ from activities.webhooks import WebhookActivities
 from models import names
 from workers import temporal
 from workers.metrics import MetricsServer
+from workers.options import DEFAULTS, WorkerOptions, from_arguments
 from workers.temporal import TemporalSettings
 from workflows.registry import ALL_WORKFLOWS
 
@@ -54,66 +56,67 @@ WORKFLOWS = ALL_WORKFLOWS
 log = logging.getLogger("rollout.worker")
 
 
-def activities_for(clients: KubeClients, providers: dict[str, MetricProvider] | None = None) -> list:
-    """Every activity, bound to the clients it receives (built once per worker)."""
-    canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
-    window, observe = WindowActivities(clients), ObserveActivities(clients)
-    http = httpx.Client()  # webhooks and notifications; each call sets its own timeout
-    s3 = S3Clients()
-    updater = UpdaterActivities(s3)
-    flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
-    play, apple, msstore = PlayActivities(), AppStoreActivities(), MicrosoftStoreActivities()
-    intune, mdm = IntuneActivities(), MdmActivities()
-    return [
-        mdm.deploy,
-        mdm.set_groups,
-        intune.read_assignments,
-        intune.assign,
-        msstore.create_submission,
-        msstore.read_submission,
-        msstore.set_rollout,
-        apple.prepare_version,
-        apple.submit_for_review,
-        apple.read_version,
-        apple.release_version,
-        apple.set_phased_release,
-        play.upload_bundle,
-        play.set_track,
-        play.read_track,
-        updater.upload_artifact,
-        updater.publish_release,
-        updater.read_channel,
-        updater.refresh_timestamp,
-        flags.set_flag_share,
-        flags.read_flag_share,
-        observe.observe_kubernetes_target,
-        AnalysisActivities({**(default_providers() if providers is None else providers),
-                            "kubernetes": ClusterHealthSource(clients)}).measure,
-        RegistryActivities(http).resolve_bundle,
+def activities_for(clients: KubeClients | None, providers: dict[str, MetricProvider] | None = None,
+                   families: Sequence[str] = names.FAMILIES) -> list:
+    """The activities of the target `families` and those every family's workflows call (analysis,
+    approvers, identity, notifications, webhooks), bound to the clients they receive (built once per
+    worker). `clients`: the Kubernetes clients (lazy: a context is loaded on first use)."""
+    clients = clients if clients is not None else KubeClients(None)
+    http = httpx.Client()  # webhooks, notifications, the registry, OIDC keys; each call sets its own timeout
+    measured = {**(default_providers() if providers is None else providers)}
+    if "kubernetes" in families:
+        measured["kubernetes"] = ClusterHealthSource(clients)
+    found = [
+        AnalysisActivities(measured).measure,
         ApproverActivities().resolve_groups,
         IdentityActivities(http).fetch_signing_keys,
         NotifyActivities(http).notify,
         WebhookActivities(http).call_webhook,
-        window.keep_warm,
-        window.switch_to_warm,
-        window.close_window,
-        blue_green.prepare_blue_green,
-        blue_green.scale_preview,
-        blue_green.shift_traffic,
-        blue_green.switch_active,
-        blue_green.complete_blue_green,
-        blue_green.abort_blue_green,
-        canary.prepare_canary,
-        canary.set_canary_weight,
-        canary.promote_canary,
-        canary.abort_canary,
-        deployment.roll_out_deployment,
-        deployment.undo_deployment,
+    ]
+    if "kubernetes" in families:
+        found += _kubernetes(clients, http)
+    if "updater" in families:
+        s3 = S3Clients()
+        updater = UpdaterActivities(s3)
+        flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
+        found += [updater.upload_artifact, updater.publish_release, updater.read_channel, updater.refresh_timestamp,
+                  flags.set_flag_share, flags.read_flag_share]
+    if "stores" in families:
+        found += _stores()
+    return found
+
+
+def _kubernetes(clients: KubeClients, http: httpx.Client) -> list:
+    canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
+    window, observe = WindowActivities(clients), ObserveActivities(clients)
+    return [
+        observe.observe_kubernetes_target,
+        RegistryActivities(http).resolve_bundle,
+        window.keep_warm, window.switch_to_warm, window.close_window,
+        blue_green.prepare_blue_green, blue_green.scale_preview, blue_green.shift_traffic, blue_green.switch_active,
+        blue_green.complete_blue_green, blue_green.abort_blue_green,
+        canary.prepare_canary, canary.set_canary_weight, canary.promote_canary, canary.abort_canary,
+        deployment.roll_out_deployment, deployment.undo_deployment,
+    ]
+
+
+def _stores() -> list:
+    play, apple, msstore = PlayActivities(), AppStoreActivities(), MicrosoftStoreActivities()
+    intune, mdm = IntuneActivities(), MdmActivities()
+    return [
+        mdm.deploy, mdm.set_groups, intune.read_assignments, intune.assign,
+        msstore.create_submission, msstore.read_submission, msstore.set_rollout,
+        apple.prepare_version, apple.submit_for_review, apple.read_version, apple.release_version,
+        apple.set_phased_release,
+        play.upload_bundle, play.set_track, play.read_track,
     ]
 
 
 async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: int | None,
-                     kubeconfig: str | None = None, interceptors: Sequence[Interceptor] = ()) -> None:
+                     kubeconfig: str | None = None, interceptors: Sequence[Interceptor] = (),
+                     options: WorkerOptions = DEFAULTS) -> None:
+    """One Temporal worker per target family's task queue, sharing the client, the thread pool and the
+    Kubernetes clients."""
     runtime, metrics_server = None, None
     if metrics_port is not None:  # the SDK's exporter on a loopback port of its own, served after ours
         sdk = f"127.0.0.1:{_free_loopback_port()}"
@@ -126,19 +129,31 @@ async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-        worker = Worker(
+    with concurrent.futures.ThreadPoolExecutor(max_workers=options.activity_threads) as pool:
+        queues = {family: names.task_queue_for(task_queue, family) for family in options.targets}
+        workers = [Worker(
             client,
-            task_queue=task_queue,
+            task_queue=queue,
             workflows=WORKFLOWS,
-            activities=activities_for(clients, default_providers()),
+            # The base queue also serves the other families this worker has: releases started there before
+            # the families had queues of their own (or by a caller that names the queue) still run.
+            activities=activities_for(clients, default_providers(),
+                                      options.targets if family == "kubernetes" else [family]),
             activity_executor=pool,
             interceptors=interceptors,
-            graceful_shutdown_timeout=timedelta(seconds=10),
-        )
-        log.info("worker on %s (namespace %s, task queue %s)", settings.address, settings.namespace, task_queue)
-        print(f"worker ready: {settings.address} namespace={settings.namespace} task-queue={task_queue}", flush=True)
-        async with worker:
+            max_cached_workflows=options.max_cached_workflows,
+            max_concurrent_workflow_tasks=options.max_concurrent_workflow_tasks,
+            max_concurrent_activities=options.max_concurrent_activities,
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=options.sticky_timeout),
+            graceful_shutdown_timeout=timedelta(seconds=options.graceful_shutdown),
+        ) for family, queue in queues.items()]
+        shown = " ".join(f"{family}={queue}" for family, queue in queues.items())
+        log.info("worker on %s (namespace %s, task queues %s)", settings.address, settings.namespace, shown)
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+            print(f"worker ready: {settings.address} namespace={settings.namespace} task-queue={task_queue} "
+                  f"families: {shown}", flush=True)
             await stop.wait()
             log.info("draining")
     clients.close()
@@ -153,8 +168,8 @@ def _free_loopback_port() -> int:
 
 
 def main(task_queue: str | None = None, metrics_port: int | None = None, kubeconfig: str | None = None,
-         interceptors: Sequence[Interceptor] = ()) -> None:
+         interceptors: Sequence[Interceptor] = (), options: WorkerOptions | None = None) -> None:
     """`interceptors`: what the caller adds around activities (the test harness' kill points)."""
     logging.basicConfig(level=os.environ.get("ROLLOUT_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     asyncio.run(run_worker(TemporalSettings.from_env(), task_queue or os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE),
-                           metrics_port, kubeconfig, interceptors))
+                           metrics_port, kubeconfig, interceptors, options or from_arguments()))
