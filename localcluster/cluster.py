@@ -41,6 +41,9 @@ rules:
         resources: ["virtualservices", "destinationrules"]
       - group: "gateway.networking.k8s.io"
         resources: ["httproutes"]
+  - level: Metadata  # a worker running under its own ServiceAccount (deploy/): who wrote what
+    userGroups: ["system:serviceaccounts"]
+    verbs: ["get", "list", "create", "update", "patch", "delete"]
   - level: None
 """ % ENGINE_USER
 
@@ -202,7 +205,7 @@ class LocalCluster:
                 f"--secure-port={self.ports['apiserver']}", "--insecure-port=0",
                 f"--tls-cert-file={r / 'server.crt'}", f"--tls-private-key-file={r / 'server.key'}",
                 f"--cert-dir={r / 'certs'}",
-                f"--token-auth-file={r / 'tokens.csv'}", "--authorization-mode=AlwaysAllow",
+                f"--token-auth-file={r / 'tokens.csv'}", "--authorization-mode=RBAC",
                 "--disable-admission-plugins=ServiceAccount",
                 f"--service-account-key-file={r / 'sa.pub'}", f"--service-account-signing-key-file={r / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",

@@ -122,7 +122,7 @@ async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: 
         sdk = f"127.0.0.1:{_free_loopback_port()}"
         runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=sdk)))
         address = os.environ.get("ROLLOUT_METRICS_ADDRESS", "127.0.0.1")
-        metrics_server = MetricsServer(address, metrics_port, f"http://{sdk}/metrics").start()
+        metrics_server = MetricsServer(address, metrics_port, f"http://{sdk}/metrics")
     client = await temporal.connect(settings, runtime)
     clients = KubeClients(kubeconfig)
     stop = asyncio.Event()
@@ -152,12 +152,14 @@ async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: 
         async with contextlib.AsyncExitStack() as running:
             for worker in workers:
                 await running.enter_async_context(worker)
+            if metrics_server is not None:  # open once the workers poll: a pod's readiness probe asks it
+                metrics_server.start()
             print(f"worker ready: {settings.address} namespace={settings.namespace} task-queue={task_queue} "
                   f"families: {shown}", flush=True)
             await stop.wait()
             log.info("draining")
     clients.close()
-    if metrics_server is not None:
+    if metrics_server is not None and metrics_server.started:
         metrics_server.stop()
 
 

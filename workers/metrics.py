@@ -21,6 +21,10 @@ class MetricsServer:
         self._server = ThreadingHTTPServer((address, port), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="metrics")
 
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> MetricsServer:
         self._thread.start()
         return self
