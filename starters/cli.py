@@ -137,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("weight", type=int, help="percent of traffic to the canary, 0-100")
         decisions.add_arguments(p)
 
+    p = sub.add_parser("report", help="draw what a rollout did over time (PNG; HTML with the tables)")
+    p.add_argument("rollout_id", metavar="ID")
+    p.add_argument("--png", default=None, metavar="FILE")
+    p.add_argument("--html", default=None, metavar="FILE")
+
     p = sub.add_parser("history", help="every decision (who, when, source, accepted or refused) and step event")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--json", action="store_true")
@@ -276,6 +281,10 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "history":
             return asyncio.run(view.history(rid, args.json))
         return asyncio.run(view.status(rid, args.json, args.watch, args.timeout))
+    if args.command == "report":
+        from starters import report
+
+        return asyncio.run(report.report(commands.normalise_id(args.rollout_id), args.png, args.html))
     if args.command in ("promote", "abort", "approve", "rollback", *decisions.COMMANDS):
         return decisions.decide(args)
     if args.command == "release":
