@@ -2,12 +2,13 @@
 share six canaries on the real local cluster; the one holding most of them is SIGKILLed while they wait
 at a pause; their promotions reach the survivors (after the sticky timeout) and every rollout finishes
 Healthy on them. And the CLI routes each target family to its own task queue, so a worker serves only
-the families it has credentials for."""
+the families it has credentials for; a SIGTERMed worker hands its waits over at once."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,14 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from localcluster.workload import deploy
 from models.approvals import PromoteRequest
 from models.names import task_queue_for
 from models.status import Phase
 from starters.commands import start_workflow
-from tests.helpers import canary_rollout, finished, paused_at
+from tests.helpers import canary_rollout, eventually, finished, paused_at
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,3 +102,33 @@ async def test_the_cli_routes_each_target_family_to_its_task_queue(dev_server, d
         await handle.terminate("test over")
     assert routed == {family: task_queue_for(f"families-{unique}", family) for family in ("updater", "stores")}
     assert routed["updater"] == f"families-{unique}-updater"
+
+
+async def test_a_sigtermed_worker_hands_its_waits_over_at_once(dev_server, dev_client, kube_api, worker_processes,
+                                                              unique):
+    """A canary waiting for slow pods (8 s to ready): its worker gets SIGTERM mid-wait; the wait fails over
+    to the other worker within seconds — not after the 10 s drain or the heartbeat timeout — and the
+    rollout ends Healthy; the drained worker exits 0."""
+    namespace, queue = f"t-{unique}", f"drain-{unique}"
+    deploy(kube_api, namespace, "web", "registry.local/web:1.0.0", replicas=2, rps=50)
+    workers = [worker_processes(dev_server.address, queue, "--targets", "kubernetes") for _ in range(2)]
+    handle = await start_workflow(dev_client, canary_rollout(
+        name=f"web-{unique}", namespace=namespace, deployment="web", image="registry.local/web:slow-2",
+        steps=[{"setWeight": 50}, {"setWeight": 100}]), queue, "test")
+
+    async def waiting(attempt: int):
+        pending = (await handle.describe()).raw_description.pending_activities
+        found = [a for a in pending if a.activity_type.name == "set_canary_weight" and a.attempt == attempt
+                 and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED]
+        return found[0] if found else None
+
+    first = await eventually(lambda: waiting(1), timeout=60, what="the slow setWeight running")
+    holder = next(w for w in workers if identity(w) == first.last_worker_identity)
+    holder.process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    second = await eventually(lambda: waiting(2), timeout=30, interval=0.1, what="the wait on the other worker")
+    handed_over = time.monotonic() - sent
+    assert second.last_worker_identity != first.last_worker_identity
+    assert handed_over < 5, f"handed over after {handed_over:.1f}s"
+    assert holder.process.wait(20) == 0
+    assert (await finished(handle, 90)).phase is Phase.HEALTHY

@@ -28,6 +28,15 @@ def is_settled(deployment: client.V1Deployment) -> bool:
     )
 
 
+def hand_over_on_shutdown(what: str) -> None:
+    """A worker told to stop (SIGTERM) gives its waits up at once, as retryable failures: the server hands
+    them to another worker within a second, which resumes each from its heartbeat (the deadline kept),
+    instead of this one holding them for its whole graceful shutdown."""
+    if activity.is_worker_shutdown():
+        raise ApplicationError(f"{what}: this worker is shutting down; the wait goes on on another worker",
+                               type="WorkerShutdown")
+
+
 def wait_settled(
     apps: client.AppsV1Api, namespace: str, name: str, deadline_seconds: int, core: client.CoreV1Api | None = None
 ) -> client.V1Deployment:
@@ -55,6 +64,7 @@ def wait_settled(
                 non_retryable=True,
             )
         if activity.in_activity():
+            hand_over_on_shutdown(what)
             activity.heartbeat({"wait": name, "started": started})
         time.sleep(0.25)
 
@@ -87,6 +97,7 @@ def wait_in_endpoints(core: client.CoreV1Api, deployment: client.V1Deployment, d
                 f"{int(time.time() - started)}s (progress deadline {deadline_seconds}s)",
                 type="ProgressDeadlineExceeded", non_retryable=True)
         if activity.in_activity():  # the same details as `wait_settled`'s, so a retry keeps a deadline
+            hand_over_on_shutdown(f"pods of deployment {ns}/{name}")
             activity.heartbeat({"wait": name, "started": started})
         time.sleep(0.1)
 
