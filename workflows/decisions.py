@@ -84,7 +84,9 @@ class DecisionRules:
         """The signal's handler: a refusal is kept in the audit trail, never acted on."""
         problem = self.decision_problem(kind, request)
         if problem:  # a refused token proves nobody: the record names no one it could not verify
-            self.audit(kind, request.model_copy(update={"by": request.by or "(unverified)"}), "web-ui", why=problem)
+            unproven = not request.by and request.id_token
+            self.audit(kind, request.model_copy(update={"by": "(unverified)"}) if unproven else request, "web-ui",
+                       why=problem)
         else:
             self.take(kind, request, "web-ui")
 
