@@ -13,6 +13,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.sealing import private_keys, public_key
 from models.identity import KeysRequest, SigningKeys
 
 PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "n", "e", "crv", "x", "y")
@@ -57,4 +58,5 @@ class IdentityActivities:
         if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
             raise ApplicationError(f"JWKS {jwks_uri}: no keys list", type="Invalid", non_retryable=True)
         public = [{m: k[m] for m in PUBLIC_MEMBERS if m in k} for k in keys if k.get("use", "sig") == "sig"]
-        return SigningKeys(issuer=request.issuer, jwks_uri=jwks_uri, keys=public, fetched_at=datetime.now(UTC))
+        return SigningKeys(issuer=request.issuer, jwks_uri=jwks_uri, keys=public, fetched_at=datetime.now(UTC),
+                           seal_key=public_key(private_keys()))

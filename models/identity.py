@@ -89,6 +89,7 @@ class SigningKeys(Message):
     jwks_uri: str
     keys: list[dict] = Field(default_factory=list)
     fetched_at: datetime
+    seal_key: str = Field("", description="the workers' public key votes seal their token to (activities/sealing.py)")
 
 
 class IdentityRequirement(Message):
@@ -99,6 +100,7 @@ class IdentityRequirement(Message):
     audience: str
     claim: str
     keys_fetched_at: datetime | None = None
+    seal_key: str = Field("", description="seal the token to this public key (`id:base64`, X25519) before sending")
 
 
 class VerifiedIdentity(Message):

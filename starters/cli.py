@@ -24,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+from activities.sealing import SealingError
 from models import names
 from models.spec import STRATEGIES, SpecError, json_schema, load_rollout
 from starters import decisions, pipeline
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         print(f"rollout: {error}", file=sys.stderr)
         code = error.code
-    except PayloadKeyError as error:  # the payload key settings: a user mistake like any other
+    except (PayloadKeyError, SealingError) as error:  # key settings: a user mistake like any other
         print(f"rollout: {error}", file=sys.stderr)
         code = ExitCode.INVALID
     except KeyboardInterrupt:

@@ -330,10 +330,10 @@ async def control(rollout_id: str, action: str, request: Decision) -> int:
     written (exit 2 for what the decision says — who, choice, reason —, 5 for the rollout's state)."""
     handle, status = await get_status(rollout_id)
     needs_proof = status.approval.identity if status.approval is not None else None
-    if action in ("approve", "reject") and needs_proof is not None and not request.id_token:
-        from starters.identity import ci_token
+    if action in ("approve", "reject") and needs_proof is not None:
+        from starters.identity import ci_token, sealed
 
-        request = request.model_copy(update={"id_token": ci_token(needs_proof)})
+        request = request.model_copy(update={"id_token": sealed(request.id_token or ci_token(needs_proof), needs_proof)})
     try:
         result = await handle.execute_update(action, request, result_type=ControlResult)
     except WorkflowUpdateFailedError as error:

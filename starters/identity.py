@@ -6,7 +6,8 @@
    (`permissions: id-token: write`): `$ACTIONS_ID_TOKEN_REQUEST_URL&audience=…` with
    `$ACTIONS_ID_TOKEN_REQUEST_TOKEN` as Bearer.
 
-The token goes into the vote's `idToken` and nowhere else (not printed, not logged)."""
+The token goes into the vote's `idToken` and nowhere else (not printed, not logged), sealed to the
+workers' public key when the approval advertises one (activities/sealing.py)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ def _one_token(text: str, where: str) -> str:
     if token.count(".") != 2 or any(c.isspace() for c in token):
         raise UserError(f"{where}: not an ID token (a JWT: three dot-separated parts)", ExitCode.INVALID)
     return token
+
+
+def sealed(token: str, requirement: IdentityRequirement) -> str:
+    """The token sealed to the workers' key the approval advertises (as given when it advertises none)."""
+    from activities.sealing import seal
+
+    return seal(token, requirement.seal_key) if requirement.seal_key else token
 
 
 def ci_token(requirement: IdentityRequirement) -> str:

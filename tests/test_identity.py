@@ -8,6 +8,7 @@ event — and the tokens appear nowhere in the status."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import json
 import os
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from temporalio.worker import Worker
 
 from activities.approvers import ApproverActivities
 from activities.identity import IdentityActivities
+from activities.sealing import KEY_FILE_ENV
 from localcluster.issuer import LocalIssuer
 from models.approvals import Approval, ApproveRequest, RejectRequest
 from models.identity import KeysRequest, token_hash, verify_token
@@ -31,6 +34,7 @@ from tests import webui
 from tests.helpers import canary_document, eventually, finished
 from tests.test_approvals import accepted_updates, refused, status_of
 from tests.test_canary_workflow import FakeCluster
+from workers.temporal import TemporalSettings, connect
 from workflows.canary import CanaryRollout
 
 AUDIENCE = "durable-rollouts:{rollout}"
@@ -53,12 +57,18 @@ def issuer():
 
 
 @pytest.fixture
-async def verified_rollouts(dev_client, unique, issuer):
-    """start(name, initiator) -> handle: canaries on a fake cluster whose step 2 needs verified votes."""
+async def verified_rollouts(dev_server, dev_client, unique, issuer, tmp_path, monkeypatch):
+    """start(name, initiator) -> handle: canaries on a fake cluster whose step 2 needs verified votes. The
+    worker holds an ID-token sealing key (its client's converter opens sealed tokens; its key-fetching
+    activity advertises the public half)."""
+    keys = tmp_path / "token-keys"
+    keys.write_text("k1:" + base64.b64encode(X25519PrivateKey.generate().private_bytes_raw()).decode())
+    monkeypatch.setenv(KEY_FILE_ENV, str(keys))
+    worker_client = await connect(TemporalSettings(address=dev_server.address, namespace="default", ui=""))
     queue = f"identity-{unique}"
     http = httpx.Client()
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        worker = Worker(dev_client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
+        worker = Worker(worker_client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
                         activities=[*FakeCluster().activities(), ApproverActivities().resolve_groups,
                                     IdentityActivities(http).fetch_signing_keys])
         async with worker:
@@ -174,7 +184,8 @@ async def test_verified_votes_from_the_cli_a_ci_job_and_the_web_ui(dev_server, v
     handle = await verified_rollouts("shop", min_approvals=3)
     await open_approval(handle)
     audience = f"durable-rollouts:{handle.id}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROLLOUT_", "ACTIONS_", "GITHUB_"))}
+    env = {k: v for k, v in os.environ.items()  # the CLI holds no sealing key: the workers do
+           if not k.startswith(("ROLLOUT_", "ACTIONS_", "GITHUB_")) and k != KEY_FILE_ENV}
     env.update(TEMPORAL_ADDRESS=dev_server.address, ROLLOUT_USER="someone")
 
     async def cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
@@ -219,3 +230,7 @@ async def test_verified_votes_from_the_cli_a_ci_job_and_the_web_ui(dev_server, v
         ("bob@example.com", "cli", True), ("ci-bot@example.com", "cli", True), ("carol@example.com", "web-ui", True)]
     history = (await cli("history", handle.id)).stdout
     assert "ci-bot@example.com" in history and "smoke tests passed" in history
+    stored = b"".join(e.SerializeToString() for e in (await handle.fetch_history()).events)  # payloads as stored
+    assert person.read_text().strip().encode() not in stored, "the CLI's tokens reach the history sealed"
+    assert b"sealed:v1:k1:" in stored
+

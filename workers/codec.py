@@ -113,9 +113,15 @@ def codec_from_env() -> EncryptionCodec | None:
 
 
 def data_converter() -> DataConverter:
-    """Pydantic models as JSON, sealed when a payload key is configured."""
-    codec = codec_from_env()
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec) if codec else pydantic_data_converter
+    """Pydantic models as JSON, sealed when a payload key is configured; on a worker holding the ID-token
+    keys (activities/sealing.py), a vote's sealed token opened before the workflow reads it."""
+    from activities.sealing import ChainCodec, TokenOpeningCodec, private_keys
+
+    token_keys = private_keys()
+    codecs = [c for c in (TokenOpeningCodec(token_keys) if token_keys else None, codec_from_env()) if c is not None]
+    if not codecs:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codecs[0] if len(codecs) == 1 else ChainCodec(codecs))
 
 
 class CodecServer:

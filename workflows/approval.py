@@ -44,7 +44,7 @@ async def fetch_keys(control: Control, identity: IdentityPolicy, pending: Pendin
     )
     pending.identity = IdentityRequirement(issuer=identity.issuer, claim=identity.claim,
                                            audience=identity.audience_for(control.status.rollout_id),
-                                           keys_fetched_at=workflow.now())
+                                           keys_fetched_at=workflow.now(), seal_key=control.signing_keys.seal_key)
 
 
 async def await_approval(control: Control, index: int, policy: ApprovalPolicy, description: str) -> None:

@@ -1,0 +1,140 @@
+"""Sealed ID tokens: a vote's `idToken` crosses Temporal sealed to the workers' key, so the history the
+server keeps holds ciphertext only the workers can open — and the status, the audit trail and every
+other payload hold only the verified claims and the token's SHA-256 (workflows/decisions.py).
+
+The workers hold X25519 private keys, `$DURABLE_ROLLOUTS_TOKEN_KEY_FILE` (`id:base64` of the 32 raw
+bytes, comma- or newline-separated; the first seals, all open). The approval's status advertises the
+first key's public half (fetched with the issuer's keys by an activity), the CLI seals the token to it
+(an ephemeral X25519 agreement, HKDF-SHA256, AES-256-GCM: `sealed:v1:<id>:<base64>`), and the workers'
+data converter opens it before the workflow's validator sees it. Without a key file the token travels
+as it was given."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import PayloadCodec
+
+KEY_FILE_ENV = "DURABLE_ROLLOUTS_TOKEN_KEY_FILE"
+PREFIX = "sealed:v1:"
+INFO = b"durable-rollouts id-token v1"
+
+
+class SealingError(ValueError):
+    """A key file that cannot be used, or a sealed token no key here opens (a user mistake: the CLI
+    prints it as one line and exits 2)."""
+
+
+def private_keys() -> dict[str, X25519PrivateKey]:
+    """The workers' keys from `$DURABLE_ROLLOUTS_TOKEN_KEY_FILE` ({} when unset)."""
+    path = os.environ.get(KEY_FILE_ENV)
+    if not path:
+        return {}
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise SealingError(f"${KEY_FILE_ENV}: cannot read {path}: {error.strerror}") from None
+    keys = {}
+    for item in (i.strip() for i in text.replace("\n", ",").split(",")):
+        if not item:
+            continue
+        key_id, _, encoded = item.rpartition(":")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+            keys[key_id] = X25519PrivateKey.from_private_bytes(raw)
+        except (binascii.Error, ValueError):
+            raise SealingError(f"${KEY_FILE_ENV} {path}: key {key_id!r} is not 32 base64 bytes") from None
+    return keys
+
+
+def public_key(keys: dict[str, X25519PrivateKey]) -> str:
+    """`id:base64` of the sealing key's public half ("" without keys)."""
+    if not keys:
+        return ""
+    key_id, key = next(iter(keys.items()))
+    return f"{key_id}:{base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()}"
+
+
+def _key(shared: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(shared)
+
+
+def seal(token: str, public: str) -> str:
+    key_id, _, encoded = public.rpartition(":")
+    recipient = X25519PublicKey.from_public_bytes(base64.b64decode(encoded))
+    ephemeral = X25519PrivateKey.generate()
+    nonce = os.urandom(12)
+    sealed = AESGCM(_key(ephemeral.exchange(recipient))).encrypt(nonce, token.encode(), key_id.encode())
+    blob = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) + nonce + sealed
+    return f"{PREFIX}{key_id}:{base64.b64encode(blob).decode()}"
+
+
+def unseal(value: str, keys: dict[str, X25519PrivateKey]) -> str:
+    key_id, _, encoded = value.removeprefix(PREFIX).rpartition(":")
+    key = keys.get(key_id)
+    if key is None:
+        raise SealingError(f"an ID token was sealed to key {key_id!r}, which this worker does not hold")
+    blob = base64.b64decode(encoded)
+    try:
+        shared = key.exchange(X25519PublicKey.from_public_bytes(blob[:32]))
+        return AESGCM(_key(shared)).decrypt(blob[32:44], blob[44:], key_id.encode()).decode()
+    except (InvalidTag, ValueError):
+        raise SealingError(f"a sealed ID token does not open with key {key_id!r}") from None
+
+
+class TokenOpeningCodec(PayloadCodec):
+    """The workers' side: a decision payload's sealed `idToken` opened before the workflow reads it."""
+
+    def __init__(self, keys: dict[str, X25519PrivateKey]):
+        self.keys = keys
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._open(p) for p in payloads]
+
+    def _open(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != b"json/plain" or PREFIX.encode() not in payload.data:
+            return payload
+        document = json.loads(payload.data)
+        token = document.get("idToken") if isinstance(document, dict) else None
+        if not (isinstance(token, str) and token.startswith(PREFIX)):
+            return payload
+        try:
+            document["idToken"] = unseal(token, self.keys)
+        except SealingError:
+            document["idToken"] = ""  # refused as "no token" by the validator, never a crash of the task
+        opened = Payload()
+        opened.CopyFrom(payload)
+        opened.data = json.dumps(document).encode()
+        return opened
+
+
+class ChainCodec(PayloadCodec):
+    """Codecs in order on the way out (the innermost first), in reverse on the way in."""
+
+    def __init__(self, codecs: Sequence[PayloadCodec]):
+        self.codecs = list(codecs)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        for codec in self.codecs:
+            payloads = await codec.encode(payloads)
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        for codec in reversed(self.codecs):
+            payloads = await codec.decode(payloads)
+        return list(payloads)
