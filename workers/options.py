@@ -8,7 +8,7 @@ flag wins), with the defaults the benchmarks in bench/ chose (README, "Running m
 | `--max-concurrent-workflow-tasks` | `ROLLOUT_MAX_CONCURRENT_WORKFLOW_TASKS` | 100 | workflow tasks run at once |
 | `--max-concurrent-activities` | `ROLLOUT_MAX_CONCURRENT_ACTIVITIES` | 32 | activities run at once (never more than the threads) |
 | `--activity-threads` | `ROLLOUT_ACTIVITY_THREADS` | 32 | the thread pool the synchronous activities (Kubernetes, S3, stores) run in |
-| `--sticky-timeout` | `ROLLOUT_STICKY_TIMEOUT` | 5 | seconds a workflow task waits for the worker that has the workflow cached before any worker takes it (a dead worker's rollouts move on after this) |
+| `--sticky-timeout` | `ROLLOUT_STICKY_TIMEOUT` | 2 | seconds a workflow task waits for the worker that has the workflow cached before any worker takes it (a dead worker's rollouts move on after this) |
 | `--graceful-shutdown` | `ROLLOUT_GRACEFUL_SHUTDOWN` | 10 | seconds SIGTERM lets running activities finish; then they are cancelled and retried elsewhere at once |
 """
 
@@ -28,7 +28,7 @@ class WorkerOptions:
     max_concurrent_workflow_tasks: int = 100
     max_concurrent_activities: int = 32
     activity_threads: int = 32
-    sticky_timeout: float = 5.0
+    sticky_timeout: float = 2.0
     graceful_shutdown: float = 10.0
 
 
