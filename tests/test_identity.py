@@ -69,6 +69,7 @@ async def verified_rollouts(dev_server, dev_client, unique, issuer, tmp_path, mo
     http = httpx.Client()
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         worker = Worker(worker_client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
+                        max_cached_workflows=0,
                         activities=[*FakeCluster().activities(), ApproverActivities().resolve_groups,
                                     IdentityActivities(http).fetch_signing_keys])
         async with worker:
