@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -162,12 +162,28 @@ def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: Sign
         return f"the ID token was issued at {issued:%H:%M:%S}, longer ago than maxTokenAge allows"
     if digest in used:
         return "this ID token has already been used on this rollout (a token counts once)"
+    if policy.claim == "email" and claims.get("email_verified") is False:
+        return f"the ID token's email {claims.get('email')} is not verified by {policy.issuer}"
+    return _identity(claims, policy, digest, expires)
+
+
+def _identity(claims: dict, policy: IdentityPolicy, digest: str, expires: datetime) -> VerifiedIdentity | str:
     name = claims.get(policy.claim)
     if not isinstance(name, str) or not name.strip():
         return f"the ID token has no {policy.claim} claim"
-    if policy.claim == "email" and claims.get("email_verified") is False:
-        return f"the ID token's email {name} is not verified by {policy.issuer}"
     groups = claims.get(policy.groups_claim, []) if policy.groups_claim else []
     return VerifiedIdentity(name=name, issuer=policy.issuer, subject=str(claims.get("sub", "")),
                             groups=[str(g) for g in groups] if isinstance(groups, list) else [],
                             token_sha256=digest, expires_at=expires)
+
+
+def claims_of(token: str, policy: IdentityPolicy) -> VerifiedIdentity | str:
+    """The identity an already verified token claims, read without checking it again (an accepted
+    update's handler: deterministic on replay whatever the clock and the keys fetched)."""
+    token = token.strip()
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError, OverflowError) as error:
+        return f"the ID token cannot be read ({type(error).__name__})"
+    return _identity(claims, policy, token_hash(token), expires)
