@@ -108,9 +108,11 @@ class DecisionRules:
         request, proof, problem = self.prove(kind, request)
         return problem or getattr(self, f"_problem_{kind}")(request, proof)
 
-    def prove(self, kind: str, request: Decision) -> tuple[Decision, VerifiedIdentity | None, str]:
+    def prove(self, kind: str, request: Decision, verify: bool = True) -> tuple[Decision, VerifiedIdentity | None, str]:
         """The request without its ID token and, when the open approval requires proof of identity, under
-        the name the token proves (models/identity.py) — or why the token proves none."""
+        the name the token proves (models/identity.py) — or why the token proves none. `verify=False`: an
+        accepted update, whose validator verified the token: its claims are read, not checked again, so
+        its replay depends on neither the clock nor the fetched keys."""
         a, policy = self.control.status.approval, self.control.approval_policy
         bare = request.model_copy(update={"id_token": ""})
         if kind not in VOTES or a is None or policy is None or policy.identity is None:
@@ -122,20 +124,9 @@ class DecisionRules:
         used = {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
         # cryptography's Rust core imports Python modules while it verifies: the real ones, not the sandbox's.
         with workflow.unsafe.imports_passed_through():
-            proof = verify_token(request.id_token, identity, self.control.status.rollout_id,
-                                 self.control.signing_keys, workflow.now(), used)
-        if isinstance(proof, str):
-            return bare, None, Invalid(f"{kind}: {proof}")
-        return bare.model_copy(update={"by": proof.name}), proof, ""
-
-    def claimed(self, kind: str, request: Decision) -> tuple[Decision, VerifiedIdentity | None, str]:
-        """The accepted update under the name its (already verified) token claims."""
-        a, policy = self.control.status.approval, self.control.approval_policy
-        bare = request.model_copy(update={"id_token": ""})
-        if kind not in VOTES or a is None or policy is None or policy.identity is None:
-            return bare, None, ""
-        with workflow.unsafe.imports_passed_through():
-            proof = claims_of(request.id_token, policy.identity)
+            proof = (verify_token(request.id_token, identity, self.control.status.rollout_id,
+                                  self.control.signing_keys, workflow.now(), used)
+                     if verify else claims_of(request.id_token, identity))
         if isinstance(proof, str):
             return bare, None, Invalid(f"{kind}: {proof}")
         return bare.model_copy(update={"by": proof.name}), proof, ""
@@ -221,10 +212,8 @@ class DecisionRules:
     # ---- accepting ----------------------------------------------------------------------------------
 
     def take(self, kind: str, request: Decision, source: str) -> ControlResult:
-        # An update's validator proved the token before the update was accepted (only accepted updates are
-        # in history): its handler, on every replay too, reads the claims without checking again, so
-        # replaying it depends on neither the clock nor the issuer's keys. A signal is checked here.
-        request, proof, problem = self.claimed(kind, request) if source == "cli" else self.prove(kind, request)
+        # An update's validator verified the token before it was accepted; a signal is checked here.
+        request, proof, problem = self.prove(kind, request, verify=source != "cli")
         if problem:  # a signal's problem was found by decision_problem first: not reached
             raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
         message = getattr(self, f"_take_{kind}")(request, proof)
