@@ -58,31 +58,37 @@ log = logging.getLogger("rollout.worker")
 
 def activities_for(clients: KubeClients | None, providers: dict[str, MetricProvider] | None = None,
                    families: Sequence[str] = names.FAMILIES) -> list:
-    """The activities of the target `families` and those every family's workflows call (analysis,
-    approvers, identity, notifications, webhooks), bound to the clients they receive (built once per
-    worker). `clients`: the Kubernetes clients (lazy: a context is loaded on first use)."""
+    """The activities of the target `families` and those every family's workflows call, in one list."""
+    return [fn for group in activities_by_family(clients, providers, families).values() for fn in group]
+
+
+def activities_by_family(clients: KubeClients | None, providers: dict[str, MetricProvider] | None = None,
+                         families: Sequence[str] = names.FAMILIES) -> dict[str, list]:
+    """`common` (analysis, approvers, identity, notifications, webhooks: what every family's workflows
+    call) and each of the target `families`' activities, bound to the clients they receive (built once
+    per worker). `clients`: the Kubernetes clients (lazy: a context is loaded on first use)."""
     clients = clients if clients is not None else KubeClients(None)
     http = httpx.Client()  # webhooks, notifications, the registry, OIDC keys; each call sets its own timeout
     measured = {**(default_providers() if providers is None else providers)}
     if "kubernetes" in families:
         measured["kubernetes"] = ClusterHealthSource(clients)
-    found = [
+    found = {"common": [
         AnalysisActivities(measured).measure,
         ApproverActivities().resolve_groups,
         IdentityActivities(http).fetch_signing_keys,
         NotifyActivities(http).notify,
         WebhookActivities(http).call_webhook,
-    ]
+    ]}
     if "kubernetes" in families:
-        found += _kubernetes(clients, http)
+        found["kubernetes"] = _kubernetes(clients, http)
     if "updater" in families:
         s3 = S3Clients()
         updater = UpdaterActivities(s3)
         flags = FlagActivities(s3, http, extra_stores={"configMap": FlagdStore(ConfigMapBackend(clients))})
-        found += [updater.upload_artifact, updater.publish_release, updater.read_channel, updater.refresh_timestamp,
-                  flags.set_flag_share, flags.read_flag_share]
+        found["updater"] = [updater.upload_artifact, updater.publish_release, updater.read_channel,
+                            updater.refresh_timestamp, flags.set_flag_share, flags.read_flag_share]
     if "stores" in families:
-        found += _stores()
+        found["stores"] = _stores()
     return found
 
 
@@ -131,14 +137,15 @@ async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: 
         loop.add_signal_handler(sig, stop.set)
     with concurrent.futures.ThreadPoolExecutor(max_workers=options.activity_threads) as pool:
         queues = {family: names.task_queue_for(task_queue, family) for family in options.targets}
+        bound = activities_by_family(clients, default_providers(), options.targets)  # built once, shared
         workers = [Worker(
             client,
             task_queue=queue,
             workflows=WORKFLOWS,
             # The base queue also serves the other families this worker has: releases started there before
             # the families had queues of their own (or by a caller that names the queue) still run.
-            activities=activities_for(clients, default_providers(),
-                                      options.targets if family == "kubernetes" else [family]),
+            activities=[fn for group, fns in bound.items() for fn in fns
+                        if group in ("common", family) or family == "kubernetes"],
             activity_executor=pool,
             interceptors=interceptors,
             max_cached_workflows=options.max_cached_workflows,
