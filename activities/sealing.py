@@ -5,9 +5,15 @@ other payload hold only the verified claims and the token's SHA-256 (workflows/d
 The workers hold X25519 private keys, `$DURABLE_ROLLOUTS_TOKEN_KEY_FILE` (`id:base64` of the 32 raw
 bytes, comma- or newline-separated; the first seals, all open). The approval's status advertises the
 first key's public half (fetched with the issuer's keys by an activity), the CLI seals the token to it
-(an ephemeral X25519 agreement, HKDF-SHA256, AES-256-GCM: `sealed:v1:<id>:<base64>`), and the workers'
-data converter opens it before the workflow's validator sees it. Without a key file the token travels
-as it was given."""
+(an ephemeral X25519 agreement, HKDF-SHA256, AES-256-GCM), and the workers' data converter opens it
+before the workflow's validator sees it. Without a key file the token travels as it was given.
+
+    sealed:v2:<key id>:<sha256 of the token>:<header.payload>:<base64 of the sealed token>
+
+The token's SHA-256 and its `header.payload` (its claims, without the signature that makes it a
+credential) stay readable and are bound to the ciphertext as associated data: a worker without the key
+still replays an accepted vote (models/identity.claims_of reads them), and a sealed token whose readable
+parts were altered does not open. `sealed:v1:` (the whole token sealed) still opens."""
 
 from __future__ import annotations
 
@@ -27,8 +33,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from models.identity import SEALED, SEALED_V1, sealed_parts, token_hash
+
 KEY_FILE_ENV = "DURABLE_ROLLOUTS_TOKEN_KEY_FILE"
-PREFIX = "sealed:v1:"
 INFO = b"durable-rollouts id-token v1"
 
 
@@ -71,27 +78,48 @@ def _key(shared: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(shared)
 
 
-def seal(token: str, public: str) -> str:
-    key_id, _, encoded = public.rpartition(":")
-    recipient = X25519PublicKey.from_public_bytes(base64.b64decode(encoded))
+def _encrypt(plain: bytes, public: str, associated: bytes) -> str:
+    recipient = X25519PublicKey.from_public_bytes(base64.b64decode(public))
     ephemeral = X25519PrivateKey.generate()
     nonce = os.urandom(12)
-    sealed = AESGCM(_key(ephemeral.exchange(recipient))).encrypt(nonce, token.encode(), key_id.encode())
-    blob = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) + nonce + sealed
-    return f"{PREFIX}{key_id}:{base64.b64encode(blob).decode()}"
+    sealed = AESGCM(_key(ephemeral.exchange(recipient))).encrypt(nonce, plain, associated)
+    return base64.b64encode(ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) + nonce + sealed).decode()
 
 
-def unseal(value: str, keys: dict[str, X25519PrivateKey]) -> str:
-    key_id, _, encoded = value.removeprefix(PREFIX).rpartition(":")
+def _decrypt(encoded: str, key_id: str, keys: dict[str, X25519PrivateKey], associated: bytes) -> str:
     key = keys.get(key_id)
     if key is None:
         raise SealingError(f"an ID token was sealed to key {key_id!r}, which this worker does not hold")
-    blob = base64.b64decode(encoded)
     try:
+        blob = base64.b64decode(encoded)
         shared = key.exchange(X25519PublicKey.from_public_bytes(blob[:32]))
-        return AESGCM(_key(shared)).decrypt(blob[32:44], blob[44:], key_id.encode()).decode()
+        return AESGCM(_key(shared)).decrypt(blob[32:44], blob[44:], associated).decode()
     except (InvalidTag, ValueError):
         raise SealingError(f"a sealed ID token does not open with key {key_id!r}") from None
+
+
+def seal(token: str, public: str) -> str:
+    """`token` sealed to the workers' public key (`id:base64`), its hash and claims left readable."""
+    key_id, _, encoded = public.rpartition(":")
+    token = token.strip()
+    digest, claims = token_hash(token), token.rpartition(".")[0]
+    readable = f"{key_id}:{digest}:{claims}"
+    return f"{SEALED}{readable}:{_encrypt(token.encode(), encoded, readable.encode())}"
+
+
+def unseal(value: str, keys: dict[str, X25519PrivateKey]) -> str:
+    """The token inside a sealed value; SealingError when no key here opens it, or its readable parts do
+    not describe the token sealed with them."""
+    if value.startswith(SEALED_V1):
+        key_id, _, encoded = value.removeprefix(SEALED_V1).rpartition(":")
+        return _decrypt(encoded, key_id, keys, key_id.encode())
+    parts = sealed_parts(value)
+    if parts is None:
+        raise SealingError("a sealed ID token is not in the sealed:v2 form")
+    token = _decrypt(parts.blob, parts.key_id, keys, f"{parts.key_id}:{parts.digest}:{parts.claims}".encode())
+    if token_hash(token) != parts.digest or token.rpartition(".")[0] != parts.claims:
+        raise SealingError("a sealed ID token's readable hash or claims do not match the token")
+    return token
 
 
 class TokenOpeningCodec(PayloadCodec):
@@ -107,16 +135,16 @@ class TokenOpeningCodec(PayloadCodec):
         return [self._open(p) for p in payloads]
 
     def _open(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != b"json/plain" or PREFIX.encode() not in payload.data:
+        if payload.metadata.get("encoding") != b"json/plain" or b"sealed:v" not in payload.data:
             return payload
         document = json.loads(payload.data)
         token = document.get("idToken") if isinstance(document, dict) else None
-        if not (isinstance(token, str) and token.startswith(PREFIX)):
+        if not (isinstance(token, str) and token.startswith((SEALED, SEALED_V1))):
             return payload
         try:
             document["idToken"] = unseal(token, self.keys)
-        except SealingError:
-            document["idToken"] = ""  # refused as "no token" by the validator, never a crash of the task
+        except SealingError:  # left sealed: the validator refuses it, a replay reads its claims
+            return payload
         opened = Payload()
         opened.CopyFrom(payload)
         opened.data = json.dumps(document).encode()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import jwt
@@ -116,10 +116,33 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.strip().encode()).hexdigest()
 
 
+SEALED = "sealed:v2:"  # activities/sealing.py: sealed:v2:<key id>:<sha256>:<header.payload>:<sealed token>
+SEALED_V1 = "sealed:v1:"  # the whole token sealed: nothing readable without the key
+
+
+class SealedToken(NamedTuple):
+    """A token as the CLI seals it: what anyone may read — the key it is sealed to, its SHA-256, its
+    header and claims (`header.payload`: no signature, so no credential) — and the sealed token."""
+
+    key_id: str
+    digest: str
+    claims: str
+    blob: str
+
+
+def sealed_parts(value: str) -> SealedToken | None:
+    if not value.startswith(SEALED):
+        return None
+    parts = value.removeprefix(SEALED).rsplit(":", 3)
+    return SealedToken(*parts) if len(parts) == 4 else None
+
+
 def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: SigningKeys | None, now: datetime,
                  used: set[str]) -> VerifiedIdentity | str:
     """The verified identity, or why the token does not prove one (one line, never the token)."""
     token = token.strip()
+    if token.startswith((SEALED, SEALED_V1)):  # the workers' data converter opens what it holds the key to
+        return "the ID token is sealed to a key this worker does not hold (or was altered after sealing)"
     digest = token_hash(token)
     if keys is None:
         return f"the keys of {policy.issuer} are not fetched yet; try again in a moment"
@@ -179,11 +202,14 @@ def _identity(claims: dict, policy: IdentityPolicy, digest: str, expires: dateti
 
 def claims_of(token: str, policy: IdentityPolicy) -> VerifiedIdentity | str:
     """The identity an already verified token claims, read without checking it again (an accepted
-    update's handler: deterministic on replay whatever the clock and the keys fetched)."""
+    update's handler: deterministic on replay whatever the clock, the keys fetched, and whether this
+    worker holds the sealing key — a sealed token's claims and hash are readable without it)."""
     token = token.strip()
+    sealed = sealed_parts(token)
+    readable, digest = (sealed.claims + ".", sealed.digest) if sealed else (token, token_hash(token))
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
+        claims = jwt.decode(readable, options={"verify_signature": False})
         expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
     except (jwt.PyJWTError, KeyError, TypeError, ValueError, OverflowError) as error:
         return f"the ID token cannot be read ({type(error).__name__})"
-    return _identity(claims, policy, token_hash(token), expires)
+    return _identity(claims, policy, digest, expires)
