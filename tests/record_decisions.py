@@ -5,13 +5,20 @@ blue-green whose promotion needs an approval."""
 
 from __future__ import annotations
 
+import base64
 import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import httpx
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities.approvers import ApproverActivities
+from activities.identity import IdentityActivities
 from localcluster.issuer import LocalIssuer
 from models.approvals import (
     ApproveRequest,
@@ -26,6 +33,7 @@ from models.spec import parse_rollout
 from models.status import RolloutStatus
 from starters.commands import start_workflow
 from tests.helpers import canary_document, eventually, paused_at
+from workflows.registry import ALL_WORKFLOWS
 
 
 def decision_fakes() -> list:
@@ -122,6 +130,49 @@ async def verified(client: Client, queue: str):
         await handle.result()
     finally:
         issuer.stop()
+    return handle
+
+
+async def sealed(client: Client, queue: str):
+    """A vote sent as the CLI sends it: its token sealed to the workers' key (starters/identity.sealed).
+    The worker holding the key runs on a queue of its own with the workers' converter; the history keeps
+    the sealed form, which replays where the key is not held (the replay tests hold none)."""
+    from temporalio.worker import Worker
+
+    from activities.sealing import KEY_FILE_ENV
+    from starters.identity import sealed as seal_to_workers
+    from tests.test_canary_workflow import FakeCluster
+    from workers.codec import data_converter
+
+    issuer, before = LocalIssuer().start(), os.environ.get(KEY_FILE_ENV)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=4) as pool:
+        key_file = Path(tmp) / "token-keys"
+        key_file.write_text("recorded:" + base64.b64encode(X25519PrivateKey.generate().private_bytes_raw()).decode())
+        os.environ[KEY_FILE_ENV] = str(key_file)
+        try:
+            keyed = Client(client.service_client, namespace=client.namespace, data_converter=data_converter())
+            own = f"{queue}-keyed"
+            async with Worker(keyed, task_queue=own, workflows=ALL_WORKFLOWS, activity_executor=pool, activities=[
+                    *FakeCluster().activities(), IdentityActivities(httpx.Client()).fetch_signing_keys]):
+                document = canary_document(name="recorded-sealed", environment="production", steps=[
+                    {"setWeight": 20},
+                    {"approval": {"approvers": ["group:release-managers"],
+                                  "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}",
+                                               "groupsClaim": "groups"}}},
+                    {"setWeight": 100}])
+                handle = await start_workflow(client, parse_rollout(document), own, "alice@example.com")
+                status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
+                token = issuer.mint(f"durable-rollouts:{handle.id}", email="bob@example.com",
+                                    groups=["release-managers"], at=status.approval.opened_at.timestamp())
+                await handle.execute_update("approve", ApproveRequest(
+                    id_token=seal_to_workers(token, status.approval.identity), comment="sealed by the CLI"))
+                await handle.result()
+        finally:
+            issuer.stop()
+            if before is None:
+                del os.environ[KEY_FILE_ENV]
+            else:
+                os.environ[KEY_FILE_ENV] = before
     return handle
 
 

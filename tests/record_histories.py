@@ -350,6 +350,7 @@ SCENARIOS = [
     ("canary-skipped-and-full", record_decisions.skipped_and_full, lambda: FakeCluster().activities() + measure_fakes()),
     ("canary-verified-approval", record_decisions.verified,
      lambda: FakeCluster().activities() + [IdentityActivities(httpx.Client()).fetch_signing_keys]),
+    ("canary-sealed-vote", record_decisions.sealed, lambda: FakeCluster().activities()),
     ("blue-green-approved", record_decisions.blue_green_approved, lambda: blue_green_fakes() + decision_fakes()),
     ("observe-target", observed, observe_fakes),
     *record_releases.SCENARIOS,

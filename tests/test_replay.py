@@ -42,7 +42,7 @@ def test_every_strategy_has_recorded_histories():
         "release-halted-resumed-promoted", "release-rolled-back", "release-flag-gate-failed", "refresh-metadata",
         "release-halted-by-gate", "release-google-play", "release-app-store", "release-microsoft-store",
         "release-intune-rings", "release-mdm-aborted", "pipeline-delivered", "pipeline-rolled-back",
-        "canary-verified-approval",
+        "canary-verified-approval", "canary-sealed-vote",
     }
 
 
