@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.sealing import private_keys, public_key
-from models.identity import KeysRequest, SigningKeys
+from models.identity import KeysRequest, SigningKeys, VoteProof, VoteToVerify, verify_token
 
 PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "n", "e", "crv", "x", "y")
 TIMEOUT = httpx.Timeout(10.0)
@@ -60,3 +60,11 @@ class IdentityActivities:
         public = [{m: k[m] for m in PUBLIC_MEMBERS if m in k} for k in keys if k.get("use", "sig") == "sig"]
         return SigningKeys(issuer=request.issuer, jwks_uri=jwks_uri, keys=public, fetched_at=datetime.now(UTC),
                            seal_key=public_key(private_keys()))
+
+    @activity.defn(name="verify_vote")
+    def verify_vote(self, vote: VoteToVerify) -> VoteProof:
+        """A signal's vote checked as a validator checks an update's, run as a local activity: its answer
+        (claims and hash, or why not) is what the history keeps, so a replay needs neither the token's
+        key nor the cryptography."""
+        proof = verify_token(vote.token, vote.policy, vote.rollout_id, vote.keys, vote.now, set(vote.used))
+        return VoteProof(problem=proof) if isinstance(proof, str) else VoteProof(identity=proof)

@@ -122,6 +122,22 @@ def unseal(value: str, keys: dict[str, X25519PrivateKey]) -> str:
     return token
 
 
+def _with_token(payload: Payload, change) -> Payload:
+    """`payload` with its JSON document's `idToken` replaced by `change(token)` (None: unchanged)."""
+    if payload.metadata.get("encoding") != b"json/plain" or b"idToken" not in payload.data:
+        return payload
+    document = json.loads(payload.data)
+    token = document.get("idToken") if isinstance(document, dict) else None
+    changed = change(token.strip()) if isinstance(token, str) and token.strip() else None
+    if changed is None:
+        return payload
+    document["idToken"] = changed
+    result = Payload()
+    result.CopyFrom(payload)
+    result.data = json.dumps(document).encode()
+    return result
+
+
 class TokenOpeningCodec(PayloadCodec):
     """The workers' side: a decision payload's sealed `idToken` opened before the workflow reads it."""
 
@@ -132,23 +148,29 @@ class TokenOpeningCodec(PayloadCodec):
         return list(payloads)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self._open(p) for p in payloads]
+        return [_with_token(p, self._open) for p in payloads]
 
-    def _open(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != b"json/plain" or b"sealed:v" not in payload.data:
-            return payload
-        document = json.loads(payload.data)
-        token = document.get("idToken") if isinstance(document, dict) else None
-        if not (isinstance(token, str) and token.startswith((SEALED, SEALED_V1))):
-            return payload
+    def _open(self, token: str) -> str | None:
+        if not token.startswith((SEALED, SEALED_V1)):
+            return None
         try:
-            document["idToken"] = unseal(token, self.keys)
+            return unseal(token, self.keys)
         except SealingError:  # left sealed: the validator refuses it, a replay reads its claims
-            return payload
-        opened = Payload()
-        opened.CopyFrom(payload)
-        opened.data = json.dumps(document).encode()
-        return opened
+            return None
+
+
+class TokenSealingCodec(PayloadCodec):
+    """The Web UI's side, in `rollout codec-server`: an `idToken` typed into a signal is sealed to the
+    workers' public key on `/encode`, so it reaches the server as the CLI's do; `/decode` shows it sealed."""
+
+    def __init__(self, public: str):
+        self.public = public
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [_with_token(p, lambda t: None if t.startswith("sealed:") else seal(t, self.public)) for p in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
 
 
 class ChainCodec(PayloadCodec):

@@ -91,6 +91,7 @@ class DevServer:
     ui_port: int | None = 8233
     namespace: str = names.DEFAULT_NAMESPACE
     log_file: Path | None = None
+    ui_codec_endpoint: str = ""  # the Web UI sends payloads through this codec server (`rollout codec-server`)
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -106,6 +107,7 @@ class DevServer:
         cmd += ["--ip", "127.0.0.1", "--port", str(self.port), "--log-level", "warn"]
         cmd += ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
         cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"] if self.ui_port else ["--headless"]
+        cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint] if self.ui_codec_endpoint else []
         if self.namespace != "default":
             cmd += ["--namespace", self.namespace]
         for key, kind in names.SEARCH_ATTRIBUTES.items():

@@ -112,6 +112,26 @@ class VerifiedIdentity(Message):
     expires_at: datetime
 
 
+USED = "this ID token has already been used on this rollout (a token counts once)"
+
+
+class VoteToVerify(Message):
+    """A vote's token for the `verify_vote` local activity (a signal's: signals have no validator); the
+    history keeps only the answer."""
+
+    token: str
+    policy: IdentityPolicy
+    rollout_id: str
+    keys: SigningKeys | None = None
+    now: datetime
+    used: list[str] = Field(default_factory=list)
+
+
+class VoteProof(Message):
+    identity: VerifiedIdentity | None = None
+    problem: str = ""
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.strip().encode()).hexdigest()
 
@@ -184,7 +204,7 @@ def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: Sign
     if not policy.bound and now - issued > policy.max_token_age + LEEWAY:
         return f"the ID token was issued at {issued:%H:%M:%S}, longer ago than maxTokenAge allows"
     if digest in used:
-        return "this ID token has already been used on this rollout (a token counts once)"
+        return USED
     if policy.claim == "email" and claims.get("email_verified") is False:
         return f"the ID token's email {claims.get('email')} is not verified by {policy.issuer}"
     return _identity(claims, policy, digest, expires)

@@ -169,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db-file", type=Path, default=None)
 
     p = sub.add_parser("codec-server", help="decode sealed payloads for the Web UI and `temporal --codec-endpoint` "
-                                            "(keys from $DURABLE_ROLLOUTS_PAYLOAD_KEY or ..._FILE)")
+                                            "(keys from $DURABLE_ROLLOUTS_PAYLOAD_KEY or ..._FILE); seal the ID tokens "
+                                            "typed into the Web UI ($DURABLE_ROLLOUTS_TOKEN_PUBLIC_KEY)")
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--origin", action="append", default=None,
                    help="a Web UI origin allowed to call it (default http://localhost:8233; repeatable)")
@@ -314,13 +315,14 @@ def run(args: argparse.Namespace) -> int:
 
         return run_dev_server(args.port, args.ui_port, args.db_file)
     if args.command == "codec-server":
-        from workers.codec import CodecServer, codec_from_env
+        from workers.codec import CodecServer, server_codec
 
-        codec = codec_from_env()
-        if codec is None:
-            raise UserError("no payload key: set $DURABLE_ROLLOUTS_PAYLOAD_KEY or $DURABLE_ROLLOUTS_PAYLOAD_KEY_FILE")
-        server = CodecServer(codec, args.port, args.origin or ["http://localhost:8233", "http://127.0.0.1:8233"])
-        print(f"codec server on {server.url} (keys: {', '.join(codec.keys)}); "
+        configured = server_codec()
+        if configured is None:
+            raise UserError("no key: set $DURABLE_ROLLOUTS_PAYLOAD_KEY(_FILE) to decode payloads, or "
+                            "$DURABLE_ROLLOUTS_TOKEN_PUBLIC_KEY to seal the ID tokens typed into the Web UI")
+        server = CodecServer(configured[0], args.port, args.origin or ["http://localhost:8233", "http://127.0.0.1:8233"])
+        print(f"codec server on {server.url} ({configured[1]}); "
               f"temporal server start-dev --ui-codec-endpoint {server.url}", flush=True)
         server.serve_forever()
         return ExitCode.OK

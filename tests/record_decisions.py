@@ -133,10 +133,17 @@ async def verified(client: Client, queue: str):
     return handle
 
 
+def identity_activities() -> list:
+    identity = IdentityActivities(httpx.Client())
+    return [identity.fetch_signing_keys, identity.verify_vote]
+
+
 async def sealed(client: Client, queue: str):
-    """A vote sent as the CLI sends it: its token sealed to the workers' key (starters/identity.sealed).
-    The worker holding the key runs on a queue of its own with the workers' converter; the history keeps
-    the sealed form, which replays where the key is not held (the replay tests hold none)."""
+    """Votes with sealed tokens: bob's by update as the CLI seals it (starters/identity.sealed), carol's
+    by signal as the codec server seals what the Web UI sends (checked by the verify_vote local
+    activity). The worker holding the key runs on a queue of its own with the workers' converter; the
+    history keeps the sealed forms and the activity's answer, and replays where the key is not held (the
+    replay tests hold none)."""
     from temporalio.worker import Worker
 
     from activities.sealing import KEY_FILE_ENV
@@ -153,19 +160,25 @@ async def sealed(client: Client, queue: str):
             keyed = Client(client.service_client, namespace=client.namespace, data_converter=data_converter())
             own = f"{queue}-keyed"
             async with Worker(keyed, task_queue=own, workflows=ALL_WORKFLOWS, activity_executor=pool, activities=[
-                    *FakeCluster().activities(), IdentityActivities(httpx.Client()).fetch_signing_keys]):
+                    *FakeCluster().activities(), *identity_activities()]):
                 document = canary_document(name="recorded-sealed", environment="production", steps=[
                     {"setWeight": 20},
-                    {"approval": {"approvers": ["group:release-managers"],
+                    {"approval": {"approvers": ["group:release-managers"], "minApprovals": 2,
                                   "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}",
                                                "groupsClaim": "groups"}}},
                     {"setWeight": 100}])
                 handle = await start_workflow(client, parse_rollout(document), own, "alice@example.com")
                 status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
-                token = issuer.mint(f"durable-rollouts:{handle.id}", email="bob@example.com",
-                                    groups=["release-managers"], at=status.approval.opened_at.timestamp())
+                def token(email: str) -> str:
+                    return issuer.mint(f"durable-rollouts:{handle.id}", email=email, groups=["release-managers"],
+                                       at=status.approval.opened_at.timestamp())
+
                 await handle.execute_update("approve", ApproveRequest(
-                    id_token=seal_to_workers(token, status.approval.identity), comment="sealed by the CLI"))
+                    id_token=seal_to_workers(token("bob@example.com"), status.approval.identity),
+                    comment="sealed by the CLI"))
+                await handle.signal("approve", ApproveRequest(
+                    id_token=seal_to_workers(token("carol@example.com"), status.approval.identity),
+                    comment="sealed by the codec server"))
                 await handle.result()
         finally:
             issuer.stop()

@@ -16,14 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 from temporalio import activity
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.identity import IdentityActivities
 from localcluster.devserver import DevServer, free_port
 from models.analysis import MeasureInput, Measurement
 from models.kubernetes import (
@@ -349,7 +347,7 @@ SCENARIOS = [
     ("canary-approved", record_decisions.approved, lambda: FakeCluster().activities() + decision_fakes()),
     ("canary-skipped-and-full", record_decisions.skipped_and_full, lambda: FakeCluster().activities() + measure_fakes()),
     ("canary-verified-approval", record_decisions.verified,
-     lambda: FakeCluster().activities() + [IdentityActivities(httpx.Client()).fetch_signing_keys]),
+     lambda: FakeCluster().activities() + record_decisions.identity_activities()),
     ("canary-sealed-vote", record_decisions.sealed, lambda: FakeCluster().activities()),
     ("blue-green-approved", record_decisions.blue_green_approved, lambda: blue_green_fakes() + decision_fakes()),
     ("observe-target", observed, observe_fakes),

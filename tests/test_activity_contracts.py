@@ -11,6 +11,8 @@ The fresh histories must also replay against the code that made them."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -31,6 +33,10 @@ SEEN: set[str] = set()
 def problems(history) -> list[str]:
     found = []
     for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and \
+                event.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            data = event.marker_recorded_event_attributes.details["data"].payloads[0].data
+            SEEN.add(json.loads(data)["activity_type"])  # a local activity: timed out by the workflow task
         if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             continue
         a = event.activity_task_scheduled_event_attributes

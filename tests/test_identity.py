@@ -25,7 +25,8 @@ from temporalio.worker import Replayer, Worker
 
 from activities.approvers import ApproverActivities
 from activities.identity import IdentityActivities
-from activities.sealing import KEY_FILE_ENV, seal
+from activities.sealing import KEY_FILE_ENV, public_key, seal
+from localcluster.devserver import DevServer, free_port
 from localcluster.issuer import LocalIssuer
 from models.approvals import Approval, ApproveRequest, RejectRequest
 from models.identity import KeysRequest, token_hash, verify_token
@@ -35,6 +36,7 @@ from tests import webui
 from tests.helpers import canary_document, eventually, finished
 from tests.test_approvals import accepted_updates, refused, status_of
 from tests.test_canary_workflow import FakeCluster
+from workers.codec import TOKEN_PUBLIC_KEY_ENV, CodecServer, server_codec
 from workers.codec import data_converter as worker_converter
 from workers.temporal import TemporalSettings, connect
 from workflows.canary import CanaryRollout
@@ -73,7 +75,7 @@ async def verified_rollouts(dev_server, dev_client, unique, issuer, tmp_path, mo
         worker = Worker(worker_client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
                         max_cached_workflows=0,
                         activities=[*FakeCluster().activities(), ApproverActivities().resolve_groups,
-                                    IdentityActivities(http).fetch_signing_keys])
+                                    IdentityActivities(http).fetch_signing_keys, IdentityActivities(http).verify_vote])
         async with worker:
             async def start(name: str, initiator: str = "alice@example.com", min_approvals: int = 2):
                 document = canary_document(name=f"{name}-{unique}", environment="production", steps=[
@@ -251,3 +253,59 @@ async def test_verified_votes_from_the_cli_a_ci_job_and_the_web_ui(dev_server, v
             recorded, raise_on_replay_failure=False)
         assert replayed.replay_failure is None, replayed.replay_failure
 
+
+
+async def test_a_token_typed_into_the_web_ui_reaches_the_history_sealed(issuer, tmp_path, monkeypatch, unique):
+    """The Web UI sends a signal's input through `rollout codec-server`'s /encode (a dev server started
+    with --ui-codec-endpoint); the codec server seals the idToken to the workers' public key, the worker
+    opens it, the verify_vote local activity checks it: the vote counts, and the history holds the sealed
+    form and the activity's answer — no signature — and replays where the key is not held."""
+    private = X25519PrivateKey.generate()
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv(TOKEN_PUBLIC_KEY_ENV, public_key({"ui": private}))
+    configured = server_codec()  # the codec server holds only the public half
+    assert configured is not None and configured[1] == "ID tokens sealed to ui"
+    keys = tmp_path / "token-keys"
+    keys.write_text("ui:" + base64.b64encode(private.private_bytes_raw()).decode())
+    monkeypatch.setenv(KEY_FILE_ENV, str(keys))  # the worker holds the private half
+    ui_port = free_port()
+    codec = CodecServer(configured[0], origins=[f"http://localhost:{ui_port}"]).start()
+    server = DevServer(db_file=tmp_path / "ui.db", port=free_port(), ui_port=ui_port, ui_codec_endpoint=codec.url,
+                       log_file=tmp_path / "server.log").start()
+    try:
+        client = await connect(TemporalSettings(address=server.address, namespace="default", ui=""))
+        http, queue = httpx.Client(), f"ui-sealed-{unique}"
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            identity = IdentityActivities(http)
+            async with Worker(client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
+                              activities=[*FakeCluster().activities(), identity.fetch_signing_keys,
+                                          identity.verify_vote]):
+                document = canary_document(name=f"till-{unique}", environment="production", steps=[
+                    {"setWeight": 20}, {"approval": identity_policy(issuer, 1)}, {"setWeight": 100}])
+                handle = await client.start_workflow(
+                    CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by="alice@example.com"),
+                    id=f"rollout/production/till-{unique}", task_queue=queue)
+                await open_approval(handle)
+                carol = issuer.mint(f"durable-rollouts:{handle.id}", email="carol@example.com", groups=MANAGERS)
+
+                def approve_in_the_ui() -> None:
+                    with webui.browser_page() as page:
+                        webui.open_rollout(page, server.ui_url, handle.id)
+                        webui.send_signal(page, "approve", json.dumps({"idToken": carol, "comment": "typed in"}))
+
+                await asyncio.to_thread(approve_in_the_ui)
+                final = await finished(handle, 60)
+        http.close()
+        assert final.phase is Phase.HEALTHY
+        assert [(d.by, d.source, d.verified, d.token_sha256) for d in final.decisions] == [
+            ("carol@example.com", "web-ui", True, token_hash(carol))]
+        recorded = await handle.fetch_history()
+        stored = b"".join(e.SerializeToString() for e in recorded.events)
+        assert carol.rpartition(".")[2].encode() not in stored, "the token typed into the UI reaches the history sealed"
+        assert f"sealed:v2:ui:{token_hash(carol)}:".encode() in stored
+        replayed = await Replayer(workflows=[CanaryRollout], data_converter=pydantic_data_converter).replay_workflow(
+            recorded, raise_on_replay_failure=False)
+        assert replayed.replay_failure is None, replayed.replay_failure
+    finally:
+        server.stop()
+        codec.stop()

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -124,10 +125,30 @@ def data_converter() -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=codecs[0] if len(codecs) == 1 else ChainCodec(codecs))
 
 
+TOKEN_PUBLIC_KEY_ENV = "DURABLE_ROLLOUTS_TOKEN_PUBLIC_KEY"
+
+
+def server_codec() -> tuple[PayloadCodec, str] | None:
+    """What `rollout codec-server` does, and a line saying so: payload encryption when a payload key is
+    configured; ID tokens typed into the Web UI sealed to the workers' token key when its public half
+    (`$DURABLE_ROLLOUTS_TOKEN_PUBLIC_KEY`, `id:base64`, as `rollout status --json` shows it under
+    approval.identity.sealKey) or the key file itself is configured. None: neither."""
+    from activities.sealing import ChainCodec, TokenSealingCodec, private_keys, public_key
+
+    public = os.environ.get(TOKEN_PUBLIC_KEY_ENV, "").strip() or public_key(private_keys())
+    encryption = codec_from_env()
+    codecs = [c for c in (TokenSealingCodec(public) if public else None, encryption) if c is not None]
+    if not codecs:
+        return None
+    said = [f"payload keys {', '.join(encryption.keys)}"] if encryption else []
+    said += [f"ID tokens sealed to {public.rpartition(':')[0]}"] if public else []
+    return (codecs[0] if len(codecs) == 1 else ChainCodec(codecs)), "; ".join(said)
+
+
 class CodecServer:
     """The Temporal codec protocol over HTTP, for the Web UI and the CLI; CORS for the UI's origins."""
 
-    def __init__(self, codec: EncryptionCodec, port: int = 0, origins: Sequence[str] = ("http://localhost:8233",)):
+    def __init__(self, codec: PayloadCodec, port: int = 0, origins: Sequence[str] = ("http://localhost:8233",)):
         self.codec, self.origins = codec, set(origins)
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
@@ -154,6 +175,8 @@ class CodecServer:
 
 
 def _handler(server: CodecServer) -> type[BaseHTTPRequestHandler]:
+    from activities.sealing import SealingError
+
     class Handler(BaseHTTPRequestHandler):
         def _cors(self) -> None:
             origin = self.headers.get("Origin")
@@ -177,13 +200,13 @@ def _handler(server: CodecServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
         def do_POST(self) -> None:  # noqa: N802
-            action = self.path.rstrip("/").rsplit("/", 1)[-1]
+            action = urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]  # the Web UI adds ?preserveStorageRefs=
             if action not in ("encode", "decode"):
                 return self._reply(404, json.dumps({"message": f"no such endpoint: {self.path}"}).encode())
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 self._reply(200, server.convert(action, body))
-            except PayloadKeyError as error:
+            except (PayloadKeyError, SealingError) as error:
                 self._reply(400, json.dumps({"message": str(error)}).encode())
             except json_format.ParseError as error:
                 self._reply(400, json.dumps({"message": f"not a payloads document: {error}"}).encode())

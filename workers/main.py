@@ -76,6 +76,7 @@ def activities_by_family(clients: KubeClients | None, providers: dict[str, Metri
         AnalysisActivities(measured).measure,
         ApproverActivities().resolve_groups,
         IdentityActivities(http).fetch_signing_keys,
+        IdentityActivities(http).verify_vote,  # a local activity (a signal's vote)
         NotifyActivities(http).notify,
         WebhookActivities(http).call_webhook,
     ]}

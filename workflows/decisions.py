@@ -17,10 +17,13 @@ here, `DecisionRules`, that works on the workflow's `RolloutControl`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.identity import IdentityActivities
     from models.approvals import (
         AbortRequest,
         ApproveRequest,
@@ -36,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         SkipAnalysisRequest,
         Vote,
     )
-    from models.identity import VerifiedIdentity, claims_of, verify_token
+    from models.identity import USED, VerifiedIdentity, VoteToVerify, claims_of, verify_token
     from models.status import ControlResult, Reason
     from workflows.context import Control
     from workflows.details import details
@@ -60,6 +63,7 @@ class Invalid(str):
 
 
 VOTES = ("approve", "reject")  # the decisions an approval's identity policy asks proof for
+SIGNAL_VOTES_PROVEN = "signal-votes-proven-by-an-activity"  # workflow.patched: runs recorded before check inline
 
 EVENTS = {"approve": "approved", "reject": "rejected", "promote": "promoted", "abort": "abort-requested",
           "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested",
@@ -80,18 +84,35 @@ class DecisionRules:
             raise ApplicationError(problem, type="InvalidDecision" if isinstance(problem, Invalid) else "Refused",
                                    non_retryable=True)
 
-    def signal(self, kind: str, request: Decision) -> None:
-        """The signal's handler: a refusal is kept in the audit trail, never acted on."""
-        problem = self.decision_problem(kind, request)
+    def signal(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None) -> None:
+        """The signal's handler: a refusal is kept in the audit trail, never acted on. `proven`: what the
+        `verify_vote` activity answered for its token."""
+        problem = self.decision_problem(kind, request, proven)
         if problem:  # a refused token proves nobody: the record names no one it could not verify
             unproven = not request.by and request.id_token
             self.audit(kind, request.model_copy(update={"by": "(unverified)"}) if unproven else request, "web-ui",
                        why=problem)
         else:
-            self.take(kind, request, "web-ui")
+            self.take(kind, request, "web-ui", proven)
+
+    async def signal_vote(self, kind: str, request: Decision) -> None:
+        """A vote by signal. Where the open approval asks for proof, its token is checked by the
+        `verify_vote` local activity, whose answer the history keeps: a replay needs neither the key a
+        sealed token was sealed to nor the cryptography (runs recorded before checked it inline)."""
+        a, policy = self.control.status.approval, self.control.approval_policy
+        if (a is None or policy is None or policy.identity is None or not request.id_token.strip()
+                or not workflow.patched(SIGNAL_VOTES_PROVEN)):
+            return self.signal(kind, request)
+        used = {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
+        answer = await workflow.execute_local_activity_method(
+            IdentityActivities.verify_vote, VoteToVerify(
+                token=request.id_token, policy=policy.identity, rollout_id=self.control.status.rollout_id,
+                keys=self.control.signing_keys, now=workflow.now(), used=sorted(used)),
+            start_to_close_timeout=timedelta(seconds=10), summary=f"verify the ID token of a {kind} signal")
+        self.signal(kind, request, answer.identity or answer.problem)
 
 
-    def decision_problem(self, kind: str, request: Decision) -> str:
+    def decision_problem(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None) -> str:
         s = self.control.status
         if s.phase.finished:
             return f"rollout is already {s.phase.value}"
@@ -105,14 +126,16 @@ class DecisionRules:
         at = (s.approval.step if s.approval is not None else s.current_step) + 1
         if request.step is not None and request.step != at:
             return f"{kind} was meant for step {request.step}, but the rollout is at step {at}"
-        request, proof, problem = self.prove(kind, request)
+        request, proof, problem = self.prove(kind, request, proven=proven)
         return problem or getattr(self, f"_problem_{kind}")(request, proof)
 
-    def prove(self, kind: str, request: Decision, verify: bool = True) -> tuple[Decision, VerifiedIdentity | None, str]:
+    def prove(self, kind: str, request: Decision, verify: bool = True,
+              proven: VerifiedIdentity | str | None = None) -> tuple[Decision, VerifiedIdentity | None, str]:
         """The request without its ID token and, when the open approval requires proof of identity, under
         the name the token proves (models/identity.py) — or why the token proves none. `verify=False`: an
         accepted update, whose validator verified the token: its claims are read, not checked again, so
-        its replay depends on neither the clock nor the fetched keys."""
+        its replay depends on neither the clock, the fetched keys nor the sealing key. `proven`: what the
+        `verify_vote` activity answered (a signal's vote)."""
         a, policy = self.control.status.approval, self.control.approval_policy
         bare = request.model_copy(update={"id_token": ""})
         if kind not in VOTES or a is None or policy is None or policy.identity is None:
@@ -122,11 +145,14 @@ class DecisionRules:
             return bare, None, Invalid(f"step {a.step + 1} counts only votes proven by an ID token from "
                                        f"{identity.issuer} (rollout {kind} --id-token-file; the Web UI: \"idToken\")")
         used = {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
-        # cryptography's Rust core imports Python modules while it verifies: the real ones, not the sandbox's.
-        with workflow.unsafe.imports_passed_through():
-            proof = (verify_token(request.id_token, identity, self.control.status.rollout_id,
-                                  self.control.signing_keys, workflow.now(), used)
-                     if verify else claims_of(request.id_token, identity))
+        if proven is not None:  # checked by the activity; another vote may have used the token since
+            proof = USED if isinstance(proven, VerifiedIdentity) and proven.token_sha256 in used else proven
+        else:
+            # cryptography's Rust core imports Python modules while it verifies: the real ones, not the sandbox's.
+            with workflow.unsafe.imports_passed_through():
+                proof = (verify_token(request.id_token, identity, self.control.status.rollout_id,
+                                      self.control.signing_keys, workflow.now(), used)
+                         if verify else claims_of(request.id_token, identity))
         if isinstance(proof, str):
             return bare, None, Invalid(f"{kind}: {proof}")
         return bare.model_copy(update={"by": proof.name}), proof, ""
@@ -211,9 +237,10 @@ class DecisionRules:
 
     # ---- accepting ----------------------------------------------------------------------------------
 
-    def take(self, kind: str, request: Decision, source: str) -> ControlResult:
-        # An update's validator verified the token before it was accepted; a signal is checked here.
-        request, proof, problem = self.prove(kind, request, verify=source != "cli")
+    def take(self, kind: str, request: Decision, source: str, proven: VerifiedIdentity | str | None = None) -> ControlResult:
+        # An update's validator verified the token before it was accepted; a signal's was checked by the
+        # verify_vote activity (`proven`), or here in runs recorded before it.
+        request, proof, problem = self.prove(kind, request, verify=source != "cli", proven=proven)
         if problem:  # a signal's problem was found by decision_problem first: not reached
             raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
         message = getattr(self, f"_take_{kind}")(request, proof)

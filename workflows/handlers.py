@@ -75,8 +75,8 @@ class Approve:
         self.rules.validate("approve", request)
 
     @workflow.signal(name="approve", description=DESCRIPTIONS["approve"])
-    def approve_signal(self, request: ApproveRequest) -> None:
-        self.rules.signal("approve", request)
+    async def approve_signal(self, request: ApproveRequest) -> None:
+        await self.rules.signal_vote("approve", request)
 
     @workflow.update(name="reject", description=DESCRIPTIONS["reject"])
     async def reject(self, request: RejectRequest) -> ControlResult:
@@ -87,8 +87,8 @@ class Approve:
         self.rules.validate("reject", request)
 
     @workflow.signal(name="reject", description=DESCRIPTIONS["reject"])
-    def reject_signal(self, request: RejectRequest) -> None:
-        self.rules.signal("reject", request)
+    async def reject_signal(self, request: RejectRequest) -> None:
+        await self.rules.signal_vote("reject", request)
 
 
 class Hold:
