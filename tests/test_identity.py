@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
@@ -29,7 +30,7 @@ from activities.sealing import KEY_FILE_ENV, public_key, seal
 from localcluster.devserver import DevServer, free_port
 from localcluster.issuer import LocalIssuer
 from models.approvals import Approval, ApproveRequest, RejectRequest
-from models.identity import KeysRequest, token_hash, verify_token
+from models.identity import KeysRequest, VoteProof, VoteToVerify, token_hash, verify_token
 from models.spec import parse_rollout
 from models.status import ControlResult, Phase, RolloutInput, RolloutStatus
 from tests import webui
@@ -309,3 +310,40 @@ async def test_a_token_typed_into_the_web_ui_reaches_the_history_sealed(issuer, 
     finally:
         server.stop()
         codec.stop()
+
+
+async def test_a_vote_whose_token_cannot_be_checked_is_refused_not_fatal(dev_server, dev_client, unique, issuer):
+    """The verify_vote activity failing (here: always) refuses the signal's vote with the reason; the
+    rollout keeps waiting and a vote by update still decides it."""
+    @activity.defn(name="verify_vote")
+    def broken(vote: VoteToVerify) -> VoteProof:
+        raise RuntimeError("the verifier is broken")
+
+    client = await connect(TemporalSettings(address=dev_server.address, namespace="default", ui=""))
+    queue, http = f"broken-{unique}", httpx.Client()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        async with Worker(client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
+                          activities=[*FakeCluster().activities(), IdentityActivities(http).fetch_signing_keys, broken]):
+            document = canary_document(name=f"kiosk-{unique}", environment="production", steps=[
+                {"setWeight": 20}, {"approval": identity_policy(issuer, 1)}, {"setWeight": 100}])
+            handle = await dev_client.start_workflow(
+                CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by="alice@example.com"),
+                id=f"rollout/production/kiosk-{unique}", task_queue=queue)
+            await open_approval(handle)
+            audience = f"durable-rollouts:{handle.id}"
+            await handle.signal("approve", ApproveRequest(id_token=issuer.mint(audience, email="carol@example.com",
+                                                                               groups=MANAGERS)))
+            refusal = await eventually(lambda: _refused_signal(handle), timeout=30, what="the signal's vote refused")
+            assert refusal.startswith("approve: the ID token could not be checked (") and "broken" in refusal, refusal
+            assert (await status_of(handle)).phase is Phase.PAUSED
+            await handle.execute_update("approve", ApproveRequest(id_token=issuer.mint(
+                audience, email="bob@example.com", groups=MANAGERS)), result_type=ControlResult)
+            final = await finished(handle, 60)
+    http.close()
+    assert final.phase is Phase.HEALTHY
+    assert [(d.by, d.accepted) for d in final.decisions] == [("(unverified)", False), ("bob@example.com", True)]
+
+
+async def _refused_signal(handle) -> str | None:
+    refused_ = [d.why for d in (await status_of(handle)).decisions if d.source == "web-ui" and not d.accepted]
+    return refused_[0] if refused_ else None

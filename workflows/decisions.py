@@ -20,7 +20,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityActivities
@@ -104,11 +105,16 @@ class DecisionRules:
                 or not workflow.patched(SIGNAL_VOTES_PROVEN)):
             return self.signal(kind, request)
         used = {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
-        answer = await workflow.execute_local_activity_method(
-            IdentityActivities.verify_vote, VoteToVerify(
-                token=request.id_token, policy=policy.identity, rollout_id=self.control.status.rollout_id,
-                keys=self.control.signing_keys, now=workflow.now(), used=sorted(used)),
-            start_to_close_timeout=timedelta(seconds=10), summary=f"verify the ID token of a {kind} signal")
+        try:
+            answer = await workflow.execute_local_activity_method(
+                IdentityActivities.verify_vote, VoteToVerify(
+                    token=request.id_token, policy=policy.identity, rollout_id=self.control.status.rollout_id,
+                    keys=self.control.signing_keys, now=workflow.now(), used=sorted(used)),
+                start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"verify the ID token of a {kind} signal")
+        except FailureError as error:  # a signal never fails the rollout: the vote is refused, and says why
+            failure = error.cause if isinstance(error, ActivityError) and isinstance(error.cause, FailureError) else error
+            return self.signal(kind, request, f"the ID token could not be checked ({failure.message})")
         self.signal(kind, request, answer.identity or answer.problem)
 
 
