@@ -110,9 +110,14 @@ class CanaryActivities:
             ready = wait_settled(apps, ns, canary, request.progress_deadline_seconds)
             wait_in_endpoints(self._clients.core(t.context), ready, request.progress_deadline_seconds)
             router.apply(RouteState(weight=100))
-        put_image(apps, t, request.container, request.image, request.total_replicas, request.progress_deadline_seconds)
+        stable = put_image(apps, t, request.container, request.image, request.total_replicas,
+                           request.progress_deadline_seconds)
         if router.pins_stable_service:
             unpin(self._clients.core(t.context), ns, request.stable_service)
+        # Traffic goes back to the stable Service only once its endpoints list the new stable pods: the
+        # unpinned selector (and the new pods) reach the endpoints a moment later, and until then the
+        # Service had no backend for it (a mesh answers 503; CI's simulator saw no request served).
+        wait_in_endpoints(self._clients.core(t.context), stable, request.progress_deadline_seconds)
         router.prepare()  # with a DestinationRule: the stable subset follows the new pods
         router.remove()  # all traffic to the (new) stable
         self._remove_canary(apps, request)

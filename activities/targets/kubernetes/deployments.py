@@ -134,7 +134,7 @@ def runs(deployment: client.V1Deployment, container: str, image: str, replicas: 
 
 
 def put_image(apps: client.AppsV1Api, t: KubernetesTarget, container: str, image: str, replicas: int,
-              deadline_seconds: int) -> None:
+              deadline_seconds: int) -> client.V1Deployment:
     """The target Deployment runs `image` in `container` at `replicas` (patched unless already so), settled."""
     what = f"deployment {t.namespace}/{t.deployment}"
     with api_errors(what):
@@ -144,7 +144,7 @@ def put_image(apps: client.AppsV1Api, t: KubernetesTarget, container: str, image
                          "template": {"spec": {"containers": [{"name": container, "image": image}]}}}}
         with api_errors(what):
             apps.patch_namespaced_deployment(t.deployment, t.namespace, body, _content_type=STRATEGIC_MERGE)
-    wait_settled(apps, t.namespace, t.deployment, deadline_seconds)
+    return wait_settled(apps, t.namespace, t.deployment, deadline_seconds)
 
 
 def pod_template(apps: client.AppsV1Api, replica_set: client.V1ReplicaSet) -> dict:
