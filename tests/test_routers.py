@@ -29,12 +29,16 @@ def rollout(unique: str, namespace: str, router: str, image: str, steps: list, *
 
 
 async def share(url: str, namespace: str, entry: str, version: str, seconds: float = 4.0) -> tuple[float, float]:
-    """(share of real requests the version served, shadow copies per real request) over `seconds`; each
-    end of the interval is one scrape (real requests and copies counted over the same interval), the
-    first once the simulator routes by what the objects say now."""
+    """(share of real requests the version served, shadow copies per real request) over at least
+    `seconds`; each end of the interval is one scrape (real requests and copies counted over the same
+    interval), the first once the simulator routes by what the objects say now, the second once the ticks
+    in flight have sent their requests. A tick sends the requests of the time since the one before at
+    once, and late in the suite (a cluster full of earlier tests' objects to list) a tick can take longer
+    than a short interval: CI saw no request at all in 2 s."""
     await asyncio.to_thread(wait_for_fresh_routing, url)
     before = request_counts(url, namespace, entry=entry)
     await asyncio.sleep(seconds)
+    await asyncio.to_thread(wait_for_fresh_routing, url)
     after = request_counts(url, namespace, entry=entry)
     delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
     total = sum(v for (_, copied), v in delta.items() if not copied)
