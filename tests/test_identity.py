@@ -79,13 +79,19 @@ async def verified_rollouts(dev_server, dev_client, unique, issuer, tmp_path, mo
                                     IdentityActivities(http).fetch_signing_keys, IdentityActivities(http).verify_vote])
         async with worker:
             async def start(name: str, initiator: str = "alice@example.com", min_approvals: int = 2):
-                document = canary_document(name=f"{name}-{unique}", environment="production", steps=[
-                    {"setWeight": 20}, {"approval": identity_policy(issuer, min_approvals)}, {"setWeight": 100}])
-                return await dev_client.start_workflow(
-                    CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by=initiator),
-                    id=f"rollout/production/{name}-{unique}", task_queue=queue)
+                return await start_verified(dev_client, f"{name}-{unique}", queue, issuer, min_approvals, initiator)
             yield start
     http.close()
+
+
+async def start_verified(client, name: str, queue: str, issuer: LocalIssuer, min_approvals: int = 1,
+                         initiator: str = "alice@example.com"):
+    """A canary on a fake cluster whose step 2 counts only verified votes."""
+    document = canary_document(name=name, environment="production", steps=[
+        {"setWeight": 20}, {"approval": identity_policy(issuer, min_approvals)}, {"setWeight": 100}])
+    return await client.start_workflow(
+        CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by=initiator),
+        id=f"rollout/production/{name}", task_queue=queue)
 
 
 async def open_approval(handle) -> RolloutStatus:
@@ -281,11 +287,7 @@ async def test_a_token_typed_into_the_web_ui_reaches_the_history_sealed(issuer, 
             async with Worker(client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
                               activities=[*FakeCluster().activities(), identity.fetch_signing_keys,
                                           identity.verify_vote]):
-                document = canary_document(name=f"till-{unique}", environment="production", steps=[
-                    {"setWeight": 20}, {"approval": identity_policy(issuer, 1)}, {"setWeight": 100}])
-                handle = await client.start_workflow(
-                    CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by="alice@example.com"),
-                    id=f"rollout/production/till-{unique}", task_queue=queue)
+                handle = await start_verified(client, f"till-{unique}", queue, issuer)
                 await open_approval(handle)
                 carol = issuer.mint(f"durable-rollouts:{handle.id}", email="carol@example.com", groups=MANAGERS)
 
@@ -324,11 +326,7 @@ async def test_a_vote_whose_token_cannot_be_checked_is_refused_not_fatal(dev_ser
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         async with Worker(client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
                           activities=[*FakeCluster().activities(), IdentityActivities(http).fetch_signing_keys, broken]):
-            document = canary_document(name=f"kiosk-{unique}", environment="production", steps=[
-                {"setWeight": 20}, {"approval": identity_policy(issuer, 1)}, {"setWeight": 100}])
-            handle = await dev_client.start_workflow(
-                CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by="alice@example.com"),
-                id=f"rollout/production/kiosk-{unique}", task_queue=queue)
+            handle = await start_verified(dev_client, f"kiosk-{unique}", queue, issuer)
             await open_approval(handle)
             audience = f"durable-rollouts:{handle.id}"
             await handle.signal("approve", ApproveRequest(id_token=issuer.mint(audience, email="carol@example.com",
