@@ -167,7 +167,8 @@ class TokenSealingCodec(PayloadCodec):
         self.public = public
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [_with_token(p, lambda t: None if t.startswith("sealed:") else seal(t, self.public)) for p in payloads]
+        return [_with_token(p, lambda t: None if t.startswith((SEALED, SEALED_V1)) else seal(t, self.public))
+                for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return list(payloads)

@@ -72,11 +72,12 @@ def activities_by_family(clients: KubeClients | None, providers: dict[str, Metri
     measured = {**(default_providers() if providers is None else providers)}
     if "kubernetes" in families:
         measured["kubernetes"] = ClusterHealthSource(clients)
+    identity = IdentityActivities(http)
     found = {"common": [
         AnalysisActivities(measured).measure,
         ApproverActivities().resolve_groups,
-        IdentityActivities(http).fetch_signing_keys,
-        IdentityActivities(http).verify_vote,  # a local activity (a signal's vote)
+        identity.fetch_signing_keys,
+        identity.verify_vote,  # a local activity (a signal's vote)
         NotifyActivities(http).notify,
         WebhookActivities(http).call_webhook,
     ]}

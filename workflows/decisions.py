@@ -104,12 +104,11 @@ class DecisionRules:
         if (a is None or policy is None or policy.identity is None or not request.id_token.strip()
                 or not workflow.patched(SIGNAL_VOTES_PROVEN)):
             return self.signal(kind, request)
-        used = {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
         try:
             answer = await workflow.execute_local_activity_method(
                 IdentityActivities.verify_vote, VoteToVerify(
                     token=request.id_token, policy=policy.identity, rollout_id=self.control.status.rollout_id,
-                    keys=self.control.signing_keys, now=workflow.now(), used=sorted(used)),
+                    keys=self.control.signing_keys, now=workflow.now(), used=sorted(self._used_tokens())),
                 start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3),
                 summary=f"verify the ID token of a {kind} signal")
         except FailureError as error:  # a signal never fails the rollout: the vote is refused, and says why
@@ -117,6 +116,9 @@ class DecisionRules:
             return self.signal(kind, request, f"the ID token could not be checked ({failure.message})")
         self.signal(kind, request, answer.identity or answer.problem)
 
+    def _used_tokens(self) -> set[str]:
+        """The hashes of the tokens accepted votes used: each counts once per rollout."""
+        return {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
 
     def decision_problem(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None) -> str:
         s = self.control.status
@@ -150,7 +152,7 @@ class DecisionRules:
         if not request.id_token.strip():
             return bare, None, Invalid(f"step {a.step + 1} counts only votes proven by an ID token from "
                                        f"{identity.issuer} (rollout {kind} --id-token-file; the Web UI: \"idToken\")")
-        used = {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
+        used = self._used_tokens()
         if proven is not None:  # checked by the activity; another vote may have used the token since
             proof = USED if isinstance(proven, VerifiedIdentity) and proven.token_sha256 in used else proven
         else:

@@ -116,7 +116,7 @@ class CanaryActivities:
             unpin(self._clients.core(t.context), ns, request.stable_service)
         # Traffic goes back to the stable Service only once its endpoints list the new stable pods: the
         # unpinned selector (and the new pods) reach the endpoints a moment later, and until then the
-        # Service had no backend for it (a mesh answers 503; CI's simulator saw no request served).
+        # Service has no backend for it (a mesh answers 503).
         wait_in_endpoints(self._clients.core(t.context), stable, request.progress_deadline_seconds)
         router.prepare()  # with a DestinationRule: the stable subset follows the new pods
         router.remove()  # all traffic to the (new) stable
