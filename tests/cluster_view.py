@@ -1,13 +1,15 @@
 """What a test sees of a workload in the real cluster: Deployments `web` and `web-canary`, the images
-behind Service `web`'s endpoints, and pods left terminating."""
+behind Service `web`'s endpoints, pods left terminating, and who the simulated traffic reaches."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 from kubernetes import client
 
+from localcluster.traffic import request_counts, wait_for_fresh_routing
 from tests.helpers import eventually
 
 
@@ -83,3 +85,25 @@ def pod_names(api: client.ApiClient, namespace: str, deployment: str) -> set[str
         and p.metadata.owner_references[0].name.rsplit("-", 1)[0] == deployment
         and p.metadata.name.startswith(prefix)
     }
+
+
+async def traffic_share(url: str, namespace: str, version: str, entry: str | None = None, service: str = "",
+                        seconds: float = 4.0) -> tuple[float, float]:
+    """(share of real requests the version served, shadow copies per real request) over at least
+    `seconds`, of the requests that came in through `entry` or that `service` served. Each end of the
+    interval is one scrape (real requests and copies counted over the same interval), the first once the
+    simulator routes by what the objects say now, the second once the ticks in flight have sent their
+    requests. A tick sends the requests of the time since the one before at once, and late in the suite
+    (a cluster full of earlier tests' objects to list) a tick can take longer than a short interval: CI
+    saw no request at all in 2 s. So the routing must not change for a while after `seconds`: measure
+    during a pause that only a decision ends."""
+    await asyncio.to_thread(wait_for_fresh_routing, url)
+    before = request_counts(url, namespace, service, entry)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(wait_for_fresh_routing, url)
+    after = request_counts(url, namespace, service, entry)
+    delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    total = sum(v for (_, copied), v in delta.items() if not copied)
+    assert total > 300, f"too little simulated traffic through {entry or service}: {total}"
+    served = sum(v for (ver, copied), v in delta.items() if ver == version and not copied)
+    return served / total, sum(v for (_, copied), v in delta.items() if copied) / total

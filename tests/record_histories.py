@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from localcluster.devserver import DevServer, free_port
 from models.analysis import MeasureInput, Measurement
+from models.approvals import PauseRequest, ResumeRequest
 from models.kubernetes import (
     BlueGreenInput,
     BlueGreenPrepared,
@@ -35,12 +36,12 @@ from models.kubernetes import (
     WindowInput,
 )
 from models.spec import RollbackWindow
-from models.status import AbortRequest, PromoteRequest
+from models.status import AbortRequest, PromoteRequest, Reason, RolloutStatus
 from models.targets import KubernetesTarget, ObserveInput, TargetObservation
 from models.webhooks import WebhookAnswer, WebhookCall
 from starters.commands import start_workflow
 from tests import record_decisions, record_pipelines, record_releases, record_stores
-from tests.helpers import canary_rollout, paused_at
+from tests.helpers import canary_rollout, eventually, paused_at
 from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
 from workflows.observe import ObserveTarget
@@ -157,13 +158,32 @@ def blue_green(switch_back: bool):
     return scenario
 
 
-async def blue_green_gradual(client: Client, queue: str):
-    """Blue-green through a router: preview weights 25 and 50 held, then the switch, auto-promoted."""
-    rollout = canary_rollout(name="recorded-blue-green-gradual", strategy={"blueGreen": {
+def gradual_rollout(name: str, hold: str):
+    return canary_rollout(name=name, strategy={"blueGreen": {
         "activeService": "checkout-api", "previewService": "checkout-api-preview", "scaleDownDelaySeconds": 0,
         "trafficRouting": {"istio": {"virtualService": {"name": "checkout-api"}}},
-        "gradualShift": {"weights": [25, 50, 100], "hold": "5s"}}})
-    handle = await start_workflow(client, rollout, queue, "recorder")
+        "gradualShift": {"weights": [25, 50, 100], "hold": hold}}})
+
+
+async def blue_green_gradual(client: Client, queue: str):
+    """Blue-green through a router: preview weights 25 and 50 held, then the switch, auto-promoted."""
+    handle = await start_workflow(client, gradual_rollout("recorded-blue-green-gradual", "5s"), queue, "recorder")
+    await handle.result()
+    return handle
+
+
+async def blue_green_gradual_held(client: Client, queue: str):
+    """The gradual shift held by `rollout pause` at 25% past its hold (a step boundary), then resumed."""
+    handle = await start_workflow(client, gradual_rollout("recorded-blue-green-gradual-held", "2s"), queue, "recorder")
+    await paused_at(handle, 2)
+    await handle.execute_update("pause", PauseRequest(by="sre", comment="look at the 25% first"))
+
+    async def held():
+        status = await handle.query("status", result_type=RolloutStatus)
+        return status.reason == Reason.PAUSED_BY_USER.value
+
+    await eventually(held, timeout=30, what="held at 25%")
+    await handle.signal("resume", ResumeRequest(by="web-ui"))
     await handle.result()
     return handle
 
@@ -344,6 +364,7 @@ SCENARIOS = [
     ("blue-green-healthy", blue_green(False), blue_green_fakes),
     ("blue-green-switched-back", blue_green(True), blue_green_fakes),
     ("blue-green-gradual", blue_green_gradual, blue_green_fakes),
+    ("blue-green-gradual-held", blue_green_gradual_held, blue_green_fakes),
     ("canary-approved", record_decisions.approved, lambda: FakeCluster().activities() + decision_fakes()),
     ("canary-skipped-and-full", record_decisions.skipped_and_full, lambda: FakeCluster().activities() + measure_fakes()),
     ("canary-verified-approval", record_decisions.verified,

@@ -7,10 +7,10 @@ from __future__ import annotations
 from models.spec import parse_rollout
 from models.status import AbortRequest, Phase
 from starters.commands import start_workflow
-from tests.cluster_view import expect_view
+from tests.cluster_view import expect_view, traffic_share
 from tests.helpers import canary_document, finished, paused_at
 from tests.router_objects import create_router_objects, read_router_object, routing_for, weights
-from tests.test_routers import BETA, share
+from tests.test_routers import BETA
 
 OLD = "registry.local/web:1.0.0"
 
@@ -32,7 +32,7 @@ async def test_audience_sees_the_new_version_until_decided(
     status = await paused_at(handle, 2)
     assert (status.canary_replicas, status.canary_weight) == (2, 0)
     assert status.routes == ["header ab-test: x-beta exact '1'"]
-    served, _ = await share(local_cluster.simulator_url, workload, entry, version)
+    served, _ = await traffic_share(local_cluster.simulator_url, workload, version, entry)
     assert 0.14 < served < 0.26, f"the 20% test audience, and only it, sees the new version: {served:.0%}"
     await handle.execute_update("abort", AbortRequest(reason="variant B converts worse", by="pm"))
     final = await finished(handle, 90)

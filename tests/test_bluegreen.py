@@ -9,10 +9,11 @@ import time
 from kubernetes import client
 
 from localcluster.behaviour import declare_images
+from models.approvals import PauseRequest, ResumeRequest
 from models.spec import parse_rollout
-from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
+from models.status import AbortRequest, Phase, PromoteRequest, Reason, RolloutStatus
 from starters.commands import start_workflow
-from tests.cluster_view import EndpointSampler, expect_view, pod_names, service_images
+from tests.cluster_view import EndpointSampler, expect_view, pod_names, service_images, traffic_share
 from tests.helpers import canary_document, eventually, finished, paused_at, read_audit
 
 OLD = "registry.local/web:1.0.0"
@@ -142,9 +143,18 @@ async def test_gradual_shift_through_a_router_then_switch(
     handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
     status = await paused_at(handle, 2)
     assert status.canary_weight == 25 and service_images(kube_api, workload, "web") == [OLD] * 4
-    from tests.test_routers import share
-    served, _ = await share(local_cluster.simulator_url, workload, "virtualservice/web", version, seconds=2.5)
+    # `rollout pause` keeps the weight past its hold: the share is measured with nothing about to change it
+    await handle.execute_update("pause", PauseRequest(by="sre", comment="measure 25%"))
+
+    async def held():
+        s = await handle.query("status", result_type=RolloutStatus)
+        return s if s.reason == Reason.PAUSED_BY_USER.value else None
+
+    status = await eventually(held, timeout=30, what="held after the 25% hold")
+    assert (status.current_step, status.canary_weight) == (2, 25), status
+    served, _ = await traffic_share(local_cluster.simulator_url, workload, version, "virtualservice/web", seconds=2.5)
     assert 0.15 < served < 0.35, f"25% shifted: the new version served {served:.0%}"
+    await handle.execute_update("resume", ResumeRequest(by="sre"))
     final = await finished(handle, 120)
     assert final.phase is Phase.HEALTHY
     writes = [[d["weight"] for d in w["body"]["spec"]["http"][0]["route"]]

@@ -11,25 +11,12 @@ from kubernetes import client
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from localcluster.behaviour import declare_images
-from localcluster.traffic import requests_by_version, wait_for_fresh_routing
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
-from tests.cluster_view import expect_view
+from tests.cluster_view import expect_view, traffic_share
 from tests.helpers import canary_rollout, finished, paused_at, read_audit
 
 NEW = "registry.local/web:2.0.0"
-
-
-async def traffic_share(url: str, namespace: str, seconds: float = 3.0) -> float:
-    """Share of simulated requests the new version served over a window routed by the objects as they are."""
-    await asyncio.to_thread(wait_for_fresh_routing, url)
-    before = requests_by_version(url, namespace, "web")
-    await asyncio.sleep(seconds)
-    after = requests_by_version(url, namespace, "web")
-    delta = {v: after.get(v, 0) - before.get(v, 0) for v in after}
-    total = sum(delta.values())
-    assert total > 100, f"the simulator sent too few requests: {delta}"
-    return delta.get("2.0.0", 0) / total
 
 
 async def test_weights_become_replicas_endpoints_and_traffic_then_promote(
@@ -54,14 +41,14 @@ async def test_weights_become_replicas_endpoints_and_traffic_then_promote(
     assert {s.name for s in metadata.definition.signal_definitions} == decisions
     assert all(s.description for s in metadata.definition.signal_definitions)  # the Web UI lists them
     await expect_view(kube_api, ns, (3, 3, old), (1, 1, NEW), [NEW] + [old] * 3)
-    share = await traffic_share(local_cluster.simulator_url, ns)
+    share, _ = await traffic_share(local_cluster.simulator_url, ns, "2.0.0", service="web", seconds=3.0)
     assert 0.12 < share < 0.40, f"25% weight, the new version served {share:.0%}"
 
     await handle.execute_update("promote", PromoteRequest(by="alice"))
     status = await paused_at(handle, 3)
     assert (status.canary_replicas, status.stable_replicas, status.actual_weight) == (2, 2, 50.0)
     await expect_view(kube_api, ns, (2, 2, old), (2, 2, NEW), [NEW] * 2 + [old] * 2)
-    share = await traffic_share(local_cluster.simulator_url, ns)
+    share, _ = await traffic_share(local_cluster.simulator_url, ns, "2.0.0", service="web", seconds=3.0)
     assert 0.35 < share < 0.65, f"50% weight, the new version served {share:.0%}"
 
     await handle.execute_update("promote", PromoteRequest(by="alice"))

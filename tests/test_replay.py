@@ -38,6 +38,7 @@ def test_every_strategy_has_recorded_histories():
         "ab-test-promoted", "rolling-update-windowed", "rollback-window-undone",
         "canary-analysed", "canary-webhooks", "analysis-run-successful",
         "canary-approved", "canary-skipped-and-full", "blue-green-approved", "blue-green-gradual",
+        "blue-green-gradual-held",
         "canary-continued-as-new", "canary-resumed-promoted", "canary-approval-resumed", "observe-target",
         "release-halted-resumed-promoted", "release-rolled-back", "release-flag-gate-failed", "refresh-metadata",
         "release-halted-by-gate", "release-google-play", "release-app-store", "release-microsoft-store",

@@ -4,16 +4,13 @@ the traffic simulator — which follows those objects — sends the matching sha
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from kubernetes import client
 
-from localcluster.traffic import request_counts, wait_for_fresh_routing
 from models.spec import parse_rollout
 from models.status import AbortRequest, Phase, PromoteRequest
 from starters.commands import start_workflow
-from tests.cluster_view import expect_view
+from tests.cluster_view import expect_view, traffic_share
 from tests.helpers import canary_document, finished, paused_at, read_audit
 from tests.router_objects import create_router_objects, read_router_object, routing_for, weights
 
@@ -26,25 +23,6 @@ def rollout(unique: str, namespace: str, router: str, image: str, steps: list, *
                            "trafficRouting": routing_for(router), "steps": steps, **canary}}
     return parse_rollout(canary_document(name=f"r-{unique}", namespace=namespace, deployment="web", image=image,
                                          strategy=strategy))
-
-
-async def share(url: str, namespace: str, entry: str, version: str, seconds: float = 4.0) -> tuple[float, float]:
-    """(share of real requests the version served, shadow copies per real request) over at least
-    `seconds`; each end of the interval is one scrape (real requests and copies counted over the same
-    interval), the first once the simulator routes by what the objects say now, the second once the ticks
-    in flight have sent their requests. A tick sends the requests of the time since the one before at
-    once, and late in the suite (a cluster full of earlier tests' objects to list) a tick can take longer
-    than a short interval: CI saw no request at all in 2 s."""
-    await asyncio.to_thread(wait_for_fresh_routing, url)
-    before = request_counts(url, namespace, entry=entry)
-    await asyncio.sleep(seconds)
-    await asyncio.to_thread(wait_for_fresh_routing, url)
-    after = request_counts(url, namespace, entry=entry)
-    delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
-    total = sum(v for (_, copied), v in delta.items() if not copied)
-    assert total > 300, f"too little simulated traffic through {entry}: {total}"
-    served = sum(v for (ver, copied), v in delta.items() if ver == version and not copied)
-    return served / total, sum(v for (_, copied), v in delta.items() if copied) / total
 
 
 @pytest.mark.parametrize("router", ["istio", "nginx", "gatewayAPI"])
@@ -63,7 +41,7 @@ async def test_router_weights_headers_and_mirror(
     status = await paused_at(handle, 1)
     assert (status.canary_replicas, status.stable_replicas, status.canary_weight) == (1, 4, 25)
     assert weights(read_router_object(kube_api, workload, router), router) == (75, 25)
-    served, _ = await share(url, workload, entry, version)
+    served, _ = await traffic_share(url, workload, version, entry)
     assert 0.17 < served < 0.33, f"weight 25: the new version served {served:.0%}"
 
     await handle.execute_update("promote", PromoteRequest(by="test"))
@@ -76,14 +54,14 @@ async def test_router_weights_headers_and_mirror(
     else:
         routes = obj["spec"]["http" if router == "istio" else "rules"]
         assert routes[0]["name"] == "beta" and len(routes) == 2
-    served, _ = await share(url, workload, entry, version)
+    served, _ = await traffic_share(url, workload, version, entry)
     assert 0.30 < served < 0.50, f"20% beta users + 25% of the rest = 40%: the new version served {served:.0%}"
 
     if router != "nginx":
         await handle.execute_update("promote", PromoteRequest(by="test"))
         status = await paused_at(handle, 5)
         assert status.routes[-1] == "mirror shadow: 50%"
-        served, shadowed = await share(url, workload, entry, version)
+        served, shadowed = await traffic_share(url, workload, version, entry)
         assert 0.30 < served < 0.50, "the mirror does not change who answers"
         assert 0.30 < shadowed < 0.50, f"50% of the 80% weighted requests are copied: {shadowed:.0%}"
 
@@ -98,7 +76,7 @@ async def test_router_weights_headers_and_mirror(
         assert weights(obj, router) == (100, 0)
         assert len(obj["spec"]["http" if router == "istio" else "rules"]) == 1, "our routes are removed"
         assert "rollouts.durable.dev/managed-routes" not in obj["metadata"].get("annotations", {})
-    served, _ = await share(url, workload, entry, version, seconds=2)
+    served, _ = await traffic_share(url, workload, version, entry, seconds=2)
     assert served == 1.0, "all traffic on the promoted stable"
 
 
@@ -167,7 +145,7 @@ async def test_istio_destination_rule_subsets(dev_client, cluster_worker, worklo
     assert subsets["canary"] == {"app": "web", "rollouts.durable.dev/role": "canary"}
     assert set(subsets["stable"]) == {"app", "pod-template-hash"}
     assert client.CoreV1Api(kube_api).read_namespaced_service("web", workload).spec.selector == {"app": "web"}
-    served, _ = await share(local_cluster.simulator_url, workload, "virtualservice/web", version)
+    served, _ = await traffic_share(local_cluster.simulator_url, workload, version, "virtualservice/web")
     assert 0.17 < served < 0.33, f"weight 25 through the subsets: {served:.0%}"
 
     await handle.execute_update("promote", PromoteRequest(by="test"))
@@ -177,5 +155,5 @@ async def test_istio_destination_rule_subsets(dev_client, cluster_worker, worklo
         *group, "destinationrules", "web")["spec"]["subsets"]}["stable"]["pod-template-hash"]
     pods = client.CoreV1Api(kube_api).list_namespaced_pod(workload).items
     assert {p.metadata.labels.get("pod-template-hash") for p in pods} == {stable_hash}, "the stable subset has the new pods"
-    served, _ = await share(local_cluster.simulator_url, workload, "virtualservice/web", version, seconds=2)
+    served, _ = await traffic_share(local_cluster.simulator_url, workload, version, "virtualservice/web", seconds=2)
     assert served == 1.0

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.errors import AnalysisFailed, RolloutAborted
     from workflows.handlers import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
 
+SHIFT_GATED = "gradual-shift-weights-are-step-boundaries"  # workflow.patched: runs before it shifted on regardless
 STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
 
 
@@ -143,11 +144,15 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             self.control.start_step(1, "auto-promote")
 
     async def _gradual_shift(self) -> None:
-        """Instead of a hard switch: the preview's share rises through the router, held at each weight."""
+        """Instead of a hard switch: the preview's share rises through the router, held at each weight.
+        Each rise is a step boundary: `rollout pause` keeps the weight it has, and the execution
+        windows are respected."""
         shift = self.blue_green.gradual_shift
         if shift is None:
             return
         for number, weight in enumerate(shift.weights):
+            if number and workflow.patched(SHIFT_GATED):  # `rollout pause` holds the current weight
+                await self.control.step_gate(2)
             self.control.start_step(2, f"shift {weight}% of traffic to the new version")
             await self._call(BlueGreenActivities.shift_traffic, f"shift {weight}% to preview", ShiftTrafficInput, weight=weight)
             self.control.status.expose(weight, float(weight))
