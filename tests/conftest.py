@@ -79,13 +79,22 @@ def kube_api(local_cluster):
 
 
 @pytest.fixture
-def workload(kube_api, unique) -> str:
-    """A namespace with Deployment `web` (registry.local/web:1.0.0, 4 replicas) and Service `web`."""
+def workload(kube_api, unique):
+    """A namespace with Deployment `web` (registry.local/web:1.0.0, 4 replicas) and Service `web`,
+    deleted after the test (not waited for): the traffic simulator sends each Service left behind its
+    requests on every tick, and a suite's worth of them made ticks late and the whole machine slower."""
+    from kubernetes import client
+
     from localcluster.workload import deploy
 
     namespace = f"t-{unique}"
     deploy(kube_api, namespace, "web", "registry.local/web:1.0.0", replicas=4, rps=200)
-    return namespace
+    yield namespace
+    try:
+        client.CoreV1Api(kube_api).delete_namespace(namespace, propagation_policy="Background")
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
 
 
 @contextlib.asynccontextmanager
