@@ -3,12 +3,12 @@
     python -m bench.resume [--sticky 5,2] [--rounds 3]
 
 A canary (Kubernetes activities short-circuited; its `setWeight 30` waits 60 s on its first attempt,
-heartbeating each second) on a fresh dev server:
+the worker heartbeating for it each second) on a fresh dev server:
 - paused at `pause: {}`: its worker is SIGKILLed, a new one started, `promote` sent; seconds from the new
   worker's start to the next step's start (the promote's workflow task first waits out the dead
   worker's sticky queue: `--sticky-timeout`);
 - mid-activity: in the slow `setWeight 30`, the worker is SIGKILLed and a new one started; seconds from
-  its start to the next step (the attempt times out on its heartbeat, 10 s, and runs again).
+  its start to the next step (the attempt times out on its heartbeat, 4 s, and runs again).
 Target: <= 5 s. Printed per sticky timeout, the median of the rounds, with the ratio to the target.
 """
 
@@ -60,7 +60,7 @@ async def one_round(sticky: float, round_: int) -> tuple[float, float]:
             ready = time.perf_counter()
             await handle.execute_update("promote", PromoteRequest(by="bench"))
             paused = await at_step(handle, 2) - ready
-            await asyncio.sleep(2)  # inside the slow setWeight 30, heartbeating
+            await asyncio.sleep(2)  # inside the slow setWeight 30 (the worker heartbeating for it)
             pool.processes[0].kill()
             pool.processes[0].wait()
             pool.processes = [pool.spawn()]

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from bench.overhead import abort, prepare, promote, set_weight
 from models.kubernetes import SetWeightInput, WeightResult
+from workers.heartbeat import heartbeat_options
 from workers.options import from_arguments
 from workers.temporal import TemporalSettings, connect
 from workflows.registry import ALL_WORKFLOWS
@@ -27,12 +28,11 @@ from workflows.registry import ALL_WORKFLOWS
 
 @activity.defn(name="set_canary_weight")
 def set_weight_slowly(request: SetWeightInput) -> WeightResult:
-    """At weight 30 (the resume benchmark's step), wait 60 s, heartbeating each second: a worker killed
-    meanwhile leaves the attempt to time out on its heartbeat and run again elsewhere."""
+    """At weight 30 (the resume benchmark's step), wait 60 s without a heartbeat of its own (the worker
+    heartbeats for it: workers/heartbeat.py): a worker killed meanwhile leaves the attempt to time out on
+    its heartbeat and run again elsewhere."""
     if request.weight == 30 and activity.info().attempt == 1:
-        for _ in range(60):
-            activity.heartbeat()
-            time.sleep(1)
+        time.sleep(60)
     return set_weight(request)
 
 
@@ -48,7 +48,7 @@ async def run(address: str, queue: str) -> None:
                           max_concurrent_workflow_tasks=options.max_concurrent_workflow_tasks,
                           max_concurrent_activities=options.max_concurrent_activities,
                           sticky_queue_schedule_to_start_timeout=timedelta(seconds=options.sticky_timeout),
-                          graceful_shutdown_timeout=timedelta(seconds=1)):
+                          graceful_shutdown_timeout=timedelta(seconds=1), **heartbeat_options()):
             print(f"worker ready pid={os.getpid()}", flush=True)
             await stop.wait()
 

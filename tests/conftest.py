@@ -105,13 +105,14 @@ async def in_process_worker(client, queue: str, kubeconfig: Path, threads: int =
     from temporalio.worker import Worker
 
     from activities.targets.kubernetes.client import KubeClients
+    from workers.heartbeat import heartbeat_options
     from workers.main import WORKFLOWS, activities_for
 
     clients = KubeClients(str(kubeconfig))
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
             async with Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=activities_for(clients),
-                              activity_executor=pool):
+                              activity_executor=pool, **heartbeat_options()):
                 yield queue
     finally:
         clients.close()

@@ -13,6 +13,7 @@ from localcluster.behaviour import declare_images
 from models.status import Phase, PromoteRequest, RolloutStatus
 from starters.commands import start_workflow
 from tests.helpers import canary_rollout, eventually, finished, paused_at, read_audit
+from workflows.options import HEARTBEAT
 
 
 async def test_worker_killed_while_paused_and_mid_activity(
@@ -51,7 +52,7 @@ async def test_worker_killed_while_paused_and_mid_activity(
     await handle.execute_update("promote", PromoteRequest(by="after-crash-2"))
     final: RolloutStatus = await finished(handle, 120)
     assert final.phase is Phase.HEALTHY, final
-    assert time.monotonic() - killed_at > 5, "the retry came after the lost attempt's heartbeat timeout"
+    assert time.monotonic() - killed_at > HEARTBEAT.total_seconds(), "the retry came after the lost attempt's heartbeat timeout"
 
     canary_writes = read_audit(local_cluster.audit_log, ns, "web-canary")
     weights = [w["weight"] for w in canary_writes if w["verb"] == "patch" and w["weight"] not in (None, "0")]

@@ -47,6 +47,7 @@ from activities.targets.updater.client import S3Clients
 from activities.webhooks import WebhookActivities
 from models import names
 from workers import temporal
+from workers.heartbeat import heartbeat_options
 from workers.metrics import MetricsServer
 from workers.options import DEFAULTS, WorkerOptions, from_arguments
 from workers.temporal import TemporalSettings
@@ -149,7 +150,7 @@ async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: 
             activities=[fn for group, fns in bound.items() for fn in fns
                         if group in ("common", family) or family == "kubernetes"],
             activity_executor=pool,
-            interceptors=interceptors,
+            **heartbeat_options(interceptors),
             max_cached_workflows=options.max_cached_workflows,
             max_concurrent_workflow_tasks=options.max_concurrent_workflow_tasks,
             max_concurrent_activities=options.max_concurrent_activities,

@@ -19,7 +19,9 @@ KUBERNETES_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT,
 )
 
-HEARTBEAT = timedelta(seconds=10)
+# Kubernetes activities: the worker heartbeats for them every second whatever they are doing
+# (workers/heartbeat.py), so 4 s means only a lost worker, and its waits move on within that.
+HEARTBEAT = timedelta(seconds=4)
 
 
 def kubernetes(progress_deadline_seconds: int) -> dict[str, Any]:

@@ -7,13 +7,9 @@ counts) and a retried measurement is simply taken again (reading a metric change
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import math
 import os
-import threading
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 import httpx
@@ -66,26 +62,6 @@ def _shown(result: Any) -> str:
     return json.dumps(clean)
 
 
-@contextlib.contextmanager
-def heartbeating(every: float = 2.0) -> Iterator[None]:
-    """Heartbeat from a helper thread while a blocking call runs (a slow provider), so a lost worker is
-    noticed within the heartbeat timeout instead of the whole start-to-close timeout."""
-    stop = threading.Event()
-    context = contextvars.copy_context()  # this activity's context, for activity.heartbeat
-
-    def beat() -> None:
-        while not stop.wait(every):
-            context.run(activity.heartbeat)
-
-    thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 class AnalysisActivities:
     def __init__(self, providers: dict[str, MetricProvider] | None = None):
         """`providers` by name (`default_providers()` when not given); the loop never knows which runs."""
@@ -96,8 +72,8 @@ class AnalysisActivities:
         metric = with_args(request.metric, request.args)
         provider = self._providers[metric.provider.name]
         try:
-            with heartbeating():
-                result, query = provider.measure(metric, request.args)
+            # a slow provider is fine: the worker heartbeats for the activity (workers/heartbeat.py)
+            result, query = provider.measure(metric, request.args)
         except EmptyResult as empty:
             p = metric.provider
             policy = p.prometheus.empty_result if p.prometheus else "error" if p.web else "inconclusive"
