@@ -73,6 +73,18 @@ async def paused_at(handle, step: int, timeout: float = 60.0):
     return await eventually(check, timeout=timeout, what=f"paused at step {step}")
 
 
+async def with_reason(handle, reason: str, timeout: float = 60.0):
+    """Wait until the rollout's status gives `reason` (e.g. PausedByUser: held at a step boundary) and
+    return the status."""
+    from models.status import RolloutStatus
+
+    async def check():
+        s = await handle.query("status", result_type=RolloutStatus)
+        return s if s.reason == reason else None
+
+    return await eventually(check, timeout=timeout, what=reason)
+
+
 def read_audit(path, namespace: str, name: str, resource: str = "deployments") -> list[dict[str, Any]]:
     """The engine's writes to one object (a Deployment unless `resource` says otherwise), in order,
     from the kube-apiserver audit log.

@@ -32,7 +32,7 @@ from models.notifications import NotifyInput
 from models.spec import parse_rollout
 from models.status import RolloutStatus
 from starters.commands import start_workflow
-from tests.helpers import canary_document, eventually, paused_at
+from tests.helpers import canary_document, eventually, paused_at, with_reason
 from workflows.registry import ALL_WORKFLOWS
 
 
@@ -43,10 +43,6 @@ def decision_fakes() -> list:
 
     os.environ["ROLLOUT_GROUP_SRE"] = "carol,dave"
     return [notify, ApproverActivities().resolve_groups]
-
-
-async def _reason(handle, reason: str) -> bool:
-    return (await handle.query("status", result_type=RolloutStatus)).reason == reason
 
 
 async def approved(client: Client, queue: str):
@@ -65,13 +61,13 @@ async def approved(client: Client, queue: str):
     await paused_at(handle, 1)
     await handle.execute_update("pause", PauseRequest(by="bob", comment="hold on"))
     await handle.execute_update("setWeight", SetWeightRequest(by="bob", weight=30))
-    await eventually(lambda: _reason(handle, "PausedByUser"), what="held")
+    await with_reason(handle, "PausedByUser")
     await handle.signal("resume", ResumeRequest(by="carol"))
     await paused_at(handle, 2)
     await handle.execute_update("approve", ApproveRequest(by="bob", choice="extend-soak"))
     await handle.signal("approve", ApproveRequest(by="carol", choice="extend-soak"))
-    await eventually(lambda: _reason(handle, "Soaking"), what="soaking")
-    await eventually(lambda: _reason(handle, "WaitingForApproval"), what="asked again")
+    await with_reason(handle, "Soaking")
+    await with_reason(handle, "WaitingForApproval")
     await handle.signal("approve", ApproveRequest(by="alice"))  # the initiator: refused, recorded
     await handle.execute_update("approve", ApproveRequest(by="bob"))
     await handle.signal("approve", ApproveRequest(by="dave", comment="ok"))

@@ -36,12 +36,12 @@ from models.kubernetes import (
     WindowInput,
 )
 from models.spec import RollbackWindow
-from models.status import AbortRequest, PromoteRequest, Reason, RolloutStatus
+from models.status import AbortRequest, PromoteRequest, Reason
 from models.targets import KubernetesTarget, ObserveInput, TargetObservation
 from models.webhooks import WebhookAnswer, WebhookCall
 from starters.commands import start_workflow
 from tests import record_decisions, record_pipelines, record_releases, record_stores
-from tests.helpers import canary_rollout, eventually, paused_at
+from tests.helpers import canary_rollout, paused_at, with_reason
 from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
 from workflows.observe import ObserveTarget
@@ -177,12 +177,7 @@ async def blue_green_gradual_held(client: Client, queue: str):
     handle = await start_workflow(client, gradual_rollout("recorded-blue-green-gradual-held", "2s"), queue, "recorder")
     await paused_at(handle, 2)
     await handle.execute_update("pause", PauseRequest(by="sre", comment="look at the 25% first"))
-
-    async def held():
-        status = await handle.query("status", result_type=RolloutStatus)
-        return status.reason == Reason.PAUSED_BY_USER.value
-
-    await eventually(held, timeout=30, what="held at 25%")
+    await with_reason(handle, Reason.PAUSED_BY_USER.value, timeout=30)
     await handle.signal("resume", ResumeRequest(by="web-ui"))
     await handle.result()
     return handle

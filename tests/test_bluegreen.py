@@ -14,7 +14,7 @@ from models.spec import parse_rollout
 from models.status import AbortRequest, Phase, PromoteRequest, Reason, RolloutStatus
 from starters.commands import start_workflow
 from tests.cluster_view import EndpointSampler, expect_view, pod_names, service_images, traffic_share
-from tests.helpers import canary_document, eventually, finished, paused_at, read_audit
+from tests.helpers import canary_document, eventually, finished, paused_at, read_audit, with_reason
 
 OLD = "registry.local/web:1.0.0"
 
@@ -145,12 +145,7 @@ async def test_gradual_shift_through_a_router_then_switch(
     assert status.canary_weight == 25 and service_images(kube_api, workload, "web") == [OLD] * 4
     # `rollout pause` keeps the weight past its hold: the share is measured with nothing about to change it
     await handle.execute_update("pause", PauseRequest(by="sre", comment="measure 25%"))
-
-    async def held():
-        s = await handle.query("status", result_type=RolloutStatus)
-        return s if s.reason == Reason.PAUSED_BY_USER.value else None
-
-    status = await eventually(held, timeout=30, what="held after the 25% hold")
+    status = await with_reason(handle, Reason.PAUSED_BY_USER.value, timeout=30)
     assert (status.current_step, status.canary_weight) == (2, 25), status
     served, _ = await traffic_share(local_cluster.simulator_url, workload, version, "virtualservice/web", seconds=2.5)
     assert 0.15 < served < 0.35, f"25% shifted: the new version served {served:.0%}"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from models.approvals import PauseRequest, PromoteRequest, ResumeRequest, SetWeightRequest, SkipAnalysisRequest
 from models.status import Phase, RolloutStatus
-from tests.helpers import eventually, paused_at
+from tests.helpers import eventually, paused_at, with_reason
 from tests.test_analysis_workflow import Script
 from tests.test_approvals import refused, rollout, status_of  # noqa: F401 - `rollout` is a fixture
 from tests.test_canary_workflow import FakeCluster
@@ -24,12 +24,7 @@ async def test_pause_holds_at_the_next_step_and_set_weight_applies_while_held(ro
     await handle.execute_update("setWeight", SetWeightRequest(by="bob", weight=35))
     await eventually(lambda: "weight 35" in cluster.calls, what="the weight override applied")
     await time_skipping_env.sleep(timedelta(minutes=11))  # the timed pause ends; the hold keeps it at step 3
-
-    async def held():
-        s = await status_of(handle)
-        return s if s.reason == "PausedByUser" else None
-
-    status = await eventually(held, what="held at the step boundary")
+    status = await with_reason(handle, "PausedByUser")
     assert (status.phase, status.held_by, status.canary_weight) == (Phase.PAUSED, "bob", 35)
     assert cluster.calls == ["prepare", "weight 20", "weight 35"]
     await handle.execute_update("resume", ResumeRequest(by="carol"))
