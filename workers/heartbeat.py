@@ -1,6 +1,6 @@
 """Heartbeats that do not wait for the activity: while any activity with a heartbeat timeout runs, the
-worker heartbeats for it every second, re-sending the details the activity last gave (or those of its
-previous attempt, so a resumed wait keeps its deadline). The heartbeat timeout then only has to cover
+worker heartbeats for it every second (a quarter of a longer timeout), re-sending the details the
+activity last gave (or those of its previous attempt, so a resumed wait keeps its deadline). The heartbeat timeout then only has to cover
 a lost worker, not the longest API call: a SIGKILLed worker's activity is retried within
 `workflows.options.HEARTBEAT` (4 s), while a slow API server (the fault matrix answers in 1.5 s, again
 and again) never makes a live attempt look dead. The pattern is the SDK samples' auto-heartbeater, as
@@ -51,26 +51,27 @@ class _Inbound(ActivityInboundInterceptor):
     def __init__(self, next: ActivityInboundInterceptor, every: float) -> None:
         super().__init__(next)
         self.every = every
-        self.outbound: _LastDetails | None = None
 
-    def init(self, outbound: ActivityOutboundInterceptor) -> None:
+    def init(self, outbound: ActivityOutboundInterceptor) -> None:  # the SDK calls it before execute_activity
         self.outbound = _LastDetails(outbound)
         super().init(self.outbound)
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
-        if info.is_local or not info.heartbeat_timeout or self.outbound is None:
+        if info.is_local or not info.heartbeat_timeout:
             return await super().execute_activity(input)
-        beating = asyncio.create_task(self._beat(self.outbound))
+        # every second for a 4 s timeout; a quarter of a longer one (an upload's 60 s), no more often
+        every = max(self.every, info.heartbeat_timeout.total_seconds() / 4)
+        beating = asyncio.create_task(self._beat(every))
         try:
             return await super().execute_activity(input)
         finally:
             beating.cancel()
 
-    async def _beat(self, outbound: _LastDetails) -> None:
+    async def _beat(self, every: float) -> None:
         while True:
-            await asyncio.sleep(self.every)
-            outbound.heartbeat(*outbound.details)
+            await asyncio.sleep(every)
+            self.outbound.heartbeat(*self.outbound.details)
 
 
 def heartbeat_options(interceptors: Sequence[Interceptor] = ()) -> dict[str, Any]:
