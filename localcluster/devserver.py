@@ -36,25 +36,46 @@ def binary(name: str) -> str:
     return found
 
 
+PORT_RANGE_ENV = "DURABLE_ROLLOUTS_PORT_RANGE"  # "LOW-HIGH": the block this process (and its children) picks from
+_handed_out: set[int] = set()
+
+
+def _port_block() -> tuple[int, int]:
+    """The block free_port() picks from. Default: 10000 up to the kernel's ephemeral range. Parallel test
+    runs give each xdist worker a block of its own (tests/conftest.py), so two processes never pick the same
+    port between a check and a bind; the worker's children inherit it."""
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32768
+    block = os.environ.get(PORT_RANGE_ENV, "")
+    if block:
+        low, _, high = block.partition("-")
+        return int(low), min(int(high), low_ephemeral - 1)
+    return 10000, max(10001, low_ephemeral - 1)
+
+
 def free_port() -> int:
     """A free loopback port *below* the kernel's ephemeral range: a port the kernel hands out for
     port 0 (to outgoing connections, or to a server's own internal listeners, as the Temporal dev
-    server has) can be taken again between our check and the server's bind; these cannot."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    for _ in range(200):
-        port = random.randrange(10000, max(10001, low))
+    server has) can be taken again between our check and the server's bind; these cannot. Inside one
+    process a port is not handed out twice (until the block is used up); across processes, blocks
+    (`DURABLE_ROLLOUTS_PORT_RANGE`) keep parallel runs apart."""
+    low, high = _port_block()
+    if len(_handed_out) > (high - low) // 2:
+        _handed_out.clear()
+    for _ in range(400):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    with socket.socket() as s:  # the low range is crowded: let the kernel choose
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {low}-{high}")
 
 
 def stop_process(process: subprocess.Popen | None, grace: float = 20) -> None:

@@ -16,10 +16,57 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from localcluster.devserver import DevServer, binary, free_port, stop_process
+from localcluster.devserver import PORT_RANGE_ENV, DevServer, binary, free_port, stop_process
 from workers.temporal import ensure_search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _own_port_block() -> None:
+    """Under pytest-xdist each worker picks loopback ports from a block of its own (free_port()), and so do
+    the processes it starts (they inherit the variable): no two workers can choose the same port between a
+    check and a bind. Serial runs keep the whole range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index, count = int(worker[2:]), max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    low, high = 10000, 32767
+    size = (high - low + 1) // count
+    os.environ[PORT_RANGE_ENV] = f"{low + index * size}-{low + (index + 1) * size - 1}"
+
+
+_own_port_block()
+
+
+# ---- parallel runs (pytest-xdist, scripts/test; the units and their order: tests/scheduling.py) ------
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` (xdist's `--dist load`, or `loadscope`): whole modules to a worker, longest first."""
+    if config.getvalue("dist") in ("load", "loadscope"):
+        from tests.scheduling import ModuleScheduling
+
+        return ModuleScheduling(config, log)
+    return None
+
+
+def uses_cluster_fleet(item) -> bool:
+    """Whether the test uses this file's `fleet` (three clusters), not the release tests' simulated one."""
+    definitions = item._fixtureinfo.name2fixturedefs.get("fleet") or ()
+    return any(definition.func.__module__ == __name__ for definition in definitions)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker (workers collect; each orders alike, as xdist requires): the longest units
+    first. Every test that uses the three clusters must be in a module of the one fleet unit."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from tests.scheduling import CLUSTER_FLEET, rank
+
+    for item in items:
+        if uses_cluster_fleet(item) and item.path.name not in CLUSTER_FLEET:
+            raise pytest.UsageError(f"{item.nodeid} uses the three clusters: add its module to CLUSTER_FLEET")
+    items.sort(key=lambda item: rank(item.nodeid))
 
 
 @pytest.fixture(scope="session")
@@ -257,7 +304,7 @@ _FLEETS: list = []
 def pytest_runtest_teardown(item, nextitem):
     """The two extra clusters stop after the last test that uses them (the pipeline tests run together),
     so they add no load to the tests after them."""
-    if _FLEETS and "fleet" in item.fixturenames and (nextitem is None or "fleet" not in nextitem.fixturenames):
+    if _FLEETS and uses_cluster_fleet(item) and (nextitem is None or not uses_cluster_fleet(nextitem)):
         _FLEETS.pop().stop()
 
 

@@ -1,0 +1,61 @@
+"""How a parallel run (pytest-xdist, `scripts/test`) shares the suite among its workers.
+
+A work unit is a whole test module, so each module's fixtures and module state live in one process as
+in a serial run; the modules that start the extra clusters share one unit (one fleet of clusters in the
+run, not one a worker); the SPREAD modules' tests are units of one test each. Units are handed out
+longest first, so no worker is left with a long tail.
+
+xdist's own `--dist loadgroup` marks groups by rewriting node IDs, which pytest 9.2 no longer lets a
+plugin do (pytest-dev/pytest-xdist#1386: the marks are silently ignored); this scheduler reads the
+module from the node ID instead, which works on every pytest.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from xdist.scheduler import LoadScopeScheduling
+
+# Modules whose tests share nothing but session fixtures: their tests spread over the workers one by one.
+SPREAD = {"test_matrix.py"}
+# Modules that use the three clusters (the `fleet` fixture of conftest.py): one unit, one fleet started.
+# tests/conftest.py checks at collection that every test using that fixture is in one of these.
+CLUSTER_FLEET = {"test_pipeline_clusters.py", "test_pipeline_ci.py"}
+# The units that took longest in a serial run, started first (the matrix cells are short and fill gaps).
+LONGEST_FIRST = ["fleet", "test_cli", "test_crash", "test_release_cli", "test_routers", "test_release_train",
+                 "test_scale_out", "test_analysis_cluster", "test_identity", "test_canary_cluster"]
+
+
+def unit_of(nodeid: str) -> str:
+    """The work unit of a test, from its node ID (`tests/test_x.py::test_y[param]`)."""
+    module = PurePosixPath(nodeid.split("::", 1)[0]).name
+    if module in CLUSTER_FLEET:
+        return "fleet"
+    if module in SPREAD:
+        return nodeid
+    return module.removesuffix(".py")
+
+
+def rank(nodeid: str) -> int:
+    """Sort key for the collection: the longest units first, the rest in collection order."""
+    unit = unit_of(nodeid)
+    return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
+class ModuleScheduling(LoadScopeScheduling):
+    """xdist's scope scheduling with our units. A worker is given its next unit when it holds one test
+    besides the one running (xdist's default waits for two, which leaves a long unit queued behind
+    another long one while a worker sits idle)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return unit_of(nodeid)
+
+    def _reschedule(self, node) -> None:
+        if node.shutting_down:
+            return
+        if not self.workqueue:
+            node.shutdown()
+            return
+        if self._pending_of(self.assigned_work[node]) > 1:
+            return
+        self._assign_work_unit(node)
