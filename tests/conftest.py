@@ -53,20 +53,20 @@ def pytest_xdist_make_scheduler(config, log):
 def uses_cluster_fleet(item) -> bool:
     """Whether the test uses this file's `fleet` (three clusters), not the release tests' simulated one."""
     definitions = item._fixtureinfo.name2fixturedefs.get("fleet") or ()
-    return any(definition.func.__module__ == __name__ for definition in definitions)
+    return bool(definitions) and definitions[-1].func.__module__ == __name__  # the last one is the one used
 
 
 def pytest_collection_modifyitems(config, items):
-    """On an xdist worker (workers collect; each orders alike, as xdist requires): the longest units
-    first. Every test that uses the three clusters must be in a module of the one fleet unit."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
+    """Every test that uses the three clusters must be in a module of the one fleet unit (checked in every
+    run, so a serial run says it too). On an xdist worker (workers collect, each orders alike, as xdist
+    requires): the longest units first."""
     from tests.scheduling import CLUSTER_FLEET, rank
 
     for item in items:
         if uses_cluster_fleet(item) and item.path.name not in CLUSTER_FLEET:
             raise pytest.UsageError(f"{item.nodeid} uses the three clusters: add its module to CLUSTER_FLEET")
-    items.sort(key=lambda item: rank(item.nodeid))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: rank(item.nodeid))
 
 
 @pytest.fixture(scope="session")

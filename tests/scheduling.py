@@ -47,6 +47,10 @@ class ModuleScheduling(LoadScopeScheduling):
     besides the one running (xdist's default waits for two, which leaves a long unit queued behind
     another long one while a worker sits idle)."""
 
+    def __init__(self, config, log=None) -> None:
+        super().__init__(config, log)
+        config.option.loadscopereorder = False  # keep our order (xdist's would put the most tests first)
+
     def _split_scope(self, nodeid: str) -> str:
         return unit_of(nodeid)
 
