@@ -195,23 +195,51 @@ def test_every_preset_query_runs_on_real_prometheus(workload, prometheus):
     from models.analysis import MeasureInput
     from models.presets import preset_templates
 
-    time.sleep(12)  # the workload's traffic has been scraped for a while
     expected = {"success-rate": "Successful", "error-rate": "Successful", "latency-p95": "Successful",
                 "cpu": "Inconclusive", "memory": "Inconclusive"}
-    seen = {}
-    for template in preset_templates().values():
-        args = {a.name: a.value for a in template.args if a.value is not None}
-        args |= {"namespace": workload, "version": "1.0.0", "pods": "web-.*"}
-        for metric in template.metrics:
-            provider = metric.provider.model_copy(update={"prometheus": metric.provider.prometheus.model_copy(
-                update={"address": prometheus.url})})
-            request = MeasureInput(rollout_id="test", template=template.name, args=args,
-                                   metric=metric.model_copy(update={"provider": provider}))
-            seen[metric.name] = AnalysisActivities().measure(request).phase
+
+    def measure_every_preset() -> dict[str, str]:
+        seen = {}
+        for template in preset_templates().values():
+            args = {a.name: a.value for a in template.args if a.value is not None}
+            args |= {"namespace": workload, "version": "1.0.0", "pods": "web-.*"}
+            for metric in template.metrics:
+                provider = metric.provider.model_copy(update={"prometheus": metric.provider.prometheus.model_copy(
+                    update={"address": prometheus.url})})
+                request = MeasureInput(rollout_id="test", template=template.name, args=args,
+                                       metric=metric.model_copy(update={"provider": provider}))
+                seen[metric.name] = AnalysisActivities().measure(request).phase
+        return seen
+
+    # Until the workload's traffic has been scraped for long enough, the rate queries have no data
+    # (Inconclusive): measured again while one that should pass has none yet. Any other answer ends the
+    # wait, and the last measurement must match entirely.
+    def waiting_for_data(seen: dict[str, str]) -> bool:
+        return any(seen.get(name) == "Inconclusive" for name, phase in expected.items() if phase == "Successful")
+
+    deadline = time.monotonic() + 60
+    seen = measure_every_preset()
+    while waiting_for_data(seen) and time.monotonic() < deadline:
+        time.sleep(1)
+        seen = measure_every_preset()
     # The seed-004 subqueries need minutes of history: on a minutes-old workload they may have no data
     # yet (Inconclusive), but Prometheus accepted them (a rejected query raises) and they never pass wrongly.
     assert {seen.pop("errors-for-2m"), seen.pop("slow-for-1m")} <= {"Successful", "Inconclusive"}
     assert seen == expected
+
+
+def scraped(url: str, query: str, above: float, timeout: float = 60) -> None:
+    """Wait until Prometheus answers `query` with a value above `above` (the traffic it needs is scraped)."""
+    import httpx
+
+    deadline, value = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        result = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+        value = float(result[0]["value"][1]) if result else None
+        if value is not None and value > above:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"Prometheus never answered {query} above {above} (last {value})")
 
 
 def test_rollout_analyze_runs_templates_once(prometheus, cli, workload, unique, tmp_path):
@@ -230,7 +258,7 @@ def test_rollout_analyze_runs_templates_once(prometheus, cli, workload, unique, 
          "metrics": [{"name": "requests", "successCondition": "result[0] > 10", "provider": requests,
                       "count": 2, "interval": "2s"}]}]}
     open(path, "w").write(yaml.safe_dump(document))
-    time.sleep(15)  # some traffic scraped
+    scraped(prometheus.url, 'sum(rate(sim_requests_total{namespace="%s"}[15s]))' % workload, above=10)
     ok = cli("analyze", "-f", path, "--template", "serving", "--arg", f"namespace={workload}", timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "serving/requests: Successful (2/2 successful)" in ok.stdout
