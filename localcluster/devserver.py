@@ -3,13 +3,17 @@ keeps rollouts, the Web UI, and our search attributes registered at start."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,45 +40,62 @@ def binary(name: str) -> str:
     return found
 
 
-PORT_RANGE_ENV = "DURABLE_ROLLOUTS_PORT_RANGE"  # "LOW-HIGH": the block this process (and its children) picks from
-_handed_out: set[int] = set()
+_reserved: OrderedDict[int, int] = OrderedDict()  # port -> the descriptor holding its lock, oldest first
+_reserving = threading.Lock()
+KEEP_RESERVED = 256  # a port reserved this long ago has long been bound by its server (or never will be)
 
 
-def _port_block() -> tuple[int, int]:
-    """The block free_port() picks from. Default: 10000 up to the kernel's ephemeral range. Parallel test
-    runs give each xdist worker a block of its own (tests/conftest.py), so two processes never pick the same
-    port between a check and a bind; the worker's children inherit it."""
+def _port_range() -> tuple[int, int]:
+    """10000 up to the kernel's ephemeral range (which the kernel hands out for port 0)."""
     try:
         low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low_ephemeral = 32768
-    block = os.environ.get(PORT_RANGE_ENV, "")
-    if block:
-        low, _, high = block.partition("-")
-        return int(low), min(int(high), low_ephemeral - 1)
-    return 10000, max(10001, low_ephemeral - 1)
+    if low_ephemeral <= 10100:
+        raise RuntimeError(f"the kernel's ephemeral ports start at {low_ephemeral}: no room below them for ours")
+    return 10000, low_ephemeral - 1
+
+
+def _reserve(port: int) -> bool:
+    """Lock `port`'s file for as long as this process lives (or until KEEP_RESERVED newer ones): no other
+    process that asks free_port() can take it, whatever it is (a parallel test worker, a replacement for a
+    crashed one, a process started by either, another run on the same machine)."""
+    folder = Path(tempfile.gettempdir()) / f"durable-rollouts-ports-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(folder / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _reserved[port] = fd
+    while len(_reserved) > KEEP_RESERVED:
+        os.close(_reserved.popitem(last=False)[1])
+    return True
 
 
 def free_port() -> int:
-    """A free loopback port *below* the kernel's ephemeral range: a port the kernel hands out for
-    port 0 (to outgoing connections, or to a server's own internal listeners, as the Temporal dev
-    server has) can be taken again between our check and the server's bind; these cannot. Inside one
-    process a port is not handed out twice (until the block is used up); across processes, blocks
-    (`DURABLE_ROLLOUTS_PORT_RANGE`) keep parallel runs apart."""
-    low, high = _port_block()
-    if len(_handed_out) > (high - low) // 2:
-        _handed_out.clear()
-    for _ in range(400):
-        port = random.randint(low, high)
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+    """A free loopback port *below* the kernel's ephemeral range, reserved for this process.
+
+    Below that range, because a port the kernel hands out for port 0 (to outgoing connections, or to a
+    server's own internal listeners, as the Temporal dev server has) can be taken between our check and
+    the server's bind; these cannot. Reserved (a lock on a file named after it, `_reserve`), because two
+    processes choosing at once could otherwise both find the same port free before either binds it.
+    The caller binds it, or hands it to the process it starts, soon after; a reserving process that
+    exits before that hands the port back early (nothing here reaches that case)."""
+    low, high = _port_range()
+    with _reserving:
+        for _ in range(400):
+            port = random.randint(low, high)
+            if port in _reserved or not _reserve(port):
                 continue
-        _handed_out.add(port)
-        return port
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:  # in use by a server already (perhaps one whose starter has exited)
+                    os.close(_reserved.pop(port))
+                    continue
+            return port
     raise RuntimeError(f"no free loopback port in {low}-{high}")
 
 

@@ -16,37 +16,24 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from localcluster.devserver import PORT_RANGE_ENV, DevServer, binary, free_port, stop_process
+from localcluster.devserver import DevServer, binary, free_port, stop_process
 from workers.temporal import ensure_search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _own_port_block() -> None:
-    """Under pytest-xdist each worker picks loopback ports from a block of its own (free_port()), and so do
-    the processes it starts (they inherit the variable): no two workers can choose the same port between a
-    check and a bind. Serial runs keep the whole range."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker.startswith("gw"):
-        return
-    index, count = int(worker[2:]), max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    low, high = 10000, 32767
-    size = (high - low + 1) // count
-    os.environ[PORT_RANGE_ENV] = f"{low + index * size}-{low + (index + 1) * size - 1}"
-
-
-_own_port_block()
 
 
 # ---- parallel runs (pytest-xdist, scripts/test; the units and their order: tests/scheduling.py) ------
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: without it (`-p no:xdist`), not called
 def pytest_xdist_make_scheduler(config, log):
     """`-n N` (xdist's `--dist load`, or `loadscope`): whole modules to a worker, longest first."""
     if config.getvalue("dist") in ("load", "loadscope"):
-        from tests.scheduling import ModuleScheduling
+        from tests.scheduling import module_scheduling
 
-        return ModuleScheduling(config, log)
+        return module_scheduling(config, log)
     return None
 
 
@@ -57,16 +44,21 @@ def uses_cluster_fleet(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test that uses the three clusters must be in a module of the one fleet unit (checked in every
-    run, so a serial run says it too). On an xdist worker (workers collect, each orders alike, as xdist
-    requires): the longest units first."""
-    from tests.scheduling import CLUSTER_FLEET, rank
-
-    for item in items:
-        if uses_cluster_fleet(item) and item.path.name not in CLUSTER_FLEET:
-            raise pytest.UsageError(f"{item.nodeid} uses the three clusters: add its module to CLUSTER_FLEET")
+    """On an xdist worker (workers collect, each orders alike, as xdist requires): the longest units first."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        from tests.scheduling import rank
+
         items.sort(key=lambda item: rank(item.nodeid))
+
+
+def pytest_runtest_setup(item):
+    """A test that uses the three clusters outside the fleet unit's modules fails naming the fix (before
+    its fixtures start a second fleet), serially and on an xdist worker alike."""
+    from tests.scheduling import CLUSTER_FLEET
+
+    if uses_cluster_fleet(item) and item.path.name not in CLUSTER_FLEET:
+        pytest.fail(f"{item.nodeid} uses the three clusters: add its module to CLUSTER_FLEET in tests/scheduling.py",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -301,6 +293,7 @@ def fleet(local_cluster, tmp_path_factory):
 _FLEETS: list = []
 
 
+@pytest.hookimpl(trylast=True)  # after the test's own teardown (its workers on the clusters stop first)
 def pytest_runtest_teardown(item, nextitem):
     """The two extra clusters stop after the last test that uses them (the pipeline tests run together),
     so they add no load to the tests after them."""

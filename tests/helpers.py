@@ -48,6 +48,34 @@ def canary_rollout(**kwargs: Any) -> Rollout:
     return parse_rollout(canary_document(**kwargs))
 
 
+def prometheus_value(url: str, query: str) -> float | None:
+    """The first value of `query` on the Prometheus at `url` (None: no data); its own error raised."""
+    import httpx
+
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=5).json()
+    if answer.get("status") != "success":
+        raise AssertionError(f"Prometheus refused {query}: {answer.get('error')}")
+    result = answer["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def scraped(url: str, query: str, above: float | None = None, timeout: float = 60) -> None:
+    """Until Prometheus at `url` has data for `query` (above `above`, if given): what a test needs scraped."""
+    import httpx
+
+    deadline, value = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            value = prometheus_value(url, query)
+        except httpx.TransportError:
+            value = None  # not serving yet
+        if value is not None and (above is None or value > above):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"Prometheus at {url} never had {query}{'' if above is None else f' above {above}'} "
+                         f"within {timeout}s (last {value})")
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:
     """Await `check()` (sync or async) until it returns something truthy."""
     deadline = time.monotonic() + timeout

@@ -27,6 +27,7 @@ from localcluster.prometheus import PrometheusServer
 from localcluster.updates import S3Server, UpdaterSetup, device_config, make_artifact, publish_to_everyone
 from models.release import Release, parse_release
 from models.updater import PublishInput, ReleaseState, UploadInput
+from tests.helpers import scraped
 from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
 from workflows.train import ReleaseTrain
@@ -85,20 +86,6 @@ def running_fleet(s3: S3Server, setup: UpdaterSetup, workdir: Path, devices: int
     finally:
         prometheus.stop()
         fleet.stop()
-
-
-def scraped(url: str, metric: str, timeout: float = 60) -> None:
-    """Until Prometheus has scraped `metric` once."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/query?query={metric}", timeout=5) as answer:
-                if json.loads(answer.read())["data"]["result"]:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"Prometheus at {url} never scraped {metric}")
 
 
 @pytest.fixture

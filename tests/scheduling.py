@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from xdist.scheduler import LoadScopeScheduling
-
 # Modules whose tests share nothing but session fixtures: their tests spread over the workers one by one.
 SPREAD = {"test_matrix.py"}
 # Modules that use the three clusters (the `fleet` fixture of conftest.py): one unit, one fleet started.
@@ -42,24 +40,30 @@ def rank(nodeid: str) -> int:
     return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
-class ModuleScheduling(LoadScopeScheduling):
-    """xdist's scope scheduling with our units. A worker is given its next unit when it holds one test
-    besides the one running (xdist's default waits for two, which leaves a long unit queued behind
-    another long one while a worker sits idle)."""
+def module_scheduling(config, log):
+    """xdist's scope scheduling with our units (xdist imported here: a serial run needs no xdist). A
+    worker is given its next unit when at most one test of its own is still pending: xdist's default
+    (two) leaves a long unit queued behind another long one while other workers sit idle. A worker
+    holding one pending test waits for a next one (pytest runs a test knowing the next), so it always
+    gets a unit or, with none left, its shutdown in the same call."""
+    from xdist.scheduler import LoadScopeScheduling
 
-    def __init__(self, config, log=None) -> None:
-        super().__init__(config, log)
-        config.option.loadscopereorder = False  # keep our order (xdist's would put the most tests first)
+    class ModuleScheduling(LoadScopeScheduling):
+        def __init__(self, config, log=None) -> None:
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # keep our order (xdist's would put the most tests first)
 
-    def _split_scope(self, nodeid: str) -> str:
-        return unit_of(nodeid)
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
 
-    def _reschedule(self, node) -> None:
-        if node.shutting_down:
-            return
-        if not self.workqueue:
-            node.shutdown()
-            return
-        if self._pending_of(self.assigned_work[node]) > 1:
-            return
-        self._assign_work_unit(node)
+        def _reschedule(self, node) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    return ModuleScheduling(config, log)

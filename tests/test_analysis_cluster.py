@@ -12,7 +12,7 @@ from models.spec import parse_rollout
 from models.status import AbortRequest, Phase
 from starters.commands import start_workflow
 from tests.cluster_view import expect_view
-from tests.helpers import canary_document, finished, paused_at
+from tests.helpers import canary_document, finished, paused_at, scraped
 from tests.test_cli import cli  # noqa: F401 - the CLI fixture
 
 OLD = "registry.local/web:1.0.0"
@@ -226,20 +226,6 @@ def test_every_preset_query_runs_on_real_prometheus(workload, prometheus):
     # yet (Inconclusive), but Prometheus accepted them (a rejected query raises) and they never pass wrongly.
     assert {seen.pop("errors-for-2m"), seen.pop("slow-for-1m")} <= {"Successful", "Inconclusive"}
     assert seen == expected
-
-
-def scraped(url: str, query: str, above: float, timeout: float = 60) -> None:
-    """Wait until Prometheus answers `query` with a value above `above` (the traffic it needs is scraped)."""
-    import httpx
-
-    deadline, value = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        result = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
-        value = float(result[0]["value"][1]) if result else None
-        if value is not None and value > above:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"Prometheus never answered {query} above {above} (last {value})")
 
 
 def test_rollout_analyze_runs_templates_once(prometheus, cli, workload, unique, tmp_path):

@@ -22,9 +22,10 @@ from tests.test_agent import Channel
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT = Expiry(timestamp=4)  # seconds: the first release's timestamp, left to expire
-# The schedule re-signs every second a timestamp that lives LIFETIME seconds: the slack (LIFETIME - 1 s) is
-# what one refresh may lag (a workflow start and an S3 round trip). 4 s left 3 s, which a loaded machine
-# exceeded (a parallel run: the device saw the timestamp expire); 8 s leaves 7.
+# From the first refresh on, timestamps live LIFETIME seconds and the schedule (every second) re-signs one
+# once half of it is used: a refresh may lag LIFETIME / 2 seconds (a workflow start and an S3 round trip)
+# before the device sees it expire. 4 s left 2 s, which a loaded machine exceeded (a parallel run: the
+# device saw the timestamp expire); 8 s leaves 4.
 LIFETIME = 8
 
 
@@ -42,7 +43,8 @@ async def test_the_schedule_keeps_the_timestamp_fresh(dev_server, dev_client, s3
     queue = f"refresh-{unique}"
     # the schedule's runs go to the updater family's queue (models/names.py)
     async with release_worker(dev_client, task_queue_for(queue, "updater"), s3_server, setup) as updater:
-        assert updater.refresh_timestamp(RefreshInput(repository=setup.repository, expiry=SHORT)).resigned == ["timestamp"]
+        refreshed = updater.refresh_timestamp(RefreshInput(repository=setup.repository, expiry=Expiry(timestamp=LIFETIME)))
+        assert refreshed.resigned == ["timestamp"]
         assert agent.check().decision.action == "stay"
         env = {**os.environ, **s3_server.environment(), "TEMPORAL_ADDRESS": dev_server.address}
         done = subprocess.run([sys.executable, "-m", "starters.cli", "release", "schedule-refresh", "--bucket", "updates",
