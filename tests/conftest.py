@@ -61,8 +61,13 @@ def pytest_runtest_setup(item):
                     pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env():
+    """A time-skipping test server for each module: its clock skips only while nothing is in flight, so a
+    workflow another module left open (an activity whose worker has gone) would hold it for every test
+    after; with a server of its own, a module's outcome does not depend on what ran before it on the same
+    xdist worker (in a parallel run, three Intune tests waited out their 300 s limit on a shared server
+    whose clock had stopped skipping)."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=binary("temporal-test-server")
     )
