@@ -18,7 +18,7 @@ from activities.notify import NotifyActivities
 from models.approvals import AbortRequest, ApproveRequest, PromoteRequest, RejectRequest
 from models.spec import parse_rollout
 from models.status import Phase, RolloutInput, RolloutStatus
-from tests.helpers import canary_document, eventually
+from tests.helpers import canary_document, eventually, skip_time
 from tests.test_canary_workflow import FakeCluster
 from tests.test_webhooks import HookServer
 from workflows.canary import CanaryRollout
@@ -134,7 +134,7 @@ async def test_choices_drive_the_next_action(rollout, time_skipping_env):
     await handle.execute_update("approve", ApproveRequest(by="bob", choice="extend-soak"))
     soaking = await eventually(lambda: _with_reason(handle, "Soaking"), what="soaking")
     assert soaking.approval is None and soaking.paused_until is not None
-    await time_skipping_env.sleep(timedelta(minutes=61))
+    await skip_time(time_skipping_env, timedelta(minutes=61))
     again = await waiting_for_approval(handle)  # asked again, the earlier vote does not count
     assert again.approval.votes == [] and cluster.calls == ["prepare", "weight 20"]
     await handle.execute_update("approve", ApproveRequest(by="bob", choice="promote"))
@@ -161,7 +161,7 @@ async def test_timeout_actions(rollout, time_skipping_env, on_timeout):
     opened = await waiting_for_approval(handle)
     assert opened.approval.timeout_at == opened.approval.opened_at + timedelta(hours=2)
     if on_timeout == "wait":
-        await time_skipping_env.sleep(timedelta(hours=2, minutes=1))
+        await skip_time(time_skipping_env, timedelta(hours=2, minutes=1))
         still = await eventually(lambda: _timed_out(handle), what="the timeout recorded")
         assert still.phase is Phase.PAUSED and still.approval.timeout_at is None and "still waiting" in still.message
         await handle.execute_update("approve", ApproveRequest(by="bob"))

@@ -20,6 +20,7 @@ from models.appstore import SCHEDULE
 from models.documents import SpecError
 from models.release import ReleaseInput
 from models.status import Phase
+from tests.helpers import skip_time
 from tests.store_helpers import (
     HealthStandIn,
     assert_history_clean,
@@ -74,10 +75,10 @@ async def test_a_two_day_review_and_a_seven_day_phased_release_with_a_pause_run_
         assert waiting.message.startswith("waiting for App Review since ") and "(WAITING_FOR_REVIEW)" in waiting.message
         assert apple.version("3.1.0").state == "WAITING_FOR_REVIEW" and apple.version("3.1.0").build
 
-        await env.sleep(timedelta(days=1))
+        await skip_time(env, timedelta(days=1))
         s = await reaches(handle, lambda s: s.reason == "InReview", "still in review")
         assert "(IN_REVIEW)" in s.message
-        await env.sleep(timedelta(days=3, hours=2))  # approved after 2 days; released; day 3 of the phases
+        await skip_time(env, timedelta(days=3, hours=2))  # approved after 2 days; released; day 3 of the phases
         s = await reaches(handle, lambda s: s.current_step == 2 and s.reason == "Baking", "phase 3 (5%) baking")
         assert (s.exposure.desired, s.exposure.observed) == (5, 5)
         assert s.exposure.source == "Apple's phased release: ACTIVE, day 3"
@@ -85,7 +86,7 @@ async def test_a_two_day_review_and_a_seven_day_phased_release_with_a_pause_run_
         await handle.execute_update("halt", HaltRequest(by="oncall", comment="crash spike"))
         await reaches(handle, lambda s: s.reason == "Halted", "halted")
         assert apple.phased_of("3.1.0").state == "PAUSED"
-        await env.sleep(timedelta(days=4))  # paused: Apple's day stands still, and so does the bake
+        await skip_time(env, timedelta(days=4))  # paused: Apple's day stands still, and so does the bake
         s = await reaches(handle, lambda s: s.reason == "Halted", "still halted")
         assert s.current_step == 2
         await handle.execute_update("resume", ResumeRequest(by="oncall"))
@@ -114,7 +115,7 @@ async def test_a_failed_gate_pauses_and_promote_full_completes_early(time_skippi
         async with store_worker(env.client, queue, activities(), {"web": WebProvider(httpx.Client())}):
             handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                                      id=release.rollout_id, task_queue=queue)
-            await env.sleep(timedelta(days=2, hours=8))
+            await skip_time(env, timedelta(days=2, hours=8))
             s = await reaches(handle, lambda s: s.reason == "Halted", "halted by the gate")
             assert s.current_step == 1 and apple.phased_of("3.1.0").state == "PAUSED"
             health.crash_free = 99.9

@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 
 from models.kubernetes import FinishInput, PrepareCanaryInput, PrepareCanaryResult, SetWeightInput, WeightResult
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutInput, RolloutStatus
-from tests.helpers import canary_rollout, eventually, paused_at
+from tests.helpers import canary_rollout, eventually, paused_at, skip_time
 from workflows.canary import CanaryRollout
 
 
@@ -89,7 +89,7 @@ async def test_steps_run_in_order_with_timer_and_promote(run_canary, time_skippi
     handle = await run_canary(cluster)
     timed = await paused_at(handle, 1)
     assert timed.reason == "TimedPause" and timed.paused_until is not None
-    await time_skipping_env.sleep(timedelta(seconds=31))
+    await skip_time(time_skipping_env, timedelta(seconds=31))
     paused = await paused_at(handle, 3)
     assert paused.reason == "WaitingForPromote"
     assert cluster.calls == ["prepare", "weight 20", "weight 50"]

@@ -16,7 +16,7 @@ from activities.notify import NotifyActivities
 from models.approvals import ApproveRequest
 from models.spec import parse_rollout
 from models.status import PromoteRequest, RolloutInput, RolloutStatus
-from tests.helpers import canary_document, eventually
+from tests.helpers import canary_document, eventually, skip_time
 from tests.test_analysis_workflow import Script
 from tests.test_approvals import slack  # noqa: F401 - the notification receiver fixture
 from tests.test_canary_workflow import FakeCluster
@@ -70,7 +70,7 @@ async def test_an_open_pause_with_background_analysis_runs_for_hours(time_skippi
                                           script, canary={"analysis": BACKGROUND}, analysis=TEMPLATES)
     try:
         await eventually(lambda: status(handle), what="started")
-        await time_skipping_env.sleep(timedelta(hours=1))  # a measurement every 5 s
+        await skip_time(time_skipping_env, timedelta(hours=1))  # a measurement every 5 s
         paused = await status(handle)
         assert paused.runs >= 5 and paused.current_step == 1 and paused.phase.value == "Paused", paused
         await handle.execute_update("promote", PromoteRequest(by="alice"))  # reaches the newest run
@@ -110,7 +110,7 @@ async def test_an_approval_keeps_its_votes_and_reminders_across_runs(time_skippi
     try:
         await eventually(lambda: _awaiting(handle), what="the approval")
         await handle.execute_update("approve", ApproveRequest(by="alice", comment="dashboards fine"))
-        await time_skipping_env.sleep(timedelta(hours=1))  # 60 reminders
+        await skip_time(time_skipping_env, timedelta(hours=1))  # 60 reminders
         waiting = await status(handle)
         assert waiting.runs >= 3 and [v.by for v in waiting.approval.votes] == ["alice"], waiting.approval
         await handle.execute_update("approve", ApproveRequest(by="bob"))

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from models.approvals import PauseRequest, PromoteRequest, ResumeRequest, SetWeightRequest, SkipAnalysisRequest
 from models.status import Phase, RolloutStatus
-from tests.helpers import eventually, paused_at, with_reason
+from tests.helpers import eventually, paused_at, skip_time, with_reason
 from tests.test_analysis_workflow import Script
 from tests.test_approvals import refused, rollout, status_of  # noqa: F401 - `rollout` is a fixture
 from tests.test_canary_workflow import FakeCluster
@@ -23,7 +23,7 @@ async def test_pause_holds_at_the_next_step_and_set_weight_applies_while_held(ro
     assert "already held by bob" in await refused(handle, "pause", PauseRequest(by="carol"))
     await handle.execute_update("setWeight", SetWeightRequest(by="bob", weight=35))
     await eventually(lambda: "weight 35" in cluster.calls, what="the weight override applied")
-    await time_skipping_env.sleep(timedelta(minutes=11))  # the timed pause ends; the hold keeps it at step 3
+    await skip_time(time_skipping_env, timedelta(minutes=11))  # the timed pause ends; the hold keeps it at step 3
     status = await with_reason(handle, "PausedByUser")
     assert (status.phase, status.held_by, status.canary_weight) == (Phase.PAUSED, "bob", 35)
     assert cluster.calls == ["prepare", "weight 20", "weight 35"]

@@ -16,7 +16,7 @@ from localcluster.stores.mdm import MdmStandIn
 from models.approvals import AbortRequest, HaltRequest, ResumeRequest
 from models.release import ReleaseInput
 from models.status import Phase
-from tests.helpers import eventually
+from tests.helpers import eventually, skip_time
 from tests.store_helpers import assert_history_clean, killed_mid_phase, reaches, store_release, store_worker
 from workflows.release import StagedRelease
 
@@ -100,7 +100,7 @@ async def test_a_halt_pauses_the_policy_and_a_failing_ring_goes_back(time_skippi
         second = mdm_release(f"fail-{unique}", mdm.url, tmp_path)  # the same package: already on the server
         handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=second),
                                                  id=second.rollout_id, task_queue=queue)
-        await env.sleep(timedelta(days=2, hours=1))
+        await skip_time(env, timedelta(days=2, hours=1))
         final = await handle.result()
     assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed"
     assert f"policy fail-{unique} unassigned and paused" in final.message

@@ -22,7 +22,7 @@ from models.approvals import AbortRequest, HaltRequest
 from models.documents import SpecError
 from models.release import ReleaseInput
 from models.status import Phase
-from tests.helpers import eventually
+from tests.helpers import eventually, skip_time
 from tests.store_helpers import (
     HealthStandIn,
     assert_history_clean,
@@ -111,7 +111,7 @@ async def test_a_failed_gate_halts_the_package_rollout_and_halt_is_refused(time_
         async with store_worker(env.client, queue, activities(), {"web": WebProvider(httpx.Client())}):
             handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                                      id=release.rollout_id, task_queue=queue)
-            await env.sleep(timedelta(hours=4))
+            await skip_time(env, timedelta(hours=4))
             await reaches(handle, lambda s: s.reason == "Baking", "phase 1 baking")
             with pytest.raises(WorkflowUpdateFailedError) as refused:
                 await handle.execute_update("halt", HaltRequest(by="oncall"))
@@ -204,7 +204,7 @@ async def test_abort_leaves_the_package_rollout_where_it_is(time_skipping_env, s
     async with store_worker(env.client, queue, activities()):
         handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                                  id=release.rollout_id, task_queue=queue)
-        await env.sleep(timedelta(hours=4))
+        await skip_time(env, timedelta(hours=4))
         await reaches(handle, lambda s: s.reason == "Baking", "certified, baking at 10%")
         await handle.execute_update("abort", AbortRequest(by="oncall", reason="support tickets"))
         final = await handle.result()

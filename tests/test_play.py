@@ -18,7 +18,7 @@ from localcluster.stores.play import PlayStandIn, make_bundle, service_account
 from models.approvals import AbortRequest, HaltRequest, PromoteRequest, ResumeRequest
 from models.release import ReleaseInput
 from models.status import Phase
-from tests.helpers import eventually
+from tests.helpers import eventually, skip_time
 from tests.store_helpers import assert_history_clean, key_body, reaches, status, store_release, store_worker
 from workflows.release import StagedRelease
 
@@ -99,7 +99,7 @@ async def test_a_crash_rate_gate_halts_the_release_and_resume_goes_on_from_the_s
     async with store_worker(time_skipping_env.client, queue, activities(), {"playVitals": PlayVitalsSource()}):
         handle = await time_skipping_env.client.start_workflow(
             StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
-        await time_skipping_env.sleep(timedelta(days=2, hours=1))  # both bakes, then the gate
+        await skip_time(time_skipping_env, timedelta(days=2, hours=1))  # both bakes, then the gate
         halted = await reaches(handle, lambda s: s.reason == "Halted", "halted by the crash-rate gate")
         assert halted.current_step == 1
         assert play.track(PACKAGE, "production")[-1] == {
@@ -108,7 +108,7 @@ async def test_a_crash_rate_gate_halts_the_release_and_resume_goes_on_from_the_s
         measured = json.loads(halted.analysis[0].measurements[-1].value)
         assert measured == {"release": 0.031, "baseline": 0.01}
 
-        await time_skipping_env.sleep(timedelta(days=3))  # halted: nothing moves
+        await skip_time(time_skipping_env, timedelta(days=3))  # halted: nothing moves
         assert play.track(PACKAGE, "production")[-1]["status"] == "halted"
         play.vitals[PACKAGE][101]["crashRate"] = 0.011  # the fix is server-side
         await handle.execute_update("resume", ResumeRequest(by="oncall"))
@@ -129,7 +129,7 @@ async def test_abort_halts_and_a_halt_is_never_completed_directly(time_skipping_
     async with store_worker(time_skipping_env.client, queue, activities()):
         handle = await time_skipping_env.client.start_workflow(
             StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
-        await time_skipping_env.sleep(timedelta(days=1, hours=1))
+        await skip_time(time_skipping_env, timedelta(days=1, hours=1))
         await reaches(handle, lambda s: s.current_step == 1 and s.reason == "Baking", "phase 2 baking")
         await handle.execute_update("halt", HaltRequest(by="oncall", comment="reviews"))
         await reaches(handle, lambda s: s.reason == "Halted", "halted")

@@ -14,7 +14,7 @@ from models.approvals import ApproveRequest, HaltRequest, PromoteRequest, Resume
 from models.release import ReleaseInput, parse_release
 from models.status import Phase, RolloutStatus
 from models.updater import ChannelInput
-from tests.helpers import eventually
+from tests.helpers import eventually, skip_time
 from tests.release_helpers import device, measure_activity, release_document, release_worker
 from tests.test_flags import health
 from workflows.release import StagedRelease
@@ -42,7 +42,7 @@ async def test_a_week_long_release_with_a_halt_runs_in_seconds(time_skipping_env
         read = ChannelInput(repository=setup.repository, channel="stable", platform="linux-x86_64")
         handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release, requested_by="ci"),
                                                  id=release.rollout_id, task_queue=queue)
-        await env.sleep(timedelta(days=2, hours=12))  # into phase 3 (20 %, baking 2 days)
+        await skip_time(env, timedelta(days=2, hours=12))  # into phase 3 (20 %, baking 2 days)
         s = await status(handle)
         assert (s.current_step, s.phase, s.reason) == (2, Phase.PAUSED, "Baking")
         assert s.exposure.desired == 20
@@ -55,7 +55,7 @@ async def test_a_week_long_release_with_a_halt_runs_in_seconds(time_skipping_env
         check = dev.check()
         assert (check.decision.action, check.decision.why) == ("stay", "the release of 2.0.0 is halted")
 
-        await env.sleep(timedelta(days=3))  # halted: the bake clock stands still, the phase does not advance
+        await skip_time(env, timedelta(days=3))  # halted: the bake clock stands still, the phase does not advance
         s = await status(handle)
         assert (s.current_step, s.reason) == (2, "Halted")
         await handle.execute_update("resume", ResumeRequest(by="oncall"))
