@@ -1,6 +1,8 @@
-"""A flag-definition document kept in a ConfigMap: the applications mount it, and the kubelet puts it
-in the file their flagd provider reads. Replaced only if it is still the version read (its
-`resourceVersion`): a racing writer is refused, retried, never lost. Built by the worker with its
+"""A flag-definition document kept in one key of a ConfigMap: the applications mount it, and the kubelet
+puts it in the file their flagd provider reads. A write is a JSON merge patch (RFC 7386) of that one
+key — the ConfigMap's other keys, `binaryData`, labels and annotations are left as they are — carrying
+the `resourceVersion` read, which the API server takes as a precondition (409 Conflict if the object
+changed since): a racing writer is refused, retried, never lost. Built by the worker with its
 Kubernetes clients (this module is not imported by the flag channel's workflow path)."""
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.targets.kubernetes.client import KubeClients, api_errors
 from models.flags import FlagChannel
+
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class ConfigMapBackend:
@@ -35,15 +39,14 @@ class ConfigMapBackend:
 
     def save(self, channel: FlagChannel, data: bytes, token: str) -> None:
         c = channel.config_map
-        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=c.name, namespace=c.namespace,
-                                                               resource_version=token or None),
-                                  data={c.key: data.decode()})
         core = self.clients.core(c.context)
         try:
             if token:
-                core.replace_namespaced_config_map(c.name, c.namespace, body)
+                patch = {"metadata": {"resourceVersion": token}, "data": {c.key: data.decode()}}
+                core.patch_namespaced_config_map(c.name, c.namespace, patch, _content_type=MERGE_PATCH)
             else:
-                core.create_namespaced_config_map(c.namespace, body)
+                core.create_namespaced_config_map(c.namespace, client.V1ConfigMap(
+                    metadata=client.V1ObjectMeta(name=c.name, namespace=c.namespace), data={c.key: data.decode()}))
         except ApiException as error:
             if error.status == 409:
                 raise ApplicationError(f"{self.where(channel)} changed while writing: retried",
