@@ -43,3 +43,101 @@ def test_a_configmap_write_keeps_the_rest_of_the_configmap(local_cluster, kube_a
     assert after.metadata.annotations == {"owner": "team-pay"}
     targeting = json.loads(after.data["flags.json"])["flags"]["new-checkout"]["targeting"]
     assert targeting == {"fractional": [["on", 500], ["off", 9500]]}
+
+
+# ---- the flag's targeting: only the released variant's weight moves --------------------------------
+
+
+def flagd_file(tmp_path, flags: dict, text: str | None = None):
+    """A flagd file holding `flags` (or `text` as is), the store over it, and its channel for new-checkout."""
+    from activities.targets.flag.file import FileBackend
+    from activities.targets.flag.store import FlagdStore
+
+    path = tmp_path / "flags.json"
+    path.write_text(text if text is not None else json.dumps({"flags": flags}, indent=2))
+    return path, FlagdStore(FileBackend()), FlagChannel(file=str(path), flag="new-checkout")
+
+
+def evaluate(path, users: list[str]) -> dict[str, object]:
+    """Each user's value of new-checkout, as flagd-core 2.x (the pinned evaluator) computes it."""
+    from openfeature.contrib.tools.flagd.core import FlagdCore
+    from openfeature.evaluation_context import EvaluationContext
+
+    core = FlagdCore()
+    core.set_flags(path.read_text())
+    return {u: core.resolve_boolean_value("new-checkout", False, EvaluationContext(u, {"email": f"{u}@x.example"})).value
+            for u in users}
+
+
+USERS = [f"user-{n:05d}" for n in range(4000)]
+CHECKOUT = {"state": "ENABLED", "variants": {"on": True, "off": False, "blue": True}, "defaultVariant": "off"}
+
+
+def test_a_third_variant_keeps_its_users(tmp_path):
+    flag = {**CHECKOUT, "targeting": {"fractional": [["blue", 20], ["on", 1], ["off", 79]]}}
+    path, store, channel = flagd_file(tmp_path, {"new-checkout": flag})
+    store.write(channel, "on", 500)
+    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {
+        "fractional": [["blue", 20], ["on", 5], ["off", 75]]}
+    assert store.read(channel, "on").basis_points == 500 and store.read(channel, "blue").basis_points == 2000
+
+
+def test_a_hand_made_split_only_grows(tmp_path):
+    """[off, on] with a total of 100: at 5 % everyone who had it at 1 % still has it (superset)."""
+    flag = {**CHECKOUT, "targeting": {"fractional": [["off", 99], ["on", 1]]}}
+    path, store, channel = flagd_file(tmp_path, {"new-checkout": flag})
+    assert store.read(channel, "on").basis_points == 100, "normalised by the total weight"
+    before = {u for u, on in evaluate(path, USERS).items() if on}
+    store.write(channel, "on", 550)
+    after = {u for u, on in evaluate(path, USERS).items() if on}
+    assert before and before <= after
+    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {
+        "fractional": [["off", 189], ["on", 11]]}, "weights doubled to express 5.5 %: nobody moved"
+
+
+def test_rules_and_a_custom_bucketing_key_are_kept(tmp_path):
+    bucketing = {"cat": [{"var": "$flagd.flagKey"}, {"var": "email"}]}
+    targeting = {"if": [{"ends_with": [{"var": "email"}, "@staff.example"]}, "on",
+                        {"fractional": [bucketing, ["on", 100], ["off", 9900]]}]}
+    path, store, channel = flagd_file(tmp_path, {"new-checkout": {**CHECKOUT, "targeting": targeting}})
+    store.write(channel, "on", 1000)
+    written = json.loads(path.read_text())["flags"]["new-checkout"]["targeting"]
+    assert written == {"if": [targeting["if"][0], "on", {"fractional": [bucketing, ["on", 1000], ["off", 9000]]}]}
+
+
+def refusal(store, channel, basis_points: int) -> str:
+    from temporalio.exceptions import ApplicationError
+
+    try:
+        store.write(channel, "on", basis_points)
+    except ApplicationError as error:
+        assert error.non_retryable and error.type == "Invalid"
+        return str(error)
+    raise AssertionError("written")
+
+
+def test_targeting_the_channel_cannot_ramp_is_refused_naming_why(tmp_path):
+    cases = {
+        "DISABLED": {**CHECKOUT, "state": "DISABLED"},
+        "no fractional": {**CHECKOUT, "targeting": {"if": [{"var": "beta"}, "on", "off"]}},
+        "sit between": {**CHECKOUT, "targeting": {"fractional": [["on", 1], ["blue", 50], ["off", 49]]}},
+        "the rest is": {**CHECKOUT, "targeting": {"fractional": [["blue", 60], ["on", 1], ["off", 39]]}},
+    }
+    for why, flag in cases.items():
+        path, store, channel = flagd_file(tmp_path, {"new-checkout": flag})
+        before = path.read_text()
+        assert why in refusal(store, channel, 5000 if why == "the rest is" else 500)
+        assert path.read_text() == before, why
+
+
+def test_other_flags_keep_their_text(tmp_path):
+    text = ('{\n  "$schema": "https://flagd.dev/schema/v0/flags.json",\n  "flags": {\n'
+            '    "zeta": {"state": "ENABLED", "variants": {"tarte": "crème brûlée", "n": 1.50}, "defaultVariant": "n"},\n'
+            '    "new-checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"},\n'
+            '    "alpha": {"state": "ENABLED", "variants": {"big": 1e3}, "defaultVariant": "big"}\n  }\n}\n')
+    path, store, channel = flagd_file(tmp_path, {}, text=text)
+    store.write(channel, "on", 500)
+    written = path.read_text()
+    lines = [line for line in text.splitlines() if "new-checkout" not in line]
+    assert [line for line in written.splitlines() if line in lines] == lines, "the rest as written, in order"
+    assert json.loads(written)["flags"]["new-checkout"]["targeting"] == {"fractional": [["on", 500], ["off", 9500]]}

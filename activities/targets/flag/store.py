@@ -1,13 +1,15 @@
 """The `FlagStore` Protocol, and the flagd flag-definition document every default store keeps.
 
-A store reads and writes one flag's rollout: the released variant's share in basis points, by flagd's
-`fractional` operator (`[[variant, w], [baseline, 10000 - w]]`: order and total fixed, so a larger
-share only adds users). `FlagdStore` does the document (parse, check, set the targeting) over a
-backend that holds its bytes: a file on disk (`file.py`, replaced atomically) or an S3 object
-(`s3object.py`, replaced only if unchanged since read). Applications read it with OpenFeature's flagd
-provider in FILE mode (an S3 object synced to a file). Evaluators: flagd-core 2.x
-(`bucket = mmh3(cbor(flagKey + targetingKey)) * total >> 32`); 1.x hashed differently, so the project
-pins the evaluator's major version.
+A store reads and writes one flag's rollout: the released variant's share in basis points of the users
+its `fractional` decides. `FlagdStore` does the document over a backend that holds its bytes — a file
+(`file.py`), an S3 object (`s3object.py`) or a ConfigMap key (`configmap.py`), each written only if
+unchanged since read — and changes nothing but the released variant's weight, taken from the baseline
+next to it (`fractional.py`: bucketing key, rules and other variants kept; a flag the channel cannot
+ramp that way is refused, naming why), in the flag's own text (`document.py`: the other flags keep
+theirs). A write that loses a race to another writer reads again and retries (`TRIES` times, then
+the activity's retry policy takes over). Applications read the document with OpenFeature's flagd
+provider in FILE mode. Evaluators: flagd-core 2.x (`bucket = mmh3(cbor(flagKey + targetingKey)) *
+total >> 32`); 1.x hashed differently, so the project pins the evaluator's major version.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from typing import Any, Protocol
 
 from temporalio.exceptions import ApplicationError
 
+from activities.targets.flag.document import new_document, with_flag
+from activities.targets.flag.fractional import Unrampable, ramp, share
 from models.flags import FlagChannel, FlagState
 
-TOTAL = 10_000
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
+TRIES = 5  # reads and compare-and-swap writes in one activity attempt, when another writer wins the race
+CONFLICT = "FlagStoreConflict"
 
 
 class FlagStore(Protocol):
@@ -32,7 +37,8 @@ class FlagStore(Protocol):
 
 class Backend(Protocol):
     """Where a flag-definition document's bytes live. `load` returns (bytes or None, a version token);
-    `save` replaces them, refusing (retryably) when they changed since the token was read."""
+    `save` replaces them, refusing (retryably, type `FlagStoreConflict`) when they changed since the
+    token was read."""
 
     def where(self, channel: FlagChannel) -> str: ...
 
@@ -41,49 +47,60 @@ class Backend(Protocol):
     def save(self, channel: FlagChannel, data: bytes, token: str) -> None: ...
 
 
-def targeting(variant: str, baseline: str, basis_points: int) -> dict[str, Any]:
-    return {"fractional": [[variant, basis_points], [baseline, TOTAL - basis_points]]}
+def _revision(data: bytes | None) -> str:
+    return hashlib.sha256(data or b"").hexdigest()[:16]
 
 
 class FlagdStore:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def _parse(self, channel: FlagChannel, data: bytes | None) -> dict[str, Any]:
-        where = self.backend.where(channel)
+    def _invalid(self, channel: FlagChannel, why: str) -> ApplicationError:
+        return ApplicationError(f"{self.backend.where(channel)}: {why}", type="Invalid", non_retryable=True)
+
+    def _flag(self, channel: FlagChannel, data: bytes | None) -> dict[str, Any] | None:
+        """The flag's definition in the document (None: not there, or no document)."""
         if data is None:
-            return {"$schema": SCHEMA, "flags": {}}
+            return None
         try:
             document = json.loads(data)
         except ValueError as error:
-            raise ApplicationError(f"{where}: not a flagd flag definition ({type(error).__name__})", type="Invalid",
-                                   non_retryable=True) from None
+            raise self._invalid(channel, f"not a flagd flag definition ({type(error).__name__})") from None
         if not isinstance(document, dict) or not isinstance(document.get("flags", {}), dict):
-            raise ApplicationError(f"{where}: `flags` must be a mapping", type="Invalid", non_retryable=True)
-        document.setdefault("flags", {})
-        return document
+            raise self._invalid(channel, "`flags` must be a mapping")
+        flag = document.get("flags", {}).get(channel.flag)
+        if flag is not None and not isinstance(flag, dict):
+            raise self._invalid(channel, f"flags.{channel.flag} must be a mapping")
+        return flag
 
     def read(self, channel: FlagChannel, variant: str) -> FlagState:
         data, _ = self.backend.load(channel)
-        flag = self._parse(channel, data)["flags"].get(channel.flag)
+        flag = self._flag(channel, data)
         if flag is None:
             return FlagState()
-        weights = {w[0]: w[1] for w in flag.get("targeting", {}).get("fractional", []) if isinstance(w, list) and len(w) == 2}
-        return FlagState(variant=variant, basis_points=int(weights.get(variant, 0)),
-                         revision=hashlib.sha256(data or b"").hexdigest()[:16])
+        try:
+            basis_points = share(flag, variant)
+        except Unrampable as why:
+            raise self._invalid(channel, f"flag {channel.flag}: {why}") from None
+        return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data))
 
     def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState:
-        data, token = self.backend.load(channel)
-        document = self._parse(channel, data)
-        flag = document["flags"].get(channel.flag) or {"state": "ENABLED", "variants": dict(channel.variants),
-                                                        "defaultVariant": channel.baseline}
-        for name in (variant, channel.baseline):
-            if name not in flag.get("variants", {}):
-                raise ApplicationError(f"{self.backend.where(channel)}: flag {channel.flag} has no variant {name!r}",
-                                       type="Invalid", non_retryable=True)
-        flag["targeting"] = targeting(variant, channel.baseline, basis_points)
-        document["flags"][channel.flag] = flag
-        new = json.dumps(document, indent=2, sort_keys=True).encode()
-        if new != data:
-            self.backend.save(channel, new, token)
-        return FlagState(variant=variant, basis_points=basis_points, revision=hashlib.sha256(new).hexdigest()[:16])
+        for attempt in range(TRIES):
+            data, token = self.backend.load(channel)
+            current = self._flag(channel, data)
+            blank = {"state": "ENABLED", "variants": dict(channel.variants), "defaultVariant": channel.baseline}
+            try:
+                flag = ramp(current or blank, variant, channel.baseline, basis_points)
+            except Unrampable as why:
+                raise self._invalid(channel, f"flag {channel.flag} cannot be ramped: {why}") from None
+            if flag == current:
+                return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data))
+            text = new_document(SCHEMA, channel.flag, flag) if data is None else with_flag(data.decode(), channel.flag, flag)
+            try:
+                self.backend.save(channel, text.encode(), token)
+            except ApplicationError as error:
+                if error.type != CONFLICT or attempt == TRIES - 1:
+                    raise
+                continue
+            return FlagState(variant=variant, basis_points=basis_points, revision=_revision(text.encode()))
+        raise AssertionError("unreachable")
