@@ -303,3 +303,27 @@ async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cl
     refused_when_changed_meanwhile(backend, release.spec.channel.flag, lambda data: core.patch_namespaced_config_map(
         "flagd", namespace, {"metadata": {"labels": {"touched": "yes"}}}))
     clients.close()
+
+
+async def test_a_rollback_keeps_the_share_the_flag_had_before(time_skipping_env, s3_server, tmp_path, unique, health):
+    """The flag was at 5 % before the release; its first gate fails: back to 5 %, not 0 %."""
+    path = tmp_path / "flags.json"
+    flag = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off",
+            "targeting": {"fractional": [["on", 500], ["off", 9500]]}}
+    path.write_text(json.dumps({"flags": {"new-checkout": flag}}))
+    template = {"name": "healthy", "metrics": [{"name": "ok", "successCondition": "result == True", "failureLimit": 0,
+                                                "provider": {"web": {"url": health.url, "jsonPath": "ok"}}}]}
+    release = flag_release(f"before-{unique}", path, [{"percent": 10, "bake": "1m",
+                                                       "analysis": {"templates": [{"templateName": "healthy"}]}}],
+                           analysis={"templates": [template]})
+    health.ok = False
+    queue = f"flags-{unique}"
+    async with release_worker(time_skipping_env.client, queue, s3_server, None,
+                              extra=[measure_activity(default_providers())]):
+        final = await (await time_skipping_env.client.start_workflow(
+            StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)).result()
+    assert (final.phase, final.reason) == (Phase.DEGRADED, "AnalysisFailed"), final.message
+    assert "back to the share before the release, 5%" in final.message
+    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {
+        "fractional": [["on", 500], ["off", 9500]]}
+    assert final.exposure.observed == 5

@@ -1,5 +1,7 @@
 """The flag channel in a staged release: each phase one write of the flag's fractional share; going
-back sets the share of the last phase whose gate passed."""
+back sets the share of the last phase whose gate passed, or the share the flag had before the release
+when that is higher (releases started before the `flag-rollback-keeps-share-before` patch: the last
+good share, 0 % if no gate passed)."""
 
 from __future__ import annotations
 
@@ -12,19 +14,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.context import Control
 
+ROLLBACK_KEEPS_BEFORE = "flag-rollback-keeps-share-before"
+
 
 class FlagRelease:
     unit, source = "percent", "the flag store"
 
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.flag, self.variant = control, spec.channel.flag, spec.artifact.variant
-        self.share = 0
+        self.share = self.before = self.rolled_to = 0
 
     async def prepare(self) -> None:
         before = await workflow.execute_activity_method(
             FlagActivities.read_flag_share, FlagInput(channel=self.flag, variant=self.variant, basis_points=0),
             summary=f"read {self.flag.describe()}", **options.CHANNEL)
-        self.share = before.basis_points
+        self.share = self.before = before.basis_points
         self.control.status.stable_image = f"{self.variant} at {before.basis_points / 100:g}%"
 
     async def _write(self, basis_points: int, what: str) -> float:
@@ -41,11 +45,15 @@ class FlagRelease:
         return await self._write(basis_points, f"{self.variant} {basis_points / 100:g}%")
 
     async def roll_back(self, last_good: int) -> str:
-        await self._write(last_good, f"{self.variant} back to {last_good / 100:g}%")
-        return f"{self.flag.flag}: {self.variant} back to the last good share, {last_good / 100:g}%"
+        if self.before > last_good and workflow.patched(ROLLBACK_KEEPS_BEFORE):
+            self.rolled_to, what = self.before, "the share before the release"
+        else:
+            self.rolled_to, what = last_good, "the last good share"
+        await self._write(self.rolled_to, f"{self.variant} back to {self.rolled_to / 100:g}%")
+        return f"{self.flag.flag}: {self.variant} back to {what}, {self.rolled_to / 100:g}%"
 
     def rolled_back_share(self, last_good: int) -> float:
-        return last_good / 100
+        return self.rolled_to / 100
 
     async def stop(self) -> str:
         return f"{self.flag.flag}: {self.variant} stays at {self.share / 100:g}%"
