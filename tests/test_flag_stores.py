@@ -141,3 +141,64 @@ def test_other_flags_keep_their_text(tmp_path):
     lines = [line for line in text.splitlines() if "new-checkout" not in line]
     assert [line for line in written.splitlines() if line in lines] == lines, "the rest as written, in order"
     assert json.loads(written)["flags"]["new-checkout"]["targeting"] == {"fractional": [["on", 500], ["off", 9500]]}
+
+
+# ---- two writers, one document -------------------------------------------------------------------
+
+
+def test_two_releases_sharing_a_flags_file_lose_no_write(tmp_path):
+    """Two writers (the README's layout: two Releases, two flags, one file), each write read-modify-write
+    with a pause between read and write: every one of the 40 writes is in the file at the end."""
+    import threading
+    import time
+
+    from temporalio.exceptions import ApplicationError
+
+    from activities.targets.flag.file import FileBackend
+    from activities.targets.flag.store import FlagdStore
+
+    class Slow(FileBackend):
+        def load(self, channel):
+            loaded = super().load(channel)
+            time.sleep(0.003)  # another writer gets in here
+            return loaded
+
+    path = tmp_path / "flags.json"
+    store = FlagdStore(Slow())
+
+    def writer(prefix: str) -> None:
+        for n in range(20):
+            channel = FlagChannel(file=str(path), flag=f"{prefix}-{n}")
+            while True:  # what the activity's retry policy does with a conflict
+                try:
+                    store.write(channel, "on", 100 * (n + 1))
+                    break
+                except ApplicationError as error:
+                    assert error.type == "FlagStoreConflict", error
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    flags = json.loads(path.read_text())["flags"]
+    assert sorted(flags) == sorted(f"{p}-{n}" for p in "ab" for n in range(20)), f"{40 - len(flags)} writes lost"
+
+
+def test_a_file_write_keeps_its_mode_and_symlink(tmp_path):
+    import os
+    import stat
+
+    real = tmp_path / "real" / "flags.json"
+    real.parent.mkdir()
+    real.write_text(json.dumps(DOCUMENT))
+    real.chmod(0o640)
+    link = tmp_path / "flags.json"
+    link.symlink_to(real)
+    from activities.targets.flag.file import FileBackend
+    from activities.targets.flag.store import FlagdStore
+
+    FlagdStore(FileBackend()).write(FlagChannel(file=str(link), flag="new-checkout"), "on", 500)
+    assert link.is_symlink() and os.path.realpath(link) == str(real)
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert json.loads(real.read_text())["flags"]["new-checkout"]["targeting"]["fractional"][0] == ["on", 500]

@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
+from activities.targets.flag.store import CONFLICT
 from activities.targets.kubernetes.client import KubeClients, api_errors
 from models.flags import FlagChannel
 
@@ -50,6 +51,6 @@ class ConfigMapBackend:
         except ApiException as error:
             if error.status == 409:
                 raise ApplicationError(f"{self.where(channel)} changed while writing: retried",
-                                       type="FlagStoreConflict") from None
+                                       type=CONFLICT) from None
             with api_errors(self.where(channel)):
                 raise

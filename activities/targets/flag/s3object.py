@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
+from activities.targets.flag.store import CONFLICT
 from models.flags import FlagChannel, FlagObject
 
 
@@ -42,5 +43,5 @@ class S3ObjectBackend:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code", "") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise ApplicationError(f"{self.where(channel)} changed while writing: retried",
-                                       type="FlagStoreConflict") from None
+                                       type=CONFLICT) from None
             raise
