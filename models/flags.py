@@ -40,6 +40,8 @@ class UnleashFlag(SpecModel):
     url: str = Field(pattern=r"^https?://", description="the Unleash server, e.g. https://unleash.example/api is url/api")
     project: str = Field("default", min_length=1, max_length=100)
     environment: str = Field("production", min_length=1, max_length=100)
+    strategy: str | None = Field(None, min_length=1, max_length=100, description=(
+        "the flexibleRollout strategy to ramp, by id or title (needed when the environment has several)"))
 
 
 class FlagChannel(SpecModel):

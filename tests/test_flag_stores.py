@@ -202,3 +202,61 @@ def test_a_file_write_keeps_its_mode_and_symlink(tmp_path):
     assert link.is_symlink() and os.path.realpath(link) == str(real)
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
     assert json.loads(real.read_text())["flags"]["new-checkout"]["targeting"]["fractional"][0] == ["on", 500]
+
+
+# ---- Unleash: only the rollout parameter of the strategy the document names ---------------------
+
+
+def unleash_store(monkeypatch, strategies: list[dict], enabled: bool = True, **where):
+    import httpx
+
+    from activities.targets.flag.unleash import UnleashStore
+    from localcluster.unleash import UnleashStandIn
+
+    unleash = UnleashStandIn(admin_token="admin-secret", client_token="client-secret").start()
+    unleash.add_feature("new-checkout", strategies=strategies, enabled=enabled)
+    monkeypatch.setenv("DURABLE_ROLLOUTS_UNLEASH_TOKEN", "admin-secret")
+    channel = FlagChannel(unleash={"url": unleash.url, **where}, flag="new-checkout")
+    return unleash, UnleashStore(httpx.Client()), channel
+
+
+EU_ONLY = {"name": "flexibleRollout", "title": "eu-beta", "parameters": {"rollout": "100", "stickiness": "default",
+                                                                       "groupId": "eu"},
+           "constraints": [{"contextName": "region", "operator": "IN", "values": ["eu"]}]}
+RELEASE = {"name": "flexibleRollout", "title": "release",
+           "parameters": {"rollout": "1", "stickiness": "userId", "groupId": "new-checkout"},
+           "constraints": [{"contextName": "appName", "operator": "IN", "values": ["checkout"]}],
+           "variants": [{"name": "blue", "weight": 1000, "weightType": "variable", "stickiness": "default",
+                         "payload": {"type": "string", "value": "b"}}]}
+
+
+def test_an_unleash_write_keeps_the_strategys_variants_and_constraints(monkeypatch):
+    unleash, store, channel = unleash_store(monkeypatch, [EU_ONLY, RELEASE], strategy="release")
+    try:
+        assert store.read(channel, "on").basis_points == 100
+        store.write(channel, "on", 1000)
+        eu, release = unleash.strategies("new-checkout")
+    finally:
+        unleash.stop()
+    assert release["parameters"] == {**RELEASE["parameters"], "rollout": "10"}
+    assert (release["variants"], release["constraints"]) == (RELEASE["variants"], RELEASE["constraints"])
+    assert {k: eu[k] for k in EU_ONLY} == EU_ONLY, "the other strategy untouched"
+    assert unleash.refused == [] and ("PATCH" in {m for m, _ in unleash.calls})
+
+
+def test_unleash_refuses_what_it_cannot_ramp_naming_why(monkeypatch):
+    from temporalio.exceptions import ApplicationError
+
+    for why, strategies, enabled in (("name the one to ramp", [EU_ONLY, RELEASE], True),
+                                     ("environment is disabled", [RELEASE], False)):
+        unleash, store, channel = unleash_store(monkeypatch, strategies, enabled)
+        try:
+            try:
+                store.write(channel, "on", 1000)
+                raise AssertionError(f"written ({why})")
+            except ApplicationError as error:
+                assert why in str(error) and error.non_retryable
+            assert [s["parameters"]["rollout"] for s in unleash.strategies("new-checkout")] == [
+                s["parameters"]["rollout"] for s in strategies]
+        finally:
+            unleash.stop()

@@ -266,7 +266,7 @@ async def test_a_ramp_in_unleash_evaluated_by_the_unleash_sdk(time_skipping_env,
         sdk.destroy()
         unleash.stop()
     assert all(a <= b for a, b in zip(seen, seen[1:], strict=False)), "each phase a superset"
-    assert unleash.refused == [] and ("PUT" in {m for m, _ in unleash.calls})
+    assert unleash.refused == [] and "PATCH" in {m for m, _ in unleash.calls} and "PUT" not in {m for m, _ in unleash.calls}
 
 
 async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cluster, kube_api, tmp_path, unique):
