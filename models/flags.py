@@ -21,6 +21,9 @@ class FlagObject(SpecModel):
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
     key: str = Field(min_length=1, max_length=1024)
     endpoint: str | None = Field(None, pattern=r"^https?://", description="S3 endpoint (default: the worker's)")
+    denied_is_missing: bool = Field(False, description=(
+        "the worker may not list the bucket (no s3:ListBucket), so S3 answers a key that does not exist yet "
+        "with 403 AccessDenied instead of 404: take that 403 on reading as 'no document yet'"))
 
 
 class FlagConfigMap(SpecModel):

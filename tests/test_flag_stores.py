@@ -260,3 +260,34 @@ def test_unleash_refuses_what_it_cannot_ramp_naming_why(monkeypatch):
                 s["parameters"]["rollout"] for s in strategies]
         finally:
             unleash.stop()
+
+
+def test_an_s3_key_answered_403_is_missing_only_where_configured():
+    """Without s3:ListBucket, S3 answers a missing key 403: with deniedIsMissing the document is new
+    (written with If-None-Match: *), without it the 403 is a permanent error naming AccessDenied."""
+    from botocore.exceptions import ClientError
+    from temporalio.exceptions import ApplicationError
+
+    from activities.targets.flag.s3object import S3ObjectBackend
+    from activities.targets.flag.store import FlagdStore
+
+    class NoListBucket:
+        def __init__(self) -> None:
+            self.puts: list[dict] = []
+
+        def get_object(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+        def put_object(self, **request):
+            self.puts.append(request)
+
+    s3 = NoListBucket()
+    store = FlagdStore(S3ObjectBackend(lambda o: s3))
+    where = {"bucket": "flags", "key": "flagd/flags.json"}
+    store.write(FlagChannel(s3={**where, "deniedIsMissing": True}, flag="new-checkout"), "on", 500)
+    assert [put["IfNoneMatch"] for put in s3.puts] == ["*"]
+    try:
+        store.write(FlagChannel(s3=where, flag="new-checkout"), "on", 500)
+        raise AssertionError("written")
+    except ApplicationError as error:
+        assert "AccessDenied" in str(error) and error.non_retryable

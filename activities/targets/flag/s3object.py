@@ -1,6 +1,10 @@
 """A flag-definition document kept as an S3 object (applications sync it to the file their flagd
-provider reads). Replaced only if it is still the version read (`If-Match` / `If-None-Match`): two
-writers never lose each other's change; the loser retries."""
+provider reads). Replaced only if it is still the version read: the PUT carries `If-Match: <ETag read>`
+(or `If-None-Match: *` for a new object), and the store relies on S3 refusing it (412
+PreconditionFailed, or 409 ConditionalRequestConflict) when another writer got there first — the loser
+re-reads and retries. A store without conditional writes would silently lose a racing change. A key
+that does not exist is answered 404 — or 403 AccessDenied when the worker may not list the bucket
+(no `s3:ListBucket`), which counts as "no document yet" only with `deniedIsMissing: true`."""
 
 from __future__ import annotations
 
@@ -27,9 +31,9 @@ class S3ObjectBackend:
             answer = self.s3_for(o).get_object(Bucket=o.bucket, Key=o.key)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404"):
+            if code in ("NoSuchKey", "404") or (o.denied_is_missing and code in ("AccessDenied", "403")):
                 return None, ""
-            if code in ("NoSuchBucket", "AccessDenied"):
+            if code in ("NoSuchBucket", "AccessDenied", "403"):
                 raise ApplicationError(f"{self.where(channel)}: {code}", type="InvalidTarget", non_retryable=True) from None
             raise
         return answer["Body"].read(), answer["ETag"]
