@@ -1,9 +1,10 @@
 """The flag channel: a Release's `spec.channel.flag` block, and its activities' wire models.
 
-The flag's definition lives in a flag store (today a flagd flag-definition file, read by applications
-through OpenFeature's flagd provider in FILE mode). A phase gives the released variant a share of
-users by flagd's `fractional` operator over the `targetingKey`; the variant order and the total weight
-(10,000) never change, so each phase's users are a superset of the last's.
+The flag's definition lives in a flag store (a flagd flag-definition document in a file, an S3 object
+or a ConfigMap key, read by applications through OpenFeature's flagd provider in FILE mode; or a flag
+in Unleash). A phase gives the released variant a share of users by flagd's `fractional` operator,
+moving weight only between the released variant and the baseline next to it, so each phase's users
+are a superset of the last's (activities/targets/flag/fractional.py).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class UnleashFlag(SpecModel):
 
 
 class FlagChannel(SpecModel):
-    """`spec.channel.flag`: one flag in a flag store — a flagd flag-definition file on disk (or a mounted
-    volume), or that document as an S3 object."""
+    """`spec.channel.flag`: one flag in a flag store — a flagd flag-definition file on disk (or a shared
+    volume), that document as an S3 object or in a ConfigMap key, or a flag in Unleash."""
 
     file: str | None = Field(None, min_length=1, description="the flagd flag-definition file (JSON)")
     s3: FlagObject | None = None
