@@ -291,3 +291,17 @@ def test_an_s3_key_answered_403_is_missing_only_where_configured():
         raise AssertionError("written")
     except ApplicationError as error:
         assert "AccessDenied" in str(error) and error.non_retryable
+
+
+def test_a_flag_without_targeting_is_split_only_when_its_default_is_the_baseline(tmp_path):
+    """No targeting: everyone gets defaultVariant. Only when that is the baseline does a two-way split
+    move nobody else; a default of another variant ('blue') or of the released one is refused, named."""
+    for default in ("blue", "on"):
+        path, store, channel = flagd_file(tmp_path, {"new-checkout": {**CHECKOUT, "defaultVariant": default}})
+        before = path.read_text()
+        assert f"defaultVariant {default!r}" in refusal(store, channel, 500)
+        assert path.read_text() == before, default
+    path, store, channel = flagd_file(tmp_path, {"new-checkout": CHECKOUT})
+    store.write(channel, "on", 500)
+    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {
+        "fractional": [["on", 500], ["off", 9500]]}

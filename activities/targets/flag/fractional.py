@@ -89,7 +89,12 @@ def ramp(flag: dict, variant: str, baseline: str, basis_points: int) -> dict:
         raise Unrampable("it is DISABLED (nobody gets a variant): enable it before releasing")
     flag = copy.deepcopy(flag)
     targeting = flag.get("targeting") or {}
-    if not targeting:
+    if not targeting:  # everyone gets defaultVariant: a two-way split moves only the baseline's users
+        default = flag.get("defaultVariant")
+        if default != baseline:
+            raise Unrampable(f"it has no targeting and serves everyone its defaultVariant {default!r}, not the "
+                             f"baseline {baseline!r}: a split would move them; give it a fractional (or name "
+                             "that baseline)")
         flag["targeting"] = {"fractional": [[variant, basis_points], [baseline, TOTAL - basis_points]]}
         return flag
     args = _the_fractional(targeting)
