@@ -98,9 +98,14 @@ class FlagInput(Message):
     channel: FlagChannel
     variant: str
     basis_points: int = Field(ge=0, le=10_000)
+    plan: list[int] = Field(default_factory=list, description=(
+        "on a read: the shares the release will write, phase by phase then 10,000; the read refuses "
+        "(non-retryable, naming why) unless the store can write each and none is below the share now"))
 
 
 class FlagState(Message):
     variant: str = ""
     basis_points: int = 0
     revision: str = Field("", description="the store's revision of the definition written (a content hash)")
+    entries: list[list[Any]] | None = Field(None, description=(
+        "on a read of a flagd store: the flag's fractional entries as written ([variant, weight]), to restore"))

@@ -251,11 +251,12 @@ def test_unleash_refuses_what_it_cannot_ramp_naming_why(monkeypatch):
                                      ("environment is disabled", [RELEASE], False)):
         unleash, store, channel = unleash_store(monkeypatch, strategies, enabled)
         try:
-            try:
-                store.write(channel, "on", 1000)
-                raise AssertionError(f"written ({why})")
-            except ApplicationError as error:
-                assert why in str(error) and error.non_retryable
+            for method, share in (("write", 1000), ("read", [1000, 10_000])):
+                try:
+                    getattr(store, method)(channel, "on", share)
+                    raise AssertionError(f"written or planned ({why})")
+                except ApplicationError as error:
+                    assert why in str(error) and error.non_retryable
             assert [s["parameters"]["rollout"] for s in unleash.strategies("new-checkout")] == [
                 s["parameters"]["rollout"] for s in strategies]
         finally:

@@ -327,3 +327,25 @@ async def test_a_rollback_keeps_the_share_the_flag_had_before(time_skipping_env,
     assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {
         "fractional": [["on", 500], ["off", 9500]]}
     assert final.exposure.observed == 5
+
+
+async def test_what_the_release_cannot_write_is_refused_before_any_write(time_skipping_env, s3_server, tmp_path,
+                                                                         unique):
+    """Refused at the read before the first phase, naming why, the file untouched: a flag whose 100 % is
+    beyond what 'on' and the baseline hold ('blue' has 60 %), and a first phase below the share the
+    flag has now (5 %: a 1 % phase would take users away and give them back)."""
+    cases = {"the rest is": [["blue", 60], ["on", 1], ["off", 39]], "phase 1 (1%) is below": [["on", 500], ["off", 9500]]}
+    queue = f"flags-{unique}"
+    async with release_worker(time_skipping_env.client, queue, s3_server, None):
+        for index, (why, entries) in enumerate(cases.items()):
+            path = tmp_path / f"flags-{index}.json"
+            flag = {"state": "ENABLED", "variants": {"on": True, "off": False, "blue": True}, "defaultVariant": "off",
+                    "targeting": {"fractional": entries}}
+            path.write_text(json.dumps({"flags": {"new-checkout": flag}}))
+            before = path.read_text()
+            release = flag_release(f"refused-{index}-{unique}", path, [{"percent": 1}, {"percent": 10}])
+            final = await (await time_skipping_env.client.start_workflow(
+                StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)).result()
+            assert final.phase is Phase.DEGRADED and why in final.message, final.message
+            assert "nothing was published" in final.message, final.message
+            assert path.read_text() == before, why

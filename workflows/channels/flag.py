@@ -1,7 +1,9 @@
 """The flag channel in a staged release: each phase one write of the flag's fractional share; going
 back sets the share of the last phase whose gate passed, or the share the flag had before the release
 when that is higher (releases started before the `flag-rollback-keeps-share-before` patch: the last
-good share, 0 % if no gate passed)."""
+good share, 0 % if no gate passed). Before the first phase the read checks the whole plan (each phase's
+share, then 100 %): what the store cannot write, or a first phase below the share now, ends the release
+with nothing written (releases started before the `flag-prepare-checks-plan` patch: found at the phase)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.context import Control
 
 ROLLBACK_KEEPS_BEFORE = "flag-rollback-keeps-share-before"
+PREPARE_CHECKS_PLAN = "flag-prepare-checks-plan"
+FULL = 10_000  # every release ends at 100 %
 
 
 class FlagRelease:
@@ -22,11 +26,14 @@ class FlagRelease:
 
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.flag, self.variant = control, spec.channel.flag, spec.artifact.variant
+        self.phases = [phase.points for phase in spec.phases]
         self.share = self.before = self.rolled_to = 0
 
     async def prepare(self) -> None:
+        plan = [*self.phases, FULL] if workflow.patched(PREPARE_CHECKS_PLAN) else []
         before = await workflow.execute_activity_method(
-            FlagActivities.read_flag_share, FlagInput(channel=self.flag, variant=self.variant, basis_points=0),
+            FlagActivities.read_flag_share,
+            FlagInput(channel=self.flag, variant=self.variant, basis_points=0, plan=plan),
             summary=f"read {self.flag.describe()}", **options.CHANNEL)
         self.share = self.before = before.basis_points
         self.control.status.stable_image = f"{self.variant} at {before.basis_points / 100:g}%"

@@ -79,6 +79,12 @@ def share(flag: dict, variant: str) -> int:
     return (2 * mine * TOTAL + total) // (2 * total) if total else 0
 
 
+def entries(flag: dict) -> list[list] | None:
+    """A copy of the flag's fractional entries as written (None: no fractional)."""
+    args = _the_fractional(flag.get("targeting") or {})
+    return None if args is None else copy.deepcopy(_buckets(args)[1])
+
+
 def ramp(flag: dict, variant: str, baseline: str, basis_points: int) -> dict:
     """The flag with `variant` at `basis_points` of the `fractional`'s users, the weight taken from (or
     given back to) `baseline`; raises Unrampable when that cannot be done without moving anyone else."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.flag.document import new_document, with_flag
-from activities.targets.flag.fractional import Unrampable, ramp, share
+from activities.targets.flag.fractional import Unrampable, entries, ramp, share
 from models.flags import FlagChannel, FlagState
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
@@ -30,7 +31,9 @@ CONFLICT = "FlagStoreConflict"
 
 
 class FlagStore(Protocol):
-    def read(self, channel: FlagChannel, variant: str) -> FlagState: ...
+    def read(self, channel: FlagChannel, variant: str, plan: Sequence[int] = ()) -> FlagState:
+        """The variant's share now; with a `plan` (the shares a release will write), refuses what the
+        store could not write, before anything is written."""
 
     def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState: ...
 
@@ -73,26 +76,37 @@ class FlagdStore:
             raise self._invalid(channel, f"flags.{channel.flag} must be a mapping")
         return flag
 
-    def read(self, channel: FlagChannel, variant: str) -> FlagState:
+    @staticmethod
+    def _blank(channel: FlagChannel) -> dict[str, Any]:
+        """The flag a write creates when the document does not define it."""
+        return {"state": "ENABLED", "variants": dict(channel.variants), "defaultVariant": channel.baseline}
+
+    def _ramp(self, channel: FlagChannel, flag: dict[str, Any], variant: str, basis_points: int) -> dict[str, Any]:
+        try:
+            return ramp(flag, variant, channel.baseline, basis_points)
+        except Unrampable as why:
+            raise self._invalid(channel, f"flag {channel.flag} cannot be ramped to {basis_points / 100:g}%: "
+                                         f"{why}") from None
+
+    def read(self, channel: FlagChannel, variant: str, plan: Sequence[int] = ()) -> FlagState:
         data, _ = self.backend.load(channel)
         flag = self._flag(channel, data)
+        planned = flag or self._blank(channel)
+        for basis_points in plan:  # each write the release will make, in order, in memory
+            planned = self._ramp(channel, planned, variant, basis_points)
         if flag is None:
             return FlagState()
         try:
-            basis_points = share(flag, variant)
+            basis_points, kept = share(flag, variant), entries(flag)
         except Unrampable as why:
             raise self._invalid(channel, f"flag {channel.flag}: {why}") from None
-        return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data))
+        return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data), entries=kept)
 
     def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState:
         for attempt in range(TRIES):
             data, token = self.backend.load(channel)
             current = self._flag(channel, data)
-            blank = {"state": "ENABLED", "variants": dict(channel.variants), "defaultVariant": channel.baseline}
-            try:
-                flag = ramp(current or blank, variant, channel.baseline, basis_points)
-            except Unrampable as why:
-                raise self._invalid(channel, f"flag {channel.flag} cannot be ramped: {why}") from None
+            flag = self._ramp(channel, current or self._blank(channel), variant, basis_points)
             if flag == current:
                 return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data))
             text = new_document(SCHEMA, channel.flag, flag) if data is None else with_flag(data.decode(), channel.flag, flag)

@@ -11,6 +11,7 @@ it, a rollback, is written). The admin token is read here, from `$DURABLE_ROLLOU
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -75,21 +76,30 @@ class UnleashStore:
     def _percent(strategy: dict | None) -> int:
         return int((strategy or {}).get("parameters", {}).get("rollout", "0"))
 
-    def read(self, channel: FlagChannel, variant: str) -> FlagState:
-        environment = self._environment(channel)
-        strategy = self._strategy(channel, environment)
-        percent = self._percent(strategy) if environment.get("enabled", False) else 0
-        return FlagState(variant=variant, basis_points=percent * 100, revision=str((strategy or {}).get("id", "")))
-
-    def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState:
+    def _check(self, channel: FlagChannel, serving: bool, percent: int, basis_points: int) -> None:
+        """Refuses a share this store cannot write (`serving`: the environment serves the strategy)."""
         if basis_points % 100:
             raise ApplicationError(f"Unleash rolls out whole percents, not {basis_points / 100:g}%", type="Invalid",
                                    non_retryable=True)
-        rollout = str(basis_points // 100)
-        environment = self._environment(channel)
-        strategy = self._strategy(channel, environment)
-        if not environment.get("enabled", False) and basis_points > self._percent(strategy) * 100:
+        if not serving and basis_points > percent * 100:
             raise self._refuse(channel, "the environment is disabled (nobody gets the flag): enable it before releasing")
+
+    def _where(self, channel: FlagChannel) -> tuple[bool, dict | None]:
+        """(whether the environment serves the flag, the strategy ramped)."""
+        environment = self._environment(channel)
+        return environment.get("enabled", False), self._strategy(channel, environment)
+
+    def read(self, channel: FlagChannel, variant: str, plan: Sequence[int] = ()) -> FlagState:
+        serving, strategy = self._where(channel)
+        for basis_points in plan:
+            self._check(channel, serving, self._percent(strategy), basis_points)
+        percent = self._percent(strategy) if serving else 0
+        return FlagState(variant=variant, basis_points=percent * 100, revision=str((strategy or {}).get("id", "")))
+
+    def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState:
+        serving, strategy = self._where(channel)
+        self._check(channel, serving, self._percent(strategy), basis_points)
+        rollout = str(basis_points // 100)
         where = f"/environments/{channel.unleash.environment}/strategies"
         if strategy is None:
             body = {"name": STRATEGY, "constraints": [],
