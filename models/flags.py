@@ -101,6 +101,9 @@ class FlagInput(Message):
     plan: list[int] = Field(default_factory=list, description=(
         "on a read: the shares the release will write, phase by phase then 10,000; the read refuses "
         "(non-retryable, naming why) unless the store can write each and none is below the share now"))
+    restore: list[list[Any]] | None = Field(None, description=(
+        "on a write: the flag's fractional entries read before the release (FlagState.entries), written "
+        "back exactly when the flag holds only the channel's ramps of them (else `basis_points` is)"))
 
 
 class FlagState(Message):

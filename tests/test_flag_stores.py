@@ -306,3 +306,18 @@ def test_a_flag_without_targeting_is_split_only_when_its_default_is_the_baseline
     store.write(channel, "on", 500)
     assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {
         "fractional": [["on", 500], ["off", 9500]]}
+
+
+def test_a_restore_puts_back_the_entries_read_only_if_the_split_is_still_the_channels(tmp_path):
+    original = [["blue", 10], ["on", 1], ["off", 2]]
+    path, store, channel = flagd_file(tmp_path, {"new-checkout": {**CHECKOUT, "targeting": {"fractional": original}}})
+    store.write(channel, "on", 2000)  # a phase (weights scaled)
+    store.write(channel, "on", store.read(channel, "on").basis_points, restore=original)
+    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {"fractional": original}
+    store.write(channel, "on", 2000)
+    flags = json.loads(path.read_text())
+    flags["flags"]["new-checkout"]["targeting"]["fractional"][0][1] += 1  # someone else moved blue meanwhile
+    path.write_text(json.dumps(flags))
+    store.write(channel, "on", 769, restore=original)
+    written = json.loads(path.read_text())["flags"]["new-checkout"]["targeting"]["fractional"]
+    assert written != original and store.read(channel, "on").basis_points == 769, "the share, their change kept"

@@ -306,14 +306,15 @@ async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cl
 
 
 async def test_a_rollback_keeps_the_share_the_flag_had_before(time_skipping_env, s3_server, tmp_path, unique, health):
-    """The flag was at 5 % before the release; its first gate fails: back to 5 %, not 0 %."""
+    """The flag was at a third ([on, 1], [off, 2]) before the release; its first gate fails: back to that
+    third, not 0 %, and to the entries exactly as written (not a rounded share re-expressed)."""
     path = tmp_path / "flags.json"
     flag = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off",
-            "targeting": {"fractional": [["on", 500], ["off", 9500]]}}
+            "targeting": {"fractional": [["on", 1], ["off", 2]]}}
     path.write_text(json.dumps({"flags": {"new-checkout": flag}}))
     template = {"name": "healthy", "metrics": [{"name": "ok", "successCondition": "result == True", "failureLimit": 0,
                                                 "provider": {"web": {"url": health.url, "jsonPath": "ok"}}}]}
-    release = flag_release(f"before-{unique}", path, [{"percent": 10, "bake": "1m",
+    release = flag_release(f"before-{unique}", path, [{"percent": 50, "bake": "1m",
                                                        "analysis": {"templates": [{"templateName": "healthy"}]}}],
                            analysis={"templates": [template]})
     health.ok = False
@@ -323,10 +324,9 @@ async def test_a_rollback_keeps_the_share_the_flag_had_before(time_skipping_env,
         final = await (await time_skipping_env.client.start_workflow(
             StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)).result()
     assert (final.phase, final.reason) == (Phase.DEGRADED, "AnalysisFailed"), final.message
-    assert "back to the share before the release, 5%" in final.message
-    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {
-        "fractional": [["on", 500], ["off", 9500]]}
-    assert final.exposure.observed == 5
+    assert "back to the share before the release, 33.33%" in final.message
+    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {"fractional": [["on", 1], ["off", 2]]}
+    assert final.exposure.observed == 33.33
 
 
 async def test_what_the_release_cannot_write_is_refused_before_any_write(time_skipping_env, s3_server, tmp_path,

@@ -37,7 +37,8 @@ class FlagActivities:
 
     @activity.defn(name="set_flag_share")
     def set_flag_share(self, request: FlagInput) -> FlagState:
-        return self._store(request.channel).write(request.channel, request.variant, request.basis_points)
+        return self._store(request.channel).write(request.channel, request.variant, request.basis_points,
+                                                  request.restore)
 
     @activity.defn(name="read_flag_share")
     def read_flag_share(self, request: FlagInput) -> FlagState:

@@ -85,6 +85,30 @@ def entries(flag: dict) -> list[list] | None:
     return None if args is None else copy.deepcopy(_buckets(args)[1])
 
 
+def restored(flag: dict, original: list[list], variant: str, baseline: str) -> dict | None:
+    """The flag with its fractional's entries put back to `original` exactly, when what is there now is
+    only the channel's ramps of them: the same variants in the same order (the released one perhaps
+    added at weight 0), every other weight the original's times one integer. None otherwise (someone
+    else changed the split: the caller ramps to the share instead)."""
+    args = _the_fractional(flag.get("targeting") or {})
+    if args is None:
+        return None
+    start, now = _buckets(args)
+    had = {entry[0] for entry in original}
+    now = [entry for entry in now if entry[0] in had or entry[0] != variant]
+    if [entry[0] for entry in now] != [entry[0] for entry in original]:
+        return None
+    total, was = sum(_weight(e) for e in now), sum(_weight(e) for e in original)
+    scale = total // was if was and total % was == 0 else 0
+    if not scale or any(_weight(n) != scale * _weight(o) for n, o in zip(now, original, strict=True)
+                        if n[0] not in (variant, baseline)):
+        return None
+    flag = copy.deepcopy(flag)
+    args = _the_fractional(flag["targeting"])
+    args[start:] = copy.deepcopy(original)
+    return flag
+
+
 def ramp(flag: dict, variant: str, baseline: str, basis_points: int) -> dict:
     """The flag with `variant` at `basis_points` of the `fractional`'s users, the weight taken from (or
     given back to) `baseline`; raises Unrampable when that cannot be done without moving anyone else."""

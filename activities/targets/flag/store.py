@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.flag.document import new_document, with_flag
-from activities.targets.flag.fractional import Unrampable, entries, ramp, share
+from activities.targets.flag.fractional import Unrampable, entries, ramp, restored, share
 from models.flags import FlagChannel, FlagState
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
@@ -35,7 +35,10 @@ class FlagStore(Protocol):
         """The variant's share now; with a `plan` (the shares a release will write), refuses what the
         store could not write, before anything is written."""
 
-    def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState: ...
+    def write(self, channel: FlagChannel, variant: str, basis_points: int,
+              restore: list[list[Any]] | None = None) -> FlagState:
+        """The variant at `basis_points`; `restore`: the entries read before the release, put back
+        exactly where the store can (a flagd fractional still holding only the channel's ramps)."""
 
 
 class Backend(Protocol):
@@ -102,11 +105,16 @@ class FlagdStore:
             raise self._invalid(channel, f"flag {channel.flag}: {why}") from None
         return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data), entries=kept)
 
-    def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState:
+    def write(self, channel: FlagChannel, variant: str, basis_points: int,
+              restore: list[list[Any]] | None = None) -> FlagState:
         for attempt in range(TRIES):
             data, token = self.backend.load(channel)
             current = self._flag(channel, data)
-            flag = self._ramp(channel, current or self._blank(channel), variant, basis_points)
+            try:
+                flag = restored(current, restore, variant, channel.baseline) if restore and current else None
+            except Unrampable:
+                flag = None
+            flag = flag or self._ramp(channel, current or self._blank(channel), variant, basis_points)
             if flag == current:
                 return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data))
             text = new_document(SCHEMA, channel.flag, flag) if data is None else with_flag(data.decode(), channel.flag, flag)

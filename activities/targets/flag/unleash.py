@@ -96,7 +96,8 @@ class UnleashStore:
         percent = self._percent(strategy) if serving else 0
         return FlagState(variant=variant, basis_points=percent * 100, revision=str((strategy or {}).get("id", "")))
 
-    def write(self, channel: FlagChannel, variant: str, basis_points: int) -> FlagState:
+    def write(self, channel: FlagChannel, variant: str, basis_points: int,
+              restore: list[list[Any]] | None = None) -> FlagState:
         serving, strategy = self._where(channel)
         self._check(channel, serving, self._percent(strategy), basis_points)
         rollout = str(basis_points // 100)
