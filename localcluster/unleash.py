@@ -13,7 +13,9 @@ patched result, is checked as Unleash's `createFeatureStrategySchema` / `updateF
 describe it (`name` a string, `parameters` a map of strings, `constraints` and `variants` lists); a bad
 one is answered 400 and kept in `refused`.
 Client API (token `client_token`, the SDK's url is `<url>/api`): `GET /api/client/features` (the
-environment's features), `POST /api/client/register`, `POST /api/client/metrics`.
+environment's features; a `disabled: true` strategy is left out, as Unleash does not serve disabled
+strategies to SDKs, and a feature whose strategies are all disabled is served disabled — stricter than
+an empty list, which SDKs take as on for everyone), `POST /api/client/register`, `POST /api/client/metrics`.
 """
 
 from __future__ import annotations
@@ -141,11 +143,13 @@ class UnleashStandIn:
         features = []
         for feature in self.features.values():
             environment = next(e for e in feature["environments"] if e["name"] == self.environment)
+            served = [s for s in environment["strategies"] if not s.get("disabled")]
+            all_disabled = bool(environment["strategies"]) and not served
             features.append({"name": feature["name"], "type": feature["type"], "project": feature["project"],
-                             "enabled": feature["enabled"] and environment["enabled"],
+                             "enabled": feature["enabled"] and environment["enabled"] and not all_disabled,
                              "strategies": [{"name": s["name"], "parameters": s["parameters"],
                                              "constraints": s["constraints"], "variants": s["variants"]}
-                                            for s in environment["strategies"]],
+                                            for s in served],
                              "variants": [], "impressionData": False})
         return {"version": 2, "features": features}
 

@@ -321,3 +321,24 @@ def test_a_restore_puts_back_the_entries_read_only_if_the_split_is_still_the_cha
     store.write(channel, "on", 769, restore=original)
     written = json.loads(path.read_text())["flags"]["new-checkout"]["targeting"]["fractional"]
     assert written != original and store.read(channel, "on").basis_points == 769, "the share, their change kept"
+
+
+def test_a_disabled_unleash_strategy_serves_nobody(monkeypatch):
+    """Unleash does not serve a `disabled: true` strategy to SDKs: its share reads 0, raising it is
+    refused naming why (lowering it is written), and the stand-in does not serve it either."""
+    from temporalio.exceptions import ApplicationError
+
+    unleash, store, channel = unleash_store(monkeypatch, [{**RELEASE, "disabled": True}])
+    try:
+        assert store.read(channel, "on").basis_points == 0
+        try:
+            store.write(channel, "on", 1000)
+            raise AssertionError("written")
+        except ApplicationError as error:
+            assert "strategy is disabled" in str(error) and error.non_retryable
+        store.write(channel, "on", 0)
+        assert unleash.rollout("new-checkout") == "0"
+        served = unleash._client_features()["features"][0]
+        assert served["strategies"] == [] and served["enabled"] is False
+    finally:
+        unleash.stop()

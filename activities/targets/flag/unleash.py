@@ -5,8 +5,9 @@ parameter (whole percents) is the share. A change is a JSON patch of that one pa
 strategy's variants, constraints, segments, `stickiness` and `groupId` stay as they are (a PUT would
 have to send them all back: Unleash stores what a PUT leaves out as none), so a larger share only adds
 users. A strategy is created (`stickiness: default`, `groupId`: the flag) only when the environment has
-none. A disabled environment serves nobody: raising the share there is refused, naming why (lowering
-it, a rollback, is written). The admin token is read here, from `$DURABLE_ROLLOUTS_UNLEASH_TOKEN`."""
+no flexibleRollout. A disabled environment, or a `disabled: true` strategy (Unleash does not serve it
+to SDKs), serves nobody: its share reads 0, raising it is refused, naming why (lowering it, a
+rollback, is written). The admin token is read here, from `$DURABLE_ROLLOUTS_UNLEASH_TOKEN`."""
 
 from __future__ import annotations
 
@@ -76,30 +77,34 @@ class UnleashStore:
     def _percent(strategy: dict | None) -> int:
         return int((strategy or {}).get("parameters", {}).get("rollout", "0"))
 
-    def _check(self, channel: FlagChannel, serving: bool, percent: int, basis_points: int) -> None:
-        """Refuses a share this store cannot write (`serving`: the environment serves the strategy)."""
+    def _check(self, channel: FlagChannel, off: str, percent: int, basis_points: int) -> None:
+        """Refuses a share this store cannot write (`off`: why nobody is served the strategy, or "")."""
         if basis_points % 100:
             raise ApplicationError(f"Unleash rolls out whole percents, not {basis_points / 100:g}%", type="Invalid",
                                    non_retryable=True)
-        if not serving and basis_points > percent * 100:
-            raise self._refuse(channel, "the environment is disabled (nobody gets the flag): enable it before releasing")
+        if off and basis_points > percent * 100:
+            raise self._refuse(channel, f"{off} (nobody gets the flag): enable it before releasing")
 
-    def _where(self, channel: FlagChannel) -> tuple[bool, dict | None]:
-        """(whether the environment serves the flag, the strategy ramped)."""
+    def _where(self, channel: FlagChannel) -> tuple[str, dict | None]:
+        """(why SDKs are not served the strategy ramped — a disabled environment or strategy — or "";
+        that strategy)."""
         environment = self._environment(channel)
-        return environment.get("enabled", False), self._strategy(channel, environment)
+        strategy = self._strategy(channel, environment)
+        if not environment.get("enabled", False):
+            return "the environment is disabled", strategy
+        return ("the strategy is disabled" if (strategy or {}).get("disabled") else ""), strategy
 
     def read(self, channel: FlagChannel, variant: str, plan: Sequence[int] = ()) -> FlagState:
-        serving, strategy = self._where(channel)
+        off, strategy = self._where(channel)
         for basis_points in plan:
-            self._check(channel, serving, self._percent(strategy), basis_points)
-        percent = self._percent(strategy) if serving else 0
+            self._check(channel, off, self._percent(strategy), basis_points)
+        percent = 0 if off else self._percent(strategy)
         return FlagState(variant=variant, basis_points=percent * 100, revision=str((strategy or {}).get("id", "")))
 
     def write(self, channel: FlagChannel, variant: str, basis_points: int,
               restore: list[list[Any]] | None = None) -> FlagState:
-        serving, strategy = self._where(channel)
-        self._check(channel, serving, self._percent(strategy), basis_points)
+        off, strategy = self._where(channel)
+        self._check(channel, off, self._percent(strategy), basis_points)
         rollout = str(basis_points // 100)
         where = f"/environments/{channel.unleash.environment}/strategies"
         if strategy is None:
