@@ -342,3 +342,64 @@ def test_a_disabled_unleash_strategy_serves_nobody(monkeypatch):
         assert served["strategies"] == [] and served["enabled"] is False
     finally:
         unleash.stop()
+
+
+def test_a_file_write_keeps_its_owner_and_waits_for_the_lock_only_so_long(tmp_path, monkeypatch):
+    """The owner survives the rename (fchown of the new content); a lock held elsewhere is waited for
+    with a deadline, then the write is refused retryably; a temporary file a crash left is removed."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from temporalio.exceptions import ApplicationError
+
+    from activities.targets.flag import file as file_backend
+
+    path, store, channel = flagd_file(tmp_path, {"new-checkout": CHECKOUT})
+    os.chown(path, 4321, 4322)
+    stale = tmp_path / ".flags.json.crashed.flagtmp"
+    stale.write_text("half a write")
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    store.write(channel, "on", 500)
+    assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
+    assert not stale.exists(), "a crash's leftover removed"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".flagtmp")] == []
+
+    monkeypatch.setattr(file_backend, "LOCK_WAIT", 0.5)
+    outcome: list[object] = []
+    with open(tmp_path / ".flags.json.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        writer = threading.Thread(target=lambda: outcome.append(_attempt(store, channel, 1000)), daemon=True)
+        writer.start()
+        writer.join(5)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert not writer.is_alive(), "waited for the lock past its deadline"
+    assert isinstance(outcome[0], ApplicationError) and outcome[0].type == "FlagStoreConflict", outcome
+
+
+def _attempt(store, channel, basis_points):
+    from temporalio.exceptions import ApplicationError
+
+    try:
+        return store.write(channel, "on", basis_points)
+    except ApplicationError as error:
+        return error
+
+
+def test_a_file_the_worker_cannot_use_is_a_permanent_error_naming_it(tmp_path):
+    """A directory where the file should be, a symlinked lock file: refused, non-retryable, named."""
+    import os
+
+    from activities.targets.flag.file import FileBackend
+    from activities.targets.flag.store import FlagdStore
+
+    store = FlagdStore(FileBackend())
+    (tmp_path / "dir.json").mkdir()
+    error = _attempt(store, FlagChannel(file=str(tmp_path / "dir.json"), flag="new-checkout"), 500)
+    assert error.non_retryable and "dir.json" in str(error), error
+    path, store, channel = flagd_file(tmp_path, {"new-checkout": CHECKOUT})
+    os.symlink(tmp_path / "elsewhere", tmp_path / ".flags.json.lock")
+    error = _attempt(store, channel, 500)
+    assert error.non_retryable and ".flags.json.lock" in str(error), error
+    assert not (tmp_path / "elsewhere").exists()
