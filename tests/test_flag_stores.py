@@ -403,3 +403,29 @@ def test_a_file_the_worker_cannot_use_is_a_permanent_error_naming_it(tmp_path):
     error = _attempt(store, channel, 500)
     assert error.non_retryable and ".flags.json.lock" in str(error), error
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_document_not_strict_utf8_json_is_refused_naming_the_store(tmp_path, monkeypatch):
+    """A UTF-8 byte-order mark, UTF-16, a non-finite number: permanent errors naming the store (were plain
+    exceptions retried for 30 minutes, or `Infinity` written back); an Unleash rollout not a percent too."""
+    from temporalio.exceptions import ApplicationError
+
+    document = json.dumps({"flags": {"new-checkout": CHECKOUT}})
+    for why, data in (("byte-order mark", b"\xef\xbb\xbf" + document.encode()), ("UTF-8", document.encode("utf-16")),
+                      ("finite", document.replace('"off"}', '"off", "x": 1e400}').encode()),
+                      ("finite", document.replace('"off"}', '"off", "x": NaN}').encode())):
+        path, store, channel = flagd_file(tmp_path, {})
+        path.write_bytes(data)
+        for attempt in (lambda: store.read(channel, "on"), lambda: store.write(channel, "on", 500)):  # noqa: B023
+            try:
+                attempt()
+                raise AssertionError(f"read ({why})")
+            except ApplicationError as error:
+                assert error.non_retryable and why in str(error) and "flags.json" in str(error), error
+        assert path.read_bytes() == data
+    unleash, store, channel = unleash_store(monkeypatch, [{**RELEASE, "parameters": {"rollout": "ten"}}])
+    try:
+        error = _attempt(store, channel, 1000)
+        assert isinstance(error, ApplicationError) and error.non_retryable and "'ten'" in str(error), error
+    finally:
+        unleash.stop()

@@ -14,8 +14,10 @@ total >> 32`); 1.x hashed differently, so the project pins the evaluator's major
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -57,6 +59,31 @@ def _revision(data: bytes | None) -> str:
     return hashlib.sha256(data or b"").hexdigest()[:16]
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def decoded(data: bytes) -> str:
+    """The document's text: UTF-8 without a byte-order mark (ValueError naming what it is otherwise)."""
+    if data.startswith(codecs.BOM_UTF8):
+        raise ValueError("it starts with a UTF-8 byte-order mark: write it without one")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 (a flagd document is UTF-8 JSON)") from None
+
+
 class FlagdStore:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -69,9 +96,12 @@ class FlagdStore:
         if data is None:
             return None
         try:
-            document = json.loads(data)
+            document = json.loads(decoded(data), parse_float=_finite, parse_constant=_no_constant)
+        except _NotFinite as number:
+            raise self._invalid(channel, f"the number {number} is not finite (strict JSON parsers refuse it)") from None
         except ValueError as error:
-            raise self._invalid(channel, f"not a flagd flag definition ({type(error).__name__})") from None
+            why = str(error) if error.__class__ is ValueError else type(error).__name__
+            raise self._invalid(channel, f"not a flagd flag definition ({why})") from None
         if not isinstance(document, dict) or not isinstance(document.get("flags", {}), dict):
             raise self._invalid(channel, "`flags` must be a mapping")
         flag = document.get("flags", {}).get(channel.flag)
@@ -117,7 +147,7 @@ class FlagdStore:
             flag = flag or self._ramp(channel, current or self._blank(channel), variant, basis_points)
             if flag == current:
                 return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data))
-            text = new_document(SCHEMA, channel.flag, flag) if data is None else with_flag(data.decode(), channel.flag, flag)
+            text = new_document(SCHEMA, channel.flag, flag) if data is None else with_flag(decoded(data), channel.flag, flag)
             try:
                 self.backend.save(channel, text.encode(), token)
             except ApplicationError as error:

@@ -73,9 +73,12 @@ class UnleashStore:
                                         "unleash.strategy (its id or title)")
         return rollouts[0] if rollouts else None
 
-    @staticmethod
-    def _percent(strategy: dict | None) -> int:
-        return int((strategy or {}).get("parameters", {}).get("rollout", "0"))
+    def _percent(self, channel: FlagChannel, strategy: dict | None) -> int:
+        rollout = (strategy or {}).get("parameters", {}).get("rollout", "0")
+        if not (isinstance(rollout, str) and rollout.isascii() and rollout.isdigit() and int(rollout) <= 100):
+            raise self._refuse(channel, f"strategy {(strategy or {}).get('title') or (strategy or {}).get('id')}'s "
+                                        f"rollout {rollout!r} is not a whole percent 0-100")
+        return int(rollout)
 
     def _check(self, channel: FlagChannel, off: str, percent: int, basis_points: int) -> None:
         """Refuses a share this store cannot write (`off`: why nobody is served the strategy, or "")."""
@@ -97,14 +100,14 @@ class UnleashStore:
     def read(self, channel: FlagChannel, variant: str, plan: Sequence[int] = ()) -> FlagState:
         off, strategy = self._where(channel)
         for basis_points in plan:
-            self._check(channel, off, self._percent(strategy), basis_points)
-        percent = 0 if off else self._percent(strategy)
+            self._check(channel, off, self._percent(channel, strategy), basis_points)
+        percent = 0 if off else self._percent(channel, strategy)
         return FlagState(variant=variant, basis_points=percent * 100, revision=str((strategy or {}).get("id", "")))
 
     def write(self, channel: FlagChannel, variant: str, basis_points: int,
               restore: list[list[Any]] | None = None) -> FlagState:
         off, strategy = self._where(channel)
-        self._check(channel, off, self._percent(strategy), basis_points)
+        self._check(channel, off, self._percent(channel, strategy), basis_points)
         rollout = str(basis_points // 100)
         where = f"/environments/{channel.unleash.environment}/strategies"
         if strategy is None:
