@@ -429,3 +429,25 @@ def test_a_document_not_strict_utf8_json_is_refused_naming_the_store(tmp_path, m
         assert isinstance(error, ApplicationError) and error.non_retryable and "'ten'" in str(error), error
     finally:
         unleash.stop()
+
+
+def test_an_s3_object_denied_but_there_is_a_permanent_error_naming_access_denied():
+    """deniedIsMissing, but GET was denied for another reason and the object exists: the PUT with
+    If-None-Match: * answers 412 — permanent, naming AccessDenied (was a conflict retried for 30 minutes)."""
+    from botocore.exceptions import ClientError
+    from temporalio.exceptions import ApplicationError
+
+    from activities.targets.flag.s3object import S3ObjectBackend
+    from activities.targets.flag.store import FlagdStore
+
+    class DeniedButThere:
+        def get_object(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+        def put_object(self, **_):
+            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "At least one"}}, "PutObject")
+
+    store = FlagdStore(S3ObjectBackend(lambda o: DeniedButThere()))
+    channel = FlagChannel(s3={"bucket": "flags", "key": "flagd/flags.json", "deniedIsMissing": True}, flag="new-checkout")
+    error = _attempt(store, channel, 500)
+    assert isinstance(error, ApplicationError) and error.non_retryable and "AccessDenied" in str(error), error
