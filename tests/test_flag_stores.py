@@ -451,3 +451,22 @@ def test_an_s3_object_denied_but_there_is_a_permanent_error_naming_access_denied
     channel = FlagChannel(s3={"bucket": "flags", "key": "flagd/flags.json", "deniedIsMissing": True}, flag="new-checkout")
     error = _attempt(store, channel, 500)
     assert isinstance(error, ApplicationError) and error.non_retryable and "AccessDenied" in str(error), error
+
+
+def test_a_fractional_whose_weights_flagd_refuses_is_refused(tmp_path):
+    """Weights adding up to 0, or beyond flagd's maximum (2^31-1): refused on read and write (were read as
+    0 % and written over)."""
+    from temporalio.exceptions import ApplicationError
+
+    for entries in ([["on", 0], ["off", 0]], [["on", 1], ["off", 2_147_483_647]]):
+        path, store, channel = flagd_file(tmp_path, {"new-checkout": {**CHECKOUT, "targeting": {"fractional": entries}}})
+        before = path.read_text()
+        for method in ("read", "write"):
+            error = _attempt(store, channel, 500) if method == "write" else None
+            if method == "read":
+                try:
+                    store.read(channel, "on")
+                except ApplicationError as refused:
+                    error = refused
+            assert isinstance(error, ApplicationError) and error.non_retryable and "add up to" in str(error), error
+        assert path.read_text() == before

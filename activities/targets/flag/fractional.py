@@ -64,6 +64,15 @@ def _weight(entry: list) -> int:
     return max(0, entry[1]) if len(entry) == 2 else 1
 
 
+def _total(entries: list[list]) -> int:
+    """The fractional's total weight, one flagd evaluates (more than 0, at most MaxInt32)."""
+    total = sum(_weight(e) for e in entries)
+    if not 0 < total <= MAX_TOTAL:
+        raise Unrampable(f"its fractional's weights add up to {total}, which flagd does not evaluate "
+                         f"(more than 0, at most {MAX_TOTAL})")
+    return total
+
+
 def share(flag: dict, variant: str) -> int:
     """The variant's share (basis points) of the users the flag's `fractional` decides; with no
     targeting, everyone gets the default variant; a disabled flag serves nobody a variant."""
@@ -74,9 +83,9 @@ def share(flag: dict, variant: str) -> int:
     if args is None:
         return TOTAL if not targeting and flag.get("defaultVariant") == variant else 0
     _, entries = _buckets(args)
-    total = sum(_weight(e) for e in entries)
+    total = _total(entries)
     mine = sum(_weight(e) for e in entries if e[0] == variant)
-    return (2 * mine * TOTAL + total) // (2 * total) if total else 0
+    return (2 * mine * TOTAL + total) // (2 * total)
 
 
 def entries(flag: dict) -> list[list] | None:
@@ -98,7 +107,7 @@ def restored(flag: dict, original: list[list], variant: str, baseline: str) -> d
     now = [entry for entry in now if entry[0] in had or entry[0] != variant]
     if [entry[0] for entry in now] != [entry[0] for entry in original]:
         return None
-    total, was = sum(_weight(e) for e in now), sum(_weight(e) for e in original)
+    total, was = _total(now), sum(_weight(e) for e in original)
     scale = total // was if was and total % was == 0 else 0
     if not scale or any(_weight(n) != scale * _weight(o) for n, o in zip(now, original, strict=True)
                         if n[0] not in (variant, baseline)):
@@ -145,7 +154,7 @@ def ramp(flag: dict, variant: str, baseline: str, basis_points: int) -> dict:
         between = names[min(v, b) + 1:max(v, b)]
         raise Unrampable(f"{between} sit between {variant!r} and {baseline!r} in its fractional: moving weight "
                          "between the two would move those variants' users")
-    total = sum(_weight(e) for e in entries)
+    total = _total(entries)
     scale = TOTAL // math.gcd(basis_points * total, TOTAL)  # the share in whole weights, nobody moved
     if total * scale > MAX_TOTAL:
         raise Unrampable(f"its total weight {total} cannot express {basis_points / 100:g}% within flagd's maximum")
