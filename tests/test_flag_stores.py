@@ -470,3 +470,16 @@ def test_a_fractional_whose_weights_flagd_refuses_is_refused(tmp_path):
                     error = refused
             assert isinstance(error, ApplicationError) and error.non_retryable and "add up to" in str(error), error
         assert path.read_text() == before
+
+
+def test_the_released_flag_keeps_its_own_text_but_its_targeting(tmp_path):
+    text = ('{\n  "flags": {\n    "new-checkout": {\n      "state": "ENABLED",\n'
+            '      "variants": {"on": true, "off": false},\n      "defaultVariant": "off",\n'
+            '      "metadata": {"note": "crème", "n": 1.50},\n'
+            '      "targeting": {"fractional": [["on", 1], ["off", 99]]}\n    }\n  }\n}\n')
+    path, store, channel = flagd_file(tmp_path, {}, text=text)
+    store.write(channel, "on", 500)
+    written = path.read_text()
+    before, after = text[:text.index('"targeting"')], text[text.index("]]}") + 3:]
+    assert written.startswith(before) and written.endswith(after), "only the targeting's value rewritten"
+    assert json.loads(written)["flags"]["new-checkout"]["targeting"] == {"fractional": [["on", 5], ["off", 95]]}

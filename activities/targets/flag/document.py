@@ -1,5 +1,5 @@
-"""A flagd flag-definition document edited as text: one flag's value is replaced where it stands, and
-every other byte — the other flags, their order, spacing, non-ASCII text, numbers as written — is
+"""A flagd flag-definition document edited as text: one value (a flag's `targeting`, or a new flag) is
+replaced where it stands, and every other byte — the other flags, their order, spacing, non-ASCII text, numbers as written — is
 kept, so a GitOps diff of a write shows the released flag and nothing else.
 
 The document is read with `json.loads` first (a malformed one never gets here); this module only finds
@@ -90,13 +90,18 @@ def _set(text: str, inside: _Object, key: str, value: object) -> str:
     return text[:inside.start] + entry + text[inside.end:]
 
 
-def with_flag(text: str, name: str, flag: dict) -> str:
-    """`text` (a flagd document: a JSON object) with flag `name` of its `flags` set to `flag`."""
-    top = _object(text, _skip(text, 0))
-    flags = next((m for m in reversed(top.members) if m.key == "flags"), None)
-    if flags is None:
-        return _set(text, top, "flags", {name: flag})
-    return _set(text, _object(text, flags.value_at), name, flag)
+def with_value(text: str, keys: list[str], value: object) -> str:
+    """`text` (a JSON object) with the member at `keys` (e.g. flags, a flag, targeting) set to `value`,
+    objects missing on the way added; every other byte kept."""
+    inside = _object(text, _skip(text, 0))
+    for depth, key in enumerate(keys[:-1]):
+        member = next((m for m in reversed(inside.members) if m.key == key), None)
+        if member is None:
+            for outer in reversed(keys[depth + 1:]):
+                value = {outer: value}
+            return _set(text, inside, key, value)
+        inside = _object(text, member.value_at)
+    return _set(text, inside, keys[-1], value)
 
 
 def new_document(schema: str, name: str, flag: dict) -> str:

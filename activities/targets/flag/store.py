@@ -5,9 +5,9 @@ its `fractional` decides. `FlagdStore` does the document over a backend that hol
 (`file.py`), an S3 object (`s3object.py`) or a ConfigMap key (`configmap.py`), each written only if
 unchanged since read — and changes nothing but the released variant's weight, taken from the baseline
 next to it (`fractional.py`: bucketing key, rules and other variants kept; a flag the channel cannot
-ramp that way is refused, naming why), in the flag's own text (`document.py`: the other flags keep
-theirs). A write that loses a race to another writer reads again and retries (`TRIES` times, then
-the activity's retry policy takes over). Applications read the document with OpenFeature's flagd
+ramp that way is refused, naming why), in the flag's `targeting` text only (`document.py`: the
+flag's other members and the other flags keep theirs). A write that loses a race to another writer
+reads again and retries (`TRIES` times, then the activity's retry policy takes over). Applications read the document with OpenFeature's flagd
 provider in FILE mode. Evaluators: flagd-core 2.x (`bucket = mmh3(cbor(flagKey + targetingKey)) *
 total >> 32`); 1.x hashed differently, so the project pins the evaluator's major version.
 """
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from temporalio.exceptions import ApplicationError
 
-from activities.targets.flag.document import new_document, with_flag
+from activities.targets.flag.document import new_document, with_value
 from activities.targets.flag.fractional import Unrampable, entries, ramp, restored, share
 from models.flags import FlagChannel, FlagState
 
@@ -147,7 +147,12 @@ class FlagdStore:
             flag = flag or self._ramp(channel, current or self._blank(channel), variant, basis_points)
             if flag == current:
                 return FlagState(variant=variant, basis_points=basis_points, revision=_revision(data))
-            text = new_document(SCHEMA, channel.flag, flag) if data is None else with_flag(decoded(data), channel.flag, flag)
+            if data is None:
+                text = new_document(SCHEMA, channel.flag, flag)
+            elif current is None:
+                text = with_value(decoded(data), ["flags", channel.flag], flag)
+            else:  # a ramp changes only the targeting: the flag's other members keep their text
+                text = with_value(decoded(data), ["flags", channel.flag, "targeting"], flag["targeting"])
             try:
                 self.backend.save(channel, text.encode(), token)
             except ApplicationError as error:
