@@ -483,3 +483,46 @@ def test_the_released_flag_keeps_its_own_text_but_its_targeting(tmp_path):
     before, after = text[:text.index('"targeting"')], text[text.index("]]}") + 3:]
     assert written.startswith(before) and written.endswith(after), "only the targeting's value rewritten"
     assert json.loads(written)["flags"]["new-checkout"]["targeting"] == {"fractional": [["on", 5], ["off", 95]]}
+
+
+def test_a_configmap_deleted_meanwhile_is_a_conflict_and_a_binary_key_is_refused():
+    """A PATCH answered 404 (the ConfigMap deleted since it was read) is the retryable conflict (read
+    again: created); a flags key held in binaryData is refused, naming it (was read as absent)."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+    from temporalio.exceptions import ApplicationError
+
+    from activities.targets.flag.configmap import ConfigMapBackend
+
+    class Core:
+        def __init__(self, found):
+            self.found = found
+
+        def read_namespaced_config_map(self, name, namespace):
+            return self.found
+
+        def patch_namespaced_config_map(self, *_, **__):
+            raise ApiException(status=404, reason="Not Found")
+
+    class Clients:
+        def __init__(self, found):
+            self.found = found
+
+        def core(self, context):
+            return Core(self.found)
+
+    channel = FlagChannel(config_map={"namespace": "shop", "name": "flagd"}, flag="new-checkout")
+    there = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(resource_version="7"), data={"flags.json": json.dumps(DOCUMENT)})
+    backend = ConfigMapBackend(Clients(there))
+    data, token = backend.load(channel)
+    try:
+        backend.save(channel, data, token)
+        raise AssertionError("saved")
+    except ApplicationError as error:
+        assert error.type == "FlagStoreConflict" and not error.non_retryable, error
+    binary = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(resource_version="7"), binary_data={"flags.json": "e30="})
+    try:
+        ConfigMapBackend(Clients(binary)).load(channel)
+        raise AssertionError("loaded")
+    except ApplicationError as error:
+        assert error.non_retryable and "binaryData" in str(error), error

@@ -2,7 +2,8 @@
 puts it in the file their flagd provider reads. A write is a JSON merge patch (RFC 7386) of that one
 key — the ConfigMap's other keys, `binaryData`, labels and annotations are left as they are — carrying
 the `resourceVersion` read, which the API server takes as a precondition (409 Conflict if the object
-changed since): a racing writer is refused, retried, never lost. Built by the worker with its
+changed since; 404 if it was deleted since): a racing writer is refused, retried, never lost. A
+flags key held in `binaryData` is refused, naming it. Built by the worker with its
 Kubernetes clients (this module is not imported by the flag channel's workflow path)."""
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class ConfigMapBackend:
                 return None, ""
             with api_errors(self.where(channel)):
                 raise
+        if c.key in (found.binary_data or {}):
+            raise ApplicationError(f"{self.where(channel)}: key {c.key} is in binaryData; the channel writes a "
+                                   "flagd document to data", type="Invalid", non_retryable=True)
         data = (found.data or {}).get(c.key)
         return (data.encode() if data is not None else None), found.metadata.resource_version
 
@@ -49,7 +53,7 @@ class ConfigMapBackend:
                 core.create_namespaced_config_map(c.namespace, client.V1ConfigMap(
                     metadata=client.V1ObjectMeta(name=c.name, namespace=c.namespace), data={c.key: data.decode()}))
         except ApiException as error:
-            if error.status == 409:
+            if error.status == 409 or (error.status == 404 and token):  # changed, or deleted, since read
                 raise ApplicationError(f"{self.where(channel)} changed while writing: retried",
                                        type=CONFLICT) from None
             with api_errors(self.where(channel)):
