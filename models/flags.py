@@ -77,6 +77,9 @@ class FlagChannel(SpecModel):
         return ("variant",)
 
     def check(self, spec: Any) -> None:
+        if spec.artifact.variant == self.baseline:
+            raise ValueError(f"@channel.flag.baseline: {self.baseline!r} is also the released variant "
+                             "(artifact.variant): release another variant, or name another baseline")
         if self.unleash is not None:
             for index, phase in enumerate(spec.phases):
                 if phase.points % 100:
