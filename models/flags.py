@@ -1,9 +1,10 @@
 """The flag channel: a Release's `spec.channel.flag` block, and its activities' wire models.
 
-The flag's definition lives in a flag store (today a flagd flag-definition file, read by applications
-through OpenFeature's flagd provider in FILE mode). A phase gives the released variant a share of
-users by flagd's `fractional` operator over the `targetingKey`; the variant order and the total weight
-(10,000) never change, so each phase's users are a superset of the last's.
+The flag's definition lives in a flag store (a flagd flag-definition document in a file, an S3 object
+or a ConfigMap key, read by applications through OpenFeature's flagd provider in FILE mode; or a flag
+in Unleash). A phase gives the released variant a share of users by flagd's `fractional` operator,
+moving weight only between the released variant and the baseline next to it, so each phase's users
+are a superset of the last's (activities/targets/flag/fractional.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class FlagObject(SpecModel):
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
     key: str = Field(min_length=1, max_length=1024)
     endpoint: str | None = Field(None, pattern=r"^https?://", description="S3 endpoint (default: the worker's)")
+    denied_is_missing: bool = Field(False, description=(
+        "the worker may not list the bucket (no s3:ListBucket), so S3 answers a key that does not exist yet "
+        "with 403 AccessDenied instead of 404: take that 403 on reading as 'no document yet'"))
 
 
 class FlagConfigMap(SpecModel):
@@ -40,11 +44,13 @@ class UnleashFlag(SpecModel):
     url: str = Field(pattern=r"^https?://", description="the Unleash server, e.g. https://unleash.example/api is url/api")
     project: str = Field("default", min_length=1, max_length=100)
     environment: str = Field("production", min_length=1, max_length=100)
+    strategy: str | None = Field(None, min_length=1, max_length=100, description=(
+        "the flexibleRollout strategy to ramp, by id or title (needed when the environment has several)"))
 
 
 class FlagChannel(SpecModel):
-    """`spec.channel.flag`: one flag in a flag store — a flagd flag-definition file on disk (or a mounted
-    volume), or that document as an S3 object."""
+    """`spec.channel.flag`: one flag in a flag store — a flagd flag-definition file on disk (or a shared
+    volume), that document as an S3 object or in a ConfigMap key, or a flag in Unleash."""
 
     file: str | None = Field(None, min_length=1, description="the flagd flag-definition file (JSON)")
     s3: FlagObject | None = None
@@ -71,6 +77,9 @@ class FlagChannel(SpecModel):
         return ("variant",)
 
     def check(self, spec: Any) -> None:
+        if spec.artifact.variant == self.baseline:
+            raise ValueError(f"@channel.flag.baseline: {self.baseline!r} is also the released variant "
+                             "(artifact.variant): release another variant, or name another baseline")
         if self.unleash is not None:
             for index, phase in enumerate(spec.phases):
                 if phase.points % 100:
@@ -92,9 +101,17 @@ class FlagInput(Message):
     channel: FlagChannel
     variant: str
     basis_points: int = Field(ge=0, le=10_000)
+    plan: list[int] = Field(default_factory=list, description=(
+        "on a read: the shares the release will write, phase by phase then 10,000; the read refuses "
+        "(non-retryable, naming why) unless the store can write each and none is below the share now"))
+    restore: list[list[Any]] | None = Field(None, description=(
+        "on a write: the flag's fractional entries read before the release (FlagState.entries), written "
+        "back exactly when the flag holds only the channel's ramps of them (else `basis_points` is)"))
 
 
 class FlagState(Message):
     variant: str = ""
     basis_points: int = 0
     revision: str = Field("", description="the store's revision of the definition written (a content hash)")
+    entries: list[list[Any]] | None = Field(None, description=(
+        "on a read of a flagd store: the flag's fractional entries as written ([variant, weight]), to restore"))

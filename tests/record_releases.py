@@ -27,7 +27,8 @@ from workflows.release import StagedRelease
 OLD = Artifact(name="app-1.0.0.tar.gz", version="1.0.0", platform="linux-x86_64", sha256="a" * 64, length=100)
 
 
-def channel_fakes() -> list:
+def channel_fakes(before: int = 0) -> list:
+    """The channels' activities faked; the flag's share read before the release is `before` basis points."""
     versions = {"n": 1}
 
     @activity.defn(name="upload_artifact")
@@ -55,7 +56,8 @@ def channel_fakes() -> list:
 
     @activity.defn(name="read_flag_share")
     def read_flag_share(request: FlagInput) -> FlagState:
-        return FlagState(variant=request.variant, basis_points=0, revision="r0")
+        entries = [[request.variant, before], ["off", 10_000 - before]] if before else None
+        return FlagState(variant=request.variant, basis_points=before, revision="r0", entries=entries)
 
     @activity.defn(name="measure")
     def measure(request: MeasureInput) -> Measurement:
@@ -115,13 +117,24 @@ async def rolled_back(client: Client, queue: str):
     return handle
 
 
+ERRORS = {"name": "errors", "metrics": [{"name": "errors", "successCondition": "result[0] < 0.5",
+                                         "provider": {"prometheus": {"address": "http://127.0.0.1:1", "query": "errors"}}}]}
+ERRORS_GATE = {"templates": [{"templateName": "errors"}]}
+FLAG = {"flag": {"file": "/etc/flags.json", "flag": "new-checkout"}}
+
+
 async def flag_gate_failed(client: Client, queue: str):
-    template = {"name": "errors", "metrics": [{"name": "errors", "successCondition": "result[0] < 0.5",
-                                               "provider": {"prometheus": {"address": "http://127.0.0.1:1",
-                                                                           "query": "errors"}}}]}
-    release = _release("recorded-flag", [{"percent": 10}, {"percent": 50, "analysis": {"templates": [
-        {"templateName": "errors"}]}}], channel={"flag": {"file": "/etc/flags.json", "flag": "new-checkout"}},
-        artifact={"variant": "on"}, analysis={"templates": [template]})
+    release = _release("recorded-flag", [{"percent": 10}, {"percent": 50, "analysis": ERRORS_GATE}], channel=FLAG,
+                       artifact={"variant": "on"}, analysis={"templates": [ERRORS]})
+    handle = await _start(client, queue, release)
+    await handle.result()
+    return handle
+
+
+async def flag_back_to_before(client: Client, queue: str):
+    """The flag was at 5 % before the release; the first gate fails: back to those entries, not 0 %."""
+    release = _release("recorded-flag-before", [{"percent": 10, "analysis": ERRORS_GATE}], channel=FLAG,
+                       artifact={"variant": "on"}, analysis={"templates": [ERRORS]})
     handle = await _start(client, queue, release)
     await handle.result()
     return handle
@@ -156,4 +169,5 @@ SCENARIOS = [
     ("release-flag-gate-failed", flag_gate_failed, channel_fakes),
     ("refresh-metadata", refreshed, channel_fakes),
     ("release-halted-by-gate", halted_by_gate, channel_fakes),
+    ("release-flag-back-to-before", flag_back_to_before, lambda: channel_fakes(before=500)),
 ]

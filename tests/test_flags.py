@@ -266,7 +266,7 @@ async def test_a_ramp_in_unleash_evaluated_by_the_unleash_sdk(time_skipping_env,
         sdk.destroy()
         unleash.stop()
     assert all(a <= b for a, b in zip(seen, seen[1:], strict=False)), "each phase a superset"
-    assert unleash.refused == [] and ("PUT" in {m for m, _ in unleash.calls})
+    assert unleash.refused == [] and "PATCH" in {m for m, _ in unleash.calls} and "PUT" not in {m for m, _ in unleash.calls}
 
 
 async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cluster, kube_api, tmp_path, unique):
@@ -303,3 +303,49 @@ async def test_a_flag_kept_in_a_configmap(time_skipping_env, s3_server, local_cl
     refused_when_changed_meanwhile(backend, release.spec.channel.flag, lambda data: core.patch_namespaced_config_map(
         "flagd", namespace, {"metadata": {"labels": {"touched": "yes"}}}))
     clients.close()
+
+
+async def test_a_rollback_keeps_the_share_the_flag_had_before(time_skipping_env, s3_server, tmp_path, unique, health):
+    """The flag was at a third ([on, 1], [off, 2]) before the release; its first gate fails: back to that
+    third, not 0 %, and to the entries exactly as written (not a rounded share re-expressed)."""
+    path = tmp_path / "flags.json"
+    flag = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off",
+            "targeting": {"fractional": [["on", 1], ["off", 2]]}}
+    path.write_text(json.dumps({"flags": {"new-checkout": flag}}))
+    template = {"name": "healthy", "metrics": [{"name": "ok", "successCondition": "result == True", "failureLimit": 0,
+                                                "provider": {"web": {"url": health.url, "jsonPath": "ok"}}}]}
+    release = flag_release(f"before-{unique}", path, [{"percent": 50, "bake": "1m",
+                                                       "analysis": {"templates": [{"templateName": "healthy"}]}}],
+                           analysis={"templates": [template]})
+    health.ok = False
+    queue = f"flags-{unique}"
+    async with release_worker(time_skipping_env.client, queue, s3_server, None,
+                              extra=[measure_activity(default_providers())]):
+        final = await (await time_skipping_env.client.start_workflow(
+            StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)).result()
+    assert (final.phase, final.reason) == (Phase.DEGRADED, "AnalysisFailed"), final.message
+    assert "back to the share before the release, 33.33%" in final.message
+    assert json.loads(path.read_text())["flags"]["new-checkout"]["targeting"] == {"fractional": [["on", 1], ["off", 2]]}
+    assert final.exposure.observed == 33.33
+
+
+async def test_what_the_release_cannot_write_is_refused_before_any_write(time_skipping_env, s3_server, tmp_path,
+                                                                         unique):
+    """Refused at the read before the first phase, naming why, the file untouched: a flag whose 100 % is
+    beyond what 'on' and the baseline hold ('blue' has 60 %), and a first phase below the share the
+    flag has now (5 %: a 1 % phase would take users away and give them back)."""
+    cases = {"the rest is": [["blue", 60], ["on", 1], ["off", 39]], "phase 1 (1%) is below": [["on", 500], ["off", 9500]]}
+    queue = f"flags-{unique}"
+    async with release_worker(time_skipping_env.client, queue, s3_server, None):
+        for index, (why, entries) in enumerate(cases.items()):
+            path = tmp_path / f"flags-{index}.json"
+            flag = {"state": "ENABLED", "variants": {"on": True, "off": False, "blue": True}, "defaultVariant": "off",
+                    "targeting": {"fractional": entries}}
+            path.write_text(json.dumps({"flags": {"new-checkout": flag}}))
+            before = path.read_text()
+            release = flag_release(f"refused-{index}-{unique}", path, [{"percent": 1}, {"percent": 10}])
+            final = await (await time_skipping_env.client.start_workflow(
+                StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)).result()
+            assert final.phase is Phase.DEGRADED and why in final.message, final.message
+            assert "nothing was published" in final.message, final.message
+            assert path.read_text() == before, why

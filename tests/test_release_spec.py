@@ -79,3 +79,11 @@ def test_a_flag_names_one_store_and_unleash_takes_whole_percents():
     with pytest.raises(SpecError) as fine:
         parse_release(document)
     assert fine.value.problems == ["spec.phases[0]: Unleash rolls out whole percents, not 0.5%"]
+
+
+def test_a_flag_release_of_its_own_baseline_is_refused_naming_the_field():
+    document = yaml.safe_load((REPO / "examples" / "releases" / "checkout-flag.yaml").read_text())
+    document["spec"]["artifact"] = {"variant": document["spec"]["channel"]["flag"].get("baseline", "off")}
+    with pytest.raises(SpecError) as same:
+        parse_release(document)
+    assert len(same.value.problems) == 1 and "spec.channel.flag.baseline" in same.value.problems[0], same.value.problems

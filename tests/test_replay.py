@@ -41,7 +41,8 @@ def test_every_strategy_has_recorded_histories():
         "blue-green-gradual-held",
         "canary-continued-as-new", "canary-resumed-promoted", "canary-approval-resumed", "observe-target",
         "release-halted-resumed-promoted", "release-rolled-back", "release-flag-gate-failed", "refresh-metadata",
-        "release-halted-by-gate", "release-google-play", "release-app-store", "release-microsoft-store",
+        "release-halted-by-gate", "release-flag-back-to-before", "release-google-play", "release-app-store",
+        "release-microsoft-store",
         "release-intune-rings", "release-mdm-aborted", "pipeline-delivered", "pipeline-rolled-back",
         "canary-verified-approval", "canary-sealed-vote",
     }

@@ -37,8 +37,18 @@ class FlagActivities:
 
     @activity.defn(name="set_flag_share")
     def set_flag_share(self, request: FlagInput) -> FlagState:
-        return self._store(request.channel).write(request.channel, request.variant, request.basis_points)
+        return self._store(request.channel).write(request.channel, request.variant, request.basis_points,
+                                                  request.restore)
 
     @activity.defn(name="read_flag_share")
     def read_flag_share(self, request: FlagInput) -> FlagState:
-        return self._store(request.channel).read(request.channel, request.variant)
+        """The share now; with `request.plan`, refuses (before any write) a plan the store cannot write
+        or whose phase is below the share now (it would take users away, then give them back)."""
+        state = self._store(request.channel).read(request.channel, request.variant, request.plan)
+        below = next(((n, p) for n, p in enumerate(request.plan, 1) if p < state.basis_points), None)
+        if below is not None:
+            raise ApplicationError(
+                f"{request.channel.describe()}: phase {below[0]} ({below[1] / 100:g}%) is below the "
+                f"{state.basis_points / 100:g}% {request.variant!r} has now: it would take users away and give "
+                f"them back; start at {state.basis_points / 100:g}% or above", type="Invalid", non_retryable=True)
+        return state
