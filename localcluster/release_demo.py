@@ -58,7 +58,10 @@ def run_release_demo(interactive: bool) -> int:
         workdir = home / os.urandom(4).hex()
         setup = new_repository(s3, BUCKET, PREFIX, workdir / "publisher")
         print(f"   s3://{BUCKET}/{PREFIX} at {s3.url}; root for devices: {setup.root}")
-        publish_to_everyone(s3, setup, workdir, "2.3.1")  # what the fleet runs before the demo
+        artifacts = workdir / "artifacts"  # the worker's artifact root (apart from its keys)
+        artifacts.mkdir(parents=True)
+        os.environ["DURABLE_ROLLOUTS_ARTIFACT_ROOTS"] = str(artifacts)
+        publish_to_everyone(s3, setup, artifacts, "2.3.1")  # what the fleet runs before the demo
 
         print("== 2/4 a fleet of 20,000 simulated devices on 2.3.1, and Prometheus", flush=True)
         fleet = Fleet(setup, workdir / "fleet", devices=20_000, version="2.3.1", online=0.5)
@@ -71,10 +74,10 @@ def run_release_demo(interactive: bool) -> int:
 
         print("== 3/4 Temporal dev server and a worker", flush=True)
         temporal_server(stopping)
-        start_worker({"DURABLE_ROLLOUTS_TUF_SIGNERS": str(setup.signers), "PROMETHEUS_URL": prometheus.url},
-                     stopping)
+        start_worker({**setup.environment(), "PROMETHEUS_URL": prometheus.url,
+                      "DURABLE_ROLLOUTS_ARTIFACT_ROOTS": str(artifacts)}, stopping)
 
-        release = demo_release(make_artifact(workdir, "2.4.0"))
+        release = demo_release(make_artifact(artifacts, "2.4.0"))
         print("\n== 4/4 rollout release publish --wait", flush=True)
         code = asyncio.run(run_deciding(_publish(release), release.rollout_id, interactive))
         fleet.wait_ticks(12)

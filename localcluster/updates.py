@@ -55,6 +55,7 @@ class UpdaterSetup:
     root: Path  # the root metadata devices embed
     signers: Path  # $DURABLE_ROLLOUTS_TUF_SIGNERS for the worker
     base_url: str  # http://127.0.0.1:port/bucket/prefix
+    trust: Path  # $DURABLE_ROLLOUTS_TUF_TRUST for the worker
 
     @property
     def metadata_url(self) -> str:
@@ -67,6 +68,20 @@ class UpdaterSetup:
     def signer_uris(self) -> dict[str, str]:
         return json.loads(self.signers.read_text())
 
+    def environment(self) -> dict[str, str]:
+        """What a worker process needs to publish to this repository."""
+        return {"DURABLE_ROLLOUTS_TUF_SIGNERS": str(self.signers), "DURABLE_ROLLOUTS_TUF_TRUST": str(self.trust)}
+
+    def activities(self, s3: Any, uris: dict[str, str] | None = None) -> Any:
+        """The real updater activities for an in-process worker (or called directly), with this repository's
+        signers (`uris`: a subset, to test a worker that lacks keys) and trust."""
+        from activities.targets.updater import UpdaterActivities
+        from activities.targets.updater.signers import Signers
+        from activities.targets.updater.trust import Trust
+
+        uris = self.signer_uris() if uris is None else uris
+        return UpdaterActivities(lambda repository: s3, lambda: Signers(uris), lambda: Trust.from_file(self.trust))
+
 
 def new_repository(server: S3Server, bucket: str, prefix: str, workdir: Path, thresholds: dict[str, int] | None = None,
                    expiry: Expiry | None = None) -> UpdaterSetup:
@@ -75,10 +90,13 @@ def new_repository(server: S3Server, bucket: str, prefix: str, workdir: Path, th
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
     repository = Repository(bucket=bucket, prefix=prefix, endpoint=server.url)
-    made = initialize(s3, repository, workdir / "keys", thresholds, expiry, public_read=True)
+    made = initialize(s3, repository, workdir / "keys", thresholds, expiry, public_read=True, endpoint=server.url)
     root = workdir / "root.json"
     root.write_bytes(made["root"])
-    return UpdaterSetup(repository, root, Path(made["signers"]), f"{server.url}/{bucket}/{prefix}")
+    trust = Path(made["trust"])  # tests and the demo renew metadata every few seconds: bounds from 1 s
+    trust.write_text(json.dumps(json.loads(trust.read_text()) | {"expiry": {
+        "timestamp": ["1s", "30d"], "snapshot": ["1s", "90d"], "channel": ["1s", "366d"]}}, indent=2))
+    return UpdaterSetup(repository, root, Path(made["signers"]), f"{server.url}/{bucket}/{prefix}", trust)
 
 
 def make_artifact(directory: Path, version: str, healthy: bool = True, padding: int = 0, broken: bool = False) -> Path:
@@ -117,11 +135,9 @@ def publish_to_everyone(server: S3Server, setup: UpdaterSetup, workdir: Path, ve
                         channel: str = "stable", platform: str = "linux-x86_64") -> None:
     """What a channel runs before a test or the demo starts: `version` on every device, published with the
     real activities (called directly, no workflow)."""
-    from activities.targets.updater import UpdaterActivities
-    from activities.targets.updater.signers import Signers
     from models.updater import PublishInput, ReleaseState, UploadInput
 
-    updater = UpdaterActivities(lambda r: server.client(), lambda: Signers(setup.signer_uris()))
+    updater = setup.activities(server.client())
     workdir.mkdir(parents=True, exist_ok=True)
     artifact = updater.upload_artifact(UploadInput(repository=setup.repository, version=version, platform=platform,
                                                    path=str(make_artifact(workdir, version))))

@@ -305,7 +305,11 @@ def run(args: argparse.Namespace) -> int:
             options = worker_options.from_arguments(args)
         except ValueError as error:
             raise UserError(str(error), ExitCode.INVALID) from None
+        from activities.artifacts import check_roots
         from workers.main import main as worker_main
+
+        if (wrong := check_roots()) is not None:
+            raise UserError(wrong, ExitCode.INVALID)
 
         worker_main(args.task_queue, args.metrics_port, os.environ.get("KUBECONFIG") or _local_kubeconfig(),
                     options=options)

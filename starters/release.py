@@ -68,7 +68,7 @@ def init(repository: Repository, keys: Path, thresholds: list[str], public_read:
         wanted[channel] = int(number)
     try:
         made = initialize(boto3.client("s3", endpoint_url=repository.endpoint), repository, keys, wanted,
-                          public_read=public_read)
+                          public_read=public_read, endpoint=repository.endpoint)
     except LookupError as error:
         raise UserError(str(error), ExitCode.NOT_FOUND) from None
     except ValueError as error:
@@ -79,9 +79,9 @@ def init(repository: Repository, keys: Path, thresholds: list[str], public_read:
     root.write_bytes(made["root"])
     print(f"initialised {repository.describe()}: channels {', '.join(CHANNELS)}")
     print(f"root metadata for devices (embed it): {root}")
-    print(f"worker signers: export DURABLE_ROLLOUTS_TUF_SIGNERS={made['signers']}")
-    print("production: keep the root and targets keys offline; give the worker only channel, snapshot and "
-          "timestamp keys")
+    print(f"worker signers (channel, snapshot, timestamp keys): export DURABLE_ROLLOUTS_TUF_SIGNERS={made['signers']}")
+    print(f"worker trust (the root it verifies the bucket from): export DURABLE_ROLLOUTS_TUF_TRUST={made['trust']}")
+    print(f"offline keys (root, targets): {made['offline']} — move them off this machine; never give them to a worker")
     return ExitCode.OK
 
 

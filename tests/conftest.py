@@ -4,6 +4,7 @@ real local Kubernetes cluster. Each test uses its own task queue, rollout name a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -236,6 +237,23 @@ def release_worker_processes(tmp_path):
     yield spawn
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_allowlists(tmp_path_factory):
+    """What the worker's configuration allows, for every worker the tests start: artifacts and flags files
+    under this xdist worker's temporary directory (a worker process that holds keys gets an artifact root
+    of its own: activities/artifacts.py), S3 and Unleash on loopback (activities/targets/flag/allowed.py).
+    The tests of the allowlists themselves set narrower ones."""
+    base = tmp_path_factory.getbasetemp()
+    (base / "config").mkdir(exist_ok=True)
+    stores = base / "config" / "flag-stores.yaml"  # a directory of its own: artifacts are refused next to it
+    stores.write_text(f"files: [{json.dumps(str(base))}]\ns3Endpoints: [http://127.0.0.1]\nunleash: [http://127.0.0.1]\n")
+    allowed = {"DURABLE_ROLLOUTS_ARTIFACT_ROOTS": str(base), "DURABLE_ROLLOUTS_FLAG_STORES": str(stores)}
+    os.environ.update(allowed)
+    yield
+    for name in allowed:
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from localcluster.fleet import Fleet
 from localcluster.prometheus import PrometheusServer
 from localcluster.updates import S3Server, UpdaterSetup, device_config, make_artifact, publish_to_everyone
 from models.release import Release, parse_release
-from models.updater import PublishInput, ReleaseState, UploadInput
+from models.updater import ChannelInput, Expiry, PublishInput, ReleaseState, UploadInput
 from tests.helpers import scraped
 from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
@@ -52,8 +52,8 @@ def release_document(name: str, setup: UpdaterSetup | None, artifact: Path | Non
 @contextlib.asynccontextmanager
 async def release_worker(client: Client, queue: str, s3: S3Server, setup: UpdaterSetup | None,
                          extra: list | None = None) -> AsyncIterator[UpdaterActivities]:
-    uris = setup.signer_uris() if setup else {}
-    updater = UpdaterActivities(lambda repository: s3.client(), lambda: Signers(uris))
+    updater = setup.activities(s3.client()) if setup else UpdaterActivities(lambda repository: s3.client(),
+                                                                             lambda: Signers({}))
     flags = FlagActivities(lambda flag_object: s3.client(), httpx.Client())
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         async with Worker(client, task_queue=queue, workflows=[StagedRelease, RefreshMetadata, ReleaseTrain], activity_executor=pool, activities=[
@@ -92,3 +92,47 @@ def running_fleet(s3: S3Server, setup: UpdaterSetup, workdir: Path, devices: int
 def fleet(s3_server, updater_setup, tmp_path):
     with running_fleet(s3_server, updater_setup, tmp_path / "fleet-home") as running:
         yield running
+
+
+PLATFORM = "linux-x86_64"
+
+
+class Channel:
+    """A publisher of one channel (the real activities, called directly) and its S3 objects."""
+
+    def __init__(self, s3_server, setup, tmp_path):
+        self.s3, self.setup, self.tmp = s3_server.client(), setup, tmp_path
+        self.activities = setup.activities(self.s3)
+        self.previous = None
+
+    def upload(self, version: str, repository: Any = None, **artifact: Any) -> UploadInput:
+        return UploadInput(repository=repository or self.setup.repository, version=version, platform=PLATFORM,
+                           path=str(make_artifact(self.tmp, version, **artifact)))
+
+    def publish(self, a: Any, basis_points: int = 10_000, expiry: Expiry | None = None) -> None:
+        self.activities.publish_release(PublishInput(
+            repository=self.setup.repository, channel="stable", release=f"r-{a.version}", artifact=a,
+            state=ReleaseState(basis_points=basis_points, salt=f"salt-{a.version}"), previous=self.previous,
+            expiry=expiry or Expiry()))
+        self.previous = a
+
+    def release(self, version: str, basis_points: int = 10_000, expiry: Expiry | None = None, **artifact):
+        a = self.activities.upload_artifact(self.upload(version, **artifact))
+        self.publish(a, basis_points, expiry)
+        return a
+
+    def read(self) -> Any:
+        return self.activities.read_channel(ChannelInput(repository=self.setup.repository, channel="stable",
+                                                         platform=PLATFORM))
+
+    def key(self, name: str) -> str:
+        return self.setup.repository.key(*name.split("/"))
+
+    def get(self, name: str) -> bytes:
+        return self.s3.get_object(Bucket="updates", Key=self.key(name))["Body"].read()
+
+    def put(self, name: str, data: bytes) -> None:
+        self.s3.put_object(Bucket="updates", Key=self.key(name), Body=data)
+
+    def versions(self) -> dict[str, int]:
+        return self.read().versions

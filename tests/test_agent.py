@@ -4,6 +4,7 @@ restores the previous version byte for byte; downloads resume; one agent at a ti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,46 +20,9 @@ from rollout_agent.install import tree_digest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata
 
-from activities.targets.updater import UpdaterActivities
-from activities.targets.updater.signers import Signers
 from localcluster.updates import make_artifact
-from models.updater import ChannelInput, Expiry, PublishInput, ReleaseState, UploadInput
-from tests.release_helpers import device
-
-PLATFORM = "linux-x86_64"
-
-
-class Channel:
-    """A publisher of one channel (the real activities, called directly) and its S3 objects."""
-
-    def __init__(self, s3_server, setup, tmp_path):
-        self.s3, self.setup, self.tmp = s3_server.client(), setup, tmp_path
-        self.activities = UpdaterActivities(lambda r: self.s3, lambda: Signers(setup.signer_uris()))
-        self.previous = None
-
-    def release(self, version: str, basis_points: int = 10_000, expiry: Expiry | None = None, **artifact):
-        a = self.activities.upload_artifact(UploadInput(repository=self.setup.repository, version=version,
-                                                        path=str(make_artifact(self.tmp, version, **artifact)),
-                                                        platform=PLATFORM))
-        self.activities.publish_release(PublishInput(
-            repository=self.setup.repository, channel="stable", release=f"r-{version}", artifact=a,
-            state=ReleaseState(basis_points=basis_points, salt=f"salt-{version}"), previous=self.previous,
-            expiry=expiry or Expiry()))
-        self.previous = a
-        return a
-
-    def key(self, name: str) -> str:
-        return self.setup.repository.key(*name.split("/"))
-
-    def get(self, name: str) -> bytes:
-        return self.s3.get_object(Bucket="updates", Key=self.key(name))["Body"].read()
-
-    def put(self, name: str, data: bytes) -> None:
-        self.s3.put_object(Bucket="updates", Key=self.key(name), Body=data)
-
-    def versions(self) -> dict[str, int]:
-        return self.activities.read_channel(ChannelInput(repository=self.setup.repository, channel="stable",
-                                                         platform=PLATFORM)).versions
+from models.updater import Expiry
+from tests.release_helpers import PLATFORM, Channel, device
 
 
 @pytest.fixture
@@ -117,6 +81,23 @@ def test_an_artifact_whose_length_lies_is_refused(channel, installed):
     refused(agent, before, "LengthOrHashMismatchError")
 
 
+def repin(channel, role: str, data: bytes) -> None:
+    """What a bucket writer without keys can do at most: put `data` as `role` and re-pin its length and
+    hash in the snapshot, and the snapshot's in the timestamp (whose signature then no longer matches)."""
+    import hashlib
+
+    channel.put(role, data)
+    ts = json.loads(channel.get("metadata/timestamp.json"))
+    name = f"metadata/{ts['signed']['meta']['snapshot.json']['version']}.snapshot.json"
+    snapshot = json.loads(channel.get(name))
+    snapshot["signed"]["meta"][role.rpartition("/")[2].split(".", 1)[1]] |= {
+        "length": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()}}
+    raw = json.dumps(snapshot).encode()
+    channel.put(name, raw)
+    ts["signed"]["meta"]["snapshot.json"] |= {"length": len(raw), "hashes": {"sha256": hashlib.sha256(raw).hexdigest()}}
+    channel.put("metadata/timestamp.json", json.dumps(ts).encode())
+
+
 def test_modified_metadata_is_refused(channel, installed):
     agent, before = installed
     channel.release("1.1.0", basis_points=0)  # nobody in the cohort yet
@@ -124,7 +105,9 @@ def test_modified_metadata_is_refused(channel, installed):
     document = json.loads(channel.get(role))
     document["signed"]["targets"][f"stable/{PLATFORM}/current"]["custom"]["rollout"]["basisPoints"] = 10_000
     channel.put(role, json.dumps(document).encode())
-    refused(agent, before, "UnsignedMetadataError")
+    refused(agent, before, "LengthOrHashMismatchError")  # the snapshot pins each role's length and hash
+    repin(channel, role, json.dumps(document).encode())
+    refused(agent, before, "UnsignedMetadataError")  # and the timestamp's signature covers the pins
 
 
 def test_metadata_signed_by_another_channels_key_is_refused(channel, installed, updater_setup):
@@ -137,6 +120,8 @@ def test_metadata_signed_by_another_channels_key_is_refused(channel, installed, 
     md.signatures.clear()
     md.sign(CryptoSigner(load_pem_private_key(beta.read_bytes(), None)))
     channel.put(role, md.to_bytes())
+    refused(agent, before, "LengthOrHashMismatchError")
+    repin(channel, role, md.to_bytes())
     refused(agent, before, "UnsignedMetadataError")
 
 
@@ -158,8 +143,13 @@ def test_a_replayed_timestamp_or_snapshot_is_refused(channel, installed):
     refused(agent, before, "BadVersionNumberError")
     channel.put("metadata/timestamp.json", new_timestamp)
     channel.release("1.2.0", basis_points=0)  # a newer snapshot the device has not seen, replaced by an old one
-    channel.put(f"metadata/{channel.versions()['snapshot']}.snapshot.json", old_snapshot)
-    refused(agent, before, "BadVersionNumberError")
+    newest = f"metadata/{channel.versions()['snapshot']}.snapshot.json"
+    channel.put(newest, old_snapshot)
+    refused(agent, before, "LengthOrHashMismatchError")  # the timestamp pins the snapshot's hash
+    repin_snapshot = json.loads(channel.get("metadata/timestamp.json"))
+    repin_snapshot["signed"]["meta"]["snapshot.json"].pop("hashes")  # the pin gone: the timestamp's signature fails
+    channel.put("metadata/timestamp.json", json.dumps(repin_snapshot).encode())
+    refused(agent, before, "UnsignedMetadataError")
 
 
 def test_a_failed_install_and_a_failed_health_check_restore_the_previous_version(channel, installed):
@@ -276,7 +266,7 @@ def test_the_agent_goes_through_the_proxy_the_environment_names(channel, updater
     monkeypatch.setenv("NO_PROXY", "")
     monkeypatch.delenv("no_proxy", raising=False)
     setup = updater_setup
-    via_localhost = type(setup)(setup.repository, setup.root, setup.signers, setup.base_url.replace("127.0.0.1", "localhost"))
+    via_localhost = dataclasses.replace(setup, base_url=setup.base_url.replace("127.0.0.1", "localhost"))
     agent = device(via_localhost, tmp_path / "devices", "behind-a-proxy")
     check, outcome = agent.update()
     proxy.shutdown()

@@ -203,3 +203,55 @@ def test_the_released_flag_keeps_its_own_text_but_its_targeting(tmp_path):
     assert json.loads(written)["flags"]["new-checkout"]["targeting"] == {"fractional": [["on", 5], ["off", 95]]}
 
 
+
+
+# ---- which stores a Release may name: the worker's configuration decides --------------------------
+
+
+def test_a_release_names_only_the_flag_stores_the_worker_allows(tmp_path, monkeypatch):
+    """A flags file outside the allowed directories (the worker's own files, a link out), an Unleash server
+    that would receive the admin token, an S3 endpoint that would receive the worker's signatures: each
+    refused before anything is read or sent, naming the field."""
+    import pytest
+    from temporalio.exceptions import ApplicationError
+
+    from activities.targets.flag import FlagActivities
+    from models.flags import FlagInput
+
+    allowed = tmp_path / "flags"
+    allowed.mkdir()
+    (allowed / "flags.json").write_text(json.dumps(DOCUMENT))
+    (allowed / "escape.json").symlink_to(tmp_path / "outside.json")
+    config = tmp_path / "stores.yaml"
+    config.write_text(f"files: [{allowed}]\nunleash: ['https://unleash.example']\ns3Endpoints: ['https://minio.internal:9000']\n")
+    monkeypatch.setenv("DURABLE_ROLLOUTS_FLAG_STORES", str(config))
+    monkeypatch.setenv("DURABLE_ROLLOUTS_UNLEASH_TOKEN", "admin-token")
+    activities = FlagActivities(lambda flag_object: None, httpx_client())
+
+    def read(**store):
+        return activities.read_flag_share(FlagInput(channel=FlagChannel(flag="new-checkout", **store), variant="on",
+                                                    basis_points=0))
+
+    assert read(file=str(allowed / "flags.json")).basis_points == 0
+    for store, field in (({"file": "/etc/passwd"}, "file"), ({"file": str(allowed / "escape.json")}, "file"),
+                         ({"file": str(allowed / ".." / "stores.yaml")}, "file"),
+                         ({"unleash": {"url": "https://unleash.example.attacker.test/api"}}, "unleash.url"),
+                         ({"unleash": {"url": "http://unleash.example/api"}}, "unleash.url"),
+                         ({"s3": {"bucket": "flags", "key": "f.json", "endpoint": "https://minio.internal:9001"}},
+                          "s3.endpoint")):
+        with pytest.raises(ApplicationError, match=f"channel.flag.{field} .* this worker's "
+                                                   r"\$DURABLE_ROLLOUTS_FLAG_STORES allows") as raised:
+            read(**store)
+        assert raised.value.non_retryable
+    monkeypatch.delenv("DURABLE_ROLLOUTS_FLAG_STORES")
+    with pytest.raises(ApplicationError, match="channel.flag.file"):
+        read(file=str(allowed / "flags.json"))
+
+
+def httpx_client():
+    import httpx
+
+    def refuse(request):
+        raise AssertionError(f"nothing may be sent: {request.url}")
+
+    return httpx.Client(transport=httpx.MockTransport(refuse))

@@ -77,7 +77,7 @@ def test_a_quiet_channel_is_re_signed_before_its_role_expires(s3_server, tmp_pat
     channel.release("1.0.0", expiry=short)
     agent = device(setup, tmp_path / "devices", "device-1")
     assert agent.update()[1].ok
-    updater = UpdaterActivities(lambda r: s3_server.client(), lambda: Signers(setup.signer_uris()))
+    updater = setup.activities(s3_server.client())
     refresh = RefreshInput(repository=setup.repository, expiry=short)
     assert updater.refresh_timestamp(refresh).resigned == []  # nothing has used half its validity yet
     time.sleep(4)

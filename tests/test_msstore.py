@@ -42,7 +42,8 @@ PHASES = [{"percent": 10, "bake": "1d"}, {"percent": 25, "bake": "1d"}, {"percen
 @pytest.fixture
 async def store(tmp_path, monkeypatch, time_skipping_env):
     cert, key = loopback_certificate(tmp_path / "tls")
-    credentials = tmp_path / "partner-center.json"
+    (tmp_path / "secrets").mkdir()  # not beside the artifacts: the worker refuses an artifact next to a key
+    credentials = tmp_path / "secrets" / "partner-center.json"
     standin = MicrosoftStoreStandIn(credentials_file(credentials))
     standin.tls = server_context(cert, key)
     standin.clock = skipping_clock(time_skipping_env, asyncio.get_running_loop())

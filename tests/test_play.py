@@ -36,7 +36,8 @@ def play(tmp_path, monkeypatch):
     """The stand-in with the app on version code 100, and the worker's environment pointing at it."""
     store = PlayStandIn()
     store.start()
-    key = tmp_path / "play-service-account.json"
+    (tmp_path / "secrets").mkdir()  # not beside the artifacts: the worker refuses an artifact next to a key
+    key = tmp_path / "secrets" / "play-service-account.json"
     store.public_key = service_account(key, f"{store.url}/token")
     monkeypatch.setenv("DURABLE_ROLLOUTS_PLAY_CREDENTIALS", str(key))
     monkeypatch.setenv("DURABLE_ROLLOUTS_PLAY_API", store.url)
@@ -64,7 +65,7 @@ async def test_a_staged_release_raises_the_user_fraction_to_completed(time_skipp
         handle = await time_skipping_env.client.start_workflow(
             StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
         final = await handle.result()
-        key = json.loads((tmp_path / "play-service-account.json").read_text())["private_key"]
+        key = json.loads((tmp_path / "secrets" / "play-service-account.json").read_text())["private_key"]
         await assert_history_clean(handle, play, key_body(key))
     assert final.phase is Phase.HEALTHY, final.message
     old, new = (100,), (101,)

@@ -31,13 +31,15 @@ def cli(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProc
                           text=True, timeout=timeout)
 
 
-def environment(dev_server, s3_server, signers: Path | None = None) -> dict:
+def environment(dev_server, s3_server, setup: UpdaterSetup | None = None, artifacts: Path | None = None) -> dict:
+    """A CLI's and a worker's environment; `artifacts`: the worker's one artifact root (apart from its keys)."""
     import os
 
     env = {**os.environ, **s3_server.environment(), "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_USER": "ci"}
-    if signers:
-        env["DURABLE_ROLLOUTS_TUF_SIGNERS"] = str(signers)
-    return env
+    if artifacts is not None:
+        artifacts.mkdir(exist_ok=True)
+        env["DURABLE_ROLLOUTS_ARTIFACT_ROOTS"] = str(artifacts)
+    return env | (setup.environment() if setup else {})
 
 
 def crash_gate(prometheus_url: str, version: str) -> dict:
@@ -61,21 +63,27 @@ async def test_init_publish_and_update_through_the_commands(dev_server, s3_serve
     done = cli(env, "release", "init", "--bucket", f"cli-{unique}", "--prefix", prefix, "--endpoint", s3_server.url,
                "--keys", str(keys), "--threshold", "stable=2", "--public-read")
     assert done.returncode == 0, done.stderr
-    assert f"export DURABLE_ROLLOUTS_TUF_SIGNERS={keys / 'signers.json'}" in done.stdout
+    assert f"export DURABLE_ROLLOUTS_TUF_SIGNERS={keys / 'worker' / 'signers.json'}" in done.stdout
+    assert f"export DURABLE_ROLLOUTS_TUF_TRUST={keys / 'worker' / 'trust.json'}" in done.stdout
+    worker_keys = json.loads((keys / "worker" / "signers.json").read_text()).values()
+    offline_keys = json.loads((keys / "offline" / "signers.json").read_text()).values()
+    assert not any(uri.endswith(("/root.pem", "/targets.pem")) for uri in worker_keys)  # offline keys stay offline
+    assert sorted(uri.rpartition("/")[2] for uri in offline_keys) == ["root.pem", "targets.pem"]
     again = cli(env, "release", "init", "--bucket", f"cli-{unique}", "--prefix", prefix, "--endpoint", s3_server.url,
                 "--keys", str(tmp_path / "other"))
     assert again.returncode == 5 and "already has a TUF repository" in again.stderr
     setup = UpdaterSetup(Repository(bucket=f"cli-{unique}", prefix=prefix, endpoint=s3_server.url), keys / "root.json",
-                         keys / "signers.json", f"{s3_server.url}/cli-{unique}/{prefix}")
+                         keys / "worker" / "signers.json", f"{s3_server.url}/cli-{unique}/{prefix}",
+                         keys / "worker" / "trust.json")
     root = json.loads(setup.root.read_text())["signed"]
     assert root["consistent_snapshot"] is True
 
-    env = environment(dev_server, s3_server, setup.signers)
+    env = environment(dev_server, s3_server, setup, tmp_path / "artifacts")
     queue = f"release-{unique}"
     release_worker_processes(dev_server.address, queue, env=env)
     with running_fleet(s3_server, setup, tmp_path / "fleet", devices=2_000) as fleet_:
         fleet_.crash_rates = {"1.0.0": 0.002, "2.0.0": 0.002}  # as crashy as before: the gate passes
-        artifact = make_artifact(tmp_path, "2.0.0")
+        artifact = make_artifact(tmp_path / "artifacts", "2.0.0")
         document = release_document(f"cli-{unique}", setup, artifact, "2.0.0", [
             {"percent": 10, "bake": "8s", "analysis": {"templates": [{"templateName": "crash-rate"}]}},
             {"percent": 50, "bake": "2s"}], analysis={"templates": [crash_gate(fleet_.prometheus_url, "2.0.0")]})
@@ -112,10 +120,10 @@ async def test_a_worker_killed_mid_publish_leaves_the_old_or_the_new_release(dev
     journal = tmp_path / "kills.jsonl"
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"journal": str(journal), "s3": [{"after_put": ".snapshot.json", "max": 1}]}))
-    env = {**environment(dev_server, s3_server, setup.signers), "DURABLE_ROLLOUTS_KILL_PLAN": str(plan)}
+    env = {**environment(dev_server, s3_server, setup, tmp_path / "artifacts"), "DURABLE_ROLLOUTS_KILL_PLAN": str(plan)}
     queue = f"release-{unique}"
     worker = release_worker_processes(dev_server.address, queue, env=env)
-    release = release_document(f"kill-{unique}", setup, make_artifact(tmp_path, "2.0.0"), "2.0.0",
+    release = release_document(f"kill-{unique}", setup, make_artifact(tmp_path / "artifacts", "2.0.0"), "2.0.0",
                                [{"percent": 30, "bake": "1h"}])
     handle = await dev_client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                              id=f"{release.rollout_id}-{unique}", task_queue=queue)
@@ -141,10 +149,10 @@ async def test_a_worker_killed_mid_publish_leaves_the_old_or_the_new_release(dev
 async def test_a_worker_killed_mid_phase_resumes_at_the_same_phase_with_the_same_cohort(
         dev_server, dev_client, s3_server, updater_setup, release_worker_processes, tmp_path, unique, fleet):
     setup = updater_setup
-    env = environment(dev_server, s3_server, setup.signers)
+    env = environment(dev_server, s3_server, setup, tmp_path / "artifacts")
     queue = f"release-{unique}"
     worker = release_worker_processes(dev_server.address, queue, env=env)
-    release = release_document(f"phase-{unique}", setup, make_artifact(tmp_path, "2.0.0"), "2.0.0",
+    release = release_document(f"phase-{unique}", setup, make_artifact(tmp_path / "artifacts", "2.0.0"), "2.0.0",
                                [{"percent": 20, "bake": "1h"}, {"percent": 40, "bake": "1h"}])
     handle = await dev_client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
                                              id=f"{release.rollout_id}-{unique}", task_queue=queue)
@@ -169,12 +177,12 @@ async def test_a_worker_killed_mid_phase_resumes_at_the_same_phase_with_the_same
 
 async def test_nightly_builds_queue_on_a_release_train(dev_server, s3_server, updater_setup, release_worker_processes,
                                                        tmp_path, unique):
-    env = environment(dev_server, s3_server, updater_setup.signers)
+    env = environment(dev_server, s3_server, updater_setup, tmp_path / "artifacts")
     queue = f"train-{unique}"
     release_worker_processes(dev_server.address, queue, env=env)
     ids = []
     for night, version in enumerate(("7.0.1", "7.0.2"), start=1):
-        document = release_document(f"nightly-{unique}", updater_setup, make_artifact(tmp_path, version), version,
+        document = release_document(f"nightly-{unique}", updater_setup, make_artifact(tmp_path / "artifacts", version), version,
                                     [{"percent": 50}], channel="nightly")
         spec = tmp_path / f"nightly-{night}.yaml"
         spec.write_text(yaml.safe_dump(document.model_dump(mode="json", by_alias=True, exclude_none=True)))

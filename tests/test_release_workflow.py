@@ -197,7 +197,7 @@ async def test_a_worker_without_the_channel_keys_fails_once_with_words(time_skip
     env, setup = time_skipping_env, updater_setup
     queue = f"release-{unique}"
     uris = {k: v for k, v in setup.signer_uris().items() if "stable" not in v}  # snapshot and timestamp, no stable
-    updater = UpdaterActivities(lambda r: s3_server.client(), lambda: Signers(uris))
+    updater = setup.activities(s3_server.client(), uris)
     doc = release_document(f"nokeys-{unique}", setup, make_artifact(tmp_path, "5.0.0"), "5.0.0", [{"percent": 10}])
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         async with Worker(env.client, task_queue=queue, workflows=[StagedRelease], activity_executor=pool,

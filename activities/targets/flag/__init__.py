@@ -11,6 +11,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.targets.flag.allowed import check as check_allowed
 from activities.targets.flag.file import FileBackend
 from activities.targets.flag.s3object import S3ObjectBackend
 from activities.targets.flag.store import FlagdStore, FlagStore
@@ -29,6 +30,7 @@ class FlagActivities:
             self.stores["unleash"] = UnleashStore(http)
 
     def _store(self, channel: FlagChannel) -> FlagStore:
+        check_allowed(channel)
         store = self.stores.get(channel.store_kind)
         if store is None:
             raise ApplicationError(f"this worker has no {channel.store_kind} flag store", type="Invalid",

@@ -6,11 +6,11 @@ state, then read its assignment status. The token is read inside the activity.""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.artifacts import artifact_file
 from activities.targets.files import file_digest
 from activities.targets.storeapi import StoreApi
 from models.mdm import MdmChannel, MdmDeployInput, MdmGroupsInput, MdmStatus
@@ -44,11 +44,8 @@ class MdmActivities:
 
     @activity.defn(name="deploy_mdm_policy")
     def deploy(self, request: MdmDeployInput) -> MdmStatus:
-        c, path = request.channel, Path(request.path)
+        c, path = request.channel, artifact_file(request.path)
         api = self.api(c)
-        if not path.is_file():
-            raise ApplicationError(f"artifact.file: {path}: no such file on the worker", type="Invalid",
-                                   non_retryable=True)
         sha256, _ = file_digest(path)
         found = api.json("GET", "api/v1/packages", "packages", params={"sha256": sha256})["items"]
         package, uploaded = (found[0], False) if found else (api.json(

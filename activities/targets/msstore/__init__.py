@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.artifacts import artifact_file
 from activities.targets.azuread import AzureTokens
 from activities.targets.storeapi import StoreApi, UsesStore
 from models.msstore import StoreRollout, StoreRolloutInput, StoreSubmission, StoreSubmissionInput
@@ -57,10 +58,7 @@ class MicrosoftStoreActivities(UsesStore):
 
     @activity.defn(name="create_store_submission")
     def create_submission(self, request: StoreSubmissionInput) -> StoreSubmission:
-        c, api, path = request.channel, self.api, Path(request.path)
-        if not path.is_file():
-            raise ApplicationError(f"artifact.file: {path}: no such file on the worker", type="Invalid",
-                                   non_retryable=True)
+        c, api, path = request.channel, self.api, artifact_file(request.path)
         key = self._packages_key(request)
         submission = self._pending(request)
         if submission is not None and not any(p.get("fileName") == path.name for p in submission.get(key, [])):

@@ -6,12 +6,11 @@ constructor; the key is read inside the activity (`activities/targets/play/auth.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.artifacts import artifact_file
 from activities.targets.files import file_digest
 from activities.targets.play.api import PlayApi
 from activities.targets.storeapi import UsesStore
@@ -66,10 +65,7 @@ class PlayActivities(UsesStore):
     def upload_bundle(self, request: PlayUploadInput) -> PlayBundle:
         """The bundle in the app's library: found by sha256 (uploaded=False), else sent once through a
         resumable session that a retried attempt continues from where the last one stopped."""
-        path, package, api = Path(request.path), request.package_name, self.api
-        if not path.is_file():
-            raise ApplicationError(f"artifact.file: {path}: no such file on the worker", type="Invalid",
-                                   non_retryable=True)
+        path, package, api = artifact_file(request.path), request.package_name, self.api
         sha256, size = file_digest(path)  # no heartbeat yet: the first one must carry the session
         before = next((d for d in activity.info().heartbeat_details if isinstance(d, dict)), {})
         edit = before.get("edit") if before.get("sha256") == sha256 else None

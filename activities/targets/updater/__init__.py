@@ -4,8 +4,9 @@ snapshot before they expire.
 
 Every metadata change is one idempotent activity: it takes the publish lease, reads the current
 metadata, stages the change (nothing when the channel already says it), and commits in TUF's order.
-The S3 client comes from the constructor (one per endpoint); the signing keys are read here, from the
-worker's environment (`$DURABLE_ROLLOUTS_TUF_SIGNERS`), never from a workflow.
+The S3 client comes from the constructor (one per endpoint); the signing keys and what the worker trusts
+(each repository's trusted root and endpoint, the bounds of metadata expiry) are read here, from the
+worker's environment (`$DURABLE_ROLLOUTS_TUF_SIGNERS`, `$DURABLE_ROLLOUTS_TUF_TRUST`), never from a workflow.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from temporalio.exceptions import ApplicationError
 from activities.targets.updater.channel import publish, read, refresh
 from activities.targets.updater.repository import S3Repository
 from activities.targets.updater.signers import Signers
-from activities.targets.updater.store import Store
+from activities.targets.updater.store import Lease, Store
+from activities.targets.updater.trust import Trust
 from activities.targets.updater.upload import upload
 from models.updater import (
     Artifact,
@@ -52,14 +54,20 @@ def _owner() -> str:
 
 
 class UpdaterActivities:
-    def __init__(self, s3_for: S3For, signers: Callable[[], Signers] = Signers.from_env) -> None:
-        self.s3_for, self.signers = s3_for, signers
+    def __init__(self, s3_for: S3For, signers: Callable[[], Signers] = Signers.from_env,
+                 trust: Callable[[], Trust] = Trust.from_env) -> None:
+        self.s3_for, self.signers, self.trust = s3_for, signers, trust
 
     def _store(self, repository: Repository) -> Store:
-        return Store(self.s3_for(repository), repository)
+        """The repository's store, through the endpoint the worker's configuration names for it."""
+        endpoint = self.trust().of(repository).endpoint
+        return Store(self.s3_for(repository.model_copy(update={"endpoint": endpoint})), repository)
 
-    def _repository(self, store: Store, expiry: Expiry) -> S3Repository:
-        return S3Repository(store, self.signers(), expiry, datetime.now(UTC)).load()
+    def _repository(self, store: Store, expiry: Expiry, lease: Lease | None = None) -> S3Repository:
+        trust = self.trust()
+        trust.check(expiry)
+        repository = S3Repository(store, self.signers(), expiry, datetime.now(UTC), lease)
+        return repository.load(trust.of(store.repository).root)
 
     @activity.defn(name="upload_artifact")
     def upload_artifact(self, request: UploadInput) -> Artifact:
@@ -70,8 +78,8 @@ class UpdaterActivities:
     def publish_release(self, request: PublishInput) -> ChannelRelease:
         store = self._store(request.repository)
         _beat("taking the publish lease")
-        with _s3_faults(), store.publish_lock(_owner()):
-            repository = self._repository(store, request.expiry)
+        with _s3_faults(), store.publish_lock(_owner()) as lease:
+            repository = self._repository(store, request.expiry, lease)
             _beat(f"publishing {request.artifact.version} to {request.channel}")
             if publish(repository, request.channel, request.release, request.artifact, request.state,
                                request.previous):
@@ -81,14 +89,16 @@ class UpdaterActivities:
     @activity.defn(name="read_channel")
     def read_channel(self, request: ChannelInput) -> ChannelRelease:
         with _s3_faults():
-            repository = self._repository(self._store(request.repository), Expiry())
+            store = self._store(request.repository)
+            repository = S3Repository(store, Signers({}), Expiry(), datetime.now(UTC))
+            repository.load(self.trust().of(request.repository).root)
             return read(repository, request.channel, request.platform)
 
     @activity.defn(name="refresh_timestamp")
     def refresh_timestamp(self, request: RefreshInput) -> RefreshResult:
         store = self._store(request.repository)
-        with _s3_faults(), store.publish_lock(_owner()):
-            repository = self._repository(store, request.expiry)
+        with _s3_faults(), store.publish_lock(_owner()) as lease:
+            repository = self._repository(store, request.expiry, lease)
             resigned, expiring = refresh(repository, request.expiry, request.within_fraction)
             repository.commit()
             return RefreshResult(timestamp_version=repository.timestamp().version,

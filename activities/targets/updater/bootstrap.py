@@ -1,14 +1,19 @@
 """`rollout release init`: a new updater repository — keys, root, the channel delegations.
 
-Generates ed25519 keys (`file2:` PEM files under `keys_dir`, mode 0600) and the signers file the worker
-reads (`$DURABLE_ROLLOUTS_TUF_SIGNERS`), then writes version 1 of root, targets (delegating
+Generates ed25519 keys (`file2:` PEM files, mode 0600) in two directories that must not travel together:
+`keys_dir/offline/` holds root and targets (they sign who may sign: keep them off every worker, on
+removable media or in a KMS/HSM, used only for rotations and for re-signing root and targets before
+they expire); `keys_dir/worker/` holds what the worker needs: `signers.json` (`$DURABLE_ROLLOUTS_TUF_SIGNERS`:
+the channel, snapshot and timestamp keys only), `trust.json` (`$DURABLE_ROLLOUTS_TUF_TRUST`: the root it
+verifies the bucket from, the endpoint) and that root. Then writes version 1 of root, targets (delegating
 `<channel>/*/*` to one role per channel, each with its own keys and threshold), the channel roles,
-snapshot and timestamp. Prints nothing secret. In production, create root and targets keys offline
-(a ceremony; `tuf` or `tuf-on-ci`), give the worker only the channel, snapshot and timestamp keys.
+snapshot and timestamp. Prints nothing secret. A keys directory is used once (a second init into it is
+refused: it would overwrite the first repository's keys).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -25,20 +30,54 @@ from activities.targets.updater.store import Store
 from models.updater import Expiry, Repository
 
 CHANNELS = ("stable", "beta", "alpha", "nightly")
+OFFLINE = (Root.type, Targets.type)
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write(path: Path, data: str | bytes) -> Path:
+    """A new file only its owner can read, from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data.encode() if isinstance(data, str) else data)
+    return path
 
 
 def _new_key(keys_dir: Path, name: str, uris: dict[str, str]) -> Any:
     signer = CryptoSigner.generate_ed25519()
-    path = keys_dir / f"{name}.pem"
-    path.write_bytes(signer.private_bytes)
-    path.chmod(0o600)
+    path = _write(keys_dir / f"{name}.pem", signer.private_bytes)
     uris[signer.public_key.keyid] = f"file2:{path}"
     return signer.public_key
 
 
+def allow_device_reads(s3: Any, repository: Repository) -> None:
+    """Add (or renew) this repository's public-read statement to the bucket policy, keeping every other
+    statement: S3's PutBucketPolicy replaces the whole policy, so a second repository in the same bucket
+    would otherwise lock the first one's devices out."""
+    sid = "DurableRolloutsDevicesRead" + hashlib.sha256(repository.prefix.encode()).hexdigest()[:16]
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=repository.bucket)["Policy"])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchBucketPolicy":
+            raise
+        policy = {"Version": "2012-10-17", "Statement": []}
+    statements = policy.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    resource = f"arn:aws:s3:::{repository.bucket}/{repository.key('*')}"
+    kept = [s for s in statements if s.get("Sid") != sid]
+    policy["Statement"] = [*kept, {"Sid": sid, "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                   "Resource": resource}]
+    s3.put_bucket_policy(Bucket=repository.bucket, Policy=json.dumps(policy))
+
+
 def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict[str, int] | None = None,
-               expiry: Expiry | None = None, public_read: bool = False) -> dict[str, Any]:
-    """Create the repository; returns {"root": <root.json bytes>, "signers": <signers file path>}."""
+               expiry: Expiry | None = None, public_read: bool = False, endpoint: str | None = None) -> dict[str, Any]:
+    """Create the repository; returns {"root": <1.root.json bytes>, "signers": <the worker's signers file>,
+    "trust": <the worker's trust file>, "offline": <the offline keys' directory>}."""
     store = Store(s3, repository)
     try:
         s3.head_bucket(Bucket=repository.bucket)
@@ -47,26 +86,28 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
                           "(create it first)") from None
     if store.exists("metadata", "root.json") is not None:
         raise ValueError(f"{repository.describe()} already has a TUF repository (root.json)")
+    if (keys_dir / "worker").exists() or (keys_dir / "offline").exists():
+        raise ValueError(f"{keys_dir} already holds a repository's keys: give a new --keys directory")
     thresholds = {c: 1 for c in CHANNELS} | (thresholds or {})
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(keys_dir, 0o700)
-    uris: dict[str, str] = {}
+    worker, offline = _private_dir(keys_dir / "worker"), _private_dir(keys_dir / "offline")
+    online_uris: dict[str, str] = {}
+    offline_uris: dict[str, str] = {}
     root = Root(consistent_snapshot=True, expires=datetime.now(UTC))
     for role in (Root.type, Targets.type, Snapshot.type, Timestamp.type):
-        root.add_key(_new_key(keys_dir, role, uris), role)
+        held = (offline, offline_uris) if role in OFFLINE else (worker, online_uris)
+        root.add_key(_new_key(held[0], role, held[1]), role)
     delegations = Delegations(keys={}, roles={})
     for channel in CHANNELS:
         keyids = []
         for n in range(thresholds[channel]):
-            key = _new_key(keys_dir, f"{channel}-{n + 1}", uris)
+            key = _new_key(worker, f"{channel}-{n + 1}", online_uris)
             delegations.keys[key.keyid] = key
             keyids.append(key.keyid)
         delegations.roles[channel] = DelegatedRole(channel, keyids, thresholds[channel], True, paths=[f"{channel}/*/*"])
-    signers_file = keys_dir / "signers.json"
-    signers_file.write_text(json.dumps(uris, indent=2))
-    signers_file.chmod(0o600)
+    signers_file = _write(worker / "signers.json", json.dumps(online_uris, indent=2))
+    _write(offline / "signers.json", json.dumps(offline_uris, indent=2))
 
-    repo = S3Repository(store, Signers(uris), expiry or Expiry(), datetime.now(UTC))
+    repo = S3Repository(store, Signers(online_uris | offline_uris), expiry or Expiry(), datetime.now(UTC))
     repo.create(Root.type, root)
     repo.create(Targets.type, Targets(expires=datetime.now(UTC), delegations=delegations))
     for channel in CHANNELS:
@@ -80,9 +121,11 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
     repo.timestamp().snapshot_meta = repo.snapshot_info
     repo.close(Timestamp.type, repo.metadata[Timestamp.type])
     if public_read:
-        s3.put_bucket_policy(Bucket=repository.bucket, Policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Sid": "DevicesRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                           "Resource": f"arn:aws:s3:::{repository.bucket}/{repository.key('*')}"}]}))
+        allow_device_reads(s3, repository)
     repo.commit()
-    return {"root": store.get("metadata", "1.root.json")[0], "signers": str(signers_file)}
+    first_root = store.get("metadata", "1.root.json")[0]
+    trusted_root = worker / "root.json"
+    trusted_root.write_bytes(first_root)
+    entry = {"root": str(trusted_root)} | ({"endpoint": endpoint} if endpoint else {})
+    trust_file = _write(worker / "trust.json", json.dumps({"repositories": {repository.describe(): entry}}, indent=2))
+    return {"root": first_root, "signers": str(signers_file), "trust": str(trust_file), "offline": str(offline)}

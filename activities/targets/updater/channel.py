@@ -63,7 +63,8 @@ def publish(repository: S3Repository, channel: str, release: str, artifact: Arti
     if all(role.targets.get(path) == target for path, target in wanted.items()):
         return False
     for path, target in wanted.items():
-        repository.store.copy(("blobs", target.hashes["sha256"]), *object_key(path, target.hashes["sha256"]))
+        repository.store.copy(("blobs", target.hashes["sha256"]), target.hashes["sha256"], target.length,
+                              *object_key(path, target.hashes["sha256"]), beat=repository.beat)
     with repository.edit_targets(channel) as role:
         changed = False
         for path, target in wanted.items():

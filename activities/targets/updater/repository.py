@@ -5,13 +5,25 @@ never changed; artifacts are `targets/<channel>/<platform>/<sha256>.<name>`. One
 new percentage, a halt, a rollback) stages a new version of the channel's role, then snapshot, then
 timestamp, each re-signed by the keys the worker holds; `commit()` writes them in that order, the
 timestamp — the one mutable object — last: a device sees the old release or the new one, never a mix.
+Snapshot and timestamp record each file's length and sha256, and a version is never written twice (a
+file a stopped publish left is skipped, and every versioned file is created conditionally).
+
+The publisher is a TUF client of its own repository: anyone who can write to the bucket could have
+written what it reads, so `load` verifies root (from the root the worker's configuration trusts, through
+every rotation), timestamp, snapshot, targets and each channel role — signatures, thresholds, versions,
+lengths and hashes — before anything is edited or re-signed. Expiry is not a reason to refuse here: the
+publisher is the one that renews it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
+from typing import Any
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from tuf.api.exceptions import LengthOrHashMismatchError, RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
@@ -21,6 +33,7 @@ from activities.targets.updater.store import Store
 from models.updater import Expiry
 
 TOP_ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+ROOT_ROTATIONS = 1024  # more new roots than this in one read: refused (a bucket writer cannot sign them anyway)
 
 
 def _rank(role: str) -> int:
@@ -29,40 +42,89 @@ def _rank(role: str) -> int:
 
 
 class S3Repository(Repository):
-    def __init__(self, store: Store, signers: Signers, expiry: Expiry, now: datetime) -> None:
-        self.store, self.signers, self.expiry, self.now = store, signers, expiry, now
+    def __init__(self, store: Store, signers: Signers, expiry: Expiry, now: datetime, lease: Any = None) -> None:
+        self.store, self.signers, self.expiry, self.now, self.lease = store, signers, expiry, now, lease
         self.metadata: dict[str, Metadata] = {}
+        self.raw: dict[str, bytes] = {}  # each role's bytes as read (verified) or as staged
         self.staged: dict[str, Metadata] = {}
         self.timestamp_etag: str | None = None
         self.fresh: set[str] = set()  # created in this session (version 1, not bumped)
 
-    # ---- reading --------------------------------------------------------------------------------------
+    # ---- reading: a TUF client of the bucket -----------------------------------------------------------
 
-    def load(self) -> S3Repository:
-        root = self.store.get("metadata", "root.json")
+    def _untrusted(self, what: str, why: str) -> ApplicationError:
+        return ApplicationError(f"{self.store.repository.describe()}: {what} does not verify ({why}): refusing to "
+                                "publish over it; nothing was written", type="Untrusted", non_retryable=True)
+
+    def _verified(self, role: str, name: str, data: bytes, delegator: Root | Targets, meta: MetaFile | None = None,
+                  ) -> Metadata:
+        """`data` (the object `name`) as `role`'s metadata, checked against what the delegator signed for it."""
+        try:
+            if meta is not None:
+                meta.verify_length_and_hashes(data)
+            md = Metadata.from_bytes(data)
+            if md.signed.type != (role if role in TOP_ROLES else Targets.type):
+                raise ValueError(f"a {md.signed.type} where {role} belongs")
+            delegator.verify_delegate(role, md.signed_bytes, md.signatures)
+        except UnsignedMetadataError as error:
+            raise self._untrusted(name, f"signatures: {error}") from None
+        except LengthOrHashMismatchError as error:
+            raise self._untrusted(name, f"length or hash: {error}") from None
+        except (RepositoryError, ValueError, KeyError, TypeError) as error:
+            raise self._untrusted(name, f"{type(error).__name__}: {error}") from None
+        if meta is not None and md.signed.version != meta.version:
+            raise self._untrusted(name, f"version {md.signed.version} where {meta.version} is recorded")
+        self.raw[role] = data
+        return md
+
+    def load(self, trusted_root: bytes) -> S3Repository:
+        """Root from the worker's trusted root through each newer `<n>.root.json` (each signed by the
+        previous root's threshold and its own), then the timestamp; the other roles on first use."""
+        try:
+            root = Metadata.from_bytes(trusted_root)
+            if not isinstance(root.signed, Root):
+                raise ValueError("not a root")
+        except (RepositoryError, ValueError, KeyError, TypeError) as error:
+            raise ApplicationError(f"the worker's trusted root for {self.store.repository.describe()}: "
+                                   f"{type(error).__name__}", type="Untrusted", non_retryable=True) from None
+        for _ in range(ROOT_ROTATIONS):
+            name = f"{root.signed.version + 1}.root.json"
+            found = self.store.get("metadata", name)
+            if found is None:
+                break
+            newer = self._verified(Root.type, name, found[0], root.signed)
+            self._verified(Root.type, name, found[0], newer.signed)
+            if newer.signed.version != root.signed.version + 1:
+                raise self._untrusted(name, f"version {newer.signed.version}")
+            root = newer
+        else:
+            raise self._untrusted("root", f"more than {ROOT_ROTATIONS} rotations")
+        self.metadata[Root.type] = root
         timestamp = self.store.get("metadata", "timestamp.json")
-        if root is None or timestamp is None:
+        if timestamp is None:
             raise ApplicationError(f"{self.store.repository.describe()} has no TUF repository: "
                                    "`rollout release init` first", type="InvalidTarget", non_retryable=True)
-        self.metadata[Root.type] = Metadata.from_bytes(root[0])
-        self.metadata[Timestamp.type] = Metadata.from_bytes(timestamp[0])
+        self.metadata[Timestamp.type] = self._verified(Timestamp.type, "timestamp.json", timestamp[0], root.signed)
         self.timestamp_etag = timestamp[1]
         return self
 
     def _read(self, role: str) -> Metadata:
         if role == Snapshot.type:
-            version = self.metadata[Timestamp.type].signed.snapshot_meta.version
+            meta = self.metadata[Timestamp.type].signed.snapshot_meta
         else:
             meta = self.snapshot().meta.get(f"{role}.json")
             if meta is None:
                 raise ApplicationError(f"{self.store.repository.describe()} has no role {role!r}", type="InvalidTarget",
                                        non_retryable=True)
-            version = meta.version
-        found = self.store.get("metadata", f"{version}.{role}.json")
+        name = f"{meta.version}.{role}.json"
+        found = self.store.get("metadata", name)
         if found is None:
-            raise ApplicationError(f"{self.store.repository.describe()}: {version}.{role}.json is missing",
+            raise ApplicationError(f"{self.store.repository.describe()}: {name} is missing",
                                    type="InvalidTarget", non_retryable=True)
-        return Metadata.from_bytes(found[0])
+        delegator = self.root() if role in TOP_ROLES else self.targets()
+        if role not in TOP_ROLES and (delegator.delegations is None or role not in (delegator.delegations.roles or {})):
+            raise self._untrusted(name, "targets delegates no such role")
+        return self._verified(role, name, found[0], delegator, meta)
 
     def open(self, role: str) -> Metadata:
         if role not in self.metadata:
@@ -75,6 +137,13 @@ class S3Repository(Repository):
         self.fresh.add(role)
 
     # ---- writing --------------------------------------------------------------------------------------
+
+    def beat(self) -> None:
+        """Long work inside a publish (hashing an artifact): the lease renewed, the activity heartbeating."""
+        if self.lease is not None:
+            self.lease.renew()
+        if activity.in_activity():
+            activity.heartbeat("hashing")
 
     def _lifetime(self, role: str) -> timedelta:
         e = self.expiry
@@ -89,6 +158,8 @@ class S3Repository(Repository):
             self.fresh.discard(role)
         else:
             md.signed.version += 1
+            while role != Timestamp.type and self.store.exists("metadata", f"{md.signed.version}.{role}.json"):
+                md.signed.version += 1  # a stopped publish left this version: skipped, never overwritten
         md.signed.expires = (self.now + self._lifetime(role)).replace(microsecond=0)
         delegator = self._delegator(role) if role != Root.type else md.signed
         delegated = delegator.get_delegated_role(role)
@@ -98,26 +169,33 @@ class S3Repository(Repository):
             md.sign(signer, append=True)
         self.metadata[role] = md
         self.staged[role] = md
+        self.raw[role] = md.to_bytes(JSONSerializer(compact=False))
+
+    def _meta(self, role: str) -> MetaFile:
+        data = self.raw[role]
+        return MetaFile(version=self.metadata[role].signed.version, length=len(data),
+                        hashes={"sha256": hashlib.sha256(data).hexdigest()})
 
     @property
     def targets_infos(self) -> dict[str, MetaFile]:
-        return {f"{role}.json": MetaFile(version=md.signed.version) for role, md in self.metadata.items()
-                if isinstance(md.signed, Targets)}
+        return {f"{role}.json": self._meta(role) for role, md in self.metadata.items() if isinstance(md.signed, Targets)}
 
     @property
     def snapshot_info(self) -> MetaFile:
-        return MetaFile(version=self.snapshot().version)
+        return self._meta(Snapshot.type)
 
     def commit(self) -> dict[str, int]:
         """Write what is staged in publish order (timestamp last, replacing only the one read).
         Returns role -> version written."""
         written = {}
         for role, md in sorted(self.staged.items(), key=lambda item: _rank(item[0])):
-            data = md.to_bytes(JSONSerializer(compact=False))
+            data = self.raw[role]
+            if self.lease is not None and (role == Timestamp.type or not written):
+                self.lease.renew(check=True)  # still ours before the first write and before the commit point
             if role == Timestamp.type:
                 self.store.put(data, "metadata", "timestamp.json", if_match=self.timestamp_etag)
             else:
-                self.store.put(data, "metadata", f"{md.signed.version}.{role}.json")
+                self.store.create(data, "metadata", f"{md.signed.version}.{role}.json")
                 if role == Root.type:
                     self.store.put(data, "metadata", "root.json")
             written[role] = md.signed.version

@@ -8,8 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from temporalio.exceptions import ApplicationError
-
+from activities.artifacts import artifact_file
 from activities.targets.files import file_digest
 from activities.targets.updater.store import Store
 from models.updater import Artifact, UploadInput
@@ -19,10 +18,7 @@ MULTIPART_FROM = 2 * PART_SIZE
 
 
 def upload(store: Store, request: UploadInput, beat: Callable[[str], None]) -> Artifact:
-    path = Path(request.path)
-    if not path.is_file():
-        raise ApplicationError(f"artifact {request.path}: no such file on the publisher", type="Invalid",
-                               non_retryable=True)
+    path = artifact_file(request.path)
     sha256, length = file_digest(path, beat)
     artifact = Artifact(name=path.name, version=request.version, platform=request.platform, sha256=sha256, length=length)
     head = store.exists("blobs", sha256)

@@ -1,0 +1,91 @@
+"""The artifact files a Release names (`spec.artifact.file`), read only where the worker's configuration
+allows: a Release author chooses a file *inside* the artifact roots, never any path on the worker (its
+signing keys, `/proc/self/environ`, a device that never ends).
+
+`$DURABLE_ROLLOUTS_ARTIFACT_ROOTS`: directories, separated by `:` (CI drops builds there, or a volume
+holds them). Unset: the worker reads no artifact file (channels that publish what another channel runs,
+promotions, need none). A path is resolved (symlinks followed) before it is checked, so a link inside a
+root that points out of it is refused; it must be a regular file. Every file the worker's configuration
+names (`$DURABLE_ROLLOUTS_*` that name a file but the allowlists, the TUF signers file and each key it lists, the AWS and
+Google credential files) is a secret: an artifact in the directory holding one is refused; and a worker
+whose artifact root holds its TUF signing keys does not start (`check_roots`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+
+ROOTS_VARIABLE = "DURABLE_ROLLOUTS_ARTIFACT_ROOTS"
+NOT_SECRET = {ROOTS_VARIABLE, "DURABLE_ROLLOUTS_FLAG_STORES", "DURABLE_ROLLOUTS_KILL_PLAN"}  # allowlists, the test harness
+CREDENTIAL_VARIABLES = ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def _refuse(message: str) -> ApplicationError:
+    return ApplicationError(message, type="Invalid", non_retryable=True)
+
+
+def roots() -> list[Path]:
+    return [Path(os.path.realpath(p)) for p in os.environ.get(ROOTS_VARIABLE, "").split(os.pathsep) if p.strip()]
+
+
+def secret_paths() -> list[Path]:
+    """The files the worker's configuration names, and the key files its TUF signers file lists."""
+    named = [value for name, value in os.environ.items()
+             if (name.startswith("DURABLE_ROLLOUTS_") and name not in NOT_SECRET) or name in CREDENTIAL_VARIABLES]
+    return sorted({Path(os.path.realpath(v)) for v in named if v and os.path.isfile(v)} | set(signing_keys()))
+
+
+def signing_keys() -> list[Path]:
+    """The TUF signers file, the trust file and every key file the signers file lists."""
+    found = {Path(os.path.realpath(os.environ[v])) for v in ("DURABLE_ROLLOUTS_TUF_SIGNERS", "DURABLE_ROLLOUTS_TUF_TRUST")
+             if os.path.isfile(os.environ.get(v, ""))}
+    signers = os.environ.get("DURABLE_ROLLOUTS_TUF_SIGNERS")
+    if signers and os.path.isfile(signers):
+        try:
+            uris = json.loads(Path(signers).read_text())
+        except (OSError, ValueError):
+            uris = {}
+        for uri in (uris.values() if isinstance(uris, dict) else []):
+            scheme, _, path = str(uri).partition(":")
+            if scheme in ("file", "file2") and path:
+                found.add(Path(os.path.realpath(path.split("?")[0])))
+    return sorted(found)
+
+
+def check_roots() -> str | None:
+    """What is wrong with the configured roots (a worker refuses to start), or None: a root that is not a
+    directory, or that holds the TUF signing keys (other credentials beside an artifact: `artifact_file`)."""
+    secrets = signing_keys()
+    for root in roots():
+        if not root.is_dir():
+            return f"${ROOTS_VARIABLE}: {root} is not a directory"
+        inside = [s for s in secrets if s.is_relative_to(root)]
+        if inside:
+            return f"${ROOTS_VARIABLE}: {root} holds the worker's signing keys ({inside[0]}): move them out"
+    return None
+
+
+def artifact_file(given: str) -> Path:
+    """The file `spec.artifact.file` names, once it is allowed: inside an artifact root, a regular file,
+    not next to the worker's keys. Each refusal is one non-retryable line naming the field."""
+    allowed = roots()
+    if not allowed:
+        raise _refuse(f"artifact.file {given}: this worker reads artifact files only under "
+                      f"${ROOTS_VARIABLE}, which is not set")
+    real = Path(os.path.realpath(given))
+    if not any(real.is_relative_to(root) for root in allowed):
+        raise _refuse(f"artifact.file {given}: outside the worker's artifact roots (${ROOTS_VARIABLE})")
+    if any(real.parent == secret.parent for secret in secret_paths()):  # the secret itself, or beside it
+        raise _refuse(f"artifact.file {given}: in a directory holding the worker's keys or credentials")
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        raise _refuse(f"artifact.file: {given}: no such file on the worker") from None
+    if not stat.S_ISREG(mode):
+        raise _refuse(f"artifact.file {given}: not a regular file")
+    return real
