@@ -24,7 +24,7 @@ from tuf.ngclient import Updater
 
 from rollout_agent.cohort import Decision, RolloutState, current_target, decide, previous_target
 from rollout_agent.fetch import Progress, ResumableFetcher
-from rollout_agent.install import Installation, Outcome
+from rollout_agent.install import Installation, Limits, Outcome
 from rollout_agent.report import Reporter
 
 
@@ -63,6 +63,9 @@ class AgentConfig:
     health: list[str] = field(default_factory=list)
     health_timeout: float = 60.0
     telemetry_url: str = ""
+    max_download_seconds: float = 3600.0  # a whole artifact download, resumed next time when cut
+    max_unpacked_bytes: int = 8 * 1024**3
+    max_members: int = 100_000
 
     @classmethod
     def load(cls, path: str) -> AgentConfig:
@@ -98,8 +101,8 @@ class Agent:
     def __init__(self, config: AgentConfig, progress: Progress | None = None) -> None:
         self.config = config
         self.state_dir = Path(config.state_dir)
-        self.installation = Installation(config.install_dir)
-        self.fetcher = ResumableFetcher(str(self.state_dir / "partial"), progress)
+        self.installation = Installation(config.install_dir, Limits(config.max_members, config.max_unpacked_bytes))
+        self.fetcher = ResumableFetcher(str(self.state_dir / "partial"), progress, max_seconds=config.max_download_seconds)
         self.reporter = Reporter(config, self.state_dir)
 
     @contextlib.contextmanager
@@ -157,7 +160,22 @@ class Agent:
         decision = decide(self.config.device_id, installed, state, prior.version if prior else "")
         return Check(installed, decision, state, prior.version if prior else ""), current, previous
 
+    def recover(self) -> Outcome | None:
+        """An install interrupted during its health check (pending.json): the previous version back, the
+        new one recorded as failed (not tried again) and reported."""
+        found = self.installation.recover()
+        if found is None:
+            return None
+        outcome, digest = found
+        failed = self._failed()
+        failed[outcome.version] = digest
+        (self.state_dir / "failed.json").write_text(json.dumps(failed))
+        installed = self.installation.installed_version()
+        self.reporter.outcome(Check(installed, Decision("install", outcome.version, "interrupted"), None), outcome)
+        return outcome
+
     def update(self) -> tuple[Check, Outcome | None]:
+        self.recover()
         updater = self._updater()
         check, current, previous = self._check(updater)
         self._remember(check)
@@ -181,7 +199,7 @@ class Agent:
                 raise
         self.fetcher.discard(url)
         outcome = self.installation.install(Path(path), check.decision.version, name, self.config.health or None,
-                                            self.config.health_timeout)
+                                            self.config.health_timeout, target.hashes.get("sha256", ""))
         os.remove(path)
         if not outcome.ok:
             failed[outcome.version] = target.hashes.get("sha256", "")

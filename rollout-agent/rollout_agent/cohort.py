@@ -12,6 +12,7 @@ fleet simulator use this very module.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -48,11 +49,30 @@ class RolloutState:
 
     @classmethod
     def from_custom(cls, custom: dict[str, Any]) -> RolloutState:
-        raw = custom.get("rollout")
+        """The state as signed, each field of its own type: a string where a number belongs (`"10000"`), a
+        string where a boolean belongs (`"false"` is truthy), an artifact name or version that is not a
+        plain file name — each is refused (ValueError naming the field), never guessed at."""
+        raw = custom.get("rollout") if isinstance(custom, dict) else None
         if not isinstance(raw, dict) or not isinstance(raw.get("version"), str):
             raise ValueError("the target's custom field has no rollout state")
         known = {_camel(k): k for k in cls.__dataclass_fields__}
-        return cls(**{known[k]: v for k, v in raw.items() if k in known})
+        values = {known[k]: v for k, v in raw.items() if k in known}
+        for name, value in values.items():
+            expected = _TYPES[name]
+            if type(value) is not expected:  # bool is an int subclass: exact types only
+                raise ValueError(f"rollout.{_camel(name)}: must be {_KIND[expected]}, not {type(value).__name__} {value!r:.40}")
+        if not 0 <= values.get("basis_points", 0) <= BASIS:
+            raise ValueError(f"rollout.basisPoints: {values['basis_points']} is not in [0, {BASIS}]")
+        for name in ("version", "artifact"):
+            if values.get(name) and not SAFE_NAME.fullmatch(values[name]):
+                raise ValueError(f"rollout.{name}: {values[name]!r:.60} is not a plain file name")
+        return cls(**values)
+
+
+_TYPES = {"version": str, "release": str, "basis_points": int, "salt": str, "halted": bool, "critical": bool,
+          "minimum_version": str, "downgrade": bool, "artifact": str}
+_KIND = {str: "a string", int: "an integer", bool: "true or false"}
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}")  # joined into paths on the device: no /, no ..
 
 
 def _camel(name: str) -> str:

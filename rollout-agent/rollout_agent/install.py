@@ -3,9 +3,16 @@
 The install directory holds `versions/<version>/` (an artifact unpacked: a `.tar.gz` is extracted with
 the `data` filter, any other file is placed as it is), `current` (a symlink to the running version,
 replaced with one `rename`, so a crash leaves either the old or the new one in place) and `backup/`
-(a copy of the running version and its tree digest, taken before anything changes). After a failed
-install or health check `current` points at the previous version again, whose tree is checked against
-the backup's digest and restored from the copy when it differs: byte for byte what ran before.
+(a copy of the running version and its tree digest, taken before anything changes; a new backup is
+complete before it replaces the old one). After a failed install or health check `current` points at the
+previous version again, whose tree is checked against the backup's digest and restored from the copy
+when it differs: byte for byte what ran before.
+
+Crash safety: the unpacked files and their directories are fsynced before `current` moves, and
+`pending.json` (fsynced) records the install from just before the swap until its health check passed:
+an agent that finds it on its next start (the device lost power during the check) restores the previous
+version and records the new one as failed (`recover`). An archive is refused, not rewritten, when a
+member's path is absolute or climbs out (`..`), and when it holds more members or bytes than the limits.
 """
 
 from __future__ import annotations
@@ -26,6 +33,45 @@ class InstallFailed(Exception):
 
 class HealthFailed(Exception):
     """The new version is in place but its health command failed (the previous one runs again)."""
+
+
+@dataclass
+class Limits:
+    """What an archive may unpack to (a signed artifact is trusted for its bytes, not for its shape)."""
+
+    members: int = 100_000
+    unpacked_bytes: int = 8 * 1024**3
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            if not os.path.islink(os.path.join(directory, name)):
+                _fsync(Path(directory) / name)
+        _fsync(Path(directory))
+
+
+def _check_members(archive: tarfile.TarFile, limits: Limits) -> None:
+    total = 0
+    for count, member in enumerate(archive, 1):
+        total += member.size if member.isfile() else 0
+        name = member.name.replace("\\", "/")
+        if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+            raise InstallFailed(f"member {member.name!r}: an absolute path")
+        if ".." in name.split("/"):
+            raise InstallFailed(f"member {member.name!r}: climbs out of the install directory")
+        if count > limits.members:
+            raise InstallFailed(f"more than {limits.members} members")
+        if total > limits.unpacked_bytes:
+            raise InstallFailed(f"unpacks to more than {limits.unpacked_bytes} bytes")
 
 
 def tree_digest(root: Path) -> str:
@@ -49,9 +95,10 @@ class Outcome:
 
 
 class Installation:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path, limits: Limits | None = None) -> None:
+        self.root, self.limits = Path(root), limits or Limits()
         self.versions, self.current, self.backup = self.root / "versions", self.root / "current", self.root / "backup"
+        self.pending = self.root / "pending.json"
 
     def installed_version(self) -> str:
         if not self.current.is_symlink():
@@ -64,11 +111,14 @@ class Installation:
             link.unlink()
         link.symlink_to(Path("versions") / version)
         os.replace(link, self.current)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(self.root)
+
+    def _complete_backup(self) -> Path:
+        """backup/, or backup.old/ when a crash came between the two renames that replace it."""
+        old = self.root / "backup.old"
+        if not self.backup.exists() and old.exists():
+            os.replace(old, self.backup)
+        return self.backup
 
     def back_up(self) -> str:
         """Copy the running version to backup/ with its digest (before anything changes)."""
@@ -77,13 +127,20 @@ class Installation:
             return ""
         source = self.versions / running
         digest = tree_digest(source)
-        manifest = self.backup / "manifest.json"
+        manifest = self._complete_backup() / "manifest.json"
         if manifest.exists() and json.loads(manifest.read_text()) == {"version": running, "digest": digest}:
             return running  # already backed up (an earlier, interrupted attempt)
+        new, old = self.root / "backup.new", self.root / "backup.old"
+        shutil.rmtree(new, ignore_errors=True)
+        shutil.copytree(source, new / running, symlinks=True)
+        (new / "manifest.json").write_text(json.dumps({"version": running, "digest": digest}))
+        _fsync_tree(new)
+        shutil.rmtree(old, ignore_errors=True)
         if self.backup.exists():
-            shutil.rmtree(self.backup)
-        shutil.copytree(source, self.backup / running, symlinks=True)
-        manifest.write_text(json.dumps({"version": running, "digest": digest}))
+            os.replace(self.backup, old)  # the old backup stays until the new one is in place
+        os.replace(new, self.backup)
+        _fsync(self.root)
+        shutil.rmtree(old, ignore_errors=True)
         return running
 
     def _stage(self, artifact: Path, version: str, name: str) -> Path:
@@ -94,9 +151,14 @@ class Installation:
         try:
             if name.endswith((".tar.gz", ".tgz", ".tar")):
                 with tarfile.open(artifact) as archive:
+                    _check_members(archive, self.limits)
                     archive.extractall(staging, filter="data")
             else:
                 shutil.copy2(artifact, staging / name)
+            _fsync_tree(staging)
+        except InstallFailed as refused:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise InstallFailed(f"unpacking {name}: {refused}") from None
         except (tarfile.TarError, OSError, EOFError) as error:
             shutil.rmtree(staging, ignore_errors=True)
             raise InstallFailed(f"unpacking {name}: {error}") from error
@@ -109,7 +171,7 @@ class Installation:
     def restore(self, previous: str, failed: str) -> str:
         """`current` back on `previous`, its tree as the backup recorded it; the failed version removed."""
         if previous:
-            manifest = json.loads((self.backup / "manifest.json").read_text())
+            manifest = json.loads((self._complete_backup() / "manifest.json").read_text())
             kept = self.versions / previous
             if not kept.exists() or tree_digest(kept) != manifest["digest"]:
                 shutil.rmtree(kept, ignore_errors=True)
@@ -122,18 +184,51 @@ class Installation:
         return previous
 
     def install(self, artifact: Path, version: str, name: str, health: list[str] | None,
-                health_timeout: float) -> Outcome:
+                health_timeout: float, digest: str = "") -> Outcome:
         previous = self.back_up()
         try:
             self._stage(artifact, version, name)
         except InstallFailed as failed:
             return Outcome(version, False, "install-failed", str(failed))
+        self._write_pending({"version": version, "previous": previous, "sha256": digest})
         self._swap(version)
         problem = self._health(health, health_timeout, version) if health else ""
         if problem:
             self.restore(previous, version)
+            self._clear_pending()
             return Outcome(version, False, "health-failed", problem)
+        self._clear_pending()
         return Outcome(version, True, "installed", f"{previous or 'nothing'} -> {version}")
+
+    def _write_pending(self, record: dict) -> None:
+        staged = self.root / "pending.json.new"
+        with open(staged, "w") as file:
+            json.dump(record, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staged, self.pending)
+        _fsync(self.root)
+
+    def _clear_pending(self) -> None:
+        if self.pending.exists():
+            self.pending.unlink()
+            _fsync(self.root)
+
+    def recover(self) -> tuple[Outcome, str] | None:
+        """An install whose health check never finished (the agent or the device died during it): the
+        previous version restored, the outcome a failed health check, and the new version's sha256."""
+        if not self.pending.exists():
+            return None
+        try:
+            record = json.loads(self.pending.read_text())
+            version, previous = str(record["version"]), str(record["previous"])
+        except (ValueError, KeyError, TypeError):
+            self._clear_pending()  # written before the swap: unreadable means the swap never happened
+            return None
+        self.restore(previous, version)  # also when the check had passed but was not yet recorded: cautious
+        self._clear_pending()
+        return (Outcome(version, False, "health-failed", f"interrupted during its health check: "
+                                                         f"{previous or 'nothing'} restored"), str(record.get("sha256", "")))
 
     def _health(self, command: list[str], timeout: float, version: str) -> str:
         env = {**os.environ, "ROLLOUT_AGENT_VERSION": version, "ROLLOUT_AGENT_CURRENT": str(self.current)}

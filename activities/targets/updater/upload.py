@@ -8,6 +8,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from rollout_agent.cohort import SAFE_NAME
+from temporalio.exceptions import ApplicationError
+
 from activities.artifacts import artifact_file
 from activities.targets.files import file_digest
 from activities.targets.updater.store import Store
@@ -19,6 +22,9 @@ MULTIPART_FROM = 2 * PART_SIZE
 
 def upload(store: Store, request: UploadInput, beat: Callable[[str], None]) -> Artifact:
     path = artifact_file(request.path)
+    if not SAFE_NAME.fullmatch(path.name):
+        raise ApplicationError(f"artifact.file {request.path}: devices accept only plain file names (letters, digits, "
+                               "and . _ + ~ - after the first; at most 128)", type="Invalid", non_retryable=True)
     sha256, length = file_digest(path, beat)
     artifact = Artifact(name=path.name, version=request.version, platform=request.platform, sha256=sha256, length=length)
     head = store.exists("blobs", sha256)
