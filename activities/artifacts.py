@@ -1,6 +1,6 @@
 """The artifact files a Release names (`spec.artifact.file`), read only where the worker's configuration
 allows: a Release author chooses a file *inside* the artifact roots, never any path on the worker (its
-signing keys, `/proc/self/environ`, a device that never ends).
+signing keys, `/proc/self/environ`, a device that never ends). A root over system files or a home directory is refused.
 
 `$DURABLE_ROLLOUTS_ARTIFACT_ROOTS`: directories, separated by `:` (CI drops builds there, or a volume
 holds them). Unset: the worker reads no artifact file (channels that publish what another channel runs,
@@ -17,6 +17,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from temporalio.exceptions import ApplicationError
 
@@ -57,13 +58,28 @@ def signing_keys() -> list[Path]:
     return sorted(found)
 
 
+SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/etc"), Path("/run"), Path("/var/run"))
+
+
+def _too_wide(root: Path) -> str | None:
+    """A root over the system's files or a home directory (where credentials live) is not an artifact root."""
+    home = Path(os.path.realpath(Path.home()))
+    for place in (*SYSTEM, *([home] if home != Path("/") else [])):
+        if place.is_relative_to(root) or root.is_relative_to(place):
+            return f"${ROOTS_VARIABLE}: {root} covers {place}: give the directory builds are dropped in"
+    return None
+
+
 def check_roots() -> str | None:
     """What is wrong with the configured roots (a worker refuses to start), or None: a root that is not a
-    directory, or that holds the TUF signing keys (other credentials beside an artifact: `artifact_file`)."""
+    directory, covers system files or a home directory, or holds the TUF signing keys (other credentials
+    beside an artifact: `artifact_file`)."""
     secrets = signing_keys()
     for root in roots():
         if not root.is_dir():
             return f"${ROOTS_VARIABLE}: {root} is not a directory"
+        if (wide := _too_wide(root)) is not None:
+            return wide
         inside = [s for s in secrets if s.is_relative_to(root)]
         if inside:
             return f"${ROOTS_VARIABLE}: {root} holds the worker's signing keys ({inside[0]}): move them out"
@@ -77,6 +93,9 @@ def artifact_file(given: str) -> Path:
     if not allowed:
         raise _refuse(f"artifact.file {given}: this worker reads artifact files only under "
                       f"${ROOTS_VARIABLE}, which is not set")
+    wide = next((w for w in map(_too_wide, allowed) if w is not None), None)
+    if wide is not None:
+        raise _refuse(f"artifact.file {given}: {wide}")
     real = Path(os.path.realpath(given))
     if not any(real.is_relative_to(root) for root in allowed):
         raise _refuse(f"artifact.file {given}: outside the worker's artifact roots (${ROOTS_VARIABLE})")
@@ -89,3 +108,19 @@ def artifact_file(given: str) -> Path:
     if not stat.S_ISREG(mode):
         raise _refuse(f"artifact.file {given}: not a regular file")
     return real
+
+
+def open_artifact(given: str) -> tuple[BinaryIO, str]:
+    """The artifact opened once, after its checks, and re-checked through the open descriptor (the path the
+    kernel reports for it, a regular file): a file or directory swapped for a link between the check and the
+    open is refused, and every later read comes from this descriptor. Returns (file, its name)."""
+    real = artifact_file(given)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise _refuse(f"artifact.file {given}: changed while it was opened") from None
+    file = os.fdopen(fd, "rb")
+    if os.readlink(f"/proc/self/fd/{fd}") != str(real) or not stat.S_ISREG(os.fstat(fd).st_mode):
+        file.close()
+        raise _refuse(f"artifact.file {given}: changed while it was opened")
+    return file, real.name

@@ -116,6 +116,8 @@ class PublishInput(Message):
     state: ReleaseState
     previous: Artifact | None = None
     expiry: Expiry = Field(default_factory=Expiry)
+    seen: dict[str, int] = Field(default_factory=dict, description=(
+        "role -> the highest metadata version this release has seen: older metadata read back is a replay"))
 
 
 class ChannelRelease(Message):
@@ -132,6 +134,7 @@ class ChannelInput(Message):
     repository: Repository
     channel: ChannelName
     platform: str
+    seen: dict[str, int] = Field(default_factory=dict, description="as PublishInput.seen")
 
 
 class RefreshInput(Message):

@@ -11,6 +11,7 @@ Decisions on a running release are the common ones: `rollout halt|resume|promote
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from models import names
 from models.release import Release, ReleaseInput
@@ -73,7 +74,7 @@ def init(repository: Repository, keys: Path, thresholds: list[str], public_read:
         raise UserError(str(error), ExitCode.NOT_FOUND) from None
     except ValueError as error:
         raise UserError(str(error), ExitCode.CONFLICT) from None
-    except (BotoCoreError, ClientError) as error:
+    except (BotoCoreError, ClientError, ApplicationError) as error:  # ApplicationError: another publish's lease
         raise UserError(f"S3 {repository.describe()}: {error}", ExitCode.UNAVAILABLE) from None
     root = root_out or keys / "root.json"
     root.write_bytes(made["root"])
@@ -82,6 +83,9 @@ def init(repository: Repository, keys: Path, thresholds: list[str], public_read:
     print(f"worker signers (channel, snapshot, timestamp keys): export DURABLE_ROLLOUTS_TUF_SIGNERS={made['signers']}")
     print(f"worker trust (the root it verifies the bucket from): export DURABLE_ROLLOUTS_TUF_TRUST={made['trust']}")
     print(f"offline keys (root, targets): {made['offline']} — move them off this machine; never give them to a worker")
+    if made["policy_error"]:
+        print(f"rollout: the bucket policy for devices was refused ({made['policy_error']}): the repository works; "
+              "let devices read the prefix another way (a CDN, or the policy by hand)", file=sys.stderr)
     return ExitCode.OK
 
 

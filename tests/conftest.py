@@ -248,8 +248,10 @@ def worker_allowlists(tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     (base / "config").mkdir(exist_ok=True)
     stores = base / "config" / "flag-stores.yaml"  # a directory of its own: artifacts are refused next to it
-    stores.write_text(f"files: [{json.dumps(str(base))}]\ns3Endpoints: [http://127.0.0.1]\nunleash: [http://127.0.0.1]\n")
-    allowed = {"DURABLE_ROLLOUTS_ARTIFACT_ROOTS": str(base), "DURABLE_ROLLOUTS_FLAG_STORES": str(stores)}
+    stores.write_text(f"files: [{json.dumps(str(base))}]\ns3Endpoints: [http://127.0.0.1]\nunleash: [http://127.0.0.1]\n"
+                      "s3Buckets: [flags, flags-*]\n")
+    allowed = {"DURABLE_ROLLOUTS_ARTIFACT_ROOTS": str(base), "DURABLE_ROLLOUTS_FLAG_STORES": str(stores),
+               "DURABLE_ROLLOUTS_STATE_DIR": str(base / "worker-state")}  # what workers have seen of repositories
     os.environ.update(allowed)
     yield
     for name in allowed:

@@ -223,7 +223,8 @@ def test_a_release_names_only_the_flag_stores_the_worker_allows(tmp_path, monkey
     (allowed / "flags.json").write_text(json.dumps(DOCUMENT))
     (allowed / "escape.json").symlink_to(tmp_path / "outside.json")
     config = tmp_path / "stores.yaml"
-    config.write_text(f"files: [{allowed}]\nunleash: ['https://unleash.example']\ns3Endpoints: ['https://minio.internal:9000']\n")
+    config.write_text(f"files: [{allowed}]\nunleash: ['https://unleash.example/api']\n"
+                      "s3Endpoints: ['https://minio.internal:9000']\ns3Buckets: [flags]\n")
     monkeypatch.setenv("DURABLE_ROLLOUTS_FLAG_STORES", str(config))
     monkeypatch.setenv("DURABLE_ROLLOUTS_UNLEASH_TOKEN", "admin-token")
     activities = FlagActivities(lambda flag_object: None, httpx_client())
@@ -237,6 +238,9 @@ def test_a_release_names_only_the_flag_stores_the_worker_allows(tmp_path, monkey
                          ({"file": str(allowed / ".." / "stores.yaml")}, "file"),
                          ({"unleash": {"url": "https://unleash.example.attacker.test/api"}}, "unleash.url"),
                          ({"unleash": {"url": "http://unleash.example/api"}}, "unleash.url"),
+                         ({"unleash": {"url": "https://unleash.example/apiv2"}}, "unleash.url"),
+                         ({"unleash": {"url": "https://unleash.example/"}}, "unleash.url"),
+                         ({"s3": {"bucket": "tuf-updates", "key": "metadata/timestamp.json"}}, "s3.bucket"),
                          ({"s3": {"bucket": "flags", "key": "f.json", "endpoint": "https://minio.internal:9001"}},
                           "s3.endpoint")):
         with pytest.raises(ApplicationError, match=f"channel.flag.{field} .* this worker's "

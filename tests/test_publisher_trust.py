@@ -242,6 +242,32 @@ def test_a_release_reads_artifacts_only_under_the_workers_artifact_roots(channel
     monkeypatch.delenv("DURABLE_ROLLOUTS_ARTIFACT_ROOTS")
     with pytest.raises(ApplicationError, match="DURABLE_ROLLOUTS_ARTIFACT_ROOTS, which is not set"):
         channel.activities.upload_artifact(channel.upload("9.9.9"))
+    monkeypatch.setenv("DURABLE_ROLLOUTS_ARTIFACT_ROOTS", "/")  # a root over everything is no artifact root
+    request = channel.upload("9.9.9").model_copy(update={"path": "/proc/self/environ"})
+    with pytest.raises(ApplicationError, match="covers /proc"):
+        channel.activities.upload_artifact(request)
+
+
+def test_an_artifact_swapped_for_a_link_after_its_check_is_not_read(channel, updater_setup, tmp_path, monkeypatch):
+    """Whoever writes the artifact root (CI) swaps the checked file for a link to the worker's key between
+    the check and the read: the one descriptor everything is read from refuses it; nothing is uploaded."""
+    import activities.artifacts as artifacts
+
+    key = updater_setup.signers.parent / "timestamp.pem"
+    request = channel.upload("9.9.9")
+    checked = artifacts.artifact_file
+
+    def swapped_after_the_check(given):
+        real = checked(given)
+        real.unlink()
+        real.symlink_to(key)
+        return real
+
+    monkeypatch.setattr(artifacts, "artifact_file", swapped_after_the_check)
+    before = {k for k in bucket_state(channel) if "/blobs/" in k}
+    with pytest.raises(ApplicationError, match="changed while it was opened"):
+        channel.activities.upload_artifact(request)
+    assert {k for k in bucket_state(channel) if "/blobs/" in k} == before
 
 
 def test_a_worker_whose_artifact_root_holds_its_keys_does_not_start(updater_setup, tmp_path):
@@ -256,3 +282,68 @@ def test_a_worker_whose_artifact_root_holds_its_keys_does_not_start(updater_setu
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"rollout: $DURABLE_ROLLOUTS_ARTIFACT_ROOTS: {tmp_path} holds the worker's signing keys")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_older_signed_metadata_put_back_is_not_edited_from(channel, tmp_path, monkeypatch):
+    """The attacker saves the timestamp while 1.0.0 is released, waits for a halt of 2.0.0 to be
+    published, then puts the old timestamp back: the next publish must not edit (and sign) from the older
+    state. The worker remembers the versions it saw; a worker with no memory (a new pod) is stopped by the
+    versions the release itself carries (`seen`)."""
+    from models.updater import ChannelInput
+
+    old_timestamp = channel.get("metadata/timestamp.json")
+    a = channel.activities.upload_artifact(channel.upload("2.0.0"))
+    channel.publish(a, basis_points=0)
+    seen = channel.read().versions
+    newest = channel.get("metadata/timestamp.json")
+    channel.put("metadata/timestamp.json", old_timestamp)
+    before = bucket_state(channel)
+    with pytest.raises(ApplicationError, match="older than version .* already seen: old metadata put back") as raised:
+        channel.publish(a, basis_points=500)
+    assert raised.value.non_retryable and bucket_state(channel) == before
+    monkeypatch.setenv("DURABLE_ROLLOUTS_STATE_DIR", str(tmp_path / "a-new-pod"))
+    with pytest.raises(ApplicationError, match="old metadata put back"):
+        channel.activities.read_channel(ChannelInput(repository=channel.setup.repository, channel="stable",
+                                                     platform=PLATFORM, seen=seen))
+    channel.put("metadata/timestamp.json", newest)
+    channel.publish(a, basis_points=500)
+    assert channel.read().state.basis_points == 500
+    assert channel.read().versions["timestamp"] > seen["timestamp"]
+
+
+def test_a_long_publish_keeps_its_lease_and_a_second_one_waits(channel, monkeypatch):
+    """Hashing a large artifact takes longer than the lease: the publish renews it as it hashes, so a second
+    publisher arriving after the lease's first term finds it held (and retries later) instead of taking
+    it over mid-publish."""
+    import threading
+    import time
+
+    from activities.targets.updater import store as store_module
+
+    monkeypatch.setattr(store_module, "LEASE_SECONDS", 1)
+    monkeypatch.setattr(store_module, "RENEW_AFTER", 0.1)
+    real_digest = Store.digest
+
+    def slow_digest(self, parts, beat):
+        for _ in range(12):  # 2.4 s of "hashing", beating as it goes
+            time.sleep(0.2)
+            beat()
+        return real_digest(self, parts, beat)
+
+    a = channel.activities.upload_artifact(channel.upload("2.0.0"))
+    monkeypatch.setattr(Store, "digest", slow_digest)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            channel.publish(a)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(1.6)  # past the lease's first term: only renewals keep it
+    with pytest.raises(RepositoryBusy, match="is being published by another activity"):
+        channel.activities.refresh_timestamp(RefreshInput(repository=channel.setup.repository, within_fraction=1))
+    thread.join(30)
+    assert errors == [] and channel.read().current.version == "2.0.0"

@@ -23,12 +23,19 @@ class UpdaterRelease:
         self.salt = str(workflow.uuid4())  # fixed for the release: halts and resumes reshuffle nobody
         self.artifact: Artifact | None = None
         self.previous: Artifact | None = None
+        self.seen: dict[str, int] = {}  # role -> the highest metadata version this release has been shown
+
+    def _saw(self, release: ChannelRelease) -> ChannelRelease:
+        self.seen = {role: max(self.seen.get(role, 0), release.versions.get(role, 0))
+                     for role in {*self.seen, *release.versions}}
+        return release
 
     async def _read(self, channel: str) -> ChannelRelease:
         u, platform = self.updater, self.spec.artifact.platform
-        return await workflow.execute_activity_method(
-            UpdaterActivities.read_channel, ChannelInput(repository=u.repository, channel=channel, platform=platform),
-            summary=f"read {u.repository.describe()}#{channel}", **options.CHANNEL)
+        return self._saw(await workflow.execute_activity_method(
+            UpdaterActivities.read_channel, ChannelInput(repository=u.repository, channel=channel, platform=platform,
+                                                         seen=self.seen),
+            summary=f"read {u.repository.describe()}#{channel}", **options.CHANNEL))
 
     async def prepare(self) -> None:
         a, u = self.spec.artifact, self.updater
@@ -56,11 +63,11 @@ class UpdaterRelease:
 
     async def _publish(self, artifact: Artifact, state: ReleaseState, what: str) -> float:
         u = self.updater
-        result = await workflow.execute_activity_method(
+        result = self._saw(await workflow.execute_activity_method(
             UpdaterActivities.publish_release,
             PublishInput(repository=u.repository, channel=u.channel, release=self.control.status.rollout_id,
-                         artifact=artifact, state=state, previous=self.previous, expiry=u.expiry),
-            summary=what, **options.CHANNEL)
+                         artifact=artifact, state=state, previous=self.previous, expiry=u.expiry, seen=self.seen),
+            summary=what, **options.CHANNEL))
         self.control.record("published", f"{what}: {', '.join(f'{r} v{v}' for r, v in sorted(result.versions.items()))}")
         if result.current is None or result.state is None or result.current.sha256 != artifact.sha256:
             return 0.0

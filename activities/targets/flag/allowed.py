@@ -4,16 +4,19 @@ local file the worker rewrites, nor where it sends the Unleash admin token or it
 `$DURABLE_ROLLOUTS_FLAG_STORES` names a YAML file:
 
     files: [/srv/flags]                      # directories a flags file may be in (links resolved first)
+    s3Buckets: [flags-prod, "flags-eu-*"]    # buckets a flags object may be in (shell-style patterns)
     s3Endpoints: [https://minio.internal]    # S3 endpoints besides the worker's default one
-    unleash: [https://unleash.example]       # the Unleash servers that may receive the admin token
+    unleash: [https://unleash.example/api]   # the Unleash servers (and paths) that may receive the admin token
 
-URLs are compared by origin (scheme, host, port); an entry without a port allows any port of its host.
-Unset (or a kind left out): files and Unleash are refused, S3 only at the default endpoint. ConfigMap
-stores go through the worker's own kubeconfig contexts and need no entry here.
+URLs are compared by origin (scheme, host, port; an entry without a port allows any port of its host)
+and path (the entry's path is a prefix at a `/` boundary). Unset (or a kind left out): files, S3 objects
+and Unleash are refused (S3 endpoints: only the default). ConfigMap stores go through the worker's own
+kubeconfig contexts and need no entry here.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,7 +48,9 @@ def _same_origin(url: str, entry: str) -> bool:
         ports = (a.port, b.port)
     except ValueError:
         return False
-    return (a.scheme, a.hostname) == (b.scheme, b.hostname) and (ports[1] is None or ports[0] == ports[1])
+    prefix = b.path.rstrip("/")
+    under = a.path == prefix or a.path.startswith(prefix + "/")
+    return (a.scheme, a.hostname) == (b.scheme, b.hostname) and (ports[1] is None or ports[0] == ports[1]) and under
 
 
 def check(channel: FlagChannel) -> None:
@@ -55,6 +60,8 @@ def check(channel: FlagChannel) -> None:
         real = Path(os.path.realpath(channel.file))
         if not any(real.is_relative_to(os.path.realpath(d)) for d in _listed(config, "files")):
             raise _refuse("file", channel.file, "in a directory")
+    if channel.s3 is not None and not any(fnmatch.fnmatchcase(channel.s3.bucket, b) for b in _listed(config, "s3Buckets")):
+        raise _refuse("s3.bucket", channel.s3.bucket, "a bucket")
     endpoint = channel.s3.endpoint if channel.s3 is not None else None
     if endpoint is not None and not any(_same_origin(endpoint, e) for e in _listed(config, "s3Endpoints")):
         raise _refuse("s3.endpoint", endpoint, "an S3 endpoint")

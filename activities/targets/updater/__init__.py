@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.targets.updater.channel import publish, read, refresh
 from activities.targets.updater.repository import S3Repository
+from activities.targets.updater.seen import Seen
 from activities.targets.updater.signers import Signers
 from activities.targets.updater.store import Lease, Store
 from activities.targets.updater.trust import Trust
@@ -63,10 +64,12 @@ class UpdaterActivities:
         endpoint = self.trust().of(repository).endpoint
         return Store(self.s3_for(repository.model_copy(update={"endpoint": endpoint})), repository)
 
-    def _repository(self, store: Store, expiry: Expiry, lease: Lease | None = None) -> S3Repository:
+    def _repository(self, store: Store, expiry: Expiry, lease: Lease | None = None,
+                    floor: dict[str, int] | None = None, signers: Signers | None = None) -> S3Repository:
         trust = self.trust()
         trust.check(expiry)
-        repository = S3Repository(store, self.signers(), expiry, datetime.now(UTC), lease)
+        repository = S3Repository(store, signers or self.signers(), expiry, datetime.now(UTC), lease,
+                                  Seen(store.repository), floor)
         return repository.load(trust.of(store.repository).root)
 
     @activity.defn(name="upload_artifact")
@@ -79,20 +82,23 @@ class UpdaterActivities:
         store = self._store(request.repository)
         _beat("taking the publish lease")
         with _s3_faults(), store.publish_lock(_owner()) as lease:
-            repository = self._repository(store, request.expiry, lease)
+            repository = self._repository(store, request.expiry, lease, request.seen)
             _beat(f"publishing {request.artifact.version} to {request.channel}")
             if publish(repository, request.channel, request.release, request.artifact, request.state,
                                request.previous):
                 repository.commit()
-            return read(repository, request.channel, request.artifact.platform)
+            released = read(repository, request.channel, request.artifact.platform)
+            repository.remember()
+            return released
 
     @activity.defn(name="read_channel")
     def read_channel(self, request: ChannelInput) -> ChannelRelease:
         with _s3_faults():
-            store = self._store(request.repository)
-            repository = S3Repository(store, Signers({}), Expiry(), datetime.now(UTC))
-            repository.load(self.trust().of(request.repository).root)
-            return read(repository, request.channel, request.platform)
+            repository = self._repository(self._store(request.repository), Expiry(), floor=request.seen,
+                                          signers=Signers({}))
+            released = read(repository, request.channel, request.platform)
+            repository.remember()
+            return released
 
     @activity.defn(name="refresh_timestamp")
     def refresh_timestamp(self, request: RefreshInput) -> RefreshResult:
@@ -101,6 +107,7 @@ class UpdaterActivities:
             repository = self._repository(store, request.expiry, lease)
             resigned, expiring = refresh(repository, request.expiry, request.within_fraction)
             repository.commit()
+            repository.remember()
             return RefreshResult(timestamp_version=repository.timestamp().version,
                                  snapshot_version=repository.snapshot().version, resigned=resigned,
                                  offline_expiring=expiring)
@@ -115,8 +122,10 @@ class _s3_faults:
     def __exit__(self, kind, error, trace) -> bool:  # type: ignore[no-untyped-def]
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise ApplicationError(f"S3: {code}: {error.response.get('Error', {}).get('Message', '')}",
+            if code in ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+                hint = (" (S3 answers 403 for a missing key to a caller without s3:ListBucket: the worker needs it on "
+                        "the repository's prefix)" if code in ("AccessDenied", "403") else "")
+                raise ApplicationError(f"S3: {code}: {error.response.get('Error', {}).get('Message', '')}{hint}",
                                        type="InvalidTarget", non_retryable=True) from None
         if isinstance(error, BotoCoreError):
             raise ApplicationError(f"S3: {error}", type="S3Unavailable") from None

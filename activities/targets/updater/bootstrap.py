@@ -86,6 +86,7 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
                           "(create it first)") from None
     if store.exists("metadata", "root.json") is not None:
         raise ValueError(f"{repository.describe()} already has a TUF repository (root.json)")
+    keys_dir = keys_dir.resolve()  # the signers and trust files name absolute paths, whatever the cwd later
     if (keys_dir / "worker").exists() or (keys_dir / "offline").exists():
         raise ValueError(f"{keys_dir} already holds a repository's keys: give a new --keys directory")
     thresholds = {c: 1 for c in CHANNELS} | (thresholds or {})
@@ -120,12 +121,17 @@ def initialize(s3: Any, repository: Repository, keys_dir: Path, thresholds: dict
     repo.close(Snapshot.type, repo.metadata[Snapshot.type])
     repo.timestamp().snapshot_meta = repo.snapshot_info
     repo.close(Timestamp.type, repo.metadata[Timestamp.type])
-    if public_read:
-        allow_device_reads(s3, repository)
     repo.commit()
+    policy_error = ""
+    if public_read:  # after the commit: a refused policy (Block Public Access) leaves a working repository
+        try:
+            allow_device_reads(s3, repository)
+        except ClientError as error:
+            policy_error = f"{error.response.get('Error', {}).get('Code', '')}: {error.response.get('Error', {}).get('Message', '')}"
     first_root = store.get("metadata", "1.root.json")[0]
     trusted_root = worker / "root.json"
     trusted_root.write_bytes(first_root)
     entry = {"root": str(trusted_root)} | ({"endpoint": endpoint} if endpoint else {})
     trust_file = _write(worker / "trust.json", json.dumps({"repositories": {repository.describe(): entry}}, indent=2))
-    return {"root": first_root, "signers": str(signers_file), "trust": str(trust_file), "offline": str(offline)}
+    return {"root": first_root, "signers": str(signers_file), "trust": str(trust_file), "offline": str(offline),
+            "policy_error": policy_error}

@@ -28,12 +28,14 @@ from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timest
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
+from activities.targets.updater.seen import Seen
 from activities.targets.updater.signers import Signers
 from activities.targets.updater.store import Store
 from models.updater import Expiry
 
 TOP_ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 ROOT_ROTATIONS = 1024  # more new roots than this in one read: refused (a bucket writer cannot sign them anyway)
+LEFTOVERS = 64  # versions a stopped publish may have left above the current one (more: a person cleans up)
 
 
 def _rank(role: str) -> int:
@@ -42,8 +44,11 @@ def _rank(role: str) -> int:
 
 
 class S3Repository(Repository):
-    def __init__(self, store: Store, signers: Signers, expiry: Expiry, now: datetime, lease: Any = None) -> None:
+    def __init__(self, store: Store, signers: Signers, expiry: Expiry, now: datetime, lease: Any = None,
+                 seen: Seen | None = None, floor: dict[str, int] | None = None) -> None:
         self.store, self.signers, self.expiry, self.now, self.lease = store, signers, expiry, now, lease
+        self.seen = seen  # what this worker saw of the repository before (activities/targets/updater/seen.py)
+        self.floor = dict(floor or {})  # role -> the lowest version still acceptable
         self.metadata: dict[str, Metadata] = {}
         self.raw: dict[str, bytes] = {}  # each role's bytes as read (verified) or as staged
         self.staged: dict[str, Metadata] = {}
@@ -74,19 +79,32 @@ class S3Repository(Repository):
             raise self._untrusted(name, f"{type(error).__name__}: {error}") from None
         if meta is not None and md.signed.version != meta.version:
             raise self._untrusted(name, f"version {md.signed.version} where {meta.version} is recorded")
+        if md.signed.version < self.floor.get(role, 0):
+            raise self._untrusted(name, f"version {md.signed.version} is older than version {self.floor[role]} already "
+                                        "seen: old metadata put back")
         self.raw[role] = data
         return md
 
     def load(self, trusted_root: bytes) -> S3Repository:
         """Root from the worker's trusted root through each newer `<n>.root.json` (each signed by the
-        previous root's threshold and its own), then the timestamp; the other roles on first use."""
+        previous root's threshold and its own), then the timestamp; the other roles on first use. The chain
+        starts at the newest root this worker verified before, when it has one; every role's version must
+        be at least the floor (what the worker and the calling workflow have seen)."""
+        newest = None
+        if self.seen is not None:
+            versions, newest = self.seen.read()
+            self.floor = {role: max(self.floor.get(role, 0), versions.get(role, 0)) for role in {*self.floor, *versions}}
         try:
             root = Metadata.from_bytes(trusted_root)
             if not isinstance(root.signed, Root):
                 raise ValueError("not a root")
+            if newest is not None and (remembered := Metadata.from_bytes(newest)).signed.version > root.signed.version:
+                root = remembered  # verified by this worker before: rotations are followed from there on
+                trusted_root = newest
         except (RepositoryError, ValueError, KeyError, TypeError) as error:
             raise ApplicationError(f"the worker's trusted root for {self.store.repository.describe()}: "
                                    f"{type(error).__name__}", type="Untrusted", non_retryable=True) from None
+        self.raw[Root.type] = trusted_root
         for _ in range(ROOT_ROTATIONS):
             name = f"{root.signed.version + 1}.root.json"
             found = self.store.get("metadata", name)
@@ -157,9 +175,13 @@ class S3Repository(Repository):
         if role in self.fresh:
             self.fresh.discard(role)
         else:
-            md.signed.version += 1
-            while role != Timestamp.type and self.store.exists("metadata", f"{md.signed.version}.{role}.json"):
+            md.signed.version = max(md.signed.version, self.floor.get(role, 0)) + 1  # above all ever seen
+            for _ in range(LEFTOVERS):
+                if role == Timestamp.type or not self.store.exists("metadata", f"{md.signed.version}.{role}.json"):
+                    break
                 md.signed.version += 1  # a stopped publish left this version: skipped, never overwritten
+            else:
+                raise self._untrusted(role, f"more than {LEFTOVERS} unreferenced versions above the current one")
         md.signed.expires = (self.now + self._lifetime(role)).replace(microsecond=0)
         delegator = self._delegator(role) if role != Root.type else md.signed
         delegated = delegator.get_delegated_role(role)
@@ -204,3 +226,9 @@ class S3Repository(Repository):
 
     def versions(self) -> dict[str, int]:
         return {role: md.signed.version for role, md in self.metadata.items()}
+
+    def remember(self) -> None:
+        """Record what was verified or written (the versions, the root) in the worker's own state."""
+        if self.seen is not None:
+            root = self.metadata.get(Root.type)
+            self.seen.record(self.versions(), self.raw.get(Root.type), root.signed.version if root else 0)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
+from typing import BinaryIO
 
 from rollout_agent.cohort import SAFE_NAME
 from temporalio.exceptions import ApplicationError
 
-from activities.artifacts import artifact_file
+from activities.artifacts import open_artifact
 from activities.targets.files import file_digest
 from activities.targets.updater.store import Store
 from models.updater import Artifact, UploadInput
@@ -21,24 +21,28 @@ MULTIPART_FROM = 2 * PART_SIZE
 
 
 def upload(store: Store, request: UploadInput, beat: Callable[[str], None]) -> Artifact:
-    path = artifact_file(request.path)
-    if not SAFE_NAME.fullmatch(path.name):
-        raise ApplicationError(f"artifact.file {request.path}: devices accept only plain file names (letters, digits, "
-                               "and . _ + ~ - after the first; at most 128)", type="Invalid", non_retryable=True)
-    sha256, length = file_digest(path, beat)
-    artifact = Artifact(name=path.name, version=request.version, platform=request.platform, sha256=sha256, length=length)
-    head = store.exists("blobs", sha256)
-    if head is not None and head.get("ContentLength") == length:
-        return artifact
-    if length < MULTIPART_FROM:
-        with open(path, "rb") as file:
+    file, name = open_artifact(request.path)  # one descriptor: hashed and sent from the file that was checked
+    with file:
+        if not SAFE_NAME.fullmatch(name):
+            raise ApplicationError(f"artifact.file {request.path}: devices accept only plain file names (letters, "
+                                   "digits, and . _ + ~ - after the first; at most 128)", type="Invalid",
+                                   non_retryable=True)
+        sha256, length = file_digest(file, beat)
+        artifact = Artifact(name=name, version=request.version, platform=request.platform, sha256=sha256,
+                            length=length)
+        head = store.exists("blobs", sha256)
+        if head is not None and head.get("ContentLength") == length and \
+                (store.digest(("blobs", sha256), lambda: beat("checking the blob")) or ("",))[0] == sha256:
+            return artifact  # there, with these very bytes (a blob planted under the name is replaced)
+        file.seek(0)
+        if length < MULTIPART_FROM:
             store.put(file.read(), "blobs", sha256, content_type="application/octet-stream")
+        else:
+            _multipart(store, file, store.key("blobs", sha256), length, beat)
         return artifact
-    _multipart(store, path, store.key("blobs", sha256), length, beat)
-    return artifact
 
 
-def _multipart(store: Store, path: Path, key: str, length: int, beat: Callable[[str], None]) -> None:
+def _multipart(store: Store, file: BinaryIO, key: str, length: int, beat: Callable[[str], None]) -> None:
     s3, bucket = store.s3, store.bucket
     open_uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
     upload_id = next((u["UploadId"] for u in open_uploads if u["Key"] == key), None)
@@ -49,14 +53,13 @@ def _multipart(store: Store, path: Path, key: str, length: int, beat: Callable[[
         for page in s3.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id):
             done.update({p["PartNumber"]: p["ETag"] for p in page.get("Parts", []) if p["Size"] > 0})
     parts = (length + PART_SIZE - 1) // PART_SIZE
-    with open(path, "rb") as file:
-        for number in range(1, parts + 1):
-            if number in done:
-                continue
-            file.seek((number - 1) * PART_SIZE)
-            answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                    Body=file.read(PART_SIZE))
-            done[number] = answer["ETag"]
-            beat(f"part {number}/{parts} of {os.path.basename(key)}")
+    for number in range(1, parts + 1):
+        if number in done:
+            continue
+        file.seek((number - 1) * PART_SIZE)
+        answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                Body=file.read(PART_SIZE))
+        done[number] = answer["ETag"]
+        beat(f"part {number}/{parts} of {os.path.basename(key)}")
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": done[n]} for n in sorted(done)]})
