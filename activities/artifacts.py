@@ -120,7 +120,13 @@ def open_artifact(given: str) -> tuple[BinaryIO, str]:
     except OSError:
         raise _refuse(f"artifact.file {given}: changed while it was opened") from None
     file = os.fdopen(fd, "rb")
-    if os.readlink(f"/proc/self/fd/{fd}") != str(real) or not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        opened = str(real)  # no /proc (not Linux): O_NOFOLLOW and the type check below still hold
+    if opened != str(real) or not stat.S_ISREG(os.fstat(fd).st_mode):
         file.close()
-        raise _refuse(f"artifact.file {given}: changed while it was opened")
+        # a file replaced while it was opened (CI writing the next build): retried, not a fault of the Release
+        raise ApplicationError(f"artifact.file {given}: changed while it was opened", type="ArtifactChanged",
+                               non_retryable=opened != f"{real} (deleted)")
     return file, real.name

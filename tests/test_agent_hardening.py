@@ -65,13 +65,20 @@ def test_a_crash_during_the_health_check_is_rolled_back_on_the_next_start(channe
     assert not (agent.installation.versions / "1.1.0").exists()
 
 
-def archive(path, members: list[tuple[str, bytes]]) -> None:
+def archive(path, members: list[tuple[str, bytes | str]]) -> None:
+    """A .tar.gz of (name, data) members; data given as a string is a symlink's target; a name starting
+    with `pax:` carries a pax header of that many bytes."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as out:
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
         for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            out.addfile(info, io.BytesIO(data))
+            info = tarfile.TarInfo(name.split(":")[-1])
+            if name.startswith("pax:"):
+                info.pax_headers = {"comment": "x" * int(name.split(":")[1])}
+            if isinstance(data, str):
+                info.type, info.linkname = tarfile.SYMTYPE, data
+            else:
+                info.size = len(data)
+            out.addfile(info, None if isinstance(data, str) else io.BytesIO(data))
     path.write_bytes(buffer.getvalue())
 
 
@@ -80,6 +87,8 @@ def archive(path, members: list[tuple[str, bytes]]) -> None:
     ([("bin/../../outside", b"x")], "climbs out"),
     ([(f"f{n}", b"") for n in range(30)], "more than 20 members"),
     ([("big.bin", b"\0" * 5000)], "unpacks to more than 4096 bytes"),
+    ([("pax:2000000:notes.txt", b"hello")], "an extended header of"),  # read whole into memory by tarfile
+    ([("bin/health", b"#!/bin/sh\n"), ("etc", "../../../etc")], "outside the archive"),
 ])
 def test_an_archive_of_a_hostile_shape_is_refused_not_rewritten(channel, updater_setup, tmp_path, members, words):
     agent = on_one_zero(channel, updater_setup, tmp_path, max_members=20, max_unpacked_bytes=4096)

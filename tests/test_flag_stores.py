@@ -239,6 +239,8 @@ def test_a_release_names_only_the_flag_stores_the_worker_allows(tmp_path, monkey
                          ({"unleash": {"url": "https://unleash.example.attacker.test/api"}}, "unleash.url"),
                          ({"unleash": {"url": "http://unleash.example/api"}}, "unleash.url"),
                          ({"unleash": {"url": "https://unleash.example/apiv2"}}, "unleash.url"),
+                         ({"unleash": {"url": "https://unleash.example/api/../admin"}}, "unleash.url"),
+                         ({"unleash": {"url": "https://unleash.example/api/%2E%2E/admin"}}, "unleash.url"),
                          ({"unleash": {"url": "https://unleash.example/"}}, "unleash.url"),
                          ({"s3": {"bucket": "tuf-updates", "key": "metadata/timestamp.json"}}, "s3.bucket"),
                          ({"s3": {"bucket": "flags", "key": "f.json", "endpoint": "https://minio.internal:9001"}},

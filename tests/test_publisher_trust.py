@@ -9,7 +9,9 @@ policy statement."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -105,6 +107,8 @@ def test_a_timestamp_or_snapshot_rewritten_in_the_bucket_is_refused(channel):
     ts.signed.snapshot_meta.version += 5
     channel.put("metadata/timestamp.json", ts.to_bytes())
     refused_without_writing(channel, "timestamp.json does not verify")
+    channel.put("metadata/timestamp.json", b" " * (600 * 1024))  # a giant object is refused unread
+    refused_without_writing(channel, "longer than 524288 bytes")
 
 
 def test_a_blob_replaced_in_the_bucket_is_not_published(channel, tmp_path):
@@ -114,6 +118,19 @@ def test_a_blob_replaced_in_the_bucket_is_not_published(channel, tmp_path):
         channel.publish(a)
     assert raised.value.non_retryable
     assert channel.read().current.version == "1.0.0"
+
+
+def test_an_object_planted_where_devices_fetch_the_artifact_is_replaced(channel, tmp_path):
+    """Same-length garbage at the content-addressed key devices download: the next phase hashes what is
+    there and copies the blob again, so devices are not refused for ever."""
+    a = channel.activities.upload_artifact(channel.upload("2.0.0"))
+    channel.publish(a, basis_points=0)
+    key = f"targets/stable/{PLATFORM}/{a.sha256}.current"
+    channel.put(key, bytes(a.length))
+    channel.publish(a, basis_points=10_000)
+    assert hashlib.sha256(channel.get(key)).hexdigest() == a.sha256
+    agent = device(channel.setup, tmp_path / "devices", "device-1")
+    assert agent.update()[1].ok and agent.installation.installed_version() == "2.0.0"
 
 
 def test_a_publish_that_stopped_before_its_commit_leaves_files_no_one_overwrites(channel, tmp_path, monkeypatch):
@@ -172,7 +189,7 @@ def test_a_publish_that_lost_its_lease_writes_nothing(channel, monkeypatch):
         {k: v for k, v in before.items() if "/metadata/" in k}
 
 
-def test_a_root_rotation_signed_offline_is_followed(channel, updater_setup, tmp_path):
+def test_a_root_rotation_signed_offline_is_followed(channel, updater_setup, tmp_path, monkeypatch):
     """Root v2 (signed by the offline root key, as a ceremony would) is verified through v1, the root the
     worker trusts: publishing goes on."""
     offline = updater_setup.signers.parent.parent / "offline" / "root.pem"
@@ -184,6 +201,19 @@ def test_a_root_rotation_signed_offline_is_followed(channel, updater_setup, tmp_
     channel.put("metadata/2.root.json", md.to_bytes())
     channel.release("2.0.0")
     assert channel.read().current.version == "2.0.0" and channel.versions()["root"] == 2
+    md.signed.version = 3
+    md.signatures.clear()
+    md.sign(signer)
+    channel.put("metadata/3.root.json", md.to_bytes())
+    seen = channel.read().versions
+    assert seen["root"] == 3
+    # a replica that has seen nothing walks 1 → 2 → 3 from its trust file: the intermediate root 2 is
+    # below what the release has seen, the chain's end is not
+    monkeypatch.setenv("DURABLE_ROLLOUTS_STATE_DIR", str(tmp_path / "another-replica"))
+    from models.updater import ChannelInput
+    again = channel.activities.read_channel(ChannelInput(repository=channel.setup.repository, channel="stable",
+                                                         platform=PLATFORM, seen=seen))
+    assert again.current.version == "2.0.0" and again.versions["root"] == 3
 
 
 def test_the_worker_not_the_release_names_the_repository_endpoint_and_expiry(channel, s3_server):
@@ -309,6 +339,7 @@ def test_older_signed_metadata_put_back_is_not_edited_from(channel, tmp_path, mo
     channel.publish(a, basis_points=500)
     assert channel.read().state.basis_points == 500
     assert channel.read().versions["timestamp"] > seen["timestamp"]
+    assert channel.read().versions["timestamp"] >= int(time.time()) - 120  # its signing time: rising everywhere
 
 
 def test_a_long_publish_keeps_its_lease_and_a_second_one_waits(channel, monkeypatch):

@@ -154,22 +154,21 @@ class Agent:
                          None), None, None
         try:
             state = RolloutState.from_custom(current.custom)
-            prior = RolloutState.from_custom(previous.custom) if previous is not None else None
         except (ValueError, TypeError) as error:
             raise Refused(f"refused: the signed rollout state is unreadable: {error}") from None
+        try:  # the previous release: only its version matters here, and a bad one just means none
+            prior = RolloutState.from_custom(previous.custom) if previous is not None else None
+        except (ValueError, TypeError):
+            prior = None
         decision = decide(self.config.device_id, installed, state, prior.version if prior else "")
         return Check(installed, decision, state, prior.version if prior else ""), current, previous
 
     def recover(self) -> Outcome | None:
         """An install interrupted during its health check (pending.json): the previous version back, the
         new one recorded as failed (not tried again) and reported."""
-        found = self.installation.recover()
-        if found is None:
+        outcome = self.installation.recover(self._record_failed)
+        if outcome is None:
             return None
-        outcome, digest = found
-        failed = self._failed()
-        failed[outcome.version] = digest
-        (self.state_dir / "failed.json").write_text(json.dumps(failed))
         installed = self.installation.installed_version()
         self.reporter.outcome(Check(installed, Decision("install", outcome.version, "interrupted"), None), outcome)
         return outcome
@@ -189,7 +188,7 @@ class Agent:
             check.decision = Decision("stay", check.installed, f"{check.decision.version} already failed on this "
                                                                "device: not tried again")
             return check, None
-        name = RolloutState.from_custom(target.custom).artifact or "artifact"
+        name = RolloutState.from_custom(target.custom).local_name
         url = self._target_url(updater, target)
         with self._verifying():
             try:
@@ -202,8 +201,7 @@ class Agent:
                                             self.config.health_timeout, target.hashes.get("sha256", ""))
         os.remove(path)
         if not outcome.ok:
-            failed[outcome.version] = target.hashes.get("sha256", "")
-            (self.state_dir / "failed.json").write_text(json.dumps(failed))
+            self._record_failed(outcome.version, target.hashes.get("sha256", ""))
         self.reporter.outcome(check, outcome)
         return check, outcome
 
@@ -214,7 +212,29 @@ class Agent:
 
     def _failed(self) -> dict[str, str]:
         path = self.state_dir / "failed.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            found = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            found = None
+        if not isinstance(found, dict):
+            raise AgentError(f"{path} is unreadable: remove it to try every release again")
+        return found
+
+    def _record_failed(self, version: str, digest: str) -> None:
+        """A version that failed here, recorded durably (written beside, fsynced, renamed)."""
+        failed = self._failed() | {version: digest}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        staged = self.state_dir / "failed.json.new"
+        with open(staged, "w") as file:
+            json.dump(failed, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staged, self.state_dir / "failed.json")
+        fd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _remember(self, check: Check) -> None:
         (self.state_dir / "last-check.json").write_text(json.dumps(check.as_dict()))

@@ -63,10 +63,19 @@ class RolloutState:
                 raise ValueError(f"rollout.{_camel(name)}: must be {_KIND[expected]}, not {type(value).__name__} {value!r:.40}")
         if not 0 <= values.get("basis_points", 0) <= BASIS:
             raise ValueError(f"rollout.basisPoints: {values['basis_points']} is not in [0, {BASIS}]")
-        for name in ("version", "artifact"):
-            if values.get(name) and not SAFE_NAME.fullmatch(values[name]):
-                raise ValueError(f"rollout.{name}: {values[name]!r:.60} is not a plain file name")
+        if values.get("version") and not SAFE_NAME.fullmatch(values["version"]):
+            raise ValueError(f"rollout.version: {values['version']!r:.60} is not a plain version")
+        artifact = values.get("artifact", "")
+        if artifact in (".", "..") or any(c in artifact for c in "/\\\0"):
+            raise ValueError(f"rollout.artifact: {artifact!r:.60} is not a plain file name")
         return cls(**values)
+
+    @property
+    def local_name(self) -> str:
+        """The artifact's name as the device stores it: characters beyond letters, digits and `._+~-`
+        (which earlier publishers let through) become `_`; the suffix (`.tar.gz`) is kept."""
+        name = re.sub(r"[^A-Za-z0-9._+~-]", "_", self.artifact).lstrip(".")[:128]
+        return name or "artifact"
 
 
 _TYPES = {"version": str, "release": str, "basis_points": int, "salt": str, "halted": bool, "critical": bool,

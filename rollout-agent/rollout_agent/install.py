@@ -17,12 +17,14 @@ member's path is absolute or climbs out (`..`), and when it holds more members o
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,31 @@ def _fsync_tree(root: Path) -> None:
         _fsync(Path(directory))
 
 
+EXTENDED_HEADER_LIMIT = 1024 * 1024  # a pax or GNU long-name header tarfile would read whole into memory
+
+
+def _check_headers(path: Path, limits: Limits) -> None:
+    """Walk the raw 512-byte headers before tarfile parses any: an extended header (pax `x`/`g`, GNU
+    `L`/`K`) bigger than EXTENDED_HEADER_LIMIT — which tarfile reads whole into memory — is refused, and
+    the walk stops after `limits.members` headers."""
+    with open(path, "rb") as head:
+        opener = gzip.open if head.read(2) == b"\x1f\x8b" else open
+    with opener(path, "rb") as raw:
+        for _ in range(2 * limits.members + 2):  # extended headers come in pairs with their member
+            block = raw.read(512)
+            if len(block) < 512 or block == bytes(512):
+                return
+            try:
+                size = tarfile.nti(block[124:136])
+            except tarfile.InvalidHeaderError:
+                raise InstallFailed("not a tar archive") from None
+            if block[156:157] in (b"x", b"g", b"L", b"K") and size > EXTENDED_HEADER_LIMIT:
+                raise InstallFailed(f"an extended header of {size} bytes")
+            if size < 0 or size > limits.unpacked_bytes:
+                raise InstallFailed(f"unpacks to more than {limits.unpacked_bytes} bytes")
+            raw.seek(raw.tell() + (size + 511) // 512 * 512)
+
+
 def _check_members(archive: tarfile.TarFile, limits: Limits) -> None:
     total = 0
     for count, member in enumerate(archive, 1):
@@ -68,6 +95,10 @@ def _check_members(archive: tarfile.TarFile, limits: Limits) -> None:
             raise InstallFailed(f"member {member.name!r}: an absolute path")
         if ".." in name.split("/"):
             raise InstallFailed(f"member {member.name!r}: climbs out of the install directory")
+        if member.issym() or member.islnk():
+            target = member.linkname.replace("\\", "/")
+            if target.startswith("/") or ".." in target.split("/"):
+                raise InstallFailed(f"member {member.name!r}: a link to {member.linkname!r} outside the archive")
         if count > limits.members:
             raise InstallFailed(f"more than {limits.members} members")
         if total > limits.unpacked_bytes:
@@ -150,6 +181,7 @@ class Installation:
         staging.mkdir(parents=True)
         try:
             if name.endswith((".tar.gz", ".tgz", ".tar")):
+                _check_headers(artifact, self.limits)
                 with tarfile.open(artifact) as archive:
                     _check_members(archive, self.limits)
                     archive.extractall(staging, filter="data")
@@ -166,6 +198,7 @@ class Installation:
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
+        _fsync(self.versions)
         return final
 
     def restore(self, previous: str, failed: str) -> str:
@@ -176,6 +209,8 @@ class Installation:
             if not kept.exists() or tree_digest(kept) != manifest["digest"]:
                 shutil.rmtree(kept, ignore_errors=True)
                 shutil.copytree(self.backup / previous, kept, symlinks=True)
+                _fsync_tree(kept)
+                _fsync(self.versions)
             self._swap(previous)
         elif self.current.is_symlink():
             self.current.unlink()
@@ -214,9 +249,11 @@ class Installation:
             self.pending.unlink()
             _fsync(self.root)
 
-    def recover(self) -> tuple[Outcome, str] | None:
+    def recover(self, record_failed: Callable[[str, str], None]) -> Outcome | None:
         """An install whose health check never finished (the agent or the device died during it): the
-        previous version restored, the outcome a failed health check, and the new version's sha256."""
+        previous version restored, `record_failed(version, sha256)` called — before the record of the
+        pending install goes, so a crash in between repeats the recovery instead of losing it — and the
+        outcome a failed health check."""
         if not self.pending.exists():
             return None
         try:
@@ -226,9 +263,10 @@ class Installation:
             self._clear_pending()  # written before the swap: unreadable means the swap never happened
             return None
         self.restore(previous, version)  # also when the check had passed but was not yet recorded: cautious
+        record_failed(version, str(record.get("sha256", "")))
         self._clear_pending()
-        return (Outcome(version, False, "health-failed", f"interrupted during its health check: "
-                                                         f"{previous or 'nothing'} restored"), str(record.get("sha256", "")))
+        return Outcome(version, False, "health-failed", f"interrupted during its health check: "
+                                                        f"{previous or 'nothing'} restored")
 
     def _health(self, command: list[str], timeout: float, version: str) -> str:
         env = {**os.environ, "ROLLOUT_AGENT_VERSION": version, "ROLLOUT_AGENT_CURRENT": str(self.current)}

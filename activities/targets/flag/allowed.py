@@ -44,6 +44,8 @@ def _listed(config: dict, name: str) -> list[str]:
 
 def _same_origin(url: str, entry: str) -> bool:
     a, b = urlsplit(url), urlsplit(entry)
+    if any(segment.lower() in (".", "..", "%2e", "%2e%2e", ".%2e", "%2e.") for segment in a.path.split("/")):
+        return False  # a dot segment would leave the allowed path once the client normalises it
     try:
         ports = (a.port, b.port)
     except ValueError:

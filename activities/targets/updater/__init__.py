@@ -68,9 +68,12 @@ class UpdaterActivities:
                     floor: dict[str, int] | None = None, signers: Signers | None = None) -> S3Repository:
         trust = self.trust()
         trust.check(expiry)
+        anchor = trust.of(store.repository).root
         repository = S3Repository(store, signers or self.signers(), expiry, datetime.now(UTC), lease,
-                                  Seen(store.repository), floor)
-        return repository.load(trust.of(store.repository).root)
+                                  Seen(store.repository, anchor), floor)
+        repository.load(anchor)
+        repository.remember()  # the state directory written before anything else is (and what was verified kept)
+        return repository
 
     @activity.defn(name="upload_artifact")
     def upload_artifact(self, request: UploadInput) -> Artifact:

@@ -30,11 +30,13 @@ from tuf.repository import Repository
 
 from activities.targets.updater.seen import Seen
 from activities.targets.updater.signers import Signers
-from activities.targets.updater.store import Store
+from activities.targets.updater.store import Store, TooLong
 from models.updater import Expiry
 
 TOP_ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 ROOT_ROTATIONS = 1024  # more new roots than this in one read: refused (a bucket writer cannot sign them anyway)
+ROOT_LIMIT = 512 * 1024  # root and timestamp: a few kB; a bigger object in the bucket is refused unread
+METADATA_LIMIT = 64 * 1024 * 1024  # a role whose length the snapshot does not pin (a repository made before)
 LEFTOVERS = 64  # versions a stopped publish may have left above the current one (more: a person cleans up)
 
 
@@ -79,11 +81,17 @@ class S3Repository(Repository):
             raise self._untrusted(name, f"{type(error).__name__}: {error}") from None
         if meta is not None and md.signed.version != meta.version:
             raise self._untrusted(name, f"version {md.signed.version} where {meta.version} is recorded")
-        if md.signed.version < self.floor.get(role, 0):
+        if role != Root.type and md.signed.version < self.floor.get(role, 0):  # root: the chain's end, in load
             raise self._untrusted(name, f"version {md.signed.version} is older than version {self.floor[role]} already "
                                         "seen: old metadata put back")
         self.raw[role] = data
         return md
+
+    def _get(self, name: str, limit: int) -> tuple[bytes, str] | None:
+        try:
+            return self.store.get("metadata", name, limit=limit)
+        except TooLong:
+            raise self._untrusted(name, f"length: longer than {limit} bytes, refused unread") from None
 
     def load(self, trusted_root: bytes) -> S3Repository:
         """Root from the worker's trusted root through each newer `<n>.root.json` (each signed by the
@@ -107,7 +115,7 @@ class S3Repository(Repository):
         self.raw[Root.type] = trusted_root
         for _ in range(ROOT_ROTATIONS):
             name = f"{root.signed.version + 1}.root.json"
-            found = self.store.get("metadata", name)
+            found = self._get(name, ROOT_LIMIT)
             if found is None:
                 break
             newer = self._verified(Root.type, name, found[0], root.signed)
@@ -117,8 +125,11 @@ class S3Repository(Repository):
             root = newer
         else:
             raise self._untrusted("root", f"more than {ROOT_ROTATIONS} rotations")
+        if root.signed.version < self.floor.get(Root.type, 0):
+            raise self._untrusted(f"{root.signed.version}.root.json", f"the newest root is older than version "
+                                  f"{self.floor[Root.type]} already seen: old metadata put back")
         self.metadata[Root.type] = root
-        timestamp = self.store.get("metadata", "timestamp.json")
+        timestamp = self._get("timestamp.json", ROOT_LIMIT)
         if timestamp is None:
             raise ApplicationError(f"{self.store.repository.describe()} has no TUF repository: "
                                    "`rollout release init` first", type="InvalidTarget", non_retryable=True)
@@ -135,7 +146,7 @@ class S3Repository(Repository):
                 raise ApplicationError(f"{self.store.repository.describe()} has no role {role!r}", type="InvalidTarget",
                                        non_retryable=True)
         name = f"{meta.version}.{role}.json"
-        found = self.store.get("metadata", name)
+        found = self._get(name, meta.length or METADATA_LIMIT)
         if found is None:
             raise ApplicationError(f"{self.store.repository.describe()}: {name} is missing",
                                    type="InvalidTarget", non_retryable=True)
@@ -176,6 +187,8 @@ class S3Repository(Repository):
             self.fresh.discard(role)
         else:
             md.signed.version = max(md.signed.version, self.floor.get(role, 0)) + 1  # above all ever seen
+            if role == Timestamp.type:  # its signing time when higher: rising across workers, whatever they saw
+                md.signed.version = max(md.signed.version, int(self.now.timestamp()))
             for _ in range(LEFTOVERS):
                 if role == Timestamp.type or not self.store.exists("metadata", f"{md.signed.version}.{role}.json"):
                     break

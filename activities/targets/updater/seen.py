@@ -34,8 +34,10 @@ def state_dir() -> Path:
 
 
 class Seen:
-    def __init__(self, repository: Repository, directory: Path | None = None) -> None:
-        name = hashlib.sha256(repository.describe().encode()).hexdigest()[:32]
+    def __init__(self, repository: Repository, anchor: bytes, directory: Path | None = None) -> None:
+        """`anchor`: the root the worker's trust file names — a repository initialised anew under the same
+        bucket and prefix has another, and starts with nothing seen."""
+        name = hashlib.sha256(repository.describe().encode() + b"\0" + hashlib.sha256(anchor).digest()).hexdigest()[:32]
         self.path = (directory or state_dir()) / "tuf" / f"{name}.json"
 
     def read(self) -> tuple[dict[str, int], bytes | None]:

@@ -11,8 +11,8 @@ one read (`If-Match`).
 Artifacts: a blob is content-addressed (`blobs/<sha256>`), but anyone who can write to the bucket could
 have written it, so its bytes are hashed before it is copied to the key devices fetch, the copy is made
 only of the object that was hashed (`CopySourceIfMatch`; moto ignores it, real S3 enforces it), and the
-copy is hashed again. Later phases find the copy there and only compare its length (no download per
-phase): whatever is there, devices check it against the signed hash.
+copy is hashed again. Later phases find the copy there and compare its ETag with the blob's (no
+download per phase); an object planted there is hashed and replaced.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+class TooLong(Exception):  # noqa: N818 - what it says: an object longer than the reader's bound
+    """An object longer than the bound it was read with (read no further)."""
+
+
 class RepositoryBusy(ApplicationError):
     def __init__(self, message: str) -> None:
         super().__init__(message, type="RepositoryBusy")  # retryable: the other publish ends soon
@@ -51,17 +55,22 @@ class Store:
     def key(self, *parts: str) -> str:
         return self.repository.key(*parts)
 
-    def get(self, *parts: str) -> tuple[bytes, str] | None:
-        """(content, etag), or None when there is no such object."""
+    def get(self, *parts: str, limit: int | None = None) -> tuple[bytes, str] | None:
+        """(content, etag), or None when there is no such object. `limit`: an object longer than this many
+        bytes is refused after reading only one byte past it (a bucket writer's giant file)."""
         try:
-            answer = self.s3.get_object(Bucket=self.bucket, Key=self.key(*parts))
+            answer = self.s3.get_object(Bucket=self.bucket, Key=self.key(*parts),
+                                        **({"Range": f"bytes=0-{limit}"} if limit else {}))
         except ClientError as error:
             if _code(error) in ("NoSuchKey", "404"):
                 return None
             if _code(error) == "NoSuchBucket":
                 raise ApplicationError(f"no bucket {self.bucket}", type="InvalidTarget", non_retryable=True) from None
             raise
-        return answer["Body"].read(), answer["ETag"]
+        body = answer["Body"].read()
+        if limit is not None and len(body) > limit:
+            raise TooLong(limit)
+        return body, answer["ETag"]
 
     def exists(self, *parts: str) -> dict | None:
         try:
@@ -111,9 +120,12 @@ class Store:
         """Copy a blob server-side to `parts` once its bytes are the ones named (sha256 and length);
         skipped when the target already holds them."""
         wrong = lambda found: found is not None and found[:2] != (sha256, length)  # noqa: E731
-        there = self.exists(*parts)
-        if there is not None and there.get("ContentLength") == length:
-            return  # copied (and hashed) by an earlier phase; a device checks the bytes against the signed hash
+        there, head = self.exists(*parts), self.exists(*source)
+        if there is not None and head is not None and there.get("ETag") == head.get("ETag") \
+                and there.get("ContentLength") == length:
+            return  # the copy an earlier phase made (and hashed): the same object as the blob
+        if there is not None and not wrong(self.digest(parts, beat)):
+            return  # a copy made otherwise (a multipart copy has its own ETag), with the right bytes
         blob = self.digest(source, beat)
         if blob is None:
             raise ApplicationError(f"s3://{self.bucket}/{self.key(*source)} is missing", type="InvalidTarget",
