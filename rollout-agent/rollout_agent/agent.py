@@ -24,7 +24,7 @@ from tuf.ngclient import Updater
 
 from rollout_agent.cohort import Decision, RolloutState, current_target, decide, previous_target
 from rollout_agent.fetch import Progress, ResumableFetcher
-from rollout_agent.install import Installation, Limits, Outcome
+from rollout_agent.install import Installation, Limits, Outcome, write_durably
 from rollout_agent.report import Reporter
 
 
@@ -224,17 +224,7 @@ class Agent:
         """A version that failed here, recorded durably (written beside, fsynced, renamed)."""
         failed = self._failed() | {version: digest}
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        staged = self.state_dir / "failed.json.new"
-        with open(staged, "w") as file:
-            json.dump(failed, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(staged, self.state_dir / "failed.json")
-        fd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_durably(self.state_dir / "failed.json", failed)
 
     def _remember(self, check: Check) -> None:
         (self.state_dir / "last-check.json").write_text(json.dumps(check.as_dict()))

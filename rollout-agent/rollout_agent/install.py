@@ -53,6 +53,17 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def write_durably(path: Path, record: dict) -> None:
+    """`record` as JSON at `path`: written beside, fsynced, renamed over, the directory fsynced."""
+    staged = path.with_name(path.name + ".new")
+    with open(staged, "w") as file:
+        json.dump(record, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(staged, path)
+    _fsync(path.parent)
+
+
 def _fsync_tree(root: Path) -> None:
     for directory, _, files in os.walk(root):
         for name in files:
@@ -225,7 +236,7 @@ class Installation:
             self._stage(artifact, version, name)
         except InstallFailed as failed:
             return Outcome(version, False, "install-failed", str(failed))
-        self._write_pending({"version": version, "previous": previous, "sha256": digest})
+        write_durably(self.pending, {"version": version, "previous": previous, "sha256": digest})
         self._swap(version)
         problem = self._health(health, health_timeout, version) if health else ""
         if problem:
@@ -234,15 +245,6 @@ class Installation:
             return Outcome(version, False, "health-failed", problem)
         self._clear_pending()
         return Outcome(version, True, "installed", f"{previous or 'nothing'} -> {version}")
-
-    def _write_pending(self, record: dict) -> None:
-        staged = self.root / "pending.json.new"
-        with open(staged, "w") as file:
-            json.dump(record, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(staged, self.pending)
-        _fsync(self.root)
 
     def _clear_pending(self) -> None:
         if self.pending.exists():

@@ -59,14 +59,15 @@ class UpdaterActivities:
                  trust: Callable[[], Trust] = Trust.from_env) -> None:
         self.s3_for, self.signers, self.trust = s3_for, signers, trust
 
-    def _store(self, repository: Repository) -> Store:
+    def _store(self, repository: Repository, trust: Trust | None = None) -> Store:
         """The repository's store, through the endpoint the worker's configuration names for it."""
-        endpoint = self.trust().of(repository).endpoint
+        endpoint = (trust or self.trust()).of(repository).endpoint
         return Store(self.s3_for(repository.model_copy(update={"endpoint": endpoint})), repository)
 
     def _repository(self, store: Store, expiry: Expiry, lease: Lease | None = None,
-                    floor: dict[str, int] | None = None, signers: Signers | None = None) -> S3Repository:
-        trust = self.trust()
+                    floor: dict[str, int] | None = None, signers: Signers | None = None,
+                    trust: Trust | None = None) -> S3Repository:
+        trust = trust or self.trust()
         trust.check(expiry)
         anchor = trust.of(store.repository).root
         repository = S3Repository(store, signers or self.signers(), expiry, datetime.now(UTC), lease,
@@ -82,10 +83,11 @@ class UpdaterActivities:
 
     @activity.defn(name="publish_release")
     def publish_release(self, request: PublishInput) -> ChannelRelease:
-        store = self._store(request.repository)
+        trust = self.trust()  # read once per activity: the trust file and the roots it names
+        store = self._store(request.repository, trust)
         _beat("taking the publish lease")
         with _s3_faults(), store.publish_lock(_owner()) as lease:
-            repository = self._repository(store, request.expiry, lease, request.seen)
+            repository = self._repository(store, request.expiry, lease, request.seen, trust=trust)
             _beat(f"publishing {request.artifact.version} to {request.channel}")
             if publish(repository, request.channel, request.release, request.artifact, request.state,
                                request.previous):
@@ -97,17 +99,19 @@ class UpdaterActivities:
     @activity.defn(name="read_channel")
     def read_channel(self, request: ChannelInput) -> ChannelRelease:
         with _s3_faults():
-            repository = self._repository(self._store(request.repository), Expiry(), floor=request.seen,
-                                          signers=Signers({}))
+            trust = self.trust()
+            repository = self._repository(self._store(request.repository, trust), Expiry(), floor=request.seen,
+                                          signers=Signers({}), trust=trust)
             released = read(repository, request.channel, request.platform)
             repository.remember()
             return released
 
     @activity.defn(name="refresh_timestamp")
     def refresh_timestamp(self, request: RefreshInput) -> RefreshResult:
-        store = self._store(request.repository)
+        trust = self.trust()
+        store = self._store(request.repository, trust)
         with _s3_faults(), store.publish_lock(_owner()) as lease:
-            repository = self._repository(store, request.expiry, lease)
+            repository = self._repository(store, request.expiry, lease, trust=trust)
             resigned, expiring = refresh(repository, request.expiry, request.within_fraction)
             repository.commit()
             repository.remember()
