@@ -87,6 +87,52 @@ async def skip_time(env, duration: timedelta, parts: int = 12) -> None:
         await env.sleep(duration / parts)
 
 
+async def _timers(client, workflow_id: str) -> dict[str, tuple[Any, Any, str]]:
+    """Per timer of the workflow's latest run: (due, when it ended or None, "fired"/"cancelled"/"")."""
+    from temporalio.api.enums.v1 import EventType
+
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    timers: dict[str, tuple[Any, Any, str]] = {}
+    for event in history.events:
+        at = event.event_time.ToDatetime()
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            started = event.timer_started_event_attributes
+            timers[started.timer_id] = (at + started.start_to_fire_timeout.ToTimedelta(), None, "")
+        elif event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+            timer = event.timer_fired_event_attributes.timer_id
+            timers[timer] = (timers[timer][0], at, "fired")
+        elif event.event_type == EventType.EVENT_TYPE_TIMER_CANCELED:
+            timer = event.timer_canceled_event_attributes.timer_id
+            timers[timer] = (timers[timer][0], at, "cancelled")
+    return timers
+
+
+async def cancel_margin(client, workflow_id: str) -> timedelta:
+    """The least time any timer the workflow's latest run cancelled still had to run when it was cancelled
+    (a day when none was). On the time-skipping server a workflow task that cancels a timer which fired
+    while the task was at the worker is refused and never sent again (temporalio/sdk-java#3088): the run is
+    stranded. Tests whose timers would line up (a pause a whole number of analysis intervals long) assert
+    a margin, so a change of durations fails at once instead of now and then under load."""
+    timers = await _timers(client, workflow_id)
+    return min((due - ended for due, ended, how in timers.values() if how == "cancelled"), default=timedelta(days=1))
+
+
+async def clear_of_timers(env, workflow_id: str, margin: timedelta = timedelta(seconds=2)) -> None:
+    """Before a decision that ends a wait with short timers beside it (a background analysis every few
+    seconds): until no open timer of the latest run is due within `margin`. Between skips the test server's
+    clock runs at real pace, so a timer due just after the decision could fire while the task cancelling it
+    is at the worker — the stranded run `cancel_margin` describes."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = (await env.get_current_time()).replace(tzinfo=None)
+        soonest = min((due - now for due, _, how in (await _timers(env.client, workflow_id)).values() if not how),
+                      default=margin)
+        if soonest >= margin:
+            return
+        await asyncio.sleep(max(soonest.total_seconds(), 0) + 0.1)
+    raise AssertionError(f"{workflow_id} kept a timer due within {margin} for 30 s")
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:
     """Await `check()` (sync or async) until it returns something truthy."""
     deadline = time.monotonic() + timeout

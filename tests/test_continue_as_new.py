@@ -16,7 +16,7 @@ from activities.notify import NotifyActivities
 from models.approvals import ApproveRequest
 from models.spec import parse_rollout
 from models.status import PromoteRequest, RolloutInput, RolloutStatus
-from tests.helpers import canary_document, eventually, skip_time
+from tests.helpers import canary_document, cancel_margin, clear_of_timers, eventually, skip_time
 from tests.test_analysis_workflow import Script
 from tests.test_approvals import slack  # noqa: F401 - the notification receiver fixture
 from tests.test_canary_workflow import FakeCluster
@@ -73,6 +73,7 @@ async def test_an_open_pause_with_background_analysis_runs_for_hours(time_skippi
         await skip_time(time_skipping_env, timedelta(hours=1))  # a measurement every 5 s
         paused = await status(handle)
         assert paused.runs >= 5 and paused.current_step == 1 and paused.phase.value == "Paused", paused
+        await clear_of_timers(time_skipping_env, handle.id)  # the promote cancels the next measurement's timer
         await handle.execute_update("promote", PromoteRequest(by="alice"))  # reaches the newest run
         final: RolloutStatus = await handle.result()
     finally:
@@ -89,9 +90,14 @@ async def test_an_open_pause_with_background_analysis_runs_for_hours(time_skippi
 
 async def test_a_timed_pause_keeps_its_end_across_runs(time_skipping_env, unique):
     script = Script(ok=["Successful"])
+    # A measurement a minute and a pause half a minute past a whole number of them: the pause's end cancels
+    # the next measurement's timer half an interval before it is due (see `cancel_margin`; with every 5 s
+    # and 30m the margin fell anywhere in 0-5 s from run to run).
+    every_minute = {"templates": [{**TEMPLATES["templates"][0], "metrics": [
+        {**TEMPLATES["templates"][0]["metrics"][0], "interval": "1m"}]}]}
     handle, _, worker = await start(time_skipping_env, unique,
-                                    [{"setWeight": 20}, {"pause": {"duration": "30m"}}, {"setWeight": 100}],
-                                    script, canary={"analysis": BACKGROUND}, analysis=TEMPLATES)
+                                    [{"setWeight": 20}, {"pause": {"duration": "3h30s"}}, {"setWeight": 100}],
+                                    script, canary={"analysis": BACKGROUND}, analysis=every_minute)
     try:
         final: RolloutStatus = await handle.result()
     finally:
@@ -99,7 +105,8 @@ async def test_a_timed_pause_keeps_its_end_across_runs(time_skipping_env, unique
     assert final.phase.value == "Healthy" and final.runs >= 3
     began = next(h.at for h in final.history if h.event == "step-started" and h.step == 1)
     after = next(h.at for h in final.history if h.event == "step-started" and h.step == 2)
-    assert timedelta(minutes=30) <= after - began < timedelta(minutes=30, seconds=10), after - began
+    assert timedelta(hours=3, seconds=30) <= after - began < timedelta(hours=3, seconds=40), after - began
+    assert await cancel_margin(time_skipping_env.client, handle.id) > timedelta(seconds=10)
 
 
 async def test_an_approval_keeps_its_votes_and_reminders_across_runs(time_skipping_env, unique, slack):  # noqa: F811
