@@ -1,9 +1,9 @@
 """An OIDC issuer's signing keys, for the approvals that require verified identity (models/identity.py).
 
 OIDC discovery (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be the issuer itself)
-names the JWKS, unless the policy gives `jwksUri`; only the public members of each key are kept. An
-issuer that answers 4xx or a document that is not a JWKS is a permanent fault; a network error or a
-5xx is retried."""
+names the JWKS (https, or http on loopback only), unless the policy gives `jwksUri`; only the public
+members of each key are kept. An issuer that answers 4xx or a document that is not a JWKS is a permanent
+fault; a network error or a 5xx is retried."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.sealing import private_keys, public_key
-from models.identity import KeysRequest, SigningKeys, VoteProof, VoteToVerify, verify_token
+from models.identity import KeysRequest, SigningKeys, VoteProof, VoteToVerify, https_or_loopback, verify_token
 
 PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "n", "e", "crv", "x", "y")
 TIMEOUT = httpx.Timeout(10.0)
@@ -50,9 +50,14 @@ class IdentityActivities:
                 raise ApplicationError(f"OIDC discovery of {request.issuer} names another issuer "
                                        f"({discovery.get('issuer')!r})", type="Invalid", non_retryable=True)
             jwks_uri = discovery.get("jwks_uri")
-            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            if not isinstance(jwks_uri, str):
                 raise ApplicationError(f"OIDC discovery of {request.issuer} has no jwks_uri", type="Invalid",
                                        non_retryable=True)
+            try:  # the keys every vote is checked with: over https, like the discovery itself
+                https_or_loopback(jwks_uri, "jwks_uri")
+            except ValueError as error:
+                raise ApplicationError(f"OIDC discovery of {request.issuer}: {error}", type="Invalid",
+                                       non_retryable=True) from None
         document = self._json(jwks_uri, "JWKS")
         keys = document.get("keys")
         if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):

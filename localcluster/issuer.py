@@ -54,12 +54,14 @@ class LocalIssuer:
 
     def mint(self, audience: str, email: str = "", sub: str = "", groups: list[str] | None = None,
              lifetime: float = 300, issued_ago: float = 0, issuer: str | None = None, at: float | None = None,
-             **claims) -> str:
+             email_checked: bool = True, **claims) -> str:
         """An ID token as the identity provider signs it (`issuer`: pretend to be another one; `at`: the
-        issuer's clock, when it is not this machine's — a time-skipping test server's)."""
+        issuer's clock, when it is not this machine's — a time-skipping test server's; `email_checked`
+        False: an issuer that does not say whether it verified the email — no `email_verified`)."""
         now = (time.time() if at is None else at) - issued_ago
         payload = {"iss": issuer or self.url, "aud": audience, "iat": int(now), "exp": int(now + lifetime),
-                   "sub": sub or email, **({"email": email, "email_verified": True} if email else {}),
+                   "sub": sub or email, **({"email": email} if email else {}),
+                   **({"email_verified": True} if email and email_checked else {}),
                    **({"groups": groups} if groups is not None else {}), **claims}
         kid, key = self._keys[-1]
         return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
+from models.documents import from_document
 from models.durations import Duration
 from models.identity import IdentityPolicy, IdentityRequirement
 from models.specbase import DnsLabel, Message, SpecModel
@@ -65,7 +66,10 @@ class ApprovalPolicy(SpecModel):
                                                                 "issuer; it counts under the name the token proves")
 
     @model_validator(mode="after")
-    def _check(self) -> ApprovalPolicy:
+    def _check(self, info: ValidationInfo) -> ApprovalPolicy:
+        if self.identity is not None and not self.approvers and from_document(info):
+            raise ValueError("@approvers: an approval that requires an ID token must name who may vote (any "
+                             "repository can get a token from an issuer like GitHub Actions)")
         for index, entry in enumerate(self.approvers):
             name = entry.removeprefix(GROUP)
             if not name.strip() or name != name.strip() or "," in name:
@@ -209,6 +213,8 @@ class DecisionRecord(Message):
     why: str = Field("", description="why it was refused")
     verified: bool = Field(False, description="`by` is the name an ID token proved")
     token_sha256: str = Field("", description="the SHA-256 of the ID token that proved it (the token is kept nowhere)")
+    token_key: str = Field("", description="the token's single-use key (models/identity.token_key)")
+    token_expires: datetime | None = Field(None, description="until when the token could be used again (kept till then)")
 
 
 class Vote(Message):

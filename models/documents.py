@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo
 
 from models.specbase import describe_errors
 
@@ -105,9 +105,19 @@ def parse_as(model: type[Model], document: Any, source: str, kind: str) -> Model
     if not isinstance(document, dict):
         raise SpecError(source, [f"(document): a {kind} is a YAML mapping, got {type(document).__name__}"])
     try:
-        return model.model_validate(document)
+        return model.model_validate(document, context=DOCUMENT)
     except ValidationError as error:
         raise SpecError(source, describe_errors(error)) from None
+
+
+DOCUMENT = {"document": True}  # validation context: a document read now, not an input read back from a history
+
+
+def from_document(info: ValidationInfo) -> bool:
+    """Whether a model is validated from a document (`parse_as`), where newer rules apply; a workflow's input
+    read back from its history keeps the rules it was started under (a rule added later must not make a
+    running rollout's history unreadable)."""
+    return bool(info.context and info.context.get("document"))
 
 
 def schema_of(model: type[BaseModel], name: str, title: str) -> dict[str, Any]:

@@ -14,8 +14,12 @@ The issuer's signing keys (public, a JWKS) are fetched by an activity when the a
 hour while it waits; the token is checked in the decision's validator, deterministically (PyJWT: the
 signature against those keys, `iss`, `aud`; expiry, not-before and age against the workflow's clock), so
 a refused token leaves no history event for updates. A token whose audience does not name the rollout
-must also be younger than `maxTokenAge`. Every token counts once per rollout: its SHA-256 is kept with the
-vote, the token itself nowhere in the status.
+must also be younger than `maxTokenAge`. Every token counts once per rollout, keyed on what its signature
+proves — issuer, subject, `iat` and `jti` — not on its text (a signature segment re-padded, or an ECDSA
+signature turned into its twin (r, n−s), verifies too and reads differently); that key and the token's
+SHA-256 are kept with the vote until the token expires, across continued runs, the token itself nowhere.
+The claims are held to their types (`exp`/`iat`/`nbf` numbers, `iat` not in the future, `aud` this
+audience alone, `email_verified` the boolean true when the name is the email).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _https_or_loopback(url: str, field: str) -> str:
+def https_or_loopback(url: str, field: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
@@ -62,12 +66,12 @@ class IdentityPolicy(SpecModel):
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
-        return _https_or_loopback(value, "issuer")
+        return https_or_loopback(value, "issuer")
 
     @field_validator("jwks_uri")
     @classmethod
     def _jwks(cls, value: str) -> str:
-        return _https_or_loopback(value, "jwksUri") if value else value
+        return https_or_loopback(value, "jwksUri") if value else value
 
     @property
     def bound(self) -> bool:
@@ -110,6 +114,7 @@ class VerifiedIdentity(Message):
     groups: list[str] = Field(default_factory=list)
     token_sha256: str
     expires_at: datetime
+    token_key: str = Field("", description="what makes the token single-use: SHA-256 of issuer, subject, iat, jti")
 
 
 USED = "this ID token has already been used on this rollout (a token counts once)"
@@ -124,7 +129,7 @@ class VoteToVerify(Message):
     rollout_id: str
     keys: SigningKeys | None = None
     now: datetime
-    used: list[str] = Field(default_factory=list)
+    used: list[str] = Field(default_factory=list, description="used tokens' SHA-256s and keys")
 
 
 class VoteProof(Message):
@@ -134,6 +139,17 @@ class VoteProof(Message):
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+def token_key(claims: dict) -> str:
+    """One token's identity whatever its text: the signed claims that name it (issuer, subject, issue time,
+    and `jti` where the issuer sets one)."""
+    named = [str(claims.get(c, "")) for c in ("iss", "sub", "iat", "jti")]
+    return hashlib.sha256(json.dumps(named).encode()).hexdigest()
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 SEALED = "sealed:v2:"  # activities/sealing.py: sealed:v2:<key id>:<sha256>:<header.payload>:<sealed token>
@@ -158,8 +174,10 @@ def sealed_parts(value: str) -> SealedToken | None:
 
 
 def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: SigningKeys | None, now: datetime,
-                 used: set[str]) -> VerifiedIdentity | str:
-    """The verified identity, or why the token does not prove one (one line, never the token)."""
+                 used: set[str], legacy: bool = False) -> VerifiedIdentity | str:
+    """The verified identity, or why the token does not prove one (one line, never the token). `legacy`:
+    the checks of runs recorded before the claims were held to their types (a signal's vote in a run that
+    verified inline, replayed: workflows/decisions.py)."""
     token = token.strip()
     if token.startswith((SEALED, SEALED_V1)):  # the workers' data converter opens what it holds the key to
         return "the ID token is sealed to a key this worker does not hold (or was altered after sealing)"
@@ -192,21 +210,30 @@ def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: Sign
         return f"the ID token's signature does not verify with {policy.issuer}'s key {kid}"
     except jwt.PyJWTError as error:
         return f"the ID token does not verify: {error}"
+    if not legacy and isinstance(claims["aud"], list) and claims["aud"] != [audience]:
+        return f"the ID token names other audiences besides {audience!r}: it is meant for more than this rollout"
+    times = {c: claims[c] for c in ("exp", "iat", "nbf") if c in claims}
+    if not legacy and not all(_number(v) for v in times.values()):
+        return "the ID token's exp, iat or nbf is not a number of seconds"
     try:
-        expires, issued = (datetime.fromtimestamp(float(claims[c]), now.tzinfo) for c in ("exp", "iat"))
-        not_before = datetime.fromtimestamp(float(claims.get("nbf", claims["iat"])), now.tzinfo)
-    except (TypeError, ValueError, OverflowError):
+        expires, issued, not_before = (datetime.fromtimestamp(float(times.get(c, times["iat"])), now.tzinfo)
+                                       for c in ("exp", "iat", "nbf"))
+    except (TypeError, ValueError, OverflowError, OSError):
         return "the ID token's exp, iat or nbf is not a time"
     if now > expires + LEEWAY:
         return f"the ID token expired at {expires:%Y-%m-%d %H:%M:%S} UTC"
     if now + LEEWAY < not_before:
         return f"the ID token is not valid before {not_before:%Y-%m-%d %H:%M:%S} UTC"
+    if not legacy and now + LEEWAY < issued:
+        return f"the ID token says it was issued at {issued:%Y-%m-%d %H:%M:%S} UTC, in the future"
     if not policy.bound and now - issued > policy.max_token_age + LEEWAY:
         return f"the ID token was issued at {issued:%H:%M:%S}, longer ago than maxTokenAge allows"
-    if digest in used:
+    if digest in used or token_key(claims) in used:
         return USED
-    if policy.claim == "email" and claims.get("email_verified") is False:
-        return f"the ID token's email {claims.get('email')} is not verified by {policy.issuer}"
+    verified = claims.get("email_verified")
+    if policy.claim == "email" and (verified is False if legacy else verified is not True):
+        return (f"the ID token's email {claims.get('email')} is not marked verified by {policy.issuer} "
+                "(email_verified must be true; an issuer that does not verify emails: claim: sub)")
     return _identity(claims, policy, digest, expires)
 
 
@@ -217,7 +244,7 @@ def _identity(claims: dict, policy: IdentityPolicy, digest: str, expires: dateti
     groups = claims.get(policy.groups_claim, []) if policy.groups_claim else []
     return VerifiedIdentity(name=name, issuer=policy.issuer, subject=str(claims.get("sub", "")),
                             groups=[str(g) for g in groups] if isinstance(groups, list) else [],
-                            token_sha256=digest, expires_at=expires)
+                            token_sha256=digest, expires_at=expires, token_key=token_key(claims))
 
 
 def claims_of(token: str, policy: IdentityPolicy) -> VerifiedIdentity | str:

@@ -337,6 +337,8 @@ def json_schema() -> dict[str, Any]:
 class PipelineInput(Message):
     pipeline: Pipeline
     requested_by: str = ""
+    initiator: str = Field("", description="the person behind the start when a pipeline or a train started this "
+                                           "(forbidSelfApproval compares with it); empty: requested_by")
     action: Literal["pipeline"] = "pipeline"
     resolved: dict[str, str] = Field(default_factory=dict, description="set by the workflow: name -> pinned image")
 

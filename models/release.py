@@ -229,6 +229,8 @@ class ReleaseInput(Message):
 
     release: Release
     requested_by: str = ""
+    initiator: str = Field("", description="the person behind the start when a pipeline or a train started this "
+                                           "(forbidSelfApproval compares with it); empty: requested_by")
     action: Literal["release"] = "release"
 
     @property

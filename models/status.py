@@ -109,6 +109,8 @@ class RolloutStatus(Message):
     paused_until: datetime | None = None
     steps: list[str] = Field(default_factory=list, description="what each step does, in order")
     started_by: str = Field("", description="who started the rollout (CLI user or CI actor)")
+    initiator: str = Field("", description="whom forbidSelfApproval refuses: started_by, or for a pipeline's or a "
+                                           "train's child the person who started or submitted it (as they said)")
     spec_digest: str = Field("", description="identifies the spec it runs (a retried start of the same spec attaches)")
     approval: PendingApproval | None = Field(None, description="the approval being waited for, with its votes")
     held_by: str = Field("", description="who paused the rollout with `rollout pause` (until resumed)")
@@ -156,6 +158,8 @@ class RunInput(Message):
 
     rollout: Rollout
     requested_by: str = ""
+    initiator: str = Field("", description="the person behind the start when a pipeline or a train started this "
+                                           "(forbidSelfApproval compares with it); empty: requested_by")
     action: Literal["rollout", "undo", "restart", "window", "analyze"] = "rollout"
 
     @property

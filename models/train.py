@@ -33,6 +33,8 @@ class TrainInput(Message):
     name: str
     environment: str
     queued: list[Release] = Field(default_factory=list, description="submitted, not yet run (carried across runs)")
+    queued_by: list[str] = Field(default_factory=list, description="who submitted each queued release (runs recorded "
+                                                                   "before it: empty)")
     released: int = Field(0, description="releases run so far, over every run of the train")
     results: list[TrainedRelease] = Field(default_factory=list, description="the newest results")
     runs: int = 1

@@ -186,7 +186,7 @@ def test_an_unbound_audience_takes_only_young_tokens(issuer):
     unverified = issuer.mint("checkout-approvals", email="bob@example.com", email_verified=False)
     assert verify_token(young, policy, rid, keys, now, set()).name == "bob@example.com"
     assert "longer ago than maxTokenAge allows" in verify_token(old, policy, rid, keys, now, set())
-    assert "email bob@example.com is not verified" in verify_token(unverified, policy, rid, keys, now, set())
+    assert "email bob@example.com is not marked verified" in verify_token(unverified, policy, rid, keys, now, set())
     issuer.rotate()  # a token signed with a key published after the fetch
     rotated = issuer.mint("checkout-approvals", email="bob@example.com")
     assert "kid='key-2' is not among" in verify_token(rotated, policy, rid, keys, now, set())

@@ -79,6 +79,10 @@ async def test_day_long_soaks_and_a_weekend_window_finish_in_seconds(run_pipelin
     ap = next(h.at for h in started if h.detail.startswith("prod/ap-1"))
     assert ap - first_prod >= timedelta(hours=6), "the bake between prod's waves"
     assert "check" in events and final.pipeline.stages[3].checks[0].phase == "Successful"
+    target = final.pipeline.stages[3].waves[1].targets[0]
+    child = await time_skipping_env.client.get_workflow_handle(target.workflow_id, result_type=RolloutStatus).result()
+    assert (child.started_by, child.initiator) == (f"{doc.rollout_id} (ci)", "ci"), \
+        "a target's approvals refuse the pipeline's starter (forbidSelfApproval), not the pipeline"
     print(f"4 stages over {(final.finished_at - final.started_at).days} days of workflow time in {took:.1f}s")
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from localcluster.updates import make_artifact
+from models.status import RolloutStatus
 from models.train import SubmitRelease, TrainInput, TrainStatus, train_id
 from models.updater import ChannelInput
 from tests.helpers import eventually
@@ -36,6 +37,9 @@ async def test_a_year_of_nightly_releases_stays_small_per_run(time_skipping_env,
                                        [{"percent": 100}], channel="nightly")
             await handle.execute_update("submit", SubmitRelease(release=release, by="scheduler"))
         status = await _all_released(handle, NIGHTS)
+        last = await env.client.get_workflow_handle(status.results[-1].workflow_id, result_type=RolloutStatus).result()
+        assert (last.started_by, last.initiator) == (f"train nightly-{unique}", "scheduler"), \
+            "a release's approvals refuse whoever submitted it (forbidSelfApproval), not the train"
         channel = updater.read_channel(ChannelInput(repository=setup.repository, channel="nightly",
                                                     platform="linux-x86_64"))
         sizes, run_id = [], None

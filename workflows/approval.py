@@ -62,7 +62,7 @@ async def await_approval(control: Control, index: int, policy: ApprovalPolicy, d
         pending = resumed.approval if resumed is not None and resumed.approval is not None else PendingApproval(
             step=index, description=description, instructions=policy.instructions, approvers=list(policy.approvers),
             eligible=eligible, min_approvals=policy.min_approvals, forbid_self_approval=policy.forbid_self_approval,
-            initiator=control.status.started_by, choices=[c.name for c in policy.answers], opened_at=now,
+            initiator=control.initiator, choices=[c.name for c in policy.answers], opened_at=now,
             needs={c.name: 1 if c.action == "abort" else policy.min_approvals for c in policy.answers},
             timeout_at=now + policy.timeout if policy.timeout else None, on_timeout=policy.on_timeout,
         )

@@ -20,10 +20,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.approvals import PendingApproval
+    from models.identity import LEEWAY
     from models.status import Resume, RolloutInput, RunInput
 
 KEPT_HISTORY_ENTRIES = 500  # the status' own step history carried to the next run (the newest ones)
 PATCH = "continue-as-new"
+TOKENS_KEPT = "used-tokens-kept-across-runs"
 
 
 class ContinueAsNew(Exception):
@@ -78,6 +80,16 @@ class Continuation:
             return duration
         return max(resume.paused_until - workflow.now(), timedelta(0))
 
+    def _kept_decisions(self, decisions: list) -> list:
+        """The newest decisions, and before them every accepted vote whose ID token has not expired: each
+        token counts once per rollout, and refused signals must not push the record of its use out."""
+        older, newest = decisions[:-KEPT_HISTORY_ENTRIES], decisions[-KEPT_HISTORY_ENTRIES:]
+        if not older or not workflow.patched(TOKENS_KEPT):
+            return newest
+        now = workflow.now()
+        return [d for d in older if d.accepted and d.token_sha256
+                and (d.token_expires is None or d.token_expires + LEEWAY > now)] + newest
+
     async def continue_as_new(self, wait: ContinueAsNew, step: int, **state) -> None:
         """Hand the rollout to a new run that resumes the wait at `step`. Never returns."""
         if self.notifier:
@@ -88,8 +100,9 @@ class Continuation:
         self.record("continued-as-new", f"run {s.runs}: the history had {workflow.info().get_current_history_length()} "
                                         "events", step=step)
         s.history = s.history[-KEPT_HISTORY_ENTRIES:]
-        s.decisions = s.decisions[-KEPT_HISTORY_ENTRIES:]
+        s.decisions = self._kept_decisions(s.decisions)
         resume = Resume(status=s, step=step, paused_until=wait.paused_until, approval=wait.approval, held=self.pending.held,
                         groups=self.groups, **state)
         workflow.continue_as_new(RolloutInput(rollout=self.rollout, requested_by=self._requested_by, resume=resume,
+                                              initiator=self.initiator if self.initiator != self._requested_by else "",
                                               continue_after_events=self.continue_after))

@@ -75,6 +75,7 @@ class RolloutControl(Continuation):
         self.notifier = Notifier(self) if rollout.spec.notifications else None
         self.on_set_weight: Callable[[int], Awaitable[None]] | None = None  # a canary routes `setWeight` here
         self._requested_by = request.requested_by
+        self.initiator = request.initiator or request.requested_by  # whom forbidSelfApproval refuses
         self._action = request.action
         self._search_attributes: tuple[str, int] | None = None
         self.status = RolloutStatus(
@@ -85,6 +86,7 @@ class RolloutControl(Continuation):
             target=rollout.target_description,
             image=rollout.version,
             started_by=request.requested_by,
+            initiator=self.initiator,
             spec_digest=rollout.digest(),
         )
         self.init_continuation(request)

@@ -65,6 +65,19 @@ class Invalid(str):
 
 VOTES = ("approve", "reject")  # the decisions an approval's identity policy asks proof for
 SIGNAL_VOTES_PROVEN = "signal-votes-proven-by-an-activity"  # workflow.patched: runs recorded before check inline
+TOKENS_KEYED = "tokens-single-use-by-claims"  # workflow.patched: a signal's vote refused on its token's claims too
+NAMES_FOLDED = "names-compared-case-insensitively"  # workflow.patched: runs recorded before compared exactly
+
+
+def same_person(a: str, b: str, emails_only: bool = False) -> bool:
+    """Whether two names are one person's: equal, or equal but for case (`emails_only`: only when both are
+    emails — an ID token's `sub` is case-sensitive). Refusals (self-approval, a second vote) fold any name;
+    membership of the approvers folds emails only. Runs recorded before compared exactly."""
+    if a == b:
+        return True
+    if a.casefold() != b.casefold() or (emails_only and not ("@" in a and "@" in b)):
+        return False
+    return workflow.unsafe.is_read_only() or workflow.patched(NAMES_FOLDED)  # a validator is never replayed
 
 EVENTS = {"approve": "approved", "reject": "rejected", "promote": "promoted", "abort": "abort-requested",
           "pause": "held", "resume": "resumed", "skipAnalysis": "analysis-skipped", "setWeight": "weight-requested",
@@ -85,25 +98,27 @@ class DecisionRules:
             raise ApplicationError(problem, type="InvalidDecision" if isinstance(problem, Invalid) else "Refused",
                                    non_retryable=True)
 
-    def signal(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None) -> None:
+    def signal(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None,
+               legacy: bool = False) -> None:
         """The signal's handler: a refusal is kept in the audit trail, never acted on. `proven`: what the
-        `verify_vote` activity answered for its token."""
-        problem = self.decision_problem(kind, request, proven)
+        `verify_vote` activity answered for its token; `legacy`: a run recorded before it did."""
+        problem = self.decision_problem(kind, request, proven, legacy)
         if problem:  # a refused token proves nobody: the record names no one it could not verify
             unproven = not request.by and request.id_token
             self.audit(kind, request.model_copy(update={"by": "(unverified)"}) if unproven else request, "web-ui",
                        why=problem)
         else:
-            self.take(kind, request, "web-ui", proven)
+            self.take(kind, request, "web-ui", proven, legacy)
 
     async def signal_vote(self, kind: str, request: Decision) -> None:
         """A vote by signal. Where the open approval asks for proof, its token is checked by the
         `verify_vote` local activity, whose answer the history keeps: a replay needs neither the key a
         sealed token was sealed to nor the cryptography (runs recorded before checked it inline)."""
         a, policy = self.control.status.approval, self.control.approval_policy
-        if (a is None or policy is None or policy.identity is None or not request.id_token.strip()
-                or not workflow.patched(SIGNAL_VOTES_PROVEN)):
+        if a is None or policy is None or policy.identity is None or not request.id_token.strip():
             return self.signal(kind, request)
+        if not workflow.patched(SIGNAL_VOTES_PROVEN):
+            return self.signal(kind, request, legacy=True)
         try:
             answer = await workflow.execute_local_activity_method(
                 IdentityActivities.verify_vote, VoteToVerify(
@@ -116,11 +131,15 @@ class DecisionRules:
             return self.signal(kind, request, f"the ID token could not be checked ({failure.message})")
         self.signal(kind, request, answer.identity or answer.problem)
 
-    def _used_tokens(self) -> set[str]:
-        """The hashes of the tokens accepted votes used: each counts once per rollout."""
-        return {d.token_sha256 for d in self.control.status.decisions if d.accepted and d.token_sha256}
+    def _used_tokens(self, keys: bool = True) -> set[str]:
+        """The hashes and single-use keys of the tokens accepted votes used: each counts once per rollout
+        (the records are kept until their tokens expire, across continued runs: workflows/continuation.py)."""
+        accepted = [d for d in self.control.status.decisions if d.accepted]
+        return {d.token_sha256 for d in accepted if d.token_sha256} | (
+            {d.token_key for d in accepted if d.token_key} if keys else set())
 
-    def decision_problem(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None) -> str:
+    def decision_problem(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None,
+                         legacy: bool = False) -> str:
         s = self.control.status
         if s.phase.finished:
             return f"rollout is already {s.phase.value}"
@@ -134,16 +153,17 @@ class DecisionRules:
         at = (s.approval.step if s.approval is not None else s.current_step) + 1
         if request.step is not None and request.step != at:
             return f"{kind} was meant for step {request.step}, but the rollout is at step {at}"
-        request, proof, problem = self.prove(kind, request, proven=proven)
+        request, proof, problem = self.prove(kind, request, proven=proven, legacy=legacy)
         return problem or getattr(self, f"_problem_{kind}")(request, proof)
 
-    def prove(self, kind: str, request: Decision, verify: bool = True,
-              proven: VerifiedIdentity | str | None = None) -> tuple[Decision, VerifiedIdentity | None, str]:
+    def prove(self, kind: str, request: Decision, verify: bool = True, proven: VerifiedIdentity | str | None = None,
+              legacy: bool = False) -> tuple[Decision, VerifiedIdentity | None, str]:
         """The request without its ID token and, when the open approval requires proof of identity, under
         the name the token proves (models/identity.py) — or why the token proves none. `verify=False`: an
         accepted update, whose validator verified the token: its claims are read, not checked again, so
         its replay depends on neither the clock, the fetched keys nor the sealing key. `proven`: what the
-        `verify_vote` activity answered (a signal's vote)."""
+        `verify_vote` activity answered (a signal's vote); `legacy`: a signal's vote verified inline, in a
+        run recorded before the activity did it."""
         a, policy = self.control.status.approval, self.control.approval_policy
         bare = request.model_copy(update={"id_token": ""})
         if kind not in VOTES or a is None or policy is None or policy.identity is None:
@@ -154,12 +174,17 @@ class DecisionRules:
                                        f"{identity.issuer} (rollout {kind} --id-token-file; the Web UI: \"idToken\")")
         used = self._used_tokens()
         if proven is not None:  # checked by the activity; another vote may have used the token since
-            proof = USED if isinstance(proven, VerifiedIdentity) and proven.token_sha256 in used else proven
+            reused = isinstance(proven, VerifiedIdentity) and (proven.token_sha256 in used or (
+                proven.token_key in used and workflow.patched(TOKENS_KEYED)))
+            proof = USED if reused else proven
         else:
+            # An update's validator (never replayed), or (`legacy`) a signal's vote in a run recorded before
+            # the activity checked them, replayed with the checks and the used set it was recorded with.
             # cryptography's Rust core imports Python modules while it verifies: the real ones, not the sandbox's.
             with workflow.unsafe.imports_passed_through():
                 proof = (verify_token(request.id_token, identity, self.control.status.rollout_id,
-                                      self.control.signing_keys, workflow.now(), used)
+                                      self.control.signing_keys, workflow.now(),
+                                      self._used_tokens(keys=False) if legacy else used, legacy=legacy)
                          if verify else claims_of(request.id_token, identity))
         if isinstance(proof, str):
             return bare, None, Invalid(f"{kind}: {proof}")
@@ -178,11 +203,11 @@ class DecisionRules:
         if a is None or policy is None or a.decided:
             return f"step {self.control.status.current_step + 1} is not waiting for approval"
         in_group = proof is not None and bool(set(proof.groups) & set(policy.groups))
-        if a.eligible is not None and who not in a.eligible and not in_group:
+        if a.eligible is not None and not any(same_person(who, e, emails_only=True) for e in a.eligible) and not in_group:
             return Invalid(f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})")
-        if a.forbid_self_approval and who == a.initiator and not rejecting:
+        if a.forbid_self_approval and same_person(who, a.initiator) and not rejecting:
             return Invalid(f"{who} started this rollout and cannot approve it (forbidSelfApproval)")
-        earlier = next((v for v in a.votes if v.by == who), None)
+        earlier = next((v for v in a.votes if same_person(v.by, who)), None)
         if earlier is not None:
             return Invalid(f"{who} has already voted ({earlier.choice} at {earlier.at:%H:%M:%S})")
         if policy.choice(choice) is None:
@@ -245,10 +270,11 @@ class DecisionRules:
 
     # ---- accepting ----------------------------------------------------------------------------------
 
-    def take(self, kind: str, request: Decision, source: str, proven: VerifiedIdentity | str | None = None) -> ControlResult:
+    def take(self, kind: str, request: Decision, source: str, proven: VerifiedIdentity | str | None = None,
+             legacy: bool = False) -> ControlResult:
         # An update's validator verified the token before it was accepted; a signal's was checked by the
         # verify_vote activity (`proven`), or here in runs recorded before it.
-        request, proof, problem = self.prove(kind, request, verify=source != "cli", proven=proven)
+        request, proof, problem = self.prove(kind, request, verify=source != "cli", proven=proven, legacy=legacy)
         if problem:  # a signal's problem was found by decision_problem first: not reached
             raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
         message = getattr(self, f"_take_{kind}")(request, proof)
@@ -327,6 +353,7 @@ class DecisionRules:
             at=workflow.now(), kind=kind, by=request.by, source=source, step=s.current_step, comment=request.comment,
             detail=extra.get(kind, "") or detail, accepted=not why, why=why,
             verified=proof is not None, token_sha256=proof.token_sha256 if proof else "",
+            token_key=proof.token_key if proof else "", token_expires=proof.expires_at if proof else None,
         ))
         event = EVENTS[kind] if not why else f"{kind}-refused"
         self.control.record(event, f"{detail or why}{' — ' + request.comment if request.comment else ''}", by=request.by)

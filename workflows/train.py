@@ -28,6 +28,7 @@ class ReleaseTrain:
     def __init__(self, request: TrainInput) -> None:
         self.request = request
         self.queued: list[Release] = list(request.queued)
+        self.queued_by: list[str] = list(request.queued_by) + [""] * (len(request.queued) - len(request.queued_by))
         self.results: list[TrainedRelease] = list(request.results)
         self.released = request.released
         self.running = ""
@@ -48,7 +49,7 @@ class ReleaseTrain:
 
     @workflow.update(name="submit", description='Queue a Release on this train. {"release": {...}, "by": "you"}')
     async def submit(self, submit: SubmitRelease) -> SubmitResult:
-        self.queued.append(submit.release)
+        self._queue(submit)
         ahead = len(self.queued) - 1 + (1 if self.running else 0)
         return SubmitResult(accepted=True, position=ahead,
                             workflow_id=f"{submit.release.rollout_id}/{self.released + ahead + 1}")
@@ -62,7 +63,11 @@ class ReleaseTrain:
     @workflow.signal(name="submit")
     def submit_signal(self, submit: SubmitRelease) -> None:
         if not self._problem(submit):
-            self.queued.append(submit.release)
+            self._queue(submit)
+
+    def _queue(self, submit: SubmitRelease) -> None:
+        self.queued.append(submit.release)
+        self.queued_by.append(submit.by.strip())
 
     def _long(self) -> bool:
         info = workflow.info()
@@ -78,20 +83,22 @@ class ReleaseTrain:
             if self._long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(TrainInput(
-                    name=request.name, environment=request.environment, queued=self.queued, released=self.released,
+                    name=request.name, environment=request.environment, queued=self.queued, queued_by=self.queued_by,
+                    released=self.released,
                     results=self.results[-KEPT_RESULTS:], runs=request.runs + 1,
                     continue_after_events=request.continue_after_events))
-            release = self.queued.pop(0)
-            await self._run_one(release)
+            release, by = self.queued.pop(0), self.queued_by.pop(0)
+            await self._run_one(release, by)
 
-    async def _run_one(self, release: Release) -> None:
+    async def _run_one(self, release: Release, by: str) -> None:
+        """`by`: who submitted it, the initiator its approvals' forbidSelfApproval refuses."""
         child_id = f"{release.rollout_id}/{self.released + 1}"
         version = release.spec.artifact.version or release.spec.artifact.variant or release.version
         self.running = child_id
         workflow.set_current_details(f"running {child_id}: {release.version} → {release.target_description}")
         try:
             ended: RolloutStatus = await workflow.execute_child_workflow(
-                StagedRelease.run, ReleaseInput(release=release, requested_by=f"train {self.request.name}"),
+                StagedRelease.run, ReleaseInput(release=release, requested_by=f"train {self.request.name}", initiator=by),
                 id=child_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 static_summary=f"release {release.version} → {release.target_description}")
             result = TrainedRelease(workflow_id=child_id, version=version, phase=ended.phase,

@@ -123,7 +123,8 @@ class Waves:
         workflow_class = STRATEGY_WORKFLOWS[rollout.spec.strategy.name]
         try:
             handle = await workflow.start_child_workflow(
-                workflow_class.run, RolloutInput(rollout=rollout, requested_by=f"{self.pipeline_id} ({self.started_by})"),
+                workflow_class.run, RolloutInput(rollout=rollout, requested_by=f"{self.pipeline_id} ({self.started_by})",
+                                                initiator=c.initiator),
                 id=rollout.rollout_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 search_attributes=_attributes(rollout, self.pipeline_id),
