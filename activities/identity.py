@@ -71,5 +71,6 @@ class IdentityActivities:
         """A signal's vote checked as a validator checks an update's, run as a local activity: its answer
         (claims and hash, or why not) is what the history keeps, so a replay needs neither the token's
         key nor the cryptography."""
-        proof = verify_token(vote.token, vote.policy, vote.rollout_id, vote.keys, vote.now, set(vote.used))
+        proof = verify_token(vote.token, vote.policy, vote.rollout_id, vote.keys, vote.now, set(vote.used),
+                             opened_at=vote.opened_at)
         return VoteProof(problem=proof) if isinstance(proof, str) else VoteProof(identity=proof)

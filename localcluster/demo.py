@@ -18,9 +18,9 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from localcluster.commands import local_cluster, port_open
 from localcluster.devserver import DevServer, state_dir, stop_process
-from models.approvals import ApproveRequest
+from models.approvals import ApproveRequest, names_match
 from models.names import DEFAULT_UI, TASK_QUEUE
-from models.spec import SpecError, load_rollout
+from models.spec import Rollout, SpecError, load_rollout
 from models.status import Phase, PromoteRequest, Reason, RolloutStatus
 from starters.exitcodes import ExitCode, UserError
 
@@ -29,11 +29,13 @@ AUTO_PROMOTE_AFTER = 5.0
 LONG_PAUSE = 60  # seconds: a timed pause longer than this is cut short by the demo
 
 
-def run_demo(spec_file: Path | None, interactive: bool, keep: bool) -> int:
-    try:
-        rollout = load_rollout(spec_file or EXAMPLE)
-    except SpecError as error:
-        raise UserError("; ".join(error.problems)) from None
+def run_demo(rollout: Rollout | None, interactive: bool, keep: bool, spec_file: Path | None = None) -> int:
+    """The demo on `rollout` (read by the CLI from `spec_file`: `rollout demo -f`), or on the example canary."""
+    if rollout is None:
+        try:
+            rollout = load_rollout(EXAMPLE)
+        except SpecError as error:
+            raise UserError("; ".join(error.problems)) from None
     target = rollout.spec.target.kubernetes
     stopping: list = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on SIGTERM too
@@ -171,7 +173,7 @@ def _decisions(s: RolloutStatus) -> list[tuple[object, str]]:
     a = s.approval
     if a is None or a.decided:
         return [(PromoteRequest(by="demo"), "promote")]
-    voters = [v for v in (a.eligible or ["demo"]) if not (a.forbid_self_approval and v == a.initiator)]
+    voters = [v for v in (a.eligible or ["demo"]) if not (a.forbid_self_approval and names_match(v, a.initiator))]
     return [(ApproveRequest(by=v, comment="approved by the demo"), "approve") for v in voters[:a.min_approvals]]
 
 

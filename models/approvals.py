@@ -22,6 +22,24 @@ GROUP = "group:"
 CHOICE_ACTIONS = ("promote", "abort", "extend")
 
 
+def names_match(a: str, b: str, member: bool = False, emails: bool = True) -> bool:
+    """Whether two names are one person's as people write them: equal, or equal but for ASCII case (no
+    Unicode folding: it would make the account straße@ the account strasse@). `member` (is the voter on
+    the approvers list?): only two emails fold, and only when `emails` (the policy's names are emails, not
+    case-sensitive `sub` values). Otherwise (refusals: self-approval, a second vote) any two names fold,
+    and a login name matches an email with that local part — `alice`, who started the rollout, is the
+    proven alice@example.com."""
+    if a == b:
+        return True
+    if not (a.isascii() and b.isascii()):
+        return False
+    if member:
+        return emails and "@" in a and "@" in b and a.lower() == b.lower()
+    if a.lower() == b.lower():
+        return True
+    return ("@" in a) != ("@" in b) and a.partition("@")[0].lower() == b.partition("@")[0].lower()
+
+
 class ApprovalChoice(SpecModel):
     """One answer an approver can give, and what the rollout does when it is chosen."""
 

@@ -1,10 +1,13 @@
-"""Reading a spec file safely: PyYAML's safe loader with limits (size, nesting, aliases — anchor bombs)
+"""Reading a spec file safely: a regular file read to a bounded size (not a device, a FIFO or a path with
+a NUL byte), PyYAML's safe loader with limits (nesting; aliases, and what they expand to — anchor bombs)
 and no duplicate keys (a `metadata:` given twice would otherwise change a rollout's identity silently:
 the last value wins). Every refusal is a `SpecError` whose problems name the line or the field.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +21,7 @@ Model = TypeVar("Model", bound=BaseModel)
 MAX_SPEC_BYTES = 1 << 20  # a spec is a page or two; anything near this is not one
 MAX_DEPTH = 64
 MAX_ALIASES = 100
+MAX_EXPANDED = 100_000  # nodes, aliases expanded: 100 aliases of aliases can otherwise stand for billions
 _MERGE = "tag:yaml.org,2002:merge"
 
 
@@ -53,6 +57,14 @@ class _GuardedLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def compose_document(self):  # type: ignore[no-untyped-def]
+        node = super().compose_document()
+        try:
+            _expanded(node, {}, set())
+        except RecursionError:
+            raise _Limit(f"aliases nest deeper than {MAX_DEPTH} levels each allows") from None
+        return node
+
     def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
         """A key written twice in one mapping is refused, naming both lines. Keys that `<<:` merges in
         may be overridden, as YAML says."""
@@ -72,18 +84,55 @@ class _GuardedLoader(yaml.SafeLoader):
 
 
 
+def _expanded(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """How many nodes `node` stands for with every alias expanded (each shared node counted once per use),
+    refused past MAX_EXPANDED; an alias inside the node it names is refused too."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_:
+        raise _Limit("an alias inside the node it refers to (a recursive structure)")
+    open_.add(id(node))
+    children = ([part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode)
+                else node.value if isinstance(node, yaml.SequenceNode) else [])
+    total = 1
+    for child in children:
+        total += _expanded(child, sizes, open_)
+        if total > MAX_EXPANDED:
+            raise _Limit(f"more than {MAX_EXPANDED} values once its aliases are expanded: refused as an anchor bomb")
+    open_.discard(id(node))
+    sizes[id(node)] = total
+    return total
+
+
+def read_spec_text(path: str | Path) -> str:
+    """A spec file's text: a regular file, at most MAX_SPEC_BYTES, UTF-8 — or SpecError. Opened without
+    blocking (a FIFO would wait for a writer) and read to the bound (a device reports size 0: /dev/zero)."""
+    source = str(path)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except ValueError:
+        raise SpecError(source, ["(file): the path has a NUL byte"]) from None
+    except OSError as error:
+        raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise SpecError(source, ["(file): not a regular file"])
+        try:
+            data = file.read(MAX_SPEC_BYTES + 1)
+        except OSError as error:
+            raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(source, [f"(file): more than the {MAX_SPEC_BYTES} bytes a spec may have"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(source, [f"(file): not UTF-8 text (byte {error.start})"]) from None
+
+
 def load_document(path: str | Path, kind: str) -> Any:
     """The one YAML document in `path` (not yet validated), or SpecError naming what is wrong."""
     source = str(path)
-    try:
-        size = Path(path).stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(source, [f"(file): {size} bytes, more than the {MAX_SPEC_BYTES} a spec may have"])
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
-    except UnicodeDecodeError as error:
-        raise SpecError(source, [f"(file): not UTF-8 text (byte {error.start})"]) from None
+    text = read_spec_text(path)
     try:
         documents = [doc for doc in yaml.load_all(text, Loader=_GuardedLoader) if doc is not None]
     except _Limit as error:
@@ -100,12 +149,14 @@ def load_document(path: str | Path, kind: str) -> Any:
     return documents[0]
 
 
-def parse_as(model: type[Model], document: Any, source: str, kind: str) -> Model:
-    """`document` validated as `model` (a Rollout, a Release), or SpecError with every problem's field path."""
+def parse_as(model: type[Model], document: Any, source: str, kind: str, as_document: bool = True) -> Model:
+    """`document` validated as `model` (a Rollout, a Release), or SpecError with every problem's field path.
+    `as_document=False`: a part of a workflow's input read back (a pipeline stage's template), under the
+    rules it was started with."""
     if not isinstance(document, dict):
         raise SpecError(source, [f"(document): a {kind} is a YAML mapping, got {type(document).__name__}"])
     try:
-        return model.model_validate(document, context=DOCUMENT)
+        return model.model_validate(document, context=DOCUMENT if as_document else None)
     except ValidationError as error:
         raise SpecError(source, describe_errors(error)) from None
 

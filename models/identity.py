@@ -14,10 +14,12 @@ The issuer's signing keys (public, a JWKS) are fetched by an activity when the a
 hour while it waits; the token is checked in the decision's validator, deterministically (PyJWT: the
 signature against those keys, `iss`, `aud`; expiry, not-before and age against the workflow's clock), so
 a refused token leaves no history event for updates. A token whose audience does not name the rollout
-must also be younger than `maxTokenAge`. Every token counts once per rollout, keyed on what its signature
-proves — issuer, subject, `iat` and `jti` — not on its text (a signature segment re-padded, or an ECDSA
-signature turned into its twin (r, n−s), verifies too and reads differently); that key and the token's
-SHA-256 are kept with the vote until the token expires, across continued runs, the token itself nowhere.
+must also be younger than `maxTokenAge`, and every token must be issued after the approval opened (a
+token minted for an earlier approval, or for an earlier run of the same rollout ID, is refused). Every
+token counts once per rollout, keyed on what its signature covers — its `header.payload` text — not on
+the whole text (a signature segment re-padded, or an ECDSA signature turned into its twin (r, n−s),
+verifies too and reads differently); that key and the token's SHA-256 are kept with the vote until the
+token expires, across continued runs, the token itself nowhere.
 The claims are held to their types (`exp`/`iat`/`nbf` numbers, `iat` not in the future, `aud` this
 audience alone, `email_verified` the boolean true when the name is the email).
 """
@@ -114,7 +116,7 @@ class VerifiedIdentity(Message):
     groups: list[str] = Field(default_factory=list)
     token_sha256: str
     expires_at: datetime
-    token_key: str = Field("", description="what makes the token single-use: SHA-256 of issuer, subject, iat, jti")
+    token_key: str = Field("", description="what makes the token single-use: SHA-256 of its signed header.payload")
 
 
 USED = "this ID token has already been used on this rollout (a token counts once)"
@@ -130,6 +132,7 @@ class VoteToVerify(Message):
     keys: SigningKeys | None = None
     now: datetime
     used: list[str] = Field(default_factory=list, description="used tokens' SHA-256s and keys")
+    opened_at: datetime | None = Field(None, description="when the approval opened: older tokens are refused")
 
 
 class VoteProof(Message):
@@ -141,11 +144,10 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.strip().encode()).hexdigest()
 
 
-def token_key(claims: dict) -> str:
-    """One token's identity whatever its text: the signed claims that name it (issuer, subject, issue time,
-    and `jti` where the issuer sets one)."""
-    named = [str(claims.get(c, "")) for c in ("iss", "sub", "iat", "jti")]
-    return hashlib.sha256(json.dumps(named).encode()).hexdigest()
+def token_key(signed: str) -> str:
+    """One token's identity whatever the spelling of its signature: the SHA-256 of `header.payload`, the
+    exact text the signature covers (no other text of it verifies)."""
+    return hashlib.sha256(b"key:" + signed.encode()).hexdigest()
 
 
 def _number(value: object) -> bool:
@@ -174,10 +176,10 @@ def sealed_parts(value: str) -> SealedToken | None:
 
 
 def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: SigningKeys | None, now: datetime,
-                 used: set[str], legacy: bool = False) -> VerifiedIdentity | str:
+                 used: set[str], legacy: bool = False, opened_at: datetime | None = None) -> VerifiedIdentity | str:
     """The verified identity, or why the token does not prove one (one line, never the token). `legacy`:
     the checks of runs recorded before the claims were held to their types (a signal's vote in a run that
-    verified inline, replayed: workflows/decisions.py)."""
+    verified inline, replayed: workflows/decisions.py). `opened_at`: when the approval opened."""
     token = token.strip()
     if token.startswith((SEALED, SEALED_V1)):  # the workers' data converter opens what it holds the key to
         return "the ID token is sealed to a key this worker does not hold (or was altered after sealing)"
@@ -220,7 +222,7 @@ def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: Sign
                                        for c in ("exp", "iat", "nbf"))
     except (TypeError, ValueError, OverflowError, OSError):
         return "the ID token's exp, iat or nbf is not a time"
-    if now > expires + LEEWAY:
+    if now - LEEWAY > expires:
         return f"the ID token expired at {expires:%Y-%m-%d %H:%M:%S} UTC"
     if now + LEEWAY < not_before:
         return f"the ID token is not valid before {not_before:%Y-%m-%d %H:%M:%S} UTC"
@@ -228,23 +230,28 @@ def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: Sign
         return f"the ID token says it was issued at {issued:%Y-%m-%d %H:%M:%S} UTC, in the future"
     if not policy.bound and now - issued > policy.max_token_age + LEEWAY:
         return f"the ID token was issued at {issued:%H:%M:%S}, longer ago than maxTokenAge allows"
-    if digest in used or token_key(claims) in used:
+    signed = token.rpartition(".")[0]
+    if digest in used or token_key(signed) in used:
         return USED
+    if not legacy and opened_at is not None and issued < opened_at - LEEWAY:
+        return (f"the ID token was issued at {issued:%Y-%m-%d %H:%M:%S} UTC, before this approval opened "
+                f"({opened_at:%H:%M:%S}): ask for a new one")
     verified = claims.get("email_verified")
     if policy.claim == "email" and (verified is False if legacy else verified is not True):
         return (f"the ID token's email {claims.get('email')} is not marked verified by {policy.issuer} "
                 "(email_verified must be true; an issuer that does not verify emails: claim: sub)")
-    return _identity(claims, policy, digest, expires)
+    return _identity(claims, policy, digest, expires, signed)
 
 
-def _identity(claims: dict, policy: IdentityPolicy, digest: str, expires: datetime) -> VerifiedIdentity | str:
+def _identity(claims: dict, policy: IdentityPolicy, digest: str, expires: datetime,
+              signed: str) -> VerifiedIdentity | str:
     name = claims.get(policy.claim)
     if not isinstance(name, str) or not name.strip():
         return f"the ID token has no {policy.claim} claim"
     groups = claims.get(policy.groups_claim, []) if policy.groups_claim else []
     return VerifiedIdentity(name=name, issuer=policy.issuer, subject=str(claims.get("sub", "")),
                             groups=[str(g) for g in groups] if isinstance(groups, list) else [],
-                            token_sha256=digest, expires_at=expires, token_key=token_key(claims))
+                            token_sha256=digest, expires_at=expires, token_key=token_key(signed))
 
 
 def claims_of(token: str, policy: IdentityPolicy) -> VerifiedIdentity | str:
@@ -254,9 +261,10 @@ def claims_of(token: str, policy: IdentityPolicy) -> VerifiedIdentity | str:
     token = token.strip()
     sealed = sealed_parts(token)
     readable, digest = (sealed.claims + ".", sealed.digest) if sealed else (token, token_hash(token))
+    signed = sealed.claims if sealed else token.rpartition(".")[0]
     try:
         claims = jwt.decode(readable, options={"verify_signature": False})
         expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
     except (jwt.PyJWTError, KeyError, TypeError, ValueError, OverflowError) as error:
         return f"the ID token cannot be read ({type(error).__name__})"
-    return _identity(claims, policy, digest, expires)
+    return _identity(claims, policy, digest, expires, signed)

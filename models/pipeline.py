@@ -30,12 +30,13 @@ import re
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from models.analysis import AnalysisSpec, AnalysisStep, Arg, Metric
 from models.approvals import Approval, ApprovalPolicy
-from models.documents import SpecError, load_document, parse_as, schema_of
+from models.documents import SpecError, from_document, parse_as, schema_of
 from models.durations import Duration, format_duration
+from models.names import rollout_id
 from models.notifications import NotificationChannel
 from models.schedule import ExecutionWindows
 from models.spec import _IMAGE, Metadata, Rollout, parse_rollout
@@ -46,6 +47,9 @@ MAX_TARGETS = 200  # in one stage
 
 def pipeline_id(environment: str, name: str) -> str:
     return f"pipeline/{environment}/{name}"
+
+
+MAX_STAGES = 20
 
 
 class Bundle(SpecModel):
@@ -137,7 +141,7 @@ class Stage(SpecModel):
     approve: Literal["stage", "wave"] = Field("stage", description="gate.approval once, or before every wave")
 
     @model_validator(mode="after")
-    def _check(self) -> Stage:
+    def _check(self, info: ValidationInfo) -> Stage:
         if (self.rollout is None) == (self.rollout_file is None):
             raise ValueError("@rollout: give the template inline (rollout) or by file (rolloutFile), one of them")
         if self.fail_fast and self.max_failures:
@@ -150,16 +154,20 @@ class Stage(SpecModel):
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
             raise ValueError(f"@waves: target {twice[0]} is listed twice")
+        if from_document(info) and self.max_failures >= len(keys):
+            raise ValueError(f"@maxFailures: {self.max_failures} tolerated of {len(keys)} targets: the stage would "
+                             "count as done with every target failed")
         return self
 
     @property
     def targets(self) -> list[Target]:
         return [t for w in self.waves for t in w.targets]
 
-    def template(self) -> Rollout:
-        """The inline template as a Rollout (a file must have been read into `rollout` by then)."""
+    def template(self, as_document: bool = False) -> Rollout:
+        """The inline template as a Rollout (a file must have been read into `rollout` by then); under the
+        rules of documents read now only when the pipeline is such a document (models/documents.py)."""
         assert self.rollout is not None, f"stage {self.name}: rolloutFile not read"
-        return parse_rollout(self.rollout, f"stage {self.name}")
+        return parse_rollout(self.rollout, f"stage {self.name}", as_document)
 
     def rollout_for(self, target: Target, image: str, pipeline: str) -> Rollout:
         """The Rollout this stage runs on one target: the template with the bundle's image and the target's
@@ -208,7 +216,7 @@ def _with_args(spec: Any, args: list[Arg]) -> Any:
 
 class PipelineSpecBody(SpecModel):
     bundle: Bundle
-    stages: list[Stage] = Field(min_length=1, max_length=20)
+    stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)
     concurrency_policy: Literal["reject", "supersede"] = Field(
         "reject", description="a start with another bundle while this pipeline runs: refuse, or abort it first")
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="templates the gates name")
@@ -221,10 +229,11 @@ class PipelineSpecBody(SpecModel):
     rollback_window: ClassVar[None] = None
 
     @model_validator(mode="after")
-    def _check(self) -> PipelineSpecBody:
+    def _check(self, info: ValidationInfo) -> PipelineSpecBody:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError("@stages: two stages have the same name")
+        children: dict[str, str] = {}  # each target's rollout ID -> where it is listed
         for index, stage in enumerate(self.stages):
             if stage.image is None and len(self.bundle.images) > 1:
                 raise ValueError(f"@stages[{index}].image: the bundle has {len(self.bundle.images)} images: name one")
@@ -234,11 +243,18 @@ class PipelineSpecBody(SpecModel):
                 raise ValueError("@stages[0].gate.soak: the first stage has no stage before it to soak in")
             if stage.rollout is not None:
                 try:
-                    template = stage.template()
+                    template = stage.template(from_document(info))
                 except SpecError as error:
                     raise ValueError(f"@stages[{index}].rollout: {error.problems[0]}") from None
                 if template.spec.target.kubernetes is None:
                     raise ValueError(f"@stages[{index}].rollout.spec.target: a stage deploys to Kubernetes")
+                for target in stage.targets if from_document(info) else []:
+                    child = rollout_id(template.metadata.environment,
+                                       child_name(template.metadata.name, stage.name, target.key))
+                    if child in children:
+                        raise ValueError(f"@stages[{index}].waves: target {target.key}'s rollout would be {child}, "
+                                         f"as {children[child]}'s is: one workflow ID for two targets")
+                    children[child] = f"stage {stage.name} target {target.key}"
             if stage.gate.analysis is not None:
                 known = {t.name for t in self.analysis.templates}
                 for ref in stage.gate.analysis.templates:
@@ -308,23 +324,6 @@ class Pipeline(SpecModel):
 
 def parse_pipeline(document: Any, source: str = "<spec>") -> Pipeline:
     return parse_as(Pipeline, document, source, "Pipeline")
-
-
-def load_pipeline(path: str, read=None) -> Pipeline:
-    """Read a Pipeline and every `rolloutFile` it names (relative to the pipeline's file), inlined."""
-    from pathlib import Path
-
-    document = load_document(path, "Pipeline")
-    base = Path(path).parent
-    for index, stage in enumerate((document.get("spec") or {}).get("stages") or [] if isinstance(document, dict) else []):
-        if isinstance(stage, dict) and isinstance(stage.get("rolloutFile"), str):
-            file = base / stage["rolloutFile"]
-            try:
-                stage["rollout"] = load_document(file, "Rollout")
-            except SpecError as error:
-                raise SpecError(path, [f"spec.stages[{index}].rolloutFile: {p}" for p in error.problems]) from None
-            stage.pop("rolloutFile")
-    return parse_pipeline(document, path)
 
 
 def json_schema() -> dict[str, Any]:

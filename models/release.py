@@ -26,12 +26,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from models.analysis import AnalysisSpec, AnalysisStep, Provider
 from models.approvals import Approval, ApprovalPolicy
 from models.appstore import AppStoreChannel
-from models.documents import SpecError, load_document, parse_as, schema_of  # noqa: F401 - SpecError: its API
+from models.documents import SpecError, from_document, load_document, parse_as, schema_of  # noqa: F401 - SpecError: its API
 from models.durations import Duration, format_duration
 from models.flags import FlagChannel
 from models.intune import IntuneChannel
@@ -118,10 +118,21 @@ class ReleasePhase(SpecModel):
     analysis: AnalysisStep | None = None
     approval: Approval | None = None
 
+    @field_validator("percent", mode="before")
+    @classmethod
+    def _a_number(cls, value: object, info: ValidationInfo) -> object:
+        if from_document(info) and isinstance(value, bool):
+            raise ValueError(f"a number of percent, not {value} (YAML reads yes, no, on and off as booleans)")
+        if from_document(info) and isinstance(value, str):
+            raise ValueError(f"a number of percent, not the text {value[:20]!r}")
+        return value
+
     @model_validator(mode="after")
-    def _one_exposure(self) -> ReleasePhase:
+    def _one_exposure(self, info: ValidationInfo) -> ReleasePhase:
         if (self.percent is None) == (self.basis_points is None):
             raise ValueError("a phase gives exactly one of percent, basisPoints")
+        if from_document(info) and self.percent is not None and abs(self.percent * 100 - self.points) > 1e-6:
+            raise ValueError(f"@percent: {self.percent:g}% is finer than a basis point, the 0.01% a phase can express")
         return self
 
     @property
@@ -139,6 +150,16 @@ class ReleasePhase(SpecModel):
         return text
 
 
+class Adoption(SpecModel):
+    """After the last phase: wait until `spec.observe` measures this share of the audience running the
+    release before it ends Healthy (100% means every device may install it; adoption is how many did)."""
+
+    minimum: float = Field(gt=0, le=100, description="percent of the audience that must run the release")
+    within: Duration = Field(timedelta(days=7), description="how long to wait; then it ends Degraded "
+                                                            "(AdoptionBelowMinimum), the release still offered")
+    every: Duration = Field(timedelta(hours=1), description="how often to measure while waiting")
+
+
 class ReleaseSpecBody(SpecModel):
     artifact: ReleaseArtifact
     channel: Channel
@@ -152,6 +173,7 @@ class ReleaseSpecBody(SpecModel):
     observe: Provider | None = Field(
         None, description="how much of the audience runs the release, in percent (prometheus or web; "
                           "{{args.version}} is the artifact's version): measured when each phase's bake ends")
+    adoption: Adoption | None = Field(None, description="wait for this much measured adoption before Healthy")
 
     rollback_window: ClassVar[None] = None  # a release rolls back by a new release, not a warm copy
 
@@ -163,12 +185,15 @@ class ReleaseSpecBody(SpecModel):
         return [p.describe() for p in self.phases]
 
     @model_validator(mode="after")
-    def _checks(self) -> ReleaseSpecBody:
+    def _checks(self, info: ValidationInfo) -> ReleaseSpecBody:
         previous = 0
         for index, phase in enumerate(self.phases):
             if phase.points < previous:
                 raise ValueError(f"@phases[{index}]: exposure {phase.points / 100:g}% is below the phase before "
                                  f"({previous / 100:g}%): each phase is a superset of the last")
+            if phase.points == previous and from_document(info):
+                raise ValueError(f"@phases[{index}]: the same exposure as the phase before ({previous / 100:g}%): "
+                                 "one phase, with a longer bake (its analysis and approval gate it together)")
             previous = phase.points
             if phase.analysis is not None:
                 try:
@@ -187,6 +212,10 @@ class ReleaseSpecBody(SpecModel):
         for path, policy in self.approvals():
             if policy.remind_every is not None and not self.notifications:
                 raise ValueError(f"@{path}.remindEvery: reminders need spec.notifications")
+        if self.adoption is not None and self.observe is None:
+            raise ValueError("@adoption: adoption is measured by spec.observe: give it (a prometheus or web query)")
+        if self.adoption is not None and not timedelta(minutes=1) <= self.adoption.every <= self.adoption.within:
+            raise ValueError("@adoption.every: at least 1m, and no longer than adoption.within")
         if self.observe is not None and self.observe.name == "judge":
             raise ValueError("@observe: a share is read from prometheus or web, not judge")
         return self

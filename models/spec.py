@@ -208,8 +208,8 @@ class Rollout(SpecModel):
         return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
 
 
-def parse_rollout(document: Any, source: str = "<spec>") -> Rollout:
-    return parse_as(Rollout, document, source, "Rollout")
+def parse_rollout(document: Any, source: str = "<spec>", as_document: bool = True) -> Rollout:
+    return parse_as(Rollout, document, source, "Rollout", as_document)
 
 
 def load_rollout(path: str | Path) -> Rollout:

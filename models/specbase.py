@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
@@ -86,6 +87,10 @@ def _path(loc: tuple[Any, ...]) -> str:
     return text or "(document)"
 
 
+_SHORT = reprlib.Repr()  # Python 3.12 takes these as arguments; 3.11 as attributes
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+
 def describe_errors(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors(include_url=False):
@@ -99,6 +104,6 @@ def describe_errors(error: ValidationError) -> list[str]:
         elif item["type"] == "extra_forbidden":
             message = "unknown field"
         elif item["type"] == "literal_error":
-            message = f"{message}, got {item['input']!r}"
+            message = f"{message}, got {_SHORT.repr(item['input'])}"  # never the whole (alias-expanded) input
         problems.append(f"{_path(loc)}: {message}")
     return problems

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from models.documents import from_document
 from models.durations import Duration
 from models.specbase import Message, SpecModel
 
@@ -25,6 +26,14 @@ class Repository(SpecModel):
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
     prefix: str = Field("", pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$", description="e.g. desktop-app")
     endpoint: str | None = Field(None, pattern=r"^https?://", description="S3 endpoint (default: the worker's)")
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_dot_segments(cls, value: str, info: ValidationInfo) -> str:
+        if from_document(info) and any(part in (".", "..") for part in value.split("/")):
+            raise ValueError(f"{value!r}: no . or .. segments (devices fetch over HTTP, which resolves them: "
+                             "they would read another prefix than the one published)")
+        return value
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")

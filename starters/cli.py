@@ -26,7 +26,7 @@ from pathlib import Path
 
 from activities.sealing import SealingError
 from models import names
-from models.spec import STRATEGIES, SpecError, json_schema, load_rollout
+from models.spec import STRATEGIES, SpecError, json_schema
 from starters import decisions, pipeline
 from starters.exitcodes import ExitCode, UserError
 from workers import options as worker_options
@@ -195,17 +195,12 @@ def _repository_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", default=None, help="S3 endpoint (default: boto3's, e.g. $AWS_ENDPOINT_URL)")
 
 
-def _load(path: str, kind: str = "Rollout"):
-    from models.documents import load_document
-    from models.release import parse_release
-    from models.spec import parse_rollout
+def _load(path: str, takes: tuple[str, ...], command: str):
+    """The document at `path` parsed by its kind, if `command` takes it; else one line per problem, exit 2."""
+    from models.kinds import load_kind
 
     try:
-        if kind == "any":
-            document = load_document(path, "Rollout or Release")
-            kind = document.get("kind", "Rollout") if isinstance(document, dict) else "Rollout"
-            return parse_release(document, path) if kind == "Release" else parse_rollout(document, path)
-        return parse_release(load_document(path, "Release"), path) if kind == "Release" else load_rollout(path)
+        return load_kind(path, takes, command)
     except SpecError as error:
         raise UserError("\n".join(f"{error.source}: {p}" for p in error.problems), ExitCode.INVALID) from None
 
@@ -226,7 +221,7 @@ def _release(args: argparse.Namespace) -> int:
     from starters import release
 
     if args.action == "publish":
-        document = _load(args.file, "Release")
+        document = _load(args.file, ("Release",), "rollout release publish -f")
         if args.train:
             return asyncio.run(release.submit_to_train(document, args.train, args.wait, args.timeout, args.task_queue,
                                                        args.json))
@@ -247,7 +242,12 @@ def run(args: argparse.Namespace) -> int:
     from starters import commands, lifecycle
 
     if args.command == "validate":
-        rollout = _load(args.file, "any")
+        rollout = _load(args.file, ("Rollout", "Release", "Pipeline"), "rollout validate -f")
+        if rollout.kind == "Pipeline":
+            from starters.pipeline import describe
+
+            print(f"{args.file}: {describe(rollout)}")
+            return ExitCode.OK
         if rollout.kind == "Release":
             print(f"{args.file}: valid release {rollout.rollout_id} of {rollout.version} to {rollout.target_description} "
                   f"({len(rollout.spec.phases)} phases)")
@@ -262,10 +262,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json_schema() if args.kind == "Rollout" else release_schema(), indent=2))
         return ExitCode.OK
     if args.command == "start":
-        rollout = _load(args.file)
+        rollout = _load(args.file, ("Rollout",), "rollout start -f")
         return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json, args.again))
     if args.command == "analyze":
-        rollout = _load(args.file)
+        rollout = _load(args.file, ("Rollout",), "rollout analyze -f")
         return asyncio.run(lifecycle.analyze(rollout, args.template, args.arg, args.task_queue, args.timeout, args.json))
     if args.command == "retry":
         rid = commands.normalise_id(args.rollout_id)
@@ -341,7 +341,8 @@ def run(args: argparse.Namespace) -> int:
             return run_release_demo(args.interactive)
         from localcluster.demo import run_demo
 
-        return run_demo(args.file, args.interactive, args.keep)
+        rollout = _load(args.file, ("Rollout",), "rollout demo -f") if args.file else None
+        return run_demo(rollout, args.interactive, args.keep, args.file)
     raise UserError(f"unknown command {args.command}")
 
 

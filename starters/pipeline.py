@@ -27,7 +27,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models import names
 from models.documents import SpecError
-from models.pipeline import Pipeline, PipelineInput, load_pipeline
+from models.kinds import load_kind
+from models.pipeline import Pipeline, PipelineInput
 from models.status import AbortRequest, Phase, RolloutStatus
 from starters.commands import _started, connect, status_or_none, ui_link, who
 from starters.exitcodes import ExitCode, UserError
@@ -36,13 +37,15 @@ ICON = {"pending": "○", "gate": "‖", "running": "►", "verified": "✔", "f
         "rolledBack": "↶", "rollbackFailed": "✖", "skipped": "-", "done": "✔"}
 
 
-def load(path: str) -> Pipeline:
+def load(path: str, command: str) -> Pipeline:
     try:
-        return load_pipeline(path)
+        return load_kind(path, ("Pipeline",), command)
     except SpecError as error:
         raise UserError("\n".join(f"{error.source}: {p}" for p in error.problems), ExitCode.INVALID) from None
-    except OSError as error:
-        raise UserError(f"{path}: {error.strerror}", ExitCode.INVALID) from None
+
+
+def describe(pipeline: Pipeline) -> str:
+    return f"valid pipeline {pipeline.rollout_id}: {pipeline.target_description}, {len(pipeline.spec.plan())} steps"
 
 
 async def start_pipeline(client: Client, pipeline: Pipeline, task_queue: str, requested_by: str) -> WorkflowHandle:
@@ -196,9 +199,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "summary":
         return summary(args.source)
-    pipeline = load(args.file)
+    pipeline = load(args.file, f"rollout pipeline {args.action} -f")
     if args.action == "validate":
-        print(f"{args.file}: valid pipeline {pipeline.rollout_id}: {pipeline.target_description}, "
-              f"{len(pipeline.spec.plan())} steps")
+        print(f"{args.file}: {describe(pipeline)}")
         return ExitCode.OK
     return asyncio.run(start(pipeline, args.wait, args.timeout, args.task_queue, args.json, args.again))

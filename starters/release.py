@@ -33,6 +33,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from models import names
+from models.documents import DOCUMENT
 from models.release import Release, ReleaseInput
 from models.status import Phase, RolloutStatus
 from models.train import SubmitRelease, SubmitResult, TrainInput, train_id
@@ -48,10 +49,10 @@ def repository_from(bucket: str, prefix: str, endpoint: str | None) -> Repositor
     from pydantic import ValidationError
 
     try:
-        return Repository(bucket=bucket, prefix=prefix, endpoint=endpoint)
+        return Repository.model_validate({"bucket": bucket, "prefix": prefix, "endpoint": endpoint}, context=DOCUMENT)
     except ValidationError as error:
         first = error.errors()[0]
-        raise UserError(f"--{first['loc'][0]}: {first['msg']}", ExitCode.INVALID) from None
+        raise UserError(f"--{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}", ExitCode.INVALID) from None
 
 
 def init(repository: Repository, keys: Path, thresholds: list[str], public_read: bool, root_out: Path | None) -> int:

@@ -97,21 +97,27 @@ async def _analysing(handle) -> bool:
     return bool(status.analysis and status.analysis[0].measurements)
 
 
+async def _verified_canary(client: Client, queue: str, issuer: LocalIssuer, name: str, initiator: str):
+    """A canary whose 2-of-N approval counts votes proven by `issuer`'s tokens, waiting at it; with the
+    time the approval opened on the workflow's clock (a time-skipping server's runs ahead)."""
+    document = canary_document(name=name, environment="production", steps=[
+        {"setWeight": 20},
+        {"approval": {"approvers": ["group:release-managers"], "minApprovals": 2, "forbidSelfApproval": True,
+                      "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}",
+                                   "groupsClaim": "groups"}}},
+        {"setWeight": 100}])
+    handle = await start_workflow(client, parse_rollout(document), queue, initiator)
+    await paused_at(handle, 1)
+    status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
+    return handle, status.approval.opened_at.timestamp()
+
+
 async def verified(client: Client, queue: str):
     """2 verified votes (the local OIDC issuer): one refused by update (expired), one by update, one
     forged by signal (refused, recorded), one by signal."""
     issuer = LocalIssuer().start()
     try:
-        document = canary_document(name="recorded-verified", environment="production", steps=[
-            {"setWeight": 20},
-            {"approval": {"approvers": ["group:release-managers"], "minApprovals": 2, "forbidSelfApproval": True,
-                          "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}",
-                                       "groupsClaim": "groups"}}},
-            {"setWeight": 100}])
-        handle = await start_workflow(client, parse_rollout(document), queue, "alice@example.com")
-        await paused_at(handle, 1)
-        status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
-        opened = status.approval.opened_at.timestamp()  # the workflow's clock (a time-skipping server's runs ahead)
+        handle, opened = await _verified_canary(client, queue, issuer, "recorded-verified", "alice@example.com")
         audience, managers = f"durable-rollouts:{handle.id}", ["release-managers"]
         try:
             expired = issuer.mint(audience, email="bob@example.com", groups=managers, at=opened - 120, lifetime=1)
@@ -123,6 +129,28 @@ async def verified(client: Client, queue: str):
         carol = issuer.mint(audience, email="carol@example.com", groups=managers, at=opened)
         await handle.signal("approve", ApproveRequest(id_token=issuer.forge(carol, email="dave@example.com")))
         await handle.signal("approve", ApproveRequest(id_token=carol))
+        await handle.result()
+    finally:
+        issuer.stop()
+    return handle
+
+
+async def verified_folded(client: Client, queue: str):
+    """Votes by signal compared as people write names (workflow.patched "names-compared-case-insensitively"):
+    started by the login name `alice`, bob votes by update, then by signal alice's own token (refused:
+    she started it) and bob's in other case (refused: he voted), and carol's (counted)."""
+    issuer = LocalIssuer().start()
+    try:
+        handle, opened = await _verified_canary(client, queue, issuer, "recorded-folded", "alice")
+        audience, managers = f"durable-rollouts:{handle.id}", ["release-managers"]
+
+        def token(email: str) -> str:
+            return issuer.mint(audience, email=email, groups=managers, at=opened)
+
+        await handle.execute_update("approve", ApproveRequest(id_token=token("bob@example.com")))
+        await handle.signal("approve", ApproveRequest(id_token=token("alice@example.com")))
+        await handle.signal("approve", ApproveRequest(id_token=token("BOB@example.com")))
+        await handle.signal("approve", ApproveRequest(id_token=token("carol@example.com")))
         await handle.result()
     finally:
         issuer.stop()

@@ -365,6 +365,8 @@ SCENARIOS = [
     ("canary-verified-approval", record_decisions.verified,
      lambda: FakeCluster().activities() + record_decisions.identity_activities()),
     ("canary-sealed-vote", record_decisions.sealed, lambda: FakeCluster().activities()),
+    ("canary-verified-folded", record_decisions.verified_folded,
+     lambda: FakeCluster().activities() + record_decisions.identity_activities()),
     ("blue-green-approved", record_decisions.blue_green_approved, lambda: blue_green_fakes() + decision_fakes()),
     ("observe-target", observed, observe_fakes),
     *record_releases.SCENARIOS,

@@ -167,7 +167,7 @@ def test_cli_validate_of_garbage_is_one_line_and_exit_2(tmp_path, text):
 
 
 def _pipeline_documents() -> list[dict]:
-    from models.pipeline import load_pipeline
+    from models.kinds import load_pipeline
 
     return [load_pipeline(str(p)).model_dump(mode="json", by_alias=True, exclude_none=True)
             for p in sorted((REPO / "examples" / "pipelines").glob("*.yaml")) if "kind: Pipeline" in p.read_text()]

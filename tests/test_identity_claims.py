@@ -1,9 +1,10 @@
 """Approver identity against a captured token and a careless issuer: a used token sent again in another
 text (its signature re-padded, an ECDSA signature's twin) counts no more than the original, by update, by
-signal and after the rollout continued as new behind a flood of refused signals; claims of the wrong
-type, an audience list naming others, a token from the future, an email not marked verified and keys
-offered over plain http are refused; self-approval compares names as people write them; a policy that
-lets any token holder vote is refused in a document."""
+signal and after the rollout continued as new behind a flood of refused signals; a token issued before
+the approval opened, claims of the wrong type, an audience list naming others, a token from the future,
+an email not marked verified and keys offered over plain http are refused; self-approval compares names
+as people write them (ASCII case, a login name with its email); a policy that lets any token holder vote
+is refused in a document, while a running pipeline's input that has one still reads."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ import workflows.continuation
 from activities.approvers import ApproverActivities
 from activities.identity import IdentityActivities
 from localcluster.issuer import LocalIssuer
-from models.approvals import Approval, ApproveRequest
+from models.approvals import Approval, ApproveRequest, names_match
 from models.documents import SpecError
 from models.identity import USED, KeysRequest, SigningKeys, verify_token
+from models.pipeline import PipelineInput, parse_pipeline
 from models.spec import Rollout, parse_rollout
 from models.status import ControlResult, Phase, RolloutInput
 from tests.helpers import canary_document, eventually, finished
@@ -84,6 +86,13 @@ def test_a_used_token_in_another_text_is_still_used(issuer):  # noqa: F811
     original = verify_token(token, policy, RID, ec_keys, now, set())
     assert twin != token and verify_token(twin, policy, RID, ec_keys, now, set()).name == "carol@example.com"
     assert verify_token(twin, policy, RID, ec_keys, now, {original.token_sha256, original.token_key}) == USED
+    carol_again = jwt.encode({**claims, "nonce": "n-2"}, key, algorithm="ES256", headers={"kid": "ec-1"})
+    assert verify_token(carol_again, policy, RID, ec_keys, now, {original.token_key}).name == "carol@example.com", \
+        "another token of the same person in the same second is another token"
+
+    opened = now + timedelta(minutes=5)  # an approval that opened after bob's token was issued
+    assert "before this approval opened" in verify_token(bob, policy, RID, keys, opened, set(), opened_at=opened)
+    assert verify_token(bob, policy, RID, keys, now, set(), opened_at=now).name == "bob@example.com"
 
 
 def test_claims_are_held_to_their_types(issuer):  # noqa: F811
@@ -135,31 +144,58 @@ def test_a_policy_any_token_holder_could_satisfy_is_refused_in_a_document(issuer
            "who may vote" in str(refusal.value)
     assert Rollout.model_validate(document).spec.strategy.canary.steps[1].approval.identity is not None, \
         "a running rollout's input, read back from its history, still reads"
+    template = {**document, "metadata": {"name": "web", "environment": "test"}}
+    pipeline = {"apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Pipeline",
+                "metadata": {"name": "open", "environment": "test"},
+                "spec": {"bundle": {"images": {"web": "registry.local/web:2.0.0"}},
+                         "stages": [{"name": "prod", "rollout": template, "waves": [{"targets": [{"context": "eu-1"}]}]}]}}
+    with pytest.raises(SpecError) as refusal:
+        parse_pipeline(pipeline)
+    assert "approvers: an approval that requires an ID token must name who may vote" in str(refusal.value)
+    running = PipelineInput.model_validate({"pipeline": pipeline, "requestedBy": "ci"})  # as its history has it
+    assert running.pipeline.spec.stages[0].template().spec.strategy.canary.steps[1].approval.approvers == []
+
+
+def test_names_compare_as_people_write_them():
+    assert names_match("Alice@Example.COM", "alice@example.com") and names_match("alice", "alice@example.com")
+    assert not names_match("alice@a.example", "alice@b.example"), "two domains, two people"
+    assert not names_match("strasse@corp.example", "straße@corp.example"), "no Unicode folding"
+    assert not names_match("kate@corp.example", "\u212aate@corp.example"), "the Kelvin sign is not a K"
+    assert names_match("Bob@x.example", "bob@x.example", member=True)
+    assert not names_match("alice", "alice@example.com", member=True), "the approvers list matches whole names"
+    assert not names_match("Bob@x.example", "bob@x.example", member=True, emails=False), "a sub is case-sensitive"
 
 
 async def test_self_approval_and_a_second_vote_compare_names_as_people_write_them(verified_rollouts, issuer):  # noqa: F811
     handle = await verified_rollouts("cases", initiator="Alice@Example.COM")
+    login = await verified_rollouts("login", initiator="alice")  # `rollout start`'s default: the login name
     await open_approval(handle)
+    await open_approval(login)
     audience = f"durable-rollouts:{handle.id}"
 
-    def token(email: str) -> str:
-        return issuer.mint(audience, email=email, groups=MANAGERS)
+    def token(email: str, to: str = audience) -> str:
+        return issuer.mint(to, email=email, groups=MANAGERS)
 
     assert "started this rollout and cannot approve it" in await refused(
         handle, "approve", ApproveRequest(id_token=token("alice@example.com")))
+    assert "started this rollout and cannot approve it" in await refused(
+        login, "approve", ApproveRequest(id_token=token("alice@example.com", f"durable-rollouts:{login.id}")))
+    await login.terminate("test over")
     bob = token("bob@example.com")
     await handle.execute_update("approve", ApproveRequest(id_token=bob), result_type=ControlResult)
     assert await refused(handle, "approve", ApproveRequest(id_token=padded(bob))) == f"InvalidDecision: approve: {USED}"
     assert "has already voted" in await refused(handle, "approve", ApproveRequest(id_token=token("BOB@example.com")))
-    await handle.signal("approve", ApproveRequest(id_token=padded(bob)))  # the Web UI's door: the same rule
-    why = await eventually(lambda: _refusals(handle), timeout=30, what="the signal's vote refused")
-    assert why == [f"approve: {USED}"]
+    await handle.signal("approve", ApproveRequest(id_token=padded(bob)))  # the Web UI's door: the same rules
+    await handle.signal("approve", ApproveRequest(id_token=token("BOB@example.com")))
+    why = await eventually(lambda: _refusals(handle, 2), timeout=30, what="the signals' votes refused")
+    assert why[0] == f"approve: {USED}" and why[1].startswith("BOB@example.com has already voted"), why
     assert (await status_of(handle)).approval.votes[0].by == "bob@example.com"
     await handle.terminate("test over")
 
 
-async def _refusals(handle) -> list[str]:
-    return [d.why for d in (await status_of(handle)).decisions if d.source == "web-ui" and not d.accepted]
+async def _refusals(handle, count: int) -> list[str] | None:
+    refusals = [d.why for d in (await status_of(handle)).decisions if d.source == "web-ui" and not d.accepted]
+    return refusals if len(refusals) >= count else None
 
 
 async def test_a_used_token_stays_used_after_the_rollout_continues_as_new(dev_server, dev_client, unique, issuer,  # noqa: F811
@@ -184,6 +220,8 @@ async def test_a_used_token_stays_used_after_the_rollout_continues_as_new(dev_se
                 id=f"rollout/production/kept-{unique}", task_queue=queue)
             await open_approval(handle)
             bob = issuer.mint(f"durable-rollouts:{handle.id}", email="bob@example.com", groups=MANAGERS, lifetime=600)
+            dave = issuer.mint(f"durable-rollouts:{handle.id}", email="dave@example.com", groups=MANAGERS, lifetime=600,
+                               issued_ago=60)  # held back from an earlier approval
             await handle.execute_update("approve", ApproveRequest(id_token=bob), result_type=ControlResult)
 
             async def second_open():
@@ -196,6 +234,7 @@ async def test_a_used_token_stays_used_after_the_rollout_continues_as_new(dev_se
             continued = await eventually(lambda: _continued(handle), timeout=30, what="a new run")
             assert [d.by for d in continued.decisions if d.accepted] == ["bob@example.com"], "kept: the used token"
             assert await refused(handle, "approve", ApproveRequest(id_token=bob)) == f"InvalidDecision: approve: {USED}"
+            assert "before this approval opened" in await refused(handle, "approve", ApproveRequest(id_token=dave))
             carol = issuer.mint(f"durable-rollouts:{handle.id}", email="carol@example.com", groups=MANAGERS)
             await handle.execute_update("approve", ApproveRequest(id_token=carol), result_type=ControlResult)
             final = await finished(handle, 60)

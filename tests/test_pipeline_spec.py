@@ -13,7 +13,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import RegistryActivities, split_reference
 from models.documents import SpecError
-from models.pipeline import child_name, load_pipeline, parse_pipeline
+from models.kinds import load_pipeline
+from models.pipeline import child_name, parse_pipeline
 from tests.pipeline_helpers import pipeline_document, stage
 
 REPO = Path(__file__).resolve().parent.parent

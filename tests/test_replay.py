@@ -44,7 +44,7 @@ def test_every_strategy_has_recorded_histories():
         "release-halted-by-gate", "release-flag-back-to-before", "release-google-play", "release-app-store",
         "release-microsoft-store",
         "release-intune-rings", "release-mdm-aborted", "pipeline-delivered", "pipeline-rolled-back",
-        "canary-verified-approval", "canary-sealed-vote",
+        "canary-verified-approval", "canary-sealed-vote", "canary-verified-folded",
     }
 
 

@@ -88,7 +88,7 @@ class Continuation:
             return newest
         now = workflow.now()
         return [d for d in older if d.accepted and d.token_sha256
-                and (d.token_expires is None or d.token_expires + LEEWAY > now)] + newest
+                and (d.token_expires is None or d.token_expires > now - LEEWAY)] + newest
 
     async def continue_as_new(self, wait: ContinueAsNew, step: int, **state) -> None:
         """Hand the rollout to a new run that resumes the wait at `step`. Never returns."""

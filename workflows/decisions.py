@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         SetWeightRequest,
         SkipAnalysisRequest,
         Vote,
+        names_match,
     )
     from models.identity import USED, VerifiedIdentity, VoteToVerify, claims_of, verify_token
     from models.status import ControlResult, Reason
@@ -69,13 +70,11 @@ TOKENS_KEYED = "tokens-single-use-by-claims"  # workflow.patched: a signal's vot
 NAMES_FOLDED = "names-compared-case-insensitively"  # workflow.patched: runs recorded before compared exactly
 
 
-def same_person(a: str, b: str, emails_only: bool = False) -> bool:
-    """Whether two names are one person's: equal, or equal but for case (`emails_only`: only when both are
-    emails — an ID token's `sub` is case-sensitive). Refusals (self-approval, a second vote) fold any name;
-    membership of the approvers folds emails only. Runs recorded before compared exactly."""
+def same_person(a: str, b: str, member: bool = False, emails: bool = True) -> bool:
+    """`models.approvals.names_match` in a workflow: runs recorded before compared names exactly."""
     if a == b:
         return True
-    if a.casefold() != b.casefold() or (emails_only and not ("@" in a and "@" in b)):
+    if not names_match(a, b, member, emails):
         return False
     return workflow.unsafe.is_read_only() or workflow.patched(NAMES_FOLDED)  # a validator is never replayed
 
@@ -123,7 +122,8 @@ class DecisionRules:
             answer = await workflow.execute_local_activity_method(
                 IdentityActivities.verify_vote, VoteToVerify(
                     token=request.id_token, policy=policy.identity, rollout_id=self.control.status.rollout_id,
-                    keys=self.control.signing_keys, now=workflow.now(), used=sorted(self._used_tokens())),
+                    keys=self.control.signing_keys, now=workflow.now(), used=sorted(self._used_tokens()),
+                    opened_at=a.opened_at),
                 start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3),
                 summary=f"verify the ID token of a {kind} signal")
         except FailureError as error:  # a signal never fails the rollout: the vote is refused, and says why
@@ -184,7 +184,8 @@ class DecisionRules:
             with workflow.unsafe.imports_passed_through():
                 proof = (verify_token(request.id_token, identity, self.control.status.rollout_id,
                                       self.control.signing_keys, workflow.now(),
-                                      self._used_tokens(keys=False) if legacy else used, legacy=legacy)
+                                      self._used_tokens(keys=False) if legacy else used, legacy=legacy,
+                                      opened_at=a.opened_at)
                          if verify else claims_of(request.id_token, identity))
         if isinstance(proof, str):
             return bare, None, Invalid(f"{kind}: {proof}")
@@ -203,7 +204,9 @@ class DecisionRules:
         if a is None or policy is None or a.decided:
             return f"step {self.control.status.current_step + 1} is not waiting for approval"
         in_group = proof is not None and bool(set(proof.groups) & set(policy.groups))
-        if a.eligible is not None and not any(same_person(who, e, emails_only=True) for e in a.eligible) and not in_group:
+        emails = policy.identity is None or policy.identity.claim == "email"
+        if (a.eligible is not None and not in_group
+                and not any(same_person(who, e, member=True, emails=emails) for e in a.eligible)):
             return Invalid(f"{who} is not an approver of step {a.step + 1} (approvers: {', '.join(a.approvers)})")
         if a.forbid_self_approval and same_person(who, a.initiator) and not rejecting:
             return Invalid(f"{who} started this rollout and cannot approve it (forbidSelfApproval)")

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from models.analysis import MeasureInput, Metric
     from models.approvals import HaltRequest
     from models.durations import format_duration
-    from models.release import ReleaseInput, ReleasePhase
+    from models.release import Adoption, ReleaseInput, ReleasePhase
     from models.status import Exposure, Phase, Reason, RolloutStatus
     from workflows.analysis import MEASURE, gate
     from workflows.approval import await_approval
@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.handlers import Abort, Approve, Halt, Promote, Rollback, SkipAnalysis, supported_by
 
 FULL = 10_000
+MEASURED = "measured (spec.observe)"
 HALT_PUBLISHED_FIRST = "halt-published-first"  # releases started before it showed Halted while publishing it
 
 
@@ -107,8 +108,7 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
         if measured.phase == "Error" or share is None:
             c.record("observe-failed", measured.message or f"no number in {measured.value!r}")
             return
-        c.status.exposure = c.status.exposure.model_copy(update={"observed": round(share, 3),
-                                                                 "source": "measured (spec.observe)"})
+        c.status.exposure = c.status.exposure.model_copy(update={"observed": round(share, 3), "source": MEASURED})
         c.record("observed", f"{share:.2f}% of the audience (desired {self.points / 100:g}%)")
 
     async def follow_halts(self) -> None:
@@ -176,7 +176,41 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
         await self.expose(FULL)
         self.last_good = FULL
         await self.observe()
-        return await c.healthy(f"{self.control.status.image} is at 100% of {self.control.status.target}")
+        if self.spec.adoption is not None:
+            short = await self.await_adoption(self.spec.adoption)
+            if short:
+                return c.finish(Phase.DEGRADED, Reason.ADOPTION_BELOW_MINIMUM.value, short)
+        return await c.healthy(self.offered())
+
+    def offered(self) -> str:
+        """What the end means: the channel offers the release to all of its audience; how many run it is
+        adoption, said only where measured (`spec.observe`)."""
+        s = self.control.status
+        text = f"{s.image} is offered to 100% of {s.target}"
+        if s.exposure.source == MEASURED:
+            text += f"; {s.exposure.observed:.2f}% of the audience runs it (measured)"
+        return text
+
+    def adopted(self, minimum: float) -> bool:
+        return self.control.status.exposure.source == MEASURED and self.control.status.exposure.observed >= minimum
+
+    async def await_adoption(self, adoption: Adoption) -> str:
+        """`spec.adoption`: measure every `every` until the share reaches `minimum`; '' when it does, after
+        `within` why not (an abort meanwhile rolls back, as anywhere)."""
+        c = self.control
+        deadline = workflow.now() + adoption.within
+        while not self.adopted(adoption.minimum):
+            left = deadline - workflow.now()
+            if left <= timedelta(0):
+                measured = (f"{c.status.exposure.observed:.2f}%" if c.status.exposure.source == MEASURED
+                            else "no measurement")
+                return (f"{self.offered()}, but after {format_duration(adoption.within)} adoption is {measured}, "
+                        f"below adoption.minimum {adoption.minimum:g}%")
+            c.show(Phase.PROGRESSING, message=f"offered to 100%; waiting until {adoption.minimum:g}% of the audience "
+                                              f"runs it (measured every {format_duration(adoption.every)})")
+            await c.sleep_unless_aborted(min(adoption.every, left), "measure the adoption again")
+            await self.observe()
+        return ""
 
     async def bake(self, index: int, phase: ReleasePhase) -> None:
         """The phase's bake: a durable timer that promote ends and a halt stops (its clock too)."""

@@ -1,0 +1,66 @@
+"""Which parser reads a document: its `kind` (Rollout, Release, Pipeline). Every command that reads a
+document loads it here, with the kinds it takes; a document of another kind is one line naming the
+command that takes it, never the other model's field errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from models.documents import SpecError, load_document
+from models.pipeline import MAX_STAGES, Pipeline, parse_pipeline
+
+COMMANDS = {"Rollout": "rollout start -f", "Release": "rollout release publish -f",
+            "Pipeline": "rollout pipeline start -f"}
+
+
+def load_pipeline(path: str) -> Pipeline:
+    """Read a Pipeline and every `rolloutFile` it names (relative to the pipeline's file), inlined."""
+    return pipeline_from(load_document(path, "Pipeline"), path)
+
+
+def pipeline_from(document: Any, path: str) -> Pipeline:
+    """A loaded Pipeline document with its `rolloutFile`s read (each bounded like any spec file), validated.
+    Files are read only for a document whose stages could be valid: a list of at most MAX_STAGES, each
+    giving its template one way (with both, the model names the conflict; nothing is read)."""
+    spec = document.get("spec") if isinstance(document, dict) else None
+    stages = spec.get("stages") if isinstance(spec, dict) else None
+    if isinstance(stages, list) and len(stages) <= MAX_STAGES:
+        base = Path(path).parent
+        for index, stage in enumerate(stages):
+            if isinstance(stage, dict) and isinstance(stage.get("rolloutFile"), str) and "rollout" not in stage:
+                try:
+                    stage["rollout"] = load_document(base / stage["rolloutFile"], "Rollout")
+                except SpecError as error:
+                    raise SpecError(path, [f"spec.stages[{index}].rolloutFile: {p}" for p in error.problems]) from None
+                stage.pop("rolloutFile")
+    return parse_pipeline(document, path)
+
+
+def _parse(kind: str, document: Any, path: str) -> Any:
+    if kind == "Release":
+        from models.release import parse_release
+
+        return parse_release(document, path)
+    if kind == "Pipeline":
+        return pipeline_from(document, path)
+    from models.spec import parse_rollout
+
+    return parse_rollout(document, path)
+
+
+def load_kind(path: str | Path, takes: tuple[str, ...], command: str) -> Any:
+    """The document at `path` validated by its kind's parser, when `command` takes that kind; SpecError
+    otherwise. A document without `kind` is read as the command's first kind (whose model then says
+    the field is missing)."""
+    source = str(path)
+    document = load_document(path, " or ".join(takes))
+    kind = document.get("kind", takes[0]) if isinstance(document, dict) else takes[0]
+    if not isinstance(kind, str) or kind not in COMMANDS:
+        shown = repr(kind) if isinstance(kind, str | int | float | bool) else f"a {type(kind).__name__}"
+        raise SpecError(source, [f"kind: {shown[:60]} is not a kind durable-rollouts reads "
+                                 f"({', '.join(COMMANDS)})"])
+    if kind not in takes:
+        raise SpecError(source, [f"kind: `{command}` takes a {' or a '.join(takes)}, this is a {kind} "
+                                 f"(`{COMMANDS[kind]} {source}`)"])
+    return _parse(kind, document, source)
