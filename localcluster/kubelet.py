@@ -9,6 +9,7 @@ deleted are confirmed at once (no containers to stop). Nothing is ever run and n
 from __future__ import annotations
 
 import argparse
+import hashlib
 import heapq
 import itertools
 import logging
@@ -29,6 +30,15 @@ log = logging.getLogger("fake-kubelet")
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
+
+def image_id(image: str) -> str:
+    """The runtime's imageID for a reference: its repository at the digest pulled — the pinned one when
+    the reference has a digest; for a tag, one derived from the reference (no registry is asked here)."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    repository = name[:slash + 1] + name[slash + 1:].split(":")[0]
+    return f"{repository}@{digest or 'sha256:' + hashlib.sha256(image.encode()).hexdigest()}"
 
 class FakeKubelet:
     def __init__(self, core: client.CoreV1Api, ready_delay: float):
@@ -151,6 +161,8 @@ class FakeKubelet:
             self._set_status(pod, self.ips[pod.metadata.uid], ready=True, crashing=False)
 
     def _set_status(self, pod: client.V1Pod, ip: str, ready: bool, crashing: bool) -> None:
+        """As a kubelet reports a pod: its conditions and, per container, the image and the `imageID` the
+        runtime pulled (`repository@digest`, as containerd and Docker report it)."""
         now = _now()
         flag = "True" if ready else "False"
         if crashing:
@@ -171,7 +183,7 @@ class FakeKubelet:
                     {"type": "Ready", "status": flag, "lastTransitionTime": now},
                 ],
                 "containerStatuses": [
-                    {"name": c.name, "image": c.image, "imageID": f"fake://{c.image}", "ready": ready,
+                    {"name": c.name, "image": c.image, "imageID": image_id(c.image), "ready": ready,
                      "restartCount": 3 if crashing else 0, "started": not crashing, "state": state}
                     for c in pod.spec.containers
                 ],

@@ -139,6 +139,8 @@ class Stage(SpecModel):
     max_failures: int = Field(0, ge=0, description="failed targets tolerated before the stage fails (no failFast)")
     on_failure: Literal["stop", "rollbackCompleted"] = "stop"
     approve: Literal["stage", "wave"] = Field("stage", description="gate.approval once, or before every wave")
+    allow_zero_replicas: bool = Field(False, description="a target whose Deployment wants 0 pods counts as verified "
+                                                         "(no pod runs the revision to show it)")
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> Stage:
@@ -180,8 +182,11 @@ class Stage(SpecModel):
                                       "deployment": self.overrides.deployment or k8s.deployment})
         spec = rollout.spec.model_copy(update={"image": image,
                                                "target": rollout.spec.target.model_copy(update={"kubernetes": k8s})})
-        if self.overrides.args:
-            spec = _with_args(spec, self.overrides.args)
+        # every analysis may select the new revision by what was pinned: args pinnedImage and pinnedDigest
+        # (used by a template that declares them; a stage override of the same name wins)
+        pinned = [Arg(name="pinnedImage", value=image), Arg(name="pinnedDigest", value=image.partition("@")[2])]
+        spec = _with_args(spec, [a for a in pinned if a.name not in {o.name for o in self.overrides.args}]
+                          + list(self.overrides.args))
         name = child_name(rollout.metadata.name, self.name, target.key)
         return rollout.model_copy(update={"spec": spec, "metadata": rollout.metadata.model_copy(update={"name": name})})
 
@@ -211,6 +216,11 @@ def _with_args(spec: Any, args: list[Arg]) -> Any:
     if st.rolling_update and st.rolling_update.analysis:
         st = st.model_copy(update={"rolling_update": st.rolling_update.model_copy(
             update={"analysis": merged(st.rolling_update.analysis)})})
+    if st.blue_green and (st.blue_green.pre_promotion_analysis or st.blue_green.post_promotion_analysis):
+        bg = st.blue_green
+        st = st.model_copy(update={"blue_green": bg.model_copy(update={
+            "pre_promotion_analysis": merged(bg.pre_promotion_analysis) if bg.pre_promotion_analysis else None,
+            "post_promotion_analysis": merged(bg.post_promotion_analysis) if bg.post_promotion_analysis else None})})
     return spec.model_copy(update={"strategy": st})
 
 

@@ -57,6 +57,7 @@ class Reason(str, Enum):
     STORE_REJECTED = "StoreRejected"  # a store or MDM refused a request (its own message follows)
     STORE_UNAUTHORIZED = "StoreUnauthorized"  # the store refused the credentials, a fresh token too
     TARGET_FAILED = "TargetFailed"  # a pipeline: a target's rollout failed (the message names it)
+    NO_PODS = "NoPods"  # a pipeline's target ran its rollout, but no pod of the new revision runs (0 replicas)
     STALE_REVISION = "StaleRevision"  # a pipeline's target was healthy, but not on the bundle's revision
     ADOPTION_BELOW_MINIMUM = "AdoptionBelowMinimum"  # a release offered to all, measured below spec.adoption.minimum
     CHECK_FAILED = "CheckFailed"  # a pipeline's pre-deployment check, or its soak, did not hold

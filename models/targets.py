@@ -57,3 +57,6 @@ class TargetObservation(Message):
     version: str = Field(description="the version it runs now: an image for Kubernetes")
     ready: bool = Field(description="settled on that version: every wanted instance ready, nothing else left")
     detail: str = ""
+    instances: int | None = Field(None, description="instances seen running the version, read from them (a "
+                                                    "Kubernetes target: the current revision's pods); None: not read")
+    revision: str = Field("", description="which revision they are (Kubernetes: the pod-template-hash)")

@@ -30,7 +30,7 @@ from models.documents import SpecError
 from models.kinds import load_kind
 from models.pipeline import Pipeline, PipelineInput
 from models.status import AbortRequest, Phase, RolloutStatus
-from starters.commands import _started, connect, status_or_none, ui_link, who
+from starters.commands import _drift, _started, connect, status_or_none, ui_link, who
 from starters.exitcodes import ExitCode, UserError
 
 ICON = {"pending": "○", "gate": "‖", "running": "►", "verified": "✔", "failed": "✖", "aborted": "✖",
@@ -73,14 +73,21 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
     pid = pipeline.rollout_id
     last = None if again else await status_or_none(client.get_workflow_handle(pid))
     if last is not None and last.phase is Phase.HEALTHY and last.spec_digest == pipeline.digest():
-        # A re-run CI job after the pipeline finished: the bundle is delivered; asking again for approvals
-        # and soaks would be a new delivery (--again).
-        if as_json:
-            print(last.model_dump_json(by_alias=True))
-        else:
-            print(f"{pid} already delivered this very bundle (Healthy at {last.finished_at:%Y-%m-%d %H:%M:%S} UTC): "
-                  "not started again (--again to run it anew)")
-        return ExitCode.OK
+        # A re-run CI job after the pipeline finished: the bundle is delivered — if every target still runs
+        # it (each read just now, as `rollout start` reads its target); asking again for approvals and soaks
+        # would be a new delivery (--again). A target that drifted since: a new delivery puts it back.
+        ended = f"{pid} already delivered this very bundle (Healthy at {last.finished_at:%Y-%m-%d %H:%M:%S} UTC)"
+        drifted = await _drifted(client, pipeline, last, task_queue)
+        if not drifted:
+            if as_json:
+                print(last.model_dump_json(by_alias=True))
+            else:
+                print(f"{ended}; checked just now: its {sum(len(s.targets) for s in pipeline.spec.stages)} targets run it; not started "
+                      "again (--again to run it anew)")
+            return ExitCode.OK
+        if not as_json:
+            print(f"{ended}, but {drifted[0]}{f' (and {len(drifted) - 1} more)' if len(drifted) > 1 else ''}: "
+                  "delivering it anew", flush=True)
     try:
         handle = await start_pipeline(client, pipeline, task_queue, who())
     except WorkflowAlreadyStartedError:
@@ -103,6 +110,16 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
             print(f"superseded {pid}: it ended {ended.phase.value} {ended.reason}".rstrip())
         handle = await start_pipeline(client, pipeline, task_queue, who())
     return await _started(handle, wait, timeout, as_json)
+
+
+async def _drifted(client: Client, pipeline: Pipeline, last: RolloutStatus, task_queue: str) -> list[str]:
+    """Each target of the delivered bundle read now (ObserveTarget, together): those no longer running
+    their stage's pinned image settled, described; a target that cannot be read counts as drifted."""
+    checks = [(stage.rollout_for(target, state.image, pipeline.rollout_id), state.image)
+              for stage, state in zip(pipeline.spec.stages, last.pipeline.stages, strict=True)
+              for target in stage.targets]
+    seen = await asyncio.gather(*(_drift(client, rollout, task_queue) for rollout, _ in checks))
+    return [what[1:] for what in seen if what.startswith("!")]
 
 
 def tree_lines(s: RolloutStatus, children: dict[str, RolloutStatus]) -> list[str]:

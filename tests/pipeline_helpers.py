@@ -46,12 +46,16 @@ def pipeline(name: str, image: str, stages: list[dict[str, Any]], **spec: Any) -
 
 class FakeFleet:
     """Deployments by (context, namespace, name) → image; `bad` contexts never get ready; `stale`
-    contexts answer the rollout as done but keep running what they ran (a GitOps tool put it back)."""
+    contexts answer the rollout as done but keep running what they ran (a GitOps tool put it back);
+    `empty` contexts run the new revision with no pods (scaled to 0); `drifting` contexts go back to
+    `before` once they have been read (put back after their wave was verified)."""
 
     def __init__(self, before: str = "registry.local/web:1.0.0", bad: tuple[str, ...] = (), stale: tuple[str, ...] = (),
-                 seconds: float = 0.0, failing: tuple[str, ...] = ()):
+                 seconds: float = 0.0, failing: tuple[str, ...] = (), empty: tuple[str, ...] = (),
+                 drifting: tuple[str, ...] = ()):
         self.before, self.bad, self.stale, self.seconds = before, set(bad), set(stale), seconds
         self.failing = set(failing)  # metric names whose measurement fails
+        self.empty, self.drifting = set(empty), set(drifting)
         self.images: dict[tuple[str, str, str], list[str]] = {}
         self.calls: list[str] = []
 
@@ -94,7 +98,13 @@ class FakeFleet:
 
         @activity.defn(name="observe_kubernetes_target")
         async def observe(t: KubernetesTarget) -> TargetObservation:
-            return TargetObservation(target=t.describe(), version=self._history(t)[-1], ready=True, detail="4/4 ready")
+            self.calls.append(f"observe {t.context}")
+            version = self._history(t)[-1]
+            if t.context in self.drifting:
+                self._history(t).append(self.before)  # read once as rolled out; put back right after
+            pods = 0 if t.context in self.empty else 4
+            return TargetObservation(target=t.describe(), version=version, ready=True, detail=f"{pods}/{pods} ready",
+                                     instances=pods)
 
         @activity.defn(name="measure")
         async def measure(request: MeasureInput) -> Measurement:

@@ -187,7 +187,7 @@ async def test_a_revoked_token_is_replaced_once_and_a_bad_key_fails_naming_the_s
 @pytest.mark.parametrize(("change", "problem"), [
     (lambda p: p[2].update(percent=3), "spec.phases[2].percent: Apple's phased release has no 3% day (1, 2, 5, 10, "
                                        "20, 50% on days 1-6, everyone on day 7)"),
-    (lambda p: p[0].update(percent=2), "spec.phases[0].percent: Apple's phased release starts at 1% (day 1)"),
+    (lambda p: p.pop(0), "spec.phases[0].percent: Apple's phased release starts at 1% (day 1)"),
     (lambda p: p[3].update(bake="2d"), "spec.phases[3].bake: Apple goes from 10% (day 4) to 20% (day 5) in 1d: "
                                        "bake 1d, not 2d"),
     (lambda p: p.pop(1), "spec.phases[0].bake: Apple goes from 1% (day 1) to 5% (day 3) in 2d: bake 2d, not 1d"),

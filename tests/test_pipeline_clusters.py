@@ -17,7 +17,7 @@ from kubernetes import client
 
 from localcluster.behaviour import declare_images
 from localcluster.workload import deploy
-from models.approvals import ApproveRequest
+from models.approvals import AbortRequest, ApproveRequest
 from models.status import Phase, RolloutStatus
 from starters.pipeline import start_pipeline
 from tests.helpers import eventually, read_audit
@@ -130,6 +130,19 @@ async def test_three_stages_one_digest_soak_and_two_approvals(
     assert tree.count(f"verified       on {pinned.rsplit('@', 1)[-1][:19]}") == 5, tree
     runs = [e async for e in dev_client.list_workflows(f"WorkflowId = '{pid}'")]
     assert len(runs) == 1, "the re-run job started no second delivery"
+    delivered = await rollout_cli("pipeline", "start", "-f", str(file))  # once more, after the end: each target read
+    assert delivered.returncode == 0 and "checked just now: its 5 targets run it; not started again" in \
+        delivered.stdout, delivered.stdout + delivered.stderr
+    client.AppsV1Api(fleet_apis[2]).patch_namespaced_deployment("web", ns["prod"], {"spec": {"template": {"spec": {
+        "containers": [{"name": "app", "image": "registry.local/web:0.9.0"}]}}}})  # someone put one back by hand
+    drifted = await rollout_cli("pipeline", "start", "-f", str(file))
+    assert "now runs registry.local/web:0.9.0" in drifted.stdout and "delivering it anew" in drifted.stdout, \
+        drifted.stdout + drifted.stderr
+    runs = [e async for e in dev_client.list_workflows(f"WorkflowId = '{pid}'")]
+    assert len(runs) == 2, "the drift started a new delivery"
+    anew = dev_client.get_workflow_handle(pid, result_type=RolloutStatus)
+    await anew.execute_update("abort", AbortRequest(by="test", reason="test over"))  # its targets stop cleanly
+    assert (await anew.result()).phase is Phase.DEGRADED
     listed = json.loads((await rollout_cli("list", "--pipeline", pid, "--json")).stdout)
     assert len(listed) == 5 and {row["pipeline"] for row in listed} == {pid}
     kinds = json.loads((await rollout_cli("list", "--strategy", "pipeline", "--json")).stdout)

@@ -15,7 +15,7 @@ from activities.registry import RegistryActivities, split_reference
 from models.documents import SpecError
 from models.kinds import load_pipeline
 from models.pipeline import child_name, parse_pipeline
-from tests.pipeline_helpers import pipeline_document, stage
+from tests.pipeline_helpers import pipeline_document, rolling_template, stage
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,3 +104,26 @@ def test_a_tag_is_pinned_to_the_digest_the_registry_reports(registry):
     with pytest.raises(ApplicationError) as missing:
         pin(registry.image("shop/api", "9.9.9"))
     assert missing.value.non_retryable and "no tag '9.9.9'" in missing.value.message
+
+
+def test_every_analysis_of_a_target_can_select_the_pinned_revision():
+    """The pinned image and digest reach every analysis of a target's rollout as args (a health query can
+    select the new revision by them), with the stage's overrides — blue-green's pre- and post-promotion
+    analyses included."""
+    template = rolling_template("shop")
+    template["spec"]["strategy"] = {"blueGreen": {
+        "activeService": "web", "previewService": "web-preview",
+        "prePromotionAnalysis": {"templates": [{"templateName": "health"}]},
+        "postPromotionAnalysis": {"templates": [{"templateName": "health"}]}}}
+    args = [{"name": "pinnedDigest", "value": "unpinned"}, {"name": "region", "value": "anywhere"}]  # the template alone
+    template["spec"]["analysis"] = {"templates": [{"name": "health", "args": args,
+                                                   "metrics": [{"name": "errors", "successCondition": "result[0] < 1",
+                                                                "provider": {"prometheus": {"query": "up"}}}]}]}
+    document = doc(stage("prod", "shop", ["eu-1"], overrides={"args": [{"name": "region", "value": "eu"}]}))
+    document["spec"]["stages"][0]["rollout"] = template
+    prod = parse_pipeline(document).spec.stages[0]
+    digest = "sha256:" + "c" * 64
+    bg = prod.rollout_for(prod.targets[0], f"registry.local/web:2.0.0@{digest}", "pipeline/test/web").spec.strategy.blue_green
+    for step in (bg.pre_promotion_analysis, bg.post_promotion_analysis):
+        assert {a.name: a.value for a in step.args} == {"pinnedImage": f"registry.local/web:2.0.0@{digest}",
+                                                         "pinnedDigest": digest, "region": "eu"}

@@ -157,3 +157,36 @@ async def test_approval_gate_then_abort_reaches_the_running_target(run_pipeline,
     children = [t for w in final.pipeline.stages[1].waves for t in w.targets]
     assert all(t.reason == "RolloutAborted" and t.message == "pipeline: error budget" for t in children)
     assert fleet.calls.count("undo eu-1") == 1 and fleet.calls.count("undo us-1") == 1, fleet.calls
+
+
+async def test_verified_needs_pods_and_stays_verified_until_the_end(run_pipeline, unique):
+    """A target whose new revision runs no pod is not verified (unless the stage allows 0 replicas); a
+    target put back after its wave is found when its stage ends, and the pipeline does not end Healthy."""
+    empty = await (await run_pipeline(FakeFleet(empty=("eu-1",)), pipeline(f"empty-{unique}", NEW, [
+        stage("prod", "shop", ["eu-1"])]))).result()
+    eu = empty.pipeline.stages[0].waves[0].targets[0]
+    assert (empty.phase, empty.reason, eu.state, eu.reason) == (Phase.DEGRADED, "TargetFailed", "failed", "NoPods")
+    assert eu.message.startswith(f"no pod of its current revision runs {NEW}@{DIGEST} (0/0 ready)"), eu.message
+    allowed = await (await run_pipeline(FakeFleet(empty=("eu-1",)), pipeline(f"allowed-{unique}", NEW, [
+        stage("prod", "shop", ["eu-1"], allowZeroReplicas=True)]))).result()
+    assert allowed.phase is Phase.HEALTHY, allowed.message
+
+    fleet = FakeFleet(drifting=("dev-1",))
+    drifted = await (await run_pipeline(fleet, pipeline(f"drift-{unique}", NEW, [
+        stage("dev", "shop", ["dev-1"]), stage("prod", "shop", ["eu-1"])]))).result()
+    assert (drifted.phase, drifted.reason) == (Phase.DEGRADED, "StaleRevision"), drifted.message
+    assert drifted.message == (f"stage dev: dev-1: read again when its stage ended, it runs registry.local/web:1.0.0 "
+                               f"(4/4 ready), not the bundle's {NEW}@{DIGEST}")
+    assert "roll eu-1" not in fleet.calls and states(drifted)["prod/eu-1"] == "pending"
+
+
+async def test_a_soak_reads_the_stage_before_for_its_own_image(run_pipeline, unique):
+    """A bundle of two images: dev deploys the api, prod the web after a soak; the soak reads dev again for
+    the api's pinned image, not prod's web."""
+    api = "registry.local/api:3.1.0"
+    doc = pipeline(f"two-{unique}", NEW, [stage("dev", "shop", ["dev-1"], image="api"),
+                                          stage("prod", "shop", ["eu-1"], image="web", gate={"soak": "1h"})],
+                   bundle={"images": {"web": NEW, "api": api}})
+    final = await (await run_pipeline(FakeFleet(), doc)).result()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert any(h.event == "soaked" and f"{api}@{DIGEST}" in h.detail for h in final.history), final.history

@@ -22,6 +22,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.waves import Waves
 
 
+SOAK_OWN_IMAGE = "soak-reads-the-stage-before-for-its-own-image"  # workflow.patched: runs recorded before compared
+                                                                # with this stage's image
+
+
 class Gates:
     def __init__(self, control: RolloutControl, waves: Waves):
         self.control, self.waves = control, waves
@@ -65,8 +69,10 @@ class Gates:
                                    f"{stage.name} after {format_duration(soak)} of it")
         for rollout in before:  # the soak counts only if the stage before still runs the bundle
             seen = await self.waves._observe(rollout)
-            if seen.version != image or not seen.ready:
+            # its own image (a bundle of several images: the stage before may deploy another than this one)
+            expected = rollout.spec.image if workflow.patched(SOAK_OWN_IMAGE) else image
+            if seen.version != expected or not seen.ready:
                 raise StageFailed(f"soak before {stage.name}: {rollout.target_description} now runs {seen.version}"
-                                  f"{'' if seen.ready else ' (not settled)'}, not the bundle's {image}",
+                                  f"{'' if seen.ready else ' (not settled)'}, not the bundle's {expected}",
                                   Reason.CHECK_FAILED)
-        c.record("soaked", f"{previous.name} held {image} for {format_duration(soak)}")
+        c.record("soaked", f"{previous.name} held {previous.image} for {format_duration(soak)}")

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.handlers import Abort, Approve, Hold, Promote, supported_by
     from workflows.waves import Waves
 
+RECHECK = "pipeline-recheck-verified-targets"  # workflow.patched: runs recorded before trusted a verified target
 RESOLVE = {"start_to_close_timeout": timedelta(minutes=2), "heartbeat_timeout": timedelta(seconds=30),
            "retry_policy": RetryPolicy(maximum_attempts=5, non_retryable_error_types=options.PERMANENT)}
 
@@ -88,8 +89,13 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
                 else:
                     await self.waves.run(index, s, w, stage, image)
                 if index + 1 == len(plan) or plan[index + 1][1] != s:
+                    if workflow.patched(RECHECK):
+                        await self.waves.recheck(s, stage, "read again when its stage ended")
                     tree.stages[s].state, tree.stages[s].verified_at = "verified", workflow.now()
                     c.record("stage-verified", f"{stage.name}: {image} on {len(stage.targets)} targets")
+            if workflow.patched(RECHECK):
+                for s, stage in enumerate(self.spec.stages[:-1]):  # the last one was read just now
+                    await self.waves.recheck(s, stage, "read again before the pipeline ended")
         except StageFailed as failed:
             self._fail_current()
             return self._skip_rest(c.finish(Phase.DEGRADED, failed.reason.value, str(failed)))

@@ -110,6 +110,12 @@ class Waves:
                               f"({seen.detail})") + f", not the bundle's {image}: the wave does not count it"
                 self._failed(stage, s, ts)
                 return
+            if seen.instances == 0 and not stage.allow_zero_replicas:
+                ts.state, ts.reason = "failed", Reason.NO_PODS.value
+                ts.message = (f"no pod of its current revision runs {image} ({seen.detail}): not verified "
+                              "(allowZeroReplicas: true counts a target scaled to 0)")
+                self._failed(stage, s, ts)
+                return
             ts.state, ts.verified_revision, ts.verified_at = "verified", seen.version, workflow.now()
             c.record("target-verified", f"{stage.name}/{ts.key}: {seen.version} ({seen.detail})")
         except ActivityError as error:
@@ -148,6 +154,21 @@ class Waves:
         return await workflow.execute_activity_method(
             OBSERVERS[target.kind], target.chosen, summary=f"verify {target.describe()} runs {rollout.spec.image}",
             **OBSERVE)
+
+    async def recheck(self, s: int, stage: Stage, when: str) -> None:
+        """Every verified target of stage `s` read again, together: one that no longer runs the stage's image
+        settled (put back, scaled away) fails the stage — verified is a state of the target now, not once."""
+        state = self.tree.stages[s]
+        verified = [(t, ts) for wave, ws in zip(stage.waves, state.waves, strict=True)
+                    for t, ts in zip(wave.targets, ws.targets, strict=True) if ts.state == "verified"]
+        seen = await asyncio.gather(*(self._observe(stage.rollout_for(t, state.image, self.pipeline_id))
+                                      for t, _ in verified))
+        for (_, ts), now in zip(verified, seen, strict=True):
+            if now.version != state.image or not now.ready or (now.instances == 0 and not stage.allow_zero_replicas):
+                ts.state, ts.reason = "failed", Reason.STALE_REVISION.value
+                ts.message = f"{when}, it runs {now.version} ({now.detail}), not the bundle's {state.image}"
+                self.control.record("target-failed", f"{stage.name}/{ts.key}: {ts.reason}: {ts.message}")
+                raise StageFailed(f"stage {stage.name}: {ts.context}: {ts.message}", Reason.STALE_REVISION)
 
     def _failed(self, stage: Stage, s: int, ts: TargetState) -> None:
         c = self.control

@@ -1,5 +1,7 @@
-"""What a Kubernetes target runs now: the target Deployment's image and whether it is settled, and any
-canary or preview of a rollout beside it. Read-only (a retry changes nothing)."""
+"""What a Kubernetes target runs now: the target Deployment's image, whether it is settled — its status
+counts and, read from the pods themselves, that every pod of its current revision is ready and runs that
+image (activities/targets/kubernetes/pods.py) — and any canary or preview of a rollout beside it.
+Read-only (a retry changes nothing)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from temporalio import activity
 
 from activities.targets.kubernetes.client import KubeClients, api_errors, read_optional
+from activities.targets.kubernetes.pods import current_pods
 from activities.targets.kubernetes.readiness import is_settled
 from models.kubernetes import KubernetesTarget
 from models.names import canary_deployment_name, preview_deployment_name
@@ -22,12 +25,15 @@ class ObserveActivities:
 
     @activity.defn(name="observe_kubernetes_target")
     def observe_kubernetes_target(self, t: KubernetesTarget) -> TargetObservation:
-        apps = self._clients.apps(t.context)
+        apps, core = self._clients.apps(t.context), self._clients.core(t.context)
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:  # a Deployment between two status updates of its controller settles within moments
             with api_errors(f"deployment {t.namespace}/{t.deployment}"):
                 deployment = apps.read_namespaced_deployment(t.deployment, t.namespace)
-            if is_settled(deployment) or time.monotonic() > deadline:
+                pods = current_pods(apps, core, deployment)
+            want = deployment.spec.replicas or 0
+            settled = is_settled(deployment) and pods.running == want and not pods.problems
+            if settled or time.monotonic() > deadline:
                 break
             activity.heartbeat()
             time.sleep(0.25)
@@ -37,7 +43,7 @@ class ObserveActivities:
             sibling = read_optional(apps.read_namespaced_deployment, name, t.namespace)
             if sibling is not None and (sibling.spec.replicas or 0) > 0:
                 besides.append(f"{name} runs {sibling.spec.replicas} pods of {sibling.spec.template.spec.containers[0].image}")
-        settled = is_settled(deployment)
-        ready = f"{deployment.status.ready_replicas or 0}/{deployment.spec.replicas} ready"
+        ready = f"{deployment.status.ready_replicas or 0}/{want} ready"
         return TargetObservation(target=f"deployment {t.namespace}/{t.deployment}", version=image,
-                                 ready=settled and not besides, detail="; ".join([ready, *besides]))
+                                 ready=settled and not besides, detail="; ".join([ready, pods.describe(), *besides]),
+                                 instances=pods.running, revision=pods.template_hash)

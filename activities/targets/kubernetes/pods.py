@@ -1,0 +1,69 @@
+"""Evidence from the pods: which pods a Deployment's current revision runs, and whether each runs the
+image the template names — by the digest the container runtime reports (`containerStatuses[].imageID`)
+where the template pins one, else by the pod's own spec. A Deployment's status counts pods; this reads
+them, so a template changed back by someone else, a node that pulled another image under the tag, or a
+revision with no pods at all is seen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubernetes import client
+
+REVISION = "deployment.kubernetes.io/revision"
+HASH = "pod-template-hash"
+
+
+@dataclass
+class PodEvidence:
+    template_hash: str = ""
+    running: int = 0  # pods of the current revision, ready, running the image
+    problems: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        head = f"{self.running} pods of template {self.template_hash or '?'} run it"
+        return "; ".join([head, *self.problems[:3]])
+
+
+def digest_of(image: str) -> str:
+    return image.partition("@")[2] if "@sha256:" in image else ""
+
+
+def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: client.V1Deployment) -> PodEvidence:
+    """The pods of the Deployment's current ReplicaSet (the one of its revision, owned by it), each checked."""
+    meta, spec = deployment.metadata, deployment.spec
+    revision = (meta.annotations or {}).get(REVISION)
+    selector = ",".join(f"{k}={v}" for k, v in sorted((spec.selector.match_labels or {}).items()))
+    owned = [rs for rs in apps.list_namespaced_replica_set(meta.namespace, label_selector=selector).items
+             if any(o.uid == meta.uid for o in rs.metadata.owner_references or [])]
+    current = [rs for rs in owned if (rs.metadata.annotations or {}).get(REVISION) == revision]
+    if revision is None or len(current) != 1:
+        return PodEvidence(problems=(f"no single ReplicaSet of revision {revision} (found {len(current)})",))
+    template_hash = (current[0].metadata.labels or {}).get(HASH, "")
+    pods = core.list_namespaced_pod(meta.namespace, label_selector=f"{selector},{HASH}={template_hash}").items
+    container = spec.template.spec.containers[0]
+    pinned = digest_of(container.image)
+    running, problems = 0, []
+    for pod in pods:
+        problem = _problem(pod, container.name, container.image, pinned)
+        if problem:
+            problems.append(f"{pod.metadata.name} {problem}")
+        else:
+            running += 1
+    return PodEvidence(template_hash=template_hash, running=running, problems=tuple(problems))
+
+
+def _problem(pod: client.V1Pod, name: str, image: str, pinned: str) -> str:
+    if pod.metadata.deletion_timestamp is not None:
+        return "is terminating"
+    ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+    if not ready:
+        return "is not ready"
+    spec = next((c for c in pod.spec.containers if c.name == name), None)
+    if spec is None or spec.image != image:
+        return f"runs {spec.image if spec else 'no container ' + name}, not {image}"
+    status = next((c for c in pod.status.container_statuses or [] if c.name == name), None)
+    reported = digest_of(status.image_id or "") if status is not None else ""
+    if pinned and reported and reported != pinned:
+        return f"runs {reported} (the runtime's imageID), not the pinned {pinned}"
+    return ""
