@@ -22,22 +22,25 @@ GROUP = "group:"
 CHOICE_ACTIONS = ("promote", "abort", "extend")
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def names_match(a: str, b: str, member: bool = False, emails: bool = True) -> bool:
-    """Whether two names are one person's as people write them: equal, or equal but for ASCII case (no
-    Unicode folding: it would make the account straße@ the account strasse@). `member` (is the voter on
+    """Whether two names are one person's as people write them: equal, or equal but for the case of A-Z
+    (no Unicode folding, which would make the account straße@ the account strasse@; Alice@bücher.de is
+    alice@bücher.de). `member` (is the voter on
     the approvers list?): only two emails fold, and only when `emails` (the policy's names are emails, not
     case-sensitive `sub` values). Otherwise (refusals: self-approval, a second vote) any two names fold,
     and a login name matches an email with that local part — `alice`, who started the rollout, is the
     proven alice@example.com."""
     if a == b:
         return True
-    if not (a.isascii() and b.isascii()):
-        return False
+    fa, fb = a.translate(_ASCII_LOWER), b.translate(_ASCII_LOWER)  # A-Z only: every other character as written
     if member:
-        return emails and "@" in a and "@" in b and a.lower() == b.lower()
-    if a.lower() == b.lower():
+        return emails and "@" in a and "@" in b and fa == fb
+    if fa == fb:
         return True
-    return ("@" in a) != ("@" in b) and a.partition("@")[0].lower() == b.partition("@")[0].lower()
+    return ("@" in a) != ("@" in b) and fa.partition("@")[0] == fb.partition("@")[0]
 
 
 class ApprovalChoice(SpecModel):

@@ -18,10 +18,13 @@ from models.specbase import describe_errors
 
 Model = TypeVar("Model", bound=BaseModel)
 
-MAX_SPEC_BYTES = 1 << 20  # a spec is a page or two; anything near this is not one
+MAX_SPEC_BYTES = 256 << 10  # a spec is a page or two; anything near this is not one (and a pipeline's files share it)
 MAX_DEPTH = 64
 MAX_ALIASES = 100
-MAX_EXPANDED = 100_000  # nodes, aliases expanded: 100 aliases of aliases can otherwise stand for billions
+MAX_NODES = 20_000  # values in a document as written, and once its aliases are expanded (100 aliases of
+MAX_EXPANDED = MAX_NODES  # aliases can otherwise stand for billions); PyYAML reads ~50,000 a second
+MAX_NUMBER = 100  # characters of a number: Python's int() of a long one (or a sexagesimal 1:1:1...) is quadratic
+_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _MERGE = "tag:yaml.org,2002:merge"
 
 
@@ -43,8 +46,12 @@ class _GuardedLoader(yaml.SafeLoader):
 
     depth = 0
     aliases = 0
+    nodes = 0
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _Limit(f"more than {MAX_NODES} values: a spec is a page or two")
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
@@ -62,8 +69,20 @@ class _GuardedLoader(yaml.SafeLoader):
         try:
             _expanded(node, {}, set())
         except RecursionError:
-            raise _Limit(f"aliases nest deeper than {MAX_DEPTH} levels each allows") from None
+            raise _Limit(f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded") from None
         return node
+
+    def construct_object(self, node, deep=False):  # type: ignore[no-untyped-def]
+        """PyYAML's constructors raise plain exceptions for values the grammar accepts (a date 2024-02-30,
+        an int of 5000 digits, `0x_`, a time-zone offset of 25 h): each becomes a problem naming its line."""
+        if isinstance(node, yaml.ScalarNode) and node.tag in _NUMBERS and len(node.value) > MAX_NUMBER:
+            raise yaml.constructor.ConstructorError(None, None, f"a number of more than {MAX_NUMBER} characters",
+                                                    node.start_mark)
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as error:
+            raise yaml.constructor.ConstructorError(None, None, f"{node.value!s:.40} is not a valid {node.tag.rsplit(':', 1)[-1]} "
+                                                    f"({type(error).__name__})", node.start_mark) from None
 
     def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
         """A key written twice in one mapping is refused, naming both lines. Keys that `<<:` merges in
@@ -84,9 +103,10 @@ class _GuardedLoader(yaml.SafeLoader):
 
 
 
-def _expanded(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+def _expanded(node: yaml.Node, sizes: dict[int, tuple[int, int]], open_: set[int]) -> tuple[int, int]:
     """How many nodes `node` stands for with every alias expanded (each shared node counted once per use),
-    refused past MAX_EXPANDED; an alias inside the node it names is refused too."""
+    and how deep; refused past MAX_EXPANDED or MAX_DEPTH (anchors inside anchors nest deeper than the
+    text does); an alias inside the node it names is refused too."""
     if id(node) in sizes:
         return sizes[id(node)]
     if id(node) in open_:
@@ -94,17 +114,20 @@ def _expanded(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
     open_.add(id(node))
     children = ([part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode)
                 else node.value if isinstance(node, yaml.SequenceNode) else [])
-    total = 1
+    total, depth = 1, 0
     for child in children:
-        total += _expanded(child, sizes, open_)
+        size, deep = _expanded(child, sizes, open_)
+        total, depth = total + size, max(depth, deep)
         if total > MAX_EXPANDED:
             raise _Limit(f"more than {MAX_EXPANDED} values once its aliases are expanded: refused as an anchor bomb")
+    if depth + 1 > MAX_DEPTH:
+        raise _Limit(f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded")
     open_.discard(id(node))
-    sizes[id(node)] = total
-    return total
+    sizes[id(node)] = (total, depth + 1)
+    return total, depth + 1
 
 
-def read_spec_text(path: str | Path) -> str:
+def read_spec_text(path: str | Path, limit: int = MAX_SPEC_BYTES) -> str:
     """A spec file's text: a regular file, at most MAX_SPEC_BYTES, UTF-8 — or SpecError. Opened without
     blocking (a FIFO would wait for a writer) and read to the bound (a device reports size 0: /dev/zero)."""
     source = str(path)
@@ -118,21 +141,23 @@ def read_spec_text(path: str | Path) -> str:
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
             raise SpecError(source, ["(file): not a regular file"])
         try:
-            data = file.read(MAX_SPEC_BYTES + 1)
+            data = file.read(limit + 1)
         except OSError as error:
             raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(source, [f"(file): more than the {MAX_SPEC_BYTES} bytes a spec may have"])
+    if len(data) > limit:
+        raise SpecError(source, [f"(file): more than the {limit} bytes a spec may have"
+                                 + ("" if limit == MAX_SPEC_BYTES else " (what its pipeline's files have left)")])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise SpecError(source, [f"(file): not UTF-8 text (byte {error.start})"]) from None
 
 
-def load_document(path: str | Path, kind: str) -> Any:
-    """The one YAML document in `path` (not yet validated), or SpecError naming what is wrong."""
+def load_document(path: str | Path, kind: str, limit: int = MAX_SPEC_BYTES) -> Any:
+    """The one YAML document in `path` (not yet validated), or SpecError naming what is wrong. `limit`:
+    the bytes it may have (a pipeline's files share one spec's)."""
     source = str(path)
-    text = read_spec_text(path)
+    text = read_spec_text(path, limit)
     try:
         documents = [doc for doc in yaml.load_all(text, Loader=_GuardedLoader) if doc is not None]
     except _Limit as error:

@@ -76,6 +76,16 @@ class FlagChannel(SpecModel):
     def artifact_fields(self) -> tuple[str, ...]:
         return ("variant",)
 
+    def check_variants(self, spec: Any) -> None:
+        """A document's variants, when it gives them: the released variant and the baseline among them. A
+        flag the store already defines is checked against its own when the release prepares (refused
+        before any write, activities/targets/flag)."""
+        if "variants" in self.model_fields_set:
+            for field, name in (("artifact.variant", spec.artifact.variant), ("channel.flag.baseline", self.baseline)):
+                if name not in self.variants:
+                    raise ValueError(f"@{field}: {name!r} is not one of channel.flag.variants "
+                                     f"({', '.join(sorted(self.variants))})")
+
     def check(self, spec: Any) -> None:
         if spec.artifact.variant == self.baseline:
             raise ValueError(f"@channel.flag.baseline: {self.baseline!r} is also the released variant "

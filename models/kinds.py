@@ -4,10 +4,11 @@ command that takes it, never the other model's field errors."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from models.documents import SpecError, load_document
+from models.documents import MAX_SPEC_BYTES, SpecError, load_document
 from models.pipeline import MAX_STAGES, Pipeline, parse_pipeline
 
 COMMANDS = {"Rollout": "rollout start -f", "Release": "rollout release publish -f",
@@ -20,21 +21,33 @@ def load_pipeline(path: str) -> Pipeline:
 
 
 def pipeline_from(document: Any, path: str) -> Pipeline:
-    """A loaded Pipeline document with its `rolloutFile`s read (each bounded like any spec file), validated.
-    Files are read only for a document whose stages could be valid: a list of at most MAX_STAGES, each
-    giving its template one way (with both, the model names the conflict; nothing is read)."""
+    """A loaded Pipeline document with its `rolloutFile`s read, validated. The files share one spec file's
+    size (MAX_SPEC_BYTES, less the pipeline's own), each bounded like any spec file; they are read only for
+    a document whose stages could be valid: a list of at most MAX_STAGES, each giving its template one way
+    (with both, or neither once read, the model names the conflict)."""
     spec = document.get("spec") if isinstance(document, dict) else None
     stages = spec.get("stages") if isinstance(spec, dict) else None
     if isinstance(stages, list) and len(stages) <= MAX_STAGES:
-        base = Path(path).parent
+        base, left = Path(path).parent, MAX_SPEC_BYTES - _size(path)
         for index, stage in enumerate(stages):
-            if isinstance(stage, dict) and isinstance(stage.get("rolloutFile"), str) and "rollout" not in stage:
-                try:
-                    stage["rollout"] = load_document(base / stage["rolloutFile"], "Rollout")
-                except SpecError as error:
-                    raise SpecError(path, [f"spec.stages[{index}].rolloutFile: {p}" for p in error.problems]) from None
-                stage.pop("rolloutFile")
+            if not isinstance(stage, dict):
+                continue
+            key = next((k for k in ("rolloutFile", "rollout_file") if k in stage), None)
+            if key is None or not isinstance(stage[key], str) or stage.get("rollout") is not None:
+                continue
+            try:
+                stage["rollout"] = load_document(base / stage[key], "Rollout", max(left, 0))
+            except SpecError as error:
+                raise SpecError(path, [f"spec.stages[{index}].rolloutFile: {p}" for p in error.problems]) from None
+            left -= _size(base / stage.pop(key))
     return parse_pipeline(document, path)
+
+
+def _size(path: str | Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except (OSError, ValueError):
+        return 0
 
 
 def _parse(kind: str, document: Any, path: str) -> Any:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -38,6 +37,7 @@ from models.documents import SpecError, from_document, parse_as, schema_of
 from models.durations import Duration, format_duration
 from models.names import rollout_id
 from models.notifications import NotificationChannel
+from models.pipeline_status import CheckResult, PipelineTree, StageState, TargetState, WaveState  # noqa: F401 - its API
 from models.schedule import ExecutionWindows
 from models.spec import _IMAGE, Metadata, Rollout, parse_rollout
 from models.specbase import DnsLabel, DnsSubdomain, Message, SpecModel
@@ -146,6 +146,9 @@ class Stage(SpecModel):
     def _check(self, info: ValidationInfo) -> Stage:
         if (self.rollout is None) == (self.rollout_file is None):
             raise ValueError("@rollout: give the template inline (rollout) or by file (rolloutFile), one of them")
+        if self.rollout is None and from_document(info):  # the CLI reads every file before this: none was
+            raise ValueError("@rolloutFile: not read (give the template inline, or read the pipeline with its "
+                             "files: rollout pipeline start -f)")
         if self.fail_fast and self.max_failures:
             raise ValueError("@maxFailures: tolerating failures needs failFast: false")
         if self.approve == "wave" and self.gate.approval is None:
@@ -362,51 +365,3 @@ class BundleInput(Message):
 
 class ResolvedBundle(Message):
     images: dict[str, str] = Field(description="name -> repository:tag@sha256:… (the digest is what deploys)")
-
-
-class TargetState(Message):
-    """One target of a wave, as the pipeline saw it."""
-
-    key: str
-    context: str
-    region: str = ""
-    workflow_id: str = ""
-    state: Literal["pending", "running", "verified", "failed", "aborted", "rolledBack", "rollbackFailed"] = "pending"
-    phase: str = ""
-    reason: str = ""
-    message: str = ""
-    verified_revision: str = Field("", description="the image the target was observed running, settled")
-    verified_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-class CheckResult(Message):
-    name: str
-    phase: str
-    value: str = ""
-    message: str = ""
-    at: datetime | None = None
-
-
-class WaveState(Message):
-    name: str
-    targets: list[TargetState]
-    state: Literal["pending", "running", "done", "failed", "skipped"] = "pending"
-
-
-class StageState(Message):
-    name: str
-    image: str = ""
-    state: Literal["pending", "gate", "running", "verified", "failed", "skipped"] = "pending"
-    checks: list[CheckResult] = Field(default_factory=list)
-    waves: list[WaveState] = Field(default_factory=list)
-    verified_at: datetime | None = None
-
-
-class PipelineTree(Message):
-    """stage → wave → target: where the bundle is, where it was verified, what it waits for."""
-
-    bundle: dict[str, str] = Field(default_factory=dict, description="name -> pinned image")
-    stages: list[StageState] = Field(default_factory=list)
-

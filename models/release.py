@@ -118,19 +118,22 @@ class ReleasePhase(SpecModel):
     analysis: AnalysisStep | None = None
     approval: Approval | None = None
 
-    @field_validator("percent", mode="before")
+    @field_validator("percent", "basis_points", mode="before")
     @classmethod
     def _a_number(cls, value: object, info: ValidationInfo) -> object:
+        unit = "percent" if info.field_name == "percent" else "basis points"
         if from_document(info) and isinstance(value, bool):
-            raise ValueError(f"a number of percent, not {value} (YAML reads yes, no, on and off as booleans)")
+            raise ValueError(f"a number of {unit}, not {value} (YAML reads yes, no, on and off as booleans)")
         if from_document(info) and isinstance(value, str):
-            raise ValueError(f"a number of percent, not the text {value[:20]!r}")
+            raise ValueError(f"a number of {unit}, not the text {value[:20]!r}")
         return value
 
     @model_validator(mode="after")
     def _one_exposure(self, info: ValidationInfo) -> ReleasePhase:
         if (self.percent is None) == (self.basis_points is None):
             raise ValueError("a phase gives exactly one of percent, basisPoints")
+        if from_document(info) and self.points == 0:
+            raise ValueError(f"@percent: {self.percent:g}% rounds to 0 basis points: nobody would get it")
         if from_document(info) and self.percent is not None and abs(self.percent * 100 - self.points) > 1e-6:
             raise ValueError(f"@percent: {self.percent:g}% is finer than a basis point, the 0.01% a phase can express")
         return self
@@ -150,11 +153,14 @@ class ReleasePhase(SpecModel):
         return text
 
 
+MAX_ADOPTION_CHECKS = 200
+
+
 class Adoption(SpecModel):
     """After the last phase: wait until `spec.observe` measures this share of the audience running the
     release before it ends Healthy (100% means every device may install it; adoption is how many did)."""
 
-    minimum: float = Field(gt=0, le=100, description="percent of the audience that must run the release")
+    minimum: float = Field(gt=0, le=100, strict=True, description="percent of the audience that must run the release")
     within: Duration = Field(timedelta(days=7), description="how long to wait; then it ends Degraded "
                                                             "(AdoptionBelowMinimum), the release still offered")
     every: Duration = Field(timedelta(hours=1), description="how often to measure while waiting")
@@ -209,6 +215,8 @@ class ReleaseSpecBody(SpecModel):
             if getattr(a, field) is not None:
                 raise ValueError(f"@artifact.{field}: not used by the {kind} channel")
         channel.check(self)
+        if from_document(info) and self.channel.flag is not None:
+            self.channel.flag.check_variants(self)
         for path, policy in self.approvals():
             if policy.remind_every is not None and not self.notifications:
                 raise ValueError(f"@{path}.remindEvery: reminders need spec.notifications")
@@ -216,6 +224,9 @@ class ReleaseSpecBody(SpecModel):
             raise ValueError("@adoption: adoption is measured by spec.observe: give it (a prometheus or web query)")
         if self.adoption is not None and not timedelta(minutes=1) <= self.adoption.every <= self.adoption.within:
             raise ValueError("@adoption.every: at least 1m, and no longer than adoption.within")
+        if self.adoption is not None and self.adoption.within / self.adoption.every > MAX_ADOPTION_CHECKS:
+            raise ValueError(f"@adoption.every: at most {MAX_ADOPTION_CHECKS} measurements within adoption.within "
+                             "(the release's history holds each)")
         if self.observe is not None and self.observe.name == "judge":
             raise ValueError("@observe: a share is read from prometheus or web, not judge")
         return self

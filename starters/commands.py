@@ -229,7 +229,7 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
     return await _started(handle, wait, timeout, as_json)
 
 
-async def _drift(client: Client, rollout: Rollout, task_queue: str) -> str:
+async def _drift(client: Client, rollout: Rollout, task_queue: str, zero_is_fine: bool = True) -> str:
     """How the target compares with the spec now: a description, with a leading "!" when it no longer
     runs the spec's version as it was left (or could not be read: then a new run is the safe answer)."""
     try:
@@ -242,6 +242,8 @@ async def _drift(client: Client, rollout: Rollout, task_queue: str) -> str:
         return f"!{seen.target} now runs {seen.version} ({seen.detail}), not {rollout.spec.image}"
     if not seen.ready:
         return f"!{seen.target} runs {seen.version} but is not settled ({seen.detail})"
+    if seen.instances == 0 and not zero_is_fine:
+        return f"!{seen.target} runs no pod of {seen.version} ({seen.detail})"
     return f"{seen.target} runs {seen.version} ({seen.detail})"
 
 

@@ -115,10 +115,12 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
 async def _drifted(client: Client, pipeline: Pipeline, last: RolloutStatus, task_queue: str) -> list[str]:
     """Each target of the delivered bundle read now (ObserveTarget, together): those no longer running
     their stage's pinned image settled, described; a target that cannot be read counts as drifted."""
-    checks = [(stage.rollout_for(target, state.image, pipeline.rollout_id), state.image)
+    checks = [(stage, stage.rollout_for(target, state.image, pipeline.rollout_id))
               for stage, state in zip(pipeline.spec.stages, last.pipeline.stages, strict=True)
-              for target in stage.targets]
-    seen = await asyncio.gather(*(_drift(client, rollout, task_queue) for rollout, _ in checks))
+              for target, ts in zip(stage.targets, [t for w in state.waves for t in w.targets], strict=True)
+              if ts.state == "verified"]  # a failure maxFailures tolerated is not redelivered by a re-run
+    seen = await asyncio.gather(*(_drift(client, rollout, task_queue, stage.allow_zero_replicas)
+                                  for stage, rollout in checks))
     return [what[1:] for what in seen if what.startswith("!")]
 
 

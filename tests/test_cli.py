@@ -208,7 +208,8 @@ def test_a_healthy_spec_started_again_is_checked_against_its_target(cli, workloa
     unchanged = cli("start", "-f", spec, "--wait")
     assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
     assert "already ran this very spec and ended Healthy" in unchanged.stdout
-    assert f"checked just now: deployment {workload}/web runs {image} (4/4 ready); not started again" in unchanged.stdout
+    assert f"checked just now: deployment {workload}/web runs {image} (4/4 ready; 4 pods of template " in unchanged.stdout
+    assert " run it); not started again" in unchanged.stdout, unchanged.stdout
     runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
     assert len(runs) == 1, "nothing was started"
 

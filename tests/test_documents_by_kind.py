@@ -108,13 +108,21 @@ def test_no_pipeline_document_gives_a_traceback_or_reads_what_it_should_not(tmp_
         "inline and by file": (with_stages([from_file("fifo.yaml", rollout=base["spec"]["stages"][0]["rollout"])]),
                                "spec.stages[0].rollout: give the template inline (rollout) or by file "
                                "(rolloutFile), one of them"),
-        "5000 stages, each a FIFO": (with_stages([from_file("fifo.yaml", name=f"s{i}") for i in range(5000)]),
-                                     "spec.stages: List should have at most 20 items after validation, not 5000"),
+        "1000 stages, each a FIFO": (with_stages([from_file("fifo.yaml", name=f"s{i}") for i in range(1000)]),
+                                     "spec.stages: List should have at most 20 items after validation, not 1000"),
     }
     for what, (document, expected) in cases.items():
         write(tmp_path / "p.yaml", document)
         code, out = rollout("pipeline", "validate", "-f", "p.yaml", cwd=tmp_path)
         assert (code, out) == (2, f"rollout: p.yaml: {expected}"), what
+    for spelled in ({"rollout": None, "rolloutFile": "template.yaml"}, {"rollout_file": "template.yaml"}):
+        stage_ = {"name": "dev", **spelled, "waves": [{"targets": [{"context": "dev-1"}]}]}
+        write(tmp_path / "p.yaml", with_stages([stage_]))  # read, never left for the workflow to find unread
+        assert load_kind(tmp_path / "p.yaml", ("Pipeline",), "rollout pipeline start -f").spec.stages[0].rollout
+    from models.pipeline import parse_pipeline
+    with pytest.raises(SpecError) as unread:
+        parse_pipeline(with_stages([from_file("template.yaml")]))
+    assert unread.value.problems[0].startswith("spec.stages[0].rolloutFile: not read")
 
 
 def test_aliases_are_capped_by_what_they_expand_to(tmp_path):
@@ -124,13 +132,28 @@ def test_aliases_are_capped_by_what_they_expand_to(tmp_path):
     header = "apiVersion: rollouts.durable.dev/v1alpha1\nmetadata: {name: web}\n"
     write(tmp_path / "bomb.yaml", header + "x:\n" + "\n".join(f"  {line}" for line in levels) + "\nkind: *a10\n")
     code, out = rollout("validate", "-f", "bomb.yaml", cwd=tmp_path)
-    assert (code, out) == (2, "rollout: bomb.yaml: (file): more than 100000 values once its aliases are expanded: "
+    assert (code, out) == (2, "rollout: bomb.yaml: (file): more than 20000 values once its aliases are expanded: "
                               "refused as an anchor bomb")
     write(tmp_path / "wide.yaml", "kind: Rollout\nmetadata: {name: web}\nx:\n  a0: &a0 [" + ", ".join(["x"] * 500)
-          + "]\n  a1: &a1 [" + ", ".join(["*a0"] * 50) + "]\napiVersion: *a1\n")  # 25,000 values: under the cap
+          + "]\n  a1: &a1 [" + ", ".join(["*a0"] * 15) + "]\napiVersion: *a1\n")  # 2 x 7,500 values: under the cap
     code, out = rollout("validate", "-f", "wide.yaml", cwd=tmp_path)
     assert code == 2 and "apiVersion: Input should be 'rollouts.durable.dev/v1alpha1', got [['x', 'x', 'x'," in out
     assert len(out) < 600, out[:600]
+    deep = ["d0: &d0 [x]"] + [f"d{i}: &d{i} [" + ", ".join([f"*d{i - 1}"] * 1) + "]" for i in range(1, 70)]
+    write(tmp_path / "deep.yaml", header + "x:\n" + "\n".join(f"  {line}" for line in deep) + "\nkind: Rollout\n")
+    code, out = rollout("validate", "-f", "deep.yaml", cwd=tmp_path)  # 70 anchors, each one level inside the last
+    assert (code, out) == (2, "rollout: deep.yaml: (file): nested deeper than 64 levels once its aliases are expanded")
+
+
+def test_values_the_yaml_grammar_accepts_and_python_cannot_build_are_one_line(tmp_path):
+    cases = {"a date that is not one": "created: 2024-02-30", "a date as a key": "2024-13-45: x",
+             "a 5000-digit number": "replicas: " + "9" * 5000, "a sexagesimal number": "replicas: " + "1:" * 2000 + "1",
+             "0x_": "replicas: 0x_", "a time zone 25 h east": "at: 2001-12-14t21:59:43.10+25:00"}
+    for what, line in cases.items():
+        write(tmp_path / "v.yaml", f"{line}\nkind: Rollout\n")
+        code, out = rollout("validate", "-f", "v.yaml", cwd=tmp_path)
+        assert code == 2 and out.startswith("rollout: v.yaml: line 1, column ") and len(out.splitlines()) == 1, \
+            (what, out[:300])
 
 
 def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_path):
@@ -139,14 +162,19 @@ def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_pa
                          "spec.phases[0].percent: a number of percent, not True (YAML reads yes, no, on and off as "
                          "booleans)"),
         "a phase that rounds to 0 %": ([{"percent": 0.001}, {"percent": 100}],
-                                       "spec.phases[0].percent: 0.001% is finer than a basis point, the 0.01% a "
-                                       "phase can express"),
+                                       "spec.phases[0].percent: 0.001% rounds to 0 basis points: nobody would get it"),
         "finer than a basis point": ([{"percent": 0.015}, {"percent": 100}],
                                      "spec.phases[0].percent: 0.015% is finer than a basis point, the 0.01% a phase "
                                      "can express"),
         "one exposure twice": ([{"percent": 1}, {"basisPoints": 100}, {"percent": 100}],
                                "spec.phases[1]: the same exposure as the phase before (1%): one phase, with a longer "
                                "bake (its analysis and approval gate it together)"),
+        "basisPoints: yes": ([{"basisPoints": True}, {"percent": 100}],
+                             "spec.phases[0].basisPoints: a number of basis points, not True (YAML reads yes, no, on "
+                             "and off as booleans)"),
+        "a percent that is 0 basis points": ([{"percent": 1e-300}, {"percent": 100}],
+                                             "spec.phases[0].percent: 1e-300% rounds to 0 basis points: nobody would "
+                                             "get it"),
     }
     for what, (phases, expected) in refused.items():
         write(tmp_path / "r.yaml", release_document(phases))
@@ -161,6 +189,14 @@ def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_pa
     code, out = rollout("release", "init", "--bucket", "releases", "--prefix", "a/../b", "--keys", "keys", cwd=tmp_path)
     assert code == 2 and out.startswith("rollout: --prefix: 'a/../b': no . or .. segments"), out
     assert not (tmp_path / "keys").exists()
+
+    flag = release_document([{"percent": 5}, {"percent": 100}])
+    flag["spec"]["artifact"] = {"variant": "purple"}
+    flag["spec"]["channel"] = {"flag": {"file": "/tmp/flags.json", "flag": "checkout", "variants": {"on": True, "off": False}}}
+    write(tmp_path / "f.yaml", flag)
+    code, out = rollout("validate", "-f", "f.yaml", cwd=tmp_path)
+    assert (code, out) == (2, "rollout: f.yaml: spec.artifact.variant: 'purple' is not one of channel.flag.variants "
+                              "(off, on)")
 
     prod = stage("prod", "shop", ["eu-1", "us-1"], failFast=False, maxFailures=2)
     write(tmp_path / "p.yaml", pipeline_document("web", "registry.local/web:2.0.0", [prod]))

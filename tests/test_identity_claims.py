@@ -161,6 +161,7 @@ def test_names_compare_as_people_write_them():
     assert not names_match("alice@a.example", "alice@b.example"), "two domains, two people"
     assert not names_match("strasse@corp.example", "straße@corp.example"), "no Unicode folding"
     assert not names_match("kate@corp.example", "\u212aate@corp.example"), "the Kelvin sign is not a K"
+    assert names_match("Alice@bücher.example", "alice@bücher.example"), "A-Z fold in any name"
     assert names_match("Bob@x.example", "bob@x.example", member=True)
     assert not names_match("alice", "alice@example.com", member=True), "the approvers list matches whole names"
     assert not names_match("Bob@x.example", "bob@x.example", member=True, emails=False), "a sub is case-sensitive"

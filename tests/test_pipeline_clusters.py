@@ -130,6 +130,10 @@ async def test_three_stages_one_digest_soak_and_two_approvals(
     assert tree.count(f"verified       on {pinned.rsplit('@', 1)[-1][:19]}") == 5, tree
     runs = [e async for e in dev_client.list_workflows(f"WorkflowId = '{pid}'")]
     assert len(runs) == 1, "the re-run job started no second delivery"
+    listed = json.loads((await rollout_cli("list", "--pipeline", pid, "--json")).stdout)
+    assert len(listed) == 5 and {row["pipeline"] for row in listed} == {pid}
+    kinds = json.loads((await rollout_cli("list", "--strategy", "pipeline", "--json")).stdout)
+    assert any(row["rolloutId"] == pid and row["kind"] == "Pipeline" for row in kinds)
     delivered = await rollout_cli("pipeline", "start", "-f", str(file))  # once more, after the end: each target read
     assert delivered.returncode == 0 and "checked just now: its 5 targets run it; not started again" in \
         delivered.stdout, delivered.stdout + delivered.stderr
@@ -138,15 +142,10 @@ async def test_three_stages_one_digest_soak_and_two_approvals(
     drifted = await rollout_cli("pipeline", "start", "-f", str(file))
     assert "now runs registry.local/web:0.9.0" in drifted.stdout and "delivering it anew" in drifted.stdout, \
         drifted.stdout + drifted.stderr
-    runs = [e async for e in dev_client.list_workflows(f"WorkflowId = '{pid}'")]
-    assert len(runs) == 2, "the drift started a new delivery"
+    assert (await dev_client.get_workflow_handle(pid).describe()).run_id != runs[0].run_id, "a new delivery started"
     anew = dev_client.get_workflow_handle(pid, result_type=RolloutStatus)
     await anew.execute_update("abort", AbortRequest(by="test", reason="test over"))  # its targets stop cleanly
     assert (await anew.result()).phase is Phase.DEGRADED
-    listed = json.loads((await rollout_cli("list", "--pipeline", pid, "--json")).stdout)
-    assert len(listed) == 5 and {row["pipeline"] for row in listed} == {pid}
-    kinds = json.loads((await rollout_cli("list", "--strategy", "pipeline", "--json")).stdout)
-    assert any(row["rolloutId"] == pid and row["kind"] == "Pipeline" for row in kinds)
 
 
 async def _soaking(dev_client, pid: str) -> RolloutStatus | None:

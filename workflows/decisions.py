@@ -118,6 +118,12 @@ class DecisionRules:
             return self.signal(kind, request)
         if not workflow.patched(SIGNAL_VOTES_PROVEN):
             return self.signal(kind, request, legacy=True)
+        # Asked here, before the local activity is awaited, not when the answer is read after it: a patch
+        # first asked after an awaited local activity can land in another activation on replay than it did
+        # live (two votes whose activities finish together), which the SDK reports as nondeterminism. The
+        # answer is memoized for the run, so the later calls add no marker.
+        workflow.patched(TOKENS_KEYED)
+        workflow.patched(NAMES_FOLDED)
         try:
             answer = await workflow.execute_local_activity_method(
                 IdentityActivities.verify_vote, VoteToVerify(

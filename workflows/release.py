@@ -199,7 +199,11 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
         `within` why not (an abort meanwhile rolls back, as anywhere)."""
         c = self.control
         deadline = workflow.now() + adoption.within
-        while not self.adopted(adoption.minimum):
+        while self.halted or not self.adopted(adoption.minimum):  # never Healthy while halted
+            if self.halted:
+                await self.wait_halted()
+                await self.observe()
+                continue
             left = deadline - workflow.now()
             if left <= timedelta(0):
                 measured = (f"{c.status.exposure.observed:.2f}%" if c.status.exposure.source == MEASURED
@@ -208,8 +212,9 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
                         f"below adoption.minimum {adoption.minimum:g}%")
             c.show(Phase.PROGRESSING, message=f"offered to 100%; waiting until {adoption.minimum:g}% of the audience "
                                               f"runs it (measured every {format_duration(adoption.every)})")
-            await c.sleep_unless_aborted(min(adoption.every, left), "measure the adoption again")
-            await self.observe()
+            await c.wait_deciding(lambda: self.halted, min(adoption.every, left), "measure the adoption again")
+            if not self.halted:
+                await self.observe()
         return ""
 
     async def bake(self, index: int, phase: ReleasePhase) -> None:

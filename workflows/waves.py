@@ -164,11 +164,15 @@ class Waves:
         seen = await asyncio.gather(*(self._observe(stage.rollout_for(t, state.image, self.pipeline_id))
                                       for t, _ in verified))
         for (_, ts), now in zip(verified, seen, strict=True):
-            if now.version != state.image or not now.ready or (now.instances == 0 and not stage.allow_zero_replicas):
-                ts.state, ts.reason = "failed", Reason.STALE_REVISION.value
-                ts.message = f"{when}, it runs {now.version} ({now.detail}), not the bundle's {state.image}"
+            empty = now.instances == 0 and not stage.allow_zero_replicas
+            if now.version != state.image or not now.ready or empty:
+                reason = Reason.NO_PODS if empty and now.version == state.image and now.ready else Reason.STALE_REVISION
+                ts.state, ts.reason = "failed", reason.value
+                ts.message = (f"{when}, no pod of its current revision runs it ({now.detail})" if reason is Reason.NO_PODS
+                              else f"{when}, it runs {now.version} ({now.detail}), not the bundle's {state.image}")
                 self.control.record("target-failed", f"{stage.name}/{ts.key}: {ts.reason}: {ts.message}")
-                raise StageFailed(f"stage {stage.name}: {ts.context}: {ts.message}", Reason.STALE_REVISION)
+                await self._roll_back(s, stage, state.image)  # onFailure: rollbackCompleted, as for a wave's failure
+                raise StageFailed(f"stage {stage.name}: {ts.context}: {ts.message}{self._rollback_note(s)}", reason)
 
     def _failed(self, stage: Stage, s: int, ts: TargetState) -> None:
         c = self.control

@@ -33,14 +33,17 @@ def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: cli
     """The pods of the Deployment's current ReplicaSet (the one of its revision, owned by it), each checked."""
     meta, spec = deployment.metadata, deployment.spec
     revision = (meta.annotations or {}).get(REVISION)
-    selector = ",".join(f"{k}={v}" for k, v in sorted((spec.selector.match_labels or {}).items()))
-    owned = [rs for rs in apps.list_namespaced_replica_set(meta.namespace, label_selector=selector).items
+    owned = [rs for rs in apps.list_namespaced_replica_set(meta.namespace).items  # any selector: matchExpressions too
              if any(o.uid == meta.uid for o in rs.metadata.owner_references or [])]
     current = [rs for rs in owned if (rs.metadata.annotations or {}).get(REVISION) == revision]
     if revision is None or len(current) != 1:
         return PodEvidence(problems=(f"no single ReplicaSet of revision {revision} (found {len(current)})",))
     template_hash = (current[0].metadata.labels or {}).get(HASH, "")
-    pods = core.list_namespaced_pod(meta.namespace, label_selector=f"{selector},{HASH}={template_hash}").items
+    # the ReplicaSet's own pods, as its controller counts them: owned by it, not being deleted, not ended
+    # (an evicted or shut-down pod stays listed until garbage collection)
+    listed = core.list_namespaced_pod(meta.namespace, label_selector=f"{HASH}={template_hash}").items
+    pods = [p for p in listed if any(o.uid == current[0].metadata.uid for o in p.metadata.owner_references or [])
+            and p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")]
     container = spec.template.spec.containers[0]
     pinned = digest_of(container.image)
     running, problems = 0, []
@@ -54,8 +57,6 @@ def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: cli
 
 
 def _problem(pod: client.V1Pod, name: str, image: str, pinned: str) -> str:
-    if pod.metadata.deletion_timestamp is not None:
-        return "is terminating"
     ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
     if not ready:
         return "is not ready"
