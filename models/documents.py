@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError, ValidationInfo
 
-from models.specbase import describe_errors
+from models.specbase import MAX_PROBLEMS, cut, describe_errors
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -23,6 +23,7 @@ MAX_DEPTH = 64
 MAX_ALIASES = 100
 MAX_NODES = 20_000  # values in a document as written, and once its aliases are expanded (100 aliases of
 MAX_EXPANDED = MAX_NODES  # aliases can otherwise stand for billions); PyYAML reads ~50,000 a second
+MAX_TEXT = 1 << 20  # characters of every string once aliases are expanded: a long string fanned out by aliases
 MAX_NUMBER = 100  # characters of a number: Python's int() of a long one (or a sexagesimal 1:1:1...) is quadratic
 _NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _MERGE = "tag:yaml.org,2002:merge"
@@ -32,6 +33,8 @@ class SpecError(Exception):
     """A spec that cannot be used; `problems` holds one line per problem, each naming its field path."""
 
     def __init__(self, source: str, problems: list[str]):
+        problems = [cut(p) for p in problems[:MAX_PROBLEMS]] + (
+            [f"(document): {len(problems) - MAX_PROBLEMS} more problems not shown"] if len(problems) > MAX_PROBLEMS else [])
         super().__init__(f"{source}: " + "; ".join(problems))
         self.source = source
         self.problems = problems
@@ -80,7 +83,9 @@ class _GuardedLoader(yaml.SafeLoader):
                                                     node.start_mark)
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, TypeError, AttributeError, OverflowError) as error:
+        except yaml.YAMLError:
+            raise
+        except Exception as error:  # noqa: BLE001 - KeyError (!!bool maybe), IndexError (!!int ''), ValueError...
             raise yaml.constructor.ConstructorError(None, None, f"{node.value!s:.40} is not a valid {node.tag.rsplit(':', 1)[-1]} "
                                                     f"({type(error).__name__})", node.start_mark) from None
 
@@ -103,7 +108,7 @@ class _GuardedLoader(yaml.SafeLoader):
 
 
 
-def _expanded(node: yaml.Node, sizes: dict[int, tuple[int, int]], open_: set[int]) -> tuple[int, int]:
+def _expanded(node: yaml.Node, sizes: dict[int, tuple[int, int, int]], open_: set[int]) -> tuple[int, int, int]:
     """How many nodes `node` stands for with every alias expanded (each shared node counted once per use),
     and how deep; refused past MAX_EXPANDED or MAX_DEPTH (anchors inside anchors nest deeper than the
     text does); an alias inside the node it names is refused too."""
@@ -114,17 +119,20 @@ def _expanded(node: yaml.Node, sizes: dict[int, tuple[int, int]], open_: set[int
     open_.add(id(node))
     children = ([part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode)
                 else node.value if isinstance(node, yaml.SequenceNode) else [])
-    total, depth = 1, 0
+    total, depth, text = 1, 0, len(node.value) if isinstance(node, yaml.ScalarNode) else 0
     for child in children:
-        size, deep = _expanded(child, sizes, open_)
-        total, depth = total + size, max(depth, deep)
+        size, deep, chars = _expanded(child, sizes, open_)
+        total, depth, text = total + size, max(depth, deep), text + chars
         if total > MAX_EXPANDED:
             raise _Limit(f"more than {MAX_EXPANDED} values once its aliases are expanded: refused as an anchor bomb")
+        if text > MAX_TEXT:
+            raise _Limit(f"more than {MAX_TEXT} characters of text once its aliases are expanded: refused as an "
+                         "anchor bomb")
     if depth + 1 > MAX_DEPTH:
         raise _Limit(f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded")
     open_.discard(id(node))
-    sizes[id(node)] = (total, depth + 1)
-    return total, depth + 1
+    sizes[id(node)] = (total, depth + 1, text)
+    return total, depth + 1, text
 
 
 def read_spec_text(path: str | Path, limit: int = MAX_SPEC_BYTES) -> str:
@@ -137,9 +145,10 @@ def read_spec_text(path: str | Path, limit: int = MAX_SPEC_BYTES) -> str:
         raise SpecError(source, ["(file): the path has a NUL byte"]) from None
     except OSError as error:
         raise SpecError(source, [f"(file): cannot read: {error.strerror or error}"]) from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # before fdopen, which refuses a directory itself
+        os.close(descriptor)
+        raise SpecError(source, ["(file): not a regular file"])
     with os.fdopen(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise SpecError(source, ["(file): not a regular file"])
         try:
             data = file.read(limit + 1)
         except OSError as error:

@@ -224,7 +224,8 @@ class ReleaseSpecBody(SpecModel):
             raise ValueError("@adoption: adoption is measured by spec.observe: give it (a prometheus or web query)")
         if self.adoption is not None and not timedelta(minutes=1) <= self.adoption.every <= self.adoption.within:
             raise ValueError("@adoption.every: at least 1m, and no longer than adoption.within")
-        if self.adoption is not None and self.adoption.within / self.adoption.every > MAX_ADOPTION_CHECKS:
+        if (from_document(info) and self.adoption is not None
+                and self.adoption.within / self.adoption.every > MAX_ADOPTION_CHECKS):
             raise ValueError(f"@adoption.every: at most {MAX_ADOPTION_CHECKS} measurements within adoption.within "
                              "(the release's history holds each)")
         if self.observe is not None and self.observe.name == "judge":

@@ -105,7 +105,7 @@ def describe_errors(error: ValidationError) -> list[str]:
             message = "unknown field"
         elif item["type"] == "literal_error":
             message = f"{message}, got {_SHORT.repr(item['input'])}"  # never the whole (alias-expanded) input
-        problems.append(_cut(f"{_path(loc)}: {message}"))
+        problems.append(cut(f"{_path(loc)}: {message}"))
     if len(problems) > MAX_PROBLEMS:
         problems[MAX_PROBLEMS:] = [f"(document): {len(problems) - MAX_PROBLEMS} more problems not shown"]
     return problems
@@ -114,5 +114,5 @@ def describe_errors(error: ValidationError) -> list[str]:
 MAX_PROBLEMS, MAX_LINE = 50, 300  # what a person reads; a value's repr can be any size
 
 
-def _cut(line: str) -> str:
+def cut(line: str) -> str:
     return line if len(line) <= MAX_LINE else f"{line[:MAX_LINE - 25]}… ({len(line)} characters)"

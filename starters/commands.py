@@ -276,7 +276,12 @@ async def follow(handle: WorkflowHandle, timeout: float, quiet: bool = False) ->
     shown = 0
     hinted = False
     while True:
-        status = await status_or_none(handle)
+        try:
+            status = await status_or_none(handle)
+        except RPCError as error:  # a query the worker did not answer in time (busy, restarting): ask again
+            if error.status not in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+                raise
+            status = None
         if status is not None:
             for entry in status.history[shown:]:
                 if not quiet:

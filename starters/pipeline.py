@@ -79,10 +79,11 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
         ended = f"{pid} already delivered this very bundle (Healthy at {last.finished_at:%Y-%m-%d %H:%M:%S} UTC)"
         drifted = await _drifted(client, pipeline, last, task_queue)
         if not drifted:
+            verified = sum(t.state == "verified" for s in last.pipeline.stages for w in s.waves for t in w.targets)
             if as_json:
                 print(last.model_dump_json(by_alias=True))
             else:
-                print(f"{ended}; checked just now: its {sum(len(s.targets) for s in pipeline.spec.stages)} targets run it; not started "
+                print(f"{ended}; checked just now: its {verified} verified targets run it; not started "
                       "again (--again to run it anew)")
             return ExitCode.OK
         if not as_json:

@@ -148,12 +148,21 @@ def test_aliases_are_capped_by_what_they_expand_to(tmp_path):
 def test_values_the_yaml_grammar_accepts_and_python_cannot_build_are_one_line(tmp_path):
     cases = {"a date that is not one": "created: 2024-02-30", "a date as a key": "2024-13-45: x",
              "a 5000-digit number": "replicas: " + "9" * 5000, "a sexagesimal number": "replicas: " + "1:" * 2000 + "1",
-             "0x_": "replicas: 0x_", "a time zone 25 h east": "at: 2001-12-14t21:59:43.10+25:00"}
+             "0x_": "replicas: 0x_", "a time zone 25 h east": "at: 2001-12-14t21:59:43.10+25:00",
+             "!!bool maybe": "x: !!bool maybe", "!!int ''": "x: !!int ''", "!!float ''": "x: !!float ''"}
     for what, line in cases.items():
         write(tmp_path / "v.yaml", f"{line}\nkind: Rollout\n")
         code, out = rollout("validate", "-f", "v.yaml", cwd=tmp_path)
         assert code == 2 and out.startswith("rollout: v.yaml: line 1, column ") and len(out.splitlines()) == 1, \
             (what, out[:300])
+    code, out = rollout("validate", "-f", ".", cwd=tmp_path)
+    assert (code, out) == (2, "rollout: .: (file): not a regular file")
+    text = "x" * 10_000  # one string fanned out: 10 kB written, 2 MB once expanded
+    write(tmp_path / "strings.yaml", f"kind: Rollout\ns: &s {text}\nl1: &l1 [" + ", ".join(["*s"] * 20) + "]\n"
+          + "l2: [" + ", ".join(["*l1"] * 10) + "]\n")
+    code, out = rollout("validate", "-f", "strings.yaml", cwd=tmp_path)
+    assert (code, out) == (2, "rollout: strings.yaml: (file): more than 1048576 characters of text once its aliases "
+                              "are expanded: refused as an anchor bomb")
 
 
 def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_path):

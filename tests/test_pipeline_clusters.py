@@ -135,7 +135,7 @@ async def test_three_stages_one_digest_soak_and_two_approvals(
     kinds = json.loads((await rollout_cli("list", "--strategy", "pipeline", "--json")).stdout)
     assert any(row["rolloutId"] == pid and row["kind"] == "Pipeline" for row in kinds)
     delivered = await rollout_cli("pipeline", "start", "-f", str(file))  # once more, after the end: each target read
-    assert delivered.returncode == 0 and "checked just now: its 5 targets run it; not started again" in \
+    assert delivered.returncode == 0 and "checked just now: its 5 verified targets run it; not started again" in \
         delivered.stdout, delivered.stdout + delivered.stderr
     client.AppsV1Api(fleet_apis[2]).patch_namespaced_deployment("web", ns["prod"], {"spec": {"template": {"spec": {
         "containers": [{"name": "app", "image": "registry.local/web:0.9.0"}]}}}})  # someone put one back by hand

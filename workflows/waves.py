@@ -163,16 +163,21 @@ class Waves:
                     for t, ts in zip(wave.targets, ws.targets, strict=True) if ts.state == "verified"]
         seen = await asyncio.gather(*(self._observe(stage.rollout_for(t, state.image, self.pipeline_id))
                                       for t, _ in verified))
-        for (_, ts), now in zip(verified, seen, strict=True):
+        drifted = []
+        for (_, ts), now in zip(verified, seen, strict=True):  # every drifted one marked before any rollback
             empty = now.instances == 0 and not stage.allow_zero_replicas
             if now.version != state.image or not now.ready or empty:
                 reason = Reason.NO_PODS if empty and now.version == state.image and now.ready else Reason.STALE_REVISION
                 ts.state, ts.reason = "failed", reason.value
                 ts.message = (f"{when}, no pod of its current revision runs it ({now.detail})" if reason is Reason.NO_PODS
-                              else f"{when}, it runs {now.version} ({now.detail}), not the bundle's {state.image}")
+                              else f"{when}, it runs {now.version} ({now.detail}), not the bundle's {state.image}"
+                              if now.version != state.image else f"{when}, it is not settled ({now.detail})")
                 self.control.record("target-failed", f"{stage.name}/{ts.key}: {ts.reason}: {ts.message}")
-                await self._roll_back(s, stage, state.image)  # onFailure: rollbackCompleted, as for a wave's failure
-                raise StageFailed(f"stage {stage.name}: {ts.context}: {ts.message}{self._rollback_note(s)}", reason)
+                drifted.append((ts, reason))
+        if drifted:
+            await self._roll_back(s, stage, state.image)  # onFailure: rollbackCompleted: what still holds, undone
+            ts, reason = drifted[0]
+            raise StageFailed(f"stage {stage.name}: {ts.context}: {ts.message}{self._rollback_note(s)}", reason)
 
     def _failed(self, stage: Stage, s: int, ts: TargetState) -> None:
         c = self.control
