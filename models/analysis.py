@@ -93,7 +93,7 @@ class PlayVitalsProvider(SpecModel):
     metric: Literal["crashRate", "userPerceivedCrashRate", "anrRate", "userPerceivedAnrRate"] = "crashRate"
     version_code: str = Field(min_length=1, description="the release's version code, e.g. {{args.versionCode}}")
     baseline_version_code: str | None = Field(None, min_length=1)
-    days: int = Field(1, ge=1, le=28, description="the days before today the rates cover")
+    days: int = Field(1, ge=1, le=28, description="the Los Angeles days the rates cover, ending with the latest day Play has computed")
 
     def texts(self) -> list[str]:
         return [self.version_code, self.baseline_version_code or ""]

@@ -19,6 +19,7 @@ from models.durations import Duration
 from models.rings import Ring, check_rings
 from models.specbase import Message, SpecModel
 
+GROUP, EXCLUSION, ALL_DEVICES = "groupAssignmentTarget", "exclusionGroupAssignmentTarget", "allDevicesAssignmentTarget"
 UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
@@ -47,22 +48,40 @@ class IntuneChannel(SpecModel):
 
 
 class Assignment(Message):
-    """One assignment of the app: a group (or every device), its intent and install deadline."""
+    """One assignment of the app as Graph holds it: kept whole in `graph` and sent back exactly."""
 
-    group_id: str = Field("", description="empty: all devices")
+    group_id: str = Field("", description="the target's group; empty for all devices or all users")
     intent: str
     deadline: str = Field("", description="ISO 8601, or empty")
+    target: str = Field("", description="the target's type (groupAssignmentTarget, exclusionGroupAssignmentTarget, "
+                                        "allDevicesAssignmentTarget, …); empty in histories from before it was kept")
+    graph: dict[str, Any] = Field(default_factory=dict, description="the assignment as Graph listed it, without its id")
+
+    def key(self) -> tuple[str, str]:
+        """What it targets: (target type, group); ones recorded without a type are group or all-device targets."""
+        return (self.target or (GROUP if self.group_id else ALL_DEVICES)), self.group_id
+
+    def shown(self) -> str:
+        kind, group = self.key()
+        return {GROUP: group, EXCLUSION: f"not {group}", ALL_DEVICES: "*",
+                "allLicensedUsersAssignmentTarget": "all users"}.get(kind, kind)
+
+
+def ring_key(group: str) -> tuple[str, str]:
+    """The target of a ring's group ("*": all devices)."""
+    return (ALL_DEVICES, "") if group == "*" else (GROUP, group)
 
 
 class AssignInput(Message):
     channel: IntuneChannel
-    groups: list[str] = Field(description="the groups wanted (\"*\": all devices), earlier rings' first")
+    groups: list[str] = Field(description="the ring groups wanted (\"*\": all devices), earlier rings' first")
     keep: list[Assignment] = Field(default_factory=list, description="assignments from before the release, kept")
 
 
 class AssignmentSet(Message):
     assignments: list[Assignment] = Field(default_factory=list)
     changed: bool = False
+    app_type: str = Field("", description="the app's @odata.type (win32LobApp, iosStoreApp, …)")
 
     def groups(self) -> list[str]:
-        return [a.group_id or "*" for a in self.assignments]
+        return [a.shown() for a in self.assignments]

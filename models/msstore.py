@@ -31,6 +31,9 @@ class MicrosoftStoreChannel(SpecModel):
     application_id: str = Field(pattern=r"^[0-9A-Z]{12}$", description="the Store ID, e.g. 9NBLGGH4R315")
     flight_id: str | None = Field(None, pattern=r"^[0-9a-f-]{36}$", description="a package flight's ID")
     mandatory_update: bool = False
+    replace_architectures: list[Literal["x86", "x64", "ARM", "ARM64", "Neutral"]] = Field(
+        default_factory=list, max_length=5, description="the submission's packages of these architectures are "
+        "marked PendingDelete (the new package replaces them); packages of other architectures are kept")
     certification_poll: Duration = Field(timedelta(minutes=30), description="how often certification is read")
     certification_timeout: Duration = Field(timedelta(days=7))
 

@@ -2,7 +2,13 @@
 
 A phase is the track release's `userFraction` (basis points / 10,000); 100 % is `completed`; a halt is
 `halted` (users who have it keep it; `inProgress` resumes at the same fraction). The bundle is uploaded
-once to the app's library; each exposure is one edit (`edits.insert` → `tracks.update` → `commit`).
+and put on the track as a `draft` release (served to nobody) in one edit (as Google's own tools do: a
+bundle is committed with its track assignment, and nothing is served before the first phase's window
+and approvals); each exposure is one edit (`edits.insert` → `tracks.update`
+→ `commit`). When Play answers a commit with "Changes cannot be sent for review automatically", the
+release stops naming `changesNotSentForReview`, unless the document sets it: then the edit is committed
+with `changesNotSentForReview=true` and the event says the changes wait to be sent for review from
+the Play Console (until then Play serves what it served).
 Credentials: a service-account key file named by `$DURABLE_ROLLOUTS_PLAY_CREDENTIALS`, read by the
 activities only.
 """
@@ -28,6 +34,8 @@ class PlayChannel(SpecModel):
     release_notes: dict[str, str] = Field(default_factory=dict, description="language (en-US) → what is new",
                                           max_length=100)
     in_app_update_priority: int | None = Field(None, ge=0, le=5)
+    changes_not_sent_for_review: bool = Field(False, description="commit changes Play will not send for review "
+                                              "automatically (they wait for someone in the Play Console)")
 
     ARTIFACT_FIELDS: ClassVar[tuple[str, ...]] = ("file", "version")
 
@@ -47,12 +55,15 @@ class PlayChannel(SpecModel):
 class PlayUploadInput(Message):
     package_name: str
     path: str = Field(description="the .aab on the worker's disk")
+    track: PlayTrackInput | None = Field(None, description="the track with the bundle as a draft release, set in "
+                                                           "the upload's edit (its version code: the bundle's)")
 
 
 class PlayBundle(Message):
     version_code: int
     sha256: str
     uploaded: bool = Field(description="False: Play had it already (a retry, or an earlier release)")
+    not_sent_for_review: bool = Field(False, description="committed with changesNotSentForReview=true")
 
 
 class PlayTrackRelease(Message):
@@ -72,6 +83,7 @@ class PlayTrackInput(Message):
     version_name: str
     basis_points: int = Field(ge=0, le=10_000)
     halted: bool = False
+    draft: bool = Field(False, description="on the track as a draft release (no users), unless already there")
 
 
 class PlayTrackQuery(Message):
@@ -81,6 +93,7 @@ class PlayTrackQuery(Message):
 class PlayTrackState(Message):
     releases: list[PlayTrackRelease] = Field(default_factory=list)
     committed: bool = Field(False, description="an edit was committed (False: the track was already so)")
+    not_sent_for_review: bool = Field(False, description="committed with changesNotSentForReview=true")
 
     def release_of(self, version_code: int) -> PlayTrackRelease | None:
         return next((r for r in self.releases if version_code in r.version_codes), None)
@@ -96,3 +109,6 @@ class PlayTrackState(Message):
         if release.status == "completed":
             return 100.0
         return round((release.user_fraction or 0.0) * 100, 4)
+
+
+PlayUploadInput.model_rebuild()

@@ -49,6 +49,7 @@ async def apple(tmp_path, monkeypatch, time_skipping_env):
     monkeypatch.setenv("DURABLE_ROLLOUTS_APPSTORE_ISSUER_ID", ISSUER)
     monkeypatch.setenv("DURABLE_ROLLOUTS_APPSTORE_API", store.url)
     store.add_build(APP, "3.1.0", "4121")
+    store.add_released(APP, "3.0.2")  # not the app's first version: a phased release is possible
     yield store
     store.stop()
 
@@ -99,6 +100,8 @@ async def test_a_two_day_review_and_a_seven_day_phased_release_with_a_pause_run_
     assert events.index("submitted") < events.index("approved") < events.index("released")
     approved = next(e for e in final.history if e.event == "approved")
     assert approved.detail.startswith("App Review: PENDING_DEVELOPER_RELEASE after 2 days"), approved.detail
+    resumed = [e.detail for e in final.history if e.event == "published" and "ACTIVE, day 3" in e.detail][-1]
+    assert "paused 96h in total (measured" in resumed, "the pause measured by the workflow, not read from Apple"
     assert apple.violations == []
 
 
@@ -231,3 +234,70 @@ async def test_a_worker_killed_after_submitting_and_mid_phase_submits_once(
     assert len(apple.calls("/v1/appStoreVersionReleaseRequests", "POST")) == 1
     assert [state for state, _, _ in apple.phased_history] == ["COMPLETE"], "ACTIVE once (by the release), then done"
     assert apple.violations == []
+
+
+async def test_the_first_version_of_an_app_is_refused_before_anything_is_created(apple):
+    from temporalio.exceptions import ApplicationError
+
+    from models.appstore import AppStoreChannel, AppStoreVersionInput
+
+    apple.versions.clear()  # 3.1.0 would be the app's first version: Apple has no phased release for it
+    request = AppStoreVersionInput(channel=AppStoreChannel(app_id=APP), version="3.1.0", build="4121")
+    with pytest.raises(ApplicationError, match="not available for the first version of an app") as refused:
+        await asyncio.to_thread(ActivityEnvironment().run, AppStoreActivities().prepare_version, request)
+    assert refused.value.non_retryable
+    assert apple.versions == {} and apple.phased == {}, "nothing created"
+    apple.add_released(APP, "3.0.2", platform="MAC_OS")  # a release on another platform does not count
+    with pytest.raises(ApplicationError, match="first version"):
+        await asyncio.to_thread(ActivityEnvironment().run, AppStoreActivities().prepare_version, request)
+    assert apple.violations == []
+
+
+async def test_an_approved_version_apple_holds_is_released_only_once_it_is_pending_developer_release(
+        time_skipping_env, apple, unique):
+    env, queue = time_skipping_env, f"ios-held-{unique}"
+    apple.accepted_seconds = 86_400.0  # approved, then a day ACCEPTED before it can be released
+    release = apple_release(f"ios-held-{unique}")
+    async with store_worker(env.client, queue, activities()):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        await skip_time(env, timedelta(days=2, hours=3))
+        s = await reaches(handle, lambda s: "(ACCEPTED)" in s.message, "approved and held by Apple")
+        assert s.reason == "InReview" and apple.calls("/v1/appStoreVersionReleaseRequests") == [], \
+            "no release request while ACCEPTED (Apple refuses it)"
+        await skip_time(env, timedelta(days=1))
+        await reaches(handle, lambda s: s.reason == "Baking", "released and phase 1 baking")
+        await handle.execute_update("promote", PromoteRequest(by="release-manager", full=True))
+        final = await handle.result()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert len(apple.calls("/v1/appStoreVersionReleaseRequests", "POST")) == 1 and apple.violations == []
+
+
+async def test_tokens_leave_room_for_an_apple_clock_behind_the_workers(apple, tmp_path):
+    import jwt
+
+    from activities.targets.appstore.auth import AppleTokens
+    from localcluster.stores.standin import Refusal, Request
+
+    apple.skew = 240.0  # Apple's clock reads 4 minutes behind the worker's
+    token = AppleTokens().token()
+    apple.check_token(Request("GET", "/v1/builds", "", {"authorization": f"Bearer {token}"}, b""))
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 900
+    twenty = jwt.encode({**claims, "exp": claims["iat"] + 1200}, next(tmp_path.glob("*.p8")).read_text(), "ES256",
+                        headers={"kid": apple.key_id})
+    with pytest.raises(Refusal, match="more than 20 minutes"):  # a 20-minute token, read 4 minutes behind
+        apple.check_token(Request("GET", "/v1/builds", "", {"authorization": f"Bearer {twenty}"}, b""))
+
+
+async def test_the_stand_in_refuses_attributes_and_query_parameters_apples_document_does_not_list(apple):
+    from activities.targets.appstore.auth import AppleTokens
+
+    headers = {"Authorization": f"Bearer {AppleTokens().token()}"}
+    answer = httpx.get(f"{apple.url}/v1/apps/{APP}/appStoreVersions", headers=headers,
+                       params={"filter[versionString]": "3.1.0", "filter[colour]": "red"})
+    assert answer.status_code == 400 and "filter[colour]" in answer.text
+    answer = httpx.post(f"{apple.url}/v1/appStoreVersions", headers=headers, json={"data": {
+        "type": "appStoreVersions", "attributes": {"platform": "IOS", "versionString": "3.2.0", "phased": True},
+        "relationships": {"app": {"data": {"type": "apps", "id": APP}}}}})
+    assert answer.status_code == 400 and len(apple.violations) == 2, apple.violations

@@ -5,6 +5,8 @@ rings assigned cumulatively, each gated on the install success rate from the rep
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -119,9 +121,27 @@ async def test_the_reports_export_is_polled_until_it_completes(intune):
     await asyncio.to_thread(ActivityEnvironment().run, a.assign, AssignInput(channel=channel, groups=[PILOT]))
     from activities.targets.intune import export_rows
 
-    rows = await asyncio.to_thread(export_rows, a.api, "DeviceInstallStatusByApp", f"(ApplicationId eq '{APP}')", 0.1)
-    assert [r["AppInstallState"] for r in rows].count("Failed") == 1 and len(rows) == 10
+    rows = await asyncio.to_thread(export_rows, a.api, "DeviceInstallStatusByApp", f"(ApplicationId eq '{APP}')",
+                                   ["DeviceId", "AppInstallState"], 0.1)
+    assert [r["AppInstallState"] for r in rows].count(2) == 1 and len(rows) == 10, "the enum's value, not its text"
+    assert {r["AppInstallState_loc"] for r in rows} == {"Installed", "Failed"}, "the text beside it"
+    job = intune.calls("/exportJobs", "POST")[0].json()
+    assert job["select"] == ["DeviceId", "AppInstallState"] and job["localizationType"] == \
+        "localizedValuesAsAdditionalColumn", "columns chosen and localization stated, never the defaults"
     assert len(intune.calls("exportJobs('")) == 2, "in progress on the first look, completed on the second"
+
+
+def test_the_export_stand_in_is_strict_about_columns_and_localization(intune):
+    headers = {"Authorization": f"Bearer {intune.issue_token()}"}
+    url = f"{intune.url}/v1.0/deviceManagement/reports/exportJobs"
+    job = {"reportName": "DeviceInstallStatusByApp", "filter": f"(ApplicationId eq '{APP}')", "format": "json"}
+    assert httpx.post(url, json=job, headers=headers).status_code == 400, "no select: the default columns"
+    assert httpx.post(url, json={**job, "select": ["AppInstallState_loc"]}, headers=headers).status_code == 400
+    replaced = httpx.post(url, json={**job, "select": ["AppInstallState"],
+                                     "localizationType": "replaceLocalizableValues"}, headers=headers).json()
+    assert replaced["localizationType"] == "replaceLocalizableValues"
+    assert intune.jobs[replaced["id"]]["columns"] == ["AppInstallState"], "text in place: no _loc column"
+    assert len(intune.violations) == 1
 
 
 async def test_a_worker_killed_after_a_ring_and_mid_phase_assigns_each_ring_once(
@@ -153,3 +173,99 @@ async def test_abort_keeps_the_rings_assigned_and_adds_none(time_skipping_env, i
     assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted"
     assert "the rings assigned stay (5% of the fleet)" in final.message
     assert intune.assigned_sets == [[HELPDESK, PILOT]] and intune.violations == []
+
+
+KIOSK, USERS_ONLY = "0a1b2c3d-0000-4000-8000-000000000009", "0a1b2c3d-0000-4000-8000-000000000008"
+WIN32 = "#microsoft.graph.win32LobAppAssignmentSettings"
+HELPDESK_SETTINGS = {"@odata.type": WIN32, "notifications": "hideAll", "deliveryOptimizationPriority": "foreground",
+                     "restartSettings": {"gracePeriodInMinutes": 1440, "countdownDisplayBeforeRestartInMinutes": 15,
+                                         "restartNotificationSnoozeDurationInMinutes": 240},
+                     "installTimeSettings": {"useLocalTime": True, "startDateTime": "2026-11-01T09:00:00Z",
+                                             "deadlineDateTime": None}}
+BEFORE = [  # what an administrator made in the portal: more than one page of them
+    {"@odata.type": "#microsoft.graph.mobileAppAssignment", "id": "helpdesk", "intent": "available", "target": {
+        "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": HELPDESK}, "settings": HELPDESK_SETTINGS},
+    {"@odata.type": "#microsoft.graph.mobileAppAssignment", "id": "kiosks", "intent": "required", "target": {
+        "@odata.type": "#microsoft.graph.exclusionGroupAssignmentTarget", "groupId": KIOSK}, "settings": None},
+    {"@odata.type": "#microsoft.graph.mobileAppAssignment", "id": "users", "intent": "available", "target": {
+        "@odata.type": "#microsoft.graph.allLicensedUsersAssignmentTarget"}, "settings": None},
+    {"@odata.type": "#microsoft.graph.mobileAppAssignment", "id": "uninstall", "intent": "uninstall", "target": {
+        "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": USERS_ONLY}, "settings": None},
+]
+
+
+def as_read(assignments: list[dict]) -> list[str]:
+    from activities.targets.intune.apptypes import canonical
+
+    return sorted(canonical(a) for a in assignments)
+
+
+async def test_every_assignment_the_app_had_is_kept_exactly_and_restored_exactly(time_skipping_env, intune, unique):
+    """An exclusion stays an exclusion, all-users and uninstall targets stay, the helpdesk keeps its
+    settings (more than a page of assignments, all read); going back restores the set as it was."""
+    intune.seed(APP, [dict(a) for a in BEFORE])
+    intune.groups[KIOSK] = [f"dept-{n}" for n in range(10)]  # a quarter of the departments ring are kiosks
+    intune.failing[DEPARTMENTS] = 0.5
+    final = await run(time_skipping_env, intune_release(f"intune-keep-{unique}"), f"intune-keep-{unique}", intune)
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed", final.message
+    kept = [HELPDESK, f"not {KIOSK}", "all users", USERS_ONLY]
+    assert intune.assigned_sets == [kept + [PILOT], kept + [PILOT, DEPARTMENTS], kept], intune.assigned_sets
+    assert as_read(intune.apps[APP]) == as_read(BEFORE), "restored exactly: types, intents, settings"
+    sent = intune.calls("/assign", "POST")[1].json()["mobileAppAssignments"]
+    assert as_read(sent[:4]) == as_read(BEFORE), "every ring re-sends the others exactly as read"
+    pilot = [a for a in sent if a["target"].get("groupId") == PILOT][0]["settings"]
+    assert pilot["@odata.type"] == WIN32 and pilot["installTimeSettings"]["useLocalTime"] is False
+    deadline = datetime.fromisoformat(pilot["installTimeSettings"]["deadlineDateTime"].replace("Z", "+00:00"))
+    assert deadline.utcoffset() == timedelta(0), "a UTC instant with useLocalTime false"
+    measured = [m.value for r in final.analysis for m in r.measurements]
+    assert json.loads(measured[-1]) == {"installed": 20, "failed": 20, "pending": 0, "successRate": 50.0}, \
+        "40 devices: the 10 kiosks in the departments ring stayed excluded"
+    assert len(intune.calls("/assignments", "GET")) >= 2 * 4 and intune.violations == []
+
+
+async def test_a_ring_group_the_app_excludes_or_assigns_otherwise_stops_before_anything_is_assigned(
+        time_skipping_env, intune, unique):
+    intune.seed(APP, [{"id": "x", "intent": "required", "target": {
+        "@odata.type": "#microsoft.graph.exclusionGroupAssignmentTarget", "groupId": PILOT}},
+        {"id": "y", "intent": "available", "target": {
+            "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": DEPARTMENTS}}])
+    final = await run(time_skipping_env, intune_release(f"intune-excl-{unique}"), f"intune-excl-{unique}", intune)
+    assert final.phase is Phase.DEGRADED and "(nothing was published)" in final.message
+    assert f"group {PILOT} is excluded from the app" in final.message
+    assert f"group {DEPARTMENTS} is already assigned as 'available'" in final.message
+    assert intune.assigned_sets == [] and intune.violations == []
+
+
+@pytest.mark.parametrize("kind, settings", [("iosStoreApp", "#microsoft.graph.iosStoreAppAssignmentSettings"),
+                                            ("windowsMobileMSI", None)])
+async def test_a_new_ring_gets_the_settings_of_the_apps_type_or_the_app_is_refused(intune, kind, settings):
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from models.intune import AssignInput, IntuneChannel
+
+    intune.seed(APP, [], kind=kind)
+    a, channel = IntuneActivities(), IntuneChannel.model_validate({"appId": APP, "rings": RINGS})
+    if settings is None:
+        with pytest.raises(ApplicationError, match=f"app {APP} is a {kind}; the channel assigns .*win32LobApp"):
+            await asyncio.to_thread(ActivityEnvironment().run, a.read_assignments,
+                                    AssignInput(channel=channel, groups=[PILOT]))
+        assert intune.assigned_sets == []
+        return
+    await asyncio.to_thread(ActivityEnvironment().run, a.assign, AssignInput(channel=channel, groups=[PILOT]))
+    assert intune.apps[APP][0]["settings"] == {"@odata.type": settings}, "no Win32 notifications, no deadline"
+    assert intune.violations == []
+
+
+async def test_a_next_page_on_another_host_is_never_followed(intune):
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from localcluster.stores.standin import Reply
+    from models.intune import AssignInput, IntuneChannel
+
+    intune.page = lambda app, query: Reply(200, {"value": [], "@odata.nextLink": "https://graph.attacker.test/v1.0/x"})
+    channel = IntuneChannel.model_validate({"appId": APP, "rings": RINGS})
+    with pytest.raises(ApplicationError, match="next page is on another host"):
+        await asyncio.to_thread(ActivityEnvironment().run, IntuneActivities().read_assignments,
+                                AssignInput(channel=channel, groups=[]))

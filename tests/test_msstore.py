@@ -65,8 +65,9 @@ def package(tmp_path, version="2.0.0.0"):
     return path
 
 
-def ms_release(name: str, path, phases=PHASES, flight: str | None = None, **spec):
-    channel = {"applicationId": APP, "certificationPoll": "30m", **({"flightId": flight} if flight else {})}
+def ms_release(name: str, path, phases=PHASES, flight: str | None = None, replace=(), **spec):
+    channel = {"applicationId": APP, "certificationPoll": "30m", **({"flightId": flight} if flight else {}),
+               **({"replaceArchitectures": list(replace)} if replace else {})}
     return store_release(name, {"microsoftStore": channel}, {"file": str(path), "version": "2.0.0.0"}, phases, **spec)
 
 
@@ -78,7 +79,8 @@ def activities() -> list:
 @pytest.mark.parametrize("flight", [None, FLIGHT], ids=["app", "flight"])
 async def test_a_package_rollout_raised_phase_by_phase_and_finalized(time_skipping_env, store, tmp_path, unique, flight):
     env = time_skipping_env
-    release = ms_release(f"ms-{unique}", package(tmp_path), flight=flight)
+    store.seed(APP, flight, mode="Manual")  # the published submission waited for a person: this one must not
+    release = ms_release(f"ms-{unique}", package(tmp_path), flight=flight, replace=() if flight else ("x64",))
     queue = f"ms-{unique}"
     async with store_worker(env.client, queue, activities()):
         handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
@@ -94,7 +96,9 @@ async def test_a_package_rollout_raised_phase_by_phase_and_finalized(time_skippi
     published = store.submissions[store.apps[key]["published"]]
     packages = published["resource"]["flightPackages" if flight else "applicationPackages"]
     assert [(p["fileName"], p["fileStatus"]) for p in packages] == [
-        ("Shop_1.0.0.0_x64.msixupload", "PendingDelete"), ("Shop_2.0.0.0_x64.msixupload", "PendingUpload")]
+        ("Shop_1.0.0.0_x64.msixupload", "Uploaded" if flight else "PendingDelete"),
+        ("Shop_2.0.0.0_x64.msixupload", "PendingUpload")], "replaced only when its architecture is named"
+    assert published["resource"]["targetPublishMode"] == "Immediate"
     assert published["rollout"]["packageRolloutStatus"] == "PackageRolloutComplete"
     assert store.uploads == 1 and store.violations == []
     assert len(store.calls("/oauth2/v2.0/token")) == 1, "msal signed in once and kept the token"
@@ -215,3 +219,84 @@ async def test_abort_leaves_the_package_rollout_where_it_is(time_skipping_env, s
     assert published["rollout"]["packageRolloutStatus"] == "PackageRolloutInProgress"
     assert published["rollout"]["packageRolloutPercentage"] == 10 and store.apps[APP]["pending"] is None
     assert store.rollout_calls == [] and store.violations == []
+
+
+async def test_a_multi_architecture_app_keeps_its_other_architectures_packages(time_skipping_env, store, tmp_path,
+                                                                               unique):
+    env = time_skipping_env
+    store.seed(APP, packages=(("Shop_1.0.0.0_x64.msixupload", "x64"), ("Shop_1.0.0.0_arm64.msixupload", "ARM64")))
+    release = ms_release(f"ms-arch-{unique}", package(tmp_path), [{"percent": 50, "bake": "1d"}], replace=("x64",))
+    async with store_worker(env.client, f"ms-{unique}", activities()):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=f"ms-{unique}")
+        final = await handle.result()
+    assert final.phase is Phase.HEALTHY, final.message
+    packages = store.submissions[store.apps[APP]["published"]]["resource"]["applicationPackages"]
+    assert {p["fileName"]: p["fileStatus"] for p in packages} == {
+        "Shop_1.0.0.0_x64.msixupload": "PendingDelete", "Shop_1.0.0.0_arm64.msixupload": "Uploaded",
+        "Shop_2.0.0.0_x64.msixupload": "PendingUpload"}
+    assert store.violations == []
+
+
+async def test_a_submission_held_for_publication_in_partner_center_ends_the_wait_at_once(
+        time_skipping_env, store, tmp_path, unique):
+    env = time_skipping_env
+    store.held = True  # someone set targetPublishMode to Manual in Partner Center after the channel's PUT
+    release = ms_release(f"ms-held-{unique}", package(tmp_path))
+    async with store_worker(env.client, f"ms-{unique}", activities()):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=f"ms-{unique}")
+        final = await handle.result()
+    assert final.phase is Phase.DEGRADED and final.reason == "StoreRejected", final.message
+    assert "is PendingPublication: certified, and held for someone to publish it in Partner Center" in final.message
+    approved = [e for e in final.history if e.event == "approved"]
+    assert approved == [] and final.finished_at - final.started_at < timedelta(days=1), "not the 7-day timeout"
+    assert store.violations == []
+
+
+async def test_a_package_over_64_mib_goes_up_in_blocks_and_a_retry_sends_only_what_is_missing(store, tmp_path):
+    """One Put Blob at the link's service version takes 64 MiB at most (the stand-in refuses more, as
+    Azure does); the channel sends 4 MiB blocks with x-ms-version and commits a block list; a second
+    upload after one that died sends only the blocks the blob does not hold."""
+    import os
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.targets.msstore.blob import BLOCK, package_zip, upload
+    from activities.targets.storeapi import StoreApi
+
+    big = tmp_path / "Shop_2.0.0.0_x64.msixupload"
+    big.write_bytes(os.urandom(65 * 1024 * 1024))  # incompressible: the zip is over 64 MiB too
+    sid = store.create(APP, None).body["id"]
+    url = store.submissions[sid]["resource"]["fileUploadUrl"]
+    refused = httpx.put(url, content=big.read_bytes(), headers={"x-ms-blob-type": "BlockBlob", "x-ms-version":
+                                                                  store.storage.sas_version}, timeout=60)
+    assert refused.status_code == 413, "Azure's limit for one Put Blob at the link's version"
+
+    class Dying(StoreApi):  # the worker dies after three blocks
+        blocks = 0
+
+        def call(self, method, path, what, **kwargs):
+            if "comp=block&" in path:
+                if self.blocks == 3:
+                    raise RuntimeError("killed")
+                self.blocks += 1
+            return super().call(method, path, what, **kwargs)
+
+    api = StoreApi("Microsoft Store", store.url, None)
+    with package_zip(big) as content:
+        size = content.seek(0, 2)
+        expected = -(-size // BLOCK)
+        with pytest.raises(RuntimeError):
+            await asyncio.to_thread(ActivityEnvironment().run, upload, Dying("Microsoft Store", store.url, None),
+                                    url, content)
+        assert await asyncio.to_thread(ActivityEnvironment().run, upload, api, url, content) is True
+        assert await asyncio.to_thread(ActivityEnvironment().run, upload, api, url, content) is False, \
+            "the blob holds these bytes: nothing sent"
+    writes = store.storage.puts
+    assert [op for op, _ in writes].count("block") == expected, "three blocks sent once, the rest after"
+    assert [op for op, _ in writes if op != "block"] == ["blocklist"] and max(n for op, n in writes
+                                                                            if op == "block") <= BLOCK
+    assert store.storage.data(sid) is not None and len(store.storage.data(sid)) == size
+    assert all("x-ms-version" in r.headers for r in store.calls("/blobs/")), "every call states its version"
+    assert store.violations == [], store.violations

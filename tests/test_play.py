@@ -70,7 +70,7 @@ async def test_a_staged_release_raises_the_user_fraction_to_completed(time_skipp
     assert final.phase is Phase.HEALTHY, final.message
     old, new = (100,), (101,)
     assert play.track_history(PACKAGE) == [
-        [("completed", None, old)],  # the upload's commit: the bundle in the library, the track untouched
+        [("completed", None, old), ("draft", None, new)],  # the upload's commit: on the track, served to nobody
         [("completed", None, old), ("inProgress", 0.01, new)],
         [("completed", None, old), ("inProgress", 0.05, new)],
         [("completed", None, old), ("inProgress", 0.2, new)],
@@ -79,7 +79,8 @@ async def test_a_staged_release_raises_the_user_fraction_to_completed(time_skipp
     ]
     assert play.uploads == [101] and play.received == bundle.stat().st_size, "uploaded once, each byte once"
     assert play.violations == []
-    assert len(play.calls("/tracks/production", "PUT")) == 5
+    assert len(play.calls("/tracks/production", "PUT")) == 1 + 5, "the draft in the upload's edit, then each phase"
+    assert play.app(PACKAGE).commits == 6, "upload and track in one edit"
     release_notes = play.track(PACKAGE, "production")[0]["releaseNotes"]
     assert release_notes == [{"language": "en-US", "text": "Faster checkout"}]
     assert final.exposure.desired == 100 and final.exposure.observed == 100
@@ -245,4 +246,88 @@ async def test_a_worker_killed_mid_upload_and_mid_phase_sends_no_byte_twice(
     assert final.phase is Phase.HEALTHY, final.message
     assert [[r[:2] for r in shape if r[2] == (101,)] for shape in play.track_history(PACKAGE)[1:]] == [
         [("inProgress", 0.02)], [("inProgress", 0.1)], [("completed", None)]]
+    assert play.violations == []
+
+
+@pytest.mark.parametrize("allowed", [False, True], ids=["refused", "committed-unsent"])
+async def test_changes_play_will_not_send_for_review_stop_the_release_unless_the_document_allows_them(
+        time_skipping_env, play, tmp_path, unique, allowed):
+    play.needs_manual_review.add(PACKAGE)
+    bundle = make_bundle(tmp_path / "app.aab", 101)
+    release = store_release(f"play-review-{unique}", {"googlePlay": {
+        "packageName": PACKAGE, **({"changesNotSentForReview": True} if allowed else {})}},
+        {"file": str(bundle), "version": "2.0.0"}, [{"percent": 10, "bake": "1h"}])
+    queue = f"play-{unique}"
+    async with store_worker(time_skipping_env.client, queue, activities()):
+        handle = await time_skipping_env.client.start_workflow(
+            StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
+        final = await handle.result()
+    if not allowed:
+        assert final.phase is Phase.DEGRADED and "(nothing was published)" in final.message
+        assert "Changes cannot be sent for review automatically" in final.message
+        assert "set spec.channel.googlePlay.changesNotSentForReview: true" in final.message
+        assert play.unsent == [] and play.app(PACKAGE).commits == 0
+    else:
+        assert final.phase is Phase.HEALTHY, final.message
+        assert len(play.unsent) == play.app(PACKAGE).commits == 3, "every commit left for the Play Console"
+        events = [e.detail for e in final.history if e.event in ("uploaded", "published")]
+        assert all("not sent for review: send it for review in the Play Console" in e for e in events if
+                   "already so" not in e), events
+    assert play.violations == []
+
+
+def test_a_token_works_only_for_its_scope_and_chunks_are_256_kib_multiples(play, tmp_path):
+    from activities.targets.play.api import PlayApi
+    from activities.targets.play.auth import REPORTING_SCOPE, GoogleTokens
+    from activities.targets.storeapi import StoreApi
+
+    reporting = GoogleTokens(REPORTING_SCOPE, "Play Developer Reporting").token()
+    answer = httpx.post(f"{play.url}/androidpublisher/v3/applications/{PACKAGE}/edits", json={},
+                        headers={"Authorization": f"Bearer {reporting}"})
+    assert answer.status_code == 403 and "insufficient authentication scopes" in answer.text
+    api = PlayApi()
+    edit = api.insert_edit(PACKAGE)
+    session = api.start_upload(PACKAGE, edit, 1_000_000)
+    odd = httpx.put(session, content=b"x" * 300_000, headers={"Content-Range": "bytes 0-299999/1000000",
+                                                             "Authorization": f"Bearer {api.api.tokens.token()}"})
+    assert odd.status_code == 400 and "not a multiple of 256 KiB" in odd.text
+    assert len(play.violations) == 1 and isinstance(api.api, StoreApi)
+
+
+def test_vitals_are_read_in_los_angeles_days_up_to_plays_freshness_and_every_page(play):
+    from activities.analysis import EmptyResult
+    from models.analysis import Metric
+
+    play.vitals[PACKAGE] = {100: {"crashRate": 0.010, "distinctUsers": 90_000},
+                            101: {"crashRate": 0.012, "distinctUsers": 10_000},
+                            102: {"crashRate": 0.5, "distinctUsers": 10}}
+    play.fresh_until[PACKAGE] = (2026, 12, 4)  # Play has computed daily data up to (not including) 4 December
+    play.page_rows = 1  # one row a page: three pages
+    metric = Metric.model_validate({"name": "crashes", "successCondition": "True", "provider": {"playVitals": {
+        "packageName": PACKAGE, "versionCode": "101", "baselineVersionCode": "100", "days": 2}}})
+    result, shown = PlayVitalsSource().measure(metric, {})
+    assert result == {"release": 0.012, "baseline": 0.01}
+    assert "(2d to 2026-12-03, Los Angeles days)" in shown
+    queries = [r.json() for r in play.calls(":query", "POST")]
+    assert len(queries) == 3 and [bool(q.get("pageToken")) for q in queries] == [False, True, True]
+    spec = queries[0]["timelineSpec"]
+    assert (spec["startTime"]["day"], spec["endTime"]["day"]) == (2, 4)
+    assert spec["endTime"]["timeZone"] == {"id": "America/Los_Angeles"}
+    play.fresh_until[PACKAGE] = None  # nothing computed yet
+    with pytest.raises(EmptyResult, match="no daily crashRate data"):
+        PlayVitalsSource().measure(metric, {})
+    token = play.issue_token()
+    base = f"{play.url}/v1beta1/apps/{PACKAGE}"
+    play.fresh_until[PACKAGE] = (2026, 12, 4)
+    day = {"year": 2026, "month": 12, "day": 3, "timeZone": {"id": "America/Los_Angeles"}}
+    for body, words in [
+        ({"metrics": ["anrRate"], "timelineSpec": {"aggregationPeriod": "DAILY", "startTime": day, "endTime": day}},
+         "not supported by crashRateMetricSet"),
+        ({"metrics": ["crashRate"], "timelineSpec": {"aggregationPeriod": "DAILY", "startTime": {**day, "timeZone": {
+            "id": "UTC"}}, "endTime": day}}, "America/Los_Angeles dates"),
+        ({"metrics": ["crashRate"], "timelineSpec": {"aggregationPeriod": "DAILY", "startTime": day,
+                                                     "endTime": {**day, "day": 6}}}, "later than the latest"),
+    ]:
+        answer = httpx.post(f"{base}/crashRateMetricSet:query", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 400 and words in answer.text, answer.text
     assert play.violations == []

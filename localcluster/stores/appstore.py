@@ -1,14 +1,21 @@
 """A loopback stand-in for App Store Connect: builds, app store versions, review submissions and
 their items, release requests and phased releases, each request checked with openapi-core against
 Apple's OpenAPI document (3.7.0) in `../shared/specs/apple/`, and each answer against its response
-schema. Tokens are ES256 JWTs verified with the API key's public key (`aud`, `kid`, `iss`, at most
-20 minutes of life).
+schema; objects are closed (an attribute or a query parameter the document does not list is refused:
+stricter than Apple, whose document leaves objects open). Tokens are ES256 JWTs verified with the API
+key's public key (`aud`, `kid`, `iss`; at most 20 minutes of life, and never expiring more than 20 minutes
+after the stand-in's own clock, which may run `skew` seconds behind the worker's; the reference says
+nothing of an `iat` in the future, so none is refused for it).
 
 Its state machines follow Apple's documentation: a submitted version waits for review, is in review
 after an hour and approved (`PENDING_DEVELOPER_RELEASE`) after `review_seconds`, or rejected; a
-release request releases an approved version and starts its phased release at day 1; the day advances
+release request releases only a `PENDING_DEVELOPER_RELEASE` version and starts its phased release at
+day 1; a phased release is refused for an app's first version (no version of the app on that platform
+was released before: "not available for the first version of an app"); the day advances
 with `clock` (the test's clock — the time-skipping server's — in tests), stands still while paused,
 resumes by itself after 30 days of pauses, and ends `COMPLETE` on day 7; nothing leaves `COMPLETE`.
+`totalPauseDuration` is given in days here: Apple's reference gives it as an integer with no unit, so
+the channel never reads a unit into it (it measures its own pauses).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from localcluster.stores.standin import Refusal, Reply, Request, StandIn
 
 DAY = 86_400.0
 MAX_PAUSE = 30 * DAY
+RELEASED = ("PROCESSING_FOR_DISTRIBUTION", "READY_FOR_DISTRIBUTION", "REPLACED_WITH_NEW_VERSION")
 ISSUER = "57246542-96fe-1a63-e053-0824d011072a"
 
 
@@ -73,7 +81,9 @@ class AppStoreStandIn(StandIn):
 
     def __init__(self, key_id: str = "", public_key: bytes | None = None, review_seconds: float = 2 * DAY) -> None:
         super().__init__()
-        self.contract = OpenApiContract(specs_dir() / "apple" / "app-store-connect-openapi-3.7.0.json")
+        self.contract = OpenApiContract(specs_dir() / "apple" / "app-store-connect-openapi-3.7.0.json", closed=True)
+        self.skew = 0.0  # seconds the stand-in's clock runs behind the worker's
+        self.accepted_seconds = 0.0  # how long an approved version stays ACCEPTED before PENDING_DEVELOPER_RELEASE
         self.key_id, self.public_key, self.review_seconds = key_id, public_key, review_seconds
         self.clock: Callable[[], float] = time.time
         self.ids = (str(n) for n in itertools.count(1_000_001))
@@ -91,6 +101,12 @@ class AppStoreStandIn(StandIn):
         with self.lock:
             self.builds.append({"id": next(self.ids), "app": app, "version": version, "build": build,
                                 "state": state, "platform": platform, "uploaded": time.time()})
+
+    def add_released(self, app: str, version: str, platform: str = "IOS") -> None:
+        """A version of the app released before (so the next one may be phased)."""
+        with self.lock:
+            v = Version(id=next(self.ids), app=app, platform=platform, version=version, state="READY_FOR_DISTRIBUTION")
+            self.versions[v.id] = v
 
     def revoke_tokens(self) -> None:
         with self.lock:
@@ -111,7 +127,14 @@ class AppStoreStandIn(StandIn):
         if v.state == "WAITING_FOR_REVIEW" and now >= v.submitted + min(3600.0, self.review_seconds / 2):
             v.state = "IN_REVIEW"
         if v.state == "IN_REVIEW" and now >= v.submitted + self.review_seconds:
-            v.state = "REJECTED" if v.version in self.rejected else "PENDING_DEVELOPER_RELEASE"
+            v.state = "REJECTED" if v.version in self.rejected else \
+                "ACCEPTED" if self.accepted_seconds else "PENDING_DEVELOPER_RELEASE"
+        if v.state == "ACCEPTED" and now >= v.submitted + self.review_seconds + self.accepted_seconds:
+            v.state = "PENDING_DEVELOPER_RELEASE"
+
+    def _advanced(self, v: Version) -> Version:
+        self._advance(v)
+        return v
 
     def day(self, p: Phased) -> int:
         now = self.clock()
@@ -136,11 +159,15 @@ class AppStoreStandIn(StandIn):
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(token, self.public_key, algorithms=["ES256"], audience="appstoreconnect-v1",
-                                issuer=ISSUER, options={"require": ["iss", "iat", "exp", "aud"]})
+                                issuer=ISSUER, options={"require": ["iss", "iat", "exp", "aud"], "verify_exp": False,
+                                                        "verify_iat": False})
         except jwt.PyJWTError as error:
             raise Refusal(401, f"Provide a properly configured and signed bearer token: {error}") from None
+        now = time.time() - self.skew
         if header.get("kid") != self.key_id or claims["exp"] - claims["iat"] > 1200:
             raise Refusal(401, "The token's kid or lifetime (20 minutes at most) is not valid")
+        if not now < claims["exp"] <= now + 1200:
+            raise Refusal(401, "The token has expired, or expires more than 20 minutes from now")
         if claims["iat"] < self.revoked_before:
             raise Refusal(401, "The token was revoked")
 
@@ -160,9 +187,12 @@ class AppStoreStandIn(StandIn):
                      and b["version"] == query.get("filter[preReleaseVersion.version]", b["version"])]
             return Reply(200, {"data": [self.build_resource(b) for b in found], "links": links})
         if found := re.fullmatch(r"/v1/apps/(\w+)/appStoreVersions", path):
+            states = query.get("filter[appVersionState]")
             rows = [v for v in self.versions.values() if v.app == found.group(1)
-                    and v.version == query.get("filter[versionString]", v.version)
-                    and v.platform == query.get("filter[platform]", v.platform)]
+                    and v.version in query.get("filter[versionString]", v.version).split(",")
+                    and v.platform in query.get("filter[platform]", v.platform).split(",")
+                    and (states is None or self._advanced(v).state in states.split(","))]
+            rows = rows[:int(query.get("limit", 50))]
             return Reply(200, {"data": [self.version_resource(v) for v in rows], "links": links})
         if m == "POST" and path == "/v1/appStoreVersions":
             return self.create_version(body["data"], links)
@@ -175,6 +205,10 @@ class AppStoreStandIn(StandIn):
             vid = body["data"]["relationships"]["appStoreVersion"]["data"]["id"]
             if any(p.version == vid for p in self.phased.values()):
                 raise Refusal(409, "The version already has a phased release")
+            v = self.versions[vid]
+            if not any(o.app == v.app and o.platform == v.platform and o.id != v.id and o.state in RELEASED
+                       for o in self.versions.values()):
+                raise Refusal(409, "appStoreVersionPhasedReleases is not available for the first version of an app")
             p = Phased(id=next(self.ids), version=vid)
             self.phased[p.id] = p
             return Reply(201, {"data": self.phased_resource(p), "links": links})
@@ -197,6 +231,9 @@ class AppStoreStandIn(StandIn):
             self._advance(v)
             if v.state != "PENDING_DEVELOPER_RELEASE":
                 raise Refusal(409, f"The version is {v.state}: only an approved version can be released")
+            for other in self.versions.values():
+                if other.app == v.app and other.platform == v.platform and other.state == "READY_FOR_DISTRIBUTION":
+                    other.state = "REPLACED_WITH_NEW_VERSION"
             v.state = "READY_FOR_DISTRIBUTION"
             for p in self.phased.values():
                 if p.version == v.id and p.state == "INACTIVE":
@@ -221,7 +258,7 @@ class AppStoreStandIn(StandIn):
     def phased_resource(self, p: Phased) -> dict:
         day = self.day(p)
         paused = p.paused_total + (self.clock() - p.paused_at if p.state == "PAUSED" else 0.0)
-        attributes = {"phasedReleaseState": p.state, "currentDayNumber": day, "totalPauseDuration": int(paused)}
+        attributes = {"phasedReleaseState": p.state, "currentDayNumber": day, "totalPauseDuration": int(paused // DAY)}
         if p.started:
             attributes["startDate"] = _iso(p.started)
         return {"type": "appStoreVersionPhasedReleases", "id": p.id, "attributes": attributes}

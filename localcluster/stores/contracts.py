@@ -160,21 +160,64 @@ def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class OpenApiContract:
-    """Apple's OpenAPI document, checked with openapi-core (path, method, parameters, body, enums,
-    the bearer token's presence)."""
+def _closed(schema: Any) -> Any:
+    """Every object schema that lists its properties and says nothing of others refuses others (OpenAPI's
+    default allows them; the stand-in is stricter than the store, never looser)."""
+    if isinstance(schema, list):
+        return [_closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _closed(v) for k, v in schema.items()}
+    if isinstance(schema.get("properties"), dict) and "additionalProperties" not in schema:
+        out["additionalProperties"] = False
+    return out
 
-    def __init__(self, path: Path) -> None:
+
+class OpenApiContract:
+    """An OpenAPI document, checked with openapi-core (path, method, parameters, body, enums, the bearer
+    token's presence). `closed`: objects refuse properties they do not list, and a request refuses query
+    parameters its operation does not list (Apple's document: its objects are closed)."""
+
+    def __init__(self, path: Path, closed: bool = False) -> None:
         import yaml
         from openapi_core import Config, OpenAPI
 
         self.spec = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        if closed:
+            self.spec = {**self.spec, "components": _closed(self.spec.get("components", {})),
+                         "paths": _closed(self.spec["paths"])}
+        self.closed = closed
         self.api = OpenAPI.from_dict(self.spec, config=Config(spec_validator_cls=None))
         self.host = self.spec["servers"][0]["url"].rstrip("/")
+        self.templates = [(re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(t)) + "$"), t)
+                          for t in self.spec["paths"]]
+
+    def query_names(self, http_method: str, path: str) -> set[str] | None:
+        """The query parameters the operation lists (None: no such operation)."""
+        for pattern, template in self.templates:
+            operation = self.spec["paths"][template].get(http_method.lower()) if pattern.match(path) else None
+            if operation is not None:
+                params = [*self.spec["paths"][template].get("parameters", []), *operation.get("parameters", [])]
+                resolved = [self._ref(p) for p in params]
+                return {p["name"] for p in resolved if p.get("in") == "query"}
+        return None
+
+    def _ref(self, item: dict) -> dict:
+        while "$ref" in item:
+            node: Any = self.spec
+            for part in item["$ref"].removeprefix("#/").split("/"):
+                node = node[part]
+            item = node
+        return item
 
     def check_request(self, http_method: str, path: str, query: str, body: bytes, content_type: str,
                       headers: dict[str, str]) -> str:
         from openapi_core.testing import MockRequest
+
+        if self.closed and (names := self.query_names(http_method, path)) is not None:
+            unknown = sorted(set(parse_qs(query, keep_blank_values=True)) - names)
+            if unknown:
+                raise ContractError(f"{http_method} {path}: unknown query parameter {', '.join(unknown)}")
 
         request = MockRequest(self.host, http_method.lower(), path, args=_flat(query), headers=headers,
                               data=body.decode() if body else None, content_type=content_type or "application/json")

@@ -1,14 +1,27 @@
-"""A loopback (HTTPS) stand-in for Intune on Microsoft Graph v1.0 and Azure AD: an app's assignments
-(`GET …/assignments`, `POST …/assign`, which replaces the whole set) and the reports export
-(`POST deviceManagement/reports/exportJobs`, polled, then the zip at its `url`).
+"""A loopback (HTTPS) stand-in for Intune on Microsoft Graph v1.0 and Azure AD: an app (`GET
+mobileApps/{id}`, its `@odata.type`), its assignments (`GET …/assignments`, paged by `@odata.nextLink`;
+`POST …/assign`, which replaces the whole set, never merges) and the reports export (`POST
+deviceManagement/reports/exportJobs`, polled, then the zip at its `url`).
 
 Graph's metadata is too large for ../shared; the official SDK (`msgraph-sdk`, generated from it) is the
 description: each body is read into the SDK's model (`AssignPostRequestBody`, `DeviceManagementExportJob`)
 and must come back out the same — an unknown field (kept aside as `additional_data`) or a value outside
 an enum (lost in the round trip) is a violation; the answers are written from the SDK's models too.
 
-Devices: `groups` maps each group to its devices; a device installs once its group is assigned
-(required), and fails when the group is in `failing` (the share of its devices that fail).
+Stricter than Graph where its reference is silent (each a violation or a 400 here, perhaps accepted there):
+- an assignment's settings must be the type Graph v1.0 defines for the app's type (`SETTINGS`), or none;
+- one assignment per target (a group twice, or included and excluded, is refused);
+- the export must `select` its columns ("do not build automation around default columns") from the
+  report's own, never a `_loc` column (selected with its column, not alone); the assignment list is paged
+  three to a page.
+Reports follow the documented localization: with `localizedValuesAsAdditionalColumn` (also when the job
+names none) an enum column (`AppInstallState`, `AppInstallStateDetails`) holds the resultantAppState
+value (a number: the reference does not say number or text; JSON numbers here) and `<column>_loc` the
+English text; with `replaceLocalizableValues` the column holds the text.
+
+Devices: `groups` maps each group to its devices; a device installs once a target includes it and no
+exclusion target excludes it (required), and fails when its group is in `failing` (the share of its
+devices that fail).
 """
 
 from __future__ import annotations
@@ -25,7 +38,17 @@ from localcluster.stores.standin import Refusal, Reply, Request, StandIn, Violat
 
 SCOPE = "https://graph.microsoft.com/.default"
 COLUMNS = ["DeviceId", "DeviceName", "UserPrincipalName", "Platform", "AppVersion", "ApplicationId",
-           "AppInstallState", "AppInstallStateDetails", "HexErrorCode"]
+           "AppInstallState", "AppInstallStateDetails", "ErrorCode", "HexErrorCode", "LastModifiedDateTime"]
+LOCALIZED = {"AppInstallState": {1: "Installed", 2: "Failed", 3: "Not Installed", 5: "Install Pending"},
+             "AppInstallStateDetails": {0: "No additional details", 1: "The application failed to install."}}
+SETTINGS = {"win32LobApp": "win32LobAppAssignmentSettings", "iosStoreApp": "iosStoreAppAssignmentSettings",
+            "iosLobApp": "iosLobAppAssignmentSettings", "iosVppApp": "iosVppAppAssignmentSettings",
+            "macOSLobApp": "macOsLobAppAssignmentSettings",
+            "microsoftStoreForBusinessApp": "microsoftStoreForBusinessAppAssignmentSettings",
+            "windowsAppX": "windowsAppXAppAssignmentSettings",
+            "windowsUniversalAppX": "windowsUniversalAppXAppAssignmentSettings"}
+PAGE = 3
+GRAPH = "#microsoft.graph."
 
 
 def _kiota_round_trip(body: dict, model_type) -> Any:
@@ -76,14 +99,15 @@ class IntuneStandIn(StandIn):
         super().__init__()
         self.clients = clients
         self.apps: dict[str, list[dict]] = {}  # app id → assignments as Graph shows them
+        self.types: dict[str, str] = {}  # app id → its type (win32LobApp, iosStoreApp, windowsMobileMSI, …)
         self.groups: dict[str, list[str]] = {}  # group → devices
         self.failing: dict[str, float] = {}  # group → share of its devices that fail to install
         self.jobs: dict[str, dict] = {}
         self.assigned_sets: list[list[str]] = []  # the groups of every assign call, in order
 
-    def seed(self, app_id: str, assignments: list[dict] | None = None) -> None:
+    def seed(self, app_id: str, assignments: list[dict] | None = None, kind: str = "win32LobApp") -> None:
         with self.lock:
-            self.apps[app_id] = list(assignments or [])
+            self.apps[app_id], self.types[app_id] = list(assignments or []), kind
 
     # ---- dispatch -------------------------------------------------------------------------------------
 
@@ -94,15 +118,18 @@ class IntuneStandIn(StandIn):
             return self.download(request.path.split("/")[-1].removesuffix(".zip"))
         if not self.authorized(request):
             raise Refusal(401, "Access token is empty, expired or revoked.")
-        if found := re.fullmatch(r"/v1\.0/deviceAppManagement/mobileApps/([0-9a-f-]{36})/(assignments|assign)",
+        if found := re.fullmatch(r"/v1\.0/deviceAppManagement/mobileApps/([0-9a-f-]{36})(/assignments|/assign)?",
                                  request.path):
             app, verb = found.groups()
             if app not in self.apps:
                 raise Refusal(404, f"Resource not found for the segment 'mobileApps' ({app}).")
-            if verb == "assignments" and request.method == "GET":
+            if verb is None and request.method == "GET":
                 return Reply(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#deviceAppManagement/"
-                                                     f"mobileApps('{app}')/assignments", "value": self.apps[app]})
-            if verb == "assign" and request.method == "POST":
+                                                     "mobileApps/$entity", "@odata.type": GRAPH + self.types[app],
+                                   "id": app, "displayName": "Contoso Client"})
+            if verb == "/assignments" and request.method == "GET":
+                return self.page(app, request.query)
+            if verb == "/assign" and request.method == "POST":
                 return self.assign(app, request.json())
         if request.path == "/v1.0/deviceManagement/reports/exportJobs" and request.method == "POST":
             return self.export(request.json())
@@ -118,20 +145,47 @@ class IntuneStandIn(StandIn):
 
     # ---- calls ----------------------------------------------------------------------------------------
 
+    def page(self, app: str, query: str) -> Reply:
+        skip = re.fullmatch(r"\$skiptoken=(\d+)", query or "$skiptoken=0")
+        if skip is None:
+            raise Violation(f"GET assignments?{query}: the channel follows @odata.nextLink as given")
+        start = int(skip.group(1))
+        answer = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#deviceAppManagement/"
+                                    f"mobileApps('{app}')/assignments", "value": self.apps[app][start:start + PAGE]}
+        if start + PAGE < len(self.apps[app]):
+            answer["@odata.nextLink"] = f"{self.url}/v1.0/deviceAppManagement/mobileApps/{app}/assignments" \
+                                        f"?$skiptoken={start + PAGE}"
+        return Reply(200, answer)
+
     def assign(self, app: str, body: dict) -> Reply:
         from msgraph.generated.device_app_management.mobile_apps.item.assign.assign_post_request_body import (
             AssignPostRequestBody,
         )
 
         model = _kiota_round_trip(body, AssignPostRequestBody)
-        assignments = []
+        assignments, targets = [], set()
         for a, entry in zip(model.mobile_app_assignments or [], body.get("mobileAppAssignments", []), strict=True):
             if a.intent is None or a.target is None:
                 raise Refusal(400, "An assignment needs an intent and a target.")
-            assignments.append({**entry, "id": f"{getattr(a.target, 'group_id', None) or 'all'}_{a.intent.value}"})
+            settings = (entry.get("settings") or {}).get("@odata.type")
+            wanted = SETTINGS.get(self.types[app])
+            if settings is not None and settings != GRAPH + str(wanted):
+                raise Refusal(400, f"{settings} is not the assignment settings of a {self.types[app]}")
+            group = getattr(a.target, "group_id", None) or ""
+            if group in targets or (not group and entry["target"]["@odata.type"] in targets):
+                raise Refusal(400, f"The app is assigned to {group or entry['target']['@odata.type']} twice.")
+            targets.add(group or entry["target"]["@odata.type"])
+            assignments.append({**entry, "id": f"{group or 'all'}_{a.intent.value}_{len(assignments)}"})
         self.apps[app] = assignments  # replaced, never merged
-        self.assigned_sets.append([x["target"].get("groupId", "*") for x in assignments])
+        self.assigned_sets.append([self.shown(x["target"]) for x in assignments])
         return Reply(204)
+
+    @staticmethod
+    def shown(target: dict) -> str:
+        kind = str(target.get("@odata.type", "")).removeprefix(GRAPH)
+        return {"groupAssignmentTarget": target.get("groupId"), "exclusionGroupAssignmentTarget":
+                f"not {target.get('groupId')}", "allDevicesAssignmentTarget": "*",
+                "allLicensedUsersAssignmentTarget": "all users"}.get(kind, kind)
 
     def export(self, body: dict) -> Reply:
         from msgraph.generated.models.device_management_export_job import DeviceManagementExportJob
@@ -142,10 +196,27 @@ class IntuneStandIn(StandIn):
         app = re.fullmatch(r"\(ApplicationId eq '([0-9a-f-]{36})'\)", job.filter or "")
         if app is None:
             raise Refusal(400, f"Invalid filter: {job.filter!r}")
+        if not job.select:
+            raise Violation("exportJobs: no select (Microsoft: select the columns; default columns may change)")
+        unknown = [c for c in job.select if c not in COLUMNS]
+        if unknown:
+            raise Refusal(400, f"UnknownError: column {', '.join(unknown)} is not in {job.report_name}")
+        replace = job.localization_type is not None and job.localization_type.value == "replaceLocalizableValues"
+        columns = [out for c in job.select for out in ([c] if replace or c not in LOCALIZED else [c, f"{c}_loc"])]
+        rows = [[self.cell(row, c, replace) for c in columns] for row in self.rows(app.group(1))]
         job_id = f"{job.report_name}_{secrets.token_hex(6)}"
-        self.jobs[job_id] = {"app": app.group(1), "polls": 0, "rows": self.rows(app.group(1))}
+        self.jobs[job_id] = {"app": app.group(1), "polls": 0, "rows": rows, "columns": columns}
         return Reply(201, {"id": job_id, "reportName": job.report_name, "filter": job.filter, "format": "json",
-                           "status": "notStarted", "url": None, "localizationType": "localizedValuesAsAdditionalColumn"})
+                           "select": job.select, "status": "notStarted", "url": None,
+                           "localizationType": "replaceLocalizableValues" if replace
+                           else "localizedValuesAsAdditionalColumn"})
+
+    @staticmethod
+    def cell(row: dict, column: str, replace: bool) -> Any:
+        name = column.removesuffix("_loc")
+        if name in LOCALIZED and (replace or column.endswith("_loc")):
+            return LOCALIZED[name][row[name]]
+        return row[name]
 
     def job(self, job_id: str) -> Reply:
         job = self.jobs.get(job_id)
@@ -157,17 +228,30 @@ class IntuneStandIn(StandIn):
                            "status": "completed" if done else "inProgress",
                            "url": f"{self.url}/reports/{job_id}.zip" if done else None})
 
-    def rows(self, app: str) -> list[list[Any]]:
-        rows = []
-        for assignment in self.apps.get(app, []):
-            group = assignment["target"].get("groupId")
-            devices = self.groups.get(group, []) if group else [d for ds in self.groups.values() for d in ds]
-            failing = round(len(devices) * self.failing.get(group, 0.0)) if group else 0
-            for index, device in enumerate(devices):
-                state = "Failed" if index < failing else "Installed"
-                rows.append([device, device, f"{device}@contoso.test", "Windows", "2.0.0", app, state,
-                             "" if state == "Installed" else "The application failed to install.",
-                             "" if state == "Installed" else "0x87D1041C"])
+    def rows(self, app: str) -> list[dict]:
+        """One row per device an include target reaches and no exclusion target excludes: a required
+        target installs (or fails), an available or uninstall one leaves it not installed (3)."""
+        assignments = self.apps.get(app, [])
+        excluded = {d for a in assignments if a["target"]["@odata.type"].endswith("exclusionGroupAssignmentTarget")
+                    for d in self.groups.get(a["target"]["groupId"], [])}
+        everyone = list(dict.fromkeys(d for ds in self.groups.values() for d in ds))
+        reached: dict[str, tuple[str | None, bool]] = {}
+        for a in assignments:
+            kind = a["target"]["@odata.type"].removeprefix(GRAPH)
+            devices = self.groups.get(a["target"]["groupId"], []) if kind == "groupAssignmentTarget" else \
+                everyone if kind in ("allDevicesAssignmentTarget", "allLicensedUsersAssignmentTarget") else []
+            for device in devices:
+                if device not in excluded and not reached.get(device, (None, False))[1]:
+                    reached[device] = (a["target"].get("groupId"), a["intent"] == "required")
+        rows, failed = [], {}
+        for device, (group, required) in reached.items():
+            count = failed.setdefault(group, [0, round(len(self.groups.get(group, [])) * self.failing.get(group, 0.0))])
+            state = 3 if not required else 2 if count[0] < count[1] else 1
+            count[0] += state == 2
+            rows.append({"DeviceId": device, "DeviceName": device, "UserPrincipalName": f"{device}@contoso.test",
+                         "Platform": "Windows", "AppVersion": "2.0.0", "ApplicationId": app, "AppInstallState": state,
+                         "AppInstallStateDetails": 1 if state == 2 else 0, "ErrorCode": -2016344036 if state == 2 else 0,
+                         "HexErrorCode": "0x87D1041C" if state == 2 else "", "LastModifiedDateTime": "2026-12-01T00:00:00"})
         return rows
 
     def download(self, job_id: str) -> Reply:
@@ -177,6 +261,7 @@ class IntuneStandIn(StandIn):
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as z:
             z.writestr(f"{job_id}.json", json.dumps({"TotalRowCount": len(job["rows"]), "Schema": [
-                {"Column": c, "PropertyType": "String"} for c in COLUMNS], "Values": job["rows"]}))
+                {"Column": c, "PropertyType": "String" if c.endswith("_loc") or c not in LOCALIZED else "Int32"}
+                for c in job["columns"]], "Values": job["rows"]}))
         return Reply(200, buffer.getvalue(), {"content-type": "application/octet-stream"})
 

@@ -8,17 +8,18 @@ unknown fields are refused. The paths and methods are the reference's; `percenta
 in 0-100 that only grows.
 
 State machine: one pending submission per app or flight; a commit starts CommitStarted →
-PreProcessing → Certification → Published over `certification_seconds` of `clock`; a commit whose
+PreProcessing → Certification → Published over `certification_seconds` of `clock` (PendingPublication
+instead when the submission's `targetPublishMode` is Manual, or `held` says someone set it so in Partner
+Center; a PUT that does not state `targetPublishMode` is a violation here); a commit whose
 blob is missing a package it names fails (CommitFailed); a published submission's package rollout is
 InProgress until finalized (Complete) or halted (Stopped: final); a new submission is refused while the
-last published one's rollout is in progress.
+last published one's rollout is in progress. The package goes to the submission's blob through
+`azureblob.BlobService` (Put Blob at most 64 MiB at the links' SAS version; blocks; block lists).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import io
 import itertools
 import re
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs
 import jsonschema
 
 from localcluster.stores.azuread import TENANT, azure_ad
+from localcluster.stores.azureblob import BlobService
 from localcluster.stores.standin import Refusal, Reply, Request, StandIn, Violation
 
 SCOPE = "https://manage.devcenter.microsoft.com/.default"
@@ -79,18 +81,26 @@ class MicrosoftStoreStandIn(StandIn):
         self.ids = (str(n) for n in itertools.count(1152921504606847000))
         self.apps: dict[str, dict] = {}  # app or flight path → {"published": id, "pending": id}
         self.submissions: dict[str, dict] = {}
-        self.blobs: dict[str, bytes] = {}
+        self.storage = BlobService()
         self.rollout_calls: list[tuple[str, str]] = []  # (operation, percentage) in order
-        self.uploads = 0
+        self.held = False  # someone set the pending submission's targetPublishMode to Manual in Partner Center
 
-    def seed(self, application: str, flight: str | None = None, package: str = "Shop_1.0.0.0_x64.msixupload") -> None:
-        """An app (or flight) with one published submission, everyone on `package`."""
+    @property
+    def uploads(self) -> int:
+        """Blobs committed (a Put Blob or a Put Block List)."""
+        return sum(1 for operation, _ in self.storage.puts if operation in ("blob", "blocklist"))
+
+    def seed(self, application: str, flight: str | None = None, packages: tuple[tuple[str, str], ...] = (
+            ("Shop_1.0.0.0_x64.msixupload", "x64"),), mode: str = "Immediate") -> None:
+        """An app (or flight) with one published submission, everyone on `packages` ((file, architecture))."""
         with self.lock:
             key = self.key(application, flight)
             sid = next(self.ids)
-            self.submissions[sid] = {"resource": {"id": sid, "status": "Published", self.packages_key(flight): [
-                {"fileName": package, "fileStatus": "Uploaded", "minimumDirectXVersion": "None",
-                 "minimumSystemRam": "None"}]}, "rollout": {"isPackageRollout": False, "packageRolloutPercentage": 100.0,
+            self.submissions[sid] = {"resource": {"id": sid, "status": "Published", "targetPublishMode": mode,
+                                                  self.packages_key(flight): [
+                {"fileName": name, "fileStatus": "Uploaded", "architecture": arch, "minimumDirectXVersion": "None",
+                 "minimumSystemRam": "None"} for name, arch in packages]},
+                "rollout": {"isPackageRollout": False, "packageRolloutPercentage": 100.0,
                                                             "packageRolloutStatus": "PackageRolloutComplete",
                                                             "fallbackSubmissionId": "0"},
                 "committed": 0.0, "key": key}
@@ -165,6 +175,10 @@ class MicrosoftStoreStandIn(StandIn):
             return
         elapsed = self.clock() - s["committed"]
         step = 3 if elapsed >= self.certification_seconds else 2 if elapsed >= 120 else 1 if elapsed >= 60 else 0
+        manual = self.held or s["resource"].get("targetPublishMode") == "Manual"
+        if STEPS[step] == "Published" and manual:
+            s["resource"]["status"] = "PendingPublication"  # certified; waits for someone in Partner Center
+            return
         if STEPS[step] == "Published" and status != "Published":
             state = self.apps[s["key"]]
             s["rollout"]["fallbackSubmissionId"] = state["published"] or "0"
@@ -185,7 +199,7 @@ class MicrosoftStoreStandIn(StandIn):
             raise Refusal(409, "The last published submission's package rollout is in progress: finalize or halt it")
         sid = next(self.ids)
         resource = {**{k: v for k, v in published["resource"].items() if k not in ("statusDetails",)},
-                    "id": sid, "status": "PendingCommit", "fileUploadUrl": f"{self.url}/blobs/{sid}?sv=2026&sig=x"}
+                    "id": sid, "status": "PendingCommit", "fileUploadUrl": self.storage.link(self.url, sid)}
         self.submissions[sid] = {"resource": resource, "rollout": {
             "isPackageRollout": False, "packageRolloutPercentage": 0.0, "packageRolloutStatus": "PackageRolloutNotStarted",
             "fallbackSubmissionId": "0"}, "committed": 0.0, "key": key}
@@ -204,6 +218,8 @@ class MicrosoftStoreStandIn(StandIn):
             if errors:
                 where = ".".join(str(p) for p in errors[0].absolute_path) or "(body)"
                 raise Violation(f"PUT submission: {where}: {errors[0].message}")
+            if "targetPublishMode" not in body:
+                raise Violation("PUT submission: targetPublishMode not stated (the published submission's would apply)")
             if status != "PendingCommit":
                 raise Refusal(409, f"Submission {sid} is {status}: only a PendingCommit submission can be updated")
             rollout = (body.get("packageDeliveryOptions") or {}).get("packageRollout") or {}
@@ -235,7 +251,7 @@ class MicrosoftStoreStandIn(StandIn):
     def missing_packages(self, sid: str, s: dict, flight: str | None) -> list[str]:
         names = [p["fileName"] for p in s["resource"].get(self.packages_key(flight), [])
                  if p.get("fileStatus") == "PendingUpload"]
-        blob = self.blobs.get(sid)
+        blob = self.storage.data(sid)
         inside = set(zipfile.ZipFile(io.BytesIO(blob)).namelist()) if blob else set()
         return [n for n in names if n not in inside]
 
@@ -262,23 +278,8 @@ class MicrosoftStoreStandIn(StandIn):
         return Reply(200, dict(r))
 
     def blob(self, request: Request) -> Reply:
-        """The submission's Azure blob (SAS URL: no bearer token): HEAD says what it holds, PUT replaces it."""
+        """The submission's Azure blob (SAS URL: no bearer token)."""
         sid = request.path.split("/")[2]
-        if sid not in self.submissions or "sig=" not in request.query:
+        if sid not in self.submissions:
             return Reply(403, b"AuthenticationFailed")
-        if request.method == "HEAD":
-            blob = self.blobs.get(sid)
-            if blob is None:
-                return Reply(404)
-            return Reply(200, None, {"content-md5": base64.b64encode(hashlib.md5(blob).digest()).decode(),  # noqa: S324
-                                     "x-ms-blob-type": "BlockBlob", "x-content-length": str(len(blob))})
-        if request.method == "PUT":
-            if request.headers.get("x-ms-blob-type") != "BlockBlob":
-                raise Violation("blob upload: x-ms-blob-type must be BlockBlob")
-            md5 = request.headers.get("content-md5")
-            if md5 and md5 != base64.b64encode(hashlib.md5(request.body).digest()).decode():  # noqa: S324
-                return Reply(400, b"Md5Mismatch")
-            self.blobs[sid] = request.body
-            self.uploads += 1
-            return Reply(201)
-        raise Violation(f"{request.method} on a blob")
+        return self.storage.handle(sid, request)

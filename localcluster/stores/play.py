@@ -10,6 +10,14 @@ version code is used once (a second upload of it is refused); a track has at mos
 is not completed without resuming it first; a release names only uploaded version codes.
 A bundle's version code is read from `base/manifest/AndroidManifest.xml` in the zip (as text here;
 Play reads the compiled manifest).
+
+Stricter than Google where its references allow it: a token works only for the scopes it was granted
+(androidpublisher for the Developer API, playdeveloperreporting for the Reporting API); a resumable
+chunk other than the last is a multiple of 256 KiB; a commit Play "cannot send for review
+automatically" (`needs_manual_review`) is refused unless `changesNotSentForReview=true`, and then left
+unsent. The Reporting API's own rules: DAILY timelines in America/Los_Angeles dates (no hours), ending
+no later than the metric set's `freshnessInfo` (`fresh_until`, answered by `vitals.*.get`), metrics of
+the queried set only, rows paged (`page_rows` a page; `pageToken` valid only for the same query).
 """
 
 from __future__ import annotations
@@ -31,12 +39,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from localcluster.stores.contracts import ContractError, DiscoveryContract, specs_dir
+from localcluster.stores.playreporting import Reporting
 from localcluster.stores.standin import Refusal, Reply, Request, StandIn, Violation
 
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 REPORTING_SCOPE = "https://www.googleapis.com/auth/playdeveloperreporting"
 TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # what Google's token endpoint wants in `aud`
 STAGED = ("inProgress", "halted")
+RESUMABLE_UNIT = 256 * 1024
+NOT_FOR_REVIEW = ("Changes cannot be sent for review automatically. Please set the query parameter "
+                  "changesNotSentForReview to true. Once committed, the changes in this edit can be sent for review "
+                  "from the Google Play Console UI.")
 
 
 def service_account(path: Path, token_uri: str, email: str = "release@durable-rollouts.iam.gserviceaccount.com") -> bytes:
@@ -93,7 +106,7 @@ class Session:
     data: bytearray = field(default_factory=bytearray)
 
 
-class PlayStandIn(StandIn):
+class PlayStandIn(Reporting, StandIn):
     name = "google-play"
 
     def __init__(self, public_key: bytes | None = None) -> None:
@@ -110,6 +123,11 @@ class PlayStandIn(StandIn):
         self.chunk_delay = 0.0  # seconds each resumable chunk takes (a slow link, to kill a worker mid-upload)
         self.history: list[tuple[str, dict[str, list[dict]]]] = []  # (package, tracks) at every commit
         self.vitals: dict[str, dict[int, dict[str, float]]] = {}  # package -> versionCode -> metric -> value
+        self.scopes: dict[str, set[str]] = {}  # token -> the scopes it was granted
+        self.needs_manual_review: set[str] = set()  # packages whose changes Play will not send for review itself
+        self.unsent: list[str] = []  # edits committed with changesNotSentForReview=true
+        self.fresh_until: dict[str, tuple[int, int, int] | None] = {}  # package -> the (exclusive) end of daily data
+        self.page_rows = 1000  # rows in a page of a vitals query
 
     def seed(self, package: str, version_code: int, track: str = "production") -> None:
         """An app already on Play: `version_code` uploaded and completed on `track`."""
@@ -152,6 +170,9 @@ class PlayStandIn(StandIn):
             raise Violation(str(error)) from None
         if not self.authorized(request):
             raise Refusal(401, "Request had invalid authentication credentials.")
+        wanted = REPORTING_SCOPE if contract is self.reporting else SCOPE
+        if wanted not in self.scopes.get(request.headers["authorization"][7:], {SCOPE, REPORTING_SCOPE}):
+            raise Refusal(403, "Request had insufficient authentication scopes.")
         reply, schema = self.call(method, request)
         if schema and reply.status < 300:
             try:
@@ -173,12 +194,16 @@ class PlayStandIn(StandIn):
             return Reply(400, {"error": "invalid_grant", "error_description": "JWT lifetime over an hour"})
         if not set(claims.get("scope", "").split()) & {SCOPE, REPORTING_SCOPE}:
             return Reply(400, {"error": "invalid_scope", "error_description": claims.get("scope", "")})
-        return Reply(200, {"access_token": self.issue_token(), "expires_in": 3599, "token_type": "Bearer"})
+        token = self.issue_token()
+        self.scopes[token] = set(claims.get("scope", "").split())
+        return Reply(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
     def call(self, method: str, request: Request) -> tuple[Reply, str | None]:
         parts = request.path.split("/")
         if method.startswith("playdeveloperreporting."):
             kind = "Anr" if "anrrate" in method else "Crash"
+            if method.endswith(".get"):
+                return self.metric_set(parts[3], parts[4]), f"GooglePlayDeveloperReportingV1beta1{kind}RateMetricSet"
             return self.vitals_query(parts[3], parts[4].split(":")[0], request.json()), \
                 f"GooglePlayDeveloperReportingV1beta1Query{kind}RateMetricSetResponse"
         package = parts[parts.index("applications") + 1]
@@ -198,6 +223,11 @@ class PlayStandIn(StandIn):
             del self.edits[edit_id]
             return Reply(204), None
         if verb == "commit":
+            unsent = parse_qs(request.query).get("changesNotSentForReview", ["false"])[-1] == "true"
+            if package in self.needs_manual_review and not unsent:
+                raise Refusal(400, NOT_FOR_REVIEW)
+            if unsent:
+                self.unsent.append(edit_id)
             app = self.app(package)
             app.bundles.update(edit.bundles)
             app.tracks = edit.tracks
@@ -255,6 +285,10 @@ class PlayStandIn(StandIn):
         session.total = int(found.group(3))
         if found.group(1) is not None:
             start = int(found.group(1))
+            last = int(found.group(2)) + 1 == int(found.group(3))
+            if not last and len(request.body) % RESUMABLE_UNIT:
+                raise Violation(f"resumable upload: a chunk of {len(request.body)} bytes, not a multiple of 256 KiB "
+                                "(only the last may be shorter)")
             if start != len(session.data):
                 raise Refusal(400, f"Content-Range starts at {start}, the session has {len(session.data)} bytes")
             session.data += request.body
@@ -296,23 +330,3 @@ class PlayStandIn(StandIn):
                     raise Refusal(400, f"Version code {code} has not been uploaded.")
                 if status == "completed" and committed.get(code) == "halted":
                     raise Refusal(400, f"A halted release ({code}) cannot be completed: resume it first (inProgress).")
-
-    # ---- reporting ------------------------------------------------------------------------------------
-
-    def vitals_query(self, package: str, metric_set: str, body: dict) -> Reply:
-        metric = {"crashRateMetricSet": "crashRate", "anrRateMetricSet": "anrRate"}.get(metric_set)
-        if metric is None:
-            raise Refusal(501, f"{metric_set} is not implemented by the stand-in")
-        wanted = body.get("filter", "")
-        codes = {int(c) for c in re.findall(r"versionCode\s*=\s*\"?(\d+)", wanted)}
-        start = body.get("timelineSpec", {}).get("startTime", {})
-        rows = []
-        for code, values in sorted(self.vitals.get(package, {}).items()):
-            if codes and code not in codes:
-                continue
-            rows.append({"aggregationPeriod": body.get("timelineSpec", {}).get("aggregationPeriod", "DAILY"),
-                         "startTime": start,
-                         "dimensions": [{"dimension": "versionCode", "int64Value": str(code)}],
-                         "metrics": [{"metric": m, "decimalValue": {"value": repr(values[m])}}
-                                     for m in body.get("metrics", [metric]) if m in values]})
-        return Reply(200, {"rows": rows})

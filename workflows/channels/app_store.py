@@ -1,15 +1,23 @@
 """The App Store channel in a staged release: the version prepared and submitted, App Review awaited
 durably (a timer between reads: days cost a few events), the version released, then Apple's phased
 release driven — `ACTIVE` (Apple's own 7-day schedule moves it), `PAUSED` for a halt or a failed gate,
-`COMPLETE` at the end or on `promote --full`. Apple takes no released version back: going back pauses."""
+`COMPLETE` at the end or on `promote --full`. Apple takes no released version back: going back pauses.
+An approved version Apple itself holds (`ACCEPTED`, `PENDING_APPLE_RELEASE`) is waited on until it is
+`PENDING_DEVELOPER_RELEASE` (the only state a release request is taken in) or released. Pauses are
+measured here from the workflow's clock: Apple's `totalPauseDuration` has no documented unit."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 
+RELEASE_ONLY_WHEN_RELEASABLE = "app-store-waits-for-pending-developer-release"  # before: any approved state
+
 with workflow.unsafe.imports_passed_through():
-    from activities.targets.appstore import APPROVED, IN_REVIEW, REJECTED, RELEASED, AppStoreActivities
-    from models.appstore import AppStoreVersionInput, AppStoreVersionState, PhasedReleaseInput
+    from activities.targets.appstore import APPROVED, IN_REVIEW, REJECTED, RELEASABLE, RELEASED, AppStoreActivities
+    from models.appstore import MAX_PAUSE, AppStoreVersionInput, AppStoreVersionState, PhasedReleaseInput
+    from models.durations import format_duration
     from models.release import ReleaseSpecBody
     from workflows import options
     from workflows.channels.review import await_verdict
@@ -24,6 +32,8 @@ class AppStoreRelease:
         self.version = AppStoreVersionInput(channel=self.apple, version=spec.artifact.version, build=spec.artifact.build)
         self.state: AppStoreVersionState | None = None
         self.share = 0.0
+        self.paused_since = None  # when our pause began (workflow time), while paused
+        self.paused = timedelta(0)  # pauses that ended
 
     async def _call(self, method, argument, what: str) -> AppStoreVersionState:
         self.state = await workflow.execute_activity_method(method, argument, summary=what, **options.CHANNEL)
@@ -48,7 +58,8 @@ class AppStoreRelease:
         async def read() -> str:
             return (await self._call(AppStoreActivities.read_version, v, "read App Review's verdict")).state
 
-        await await_verdict(self.control, "App Review", self.state.state, read, (*APPROVED, *RELEASED), REJECTED,
+        done = (RELEASABLE, *RELEASED) if workflow.patched(RELEASE_ONLY_WHEN_RELEASABLE) else (*APPROVED, *RELEASED)
+        await await_verdict(self.control, "App Review", self.state.state, read, done, REJECTED,
                             a.review_poll, a.review_timeout,
                             lambda state: f"App Review: {v.version} ({v.build}) is {state}: see App Store "
                                           "Connect's Resolution Center")
@@ -59,8 +70,15 @@ class AppStoreRelease:
                              PhasedReleaseInput(channel=self.apple, version_id=self.state.version_id, state=state),
                              f"phased release {state}")
         self.share = s.percent
-        self.control.record("published", f"phased release {s.phased_state}, day {s.day} ({s.percent:g}%), "
-                                         f"paused {s.paused_seconds // 3600}h in total")
+        now = workflow.now()
+        if s.phased_state == "PAUSED" and self.paused_since is None:
+            self.paused_since = now
+        elif s.phased_state != "PAUSED" and self.paused_since is not None:
+            self.paused, self.paused_since = self.paused + (now - self.paused_since), None
+        paused = self.paused + (now - self.paused_since if self.paused_since is not None else timedelta(0))
+        self.control.record("published", f"phased release {s.phased_state}, day {s.day} ({s.percent:g}%), paused "
+                                         f"{format_duration(paused) if paused else '0s'} in total (measured; Apple "
+                                         f"resumes it after {MAX_PAUSE.days} days paused)")
         self.source = f"Apple's phased release: {s.phased_state}, day {s.day}"  # shown beside our share
         return self.share
 

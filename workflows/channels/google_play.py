@@ -1,10 +1,14 @@
-"""The Google Play channel in a staged release: the bundle uploaded once to the app's library, then
-each phase one edit of the track (`userFraction`; 100 %: `completed`); a halt is Play's `halted`.
-Play serves no older version code to users who have the newer one: going back halts the release."""
+"""The Google Play channel in a staged release: the bundle uploaded once and put on the track as a
+draft release (served to nobody) in the same edit, then each phase one edit of the track (`userFraction`; 100 %:
+`completed`); a halt is Play's `halted`. Play serves no older version code to users who have the newer
+one: going back halts the release."""
 
 from __future__ import annotations
 
 from temporalio import workflow
+
+ONE_EDIT = "play-uploads-and-places-in-one-edit"  # before: the upload's edit held the bundle alone
+UNREVIEWED = " (committed, not sent for review: send it for review in the Play Console)"
 
 with workflow.unsafe.imports_passed_through():
     from activities.targets.play import PlayActivities
@@ -24,9 +28,12 @@ class PlayRelease:
 
     async def prepare(self) -> None:
         a, p = self.spec.artifact, self.play
+        first = PlayTrackInput(channel=p, version_code=0, version_name=a.version, basis_points=0,
+                               draft=True) if workflow.patched(ONE_EDIT) else None
         handle = workflow.start_activity_method(
-            PlayActivities.upload_bundle, PlayUploadInput(package_name=p.package_name, path=a.file),
-            summary=f"upload {a.describe()} to {p.package_name}", **options.STORE_UPLOAD)
+            PlayActivities.upload_bundle, PlayUploadInput(package_name=p.package_name, path=a.file, track=first),
+            summary=f"upload {a.describe()} to {p.package_name}"
+                    f"{f' as a draft on {p.track}' if first else ''}", **options.STORE_UPLOAD)
         self.bundle = await self.control.run_interruptible(handle)
         before = await workflow.execute_activity_method(
             PlayActivities.read_track, PlayTrackQuery(channel=p), summary=f"read {p.describe()}", **options.CHANNEL)
@@ -35,7 +42,8 @@ class PlayRelease:
         self.control.record("uploaded", f"{a.describe()}: version code {self.bundle.version_code} "
                                         f"sha256:{self.bundle.sha256[:12]} "
                                         f"({'uploaded' if self.bundle.uploaded else 'already on Play'}); "
-                                        f"{p.track} serves {previous or 'nothing'}")
+                                        f"{p.track} serves {previous or 'nothing'} beside it"
+                                        f"{UNREVIEWED if self.bundle.not_sent_for_review else ''}")
 
     async def _set(self, basis_points: int, halted: bool, what: str) -> float:
         assert self.bundle is not None
@@ -49,7 +57,8 @@ class PlayRelease:
         shown = f"{release.status} {release.user_fraction if release.user_fraction is not None else ''}".strip() \
             if release else "not on the track"
         self.control.record("published", f"{p.track}: {self.bundle.version_code} {shown}"
-                                         f"{'' if state.committed else ' (already so)'}")
+                                         f"{'' if state.committed else ' (already so)'}"
+                                         f"{UNREVIEWED if state.not_sent_for_review else ''}")
         self.share = state.percent_of(self.bundle.version_code)
         return self.share
 

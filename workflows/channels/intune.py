@@ -1,11 +1,16 @@
 """The Intune channel in a staged release: each phase adds a ring of device groups to the app's
 assignments (the whole set sent again: Graph's `assign` replaces it); after the last phase the last
 ring (everyone). A halt adds no ring (devices already assigned go on installing: Intune has no pause);
-going back restores the assignments the app had before (devices that installed it keep it)."""
+going back restores the assignments the app had before, exactly as read (devices that installed it keep
+it). Every assignment the app had — exclusions, all-users and all-devices targets, their settings — is
+kept as it was; a ring group the app excludes, or assigns with another intent, stops the release before
+anything is assigned."""
 
 from __future__ import annotations
 
 from temporalio import workflow
+
+KEEPS_AS_READ = "intune-keeps-every-assignment-as-read"  # releases before it kept only other groups' (group, intent)
 
 with workflow.unsafe.imports_passed_through():
     from activities.targets.intune import IntuneActivities
@@ -32,13 +37,20 @@ class IntuneRelease:
                                          f"{'' if result.changed else ' (already so)'}")
 
     async def prepare(self) -> None:
+        whole = workflow.patched(KEEPS_AS_READ)
+        rings = [g for ring in self.intune.rings for g in (ring.groups or ["*"])] if whole else []
         found = await workflow.execute_activity_method(
-            IntuneActivities.read_assignments, AssignInput(channel=self.intune, groups=[]),
-            summary="read the assignments", **options.CHANNEL)
-        ours = {g for ring in self.intune.rings for g in ring.groups} | {"*"}
-        self.before = [a for a in found.assignments if (a.group_id or "*") not in ours]
+            IntuneActivities.read_assignments, AssignInput(channel=self.intune, groups=rings),
+            summary="read the app and its assignments", **options.CHANNEL)
+        if whole:
+            self.before = list(found.assignments)
+        else:
+            ours = {g for ring in self.intune.rings for g in ring.groups} | {"*"}
+            self.before = [a for a in found.assignments if (a.group_id or "*") not in ours]
         self.control.status.stable_image = f"{len(found.assignments)} assignments before the release"
-        self.control.record("prepared", f"{self.intune.describe()}: assigned to {', '.join(found.groups()) or 'nobody'}")
+        kind = f" ({found.app_type})" if found.app_type else ""
+        self.control.record("prepared", f"{self.intune.describe()}{kind}: assigned to "
+                                        f"{', '.join(found.groups()) or 'nobody'}")
 
     async def expose(self, basis_points: int, halted: bool) -> float:
         if halted:  # no new ring; the rings assigned stay (Intune cannot pause installs)

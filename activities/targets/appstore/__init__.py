@@ -2,7 +2,9 @@
 processed build, find or create the `appStoreVersion`, attach the build, add a phased release),
 submit it for review, read it, release it, and set its phased release. Each looks before it creates,
 so a retry after a crash finds its own earlier work; a phased release that is `COMPLETE` is left so
-(Apple resumes nothing after it)."""
+(Apple resumes nothing after it). A phased release "is not available for the first version of an app":
+an app with no version released on the platform is refused before anything is created. A release
+request is sent only for a version in `PENDING_DEVELOPER_RELEASE` (the only state Apple takes it in)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ API_ENV = "DURABLE_ROLLOUTS_APPSTORE_API"
 IN_REVIEW = ("WAITING_FOR_REVIEW", "IN_REVIEW")
 APPROVED = ("PENDING_DEVELOPER_RELEASE", "PENDING_APPLE_RELEASE", "ACCEPTED")
 RELEASED = ("PROCESSING_FOR_DISTRIBUTION", "READY_FOR_DISTRIBUTION")
+RELEASABLE = "PENDING_DEVELOPER_RELEASE"
+RELEASED_BEFORE = ("READY_FOR_DISTRIBUTION", "REPLACED_WITH_NEW_VERSION", "PROCESSING_FOR_DISTRIBUTION")
 REJECTED = ("REJECTED", "METADATA_REJECTED", "DEVELOPER_REJECTED", "INVALID_BINARY")
 
 
@@ -81,11 +85,24 @@ class AppStoreActivities(UsesStore):
 
     # ---- preparing and submitting ---------------------------------------------------------------------
 
+    def _first_version(self, request: AppStoreVersionInput) -> bool:
+        """No other version of the app was ever released on the platform."""
+        c = request.channel
+        released = self.api.json("GET", f"v1/apps/{c.app_id}/appStoreVersions", "released appStoreVersions", params={
+            "filter[platform]": c.platform, "filter[appVersionState]": ",".join(RELEASED_BEFORE), "limit": "2"})["data"]
+        return not [v for v in released if v["attributes"].get("versionString") != request.version]
+
     @activity.defn(name="prepare_app_store_version")
     def prepare_version(self, request: AppStoreVersionInput) -> AppStoreVersionState:
         c, api = request.channel, self.api
         build = self._build(request)
         version = self._version(request)
+        if (version is None or self._phased(version["id"]) is None) and self._first_version(request):
+            raise ApplicationError(
+                f"App Store Connect: app {c.app_id} has no version released on {c.platform}: {request.version} would "
+                "be its first, and Apple's phased release is not available for the first version of an app "
+                "(release it from App Store Connect; use this channel for the updates after it)",
+                type="StoreRejected", non_retryable=True)
         if version is None:
             version = api.json("POST", "v1/appStoreVersions", "create appStoreVersion", json={"data": {
                 "type": "appStoreVersions",
@@ -129,12 +146,13 @@ class AppStoreActivities(UsesStore):
 
     @activity.defn(name="release_app_store_version")
     def release_version(self, request: AppStoreVersionInput) -> AppStoreVersionState:
-        """The approved version released (its phased release starts at day 1)."""
+        """The approved version released (its phased release starts at day 1): a release request only in
+        `PENDING_DEVELOPER_RELEASE`; in any other state the version is read and returned as it is."""
         version = self._version(request)
         if version is None:
             raise ApplicationError(f"App Store Connect: no version {request.version}", type="NotFound",
                                    non_retryable=True)
-        if version["attributes"].get("appVersionState") in APPROVED:
+        if version["attributes"].get("appVersionState") == RELEASABLE:  # Apple refuses a release request otherwise
             self.api.call("POST", "v1/appStoreVersionReleaseRequests", "release the version", json={"data": {
                 "type": "appStoreVersionReleaseRequests",
                 "relationships": {"appStoreVersion": _ref("appStoreVersions", version["id"])}}})

@@ -1,7 +1,9 @@
 """App Store Connect API tokens: an ES256 JWT signed with the team's API key (PyJWT with
-`cryptography`): header `kid`, claims `iss` (the issuer ID), `iat`, `exp` 20 minutes later at most,
-`aud: appstoreconnect-v1`. The key is read here, inside the activity, from the files and variables the
-worker was given; a token is reused until a minute before it expires."""
+`cryptography`): header `kid`, claims `iss` (the issuer ID), `iat`, `exp`, `aud: appstoreconnect-v1`.
+Apple refuses a token that expires more than 20 minutes into the future by its own clock, so a token
+lives 15 minutes: a worker clock up to 5 minutes ahead of Apple's still signs valid tokens. The key is
+read here, inside the activity, from the files and variables the worker was given; a token is reused
+until two minutes before it expires."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from temporalio.exceptions import ApplicationError
 KEY_FILE_ENV = "DURABLE_ROLLOUTS_APPSTORE_KEY_FILE"  # the AuthKey_XXXX.p8 App Store Connect gave
 KEY_ID_ENV = "DURABLE_ROLLOUTS_APPSTORE_KEY_ID"
 ISSUER_ENV = "DURABLE_ROLLOUTS_APPSTORE_ISSUER_ID"
-LIFETIME = 20 * 60  # Apple refuses tokens that live longer
+LIFETIME = 15 * 60  # Apple's limit is 20 minutes by its clock: 5 minutes left for clock skew
+REUSE_MARGIN = 120
 
 
 class AppleTokens:
@@ -50,6 +53,6 @@ class AppleTokens:
 
     def token(self, fresh: bool = False) -> str:
         with self._lock:
-            if fresh or not self._token or time.time() > self._expires - 60:
+            if fresh or not self._token or time.time() > self._expires - REUSE_MARGIN:
                 self._token = self._sign()
             return self._token

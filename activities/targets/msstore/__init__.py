@@ -1,18 +1,15 @@
 """The Microsoft Store channel's activities (Partner Center submission API): create the submission
-with the package and a gradual package rollout, upload the package zip to the submission's blob,
-commit; read certification's progress; raise, halt or finalize the package rollout. A retry finds its
-own work: the pending submission that holds this package is reused (another one is refused, naming
-it), the blob is looked at (HEAD, Content-MD5) before a byte is sent, a rollout is read before it is
-changed."""
+with the package, `targetPublishMode: Immediate` and a gradual package rollout, upload the package zip
+to the submission's blob in blocks (`blob.py`), commit; read certification's progress; raise, halt or
+finalize the package rollout. A retry finds its own work: the pending submission that holds this
+package is reused (another one is refused, naming it), the blob is looked at (HEAD, Content-MD5) before
+a byte is sent, a rollout is read before it is changed. The submission's other packages are kept (a
+multi-architecture app keeps its other architectures' packages); only the packages of the architectures
+the document names in `replaceArchitectures` are marked `PendingDelete`."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import os
-import zipfile
-from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -20,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import artifact_file
 from activities.targets.azuread import AzureTokens
+from activities.targets.msstore.blob import package_zip, upload
 from activities.targets.storeapi import StoreApi, UsesStore
 from models.msstore import StoreRollout, StoreRolloutInput, StoreSubmission, StoreSubmissionInput
 
@@ -27,16 +25,8 @@ API_ENV = "DURABLE_ROLLOUTS_MSSTORE_API"
 CREDENTIALS_ENV = "DURABLE_ROLLOUTS_MSSTORE_CREDENTIALS"
 SCOPE = "https://manage.devcenter.microsoft.com/.default"
 FAILED = ("CommitFailed", "PreProcessingFailed", "CertificationFailed", "ReleaseFailed", "PublishFailed", "Canceled")
-
-
-def package_zip(path: Path) -> bytes:
-    """The upload zip (the package at its root), byte for byte the same for the same package."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        info = zipfile.ZipInfo(path.name, date_time=(2000, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_DEFLATED
-        z.writestr(info, path.read_bytes())
-    return buffer.getvalue()
+# certified, but held for someone to publish it in Partner Center (targetPublishMode Manual, set there after us)
+HELD = ("PendingPublication",)
 
 
 class MicrosoftStoreActivities(UsesStore):
@@ -70,11 +60,15 @@ class MicrosoftStoreActivities(UsesStore):
         if submission.get("status") != "PendingCommit":  # committed by an earlier attempt
             return self.read(request, submission["id"])
         wanted = dict(submission)
-        wanted[key] = [{**p, "fileStatus": "PendingDelete"} for p in submission.get(key, [])
-                       if p.get("fileName") != path.name and p.get("fileStatus") != "PendingDelete"]
+        replaced = {a.lower() for a in c.replace_architectures}
+        wanted[key] = [{**p, "fileStatus": "PendingDelete"} if str(p.get("architecture", "")).lower() in replaced
+                       and p.get("fileStatus") != "PendingDelete" else p
+                       for p in submission.get(key, []) if p.get("fileName") != path.name]
         wanted[key] += [p for p in submission.get(key, []) if p.get("fileName") == path.name] or [
             {"fileName": path.name, "fileStatus": "PendingUpload", "minimumDirectXVersion": "None",
              "minimumSystemRam": "None"}]
+        wanted["targetPublishMode"] = "Immediate"  # stated: the published submission's mode may be Manual
+        wanted.pop("targetPublishDate", None)
         options = dict(submission.get("packageDeliveryOptions") or {})
         options["packageRollout"] = {"isPackageRollout": True, "packageRolloutPercentage": request.basis_points / 100,
                                      "packageRolloutStatus": "PackageRolloutNotStarted", "fallbackSubmissionId": "0"}
@@ -82,22 +76,12 @@ class MicrosoftStoreActivities(UsesStore):
         wanted["packageDeliveryOptions"] = options
         if wanted != submission:
             api.json("PUT", f"{c.base}/submissions/{submission['id']}", "update the submission", json=wanted)
-        uploaded = self._upload(submission["fileUploadUrl"], package_zip(path))
+        with package_zip(path) as content:
+            uploaded = upload(api, submission["fileUploadUrl"], content)
         activity.heartbeat(submission["id"], "uploaded")
         api.json("POST", f"{c.base}/submissions/{submission['id']}/commit", "commit the submission")
         result = self.read(request, submission["id"])
         return result.model_copy(update={"uploaded": uploaded})
-
-    def _upload(self, url: str, content: bytes) -> bool:
-        """The zip into the submission's blob, unless the blob has these very bytes already."""
-        md5 = base64.b64encode(hashlib.md5(content).digest()).decode()  # noqa: S324 - Azure's Content-MD5
-        head = self.api.call("HEAD", url, "the package blob", authorized=False, accept=(404,))
-        if head.status_code == 200 and head.headers.get("content-md5") == md5:
-            return False
-        self.api.call("PUT", url, "upload the package", authorized=False, content=content, timeout=600,
-                      headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": md5,
-                               "Content-Type": "application/octet-stream"})
-        return True
 
     def read(self, request: StoreSubmissionInput | StoreRolloutInput, submission_id: str) -> StoreSubmission:
         status = self.api.json("GET", f"{request.channel.base}/submissions/{submission_id}/status", "submission status")

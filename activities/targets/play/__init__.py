@@ -1,8 +1,8 @@
-"""The Google Play channel's activities: upload a bundle once, set the track's staged release, read
-the track. Each is idempotent: the upload looks the bundle up by its sha256 before sending a byte and
-resumes its own session after a crash (Play refuses a version code twice); a track change compares
-the track with what is wanted and commits only a difference. The API client comes from the
-constructor; the key is read inside the activity (`activities/targets/play/auth.py`)."""
+"""The Google Play channel's activities: upload a bundle once and put it on the track in the same edit,
+set the track's staged release, read the track. Each is idempotent: the upload looks the bundle up by
+its sha256 before sending a byte and resumes its own session after a crash (Play refuses a version code
+twice); a track change compares the track with what is wanted and commits only a difference. The API
+client comes from the constructor; the key is read inside the activity (`activities/targets/play/auth.py`)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ def wanted_releases(current: list[dict[str, Any]], request: PlayTrackInput) -> l
     if c.in_app_update_priority is not None:
         ours["inAppUpdatePriority"] = c.in_app_update_priority
     others = [r for r in current if code not in _codes(r)]
+    if request.draft:  # on the track, served to nobody (already there in any state: left so)
+        return current if ours_now is not None else others + [{**ours, "status": "draft"}]
     if request.basis_points >= 10_000 and not request.halted:
         return [r for r in others if r.get("status") == "draft"] + [{**ours, "status": "completed"}]
-    if request.basis_points == 0 and ours_now is None:
+    if request.basis_points == 0 and (ours_now is None or ours_now.get("status") == "draft"):
         return current  # nothing released yet, and nothing to release
     fraction = request.basis_points / 10_000
     if not 0 < fraction < 1:  # halted at 100 %, or at 0 %: the fraction it was served at stays
@@ -64,7 +66,8 @@ class PlayActivities(UsesStore):
     @activity.defn(name="upload_play_bundle")
     def upload_bundle(self, request: PlayUploadInput) -> PlayBundle:
         """The bundle in the app's library: found by sha256 (uploaded=False), else sent once through a
-        resumable session that a retried attempt continues from where the last one stopped."""
+        resumable session that a retried attempt continues from where the last one stopped; with
+        `track`, put on the track in the same edit, committed together."""
         path, package, api = artifact_file(request.path), request.package_name, self.api
         sha256, size = file_digest(path)  # no heartbeat yet: the first one must carry the session
         before = next((d for d in activity.info().heartbeat_details if isinstance(d, dict)), {})
@@ -72,24 +75,39 @@ class PlayActivities(UsesStore):
         if edit is None or not api.edit_exists(package, edit):
             edit, before = api.insert_edit(package), {}
         known = next((b for b in api.bundles(package, edit) if b.get("sha256") == sha256), None)
-        if known is not None:  # committed earlier, or uploaded into this edit by the attempt before
-            if before:
-                api.commit(package, edit)
-            else:
-                api.delete_edit(package, edit)
-            return PlayBundle(version_code=int(known["versionCode"]), sha256=sha256, uploaded=False)
-        session = before.get("session")
-        offset, bundle = api.uploaded(session, size) if session else (-1, None)
-        if offset < 0 and bundle is None:
-            session, offset = api.start_upload(package, edit, size), 0
-        # An attempt's first heartbeat reaches the server at once (later ones are throttled): it carries
-        # everything a retry needs; how far the upload got, the retry asks the session itself.
-        activity.heartbeat({"sha256": sha256, "edit": edit, "session": session})
-        if bundle is None:
-            bundle = api.send(session, path, offset, size, lambda sent: activity.heartbeat(
-                {"sha256": sha256, "edit": edit, "session": session, "sent": sent}))
-        api.commit(package, edit)
-        return PlayBundle(version_code=int(bundle["versionCode"]), sha256=sha256, uploaded=True)
+        bundle = known
+        if known is None:
+            session = before.get("session")
+            offset, bundle = api.uploaded(session, size) if session else (-1, None)
+            if offset < 0 and bundle is None:
+                session, offset = api.start_upload(package, edit, size), 0
+            # An attempt's first heartbeat reaches the server at once (later ones are throttled): it carries
+            # everything a retry needs; how far the upload got, the retry asks the session itself.
+            activity.heartbeat({"sha256": sha256, "edit": edit, "session": session})
+            if bundle is None:
+                bundle = api.send(session, path, offset, size, lambda sent: activity.heartbeat(
+                    {"sha256": sha256, "edit": edit, "session": session, "sent": sent}))
+        code = int(bundle["versionCode"])
+        placed = request.track is not None and self._place(api, edit, request.track.model_copy(
+            update={"version_code": code}))
+        # known and no `before`: committed earlier (another release); `before`: uploaded into this edit
+        if known is not None and not before and not placed:
+            api.delete_edit(package, edit)
+            return PlayBundle(version_code=code, sha256=sha256, uploaded=False)
+        unreviewed = api.commit(package, edit, request.track is not None and
+                                request.track.channel.changes_not_sent_for_review)
+        return PlayBundle(version_code=code, sha256=sha256, uploaded=known is None, not_sent_for_review=unreviewed)
+
+    @staticmethod
+    def _place(api: PlayApi, edit: str, request: PlayTrackInput) -> bool:
+        """The track in `edit` as the request wants it; True when it changed."""
+        c = request.channel
+        current = api.track(c.package_name, edit, c.track)
+        wanted = wanted_releases(current, request)
+        if _shape(wanted) == _shape(current):
+            return False
+        api.update_track(c.package_name, edit, c.track, wanted)
+        return True
 
     @activity.defn(name="set_play_track")
     def set_track(self, request: PlayTrackInput) -> PlayTrackState:
@@ -106,12 +124,12 @@ class PlayActivities(UsesStore):
         if ours_now is not None and ours_now.get("status") == "halted" and wanted[-1].get("status") == "completed":
             api.update_track(c.package_name, edit, c.track, [{**r, "status": "inProgress"} if r is ours_now else r
                                                              for r in current])
-            api.commit(c.package_name, edit)
+            api.commit(c.package_name, edit, c.changes_not_sent_for_review)
             activity.heartbeat("resumed before completing")
             edit = api.insert_edit(c.package_name)
         releases = api.update_track(c.package_name, edit, c.track, wanted)
-        api.commit(c.package_name, edit)
-        return state_of(releases, committed=True)
+        unreviewed = api.commit(c.package_name, edit, c.changes_not_sent_for_review)
+        return state_of(releases, committed=True).model_copy(update={"not_sent_for_review": unreviewed})
 
     @activity.defn(name="read_play_track")
     def read_track(self, request: PlayTrackQuery) -> PlayTrackState:

@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.play.auth import PUBLISHER_SCOPE, GoogleTokens
-from activities.targets.storeapi import StoreApi
+from activities.targets.storeapi import StoreApi, raise_for, store_message
 
 API_ENV = "DURABLE_ROLLOUTS_PLAY_API"
 CHUNK = 4 * 256 * 1024  # resumable chunks are multiples of 256 KiB
@@ -35,9 +35,23 @@ class PlayApi:
     def delete_edit(self, package: str, edit: str) -> None:
         self.api.call("DELETE", f"{self._app(package)}/edits/{edit}", "edits.delete", accept=(404,))
 
-    def commit(self, package: str, edit: str) -> None:
-        self.api.call("POST", f"{self._app(package)}/edits/{edit}:commit", "edits.commit",
-                      params={"changesNotSentForReview": "false"})
+    def commit(self, package: str, edit: str, not_for_review: bool = False) -> bool:
+        """Commit the edit, its changes sent for review; Play's "cannot be sent for review automatically"
+        is committed with `changesNotSentForReview=true` when `not_for_review` allows it (True returned),
+        else refused naming the field."""
+        path, what = f"{self._app(package)}/edits/{edit}:commit", "edits.commit"
+        answer = self.api.call("POST", path, what, accept=(400,), params={"changesNotSentForReview": "false"})
+        if answer.status_code == 200:
+            return False
+        message = store_message(answer)
+        if "changesNotSentForReview" not in message:
+            raise_for("Google Play", what, answer)
+        if not not_for_review:
+            raise ApplicationError(f"Google Play: {what}: {message} (set spec.channel.googlePlay."
+                                   "changesNotSentForReview: true to commit them for review from the Play Console)",
+                                   type="StoreRejected", non_retryable=True)
+        self.api.call("POST", path, what, params={"changesNotSentForReview": "true"})
+        return True
 
     def bundles(self, package: str, edit: str) -> list[dict[str, Any]]:
         return self.api.json("GET", f"{self._app(package)}/edits/{edit}/bundles", "edits.bundles.list").get("bundles", [])

@@ -1,0 +1,68 @@
+"""Intune's reports export (`deviceManagement/reports/exportJobs`, "Export Intune reports using Graph
+APIs"): a job for one report with its columns chosen explicitly (`select`: the default columns may change
+without notice) and its localization stated (`localizedValuesAsAdditionalColumn`: an enum column holds
+the value, its text is in `<column>_loc`), polled until it completes; its rows from the zip at `url`."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+from temporalio.exceptions import ApplicationError
+
+from activities.targets.intune.apptypes import serialize
+from activities.targets.storeapi import StoreApi
+
+# resultantAppState (Graph): the value an enum column holds with localizedValuesAsAdditionalColumn
+INSTALLED, FAILED = 1, 2
+
+
+def export_rows(api: StoreApi, report: str, filter_: str, select: list[str], poll: float = 1.0,
+                timeout: float = 120.0) -> list[dict]:
+    """The report's rows (column → value), `select`'s columns and their `_loc` texts."""
+    from msgraph.generated.models.device_management_export_job import DeviceManagementExportJob
+    from msgraph.generated.models.device_management_export_job_localization_type import (
+        DeviceManagementExportJobLocalizationType,
+    )
+    from msgraph.generated.models.device_management_report_file_format import DeviceManagementReportFileFormat
+
+    from activities.targets.intune import parse
+
+    job = DeviceManagementExportJob(
+        report_name=report, filter=filter_, select=select, format=DeviceManagementReportFileFormat.Json,
+        localization_type=DeviceManagementExportJobLocalizationType.LocalizedValuesAsAdditionalColumn)
+    created = api.json("POST", "v1.0/deviceManagement/reports/exportJobs", "export job", content=serialize(job),
+                       headers={"Content-Type": "application/json"})
+    started = time.monotonic()
+    while True:
+        state = parse(api.json("GET", f"v1.0/deviceManagement/reports/exportJobs('{created['id']}')", "export job"),
+                      DeviceManagementExportJob)
+        if state.status is not None and state.status.value == "completed" and state.url:
+            break
+        if state.status is not None and state.status.value == "failed":
+            raise ApplicationError(f"Intune: export job {report} failed", type="StoreRejected", non_retryable=True)
+        if time.monotonic() - started > timeout:
+            raise ApplicationError(f"Intune: export job {report} not ready after {timeout:g}s", type="StoreUnavailable")
+        time.sleep(poll)
+    archive = api.call("GET", state.url, "the exported report", authorized=False).content
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        document = json.loads(z.read(z.namelist()[0]))
+    columns = [c["Column"] for c in document.get("Schema", [])]
+    missing = [c for c in select if c not in columns]
+    if missing:
+        raise ApplicationError(f"Intune: the {report} export has no column {', '.join(missing)}",
+                               type="StoreRejected", non_retryable=True)
+    return [dict(zip(columns, row, strict=False)) for row in document.get("Values", [])]
+
+
+def enum_value(value: object) -> int | None:
+    """An enum column's value (a number, or its digits as text); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
