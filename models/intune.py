@@ -2,9 +2,10 @@
 
 An app already in Intune (`mobileApps/{id}`) is assigned to device groups ring by ring
 (`POST …/assign` with `mobileAppAssignments`): `assign` replaces the whole set, so each ring sends the
-earlier rings' groups again, with their deadlines as they were. Each ring's gate can read the install
-success rate from the reports export (`deviceManagement/reports/exportJobs`, the `intuneInstalls`
-analysis provider). Going back restores the assignments the app had before. Credentials: Azure AD
+set as Graph holds it again (the earlier rings with their deadlines as they were, every other
+assignment exactly as read) with its groups added. Each ring's gate can read the install success rate
+from the reports export (`deviceManagement/reports/exportJobs`, the `intuneInstalls` analysis
+provider). Going back takes out the ring targets the release added. Credentials: Azure AD
 client credentials in `$DURABLE_ROLLOUTS_INTUNE_CREDENTIALS`, read by the activities only.
 """
 

@@ -5,10 +5,10 @@ A phase is the track release's `userFraction` (basis points / 10,000); 100 % is 
 and put on the track as a `draft` release (served to nobody) in one edit (as Google's own tools do: a
 bundle is committed with its track assignment, and nothing is served before the first phase's window
 and approvals); each exposure is one edit (`edits.insert` → `tracks.update`
-→ `commit`). When Play answers a commit with "Changes cannot be sent for review automatically", the
-release stops naming `changesNotSentForReview`, unless the document sets it: then the edit is committed
-with `changesNotSentForReview=true` and the event says the changes wait to be sent for review from
-the Play Console (until then Play serves what it served).
+→ `commit`). A commit Play answers with "Changes cannot be sent for review automatically" stops the
+release: the documented way on, `changesNotSentForReview=true`, commits changes no user receives until
+someone sends them for review in the Play Console, so a phase would bake and pass its gate on nothing
+and a halt would stop nothing — the channel never takes it.
 Credentials: a service-account key file named by `$DURABLE_ROLLOUTS_PLAY_CREDENTIALS`, read by the
 activities only.
 """
@@ -34,8 +34,6 @@ class PlayChannel(SpecModel):
     release_notes: dict[str, str] = Field(default_factory=dict, description="language (en-US) → what is new",
                                           max_length=100)
     in_app_update_priority: int | None = Field(None, ge=0, le=5)
-    changes_not_sent_for_review: bool = Field(False, description="commit changes Play will not send for review "
-                                              "automatically (they wait for someone in the Play Console)")
 
     ARTIFACT_FIELDS: ClassVar[tuple[str, ...]] = ("file", "version")
 
@@ -63,7 +61,6 @@ class PlayBundle(Message):
     version_code: int
     sha256: str
     uploaded: bool = Field(description="False: Play had it already (a retry, or an earlier release)")
-    not_sent_for_review: bool = Field(False, description="committed with changesNotSentForReview=true")
 
 
 class PlayTrackRelease(Message):
@@ -93,7 +90,6 @@ class PlayTrackQuery(Message):
 class PlayTrackState(Message):
     releases: list[PlayTrackRelease] = Field(default_factory=list)
     committed: bool = Field(False, description="an edit was committed (False: the track was already so)")
-    not_sent_for_review: bool = Field(False, description="committed with changesNotSentForReview=true")
 
     def release_of(self, version_code: int) -> PlayTrackRelease | None:
         return next((r for r in self.releases if version_code in r.version_codes), None)

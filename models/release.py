@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from models.analysis import AnalysisSpec, AnalysisStep, Provider
 from models.approvals import Approval, ApprovalPolicy
@@ -117,16 +117,6 @@ class ReleasePhase(SpecModel):
     bake: Duration = Field(timedelta(0), description="how long the phase runs before its gate")
     analysis: AnalysisStep | None = None
     approval: Approval | None = None
-
-    @field_validator("percent", "basis_points", mode="before")
-    @classmethod
-    def _a_number(cls, value: object, info: ValidationInfo) -> object:
-        unit = "percent" if info.field_name == "percent" else "basis points"
-        if from_document(info) and isinstance(value, bool):
-            raise ValueError(f"a number of {unit}, not {value} (YAML reads yes, no, on and off as booleans)")
-        if from_document(info) and isinstance(value, str):
-            raise ValueError(f"a number of {unit}, not the text {value[:20]!r}")
-        return value
 
     @model_validator(mode="after")
     def _one_exposure(self, info: ValidationInfo) -> ReleasePhase:

@@ -6,9 +6,19 @@ from __future__ import annotations
 import json
 import re
 import reprlib
+import types
+import typing
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 DnsLabel = Annotated[
@@ -22,10 +32,33 @@ DnsSubdomain = Annotated[
 ]
 
 
+def numeric(annotation: Any) -> bool:
+    """Whether a field holds only numbers (int or float, perhaps None): never a bool, never text."""
+    if typing.get_origin(annotation) is Annotated:
+        return numeric(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(kinds) and all(numeric(a) for a in kinds)
+    return annotation in (int, float)
+
+
 class SpecModel(BaseModel):
-    """Spec documents use camelCase keys and reject keys they do not know."""
+    """Spec documents use camelCase keys and reject keys they do not know; in a document, a number is
+    written as a number (YAML's yes/no/on/off are booleans, and a quoted number is text: both refused,
+    where pydantic would read True as 1 and "5" as 5)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool | str) and info.context and info.context.get("document"):
+            field = cls.model_fields.get(info.field_name or "")
+            if field is not None and numeric(field.annotation):
+                shown = f"{value} (YAML reads yes, no, on and off as booleans)" if isinstance(value, bool) \
+                    else f"the text {value[:20]!r}"
+                raise ValueError(f"a number, not {shown}")
+        return value
 
 
 class Message(BaseModel):

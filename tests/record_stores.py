@@ -165,6 +165,5 @@ SCENARIOS = [
     # recorded again after the store channels' hardening (issue 23 §3), their patches taken:
     ("release-google-play-draft-first", google_play, store_fakes),
     ("release-app-store-releasable", app_store, store_fakes),
-    ("release-microsoft-store-publish-mode", microsoft_store, store_fakes),
     ("release-intune-kept-as-read", intune_rings, store_fakes),
 ]

@@ -301,3 +301,23 @@ async def test_the_stand_in_refuses_attributes_and_query_parameters_apples_docum
         "type": "appStoreVersions", "attributes": {"platform": "IOS", "versionString": "3.2.0", "phased": True},
         "relationships": {"app": {"data": {"type": "apps", "id": APP}}}}})
     assert answer.status_code == 400 and len(apple.violations) == 2, apple.violations
+
+
+@pytest.mark.parametrize("state", ["PREPARE_FOR_SUBMISSION", "WAITING_FOR_REVIEW"])
+async def test_a_version_made_to_release_itself_is_set_manual_or_refused(apple, state):
+    """A version made in App Store Connect with AFTER_APPROVAL would be released by Apple, ungated: the
+    channel sets it MANUAL while it can, and refuses it once it cannot."""
+    from temporalio.exceptions import ApplicationError
+
+    from models.appstore import AppStoreChannel, AppStoreVersionInput
+
+    apple.add_version(APP, "3.1.0", "AFTER_APPROVAL", state)
+    request = AppStoreVersionInput(channel=AppStoreChannel(app_id=APP), version="3.1.0", build="4121")
+    if state == "PREPARE_FOR_SUBMISSION":
+        await asyncio.to_thread(ActivityEnvironment().run, AppStoreActivities().prepare_version, request)
+        assert apple.version("3.1.0").release_type == "MANUAL"
+    else:
+        with pytest.raises(ApplicationError, match="releases itself \\(AFTER_APPROVAL\\) and is [A-Z_]+: its release type can no longer change"):
+            await asyncio.to_thread(ActivityEnvironment().run, AppStoreActivities().prepare_version, request)
+        assert apple.phased == {}
+    assert apple.violations == []

@@ -168,8 +168,7 @@ def test_values_the_yaml_grammar_accepts_and_python_cannot_build_are_one_line(tm
 def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_path):
     refused = {
         "percent: yes": ([{"percent": True}, {"percent": 100}],
-                         "spec.phases[0].percent: a number of percent, not True (YAML reads yes, no, on and off as "
-                         "booleans)"),
+                         "spec.phases[0].percent: a number, not True (YAML reads yes, no, on and off as booleans)"),
         "a phase that rounds to 0 %": ([{"percent": 0.001}, {"percent": 100}],
                                        "spec.phases[0].percent: 0.001% rounds to 0 basis points: nobody would get it"),
         "finer than a basis point": ([{"percent": 0.015}, {"percent": 100}],
@@ -179,8 +178,8 @@ def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_pa
                                "spec.phases[1]: the same exposure as the phase before (1%): one phase, with a longer "
                                "bake (its analysis and approval gate it together)"),
         "basisPoints: yes": ([{"basisPoints": True}, {"percent": 100}],
-                             "spec.phases[0].basisPoints: a number of basis points, not True (YAML reads yes, no, on "
-                             "and off as booleans)"),
+                             "spec.phases[0].basisPoints: a number, not True (YAML reads yes, no, on and off as "
+                             "booleans)"),
         "a percent that is 0 basis points": ([{"percent": 1e-300}, {"percent": 100}],
                                              "spec.phases[0].percent: 1e-300% rounds to 0 basis points: nobody would "
                                              "get it"),
@@ -218,3 +217,17 @@ def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_pa
     assert (code, out) == (2, "rollout: p.yaml: spec.stages[0].waves: target prod-eu's rollout would be "
                               "rollout/test/web-prod-prod-eu, as stage prod target prod_eu's is: one workflow ID for "
                               "two targets")
+
+
+def test_a_number_in_any_document_is_a_number(tmp_path):
+    """`setWeight: yes` was a 1 % canary and `setWeight: "50"` a 50 % one: in any document, a field that
+    holds a number refuses YAML's booleans and quoted text, naming the field."""
+    import yaml
+
+    example = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "canary.yaml").read_text())
+    for written, expected in [("yes", "a number, not True (YAML reads yes, no, on and off as booleans)"),
+                              ('"50"', "a number, not the text '50'")]:
+        text = yaml.safe_dump(example).replace("setWeight: 20", f"setWeight: {written}")
+        (tmp_path / "c.yaml").write_text(text)
+        code, out = rollout("validate", "-f", "c.yaml", cwd=tmp_path)
+        assert (code, out) == (2, f"rollout: c.yaml: spec.strategy.canary.steps[0].setWeight: {expected}"), out

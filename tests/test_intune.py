@@ -176,6 +176,7 @@ async def test_abort_keeps_the_rings_assigned_and_adds_none(time_skipping_env, i
 
 
 KIOSK, USERS_ONLY = "0a1b2c3d-0000-4000-8000-000000000009", "0a1b2c3d-0000-4000-8000-000000000008"
+LATE = "0a1b2c3d-0000-4000-8000-000000000007"
 WIN32 = "#microsoft.graph.win32LobAppAssignmentSettings"
 HELPDESK_SETTINGS = {"@odata.type": WIN32, "notifications": "hideAll", "deliveryOptimizationPriority": "foreground",
                      "restartSettings": {"gracePeriodInMinutes": 1440, "countdownDisplayBeforeRestartInMinutes": 15,
@@ -202,15 +203,21 @@ def as_read(assignments: list[dict]) -> list[str]:
 
 async def test_every_assignment_the_app_had_is_kept_exactly_and_restored_exactly(time_skipping_env, intune, unique):
     """An exclusion stays an exclusion, all-users and uninstall targets stay, the helpdesk keeps its
-    settings (more than a page of assignments, all read); going back restores the set as it was."""
+    settings (more than a page of assignments, all read); a group an administrator adds during the
+    release stays; going back takes out only the rings the release added."""
     intune.seed(APP, [dict(a) for a in BEFORE])
     intune.groups[KIOSK] = [f"dept-{n}" for n in range(10)]  # a quarter of the departments ring are kiosks
     intune.failing[DEPARTMENTS] = 0.5
+    late = {"@odata.type": "#microsoft.graph.mobileAppAssignment", "intent": "available", "target": {
+        "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": LATE}}
+    intune.portal_edits = [late]  # an administrator adds a group in the portal while the pilot ring bakes
     final = await run(time_skipping_env, intune_release(f"intune-keep-{unique}"), f"intune-keep-{unique}", intune)
     assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed", final.message
     kept = [HELPDESK, f"not {KIOSK}", "all users", USERS_ONLY]
-    assert intune.assigned_sets == [kept + [PILOT], kept + [PILOT, DEPARTMENTS], kept], intune.assigned_sets
-    assert as_read(intune.apps[APP]) == as_read(BEFORE), "restored exactly: types, intents, settings"
+    assert intune.assigned_sets == [kept + [PILOT], kept + [PILOT, LATE, DEPARTMENTS], kept + [LATE]], \
+        intune.assigned_sets
+    assert as_read(intune.apps[APP]) == as_read(BEFORE + [late]), \
+        "restored exactly (types, intents, settings), the administrator's change kept"
     sent = intune.calls("/assign", "POST")[1].json()["mobileAppAssignments"]
     assert as_read(sent[:4]) == as_read(BEFORE), "every ring re-sends the others exactly as read"
     pilot = [a for a in sent if a["target"].get("groupId") == PILOT][0]["settings"]
@@ -236,15 +243,23 @@ async def test_a_ring_group_the_app_excludes_or_assigns_otherwise_stops_before_a
     assert intune.assigned_sets == [] and intune.violations == []
 
 
-@pytest.mark.parametrize("kind, settings", [("iosStoreApp", "#microsoft.graph.iosStoreAppAssignmentSettings"),
-                                            ("windowsMobileMSI", None)])
+VPP = {"@odata.type": "#microsoft.graph.iosVppAppAssignmentSettings", "useDeviceLicensing": True,
+       "vpnConfigurationId": "3c0f8a52-1111-4222-8333-444455556666"}
+
+
+@pytest.mark.parametrize("kind, settings", [("iosStoreApp", {"@odata.type": "#microsoft.graph.iosStoreAppAssignmentSettings"}),
+                                            ("iosVppApp", VPP), ("windowsMobileMSI", None)])
 async def test_a_new_ring_gets_the_settings_of_the_apps_type_or_the_app_is_refused(intune, kind, settings):
+    """A ring's settings are of the app's type; where the app has an include assignment of the same intent,
+    its settings (a VPP app's device licensing: with user licensing a device group installs nothing)."""
     from temporalio.exceptions import ApplicationError
     from temporalio.testing import ActivityEnvironment
 
     from models.intune import AssignInput, IntuneChannel
 
-    intune.seed(APP, [], kind=kind)
+    licensed = [{"id": "l", "intent": "required", "settings": VPP, "target": {
+        "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": HELPDESK}}]
+    intune.seed(APP, licensed if kind == "iosVppApp" else [], kind=kind)
     a, channel = IntuneActivities(), IntuneChannel.model_validate({"appId": APP, "rings": RINGS})
     if settings is None:
         with pytest.raises(ApplicationError, match=f"app {APP} is a {kind}; the channel assigns .*win32LobApp"):
@@ -253,7 +268,8 @@ async def test_a_new_ring_gets_the_settings_of_the_apps_type_or_the_app_is_refus
         assert intune.assigned_sets == []
         return
     await asyncio.to_thread(ActivityEnvironment().run, a.assign, AssignInput(channel=channel, groups=[PILOT]))
-    assert intune.apps[APP][0]["settings"] == {"@odata.type": settings}, "no Win32 notifications, no deadline"
+    ring = [x for x in intune.apps[APP] if x["target"].get("groupId") == PILOT][0]
+    assert ring["settings"] == settings, "the type's settings (no Win32 notifications, no deadline), the app's own"
     assert intune.violations == []
 
 

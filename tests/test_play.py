@@ -249,30 +249,33 @@ async def test_a_worker_killed_mid_upload_and_mid_phase_sends_no_byte_twice(
     assert play.violations == []
 
 
-@pytest.mark.parametrize("allowed", [False, True], ids=["refused", "committed-unsent"])
-async def test_changes_play_will_not_send_for_review_stop_the_release_unless_the_document_allows_them(
-        time_skipping_env, play, tmp_path, unique, allowed):
+async def test_changes_play_will_not_send_for_review_stop_the_release_and_unsent_changes_serve_nobody(
+        time_skipping_env, play, tmp_path, unique):
+    """Play's documented way past "cannot be sent for review automatically" (changesNotSentForReview=true)
+    commits changes no user receives: the stand-in serves them only once sent for review, and the channel
+    never takes that way — the release stops before anything is published, saying what to do."""
     play.needs_manual_review.add(PACKAGE)
     bundle = make_bundle(tmp_path / "app.aab", 101)
-    release = store_release(f"play-review-{unique}", {"googlePlay": {
-        "packageName": PACKAGE, **({"changesNotSentForReview": True} if allowed else {})}},
-        {"file": str(bundle), "version": "2.0.0"}, [{"percent": 10, "bake": "1h"}])
+    release = store_release(f"play-review-{unique}", {"googlePlay": {"packageName": PACKAGE}},
+                            {"file": str(bundle), "version": "2.0.0"}, [{"percent": 10, "bake": "1h"}])
     queue = f"play-{unique}"
     async with store_worker(time_skipping_env.client, queue, activities()):
         handle = await time_skipping_env.client.start_workflow(
             StagedRelease.run, ReleaseInput(release=release), id=release.rollout_id, task_queue=queue)
         final = await handle.result()
-    if not allowed:
-        assert final.phase is Phase.DEGRADED and "(nothing was published)" in final.message
-        assert "Changes cannot be sent for review automatically" in final.message
-        assert "set spec.channel.googlePlay.changesNotSentForReview: true" in final.message
-        assert play.unsent == [] and play.app(PACKAGE).commits == 0
-    else:
-        assert final.phase is Phase.HEALTHY, final.message
-        assert len(play.unsent) == play.app(PACKAGE).commits == 3, "every commit left for the Play Console"
-        events = [e.detail for e in final.history if e.event in ("uploaded", "published")]
-        assert all("not sent for review: send it for review in the Play Console" in e for e in events if
-                   "already so" not in e), events
+    assert final.phase is Phase.DEGRADED and "(nothing was published)" in final.message, final.message
+    assert "Play will not send this change for review automatically: send the app's pending changes for review " \
+           "in the Play Console" in final.message
+    assert play.unsent == [] and play.app(PACKAGE).commits == 0
+    api = PlayActivities().api
+    edit = api.insert_edit(PACKAGE)
+    api.update_track(PACKAGE, edit, "production", [{"status": "completed", "versionCodes": ["100"]},
+                                                   {"status": "draft", "versionCodes": ["100"], "name": "x"}])
+    api.api.call("POST", f"androidpublisher/v3/applications/{PACKAGE}/edits/{edit}:commit", "commit",
+                 params={"changesNotSentForReview": "true"})
+    assert len(play.track(PACKAGE, "production")) == 1, "committed unsent: not served"
+    play.send_for_review(PACKAGE)
+    assert len(play.track(PACKAGE, "production")) == 2, "served once sent for review"
     assert play.violations == []
 
 
@@ -331,3 +334,15 @@ def test_vitals_are_read_in_los_angeles_days_up_to_plays_freshness_and_every_pag
         answer = httpx.post(f"{base}/crashRateMetricSet:query", json=body, headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 400 and words in answer.text, answer.text
     assert play.violations == []
+
+
+def test_going_back_before_the_first_phase_takes_the_draft_off_the_track():
+    from activities.targets.play import wanted_releases
+    from models.play import PlayChannel, PlayTrackInput
+
+    track = [{"status": "completed", "versionCodes": ["100"]}, {"status": "draft", "versionCodes": ["101"], "name": "2"}]
+    going_back = PlayTrackInput(channel=PlayChannel(package_name=PACKAGE), version_code=101, version_name="2",
+                                basis_points=0, halted=True)
+    assert wanted_releases(track, going_back) == track[:1], "no draft left for a Console click to ship ungated"
+    first = going_back.model_copy(update={"halted": False, "draft": True})
+    assert wanted_releases(track, first) == track, "the upload's draft is there already: left so"

@@ -45,8 +45,7 @@ def test_every_strategy_has_recorded_histories():
         "release-microsoft-store",
         "release-intune-rings", "release-mdm-aborted", "pipeline-delivered", "pipeline-rolled-back",
         "canary-verified-approval", "canary-sealed-vote", "canary-verified-folded",
-        "release-google-play-draft-first", "release-app-store-releasable", "release-microsoft-store-publish-mode",
-        "release-intune-kept-as-read",
+        "release-google-play-draft-first", "release-app-store-releasable", "release-intune-kept-as-read",
     }
 
 

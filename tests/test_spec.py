@@ -68,7 +68,7 @@ MALFORMED = [
     ("negative weight", mutated(f"{CANARY}.steps", [{"setWeight": -5}]), f"{CANARY}.steps[0].setWeight",
      "greater than or equal to 0"),
     ("weight not a number", mutated(f"{CANARY}.steps", [{"setWeight": "half"}]), f"{CANARY}.steps[0].setWeight",
-     "integer"),
+     "a number, not the text 'half'"),
     ("weights not increasing", mutated(f"{CANARY}.steps", [{"setWeight": 50}, {"pause": {}}, {"setWeight": 20}]),
      f"{CANARY}.steps[2].setWeight", "must be greater than steps[0].setWeight 50"),
     ("negative pause", mutated(f"{CANARY}.steps", [{"setWeight": 10}, {"pause": {"duration": "-5s"}}]),

@@ -1,7 +1,7 @@
 """Intune installs provider: the install outcomes of an app across its assigned devices, from the
 reports export (`DeviceInstallStatusByApp`, its columns selected, polled until the job completes): each
-device's `AppInstallState` value (resultantAppState: 1 installed, 2 failed, any other pending), never its
-localized text. Signs in as the Intune channel does (`$DURABLE_ROLLOUTS_INTUNE_CREDENTIALS`)."""
+device's `AppInstallState` value (taken to be Graph's resultantAppState: 1 installed, 2 failed, any other
+pending — the reports reference does not list the values), never its localized text. Signs in as the Intune channel does (`$DURABLE_ROLLOUTS_INTUNE_CREDENTIALS`)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ nothing of an `iat` in the future, so none is refused for it).
 Its state machines follow Apple's documentation: a submitted version waits for review, is in review
 after an hour and approved (`PENDING_DEVELOPER_RELEASE`) after `review_seconds`, or rejected; a
 release request releases only a `PENDING_DEVELOPER_RELEASE` version and starts its phased release at
-day 1; a phased release is refused for an app's first version (no version of the app on that platform
-was released before: "not available for the first version of an app"); the day advances
+day 1; a phased release is refused for an app's first version ("not available for the first version
+of an app": read here per platform — no version of the app on that platform was released before; the
+reference does not say whether an app's first macOS version after iOS ones counts); the day advances
 with `clock` (the test's clock — the time-skipping server's — in tests), stands still while paused,
 resumes by itself after 30 days of pauses, and ends `COMPLETE` on day 7; nothing leaves `COMPLETE`.
 `totalPauseDuration` is given in days here: Apple's reference gives it as an integer with no unit, so
@@ -64,6 +65,7 @@ class Version:
     state: str = "PREPARE_FOR_SUBMISSION"
     build: str = ""
     submitted: float = 0.0
+    release_type: str = "MANUAL"
 
 
 @dataclass
@@ -102,6 +104,13 @@ class AppStoreStandIn(StandIn):
             self.builds.append({"id": next(self.ids), "app": app, "version": version, "build": build,
                                 "state": state, "platform": platform, "uploaded": time.time()})
 
+    def add_version(self, app: str, version: str, release_type: str, state: str = "PREPARE_FOR_SUBMISSION") -> None:
+        """A version someone made in App Store Connect (AFTER_APPROVAL: Apple releases it once approved)."""
+        with self.lock:
+            v = Version(id=next(self.ids), app=app, platform="IOS", version=version, state=state,
+                        release_type=release_type)
+            self.versions[v.id] = v
+
     def add_released(self, app: str, version: str, platform: str = "IOS") -> None:
         """A version of the app released before (so the next one may be phased)."""
         with self.lock:
@@ -129,6 +138,8 @@ class AppStoreStandIn(StandIn):
         if v.state == "IN_REVIEW" and now >= v.submitted + self.review_seconds:
             v.state = "REJECTED" if v.version in self.rejected else \
                 "ACCEPTED" if self.accepted_seconds else "PENDING_DEVELOPER_RELEASE"
+            if v.state != "REJECTED" and v.release_type != "MANUAL":
+                v.state = "PENDING_APPLE_RELEASE"  # Apple releases it itself (after approval, or on its date)
         if v.state == "ACCEPTED" and now >= v.submitted + self.review_seconds + self.accepted_seconds:
             v.state = "PENDING_DEVELOPER_RELEASE"
 
@@ -253,7 +264,7 @@ class AppStoreStandIn(StandIn):
         legacy = {"READY_FOR_DISTRIBUTION": "READY_FOR_SALE"}.get(v.state, v.state)
         return {"type": "appStoreVersions", "id": v.id, "attributes": {
             "platform": v.platform, "versionString": v.version, "appVersionState": v.state,
-            "appStoreState": legacy, "releaseType": "MANUAL"}}
+            "appStoreState": legacy, "releaseType": v.release_type}}
 
     def phased_resource(self, p: Phased) -> dict:
         day = self.day(p)
@@ -277,6 +288,11 @@ class AppStoreStandIn(StandIn):
 
     def version_call(self, m: str, rest: str, v: Version, body: dict, links: dict) -> Reply:
         if m == "GET" and rest == "":
+            return Reply(200, {"data": self.version_resource(v), "links": links})
+        if m == "PATCH" and rest == "":
+            if v.state not in ("PREPARE_FOR_SUBMISSION", "REJECTED", "DEVELOPER_REJECTED", "METADATA_REJECTED"):
+                raise Refusal(409, f"A version in {v.state} cannot be changed")
+            v.release_type = body["data"].get("attributes", {}).get("releaseType", v.release_type)
             return Reply(200, {"data": self.version_resource(v), "links": links})
         if m == "PATCH" and rest == "/relationships/build":
             if v.state not in ("PREPARE_FOR_SUBMISSION", "REJECTED", "DEVELOPER_REJECTED", "METADATA_REJECTED"):

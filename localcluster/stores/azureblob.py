@@ -1,13 +1,15 @@
 """Azure Blob storage as a SAS link sees it (the stand-ins' upload targets), from the Blob service
 reference: Put Blob, Put Block, Get Block List, Put Block List, HEAD (Get Blob Properties).
 
-Limits follow the service version a request is served at — its `x-ms-version`, else the SAS's `sv`:
-one Put Blob holds at most 64 MiB before 2016-05-31, 256 MiB before 2019-12-12, 5000 MiB since; one block
-4 MiB, 100 MiB, 4000 MiB. Stricter than Azure (where Azure accepts the request): a request without
-`x-ms-version` is a violation (the client must say which version it speaks); a block list naming a block
-the blob does not hold is refused as Azure does (InvalidBlockList). Uncommitted blocks are dropped when a
-blob is committed. A committed blob has a Content-MD5 only when the upload gave one (Put Blob's
-`Content-MD5`, or Put Block List's `x-ms-blob-content-md5`): Azure computes none for a block list.
+Limits follow the service version a request is served at. For a request authorized by a SAS (signed
+version 2012-02-12 or later) that is the SAS's `sv` alone: "If the x-ms-version header is passed on the
+request, it's ignored" ("Previous Azure Storage versions"). One Put Blob holds at most 64 MiB before
+2016-05-31, 256 MiB before 2019-12-12, 5000 MiB since; one block 4 MiB, 100 MiB, 4000 MiB. A block list
+naming a block the blob does not hold is refused as Azure does (InvalidBlockList); Get Block List of a
+blob that does not exist is 404 (BlobNotFound). Uncommitted blocks are dropped when a blob is committed.
+A committed blob has a Content-MD5 only when the upload gave one (Put Blob's `Content-MD5`, or Put Block
+List's `x-ms-blob-content-md5`): Azure computes none for a block list. The links carry `sp=rw`: the
+permissions of Partner Center's links are not documented (reading the blob back needs `r`).
 """
 
 from __future__ import annotations
@@ -58,9 +60,7 @@ class BlobService:
         query = {k: v[-1] for k, v in parse_qs(request.query).items()}
         if query.get("sig") is None:
             return Reply(403, b"AuthenticationFailed")
-        if "x-ms-version" not in request.headers:
-            raise Violation(f"{request.method} blob: no x-ms-version (the version would be the SAS's {self.sas_version})")
-        version = request.headers["x-ms-version"]
+        version = query.get("sv", self.sas_version)  # a SAS request's x-ms-version is ignored
         blob = self.blobs.setdefault(name, Blob())
         comp = query.get("comp")
         if request.method == "HEAD" and comp is None:
@@ -73,6 +73,8 @@ class BlobService:
         if request.method == "PUT" and comp == "block":
             return self.put_block(blob, request, query.get("blockid", ""), version)
         if request.method == "GET" and comp == "blocklist":
+            if blob.data is None and not blob.uncommitted:
+                return Reply(404, b"BlobNotFound: The specified blob does not exist.")
             names = "".join(f"<Block><Name>{k}</Name><Size>{len(v)}</Size></Block>" for k, v in blob.uncommitted.items())
             return Reply(200, f'<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks/>'
                               f"<UncommittedBlocks>{names}</UncommittedBlocks></BlockList>".encode(),

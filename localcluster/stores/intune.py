@@ -15,9 +15,10 @@ Stricter than Graph where its reference is silent (each a violation or a 400 her
   report's own, never a `_loc` column (selected with its column, not alone); the assignment list is paged
   three to a page.
 Reports follow the documented localization: with `localizedValuesAsAdditionalColumn` (also when the job
-names none) an enum column (`AppInstallState`, `AppInstallStateDetails`) holds the resultantAppState
-value (a number: the reference does not say number or text; JSON numbers here) and `<column>_loc` the
-English text; with `replaceLocalizableValues` the column holds the text.
+names none) an enum column (`AppInstallState`, `AppInstallStateDetails`) holds its value and
+`<column>_loc` the English text. The reference lists neither the values nor their type: the stand-in
+takes Graph's resultantAppState (installed 1, failed 2, not installed 3, as JSON numbers) — an
+assumption the client shares, not a documented fact; with `replaceLocalizableValues` the column holds the text.
 
 Devices: `groups` maps each group to its devices; a device installs once a target includes it and no
 exclusion target excludes it (required), and fails when its group is in `failing` (the share of its
@@ -104,6 +105,7 @@ class IntuneStandIn(StandIn):
         self.failing: dict[str, float] = {}  # group → share of its devices that fail to install
         self.jobs: dict[str, dict] = {}
         self.assigned_sets: list[list[str]] = []  # the groups of every assign call, in order
+        self.portal_edits: list[dict] = []  # assignments someone adds in the portal after the next assign
 
     def seed(self, app_id: str, assignments: list[dict] | None = None, kind: str = "win32LobApp") -> None:
         with self.lock:
@@ -178,6 +180,9 @@ class IntuneStandIn(StandIn):
             assignments.append({**entry, "id": f"{group or 'all'}_{a.intent.value}_{len(assignments)}"})
         self.apps[app] = assignments  # replaced, never merged
         self.assigned_sets.append([self.shown(x["target"]) for x in assignments])
+        for edit in self.portal_edits:  # an administrator's change in the portal, right after this assign
+            self.apps[app].append({**edit, "id": f"portal_{len(self.apps[app])}"})
+        self.portal_edits = []
         return Reply(204)
 
     @staticmethod

@@ -10,7 +10,8 @@ in 0-100 that only grows.
 State machine: one pending submission per app or flight; a commit starts CommitStarted →
 PreProcessing → Certification → Published over `certification_seconds` of `clock` (PendingPublication
 instead when the submission's `targetPublishMode` is Manual, or `held` says someone set it so in Partner
-Center; a PUT that does not state `targetPublishMode` is a violation here); a commit whose
+Center, until `held` is cleared: published there; the reference does not say when PendingPublication
+occurs; a PUT that does not state `targetPublishMode` is a violation here); a commit whose
 blob is missing a package it names fails (CommitFailed); a published submission's package rollout is
 InProgress until finalized (Complete) or halted (Stopped: final); a new submission is refused while the
 last published one's rollout is in progress. The package goes to the submission's blob through
@@ -171,7 +172,7 @@ class MicrosoftStoreStandIn(StandIn):
 
     def advance(self, s: dict) -> None:
         status = s["resource"]["status"]
-        if status not in STEPS[:-1] or not s["committed"]:
+        if (status not in STEPS[:-1] and status != "PendingPublication") or not s["committed"]:
             return
         elapsed = self.clock() - s["committed"]
         step = 3 if elapsed >= self.certification_seconds else 2 if elapsed >= 120 else 1 if elapsed >= 60 else 0

@@ -12,10 +12,12 @@ A bundle's version code is read from `base/manifest/AndroidManifest.xml` in the 
 Play reads the compiled manifest).
 
 Stricter than Google where its references allow it: a token works only for the scopes it was granted
-(androidpublisher for the Developer API, playdeveloperreporting for the Reporting API); a resumable
-chunk other than the last is a multiple of 256 KiB; a commit Play "cannot send for review
-automatically" (`needs_manual_review`) is refused unless `changesNotSentForReview=true`, and then left
-unsent. The Reporting API's own rules: DAILY timelines in America/Los_Angeles dates (no hours), ending
+(androidpublisher for the Developer API, playdeveloperreporting for the Reporting API; a token the test
+makes with `issue_token` has both); a resumable chunk other than the last is a multiple of 256 KiB; a
+commit Play "cannot send for review automatically" (`needs_manual_review`) is refused unless
+`changesNotSentForReview=true`, and then its track changes are not served (not live) until
+`send_for_review` — the reference does not say what `tracks.get` shows of them meanwhile; here, the live
+tracks. A track may hold several drafts here: the reference does not say how many Play allows. The Reporting API's own rules: DAILY timelines in America/Los_Angeles dates (no hours), ending
 no later than the metric set's `freshnessInfo` (`fresh_until`, answered by `vitals.*.get`), metrics of
 the queried set only, rows paged (`page_rows` a page; `pageToken` valid only for the same query).
 """
@@ -88,6 +90,7 @@ class App:
     bundles: dict[int, dict] = field(default_factory=dict)  # versionCode -> Bundle
     tracks: dict[str, list[dict]] = field(default_factory=dict)  # track -> releases
     commits: int = 0
+    pending_review: dict[str, list[dict]] | None = None  # tracks committed unsent, not served
 
 
 @dataclass
@@ -136,6 +139,20 @@ class PlayStandIn(Reporting, StandIn):
             app.bundles[version_code] = {"versionCode": version_code, "sha1": "0" * 40, "sha256": "0" * 64}
             app.tracks[track] = [{"status": "completed", "versionCodes": [str(version_code)], "name": "seed"}]
 
+    def send_for_review(self, package: str) -> None:
+        """Someone sends the changes committed unsent for review in the Play Console (approved at once)."""
+        with self.lock:
+            app = self.app(package)
+            if app.pending_review is not None:
+                app.tracks, app.pending_review = app.pending_review, None
+                app.commits += 1
+                self.history.append((package, copy.deepcopy(app.tracks)))
+
+    def issue_token(self) -> str:
+        token = super().issue_token()
+        self.scopes[token] = {SCOPE, REPORTING_SCOPE}
+        return token
+
     def track_history(self, package: str, track: str = "production") -> list[list[tuple]]:
         """The track's releases after each commit that changed it: [(status, fraction, codes), ...]."""
         shapes, last = [], None
@@ -171,7 +188,7 @@ class PlayStandIn(Reporting, StandIn):
         if not self.authorized(request):
             raise Refusal(401, "Request had invalid authentication credentials.")
         wanted = REPORTING_SCOPE if contract is self.reporting else SCOPE
-        if wanted not in self.scopes.get(request.headers["authorization"][7:], {SCOPE, REPORTING_SCOPE}):
+        if wanted not in self.scopes.get(request.headers["authorization"][7:], set()):
             raise Refusal(403, "Request had insufficient authentication scopes.")
         reply, schema = self.call(method, request)
         if schema and reply.status < 300:
@@ -226,10 +243,13 @@ class PlayStandIn(Reporting, StandIn):
             unsent = parse_qs(request.query).get("changesNotSentForReview", ["false"])[-1] == "true"
             if package in self.needs_manual_review and not unsent:
                 raise Refusal(400, NOT_FOR_REVIEW)
-            if unsent:
-                self.unsent.append(edit_id)
             app = self.app(package)
             app.bundles.update(edit.bundles)
+            if unsent:  # committed, served to nobody until someone sends it for review in the Play Console
+                self.unsent.append(edit_id)
+                app.pending_review = edit.tracks
+                del self.edits[edit_id]
+                return Reply(200, {"id": edit_id}), "AppEdit"
             app.tracks = edit.tracks
             app.commits += 1
             self.history.append((package, copy.deepcopy(edit.tracks)))

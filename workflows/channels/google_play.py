@@ -8,7 +8,6 @@ from __future__ import annotations
 from temporalio import workflow
 
 ONE_EDIT = "play-uploads-and-places-in-one-edit"  # before: the upload's edit held the bundle alone
-UNREVIEWED = " (committed, not sent for review: send it for review in the Play Console)"
 
 with workflow.unsafe.imports_passed_through():
     from activities.targets.play import PlayActivities
@@ -42,8 +41,7 @@ class PlayRelease:
         self.control.record("uploaded", f"{a.describe()}: version code {self.bundle.version_code} "
                                         f"sha256:{self.bundle.sha256[:12]} "
                                         f"({'uploaded' if self.bundle.uploaded else 'already on Play'}); "
-                                        f"{p.track} serves {previous or 'nothing'} beside it"
-                                        f"{UNREVIEWED if self.bundle.not_sent_for_review else ''}")
+                                        f"{p.track} serves {previous or 'nothing'} beside it")
 
     async def _set(self, basis_points: int, halted: bool, what: str) -> float:
         assert self.bundle is not None
@@ -57,8 +55,7 @@ class PlayRelease:
         shown = f"{release.status} {release.user_fraction if release.user_fraction is not None else ''}".strip() \
             if release else "not on the track"
         self.control.record("published", f"{p.track}: {self.bundle.version_code} {shown}"
-                                         f"{'' if state.committed else ' (already so)'}"
-                                         f"{UNREVIEWED if state.not_sent_for_review else ''}")
+                                         f"{'' if state.committed else ' (already so)'}")
         self.share = state.percent_of(self.bundle.version_code)
         return self.share
 

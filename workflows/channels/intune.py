@@ -1,10 +1,11 @@
 """The Intune channel in a staged release: each phase adds a ring of device groups to the app's
 assignments (the whole set sent again: Graph's `assign` replaces it); after the last phase the last
 ring (everyone). A halt adds no ring (devices already assigned go on installing: Intune has no pause);
-going back restores the assignments the app had before, exactly as read (devices that installed it keep
-it). Every assignment the app had — exclusions, all-users and all-devices targets, their settings — is
-kept as it was; a ring group the app excludes, or assigns with another intent, stops the release before
-anything is assigned."""
+going back takes out the ring targets the release added, so the app has the assignments it had before
+(devices that installed it keep it). Every other assignment — exclusions, all-users and all-devices
+targets, their settings, and what an administrator changes meanwhile — is kept exactly as Graph holds it;
+a ring group the app excludes, or assigns with another intent, stops the release before anything is
+assigned."""
 
 from __future__ import annotations
 

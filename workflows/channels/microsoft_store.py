@@ -2,18 +2,16 @@
 package rollout at the first phase's percentage, committed, certification awaited durably, then the
 percentage raised phase by phase and finalized at the end. Microsoft cannot pause a rollout (halt is
 refused for this channel); going back is `haltpackagerollout`: new customers get the previous packages.
-A certified submission held for someone to publish it in Partner Center (`PendingPublication`: its
-`targetPublishMode` changed to Manual there, after the channel set Immediate) ends the wait at once with
-that reason, instead of waiting out the certification timeout."""
+A certified submission held for someone to publish it in Partner Center (`PendingPublication`, where the
+channel set `targetPublishMode: Immediate`: someone changed it there) is waited on durably, the status
+saying so: once published, the package rollout is the release's to raise, halt or finalize."""
 
 from __future__ import annotations
 
 from temporalio import workflow
 
-HELD_ENDS_THE_WAIT = "msstore-pending-publication-ends-the-wait"  # before: waited until the timeout
-
 with workflow.unsafe.imports_passed_through():
-    from activities.targets.msstore import FAILED, HELD, MicrosoftStoreActivities
+    from activities.targets.msstore import FAILED, HELD, HELD_HINT, MicrosoftStoreActivities
     from models.msstore import StoreRollout, StoreRolloutInput, StoreSubmission, StoreSubmissionInput
     from models.release import ReleaseSpecBody
     from workflows import options
@@ -45,18 +43,11 @@ class MicrosoftStoreRelease:
                 **options.CHANNEL)
             return self.submission.status
 
-        def why(state: str) -> str:
-            assert self.submission is not None
-            if state in HELD:
-                return (f"Microsoft Store: submission {self.submission.id} is {state}: certified, and held for "
-                        "someone to publish it in Partner Center (its targetPublishMode was set to Manual there); "
-                        "the package rollout starts when it is published")
-            return (f"Microsoft Store: submission {self.submission.id} {state}: "
-                    f"{'; '.join(self.submission.errors) or 'see Partner Center'}")
-
-        failed = (*FAILED, *HELD) if workflow.patched(HELD_ENDS_THE_WAIT) else FAILED
-        await await_verdict(self.control, "certification", self.submission.status, read, ("Published",), failed,
-                            s.certification_poll, s.certification_timeout, why)
+        await await_verdict(self.control, "certification", self.submission.status, read, ("Published",), FAILED,
+                            s.certification_poll, s.certification_timeout,
+                            lambda state: f"Microsoft Store: submission {self.submission.id} {state}: "
+                                          f"{'; '.join(self.submission.errors) or 'see Partner Center'}",
+                            {state: HELD_HINT for state in HELD})
 
     def _rollout(self, action: str, basis_points: int = 0) -> StoreRolloutInput:
         assert self.submission is not None

@@ -19,8 +19,9 @@ with workflow.unsafe.imports_passed_through():
 
 async def await_verdict(control: Control, what: str, state: str, read: Callable[[], Awaitable[str]],
                         passed: tuple[str, ...], failed: tuple[str, ...], poll: timedelta, timeout: timedelta,
-                        why: Callable[[str], str]) -> str:
-    """Read the state every `poll` until it is one of `passed` (returned); `failed` raises with `why(state)`."""
+                        why: Callable[[str], str], hints: dict[str, str] | None = None) -> str:
+    """Read the state every `poll` until it is one of `passed` (returned); `failed` raises with `why(state)`;
+    `hints` says in the status what a state waits for (a person, somewhere)."""
     since = workflow.now()
     while state not in passed:
         if state in failed:
@@ -31,7 +32,8 @@ async def await_verdict(control: Control, what: str, state: str, read: Callable[
                                    non_retryable=True)
         control.status.paused_until = None
         control.change_phase(Phase.PAUSED, Reason.IN_REVIEW.value,
-                             f"waiting for {what} since {since:%Y-%m-%d %H:%M} UTC ({state}); "
+                             f"waiting for {what} since {since:%Y-%m-%d %H:%M} UTC ({state}"
+                             f"{': ' + hints[state] if hints and state in hints else ''}); "
                              f"next look in {format_duration(poll)}")
         await control.wait_deciding(lambda: False, poll, what)
         state = await read()

@@ -4,7 +4,9 @@ submit it for review, read it, release it, and set its phased release. Each look
 so a retry after a crash finds its own earlier work; a phased release that is `COMPLETE` is left so
 (Apple resumes nothing after it). A phased release "is not available for the first version of an app":
 an app with no version released on the platform is refused before anything is created. A release
-request is sent only for a version in `PENDING_DEVELOPER_RELEASE` (the only state Apple takes it in)."""
+request is sent only for a version in `PENDING_DEVELOPER_RELEASE` (the only state Apple takes it in); a
+version made in App Store Connect to release itself (AFTER_APPROVAL, SCHEDULED) is set MANUAL while it
+can be, and refused once it cannot."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ IN_REVIEW = ("WAITING_FOR_REVIEW", "IN_REVIEW")
 APPROVED = ("PENDING_DEVELOPER_RELEASE", "PENDING_APPLE_RELEASE", "ACCEPTED")
 RELEASED = ("PROCESSING_FOR_DISTRIBUTION", "READY_FOR_DISTRIBUTION")
 RELEASABLE = "PENDING_DEVELOPER_RELEASE"
+EDITABLE = ("PREPARE_FOR_SUBMISSION", "REJECTED", "DEVELOPER_REJECTED", "METADATA_REJECTED")
 RELEASED_BEFORE = ("READY_FOR_DISTRIBUTION", "REPLACED_WITH_NEW_VERSION", "PROCESSING_FOR_DISTRIBUTION")
 REJECTED = ("REJECTED", "METADATA_REJECTED", "DEVELOPER_REJECTED", "INVALID_BINARY")
 
@@ -109,8 +112,17 @@ class AppStoreActivities(UsesStore):
                 "attributes": {"platform": c.platform, "versionString": request.version, "releaseType": "MANUAL"},
                 "relationships": {"app": _ref("apps", c.app_id)}}})["data"]
         activity.heartbeat(version["id"])
-        if version["attributes"].get("appVersionState") in ("PREPARE_FOR_SUBMISSION", "REJECTED",
-                                                              "DEVELOPER_REJECTED", "METADATA_REJECTED"):
+        editable = version["attributes"].get("appVersionState") in EDITABLE
+        release_type = version["attributes"].get("releaseType") or "MANUAL"
+        if release_type != "MANUAL":  # made in App Store Connect: Apple would release it, ungated
+            if not editable:
+                raise ApplicationError(
+                    f"App Store Connect: version {request.version} releases itself ({release_type}) and is "
+                    f"{version['attributes'].get('appVersionState')}: its release type can no longer change; the "
+                    "channel releases MANUAL versions only", type="StoreRejected", non_retryable=True)
+            api.call("PATCH", f"v1/appStoreVersions/{version['id']}", "release type MANUAL", json={"data": {
+                "type": "appStoreVersions", "id": version["id"], "attributes": {"releaseType": "MANUAL"}}})
+        if editable:
             api.call("PATCH", f"v1/appStoreVersions/{version['id']}/relationships/build", "attach the build",
                      json=_ref("builds", build["id"]))
         if self._phased(version["id"]) is None:

@@ -1,8 +1,9 @@
 """The Intune channel's activities (Microsoft Graph v1.0): read the app and its assignments, and assign
-the app to its rings. `assign` replaces the whole set, so the set sent is every assignment the app had
-before the release exactly as read (exclusions, all-users and all-devices targets, their settings), the
-earlier rings as Graph holds them (their deadlines as they were) and the new ring, with the settings of
-the app's type (`apptypes.py`). An unchanged set is not sent again. New bodies are built with the
+the app to its rings. `assign` replaces the whole set, so the set sent is the set as Graph holds it at
+that moment, exactly as read (exclusions, all-users and all-devices targets, their settings; what an
+administrator changed during the release included), with the new ring added — the settings of the app's
+type (`apptypes.py`) — and, going back, the ring targets the release added taken out (the ones the app
+had before it stay). An unchanged set is not sent again. New bodies are built with the
 Microsoft Graph SDK's models (`msgraph-sdk`) and kiota's JSON serialization."""
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from temporalio.exceptions import ApplicationError
 from activities.targets.azuread import AzureTokens
 from activities.targets.intune.apptypes import (
     app_type,
-    body,
     canonical,
     conflicts,
     from_graph,
     new_assignment,
+    settings_like,
     takes_deadline,
 )
 from activities.targets.intune.reports import export_rows
@@ -90,15 +91,23 @@ class IntuneActivities(UsesStore):
         current = self._read(c.app_id)
         deadline = (datetime.now(UTC) + c.install_deadline).replace(microsecond=0) \
             if c.install_deadline and c.intent == "required" and takes_deadline(kind) else None
-        wanted = list(request.keep)
-        have = {a.key(): a for a in current}
+        problems = conflicts(current, request.groups, c.intent)  # an administrator may have changed it since
+        if problems:
+            raise ApplicationError(f"Intune: app {c.app_id}: {'; '.join(problems)} (changed in Intune during the "
+                                   "release; nothing was assigned)", type="StoreRejected", non_retryable=True)
+        rings = {ring_key(g) for ring in c.rings for g in (ring.groups or ["*"])}
+        before, still = {a.key() for a in request.keep}, {ring_key(g) for g in request.groups}
+        # the set as Graph holds it now (what anyone changed meanwhile stays), less the ring targets this
+        # release added and no longer wants; an earlier ring keeps what Graph holds (its deadline as it was)
+        wanted = [a for a in current if a.key() not in rings or a.key() in before or a.key() in still]
         taken = {a.key() for a in wanted}
+        like = settings_like(kind, c.intent, request.keep, current)
         for group in request.groups:
-            if ring_key(group) not in taken:  # an earlier ring keeps what Graph holds (its deadline as it was)
-                wanted.append(have.get(ring_key(group)) or new_assignment(kind, group, c, deadline))
+            if ring_key(group) not in taken:
+                wanted.append(new_assignment(kind, group, c, deadline, like))
                 taken.add(ring_key(group))
-        sent = [body(a, c.notifications) for a in wanted]
-        if sorted(map(canonical, sent)) == sorted(canonical(a.graph or body(a, c.notifications)) for a in current):
+        sent = [dict(a.graph) for a in wanted]
+        if sorted(map(canonical, sent)) == sorted(canonical(a.graph) for a in current):
             return AssignmentSet(assignments=current, app_type=kind)
         self.api.call("POST", f"v1.0/deviceAppManagement/mobileApps/{c.app_id}/assign", "assign the app",
                       content=json.dumps({"mobileAppAssignments": sent}).encode(),

@@ -72,8 +72,22 @@ def conflicts(found: list[Assignment], groups: list[str], intent: str) -> list[s
     return problems
 
 
-def new_assignment(kind: str, group: str, channel: IntuneChannel, deadline: datetime | None) -> Assignment:
-    """A ring's assignment: the channel's intent, the settings of the app's type (a deadline in UTC)."""
+def settings_like(kind: str, intent: str, *sources: list[Assignment]) -> dict | None:
+    """The settings of the app's own include assignment of this intent (the first source that has one):
+    device licensing, device context, restart and delivery settings are the app's, not Graph's defaults."""
+    wanted = GRAPH + SETTINGS[kind][0].split(".")[1][0].lower() + SETTINGS[kind][0].split(".")[1][1:]
+    for found in sources:
+        for a in found:
+            settings = a.graph.get("settings") or {}
+            if a.key()[0] != EXCLUSION and a.intent == intent and settings.get("@odata.type") == wanted:
+                return {k: v for k, v in settings.items() if k != "installTimeSettings"}
+    return None
+
+
+def new_assignment(kind: str, group: str, channel: IntuneChannel, deadline: datetime | None,
+                   like: dict | None = None) -> Assignment:
+    """A ring's assignment: the channel's intent, the settings of the app's type — `like`'s (another
+    assignment's settings) where given — with the channel's notifications and a deadline in UTC."""
     import importlib
 
     from msgraph.generated.models.all_devices_assignment_target import AllDevicesAssignmentTarget
@@ -93,29 +107,10 @@ def new_assignment(kind: str, group: str, channel: IntuneChannel, deadline: date
                                                                           deadline_date_time=deadline)
     target = AllDevicesAssignmentTarget() if group == "*" else GroupAssignmentTarget(group_id=group)
     model = MobileAppAssignment(intent=InstallIntent(channel.intent), target=target, settings=settings)
-    return from_graph(json.loads(serialize(model)))
-
-
-def legacy(a: Assignment, notifications: str) -> dict:
-    """An assignment recorded before `graph` was (group, intent, deadline only), built as the channel built it then."""
-    from msgraph.generated.models.all_devices_assignment_target import AllDevicesAssignmentTarget
-    from msgraph.generated.models.group_assignment_target import GroupAssignmentTarget
-    from msgraph.generated.models.install_intent import InstallIntent
-    from msgraph.generated.models.mobile_app_assignment import MobileAppAssignment
-    from msgraph.generated.models.mobile_app_install_time_settings import MobileAppInstallTimeSettings
-    from msgraph.generated.models.win32_lob_app_assignment_settings import Win32LobAppAssignmentSettings
-    from msgraph.generated.models.win32_lob_app_notification import Win32LobAppNotification
-
-    target = GroupAssignmentTarget(group_id=a.group_id) if a.group_id else AllDevicesAssignmentTarget()
-    times = MobileAppInstallTimeSettings(use_local_time=True, deadline_date_time=datetime.fromisoformat(
-        a.deadline)) if a.deadline else None
-    return json.loads(serialize(MobileAppAssignment(intent=InstallIntent(a.intent), target=target, settings=(
-        Win32LobAppAssignmentSettings(notifications=Win32LobAppNotification(notifications),
-                                      install_time_settings=times)))))
-
-
-def body(a: Assignment, notifications: str) -> dict:
-    return dict(a.graph) if a.graph else legacy(a, notifications)
+    raw = json.loads(serialize(model))
+    if like is not None:
+        raw["settings"] = {**like, **{k: v for k, v in raw["settings"].items() if k != "@odata.type"}}
+    return from_graph(raw)
 
 
 def canonical(raw: dict) -> str:

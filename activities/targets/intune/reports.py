@@ -15,8 +15,11 @@ from temporalio.exceptions import ApplicationError
 from activities.targets.intune.apptypes import serialize
 from activities.targets.storeapi import StoreApi
 
-# resultantAppState (Graph): the value an enum column holds with localizedValuesAsAdditionalColumn
+# The value AppInstallState holds with localizedValuesAsAdditionalColumn. The reports reference does not
+# list the values: these are Graph's resultantAppState (installed 1, failed 2; a beta enum — v1.0 has only
+# its names), an assumption the stand-in shares, and anything else counts as pending.
 INSTALLED, FAILED = 1, 2
+MAX_REPORT = 256 * 1024 * 1024  # the exported JSON, inflated
 
 
 def export_rows(api: StoreApi, report: str, filter_: str, select: list[str], poll: float = 1.0,
@@ -47,8 +50,12 @@ def export_rows(api: StoreApi, report: str, filter_: str, select: list[str], pol
             raise ApplicationError(f"Intune: export job {report} not ready after {timeout:g}s", type="StoreUnavailable")
         time.sleep(poll)
     archive = api.call("GET", state.url, "the exported report", authorized=False).content
-    with zipfile.ZipFile(io.BytesIO(archive)) as z:
-        document = json.loads(z.read(z.namelist()[0]))
+    with zipfile.ZipFile(io.BytesIO(archive)) as z, z.open(z.infolist()[0]) as member:
+        data = member.read(MAX_REPORT + 1)  # read to the cap, whatever the zip's header claims
+    if len(data) > MAX_REPORT:
+        raise ApplicationError(f"Intune: the {report} export inflates to more than {MAX_REPORT} bytes",
+                               type="StoreRejected", non_retryable=True)
+    document = json.loads(data)
     columns = [c["Column"] for c in document.get("Schema", [])]
     missing = [c for c in select if c not in columns]
     if missing:

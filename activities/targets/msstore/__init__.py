@@ -25,8 +25,10 @@ API_ENV = "DURABLE_ROLLOUTS_MSSTORE_API"
 CREDENTIALS_ENV = "DURABLE_ROLLOUTS_MSSTORE_CREDENTIALS"
 SCOPE = "https://manage.devcenter.microsoft.com/.default"
 FAILED = ("CommitFailed", "PreProcessingFailed", "CertificationFailed", "ReleaseFailed", "PublishFailed", "Canceled")
-# certified, but held for someone to publish it in Partner Center (targetPublishMode Manual, set there after us)
+# certified, but held for someone to publish it in Partner Center (the reference does not say when; a Manual
+# targetPublishMode, set there after the channel's Immediate, is the case it describes)
 HELD = ("PendingPublication",)
+HELD_HINT = "certified and held: publish it in Partner Center (its publish mode was changed to Manual there)"
 
 
 class MicrosoftStoreActivities(UsesStore):

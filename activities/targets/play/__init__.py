@@ -45,7 +45,8 @@ def wanted_releases(current: list[dict[str, Any]], request: PlayTrackInput) -> l
     if request.basis_points >= 10_000 and not request.halted:
         return [r for r in others if r.get("status") == "draft"] + [{**ours, "status": "completed"}]
     if request.basis_points == 0 and (ours_now is None or ours_now.get("status") == "draft"):
-        return current  # nothing released yet, and nothing to release
+        # nothing released yet: a halt (going back before the first phase) takes our draft off the track
+        return others if request.halted else current
     fraction = request.basis_points / 10_000
     if not 0 < fraction < 1:  # halted at 100 %, or at 0 %: the fraction it was served at stays
         fraction = (ours_now or {}).get("userFraction") or 0.0001
@@ -94,9 +95,8 @@ class PlayActivities(UsesStore):
         if known is not None and not before and not placed:
             api.delete_edit(package, edit)
             return PlayBundle(version_code=code, sha256=sha256, uploaded=False)
-        unreviewed = api.commit(package, edit, request.track is not None and
-                                request.track.channel.changes_not_sent_for_review)
-        return PlayBundle(version_code=code, sha256=sha256, uploaded=known is None, not_sent_for_review=unreviewed)
+        api.commit(package, edit)
+        return PlayBundle(version_code=code, sha256=sha256, uploaded=known is None)
 
     @staticmethod
     def _place(api: PlayApi, edit: str, request: PlayTrackInput) -> bool:
@@ -124,12 +124,12 @@ class PlayActivities(UsesStore):
         if ours_now is not None and ours_now.get("status") == "halted" and wanted[-1].get("status") == "completed":
             api.update_track(c.package_name, edit, c.track, [{**r, "status": "inProgress"} if r is ours_now else r
                                                              for r in current])
-            api.commit(c.package_name, edit, c.changes_not_sent_for_review)
+            api.commit(c.package_name, edit)
             activity.heartbeat("resumed before completing")
             edit = api.insert_edit(c.package_name)
         releases = api.update_track(c.package_name, edit, c.track, wanted)
-        unreviewed = api.commit(c.package_name, edit, c.changes_not_sent_for_review)
-        return state_of(releases, committed=True).model_copy(update={"not_sent_for_review": unreviewed})
+        api.commit(c.package_name, edit)
+        return state_of(releases, committed=True)
 
     @activity.defn(name="read_play_track")
     def read_track(self, request: PlayTrackQuery) -> PlayTrackState:

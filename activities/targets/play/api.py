@@ -35,23 +35,21 @@ class PlayApi:
     def delete_edit(self, package: str, edit: str) -> None:
         self.api.call("DELETE", f"{self._app(package)}/edits/{edit}", "edits.delete", accept=(404,))
 
-    def commit(self, package: str, edit: str, not_for_review: bool = False) -> bool:
-        """Commit the edit, its changes sent for review; Play's "cannot be sent for review automatically"
-        is committed with `changesNotSentForReview=true` when `not_for_review` allows it (True returned),
-        else refused naming the field."""
+    def commit(self, package: str, edit: str) -> None:
+        """Commit the edit, its changes sent for review. Play's "cannot be sent for review automatically" is
+        final here: `changesNotSentForReview=true` would commit changes no user receives until someone sends
+        them for review in the Play Console (a phase judged on nothing, a halt that stops nothing)."""
         path, what = f"{self._app(package)}/edits/{edit}:commit", "edits.commit"
         answer = self.api.call("POST", path, what, accept=(400,), params={"changesNotSentForReview": "false"})
         if answer.status_code == 200:
-            return False
+            return
         message = store_message(answer)
         if "changesNotSentForReview" not in message:
             raise_for("Google Play", what, answer)
-        if not not_for_review:
-            raise ApplicationError(f"Google Play: {what}: {message} (set spec.channel.googlePlay."
-                                   "changesNotSentForReview: true to commit them for review from the Play Console)",
-                                   type="StoreRejected", non_retryable=True)
-        self.api.call("POST", path, what, params={"changesNotSentForReview": "true"})
-        return True
+        raise ApplicationError(f"Google Play: {what}: Play will not send this change for review automatically: "
+                               "send the app's pending changes for review in the Play Console (a staged release "
+                               "cannot go on, or halt, on changes no user receives)", type="StoreRejected",
+                               non_retryable=True)
 
     def bundles(self, package: str, edit: str) -> list[dict[str, Any]]:
         return self.api.json("GET", f"{self._app(package)}/edits/{edit}/bundles", "edits.bundles.list").get("bundles", [])
