@@ -7,6 +7,7 @@ the last value wins). Every refusal is a `SpecError` whose problems name the lin
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,6 +107,11 @@ class _GuardedLoader(yaml.SafeLoader):
                 first[key] = line
         return super().construct_mapping(node, deep=deep)
 
+
+
+# YAML 1.1 (PyYAML) reads 1e-2 as text, YAML 1.2 as a number: a document's exponent numbers are numbers
+_GuardedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def _expanded(node: yaml.Node, sizes: dict[int, tuple[int, int, int]], open_: set[int]) -> tuple[int, int, int]:

@@ -77,6 +77,8 @@ class AssignInput(Message):
     channel: IntuneChannel
     groups: list[str] = Field(description="the ring groups wanted (\"*\": all devices), earlier rings' first")
     keep: list[Assignment] = Field(default_factory=list, description="assignments from before the release, kept")
+    assigned: list[str] | None = Field(None, description="the ring groups this release has assigned so far (None: "
+                                                         "histories from before it was sent — every ring's)")
 
 
 class AssignmentSet(Message):

@@ -42,6 +42,33 @@ def numeric(annotation: Any) -> bool:
     return annotation in (int, float)
 
 
+def not_a_number(value: Any, annotation: Any) -> str:
+    """Why `value` is not what a numeric `annotation` holds — itself, or inside a list, tuple, set or
+    mapping of numbers — ("" when it is, or when the field holds no numbers)."""
+    if numeric(annotation):
+        if isinstance(value, bool):
+            return f"a number, not {value} (YAML reads yes, no, on and off as booleans)"
+        return f"a number, not the text {value[:20]!r}" if isinstance(value, str) else ""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return not_a_number(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        return not_a_number(value, kinds[0]) if len(kinds) == 1 else ""
+    if origin in (list, set, frozenset, tuple) and isinstance(value, list | tuple | set) and args:
+        for index, item in enumerate(value):
+            problem = not_a_number(item, args[0] if origin is not tuple or args[-1] is Ellipsis
+                                   else args[min(index, len(args) - 1)])
+            if problem:
+                return f"item {index}: {problem}"
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        for key, item in value.items():
+            problem = not_a_number(item, args[1])
+            if problem:
+                return f"{str(key)[:40]}: {problem}"
+    return ""
+
+
 class SpecModel(BaseModel):
     """Spec documents use camelCase keys and reject keys they do not know; in a document, a number is
     written as a number (YAML's yes/no/on/off are booleans, and a quoted number is text: both refused,
@@ -52,12 +79,11 @@ class SpecModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool | str) and info.context and info.context.get("document"):
+        if info.context and info.context.get("document"):
             field = cls.model_fields.get(info.field_name or "")
-            if field is not None and numeric(field.annotation):
-                shown = f"{value} (YAML reads yes, no, on and off as booleans)" if isinstance(value, bool) \
-                    else f"the text {value[:20]!r}"
-                raise ValueError(f"a number, not {shown}")
+            problem = not_a_number(value, field.annotation) if field is not None else ""
+            if problem:
+                raise ValueError(problem)
         return value
 
 

@@ -222,12 +222,23 @@ def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_pa
 def test_a_number_in_any_document_is_a_number(tmp_path):
     """`setWeight: yes` was a 1 % canary and `setWeight: "50"` a 50 % one: in any document, a field that
     holds a number refuses YAML's booleans and quoted text, naming the field."""
-    import yaml
-
-    example = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "canary.yaml").read_text())
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    example = yaml.safe_load((examples / "canary.yaml").read_text())
     for written, expected in [("yes", "a number, not True (YAML reads yes, no, on and off as booleans)"),
                               ('"50"', "a number, not the text '50'")]:
         text = yaml.safe_dump(example).replace("setWeight: 20", f"setWeight: {written}")
         (tmp_path / "c.yaml").write_text(text)
         code, out = rollout("validate", "-f", "c.yaml", cwd=tmp_path)
         assert (code, out) == (2, f"rollout: c.yaml: spec.strategy.canary.steps[0].setWeight: {expected}"), out
+    gradual = (examples / "blue-green-gradual.yaml").read_text()
+    for written, expected in [("[yes, 25, 50, 75, 100]", "item 0: a number, not True (YAML reads yes, no, on and off "
+                                                         "as booleans)"),
+                              ('[10, "25", 50, 75, 100]', "item 1: a number, not the text '25'")]:
+        (tmp_path / "g.yaml").write_text(gradual.replace("[10, 25, 50, 75, 100]", written))
+        code, out = rollout("validate", "-f", "g.yaml", cwd=tmp_path)
+        assert code == 2 and out.endswith(f"weights: {expected}"), out
+    analysed = (examples / "canary-analysis.yaml").read_text()
+    assert "tolerance: 0.15" in analysed
+    (tmp_path / "a.yaml").write_text(analysed.replace("tolerance: 0.15", "tolerance: 15e-2"))
+    code, out = rollout("validate", "-f", "a.yaml", cwd=tmp_path)
+    assert code == 0, f"15e-2 is a number (YAML 1.2; PyYAML's 1.1 reads it as text): {out}"

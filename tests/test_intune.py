@@ -210,14 +210,17 @@ async def test_every_assignment_the_app_had_is_kept_exactly_and_restored_exactly
     intune.failing[DEPARTMENTS] = 0.5
     late = {"@odata.type": "#microsoft.graph.mobileAppAssignment", "intent": "available", "target": {
         "@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": LATE}}
-    intune.portal_edits = [late]  # an administrator adds a group in the portal while the pilot ring bakes
+    everyone = {"@odata.type": "#microsoft.graph.mobileAppAssignment", "intent": "available", "target": {
+        "@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}
+    intune.portal_edits = [late, everyone]  # an administrator's additions while the pilot ring bakes (all devices:
+    # the last ring's target, which the release never reached)
     final = await run(time_skipping_env, intune_release(f"intune-keep-{unique}"), f"intune-keep-{unique}", intune)
     assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed", final.message
     kept = [HELPDESK, f"not {KIOSK}", "all users", USERS_ONLY]
-    assert intune.assigned_sets == [kept + [PILOT], kept + [PILOT, LATE, DEPARTMENTS], kept + [LATE]], \
+    assert intune.assigned_sets == [kept + [PILOT], kept + [PILOT, LATE, "*", DEPARTMENTS], kept + [LATE, "*"]], \
         intune.assigned_sets
-    assert as_read(intune.apps[APP]) == as_read(BEFORE + [late]), \
-        "restored exactly (types, intents, settings), the administrator's change kept"
+    assert as_read(intune.apps[APP]) == as_read(BEFORE + [late, everyone]), \
+        "restored exactly (types, intents, settings), the administrator's changes kept"
     sent = intune.calls("/assign", "POST")[1].json()["mobileAppAssignments"]
     assert as_read(sent[:4]) == as_read(BEFORE), "every ring re-sends the others exactly as read"
     pilot = [a for a in sent if a["target"].get("groupId") == PILOT][0]["settings"]

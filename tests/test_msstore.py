@@ -257,8 +257,8 @@ async def test_a_submission_held_for_publication_in_partner_center_is_waited_on_
 
 
 async def test_a_package_over_64_mib_goes_up_in_blocks_and_a_retry_sends_only_what_is_missing(store, tmp_path):
-    """One Put Blob at the link's service version (its sv: a SAS request's x-ms-version is ignored) takes
-    64 MiB at most (the stand-in refuses more, as Azure does); the channel sends 4 MiB blocks and commits a
+    """One Put Blob at the link's service version (its sv, in the stricter of Microsoft's two readings)
+    takes 64 MiB at most (the stand-in refuses more, as Azure does); the channel sends 4 MiB blocks and commits a
     block list; a second upload after one that died sends only the blocks the blob does not hold."""
     import os
 
@@ -273,7 +273,7 @@ async def test_a_package_over_64_mib_goes_up_in_blocks_and_a_retry_sends_only_wh
     url = store.submissions[sid]["resource"]["fileUploadUrl"]
     refused = httpx.put(url, content=big.read_bytes(), headers={"x-ms-blob-type": "BlockBlob", "x-ms-version":
                                                                   "2019-12-12"}, timeout=60)
-    assert refused.status_code == 413, "Azure's limit for one Put Blob at the link's sv (x-ms-version is ignored)"
+    assert refused.status_code == 413, "Azure's limit for one Put Blob at the link's sv (the stricter reading)"
 
     class Dying(StoreApi):  # the worker dies after three blocks
         blocks = 0
@@ -301,3 +301,19 @@ async def test_a_package_over_64_mib_goes_up_in_blocks_and_a_retry_sends_only_wh
                                                                             if op == "block") <= BLOCK
     assert store.storage.data(sid) is not None and len(store.storage.data(sid)) == size
     assert store.violations == [], store.violations
+
+
+async def test_an_abort_during_certification_says_the_committed_submission_stays_and_publishes_itself(
+        time_skipping_env, store, tmp_path, unique):
+    env = time_skipping_env
+    release = ms_release(f"ms-abort-cert-{unique}", package(tmp_path))
+    async with store_worker(env.client, f"ms-{unique}", activities()):
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=f"ms-{unique}")
+        await reaches(handle, lambda s: s.reason == "InReview", "in certification")
+        await handle.execute_update("abort", AbortRequest(by="oncall", reason="wrong package"))
+        final = await handle.result()
+    assert final.phase is Phase.DEGRADED and "nothing was published; submission " in final.message, final.message
+    assert "stays in Partner Center" in final.message and "at 10% that no release watches — delete it there" \
+        in final.message
+    assert store.violations == []

@@ -122,6 +122,11 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
 
     # ---- the run ----------------------------------------------------------------------------------------
 
+    def _left(self) -> str:
+        """What a channel leaves behind when the release ends before publishing (a store's submission)."""
+        left = getattr(self.channel, "left_behind", None)
+        return f"; {left()}" if left is not None and left() else ""
+
     async def release(self) -> RolloutStatus:
         c = self.control
         phases = self.spec.phases
@@ -132,10 +137,10 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
         try:
             await self.channel.prepare()
         except RolloutAborted as aborted:
-            return c.finish(Phase.DEGRADED, Reason.ABORTED.value, f"{aborted} (nothing was published)")
+            return c.finish(Phase.DEGRADED, Reason.ABORTED.value, f"{aborted} (nothing was published{self._left()})")
         except (ActivityError, ApplicationError) as error:
             reason, message = failure_reason(error)
-            return c.finish(Phase.DEGRADED, reason, f"{message} (nothing was published)")
+            return c.finish(Phase.DEGRADED, reason, f"{message} (nothing was published{self._left()})")
         self.following = True
         follower = asyncio.create_task(self.follow_halts())
         try:

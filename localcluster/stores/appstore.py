@@ -15,7 +15,10 @@ of an app": read here per platform — no version of the app on that platform wa
 reference does not say whether an app's first macOS version after iOS ones counts); the day advances
 with `clock` (the test's clock — the time-skipping server's — in tests), stands still while paused,
 resumes by itself after 30 days of pauses, and ends `COMPLETE` on day 7; nothing leaves `COMPLETE`.
-`totalPauseDuration` is given in days here: Apple's reference gives it as an integer with no unit, so
+A version's `releaseType` changes only in the states a build can still be attached in (the reference
+does not say in which states Apple takes the change: the stand-in's reading); an AFTER_APPROVAL version
+is released by Apple as soon as it is approved. `totalPauseDuration` is given in days here: Apple's
+reference gives it as an integer with no unit, so
 the channel never reads a unit into it (it measures its own pauses).
 """
 
@@ -140,8 +143,19 @@ class AppStoreStandIn(StandIn):
                 "ACCEPTED" if self.accepted_seconds else "PENDING_DEVELOPER_RELEASE"
             if v.state != "REJECTED" and v.release_type != "MANUAL":
                 v.state = "PENDING_APPLE_RELEASE"  # Apple releases it itself (after approval, or on its date)
+        if v.state == "PENDING_APPLE_RELEASE" and v.release_type == "AFTER_APPROVAL":
+            self._release(v)  # at once (a SCHEDULED one waits for a date the stand-in does not model)
         if v.state == "ACCEPTED" and now >= v.submitted + self.review_seconds + self.accepted_seconds:
             v.state = "PENDING_DEVELOPER_RELEASE"
+
+    def _release(self, v: Version) -> None:
+        for other in self.versions.values():
+            if other.app == v.app and other.platform == v.platform and other.state == "READY_FOR_DISTRIBUTION":
+                other.state = "REPLACED_WITH_NEW_VERSION"
+        v.state = "READY_FOR_DISTRIBUTION"
+        for p in self.phased.values():
+            if p.version == v.id and p.state == "INACTIVE":
+                p.state, p.started = "ACTIVE", self.clock()
 
     def _advanced(self, v: Version) -> Version:
         self._advance(v)
@@ -242,13 +256,7 @@ class AppStoreStandIn(StandIn):
             self._advance(v)
             if v.state != "PENDING_DEVELOPER_RELEASE":
                 raise Refusal(409, f"The version is {v.state}: only an approved version can be released")
-            for other in self.versions.values():
-                if other.app == v.app and other.platform == v.platform and other.state == "READY_FOR_DISTRIBUTION":
-                    other.state = "REPLACED_WITH_NEW_VERSION"
-            v.state = "READY_FOR_DISTRIBUTION"
-            for p in self.phased.values():
-                if p.version == v.id and p.state == "INACTIVE":
-                    p.state, p.started = "ACTIVE", self.clock()
+            self._release(v)
             return Reply(201, {"data": {"type": "appStoreVersionReleaseRequests", "id": next(self.ids)},
                                "links": links})
         raise Refusal(404, f"The stand-in has no {m} {path}")

@@ -1,9 +1,10 @@
 """Azure Blob storage as a SAS link sees it (the stand-ins' upload targets), from the Blob service
 reference: Put Blob, Put Block, Get Block List, Put Block List, HEAD (Get Blob Properties).
 
-Limits follow the service version a request is served at. For a request authorized by a SAS (signed
-version 2012-02-12 or later) that is the SAS's `sv` alone: "If the x-ms-version header is passed on the
-request, it's ignored" ("Previous Azure Storage versions"). One Put Blob holds at most 64 MiB before
+Limits follow the service version a request is served at. For a request authorized by a SAS the
+references disagree: "Previous Azure Storage versions" says the SAS's `sv` alone decides ("If the
+x-ms-version header is passed on the request, it's ignored"), "Versioning for Azure Storage" that the
+header, when given, does. The stand-in takes the stricter reading: `sv` alone. One Put Blob holds at most 64 MiB before
 2016-05-31, 256 MiB before 2019-12-12, 5000 MiB since; one block 4 MiB, 100 MiB, 4000 MiB. A block list
 naming a block the blob does not hold is refused as Azure does (InvalidBlockList); Get Block List of a
 blob that does not exist is 404 (BlobNotFound). Uncommitted blocks are dropped when a blob is committed.

@@ -17,7 +17,8 @@ makes with `issue_token` has both); a resumable chunk other than the last is a m
 commit Play "cannot send for review automatically" (`needs_manual_review`) is refused unless
 `changesNotSentForReview=true`, and then its track changes are not served (not live) until
 `send_for_review` — the reference does not say what `tracks.get` shows of them meanwhile; here, the live
-tracks. A track may hold several drafts here: the reference does not say how many Play allows. The Reporting API's own rules: DAILY timelines in America/Los_Angeles dates (no hours), ending
+tracks; it keeps one snapshot of unsent tracks, which a later unsent commit replaces (Google adds unsent
+changes up; the channel never commits unsent). A track may hold several drafts here: the reference does not say how many Play allows. The Reporting API's own rules: DAILY timelines in America/Los_Angeles dates (no hours), ending
 no later than the metric set's `freshnessInfo` (`fresh_until`, answered by `vitals.*.get`), metrics of
 the queried set only, rows paged (`page_rows` a page; `pageToken` valid only for the same query).
 """

@@ -28,12 +28,14 @@ class IntuneRelease:
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.intune = control, spec.channel.intune
         self.before: list[Assignment] = []
+        self.assigned: list[str] = []  # the ring groups assigned so far (what going back takes out)
         self.share = 0.0
 
     async def _assign(self, groups: list[str], keep: list[Assignment], what: str) -> None:
+        self.assigned = list(dict.fromkeys([*self.assigned, *groups]))
         result = await workflow.execute_activity_method(
-            IntuneActivities.assign, AssignInput(channel=self.intune, groups=groups, keep=keep), summary=what,
-            **options.CHANNEL)
+            IntuneActivities.assign, AssignInput(channel=self.intune, groups=groups, keep=keep,
+                                                 assigned=self.assigned), summary=what, **options.CHANNEL)
         self.control.record("published", f"{what}: {len(result.assignments)} assignments"
                                          f"{'' if result.changed else ' (already so)'}")
 

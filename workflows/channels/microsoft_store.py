@@ -49,6 +49,14 @@ class MicrosoftStoreRelease:
                                           f"{'; '.join(self.submission.errors) or 'see Partner Center'}",
                             {state: HELD_HINT for state in HELD})
 
+    def left_behind(self) -> str:
+        """A committed submission the release ended before: it publishes itself once certified."""
+        if self.submission is None or self.submission.status in FAILED:
+            return ""
+        return (f"submission {self.submission.id} stays in Partner Center ({self.submission.status}): once "
+                f"published it starts a package rollout at {self.spec.phases[0].points / 100:g}% that no release "
+                "watches — delete it there")
+
     def _rollout(self, action: str, basis_points: int = 0) -> StoreRolloutInput:
         assert self.submission is not None
         return StoreRolloutInput(channel=self.store, submission_id=self.submission.id, action=action,

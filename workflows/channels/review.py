@@ -28,7 +28,8 @@ async def await_verdict(control: Control, what: str, state: str, read: Callable[
             raise ApplicationError(why(state), type="StoreRejected", non_retryable=True)
         waited = workflow.now() - since
         if waited >= timeout:
-            raise ApplicationError(f"{what}: no verdict after {waited} ({state})", type="StoreRejected",
+            hint = f": {hints[state]}" if hints and state in hints else ""
+            raise ApplicationError(f"{what}: no verdict after {waited} ({state}{hint})", type="StoreRejected",
                                    non_retryable=True)
         control.status.paused_until = None
         control.change_phase(Phase.PAUSED, Reason.IN_REVIEW.value,

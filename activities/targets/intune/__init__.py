@@ -95,11 +95,14 @@ class IntuneActivities(UsesStore):
         if problems:
             raise ApplicationError(f"Intune: app {c.app_id}: {'; '.join(problems)} (changed in Intune during the "
                                    "release; nothing was assigned)", type="StoreRejected", non_retryable=True)
-        rings = {ring_key(g) for ring in c.rings for g in (ring.groups or ["*"])}
+        reached = request.assigned if request.assigned is not None else \
+            [g for ring in c.rings for g in (ring.groups or ["*"])]
         before, still = {a.key() for a in request.keep}, {ring_key(g) for g in request.groups}
-        # the set as Graph holds it now (what anyone changed meanwhile stays), less the ring targets this
-        # release added and no longer wants; an earlier ring keeps what Graph holds (its deadline as it was)
-        wanted = [a for a in current if a.key() not in rings or a.key() in before or a.key() in still]
+        dropped = {ring_key(g) for g in reached} - before - still
+        # the set as Graph holds it now (what anyone changed meanwhile stays, a later ring's group an
+        # administrator assigned included), less the ring targets this release assigned and no longer
+        # wants; an earlier ring keeps what Graph holds (its deadline as it was)
+        wanted = [a for a in current if a.key() not in dropped]
         taken = {a.key() for a in wanted}
         like = settings_like(kind, c.intent, request.keep, current)
         for group in request.groups:

@@ -19,7 +19,7 @@ from activities.targets.storeapi import StoreApi
 # list the values: these are Graph's resultantAppState (installed 1, failed 2; a beta enum — v1.0 has only
 # its names), an assumption the stand-in shares, and anything else counts as pending.
 INSTALLED, FAILED = 1, 2
-MAX_REPORT = 256 * 1024 * 1024  # the exported JSON, inflated
+MAX_REPORT = 64 * 1024 * 1024  # the exported JSON, inflated (a device a row: ~300,000 devices)
 
 
 def export_rows(api: StoreApi, report: str, filter_: str, select: list[str], poll: float = 1.0,
@@ -50,12 +50,17 @@ def export_rows(api: StoreApi, report: str, filter_: str, select: list[str], pol
             raise ApplicationError(f"Intune: export job {report} not ready after {timeout:g}s", type="StoreUnavailable")
         time.sleep(poll)
     archive = api.call("GET", state.url, "the exported report", authorized=False).content
-    with zipfile.ZipFile(io.BytesIO(archive)) as z, z.open(z.infolist()[0]) as member:
-        data = member.read(MAX_REPORT + 1)  # read to the cap, whatever the zip's header claims
-    if len(data) > MAX_REPORT:
-        raise ApplicationError(f"Intune: the {report} export inflates to more than {MAX_REPORT} bytes",
-                               type="StoreRejected", non_retryable=True)
-    document = json.loads(data)
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as z, z.open(z.infolist()[0]) as member:
+            data = member.read(MAX_REPORT + 1)  # read to the cap, whatever the zip's header claims
+        if len(data) > MAX_REPORT:
+            raise ValueError(f"it inflates to more than {MAX_REPORT} bytes")
+        document = json.loads(data)
+        if not isinstance(document, dict) or not isinstance(document.get("Schema", []), list):
+            raise ValueError("no Schema and Values")
+    except (zipfile.BadZipFile, IndexError, ValueError) as error:  # JSONDecodeError is a ValueError
+        raise ApplicationError(f"Intune: the {report} export is not a report: {str(error)[:200]}",
+                               type="StoreRejected", non_retryable=True) from None
     columns = [c["Column"] for c in document.get("Schema", [])]
     missing = [c for c in select if c not in columns]
     if missing:

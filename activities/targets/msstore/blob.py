@@ -1,7 +1,7 @@
 """The package's upload to the submission's Azure blob (the SAS `fileUploadUrl`: no bearer token), as
 the Blob service's reference describes it. One Put Blob is limited by the service version the request is
-served at — for a SAS link its signed version `sv` alone (an `x-ms-version` header is ignored): 64 MiB
-before 2016-05-31 — so the zip always goes up in blocks (Put Block, 4 MiB each: within every version's
+served at — for a SAS link its signed version `sv`, or the `x-ms-version` header (Microsoft's pages
+disagree which): 64 MiB before 2016-05-31 — so the zip always goes up in blocks (Put Block, 4 MiB each: within every version's
 limit) committed with Put Block List. Each block's ID carries its index and its MD5, so after a crash the
 blocks the blob already holds uncommitted (Get Block List) are not sent again; the committed blob records
 the zip's MD5 (`x-ms-blob-content-md5`), which a HEAD compares before any byte is sent."""
@@ -21,7 +21,7 @@ from temporalio import activity
 
 from activities.targets.storeapi import StoreApi
 
-VERSION = "2019-12-12"  # stated on every call; a SAS link's `sv` decides the version all the same
+VERSION = "2019-12-12"  # stated on every call; by one reading a SAS link's `sv` decides all the same
 BLOCK = 4 * 1024 * 1024
 CHUNK = 1024 * 1024
 
