@@ -33,6 +33,7 @@ async def test_worker_killed_while_paused_and_mid_activity(
     await paused_at(handle, 1)
     first.kill()
     second = worker_processes(dev_server.address, queue)
+    await paused_at(handle, 1)  # the new worker has it (a query replays it): see test_worker_killed_during_blue_green
     await handle.execute_update("promote", PromoteRequest(by="after-crash-1"))
 
     # 2. Killed while setWeight 50 is in flight: the canary was patched to 2 replicas, not yet ready.
@@ -122,6 +123,10 @@ async def test_worker_killed_during_blue_green(
     await paused_at(handle, 1, timeout=120)
     second.kill()
     worker_processes(dev_server.address, queue)
+    # Run 22: a promote sent straight to the fresh worker was refused "not paused (Progressing)" although the
+    # history ends paused (checked on that run's server); the update's validator ran on a workflow the worker
+    # had not yet replayed. A query first makes the worker replay it; the promote then meets the paused state.
+    await paused_at(handle, 1, timeout=60)
     await handle.execute_update("promote", PromoteRequest(by="after-crash"))
     final: RolloutStatus = await finished(handle, 120)
     assert final.phase is Phase.HEALTHY and final.stable_image == new

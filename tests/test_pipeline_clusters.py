@@ -223,6 +223,7 @@ async def test_worker_killed_mid_wave_and_at_the_gate(
     await eventually(lambda: _approval(dev_client, doc.rollout_id), timeout=120, what="the gate before stage b")
     second.kill()
     worker_processes(dev_server.address, queue, kubeconfig=fleet.kubeconfig)
+    await eventually(lambda: _approval(dev_client, doc.rollout_id), timeout=120, what="the gate, on the new worker")
     await handle.execute_update("approve", ApproveRequest(by="alice"))
     final: RolloutStatus = await asyncio.wait_for(handle.result(), 180)
     assert final.phase is Phase.HEALTHY, final.message

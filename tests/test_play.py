@@ -239,6 +239,8 @@ async def test_a_worker_killed_mid_upload_and_mid_phase_sends_no_byte_twice(
 
     worker.kill()
     release_worker_processes(dev_server.address, queue, env=env)
+    await reaches(handle, lambda s: s.reason == "Baking" and s.current_step == 0, "phase 1, on the new worker",
+                  timeout=90)  # a query replays it on the new worker before the promote (see test_crash)
     await handle.execute_update("promote", PromoteRequest(by="ci"))
     await reaches(handle, lambda s: s.reason == "Baking" and s.current_step == 1, "phase 2 baking", timeout=90)
     await handle.execute_update("promote", PromoteRequest(by="ci", full=True))
