@@ -75,7 +75,8 @@ def conflicts(found: list[Assignment], groups: list[str], intent: str) -> list[s
 def settings_like(kind: str, intent: str, *sources: list[Assignment]) -> dict | None:
     """The settings of the app's own include assignment of this intent (the first source that has one):
     device licensing, device context, restart and delivery settings are the app's, not Graph's defaults."""
-    wanted = GRAPH + SETTINGS[kind][0].split(".")[1][0].lower() + SETTINGS[kind][0].split(".")[1][1:]
+    name = SETTINGS[kind][0].split(".")[1]  # the SDK class; its @odata.type is the same name, lower-camel
+    wanted = GRAPH + name[0].lower() + name[1:]
     for found in sources:
         for a in found:
             settings = a.graph.get("settings") or {}
