@@ -1,7 +1,9 @@
 """A loopback proxy that injects faults between the engine and a real server: the kube-apiserver (TLS,
 with the cluster's own certificate) or Prometheus (plain HTTP). Everything else passes through.
 
-Faults, each chosen at random for `rate` of the requests (seeded, so a run can be repeated):
+Faults, each chosen at random for `rate` of the requests (seeded, so a run can be repeated), or — with
+`every=n` — exactly every n-th request that can take one, the kinds in turn (so a short run still sees
+faults: a seeded 20 % of 10 requests can be none):
 - `error`: 500 with a Kubernetes Status body, the request never forwarded;
 - `conflict`: 409 Conflict ("the object has been modified") on a PUT/PATCH, never forwarded;
 - `denied`: 403 from an admission webhook on a write (a permanent fault: the engine must not retry it);
@@ -66,11 +68,15 @@ _ANSWERS = {
 class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, kinds: Sequence[str] = KUBERNETES_FAULTS,
                  seed: int = 1, slow_seconds: float = 1.5, tls: tuple[Path, Path] | None = None,
-                 cafile: Path | None = None, paths: str = "/"):
+                 cafile: Path | None = None, paths: str = "/", every: int | None = None):
         """`upstream` like https://127.0.0.1:6443; `tls` = (cert, key) to serve HTTPS; `cafile` to trust
-        the upstream; only requests whose path starts with `paths` get faults."""
+        the upstream; only requests whose path starts with `paths` get faults; `every` replaces `rate`
+        by a fixed count (every n-th eligible request faulted, the kinds in turn from `seed`)."""
         self.upstream = urlsplit(upstream)
+        if every is not None:
+            rate = 1 / every
         self.rate, self.kinds, self.slow_seconds, self.paths = rate, tuple(kinds), slow_seconds, paths
+        self.every, self._eligible, self._turn = every, 0, seed
         self.counts: Counter[str] = Counter()
         self.limit: int | None = None
         self._random = random.Random(seed)
@@ -104,12 +110,12 @@ class FaultProxy:
 
     @contextlib.contextmanager
     def faults(self, rate: float, kinds: Sequence[str] | None = None, limit: int | None = None) -> Iterator[FaultProxy]:
-        before = (self.rate, self.kinds, self.limit)
-        self.rate, self.kinds, self.limit = rate, tuple(kinds or self.kinds), limit
+        before = (self.rate, self.kinds, self.limit, self.every)
+        self.rate, self.kinds, self.limit, self.every = rate, tuple(kinds or self.kinds), limit, None
         try:
             yield self
         finally:
-            self.rate, self.kinds, self.limit = before
+            self.rate, self.kinds, self.limit, self.every = before
 
     @property
     def injected(self) -> int:
@@ -120,11 +126,21 @@ class FaultProxy:
             if not path.startswith(self.paths) or "watch=true" in path or self.limit == 0:
                 return None
             kinds = [k for k in self.kinds if method in _WRITES_ONLY.get(k, (method,))]
-            if not kinds or self._random.random() >= self.rate:
+            if not kinds:
                 return None
+            if self.every is not None:
+                self._eligible += 1
+                if self._eligible % self.every:
+                    return None
+                self._turn += 1
+                kind = kinds[self._turn % len(kinds)]
+            elif self._random.random() >= self.rate:
+                return None
+            else:
+                kind = self._random.choice(kinds)
             if self.limit is not None:
                 self.limit -= 1
-            return self._random.choice(kinds)
+            return kind
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes | None):
         u = self.upstream
