@@ -45,11 +45,19 @@ def uses_cluster_fleet(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """On an xdist worker (workers collect, each orders alike, as xdist requires): the longest units first."""
+    """On an xdist worker (workers collect, each orders alike, as xdist requires): the longest units first.
+    Serially and on a worker, the tests of the three clusters run one after another: the fleet stops after
+    the last of a run of them (pytest_runtest_teardown), so a test of their modules that does not use it
+    must not come between two that do (`pytest tests/test_pipeline_clusters.py tests/test_pipeline_ci.py`
+    put test_pipeline_ci's parse test between them, and its delivery test met stopped clusters)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         from tests.scheduling import rank
 
         items.sort(key=lambda item: rank(item.nodeid))
+    fleet = [item for item in items if uses_cluster_fleet(item)]
+    if fleet:
+        first, rest = items.index(fleet[0]), [item for item in items if not uses_cluster_fleet(item)]
+        items[:] = rest[:first] + fleet + rest[first:]
 
 
 def pytest_runtest_setup(item):
