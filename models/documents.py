@@ -171,8 +171,11 @@ def read_spec_text(path: str | Path, limit: int = MAX_SPEC_BYTES) -> str:
 def load_document(path: str | Path, kind: str, limit: int = MAX_SPEC_BYTES) -> Any:
     """The one YAML document in `path` (not yet validated), or SpecError naming what is wrong. `limit`:
     the bytes it may have (a pipeline's files share one spec's)."""
-    source = str(path)
-    text = read_spec_text(path, limit)
+    return parse_document(read_spec_text(path, limit), str(path), kind)
+
+
+def parse_document(text: str, source: str, kind: str) -> Any:
+    """The one YAML document in `text` (read from `source`), not yet validated, or SpecError."""
     try:
         documents = [doc for doc in yaml.load_all(text, Loader=_GuardedLoader) if doc is not None]
     except _Limit as error:

@@ -4,11 +4,12 @@ command that takes it, never the other model's field errors."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
 
-from models.documents import MAX_SPEC_BYTES, SpecError, load_document
+from models.documents import MAX_SPEC_BYTES, SpecError, load_document, parse_document, read_spec_text
 from models.pipeline import MAX_STAGES, Pipeline, parse_pipeline
 
 COMMANDS = {"Rollout": "rollout start -f", "Release": "rollout release publish -f",
@@ -22,25 +23,40 @@ def load_pipeline(path: str) -> Pipeline:
 
 def pipeline_from(document: Any, path: str) -> Pipeline:
     """A loaded Pipeline document with its `rolloutFile`s read, validated. The files share one spec file's
-    size (MAX_SPEC_BYTES, less the pipeline's own), each bounded like any spec file; they are read only for
-    a document whose stages could be valid: a list of at most MAX_STAGES, each giving its template one way
-    (with both, or neither once read, the model names the conflict)."""
+    size (MAX_SPEC_BYTES, less the pipeline's own), counted in the bytes actually read (a file under /proc
+    says it has none) and once per distinct file (stages sharing a template read it once); they are read
+    only for a document whose stages could be valid: a list of at most MAX_STAGES, each giving its template
+    one way (with both, or neither once read, the model names the conflict)."""
     spec = document.get("spec") if isinstance(document, dict) else None
     stages = spec.get("stages") if isinstance(spec, dict) else None
     if isinstance(stages, list) and len(stages) <= MAX_STAGES:
         base, left = Path(path).parent, MAX_SPEC_BYTES - _size(path)
+        read: dict[str, Any] = {}  # each distinct file (as resolved) -> its document
         for index, stage in enumerate(stages):
             if not isinstance(stage, dict):
                 continue
             key = next((k for k in ("rolloutFile", "rollout_file") if k in stage), None)
             if key is None or not isinstance(stage[key], str) or stage.get("rollout") is not None:
                 continue
+            file = base / stage[key]
             try:
-                stage["rollout"] = load_document(base / stage[key], "Rollout", max(left, 0))
+                known = _resolved(file)
+                if known not in read:
+                    text = read_spec_text(file, max(left, 0))
+                    left -= len(text.encode())
+                    read[known] = parse_document(text, str(file), "Rollout")
             except SpecError as error:
                 raise SpecError(path, [f"spec.stages[{index}].rolloutFile: {p}" for p in error.problems]) from None
-            left -= _size(base / stage.pop(key))
+            stage["rollout"] = copy.deepcopy(read[known])
+            stage.pop(key)
     return parse_pipeline(document, path)
+
+
+def _resolved(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, ValueError):  # a NUL byte, a loop: read_spec_text names it
+        return str(path)
 
 
 def _size(path: str | Path) -> int:

@@ -174,9 +174,10 @@ class Stage(SpecModel):
         assert self.rollout is not None, f"stage {self.name}: rolloutFile not read"
         return parse_rollout(self.rollout, f"stage {self.name}", as_document)
 
-    def rollout_for(self, target: Target, image: str, pipeline: str) -> Rollout:
+    def rollout_for(self, target: Target, image: str, pipeline: str | None) -> Rollout:
         """The Rollout this stage runs on one target: the template with the bundle's image and the target's
-        context, namespace and the stage's overrides; named after the pipeline, stage and target."""
+        context, namespace and the stage's overrides; named after the pipeline (`pipeline`, its name), stage
+        and target — or, for runs recorded before pipelines named their children (`None`), the template."""
         rollout = self.template()
         k8s = rollout.spec.target.kubernetes
         assert k8s is not None
@@ -190,14 +191,15 @@ class Stage(SpecModel):
         pinned = [Arg(name="pinnedImage", value=image), Arg(name="pinnedDigest", value=image.partition("@")[2])]
         spec = _with_args(spec, [a for a in pinned if a.name not in {o.name for o in self.overrides.args}]
                           + list(self.overrides.args))
-        name = child_name(rollout.metadata.name, self.name, target.key)
+        name = child_name(rollout.metadata.name if pipeline is None else pipeline, self.name, target.key)
         return rollout.model_copy(update={"spec": spec, "metadata": rollout.metadata.model_copy(update={"name": name})})
 
 
-def child_name(template: str, stage: str, target: str) -> str:
+def child_name(pipeline: str, stage: str, target: str) -> str:
     """A DNS label naming one target's rollout (its workflow is `rollout/<environment>/<this>`, like any
-    rollout's: `rollout status` / `approve` / `abort` work on it directly)."""
-    raw = re.sub(r"[^a-z0-9-]+", "-", f"{template}-{stage}-{target}".lower()).strip("-")
+    rollout's: `rollout status` / `approve` / `abort` work on it directly). Named after the pipeline, not
+    its template: two pipelines sharing a template name (or one template) do not share workflow IDs."""
+    raw = re.sub(r"[^a-z0-9-]+", "-", f"{pipeline}-{stage}-{target}".lower()).strip("-")
     if len(raw) <= 63:
         return raw
     return f"{raw[:54].rstrip('-')}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
@@ -246,7 +248,6 @@ class PipelineSpecBody(SpecModel):
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError("@stages: two stages have the same name")
-        children: dict[str, str] = {}  # each target's rollout ID -> where it is listed
         for index, stage in enumerate(self.stages):
             if stage.image is None and len(self.bundle.images) > 1:
                 raise ValueError(f"@stages[{index}].image: the bundle has {len(self.bundle.images)} images: name one")
@@ -261,13 +262,6 @@ class PipelineSpecBody(SpecModel):
                     raise ValueError(f"@stages[{index}].rollout: {error.problems[0]}") from None
                 if template.spec.target.kubernetes is None:
                     raise ValueError(f"@stages[{index}].rollout.spec.target: a stage deploys to Kubernetes")
-                for target in stage.targets if from_document(info) else []:
-                    child = rollout_id(template.metadata.environment,
-                                       child_name(template.metadata.name, stage.name, target.key))
-                    if child in children:
-                        raise ValueError(f"@stages[{index}].waves: target {target.key}'s rollout would be {child}, "
-                                         f"as {children[child]}'s is: one workflow ID for two targets")
-                    children[child] = f"stage {stage.name} target {target.key}"
             if stage.gate.analysis is not None:
                 known = {t.name for t in self.analysis.templates}
                 for ref in stage.gate.analysis.templates:
@@ -312,6 +306,22 @@ class Pipeline(SpecModel):
     kind: Literal["Pipeline"]
     metadata: Metadata
     spec: PipelineSpecBody
+
+    @model_validator(mode="after")
+    def _children(self, info: ValidationInfo) -> Pipeline:
+        """No two targets share a rollout's workflow ID (`prod_eu` and `prod-eu` name the same child)."""
+        children: dict[str, str] = {}  # each target's rollout ID -> where it is listed
+        for index, stage in enumerate(self.spec.stages if from_document(info) else []):
+            if stage.rollout is None:
+                continue
+            environment = stage.template(True).metadata.environment
+            for target in stage.targets:
+                child = rollout_id(environment, child_name(self.metadata.name, stage.name, target.key))
+                if child in children:
+                    raise ValueError(f"@spec.stages[{index}].waves: target {target.key}'s rollout would be {child}, "
+                                     f"as {children[child]}'s is: one workflow ID for two targets")
+                children[child] = f"stage {stage.name} target {target.key}"
+        return self
 
     @property
     def rollout_id(self) -> str:

@@ -48,14 +48,15 @@ class FakeFleet:
     """Deployments by (context, namespace, name) → image; `bad` contexts never get ready; `stale`
     contexts answer the rollout as done but keep running what they ran (a GitOps tool put it back);
     `empty` contexts run the new revision with no pods (scaled to 0); `drifting` contexts go back to
-    `before` once they have been read (put back after their wave was verified)."""
+    `before` once they have been read `drift_after` times (put back after their wave was verified)."""
 
     def __init__(self, before: str = "registry.local/web:1.0.0", bad: tuple[str, ...] = (), stale: tuple[str, ...] = (),
                  seconds: float = 0.0, failing: tuple[str, ...] = (), empty: tuple[str, ...] = (),
-                 drifting: tuple[str, ...] = ()):
+                 drifting: tuple[str, ...] = (), drift_after: int = 1):
         self.before, self.bad, self.stale, self.seconds = before, set(bad), set(stale), seconds
         self.failing = set(failing)  # metric names whose measurement fails
-        self.empty, self.drifting = set(empty), set(drifting)
+        self.empty, self.drifting, self.drift_after = set(empty), set(drifting), drift_after
+        self.reads: dict[str, int] = {}
         self.images: dict[tuple[str, str, str], list[str]] = {}
         self.calls: list[str] = []
 
@@ -100,8 +101,9 @@ class FakeFleet:
         async def observe(t: KubernetesTarget) -> TargetObservation:
             self.calls.append(f"observe {t.context}")
             version = self._history(t)[-1]
-            if t.context in self.drifting:
-                self._history(t).append(self.before)  # read once as rolled out; put back right after
+            self.reads[t.context] = self.reads.get(t.context, 0) + 1
+            if t.context in self.drifting and self.reads[t.context] == self.drift_after:
+                self._history(t).append(self.before)  # read `drift_after` times as rolled out; put back then
             pods = 0 if t.context in self.empty else 4
             return TargetObservation(target=t.describe(), version=version, ready=True, detail=f"{pods}/{pods} ready",
                                      instances=pods)

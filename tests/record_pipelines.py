@@ -47,7 +47,20 @@ async def rolled_back(client: Client, queue: str):
     return await _run(client, queue, doc)
 
 
+async def named_by_pipeline(client: Client, queue: str):
+    """Children named after the pipeline (patch pipeline-children-named-by-pipeline): two targets, one of
+    them failing and the other rolled back, so starts, observations and the undo all carry the new IDs."""
+    doc = pipeline("recorded-named", "registry.local/web:2.0.0", [
+        stage("prod", "shop", ["prod-eu", "prod-us"], onFailure="rollbackCompleted")])
+    handle = await _run(client, queue, doc)
+    ended = await handle.result()
+    ids = [t.workflow_id for w in ended.pipeline.stages[0].waves for t in w.targets]
+    assert ids == ["rollout/test/recorded-named-prod-prod-eu", "rollout/test/recorded-named-prod-prod-us"], ids
+    return handle
+
+
 SCENARIOS = [
     ("pipeline-delivered", delivered, lambda: FakeFleet().activities()),
     ("pipeline-rolled-back", rolled_back, lambda: FakeFleet(bad=("prod-us",)).activities()),
+    ("pipeline-children-named-by-pipeline", named_by_pipeline, lambda: FakeFleet(bad=("prod-us",)).activities()),
 ]

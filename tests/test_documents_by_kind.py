@@ -125,6 +125,31 @@ def test_no_pipeline_document_gives_a_traceback_or_reads_what_it_should_not(tmp_
     assert unread.value.problems[0].startswith("spec.stages[0].rolloutFile: not read")
 
 
+def test_pipeline_files_share_one_budget_counted_once_per_file(tmp_path):
+    """Stages sharing one template read it once and count it once; distinct files share one spec's bytes,
+    counted as read (a file under /proc says it has none)."""
+    base = pipeline_document("web", "registry.local/web:2.0.0", [stage("dev", "shop", ["dev-1"])])
+    template = yaml.safe_dump(base["spec"]["stages"][0].pop("rollout"))
+    padded = template + "# " + "x" * (100 << 10) + "\n"  # 100 KiB: three copies are more than 256 KiB
+    for name in ("one.yaml", "two.yaml", "three.yaml"):
+        (tmp_path / name).write_text(padded)
+
+    def stages(*files: str) -> dict:
+        document = copy.deepcopy(base)
+        document["spec"]["stages"] = [{"name": f"s{i}", "rolloutFile": f, "waves": [{"targets": [{"context": f"c{i}"}]}]}
+                                      for i, f in enumerate(files)]
+        return document
+
+    write(tmp_path / "p.yaml", stages("one.yaml", "./one.yaml", "sub/../one.yaml", "two.yaml"))
+    (tmp_path / "sub").mkdir()
+    loaded = load_kind(tmp_path / "p.yaml", ("Pipeline",), "rollout pipeline start -f")
+    assert [s.rollout["metadata"]["name"] for s in loaded.spec.stages] == ["web"] * 4
+    write(tmp_path / "p.yaml", stages("one.yaml", "two.yaml", "three.yaml"))
+    code, out = rollout("pipeline", "validate", "-f", "p.yaml", cwd=tmp_path)
+    assert code == 2 and out.startswith("rollout: p.yaml: spec.stages[2].rolloutFile: (file): more than the ") \
+        and out.endswith(" bytes a spec may have (what its pipeline's files have left)"), out
+
+
 def test_aliases_are_capped_by_what_they_expand_to(tmp_path):
     """Eleven levels of nine aliases each (99 aliases, under the count cap) stand for 31 billion values."""
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
@@ -212,10 +237,10 @@ def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_pa
     assert (code, out) == (2, "rollout: p.yaml: spec.stages[0].maxFailures: 2 tolerated of 2 targets: the stage "
                               "would count as done with every target failed")
     twins = stage("prod", "shop", ["prod_eu", "prod-eu"])
-    write(tmp_path / "p.yaml", pipeline_document("web", "registry.local/web:2.0.0", [twins]))
+    write(tmp_path / "p.yaml", pipeline_document("checkout", "registry.local/web:2.0.0", [twins]))
     code, out = rollout("pipeline", "validate", "-f", "p.yaml", cwd=tmp_path)
     assert (code, out) == (2, "rollout: p.yaml: spec.stages[0].waves: target prod-eu's rollout would be "
-                              "rollout/test/web-prod-prod-eu, as stage prod target prod_eu's is: one workflow ID for "
+                              "rollout/test/checkout-prod-prod-eu, as stage prod target prod_eu's is: one workflow ID for "
                               "two targets")
 
 

@@ -54,9 +54,11 @@ def test_a_stage_rollout_for_each_target():
     p = parse_pipeline(doc(stage("prod", "shop", [], overrides={"deployment": "api"},
                                  waves=[{"targets": [{"context": "eu-1", "namespace": "shop-eu"}, {"context": "us-1"}]}])))
     prod = p.spec.stages[0]
-    eu, us = (prod.rollout_for(t, "registry.local/web:2.0.0@sha256:" + "a" * 64, p.rollout_id) for t in prod.targets)
+    eu, us = (prod.rollout_for(t, "registry.local/web:2.0.0@sha256:" + "a" * 64, p.metadata.name) for t in prod.targets)
     assert eu.spec.target.kubernetes.describe() == "eu-1/shop-eu/api" and us.spec.target.kubernetes.describe() == "us-1/shop/api"
-    assert eu.rollout_id == "rollout/test/web-prod-eu-1.shop-eu".replace(".", "-")
+    assert eu.rollout_id == "rollout/test/shop-prod-eu-1.shop-eu".replace(".", "-")  # the pipeline's name
+    before = prod.rollout_for(prod.targets[0], eu.spec.image, None)  # a run recorded before: the template's
+    assert before.rollout_id == "rollout/test/web-prod-eu-1-shop-eu" and before.spec == eu.spec
     assert eu.spec.image.endswith("a" * 64)
     assert p.spec.step_descriptions() == ["prod: wave 1/1 (eu-1, us-1; rounds of 1)"]
     long = child_name("a" * 40, "production", "cluster-with-a-very-long-context-name")
@@ -123,7 +125,7 @@ def test_every_analysis_of_a_target_can_select_the_pinned_revision():
     document["spec"]["stages"][0]["rollout"] = template
     prod = parse_pipeline(document).spec.stages[0]
     digest = "sha256:" + "c" * 64
-    bg = prod.rollout_for(prod.targets[0], f"registry.local/web:2.0.0@{digest}", "pipeline/test/web").spec.strategy.blue_green
+    bg = prod.rollout_for(prod.targets[0], f"registry.local/web:2.0.0@{digest}", "web").spec.strategy.blue_green
     for step in (bg.pre_promotion_analysis, bg.post_promotion_analysis):
         assert {a.name: a.value for a in step.args} == {"pinnedImage": f"registry.local/web:2.0.0@{digest}",
                                                          "pinnedDigest": digest, "region": "eu"}

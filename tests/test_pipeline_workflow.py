@@ -179,6 +179,14 @@ async def test_verified_needs_pods_and_stays_verified_until_the_end(run_pipeline
                                f"(4/4 ready), not the bundle's {NEW}@{DIGEST}")
     assert "roll eu-1" not in fleet.calls and states(drifted)["prod/eu-1"] == "pending"
 
+    fleet = FakeFleet(drifting=("dev-1",), drift_after=2)  # put back after its stage ended: the last read finds it
+    late = await (await run_pipeline(fleet, pipeline(f"late-{unique}", NEW, [
+        stage("dev", "shop", ["dev-1"]), stage("prod", "shop", ["eu-1"])]))).result()
+    assert (late.phase, late.reason) == (Phase.DEGRADED, "StaleRevision"), late.message
+    assert late.message.startswith("stage dev: dev-1: read again before the pipeline ended, it runs "), late.message
+    assert [(s.name, s.state) for s in late.pipeline.stages] == [("dev", "failed"), ("prod", "verified")], \
+        "the stage that drifted is the one marked failed, not the last one"
+
 
 async def test_a_soak_reads_the_stage_before_for_its_own_image(run_pipeline, unique):
     """A bundle of two images: dev deploys the api, prod the web after a soak; the soak reads dev again for

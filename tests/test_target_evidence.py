@@ -58,3 +58,19 @@ def test_the_pods_are_the_evidence(kube_api, clients, unique):
     seen = env.run(observe, target)
     assert (seen.version, seen.ready, seen.instances) == (PINNED, True, 0), seen
     assert seen.detail.startswith("0/0 ready; 0 pods of template"), seen.detail
+
+
+def test_lists_are_read_in_pages(kube_api, unique):
+    """The evidence's lists (a namespace's ReplicaSets, a revision's pods) page with `limit`/`continue`: read
+    one item a page, the apiserver's own continue tokens give every item once."""
+    from activities.targets.kubernetes.client import list_all
+
+    namespace = f"pages-{unique}"
+    for name in ("a", "b", "c"):
+        deploy(kube_api, namespace, name, PINNED, replicas=1)
+    apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
+    whole = sorted(rs.metadata.name for rs in apps.list_namespaced_replica_set(namespace).items)
+    assert len(whole) == 3
+    assert sorted(rs.metadata.name for rs in list_all(apps.list_namespaced_replica_set, namespace, page=1)) == whole
+    pods = list_all(core.list_namespaced_pod, namespace, page=2, label_selector="app in (a,b,c)")
+    assert len(pods) == len({p.metadata.name for p in pods}) == 3

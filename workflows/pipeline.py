@@ -34,6 +34,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.waves import Waves
 
 RECHECK = "pipeline-recheck-verified-targets"  # workflow.patched: runs recorded before trusted a verified target
+# workflow.patched, decided once per run before anything is started: runs recorded before named each target's
+# rollout after the stage's template (two pipelines sharing a template shared workflow IDs)
+CHILDREN_NAMED = "pipeline-children-named-by-pipeline"
 RESOLVE = {"start_to_close_timeout": timedelta(minutes=2), "heartbeat_timeout": timedelta(seconds=30),
            "retry_policy": RetryPolicy(maximum_attempts=5, non_retryable_error_types=options.PERMANENT)}
 
@@ -61,6 +64,8 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
 
     async def deliver(self) -> RolloutStatus:
         c, plan, tree = self.control, self.spec.plan(), self.control.status.pipeline
+        if workflow.patched(CHILDREN_NAMED):
+            self.waves.named_by = self.pipeline.metadata.name
         c.start(len(plan))
         ended = await c.begin()
         if ended is not None:
@@ -113,11 +118,12 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
     def _rollouts_of(self, s: int) -> list:
         """The rollouts stage `s` ran (to read them again after a soak)."""
         stage, tree = self.spec.stages[s], self.control.status.pipeline
-        return [stage.rollout_for(t, tree.stages[s].image, self.pipeline.rollout_id) for t in stage.targets]
+        return [stage.rollout_for(t, tree.stages[s].image, self.waves.named_by) for t in stage.targets]
 
     def _fail_current(self) -> None:
+        """The stage of the current step marked failed, unless a stage read again was marked already."""
         s, plan = self.control.status, self.spec.plan()
-        if s.current_step < len(plan):
+        if s.current_step < len(plan) and not any(stage.state == "failed" for stage in s.pipeline.stages):
             s.pipeline.stages[plan[s.current_step][1]].state = "failed"
 
     def _skip_rest(self, status: RolloutStatus) -> RolloutStatus:

@@ -1,5 +1,6 @@
 """A pipeline's waves: each target of a wave is its own rollout — a child workflow of the template's
-strategy with a deterministic ID (`rollout/<environment>/<template>-<stage>-<target>`, so `rollout
+strategy with a deterministic ID (`rollout/<environment>/<pipeline>-<stage>-<target>`, the template's
+environment and the pipeline's name — runs recorded before used the template's name —, so `rollout
 status`, `approve` and `abort` work on it like on any rollout) — in rounds of `maxParallel`: a round
 starts together and completes whole before the next starts, so a failure in one round means no target
 of a later round was touched.
@@ -50,6 +51,7 @@ class Waves:
     def __init__(self, control: RolloutControl, pipeline_id: str, started_by: str):
         self.control, self.pipeline_id, self.started_by = control, pipeline_id, started_by
         self.stop_reason = ""  # set when the stage stops starting targets (failFast, maxFailures)
+        self.named_by: str | None = None  # the children's names start with: the pipeline's name, None the template's
 
     @property
     def tree(self):
@@ -90,7 +92,7 @@ class Waves:
     async def _target(self, s: int, stage: Stage, target: Target, ts: TargetState, image: str) -> None:
         c = self.control
         try:
-            rollout = stage.rollout_for(target, image, self.pipeline_id)
+            rollout = stage.rollout_for(target, image, self.named_by)
             ts.workflow_id, ts.state, ts.started_at = rollout.rollout_id, "running", workflow.now()
             c.record("target-started", f"{stage.name}/{ts.key}: {rollout.rollout_id}")
             ended = await self._child(rollout)
@@ -161,7 +163,7 @@ class Waves:
         state = self.tree.stages[s]
         verified = [(t, ts) for wave, ws in zip(stage.waves, state.waves, strict=True)
                     for t, ts in zip(wave.targets, ws.targets, strict=True) if ts.state == "verified"]
-        seen = await asyncio.gather(*(self._observe(stage.rollout_for(t, state.image, self.pipeline_id))
+        seen = await asyncio.gather(*(self._observe(stage.rollout_for(t, state.image, self.named_by))
                                       for t, _ in verified))
         drifted = []
         for (_, ts), now in zip(verified, seen, strict=True):  # every drifted one marked before any rollback
@@ -175,6 +177,7 @@ class Waves:
                 self.control.record("target-failed", f"{stage.name}/{ts.key}: {ts.reason}: {ts.message}")
                 drifted.append((ts, reason))
         if drifted:
+            state.state = "failed"  # this stage, whichever step the pipeline is at (the last read is after all)
             await self._roll_back(s, stage, state.image)  # onFailure: rollbackCompleted: what still holds, undone
             ts, reason = drifted[0]
             raise StageFailed(f"stage {stage.name}: {ts.context}: {ts.message}{self._rollback_note(s)}", reason)
@@ -195,7 +198,7 @@ class Waves:
         done = [(w, t, ts) for w, wave in enumerate(stage.waves) for t, ts in zip(wave.targets, state.waves[w].targets, strict=True)
                 if ts.state == "verified"]
         for _, target, ts in reversed(done):
-            rollout = stage.rollout_for(target, image, self.pipeline_id)
+            rollout = stage.rollout_for(target, image, self.named_by)
             self.control.record("target-rollback", f"{stage.name}/{ts.key}: undo to the revision before")
             try:
                 ended: RolloutStatus = await workflow.execute_child_workflow(

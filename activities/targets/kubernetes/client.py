@@ -81,6 +81,18 @@ def api_errors(what: str) -> Iterator[None]:
         raise ApplicationError(f"{what}: {error.status} {_reason(error)}", type="KubernetesUnavailable") from None
 
 
+def list_all(list_call, *args, page: int = 500, **kwargs) -> list:
+    """Every item of a list call, read in pages of `page` (`limit` and `continue`): a namespace with
+    thousands of ReplicaSets answers in bounded pieces instead of one response of all of them."""
+    items, token = [], None
+    while True:
+        result = list_call(*args, limit=page, _continue=token, **kwargs)
+        items.extend(result.items or [])
+        token = result.metadata._continue if result.metadata else None
+        if not token:
+            return items
+
+
 def read_optional(read, *args):
     """`read(*args)`, or None when the object does not exist (other API errors propagate)."""
     try:

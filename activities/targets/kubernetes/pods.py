@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
+from activities.targets.kubernetes.client import list_all
+
 REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
 
@@ -33,7 +35,7 @@ def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: cli
     """The pods of the Deployment's current ReplicaSet (the one of its revision, owned by it), each checked."""
     meta, spec = deployment.metadata, deployment.spec
     revision = (meta.annotations or {}).get(REVISION)
-    owned = [rs for rs in apps.list_namespaced_replica_set(meta.namespace).items  # any selector: matchExpressions too
+    owned = [rs for rs in list_all(apps.list_namespaced_replica_set, meta.namespace)  # any selector: matchExpressions too
              if any(o.uid == meta.uid for o in rs.metadata.owner_references or [])]
     current = [rs for rs in owned if (rs.metadata.annotations or {}).get(REVISION) == revision]
     if revision is None or len(current) != 1:
@@ -41,7 +43,7 @@ def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: cli
     template_hash = (current[0].metadata.labels or {}).get(HASH, "")
     # the ReplicaSet's own pods, as its controller counts them: owned by it, not being deleted, not ended
     # (an evicted or shut-down pod stays listed until garbage collection)
-    listed = core.list_namespaced_pod(meta.namespace, label_selector=f"{HASH}={template_hash}").items
+    listed = list_all(core.list_namespaced_pod, meta.namespace, label_selector=f"{HASH}={template_hash}")
     pods = [p for p in listed if any(o.uid == current[0].metadata.uid for o in p.metadata.owner_references or [])
             and p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")]
     container = spec.template.spec.containers[0]
