@@ -20,9 +20,24 @@ from models.specbase import DnsLabel, Message, OneOf, SpecModel
 ARG = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
 
 
+class ArgValueFrom(SpecModel):
+    """Argo Rollouts' `valueFrom.podTemplateHashValue`: the `pod-template-hash` label of the rollout's new
+    pods (`Latest`: the canary's, the preview's, a rolling update's current revision) or of the pods it
+    replaces (`Stable`), read when the analysis starts, so a query selects one revision's pods."""
+
+    pod_template_hash_value: Literal["Latest", "Stable"]
+
+
 class Arg(SpecModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     value: str | None = None
+    value_from: ArgValueFrom | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Arg:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError("@valueFrom: an arg has a value or a valueFrom, not both")
+        return self
 
 
 class PrometheusProvider(SpecModel):
@@ -190,6 +205,10 @@ class AnalysisTemplate(SpecModel):
 
     @model_validator(mode="after")
     def _args_declared(self) -> AnalysisTemplate:
+        for index, arg in enumerate(self.args):
+            if arg.value_from is not None:
+                raise ValueError(f"@args[{index}].valueFrom: a template's arg has a default value at most; the "
+                                 "analysis step's args take valueFrom")
         declared = {a.name for a in self.args}
         for index, metric in enumerate(self.metrics):
             for text in metric.texts():
@@ -208,6 +227,10 @@ class AnalysisStep(SpecModel):
 
     templates: list[TemplateRef] = Field(min_length=1)
     args: list[Arg] = Field(default_factory=list)
+
+    def hash_roles(self) -> list[str]:
+        """Which pods' template hashes the args read (valueFrom.podTemplateHashValue), in order."""
+        return sorted({a.value_from.pod_template_hash_value for a in self.args if a.value_from is not None})
 
 
 class BackgroundAnalysis(AnalysisStep):

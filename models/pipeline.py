@@ -38,6 +38,7 @@ from models.durations import Duration, format_duration
 from models.names import rollout_id
 from models.notifications import NotificationChannel
 from models.pipeline_status import CheckResult, PipelineTree, StageState, TargetState, WaveState  # noqa: F401 - its API
+from models.presets import HASH_ROLES, resolve
 from models.schedule import ExecutionWindows
 from models.spec import _IMAGE, Metadata, Rollout, parse_rollout
 from models.specbase import DnsLabel, DnsSubdomain, Message, SpecModel
@@ -262,12 +263,23 @@ class PipelineSpecBody(SpecModel):
                     raise ValueError(f"@stages[{index}].rollout: {error.problems[0]}") from None
                 if template.spec.target.kubernetes is None:
                     raise ValueError(f"@stages[{index}].rollout.spec.target: a stage deploys to Kubernetes")
+                roles = HASH_ROLES.get(template.spec.strategy.name, ())
+                for a, arg in enumerate(stage.overrides.args):
+                    role = arg.value_from.pod_template_hash_value if arg.value_from else None
+                    if role is not None and role not in roles and from_document(info):
+                        raise ValueError(f"@stages[{index}].overrides.args[{a}].valueFrom: {template.spec.strategy.name} "
+                                         f"has no {role} pods to read a template hash of")
             if stage.gate.analysis is not None:
                 known = {t.name for t in self.analysis.templates}
                 for ref in stage.gate.analysis.templates:
                     if ref.template_name not in known:
                         raise ValueError(f"@stages[{index}].gate.analysis: no template {ref.template_name!r} in "
                                          "spec.analysis.templates")
+                try:  # a gate runs before its stage's rollouts: no pods' template hash to read
+                    resolve(self.analysis.templates, stage.gate.analysis)
+                except ValueError as error:
+                    if from_document(info):
+                        raise ValueError(f"@stages[{index}].gate.analysis: {error}") from None
         return self
 
     def image_of(self, stage: Stage) -> str:

@@ -80,11 +80,22 @@ def preset_templates() -> dict[str, AnalysisTemplate]:
     return dict(_PRESET_TEMPLATES)
 
 
-def resolve(templates: list[AnalysisTemplate], step: AnalysisStep) -> list[tuple[AnalysisTemplate, dict[str, str]]]:
-    """The step's templates with their args filled (step args over template defaults); ValueError names
-    a missing template or arg."""
+HASH_ROLES = {"canary": ("Latest", "Stable"), "blueGreen": ("Latest", "Stable"), "rollingUpdate": ("Latest",)}  # the pods whose template hash a strategy's analysis args may read
+
+
+def resolve(templates: list[AnalysisTemplate], step: AnalysisStep,
+            hashes: dict[str, str] | None = None) -> list[tuple[AnalysisTemplate, dict[str, str]]]:
+    """The step's templates with their args filled (step args over template defaults; a valueFrom arg from
+    `hashes`, role -> pod-template-hash); ValueError names a missing template or arg."""
     by_name = preset_templates() | {t.name: t for t in templates}
     given = {a.name: a.value for a in step.args if a.value is not None}
+    for arg in step.args:
+        if arg.value_from is not None:
+            role = arg.value_from.pod_template_hash_value
+            if role not in (hashes or {}):
+                raise ValueError(f"arg {arg.name!r}: valueFrom.podTemplateHashValue {role}: no such pods here (a "
+                                 "canary's or blue-green's analysis has Latest and Stable, a rolling update's Latest)")
+            given[arg.name] = (hashes or {})[role]
     resolved = []
     for ref in step.templates:
         template = by_name.get(ref.template_name)

@@ -20,7 +20,7 @@ from models.documents import MAX_SPEC_BYTES, SpecError, load_document, parse_as,
 from models.durations import Duration
 from models.names import rollout_id
 from models.notifications import NotificationChannel
-from models.presets import resolve
+from models.presets import HASH_ROLES, resolve
 from models.schedule import ExecutionWindows
 from models.specbase import DnsLabel, OneOf, SpecModel
 from models.strategies import (  # noqa: F401 - the strategies are part of the spec's public names
@@ -155,9 +155,10 @@ class RolloutSpecBody(SpecModel):
 
     @model_validator(mode="after")
     def _analysis_resolves(self) -> RolloutSpecBody:
+        shown = {role: "<hash>" for role in HASH_ROLES.get(self.strategy.name, ())}  # read when the analysis starts
         for path, step in self.analysis_steps():
             try:
-                resolve(self.analysis.templates, step)
+                resolve(self.analysis.templates, step, shown)
             except ValueError as error:
                 raise ValueError(f"@{path}: {error}") from None
         return self

@@ -252,3 +252,61 @@ def test_rollout_analyze_runs_templates_once(prometheus, cli, workload, unique, 
     assert failed.returncode == 1 and "impossible/requests: Failed" in failed.stdout
     unknown = cli("analyze", "-f", path, "--template", "nope")
     assert unknown.returncode == 2 and "no analysis template 'nope'" in unknown.stderr
+
+
+async def test_analysis_args_read_the_new_and_stable_pods_template_hashes(dev_client, cluster_worker, workload,
+                                                                           kube_api, unique):
+    """valueFrom.podTemplateHashValue (Argo's): a canary's analysis gets the pod-template-hash of the canary's
+    pods (Latest) and of the stable pods (Stable), as the ReplicaSets of the Deployments' current revisions
+    carry them while the analysis runs — read by the check itself from the apiserver when it is called."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    apps = client.AppsV1Api(kube_api)
+
+    def current_hash(name: str) -> str:
+        deployment = apps.read_namespaced_deployment(name, workload)
+        revision = deployment.metadata.annotations["deployment.kubernetes.io/revision"]
+        owned = [rs for rs in apps.list_namespaced_replica_set(workload).items
+                 if any(o.uid == deployment.metadata.uid for o in rs.metadata.owner_references or [])
+                 and rs.metadata.annotations.get("deployment.kubernetes.io/revision") == revision]
+        return owned[0].metadata.labels["pod-template-hash"]
+
+    calls: list[dict] = []
+
+    class Check(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            asked = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            calls.append({"asked": asked, "actual": {"latest": current_hash("web-canary"), "stable": current_hash("web")}})
+            body = json.dumps({"data": {"ok": True}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Check)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    document = canary_document(name=f"hash-{unique}", namespace=workload, deployment="web",
+                               image=f"registry.local/web:hashed-{unique}", steps=[
+                                   {"setWeight": 50},
+                                   {"analysis": {"templates": [{"templateName": "by-hash"}], "args": [
+                                       {"name": "latest", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                                       {"name": "stable", "valueFrom": {"podTemplateHashValue": "Stable"}}]}},
+                                   {"setWeight": 100}])
+    document["spec"]["analysis"] = {"templates": [{"name": "by-hash", "args": [{"name": "latest"}, {"name": "stable"}],
+                                                   "metrics": [{"name": "selected", "successCondition": "result == True",
+                                                                "provider": {"web": {
+        "url": f"http://127.0.0.1:{server.server_port}/check?latest={{{{args.latest}}}}&stable={{{{args.stable}}}}",
+        "jsonPath": "data.ok"}}}]}]}
+    try:
+        final = await finished(await start_workflow(dev_client, parse_rollout(document), cluster_worker, "test"), 120)
+    finally:
+        server.shutdown()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert len(calls) == 1 and calls[0]["asked"] == calls[0]["actual"], calls
+    assert calls[0]["asked"]["latest"] != calls[0]["asked"]["stable"]

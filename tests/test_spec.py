@@ -319,3 +319,59 @@ def test_keys_merged_in_by_an_anchor_may_be_overridden(tmp_path):
     spec.write_text(SINGLE.replace("metadata: {name: checkout-api, environment: prod}",
                                    "metadata:\n  <<: &defaults {name: base, environment: prod}\n  name: checkout-api"))
     assert load_rollout(spec).rollout_id == "rollout/prod/checkout-api"
+
+
+def test_template_hash_args_only_where_there_are_such_pods():
+    """valueFrom.podTemplateHashValue: a canary's or blue-green's analysis reads Latest and Stable, a rolling
+    update's Latest; a template's own args, a value beside it, a rolling update's Stable, a pipeline's gate
+    (before its rollouts) and a stage override its template's strategy cannot fill are refused by field."""
+    from models.pipeline import parse_pipeline
+    from tests.pipeline_helpers import pipeline_document, stage
+
+    def with_step(args, strategy=None):
+        document = canary_document(steps=[{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "t"}],
+                                                                           "args": args}}], strategy=strategy)
+        document["spec"]["analysis"] = {"templates": [{"name": "t", "args": [{"name": "h"}], "metrics": [
+            {"name": "m", "successCondition": "result == 1", "provider": {"web": {"url": "http://127.0.0.1/{{args.h}}"}}}]}]}
+        return document
+
+    latest, stable = ({"name": "h", "valueFrom": {"podTemplateHashValue": role}} for role in ("Latest", "Stable"))
+    assert parse_rollout(with_step([latest])).spec.strategy.canary.steps[1].analysis.hash_roles() == ["Latest"]
+    parse_rollout(with_step([stable]))
+
+    def refused(document) -> str:
+        with pytest.raises(SpecError) as error:
+            parse_rollout(document)
+        return error.value.problems[0]
+
+    assert refused(with_step([{**latest, "value": "x"}])) == \
+        "spec.strategy.canary.steps[1].analysis.args[0].valueFrom: an arg has a value or a valueFrom, not both"
+    assert refused(with_step([{"name": "h", "valueFrom": {"podTemplateHashValue": "Previous"}}])).startswith(
+        "spec.strategy.canary.steps[1].analysis.args[0].valueFrom.podTemplateHashValue: Input should be 'Latest' or")
+    document = with_step([latest])
+    document["spec"]["analysis"]["templates"][0]["args"] = [latest]
+    assert refused(document) == ("spec.analysis.templates[0].args[0].valueFrom: a template's arg has a default value "
+                                 "at most; the analysis step's args take valueFrom")
+    rolling = with_step([], strategy={"rollingUpdate": {"analysis": {"templates": [{"templateName": "t"}],
+                                                                     "args": [stable]}}})
+    assert refused(rolling) == ("spec.strategy.rollingUpdate.analysis: arg 'h': valueFrom.podTemplateHashValue Stable: "
+                                "no such pods here (a canary's or blue-green's analysis has Latest and Stable, a "
+                                "rolling update's Latest)")
+    rolling["spec"]["strategy"]["rollingUpdate"]["analysis"]["args"] = [latest]
+    parse_rollout(rolling)
+
+    template = with_step([latest])
+    gated = stage("prod", "shop", ["eu-1"], gate={"analysis": {"templates": [{"templateName": "t"}], "args": [latest]}})
+    gated["rollout"] = template
+    document = pipeline_document("shop", "registry.local/web:2.0.0", [stage("dev", "shop", ["dev-1"]), gated],
+                                 analysis=template["spec"]["analysis"])
+    with pytest.raises(SpecError) as error:
+        parse_pipeline(document)
+    assert error.value.problems[0].startswith("spec.stages[1].gate.analysis: arg 'h': valueFrom.podTemplateHashValue "
+                                              "Latest: no such pods here"), error.value.problems
+    overridden = stage("prod", "shop", ["eu-1"], overrides={"args": [stable]})
+    overridden["rollout"] = with_step([], strategy={"rollingUpdate": {}})
+    with pytest.raises(SpecError) as error:
+        parse_pipeline(pipeline_document("shop", "registry.local/web:2.0.0", [overridden]))
+    assert error.value.problems[0] == ("spec.stages[0].overrides.args[0].valueFrom: rollingUpdate has no Stable pods to "
+                                       "read a template hash of"), error.value.problems

@@ -99,7 +99,7 @@ def _kubernetes(clients: KubeClients, http: httpx.Client) -> list:
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
     window, observe = WindowActivities(clients), ObserveActivities(clients)
     return [
-        observe.observe_kubernetes_target,
+        observe.observe_kubernetes_target, observe.pod_template_hash,
         RegistryActivities(http).resolve_bundle,
         window.keep_warm, window.switch_to_warm, window.close_window,
         blue_green.prepare_blue_green, blue_green.scale_preview, blue_green.shift_traffic, blue_green.switch_active,

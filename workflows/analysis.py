@@ -43,7 +43,7 @@ async def gate(control: Control, index: int, step: AnalysisStep) -> None:
     back); Inconclusive pauses for a person (promote goes on, abort rolls back)."""
     names = ", ".join(t.template_name for t in step.templates)
     control.start_step(index, f"analysis {names}")
-    result = await AnalysisRunner(control).run(resolve(control.rollout.spec.analysis.templates, step))
+    result = await AnalysisRunner(control).run(await arguments(control, step))
     control.record(f"analysis-{result.phase.lower()}", result.message or names)
     metrics.analysed(result.phase)
     if result.phase == "Failed":
@@ -52,6 +52,24 @@ async def gate(control: Control, index: int, step: AnalysisStep) -> None:
     if result.phase == "Inconclusive":
         await control.pause(index, None, reason=Reason.ANALYSIS_INCONCLUSIVE,
                             what=f"analysis inconclusive: {result.message}: promote to go on, abort to roll back")
+
+
+async def arguments(control: Control, step: AnalysisStep) -> list[tuple[AnalysisTemplate, dict[str, str]]]:
+    """The step's templates with their args, a valueFrom.podTemplateHashValue arg read now from the strategy's
+    pods; AnalysisFailed (the strategy rolls back) when they cannot be read: the analysis would measure
+    pods it cannot name."""
+    hashes = {}
+    for role in step.hash_roles():  # none in runs recorded before valueFrom: no command added to them
+        if control.template_hash is not None:
+            try:
+                hashes[role] = await control.template_hash(role)
+            except ActivityError as error:
+                raise AnalysisFailed(f"valueFrom.podTemplateHashValue {role}: "
+                                     f"{getattr(error.cause, 'message', None) or error.cause or error}") from None
+    try:
+        return resolve(control.rollout.spec.analysis.templates, step, hashes)
+    except ValueError as error:
+        raise AnalysisFailed(f"analysis args: {error}") from None
 
 
 class AnalysisRunner:
@@ -170,8 +188,14 @@ class BackgroundRun:
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        result = await AnalysisRunner(self.control, background=True).run(
-            resolve(self.control.rollout.spec.analysis.templates, self.step), self.previous)
+        try:
+            resolved = await arguments(self.control, self.step)
+        except AnalysisFailed as failed:
+            self.failed = f"background analysis failed: {failed}"
+            self.control.announce("analysis-failed", "critical", self.failed)
+            self.control.request_abort(self.failed, by="analysis")
+            return
+        result = await AnalysisRunner(self.control, background=True).run(resolved, self.previous)
         self.control.record(f"background-analysis-{result.phase.lower()}", result.message)
         metrics.analysed(result.phase)
         if result.phase == "Failed":

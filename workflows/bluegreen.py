@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         ShiftTrafficInput,
         SwitchActiveInput,
     )
+    from models.names import preview_deployment_name
     from models.spec import BlueGreenStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
     from workflows import options
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import AnalysisFailed, RolloutAborted
     from workflows.handlers import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
+    from workflows.observe import template_hashes
 
 SHIFT_GATED = "gradual-shift-weights-are-step-boundaries"  # workflow.patched: runs before it shifted on regardless
 STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
@@ -55,6 +57,8 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             traffic_routing=self.blue_green.traffic_routing if self.blue_green.gradual_shift else None,
         )
         self.switched = False
+        t = spec.target.kubernetes  # valueFrom.podTemplateHashValue: Latest the preview's pods, Stable the active's
+        self.control.template_hash = template_hashes(t, preview_deployment_name(t.deployment), t.deployment)
 
     async def _call(self, activity: Any, summary: str, kind: type[BlueGreenInput] = BlueGreenInput, **more: Any) -> Any:
         """One blue-green activity with `more` of its own fields (its input model: `kind`), abort-aware."""

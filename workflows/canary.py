@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         PrepareCanaryResult,
         SetWeightInput,
     )
+    from models.names import canary_deployment_name
     from models.routing import RouteState, SetCanaryScale, describe_routes
     from models.spec import CanaryStep, CanaryStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import AnalysisFailed, RolloutAborted, WebhookFailed
     from workflows.handlers import Abort, Approve, Hold, Promote, SetWeight, SkipAnalysis, supported_by
+    from workflows.observe import template_hashes
     from workflows.webhooks import Webhooks
 
 
@@ -41,6 +43,8 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         self.rules = self.control.rules
         self.spec = self.control.rollout.spec
         self.control.on_set_weight = self.apply_weight
+        t = self.spec.target.kubernetes  # valueFrom.podTemplateHashValue: Latest the canary's pods, Stable the target's
+        self.control.template_hash = template_hashes(t, canary_deployment_name(t.deployment), t.deployment)
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
         self.total_replicas = 0

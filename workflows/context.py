@@ -56,6 +56,7 @@ class Control(Protocol):
     approval_policy: ApprovalPolicy | None
     signing_keys: SigningKeys | None  # the open approval's identity issuer's keys
     on_set_weight: Callable[[int], Awaitable[None]] | None
+    template_hash: Callable[[str], Awaitable[str]] | None  # role (Latest, Stable) -> its pods' template hash
 
     @property
     def abort_requested(self) -> AbortRequest | None: ...

@@ -74,6 +74,8 @@ class RolloutControl(Continuation):
         self.groups: dict[str, list[str]] = {}
         self.notifier = Notifier(self) if rollout.spec.notifications else None
         self.on_set_weight: Callable[[int], Awaitable[None]] | None = None  # a canary routes `setWeight` here
+        # the strategy's reader of its pods' template hashes (valueFrom.podTemplateHashValue; workflows/observe.py)
+        self.template_hash: Callable[[str], Awaitable[str]] | None = None
         self._requested_by = request.requested_by
         self.initiator = request.initiator or request.requested_by  # whom forbidSelfApproval refuses
         self._action = request.action

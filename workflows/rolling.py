@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import AnalysisFailed, RolloutAborted
     from workflows.handlers import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
+    from workflows.observe import template_hashes
 
 
 @workflow.defn(name="RollingUpdateRollout")
@@ -26,6 +27,8 @@ class RollingUpdateRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnaly
         self.control = RolloutControl(request, supported_by(type(self)))
         self.rules = self.control.rules
         self.spec = self.control.rollout.spec
+        t = self.spec.target.kubernetes  # valueFrom.podTemplateHashValue: Latest the Deployment's current revision
+        self.control.template_hash = template_hashes(t, t.deployment, None) if t is not None else None
 
     def roll_out_input(self) -> RollOutInput:
         spec = self.spec

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.targets.kubernetes.client import KubeClients, api_errors, read_optional
 from activities.targets.kubernetes.pods import current_pods
@@ -47,3 +48,14 @@ class ObserveActivities:
         return TargetObservation(target=f"deployment {t.namespace}/{t.deployment}", version=image,
                                  ready=settled and not besides, detail="; ".join([ready, pods.describe(), *besides]),
                                  instances=pods.running, revision=pods.template_hash)
+
+    @activity.defn(name="pod_template_hash")
+    def pod_template_hash(self, t: KubernetesTarget) -> str:
+        """The `pod-template-hash` of the Deployment's current revision (its ReplicaSet's label), for an
+        analysis arg's valueFrom.podTemplateHashValue; retried while the controller has not made it yet."""
+        apps, core = self._clients.apps(t.context), self._clients.core(t.context)
+        with api_errors(f"deployment {t.namespace}/{t.deployment}"):
+            found = current_pods(apps, core, apps.read_namespaced_deployment(t.deployment, t.namespace))
+        if not found.template_hash:
+            raise ApplicationError(f"deployment {t.namespace}/{t.deployment}: {found.describe()}", type="NotYet")
+        return found.template_hash
