@@ -79,12 +79,17 @@ class AssignInput(Message):
     keep: list[Assignment] = Field(default_factory=list, description="assignments from before the release, kept")
     assigned: list[str] | None = Field(None, description="the ring groups this release has assigned so far (None: "
                                                          "histories from before it was sent — every ring's)")
+    earlier: list[str] | None = Field(None, description="the ring groups assigned before this call: one missing from "
+                                                        "Intune now was removed there and is not assigned again (None: "
+                                                        "histories from before it was sent — it is)")
 
 
 class AssignmentSet(Message):
     assignments: list[Assignment] = Field(default_factory=list)
     changed: bool = False
     app_type: str = Field("", description="the app's @odata.type (win32LobApp, iosStoreApp, …)")
+    left_out: list[str] = Field(default_factory=list, description="earlier rings' groups someone removed in Intune "
+                                                                  "during the release: not assigned again")
 
     def groups(self) -> list[str]:
         return [a.shown() for a in self.assignments]

@@ -83,6 +83,20 @@ async def test_three_rings_are_assigned_cumulatively_each_gated_on_installs(time
     assert intune.violations == []
 
 
+async def test_an_earlier_ring_removed_in_intune_is_not_assigned_again(time_skipping_env, intune, unique):
+    """An administrator takes the pilot group off the app while the departments ring bakes: the last ring
+    does not put it back (each assign rebuilds from what Graph holds and adds only rings not assigned
+    before), and the status says so."""
+    intune.portal_removals = {2: [PILOT]}
+    final = await run(time_skipping_env, intune_release(f"intune-rm-{unique}"), f"intune-rm-{unique}", intune)
+    assert final.phase is Phase.HEALTHY, final.message
+    assert intune.assigned_sets == [[HELPDESK, PILOT], [HELPDESK, PILOT, DEPARTMENTS], [HELPDESK, DEPARTMENTS, "*"]], \
+        intune.assigned_sets
+    assert [h.detail for h in final.history if h.event == "left-out"] == [
+        f"{PILOT}: removed from the app in Intune during the release; not assigned again"]
+    assert intune.violations == []
+
+
 async def test_a_ring_with_a_low_install_success_rate_stops_the_release(time_skipping_env, intune, unique):
     intune.failing[DEPARTMENTS] = 0.25  # 10 of the 40 devices fail: 40 of 50 installed, 80 %
     final = await run(time_skipping_env, intune_release(f"intune-fail-{unique}"), f"intune-{unique}", intune)

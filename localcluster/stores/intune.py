@@ -106,6 +106,8 @@ class IntuneStandIn(StandIn):
         self.jobs: dict[str, dict] = {}
         self.assigned_sets: list[list[str]] = []  # the groups of every assign call, in order
         self.portal_edits: list[dict] = []  # assignments someone adds in the portal after the next assign
+        self.portal_removals: dict[int, list[str]] = {}  # after the n-th assign (1-based), someone deletes there
+        # the assignments of these group IDs
 
     def seed(self, app_id: str, assignments: list[dict] | None = None, kind: str = "win32LobApp") -> None:
         with self.lock:
@@ -183,6 +185,8 @@ class IntuneStandIn(StandIn):
         for edit in self.portal_edits:  # an administrator's change in the portal, right after this assign
             self.apps[app].append({**edit, "id": f"portal_{len(self.apps[app])}"})
         self.portal_edits = []
+        removed = set(self.portal_removals.pop(len(self.assigned_sets), []))
+        self.apps[app] = [x for x in self.apps[app] if x["target"].get("groupId") not in removed]
         return Reply(204)
 
     @staticmethod

@@ -29,15 +29,22 @@ class IntuneRelease:
         self.control, self.intune = control, spec.channel.intune
         self.before: list[Assignment] = []
         self.assigned: list[str] = []  # the ring groups assigned so far (what going back takes out)
+        self.left_out: list[str] = []  # earlier rings' groups removed in Intune meanwhile: never assigned again
         self.share = 0.0
 
     async def _assign(self, groups: list[str], keep: list[Assignment], what: str) -> None:
-        self.assigned = list(dict.fromkeys([*self.assigned, *groups]))
+        groups = [g for g in groups if g not in self.left_out]
+        earlier, self.assigned = self.assigned, list(dict.fromkeys([*self.assigned, *groups]))
         result = await workflow.execute_activity_method(
             IntuneActivities.assign, AssignInput(channel=self.intune, groups=groups, keep=keep,
-                                                 assigned=self.assigned), summary=what, **options.CHANNEL)
+                                                 assigned=self.assigned, earlier=earlier), summary=what, **options.CHANNEL)
         self.control.record("published", f"{what}: {len(result.assignments)} assignments"
                                          f"{'' if result.changed else ' (already so)'}")
+        if result.left_out:  # an administrator's removal stands: going back leaves the group alone too
+            self.left_out += result.left_out
+            self.assigned = [g for g in self.assigned if g not in result.left_out]
+            self.control.record("left-out", f"{', '.join(result.left_out)}: removed from the app in Intune during the "
+                                            "release; not assigned again")
 
     async def prepare(self) -> None:
         whole = workflow.patched(KEEPS_AS_READ)

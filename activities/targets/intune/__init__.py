@@ -105,14 +105,17 @@ class IntuneActivities(UsesStore):
         wanted = [a for a in current if a.key() not in dropped]
         taken = {a.key() for a in wanted}
         like = settings_like(kind, c.intent, request.keep, current)
+        earlier, left_out = {ring_key(g) for g in request.earlier or []}, []
         for group in request.groups:
-            if ring_key(group) not in taken:
+            if ring_key(group) in earlier and ring_key(group) not in taken:
+                left_out.append(group)  # an earlier ring's group someone took out in Intune: their call stands
+            elif ring_key(group) not in taken:
                 wanted.append(new_assignment(kind, group, c, deadline, like))
                 taken.add(ring_key(group))
         sent = [dict(a.graph) for a in wanted]
         if sorted(map(canonical, sent)) == sorted(canonical(a.graph) for a in current):
-            return AssignmentSet(assignments=current, app_type=kind)
+            return AssignmentSet(assignments=current, app_type=kind, left_out=left_out)
         self.api.call("POST", f"v1.0/deviceAppManagement/mobileApps/{c.app_id}/assign", "assign the app",
                       content=json.dumps({"mobileAppAssignments": sent}).encode(),
                       headers={"Content-Type": "application/json"})
-        return AssignmentSet(assignments=wanted, app_type=kind, changed=True)
+        return AssignmentSet(assignments=wanted, app_type=kind, changed=True, left_out=left_out)
