@@ -145,6 +145,8 @@ async def test_abort_during_review_publishes_nothing_and_a_rejection_fails(time_
         await handle.execute_update("abort", AbortRequest(by="ci", reason="wrong build"))
         aborted = await handle.result()
         assert aborted.phase is Phase.DEGRADED and "nothing was published" in aborted.message
+        assert "; version 3.1.0 (" in aborted.message and ") stays in App Store Connect (" in aborted.message \
+            and "released only by hand there)" in aborted.message, aborted.message
         assert apple.phased_of("3.1.0").state == "INACTIVE"
 
         apple.add_build(APP, "3.2.0", "4200")

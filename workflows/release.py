@@ -124,8 +124,8 @@ class StagedRelease(StatusQuery, Abort, Promote, Approve, Halt, Rollback, SkipAn
 
     def _left(self) -> str:
         """What a channel leaves behind when the release ends before publishing (a store's submission)."""
-        left = getattr(self.channel, "left_behind", None)
-        return f"; {left()}" if left is not None and left() else ""
+        left = self.channel.left_behind()
+        return f"; {left}" if left else ""
 
     async def release(self) -> RolloutStatus:
         c = self.control

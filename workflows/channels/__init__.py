@@ -38,6 +38,9 @@ class ReleaseChannel(Protocol):
     def rolled_back_share(self, last_good: int) -> float:
         """The share (percent) that runs the release once `roll_back` is done."""
 
+    def left_behind(self) -> str:
+        """What of the release stays in the channel when it ends before publishing ("" when nothing does)."""
+
 
 from workflows.channels.app_store import AppStoreRelease  # noqa: E402 - the channels implement the Protocol above
 from workflows.channels.flag import FlagRelease  # noqa: E402

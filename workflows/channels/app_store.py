@@ -87,6 +87,14 @@ class AppStoreRelease:
         wanted = "PAUSED" if halted else "COMPLETE" if basis_points >= 10_000 else "ACTIVE"
         return await self._phased(wanted)
 
+    def left_behind(self) -> str:
+        """A version prepared or in review stays in App Store Connect; set to a manual release, it goes out
+        only if someone releases it there."""
+        if self.state is None or self.state.state in RELEASED:
+            return ""
+        return (f"version {self.version.version} ({self.version.build}) stays in App Store Connect "
+                f"({self.state.state}, released only by hand there)")
+
     def rolled_back_share(self, last_good: int) -> float:
         return self.share
 

@@ -64,6 +64,9 @@ class FlagRelease:
         await self._write(self.rolled_to, f"{self.variant} back to {self.rolled_to / 100:g}%", restore)
         return f"{self.flag.flag}: {self.variant} back to {what}, {self.rolled_to / 100:g}%"
 
+    def left_behind(self) -> str:
+        return ""  # before the first phase the flag is only read
+
     def rolled_back_share(self, last_good: int) -> float:
         return self.rolled_to / 100
 

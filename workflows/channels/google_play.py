@@ -63,6 +63,13 @@ class PlayRelease:
         return await self._set(basis_points, halted, f"{self.play.track} {basis_points / 100:g}%"
                                                      f"{' halted' if halted else ''}")
 
+    def left_behind(self) -> str:
+        """Play keeps every upload; the upload's edit put it on the track as a draft, served to nobody."""
+        if self.bundle is None:
+            return ""
+        return (f"version code {self.bundle.version_code} stays uploaded to {self.play.package_name} (at most a "
+                f"draft on {self.play.track}, served to nobody)")
+
     def rolled_back_share(self, last_good: int) -> float:
         return self.share
 

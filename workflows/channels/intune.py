@@ -71,6 +71,9 @@ class IntuneRelease:
         self.share = rings[-1].share if rings else 0.0
         return self.share
 
+    def left_behind(self) -> str:
+        return ""  # before the first ring the app's assignments are only read
+
     def rolled_back_share(self, last_good: int) -> float:
         return 0.0
 

@@ -51,6 +51,12 @@ class MdmRelease:
         self.share = rings[-1].share if rings else 0.0
         return self.share
 
+    def left_behind(self) -> str:
+        """The package and its deployment policy stay on the MDM server; no phase of this release set its groups."""
+        if not self.policy_id:
+            return ""
+        return f"the package and deployment policy {self.mdm.policy} stay on the MDM server (no phase set its groups)"
+
     def rolled_back_share(self, last_good: int) -> float:
         return 0.0
 

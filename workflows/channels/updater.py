@@ -88,6 +88,9 @@ class UpdaterRelease:
         await self._publish(self.previous, state, f"rollback to {self.previous.version}")
         return f"the channel is back on {self.previous.version} (downgrade sanctioned)"
 
+    def left_behind(self) -> str:
+        return ""  # an uploaded blob no signed metadata names is served to no device
+
     def rolled_back_share(self, last_good: int) -> float:
         return 0.0  # everyone is back on the previous release
 
