@@ -62,7 +62,7 @@ def summary() -> tuple[list[str], bool]:
             for c in api:
                 kinds.update(c["fault_kinds"])
             out.append(f"Kubernetes API faults survived: rate {max(c['fault_rate'] for c in api):.0%}, "
-                       f"{sum(c['faults'] for c in api)} faults in {sum(c['api_requests'] for c in api)} requests ("
+                       f"{sum(c['faults'] for c in api)} faults in {sum(c['api_requests'] for c in api)} apps-API requests ("
                        + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")")
         outage = [c for c in cells if "measurement_errors" in c and c["passed"]]
         if outage:

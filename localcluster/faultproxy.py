@@ -2,8 +2,10 @@
 with the cluster's own certificate) or Prometheus (plain HTTP). Everything else passes through.
 
 Faults, each chosen at random for `rate` of the requests (seeded, so a run can be repeated), or — with
-`every=n` — exactly every n-th request that can take one, the kinds in turn (so a short run still sees
-faults: a seeded 20 % of 10 requests can be none):
+`every=n` — the first request that can take one and every n-th after it, the first of them a fault
+that fails the request (not `slow`), then the kinds in turn (so a short run still meets a failure: a
+seeded 20 % of a cell's few requests can be none). Only requests under `paths`, never a watch, count:
+`eligible` says how many did.
 - `error`: 500 with a Kubernetes Status body, the request never forwarded;
 - `conflict`: 409 Conflict ("the object has been modified") on a PUT/PATCH, never forwarded;
 - `denied`: 403 from an admission webhook on a write (a permanent fault: the engine must not retry it);
@@ -74,9 +76,11 @@ class FaultProxy:
         by a fixed count (every n-th eligible request faulted, the kinds in turn from `seed`)."""
         self.upstream = urlsplit(upstream)
         if every is not None:
+            if every < 1:
+                raise ValueError(f"every: {every} (a count of requests, at least 1)")
             rate = 1 / every
         self.rate, self.kinds, self.slow_seconds, self.paths = rate, tuple(kinds), slow_seconds, paths
-        self.every, self._eligible, self._turn = every, 0, seed
+        self.every, self.eligible, self._turn = every, 0, seed
         self.counts: Counter[str] = Counter()
         self.limit: int | None = None
         self._random = random.Random(seed)
@@ -129,11 +133,12 @@ class FaultProxy:
             if not kinds:
                 return None
             if self.every is not None:
-                self._eligible += 1
-                if self._eligible % self.every:
+                self.eligible += 1
+                if (self.eligible - 1) % self.every:
                     return None
+                failing = [k for k in kinds if k != "slow"] if self.eligible == 1 else []
+                kind = failing[self._turn % len(failing)] if failing else kinds[self._turn % len(kinds)]
                 self._turn += 1
-                kind = kinds[self._turn % len(kinds)]
             elif self._random.random() >= self.rate:
                 return None
             else:

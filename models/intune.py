@@ -79,9 +79,10 @@ class AssignInput(Message):
     keep: list[Assignment] = Field(default_factory=list, description="assignments from before the release, kept")
     assigned: list[str] | None = Field(None, description="the ring groups this release has assigned so far (None: "
                                                          "histories from before it was sent — every ring's)")
-    earlier: list[str] | None = Field(None, description="the ring groups assigned before this call: one missing from "
-                                                        "Intune now was removed there and is not assigned again (None: "
-                                                        "histories from before it was sent — it is)")
+    earlier: list[str] | None = Field(None, description="ring groups assigned before this call and seen assigned by a "
+                                                        "read since: one missing from Intune now was removed there and "
+                                                        "is not assigned again (None: histories from before it was "
+                                                        "sent — it is)")
 
 
 class AssignmentSet(Message):
@@ -90,6 +91,8 @@ class AssignmentSet(Message):
     app_type: str = Field("", description="the app's @odata.type (win32LobApp, iosStoreApp, …)")
     left_out: list[str] = Field(default_factory=list, description="earlier rings' groups someone removed in Intune "
                                                                   "during the release: not assigned again")
+    present: list[str] = Field(default_factory=list, description="the ring groups asked for that the read before this "
+                                                                 "assign found assigned")
 
     def groups(self) -> list[str]:
         return [a.shown() for a in self.assignments]

@@ -24,14 +24,14 @@ def load_pipeline(path: str) -> Pipeline:
 def pipeline_from(document: Any, path: str) -> Pipeline:
     """A loaded Pipeline document with its `rolloutFile`s read, validated. The files share one spec file's
     size (MAX_SPEC_BYTES, less the pipeline's own), counted in the bytes actually read (a file under /proc
-    says it has none) and once per distinct file (stages sharing a template read it once); they are read
-    only for a document whose stages could be valid: a list of at most MAX_STAGES, each giving its template
-    one way (with both, or neither once read, the model names the conflict)."""
+    says it has none) for every stage that uses one (each is validated on its own), a file shared by stages
+    read once; they are read only for a document whose stages could be valid: a list of at most MAX_STAGES,
+    each giving its template one way (with both, or neither once read, the model names the conflict)."""
     spec = document.get("spec") if isinstance(document, dict) else None
     stages = spec.get("stages") if isinstance(spec, dict) else None
     if isinstance(stages, list) and len(stages) <= MAX_STAGES:
         base, left = Path(path).parent, MAX_SPEC_BYTES - _size(path)
-        read: dict[str, Any] = {}  # each distinct file (as resolved) -> its document
+        read: dict[str, tuple[Any, int]] = {}  # each distinct file (as resolved) -> its document, its bytes
         for index, stage in enumerate(stages):
             if not isinstance(stage, dict):
                 continue
@@ -43,11 +43,14 @@ def pipeline_from(document: Any, path: str) -> Pipeline:
                 known = _resolved(file)
                 if known not in read:
                     text = read_spec_text(file, max(left, 0))
-                    left -= len(text.encode())
-                    read[known] = parse_document(text, str(file), "Rollout")
+                    read[known] = parse_document(text, str(file), "Rollout"), len(text.encode())
+                elif read[known][1] > left:
+                    raise SpecError(str(file), [f"(file): more than the {max(left, 0)} bytes a spec may have (what its "
+                                                "pipeline's files have left)"])
             except SpecError as error:
                 raise SpecError(path, [f"spec.stages[{index}].rolloutFile: {p}" for p in error.problems]) from None
-            stage["rollout"] = copy.deepcopy(read[known])
+            left -= read[known][1]
+            stage["rollout"] = copy.deepcopy(read[known][0])
             stage.pop(key)
     return parse_pipeline(document, path)
 

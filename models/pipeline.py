@@ -35,7 +35,6 @@ from models.analysis import AnalysisSpec, AnalysisStep, Arg, Metric
 from models.approvals import Approval, ApprovalPolicy
 from models.documents import SpecError, from_document, parse_as, schema_of
 from models.durations import Duration, format_duration
-from models.names import rollout_id
 from models.notifications import NotificationChannel
 from models.pipeline_status import CheckResult, PipelineTree, StageState, TargetState, WaveState  # noqa: F401 - its API
 from models.presets import HASH_ROLES, resolve
@@ -177,8 +176,8 @@ class Stage(SpecModel):
 
     def rollout_for(self, target: Target, image: str, pipeline: str | None) -> Rollout:
         """The Rollout this stage runs on one target: the template with the bundle's image and the target's
-        context, namespace and the stage's overrides; named after the pipeline (`pipeline`, its name), stage
-        and target — or, for runs recorded before pipelines named their children (`None`), the template."""
+        context, namespace and the stage's overrides; named after the pipeline (`pipeline`, its workflow ID),
+        stage and target (`target_name`) — or, for runs recorded before (`None`), the template's name."""
         rollout = self.template()
         k8s = rollout.spec.target.kubernetes
         assert k8s is not None
@@ -192,15 +191,27 @@ class Stage(SpecModel):
         pinned = [Arg(name="pinnedImage", value=image), Arg(name="pinnedDigest", value=image.partition("@")[2])]
         spec = _with_args(spec, [a for a in pinned if a.name not in {o.name for o in self.overrides.args}]
                           + list(self.overrides.args))
-        name = child_name(rollout.metadata.name if pipeline is None else pipeline, self.name, target.key)
+        name = child_name(rollout.metadata.name, self.name, target.key) if pipeline is None else \
+            target_name(pipeline, self.name, target.key)
         return rollout.model_copy(update={"spec": spec, "metadata": rollout.metadata.model_copy(update={"name": name})})
 
 
-def child_name(pipeline: str, stage: str, target: str) -> str:
-    """A DNS label naming one target's rollout (its workflow is `rollout/<environment>/<this>`, like any
-    rollout's: `rollout status` / `approve` / `abort` work on it directly). Named after the pipeline, not
-    its template: two pipelines sharing a template name (or one template) do not share workflow IDs."""
-    raw = re.sub(r"[^a-z0-9-]+", "-", f"{pipeline}-{stage}-{target}".lower()).strip("-")
+def target_name(pipeline: str, stage: str, target: str) -> str:
+    """A DNS label naming one target's rollout (its workflow is `rollout/<template's environment>/<this>`,
+    like any rollout's: `rollout status` / `approve` / `abort` work on it directly): the pipeline's name,
+    the stage and the target, readable, then 8 hex digits of a hash of the pipeline's workflow ID
+    (environment and name), the stage and the target exactly as written — so no two pipelines, stages or
+    targets share one (`web`+`prod-eu` and `web-prod`+`eu`, `prod_eu` and `prod-eu`, a pipeline of the same
+    name in another environment)."""
+    readable = re.sub(r"[^a-z0-9-]+", "-", f"{pipeline.rsplit('/', 1)[-1]}-{stage}-{target}".lower()).strip("-")
+    digest = hashlib.sha256("\0".join((pipeline, stage, target)).encode()).hexdigest()[:8]
+    return f"{readable[:54].rstrip('-')}-{digest}"
+
+
+def child_name(template: str, stage: str, target: str) -> str:
+    """How runs recorded before `target_name` named a target's rollout: the template's name, the stage and the
+    target (two pipelines sharing a template shared these)."""
+    raw = re.sub(r"[^a-z0-9-]+", "-", f"{template}-{stage}-{target}".lower()).strip("-")
     if len(raw) <= 63:
         return raw
     return f"{raw[:54].rstrip('-')}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
@@ -318,22 +329,6 @@ class Pipeline(SpecModel):
     kind: Literal["Pipeline"]
     metadata: Metadata
     spec: PipelineSpecBody
-
-    @model_validator(mode="after")
-    def _children(self, info: ValidationInfo) -> Pipeline:
-        """No two targets share a rollout's workflow ID (`prod_eu` and `prod-eu` name the same child)."""
-        children: dict[str, str] = {}  # each target's rollout ID -> where it is listed
-        for index, stage in enumerate(self.spec.stages if from_document(info) else []):
-            if stage.rollout is None:
-                continue
-            environment = stage.template(True).metadata.environment
-            for target in stage.targets:
-                child = rollout_id(environment, child_name(self.metadata.name, stage.name, target.key))
-                if child in children:
-                    raise ValueError(f"@spec.stages[{index}].waves: target {target.key}'s rollout would be {child}, "
-                                     f"as {children[child]}'s is: one workflow ID for two targets")
-                children[child] = f"stage {stage.name} target {target.key}"
-        return self
 
     @property
     def rollout_id(self) -> str:

@@ -116,7 +116,7 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
 async def _drifted(client: Client, pipeline: Pipeline, last: RolloutStatus, task_queue: str) -> list[str]:
     """Each target of the delivered bundle read now (ObserveTarget, together): those no longer running
     their stage's pinned image settled, described; a target that cannot be read counts as drifted."""
-    checks = [(stage, stage.rollout_for(target, state.image, pipeline.metadata.name))
+    checks = [(stage, stage.rollout_for(target, state.image, pipeline.rollout_id))
               for stage, state in zip(pipeline.spec.stages, last.pipeline.stages, strict=True)
               for target, ts in zip(stage.targets, [t for w in state.waves for t in w.targets], strict=True)
               if ts.state == "verified"]  # a failure maxFailures tolerated is not redelivered by a re-run

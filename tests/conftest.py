@@ -68,6 +68,9 @@ def pytest_runtest_setup(item):
     if uses_cluster_fleet(item) and item.path.name not in CLUSTER_FLEET:
         pytest.fail(f"{item.nodeid} uses the three clusters: add its module to CLUSTER_FLEET in tests/scheduling.py",
                     pytrace=False)
+    if uses_cluster_fleet(item) and _FLEET_STOPPED:  # --ff, or xdist handing on a crashed worker's tests
+        pytest.fail(f"{item.nodeid} runs after the three clusters were stopped (their tests run one after another: "
+                    "pytest_collection_modifyitems; an order given after it broke that)", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +80,28 @@ async def time_skipping_env():
     after; with a server of its own, a module's outcome does not depend on what ran before it on the same
     xdist worker (in a parallel run, three Intune tests waited out their 300 s limit on a shared server
     whose clock had stopped skipping)."""
+    async with _time_skipping() as env:
+        yield env
+
+
+@pytest.fixture
+async def own_time_skipping_env():
+    """A time-skipping server for one test: one that aborts a release while an activity runs (the test
+    server's clock then stops skipping for every later test on it, though the workflow has ended)."""
+    async with _time_skipping() as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def _time_skipping():
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=binary("temporal-test-server")
     )
     await ensure_search_attributes(env.client, "default")
-    yield env
-    await env.shutdown()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -324,6 +343,7 @@ def fleet(local_cluster, tmp_path_factory):
 
 
 _FLEETS: list = []
+_FLEET_STOPPED: list = []  # the fleet this process stopped: a fleet test after it fails saying so
 
 
 @pytest.hookimpl(trylast=True)  # after the test's own teardown (its workers on the clusters stop first)
@@ -331,7 +351,8 @@ def pytest_runtest_teardown(item, nextitem):
     """The two extra clusters stop after the last test that uses them (the pipeline tests run together),
     so they add no load to the tests after them."""
     if _FLEETS and uses_cluster_fleet(item) and (nextitem is None or not uses_cluster_fleet(nextitem)):
-        _FLEETS.pop().stop()
+        _FLEETS[-1].stop()
+        _FLEET_STOPPED.append(_FLEETS.pop())
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import asyncio
 from temporalio.client import Client
 
 from models.approvals import ApproveRequest
-from models.pipeline import PipelineInput
+from models.pipeline import PipelineInput, target_name
 from models.status import RolloutStatus
 from tests.pipeline_helpers import FakeFleet, pipeline, stage
 
@@ -55,7 +55,8 @@ async def named_by_pipeline(client: Client, queue: str):
     handle = await _run(client, queue, doc)
     ended = await handle.result()
     ids = [t.workflow_id for w in ended.pipeline.stages[0].waves for t in w.targets]
-    assert ids == ["rollout/test/recorded-named-prod-prod-eu", "rollout/test/recorded-named-prod-prod-us"], ids
+    assert ids == [f"rollout/test/{target_name(doc.rollout_id, 'prod', t)}" for t in ("prod-eu", "prod-us")], ids
+    assert all(i.startswith("rollout/test/recorded-named-prod-prod-") for i in ids), ids
     return handle
 
 

@@ -125,12 +125,12 @@ def test_no_pipeline_document_gives_a_traceback_or_reads_what_it_should_not(tmp_
     assert unread.value.problems[0].startswith("spec.stages[0].rolloutFile: not read")
 
 
-def test_pipeline_files_share_one_budget_counted_once_per_file(tmp_path):
-    """Stages sharing one template read it once and count it once; distinct files share one spec's bytes,
-    counted as read (a file under /proc says it has none)."""
+def test_pipeline_files_share_one_budget_counted_per_use(tmp_path):
+    """The templates a pipeline's stages read share one spec's bytes, counted as read (a file under /proc says
+    it has none) for every stage that uses one (each is validated on its own); a shared file is read once."""
     base = pipeline_document("web", "registry.local/web:2.0.0", [stage("dev", "shop", ["dev-1"])])
     template = yaml.safe_dump(base["spec"]["stages"][0].pop("rollout"))
-    padded = template + "# " + "x" * (100 << 10) + "\n"  # 100 KiB: three copies are more than 256 KiB
+    padded = template + "# " + "x" * (60 << 10) + "\n"  # 60 KiB: five uses are more than 256 KiB
     for name in ("one.yaml", "two.yaml", "three.yaml"):
         (tmp_path / name).write_text(padded)
 
@@ -144,10 +144,13 @@ def test_pipeline_files_share_one_budget_counted_once_per_file(tmp_path):
     (tmp_path / "sub").mkdir()
     loaded = load_kind(tmp_path / "p.yaml", ("Pipeline",), "rollout pipeline start -f")
     assert [s.rollout["metadata"]["name"] for s in loaded.spec.stages] == ["web"] * 4
-    write(tmp_path / "p.yaml", stages("one.yaml", "two.yaml", "three.yaml"))
-    code, out = rollout("pipeline", "validate", "-f", "p.yaml", cwd=tmp_path)
-    assert code == 2 and out.startswith("rollout: p.yaml: spec.stages[2].rolloutFile: (file): more than the ") \
-        and out.endswith(" bytes a spec may have (what its pipeline's files have left)"), out
+    for files, refused in ((["one.yaml", "two.yaml", "three.yaml", "two.yaml", "one.yaml"], 4),
+                           (["one.yaml"] * 5, 4)):
+        write(tmp_path / "p.yaml", stages(*files))
+        code, out = rollout("pipeline", "validate", "-f", "p.yaml", cwd=tmp_path)
+        assert code == 2 and out.startswith(f"rollout: p.yaml: spec.stages[{refused}].rolloutFile: (file): more than "
+                                            "the ") and out.endswith(" bytes a spec may have (what its pipeline's files "
+                                                                     "have left)"), (files, out)
 
 
 def test_aliases_are_capped_by_what_they_expand_to(tmp_path):
@@ -236,12 +239,12 @@ def test_values_that_were_accepted_and_wrong_are_refused_naming_the_field(tmp_pa
     code, out = rollout("pipeline", "validate", "-f", "p.yaml", cwd=tmp_path)
     assert (code, out) == (2, "rollout: p.yaml: spec.stages[0].maxFailures: 2 tolerated of 2 targets: the stage "
                               "would count as done with every target failed")
-    twins = stage("prod", "shop", ["prod_eu", "prod-eu"])
+    twins = stage("prod", "shop", ["prod_eu", "prod-eu"])  # once one child workflow ID: now each its own
     write(tmp_path / "p.yaml", pipeline_document("checkout", "registry.local/web:2.0.0", [twins]))
-    code, out = rollout("pipeline", "validate", "-f", "p.yaml", cwd=tmp_path)
-    assert (code, out) == (2, "rollout: p.yaml: spec.stages[0].waves: target prod-eu's rollout would be "
-                              "rollout/test/checkout-prod-prod-eu, as stage prod target prod_eu's is: one workflow ID for "
-                              "two targets")
+    twins_loaded = load_kind(tmp_path / "p.yaml", ("Pipeline",), "rollout pipeline start -f")
+    prod = twins_loaded.spec.stages[0]
+    ids = [prod.rollout_for(t, "registry.local/web:2.0.0", twins_loaded.rollout_id).rollout_id for t in prod.targets]
+    assert ids[0] != ids[1] and all(i.startswith("rollout/test/checkout-prod-prod-eu-") for i in ids), ids
 
 
 def test_a_number_in_any_document_is_a_number(tmp_path):

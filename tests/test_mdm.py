@@ -5,15 +5,19 @@ installs, the assignment status read by a web-provider gate."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 
 import httpx
 import pytest
+from temporalio import activity
 
 from activities.analysis.web import WebProvider
 from activities.targets.mdm import MdmActivities
 from localcluster.stores.mdm import MdmStandIn
 from models.approvals import AbortRequest, HaltRequest, ResumeRequest
+from models.mdm import MdmDeployInput, MdmStatus
 from models.release import ReleaseInput
 from models.status import Phase
 from tests.helpers import eventually, skip_time
@@ -77,6 +81,24 @@ async def test_rings_of_groups_each_gated_on_the_assignment_status(time_skipping
     assert mdm.status(policy)["totals"] == {"targeted": 50, "installed": 50, "failed": 0, "pending": 0,
                                             "successRate": 100.0}
     assert mdm.violations == []
+
+
+async def test_an_abort_during_the_deploy_says_what_may_stay_on_the_server(own_time_skipping_env, mdm, tmp_path, unique):
+    """The package upload is slow; an abort while it runs ends the release at once, and the end says the
+    package and policy the deploy was making may be on the server (the answer was never read)."""
+    env = own_time_skipping_env
+    mdm.upload_delay = 3
+    queue = f"mdm-{unique}"
+    async with store_worker(env.client, queue, activities(), {"web": WebProvider(httpx.Client())}):
+        release = mdm_release(f"cut-{unique}", mdm.url, tmp_path)
+        handle = await env.client.start_workflow(StagedRelease.run, ReleaseInput(release=release),
+                                                 id=release.rollout_id, task_queue=queue)
+        await eventually(lambda: mdm.calls("/api/v1/packages", "GET"), what="the deploy under way")
+        await handle.execute_update("abort", AbortRequest(by="oncall", reason="wrong build"))
+        aborted = await handle.result()
+    assert aborted.phase is Phase.DEGRADED and aborted.message.endswith(
+        f"(nothing was published; the package and deployment policy {release.spec.channel.mdm.policy} may stay on "
+        "the MDM server (the release ended while they were deployed): look there)"), aborted.message
 
 
 async def test_a_halt_pauses_the_policy_and_a_failing_ring_goes_back(time_skipping_env, mdm, tmp_path, unique):

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.registry import RegistryActivities, split_reference
 from models.documents import SpecError
 from models.kinds import load_pipeline
-from models.pipeline import child_name, parse_pipeline
+from models.pipeline import child_name, parse_pipeline, target_name
 from tests.pipeline_helpers import pipeline_document, rolling_template, stage
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,15 +54,22 @@ def test_a_stage_rollout_for_each_target():
     p = parse_pipeline(doc(stage("prod", "shop", [], overrides={"deployment": "api"},
                                  waves=[{"targets": [{"context": "eu-1", "namespace": "shop-eu"}, {"context": "us-1"}]}])))
     prod = p.spec.stages[0]
-    eu, us = (prod.rollout_for(t, "registry.local/web:2.0.0@sha256:" + "a" * 64, p.metadata.name) for t in prod.targets)
+    eu, us = (prod.rollout_for(t, "registry.local/web:2.0.0@sha256:" + "a" * 64, p.rollout_id) for t in prod.targets)
     assert eu.spec.target.kubernetes.describe() == "eu-1/shop-eu/api" and us.spec.target.kubernetes.describe() == "us-1/shop/api"
-    assert eu.rollout_id == "rollout/test/shop-prod-eu-1.shop-eu".replace(".", "-")  # the pipeline's name
+    assert eu.rollout_id == f"rollout/test/shop-prod-eu-1-shop-eu-{target_name(p.rollout_id, 'prod', prod.targets[0].key)[-8:]}"
     before = prod.rollout_for(prod.targets[0], eu.spec.image, None)  # a run recorded before: the template's
     assert before.rollout_id == "rollout/test/web-prod-eu-1-shop-eu" and before.spec == eu.spec
     assert eu.spec.image.endswith("a" * 64)
     assert p.spec.step_descriptions() == ["prod: wave 1/1 (eu-1, us-1; rounds of 1)"]
     long = child_name("a" * 40, "production", "cluster-with-a-very-long-context-name")
     assert len(long) <= 63 and long != child_name("a" * 40, "production", "cluster-with-a-very-long-context-namf")
+    # no two pipelines, stages or targets share a child, however their names are cut and joined
+    names = {target_name("pipeline/test/web", "prod-eu", "c1"), target_name("pipeline/test/web-prod", "eu", "c1"),
+             target_name("pipeline/prod/web", "prod-eu", "c1"), target_name("pipeline/test/web", "prod", "eu_c1"),
+             target_name("pipeline/test/web", "prod", "eu-c1"), target_name("pipeline/test/" + "a" * 60, "prod", "c1"),
+             target_name("pipeline/test/" + "a" * 60, "prod", "c2")}
+    assert len(names) == 7 and all(len(n) <= 63 for n in names)
+    assert target_name("pipeline/test/web-prod", "eu", "c1").startswith("web-prod-eu-c1-")  # readable, then the hash
 
 
 def test_rollout_files_are_read_relative_to_the_pipeline(tmp_path):

@@ -71,6 +71,18 @@ def test_lists_are_read_in_pages(kube_api, unique):
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     whole = sorted(rs.metadata.name for rs in apps.list_namespaced_replica_set(namespace).items)
     assert len(whole) == 3
-    assert sorted(rs.metadata.name for rs in list_all(apps.list_namespaced_replica_set, namespace, page=1)) == whole
-    pods = list_all(core.list_namespaced_pod, namespace, page=2, label_selector="app in (a,b,c)")
-    assert len(pods) == len({p.metadata.name for p in pods}) == 3
+    pages: list[int] = []
+
+    def counted(call):
+        def paged(*args, **kwargs):
+            answer = call(*args, **kwargs)
+            pages.append(len(answer.items))
+            return answer
+        return paged
+
+    assert sorted(rs.metadata.name for rs in list_all(counted(apps.list_namespaced_replica_set), namespace,
+                                                      page=1)) == whole
+    assert pages == [1, 1, 1], f"the apiserver answered one item a page: {pages}"
+    pages.clear()
+    pods = list_all(counted(core.list_namespaced_pod), namespace, page=2, label_selector="app in (a,b,c)")
+    assert len(pods) == len({p.metadata.name for p in pods}) == 3 and pages == [2, 1], pages

@@ -65,7 +65,7 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
     async def deliver(self) -> RolloutStatus:
         c, plan, tree = self.control, self.spec.plan(), self.control.status.pipeline
         if workflow.patched(CHILDREN_NAMED):
-            self.waves.named_by = self.pipeline.metadata.name
+            self.waves.named_by = self.pipeline.rollout_id
         c.start(len(plan))
         ended = await c.begin()
         if ended is not None:

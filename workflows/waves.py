@@ -1,6 +1,7 @@
 """A pipeline's waves: each target of a wave is its own rollout — a child workflow of the template's
-strategy with a deterministic ID (`rollout/<environment>/<pipeline>-<stage>-<target>`, the template's
-environment and the pipeline's name — runs recorded before used the template's name —, so `rollout
+strategy with a deterministic ID (`rollout/<environment>/<pipeline>-<stage>-<target>-<hash>`, the
+template's environment, models/pipeline.py target_name — runs recorded before used the template's name
+and no hash —, so `rollout
 status`, `approve` and `abort` work on it like on any rollout) — in rounds of `maxParallel`: a round
 starts together and completes whole before the next starts, so a failure in one round means no target
 of a later round was touched.
@@ -51,7 +52,7 @@ class Waves:
     def __init__(self, control: RolloutControl, pipeline_id: str, started_by: str):
         self.control, self.pipeline_id, self.started_by = control, pipeline_id, started_by
         self.stop_reason = ""  # set when the stage stops starting targets (failFast, maxFailures)
-        self.named_by: str | None = None  # the children's names start with: the pipeline's name, None the template's
+        self.named_by: str | None = None  # the children are named after: the pipeline's ID; None: the template's name
 
     @property
     def tree(self):

@@ -180,7 +180,9 @@ class IntuneStandIn(StandIn):
                 raise Refusal(400, f"The app is assigned to {group or entry['target']['@odata.type']} twice.")
             targets.add(group or entry["target"]["@odata.type"])
             assignments.append({**entry, "id": f"{group or 'all'}_{a.intent.value}_{len(assignments)}"})
-        self.apps[app] = assignments  # replaced, never merged
+        # replaced, never merged; read back at once (the reference promises no read-after-write consistency: the
+        # engine takes a ring group as removed only after a later read showed it assigned)
+        self.apps[app] = assignments
         self.assigned_sets.append([self.shown(x["target"]) for x in assignments])
         for edit in self.portal_edits:  # an administrator's change in the portal, right after this assign
             self.apps[app].append({**edit, "id": f"portal_{len(self.apps[app])}"})

@@ -35,6 +35,7 @@ class MdmStandIn(StandIn):
         self.installed_at: dict[tuple[str, str], float] = {}  # (policy, device) → when it was targeted
         self.group_sets: list[list[str]] = []
         self.states: list[str] = []
+        self.upload_delay = 0.0  # seconds a package upload takes (a slow link, to abort a release mid-deploy)
 
     def handle(self, request: Request) -> Reply:
         return self.checked(self.contract, request, self.check_token, self.route)
@@ -57,6 +58,7 @@ class MdmStandIn(StandIn):
                 raise Refusal(400, "Idempotency-Key must be the package's sha256")
             if sha256 in self.packages:
                 return Reply(200, self.packages[sha256])
+            time.sleep(self.upload_delay)
             self.packages[sha256] = {"id": next(self.ids), "name": request.headers["x-package-name"],
                                      "version": request.headers["x-package-version"], "sha256": sha256,
                                      "size": len(request.body)}

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from models.release import ReleaseSpecBody
     from workflows import options
     from workflows.context import Control
+    from workflows.errors import RolloutAborted
 
 
 class PlayRelease:
@@ -23,6 +24,7 @@ class PlayRelease:
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.spec, self.play = control, spec, spec.channel.google_play
         self.bundle: PlayBundle | None = None
+        self.cut_short = False  # an abort ended the upload before its answer (the upload may have gone through)
         self.share = 0.0
 
     async def prepare(self) -> None:
@@ -33,7 +35,11 @@ class PlayRelease:
             PlayActivities.upload_bundle, PlayUploadInput(package_name=p.package_name, path=a.file, track=first),
             summary=f"upload {a.describe()} to {p.package_name}"
                     f"{f' as a draft on {p.track}' if first else ''}", **options.STORE_UPLOAD)
-        self.bundle = await self.control.run_interruptible(handle)
+        try:
+            self.bundle = await self.control.run_interruptible(handle)
+        except RolloutAborted:
+            self.cut_short = True
+            raise
         before = await workflow.execute_activity_method(
             PlayActivities.read_track, PlayTrackQuery(channel=p), summary=f"read {p.describe()}", **options.CHANNEL)
         previous = [c for c in before.completed_codes() if c != self.bundle.version_code]
@@ -66,7 +72,8 @@ class PlayRelease:
     def left_behind(self) -> str:
         """Play keeps every upload; the upload's edit put it on the track as a draft, served to nobody."""
         if self.bundle is None:
-            return ""
+            return (f"the bundle may stay uploaded to {self.play.package_name} (the release ended during the "
+                    f"upload; at most a draft on {self.play.track}, served to nobody)") if self.cut_short else ""
         return (f"version code {self.bundle.version_code} stays uploaded to {self.play.package_name} (at most a "
                 f"draft on {self.play.track}, served to nobody)")
 

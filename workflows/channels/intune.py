@@ -30,14 +30,18 @@ class IntuneRelease:
         self.before: list[Assignment] = []
         self.assigned: list[str] = []  # the ring groups assigned so far (what going back takes out)
         self.left_out: list[str] = []  # earlier rings' groups removed in Intune meanwhile: never assigned again
+        # ring groups assigned and since seen assigned by a read: only such a group, missing later, was removed
+        # by someone (Graph promises no read-after-write: a group just assigned may not show yet)
+        self.confirmed: list[str] = []
         self.share = 0.0
 
     async def _assign(self, groups: list[str], keep: list[Assignment], what: str) -> None:
         groups = [g for g in groups if g not in self.left_out]
         earlier, self.assigned = self.assigned, list(dict.fromkeys([*self.assigned, *groups]))
         result = await workflow.execute_activity_method(
-            IntuneActivities.assign, AssignInput(channel=self.intune, groups=groups, keep=keep,
-                                                 assigned=self.assigned, earlier=earlier), summary=what, **options.CHANNEL)
+            IntuneActivities.assign, AssignInput(channel=self.intune, groups=groups, keep=keep, assigned=self.assigned,
+                                                 earlier=self.confirmed), summary=what, **options.CHANNEL)
+        self.confirmed = list(dict.fromkeys([*self.confirmed, *(g for g in result.present if g in earlier)]))
         self.control.record("published", f"{what}: {len(result.assignments)} assignments"
                                          f"{'' if result.changed else ' (already so)'}")
         if result.left_out:  # an administrator's removal stands: going back leaves the group alone too

@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from models.rings import rings_at
     from workflows import options
     from workflows.context import Control
+    from workflows.errors import RolloutAborted
 
 
 class MdmRelease:
@@ -22,6 +23,7 @@ class MdmRelease:
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.spec, self.mdm = control, spec, spec.channel.mdm
         self.policy_id = ""
+        self.cut_short = False  # an abort ended the deploy before its answer (what it made may stay)
         self.groups: list[str] = []
         self.share = 0.0
 
@@ -30,7 +32,11 @@ class MdmRelease:
         handle = workflow.start_activity_method(
             MdmActivities.deploy, MdmDeployInput(channel=self.mdm, path=a.file, version=a.version),
             summary=f"deploy {a.describe()} as {self.mdm.policy}", **options.STORE_UPLOAD)
-        status: MdmStatus = await self.control.run_interruptible(handle)
+        try:
+            status: MdmStatus = await self.control.run_interruptible(handle)
+        except RolloutAborted:
+            self.cut_short = True
+            raise
         self.policy_id = status.policy_id
         self.control.record("deployed", f"policy {self.mdm.policy} ({status.policy_id}), package {status.package_id} "
                                         f"({'uploaded' if status.uploaded else 'already on the server'})")
@@ -52,10 +58,12 @@ class MdmRelease:
         return self.share
 
     def left_behind(self) -> str:
-        """The package and its deployment policy stay on the MDM server; no phase of this release set its groups."""
-        if not self.policy_id:
+        """An abort during the deploy: the package and policy it was making may be on the server (once deployed,
+        nothing in `prepare` can end the release)."""
+        if not self.cut_short:
             return ""
-        return f"the package and deployment policy {self.mdm.policy} stay on the MDM server (no phase set its groups)"
+        return (f"the package and deployment policy {self.mdm.policy} may stay on the MDM server (the release ended "
+                "while they were deployed): look there")
 
     def rolled_back_share(self, last_good: int) -> float:
         return 0.0

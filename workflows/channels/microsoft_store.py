@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.channels.review import await_verdict
     from workflows.context import Control
+    from workflows.errors import RolloutAborted
 
 
 class MicrosoftStoreRelease:
@@ -25,6 +26,7 @@ class MicrosoftStoreRelease:
     def __init__(self, control: Control, spec: ReleaseSpecBody) -> None:
         self.control, self.spec, self.store = control, spec, spec.channel.microsoft_store
         self.submission: StoreSubmission | None = None
+        self.cut_short = False  # an abort ended the submission's creation before its answer
         self.share = 0.0
 
     async def prepare(self) -> None:
@@ -33,7 +35,11 @@ class MicrosoftStoreRelease:
             MicrosoftStoreActivities.create_submission,
             StoreSubmissionInput(channel=s, path=a.file, version=a.version, basis_points=self.spec.phases[0].points),
             summary=f"submit {a.describe()} to {s.describe()}", **options.STORE_UPLOAD)
-        self.submission = await self.control.run_interruptible(handle)
+        try:
+            self.submission = await self.control.run_interruptible(handle)
+        except RolloutAborted:
+            self.cut_short = True
+            raise
         self.control.record("submitted", f"submission {self.submission.id}: {self.submission.status} "
                                          f"({'package uploaded' if self.submission.uploaded else 'the blob had it'})")
 
@@ -51,7 +57,10 @@ class MicrosoftStoreRelease:
 
     def left_behind(self) -> str:
         """A committed submission the release ended before: it publishes itself once certified."""
-        if self.submission is None or self.submission.status in FAILED:
+        if self.submission is None:
+            return ("a submission may stay in Partner Center (the release ended while it was created and committed): "
+                    "look there — once certified it would publish itself") if self.cut_short else ""
+        if self.submission.status in FAILED:
             return ""
         return (f"submission {self.submission.id} stays in Partner Center ({self.submission.status}): once "
                 f"published it starts a package rollout at {self.spec.phases[0].points / 100:g}% that no release "

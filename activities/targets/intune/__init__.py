@@ -106,6 +106,7 @@ class IntuneActivities(UsesStore):
         taken = {a.key() for a in wanted}
         like = settings_like(kind, c.intent, request.keep, current)
         earlier, left_out = {ring_key(g) for g in request.earlier or []}, []
+        present = [g for g in request.groups if ring_key(g) in taken]  # what this read shows assigned
         for group in request.groups:
             if ring_key(group) in earlier and ring_key(group) not in taken:
                 left_out.append(group)  # an earlier ring's group someone took out in Intune: their call stands
@@ -114,8 +115,8 @@ class IntuneActivities(UsesStore):
                 taken.add(ring_key(group))
         sent = [dict(a.graph) for a in wanted]
         if sorted(map(canonical, sent)) == sorted(canonical(a.graph) for a in current):
-            return AssignmentSet(assignments=current, app_type=kind, left_out=left_out)
+            return AssignmentSet(assignments=current, app_type=kind, left_out=left_out, present=present)
         self.api.call("POST", f"v1.0/deviceAppManagement/mobileApps/{c.app_id}/assign", "assign the app",
                       content=json.dumps({"mobileAppAssignments": sent}).encode(),
                       headers={"Content-Type": "application/json"})
-        return AssignmentSet(assignments=wanted, app_type=kind, changed=True, left_out=left_out)
+        return AssignmentSet(assignments=wanted, app_type=kind, changed=True, left_out=left_out, present=present)
