@@ -79,6 +79,8 @@ class AssignInput(Message):
     keep: list[Assignment] = Field(default_factory=list, description="assignments from before the release, kept")
     assigned: list[str] | None = Field(None, description="the ring groups this release has assigned so far (None: "
                                                          "histories from before it was sent — every ring's)")
+    app_type: str = Field("", description="the app's @odata.type as prepare read it (an app's type never changes); "
+                                          "empty: read it again")
     earlier: list[str] | None = Field(None, description="ring groups assigned before this call and seen assigned by a "
                                                         "read since: one missing from Intune now was removed there and "
                                                         "is not assigned again (None: histories from before it was "

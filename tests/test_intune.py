@@ -80,6 +80,8 @@ async def test_three_rings_are_assigned_cumulatively_each_gated_on_installs(time
         "the pilot's deadline is the one it got when its ring was added"
     measured = [m.value for r in final.analysis for m in r.measurements]
     assert measured[-1] == '{"installed": 50, "failed": 0, "pending": 0, "successRate": 100.0}'
+    assert len([r for r in intune.calls(APP, "GET") if r.path.endswith(f"/mobileApps/{APP}")]) == 1, \
+        "the app (its type) read once, at prepare"
     assert intune.violations == []
 
 

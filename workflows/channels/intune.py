@@ -33,6 +33,7 @@ class IntuneRelease:
         # ring groups assigned and since seen assigned by a read: only such a group, missing later, was removed
         # by someone (Graph promises no read-after-write: a group just assigned may not show yet)
         self.confirmed: list[str] = []
+        self.app_type = ""  # the app's @odata.type, as prepare read it
         self.share = 0.0
 
     async def _assign(self, groups: list[str], keep: list[Assignment], what: str) -> None:
@@ -40,7 +41,8 @@ class IntuneRelease:
         earlier, self.assigned = self.assigned, list(dict.fromkeys([*self.assigned, *groups]))
         result = await workflow.execute_activity_method(
             IntuneActivities.assign, AssignInput(channel=self.intune, groups=groups, keep=keep, assigned=self.assigned,
-                                                 earlier=self.confirmed), summary=what, **options.CHANNEL)
+                                                 earlier=self.confirmed, app_type=self.app_type),
+            summary=what, **options.CHANNEL)
         self.confirmed = list(dict.fromkeys([*self.confirmed, *(g for g in result.present if g in earlier)]))
         self.control.record("published", f"{what}: {len(result.assignments)} assignments"
                                          f"{'' if result.changed else ' (already so)'}")
@@ -56,6 +58,7 @@ class IntuneRelease:
         found = await workflow.execute_activity_method(
             IntuneActivities.read_assignments, AssignInput(channel=self.intune, groups=rings),
             summary="read the app and its assignments", **options.CHANNEL)
+        self.app_type = found.app_type
         if whole:
             self.before = list(found.assignments)
         else:

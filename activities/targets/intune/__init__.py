@@ -87,7 +87,7 @@ class IntuneActivities(UsesStore):
     @activity.defn(name="assign_intune_app")
     def assign(self, request: AssignInput) -> AssignmentSet:
         c = request.channel
-        kind = self._app(c.app_id)
+        kind = request.app_type or self._app(c.app_id)
         current = self._read(c.app_id)
         deadline = (datetime.now(UTC) + c.install_deadline).replace(microsecond=0) \
             if c.install_deadline and c.intent == "required" and takes_deadline(kind) else None
