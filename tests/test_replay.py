@@ -46,7 +46,7 @@ def test_every_strategy_has_recorded_histories():
         "release-intune-rings", "release-mdm-aborted", "pipeline-delivered", "pipeline-rolled-back",
         "canary-verified-approval", "canary-sealed-vote", "canary-verified-folded",
         "release-google-play-draft-first", "release-app-store-releasable", "release-intune-kept-as-read",
-        "pipeline-children-named-by-pipeline",
+        "pipeline-children-named-by-pipeline", "canary-analysed-by-hash",
     }
 
 

@@ -41,7 +41,7 @@ def template_hashes(target: KubernetesTarget, latest: str, stable: str | None) -
         where = target.model_copy(update={"deployment": deployments[role]})
         return await workflow.execute_activity_method(
             ObserveActivities.pod_template_hash, where, summary=f"{role} pods' template hash: {where.describe()}",
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=timedelta(seconds=30), heartbeat_timeout=options.HEARTBEAT,
             retry_policy=RetryPolicy(maximum_attempts=15, maximum_interval=timedelta(seconds=2),
                                      non_retryable_error_types=options.PERMANENT))
 

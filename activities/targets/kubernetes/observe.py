@@ -55,7 +55,9 @@ class ObserveActivities:
         analysis arg's valueFrom.podTemplateHashValue; retried while the controller has not made it yet."""
         apps, core = self._clients.apps(t.context), self._clients.core(t.context)
         with api_errors(f"deployment {t.namespace}/{t.deployment}"):
-            found = current_pods(apps, core, apps.read_namespaced_deployment(t.deployment, t.namespace))
+            deployment = apps.read_namespaced_deployment(t.deployment, t.namespace)
+            activity.heartbeat()
+            found = current_pods(apps, core, deployment)
         if not found.template_hash:
             raise ApplicationError(f"deployment {t.namespace}/{t.deployment}: {found.describe()}", type="NotYet")
         return found.template_hash
