@@ -264,3 +264,26 @@ def history_payloads(events, skip: tuple[str, ...] = ()) -> list:
     for event in events:
         walk(json_format.MessageToDict(event))
     return found
+
+
+def json_check(answer: Callable[[str], Any]):
+    """A loopback HTTP server for the web provider: every GET is answered 200 with `answer(path)` as JSON
+    (`answer` may record the call). Serving once returned; the caller shuts it down."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Check(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps(answer(self.path)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Check)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -259,10 +259,9 @@ async def test_analysis_args_read_the_new_and_stable_pods_template_hashes(dev_cl
     """valueFrom.podTemplateHashValue (Argo's): a canary's analysis gets the pod-template-hash of the canary's
     pods (Latest) and of the stable pods (Stable), as the ReplicaSets of the Deployments' current revisions
     carry them while the analysis runs — read by the check itself from the apiserver when it is called."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs, urlsplit
+
+    from tests.helpers import json_check
 
     apps = client.AppsV1Api(kube_api)
 
@@ -276,21 +275,12 @@ async def test_analysis_args_read_the_new_and_stable_pods_template_hashes(dev_cl
 
     calls: list[dict] = []
 
-    class Check(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            asked = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-            calls.append({"asked": asked, "actual": {"latest": current_hash("web-canary"), "stable": current_hash("web")}})
-            body = json.dumps({"data": {"ok": True}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
+    def check(path: str) -> dict:
+        asked = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+        calls.append({"asked": asked, "actual": {"latest": current_hash("web-canary"), "stable": current_hash("web")}})
+        return {"data": {"ok": True}}
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Check)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = json_check(check)
     document = canary_document(name=f"hash-{unique}", namespace=workload, deployment="web",
                                image=f"registry.local/web:hashed-{unique}", steps=[
                                    {"setWeight": 50},

@@ -146,29 +146,16 @@ async def test_worker_killed_between_measurements(
     """An analysis through the web provider (a local HTTP check answering JSON) loses nothing and counts
     nothing twice when the worker is SIGKILLed between measurements: the check is called exactly
     `count` times and every measurement is in the status."""
-    import json as json_module
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from models.spec import parse_rollout
-    from tests.helpers import canary_document
+    from tests.helpers import canary_document, json_check
 
     calls: list[float] = []
 
-    class Check(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            calls.append(time.monotonic())
-            body = json_module.dumps({"data": {"healthy": True, "p99": 0.12}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
+    def check(path: str) -> dict:
+        calls.append(time.monotonic())
+        return {"data": {"healthy": True, "p99": 0.12}}
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Check)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = json_check(check)
     queue = f"crash-analysis-{unique}"
     document = canary_document(name=f"web-{unique}", namespace=workload, deployment="web",
                                image=f"registry.local/web:checked-{unique}", steps=[
