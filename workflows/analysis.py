@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from models.status import Reason
     from workflows import metrics
     from workflows.context import Control
+    from workflows.control import failure_reason
     from workflows.errors import AnalysisFailed, RolloutAborted
 
 MEASURE = {  # a provider call is bounded (web timeoutSeconds <= 60, Prometheus 10 s per request)
@@ -64,8 +65,7 @@ async def arguments(control: Control, step: AnalysisStep) -> list[tuple[Analysis
             try:
                 hashes[role] = await control.template_hash(role)
             except ActivityError as error:
-                raise AnalysisFailed(f"valueFrom.podTemplateHashValue {role}: "
-                                     f"{getattr(error.cause, 'message', None) or error.cause or error}") from None
+                raise AnalysisFailed(f"valueFrom.podTemplateHashValue {role}: {failure_reason(error)[1]}") from None
     try:
         return resolve(control.rollout.spec.analysis.templates, step, hashes)
     except ValueError as error:
@@ -191,19 +191,19 @@ class BackgroundRun:
         try:
             resolved = await arguments(self.control, self.step)
         except AnalysisFailed as failed:
-            self.failed = f"background analysis failed: {failed}"
-            self.control.announce("analysis-failed", "critical", self.failed)
-            self.control.request_abort(self.failed, by="analysis")
-            return
+            return self._fail(str(failed))
         result = await AnalysisRunner(self.control, background=True).run(resolved, self.previous)
         self.control.record(f"background-analysis-{result.phase.lower()}", result.message)
         metrics.analysed(result.phase)
         if result.phase == "Failed":
-            self.failed = f"background analysis failed: {result.message}"
-            self.control.announce("analysis-failed", "critical", self.failed)
-            self.control.request_abort(self.failed, by="analysis")
+            self._fail(result.message)
         elif result.phase == "Inconclusive":
             self.inconclusive = result.message
+
+    def _fail(self, message: str) -> None:
+        self.failed = f"background analysis failed: {message}"
+        self.control.announce("analysis-failed", "critical", self.failed)
+        self.control.request_abort(self.failed, by="analysis")
 
     async def check(self, index: int) -> None:
         if self.inconclusive:
