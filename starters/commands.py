@@ -40,8 +40,6 @@ from models.targets import ObserveInput, TargetObservation
 from starters.exitcodes import ExitCode, UserError
 from workers import temporal
 from workers.temporal import TemporalSettings
-from workflows.observe import ObserveTarget
-from workflows.registry import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS
 
 OBSERVE_TIMEOUT = 60  # seconds for a worker to read what the target runs
 
@@ -96,6 +94,9 @@ async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requ
                          action: str = "rollout", to_revision: int = 0) -> WorkflowHandle:
     """Start the strategy's workflow (or the undo/restart action's) with the rollout's ID and search
     attributes (raises if one runs)."""
+    from workflows.strategies import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS  # here: a command that starts nothing
+    # does not import every workflow and the activities they name (kubernetes, boto3, tuf: half a second)
+
     workflow = STRATEGY_WORKFLOWS[rollout.spec.strategy.name] if action == "rollout" else ACTION_WORKFLOWS[action]
     kind = rollout.spec.strategy.name if action == "rollout" else action
     attributes = TypedSearchAttributes(
@@ -175,6 +176,8 @@ async def _already_healthy(client: Client, rollout: Rollout) -> RolloutStatus | 
 
 async def observe(client: Client, rollout: Rollout, task_queue: str) -> TargetObservation:
     """What the rollout's target runs now, read by the worker (which holds the target's credentials)."""
+    from workflows.observe import ObserveTarget  # here, as in start_workflow
+
     return await client.execute_workflow(
         ObserveTarget.run, ObserveInput(target=rollout.spec.target), id=f"{rollout.rollout_id}/observe/{uuid.uuid4().hex[:8]}",
         task_queue=task_queue, execution_timeout=timedelta(seconds=OBSERVE_TIMEOUT), result_type=TargetObservation,

@@ -120,12 +120,13 @@ class Store:
         """Copy a blob server-side to `parts` once its bytes are the ones named (sha256 and length);
         skipped when the target already holds them."""
         wrong = lambda found: found is not None and found[:2] != (sha256, length)  # noqa: E731
-        there, head = self.exists(*parts), self.exists(*source)
-        if there is not None and head is not None and there.get("ETag") == head.get("ETag") \
-                and there.get("ContentLength") == length:
-            return  # the copy an earlier phase made (and hashed): the same object as the blob
-        if there is not None and not wrong(self.digest(parts, beat)):
-            return  # a copy made otherwise (a multipart copy has its own ETag), with the right bytes
+        there = self.exists(*parts)
+        if there is not None:  # the blob's head only then: a first publish of a version makes one request less
+            head = self.exists(*source)
+            if head is not None and there.get("ETag") == head.get("ETag") and there.get("ContentLength") == length:
+                return  # the copy an earlier phase made (and hashed): the same object as the blob
+            if not wrong(self.digest(parts, beat)):
+                return  # a copy made otherwise (a multipart copy has its own ETag), with the right bytes
         blob = self.digest(source, beat)
         if blob is None:
             raise ApplicationError(f"s3://{self.bucket}/{self.key(*source)} is missing", type="InvalidTarget",
