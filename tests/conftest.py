@@ -23,8 +23,6 @@ from workers.temporal import ensure_search_attributes
 REPO = Path(__file__).resolve().parent.parent
 
 
-
-
 # ---- parallel runs (pytest-xdist, scripts/test; the units and their order: tests/scheduling.py) ------
 
 
@@ -42,6 +40,21 @@ def uses_cluster_fleet(item) -> bool:
     """Whether the test uses this file's `fleet` (three clusters), not the release tests' simulated one."""
     definitions = item._fixtureinfo.name2fixturedefs.get("fleet") or ()
     return bool(definitions) and definitions[-1].func.__module__ == __name__  # the last one is the one used
+
+
+def pytest_sessionstart(session):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller, or a serial run: the run's timeline
+        from tests import timeline
+
+        timeline.start()
+
+
+def pytest_runtest_logreport(report):
+    """Each phase's start and stop, on which worker (tests/timeline.py: which unit the run waited for)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        from tests import timeline
+
+        timeline.record(report)
 
 
 def pytest_collection_modifyitems(config, items):
