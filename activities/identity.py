@@ -72,5 +72,5 @@ class IdentityActivities:
         (claims and hash, or why not) is what the history keeps, so a replay needs neither the token's
         key nor the cryptography."""
         proof = verify_token(vote.token, vote.policy, vote.rollout_id, vote.keys, vote.now, set(vote.used),
-                             opened_at=vote.opened_at)
+                             opened_at=vote.opened_at, start=vote.start)
         return VoteProof(problem=proof) if isinstance(proof, str) else VoteProof(identity=proof)

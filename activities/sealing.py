@@ -37,6 +37,10 @@ from models.identity import SEALED, SEALED_V1, sealed_parts, token_hash
 
 KEY_FILE_ENV = "DURABLE_ROLLOUTS_TOKEN_KEY_FILE"
 INFO = b"durable-rollouts id-token v1"
+# Where a sealed token may be opened: a decision's `idToken` (a vote), a start's `starterToken` (who
+# started, models/starter.py). The purpose is bound as associated data, so a vote copied from a history into
+# a start (or a start's token into a vote) does not open.
+PURPOSES = {"idToken": "", "starterToken": "start"}
 
 
 class SealingError(ValueError):
@@ -98,40 +102,56 @@ def _decrypt(encoded: str, key_id: str, keys: dict[str, X25519PrivateKey], assoc
         raise SealingError(f"a sealed ID token does not open with key {key_id!r}") from None
 
 
-def seal(token: str, public: str) -> str:
-    """`token` sealed to the workers' public key (`id:base64`), its hash and claims left readable."""
+def _bound(readable: str, purpose: str) -> bytes:
+    return readable.encode() + (f"|{purpose}".encode() if purpose else b"")
+
+
+def seal(token: str, public: str, purpose: str = "") -> str:
+    """`token` sealed to the workers' public key (`id:base64`), its hash and claims left readable, for
+    `purpose` (PURPOSES: "" a vote, "start" a start)."""
     key_id, _, encoded = public.rpartition(":")
     token = token.strip()
     digest, claims = token_hash(token), token.rpartition(".")[0]
     readable = f"{key_id}:{digest}:{claims}"
-    return f"{SEALED}{readable}:{_encrypt(token.encode(), encoded, readable.encode())}"
+    try:
+        return f"{SEALED}{readable}:{_encrypt(token.encode(), encoded, _bound(readable, purpose))}"
+    except (binascii.Error, ValueError):
+        raise SealingError(f"the workers' public key {public[:60]!r} is not `id:base64` of 32 bytes") from None
 
 
-def unseal(value: str, keys: dict[str, X25519PrivateKey]) -> str:
-    """The token inside a sealed value; SealingError when no key here opens it, or its readable parts do
-    not describe the token sealed with them."""
+def unseal(value: str, keys: dict[str, X25519PrivateKey], purpose: str = "") -> str:
+    """The token inside a sealed value; SealingError when no key here opens it, it was sealed for another
+    purpose, or its readable parts do not describe the token sealed with them."""
     if value.startswith(SEALED_V1):
+        if purpose:
+            raise SealingError("a sealed:v1 ID token is a vote's")
         key_id, _, encoded = value.removeprefix(SEALED_V1).rpartition(":")
         return _decrypt(encoded, key_id, keys, key_id.encode())
     parts = sealed_parts(value)
     if parts is None:
         raise SealingError("a sealed ID token is not in the sealed:v2 form")
-    token = _decrypt(parts.blob, parts.key_id, keys, f"{parts.key_id}:{parts.digest}:{parts.claims}".encode())
+    token = _decrypt(parts.blob, parts.key_id, keys, _bound(f"{parts.key_id}:{parts.digest}:{parts.claims}", purpose))
     if token_hash(token) != parts.digest or token.rpartition(".")[0] != parts.claims:
         raise SealingError("a sealed ID token's readable hash or claims do not match the token")
     return token
 
 
 def _with_token(payload: Payload, change) -> Payload:
-    """`payload` with its JSON document's `idToken` replaced by `change(token)` (None: unchanged)."""
-    if payload.metadata.get("encoding") != b"json/plain" or b"idToken" not in payload.data:
+    """`payload` with its JSON document's `idToken` / `starterToken` replaced by `change(token, purpose)`
+    (None: unchanged)."""
+    if payload.metadata.get("encoding") != b"json/plain" or not any(f.encode() in payload.data for f in PURPOSES):
         return payload
     document = json.loads(payload.data)
-    token = document.get("idToken") if isinstance(document, dict) else None
-    changed = change(token.strip()) if isinstance(token, str) and token.strip() else None
-    if changed is None:
+    if not isinstance(document, dict):
         return payload
-    document["idToken"] = changed
+    changed = False
+    for field, purpose in PURPOSES.items():
+        token = document.get(field)
+        new = change(token.strip(), purpose) if isinstance(token, str) and token.strip() else None
+        if new is not None:
+            document[field], changed = new, True
+    if not changed:
+        return payload
     result = Payload()
     result.CopyFrom(payload)
     result.data = json.dumps(document).encode()
@@ -150,11 +170,11 @@ class TokenOpeningCodec(PayloadCodec):
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [_with_token(p, self._open) for p in payloads]
 
-    def _open(self, token: str) -> str | None:
+    def _open(self, token: str, purpose: str) -> str | None:
         if not token.startswith((SEALED, SEALED_V1)):
             return None
         try:
-            return unseal(token, self.keys)
+            return unseal(token, self.keys, purpose)
         except SealingError:  # left sealed: the validator refuses it, a replay reads its claims
             return None
 
@@ -167,8 +187,8 @@ class TokenSealingCodec(PayloadCodec):
         self.public = public
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [_with_token(p, lambda t: None if t.startswith((SEALED, SEALED_V1)) else seal(t, self.public))
-                for p in payloads]
+        return [_with_token(p, lambda t, purpose: None if t.startswith((SEALED, SEALED_V1))
+                            else seal(t, self.public, purpose)) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return list(payloads)

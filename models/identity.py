@@ -133,6 +133,8 @@ class VoteToVerify(Message):
     now: datetime
     used: list[str] = Field(default_factory=list, description="used tokens' SHA-256s and keys")
     opened_at: datetime | None = Field(None, description="when the approval opened: older tokens are refused")
+    start: bool = Field(False, description="the starter's token (workflows/starter.py): held to maxTokenAge whatever "
+                                           "its audience")
 
 
 class VoteProof(Message):
@@ -176,7 +178,8 @@ def sealed_parts(value: str) -> SealedToken | None:
 
 
 def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: SigningKeys | None, now: datetime,
-                 used: set[str], legacy: bool = False, opened_at: datetime | None = None) -> VerifiedIdentity | str:
+                 used: set[str], legacy: bool = False, opened_at: datetime | None = None,
+                 start: bool = False) -> VerifiedIdentity | str:
     """The verified identity, or why the token does not prove one (one line, never the token). `legacy`:
     the checks of runs recorded before the claims were held to their types (a signal's vote in a run that
     verified inline, replayed: workflows/decisions.py). `opened_at`: when the approval opened."""
@@ -228,7 +231,7 @@ def verify_token(token: str, policy: IdentityPolicy, rollout_id: str, keys: Sign
         return f"the ID token is not valid before {not_before:%Y-%m-%d %H:%M:%S} UTC"
     if not legacy and now + LEEWAY < issued:
         return f"the ID token says it was issued at {issued:%Y-%m-%d %H:%M:%S} UTC, in the future"
-    if not policy.bound and now - issued > policy.max_token_age + LEEWAY:
+    if (start or not policy.bound) and now - issued > policy.max_token_age + LEEWAY:
         return f"the ID token was issued at {issued:%H:%M:%S}, longer ago than maxTokenAge allows"
     signed = token.rpartition(".")[0]
     if digest in used or token_key(signed) in used:

@@ -11,6 +11,7 @@ from typing import Any
 
 from models.documents import MAX_SPEC_BYTES, SpecError, load_document, parse_document, read_spec_text
 from models.pipeline import MAX_STAGES, Pipeline, parse_pipeline
+from models.starter import starter_identity
 
 COMMANDS = {"Rollout": "rollout start -f", "Release": "rollout release publish -f",
             "Pipeline": "rollout pipeline start -f"}
@@ -95,4 +96,9 @@ def load_kind(path: str | Path, takes: tuple[str, ...], command: str) -> Any:
     if kind not in takes:
         raise SpecError(source, [f"kind: `{command}` takes a {' or a '.join(takes)}, this is a {kind} "
                                  f"(`{COMMANDS[kind]} {source}`)"])
-    return _parse(kind, document, source)
+    parsed = _parse(kind, document, source)
+    try:
+        starter_identity(parsed)  # approvals that forbid self-approval under identity agree on it
+    except ValueError as error:
+        raise SpecError(source, [str(error)]) from None
+    return parsed

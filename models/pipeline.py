@@ -41,6 +41,7 @@ from models.presets import HASH_ROLES, resolve
 from models.schedule import ExecutionWindows
 from models.spec import _IMAGE, Metadata, Rollout, parse_rollout
 from models.specbase import DnsLabel, DnsSubdomain, Message, SpecModel
+from models.starter import StartedBy
 
 MAX_TARGETS = 200  # in one stage
 
@@ -363,11 +364,10 @@ def json_schema() -> dict[str, Any]:
 # ---- wire ---------------------------------------------------------------------------------------------
 
 
-class PipelineInput(Message):
+class PipelineInput(StartedBy):
+    """`PipelineRun`'s input: the Pipeline and who asked (models/starter.py)."""
+
     pipeline: Pipeline
-    requested_by: str = ""
-    initiator: str = Field("", description="the person behind the start when a pipeline or a train started this "
-                                           "(forbidSelfApproval compares with it); empty: requested_by")
     action: Literal["pipeline"] = "pipeline"
     resolved: dict[str, str] = Field(default_factory=dict, description="set by the workflow: name -> pinned image")
 

@@ -43,7 +43,8 @@ from models.play import PlayChannel
 from models.presets import resolve
 from models.schedule import ExecutionWindows
 from models.spec import Metadata
-from models.specbase import Message, OneOf, SpecModel
+from models.specbase import OneOf, SpecModel
+from models.starter import StartedBy
 from models.updater import UpdaterChannel
 
 CHANNELS = ("updater", "flag", "googlePlay", "appStore", "microsoftStore", "intune", "mdm")
@@ -255,13 +256,10 @@ def load_release(path: str | Path) -> Release:
     return parse_release(load_document(path, "Release"), str(path))
 
 
-class ReleaseInput(Message):
-    """`StagedRelease`'s input: the Release and who asked."""
+class ReleaseInput(StartedBy):
+    """`StagedRelease`'s input: the Release and who asked (models/starter.py)."""
 
     release: Release
-    requested_by: str = ""
-    initiator: str = Field("", description="the person behind the start when a pipeline or a train started this "
-                                           "(forbidSelfApproval compares with it); empty: requested_by")
     action: Literal["release"] = "release"
 
     @property

@@ -14,6 +14,7 @@ from models.pipeline import PipelineTree
 from models.routing import RouteState, SetCanaryScale
 from models.spec import Rollout
 from models.specbase import Message
+from models.starter import StartedBy
 
 
 class Phase(str, Enum):
@@ -47,6 +48,7 @@ class Reason(str, Enum):
     APPROVAL_REJECTED = "ApprovalRejected"
     APPROVAL_TIMED_OUT = "ApprovalTimedOut"
     INVALID_POLICY = "InvalidApprovalPolicy"
+    INVALID_START = "InvalidStart"  # the starter not proven where an approval asks, or a first run handed a resume
     ABORT_FAILED = "AbortFailed"  # Degraded: the abort itself failed (the message says where it stopped)
     UNDO_FAILED = "UndoFailed"
     ROLLED_BACK = "RolledBack"  # a rollback window switched back (Healthy); a release rolled back by decision (Degraded)
@@ -112,7 +114,12 @@ class RolloutStatus(Message):
     steps: list[str] = Field(default_factory=list, description="what each step does, in order")
     started_by: str = Field("", description="who started the rollout (CLI user or CI actor)")
     initiator: str = Field("", description="whom forbidSelfApproval refuses: started_by, or for a pipeline's or a "
-                                           "train's child the person who started or submitted it (as they said)")
+                                           "train's child the person who started or submitted it (as they said); "
+                                           "the name an ID token proved when initiatorProven")
+    initiator_proven: bool = Field(False, description="the initiator is the name the starter's ID token proved "
+                                                      "(an approval forbids self-approval under identity)")
+    initiator_token_key: str = Field("", description="the single-use key (a hash) of the ID token that proved the "
+                                                     "initiator: it cannot be sent again as a vote")
     spec_digest: str = Field("", description="identifies the spec it runs (a retried start of the same spec attaches)")
     approval: PendingApproval | None = Field(None, description="the approval being waited for, with its votes")
     held_by: str = Field("", description="who paused the rollout with `rollout pause` (until resumed)")
@@ -154,14 +161,11 @@ class Resume(Message):
     groups: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class RunInput(Message):
-    """What every rollout workflow starts with: the spec and who asked. Each workflow's input adds its own
-    fields (older inputs were one model with all of them: their JSON reads as any of these)."""
+class RunInput(StartedBy):
+    """What every rollout workflow starts with: the spec and who asked (models/starter.py). Each workflow's
+    input adds its own fields (older inputs were one model with all of them: their JSON reads as any of these)."""
 
     rollout: Rollout
-    requested_by: str = ""
-    initiator: str = Field("", description="the person behind the start when a pipeline or a train started this "
-                                           "(forbidSelfApproval compares with it); empty: requested_by")
     action: Literal["rollout", "undo", "restart", "window", "analyze"] = "rollout"
 
     @property

@@ -27,7 +27,7 @@ from pathlib import Path
 from activities.sealing import SealingError
 from models import names
 from models.spec import STRATEGIES, SpecError, json_schema
-from starters import decisions, pipeline
+from starters import decisions, identity, pipeline
 from starters.exitcodes import ExitCode, UserError
 from workers import options as worker_options
 from workers.codec import PayloadKeyError
@@ -50,12 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
     p.add_argument("--again", action="store_true", help="start even if this very spec already ended Healthy")
+    identity.add_start_token(p)
 
     p = sub.add_parser("retry", help="run a rollout that ended Degraded again from the start")
     p.add_argument("rollout_id", metavar="ID")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", action="store_true")
+    identity.add_start_token(p)
 
     p = sub.add_parser("undo", help="put the rollout's Deployment back on an earlier revision (no rebuild); "
                                     "a blue-green keeping the previous version warm switches back at once")
@@ -117,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
     a.add_argument("--train", default=None, metavar="NAME",
                    help="queue it on a release train (one per channel: nightly builds run in order)")
+    identity.add_start_token(a)
     a = actions.add_parser("schedule-refresh", help="a Temporal Schedule re-signing timestamp/snapshot before expiry")
     _repository_args(a)
     a.add_argument("--every", default="6h", help="how often (default 6h; the timestamp is valid --timestamp-expiry)")
@@ -222,10 +225,14 @@ def _release(args: argparse.Namespace) -> int:
 
     if args.action == "publish":
         document = _load(args.file, ("Release",), "rollout release publish -f")
+        if args.train and args.id_token_file:
+            raise UserError("--id-token-file: a release train does not prove who submits; publish the release on its "
+                            "own (without --train) when its approvals need a proven starter", ExitCode.INVALID)
         if args.train:
             return asyncio.run(release.submit_to_train(document, args.train, args.wait, args.timeout, args.task_queue,
                                                        args.json))
-        return asyncio.run(release.publish(document, args.wait, args.timeout, args.task_queue, args.json))
+        return asyncio.run(release.publish(document, args.wait, args.timeout, args.task_queue, args.json,
+                                           args.id_token_file))
     repository = release.repository_from(args.bucket, args.prefix, args.endpoint)
     if args.action == "init":
         return release.init(repository, args.keys, args.threshold, args.public_read, args.root_out)
@@ -263,13 +270,14 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.OK
     if args.command == "start":
         rollout = _load(args.file, ("Rollout",), "rollout start -f")
-        return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json, args.again))
+        return asyncio.run(commands.start(rollout, args.wait, args.timeout, args.task_queue, args.json, args.again,
+                                              args.id_token_file))
     if args.command == "analyze":
         rollout = _load(args.file, ("Rollout",), "rollout analyze -f")
         return asyncio.run(lifecycle.analyze(rollout, args.template, args.arg, args.task_queue, args.timeout, args.json))
     if args.command == "retry":
         rid = commands.normalise_id(args.rollout_id)
-        return asyncio.run(lifecycle.retry(rid, args.wait, args.timeout, args.json))
+        return asyncio.run(lifecycle.retry(rid, args.wait, args.timeout, args.json, args.id_token_file))
     if args.command in ("undo", "restart"):
         rid = commands.normalise_id(args.rollout_id)
         if getattr(args, "to_revision", 0) < 0:

@@ -91,9 +91,9 @@ def who() -> str:
 
 
 async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requested_by: str,
-                         action: str = "rollout", to_revision: int = 0) -> WorkflowHandle:
+                         action: str = "rollout", to_revision: int = 0, starter_token: str = "") -> WorkflowHandle:
     """Start the strategy's workflow (or the undo/restart action's) with the rollout's ID and search
-    attributes (raises if one runs)."""
+    attributes (raises if one runs); `starter_token`: sealed (starters/identity.starter_token)."""
     from workflows.strategies import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS  # here: a command that starts nothing
     # does not import every workflow and the activities they name (kubernetes, boto3, tuf: half a second)
 
@@ -110,7 +110,7 @@ async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requ
     )
     return await client.start_workflow(
         workflow.run,
-        RolloutInput(rollout=rollout, requested_by=requested_by) if action == "rollout"
+        RolloutInput(rollout=rollout, requested_by=requested_by, starter_token=starter_token) if action == "rollout"
         else RevisionInput(rollout=rollout, requested_by=requested_by, action=action, to_revision=to_revision),
         id=rollout.rollout_id,
         task_queue=task_queue,
@@ -184,11 +184,15 @@ async def observe(client: Client, rollout: Rollout, task_queue: str) -> TargetOb
     )
 
 
-async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool, again: bool = False) -> int:
+async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, as_json: bool, again: bool = False,
+                id_token_file: str | None = None) -> int:
     """Start a rollout. The same spec started twice (a CI retry) gives one rollout: the second start
     follows the running one; when the last run of this very spec ended Healthy, the target is asked what
     it runs now — still that version: nothing is started; changed since (rolled back, or another
     version put on it): a new run puts the spec's version back (`--again` starts anew regardless)."""
+    from starters.identity import starter_token
+
+    token = starter_token(rollout, id_token_file)  # before anything is asked or changed
     client = await connect()
     rid = rollout.rollout_id
     if not again:
@@ -206,7 +210,7 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
                 print(f"{ended}, but {drift[1:]}: starting it anew", flush=True)
     await _close_window(client, rid, as_json)
     try:
-        handle = await start_workflow(client, rollout, task_queue, who())
+        handle = await start_workflow(client, rollout, task_queue, who(), starter_token=token)
     except WorkflowAlreadyStartedError:
         current = await status_or_none(client.get_workflow_handle(rid))
         if current is not None and current.spec_digest == rollout.digest():
@@ -228,7 +232,7 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
                 ExitCode.CONFLICT,
             ) from None
         await _supersede(client.get_workflow_handle(rid, result_type=RolloutStatus), rollout.spec.image, as_json)
-        handle = await start_workflow(client, rollout, task_queue, who())
+        handle = await start_workflow(client, rollout, task_queue, who(), starter_token=token)
     return await _started(handle, wait, timeout, as_json)
 
 

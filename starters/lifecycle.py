@@ -40,7 +40,7 @@ async def _original(client: Client, handle: WorkflowHandle) -> tuple[RunInput, s
     return original, started.task_queue.name
 
 
-async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool) -> int:
+async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool, id_token_file: str | None = None) -> int:
     """Run a rollout that ended Degraded again from the start, with the spec it was started with."""
     client = await connect()
     handle, running, last = await _last_run(client, rollout_id)
@@ -52,7 +52,10 @@ async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool) -> i
     if original.action != "rollout":
         raise UserError(f"rollout {rollout_id}'s last run was `rollout {original.action}`: run that again instead",
                         ExitCode.CONFLICT)
-    handle = await start_workflow(client, original.rollout, queue, who())
+    from starters.identity import starter_token
+
+    handle = await start_workflow(client, original.rollout, queue, who(),
+                                  starter_token=starter_token(original.rollout, id_token_file))
     return await _started(handle, wait, timeout, as_json)
 
 

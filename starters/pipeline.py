@@ -32,6 +32,7 @@ from models.pipeline import Pipeline, PipelineInput
 from models.status import AbortRequest, Phase, RolloutStatus
 from starters.commands import _drift, _started, connect, status_or_none, ui_link, who
 from starters.exitcodes import ExitCode, UserError
+from starters.identity import add_start_token, starter_token
 
 ICON = {"pending": "○", "gate": "‖", "running": "►", "verified": "✔", "failed": "✖", "aborted": "✖",
         "rolledBack": "↶", "rollbackFailed": "✖", "skipped": "-", "done": "✔"}
@@ -48,7 +49,8 @@ def describe(pipeline: Pipeline) -> str:
     return f"valid pipeline {pipeline.rollout_id}: {pipeline.target_description}, {len(pipeline.spec.plan())} steps"
 
 
-async def start_pipeline(client: Client, pipeline: Pipeline, task_queue: str, requested_by: str) -> WorkflowHandle:
+async def start_pipeline(client: Client, pipeline: Pipeline, task_queue: str, requested_by: str,
+                         starter_token: str = "") -> WorkflowHandle:
     attributes = TypedSearchAttributes([
         SearchAttributePair(names.ROLLOUT_NAME, pipeline.metadata.name),
         SearchAttributePair(names.ROLLOUT_ENVIRONMENT, pipeline.metadata.environment),
@@ -59,7 +61,7 @@ async def start_pipeline(client: Client, pipeline: Pipeline, task_queue: str, re
     ])
     steps = "\n".join(f"{i + 1}. {text}" for i, text in enumerate(pipeline.spec.step_descriptions()))
     return await client.start_workflow(
-        "Pipeline", PipelineInput(pipeline=pipeline, requested_by=requested_by), id=pipeline.rollout_id,
+        "Pipeline", PipelineInput(pipeline=pipeline, requested_by=requested_by, starter_token=starter_token), id=pipeline.rollout_id,
         task_queue=task_queue, search_attributes=attributes, result_type=RolloutStatus,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         static_summary=f"pipeline {pipeline.target_description} → {pipeline.version}",
@@ -68,7 +70,8 @@ async def start_pipeline(client: Client, pipeline: Pipeline, task_queue: str, re
 
 
 async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str, as_json: bool,
-                again: bool = False) -> int:
+                again: bool = False, id_token_file: str | None = None) -> int:
+    token = starter_token(pipeline, id_token_file)  # before anything is asked or started
     client = await connect()
     pid = pipeline.rollout_id
     last = None if again else await status_or_none(client.get_workflow_handle(pid))
@@ -90,7 +93,7 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
             print(f"{ended}, but {drifted[0]}{f' (and {len(drifted) - 1} more)' if len(drifted) > 1 else ''}: "
                   "delivering it anew", flush=True)
     try:
-        handle = await start_pipeline(client, pipeline, task_queue, who())
+        handle = await start_pipeline(client, pipeline, task_queue, who(), token)
     except WorkflowAlreadyStartedError:
         running = client.get_workflow_handle(pid, result_type=RolloutStatus)
         current = await status_or_none(running)
@@ -109,7 +112,7 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
         ended = await running.result()
         if not as_json:
             print(f"superseded {pid}: it ended {ended.phase.value} {ended.reason}".rstrip())
-        handle = await start_pipeline(client, pipeline, task_queue, who())
+        handle = await start_pipeline(client, pipeline, task_queue, who(), token)
     return await _started(handle, wait, timeout, as_json)
 
 
@@ -210,6 +213,7 @@ def add_parser(sub) -> None:
     a.add_argument("--json", action="store_true", help="print the start, and with --wait the final status, as JSON")
     a.add_argument("--task-queue", default=os.environ.get("ROLLOUT_TASK_QUEUE", names.TASK_QUEUE))
     a.add_argument("--again", action="store_true", help="run it anew even if this very file was delivered")
+    add_start_token(a)
     a = actions.add_parser("validate", help="validate a pipeline (and the rollout files it names); nothing starts")
     a.add_argument("-f", "--file", required=True)
     a = actions.add_parser("summary", help="Markdown of a `start --wait --json` result (for $GITHUB_STEP_SUMMARY)")
@@ -223,4 +227,5 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "validate":
         print(f"{args.file}: {describe(pipeline)}")
         return ExitCode.OK
-    return asyncio.run(start(pipeline, args.wait, args.timeout, args.task_queue, args.json, args.again))
+    return asyncio.run(start(pipeline, args.wait, args.timeout, args.task_queue, args.json, args.again,
+                             args.id_token_file))

@@ -90,9 +90,13 @@ def init(repository: Repository, keys: Path, thresholds: list[str], public_read:
     return ExitCode.OK
 
 
-async def publish(release: Release, wait: bool, timeout: float, task_queue: str, as_json: bool) -> int:
+async def publish(release: Release, wait: bool, timeout: float, task_queue: str, as_json: bool,
+                  id_token_file: str | None = None) -> int:
     """Start the staged release (the worker uploads the artifact first). A retried publish of the very
     same document follows the running release."""
+    from starters.identity import starter_token
+
+    token = starter_token(release, id_token_file)  # before anything is asked or started
     client = await connect()
     rid = release.rollout_id
     attributes = TypedSearchAttributes([
@@ -104,7 +108,7 @@ async def publish(release: Release, wait: bool, timeout: float, task_queue: str,
     ])
     try:
         handle = await client.start_workflow(
-            StagedRelease.run, ReleaseInput(release=release, requested_by=who()), id=rid,
+            StagedRelease.run, ReleaseInput(release=release, requested_by=who(), starter_token=token), id=rid,
             task_queue=names.task_queue_for(task_queue, release.spec.channel.family),
             search_attributes=attributes, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

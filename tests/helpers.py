@@ -228,6 +228,17 @@ def _image_of(body: dict[str, Any]) -> str | None:
     return containers[0].get("image") if containers else None
 
 
+async def server_time(client) -> float:
+    """The server's clock as a POSIX time: a time-skipping test server's runs ahead of this machine's (a
+    token minted for a workflow there must say that time); any other server's is this machine's."""
+    import google.protobuf.empty_pb2
+
+    try:
+        return (await client.test_service.get_current_time(google.protobuf.empty_pb2.Empty())).time.ToSeconds()
+    except Exception:  # noqa: BLE001 - a server without the test service (the dev server): its clock is ours
+        return time.time()
+
+
 async def finished(handle, timeout: float = 90.0):
     """The rollout's final status; on timeout, fail saying where it is stuck."""
     from models.status import RolloutStatus

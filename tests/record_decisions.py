@@ -6,6 +6,7 @@ blue-green whose promotion needs an approval."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from models.notifications import NotifyInput
 from models.spec import parse_rollout
 from models.status import RolloutStatus
 from starters.commands import start_workflow
-from tests.helpers import canary_document, eventually, paused_at, with_reason
+from tests.helpers import canary_document, eventually, paused_at, server_time, with_reason
 from workflows.registry import ALL_WORKFLOWS
 
 
@@ -97,16 +98,20 @@ async def _analysing(handle) -> bool:
     return bool(status.analysis and status.analysis[0].measurements)
 
 
-async def _verified_canary(client: Client, queue: str, issuer: LocalIssuer, name: str, initiator: str):
+async def _verified_canary(client: Client, queue: str, issuer: LocalIssuer, name: str, initiator: str,
+                           proven: str = "alice@example.com", start: str = ""):
     """A canary whose 2-of-N approval counts votes proven by `issuer`'s tokens, waiting at it; with the
-    time the approval opened on the workflow's clock (a time-skipping server's runs ahead)."""
+    time the approval opened on the workflow's clock (a time-skipping server's runs ahead). Started by
+    `initiator` as the CLI records it, with an ID token proving `proven` (`start`: that token, made by the caller)."""
     document = canary_document(name=name, environment="production", steps=[
         {"setWeight": 20},
         {"approval": {"approvers": ["group:release-managers"], "minApprovals": 2, "forbidSelfApproval": True,
                       "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}",
                                    "groupsClaim": "groups"}}},
         {"setWeight": 100}])
-    handle = await start_workflow(client, parse_rollout(document), queue, initiator)
+    rollout = parse_rollout(document)
+    handle = await start_workflow(client, rollout, queue, initiator, starter_token=start or issuer.mint(
+        f"durable-rollouts:{rollout.rollout_id}", email=proven, at=await server_time(client)))
     await paused_at(handle, 1)
     status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
     return handle, status.approval.opened_at.timestamp()
@@ -154,6 +159,48 @@ async def verified_folded(client: Client, queue: str):
         await handle.result()
     finally:
         issuer.stop()
+    return handle
+
+
+async def starter_proven(client: Client, queue: str):
+    """The starter proven by an ID token (workflow.patched "starter-proven"): mallory as the CLI records
+    it, alice as her token proves; alice's vote refused by signal (she started it), her start token sent as
+    a vote refused (used), bob's and carol's counted."""
+    with local_issuer() as issuer:
+        audience, managers = "durable-rollouts:rollout/production/recorded-starter", ["release-managers"]
+        start = issuer.mint(audience, email="alice@example.com", groups=managers, at=await server_time(client))
+        handle, opened = await _verified_canary(client, queue, issuer, "recorded-starter", "mallory", start=start)
+        votes = [issuer.mint(audience, email="alice@example.com", groups=managers, at=opened), start,
+                 *(issuer.mint(audience, email=f"{who}@example.com", groups=managers, at=opened) for who in ("bob", "carol"))]
+        for vote in votes:
+            await handle.signal("approve", ApproveRequest(id_token=vote))
+        await handle.result()
+        return handle
+
+
+@contextlib.contextmanager
+def local_issuer():
+    issuer = LocalIssuer().start()
+    try:
+        yield issuer
+    finally:
+        issuer.stop()
+
+
+async def resume_refused(client: Client, queue: str):
+    """A first run handed a `resume` (past its approval) by whoever started it: refused, nothing changed
+    (workflow.patched "resume-only-when-continued")."""
+    from models.status import Resume, RolloutInput
+    from workflows.canary import CanaryRollout
+
+    rollout = parse_rollout(canary_document(name="recorded-resume", steps=[
+        {"setWeight": 20}, {"approval": {"approvers": ["bob"]}}, {"setWeight": 100}]))
+    status = RolloutStatus(rollout_id=rollout.rollout_id, name="recorded-resume", environment=rollout.metadata.environment,
+                           strategy="canary", target="web", image=rollout.spec.image, current_step=2)
+    handle = await client.start_workflow(CanaryRollout.run, RolloutInput(
+        rollout=rollout, requested_by="mallory", resume=Resume(status=status, step=2)), id=rollout.rollout_id,
+        task_queue=queue)
+    await handle.result()
     return handle
 
 
@@ -227,3 +274,23 @@ async def blue_green_approved(client: Client, queue: str):
     await handle.signal("approve", ApproveRequest(by="carol"))
     await handle.result()
     return handle
+
+
+def _cluster_fakes() -> list:
+    from tests.test_canary_workflow import FakeCluster
+
+    return FakeCluster().activities()
+
+
+def _identity_fakes() -> list:
+    return _cluster_fakes() + identity_activities()
+
+
+# name, scenario, the fake activities (tests/record_histories.py records them)
+SCENARIOS = [
+    ("canary-verified-approval", verified, _identity_fakes),
+    ("canary-sealed-vote", sealed, _cluster_fakes),  # its keyed worker has the identity activities
+    ("canary-verified-folded", verified_folded, _identity_fakes),
+    ("canary-starter-proven", starter_proven, _identity_fakes),
+    ("canary-resume-refused", resume_refused, _identity_fakes),
+]

@@ -78,20 +78,26 @@ async def verified_rollouts(dev_server, dev_client, unique, issuer, tmp_path, mo
                         activities=[*FakeCluster().activities(), ApproverActivities().resolve_groups,
                                     IdentityActivities(http).fetch_signing_keys, IdentityActivities(http).verify_vote])
         async with worker:
-            async def start(name: str, initiator: str = "alice@example.com", min_approvals: int = 2):
-                return await start_verified(dev_client, f"{name}-{unique}", queue, issuer, min_approvals, initiator)
+            async def start(name: str, initiator: str = "alice@example.com", min_approvals: int = 2,
+                            proven: str | None = None):
+                return await start_verified(dev_client, f"{name}-{unique}", queue, issuer, min_approvals, initiator,
+                                            proven)
             yield start
     http.close()
 
 
 async def start_verified(client, name: str, queue: str, issuer: LocalIssuer, min_approvals: int = 1,
-                         initiator: str = "alice@example.com"):
-    """A canary on a fake cluster whose step 2 counts only verified votes."""
+                         initiator: str = "alice@example.com", proven: str | None = None, **start):
+    """A canary on a fake cluster whose step 2 counts only verified votes (and forbids self-approval), started
+    by `initiator` (as the CLI records it) with an ID token proving `proven` (default: the initiator);
+    `start`: other fields of the input (`starter_token=""`: none)."""
     document = canary_document(name=name, environment="production", steps=[
         {"setWeight": 20}, {"approval": identity_policy(issuer, min_approvals)}, {"setWeight": 100}])
+    rid = f"rollout/production/{name}"
+    token = issuer.mint(f"durable-rollouts:{rid}", email=proven or initiator)
     return await client.start_workflow(
-        CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by=initiator),
-        id=f"rollout/production/{name}", task_queue=queue)
+        CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by=initiator,
+                                        **{"starter_token": token, **start}), id=rid, task_queue=queue)
 
 
 async def open_approval(handle) -> RolloutStatus:
@@ -315,14 +321,17 @@ async def test_a_token_typed_into_the_web_ui_reaches_the_history_sealed(issuer, 
 
 
 async def test_a_vote_whose_token_cannot_be_checked_is_refused_not_fatal(dev_server, dev_client, unique, issuer):
-    """The verify_vote activity failing (here: always) refuses the signal's vote with the reason; the
-    rollout keeps waiting and a vote by update still decides it."""
-    @activity.defn(name="verify_vote")
-    def broken(vote: VoteToVerify) -> VoteProof:
-        raise RuntimeError("the verifier is broken")
-
+    """The verify_vote activity failing (here: for every vote; the start's token it checks) refuses the
+    signal's vote with the reason; the rollout keeps waiting and a vote by update still decides it."""
     client = await connect(TemporalSettings(address=dev_server.address, namespace="default", ui=""))
     queue, http = f"broken-{unique}", httpx.Client()
+
+    @activity.defn(name="verify_vote")
+    def broken(vote: VoteToVerify) -> VoteProof:
+        if vote.start:
+            return IdentityActivities(http).verify_vote(vote)
+        raise RuntimeError("the verifier is broken")
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         async with Worker(client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
                           activities=[*FakeCluster().activities(), IdentityActivities(http).fetch_signing_keys, broken]):

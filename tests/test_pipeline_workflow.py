@@ -4,12 +4,16 @@ cluster, registry and check activities fakes (tests/pipeline_helpers.py)."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
+from activities.identity import IdentityActivities
+from localcluster.issuer import LocalIssuer
 from models.approvals import ApproveRequest
 from models.pipeline import PipelineInput
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
@@ -198,3 +202,59 @@ async def test_a_soak_reads_the_stage_before_for_its_own_image(run_pipeline, uni
     final = await (await run_pipeline(FakeFleet(), doc)).result()
     assert final.phase is Phase.HEALTHY, final.message
     assert any(h.event == "soaked" and f"{api}@{DIGEST}" in h.detail for h in final.history), final.history
+
+
+async def test_the_pipelines_proven_starter_holds_in_its_targets(time_skipping_env, unique):
+    """A target's rollout forbids self-approval under identity: the pipeline's start must be proven (none:
+    nothing rolls out), and its targets' rollouts refuse the proven starter (they inherit the proof as
+    child workflows; a direct start claiming it is refused: tests/test_starter.py)."""
+    client, issuer, http = time_skipping_env.client, LocalIssuer().start(), httpx.Client()
+
+    def document(name: str):
+        prod = stage("prod", "shop", ["eu-1"])
+        prod["rollout"]["spec"]["approval"] = {
+            "approvers": ["alice@example.com", "bob@example.com"], "forbidSelfApproval": True,
+            "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}"}}
+        return pipeline(f"{name}-{unique}", NEW, [prod])
+
+    fleet, queue = FakeFleet(), f"proven-{unique}"
+    identity = IdentityActivities(http)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activity_executor=pool,
+                              activities=[*fleet.activities(), identity.fetch_signing_keys, identity.verify_vote]):
+                bare = document("bare")
+                unproven = await client.execute_workflow("Pipeline", PipelineInput(pipeline=bare, requested_by="ci"),
+                                                         id=bare.rollout_id, task_queue=queue, result_type=RolloutStatus)
+                assert unproven.phase is Phase.DEGRADED and unproven.reason == "InvalidStart"
+                assert ("spec.stages[0].rollout.spec.approval forbids self-approval under identity: the start must be "
+                        "proven") in unproven.message and not fleet.calls, (unproven.message, fleet.calls)
+                doc = document("proven")
+                now = (await time_skipping_env.get_current_time()).timestamp()  # the server's clock: skipped ahead
+                token = issuer.mint(f"durable-rollouts:{doc.rollout_id}", email="alice@example.com", at=now)
+                handle = await client.start_workflow(
+                    "Pipeline", PipelineInput(pipeline=doc, requested_by="ci", starter_token=token), id=doc.rollout_id,
+                    task_queue=queue, result_type=RolloutStatus)
+
+                async def child_waiting():
+                    s = await handle.query("status", result_type=RolloutStatus)
+                    target = s.pipeline.stages[0].waves[0].targets[0]
+                    if not target.workflow_id:
+                        return None
+                    child = await client.get_workflow_handle(target.workflow_id).query("status", result_type=RolloutStatus)
+                    return (s, child) if child.approval is not None and child.approval.identity is not None else None
+
+                status, child = await eventually(child_waiting, timeout=60, what="the target's approval")
+                assert (status.initiator, status.initiator_proven) == ("alice@example.com", True)
+                assert (child.initiator, child.initiator_proven) == ("alice@example.com", True)
+                target = client.get_workflow_handle(child.rollout_id)
+                audience, opened = f"durable-rollouts:{child.rollout_id}", child.approval.opened_at.timestamp()
+                assert "alice@example.com started this rollout" in await refused(target, "approve", ApproveRequest(
+                    id_token=issuer.mint(audience, email="alice@example.com", at=opened)))
+                await target.execute_update("approve", ApproveRequest(id_token=issuer.mint(
+                    audience, email="bob@example.com", at=opened)))
+                final = await handle.result()
+                assert final.phase is Phase.HEALTHY, final.message
+    finally:
+        issuer.stop()
+        http.close()

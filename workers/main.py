@@ -28,6 +28,7 @@ from activities.approvers import ApproverActivities
 from activities.identity import IdentityActivities
 from activities.notify import NotifyActivities
 from activities.registry import RegistryActivities
+from activities.sealing import private_keys, public_key
 from activities.targets.appstore import AppStoreActivities
 from activities.targets.flag import FlagActivities
 from activities.targets.flag.configmap import ConfigMapBackend
@@ -166,6 +167,10 @@ async def run_worker(settings: TemporalSettings, task_queue: str, metrics_port: 
                 metrics_server.start()
             print(f"worker ready: {settings.address} namespace={settings.namespace} task-queue={task_queue} "
                   f"families: {shown}", flush=True)
+            sealing = public_key(private_keys())
+            if sealing:  # what the CLI seals a start's ID token to (starters/identity.starter_token)
+                print(f"ID tokens sealed to {sealing} (give starters DURABLE_ROLLOUTS_TOKEN_PUBLIC_KEY={sealing})",
+                      flush=True)
             await stop.wait()
             log.info("draining")
     clients.close()

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from models import names
     from models.approvals import ApprovalChoice, ApprovalPolicy, PendingApproval
     from models.durations import format_duration
-    from models.identity import IdentityPolicy, IdentityRequirement, KeysRequest
+    from models.identity import IdentityPolicy, IdentityRequirement, KeysRequest, SigningKeys
     from models.status import Phase, Reason
     from workflows import metrics
     from workflows.context import Control
@@ -35,13 +35,18 @@ async def resolve_groups(groups: list[str]) -> dict[str, list[str]]:
     )
 
 
-async def fetch_keys(control: Control, identity: IdentityPolicy, pending: PendingApproval) -> None:
-    """The identity issuer's public keys, for the decision validators to check ID tokens against."""
-    control.signing_keys = await workflow.execute_activity_method(
+async def signing_keys(identity: IdentityPolicy) -> SigningKeys:
+    """The identity issuer's public keys (and the workers' sealing key), read by an activity."""
+    return await workflow.execute_activity_method(
         IdentityActivities.fetch_signing_keys, KeysRequest(issuer=identity.issuer, jwks_uri=identity.jwks_uri),
         summary=f"fetch the signing keys of {identity.issuer}", start_to_close_timeout=timedelta(seconds=30),
         retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["Invalid"]),
     )
+
+
+async def fetch_keys(control: Control, identity: IdentityPolicy, pending: PendingApproval) -> None:
+    """The identity issuer's public keys, for the decision validators to check ID tokens against."""
+    control.signing_keys = await signing_keys(identity)
     pending.identity = IdentityRequirement(issuer=identity.issuer, claim=identity.claim,
                                            audience=identity.audience_for(control.status.rollout_id),
                                            keys_fetched_at=workflow.now(), seal_key=control.signing_keys.seal_key)

@@ -48,9 +48,10 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
         self.total_replicas = 0
-        if request.resume is not None:
-            self.routes, self.canary_scale = request.resume.routes, request.resume.canary_scale
-            self.total_replicas = request.resume.total_replicas
+        resume = self.control.resume  # only a continued run's (workflows/continuation.py)
+        if resume is not None:
+            self.routes, self.canary_scale = resume.routes, resume.canary_scale
+            self.total_replicas = resume.total_replicas
         self.hooks = Webhooks(self.control, self.spec.webhooks) if self.spec.webhooks else None
 
     @workflow.run

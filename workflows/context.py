@@ -50,6 +50,7 @@ class Announcer(Protocol):
 class Control(Protocol):
     rollout: Plan  # a Rollout or a Release
     status: RolloutStatus
+    initiator: str  # whom forbidSelfApproval refuses (models/starter.py)
     pending: Pending
     notifier: Announcer | None
     groups: dict[str, list[str]]

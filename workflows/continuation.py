@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
 KEPT_HISTORY_ENTRIES = 500  # the status' own step history carried to the next run (the newest ones)
 PATCH = "continue-as-new"
 TOKENS_KEPT = "used-tokens-kept-across-runs"
+RESUME_CONTINUED = "resume-only-when-continued"  # a `resume` in a first run's input is refused (not trusted)
 
 
 class ContinueAsNew(Exception):
@@ -42,7 +43,13 @@ class Continuation:
 
     def init_continuation(self, request: RunInput) -> None:
         """Only a strategy's run (RolloutInput) continues as new; the other workflows never wait that long."""
-        self.resume: Resume | None = request.resume if isinstance(request, RolloutInput) else None
+        resume = request.resume if isinstance(request, RolloutInput) else None
+        info = workflow.info()  # the server's word: a run continued as new, not a cron run, a retry or a start
+        continued = info.continued_run_id is not None and info.attempt == 1 and not info.cron_schedule
+        # A `resume` handed to any other run is whoever started it saying "past the approval": not taken
+        # (begin() ends the run); asked only then, so the marker is in those runs' histories alone.
+        self.forged_resume = resume is not None and not continued and workflow.patched(RESUME_CONTINUED)
+        self.resume: Resume | None = None if self.forged_resume else resume
         self.continue_after = request.continue_after_events if isinstance(request, RolloutInput) else 10_000
         self.may_continue = False  # set by the strategy (patched) for runs that support it
         self.continuable = False  # True while in a wait that may be re-entered in a new run

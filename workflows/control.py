@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         HistoryEntry,
         Phase,
         Reason,
-        RolloutInput,
         RolloutStatus,
         RunInput,
         WindowRunInput,
@@ -47,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.details import details
     from workflows.errors import RolloutAborted
     from workflows.notify import Notifier
+    from workflows.starter import prove_starter
 
 
 STARTS = ("rollout", "release", "pipeline")  # the runs that change a target (the others act on one: undo, window, ...)
@@ -78,6 +78,8 @@ class RolloutControl(Continuation):
         self.template_hash: Callable[[str], Awaitable[str]] | None = None
         self._requested_by = request.requested_by
         self.initiator = request.initiator or request.requested_by  # whom forbidSelfApproval refuses
+        self._starter_token = request.starter_token  # proven in begin(), then dropped; never in the status
+        self._inherited = request.initiator_proven
         self._action = request.action
         self._search_attributes: tuple[str, int] | None = None
         self.status = RolloutStatus(
@@ -92,7 +94,7 @@ class RolloutControl(Continuation):
             spec_digest=rollout.digest(),
         )
         self.init_continuation(request)
-        resume = request.resume if isinstance(request, RolloutInput) else None
+        resume = self.resume  # a continued run's only (workflows/continuation.py)
         if resume is not None:  # a new run of a rollout that waited long: pick up where it was
             self.status = resume.status
             self.pending.held, self.groups = resume.held, resume.groups
@@ -170,12 +172,21 @@ class RolloutControl(Continuation):
             self.notifier.send(event, severity, text)
 
     async def begin(self) -> RolloutStatus | None:
-        """Before a strategy changes anything: resolve the approver groups (a missing group fails here,
-        not at the approval), wait for the execution window, and pass `spec.approval`. Returns the final
-        status if the rollout ends here."""
+        """Before a strategy changes anything: prove who started it where an approval asks for that
+        (workflows/starter.py), resolve the approver groups (a missing group fails here, not at the
+        approval), wait for the execution window, and pass `spec.approval`. Returns the final status if
+        the rollout ends here."""
         spec = self.rollout.spec
         if self._action not in STARTS:
             return None
+        if self.forged_resume:
+            return self.finish(Phase.DEGRADED, Reason.INVALID_START.value,
+                               "resume is set by a rollout when it continues as new; a start that gives one would "
+                               "skip what came before: refused (nothing was changed)")
+        token, self._starter_token = self._starter_token, ""
+        unproven = await prove_starter(self, token, self._inherited)
+        if unproven:
+            return self.finish(Phase.DEGRADED, Reason.INVALID_START.value, f"{unproven} (nothing was changed)")
         try:
             groups = sorted({g for _, policy in spec.approvals() for g in policy.local_groups})
             if groups:

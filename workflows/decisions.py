@@ -141,8 +141,9 @@ class DecisionRules:
         """The hashes and single-use keys of the tokens accepted votes used: each counts once per rollout
         (the records are kept until their tokens expire, across continued runs: workflows/continuation.py)."""
         accepted = [d for d in self.control.status.decisions if d.accepted]
+        starter = {self.control.status.initiator_token_key} if keys and self.control.status.initiator_token_key else set()
         return {d.token_sha256 for d in accepted if d.token_sha256} | (
-            {d.token_key for d in accepted if d.token_key} if keys else set())
+            {d.token_key for d in accepted if d.token_key} if keys else set()) | starter
 
     def decision_problem(self, kind: str, request: Decision, proven: VerifiedIdentity | str | None = None,
                          legacy: bool = False) -> str:
@@ -207,6 +208,8 @@ class DecisionRules:
         """Whether `who` may vote `choice` now; the initiator may always reject their own rollout. With a
         `proof`, a group:NAME approver also matches the groups the ID token lists."""
         a, policy = self.control.status.approval, self.control.approval_policy
+        if a is not None and policy is None and not a.decided and self.control.status.runs > 1:
+            return f"the approval of step {a.step + 1} is being re-opened in the rollout's new run: try again in a moment"
         if a is None or policy is None or a.decided:
             return f"step {self.control.status.current_step + 1} is not waiting for approval"
         in_group = proof is not None and bool(set(proof.groups) & set(policy.groups))

@@ -15,11 +15,13 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from models.release import Release, ReleaseInput
+    from models.starter import starter_identity
     from models.status import Phase, RolloutStatus
     from models.train import KEPT_RESULTS, SubmitRelease, SubmitResult, TrainedRelease, TrainInput, TrainStatus
     from workflows.release import StagedRelease
 
 HEADROOM = 50  # events a release adds to the train's history, at most (child start, completion, submissions)
+UNPROVEN_REFUSED = "train-refuses-unproven-starters"  # a signal's release that needs a proven starter: not queued
 
 
 @workflow.defn(name="ReleaseTrain")
@@ -56,14 +58,24 @@ class ReleaseTrain:
 
     @submit.validator
     def _validate_submit(self, submit: SubmitRelease) -> None:
-        problem = self._problem(submit)
+        problem = self._problem(submit) or self._unproven(submit)
         if problem:
             raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
 
     @workflow.signal(name="submit")
     def submit_signal(self, submit: SubmitRelease) -> None:
-        if not self._problem(submit):
+        if not self._problem(submit) and not (self._unproven(submit) and workflow.patched(UNPROVEN_REFUSED)):
             self._queue(submit)
+
+    @staticmethod
+    def _unproven(submit: SubmitRelease) -> str:
+        """A release whose approvals need a proven starter (models/starter.py): a submitter is not proven."""
+        try:
+            wanted = starter_identity(submit.release)
+        except ValueError as error:
+            return str(error)
+        return (f"{wanted[0]} forbids self-approval under identity, and a train's submitter is not proven: "
+                "publish this release on its own (`rollout release publish` without --train)") if wanted else ""
 
     def _queue(self, submit: SubmitRelease) -> None:
         self.queued.append(submit.release)

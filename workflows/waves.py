@@ -133,7 +133,7 @@ class Waves:
         try:
             handle = await workflow.start_child_workflow(
                 workflow_class.run, RolloutInput(rollout=rollout, requested_by=f"{self.pipeline_id} ({self.started_by})",
-                                                initiator=c.initiator),
+                                                initiator=c.initiator, initiator_proven=c.status.initiator_proven),
                 id=rollout.rollout_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 search_attributes=_attributes(rollout, self.pipeline_id),
