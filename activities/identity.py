@@ -13,8 +13,17 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.sealing import private_keys, public_key
-from models.identity import KeysRequest, SigningKeys, VoteProof, VoteToVerify, https_or_loopback, verify_token
+from activities.sealing import SealingError, private_keys, public_key, unseal
+from models.identity import (
+    SEALED,
+    SEALED_V1,
+    KeysRequest,
+    SigningKeys,
+    VoteProof,
+    VoteToVerify,
+    https_or_loopback,
+    verify_token,
+)
 
 PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "n", "e", "crv", "x", "y")
 TIMEOUT = httpx.Timeout(10.0)
@@ -70,7 +79,21 @@ class IdentityActivities:
     def verify_vote(self, vote: VoteToVerify) -> VoteProof:
         """A signal's vote checked as a validator checks an update's, run as a local activity: its answer
         (claims and hash, or why not) is what the history keeps, so a replay needs neither the token's
-        key nor the cryptography."""
-        proof = verify_token(vote.token, vote.policy, vote.rollout_id, vote.keys, vote.now, set(vote.used),
+        key nor the cryptography. A start's token (`vote.start`) arrives sealed and is opened here, for the
+        document it is bound to; one in clear is refused, whether or not this worker holds a key (it could
+        be a vote, or a start, read from a history)."""
+        token = vote.token.strip()
+        if vote.start:
+            if not token.startswith((SEALED, SEALED_V1)):
+                return VoteProof(problem="the starter's ID token came in clear: a start's token must be sealed to "
+                                         "the workers' key ($DURABLE_ROLLOUTS_TOKEN_KEY_FILE on the workers; "
+                                         "`rollout start` seals it)")
+            try:
+                token = unseal(token, private_keys(), vote.bound)
+            except SealingError:
+                return VoteProof(problem="the starter's ID token is not sealed for this very document to a key "
+                                         "this worker holds (a token read from another start or a vote opens for "
+                                         "no other; a CLI of another version than the workers' seals another form)")
+        proof = verify_token(token, vote.policy, vote.rollout_id, vote.keys, vote.now, set(vote.used),
                              opened_at=vote.opened_at, start=vote.start)
         return VoteProof(problem=proof) if isinstance(proof, str) else VoteProof(identity=proof)

@@ -37,10 +37,11 @@ from models.identity import SEALED, SEALED_V1, sealed_parts, token_hash
 
 KEY_FILE_ENV = "DURABLE_ROLLOUTS_TOKEN_KEY_FILE"
 INFO = b"durable-rollouts id-token v1"
-# Where a sealed token may be opened: a decision's `idToken` (a vote), a start's `starterToken` (who
-# started, models/starter.py). The purpose is bound as associated data, so a vote copied from a history into
-# a start (or a start's token into a vote) does not open.
-PURPOSES = {"idToken": "", "starterToken": "start"}
+# What the workers' data converter opens: a decision's `idToken` (a vote). A start's token (`starterToken`,
+# models/starter.py) stays sealed in the workflow's input: the activity that checks it opens it, for
+# `start|<the document's SHA-256>` bound as associated data — so a vote, or another document's start, copied
+# from a history does not open as this start's.
+PURPOSES = {"idToken": ""}
 
 
 class SealingError(ValueError):
@@ -108,7 +109,7 @@ def _bound(readable: str, purpose: str) -> bytes:
 
 def seal(token: str, public: str, purpose: str = "") -> str:
     """`token` sealed to the workers' public key (`id:base64`), its hash and claims left readable, for
-    `purpose` (PURPOSES: "" a vote, "start" a start)."""
+    `purpose` ("": a vote; `start|<document SHA-256>`: a start, models/starter.start_purpose)."""
     key_id, _, encoded = public.rpartition(":")
     token = token.strip()
     digest, claims = token_hash(token), token.rpartition(".")[0]

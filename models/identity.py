@@ -135,6 +135,7 @@ class VoteToVerify(Message):
     opened_at: datetime | None = Field(None, description="when the approval opened: older tokens are refused")
     start: bool = Field(False, description="the starter's token (workflows/starter.py): held to maxTokenAge whatever "
                                            "its audience")
+    bound: str = Field("", description="a start's: what its sealed token must be bound to (models/starter.start_purpose)")
 
 
 class VoteProof(Message):

@@ -4,15 +4,16 @@
 an approval that counts only votes proven by an ID token (`identity`), the voter's name is proven; so
 must the starter's be, or the rule compares a proven name with whatever the CLI recorded
 (`$ROLLOUT_USER`, a CI actor, a login name: anyone can set them). Such a run is started with an ID token
-of the same issuer and audience (`starterToken`, sealed to the workers' key for a start: a vote's sealed
-token does not open there); the workflow checks it before anything changes (workflows/starter.py) and
-records the name it proves as the initiator. A run started by a pipeline inherits the pipeline's proven
+of the same issuer and audience (`starterToken`, sealed to the workers' key for this very document: a
+vote's sealed token, or another document's start token, does not open there); the workflow checks it
+before anything changes (workflows/starter.py) and records the name it proves as the initiator. A run started by a pipeline inherits the pipeline's proven
 initiator — only as a child workflow, which the server says and a client cannot claim. Where no approval asks for identity the rule compares the recorded names and is
 best-effort: the README says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pydantic import Field
@@ -33,6 +34,12 @@ class StartedBy(Message):
                                                "identity (activities/sealing.py; never kept)")
     initiator_proven: bool = Field(False, description="set by a pipeline for its children: the initiator was "
                                                       "proven at the pipeline's start (honoured only in a child)")
+
+
+def start_purpose(document: Any) -> str:
+    """What a start's sealed token is bound to: this very document (its full SHA-256), so a start token read
+    from one run's history opens for no other document (activities/sealing.py)."""
+    return "start|" + hashlib.sha256(document.model_dump_json(by_alias=True).encode()).hexdigest()
 
 
 def approvals_of(document: Any) -> list[tuple[str, ApprovalPolicy]]:

@@ -35,6 +35,8 @@ class TrainInput(Message):
     queued: list[Release] = Field(default_factory=list, description="submitted, not yet run (carried across runs)")
     queued_by: list[str] = Field(default_factory=list, description="who submitted each queued release (runs recorded "
                                                                    "before it: empty)")
+    queued_proven: list[bool] = Field(default_factory=list, description="whether an ID token proved each submitter "
+                                                                        "(honoured only in a continued run)")
     released: int = Field(0, description="releases run so far, over every run of the train")
     results: list[TrainedRelease] = Field(default_factory=list, description="the newest results")
     runs: int = 1
@@ -44,6 +46,9 @@ class TrainInput(Message):
 class SubmitRelease(Message):
     release: Release
     by: str = ""
+    starter_token: str = Field("", description="the submitter's ID token, sealed for a start (models/starter.py): "
+                                               "needed when the release's approvals forbid self-approval under "
+                                               "identity; the name it proves is the submitter")
 
 
 class SubmitResult(Message):

@@ -225,12 +225,9 @@ def _release(args: argparse.Namespace) -> int:
 
     if args.action == "publish":
         document = _load(args.file, ("Release",), "rollout release publish -f")
-        if args.train and args.id_token_file:
-            raise UserError("--id-token-file: a release train does not prove who submits; publish the release on its "
-                            "own (without --train) when its approvals need a proven starter", ExitCode.INVALID)
         if args.train:
             return asyncio.run(release.submit_to_train(document, args.train, args.wait, args.timeout, args.task_queue,
-                                                       args.json))
+                                                       args.json, args.id_token_file))
         return asyncio.run(release.publish(document, args.wait, args.timeout, args.task_queue, args.json,
                                            args.id_token_file))
     repository = release.repository_from(args.bucket, args.prefix, args.endpoint)

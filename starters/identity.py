@@ -69,7 +69,7 @@ def starter_token(document: Any, file: str | None = None) -> str:
     `$DURABLE_ROLLOUTS_TOKEN_PUBLIC_KEY` (`rollout status --json` shows it under approval.identity.sealKey),
     or the key file itself; without either the start is refused, not sent with the token in clear."""
     from activities.sealing import private_keys, public_key
-    from models.starter import starter_identity
+    from models.starter import start_purpose, starter_identity
     from workers.codec import TOKEN_PUBLIC_KEY_ENV
 
     try:
@@ -88,7 +88,22 @@ def starter_token(document: Any, file: str | None = None) -> str:
                         "half)", ExitCode.INVALID)
     token = given_token(None, file) or ci_token(requirement, f"{path} forbids self-approval under identity: the "
                                                              "start must be proven by an ID token")
-    return sealed(token, requirement, "start")
+    issued_by = _claims(token).get("iss")
+    if issued_by != identity.issuer:  # a CI job's token where people's IdP is asked: refused here, not at the worker
+        raise UserError(f"{path} asks for an ID token from {identity.issuer}; this one is from {issued_by!r} (a CI "
+                        "job starts such a rollout only when the approvals' issuer is the CI's)", ExitCode.INVALID)
+    return sealed(token, requirement, start_purpose(document))
+
+
+def _claims(token: str) -> dict:
+    """The token's claims, read without checking them (the worker checks the token)."""
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 def ci_token(requirement: IdentityRequirement, why: str = "this approval counts only votes proven by an ID token") -> str:

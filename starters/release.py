@@ -128,8 +128,12 @@ async def publish(release: Release, wait: bool, timeout: float, task_queue: str,
 
 
 async def submit_to_train(release: Release, train: str, wait: bool, timeout: float, task_queue: str,
-                          as_json: bool) -> int:
-    """Queue the release on the channel's release train (started if it is not running)."""
+                          as_json: bool, id_token_file: str | None = None) -> int:
+    """Queue the release on the channel's release train (started if it is not running); the submitter proven
+    by an ID token where the release's approvals ask for that (the train's update checks it)."""
+    from starters.identity import starter_token
+
+    token = starter_token(release, id_token_file)  # before anything is asked or started
     client = await connect()
     env = release.metadata.environment
     handle = await client.start_workflow(
@@ -137,8 +141,8 @@ async def submit_to_train(release: Release, train: str, wait: bool, timeout: flo
         task_queue=names.task_queue_for(task_queue, release.spec.channel.family),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, static_summary=f"release train {env}/{train}")
     try:
-        queued: SubmitResult = await handle.execute_update("submit", SubmitRelease(release=release, by=who()),
-                                                           result_type=SubmitResult)
+        queued: SubmitResult = await handle.execute_update(
+            "submit", SubmitRelease(release=release, by=who(), starter_token=token), result_type=SubmitResult)
     except WorkflowUpdateFailedError as error:
         raise UserError(f"submit refused by {handle.id}: {getattr(error.cause, 'message', error)}",
                         ExitCode.INVALID) from None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from models.spec import Rollout, parse_rollout
@@ -226,6 +229,47 @@ def _patched(operations: list[dict[str, Any]]) -> dict[str, Any]:
 def _image_of(body: dict[str, Any]) -> str | None:
     containers = (((body.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
     return containers[0].get("image") if containers else None
+
+
+def token_key_file(directory) -> str:
+    """A workers' ID-token key file (activities/sealing.py) in `directory`: its path, for
+    $DURABLE_ROLLOUTS_TOKEN_KEY_FILE."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    path = directory / "token-keys"
+    path.write_text("k1:" + base64.b64encode(X25519PrivateKey.generate().private_bytes_raw()).decode())
+    return str(path)
+
+
+@contextlib.contextmanager
+def workers_token_key():
+    """$DURABLE_ROLLOUTS_TOKEN_KEY_FILE set to a new key while a recorded scenario's in-process worker checks
+    a start's sealed token (then put back as it was)."""
+    import tempfile
+
+    from activities.sealing import KEY_FILE_ENV
+
+    before = os.environ.get(KEY_FILE_ENV)
+    with tempfile.TemporaryDirectory() as directory:
+        os.environ[KEY_FILE_ENV] = token_key_file(Path(directory))
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(KEY_FILE_ENV, None)
+            else:
+                os.environ[KEY_FILE_ENV] = before
+
+
+def sealed_start(token: str, document) -> str:
+    """`token` sealed for the start of `document` to the key this process's workers hold, as the CLI seals
+    it (starters/identity.starter_token)."""
+    from activities.sealing import private_keys, public_key, seal
+    from models.starter import start_purpose
+
+    return seal(token, public_key(private_keys()), start_purpose(document))
 
 
 async def server_time(client) -> float:

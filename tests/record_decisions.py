@@ -33,7 +33,15 @@ from models.notifications import NotifyInput
 from models.spec import parse_rollout
 from models.status import RolloutStatus
 from starters.commands import start_workflow
-from tests.helpers import canary_document, eventually, paused_at, server_time, with_reason
+from tests.helpers import (
+    canary_document,
+    eventually,
+    paused_at,
+    sealed_start,
+    server_time,
+    with_reason,
+    workers_token_key,
+)
 from workflows.registry import ALL_WORKFLOWS
 
 
@@ -110,10 +118,11 @@ async def _verified_canary(client: Client, queue: str, issuer: LocalIssuer, name
                                    "groupsClaim": "groups"}}},
         {"setWeight": 100}])
     rollout = parse_rollout(document)
-    handle = await start_workflow(client, rollout, queue, initiator, starter_token=start or issuer.mint(
-        f"durable-rollouts:{rollout.rollout_id}", email=proven, at=await server_time(client)))
-    await paused_at(handle, 1)
-    status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
+    with workers_token_key():  # held while the worker checks the start's sealed token
+        token = start or issuer.mint(f"durable-rollouts:{rollout.rollout_id}", email=proven, at=await server_time(client))
+        handle = await start_workflow(client, rollout, queue, initiator, starter_token=sealed_start(token, rollout))
+        await paused_at(handle, 1)
+        status = await eventually(lambda: _proof_asked(handle), what="an approval asking for ID tokens")
     return handle, status.approval.opened_at.timestamp()
 
 

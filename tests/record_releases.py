@@ -163,6 +163,47 @@ async def refreshed(client: Client, queue: str):
     return handle
 
 
+async def train_proven_submitter(client: Client, queue: str):
+    """A release train takes a release whose approval forbids self-approval under identity by update with
+    the submitter's ID token (workflow.patched "train-proves-submitters"): checked, the release run as its
+    child under the proven name (alice, though `by` says mallory); bob approves it; the train's history."""
+    from models.approvals import ApproveRequest
+    from models.train import SubmitRelease, SubmitResult, TrainInput, TrainStatus, train_id
+    from tests.helpers import sealed_start, server_time, workers_token_key
+    from tests.record_decisions import local_issuer
+    from workflows.train import ReleaseTrain
+
+    with local_issuer() as issuer:
+        guarded = {"approvers": ["bob@example.com"], "forbidSelfApproval": True,
+                   "identity": {"issuer": issuer.url, "audience": "durable-rollouts:{rollout}"}}
+        release = _release("recorded-train-proven", [{"percent": 50, "approval": guarded}, {"percent": 100}])
+        train = await client.start_workflow(ReleaseTrain.run, TrainInput(name="recorded-proven", environment="recorded"),
+                                            id=train_id("recorded", "recorded-proven"), task_queue=queue)
+        audience = f"durable-rollouts:{release.rollout_id}"
+        token = issuer.mint(audience, email="alice@example.com", at=await server_time(client))
+        with workers_token_key():  # held while the train's update checks the sealed token
+            queued = await train.execute_update("submit", SubmitRelease(
+                release=release, by="mallory", starter_token=sealed_start(token, release)), result_type=SubmitResult)
+        child = client.get_workflow_handle(queued.workflow_id, result_type=RolloutStatus)
+        status = await _reason(child, "WaitingForApproval", 0)
+        await child.execute_update("approve", ApproveRequest(id_token=issuer.mint(
+            audience, email="bob@example.com", at=status.approval.opened_at.timestamp())))
+        await child.result()
+
+        async def released():
+            return (await train.query("status", result_type=TrainStatus)).released == 1
+
+        await eventually(released, timeout=30, what="the train's release done")
+        await train.terminate("recorded")
+        return train
+
+
+def _identity_fakes() -> list:
+    from tests.record_decisions import identity_activities
+
+    return channel_fakes() + identity_activities()
+
+
 SCENARIOS = [
     ("release-halted-resumed-promoted", halted_resumed_promoted, channel_fakes),
     ("release-rolled-back", rolled_back, channel_fakes),
@@ -170,4 +211,5 @@ SCENARIOS = [
     ("refresh-metadata", refreshed, channel_fakes),
     ("release-halted-by-gate", halted_by_gate, channel_fakes),
     ("release-flag-back-to-before", flag_back_to_before, lambda: channel_fakes(before=500)),
+    ("train-proven-submitter", train_proven_submitter, _identity_fakes),
 ]

@@ -78,7 +78,10 @@ async def test_an_open_pause_with_background_analysis_runs_for_hours(time_skippi
         final: RolloutStatus = await handle.result()
     finally:
         await worker.__aexit__(None, None, None)
-    assert final.phase.value == "Healthy" and final.runs == paused.runs
+    # Between the status read and the promote the server's clock runs at real pace, measurements go on, and
+    # under load the rollout can continue once more (run 33: 66 runs, 65 read): the promote reaches whichever
+    # run is newest, and nothing is redone (below).
+    assert final.phase.value == "Healthy" and final.runs >= paused.runs
     assert cluster.calls == ["prepare", "weight 20", "weight 100", "promote"], "nothing redone by a new run"
     lengths = [len(h.events) for h in await histories(time_skipping_env, handle)]
     assert len(lengths) == final.runs and max(lengths) < LIMIT + 40, lengths

@@ -31,10 +31,10 @@ from localcluster.devserver import DevServer, free_port
 from localcluster.issuer import LocalIssuer
 from models.approvals import Approval, ApproveRequest, RejectRequest
 from models.identity import KeysRequest, VoteProof, VoteToVerify, token_hash, verify_token
-from models.spec import parse_rollout
+from models.spec import Rollout, parse_rollout
 from models.status import ControlResult, Phase, RolloutInput, RolloutStatus
 from tests import webui
-from tests.helpers import canary_document, eventually, finished
+from tests.helpers import canary_document, eventually, finished, sealed_start, token_key_file
 from tests.test_approvals import accepted_updates, refused, status_of
 from tests.test_canary_workflow import FakeCluster
 from workers.codec import TOKEN_PUBLIC_KEY_ENV, CodecServer, server_codec
@@ -86,18 +86,27 @@ async def verified_rollouts(dev_server, dev_client, unique, issuer, tmp_path, mo
     http.close()
 
 
+def verified_canary(issuer: LocalIssuer, name: str, min_approvals: int = 1, **document) -> Rollout:
+    """A canary on a fake cluster whose step 2 counts only verified votes (and forbids self-approval)."""
+    return parse_rollout(canary_document(name=name, environment="production", steps=[
+        {"setWeight": 20}, {"approval": identity_policy(issuer, min_approvals)}, {"setWeight": 100}], **document))
+
+
 async def start_verified(client, name: str, queue: str, issuer: LocalIssuer, min_approvals: int = 1,
-                         initiator: str = "alice@example.com", proven: str | None = None, **start):
-    """A canary on a fake cluster whose step 2 counts only verified votes (and forbids self-approval), started
-    by `initiator` (as the CLI records it) with an ID token proving `proven` (default: the initiator);
-    `start`: other fields of the input (`starter_token=""`: none)."""
-    document = canary_document(name=name, environment="production", steps=[
-        {"setWeight": 20}, {"approval": identity_policy(issuer, min_approvals)}, {"setWeight": 100}])
-    rid = f"rollout/production/{name}"
-    token = issuer.mint(f"durable-rollouts:{rid}", email=proven or initiator)
+                         initiator: str = "alice@example.com", proven: str | None = None, sealed: bool = True,
+                         **start):
+    """`verified_canary` started by `initiator` (as the CLI records it) with an ID token proving `proven`
+    (default: the initiator), sealed for this start as the CLI seals it to the key this process's workers
+    hold (unless not `sealed`); `start`: other fields of the input (`starter_token=""`: none)."""
+    rollout = verified_canary(issuer, name, min_approvals)
+    token = start.pop("starter_token", None)
+    if token is None:
+        token = issuer.mint(f"durable-rollouts:{rollout.rollout_id}", email=proven or initiator)
+    if sealed and token and not token.startswith("sealed:"):
+        token = sealed_start(token, rollout)
     return await client.start_workflow(
-        CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by=initiator,
-                                        **{"starter_token": token, **start}), id=rid, task_queue=queue)
+        CanaryRollout.run, RolloutInput(rollout=rollout, requested_by=initiator, starter_token=token, **start),
+        id=rollout.rollout_id, task_queue=queue)
 
 
 async def open_approval(handle) -> RolloutStatus:
@@ -320,9 +329,11 @@ async def test_a_token_typed_into_the_web_ui_reaches_the_history_sealed(issuer, 
         codec.stop()
 
 
-async def test_a_vote_whose_token_cannot_be_checked_is_refused_not_fatal(dev_server, dev_client, unique, issuer):
+async def test_a_vote_whose_token_cannot_be_checked_is_refused_not_fatal(dev_server, dev_client, unique, issuer,
+                                                                        tmp_path, monkeypatch):
     """The verify_vote activity failing (here: for every vote; the start's token it checks) refuses the
     signal's vote with the reason; the rollout keeps waiting and a vote by update still decides it."""
+    monkeypatch.setenv(KEY_FILE_ENV, token_key_file(tmp_path))  # a start's token is sealed to the workers' key
     client = await connect(TemporalSettings(address=dev_server.address, namespace="default", ui=""))
     queue, http = f"broken-{unique}", httpx.Client()
 

@@ -25,6 +25,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 import workflows.continuation
 from activities.approvers import ApproverActivities
 from activities.identity import IdentityActivities
+from activities.sealing import KEY_FILE_ENV
 from localcluster.issuer import LocalIssuer
 from models.approvals import Approval, ApproveRequest, names_match
 from models.documents import SpecError
@@ -32,7 +33,7 @@ from models.identity import USED, KeysRequest, SigningKeys, verify_token
 from models.pipeline import PipelineInput, parse_pipeline
 from models.spec import Rollout, parse_rollout
 from models.status import ControlResult, Phase, RolloutInput
-from tests.helpers import canary_document, eventually, finished
+from tests.helpers import canary_document, eventually, finished, sealed_start, token_key_file
 from tests.test_approvals import refused, status_of
 from tests.test_canary_workflow import FakeCluster
 from tests.test_identity import MANAGERS, identity_policy, issuer, open_approval, verified_rollouts  # noqa: F401
@@ -202,26 +203,27 @@ async def _refusals(handle, count: int) -> list[str] | None:
 
 
 async def test_a_used_token_stays_used_after_the_rollout_continues_as_new(dev_server, dev_client, unique, issuer,  # noqa: F811
-                                                                         monkeypatch):
+                                                                         monkeypatch, tmp_path):
     """Two verified approvals; between them refused signals grow the history until the rollout continues
     as new, and (the kept entries lowered to 2) push the first vote out of the newest decisions: its token
     is still used."""
     monkeypatch.setattr(workflows.continuation, "KEPT_HISTORY_ENTRIES", 2)  # the unsandboxed worker reads this
+    monkeypatch.setenv(KEY_FILE_ENV, token_key_file(tmp_path))  # a start's token is sealed to the workers' key
     client = await connect(TemporalSettings(address=dev_server.address, namespace="default", ui=""))
     queue, http = f"kept-{unique}", httpx.Client()
     approval = identity_policy(issuer, min_approvals=1)
-    document = canary_document(name=f"kept-{unique}", environment="production", steps=[
-        {"setWeight": 20}, {"approval": approval}, {"approval": approval}, {"setWeight": 100}])
+    rollout = parse_rollout(canary_document(name=f"kept-{unique}", environment="production", steps=[
+        {"setWeight": 20}, {"approval": approval}, {"approval": approval}, {"setWeight": 100}]))
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         async with Worker(client, task_queue=queue, workflows=[CanaryRollout], activity_executor=pool,
                           workflow_runner=UnsandboxedWorkflowRunner(), max_cached_workflows=0,
                           activities=[*FakeCluster().activities(), ApproverActivities().resolve_groups,
                                       IdentityActivities(http).fetch_signing_keys, IdentityActivities(http).verify_vote]):
             handle = await dev_client.start_workflow(
-                CanaryRollout.run, RolloutInput(rollout=parse_rollout(document), requested_by="alice@example.com",
-                                                continue_after_events=50, starter_token=issuer.mint(
-                                                    f"durable-rollouts:rollout/production/kept-{unique}",
-                                                    email="alice@example.com")),
+                CanaryRollout.run, RolloutInput(rollout=rollout, requested_by="alice@example.com",
+                                                continue_after_events=50, starter_token=sealed_start(issuer.mint(
+                                                    f"durable-rollouts:{rollout.rollout_id}",
+                                                    email="alice@example.com"), rollout)),
                 id=f"rollout/production/kept-{unique}", task_queue=queue)
             await open_approval(handle)
             bob = issuer.mint(f"durable-rollouts:{handle.id}", email="bob@example.com", groups=MANAGERS, lifetime=600)

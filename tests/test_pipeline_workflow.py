@@ -13,11 +13,12 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
 from activities.identity import IdentityActivities
+from activities.sealing import KEY_FILE_ENV
 from localcluster.issuer import LocalIssuer
 from models.approvals import ApproveRequest
 from models.pipeline import PipelineInput
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
-from tests.helpers import eventually
+from tests.helpers import eventually, sealed_start, token_key_file
 from tests.pipeline_helpers import DIGEST, FakeFleet, pipeline, stage
 from workflows.registry import ALL_WORKFLOWS
 
@@ -204,10 +205,11 @@ async def test_a_soak_reads_the_stage_before_for_its_own_image(run_pipeline, uni
     assert any(h.event == "soaked" and f"{api}@{DIGEST}" in h.detail for h in final.history), final.history
 
 
-async def test_the_pipelines_proven_starter_holds_in_its_targets(time_skipping_env, unique):
+async def test_the_pipelines_proven_starter_holds_in_its_targets(time_skipping_env, unique, tmp_path, monkeypatch):
     """A target's rollout forbids self-approval under identity: the pipeline's start must be proven (none:
     nothing rolls out), and its targets' rollouts refuse the proven starter (they inherit the proof as
     child workflows; a direct start claiming it is refused: tests/test_starter.py)."""
+    monkeypatch.setenv(KEY_FILE_ENV, token_key_file(tmp_path))  # the in-process worker's token key
     client, issuer, http = time_skipping_env.client, LocalIssuer().start(), httpx.Client()
 
     def document(name: str):
@@ -231,7 +233,8 @@ async def test_the_pipelines_proven_starter_holds_in_its_targets(time_skipping_e
                         "proven") in unproven.message and not fleet.calls, (unproven.message, fleet.calls)
                 doc = document("proven")
                 now = (await time_skipping_env.get_current_time()).timestamp()  # the server's clock: skipped ahead
-                token = issuer.mint(f"durable-rollouts:{doc.rollout_id}", email="alice@example.com", at=now)
+                alice = issuer.mint(f"durable-rollouts:{doc.rollout_id}", email="alice@example.com", at=now)
+                token = sealed_start(alice, doc)
                 handle = await client.start_workflow(
                     "Pipeline", PipelineInput(pipeline=doc, requested_by="ci", starter_token=token), id=doc.rollout_id,
                     task_queue=queue, result_type=RolloutStatus)

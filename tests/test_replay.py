@@ -45,7 +45,7 @@ def test_every_strategy_has_recorded_histories():
         "release-microsoft-store",
         "release-intune-rings", "release-mdm-aborted", "pipeline-delivered", "pipeline-rolled-back",
         "canary-verified-approval", "canary-sealed-vote", "canary-verified-folded", "canary-starter-proven",
-        "canary-resume-refused",
+        "canary-resume-refused", "train-proven-submitter",
         "release-google-play-draft-first", "release-app-store-releasable", "release-intune-kept-as-read",
         "pipeline-children-named-by-pipeline", "canary-analysed-by-hash",
     }

@@ -29,13 +29,21 @@ from localcluster.updates import make_artifact
 from models.approvals import ApproveRequest
 from models.identity import USED
 from models.spec import parse_rollout
+from models.starter import start_purpose
 from models.status import ControlResult, Phase, Resume, RolloutStatus
-from models.train import SubmitRelease, TrainInput, TrainStatus, train_id
-from tests.helpers import canary_document, eventually, finished
+from models.train import SubmitRelease, SubmitResult, TrainInput, TrainStatus, train_id
+from tests.helpers import canary_document, eventually, finished, sealed_start, server_time, token_key_file
 from tests.release_helpers import release_document, release_worker
 from tests.test_approvals import refused, status_of
 from tests.test_canary_workflow import FakeCluster
-from tests.test_identity import MANAGERS, identity_policy, issuer, open_approval, start_verified  # noqa: F401
+from tests.test_identity import (  # noqa: F401 - issuer: a fixture
+    MANAGERS,
+    identity_policy,
+    issuer,
+    open_approval,
+    start_verified,
+    verified_canary,
+)
 from workers.codec import TOKEN_PUBLIC_KEY_ENV
 from workers.temporal import TemporalSettings, connect
 from workflows.canary import CanaryRollout
@@ -99,12 +107,13 @@ async def test_the_starters_token_cannot_vote(dev_client, keyed_worker, issuer, 
     assert status.initiator == "carol@example.com" and status.initiator_token_key
     assert await refused(handle, "approve", ApproveRequest(id_token=starter)) == f"InvalidDecision: approve: {USED}"
     assert "sealed to a key this worker does not hold" in await refused(  # sealed for a start, sent as a vote
-        handle, "approve", ApproveRequest(id_token=seal(starter, public, "start")))
+        handle, "approve", ApproveRequest(id_token=sealed_start(starter, verified_canary(issuer, f"vote-{unique}"))))
     await handle.terminate("test over")
 
 
 @pytest.mark.parametrize("case", ["no token", "claims a pipeline's proof", "another rollout's token", "expired",
-                                  "minted long before", "forged", "a sealed vote", "hands in a resume"])
+                                  "minted long before", "forged", "a sealed vote", "another document's start",
+                                  "in clear", "hands in a resume"])
 async def test_an_unproven_start_changes_nothing(dev_client, keyed_worker, issuer, unique, case):
     queue, public = keyed_worker
     name = f"bare-{unique}"
@@ -121,6 +130,11 @@ async def test_an_unproven_start_changes_nothing(dev_client, keyed_worker, issue
                                                             lifetime=3600, issued_ago=900)},
         "forged": {"starter_token": issuer.forge(alice, email="mallory@example.com")},
         "a sealed vote": {"starter_token": seal(alice, public)},  # copied from a history: sealed for a vote
+        # Bob's start of this rollout ID, read from its history, sent with Mallory's changed spec:
+        "another document's start": {"starter_token": seal(alice, public, start_purpose(verified_canary(
+            issuer, name, 1, image="registry.local/checkout-api:9.9.9")))},
+        "in clear": {"starter_token": alice, "sealed": False},  # the workers hold a key: a token in clear could
+        # have been read from a history (a vote sent in clear, a keyless worker's start)
         "hands in a resume": {"resume": Resume(step=2, status=RolloutStatus(  # past the approval, as if approved
             rollout_id=rid, name=name, environment="production", strategy="canary", target="web", image="web:2",
             current_step=2))},
@@ -135,7 +149,9 @@ async def test_an_unproven_start_changes_nothing(dev_client, keyed_worker, issue
                 "another rollout's token": "the ID token is not for this rollout",
                 "expired": "the ID token expired at",
                 "minted long before": "longer ago than maxTokenAge allows",
-                "a sealed vote": "sealed to a key this worker does not hold (or was altered after sealing)",
+                "a sealed vote": "not sealed for this very document to a key this worker holds",
+                "another document's start": "not sealed for this very document to a key this worker holds",
+                "in clear": "the starter's ID token came in clear",
                 "forged": "signature does not verify",
                 "hands in a resume": "resume is set by a rollout when it continues as new"}[case]
     assert expected in final.message, final.message
@@ -164,6 +180,10 @@ async def test_the_cli_proves_the_start_with_a_sealed_token(dev_server, keyed_wo
     assert len(clear.stderr.strip().splitlines()) == 1
     bad = await cli("start", "-f", str(spec), ROLLOUT_ID_TOKEN=alice, **{TOKEN_PUBLIC_KEY_ENV: "k1:not-a-key!"})
     assert bad.returncode == 2 and "is not `id:base64` of 32 bytes" in bad.stderr, bad.stderr
+    ci = issuer.mint(f"durable-rollouts:{rid}", email="ci-bot@example.com", issuer="https://token.actions.example")
+    other = await cli("start", "-f", str(spec), ROLLOUT_ID_TOKEN=ci, **{TOKEN_PUBLIC_KEY_ENV: public})
+    assert other.returncode == 2 and f"asks for an ID token from {issuer.url}; this one is from " \
+        "'https://token.actions.example'" in other.stderr, other.stderr
     none = await cli("start", "-f", str(spec), **{TOKEN_PUBLIC_KEY_ENV: public})
     assert none.returncode == 2 and f"{GUARDED}: the start must be proven by an ID token from {issuer.url}" \
         in none.stderr, none.stderr
@@ -201,21 +221,61 @@ def test_approvals_asking_for_two_identities_are_refused(issuer, tmp_path):
     assert len(parse_rollout(yaml.safe_load(spec.read_text())).spec.approvals()) == 2
 
 
-async def test_a_release_train_refuses_a_release_that_needs_a_proven_starter(time_skipping_env, s3_server,
-                                                                           updater_setup, issuer, unique, tmp_path):
+async def test_a_release_train_proves_who_submits(time_skipping_env, s3_server, updater_setup, issuer, unique,
+                                                  tmp_path, monkeypatch):
+    """A release whose approval forbids self-approval under identity goes on a train only with the submitter's
+    ID token (checked by the train's update); the release runs as the train's child with the proven name."""
+    monkeypatch.setenv(KEY_FILE_ENV, token_key_file(tmp_path))  # the in-process worker's token key
+    client = time_skipping_env.client
     guarded = {"percent": 50, "approval": identity_policy(issuer, 1)}
     release = release_document(f"guarded-{unique}", updater_setup, make_artifact(tmp_path, "2.0.0"), "2.0.0",
                                [guarded, {"percent": 100}])
-    queue = f"train-{unique}"
-    async with release_worker(time_skipping_env.client, queue, s3_server, updater_setup):
-        train = await time_skipping_env.client.start_workflow(
+    queue, http = f"train-{unique}", httpx.Client()
+    identity = IdentityActivities(http)
+    async with release_worker(client, queue, s3_server, updater_setup,
+                              extra=[identity.fetch_signing_keys, identity.verify_vote]):
+        train = await client.start_workflow(
             ReleaseTrain.run, TrainInput(name=f"guarded-{unique}", environment="test"),
             id=train_id("test", f"guarded-{unique}"), task_queue=queue)
-        with pytest.raises(WorkflowUpdateFailedError) as refusal:
-            await train.execute_update("submit", SubmitRelease(release=release, by="mallory"))
-        assert ("spec.phases[0].approval forbids self-approval under identity, and a train's submitter is not "
-                "proven") in str(refusal.value.cause)
-        await train.signal("submit", SubmitRelease(release=release, by="mallory"))  # the Web UI's door
-        status = await train.query("status", result_type=TrainStatus)
-        assert not status.queued and not status.running, status
+
+        async def submitted(token: str) -> str:
+            with pytest.raises(WorkflowUpdateFailedError) as refusal:
+                await train.execute_update("submit", SubmitRelease(release=release, by="mallory", starter_token=token))
+            return str(refusal.value.cause)
+
+        assert ("spec.phases[0].approval forbids self-approval under identity: the submitter must be proven by an "
+                f"ID token from {issuer.url}") in await submitted("")
+        audience = f"durable-rollouts:{release.rollout_id}"
+        alice = issuer.mint(audience, email="alice@example.com", at=await server_time(client))
+        assert "signature does not verify" in await submitted(
+            sealed_start(issuer.forge(alice, email="mallory@example.com"), release))
+        assert "came in clear" in await submitted(alice)
+        other = release_document(f"guarded-{unique}", updater_setup, make_artifact(tmp_path, "2.0.1"), "2.0.1",
+                                 [guarded, {"percent": 100}])
+        assert "not sealed for this very document" in await submitted(sealed_start(alice, other))
+        await train.signal("submit", SubmitRelease(release=release, by="alice",  # the Web UI's door
+                                                   starter_token=sealed_start(alice, release)))
+        plain = release_document(f"plain-{unique}", updater_setup, make_artifact(tmp_path, "2.0.2"), "2.0.2",
+                                 [{"percent": 100}])
+        await train.signal("submit", SubmitRelease(release=plain, by="alice"))  # needs no proof: queued
+
+        async def ran():
+            s = await train.query("status", result_type=TrainStatus)
+            return s if s.running or s.results else None
+
+        first = await eventually(ran, timeout=60, what="the train's first release")
+        assert (first.running or first.results[0].workflow_id) == f"{plain.rollout_id}/1", \
+            "the guarded release sent by signal was not queued; the plain one after it was"
+        queued = await train.execute_update("submit", SubmitRelease(
+            release=release, by="mallory", starter_token=sealed_start(alice, release)), result_type=SubmitResult)
+        child = client.get_workflow_handle(queued.workflow_id)
+
+        async def proven():
+            s = await child.query("status", result_type=RolloutStatus)
+            return s if s.initiator_proven else None
+
+        status = await eventually(proven, timeout=60, what="the train's release, its submitter proven")
+        assert (status.started_by, status.initiator) == (f"train guarded-{unique}", "alice@example.com")
+        await child.terminate("test over")
         await train.terminate("test over")
+    http.close()

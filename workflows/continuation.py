@@ -29,6 +29,13 @@ TOKENS_KEPT = "used-tokens-kept-across-runs"
 RESUME_CONTINUED = "resume-only-when-continued"  # a `resume` in a first run's input is refused (not trusted)
 
 
+def continued_run() -> bool:
+    """The server's word that this run was continued as new by the one before (not a first run, a cron run
+    or a retry, whose input whoever started them wrote): only then is state carried in the input trusted."""
+    info = workflow.info()
+    return info.continued_run_id is not None and info.attempt == 1 and not info.cron_schedule
+
+
 class ContinueAsNew(Exception):
     """Raised by a wait that may be re-entered, once the history is long; carries the wait's state."""
 
@@ -44,11 +51,9 @@ class Continuation:
     def init_continuation(self, request: RunInput) -> None:
         """Only a strategy's run (RolloutInput) continues as new; the other workflows never wait that long."""
         resume = request.resume if isinstance(request, RolloutInput) else None
-        info = workflow.info()  # the server's word: a run continued as new, not a cron run, a retry or a start
-        continued = info.continued_run_id is not None and info.attempt == 1 and not info.cron_schedule
         # A `resume` handed to any other run is whoever started it saying "past the approval": not taken
         # (begin() ends the run); asked only then, so the marker is in those runs' histories alone.
-        self.forged_resume = resume is not None and not continued and workflow.patched(RESUME_CONTINUED)
+        self.forged_resume = resume is not None and not continued_run() and workflow.patched(RESUME_CONTINUED)
         self.resume: Resume | None = None if self.forged_resume else resume
         self.continue_after = request.continue_after_events if isinstance(request, RolloutInput) else 10_000
         self.may_continue = False  # set by the strategy (patched) for runs that support it

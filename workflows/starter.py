@@ -8,6 +8,7 @@ for a vote does not open as a start's, nor the other way round (activities/seali
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,12 +16,31 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityActivities
-    from models.identity import VoteToVerify
-    from models.starter import starter_identity
+    from models.identity import IdentityPolicy, VerifiedIdentity, VoteToVerify
+    from models.starter import start_purpose, starter_identity
     from workflows.approval import signing_keys
     from workflows.context import Control
 
 STARTER_PROVEN = "starter-proven"  # runs before it compared forbidSelfApproval with the recorded initiator
+
+
+async def verify_start(identity: IdentityPolicy, token: str, rollout_id: str, document: Any) -> VerifiedIdentity | str:
+    """Who the start's token proves (a run's start, a release train's submission of `document`), or why it
+    proves no one. The token stays sealed here: the local activity opens it for this very document."""
+    try:
+        keys = await signing_keys(identity)
+        answer = await workflow.execute_local_activity_method(
+            IdentityActivities.verify_vote, VoteToVerify(token=token, policy=identity, rollout_id=rollout_id,
+                                                         keys=keys, now=workflow.now(), start=True,
+                                                         bound=start_purpose(document)),
+            start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3),
+            summary="verify the starter's ID token")
+    except ActivityError as error:
+        cause = error.cause
+        return f"the starter's ID token could not be checked: {getattr(cause, 'message', '') or error}"
+    if answer.identity is None:
+        return f"the starter's ID token does not prove who started: {answer.problem}"
+    return answer.identity
 
 
 async def prove_starter(control: Control, token: str, inherited: bool) -> str:
@@ -45,21 +65,10 @@ async def prove_starter(control: Control, token: str, inherited: bool) -> str:
     if not token.strip():
         return (f"{path} forbids self-approval under identity: the start must be proven by an ID token from "
                 f"{identity.issuer} for audience {identity.audience_for(status.rollout_id)} (--id-token-file, "
-                "$ROLLOUT_ID_TOKEN, or a CI job's OIDC token; a release train's submitter is not proven: publish it "
-                "on its own)")
-    try:
-        keys = await signing_keys(identity)
-        answer = await workflow.execute_local_activity_method(
-            IdentityActivities.verify_vote, VoteToVerify(token=token, policy=identity, rollout_id=status.rollout_id,
-                                                         keys=keys, now=workflow.now(), start=True),
-            start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3),
-            summary="verify the starter's ID token")
-    except ActivityError as error:
-        cause = error.cause
-        return f"the starter's ID token could not be checked: {getattr(cause, 'message', '') or error}"
-    proven = answer.identity
-    if proven is None:
-        return f"the starter's ID token does not prove who started ({path}): {answer.problem}"
+                "$ROLLOUT_ID_TOKEN, or a CI job's OIDC token)")
+    proven = await verify_start(identity, token, status.rollout_id, control.rollout)
+    if isinstance(proven, str):
+        return f"{proven} ({path})"
     control.initiator = status.initiator = proven.name
     status.initiator_proven, status.initiator_token_key = True, proven.token_key
     control.record("starter-proven", f"{identity.claim} {proven.name} ({identity.issuer})", by=proven.name)

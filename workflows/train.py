@@ -18,10 +18,13 @@ with workflow.unsafe.imports_passed_through():
     from models.starter import starter_identity
     from models.status import Phase, RolloutStatus
     from models.train import KEPT_RESULTS, SubmitRelease, SubmitResult, TrainedRelease, TrainInput, TrainStatus
+    from workflows.continuation import continued_run
     from workflows.release import StagedRelease
+    from workflows.starter import verify_start
 
 HEADROOM = 50  # events a release adds to the train's history, at most (child start, completion, submissions)
 UNPROVEN_REFUSED = "train-refuses-unproven-starters"  # a signal's release that needs a proven starter: not queued
+SUBMITTER_PROVEN = "train-proves-submitters"  # an update's release that needs one: its token checked, then queued
 
 
 @workflow.defn(name="ReleaseTrain")
@@ -31,6 +34,8 @@ class ReleaseTrain:
         self.request = request
         self.queued: list[Release] = list(request.queued)
         self.queued_by: list[str] = list(request.queued_by) + [""] * (len(request.queued) - len(request.queued_by))
+        proven = list(request.queued_proven) if request.queued_proven and continued_run() else []  # else: a forgery
+        self.queued_proven: list[bool] = proven + [False] * (len(request.queued) - len(proven))
         self.results: list[TrainedRelease] = list(request.results)
         self.released = request.released
         self.running = ""
@@ -51,35 +56,46 @@ class ReleaseTrain:
 
     @workflow.update(name="submit", description='Queue a Release on this train. {"release": {...}, "by": "you"}')
     async def submit(self, submit: SubmitRelease) -> SubmitResult:
-        self._queue(submit)
+        wanted = self._wanted(submit)
+        proven = None
+        if isinstance(wanted, tuple) and workflow.patched(SUBMITTER_PROVEN):  # the validator saw a token
+            proven = await verify_start(wanted[1], submit.starter_token, submit.release.rollout_id, submit.release)
+            if isinstance(proven, str):
+                raise ApplicationError(f"submit: {proven} ({wanted[0]})", type="InvalidDecision", non_retryable=True)
+        self._queue(submit, proven.name if proven else None)
         ahead = len(self.queued) - 1 + (1 if self.running else 0)
         return SubmitResult(accepted=True, position=ahead,
                             workflow_id=f"{submit.release.rollout_id}/{self.released + ahead + 1}")
 
     @submit.validator
     def _validate_submit(self, submit: SubmitRelease) -> None:
-        problem = self._problem(submit) or self._unproven(submit)
+        wanted = self._wanted(submit)
+        problem = self._problem(submit) or (wanted if isinstance(wanted, str) else "")
+        if not problem and wanted and not submit.starter_token.strip():
+            problem = (f"{wanted[0]} forbids self-approval under identity: the submitter must be proven by an ID "
+                       f"token from {wanted[1].issuer} (--id-token-file, $ROLLOUT_ID_TOKEN, or a CI job's OIDC token)")
         if problem:
             raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
 
     @workflow.signal(name="submit")
     def submit_signal(self, submit: SubmitRelease) -> None:
-        if not self._problem(submit) and not (self._unproven(submit) and workflow.patched(UNPROVEN_REFUSED)):
+        """The Web UI's door: a release whose submitter must be proven is refused here (submit it by update,
+        `rollout release publish --train`, whose handler checks the token)."""
+        if not self._problem(submit) and not (self._wanted(submit) and workflow.patched(UNPROVEN_REFUSED)):
             self._queue(submit)
 
     @staticmethod
-    def _unproven(submit: SubmitRelease) -> str:
-        """A release whose approvals need a proven starter (models/starter.py): a submitter is not proven."""
+    def _wanted(submit: SubmitRelease) -> tuple | str | None:
+        """The identity the submitter must prove (models/starter.py), or why the release's approvals disagree."""
         try:
-            wanted = starter_identity(submit.release)
+            return starter_identity(submit.release)
         except ValueError as error:
             return str(error)
-        return (f"{wanted[0]} forbids self-approval under identity, and a train's submitter is not proven: "
-                "publish this release on its own (`rollout release publish` without --train)") if wanted else ""
 
-    def _queue(self, submit: SubmitRelease) -> None:
+    def _queue(self, submit: SubmitRelease, proven: str | None = None) -> None:
         self.queued.append(submit.release)
-        self.queued_by.append(submit.by.strip())
+        self.queued_by.append(proven or submit.by.strip())
+        self.queued_proven.append(proven is not None)
 
     def _long(self) -> bool:
         info = workflow.info()
@@ -96,21 +112,24 @@ class ReleaseTrain:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(TrainInput(
                     name=request.name, environment=request.environment, queued=self.queued, queued_by=self.queued_by,
+                    queued_proven=self.queued_proven,
                     released=self.released,
                     results=self.results[-KEPT_RESULTS:], runs=request.runs + 1,
                     continue_after_events=request.continue_after_events))
-            release, by = self.queued.pop(0), self.queued_by.pop(0)
-            await self._run_one(release, by)
+            release, by, proven = self.queued.pop(0), self.queued_by.pop(0), self.queued_proven.pop(0)
+            await self._run_one(release, by, proven)
 
-    async def _run_one(self, release: Release, by: str) -> None:
-        """`by`: who submitted it, the initiator its approvals' forbidSelfApproval refuses."""
+    async def _run_one(self, release: Release, by: str, proven: bool = False) -> None:
+        """`by`: who submitted it, the initiator its approvals' forbidSelfApproval refuses (`proven`: as an ID
+        token proved it; the release inherits that as a child)."""
         child_id = f"{release.rollout_id}/{self.released + 1}"
         version = release.spec.artifact.version or release.spec.artifact.variant or release.version
         self.running = child_id
         workflow.set_current_details(f"running {child_id}: {release.version} → {release.target_description}")
         try:
             ended: RolloutStatus = await workflow.execute_child_workflow(
-                StagedRelease.run, ReleaseInput(release=release, requested_by=f"train {self.request.name}", initiator=by),
+                StagedRelease.run, ReleaseInput(release=release, requested_by=f"train {self.request.name}", initiator=by,
+                                                initiator_proven=proven),
                 id=child_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 static_summary=f"release {release.version} → {release.target_description}")
             result = TrainedRelease(workflow_id=child_id, version=version, phase=ended.phase,
