@@ -37,11 +37,10 @@ from models.identity import SEALED, SEALED_V1, sealed_parts, token_hash
 
 KEY_FILE_ENV = "DURABLE_ROLLOUTS_TOKEN_KEY_FILE"
 INFO = b"durable-rollouts id-token v1"
-# What the workers' data converter opens: a decision's `idToken` (a vote). A start's token (`starterToken`,
+# The workers' data converter opens a decision's `idToken` (a vote) only. A start's token (`starterToken`,
 # models/starter.py) stays sealed in the workflow's input: the activity that checks it opens it, for
 # `start|<the document's SHA-256>` bound as associated data — so a vote, or another document's start, copied
 # from a history does not open as this start's.
-PURPOSES = {"idToken": ""}
 
 
 class SealingError(ValueError):
@@ -138,21 +137,15 @@ def unseal(value: str, keys: dict[str, X25519PrivateKey], purpose: str = "") -> 
 
 
 def _with_token(payload: Payload, change) -> Payload:
-    """`payload` with its JSON document's `idToken` / `starterToken` replaced by `change(token, purpose)`
-    (None: unchanged)."""
-    if payload.metadata.get("encoding") != b"json/plain" or not any(f.encode() in payload.data for f in PURPOSES):
+    """`payload` with its JSON document's `idToken` (a vote's) replaced by `change(token)` (None: unchanged)."""
+    if payload.metadata.get("encoding") != b"json/plain" or b"idToken" not in payload.data:
         return payload
     document = json.loads(payload.data)
-    if not isinstance(document, dict):
+    token = document.get("idToken") if isinstance(document, dict) else None
+    changed = change(token.strip()) if isinstance(token, str) and token.strip() else None
+    if changed is None:
         return payload
-    changed = False
-    for field, purpose in PURPOSES.items():
-        token = document.get(field)
-        new = change(token.strip(), purpose) if isinstance(token, str) and token.strip() else None
-        if new is not None:
-            document[field], changed = new, True
-    if not changed:
-        return payload
+    document["idToken"] = changed
     result = Payload()
     result.CopyFrom(payload)
     result.data = json.dumps(document).encode()
@@ -171,11 +164,11 @@ class TokenOpeningCodec(PayloadCodec):
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [_with_token(p, self._open) for p in payloads]
 
-    def _open(self, token: str, purpose: str) -> str | None:
+    def _open(self, token: str) -> str | None:
         if not token.startswith((SEALED, SEALED_V1)):
             return None
         try:
-            return unseal(token, self.keys, purpose)
+            return unseal(token, self.keys)
         except SealingError:  # left sealed: the validator refuses it, a replay reads its claims
             return None
 
@@ -188,8 +181,8 @@ class TokenSealingCodec(PayloadCodec):
         self.public = public
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [_with_token(p, lambda t, purpose: None if t.startswith((SEALED, SEALED_V1))
-                            else seal(t, self.public, purpose)) for p in payloads]
+        return [_with_token(p, lambda t: None if t.startswith((SEALED, SEALED_V1)) else seal(t, self.public))
+                for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return list(payloads)

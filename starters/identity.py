@@ -57,7 +57,7 @@ def _one_token(text: str, where: str) -> str:
 
 def sealed(token: str, requirement: IdentityRequirement, purpose: str = "") -> str:
     """The token sealed to the workers' key the approval advertises (as given when it advertises none), for
-    a vote ("") or a start ("start": activities/sealing.PURPOSES)."""
+    a vote ("") or a start (models/starter.start_purpose)."""
     from activities.sealing import seal
 
     return seal(token, requirement.seal_key, purpose) if requirement.seal_key else token
