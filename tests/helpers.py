@@ -283,6 +283,18 @@ async def server_time(client) -> float:
         return time.time()
 
 
+async def ended(handle, reason: str = "test over") -> None:
+    """Terminate a workflow a test leaves running; one that closed by itself meanwhile (under time skipping a
+    waiting approval can time out before the test's last step) is already where the test wants it."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        await handle.terminate(reason)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
 async def finished(handle, timeout: float = 90.0):
     """The rollout's final status; on timeout, fail saying where it is stuck."""
     from models.status import RolloutStatus

@@ -33,7 +33,7 @@ from models.spec import parse_rollout
 from models.starter import start_purpose
 from models.status import ControlResult, Phase, Resume, RolloutStatus
 from models.train import SubmitRelease, SubmitResult, TrainInput, TrainStatus, train_id
-from tests.helpers import canary_document, eventually, finished, sealed_start, server_time, token_key_file
+from tests.helpers import canary_document, ended, eventually, finished, sealed_start, server_time, token_key_file
 from tests.release_helpers import release_document, release_worker
 from tests.test_approvals import refused, status_of
 from tests.test_canary_workflow import FakeCluster
@@ -109,7 +109,7 @@ async def test_the_starters_token_cannot_vote(dev_client, keyed_worker, issuer, 
     assert await refused(handle, "approve", ApproveRequest(id_token=starter)) == f"InvalidDecision: approve: {USED}"
     assert "sealed to a key this worker does not hold" in await refused(  # sealed for a start, sent as a vote
         handle, "approve", ApproveRequest(id_token=sealed_start(starter, verified_canary(issuer, f"vote-{unique}"))))
-    await handle.terminate("test over")
+    await ended(handle)
 
 
 @pytest.mark.parametrize("case", ["no token", "claims a pipeline's proof", "another rollout's token", "expired",
@@ -199,7 +199,7 @@ async def test_the_cli_proves_the_start_with_a_sealed_token(dev_server, keyed_wo
     stored = b"".join(e.SerializeToString() for e in (await handle.fetch_history()).events)
     assert alice.rpartition(".")[2].encode() not in stored, "the start's token reaches the history sealed"
     assert b"sealed:v2:k1:" in stored
-    await handle.terminate("test over")
+    await ended(handle)
 
 
 async def _proven(handle) -> RolloutStatus | None:
@@ -282,6 +282,6 @@ async def test_a_release_train_proves_who_submits(time_skipping_env, s3_server, 
 
         status = await eventually(proven, timeout=60, what="the train's release, its submitter proven")
         assert (status.started_by, status.initiator) == (f"train guarded-{unique}", "alice@example.com")
-        await child.terminate("test over")
-        await train.terminate("test over")
+        await ended(child)
+        await ended(train)
     http.close()
