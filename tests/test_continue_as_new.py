@@ -16,7 +16,7 @@ from activities.notify import NotifyActivities
 from models.approvals import ApproveRequest
 from models.spec import parse_rollout
 from models.status import PromoteRequest, RolloutInput, RolloutStatus
-from tests.helpers import canary_document, cancel_margin, clear_of_timers, eventually, skip_time
+from tests.helpers import canary_document, cancel_margin, clear_of_timers, eventually, past_reopening, skip_time
 from tests.test_analysis_workflow import Script
 from tests.test_approvals import slack  # noqa: F401 - the notification receiver fixture
 from tests.test_canary_workflow import FakeCluster
@@ -123,7 +123,7 @@ async def test_an_approval_keeps_its_votes_and_reminders_across_runs(time_skippi
         await skip_time(time_skipping_env, timedelta(hours=1))  # 60 reminders
         waiting = await status(handle)
         assert waiting.runs >= 3 and [v.by for v in waiting.approval.votes] == ["alice"], waiting.approval
-        await handle.execute_update("approve", ApproveRequest(by="bob"))
+        await past_reopening(lambda: handle.execute_update("approve", ApproveRequest(by="bob")))
         final: RolloutStatus = await handle.result()
     finally:
         await worker.__aexit__(None, None, None)

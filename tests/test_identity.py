@@ -34,7 +34,7 @@ from models.identity import KeysRequest, VoteProof, VoteToVerify, token_hash, ve
 from models.spec import Rollout, parse_rollout
 from models.status import ControlResult, Phase, RolloutInput, RolloutStatus
 from tests import webui
-from tests.helpers import canary_document, ended, eventually, finished, sealed_start, token_key_file
+from tests.helpers import canary_document, eventually, finished, sealed_start, token_key_file
 from tests.test_approvals import accepted_updates, refused, status_of
 from tests.test_canary_workflow import FakeCluster
 from workers.codec import TOKEN_PUBLIC_KEY_ENV, CodecServer, server_codec
@@ -185,7 +185,7 @@ async def test_only_votes_proven_by_a_valid_token_count(verified_rollouts, issue
     everything = final.model_dump_json() + (await status_of(other)).model_dump_json()
     for request in [*refusals.values(), ApproveRequest(id_token=bob), ApproveRequest(id_token=carol)]:
         assert not request.id_token or request.id_token not in everything
-    await ended(other)
+    await other.terminate("test over")
 
 
 def test_an_unbound_audience_takes_only_young_tokens(issuer):

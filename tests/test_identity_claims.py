@@ -33,7 +33,7 @@ from models.identity import USED, KeysRequest, SigningKeys, verify_token
 from models.pipeline import PipelineInput, parse_pipeline
 from models.spec import Rollout, parse_rollout
 from models.status import ControlResult, Phase, RolloutInput
-from tests.helpers import canary_document, ended, eventually, finished, sealed_start, token_key_file
+from tests.helpers import canary_document, eventually, finished, past_reopening, sealed_start, token_key_file
 from tests.test_approvals import refused, status_of
 from tests.test_canary_workflow import FakeCluster
 from tests.test_identity import MANAGERS, identity_policy, issuer, open_approval, verified_rollouts  # noqa: F401
@@ -184,7 +184,7 @@ async def test_self_approval_and_a_second_vote_compare_names_as_people_write_the
         handle, "approve", ApproveRequest(id_token=token("alice@example.com")))
     assert "started this rollout and cannot approve it" in await refused(
         login, "approve", ApproveRequest(id_token=token("alice@example.com", f"durable-rollouts:{login.id}")))
-    await ended(login)
+    await login.terminate("test over")
     bob = token("bob@example.com")
     await handle.execute_update("approve", ApproveRequest(id_token=bob), result_type=ControlResult)
     assert await refused(handle, "approve", ApproveRequest(id_token=padded(bob))) == f"InvalidDecision: approve: {USED}"
@@ -194,7 +194,7 @@ async def test_self_approval_and_a_second_vote_compare_names_as_people_write_the
     why = await eventually(lambda: _refusals(handle, 2), timeout=30, what="the signals' votes refused")
     assert why[0] == f"approve: {USED}" and why[1].startswith("BOB@example.com has already voted"), why
     assert (await status_of(handle)).approval.votes[0].by == "bob@example.com"
-    await ended(handle)
+    await handle.terminate("test over")
 
 
 async def _refusals(handle, count: int) -> list[str] | None:
@@ -243,14 +243,8 @@ async def test_a_used_token_stays_used_after_the_rollout_continues_as_new(dev_se
             assert await _refused_reopened(handle, bob) == f"InvalidDecision: approve: {USED}"
             assert "before this approval opened" in await _refused_reopened(handle, dave)
             carol = issuer.mint(f"durable-rollouts:{handle.id}", email="carol@example.com", groups=MANAGERS)
-            for _ in range(50):  # as _refused_reopened: sent again while the approval is being re-opened
-                try:
-                    await handle.execute_update("approve", ApproveRequest(id_token=carol), result_type=ControlResult)
-                    break
-                except WorkflowUpdateFailedError as error:
-                    if "being re-opened" not in str(error.cause):
-                        raise
-                    await asyncio.sleep(0.2)
+            await past_reopening(lambda: handle.execute_update("approve", ApproveRequest(id_token=carol),
+                                                               result_type=ControlResult))
             final = await finished(handle, 60)
     http.close()
     assert final.phase is Phase.HEALTHY and final.runs >= 2

@@ -10,6 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.identity import IdentityActivities
@@ -244,7 +245,12 @@ async def test_the_pipelines_proven_starter_holds_in_its_targets(time_skipping_e
                     target = s.pipeline.stages[0].waves[0].targets[0]
                     if not target.workflow_id:
                         return None
-                    child = await client.get_workflow_handle(target.workflow_id).query("status", result_type=RolloutStatus)
+                    try:  # the pipeline names its target's workflow before the server has started it
+                        child = await client.get_workflow_handle(target.workflow_id).query("status", result_type=RolloutStatus)
+                    except RPCError as error:
+                        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                            return None
+                        raise
                     return (s, child) if child.approval is not None and child.approval.identity is not None else None
 
                 status, child = await eventually(child_waiting, timeout=60, what="the target's approval")

@@ -13,7 +13,7 @@ from localcluster.updates import make_artifact
 from models.status import RolloutStatus
 from models.train import SubmitRelease, TrainInput, TrainStatus, train_id
 from models.updater import ChannelInput
-from tests.helpers import ended, eventually
+from tests.helpers import eventually
 from tests.release_helpers import device, release_document, release_worker
 from workflows.train import ReleaseTrain
 
@@ -49,7 +49,7 @@ async def test_a_year_of_nightly_releases_stays_small_per_run(time_skipping_env,
             run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
             if not run_id:
                 break
-        await ended(handle)
+        await handle.terminate("test over")
     assert channel.current.version == f"1.0.{NIGHTS}" and channel.state.basis_points == 10_000
     assert all(r.phase.value == "Healthy" for r in status.results) and status.results[-1].version == f"1.0.{NIGHTS}"
     print(f"a year of nightly releases: {len(sizes)} train runs, largest history {max(sizes)} events")

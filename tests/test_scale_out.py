@@ -24,7 +24,7 @@ from models.approvals import PromoteRequest
 from models.names import task_queue_for
 from models.status import Phase
 from starters.commands import start_workflow
-from tests.helpers import canary_rollout, ended, eventually, finished, paused_at
+from tests.helpers import canary_rollout, eventually, finished, paused_at
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ async def test_the_cli_routes_each_target_family_to_its_task_queue(dev_server, d
         rid = f"rollout/{document['metadata']['environment']}/{document['metadata']['name']}"
         handle = dev_client.get_workflow_handle(rid)
         routed[family] = (await handle.describe()).raw_description.execution_config.task_queue.name
-        await ended(handle)
+        await handle.terminate("test over")
     assert routed == {family: task_queue_for(f"families-{unique}", family) for family in ("updater", "stores")}
     assert routed["updater"] == f"families-{unique}-updater"
 

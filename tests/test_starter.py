@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -33,7 +33,7 @@ from models.spec import parse_rollout
 from models.starter import start_purpose
 from models.status import ControlResult, Phase, Resume, RolloutStatus
 from models.train import SubmitRelease, SubmitResult, TrainInput, TrainStatus, train_id
-from tests.helpers import canary_document, ended, eventually, finished, sealed_start, server_time, token_key_file
+from tests.helpers import canary_document, eventually, finished, sealed_start, server_time, token_key_file
 from tests.release_helpers import release_document, release_worker
 from tests.test_approvals import refused, status_of
 from tests.test_canary_workflow import FakeCluster
@@ -109,7 +109,7 @@ async def test_the_starters_token_cannot_vote(dev_client, keyed_worker, issuer, 
     assert await refused(handle, "approve", ApproveRequest(id_token=starter)) == f"InvalidDecision: approve: {USED}"
     assert "sealed to a key this worker does not hold" in await refused(  # sealed for a start, sent as a vote
         handle, "approve", ApproveRequest(id_token=sealed_start(starter, verified_canary(issuer, f"vote-{unique}"))))
-    await ended(handle)
+    await handle.terminate("test over")
 
 
 @pytest.mark.parametrize("case", ["no token", "claims a pipeline's proof", "another rollout's token", "expired",
@@ -199,7 +199,7 @@ async def test_the_cli_proves_the_start_with_a_sealed_token(dev_server, keyed_wo
     stored = b"".join(e.SerializeToString() for e in (await handle.fetch_history()).events)
     assert alice.rpartition(".")[2].encode() not in stored, "the start's token reaches the history sealed"
     assert b"sealed:v2:k1:" in stored
-    await ended(handle)
+    await handle.terminate("test over")
 
 
 async def _proven(handle) -> RolloutStatus | None:
@@ -226,7 +226,9 @@ async def test_a_release_train_proves_who_submits(time_skipping_env, s3_server, 
                                                   tmp_path, monkeypatch):
     """A release whose approval forbids self-approval under identity goes on a train only with the submitter's
     ID token (checked by the train's update); the release runs as the train's child with the proven name."""
-    monkeypatch.setenv(KEY_FILE_ENV, token_key_file(tmp_path))  # the in-process worker's token key
+    keys = tmp_path / "keys"  # not beside the artifacts: the worker reads no artifact next to its keys
+    keys.mkdir()
+    monkeypatch.setenv(KEY_FILE_ENV, token_key_file(keys))  # the in-process worker's token key
     client = time_skipping_env.client
     guarded = {"percent": 50, "approval": identity_policy(issuer, 1)}
     release = release_document(f"guarded-{unique}", updater_setup, make_artifact(tmp_path, "2.0.0"), "2.0.0",
@@ -271,17 +273,20 @@ async def test_a_release_train_proves_who_submits(time_skipping_env, s3_server, 
             release=release, by="mallory", starter_token=sealed_start(alice, release)), result_type=SubmitResult)
         child = client.get_workflow_handle(queued.workflow_id)
 
-        async def proven():
+        async def waiting():
             try:
                 s = await child.query("status", result_type=RolloutStatus)
             except RPCError as error:  # not started yet: the plain release runs first (run 35 asked too early)
                 if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
                     return None
                 raise
-            return s if s.initiator_proven else None
+            assert s.phase.value in ("Progressing", "Paused"), f"the release ended: {s.phase.value} {s.reason} {s.message}"
+            return s if s.approval is not None and s.approval.identity is not None else None
 
-        status = await eventually(proven, timeout=60, what="the train's release, its submitter proven")
-        assert (status.started_by, status.initiator) == (f"train guarded-{unique}", "alice@example.com")
-        await ended(child)
-        await ended(train)
+        status = await eventually(waiting, timeout=60, what="the train's release at its approval")
+        assert (status.started_by, status.initiator, status.initiator_proven) == (
+            f"train guarded-{unique}", "alice@example.com", True)
+        assert (await child.describe()).status == WorkflowExecutionStatus.RUNNING
+        await child.terminate("test over")
+        await train.terminate("test over")
     http.close()
