@@ -1,6 +1,6 @@
 """The generic MDM channel: a Release's `spec.channel.mdm` block, and its activities' wire models.
 
-The platform's own MDM REST shape (`localcluster/stores/mdm-openapi.yaml`): the package uploaded once
+The platform's own MDM REST shape (`devtools/localcluster/stores/mdm-openapi.yaml`): the package uploaded once
 (an idempotency key: its sha256), a deployment policy (install and update behaviour, network
 requirement, install deadline) with an app-protection policy, its device groups replaced ring by ring,
 its assignment status read after each change. Unlike Intune it can pause a policy: a halt pauses

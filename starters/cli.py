@@ -27,7 +27,7 @@ from pathlib import Path
 from activities.sealing import SealingError
 from models import names
 from models.spec import STRATEGIES, SpecError, json_schema
-from starters import decisions, identity, pipeline
+from starters import decisions, identity, pipeline, plugins
 from starters.exitcodes import ExitCode, UserError
 from workers import options as worker_options
 from workers.codec import PayloadKeyError
@@ -166,11 +166,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None, help="serve the deployment and SDK metrics for Prometheus")
     worker_options.add_arguments(p)
 
-    p = sub.add_parser("dev", help="run the embedded Temporal dev server (SQLite in the state dir, Web UI)")
-    p.add_argument("--port", type=int, default=7233)
-    p.add_argument("--ui-port", type=int, default=8233)
-    p.add_argument("--db-file", type=Path, default=None)
-
     p = sub.add_parser("codec-server", help="decode sealed payloads for the Web UI and `temporal --codec-endpoint` "
                                             "(keys from $DURABLE_ROLLOUTS_PAYLOAD_KEY or ..._FILE); seal the ID tokens "
                                             "typed into the Web UI ($DURABLE_ROLLOUTS_TOKEN_PUBLIC_KEY)")
@@ -178,17 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--origin", action="append", default=None,
                    help="a Web UI origin allowed to call it (default http://localhost:8233; repeatable)")
 
-    p = sub.add_parser("cluster", help="the local Kubernetes: up, down, status")
-    p.add_argument("action", choices=["up", "down", "status"])
-    p.add_argument("--clusters", type=int, default=1, choices=range(1, 10), metavar="N",
-                   help="N independent clusters, contexts local-1 … local-N in one kubeconfig")
-
-    p = sub.add_parser("demo", help="set up everything locally and run the example canary (--release: a staged "
-                                    "release to a simulated fleet)")
-    p.add_argument("--release", action="store_true", help="a staged release of a desktop app instead of a canary")
-    p.add_argument("--interactive", action="store_true", help="wait for a human to promote")
-    p.add_argument("--keep", action="store_true", help="leave Temporal and the cluster running afterwards")
-    p.add_argument("-f", "--file", type=Path, default=None, help="spec to run (default examples/canary.yaml)")
+    for plugin in plugins.installed():  # the dev tools: dev, cluster, demo
+        plugin.add_parsers(sub)
     return parser
 
 
@@ -316,13 +302,9 @@ def run(args: argparse.Namespace) -> int:
         if (wrong := check_roots()) is not None:
             raise UserError(wrong, ExitCode.INVALID)
 
-        worker_main(args.task_queue, args.metrics_port, os.environ.get("KUBECONFIG") or _local_kubeconfig(),
+        worker_main(args.task_queue, args.metrics_port, os.environ.get("KUBECONFIG") or plugins.default_kubeconfig(),
                     options=options)
         return ExitCode.OK
-    if args.command == "dev":
-        from localcluster.commands import run_dev_server
-
-        return run_dev_server(args.port, args.ui_port, args.db_file)
     if args.command == "codec-server":
         from workers.codec import CodecServer, server_codec
 
@@ -335,32 +317,17 @@ def run(args: argparse.Namespace) -> int:
               f"temporal server start-dev --ui-codec-endpoint {server.url}", flush=True)
         server.serve_forever()
         return ExitCode.OK
-    if args.command == "cluster":
-        from localcluster.commands import cluster_command
-
-        return cluster_command(args.action, args.clusters)
-    if args.command == "demo":
-        if args.release:
-            from localcluster.release_demo import run_release_demo
-
-            return run_release_demo(args.interactive)
-        from localcluster.demo import run_demo
-
-        rollout = _load(args.file, ("Rollout",), "rollout demo -f") if args.file else None
-        return run_demo(rollout, args.interactive, args.keep, args.file)
+    if (plugin := plugins.owner(args.command)) is not None:
+        return plugin.run(args, _load)
     raise UserError(f"unknown command {args.command}")
 
 
-def _local_kubeconfig() -> str | None:
-    """The local cluster's kubeconfig while `rollout cluster up` runs it (a dev tool, imported only here)."""
-    try:
-        from localcluster.commands import default_kubeconfig
-    except ImportError:  # an install without the dev tools
-        return None
-    return default_kubeconfig()
-
-
 def main(argv: list[str] | None = None) -> None:
+    if (absent := plugins.missing(sys.argv[1:] if argv is None else argv)) is not None:
+        print(f"rollout: {absent}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(ExitCode.INVALID))
     args = _parser().parse_args(argv)
     try:
         code = run(args)

@@ -1,4 +1,4 @@
-"""The App Store channel against a loopback stand-in of App Store Connect (localcluster/stores/appstore.py)
+"""The App Store channel against a loopback stand-in of App Store Connect (devtools/localcluster/stores/appstore.py)
 that checks every request and answer with openapi-core against Apple's OpenAPI 3.7.0 document and
 keeps App Review and the phased release on the time-skipping server's clock: the real activities
 (ES256 API tokens with PyJWT) under the staged-release workflow."""

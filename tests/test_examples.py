@@ -1,4 +1,4 @@
-"""Every file in `examples/` runs on the local cluster: the demo's preparation (localcluster/examples.py)
+"""Every file in `examples/` runs on the local cluster: the demo's preparation (devtools/localcluster/examples.py)
 makes what the example refers to — its Deployment, Services and router objects — and the engine's own
 first step accepts it: the canary's or blue-green's prepare activity (which refuses a missing or
 mis-routed router object naming it) on the real API server, then its abort puts everything back; a

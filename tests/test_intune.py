@@ -1,5 +1,5 @@
 """The Intune channel against an HTTPS loopback stand-in of Microsoft Graph v1.0 and Azure AD
-(localcluster/stores/intune.py), whose bodies are checked against the Microsoft Graph SDK's models:
+(devtools/localcluster/stores/intune.py), whose bodies are checked against the Microsoft Graph SDK's models:
 rings assigned cumulatively, each gated on the install success rate from the reports export."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The generic MDM channel against a loopback stand-in of the platform's own MDM API (its OpenAPI
-description in localcluster/stores/mdm-openapi.yaml, every request and answer checked with
+description in devtools/localcluster/stores/mdm-openapi.yaml, every request and answer checked with
 openapi-core): package, app-protection and deployment policies, rings of groups, a pause that holds
 installs, the assignment status read by a web-provider gate."""
 

@@ -1,5 +1,5 @@
 """The Microsoft Store channel against an HTTPS loopback stand-in of Partner Center's submission API and
-Azure AD (localcluster/stores/msstore.py): msal signs in with client credentials, the real activities
+Azure AD (devtools/localcluster/stores/msstore.py): msal signs in with client credentials, the real activities
 create, upload, commit and roll out, under the staged-release workflow."""
 
 from __future__ import annotations

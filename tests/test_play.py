@@ -1,4 +1,4 @@
-"""The Google Play channel against a loopback stand-in of Play (localcluster/stores/play.py) that
+"""The Google Play channel against a loopback stand-in of Play (devtools/localcluster/stores/play.py) that
 checks every request against Google's discovery documents in ../shared/specs/google and keeps Play's
 state machine: the real activities (google-auth service-account sign-in, resumable bundle upload,
 edits and tracks) under the staged-release workflow on the time-skipping server."""

@@ -2,7 +2,7 @@
 # Builds kube-apiserver and kube-controller-manager v1.20.2 from Debian bookworm's `kubernetes`
 # source package with Debian's Go, into a cache directory that later runs reuse.
 #
-#   localcluster/build-kubernetes.sh [CACHE_DIR]
+#   devtools/localcluster/build-kubernetes.sh [CACHE_DIR]
 #
 # Prints progress; idempotent (a finished build is detected and reused; a half-done one resumes).
 set -euo pipefail

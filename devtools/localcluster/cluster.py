@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localcluster import REPO
 from localcluster.devserver import free_port, state_dir, wait_port
 
 KUBERNETES_VERSION = "v1.20.2"
@@ -224,7 +225,7 @@ class LocalCluster:
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log = open(self.root / "logs" / f"{name}.log", "ab")
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "devtools"), str(REPO)])}
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         log.close()
         state = self._load_state()

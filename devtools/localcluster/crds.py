@@ -12,7 +12,9 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "k8s" / "crds"
+import localcluster
+
+SHARED = localcluster.SHARED / "k8s" / "crds"
 FILES = (
     "istio/customresourcedefinitions.gen.v1.30.3.yaml",
     "gateway-api-v1.6.1/gateway.networking.k8s.io_httproutes.yaml",

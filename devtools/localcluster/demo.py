@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import WorkflowUpdateFailedError
 
+from localcluster import REPO
 from localcluster.commands import local_cluster, port_open
 from localcluster.devserver import DevServer, state_dir, stop_process
 from models.approvals import ApproveRequest, names_match
@@ -24,7 +25,7 @@ from models.spec import Rollout, SpecError, load_rollout
 from models.status import Phase, PromoteRequest, Reason, RolloutStatus
 from starters.exitcodes import ExitCode, UserError
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "canary.yaml"
+EXAMPLE = REPO / "examples" / "canary.yaml"
 AUTO_PROMOTE_AFTER = 5.0
 LONG_PAUSE = 60  # seconds: a timed pause longer than this is cut short by the demo
 
@@ -97,7 +98,7 @@ def start_worker(env: dict[str, str], stopping: list):
     """`rollout worker` as a process with `env` added; returns what stops it."""
     log = open(state_dir() / "worker.log", "ab")
     worker = subprocess.Popen([sys.executable, "-m", "starters.cli", "worker"], env={**os.environ, **env},
-                              stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+                              stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     log.close()
 
     def stop_worker() -> None:

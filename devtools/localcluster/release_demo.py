@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from localcluster import REPO
 from localcluster.demo import run_deciding, start_worker, temporal_server
 from localcluster.devserver import state_dir
 from localcluster.fleet import Fleet
@@ -21,7 +22,6 @@ from localcluster.updates import S3Server, device_config, make_artifact, new_rep
 from models.names import TASK_QUEUE
 from models.release import Release, parse_release
 
-REPO = Path(__file__).resolve().parent.parent
 BUCKET, PREFIX = "demo-updates", "desktop-app"
 CRASH_GATE = {"name": "crash-rate", "metrics": [{
     "name": "crashes-vs-previous", "count": 2, "interval": "3s", "inconclusiveLimit": 1,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rollout_agent.agent import AgentConfig, Check
+    from rollout_agent.config import AgentConfig, Check
     from rollout_agent.install import Outcome
 
 

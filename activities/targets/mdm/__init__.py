@@ -1,4 +1,4 @@
-"""The generic MDM channel's activities (the REST shape in localcluster/stores/mdm-openapi.yaml):
+"""The generic MDM channel's activities (the REST shape in devtools/localcluster/stores/mdm-openapi.yaml):
 deploy (the package, looked up by sha256 and sent with it as the idempotency key; the app-protection
 policy; the deployment policy, each found by name before it is made) and set the policy's groups and
 state, then read its assignment status. The token is read inside the activity."""

@@ -16,7 +16,9 @@ from urllib.parse import parse_qs
 
 import jsonschema
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+from localcluster import SHARED
+
+SPECS = SHARED / "specs"
 
 
 class ContractError(ValueError):

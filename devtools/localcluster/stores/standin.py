@@ -61,7 +61,7 @@ class StandIn:
         self.tokens: set[str] = set()
         self.revoked = 0
         self._server: ThreadingHTTPServer | None = None
-        self.tls = None  # an ssl.SSLContext: serve HTTPS (localcluster/stores/tls.py)
+        self.tls = None  # an ssl.SSLContext: serve HTTPS (devtools/localcluster/stores/tls.py)
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class StandIn:
         raise NotImplementedError
 
     def checked(self, contract: Any, request: Request, authorize, route) -> Reply:
-        """`route(request)` between an OpenAPI contract's checks (localcluster/stores/contracts.py): the
+        """`route(request)` between an OpenAPI contract's checks (devtools/localcluster/stores/contracts.py): the
         request before (a violation is refused), `authorize(request)`, the answer after (kept)."""
         try:
             contract.check_request(request.method, request.path, request.query, request.body,
