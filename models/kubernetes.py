@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
+# The results every target shares (models/delivery.py), here too for the Kubernetes activities' imports.
+from models.delivery import (  # noqa: F401
+    BlueGreenPrepared,
+    PrepareCanaryResult,
+    RollOutResult,
+    WarmRevision,
+    WeightResult,
+)
 from models.routing import RouteState, SetCanaryScale, TrafficRouting
 from models.specbase import Message
 from models.targets import KubernetesTarget
@@ -20,12 +26,6 @@ class PrepareCanaryInput(Message):
     canary_service: str
     progress_deadline_seconds: int
     traffic_routing: TrafficRouting | None = None  # None: replicas
-
-
-class PrepareCanaryResult(Message):
-    total_replicas: int
-    stable_image: str
-    container: str
 
 
 class SetWeightInput(Message):
@@ -43,14 +43,6 @@ class SetWeightInput(Message):
     routes: RouteState | None = None
     canary_scale: SetCanaryScale | None = None
     dynamic_stable_scale: bool = False
-
-
-class WeightResult(Message):
-    weight: int
-    canary_replicas: int
-    stable_replicas: int
-    actual_weight: float
-    changed: bool
 
 
 class FinishInput(Message):
@@ -79,14 +71,6 @@ class RollOutInput(Message):
     progress_deadline_seconds: int
     to_revision: int = 0  # Undo: 0 is the revision before the current one
     restarted_at: str = ""  # Restart: the workflow's time, so a retried attempt sets the same value
-
-
-class RollOutResult(Message):
-    previous_image: str
-    previous_revision: int
-    revision: int
-    replicas: int
-    image: str = ""  # what runs now
 
 
 class UndoInput(Message):
@@ -126,13 +110,6 @@ class ShiftTrafficInput(BlueGreenInput):
     weight: int = 0  # the preview's share
 
 
-class BlueGreenPrepared(Message):
-    total_replicas: int
-    stable_image: str
-    stable_hash: str = Field(description="pod-template-hash of the old version's pods (the active Service pins it)")
-    container: str
-
-
 class WindowInput(Message):
     """Rollback window activities: keep earlier revisions of the target warm, switch the Service to one."""
 
@@ -144,6 +121,3 @@ class WindowInput(Message):
     progress_deadline_seconds: int
 
 
-class WarmRevision(Message):
-    revision: int
-    image: str

@@ -1,14 +1,19 @@
 """Names shared by the worker, the workflows and the CLI: task queue, search attributes, rollout IDs."""
 
-from temporalio.common import SearchAttributeKey
+from typing import Any
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+
+from models.targets import Target
 
 TASK_QUEUE = "durable-rollouts"
 # Target families, one task queue each, so a worker holds only its family's credentials: Kubernetes
 # (rollouts and pipelines) on the base queue, the updater and flag channels on `<base>-updater`, the
-# stores and MDM on `<base>-stores`. `rollout worker` serves all of them unless told `--targets`.
-FAMILIES = ("kubernetes", "updater", "stores")
+# stores and MDM on `<base>-stores`; each delivery target names its own (models/targets.py). `rollout
+# worker` serves all of them unless told `--targets`.
 CHANNEL_FAMILY = {"updater": "updater", "flag": "updater", "googlePlay": "stores", "appStore": "stores",
                   "microsoftStore": "stores", "intune": "stores", "mdm": "stores"}
+FAMILIES = tuple(dict.fromkeys([*(model.FAMILY for model in Target.models().values()), *CHANNEL_FAMILY.values()]))
 
 
 def task_queue_for(base: str, family: str) -> str:
@@ -35,6 +40,28 @@ SEARCH_ATTRIBUTES = {
     for key in (ROLLOUT_NAME, ROLLOUT_ENVIRONMENT, ROLLOUT_STRATEGY, ROLLOUT_PHASE, ROLLOUT_STEP,
                 ROLLOUT_AWAITING_APPROVAL, ROLLOUT_KIND, ROLLOUT_PIPELINE)
 }
+
+
+
+def start_options(document: Any, strategy: str = "", pipeline: str = "", workflow_id: str = "") -> dict[str, Any]:
+    """The one start path's ID and search attributes, for `client.start_workflow` (a rollout, a release, a
+    pipeline, undo/restart) and `workflow.start_child_workflow` (a pipeline's target, a train's release)
+    alike: `document` a Rollout, Release or Pipeline (its `kind`, name, environment, ID); `strategy` when it
+    is not the document's own (undo, restart); `pipeline` the pipeline's ID for its targets; `workflow_id`
+    when the run is not the document's own ID (a train numbers its releases)."""
+    pairs = [
+        SearchAttributePair(ROLLOUT_NAME, document.metadata.name),
+        SearchAttributePair(ROLLOUT_ENVIRONMENT, document.metadata.environment),
+        SearchAttributePair(ROLLOUT_STRATEGY, strategy or document.strategy_name),
+        SearchAttributePair(ROLLOUT_PHASE, "Progressing"),
+        SearchAttributePair(ROLLOUT_STEP, 0),
+        SearchAttributePair(ROLLOUT_KIND, document.kind),
+    ]
+    if pipeline:
+        pairs.append(SearchAttributePair(ROLLOUT_PIPELINE, pipeline))
+    return {"id": workflow_id or document.rollout_id, "search_attributes": TypedSearchAttributes(pairs),
+            "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
+
 
 # Labels and annotations the engine puts on Kubernetes objects.
 LABEL_ROLE = "rollouts.durable.dev/role"

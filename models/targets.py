@@ -1,7 +1,10 @@
-"""`spec.target`: where a release goes — one block naming the delivery target, each target's fields
-its own model. Today: `kubernetes` (a Deployment). A new target (an updater channel, a store track, an
-MDM ring, an ECS service) is one more optional field here, its model in its own module, and its
-activities in its own package under `activities/targets/`; the strategies never look inside."""
+"""`spec.target`: where a rollout delivers — one block naming the delivery target, each target's fields its
+own model. Today: `kubernetes` (a Deployment). Each target's model is also its record: the task-queue
+family whose workers hold its credentials, what it can do (`Capabilities`: validation refuses the rest),
+its `DeliveryTarget` adapter for the strategies (workflows/targets/), the factory of its activities (built
+by the worker from the worker's clients) and the activity `ObserveTarget` asks. Those are named as
+"module:attribute" here, read by the worker and the workflows, so this module imports none of them. A new
+target is one more optional field of `Target` below, its model and its packages; nothing else lists it."""
 
 from __future__ import annotations
 
@@ -9,13 +12,20 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from models.delivery import Capabilities
 from models.specbase import DnsLabel, DnsSubdomain, Message, OneOf, SpecModel
-
-TARGETS = ("kubernetes",)
 
 
 class KubernetesTarget(SpecModel):
     """`spec.target.kubernetes`: a Deployment in a cluster (a kubeconfig context)."""
+
+    FAMILY: ClassVar[str] = "kubernetes"
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities(
+        weights=True, header_routes=True, mirrors=True, instant_switch=True, warm_rollback_window=True,
+        in_place_rolling=True)  # header routes and mirrors: where the router can (models/routing.py checks)
+    DELIVERY: ClassVar[str] = "workflows.targets.kubernetes:KubernetesDelivery"
+    ACTIVITIES: ClassVar[str] = "activities.targets.kubernetes:activities"
+    OBSERVER: ClassVar[str] = "observe_kubernetes_target"
 
     context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
     namespace: DnsLabel
@@ -26,7 +36,6 @@ class KubernetesTarget(SpecModel):
 
 
 class Target(OneOf):
-    CHOICES: ClassVar[tuple[str, ...]] = TARGETS
     WHAT: ClassVar[str] = "delivery target"
 
     kubernetes: KubernetesTarget | None = None
@@ -40,8 +49,29 @@ class Target(OneOf):
         """The chosen target's own block."""
         return self.chosen_value
 
+    @property
+    def family(self) -> str:
+        """The task-queue family whose workers run this target's rollouts (models/names.py)."""
+        return self.chosen.FAMILY
+
+    @classmethod
+    def models(cls) -> dict[str, type[SpecModel]]:
+        """Every target's model by its key: the records the worker and the workflows read."""
+        return {field.alias or name: field.annotation.__args__[0] for name, field in cls.model_fields.items()}
+
     def describe(self) -> str:
         return self.chosen.describe()
+
+
+TARGETS = Target.CHOICES = tuple(Target.models())  # the keys as written, from the fields above
+
+
+def resolve(reference: str):
+    """A record's "module:attribute" (a class, a function), imported when its reader asks."""
+    import importlib
+
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 class ObserveInput(Message):

@@ -24,10 +24,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -99,23 +96,12 @@ async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requ
 
     workflow = STRATEGY_WORKFLOWS[rollout.spec.strategy.name] if action == "rollout" else ACTION_WORKFLOWS[action]
     kind = rollout.spec.strategy.name if action == "rollout" else action
-    attributes = TypedSearchAttributes(
-        [
-            SearchAttributePair(names.ROLLOUT_NAME, rollout.metadata.name),
-            SearchAttributePair(names.ROLLOUT_ENVIRONMENT, rollout.metadata.environment),
-            SearchAttributePair(names.ROLLOUT_STRATEGY, kind),
-            SearchAttributePair(names.ROLLOUT_PHASE, Phase.PROGRESSING.value),
-            SearchAttributePair(names.ROLLOUT_STEP, 0),
-        ]
-    )
     return await client.start_workflow(
         workflow.run,
         RolloutInput(rollout=rollout, requested_by=requested_by, starter_token=starter_token) if action == "rollout"
         else RevisionInput(rollout=rollout, requested_by=requested_by, action=action, to_revision=to_revision),
-        id=rollout.rollout_id,
+        **names.start_options(rollout, strategy=kind),
         task_queue=task_queue,
-        search_attributes=attributes,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         static_summary=f"{kind} {rollout.spec.target.describe()}"
         + (f" → {rollout.spec.image}" if action == "rollout" else ""),

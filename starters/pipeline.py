@@ -18,10 +18,7 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -51,19 +48,13 @@ def describe(pipeline: Pipeline) -> str:
 
 async def start_pipeline(client: Client, pipeline: Pipeline, task_queue: str, requested_by: str,
                          starter_token: str = "") -> WorkflowHandle:
-    attributes = TypedSearchAttributes([
-        SearchAttributePair(names.ROLLOUT_NAME, pipeline.metadata.name),
-        SearchAttributePair(names.ROLLOUT_ENVIRONMENT, pipeline.metadata.environment),
-        SearchAttributePair(names.ROLLOUT_STRATEGY, "pipeline"),
-        SearchAttributePair(names.ROLLOUT_PHASE, Phase.PROGRESSING.value),
-        SearchAttributePair(names.ROLLOUT_STEP, 0),
-        SearchAttributePair(names.ROLLOUT_KIND, "Pipeline"),
-    ])
+    from workflows.pipeline import PipelineRun  # here: a command that starts nothing does not import the workflows
+
     steps = "\n".join(f"{i + 1}. {text}" for i, text in enumerate(pipeline.spec.step_descriptions()))
     return await client.start_workflow(
-        "Pipeline", PipelineInput(pipeline=pipeline, requested_by=requested_by, starter_token=starter_token), id=pipeline.rollout_id,
-        task_queue=task_queue, search_attributes=attributes, result_type=RolloutStatus,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        PipelineRun.run, PipelineInput(pipeline=pipeline, requested_by=requested_by, starter_token=starter_token),
+        **names.start_options(pipeline), task_queue=task_queue, result_type=RolloutStatus,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         static_summary=f"pipeline {pipeline.target_description} → {pipeline.version}",
         static_details=f"**{pipeline.metadata.name}** ({pipeline.metadata.environment}) · started by {requested_by}\n\n"
                        + steps)

@@ -25,17 +25,14 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from models import names
 from models.documents import DOCUMENT
 from models.release import Release, ReleaseInput
-from models.status import Phase, RolloutStatus
+from models.status import RolloutStatus
 from models.train import SubmitRelease, SubmitResult, TrainInput, train_id
 from models.updater import Expiry, RefreshInput, Repository
 from starters.commands import _started, connect, follow, status_or_none, who
@@ -99,18 +96,10 @@ async def publish(release: Release, wait: bool, timeout: float, task_queue: str,
     token = starter_token(release, id_token_file)  # before anything is asked or started
     client = await connect()
     rid = release.rollout_id
-    attributes = TypedSearchAttributes([
-        SearchAttributePair(names.ROLLOUT_NAME, release.metadata.name),
-        SearchAttributePair(names.ROLLOUT_ENVIRONMENT, release.metadata.environment),
-        SearchAttributePair(names.ROLLOUT_STRATEGY, release.strategy_name),
-        SearchAttributePair(names.ROLLOUT_PHASE, Phase.PROGRESSING.value),
-        SearchAttributePair(names.ROLLOUT_STEP, 0),
-    ])
     try:
         handle = await client.start_workflow(
-            StagedRelease.run, ReleaseInput(release=release, requested_by=who(), starter_token=token), id=rid,
-            task_queue=names.task_queue_for(task_queue, release.spec.channel.family),
-            search_attributes=attributes, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            StagedRelease.run, ReleaseInput(release=release, requested_by=who(), starter_token=token),
+            **names.start_options(release), task_queue=names.task_queue_for(task_queue, release.spec.channel.family),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=f"release {release.version} → {release.target_description}",
             static_details="\n".join([f"**{release.metadata.name}** · {release.version} → `{release.target_description}`",

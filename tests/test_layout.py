@@ -18,6 +18,13 @@ from workflows.registry import ALL_WORKFLOWS
 REPO = Path(__file__).resolve().parent.parent
 PRODUCT = ("models", "workflows", "activities", "workers", "starters")
 DEV_TOOLS = "localcluster"
+NOT_PRODUCT = (DEV_TOOLS, "tests", "bench")  # the dev tools (devtools/), the suite, the benchmarks
+AGENT = "rollout_agent"  # the device side (rollout-agent/), a distribution of its own
+ROOTS = {package: REPO for package in PRODUCT} | {DEV_TOOLS: REPO / "devtools", AGENT: REPO / "rollout-agent"}
+# The strategy workflows name no delivery target: they reach one through workflows/targets/.
+STRATEGIES = ("workflows.canary", "workflows.bluegreen", "workflows.rolling", "workflows.recreate", "workflows.abtest",
+              "workflows.revision", "workflows.window")
+TARGET_DETAIL = ("activities.targets", "models.kubernetes", "models.targets", "kubernetes", "boto3", "botocore")
 CONTROL_PLANE = ("workflows.context", "workflows.control", "workflows.decisions", "workflows.handlers",
                  "workflows.approval", "workflows.analysis", "workflows.webhooks", "workflows.notify",
                  "workflows.details", "workflows.continuation", "workflows.errors",
@@ -27,12 +34,12 @@ CONTROL_PLANE = ("workflows.context", "workflows.control", "workflows.decisions"
 KUBERNETES = ("activities.targets.kubernetes", "models.kubernetes", "kubernetes")
 
 
-def _module(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
+def _module(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module(p): p for package in (*PRODUCT, DEV_TOOLS) for p in (REPO / package).rglob("*.py")}
+MODULES = {_module(p, root): p for package, root in ROOTS.items() for p in (root / package).rglob("*.py")}
 
 
 def imports(module: str, top_level_only: bool = False) -> set[str]:
@@ -75,17 +82,80 @@ def test_the_control_plane_imports_nothing_of_the_kubernetes_target(module):
     assert leaks == [], f"{module} reaches {leaks}"
 
 
+@pytest.mark.parametrize("module", STRATEGIES + tuple(m for m in CONTROL_PLANE if not _is(m, ("workflows.channels",
+                                                                                           "workflows.refresh"))))
+def test_strategies_and_the_control_plane_name_no_delivery_target(module):
+    """Not even lazily: a strategy asks its `DeliveryTarget` (workflows/targets/), which the spec's target picks."""
+    named = sorted(name for name in imports(module) if _is(name, TARGET_DETAIL))
+    assert named == [], f"{module} imports {named}"
+    if module in STRATEGIES:
+        assert "workflows.targets" in imports(module) or module in ("workflows.recreate", "workflows.abtest",
+                                                                    "workflows.revision"), module
+        assert ".kubernetes" not in MODULES[module].read_text(), f"{module} reads the spec's Kubernetes block"
+
+
+def test_every_target_is_one_record():
+    """Its model in models/targets.py names its family, capabilities, adapter, activities and observer; the
+    worker, the names, ObserveTarget and the strategies read them from there."""
+    from models.names import FAMILIES
+    from models.targets import TARGETS, Target, resolve
+    from workers.main import activities_by_family
+    from workflows.targets import ADAPTERS, DeliveryTarget
+
+    assert tuple(Target.models()) == TARGETS == Target.CHOICES
+    served = activities_by_family(None)
+    for kind, model in Target.models().items():
+        assert model.FAMILY in FAMILIES
+        adapter = ADAPTERS[kind]
+        assert adapter is resolve(model.DELIVERY) and adapter.capabilities == model.CAPABILITIES
+        protocol = {name for name in vars(DeliveryTarget) if not name.startswith("_")} - {"capabilities"}
+        assert protocol <= set(dir(adapter)), f"{kind}: {sorted(protocol - set(dir(adapter)))}"
+        names = {getattr(fn, "__temporal_activity_definition").name for fn in served[model.FAMILY]}
+        assert model.OBSERVER in names, f"{kind}'s observer is not served on its family {model.FAMILY}"
+
+
+def test_one_start_path():
+    """Every start builds its ID and search attributes with `names.start_options` and names its workflow by
+    class: only that helper builds search attributes (and the control plane, upserting a run's phase and step,
+    and starting the rollback window, whose module it must not import), and no start names a workflow by a
+    string."""
+    builders = sorted(name for name, path in MODULES.items() if _is(name, PRODUCT)
+                      if "SearchAttributePair(" in path.read_text())
+    assert builders == ["models.names", "workflows.control"]
+    calls = re.compile(r"(start_workflow|start_child_workflow|execute_child_workflow)\(\s*\"(\w+)\"")
+    named = sorted({(name, m.group(2)) for name, path in MODULES.items() if _is(name, PRODUCT)
+                    for m in calls.finditer(path.read_text())})
+    assert named == [("workflows.control", "RollbackWindow")]
+
+
 def test_the_product_never_imports_the_dev_tools():
-    """Only the CLI may bring them in, lazily, behind `rollout cluster`, `rollout dev` and `rollout demo`."""
-    offenders = []
-    for module in MODULES:
-        if not _is(module, PRODUCT):
-            continue
-        eager = {n for n in imports(module, top_level_only=True) if _is(n, (DEV_TOOLS,))}
-        lazy = {n for n in imports(module) if _is(n, (DEV_TOOLS,))} - eager
-        if eager or (lazy and module != "starters.cli"):
-            offenders.append(f"{module}: {sorted(eager | lazy)}")
+    """Not even lazily, not even the CLI: `rollout dev|cluster|demo` come through the dev tools' entry point
+    (starters/plugins.py). Nor the suite or the benchmarks."""
+    offenders = [f"{module}: {sorted(found)}" for module in MODULES if _is(module, PRODUCT)
+                 if (found := {n for n in imports(module) if _is(n, NOT_PRODUCT)})]
     assert offenders == []
+
+
+def test_the_product_imports_only_what_it_declares():
+    """Every third-party module the product imports (lazily too) comes from a distribution its pyproject
+    lists under `dependencies` — the agent's cohort code included — so `pip install` gives a CLI that starts."""
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    declared = {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+                for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    providers = packages_distributions()
+    undeclared = {}
+    for module in MODULES:
+        if _is(module, PRODUCT):
+            for name in imports(module):
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in PRODUCT or top == "__future__":
+                    continue
+                dists = {d.lower().replace("_", "-") for d in providers.get(top, [top])}
+                if not dists & declared:
+                    undeclared.setdefault(top, set()).add(module)
+    assert undeclared == {}
 
 
 def test_no_import_cycles():

@@ -34,12 +34,7 @@ from activities.targets.flag import FlagActivities
 from activities.targets.flag.configmap import ConfigMapBackend
 from activities.targets.flag.store import FlagdStore
 from activities.targets.intune import IntuneActivities
-from activities.targets.kubernetes.bluegreen import BlueGreenActivities
-from activities.targets.kubernetes.canary import CanaryActivities
 from activities.targets.kubernetes.client import KubeClients
-from activities.targets.kubernetes.observe import ObserveActivities
-from activities.targets.kubernetes.rolling import DeploymentActivities
-from activities.targets.kubernetes.window import WindowActivities
 from activities.targets.mdm import MdmActivities
 from activities.targets.msstore import MicrosoftStoreActivities
 from activities.targets.play import PlayActivities
@@ -47,6 +42,7 @@ from activities.targets.updater import UpdaterActivities
 from activities.targets.updater.client import S3Clients
 from activities.webhooks import WebhookActivities
 from models import names
+from models.targets import Target, resolve
 from workers import temporal
 from workers.heartbeat import heartbeat_options
 from workers.metrics import MetricsServer
@@ -83,8 +79,11 @@ def activities_by_family(clients: KubeClients | None, providers: dict[str, Metri
         NotifyActivities(http).notify,
         WebhookActivities(http).call_webhook,
     ]}
-    if "kubernetes" in families:
-        found["kubernetes"] = _kubernetes(clients, http)
+    for model in Target.models().values():  # each delivery target's activities, on its family's queue
+        if model.FAMILY in families:
+            found.setdefault(model.FAMILY, []).extend(resolve(model.ACTIVITIES)(clients, http))
+    if "kubernetes" in families:  # the pipelines' family: a bundle's tags pinned to digests
+        found["kubernetes"].append(RegistryActivities(http).resolve_bundle)
     if "updater" in families:
         s3 = S3Clients()
         updater = UpdaterActivities(s3)
@@ -94,20 +93,6 @@ def activities_by_family(clients: KubeClients | None, providers: dict[str, Metri
     if "stores" in families:
         found["stores"] = _stores()
     return found
-
-
-def _kubernetes(clients: KubeClients, http: httpx.Client) -> list:
-    canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
-    window, observe = WindowActivities(clients), ObserveActivities(clients)
-    return [
-        observe.observe_kubernetes_target, observe.pod_template_hash,
-        RegistryActivities(http).resolve_bundle,
-        window.keep_warm, window.switch_to_warm, window.close_window,
-        blue_green.prepare_blue_green, blue_green.scale_preview, blue_green.shift_traffic, blue_green.switch_active,
-        blue_green.complete_blue_green, blue_green.abort_blue_green,
-        canary.prepare_canary, canary.set_canary_weight, canary.promote_canary, canary.abort_canary,
-        deployment.roll_out_deployment, deployment.undo_deployment,
-    ]
 
 
 def _stores() -> list:

@@ -1,7 +1,8 @@
 """Blue-green: the new version starts beside the old one behind the preview Service; promotion (by
 hand, or automatic, optionally after a delay) switches the active Service to it in one update; the
 old version stays warm for `scaleDownDelaySeconds`, during which an abort switches back instantly.
-Then the new version is handed back to the target Deployment and the preview removed."""
+Then the new version is handed back to the target (on Kubernetes: its Deployment) and the preview
+removed. How each step is done is the delivery target's (workflows/targets/)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,16 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.targets.kubernetes.bluegreen import BlueGreenActivities
+    from models.delivery import BlueGreenPrepared
     from models.durations import format_duration
-    from models.kubernetes import (
-        BlueGreenInput,
-        BlueGreenPrepared,
-        ScalePreviewInput,
-        ShiftTrafficInput,
-        SwitchActiveInput,
-    )
-    from models.names import preview_deployment_name
     from models.spec import BlueGreenStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
-    from workflows import options
     from workflows.analysis import gate
     from workflows.approval import await_approval
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import AnalysisFailed, RolloutAborted
     from workflows.handlers import Abort, Approve, Hold, Promote, SkipAnalysis, supported_by
-    from workflows.observe import template_hashes
+    from workflows.targets import delivery_for
 
 SHIFT_GATED = "gradual-shift-weights-are-step-boundaries"  # workflow.patched: runs before it shifted on regardless
 STEPS = ("deploy preview", "promotion", "switch active to preview", "keep previous version warm", "complete")
@@ -46,23 +38,12 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         spec = self.spec
         assert spec.strategy.blue_green is not None
         self.blue_green: BlueGreenStrategy = spec.strategy.blue_green
-        self.kube = options.kubernetes(spec.progress_deadline_seconds)
-        self.input = BlueGreenInput(
-            rollout_id=self.control.status.rollout_id,
-            target=spec.target.kubernetes,
-            image=spec.image,
-            active_service=self.blue_green.active_service,
-            preview_service=self.blue_green.preview_service,
-            progress_deadline_seconds=spec.progress_deadline_seconds,
-            traffic_routing=self.blue_green.traffic_routing if self.blue_green.gradual_shift else None,
-        )
         self.switched = False
-        t = spec.target.kubernetes  # valueFrom.podTemplateHashValue: Latest the preview's pods, Stable the active's
-        self.control.template_hash = template_hashes(t, preview_deployment_name(t.deployment), t.deployment)
+        self.target = delivery_for(spec, self.control.status.rollout_id)
+        self.control.template_hash = self.target.revisions("blueGreen")  # Latest the preview's, Stable the active's
 
-    async def _call(self, activity: Any, summary: str, kind: type[BlueGreenInput] = BlueGreenInput, **more: Any) -> Any:
-        """One blue-green activity with `more` of its own fields (its input model: `kind`), abort-aware."""
-        handle = workflow.start_activity_method(activity, kind(**dict(self.input), **more), summary=summary, **self.kube)
+    async def _call(self, handle: Any) -> Any:
+        """One blue-green step of the target, abort-aware."""
         return await self.control.run_interruptible(handle)
 
     @workflow.run
@@ -78,7 +59,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             return ended
         try:
             self.control.start_step(0, "deploy preview")
-            prepared: BlueGreenPrepared = await self._call(BlueGreenActivities.prepare_blue_green, "prepare blue-green")
+            prepared: BlueGreenPrepared = await self._call(self.target.prepare_blue_green(self.blue_green))
         except RolloutAborted as aborted:
             return await self._roll_back(aborted.reason.value, str(aborted))
         except ActivityError as error:
@@ -86,23 +67,19 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             if reason == Reason.TARGET_INVALID.value:
                 return self.control.finish(Phase.DEGRADED, reason, message)  # nothing was changed
             return await self._roll_back(reason, message)
-        self.input = self.input.model_copy(update={
-            "total_replicas": prepared.total_replicas, "stable_hash": prepared.stable_hash,
-            "container": prepared.container,
-        })
+        self.target.blue_green_prepared(prepared)
         s.stable_image, s.stable_replicas = prepared.stable_image, prepared.total_replicas
         try:
             preview = min(bg.preview_replica_count or prepared.total_replicas, prepared.total_replicas)
             self.control.start_step(0, f"deploy preview: {preview} pods of {self.spec.image}")
-            s.canary_replicas = await self._call(BlueGreenActivities.scale_preview, f"preview to {preview} pods",
-                                                 ScalePreviewInput, replicas=preview)
+            s.canary_replicas = await self._call(self.target.scale_preview(preview))
             self.control.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
             await self._promotion()
             if bg.pre_promotion_analysis is not None:
                 await gate(self.control, 1, bg.pre_promotion_analysis)
             await self._gradual_shift()
             self.control.start_step(2, f"switch {bg.active_service} to the new version")
-            await self._call(BlueGreenActivities.switch_active, "switch active to preview", SwitchActiveInput, to="preview")
+            await self._call(self.target.switch_active("preview", "switch active to preview"))
             self.switched = True
             s.expose(100, 100.0)
             s.canary_replicas = prepared.total_replicas
@@ -124,7 +101,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         self.control.pending.abort_closed = "the previous version is no longer kept warm (completing); start a new rollout"
         self.control.start_step(4, "complete: hand the new version back to the Deployment, remove the preview")
         try:
-            await self._call(BlueGreenActivities.complete_blue_green, "hand back and remove preview")
+            await self._call(self.target.complete_blue_green())
         except ActivityError as error:
             reason, message = failure_reason(error)
             return self.control.finish(Phase.DEGRADED, reason, f"{message} (the active Service still serves the new version)")
@@ -158,7 +135,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             if number and workflow.patched(SHIFT_GATED):  # `rollout pause` holds the current weight
                 await self.control.step_gate(2)
             self.control.start_step(2, f"shift {weight}% of traffic to the new version")
-            await self._call(BlueGreenActivities.shift_traffic, f"shift {weight}% to preview", ShiftTrafficInput, weight=weight)
+            await self._call(self.target.shift_traffic(weight))
             self.control.status.expose(weight, float(weight))
             self.control.record("shifted", f"{weight}% to {self.blue_green.preview_service}")
             if number < len(shift.weights) - 1:
@@ -171,11 +148,8 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         self.control.record("aborting", message)
         self.control.change_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {bg.active_service} back")
         try:
-            if self.input.stable_hash:
-                await workflow.execute_activity_method(
-                    BlueGreenActivities.switch_active, SwitchActiveInput(**dict(self.input), to="stable"),
-                    summary="switch active back to the previous version", **self.kube,
-                )
+            if self.target.blue_green_switchable:
+                await self.target.switch_active("stable", "switch active back to the previous version")
                 if self.switched or s.canary_weight:
                     self.control.record("switched-back", f"{bg.active_service} → previous pods")
                 s.expose(0, 0.0)
@@ -183,9 +157,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
                 self.control.change_phase(Phase.PROGRESSING, reason,
                                f"aborted: preview kept for {bg.abort_scale_down_delay_seconds}s before removal")
                 await workflow.sleep(timedelta(seconds=bg.abort_scale_down_delay_seconds), summary="abort scale-down delay")
-            await workflow.execute_activity_method(
-                BlueGreenActivities.abort_blue_green, self.input, summary="remove preview", **self.kube
-            )
+            await self.target.abort_blue_green()
         except ActivityError as error:
             _, abort_message = failure_reason(error)
             return self.control.finish(Phase.DEGRADED, Reason.ABORT_FAILED.value, f"{message}; abort failed: {abort_message}")

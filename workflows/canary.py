@@ -1,29 +1,20 @@
 """Canary: run the step list (setWeight, setCanaryScale, setHeaderRoute, setMirrorRoute through the
-spec's traffic router; timed or open pauses),
-then promote the stable Deployment to the new image and remove the canary. An abort, a failed step
-or a progress deadline sends all traffic back to stable and ends Degraded."""
+target — on Kubernetes the spec's traffic router; timed or open pauses),
+then promote the stable version to the new image and remove the canary. An abort, a failed step
+or a progress deadline sends all traffic back to stable and ends Degraded. How each step is done is the
+delivery target's (workflows/targets/)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.targets.kubernetes.canary import CanaryActivities
+    from models.delivery import PrepareCanaryResult
     from models.durations import format_duration
-    from models.kubernetes import (
-        FinishInput,
-        PrepareCanaryInput,
-        PrepareCanaryResult,
-        SetWeightInput,
-    )
-    from models.names import canary_deployment_name
     from models.routing import RouteState, SetCanaryScale, describe_routes
     from models.spec import CanaryStep, CanaryStrategy
     from models.status import Phase, Reason, RolloutInput, RolloutStatus
-    from workflows import options
     from workflows.analysis import BackgroundRun, gate
     from workflows.approval import await_approval
     from workflows.continuation import PATCH as CONTINUE_AS_NEW
@@ -31,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import AnalysisFailed, RolloutAborted, WebhookFailed
     from workflows.handlers import Abort, Approve, Hold, Promote, SetWeight, SkipAnalysis, supported_by
-    from workflows.observe import template_hashes
+    from workflows.targets import delivery_for
     from workflows.webhooks import Webhooks
 
 
@@ -43,8 +34,8 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         self.rules = self.control.rules
         self.spec = self.control.rollout.spec
         self.control.on_set_weight = self.apply_weight
-        t = self.spec.target.kubernetes  # valueFrom.podTemplateHashValue: Latest the canary's pods, Stable the target's
-        self.control.template_hash = template_hashes(t, canary_deployment_name(t.deployment), t.deployment)
+        self.target = delivery_for(self.spec, self.control.status.rollout_id)
+        self.control.template_hash = self.target.revisions("canary")  # Latest the canary's, Stable the stable's
         self.routes = RouteState()
         self.canary_scale: SetCanaryScale | None = None
         self.total_replicas = 0
@@ -64,7 +55,6 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
     async def _rollout(self) -> RolloutStatus:
         spec = self.spec
         canary = self.canary_spec()
-        kube = options.kubernetes(spec.progress_deadline_seconds)
         self.control.may_continue = workflow.patched(CONTINUE_AS_NEW)
         self.control.approval_steps = [i for i, step in enumerate(canary.steps) if step.approval is not None]
         resume = self.control.resume
@@ -74,7 +64,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
             if ended is not None:
                 return ended
             try:
-                prepared = await self._prepare(canary, kube)
+                prepared = await self.target.prepare_canary(canary)
             except ActivityError as error:
                 reason, message = failure_reason(error)
                 return self.control.finish(Phase.DEGRADED, reason, message)
@@ -84,8 +74,6 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         self.control.status.stable_image = prepared.stable_image
         self.total_replicas = prepared.total_replicas
         self.control.status.stable_replicas = prepared.total_replicas
-        finish = FinishInput(**self._target(canary), container=prepared.container,
-                             total_replicas=prepared.total_replicas)
         background = BackgroundRun(self.control, canary.analysis, resume and self.control.status.analysis) if canary.analysis else None
         hooks = self.hooks
         first = resume.step if resume is not None else 0
@@ -127,7 +115,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
                     with self.control.waiting_long():
                         await await_approval(self.control, index, step.approval, step.approval.description or f"step {index + 1}")
                 else:
-                    await self._route(index, step, prepared.total_replicas, canary, kube)
+                    await self._route(index, step, prepared.total_replicas, canary)
             if background:
                 await background.stop()
             if hooks:
@@ -142,39 +130,26 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
             await self.control.continue_as_new(wait, index, container=prepared.container, total_replicas=self.total_replicas,
                                        routes=self.routes, canary_scale=self.canary_scale)
         except WebhookFailed as failed:
-            return await self._roll_back(finish, Reason.WEBHOOK_FAILED.value, str(failed), kube, background)
+            return await self._roll_back(prepared, Reason.WEBHOOK_FAILED.value, str(failed), background)
         except AnalysisFailed as failed:
-            return await self._roll_back(finish, Reason.ANALYSIS_FAILED.value, str(failed), kube, background)
+            return await self._roll_back(prepared, Reason.ANALYSIS_FAILED.value, str(failed), background)
         except RolloutAborted as aborted:
             reason = Reason.ANALYSIS_FAILED if background and background.failed else aborted.reason
-            return await self._roll_back(finish, reason.value, str(aborted), kube, background)
+            return await self._roll_back(prepared, reason.value, str(aborted), background)
         except ActivityError as error:
             reason, message = failure_reason(error)
-            return await self._roll_back(finish, reason, message, kube, background)
+            return await self._roll_back(prepared, reason, message, background)
 
         self.control.change_phase(Phase.PROGRESSING, message="promoting: stable takes the new image")
         try:
-            await workflow.execute_activity_method(
-                CanaryActivities.promote_canary, finish, summary="promote stable to new image", **kube
-            )
+            await self.target.promote_canary(canary, prepared)
         except ActivityError as error:
             reason, message = failure_reason(error)
-            return await self._roll_back(finish, reason, message, kube)
+            return await self._roll_back(prepared, reason, message)
         self.control.status.expose(100, 100.0)
         self.control.status.canary_replicas, self.control.status.stable_replicas = 0, prepared.total_replicas
         self.control.status.stable_image, self.control.status.routes = spec.image, []
         return await self.control.healthy(f"{spec.image} is stable")
-
-    def _target(self, canary: CanaryStrategy) -> dict[str, Any]:
-        """What the prepare and finish activities both need to know."""
-        spec = self.spec
-        return {"rollout_id": self.control.status.rollout_id, "target": spec.target.kubernetes, "image": spec.image,
-                "stable_service": canary.stable_service, "canary_service": canary.canary_service,
-                "progress_deadline_seconds": spec.progress_deadline_seconds, "traffic_routing": canary.traffic_routing}
-
-    async def _prepare(self, canary: CanaryStrategy, kube: dict[str, Any]) -> PrepareCanaryResult:
-        return await workflow.execute_activity_method(
-            CanaryActivities.prepare_canary, PrepareCanaryInput(**self._target(canary)), summary="prepare canary", **kube)
 
     def canary_spec(self) -> CanaryStrategy:
         assert self.spec.strategy.canary is not None
@@ -187,13 +162,9 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         """`setWeight` while paused: the same routing activity as a setWeight step, at the current step."""
         canary = self.canary_spec()
         step = CanaryStep.model_validate({"setWeight": weight})
-        await self._route(self.control.status.current_step, step, self.total_replicas, canary,
-                          options.kubernetes(self.spec.progress_deadline_seconds), announce=False)
+        await self._route(self.control.status.current_step, step, self.total_replicas, canary, announce=False)
 
-    async def _route(
-        self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, kube: dict[str, Any],
-        announce: bool = True,
-    ) -> None:
+    async def _route(self, index: int, step: CanaryStep, total: int, canary: CanaryStrategy, announce: bool = True) -> None:
         """setWeight, setCanaryScale, setHeaderRoute, setMirrorRoute: the new routing as a whole, applied
         by one idempotent activity (capacity first)."""
         if step.set_weight is not None:
@@ -212,25 +183,8 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         weight = self.routes.weight
         if announce:
             self.control.start_step(index, what)
-        handle = workflow.start_activity_method(
-            CanaryActivities.set_canary_weight,
-            SetWeightInput(
-                rollout_id=self.control.status.rollout_id,
-                target=self.spec.target.kubernetes,
-                weight=weight,
-                step=index,
-                total_replicas=total,
-                progress_deadline_seconds=self.spec.progress_deadline_seconds,
-                traffic_routing=canary.traffic_routing,
-                stable_service=canary.stable_service,
-                canary_service=canary.canary_service,
-                routes=self.routes,
-                canary_scale=self.canary_scale,
-                dynamic_stable_scale=canary.dynamic_stable_scale,
-            ),
-            summary=f"set weight {weight}%" if step.set_weight is not None else what,
-            **kube,
-        )
+        handle = self.target.set_routes(canary, index, total, self.routes, self.canary_scale,
+                                        f"set weight {weight}%" if step.set_weight is not None else what)
         result = await self.control.run_interruptible(handle)
         s = self.control.status
         s.expose(result.weight, result.actual_weight)
@@ -242,7 +196,7 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
             self.control.record("routes-set", f"{what}: {'; '.join(s.routes) or 'weight only'} "
                                       f"({result.canary_replicas} canary / {result.stable_replicas} stable)")
 
-    async def _roll_back(self, finish: FinishInput, reason: str, message: str, kube: dict[str, Any],
+    async def _roll_back(self, prepared: PrepareCanaryResult, reason: str, message: str,
                          background: BackgroundRun | None = None) -> RolloutStatus:
         if background:
             await background.stop()
@@ -251,14 +205,12 @@ class CanaryRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis, Se
         self.control.record("aborting", message)
         self.control.change_phase(Phase.PROGRESSING, reason, f"aborting: {message}; sending all traffic back to stable")
         try:
-            await workflow.execute_activity_method(
-                CanaryActivities.abort_canary, finish, summary="abort: traffic back to stable", **kube
-            )
+            await self.target.abort_canary(self.canary_spec(), prepared)
         except ActivityError as error:
             _, abort_message = failure_reason(error)
             return self.control.finish(Phase.DEGRADED, Reason.ABORT_FAILED.value, f"{message}; abort failed: {abort_message}")
         s = self.control.status
         s.expose(0, 0.0)
         s.canary_replicas, s.routes = 0, []
-        s.stable_replicas = finish.total_replicas
+        s.stable_replicas = prepared.total_replicas
         return self.control.finish(Phase.DEGRADED, reason, message)

@@ -1,13 +1,13 @@
 """Recreate: every old pod stops before any new one starts (versions that cannot run side by side);
-the same readiness gate and automatic undo as the rolling update, through the Deployment's own
-`Recreate` strategy."""
+the same readiness gate and automatic undo as the rolling update, through the target's own recreate
+(on Kubernetes the Deployment's `Recreate` strategy)."""
 
 from __future__ import annotations
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.kubernetes import RollOutInput
+    from models.delivery import InPlaceUpdate
     from models.status import RolloutInput, RolloutStatus
     from workflows.rolling import RollingUpdateRollout
 
@@ -18,8 +18,8 @@ class RecreateRollout(RollingUpdateRollout):
     def __init__(self, request: RolloutInput) -> None:
         super().__init__(request)
 
-    def roll_out_input(self) -> RollOutInput:
-        return super().roll_out_input().model_copy(update={"kind": "Recreate"})
+    def update(self) -> InPlaceUpdate:
+        return super().update().model_copy(update={"kind": "Recreate"})
 
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutStatus:

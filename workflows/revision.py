@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.kubernetes import RollOutInput
+    from models.delivery import InPlaceUpdate
     from models.status import RevisionInput, RolloutStatus
     from workflows.rolling import RollingUpdateRollout
 
@@ -23,21 +23,9 @@ class RevisionRollout(RollingUpdateRollout):
         if request.action == "undo":
             self.control.status.image = f"revision {request.to_revision}" if request.to_revision else "previous revision"
 
-    def roll_out_input(self) -> RollOutInput:
-        return RollOutInput(
-            rollout_id=self.control.status.rollout_id,
-            target=self.spec.target.kubernetes,
-            image=self.spec.image,
-            kind="Undo" if self.action == "undo" else "Restart",
-            progress_deadline_seconds=self.spec.progress_deadline_seconds,
-            to_revision=self.to_revision,
-            restarted_at=workflow.info().start_time.isoformat(),
-        )
-
-    def describe(self, what: RollOutInput) -> str:
-        if what.kind == "Restart":
-            return "restart the pods of the current version"
-        return f"undo to revision {what.to_revision}" if what.to_revision else "undo to the previous revision"
+    def update(self) -> InPlaceUpdate:
+        return InPlaceUpdate(kind="Undo" if self.action == "undo" else "Restart", image=self.spec.image,
+                             to_revision=self.to_revision, restarted_at=workflow.info().start_time.isoformat())
 
     @workflow.run
     async def run(self, request: RevisionInput) -> RolloutStatus:

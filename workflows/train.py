@@ -14,6 +14,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from models import names
     from models.release import Release, ReleaseInput
     from models.starter import starter_identity
     from models.status import Phase, RolloutStatus
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
 HEADROOM = 50  # events a release adds to the train's history, at most (child start, completion, submissions)
 UNPROVEN_REFUSED = "train-refuses-unproven-starters"  # a signal's release that needs a proven starter: not queued
 SUBMITTER_PROVEN = "train-proves-submitters"  # an update's release that needs one: its token checked, then queued
+SEARCHABLE = "train-releases-searchable"  # a train's releases carry the search attributes every start gives
 
 
 @workflow.defn(name="ReleaseTrain")
@@ -127,10 +129,11 @@ class ReleaseTrain:
         self.running = child_id
         workflow.set_current_details(f"running {child_id}: {release.version} → {release.target_description}")
         try:
+            start = names.start_options(release, workflow_id=child_id) if workflow.patched(SEARCHABLE) else \
+                {"id": child_id, "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE}  # started before
             ended: RolloutStatus = await workflow.execute_child_workflow(
                 StagedRelease.run, ReleaseInput(release=release, requested_by=f"train {self.request.name}", initiator=by,
-                                                initiator_proven=proven),
-                id=child_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                                                initiator_proven=proven), **start,
                 static_summary=f"release {release.version} → {release.target_description}")
             result = TrainedRelease(workflow_id=child_id, version=version, phase=ended.phase,
                                     reason=ended.reason, finished_at=ended.finished_at)

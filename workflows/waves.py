@@ -24,7 +24,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -39,8 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import await_approval
     from workflows.control import RolloutControl, failure_reason
     from workflows.errors import StageFailed
-    from workflows.observe import OBSERVERS
-    from workflows.strategies import STRATEGY_WORKFLOWS
+    from workflows.observe import observe
+    from workflows.strategies import ACTION_WORKFLOWS, STRATEGY_WORKFLOWS
 
 OBSERVE = {"start_to_close_timeout": timedelta(seconds=30), "heartbeat_timeout": options.HEARTBEAT,
            "retry_policy": RetryPolicy(maximum_attempts=5, non_retryable_error_types=options.PERMANENT)}
@@ -134,9 +134,8 @@ class Waves:
             handle = await workflow.start_child_workflow(
                 workflow_class.run, RolloutInput(rollout=rollout, requested_by=f"{self.pipeline_id} ({self.started_by})",
                                                 initiator=c.initiator, initiator_proven=c.status.initiator_proven),
-                id=rollout.rollout_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                **names.start_options(rollout, pipeline=self.pipeline_id),
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                search_attributes=_attributes(rollout, self.pipeline_id),
                 static_summary=f"{rollout.spec.strategy.name} {rollout.target_description} → {rollout.spec.image} "
                                f"({self.pipeline_id})")
         except WorkflowAlreadyStartedError:
@@ -154,9 +153,7 @@ class Waves:
 
     async def _observe(self, rollout: Rollout) -> TargetObservation:
         target = rollout.spec.target
-        return await workflow.execute_activity_method(
-            OBSERVERS[target.kind], target.chosen, summary=f"verify {target.describe()} runs {rollout.spec.image}",
-            **OBSERVE)
+        return await observe(target, f"verify {target.describe()} runs {rollout.spec.image}", **OBSERVE)
 
     async def recheck(self, s: int, stage: Stage, when: str) -> None:
         """Every verified target of stage `s` read again, together: one that no longer runs the stage's image
@@ -203,10 +200,9 @@ class Waves:
             self.control.record("target-rollback", f"{stage.name}/{ts.key}: undo to the revision before")
             try:
                 ended: RolloutStatus = await workflow.execute_child_workflow(
-                    "RevisionRollout", RevisionInput(rollout=rollout, requested_by=self.pipeline_id, action="undo"),
-                    id=rollout.rollout_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    ACTION_WORKFLOWS["undo"].run, RevisionInput(rollout=rollout, requested_by=self.pipeline_id, action="undo"),
+                    **names.start_options(rollout, strategy="undo", pipeline=self.pipeline_id),
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON, result_type=RolloutStatus,
-                    search_attributes=_attributes(rollout, self.pipeline_id, "undo"),
                     static_summary=f"undo {rollout.target_description} ({self.pipeline_id}: onFailure rollbackCompleted)")
             except (ChildWorkflowError, WorkflowAlreadyStartedError) as error:
                 ts.state, ts.message = "rollbackFailed", str(getattr(error, "cause", None) or error)
@@ -223,17 +219,6 @@ class Waves:
         note = f"; rolled back {', '.join(back)}" if back else ""
         return note + (f"; rollback FAILED on {', '.join(stuck)}" if stuck else "")
 
-
-def _attributes(rollout: Rollout, pipeline_id: str, strategy: str = "") -> TypedSearchAttributes:
-    return TypedSearchAttributes([
-        SearchAttributePair(names.ROLLOUT_NAME, rollout.metadata.name),
-        SearchAttributePair(names.ROLLOUT_ENVIRONMENT, rollout.metadata.environment),
-        SearchAttributePair(names.ROLLOUT_STRATEGY, strategy or rollout.spec.strategy.name),
-        SearchAttributePair(names.ROLLOUT_PHASE, Phase.PROGRESSING.value),
-        SearchAttributePair(names.ROLLOUT_STEP, 0),
-        SearchAttributePair(names.ROLLOUT_KIND, "Rollout"),
-        SearchAttributePair(names.ROLLOUT_PIPELINE, pipeline_id),
-    ])
 
 
 def _ended(rollout: Rollout, reason: Reason, message: str) -> RolloutStatus:

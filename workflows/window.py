@@ -10,15 +10,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.targets.kubernetes.rolling import DeploymentActivities
-    from activities.targets.kubernetes.window import WindowActivities
+    from models.delivery import InPlaceUpdate, WarmRevision
     from models.durations import format_duration
-    from models.kubernetes import RollOutInput, WarmRevision, WindowInput
     from models.status import AbortRequest, ControlResult, Phase, Reason, RolloutStatus, UndoRequest, WindowRunInput
-    from workflows import options
     from workflows.control import RolloutControl, StatusQuery, failure_reason
     from workflows.errors import RolloutAborted
     from workflows.handlers import Abort, Promote, supported_by
+    from workflows.targets import delivery_for
 
 
 @workflow.defn(name="RollbackWindow")
@@ -34,11 +32,7 @@ class RollbackWindow(StatusQuery, Abort, Promote):
         self.control.status.strategy = "rollbackWindow"
         self.warm: list[WarmRevision] = []
         self.undo_to = 0
-        self.input = WindowInput(
-            rollout_id=self.control.status.rollout_id, target=spec.target.kubernetes, service=spec.service,
-            revisions=self.window.revisions, progress_deadline_seconds=spec.progress_deadline_seconds,
-        )
-        self.kube = options.kubernetes(spec.progress_deadline_seconds)
+        self.target = delivery_for(spec, self.control.status.rollout_id)
 
     @workflow.update(name="undo")
     async def undo(self, request: UndoRequest) -> ControlResult:
@@ -62,9 +56,7 @@ class RollbackWindow(StatusQuery, Abort, Promote):
         self.control.start(3)
         self.control.start_step(0, f"keep the previous {self.window.revisions} revision(s) warm")
         try:
-            self.warm = await workflow.execute_activity_method(
-                WindowActivities.keep_warm, self.input, summary="keep previous revisions warm", **self.kube
-            )
+            self.warm = await self.target.open_window(self.spec.service, self.window.revisions)
         except ActivityError as error:
             return await self._close(Phase.DEGRADED, *failure_reason(error))
         if not self.warm:
@@ -86,18 +78,10 @@ class RollbackWindow(StatusQuery, Abort, Promote):
         self.control.pending.abort_closed = "already switching back"
         self.control.start_step(2, f"switch back to revision {revision} ({image})")
         try:
-            await workflow.execute_activity_method(
-                WindowActivities.switch_to_warm, self.input.model_copy(update={"revision": revision}),
-                summary=f"service to warm revision {revision}", **self.kube,
-            )
-            self.control.record("switched-back", f"{self.input.service} → warm r{revision} ({image})")
-            spec = self.spec
-            await workflow.execute_activity_method(
-                DeploymentActivities.roll_out_deployment,
-                RollOutInput(rollout_id=self.control.status.rollout_id, target=spec.target.kubernetes, image=image, kind="Undo",
-                             to_revision=revision, progress_deadline_seconds=spec.progress_deadline_seconds),
-                summary=f"deployment back on revision {revision}", **self.kube,
-            )
+            await self.target.switch_to_warm(revision)
+            self.control.record("switched-back", f"{self.spec.service} → warm r{revision} ({image})")
+            await self.target.roll_out(InPlaceUpdate(kind="Undo", image=image, to_revision=revision),
+                                       f"deployment back on revision {revision}")
         except ActivityError as error:
             _, message = failure_reason(error)
             return self.control.finish(Phase.DEGRADED, Reason.UNDO_FAILED.value, f"{message} (the Service may still select the warm copy)")
@@ -107,9 +91,7 @@ class RollbackWindow(StatusQuery, Abort, Promote):
     async def _close(self, phase: Phase, reason: str, message: str) -> RolloutStatus:
         self.control.start_step(2, "close the window: remove the warm copies")
         try:
-            await workflow.execute_activity_method(
-                WindowActivities.close_window, self.input, summary="remove warm copies", **self.kube
-            )
+            await self.target.close_window()
         except ActivityError as error:
             _, close_message = failure_reason(error)
             return self.control.finish(Phase.DEGRADED, Reason.WINDOW_CLOSE_FAILED.value, f"{message}; {close_message}")
