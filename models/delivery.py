@@ -13,7 +13,9 @@ from models.specbase import Message
 
 
 class Capabilities(Message):
-    """What a delivery target can do; `rollout validate` refuses a strategy or step that needs more."""
+    """What a delivery target can do, declared on its record. Not yet read by validation: with Kubernetes the
+    only target every capability is there (its routers' own limits are checked in models/routing.py); the
+    check that refuses a strategy or step the chosen target cannot do comes with the second target."""
 
     weights: bool = Field(description="a canary's share of traffic set in percent (setWeight)")
     header_routes: bool = Field(description="requests matching a header or cookie sent to the canary (setHeaderRoute)")

@@ -1,10 +1,11 @@
 """`spec.target`: where a rollout delivers — one block naming the delivery target, each target's fields its
 own model. Today: `kubernetes` (a Deployment). Each target's model is also its record: the task-queue
-family whose workers hold its credentials, what it can do (`Capabilities`: validation refuses the rest),
-its `DeliveryTarget` adapter for the strategies (workflows/targets/), the factory of its activities (built
-by the worker from the worker's clients) and the activity `ObserveTarget` asks. Those are named as
-"module:attribute" here, read by the worker and the workflows, so this module imports none of them. A new
-target is one more optional field of `Target` below, its model and its packages; nothing else lists it."""
+family whose workers hold its credentials (a rollout starts on it), what it can do (`Capabilities`,
+declared), its `DeliveryTarget` adapter for the strategies (workflows/targets/), the factory of its
+activities (built by the worker from the worker's clients) and the name of the activity `ObserveTarget`
+asks. The adapter and the factory are named as "module:attribute" and imported only when the worker or
+the workflows resolve them (`resolve`). A new target is one more optional field of `Target` below, its
+model and its packages."""
 
 from __future__ import annotations
 

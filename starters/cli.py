@@ -33,7 +33,7 @@ from workers import options as worker_options
 from workers.codec import PayloadKeyError
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollout", description="Durable progressive delivery on Temporal.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -173,8 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--origin", action="append", default=None,
                    help="a Web UI origin allowed to call it (default http://localhost:8233; repeatable)")
 
-    for plugin in plugins.installed():  # the dev tools: dev, cluster, demo
-        plugin.add_parsers(sub)
+    parser.product_commands = set(sub.choices)  # before any plugin's
+    if with_plugins:  # the dev tools: dev, cluster, demo (starters/plugins.py)
+        plugins.add_parsers(sub)
     return parser
 
 
@@ -322,13 +323,19 @@ def run(args: argparse.Namespace) -> int:
     raise UserError(f"unknown command {args.command}")
 
 
+def parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser for this command line: a product command's never loads a plugin."""
+    parser = _parser(with_plugins=False)
+    return parser if argv and argv[0] in parser.product_commands else _parser()
+
+
 def main(argv: list[str] | None = None) -> None:
     if (absent := plugins.missing(sys.argv[1:] if argv is None else argv)) is not None:
         print(f"rollout: {absent}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(int(ExitCode.INVALID))
-    args = _parser().parse_args(argv)
+    args = parser_for(sys.argv[1:] if argv is None else argv).parse_args(argv)
     try:
         code = run(args)
     except UserError as error:

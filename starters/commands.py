@@ -101,7 +101,7 @@ async def start_workflow(client: Client, rollout: Rollout, task_queue: str, requ
         RolloutInput(rollout=rollout, requested_by=requested_by, starter_token=starter_token) if action == "rollout"
         else RevisionInput(rollout=rollout, requested_by=requested_by, action=action, to_revision=to_revision),
         **names.start_options(rollout, strategy=kind),
-        task_queue=task_queue,
+        task_queue=names.task_queue_for(task_queue, rollout.spec.target.family),  # its target's workers
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         static_summary=f"{kind} {rollout.spec.target.describe()}"
         + (f" → {rollout.spec.image}" if action == "rollout" else ""),
@@ -166,7 +166,8 @@ async def observe(client: Client, rollout: Rollout, task_queue: str) -> TargetOb
 
     return await client.execute_workflow(
         ObserveTarget.run, ObserveInput(target=rollout.spec.target), id=f"{rollout.rollout_id}/observe/{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue, execution_timeout=timedelta(seconds=OBSERVE_TIMEOUT), result_type=TargetObservation,
+        task_queue=names.task_queue_for(task_queue, rollout.spec.target.family),
+        execution_timeout=timedelta(seconds=OBSERVE_TIMEOUT), result_type=TargetObservation,
     )
 
 

@@ -34,6 +34,13 @@ def dockerfile_copies() -> list[str]:
     return [part for line in lines if line.startswith("COPY ") for part in line.split()[1:-1]]
 
 
+def dockerfile_installs() -> list[str]:
+    """The local projects deploy/Dockerfile's `RUN pip install ...` installs, in its order."""
+    line = next(line for line in (REPO / "deploy" / "Dockerfile").read_text().splitlines()
+                if line.startswith("RUN pip install "))
+    return [word for word in line.removeprefix("RUN pip install ").split("&&")[0].split() if not word.startswith("-")]
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A fresh virtualenv with the product as deploy/Dockerfile installs it; its bin directory."""
@@ -48,13 +55,15 @@ def installed(tmp_path_factory) -> Path:
         else:
             shutil.copy2(origin, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), "./rollout-agent", "."],
+    projects = dockerfile_installs()  # each built into a wheel, installed as the image installs them
+    assert projects, "deploy/Dockerfile installs nothing"
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), *projects],
                    cwd=source, check=True, timeout=300)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install",
-                    "--no-index", "--find-links", str(dist), "--find-links", str(WHEELHOUSE),
-                    "rollout-agent", "durable-rollouts"], check=True, timeout=600, cwd=root)
+                    "--no-index", "--find-links", str(WHEELHOUSE), *sorted(map(str, dist.glob("*.whl")))],
+                   check=True, timeout=600, cwd=root)
     return venv / "bin"
 
 
@@ -73,9 +82,16 @@ def test_the_wheels_hold_the_product_and_not_the_dev_tools(installed):
         "import importlib.util as u, json, sys;"
         "print(json.dumps({m: u.find_spec(m) is not None for m in "
         "('models', 'workflows', 'activities', 'workers', 'starters', 'rollout_agent', 'localcluster', 'tests', 'bench')}));"
-        "print(json.dumps([p for p in sys.path if p.startswith(sys.argv[1])]))"), str(REPO))
+        "print(json.dumps([p for p in sys.path if p.startswith(sys.argv[1])]));"
+        "import models, starters, rollout_agent, importlib.metadata as md;"
+        "print(json.dumps([m.__file__ for m in (models, starters, rollout_agent)]));"
+        "print(json.dumps([d.metadata['Name'] for d in md.distributions() if (d.read_text('direct_url.json') or '')"
+        ".find('editable') >= 0]))"), str(REPO))
     assert probe.returncode == 0, probe.stderr
-    found, repo_paths = (json.loads(line) for line in probe.stdout.splitlines())
+    found, repo_paths, origins, editable = (json.loads(line) for line in probe.stdout.splitlines())
+    site = str(installed.parent / "lib")
+    assert all(origin.startswith(site) for origin in origins), origins
+    assert editable == [], f"editable installs: {editable}"
     assert found == {"models": True, "workflows": True, "activities": True, "workers": True, "starters": True,
                      "rollout_agent": True, "localcluster": False, "tests": False, "bench": False}
     assert repo_paths == [], "the repository is on the installed product's sys.path"

@@ -97,17 +97,13 @@ def test_strategies_and_the_control_plane_name_no_delivery_target(module):
 def test_every_target_is_one_record():
     """Its model in models/targets.py names its family, capabilities, adapter, activities and observer; the
     worker, the names, ObserveTarget and the strategies read them from there."""
-    from models.names import FAMILIES
-    from models.targets import TARGETS, Target, resolve
+    from models.targets import Target
     from workers.main import activities_by_family
     from workflows.targets import ADAPTERS, DeliveryTarget
 
-    assert tuple(Target.models()) == TARGETS == Target.CHOICES
     served = activities_by_family(None)
     for kind, model in Target.models().items():
-        assert model.FAMILY in FAMILIES
         adapter = ADAPTERS[kind]
-        assert adapter is resolve(model.DELIVERY) and adapter.capabilities == model.CAPABILITIES
         protocol = {name for name in vars(DeliveryTarget) if not name.startswith("_")} - {"capabilities"}
         assert protocol <= set(dir(adapter)), f"{kind}: {sorted(protocol - set(dir(adapter)))}"
         names = {getattr(fn, "__temporal_activity_definition").name for fn in served[model.FAMILY]}

@@ -27,7 +27,7 @@ class UpdaterRelease:
 
     def _saw(self, release: ChannelRelease) -> ChannelRelease:
         self.seen = {role: max(self.seen.get(role, 0), release.versions.get(role, 0))
-                     for role in {*self.seen, *release.versions}}
+                     for role in sorted({*self.seen, *release.versions})}  # one order in every process
         return release
 
     async def _read(self, channel: str) -> ChannelRelease:
