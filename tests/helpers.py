@@ -283,6 +283,21 @@ async def server_time(client) -> float:
         return time.time()
 
 
+async def started_status(handle):
+    """The workflow's status, or None while the server has not started it yet: a parent (a train, a pipeline)
+    names its child's workflow before the test server has started it (it starts children asynchronously)."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from models.status import RolloutStatus
+
+    try:
+        return await handle.query("status", result_type=RolloutStatus)
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            return None
+        raise
+
+
 async def past_reopening(send: Callable[[], Any], attempts: int = 50) -> Any:
     """`send()` (a decision's update), sent again while the rollout answers that its approval is being
     re-opened in a new run (a continue-as-new hand-over; run 32 met a vote sent in between)."""

@@ -20,7 +20,7 @@ from models.updater import (
     RefreshResult,
     UploadInput,
 )
-from tests.helpers import eventually
+from tests.helpers import eventually, started_status
 from workflows.refresh import RefreshMetadata
 from workflows.release import StagedRelease
 
@@ -83,8 +83,8 @@ async def _start(client: Client, queue: str, release):
 
 async def _reason(handle, reason: str, step: int):
     async def check():
-        s = await handle.query("status", result_type=RolloutStatus)
-        return s if s.reason == reason and s.current_step == step else None
+        s = await started_status(handle)  # a train's child may not be started yet
+        return s if s is not None and s.reason == reason and s.current_step == step else None
 
     return await eventually(check, timeout=30, what=f"{reason} at {step}")
 

@@ -19,7 +19,7 @@ from localcluster.issuer import LocalIssuer
 from models.approvals import ApproveRequest
 from models.pipeline import PipelineInput
 from models.status import AbortRequest, Phase, PromoteRequest, RolloutStatus
-from tests.helpers import eventually, sealed_start, token_key_file
+from tests.helpers import eventually, sealed_start, started_status, token_key_file
 from tests.pipeline_helpers import DIGEST, FakeFleet, pipeline, stage
 from workflows.registry import ALL_WORKFLOWS
 
@@ -245,13 +245,8 @@ async def test_the_pipelines_proven_starter_holds_in_its_targets(time_skipping_e
                     target = s.pipeline.stages[0].waves[0].targets[0]
                     if not target.workflow_id:
                         return None
-                    try:  # the pipeline names its target's workflow before the server has started it
-                        child = await client.get_workflow_handle(target.workflow_id).query("status", result_type=RolloutStatus)
-                    except RPCError as error:
-                        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-                            return None
-                        raise
-                    return (s, child) if child.approval is not None and child.approval.identity is not None else None
+                    child = await started_status(client.get_workflow_handle(target.workflow_id))
+                    return (s, child) if child is not None and child.approval is not None and child.approval.identity is not None else None
 
                 status, child = await eventually(child_waiting, timeout=60, what="the target's approval")
                 assert (status.initiator, status.initiator_proven) == ("alice@example.com", True)

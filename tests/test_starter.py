@@ -33,7 +33,15 @@ from models.spec import parse_rollout
 from models.starter import start_purpose
 from models.status import ControlResult, Phase, Resume, RolloutStatus
 from models.train import SubmitRelease, SubmitResult, TrainInput, TrainStatus, train_id
-from tests.helpers import canary_document, eventually, finished, sealed_start, server_time, token_key_file
+from tests.helpers import (
+    canary_document,
+    eventually,
+    finished,
+    sealed_start,
+    server_time,
+    started_status,
+    token_key_file,
+)
 from tests.release_helpers import release_document, release_worker
 from tests.test_approvals import refused, status_of
 from tests.test_canary_workflow import FakeCluster
@@ -274,12 +282,9 @@ async def test_a_release_train_proves_who_submits(time_skipping_env, s3_server, 
         child = client.get_workflow_handle(queued.workflow_id)
 
         async def waiting():
-            try:
-                s = await child.query("status", result_type=RolloutStatus)
-            except RPCError as error:  # not started yet: the plain release runs first (run 35 asked too early)
-                if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-                    return None
-                raise
+            s = await started_status(child)  # not started yet: the plain release runs first (run 35 asked too early)
+            if s is None:
+                return None
             assert s.phase.value in ("Progressing", "Paused"), f"the release ended: {s.phase.value} {s.reason} {s.message}"
             return s if s.approval is not None and s.approval.identity is not None else None
 
