@@ -33,7 +33,7 @@ from workers import options as worker_options
 from workers.codec import PayloadKeyError
 
 
-def _parser(with_plugins: bool = True) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollout", description="Durable progressive delivery on Temporal.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -173,9 +173,7 @@ def _parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--origin", action="append", default=None,
                    help="a Web UI origin allowed to call it (default http://localhost:8233; repeatable)")
 
-    parser.product_commands = set(sub.choices)  # before any plugin's
-    if with_plugins:  # the dev tools: dev, cluster, demo (starters/plugins.py)
-        plugins.add_parsers(sub)
+    parser.commands = sub  # the product's; parser_for adds the plugins' (the dev tools: dev, cluster, demo)
     return parser
 
 
@@ -325,8 +323,10 @@ def run(args: argparse.Namespace) -> int:
 
 def parser_for(argv: list[str]) -> argparse.ArgumentParser:
     """The parser for this command line: a product command's never loads a plugin."""
-    parser = _parser(with_plugins=False)
-    return parser if argv and argv[0] in parser.product_commands else _parser()
+    parser = _parser()
+    if not (argv and argv[0] in parser.commands.choices):
+        plugins.add_parsers(parser.commands)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

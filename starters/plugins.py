@@ -8,6 +8,7 @@ commands only (one line on stderr), never the CLI."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from types import ModuleType
@@ -34,8 +35,8 @@ def installed() -> tuple[ModuleType, ...]:
 def add_parsers(sub) -> None:
     """Each plugin's commands that no product command or earlier plugin has taken."""
     for plugin in installed():
-        offered = [c for c in getattr(plugin, "COMMANDS", ()) if c not in sub.choices]
-        taken = [c for c in getattr(plugin, "COMMANDS", ()) if c in sub.choices]
+        declared = getattr(plugin, "COMMANDS", ())
+        offered, taken = [c for c in declared if c not in sub.choices], [c for c in declared if c in sub.choices]
         if taken:
             print(f"rollout: {plugin.__name__} may not add {', '.join(taken)}: already a command", file=sys.stderr)
         if not offered:
@@ -59,8 +60,6 @@ class _Only:
             return self._sub.add_parser(name, **kwargs)
         if name not in self._sub.choices:  # an undeclared one (a taken one was said above)
             print(f"rollout: {self._plugin} may not add {name}: not among its COMMANDS", file=sys.stderr)
-        import argparse
-
         return argparse.ArgumentParser(prog=f"rollout {name}", add_help=False)
 
 
