@@ -89,6 +89,18 @@ class Router(SpecModel):
         """Why this router cannot route `route` ("" when it can)."""
         return ""
 
+    def step_problem(self, router: str, step_kind: str, step: object) -> str:
+        """Why this router (named `router` in messages) cannot do a canary step ("" when it can)."""
+        if step_kind == "setCanaryScale" and not self.owns_weights:
+            return f"the {router} router sets the canary scale from the weight"
+        if step_kind == "setHeaderRoute":
+            if not self.routes_by_header:
+                return f"needs a router that routes by header ({', '.join(HEADER_ROUTERS)}), not {router}"
+            return self.header_route_problem(step.set_header_route)  # type: ignore[attr-defined]
+        if step_kind == "setMirrorRoute" and not self.mirrors:
+            return f"needs a router that mirrors ({', '.join(MIRROR_ROUTERS)}), not {router}"
+        return ""
+
 
 class ReplicasRouting(Router):
     """Traffic follows the ratio of ready canary to stable pods behind the stable Service."""
@@ -166,16 +178,7 @@ class TrafficRouting(OneOf):
 
     def step_problem(self, step_kind: str, step: object) -> str:
         """Why the chosen router cannot do a canary step ("" when it can)."""
-        router, chosen = self.router, self.chosen
-        if step_kind == "setCanaryScale" and not chosen.owns_weights:
-            return f"the {router} router sets the canary scale from the weight"
-        if step_kind == "setHeaderRoute":
-            if not chosen.routes_by_header:
-                return f"needs a router that routes by header ({', '.join(HEADER_ROUTERS)}), not {router}"
-            return chosen.header_route_problem(step.set_header_route)  # type: ignore[attr-defined]
-        if step_kind == "setMirrorRoute" and not chosen.mirrors:
-            return f"needs a router that mirrors ({', '.join(MIRROR_ROUTERS)}), not {router}"
-        return ""
+        return self.chosen.step_problem(self.router, step_kind, step)
 
 
 def _routers_that(capability: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from models.analysis import AnalysisSpec, AnalysisStep
 from models.approvals import Approval, ApprovalPolicy
+from models.capabilities import target_problem
 from models.documents import MAX_SPEC_BYTES, SpecError, load_document, parse_as, schema_of  # noqa: F401 - part of the spec's API
 from models.durations import Duration
 from models.names import rollout_id
@@ -33,7 +34,7 @@ from models.strategies import (  # noqa: F401 - the strategies are part of the s
     RecreateStrategy,
     RollingUpdateStrategy,
 )
-from models.targets import KubernetesTarget, Target  # noqa: F401 - part of the spec's public names
+from models.targets import EcsTarget, KubernetesTarget, Target  # noqa: F401 - part of the spec's public names
 from models.webhooks import Webhook
 
 API_VERSION = "rollouts.durable.dev/v1alpha1"
@@ -115,7 +116,8 @@ class RolloutSpecBody(SpecModel):
         if st.blue_green:
             bg = st.blue_green
             gate = "approval" if bg.approval else "auto-promote" if bg.auto_promotion_enabled else "wait for promote"
-            switch = f"shift {bg.gradual_shift.weights}" if bg.gradual_shift else f"switch {bg.active_service}"
+            switch = f"shift {bg.gradual_shift.weights}" if bg.gradual_shift else \
+                f"switch {bg.active_service or 'production traffic'}"
             return ["deploy preview", gate, switch, "keep previous version warm", "complete"]
         return [f"{st.name} to {self.image}"]
 
@@ -161,6 +163,13 @@ class RolloutSpecBody(SpecModel):
                 resolve(self.analysis.templates, step, shown)
             except ValueError as error:
                 raise ValueError(f"@{path}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _target_can(self) -> RolloutSpecBody:
+        problem = target_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

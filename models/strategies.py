@@ -12,7 +12,6 @@ from models.analysis import AnalysisStep, BackgroundAnalysis
 from models.approvals import Approval
 from models.durations import Duration, format_duration
 from models.routing import (
-    HEADER_ROUTERS,
     ReplicasRouting,
     RouteMatch,
     SetCanaryScale,
@@ -63,9 +62,14 @@ class CanaryStep(OneOf):
 
 
 class CanaryStrategy(SpecModel):
-    stable_service: DnsLabel
-    canary_service: DnsLabel
-    traffic_routing: TrafficRouting = Field(default_factory=lambda: TrafficRouting(replicas=ReplicasRouting()))
+    """The candidate beside the stable version, its share of traffic raised step by step. The Services and
+    the router are a Kubernetes target's (an ECS target routes through its load balancer); which steps the
+    chosen router or target can do is checked with the whole spec (models/capabilities.py)."""
+
+    stable_service: DnsLabel | None = Field(None, description="Kubernetes: the Service of the stable pods")
+    canary_service: DnsLabel | None = Field(None, description="Kubernetes: the Service of the canary pods")
+    traffic_routing: TrafficRouting = Field(default_factory=lambda: TrafficRouting(replicas=ReplicasRouting()),
+                                            description="Kubernetes: the router (default: the replica ratio)")
     steps: list[CanaryStep] = Field(min_length=1, max_length=200)
     dynamic_stable_scale: bool = Field(
         False, description="scale stable down as the canary takes traffic (routers with their own weights only)"
@@ -74,17 +78,8 @@ class CanaryStrategy(SpecModel):
 
     @model_validator(mode="after")
     def _check(self) -> CanaryStrategy:
-        if self.stable_service == self.canary_service:
+        if self.stable_service is not None and self.stable_service == self.canary_service:
             raise ValueError("@canaryService: must be a different Service from stableService")
-        routing = self.traffic_routing
-        if self.dynamic_stable_scale and not routing.chosen.owns_weights:
-            raise ValueError(f"@dynamicStableScale: the {routing.router} router already scales stable with the weight")
-        for index, step in enumerate(self.steps):
-            problem = routing.step_problem(step.kind, step)
-            if problem.startswith("@"):  # about a field inside the step
-                raise ValueError(f"@steps[{index}].{step.kind}.{problem[1:]}")
-            if problem:
-                raise ValueError(f"@steps[{index}].{step.kind}: {problem}")
         previous: tuple[int, int] | None = None
         for index, step in enumerate(self.steps):
             if step.set_weight is None:
@@ -149,8 +144,8 @@ class BlueGreenStrategy(SpecModel):
     """The new version runs beside the old behind the preview Service; promotion switches the active
     Service to it at once, and the old version stays warm for `scaleDownDelaySeconds` (instant switch-back)."""
 
-    active_service: DnsLabel
-    preview_service: DnsLabel
+    active_service: DnsLabel | None = Field(None, description="Kubernetes: the Service production traffic uses")
+    preview_service: DnsLabel | None = Field(None, description="Kubernetes: the Service the preview is tested on")
     preview_replica_count: int | None = Field(
         None, ge=1, description="pods of the new version before promotion (default: the full size)"
     )
@@ -172,11 +167,8 @@ class BlueGreenStrategy(SpecModel):
 
     @model_validator(mode="after")
     def _check(self) -> BlueGreenStrategy:
-        if self.active_service == self.preview_service:
+        if self.active_service is not None and self.active_service == self.preview_service:
             raise ValueError("@previewService: must be a different Service from activeService")
-        if self.gradual_shift and (self.traffic_routing is None or not self.traffic_routing.chosen.owns_weights):
-            raise ValueError("@trafficRouting: gradualShift needs a router with weights of its own "
-                             "(istio, nginx, gatewayAPI)")
         if not self.auto_promotion_enabled and self.auto_promotion_seconds is not None:
             raise ValueError("@autoPromotionSeconds: has no effect with autoPromotionEnabled: false")
         return self
@@ -186,9 +178,9 @@ class AbTestStrategy(SpecModel):
     """A test audience (matched by header or cookie) is served the new version while everyone else
     stays on stable, for `duration` or until someone decides (promote or abort)."""
 
-    stable_service: DnsLabel
-    canary_service: DnsLabel
-    traffic_routing: TrafficRouting
+    stable_service: DnsLabel | None = Field(None, description="Kubernetes: the Service of the stable pods")
+    canary_service: DnsLabel | None = Field(None, description="Kubernetes: the Service of the test audience's pods")
+    traffic_routing: TrafficRouting | None = Field(None, description="Kubernetes: a router that routes by header")
     audience: list[RouteMatch] = Field(min_length=1, max_length=8, description="who sees the new version")
     replicas: int = Field(1, ge=1, description="pods of the new version serving the audience")
     duration: Duration | None = Field(None, description="how long the test runs; absent: until decided")
@@ -206,16 +198,14 @@ class AbTestStrategy(SpecModel):
         ]
         if self.duration is not None and self.after_duration == "wait":
             steps.append({"pause": {}})
+        routing = {"trafficRouting": self.traffic_routing.model_dump(by_alias=True, exclude_none=True)} \
+            if self.traffic_routing is not None else {}
         return CanaryStrategy.model_validate({
-            "stableService": self.stable_service, "canaryService": self.canary_service,
-            "trafficRouting": self.traffic_routing.model_dump(by_alias=True, exclude_none=True), "steps": steps,
+            "stableService": self.stable_service, "canaryService": self.canary_service, **routing, "steps": steps,
         })
 
     @model_validator(mode="after")
     def _check(self) -> AbTestStrategy:
-        if not self.traffic_routing.chosen.routes_by_header:
-            raise ValueError(f"@trafficRouting: an A/B test needs a router that routes by header "
-                             f"({', '.join(HEADER_ROUTERS)}), not {self.traffic_routing.router}")
         if self.duration is None and self.after_duration != "wait":
             raise ValueError(f"@afterDuration: {self.after_duration} needs a duration")
         try:

@@ -1,5 +1,6 @@
 """`spec.target`: where a rollout delivers — one block naming the delivery target, each target's fields its
-own model. Today: `kubernetes` (a Deployment). Each target's model is also its record: the task-queue
+own model. Today: `kubernetes` (a Deployment) and `ecs` (an ECS service's task sets behind an ALB,
+models/ecs.py). Each target's model is also its record: the task-queue
 family whose workers hold its credentials (a rollout starts on it), what it can do (`Capabilities`,
 declared), its `DeliveryTarget` adapter for the strategies (workflows/targets/), the factory of its
 activities (built by the worker from the worker's clients) and the name of the activity `ObserveTarget`
@@ -9,11 +10,12 @@ model and its packages."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from models.delivery import Capabilities
+from models.ecs import EcsTarget
 from models.specbase import DnsLabel, DnsSubdomain, Message, OneOf, SpecModel
 
 
@@ -35,18 +37,35 @@ class KubernetesTarget(SpecModel):
     def describe(self) -> str:
         return f"{self.context}/{self.namespace}/{self.deployment}"
 
+    @staticmethod
+    def strategy_problem(strategy: Any) -> str:
+        """The Services (and the A/B test's router) a strategy needs on Kubernetes (models/capabilities.py)."""
+        needs = {"canary": ("stableService", "canaryService"), "abTest": ("stableService", "canaryService",
+                                                                        "trafficRouting"),
+                 "blueGreen": ("activeService", "previewService")}
+        block = strategy.chosen_value
+        for field in needs.get(strategy.name, ()):
+            if getattr(block, _snake(field)) is None:
+                return f"@strategy.{strategy.name}.{field}: required field is missing"
+        return ""
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
 
 class Target(OneOf):
     WHAT: ClassVar[str] = "delivery target"
 
     kubernetes: KubernetesTarget | None = None
+    ecs: EcsTarget | None = None
 
     @property
     def kind(self) -> str:
         return self.chosen_key
 
     @property
-    def chosen(self) -> KubernetesTarget:
+    def chosen(self) -> KubernetesTarget | EcsTarget:
         """The chosen target's own block."""
         return self.chosen_value
 

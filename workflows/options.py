@@ -40,6 +40,9 @@ def kubernetes(progress_deadline_seconds: int) -> dict[str, Any]:
     }
 
 
+delivery = kubernetes  # the same for every delivery target's activities (ECS's too): change, wait, heartbeat
+
+
 # A channel's metadata write: quick, retried while another publish holds the lease (RepositoryBusy) or
 # S3 is unreachable; wrong input, a missing repository or missing keys fail at once.
 CHANNEL_RETRY = RetryPolicy(

@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.kubernetes.client import api_errors, read_optional
+from activities.waiting import hand_over_on_shutdown, started_from
 
 
 def is_settled(deployment: client.V1Deployment) -> bool:
@@ -28,15 +29,6 @@ def is_settled(deployment: client.V1Deployment) -> bool:
     )
 
 
-def hand_over_on_shutdown(what: str) -> None:
-    """A worker told to stop (SIGTERM) gives its waits up at once, as retryable failures: the server hands
-    them to another worker within a second, which resumes each from its heartbeat (the deadline kept),
-    instead of this one holding them for its whole graceful shutdown."""
-    if activity.is_worker_shutdown():
-        raise ApplicationError(f"{what}: this worker is shutting down; the wait goes on on another worker",
-                               type="WorkerShutdown")
-
-
 def wait_settled(
     apps: client.AppsV1Api, namespace: str, name: str, deadline_seconds: int, core: client.CoreV1Api | None = None
 ) -> client.V1Deployment:
@@ -46,7 +38,7 @@ def wait_settled(
     attempt reads it back from `heartbeat_details`, so a crash does not reset the clock.
     """
     details = activity.info().heartbeat_details if activity.in_activity() else ()
-    started = _started_from(details, name)
+    started = started_from(details, name)
     what = f"deployment {namespace}/{name}"
     while True:
         with api_errors(what):
@@ -78,7 +70,7 @@ def wait_in_endpoints(core: client.CoreV1Api, deployment: client.V1Deployment, d
     """
     ns, name = deployment.metadata.namespace, deployment.metadata.name
     selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
-    started = _started_from(activity.info().heartbeat_details if activity.in_activity() else (), name)
+    started = started_from(activity.info().heartbeat_details if activity.in_activity() else (), name)
     while True:
         with api_errors(f"pods of deployment {ns}/{name}"):
             pods = [p for p in core.list_namespaced_pod(ns, label_selector=selector).items
@@ -138,13 +130,6 @@ def pod_problems(core: client.CoreV1Api, deployment: client.V1Deployment) -> str
                 reason = waiting.reason if waiting and waiting.reason else "NotReady"
                 reasons[reason] = reasons.get(reason, 0) + 1
     return "; pods: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) if reasons else ""
-
-
-def _started_from(details: tuple, name: str) -> float:
-    for item in details:
-        if isinstance(item, dict) and item.get("wait") == name:
-            return float(item["started"])
-    return time.time()
 
 
 def revisions(apps: client.AppsV1Api, deployment: client.V1Deployment) -> dict[int, client.V1ReplicaSet]:

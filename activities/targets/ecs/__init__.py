@@ -1,0 +1,20 @@
+"""The ECS delivery target: an ECS service's task sets behind an ALB. `activities` is its record's factory
+(models/ecs.py): the worker calls it and serves what it returns on the target's family (`aws`); the AWS
+clients come from boto3's default chain, the worker's own configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def activities(clients: Any, http: Any) -> list:
+    """Every ECS activity, bound to one `AwsClients` (the worker's Kubernetes `clients` and `http` are not
+    used here)."""
+    from activities.targets.ecs.canary import EcsCanaryActivities
+    from activities.targets.ecs.client import AwsClients
+    from activities.targets.ecs.observe import EcsObserveActivities
+
+    aws = AwsClients()
+    canary = EcsCanaryActivities(aws)
+    return [EcsObserveActivities(aws).observe, canary.prepare_canary, canary.set_routes, canary.promote_canary,
+            canary.abort_canary]

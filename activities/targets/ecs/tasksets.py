@@ -1,0 +1,203 @@
+"""An ECS service with the EXTERNAL deployment controller and its task sets, as the ECS API reference
+describes them: a task set per revision (CreateTaskSet takes the task definition, launch type, network
+and load balancer; UpdateTaskSet changes only its scale, in percent of the service's desiredCount,
+`computedDesiredCount = ceil(desiredCount × scale / 100)`); UpdateServicePrimaryTaskSet marks the one that
+serves production; DeleteTaskSet removes one (`force` when it still has tasks). Which task set is ours is
+its externalId; which rollout holds the service is a tag on it."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from activities.targets.ecs.client import aws_errors, invalid
+from activities.waiting import still_waiting, wait_started
+from models.ecs import EcsTarget
+
+HOLDER_TAG = "durable-rollouts.dev/rollout"
+# RegisterTaskDefinition's parameters a revision copies from the one it replaces (the API reference's).
+_REGISTERED = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
+               "placementConstraints", "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode",
+               "proxyConfiguration", "inferenceAccelerators", "ephemeralStorage", "runtimePlatform")
+
+
+@dataclass
+class Service:
+    arn: str
+    desired: int
+    task_sets: list[dict[str, Any]]
+
+    def primary(self) -> dict[str, Any] | None:
+        return next((ts for ts in self.task_sets if ts.get("status") == "PRIMARY"), None)
+
+    def external(self, external_id: str) -> dict[str, Any] | None:
+        return next((ts for ts in self.task_sets if ts.get("externalId") == external_id), None)
+
+
+def where(t: EcsTarget) -> str:
+    return f"ecs service {t.region}/{t.cluster}/{t.service}"
+
+
+def external_id(rollout_id: str, image: str) -> str:
+    """Our task set's externalId: the rollout and which image it runs (a retry finds its own)."""
+    return f"durable-rollouts/{rollout_id}/{hashlib.sha256(image.encode()).hexdigest()[:12]}"
+
+
+def client_token(external: str, what: str) -> str:
+    """CreateTaskSet's idempotency token: at most 36 ASCII characters."""
+    return hashlib.sha256(f"{external}/{what}".encode()).hexdigest()[:32]
+
+
+def read_service(ecs: Any, t: EcsTarget) -> Service:
+    with aws_errors(where(t)):
+        answer = ecs.describe_services(cluster=t.cluster, services=[t.service])
+    services = [s for s in answer.get("services", []) if s.get("status") == "ACTIVE"]
+    if not services:
+        reason = (answer.get("failures") or [{}])[0].get("reason", "not found")
+        raise invalid(f"{where(t)}: {reason}")
+    service = services[0]
+    controller = (service.get("deploymentController") or {}).get("type", "ECS")
+    if controller != "EXTERNAL":
+        raise invalid(f"{where(t)}: its deployment controller is {controller}; task sets need EXTERNAL")
+    return Service(service["serviceArn"], int(service.get("desiredCount") or 0), service.get("taskSets") or [])
+
+
+def hold(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
+    """Tag the service as this rollout's; refuse it if another rollout holds it."""
+    with aws_errors(where(t)):
+        tags = {tag["key"]: tag["value"] for tag in ecs.list_tags_for_resource(resourceArn=service.arn).get("tags", [])}
+        holder = tags.get(HOLDER_TAG)
+        if holder and holder != rollout_id:
+            raise invalid(f"{where(t)}: rollout {holder} is delivering to it (tag {HOLDER_TAG})")
+        if holder != rollout_id:
+            ecs.tag_resource(resourceArn=service.arn, tags=[{"key": HOLDER_TAG, "value": rollout_id}])
+
+
+def release(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
+    with aws_errors(where(t)):
+        tags = {tag["key"]: tag["value"] for tag in ecs.list_tags_for_resource(resourceArn=service.arn).get("tags", [])}
+        if tags.get(HOLDER_TAG) == rollout_id:
+            ecs.untag_resource(resourceArn=service.arn, tagKeys=[HOLDER_TAG])
+
+
+def container_image(ecs: Any, t: EcsTarget, task_definition: str) -> str:
+    with aws_errors(f"task definition {task_definition}"):
+        definition = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+    return _container(t, definition)["image"]
+
+
+def _container(t: EcsTarget, definition: dict[str, Any]) -> dict[str, Any]:
+    for container in definition.get("containerDefinitions", []):
+        if container.get("name") == t.container:
+            return container
+    raise invalid(f"task definition {definition.get('taskDefinitionArn')}: no container {t.container!r}")
+
+
+def revision_with(ecs: Any, t: EcsTarget, base: str, image: str) -> str:
+    """A task definition like `base` with the container's image set to `image`: `base` itself, the family's
+    latest revision when it is exactly that (a retry), or a new revision registered from `base`."""
+    with aws_errors(f"task definition {base}"):
+        definition = ecs.describe_task_definition(taskDefinition=base)["taskDefinition"]
+    wanted = _registered(t, definition, image)
+    if _container(t, definition)["image"] == image:
+        return definition["taskDefinitionArn"]
+    with aws_errors(f"task definition family {definition['family']}"):
+        latest = ecs.describe_task_definition(taskDefinition=definition["family"])["taskDefinition"]
+        if _registered(t, latest, image) == wanted:
+            return latest["taskDefinitionArn"]
+        return ecs.register_task_definition(**wanted)["taskDefinition"]["taskDefinitionArn"]
+
+
+def _registered(t: EcsTarget, definition: dict[str, Any], image: str) -> dict[str, Any]:
+    """RegisterTaskDefinition's parameters for `definition` with the container's image set to `image`."""
+    found = {key: definition[key] for key in _REGISTERED if definition.get(key) not in (None, [], {})}
+    found["containerDefinitions"] = [{**c, "image": image} if c.get("name") == t.container else c
+                                     for c in definition.get("containerDefinitions", [])]
+    _container(t, found)
+    return found
+
+
+def ensure_task_set(ecs: Any, t: EcsTarget, service: Service, external: str, task_definition: str,
+                    target_group: str, scale: float) -> dict[str, Any]:
+    """Our task set (by externalId), created at `scale` percent behind `target_group` when missing."""
+    found = service.external(external)
+    if found is not None:
+        return found
+    network = {"awsvpcConfiguration": {"subnets": list(t.network.subnets), "securityGroups": list(t.network.security_groups),
+                                       "assignPublicIp": "ENABLED" if t.network.assign_public_ip else "DISABLED"}}
+    with aws_errors(where(t)):
+        return ecs.create_task_set(
+            service=t.service, cluster=t.cluster, externalId=external, taskDefinition=task_definition,
+            networkConfiguration=network, launchType=t.launch_type, scale={"value": scale, "unit": "PERCENT"},
+            loadBalancers=[{"targetGroupArn": target_group, "containerName": t.container,
+                            "containerPort": t.load_balancer.container_port}],
+            clientToken=client_token(external, "create"))["taskSet"]
+
+
+def set_scale(ecs: Any, t: EcsTarget, task_set: dict[str, Any], percent: float) -> bool:
+    """UpdateTaskSet when the scale differs; whether it did."""
+    if float((task_set.get("scale") or {}).get("value", -1)) == percent:
+        return False
+    with aws_errors(where(t)):
+        ecs.update_task_set(cluster=t.cluster, service=t.service, taskSet=task_set["taskSetArn"],
+                            scale={"value": percent, "unit": "PERCENT"})
+    return True
+
+
+def computed(desired: int, percent: float) -> int:
+    """ECS's computedDesiredCount: always rounded up."""
+    return math.ceil(desired * percent / 100 - 1e-9)
+
+
+def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], deadline_seconds: int) -> int:
+    """Poll until the task set runs every task it wants and that many targets are healthy in its target
+    group (capacity first: no traffic moves before). Returns the task count."""
+    arn = task_set["taskSetArn"]
+    target_group = task_set["loadBalancers"][0]["targetGroupArn"]
+    name = f"ecs:{arn}"
+    started = wait_started(name)
+    while True:
+        with aws_errors(where(t)):
+            sets = ecs.describe_task_sets(cluster=t.cluster, service=t.service, taskSets=[arn]).get("taskSets", [])
+            if not sets:
+                raise invalid(f"{where(t)}: task set {arn} is gone")
+            want = int(sets[0].get("computedDesiredCount", -1))
+            running, pending = int(sets[0].get("runningCount", 0)), int(sets[0].get("pendingCount", 0))
+            health = elbv2.describe_target_health(TargetGroupArn=target_group)["TargetHealthDescriptions"]
+        healthy = sum(1 for h in health if h["TargetHealth"]["State"] == "healthy")
+        if want >= 0 and running == want and pending == 0 and healthy >= want:
+            return want
+        waited = time.time() - started
+        if waited > deadline_seconds:
+            raise _deadline(t, arn, f"{running}/{max(want, 0)} tasks running, {healthy} healthy targets in "
+                                    f"{target_group.rsplit(':', 1)[-1]}", waited, deadline_seconds)
+        still_waiting(name, started, where(t))
+        time.sleep(0.25)
+
+
+def _deadline(t: EcsTarget, arn: str, state: str, waited: float, deadline: int) -> ApplicationError:
+    return ApplicationError(f"{where(t)}: task set {arn.rsplit('/', 1)[-1]}: {state} after {int(waited)}s "
+                            f"(progress deadline {deadline}s)", type="ProgressDeadlineExceeded", non_retryable=True)
+
+
+def delete_task_set(ecs: Any, t: EcsTarget, task_set: dict[str, Any]) -> bool:
+    """Delete it (force: its tasks stop while it drains, its targets are deregistered); gone already is done."""
+    with aws_errors(where(t)):
+        try:
+            ecs.delete_task_set(cluster=t.cluster, service=t.service, taskSet=task_set["taskSetArn"], force=True)
+        except ecs.exceptions.TaskSetNotFoundException:
+            return False
+    return True
+
+
+def make_primary(ecs: Any, t: EcsTarget, task_set: dict[str, Any]) -> bool:
+    if task_set.get("status") == "PRIMARY":
+        return False
+    with aws_errors(where(t)):
+        ecs.update_service_primary_task_set(cluster=t.cluster, service=t.service, primaryTaskSet=task_set["taskSetArn"])
+    return True

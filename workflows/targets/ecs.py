@@ -1,0 +1,99 @@
+"""The ECS target's `DeliveryTarget`: an ECS service (EXTERNAL deployment controller) behind an ALB. The
+canary is a second task set behind the other of the two target groups, its share of traffic the ALB
+forward action's weights and header routes listener rules (activities/targets/ecs/). Blue-green, in-place
+updates and the rollback window are not built for ECS yet: the target's capabilities say so and spec
+validation refuses them (models/capabilities.py), so these methods are never reached."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.delivery import PrepareCanaryResult, WeightResult
+    from models.ecs import EcsRequest, EcsRoutesInput, EcsTarget
+    from models.routing import RouteState, SetCanaryScale
+    from models.spec import CanaryStrategy, RolloutSpecBody
+    from workflows import options
+
+
+class EcsDelivery:
+    capabilities = EcsTarget.CAPABILITIES
+
+    def __init__(self, spec: RolloutSpecBody, rollout_id: str) -> None:
+        self.spec, self.rollout_id = spec, rollout_id
+        self.target: EcsTarget = spec.target.ecs
+        self.options = options.delivery(spec.progress_deadline_seconds)
+
+    def _request(self) -> dict[str, Any]:
+        return {"rollout_id": self.rollout_id, "target": self.target, "image": self.spec.image,
+                "progress_deadline_seconds": self.spec.progress_deadline_seconds}
+
+    def _start(self, name: str, arg: Any, summary: str, result: type | None = None) -> Any:
+        return workflow.start_activity(name, arg, result_type=result, summary=summary, **self.options)
+
+    def revisions(self, shape: Literal["canary", "blueGreen", "inPlace"]):
+        return None  # no pod-template-hash on ECS (analyses' podTemplateHashValue is Kubernetes')
+
+    # -- canary ------------------------------------------------------------------------------------------
+    def prepare_canary(self, canary: CanaryStrategy):
+        return self._start("prepare_ecs_canary", EcsRequest(**self._request()), "prepare canary task set",
+                           PrepareCanaryResult)
+
+    def set_routes(self, canary: CanaryStrategy, step: int, total: int, routes: RouteState,
+                   canary_scale: SetCanaryScale | None, summary: str):
+        return self._start("set_ecs_routes", EcsRoutesInput(**self._request(), step=step, total_replicas=total,
+                                                            routes=routes, canary_scale=canary_scale),
+                           summary, WeightResult)
+
+    def promote_canary(self, canary: CanaryStrategy, prepared: PrepareCanaryResult):
+        return self._start("promote_ecs_canary", EcsRequest(**self._request()), "promote: candidate task set primary")
+
+    def abort_canary(self, canary: CanaryStrategy, prepared: PrepareCanaryResult):
+        return self._start("abort_ecs_canary", EcsRequest(**self._request()), "abort: traffic back to the primary")
+
+    # -- not on ECS yet (refused by validation) ----------------------------------------------------------
+    def _not_here(self, what: str) -> Any:
+        raise ApplicationError(f"{what} is not supported on an ECS target", type="InvalidTarget", non_retryable=True)
+
+    def prepare_blue_green(self, blue_green: Any):
+        return self._not_here("blueGreen")
+
+    def blue_green_prepared(self, prepared: Any) -> None:
+        self._not_here("blueGreen")
+
+    @property
+    def blue_green_switchable(self) -> bool:
+        return False
+
+    def scale_preview(self, replicas: int):
+        return self._not_here("blueGreen")
+
+    def shift_traffic(self, weight: int):
+        return self._not_here("blueGreen")
+
+    def switch_active(self, to: Literal["preview", "stable"], summary: str):
+        return self._not_here("blueGreen")
+
+    def complete_blue_green(self):
+        return self._not_here("blueGreen")
+
+    def abort_blue_green(self):
+        return self._not_here("blueGreen")
+
+    def roll_out(self, update: Any, summary: str):
+        return self._not_here("an in-place update")
+
+    def undo(self):
+        return self._not_here("undo")
+
+    def open_window(self, service: str, revisions: int):
+        return self._not_here("rollbackWindow")
+
+    def switch_to_warm(self, revision: int):
+        return self._not_here("rollbackWindow")
+
+    def close_window(self):
+        return self._not_here("rollbackWindow")
