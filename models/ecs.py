@@ -125,10 +125,10 @@ class EcsTarget(SpecModel):
     def strategy_problem(strategy: Any) -> str:
         """Kubernetes' fields have no meaning here: refused rather than ignored (models/capabilities.py)."""
         block = strategy.chosen_value
-        given = getattr(block, "model_fields_set", set())
         for field in ("stable_service", "canary_service", "active_service", "preview_service", "traffic_routing",
                       "dynamic_stable_scale"):
-            if field in given:
+            value = getattr(block, field, None)
+            if value and not (field == "traffic_routing" and value.router == "replicas"):  # replicas: the default
                 name = to_camel(field)
                 return (f"@strategy.{strategy.name}.{name}: an ECS target routes through its load balancer "
                         "(target.ecs.loadBalancer); remove it")

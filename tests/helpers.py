@@ -48,6 +48,25 @@ def canary_document(
     }
 
 
+_ELB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:{}"
+# An ECS target as a document writes it (no service behind it: for validation and recorded histories).
+ECS_TARGET = {"region": "us-east-1", "cluster": "shop", "service": "checkout", "container": "web",
+              "network": {"subnets": ["subnet-0123456789abcdef0"], "securityGroups": ["sg-0123456789abcdef0"]},
+              "loadBalancer": {"listener": _ELB.format("listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2"),
+                               "targetGroups": [_ELB.format("targetgroup/checkout-a/1"),
+                                                _ELB.format("targetgroup/checkout-b/2")],
+                               "containerPort": 8080}}
+
+
+def ecs_document(name: str, target: dict[str, Any], image: str, steps: list[dict[str, Any]] | None = None,
+                 deadline: int = 60) -> dict[str, Any]:
+    """A Rollout document for an ECS target: a canary over `steps` (default: 20 %, then an open pause)."""
+    return {"apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "environment": "test"},
+            "spec": {"target": {"ecs": target}, "image": image, "progressDeadlineSeconds": deadline,
+                     "strategy": {"canary": {"steps": steps or [{"setWeight": 20}, {"pause": {}}]}}}}
+
+
 def canary_rollout(**kwargs: Any) -> Rollout:
     return parse_rollout(canary_document(**kwargs))
 

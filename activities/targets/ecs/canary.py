@@ -84,7 +84,8 @@ class EcsCanaryActivities:
         changed = False
         if percent > before:
             changed |= tasksets.set_scale(ecs, t, candidate, percent)
-            tasksets.wait_capacity(ecs, elbv2, t, candidate, request.progress_deadline_seconds)
+            tasksets.wait_capacity(ecs, elbv2, t, candidate, computed(service.desired, percent),
+                                   request.progress_deadline_seconds)
         changed |= listener.set_weights(elbv2, t, {stable_group: 100 - routes.weight, candidate_group: routes.weight})
         changed |= listener.set_header_rules(elbv2, t, request.rollout_id, routes.header_routes, candidate_group)
         if percent < before:
@@ -100,7 +101,7 @@ class EcsCanaryActivities:
         ecs, elbv2 = self._clients(t)
         service, candidate, _, stable_group, candidate_group = self._candidate(request)
         tasksets.set_scale(ecs, t, candidate, 100.0)
-        tasksets.wait_capacity(ecs, elbv2, t, candidate, request.progress_deadline_seconds)
+        tasksets.wait_capacity(ecs, elbv2, t, candidate, service.desired, request.progress_deadline_seconds)
         other = [g for g in t.load_balancer.target_groups if g != candidate_group][0]
         listener.set_weights(elbv2, t, {other: 0, candidate_group: 100})
         listener.set_header_rules(elbv2, t, request.rollout_id, [], candidate_group)

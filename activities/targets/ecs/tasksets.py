@@ -73,7 +73,7 @@ def hold(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
         tags = {tag["key"]: tag["value"] for tag in ecs.list_tags_for_resource(resourceArn=service.arn).get("tags", [])}
         holder = tags.get(HOLDER_TAG)
         if holder and holder != rollout_id:
-            raise invalid(f"{where(t)}: rollout {holder} is delivering to it (tag {HOLDER_TAG})")
+            raise invalid(f"{where(t)}: {holder} is delivering to it (tag {HOLDER_TAG})")
         if holder != rollout_id:
             ecs.tag_resource(resourceArn=service.arn, tags=[{"key": HOLDER_TAG, "value": rollout_id}])
 
@@ -108,15 +108,15 @@ def revision_with(ecs: Any, t: EcsTarget, base: str, image: str) -> str:
         return definition["taskDefinitionArn"]
     with aws_errors(f"task definition family {definition['family']}"):
         latest = ecs.describe_task_definition(taskDefinition=definition["family"])["taskDefinition"]
-        if _registered(t, latest, image) == wanted:
+        if _registered(t, latest, None) == wanted:
             return latest["taskDefinitionArn"]
         return ecs.register_task_definition(**wanted)["taskDefinition"]["taskDefinitionArn"]
 
 
-def _registered(t: EcsTarget, definition: dict[str, Any], image: str) -> dict[str, Any]:
-    """RegisterTaskDefinition's parameters for `definition` with the container's image set to `image`."""
+def _registered(t: EcsTarget, definition: dict[str, Any], image: str | None) -> dict[str, Any]:
+    """RegisterTaskDefinition's parameters for `definition`, the container's image set to `image` if given."""
     found = {key: definition[key] for key in _REGISTERED if definition.get(key) not in (None, [], {})}
-    found["containerDefinitions"] = [{**c, "image": image} if c.get("name") == t.container else c
+    found["containerDefinitions"] = [{**c, "image": image} if c.get("name") == t.container and image else c
                                      for c in definition.get("containerDefinitions", [])]
     _container(t, found)
     return found
@@ -154,9 +154,11 @@ def computed(desired: int, percent: float) -> int:
     return math.ceil(desired * percent / 100 - 1e-9)
 
 
-def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], deadline_seconds: int) -> int:
-    """Poll until the task set runs every task it wants and that many targets are healthy in its target
-    group (capacity first: no traffic moves before). Returns the task count."""
+def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], expected: int,
+                  deadline_seconds: int) -> int:
+    """Poll until the task set wants `expected` tasks (what its scale computes to: a count ECS has not
+    recomputed yet after UpdateTaskSet is not taken for it), runs them all, and that many targets are
+    healthy in its target group (capacity first: no traffic moves before). Returns the task count."""
     arn = task_set["taskSetArn"]
     target_group = task_set["loadBalancers"][0]["targetGroupArn"]
     name = f"ecs:{arn}"
@@ -170,7 +172,7 @@ def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], 
             running, pending = int(sets[0].get("runningCount", 0)), int(sets[0].get("pendingCount", 0))
             health = elbv2.describe_target_health(TargetGroupArn=target_group)["TargetHealthDescriptions"]
         healthy = sum(1 for h in health if h["TargetHealth"]["State"] == "healthy")
-        if want >= 0 and running == want and pending == 0 and healthy >= want:
+        if want == expected and running == want and pending == 0 and healthy >= want:
             return want
         waited = time.time() - started
         if waited > deadline_seconds:

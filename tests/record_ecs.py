@@ -1,0 +1,105 @@
+"""Recorded ECS scenarios, for tests/record_histories.py: a canary on an ECS service promoted (an open pause
+promoted by update, a header route, a second pause promoted by signal), one aborted, and `ObserveTarget` on
+ECS. The ECS activities are faked by name; the workflows run on the `aws` family's queue, as they do in
+production."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from models.delivery import PrepareCanaryResult, WeightResult
+from models.ecs import EcsRequest, EcsRoutesInput, EcsTarget
+from models.names import task_queue_for
+from models.spec import parse_rollout
+from models.status import AbortRequest, PromoteRequest
+from models.targets import ObserveInput, TargetObservation
+from starters.commands import start_workflow
+from tests.helpers import ECS_TARGET, ecs_document, paused_at
+from workflows.observe import ObserveTarget
+from workflows.registry import ALL_WORKFLOWS
+
+
+def ecs_rollout(name: str, steps: list[dict]):
+    return parse_rollout(ecs_document(name, ECS_TARGET, "shop/checkout:2.0", steps, deadline=600))
+
+
+def ecs_fakes() -> list:
+    @activity.defn(name="prepare_ecs_canary")
+    async def prepare(request: EcsRequest) -> PrepareCanaryResult:
+        return PrepareCanaryResult(total_replicas=4, stable_image="shop/checkout:1.0", container=request.target.container)
+
+    @activity.defn(name="set_ecs_routes")
+    async def routes(request: EcsRoutesInput) -> WeightResult:
+        weight = request.routes.weight
+        return WeightResult(weight=weight, canary_replicas=math.ceil(4 * max(weight, 1) / 100), stable_replicas=4,
+                            actual_weight=float(weight), changed=True)
+
+    @activity.defn(name="promote_ecs_canary")
+    async def promote(request: EcsRequest) -> None:
+        return None
+
+    @activity.defn(name="abort_ecs_canary")
+    async def abort(request: EcsRequest) -> None:
+        return None
+
+    @activity.defn(name="observe_ecs_target")
+    async def observe(target: EcsTarget) -> TargetObservation:
+        return TargetObservation(target=target.describe(), version="shop/checkout:2.0", ready=True,
+                                 detail="4/4 tasks running", instances=4, revision="checkout:7")
+
+    return [prepare, routes, promote, abort, observe]
+
+
+def on_aws(scenario):
+    """Run `scenario` with a worker on the `aws` family's queue beside the recorder's (its fakes: ECS's)."""
+    async def run(client: Client, queue: str):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            async with Worker(client, task_queue=task_queue_for(queue, "aws"), workflows=ALL_WORKFLOWS,
+                              activities=ecs_fakes(), activity_executor=pool):
+                return await scenario(client, queue)
+
+    return run
+
+
+async def promoted(client: Client, queue: str):
+    rollout = ecs_rollout("recorded-ecs-promoted", [
+        {"setWeight": 20}, {"pause": {}},
+        {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"exact": "yes"}}]}},
+        {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, 1)
+    await handle.execute_update("promote", PromoteRequest(by="alice"))
+    await paused_at(handle, 4)
+    await handle.signal("promote", PromoteRequest(by="web-ui"))
+    await handle.result()
+    return handle
+
+
+async def aborted(client: Client, queue: str):
+    rollout = ecs_rollout("recorded-ecs-aborted", [{"setWeight": 30}, {"pause": {}}, {"setWeight": 100}])
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, 1)
+    await handle.execute_update("abort", AbortRequest(reason="error rate", by="bob"))
+    await handle.result()
+    return handle
+
+
+async def observed(client: Client, queue: str):
+    target = ecs_rollout("recorded-ecs-observe", [{"setWeight": 100}]).spec.target
+    handle = await client.start_workflow(ObserveTarget.run, ObserveInput(target=target),
+                                         id="rollout/test/recorded-ecs-observe/observe",
+                                         task_queue=task_queue_for(queue, "aws"))
+    await handle.result()
+    return handle
+
+
+SCENARIOS = [
+    ("ecs-canary-promoted", on_aws(promoted), lambda: []),
+    ("ecs-canary-aborted", on_aws(aborted), lambda: []),
+    ("ecs-observe-target", on_aws(observed), lambda: []),
+]
