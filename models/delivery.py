@@ -5,7 +5,7 @@ these results are shared, so a strategy reads every target's answer the same way
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import Field
 
@@ -23,6 +23,15 @@ class Capabilities(Message):
     instant_switch: bool = Field(description="blue-green: all traffic moved to the other side in one call")
     warm_rollback_window: bool = Field(description="earlier revisions kept running after Healthy (rollbackWindow)")
     in_place_rolling: bool = Field(description="rollingUpdate and recreate through the target's own update, undo")
+
+
+class Wording(NamedTuple):
+    """What a strategy's texts (steps, records, messages) call the target's parts (each adapter's `words`)."""
+
+    production: str  # where production traffic enters: a Service's name, "the production listener"
+    preview: str  # where the preview is tested
+    instances: str  # "pods", "tasks"
+    completion: str  # what a blue-green's completion does
 
 
 class PrepareCanaryResult(Message):

@@ -85,7 +85,7 @@ class EcsTarget(SpecModel):
 
     FAMILY: ClassVar[str] = "aws"
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
-        weights=True, header_routes=True, mirrors=False, instant_switch=False, warm_rollback_window=False,
+        weights=True, header_routes=True, mirrors=False, instant_switch=True, warm_rollback_window=False,
         in_place_rolling=False)
     DELIVERY: ClassVar[str] = "workflows.targets.ecs:EcsDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.ecs:activities"

@@ -12,8 +12,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from models.delivery import PrepareCanaryResult, WeightResult
-from models.ecs import EcsRequest, EcsRoutesInput, EcsTarget
+from models.delivery import BlueGreenPrepared, PrepareCanaryResult, WeightResult
+from models.ecs import EcsRequest, EcsRoutesInput, EcsSwitchInput, EcsTarget
 from models.names import task_queue_for
 from models.spec import parse_rollout
 from models.status import AbortRequest, PromoteRequest
@@ -24,8 +24,11 @@ from workflows.observe import ObserveTarget
 from workflows.registry import ALL_WORKFLOWS
 
 
-def ecs_rollout(name: str, steps: list[dict]):
-    return parse_rollout(ecs_document(name, ECS_TARGET, "shop/checkout:2.0", steps, deadline=600))
+def ecs_rollout(name: str, steps: list[dict], strategy: dict | None = None):
+    document = ecs_document(name, ECS_TARGET, "shop/checkout:2.0", steps, deadline=600)
+    if strategy is not None:
+        document["spec"]["strategy"] = strategy
+    return parse_rollout(document)
 
 
 def ecs_fakes() -> list:
@@ -52,7 +55,33 @@ def ecs_fakes() -> list:
         return TargetObservation(target=target.describe(), version="shop/checkout:2.0", ready=True,
                                  detail="4/4 tasks running", instances=4, revision="checkout:7")
 
-    return [prepare, routes, promote, abort, observe]
+    @activity.defn(name="prepare_ecs_blue_green")
+    async def prepare_blue_green(request: EcsRequest) -> BlueGreenPrepared:
+        return BlueGreenPrepared(total_replicas=4, stable_image="shop/checkout:1.0", stable_hash="ecs-svc/1",
+                                 container=request.target.container)
+
+    @activity.defn(name="scale_ecs_preview")
+    async def scale_preview(request: EcsSwitchInput) -> int:
+        return request.replicas or 0
+
+    @activity.defn(name="shift_ecs_traffic")
+    async def shift(request: EcsSwitchInput) -> int:
+        return request.weight or 0
+
+    @activity.defn(name="switch_ecs_production")
+    async def switch(request: EcsSwitchInput) -> str:
+        return request.to
+
+    @activity.defn(name="complete_ecs_blue_green")
+    async def complete(request: EcsRequest) -> None:
+        return None
+
+    @activity.defn(name="abort_ecs_blue_green")
+    async def abort_blue_green(request: EcsRequest) -> None:
+        return None
+
+    return [prepare, routes, promote, abort, observe, prepare_blue_green, scale_preview, shift, switch, complete,
+            abort_blue_green]
 
 
 def on_aws(scenario):
@@ -89,6 +118,28 @@ async def aborted(client: Client, queue: str):
     return handle
 
 
+async def blue_green_switched_back(client: Client, queue: str):
+    """Promoted by signal, then aborted by update while the old task set is warm: production switches back."""
+    rollout = ecs_rollout("recorded-ecs-blue-green", [], {"blueGreen": {
+        "autoPromotionEnabled": False, "scaleDownDelaySeconds": 600, "abortScaleDownDelaySeconds": 0}})
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, 1)
+    await handle.signal("promote", PromoteRequest(by="web-ui"))
+    await paused_at(handle, 3)
+    await handle.execute_update("abort", AbortRequest(reason="latency", by="bob"))
+    await handle.result()
+    return handle
+
+
+async def blue_green_gradual(client: Client, queue: str):
+    """A gradual shift through the ALB's weights, then completion."""
+    rollout = ecs_rollout("recorded-ecs-gradual", [], {"blueGreen": {
+        "gradualShift": {"weights": [50, 100], "hold": "1s"}, "scaleDownDelaySeconds": 0}})
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await handle.result()
+    return handle
+
+
 async def observed(client: Client, queue: str):
     target = ecs_rollout("recorded-ecs-observe", [{"setWeight": 100}]).spec.target
     handle = await client.start_workflow(ObserveTarget.run, ObserveInput(target=target),
@@ -102,4 +153,6 @@ SCENARIOS = [
     ("ecs-canary-promoted", on_aws(promoted), lambda: []),
     ("ecs-canary-aborted", on_aws(aborted), lambda: []),
     ("ecs-observe-target", on_aws(observed), lambda: []),
+    ("ecs-blue-green-switched-back", on_aws(blue_green_switched_back), lambda: []),
+    ("ecs-blue-green-gradual", on_aws(blue_green_gradual), lambda: []),
 ]

@@ -180,7 +180,7 @@ TARGET = ECS_TARGET
      "spec.strategy.canary.stableService: an ECS target routes through its load balancer"),
     ({"strategy": {"canary": {"trafficRouting": {"nginx": {"stableIngress": "web"}}, "steps": [{"setWeight": 5}]}}},
      "spec.strategy.canary.trafficRouting: an ECS target routes through its load balancer"),
-    ({"strategy": {"blueGreen": {}}}, "spec.strategy.blueGreen: the ecs target cannot switch traffic in one call"),
+    ({"strategy": {"blueGreen": {"activeService": "web"}}}, "spec.strategy.blueGreen.activeService: an ECS target routes"),
     ({"strategy": {"rollingUpdate": {}}}, "spec.strategy.rollingUpdate: the ecs target has no in-place update"),
     ({"rollbackWindow": {"duration": "10m"}}, "spec.rollbackWindow: the ecs target keeps no earlier revision warm"),
     ({"target": {"ecs": {**TARGET, "region": "eu-west-1"}}},
@@ -232,3 +232,51 @@ def test_the_stand_in_is_stricter_than_moto(aws, unique):
             call()
         assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400, what
     assert shares(aws, site) == {"first": 100}, "nothing refused reached moto"
+
+
+async def test_blue_green_previews_on_the_test_listener_switches_in_one_call_and_switches_back_warm(
+        ecs, aws, dev_client, unique):
+    name, site = f"bg-{unique}", ecs.site
+    strategy = {"blueGreen": {"autoPromotionEnabled": False, "scaleDownDelaySeconds": 300,
+                              "abortScaleDownDelaySeconds": 0}}
+    document = ecs_document(name, site, "shop/web:6.0")
+    document["spec"]["strategy"] = strategy
+    path = ecs.spec(name, "shop/web:6.0")
+    Path(path).write_text(yaml.safe_dump(document))
+    assert ecs("start", "-f", path).returncode == 0
+    await paused(dev_client, f"test/{name}", 1)
+    test_listener = site["loadBalancer"]["testListener"]
+    preview = {arn: n for arn, n in aws.controller.route(test_listener, 100).items()}
+    assert shares(aws, site) == {"first": 100} and len(preview) == 1 and "503" not in preview
+    assert [ts["computedDesiredCount"] for ts in task_sets(aws, site)] == [4, 4], "the preview at full size"
+
+    before = len(aws.calls())
+    assert ecs("promote", f"test/{name}").returncode == 0
+    await paused(dev_client, f"test/{name}", 3)  # the previous version kept warm
+    assert shares(aws, site) == {"candidate": 100}
+    switch = [c.action for c in aws.calls()[before:] if not c.action.startswith(("Describe", "List"))]
+    assert switch == ["ModifyListener"], switch
+
+    before = len(aws.calls())
+    assert ecs("abort", f"test/{name}", "--reason", "latency").returncode == 0
+    final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
+    assert final.phase is Phase.DEGRADED, final
+    assert shares(aws, site) == {"first": 100}
+    back = [c.action for c in aws.calls()[before:] if not c.action.startswith(("Describe", "List"))]
+    assert back[0] == "ModifyListener" and "UpdateTaskSet" not in back and "CreateTaskSet" not in back, back
+    assert [ts["externalId"] for ts in task_sets(aws, site)] == ["first"]
+
+
+async def test_blue_green_completes_the_preview_primary_and_the_old_task_set_gone(ecs, aws, dev_client, unique):
+    name, site = f"bgok-{unique}", ecs.site
+    document = ecs_document(name, site, "shop/web:7.0")
+    document["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 0}}
+    path = ecs.spec(name, "shop/web:7.0")
+    Path(path).write_text(yaml.safe_dump(document))
+    result = ecs("start", "-f", path, "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"rollout/test/{name}: Healthy" in result.stdout, result.stdout
+    assert "the production listener → preview tasks (shop/web:7.0)" in result.stdout, result.stdout
+    (primary,) = task_sets(aws, site)
+    assert primary["status"] == "PRIMARY" and shares(aws, site) == {"candidate": 100}
+    assert primary["computedDesiredCount"] == primary["runningCount"] == 4

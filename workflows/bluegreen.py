@@ -40,6 +40,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         self.blue_green: BlueGreenStrategy = spec.strategy.blue_green
         self.switched = False
         self.target = delivery_for(spec, self.control.status.rollout_id)
+        self.words = self.target.words  # what the texts below call the two sides and the instances
         self.control.template_hash = self.target.revisions("blueGreen")  # Latest the preview's, Stable the active's
 
     async def _call(self, handle: Any) -> Any:
@@ -71,19 +72,19 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         s.stable_image, s.stable_replicas = prepared.stable_image, prepared.total_replicas
         try:
             preview = min(bg.preview_replica_count or prepared.total_replicas, prepared.total_replicas)
-            self.control.start_step(0, f"deploy preview: {preview} pods of {self.spec.image}")
+            self.control.start_step(0, f"deploy preview: {preview} {self.words.instances} of {self.spec.image}")
             s.canary_replicas = await self._call(self.target.scale_preview(preview))
-            self.control.record("preview-ready", f"{s.canary_replicas} pods behind {bg.preview_service}")
+            self.control.record("preview-ready", f"{s.canary_replicas} {self.words.instances} behind {self.words.preview}")
             await self._promotion()
             if bg.pre_promotion_analysis is not None:
                 await gate(self.control, 1, bg.pre_promotion_analysis)
             await self._gradual_shift()
-            self.control.start_step(2, f"switch {bg.active_service} to the new version")
+            self.control.start_step(2, f"switch {self.words.production} to the new version")
             await self._call(self.target.switch_active("preview", "switch active to preview"))
             self.switched = True
             s.expose(100, 100.0)
             s.canary_replicas = prepared.total_replicas
-            self.control.record("switched", f"{bg.active_service} → preview pods ({self.spec.image})")
+            self.control.record("switched", f"{self.words.production} → preview {self.words.instances} ({self.spec.image})")
             if bg.post_promotion_analysis is not None:  # the old version is still warm: Failed switches back
                 await gate(self.control, 3, bg.post_promotion_analysis)
             if bg.scale_down_delay_seconds:
@@ -99,12 +100,12 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             return await self._roll_back(*failure_reason(error))
 
         self.control.pending.abort_closed = "the previous version is no longer kept warm (completing); start a new rollout"
-        self.control.start_step(4, "complete: hand the new version back to the Deployment, remove the preview")
+        self.control.start_step(4, f"complete: {self.words.completion}")
         try:
             await self._call(self.target.complete_blue_green())
         except ActivityError as error:
             reason, message = failure_reason(error)
-            return self.control.finish(Phase.DEGRADED, reason, f"{message} (the active Service still serves the new version)")
+            return self.control.finish(Phase.DEGRADED, reason, f"{message} ({self.words.production} still serves the new version)")
         s.stable_image, s.stable_replicas, s.canary_replicas = self.spec.image, prepared.total_replicas, 0
         return await self.control.healthy(f"{self.spec.image} is active")
 
@@ -113,14 +114,14 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         await self.control.step_gate(1)
         if bg.approval is not None:
             self.control.start_step(1, "approval")
-            await await_approval(self.control, 1, bg.approval, bg.approval.description or f"promote the preview on {bg.preview_service}")
+            await await_approval(self.control, 1, bg.approval, bg.approval.description or f"promote the preview on {self.words.preview}")
         elif not bg.auto_promotion_enabled:
             self.control.start_step(1, "wait for promote")
-            await self.control.pause(1, None, what=f"preview ready on {bg.preview_service}: waiting for promote")
+            await self.control.pause(1, None, what=f"preview ready on {self.words.preview}: waiting for promote")
         elif bg.auto_promotion_seconds:
             self.control.start_step(1, f"auto-promote after {bg.auto_promotion_seconds}s")
             await self.control.pause(1, timedelta(seconds=bg.auto_promotion_seconds),
-                             what=f"preview ready on {bg.preview_service}: promoting in {bg.auto_promotion_seconds}s")
+                             what=f"preview ready on {self.words.preview}: promoting in {bg.auto_promotion_seconds}s")
         else:
             self.control.start_step(1, "auto-promote")
 
@@ -137,7 +138,7 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
             self.control.start_step(2, f"shift {weight}% of traffic to the new version")
             await self._call(self.target.shift_traffic(weight))
             self.control.status.expose(weight, float(weight))
-            self.control.record("shifted", f"{weight}% to {self.blue_green.preview_service}")
+            self.control.record("shifted", f"{weight}% to {self.words.preview}")
             if number < len(shift.weights) - 1:
                 await self.control.pause(2, shift.hold, what=f"{weight}% on the new version: holding {format_duration(shift.hold)}")
 
@@ -146,12 +147,12 @@ class BlueGreenRollout(StatusQuery, Abort, Promote, Approve, Hold, SkipAnalysis)
         `abortScaleDownDelaySeconds`, then remove it."""
         s, bg = self.control.status, self.blue_green
         self.control.record("aborting", message)
-        self.control.change_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {bg.active_service} back")
+        self.control.change_phase(Phase.PROGRESSING, reason, f"aborting: {message}; switching {self.words.production} back")
         try:
             if self.target.blue_green_switchable:
                 await self.target.switch_active("stable", "switch active back to the previous version")
                 if self.switched or s.canary_weight:
-                    self.control.record("switched-back", f"{bg.active_service} → previous pods")
+                    self.control.record("switched-back", f"{self.words.production} → previous {self.words.instances}")
                 s.expose(0, 0.0)
             if bg.abort_scale_down_delay_seconds:
                 self.control.change_phase(Phase.PROGRESSING, reason,

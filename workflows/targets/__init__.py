@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         RollOutResult,
         WarmRevision,
         WeightResult,
+        Wording,
     )
     from models.routing import RouteState, SetCanaryScale
     from models.spec import BlueGreenStrategy, CanaryStrategy, RolloutSpecBody
@@ -34,6 +35,7 @@ class DeliveryTarget(Protocol):
     """What a strategy asks of the place it delivers to. Built per workflow run from the spec."""
 
     capabilities: Capabilities
+    words: Wording
 
     def revisions(self, shape: Literal["canary", "blueGreen", "inPlace"]) -> Revisions | None:
         """For analyses' valueFrom.podTemplateHashValue: which revision each role's instances run."""

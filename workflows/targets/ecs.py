@@ -1,8 +1,9 @@
 """The ECS target's `DeliveryTarget`: an ECS service (EXTERNAL deployment controller) behind an ALB. The
-canary is a second task set behind the other of the two target groups, its share of traffic the ALB
-forward action's weights and header routes listener rules (activities/targets/ecs/). Blue-green, in-place
-updates and the rollback window are not built for ECS yet: the target's capabilities say so and spec
-validation refuses them (models/capabilities.py), so these methods are never reached."""
+canary (and a blue-green's preview) is a second task set behind the other of the two target groups; its
+share of traffic is the ALB forward action's weights, header routes are listener rules, the preview is
+tested on the test listener (activities/targets/ecs/). In-place updates and the rollback window are not
+built for ECS yet: the target's capabilities say so and spec validation refuses them
+(models/capabilities.py), so those methods are never reached."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from models.delivery import PrepareCanaryResult, WeightResult
-    from models.ecs import EcsRequest, EcsRoutesInput, EcsTarget
+    from models.delivery import BlueGreenPrepared, PrepareCanaryResult, WeightResult, Wording
+    from models.ecs import EcsRequest, EcsRoutesInput, EcsSwitchInput, EcsTarget
     from models.routing import RouteState, SetCanaryScale
     from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
@@ -26,6 +27,9 @@ class EcsDelivery:
         self.spec, self.rollout_id = spec, rollout_id
         self.target: EcsTarget = spec.target.ecs
         self.options = options.delivery(spec.progress_deadline_seconds)
+        self.prepared: BlueGreenPrepared | None = None
+        self.words = Wording("the production listener", "the test listener", "tasks",
+                             "the preview task set becomes primary, the old one is removed")
 
     def _request(self) -> dict[str, Any]:
         return {"rollout_id": self.rollout_id, "target": self.target, "image": self.spec.image,
@@ -54,34 +58,38 @@ class EcsDelivery:
     def abort_canary(self, canary: CanaryStrategy, prepared: PrepareCanaryResult):
         return self._start("abort_ecs_canary", EcsRequest(**self._request()), "abort: traffic back to the primary")
 
-    # -- not on ECS yet (refused by validation) ----------------------------------------------------------
-    def _not_here(self, what: str) -> Any:
-        raise ApplicationError(f"{what} is not supported on an ECS target", type="InvalidTarget", non_retryable=True)
-
+    # -- blue-green --------------------------------------------------------------------------------------
     def prepare_blue_green(self, blue_green: Any):
-        return self._not_here("blueGreen")
+        return self._start("prepare_ecs_blue_green", EcsRequest(**self._request()), "prepare preview task set",
+                           BlueGreenPrepared)
 
-    def blue_green_prepared(self, prepared: Any) -> None:
-        self._not_here("blueGreen")
+    def blue_green_prepared(self, prepared: BlueGreenPrepared) -> None:
+        self.prepared = prepared
 
     @property
     def blue_green_switchable(self) -> bool:
-        return False
+        return self.prepared is not None and bool(self.prepared.stable_hash)
 
     def scale_preview(self, replicas: int):
-        return self._not_here("blueGreen")
+        return self._start("scale_ecs_preview", EcsSwitchInput(**self._request(), replicas=replicas),
+                           f"preview to {replicas} tasks", int)
 
     def shift_traffic(self, weight: int):
-        return self._not_here("blueGreen")
+        return self._start("shift_ecs_traffic", EcsSwitchInput(**self._request(), weight=weight),
+                           f"shift {weight}% to preview", int)
 
     def switch_active(self, to: Literal["preview", "stable"], summary: str):
-        return self._not_here("blueGreen")
+        return self._start("switch_ecs_production", EcsSwitchInput(**self._request(), to=to), summary, str)
 
     def complete_blue_green(self):
-        return self._not_here("blueGreen")
+        return self._start("complete_ecs_blue_green", EcsRequest(**self._request()), "preview primary, old task set removed")
 
     def abort_blue_green(self):
-        return self._not_here("blueGreen")
+        return self._start("abort_ecs_blue_green", EcsRequest(**self._request()), "remove preview task set")
+
+    # -- not on ECS yet (refused by validation) ----------------------------------------------------------
+    def _not_here(self, what: str) -> Any:
+        raise ApplicationError(f"{what} is not supported on an ECS target", type="InvalidTarget", non_retryable=True)
 
     def roll_out(self, update: Any, summary: str):
         return self._not_here("an in-place update")

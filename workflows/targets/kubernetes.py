@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.targets.kubernetes.observe import ObserveActivities
     from activities.targets.kubernetes.rolling import DeploymentActivities
     from activities.targets.kubernetes.window import WindowActivities
-    from models.delivery import BlueGreenPrepared, InPlaceUpdate, PrepareCanaryResult
+    from models.delivery import BlueGreenPrepared, InPlaceUpdate, PrepareCanaryResult, Wording
     from models.kubernetes import (
         BlueGreenInput,
         FinishInput,
@@ -48,6 +48,9 @@ class KubernetesDelivery:
         self.options = options.kubernetes(spec.progress_deadline_seconds)
         self.blue_green_input: BlueGreenInput | None = None
         self.window_input: WindowInput | None = None
+        bg = spec.strategy.blue_green
+        self.words = Wording(bg.active_service if bg else "", bg.preview_service if bg else "", "pods",
+                             "hand the new version back to the Deployment, remove the preview")
 
     def _start(self, activity: Any, arg: Any, summary: str) -> Any:
         return workflow.start_activity_method(activity, arg, summary=summary, **self.options)
