@@ -86,7 +86,7 @@ class EcsTarget(SpecModel):
     FAMILY: ClassVar[str] = "aws"
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
         weights=True, header_routes=True, mirrors=False, instant_switch=True, warm_rollback_window=False,
-        in_place_rolling=False)
+        in_place_rolling=True)
     DELIVERY: ClassVar[str] = "workflows.targets.ecs:EcsDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.ecs:activities"
     OBSERVER: ClassVar[str] = "observe_ecs_target"
@@ -154,6 +154,18 @@ class EcsRoutesInput(EcsRequest):
     total_replicas: int
     routes: RouteState
     canary_scale: SetCanaryScale | None = None
+
+
+class EcsRollOutInput(EcsRequest):
+    """An in-place update of the service: a new task set behind the primary's own target group, old and new
+    scaled against each other (maxSurge, maxUnavailable in tasks or percent of desiredCount) or the old
+    stopped first (Recreate); Undo to an earlier task definition revision; Restart the current one."""
+
+    kind: Literal["RollingUpdate", "Recreate", "Undo", "Restart"]
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+    to_revision: int = 0  # Undo: a task definition revision of the family; 0: the one before the primary's
+    restarted_at: str = ""
 
 
 class EcsSwitchInput(EcsRequest):

@@ -20,6 +20,11 @@ def task_queue_for(base: str, family: str) -> str:
     """The task queue of a target family, from the base queue (`--task-queue`, $ROLLOUT_TASK_QUEUE)."""
     return base if family == "kubernetes" else f"{base}-{family}"
 
+
+def base_queue(queue: str, family: str) -> str:
+    """The base queue a family's task queue was made from (`task_queue_for`'s inverse)."""
+    return queue.removesuffix(task_queue_for("", family)) if family != "kubernetes" else queue
+
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_UI = "http://localhost:8233"

@@ -34,10 +34,11 @@ async def _last_run(client: Client, rollout_id: str) -> tuple[WorkflowHandle, bo
 
 
 async def _original(client: Client, handle: WorkflowHandle) -> tuple[RunInput, str]:
-    """The input the run was started with, and its task queue."""
+    """The input the run was started with, and the base task queue it was started from (its own is its
+    target family's, which starting again derives anew)."""
     started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
     [original] = await client.data_converter.decode(started.input.payloads, [RunInput])
-    return original, started.task_queue.name
+    return original, names.base_queue(started.task_queue.name, original.rollout.spec.target.family)
 
 
 async def retry(rollout_id: str, wait: bool, timeout: float, as_json: bool, id_token_file: str | None = None) -> int:

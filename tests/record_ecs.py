@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from models.delivery import BlueGreenPrepared, PrepareCanaryResult, WeightResult
-from models.ecs import EcsRequest, EcsRoutesInput, EcsSwitchInput, EcsTarget
+from models.delivery import BlueGreenPrepared, PrepareCanaryResult, RollOutResult, WeightResult
+from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSwitchInput, EcsTarget
 from models.names import task_queue_for
 from models.spec import parse_rollout
 from models.status import AbortRequest, PromoteRequest
@@ -31,7 +32,7 @@ def ecs_rollout(name: str, steps: list[dict], strategy: dict | None = None):
     return parse_rollout(document)
 
 
-def ecs_fakes() -> list:
+def ecs_fakes(fail_roll_out: bool = False) -> list:
     @activity.defn(name="prepare_ecs_canary")
     async def prepare(request: EcsRequest) -> PrepareCanaryResult:
         return PrepareCanaryResult(total_replicas=4, stable_image="shop/checkout:1.0", container=request.target.container)
@@ -80,16 +81,28 @@ def ecs_fakes() -> list:
     async def abort_blue_green(request: EcsRequest) -> None:
         return None
 
+    @activity.defn(name="roll_out_ecs")
+    async def roll_out(request: EcsRollOutInput) -> RollOutResult:
+        if fail_roll_out:
+            raise ApplicationError("task set ecs-svc/2: 1/4 tasks running, 0 healthy targets after 600s",
+                                   type="ProgressDeadlineExceeded", non_retryable=True)
+        return RollOutResult(previous_image="shop/checkout:1.0", previous_revision=6, revision=7, replicas=4,
+                             image=request.image)
+
+    @activity.defn(name="undo_ecs")
+    async def undo(request: EcsRollOutInput) -> str:
+        return "shop/checkout:1.0"
+
     return [prepare, routes, promote, abort, observe, prepare_blue_green, scale_preview, shift, switch, complete,
-            abort_blue_green]
+            abort_blue_green, roll_out, undo]
 
 
-def on_aws(scenario):
+def on_aws(scenario, fail_roll_out: bool = False):
     """Run `scenario` with a worker on the `aws` family's queue beside the recorder's (its fakes: ECS's)."""
     async def run(client: Client, queue: str):
         with ThreadPoolExecutor(max_workers=4) as pool:
             async with Worker(client, task_queue=task_queue_for(queue, "aws"), workflows=ALL_WORKFLOWS,
-                              activities=ecs_fakes(), activity_executor=pool):
+                              activities=ecs_fakes(fail_roll_out), activity_executor=pool):
                 return await scenario(client, queue)
 
     return run
@@ -140,6 +153,16 @@ async def blue_green_gradual(client: Client, queue: str):
     return handle
 
 
+def rolling(name: str):
+    async def scenario(client: Client, queue: str):
+        rollout = ecs_rollout(name, [], {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+        handle = await start_workflow(client, rollout, queue, "recorder")
+        await handle.result()
+        return handle
+
+    return scenario
+
+
 async def observed(client: Client, queue: str):
     target = ecs_rollout("recorded-ecs-observe", [{"setWeight": 100}]).spec.target
     handle = await client.start_workflow(ObserveTarget.run, ObserveInput(target=target),
@@ -155,4 +178,6 @@ SCENARIOS = [
     ("ecs-observe-target", on_aws(observed), lambda: []),
     ("ecs-blue-green-switched-back", on_aws(blue_green_switched_back), lambda: []),
     ("ecs-blue-green-gradual", on_aws(blue_green_gradual), lambda: []),
+    ("ecs-rolling-healthy", on_aws(rolling("recorded-ecs-rolling")), lambda: []),
+    ("ecs-rolling-undone", on_aws(rolling("recorded-ecs-rolling-undone"), fail_roll_out=True), lambda: []),
 ]

@@ -39,6 +39,7 @@ def ecs(dev_server, release_worker_processes, aws, unique, tmp_path):
         return str(path)
 
     run.spec = spec
+    run.address, run.queue = dev_server.address, queue
     run.site = new_ecs_service(aws.url, f"shop-{unique}", controller=aws.controller)
     return run
 
@@ -181,7 +182,6 @@ TARGET = ECS_TARGET
     ({"strategy": {"canary": {"trafficRouting": {"nginx": {"stableIngress": "web"}}, "steps": [{"setWeight": 5}]}}},
      "spec.strategy.canary.trafficRouting: an ECS target routes through its load balancer"),
     ({"strategy": {"blueGreen": {"activeService": "web"}}}, "spec.strategy.blueGreen.activeService: an ECS target routes"),
-    ({"strategy": {"rollingUpdate": {}}}, "spec.strategy.rollingUpdate: the ecs target has no in-place update"),
     ({"rollbackWindow": {"duration": "10m"}}, "spec.rollbackWindow: the ecs target keeps no earlier revision warm"),
     ({"target": {"ecs": {**TARGET, "region": "eu-west-1"}}},
      "spec.target.ecs.loadBalancer.listener: in region us-east-1, the target is in eu-west-1"),
@@ -280,3 +280,54 @@ async def test_blue_green_completes_the_preview_primary_and_the_old_task_set_gon
     (primary,) = task_sets(aws, site)
     assert primary["status"] == "PRIMARY" and shares(aws, site) == {"candidate": 100}
     assert primary["computedDesiredCount"] == primary["runningCount"] == 4
+
+
+async def test_rolling_update_in_place_behind_one_target_group_then_undo(ecs, aws, dev_client, unique):
+    """maxSurge 1, maxUnavailable 0 on 4 tasks: never fewer than 4 healthy targets, never more than 5 tasks;
+    then `rollout undo` puts the previous task definition revision back (no registration)."""
+    name, site = f"roll-{unique}", ecs.site
+    document = ecs_document(name, site, "shop/web:8.0")
+    document["spec"]["strategy"] = {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    path = ecs.spec(name, "shop/web:8.0")
+    Path(path).write_text(yaml.safe_dump(document))
+    group = site["loadBalancer"]["targetGroups"][0]
+    elbv2 = clients(aws.url, site["region"])["elbv2"]
+    seen: list[tuple[int, int]] = []  # (tasks wanted in all task sets, healthy targets) while it runs
+    process = subprocess.Popen([sys.executable, "-m", "starters.cli", "start", "-f", path, "--wait"], cwd=REPO,
+                               env={**os.environ, "TEMPORAL_ADDRESS": ecs.address, "ROLLOUT_TASK_QUEUE": ecs.queue},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None:
+        wanted = sum(ts.get("computedDesiredCount", 0) for ts in task_sets(aws, site))
+        healthy = len(elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"])
+        seen.append((wanted, healthy))
+    out, err = process.communicate()
+    assert process.returncode == 0, out + err
+    assert "revision 1 → 2" in out, out
+    assert max(w for w, _ in seen) == 5 and min(h for _, h in seen) >= 4, seen
+    (primary,) = task_sets(aws, site)
+    assert primary["taskDefinition"].endswith(":2") and primary["loadBalancers"][0]["targetGroupArn"] == group
+    assert [c.action for c in aws.calls("ModifyListener", listener=site["loadBalancer"]["listener"])] == [], \
+        "in place: no weight changed"
+
+    undone = ecs("undo", f"test/{name}", "--wait")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    (primary,) = task_sets(aws, site)
+    assert primary["taskDefinition"].endswith(":1"), primary
+    registered = [c for c in aws.calls("RegisterTaskDefinition") if c.params.get("family") == site["cluster"]]
+    assert len(registered) == 1, "undo runs the earlier revision as it was"
+
+
+async def test_recreate_stops_the_old_tasks_first_and_a_failed_update_is_undone(ecs, aws, dev_client, unique):
+    name, site = f"rec-{unique}", ecs.site
+    aws.controller.behave(f"shop/web:broken-{unique}", ready="never")
+    document = ecs_document(name, site, f"shop/web:broken-{unique}", deadline=10)
+    document["spec"]["strategy"] = {"recreate": {}}
+    path = ecs.spec(name, "x:1")
+    Path(path).write_text(yaml.safe_dump(document))
+    result = ecs("start", "-f", path, "--wait")
+    assert result.returncode == 1 and "Degraded ProgressDeadlineExceeded" in result.stdout, result.stdout
+    mine = [c for c in aws.calls("UpdateTaskSet") if site["cluster"] in str(c.params)]
+    assert [c.params["scale"]["value"] for c in mine][:2] == [0.0, 100.0], "the old task set stops first"
+    (primary,) = task_sets(aws, site)
+    assert primary["externalId"] == "first" and primary["computedDesiredCount"] == 4, "undone: the old one back"
+    assert shares(aws, site) == {"first": 100}

@@ -1,9 +1,9 @@
 """The ECS target's `DeliveryTarget`: an ECS service (EXTERNAL deployment controller) behind an ALB. The
 canary (and a blue-green's preview) is a second task set behind the other of the two target groups; its
 share of traffic is the ALB forward action's weights, header routes are listener rules, the preview is
-tested on the test listener (activities/targets/ecs/). In-place updates and the rollback window are not
-built for ECS yet: the target's capabilities say so and spec validation refuses them
-(models/capabilities.py), so those methods are never reached."""
+tested on the test listener; in-place updates are a new task set behind the primary's own target group
+(activities/targets/ecs/). The rollback window is not built for ECS yet: the target's capabilities say so
+and spec validation refuses it (models/capabilities.py), so those methods are never reached."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from models.delivery import BlueGreenPrepared, PrepareCanaryResult, WeightResult, Wording
-    from models.ecs import EcsRequest, EcsRoutesInput, EcsSwitchInput, EcsTarget
+    from models.delivery import (
+        BlueGreenPrepared,
+        InPlaceUpdate,
+        PrepareCanaryResult,
+        RollOutResult,
+        WeightResult,
+        Wording,
+    )
+    from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSwitchInput, EcsTarget
     from models.routing import RouteState, SetCanaryScale
     from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
@@ -91,11 +98,14 @@ class EcsDelivery:
     def _not_here(self, what: str) -> Any:
         raise ApplicationError(f"{what} is not supported on an ECS target", type="InvalidTarget", non_retryable=True)
 
-    def roll_out(self, update: Any, summary: str):
-        return self._not_here("an in-place update")
+    # -- in place ----------------------------------------------------------------------------------------
+    def roll_out(self, update: InPlaceUpdate, summary: str):
+        return self._start("roll_out_ecs", EcsRollOutInput(**{**self._request(), **update.model_dump()}), summary,
+                           RollOutResult)
 
     def undo(self):
-        return self._not_here("undo")
+        return self._start("undo_ecs", EcsRollOutInput(**self._request(), kind="Undo"), "undo: back to the previous "
+                           "task set", str)
 
     def open_window(self, service: str, revisions: int):
         return self._not_here("rollbackWindow")

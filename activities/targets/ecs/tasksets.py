@@ -139,9 +139,10 @@ def ensure_task_set(ecs: Any, t: EcsTarget, service: Service, external: str, tas
             clientToken=client_token(external, "create"))["taskSet"]
 
 
-def set_scale(ecs: Any, t: EcsTarget, task_set: dict[str, Any], percent: float) -> bool:
-    """UpdateTaskSet when the scale differs; whether it did."""
-    if float((task_set.get("scale") or {}).get("value", -1)) == percent:
+def set_scale(ecs: Any, t: EcsTarget, task_set: dict[str, Any], percent: float, known: bool = True) -> bool:
+    """UpdateTaskSet when the scale differs from the one `task_set` was read with (`known=False`: that
+    reading is stale, send it); whether it sent."""
+    if known and float((task_set.get("scale") or {}).get("value", -1)) == percent:
         return False
     with aws_errors(where(t)):
         ecs.update_task_set(cluster=t.cluster, service=t.service, taskSet=task_set["taskSetArn"],
@@ -155,10 +156,11 @@ def computed(desired: int, percent: float) -> int:
 
 
 def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], expected: int,
-                  deadline_seconds: int) -> int:
+                  deadline_seconds: int, healthy_needed: int | None = None) -> int:
     """Poll until the task set wants `expected` tasks (what its scale computes to: a count ECS has not
-    recomputed yet after UpdateTaskSet is not taken for it), runs them all, and that many targets are
-    healthy in its target group (capacity first: no traffic moves before). Returns the task count."""
+    recomputed yet after UpdateTaskSet is not taken for it), runs them all, and `healthy_needed` targets
+    (default: that many; more when other task sets share the target group) are healthy in its target group
+    (capacity first: no traffic moves before). Returns the task count."""
     arn = task_set["taskSetArn"]
     target_group = task_set["loadBalancers"][0]["targetGroupArn"]
     name = f"ecs:{arn}"
@@ -172,7 +174,8 @@ def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], 
             running, pending = int(sets[0].get("runningCount", 0)), int(sets[0].get("pendingCount", 0))
             health = elbv2.describe_target_health(TargetGroupArn=target_group)["TargetHealthDescriptions"]
         healthy = sum(1 for h in health if h["TargetHealth"]["State"] == "healthy")
-        if want == expected and running == want and pending == 0 and healthy >= want:
+        if want == expected and running == want and pending == 0 and healthy >= (
+                want if healthy_needed is None else healthy_needed):
             return want
         waited = time.time() - started
         if waited > deadline_seconds:
