@@ -20,12 +20,27 @@ from models.specbase import DnsLabel, Message, OneOf, SpecModel
 ARG = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
 
 
-class ArgValueFrom(SpecModel):
-    """Argo Rollouts' `valueFrom.podTemplateHashValue`: the `pod-template-hash` label of the rollout's new
-    pods (`Latest`: the canary's, the preview's, a rolling update's current revision) or of the pods it
-    replaces (`Stable`), read when the analysis starts, so a query selects one revision's pods."""
+class ArgValueFrom(OneOf):
+    """Which side of the rollout an arg names, read when the analysis starts, so a query selects one
+    revision's instances: `Latest` the new version (the canary, the preview, a rolling update's current
+    revision), `Stable` the one it replaces. Kubernetes: Argo Rollouts' `podTemplateHashValue`, the pods'
+    `pod-template-hash` label. ECS: `targetGroupValue`, that side's target group as CloudWatch's
+    `TargetGroup` dimension names it (`targetgroup/<name>/<id>`). Which one a target offers is checked with
+    the whole spec (models/capabilities.py)."""
 
-    pod_template_hash_value: Literal["Latest", "Stable"]
+    CHOICES: ClassVar[tuple[str, ...]] = ("podTemplateHashValue", "targetGroupValue")
+    WHAT: ClassVar[str] = "valueFrom"
+
+    pod_template_hash_value: Literal["Latest", "Stable"] | None = None
+    target_group_value: Literal["Latest", "Stable"] | None = None
+
+    @property
+    def role(self) -> str:
+        return self.chosen_value
+
+    @property
+    def kind(self) -> str:
+        return self.chosen_key
 
 
 class Arg(SpecModel):
@@ -136,8 +151,87 @@ class KubernetesProvider(SpecModel):
         return [self.context]
 
 
+class CloudWatchDimension(SpecModel):
+    name: str = Field(min_length=1, max_length=255)
+    value: str = Field(min_length=1, max_length=1024)
+
+
+class CloudWatchMetric(SpecModel):
+    namespace: str = Field(min_length=1, max_length=255)
+    metric_name: str = Field(min_length=1, max_length=255)
+    dimensions: list[CloudWatchDimension] = Field(default_factory=list, max_length=30)
+
+
+class CloudWatchMetricStat(SpecModel):
+    metric: CloudWatchMetric
+    period: int = Field(60, ge=1, description="seconds: 1, 5, 10, 30 or a multiple of 60 (GetMetricData)")
+    stat: str = Field("Sum", min_length=1, max_length=50, description="Sum, Average, Minimum, Maximum, SampleCount, p99…")
+    unit: str | None = None
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, period: int) -> int:
+        if period not in (1, 5, 10, 30) and period % 60:
+            raise ValueError(f"{period}: 1, 5, 10, 30 or a multiple of 60")
+        return period
+
+
+class CloudWatchQuery(SpecModel):
+    """One of GetMetricData's MetricDataQueries (Argo Rollouts' `metricDataQueries`, camelCase): a metric
+    (`metricStat`) or metric math over the others' ids (`expression`)."""
+
+    id: str = Field(pattern=r"^[a-z][A-Za-z0-9_]{0,254}$")
+    metric_stat: CloudWatchMetricStat | None = None
+    expression: str | None = Field(None, min_length=1, max_length=2048)
+    label: str | None = None
+    return_data: bool = True
+
+    @model_validator(mode="after")
+    def _one(self) -> CloudWatchQuery:
+        if (self.metric_stat is None) == (self.expression is None):
+            raise ValueError("a query has exactly one of metricStat, expression")
+        return self
+
+
+class CloudWatchProvider(SpecModel):
+    """Amazon CloudWatch's GetMetricData over the last `lookback`: the result is `{id: [values, newest
+    first]}` for every query that returns data, e.g. `successCondition: result['errors'][0] /
+    result['requests'][0] < 0.01`; no values at all is no data (Inconclusive). The region is the spec's; the
+    endpoint and credentials are the worker's own."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    lookback: Duration = Field(default_factory=lambda: timedelta(minutes=5))
+    metric_data_queries: list[CloudWatchQuery] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _ids(self) -> CloudWatchProvider:
+        ids = [q.id for q in self.metric_data_queries]
+        if len(set(ids)) != len(ids):
+            raise ValueError("@metricDataQueries: ids must differ")
+        if not any(q.return_data for q in self.metric_data_queries):
+            raise ValueError("@metricDataQueries: at least one query returns data")
+        return self
+
+    def texts(self) -> list[str]:
+        return [*(d.value for q in self.metric_data_queries if q.metric_stat for d in q.metric_stat.metric.dimensions),
+                *(q.expression or "" for q in self.metric_data_queries)]
+
+
+class CloudWatchAlarmsProvider(SpecModel):
+    """CloudWatch alarms as a gate, as CodeDeploy's alarm rollback uses them: the result is `{"alarms": {name:
+    state}, "inAlarm": [names]}`, e.g. `successCondition: len(result['inAlarm']) == 0`; an alarm that does not
+    exist is bad input (a misspelt name must not pass as "not in ALARM")."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    alarm_names: list[str] = Field(min_length=1, max_length=100)
+
+    def texts(self) -> list[str]:
+        return list(self.alarm_names)
+
+
 class Provider(OneOf):
-    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge", "playVitals", "intuneInstalls", "kubernetes")
+    CHOICES: ClassVar[tuple[str, ...]] = ("prometheus", "web", "judge", "playVitals", "intuneInstalls", "kubernetes",
+                                          "cloudWatch", "cloudWatchAlarms")
     WHAT: ClassVar[str] = "provider"
 
     prometheus: PrometheusProvider | None = None
@@ -146,6 +240,8 @@ class Provider(OneOf):
     play_vitals: PlayVitalsProvider | None = None
     intune_installs: IntuneInstallsProvider | None = None
     kubernetes: KubernetesProvider | None = None
+    cloud_watch: CloudWatchProvider | None = None
+    cloud_watch_alarms: CloudWatchAlarmsProvider | None = None
 
     @property
     def name(self) -> str:
@@ -229,8 +325,8 @@ class AnalysisStep(SpecModel):
     args: list[Arg] = Field(default_factory=list)
 
     def hash_roles(self) -> list[str]:
-        """Which pods' template hashes the args read (valueFrom.podTemplateHashValue), in order."""
-        return sorted({a.value_from.pod_template_hash_value for a in self.args if a.value_from is not None})
+        """Which sides the args read (valueFrom: Latest, Stable), in order."""
+        return sorted({a.value_from.role for a in self.args if a.value_from is not None})
 
 
 class BackgroundAnalysis(AnalysisStep):

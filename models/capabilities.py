@@ -21,6 +21,11 @@ def target_problem(spec: RolloutSpecBody) -> str:
     own = target.strategy_problem(st)
     if own:
         return own
+    for path, step in spec.analysis_steps():
+        for index, arg in enumerate(step.args):
+            if arg.value_from is not None and arg.value_from.kind != target.VALUE_FROM:
+                return (f"@{path}.args[{index}].valueFrom.{arg.value_from.kind}: the {kind} target names its sides "
+                        f"with valueFrom.{target.VALUE_FROM}")
     if name in ("rollingUpdate", "recreate") and not can.in_place_rolling:
         return f"@strategy.{name}: the {kind} target has no in-place update here (use canary or blueGreen)"
     if name == "blueGreen" and not can.instant_switch:

@@ -90,6 +90,7 @@ class EcsTarget(SpecModel):
     DELIVERY: ClassVar[str] = "workflows.targets.ecs:EcsDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.ecs:activities"
     OBSERVER: ClassVar[str] = "observe_ecs_target"
+    VALUE_FROM: ClassVar[str] = "targetGroupValue"  # what an analysis arg's valueFrom reads (models/capabilities.py)
     ROUTER: ClassVar[Router] = AlbRouting()
 
     region: Region
@@ -166,6 +167,14 @@ class EcsRollOutInput(EcsRequest):
     max_unavailable: int | str | None = None
     to_revision: int = 0  # Undo: a task definition revision of the family; 0: the one before the primary's
     restarted_at: str = ""
+
+
+class EcsSideInput(EcsRequest):
+    """valueFrom.targetGroupValue: which side's target group (`Latest`: the candidate's; on an in-place
+    update, the primary's own)."""
+
+    role: Literal["Latest", "Stable"]
+    in_place: bool = False
 
 
 class EcsSwitchInput(EcsRequest):

@@ -277,7 +277,7 @@ class PipelineSpecBody(SpecModel):
                     raise ValueError(f"@stages[{index}].rollout.spec.target: a stage deploys to Kubernetes")
                 roles = HASH_ROLES.get(template.spec.strategy.name, ())
                 for a, arg in enumerate(stage.overrides.args):
-                    role = arg.value_from.pod_template_hash_value if arg.value_from else None
+                    role = arg.value_from.role if arg.value_from else None
                     if role is not None and role not in roles and from_document(info):
                         raise ValueError(f"@stages[{index}].overrides.args[{a}].valueFrom: {template.spec.strategy.name} "
                                          f"has no {role} pods to read a template hash of")

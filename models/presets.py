@@ -91,9 +91,9 @@ def resolve(templates: list[AnalysisTemplate], step: AnalysisStep,
     given = {a.name: a.value for a in step.args if a.value is not None}
     for arg in step.args:
         if arg.value_from is not None:
-            role = arg.value_from.pod_template_hash_value
+            role = arg.value_from.role
             if role not in (hashes or {}):
-                raise ValueError(f"arg {arg.name!r}: valueFrom.podTemplateHashValue {role}: no such pods here (a "
+                raise ValueError(f"arg {arg.name!r}: valueFrom.{arg.value_from.kind} {role}: no such side here (a "
                                  "canary's or blue-green's analysis has Latest and Stable, a rolling update's Latest)")
             given[arg.name] = (hashes or {})[role]
     resolved = []

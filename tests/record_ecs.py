@@ -13,8 +13,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from models.analysis import MeasureInput, Measurement
 from models.delivery import BlueGreenPrepared, PrepareCanaryResult, RollOutResult, WeightResult
-from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSwitchInput, EcsTarget
+from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSideInput, EcsSwitchInput, EcsTarget
 from models.names import task_queue_for
 from models.spec import parse_rollout
 from models.status import AbortRequest, PromoteRequest
@@ -93,8 +94,17 @@ def ecs_fakes(fail_roll_out: bool = False) -> list:
     async def undo(request: EcsRollOutInput) -> str:
         return "shop/checkout:1.0"
 
+    @activity.defn(name="ecs_target_group")
+    async def target_group(request: EcsSideInput) -> str:
+        return {"Latest": "targetgroup/checkout-b/2", "Stable": "targetgroup/checkout-a/1"}[request.role]
+
+    @activity.defn(name="measure")
+    async def measure(request: MeasureInput) -> Measurement:
+        ok = request.args.get("group") == "targetgroup/checkout-b/2"
+        return Measurement(phase="Successful" if ok else "Failed", value=str(request.args))
+
     return [prepare, routes, promote, abort, observe, prepare_blue_green, scale_preview, shift, switch, complete,
-            abort_blue_green, roll_out, undo]
+            abort_blue_green, roll_out, undo, target_group, measure]
 
 
 def on_aws(scenario, fail_roll_out: bool = False):
@@ -163,6 +173,24 @@ def rolling(name: str):
     return scenario
 
 
+async def analysed(client: Client, queue: str):
+    """A canary's analysis whose arg is the candidate's target group (valueFrom.targetGroupValue)."""
+    document = ecs_document("recorded-ecs-analysed", ECS_TARGET, "shop/checkout:2.0", [
+        {"setWeight": 50},
+        {"analysis": {"templates": [{"templateName": "alb-errors"}],
+                      "args": [{"name": "group", "valueFrom": {"targetGroupValue": "Latest"}}]}},
+        {"setWeight": 100}], deadline=600)
+    document["spec"]["analysis"] = {"templates": [{"name": "alb-errors", "args": [{"name": "group"}], "metrics": [{
+        "name": "errors", "successCondition": "result['rate'][0] < 5", "provider": {"cloudWatch": {
+            "region": "us-east-1", "metricDataQueries": [{"id": "rate", "metricStat": {"metric": {
+                "namespace": "AWS/ApplicationELB", "metricName": "HTTPCode_Target_5XX_Count",
+                "dimensions": [{"name": "TargetGroup", "value": "{{args.group}}"}]}}}]}}}]}]}
+    handle = await start_workflow(client, parse_rollout(document), queue, "recorder")
+    final = await handle.result()
+    assert final.phase.value == "Healthy", final.message
+    return handle
+
+
 async def observed(client: Client, queue: str):
     target = ecs_rollout("recorded-ecs-observe", [{"setWeight": 100}]).spec.target
     handle = await client.start_workflow(ObserveTarget.run, ObserveInput(target=target),
@@ -178,6 +206,7 @@ SCENARIOS = [
     ("ecs-observe-target", on_aws(observed), lambda: []),
     ("ecs-blue-green-switched-back", on_aws(blue_green_switched_back), lambda: []),
     ("ecs-blue-green-gradual", on_aws(blue_green_gradual), lambda: []),
+    ("ecs-canary-analysed-by-target-group", on_aws(analysed), lambda: []),
     ("ecs-rolling-healthy", on_aws(rolling("recorded-ecs-rolling")), lambda: []),
     ("ecs-rolling-undone", on_aws(rolling("recorded-ecs-rolling-undone"), fail_roll_out=True), lambda: []),
 ]

@@ -331,3 +331,82 @@ async def test_recreate_stops_the_old_tasks_first_and_a_failed_update_is_undone(
     (primary,) = task_sets(aws, site)
     assert primary["externalId"] == "first" and primary["computedDesiredCount"] == 4, "undone: the old one back"
     assert shares(aws, site) == {"first": 100}
+
+
+def cloudwatch_templates(site: dict) -> dict:
+    balancer = "/".join(site["loadBalancer"]["listener"].split(":listener/", 1)[1].split("/")[:3])
+
+    def stat(name: str) -> dict:
+        return {"metric": {"namespace": "AWS/ApplicationELB", "metricName": name, "dimensions": [
+            {"name": "LoadBalancer", "value": balancer}, {"name": "TargetGroup", "value": "{{args.group}}"}]},
+            "period": 60, "stat": "Sum"}
+
+    return {"templates": [
+        {"name": "alb-errors", "args": [{"name": "group"}], "metrics": [{
+            "name": "error-rate", "initialDelay": "3s", "interval": "1s", "count": 3, "failureLimit": 0,
+            "successCondition": "result['rate'][0] < 5",
+            "provider": {"cloudWatch": {"region": site["region"], "lookback": "10m", "metricDataQueries": [
+                {"id": "errors", "metricStat": stat("HTTPCode_Target_5XX_Count"), "returnData": False},
+                {"id": "requests", "metricStat": stat("RequestCount"), "returnData": False},
+                {"id": "rate", "expression": "errors / requests * 100"}]}}}]},
+        {"name": "alarms", "metrics": [{
+            "name": "no-alarm", "successCondition": "len(result['inAlarm']) == 0",
+            "provider": {"cloudWatchAlarms": {"region": site["region"], "alarmNames": [f"{site['cluster']}-5xx"]}}}]}]}
+
+
+async def test_cloudwatch_analysis_of_the_candidates_target_group_rolls_back(ecs, aws, dev_client, unique):
+    """The canary's own target group (valueFrom.targetGroupValue) measured through GetMetricData while the
+    ALB reports its traffic; a version answering half its requests with 5xx is rolled back."""
+    import asyncio
+
+    name, site = f"cw-{unique}", ecs.site
+    aws.controller.behave(f"shop/web:errors-{unique}", error_rate=0.5)
+    document = ecs_document(name, site, f"shop/web:errors-{unique}", steps=[
+        {"setWeight": 50},
+        {"analysis": {"templates": [{"templateName": "alb-errors"}],
+                      "args": [{"name": "group", "valueFrom": {"targetGroupValue": "Latest"}}]}},
+        {"setWeight": 100}])
+    document["spec"]["analysis"] = cloudwatch_templates(site)
+    path = ecs.spec(name, "x:1")
+    Path(path).write_text(yaml.safe_dump(document))
+    assert ecs("start", "-f", path).returncode == 0
+    handle = dev_client.get_workflow_handle(f"rollout/test/{name}")
+    for _ in range(200):  # the ALB's traffic while the rollout runs (at most a minute)
+        if (await handle.describe()).status.name != "RUNNING":
+            break
+        aws.controller.route(site["loadBalancer"]["listener"], 100, metrics=True)
+        await asyncio.sleep(0.3)
+    final = await finished(handle)
+    assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed", final
+    measured = final.analysis[0].measurements[-1] if final.analysis and final.analysis[0].measurements else None
+    assert measured is not None and measured.phase == "Failed", final.analysis
+    assert "rate=errors / requests * 100" in measured.query and '"rate": [' in measured.value, measured
+    candidate = site["loadBalancer"]["targetGroups"][1].split(":", 5)[-1]  # the side the first task set is not on
+    asked = aws.calls("GetMetricData", group=candidate)
+    assert asked and all(site["loadBalancer"]["targetGroups"][0].split(":", 5)[-1] not in str(c.params) for c in asked)
+    assert shares(aws, site) == {"first": 100}
+
+
+async def test_a_cloudwatch_alarm_in_alarm_fails_the_step(ecs, aws, dev_client, unique):
+    name, site = f"alarm-{unique}", ecs.site
+    watch = clients(aws.url, site["region"])["cloudwatch"]
+    alarm = f"{site['cluster']}-5xx"
+    watch.put_metric_alarm(AlarmName=alarm, MetricName="HTTPCode_Target_5XX_Count", Namespace="AWS/ApplicationELB",
+                           Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=10,
+                           ComparisonOperator="GreaterThanThreshold")
+    watch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx above 10 per minute")
+    document = ecs_document(name, site, "shop/web:9.0", steps=[
+        {"setWeight": 20}, {"analysis": {"templates": [{"templateName": "alarms"}]}}, {"setWeight": 100}])
+    document["spec"]["analysis"] = cloudwatch_templates(site)
+    path = ecs.spec(name, "x:1")
+    Path(path).write_text(yaml.safe_dump(document))
+    result = ecs("start", "-f", path, "--wait")
+    assert result.returncode == 1 and "Degraded AnalysisFailed" in result.stdout, result.stdout
+    assert shares(aws, site) == {"first": 100}
+
+    watch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    again = ecs.spec(f"ok-{unique}", "x:1")
+    document["metadata"]["name"] = f"ok-{unique}"
+    Path(again).write_text(yaml.safe_dump(document))
+    result = ecs("start", "-f", again, "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -34,16 +34,19 @@ class MetricProvider(Protocol):
 def default_providers(prometheus_url: str | None = None) -> dict[str, MetricProvider]:
     """Every provider with its client: one Prometheus client per address (the worker's PROMETHEUS_URL
     for metrics that name none) and one HTTP client, shared by all measurements of the worker."""
+    from activities.analysis.cloudwatch import CloudWatchSource
     from activities.analysis.intune import IntuneInstallsSource
     from activities.analysis.judge import JudgeProvider
     from activities.analysis.playvitals import PlayVitalsSource
     from activities.analysis.prometheus import PrometheusClients, PrometheusProvider
     from activities.analysis.web import WebProvider
+    from activities.aws import AwsClients
 
     prometheus = PrometheusClients(os.environ.get("PROMETHEUS_URL", "") if prometheus_url is None else prometheus_url)
     return {"prometheus": PrometheusProvider(prometheus), "web": WebProvider(httpx.Client()),
             "judge": JudgeProvider(prometheus), "playVitals": PlayVitalsSource(),
-            "intuneInstalls": IntuneInstallsSource()}
+            "intuneInstalls": IntuneInstallsSource(), "cloudWatch": (cloudwatch := CloudWatchSource(AwsClients())),
+            "cloudWatchAlarms": cloudwatch}
 
 
 def outcome(metric: Metric, result: Any) -> str:

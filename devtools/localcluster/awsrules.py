@@ -19,6 +19,7 @@ class Call:
     region: str
     action: str
     params: dict[str, Any] = field(default_factory=dict)
+    protocol: str = ""  # json (ECS, CloudWatch: awsJson, which botocore chooses), or ELBv2's query form
 
 
 # UpdateService on an EXTERNAL service: what the ECS reference allows (everything else needs a task set).
@@ -33,6 +34,31 @@ def problem_with(call: Call) -> tuple[str, str] | None:
         return _ecs(call)
     if call.service == "elasticloadbalancing" and call.action in _FORWARDING:
         return _elb(call)
+    if call.service == "monitoring" and call.action == "GetMetricData":
+        return _metric_data(call)
+    return None
+
+
+_STATS = {"Sum", "Average", "Minimum", "Maximum", "SampleCount"}
+
+
+def _metric_data(call: Call) -> tuple[str, str] | None:
+    """Stricter than CloudWatch where moto would answer wrong: percentiles crash it (a 500); metric math it
+    answers empty and "Complete" (which a gate must never read as "no errors"): arithmetic is evaluated by
+    the stand-in (localcluster/metricmath.py), anything else refused."""
+    queries = call.params.get("MetricDataQueries") or []
+    ids = {q.get("Id") for q in queries}
+    for query in queries:
+        stat = (query.get("MetricStat") or {}).get("Stat")
+        if stat is not None and stat not in _STATS:
+            return "InvalidParameterValue", f"stand-in: moto computes only {', '.join(sorted(_STATS))}, not {stat}"
+        expression = query.get("Expression")
+        if expression is not None:
+            from localcluster.metricmath import unknown_in
+
+            problem = unknown_in(expression, ids - {query.get("Id")})
+            if problem:
+                return "InvalidParameterValue", f"stand-in: metric math {expression!r}: {problem}"
     return None
 
 

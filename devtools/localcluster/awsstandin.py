@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 
 from moto.server import ThreadedMotoServer
 
+from localcluster import metricmath
 from localcluster.awsrules import ACCOUNT, OBSERVER_KEY, Call, problem_with  # noqa: F401 - ACCOUNT: part of this module's names
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_ECS", "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "AWS_ENDPOINT_URL_CLOUDWATCH")
@@ -85,6 +86,10 @@ class AwsStandIn(ThreadedMotoServer):
                 problem = problem_with(call)
                 if problem is not None:
                     return _refuse(call, *problem, start_response)
+                if call.action == "GetMetricData" and any("Expression" in q for q in call.params["MetricDataQueries"]):
+                    output = metricmath.answer(call, self.url)
+                    return _reply(json.dumps(output, default=lambda t: t.timestamp()).encode(),
+                                  "application/x-amz-json-1.0", start_response)
             return app(environ, start_response)
 
         return recorded
@@ -96,13 +101,12 @@ def _parse(environ: dict[str, Any], body: bytes) -> Call | None:
         return None
     service, region = scope["service"], scope["region"]
     target = environ.get("HTTP_X_AMZ_TARGET", "")
-    if service == "ecs" and target:
-        return Call(service, region, target.rsplit(".", 1)[-1], json.loads(body or b"{}"))
+    if service in ("ecs", "monitoring") and target:  # awsJson (CloudWatch: awsJson1_0, which botocore chooses)
+        return Call(service, region, target.rsplit(".", 1)[-1], json.loads(body or b"{}"), protocol="json")
     if service == "elasticloadbalancing":
         form = dict(parse_qsl(body.decode()))
         return Call(service, region, form.pop("Action", ""), unflatten(form))
-    if service == "monitoring":
-        return Call(service, region, environ.get("PATH_INFO", "").rsplit("/", 1)[-1], {})
+
     return None
 
 
@@ -131,14 +135,19 @@ def unflatten(form: dict[str, str]) -> dict[str, Any]:
 
 
 def _refuse(call: Call, code: str, message: str, start_response):
-    if call.service == "ecs":
+    if call.protocol == "json":
         body = json.dumps({"__type": code, "message": message}).encode()
-        content = "application/x-amz-json-1.1"
+        content = "application/x-amz-json-1.1" if call.service == "ecs" else "application/x-amz-json-1.0"
     else:
         body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{_xml(message)}</Message>"
                 "</Error><RequestId>stand-in</RequestId></ErrorResponse>").encode()
         content = "text/xml"
     start_response("400 Bad Request", [("Content-Type", content), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _reply(body: bytes, content: str, start_response, headers: list | None = None):
+    start_response("200 OK", [("Content-Type", content), ("Content-Length", str(len(body))), *(headers or [])])
     return [body]
 
 

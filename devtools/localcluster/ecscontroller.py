@@ -15,8 +15,11 @@ runs moto, plays both for EXTERNAL services:
   weights — counted per task set. It reads ELBv2 through the API with its own credentials, which the call
   log leaves out.
 
+- **ALB metrics** (`route(..., metrics=True)`): RequestCount and HTTPCode_Target_5XX_Count per target group
+  put to CloudWatch (moto produces no ALB metrics), the errors from each image's `error_rate`.
+
 Not simulated: deregistration delay (targets leave at once), placement, task failures other than
-"never healthy", CloudWatch metrics."""
+"never healthy", latency metrics."""
 
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ class EcsController:
         self.tasks: dict[str, list[Task]] = {}  # task set ARN -> its tasks
         self.groups: dict[str, tuple[str, str, int]] = {}  # task set ARN -> (region, target group, port)
         self.behaviours: list[tuple[str, Behaviour]] = []
+        self.images: dict[str, str] = {}  # task set ARN -> the image its tasks run
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ecs-controller", daemon=True)
@@ -109,6 +113,7 @@ class EcsController:
         image = next((c.get("image", "") for c in definition.container_definitions
                       if c.get("name") == balancer.get("containerName")), "")
         behaviour = self._for_image(image)
+        self.images[task_set.task_set_arn] = image
         tasks = self.tasks.setdefault(task_set.task_set_arn, [])
         now = time.monotonic()
         while len(tasks) < want:
@@ -136,8 +141,10 @@ class EcsController:
 
     # ---- traffic ---------------------------------------------------------------------------------------
     def route(self, listener: str, requests: int = 100, headers: dict[str, str] | None = None,
-              path: str = "/") -> Counter:
-        """Send `requests` requests through `listener`; count them per task set ARN ("503": no healthy target)."""
+              path: str = "/", metrics: bool = False) -> Counter:
+        """Send `requests` requests through `listener`; count them per task set ARN ("503": no healthy target).
+        `metrics`: also put what the ALB would report to CloudWatch (namespace AWS/ApplicationELB, per target
+        group: RequestCount, and HTTPCode_Target_5XX_Count from each image's `error_rate`)."""
         region = listener.split(":")[3]
         elbv2 = boto3.client("elbv2", endpoint_url=self.url, region_name=region, aws_access_key_id=OBSERVER_KEY,
                              aws_secret_access_key="testing")
@@ -149,6 +156,7 @@ class EcsController:
         weighted = [(g["TargetGroupArn"], int(g.get("Weight", 1))) for g in groups if int(g.get("Weight", 1)) > 0]
         total = sum(weight for _, weight in weighted)
         counts: Counter = Counter()
+        served: Counter = Counter()  # per target group
         cycles = {group: itertools.cycle(self._targets(elbv2, group) or ["503"]) for group, _ in weighted}
         for index in range(requests):  # request i goes where (i + 0.5) / requests falls in the weights
             point, edge = (index + 0.5) / requests * total, 0
@@ -156,8 +164,29 @@ class EcsController:
                 edge += weight
                 if point < edge:
                     counts[next(cycles[group])] += 1
+                    served[group] += 1
                     break
+        if metrics:
+            self._report(region, listener, served, counts)
         return counts
+
+    def _report(self, region: str, listener: str, served: Counter, counts: Counter) -> None:
+        balancer = "/".join(listener.split(":listener/", 1)[1].split("/")[:3])  # app/<name>/<id>
+        errors: Counter = Counter()
+        for arn, count in counts.items():
+            if arn != "503":
+                group = self.groups.get(arn, ("", "", 0))[1]
+                errors[group] += round(count * self._for_image(self.images.get(arn, "")).error_rate)
+        data = []
+        for group, count in served.items():
+            dimensions = [{"Name": "LoadBalancer", "Value": balancer},
+                          {"Name": "TargetGroup", "Value": group.split(":", 5)[-1]}]
+            data += [{"MetricName": "RequestCount", "Dimensions": dimensions, "Value": count, "Unit": "Count"},
+                     {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dimensions, "Value": errors[group],
+                      "Unit": "Count"}]
+        if data:
+            boto3.client("cloudwatch", endpoint_url=self.url, region_name=region, aws_access_key_id=OBSERVER_KEY,
+                         aws_secret_access_key="testing").put_metric_data(Namespace="AWS/ApplicationELB", MetricData=data)
 
     def _targets(self, elbv2: Any, group: str) -> list[str]:
         """The task sets of the healthy targets of `group`, one entry per target."""

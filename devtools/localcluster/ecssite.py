@@ -15,7 +15,7 @@ from localcluster.awsrules import OBSERVER_KEY
 
 def clients(url: str, region: str) -> dict[str, Any]:
     made = {"endpoint_url": url, "region_name": region, "aws_access_key_id": OBSERVER_KEY, "aws_secret_access_key": "testing"}
-    return {name: boto3.client(name, **made) for name in ("ec2", "elbv2", "ecs")}
+    return {name: boto3.client(name, **made) for name in ("ec2", "elbv2", "ecs", "cloudwatch")}
 
 
 def new_ecs_service(url: str, name: str, region: str = "us-east-1", desired: int = 4, image: str = "shop/web:1.0",

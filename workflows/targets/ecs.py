@@ -7,9 +7,11 @@ and spec validation refuses it (models/capabilities.py), so those methods are ne
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -21,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         WeightResult,
         Wording,
     )
-    from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSwitchInput, EcsTarget
+    from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSideInput, EcsSwitchInput, EcsTarget
     from models.routing import RouteState, SetCanaryScale
     from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
@@ -46,7 +48,15 @@ class EcsDelivery:
         return workflow.start_activity(name, arg, result_type=result, summary=summary, **self.options)
 
     def revisions(self, shape: Literal["canary", "blueGreen", "inPlace"]):
-        return None  # no pod-template-hash on ECS (analyses' podTemplateHashValue is Kubernetes')
+        """valueFrom.targetGroupValue: role -> that side's target group (CloudWatch's TargetGroup dimension)."""
+        async def read(role: str) -> str:
+            return await workflow.execute_activity(
+                "ecs_target_group", EcsSideInput(**self._request(), role=role, in_place=shape == "inPlace"),
+                result_type=str, summary=f"{role} target group", start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=options.HEARTBEAT, retry_policy=RetryPolicy(
+                    maximum_attempts=15, maximum_interval=timedelta(seconds=2), non_retryable_error_types=options.PERMANENT))
+
+        return read
 
     # -- canary ------------------------------------------------------------------------------------------
     def prepare_canary(self, canary: CanaryStrategy):

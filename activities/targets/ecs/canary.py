@@ -13,8 +13,8 @@ import math
 
 from temporalio import activity
 
+from activities.aws import AwsClients, invalid
 from activities.targets.ecs import listener, tasksets
-from activities.targets.ecs.client import AwsClients, invalid
 from activities.targets.ecs.tasksets import Service, computed
 from models.delivery import PrepareCanaryResult, WeightResult
 from models.ecs import EcsRequest, EcsRoutesInput, EcsTarget

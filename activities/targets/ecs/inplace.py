@@ -14,8 +14,8 @@ import math
 
 from temporalio import activity
 
+from activities.aws import AwsClients, aws_errors, invalid
 from activities.targets.ecs import tasksets
-from activities.targets.ecs.client import AwsClients, aws_errors, invalid
 from activities.targets.ecs.tasksets import Service, computed
 from models.delivery import RollOutResult
 from models.ecs import EcsRequest, EcsRollOutInput, EcsTarget

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from activities.targets.ecs.client import aws_errors, invalid
+from activities.aws import aws_errors, invalid
 from models.ecs import EcsTarget
 from models.routing import SetHeaderRoute
 

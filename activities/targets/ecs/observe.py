@@ -5,15 +5,26 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.aws import AwsClients, invalid
 from activities.targets.ecs import tasksets
-from activities.targets.ecs.client import AwsClients
-from models.ecs import EcsTarget
+from models.ecs import EcsSideInput, EcsTarget
 from models.targets import TargetObservation
 
 
 class EcsObserveActivities:
     def __init__(self, aws: AwsClients):
         self._aws = aws
+
+    @activity.defn(name="ecs_target_group")
+    def target_group(self, request: EcsSideInput) -> str:
+        """valueFrom.targetGroupValue: a side's target group as CloudWatch's TargetGroup dimension names it."""
+        t = request.target
+        service = tasksets.read_service(self._aws.ecs(t.region), t)
+        side = service.primary() if request.role == "Stable" or request.in_place else \
+            service.external(tasksets.external_id(request.rollout_id, request.image))
+        if side is None or not side.get("loadBalancers"):
+            raise invalid(f"{tasksets.where(t)}: no {request.role} task set behind a target group")
+        return side["loadBalancers"][0]["targetGroupArn"].split(":", 5)[-1]
 
     @activity.defn(name="observe_ecs_target")
     def observe(self, target: EcsTarget) -> TargetObservation:

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.targets.ecs.client import aws_errors, invalid
+from activities.aws import aws_errors, invalid
 from activities.waiting import still_waiting, wait_started
 from models.ecs import EcsTarget
 

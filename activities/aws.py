@@ -1,6 +1,6 @@
-"""Talking to AWS for the ECS target: one boto3 client per (service, region), built once per worker from
-boto3's own chain (credentials, `AWS_ENDPOINT_URL_<SERVICE>`, config files, instance roles) — never from a
-workflow or a document — and one rule for AWS errors.
+"""Talking to AWS (the ECS target, the CloudWatch providers): one boto3 client per (service, region),
+built once per worker from boto3's own chain (credentials, `AWS_ENDPOINT_URL_<SERVICE>`, config files,
+instance roles) — never from a workflow or a document — and one rule for AWS errors.
 
 Permanent (non-retryable, the message names the resource): the request is wrong or the resource is not
 there or not ours (4xx validation, not-found, access denied). Everything else — throttling, 5xx, a lost
@@ -46,10 +46,14 @@ class AwsClients:
     def elbv2(self, region: str) -> Any:
         return self("elbv2", region)
 
+    def cloudwatch(self, region: str) -> Any:
+        return self("cloudwatch", region)
+
 
 @contextlib.contextmanager
-def aws_errors(what: str) -> Iterator[None]:
-    """Turn a botocore ClientError into an ApplicationError naming `what` (e.g. "ecs service shop/web")."""
+def aws_errors(what: str, invalid_type: str = "InvalidTarget") -> Iterator[None]:
+    """Turn a botocore ClientError into an ApplicationError naming `what` (e.g. "ecs service shop/web");
+    a request refused as wrong is `invalid_type` (a metric's: "Invalid")."""
     try:
         yield
     except ClientError as error:
@@ -58,7 +62,7 @@ def aws_errors(what: str) -> Iterator[None]:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in _RETRIED or status >= 500 or status == 429:
             raise ApplicationError(f"{what}: {code}: {message}", type="AwsUnavailable") from None
-        kind = "Forbidden" if code in _FORBIDDEN else "NotFound" if "NotFound" in code else "InvalidTarget"
+        kind = "Forbidden" if code in _FORBIDDEN else "NotFound" if "NotFound" in code else invalid_type
         raise ApplicationError(f"{what}: {code}: {message}", type=kind, non_retryable=True) from None
 
 
