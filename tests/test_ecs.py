@@ -5,6 +5,7 @@ process, the dev server. Traffic is counted per task set by following the listen
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import pytest
 import yaml
 
 from localcluster.ecssite import clients, new_ecs_service
+from models.spec import parse_rollout
 from models.status import Phase, RolloutStatus
+from starters.commands import start_workflow
 from tests.helpers import ECS_TARGET, ecs_document, eventually, finished
 
 REPO = Path(__file__).resolve().parent.parent
@@ -410,3 +413,60 @@ async def test_a_cloudwatch_alarm_in_alarm_fails_the_step(ecs, aws, dev_client, 
     Path(again).write_text(yaml.safe_dump(document))
     result = ecs("start", "-f", again, "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+ECS_EFFECTS = ["prepare_ecs_canary", "set_ecs_routes", "promote_ecs_canary"]
+
+
+@pytest.mark.parametrize("fault", ["after every step", "inside a long wait"])
+async def test_worker_killed_during_an_ecs_canary_applies_every_effect_once(
+        fault, dev_server, dev_client, aws, release_worker_processes, unique, tmp_path):
+    """The durability matrix's kill cells on ECS: SIGKILL after each activity that changes AWS (before its
+    result reaches the server), or a second into a wait for healthy targets; a supervisor restarts the
+    worker; the call log shows each change made once, in order."""
+    from tests.matrix import Cell
+
+    cell, passed = Cell("ecs canary", f"worker kill {fault}"), False
+    try:
+        await _killed_canary(fault, cell, dev_server, dev_client, aws, release_worker_processes, unique, tmp_path)
+        passed = True
+    finally:
+        cell.write(passed)
+
+
+async def _killed_canary(fault, cell, dev_server, dev_client, aws, release_worker_processes, unique, tmp_path):
+    from tests.matrix import Supervisor
+    from tests.test_matrix import kill_plan
+
+    site = new_ecs_service(aws.url, f"kill-{unique}", controller=aws.controller)
+    image = f"shop/web:slow-{unique}"
+    aws.controller.behave(image, ready_delay_seconds=3.0)
+    points = [{"when": "after", "activities": ECS_EFFECTS}] if fault == "after every step" else \
+        [{"when": "during", "activities": ["set_ecs_routes", "promote_ecs_canary"], "seconds": 1.0, "max": 2}]
+    env, journal = kill_plan(tmp_path, points)
+    queue = f"ecs-kill-{unique}"
+    supervisor = Supervisor(release_worker_processes, dev_server.address, queue, env={**aws.environment(), **env})
+    try:
+        rollout = parse_rollout(ecs_document(f"kill-{unique}", site, image, deadline=120, steps=[
+            {"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"setWeight": 100}]))
+        final = await finished(await start_workflow(dev_client, rollout, queue, "test"), 300)
+    finally:
+        await supervisor.stop()
+    kills = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    cell.figures.update(kills=len(kills), restarts=supervisor.restarts)
+    assert final.phase is Phase.HEALTHY, final.message
+    if fault == "after every step":
+        assert {k["activity"] for k in kills} == set(ECS_EFFECTS), kills
+    else:
+        assert kills and all(k["when"] == "during" for k in kills), kills
+    mine = [c for c in aws.calls() if site["cluster"] in str(c.params) or site["loadBalancer"]["listener"] in str(c.params)]
+    changes = [c.action for c in mine if not c.action.startswith(("Describe", "List"))]
+    assert [c.params["scale"]["value"] for c in mine if c.action == "UpdateTaskSet"] == [25.0, 50.0, 100.0], changes
+    listener_weights = [[g["Weight"] for g in c.params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]]
+                        for c in mine if c.action == "ModifyListener"]
+    assert listener_weights == [["75", "25"], ["50", "50"], ["0", "100"]], listener_weights  # the query form: text
+    for action in ("CreateTaskSet", "RegisterTaskDefinition", "UpdateServicePrimaryTaskSet", "DeleteTaskSet",
+                   "TagResource", "UntagResource"):
+        assert changes.count(action) == 1, (action, changes)
+    (primary,) = task_sets(aws, site)
+    assert primary["taskDefinition"].endswith(":2") and shares(aws, site) == {"candidate": 100}
