@@ -37,6 +37,7 @@ from models.documents import SpecError, from_document, parse_as, schema_of
 from models.durations import Duration, format_duration
 from models.notifications import NotificationChannel
 from models.pipeline_status import CheckResult, PipelineTree, StageState, TargetState, WaveState  # noqa: F401 - its API
+from models.placement import Target, placed
 from models.presets import HASH_ROLES, resolve
 from models.schedule import ExecutionWindows
 from models.spec import _IMAGE, Metadata, Rollout, parse_rollout
@@ -99,18 +100,6 @@ class Gate(SpecModel):
             who = ", ".join(self.approval.approvers) or "anyone"
             parts.append(f"approval {self.approval.min_approvals} of {who}")
         return ", ".join(parts)
-
-
-class Target(SpecModel):
-    """One place a stage deploys to: a cluster (kubeconfig context), with its own overrides."""
-
-    context: str = Field(min_length=1, max_length=253)
-    region: str = Field("", max_length=63)
-    namespace: DnsLabel | None = None
-
-    @property
-    def key(self) -> str:
-        return self.context if not self.namespace else f"{self.context}.{self.namespace}"
 
 
 class Wave(SpecModel):
@@ -180,13 +169,8 @@ class Stage(SpecModel):
         context, namespace and the stage's overrides; named after the pipeline (`pipeline`, its workflow ID),
         stage and target (`target_name`) — or, for runs recorded before (`None`), the template's name."""
         rollout = self.template()
-        k8s = rollout.spec.target.kubernetes
-        assert k8s is not None
-        k8s = k8s.model_copy(update={"context": target.context,
-                                      "namespace": target.namespace or self.overrides.namespace or k8s.namespace,
-                                      "deployment": self.overrides.deployment or k8s.deployment})
-        spec = rollout.spec.model_copy(update={"image": image,
-                                               "target": rollout.spec.target.model_copy(update={"kubernetes": k8s})})
+        where = placed(rollout.spec.target, target, self.overrides.namespace, self.overrides.deployment)
+        spec = rollout.spec.model_copy(update={"image": image, "target": where})
         # every analysis may select the new revision by what was pinned: args pinnedImage and pinnedDigest
         # (used by a template that declares them; a stage override of the same name wins)
         pinned = [Arg(name="pinnedImage", value=image), Arg(name="pinnedDigest", value=image.partition("@")[2])]
@@ -273,8 +257,15 @@ class PipelineSpecBody(SpecModel):
                     template = stage.template(from_document(info))
                 except SpecError as error:
                     raise ValueError(f"@stages[{index}].rollout: {error.problems[0]}") from None
-                if template.spec.target.kubernetes is None:
-                    raise ValueError(f"@stages[{index}].rollout.spec.target: a stage deploys to Kubernetes")
+                for w, wave in enumerate(stage.waves):
+                    for t, target in enumerate(wave.targets):
+                        try:
+                            placed(template.spec.target, target)
+                        except ValueError as error:
+                            raise ValueError(f"@stages[{index}].waves[{w}].targets[{t}]: {error}") from None
+                if template.spec.target.ecs is not None and (stage.overrides.namespace or stage.overrides.deployment):
+                    raise ValueError(f"@stages[{index}].overrides: namespace and deployment are Kubernetes'; an ECS "
+                                     "target changes its ecs block")
                 roles = HASH_ROLES.get(template.spec.strategy.name, ())
                 for a, arg in enumerate(stage.overrides.args):
                     role = arg.value_from.role if arg.value_from else None
@@ -318,7 +309,7 @@ class PipelineSpecBody(SpecModel):
                 lines.append(f"{stage.name}: gate ({stage.gate.describe()})")
             else:
                 wave = stage.waves[w]
-                where = ", ".join(t.context + (f" ({t.region})" if t.region else "") for t in wave.targets[:6])
+                where = ", ".join((t.context or t.key) + (f" ({t.region})" if t.region else "") for t in wave.targets[:6])
                 more = f" +{len(wave.targets) - 6}" if len(wave.targets) > 6 else ""
                 lines.append(f"{stage.name}: wave {w + 1}/{len(stage.waves)} ({where}{more}; "
                              f"rounds of {wave.max_parallel})")

@@ -268,12 +268,17 @@ async def follow(handle: WorkflowHandle, timeout: float, quiet: bool = False) ->
     """Print history lines as they appear until the rollout finishes; exit code from its phase."""
     deadline = time.monotonic() + timeout
     shown = 0
-    hinted = False
+    hinted = stuck = False
     while True:
         try:
             status = await status_or_none(handle)
         except RPCError as error:  # a query the worker did not answer in time (busy, restarting): ask again
-            if error.status not in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+            if error.status == RPCStatusCode.FAILED_PRECONDITION and not stuck:  # its workflow task keeps failing
+                print(f"{handle.id}: its workflow task fails on the worker ({error.message}); the worker's log says why "
+                      "— still waiting", file=sys.stderr)
+                stuck = True
+            elif error.status not in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED,
+                                      RPCStatusCode.UNAVAILABLE, RPCStatusCode.FAILED_PRECONDITION):
                 raise
             status = None
         if status is not None:

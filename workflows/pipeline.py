@@ -52,7 +52,7 @@ class PipelineRun(StatusQuery, Abort, Promote, Approve, Hold):
         self.control.status.pipeline = PipelineTree(stages=[
             StageState(name=stage.name, waves=[
                 WaveState(name=wave.name or f"wave {w + 1}",
-                          targets=[TargetState(key=t.key, context=t.context, region=t.region) for t in wave.targets])
+                          targets=[TargetState(key=t.key, context=t.context or "", region=t.region) for t in wave.targets])
                 for w, wave in enumerate(stage.waves)])
             for stage in self.spec.stages])
         self.waves = Waves(self.control, self.pipeline.rollout_id, request.requested_by)

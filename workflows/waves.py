@@ -44,6 +44,17 @@ with workflow.unsafe.imports_passed_through():
 
 OBSERVE = {"start_to_close_timeout": timedelta(seconds=30), "heartbeat_timeout": options.HEARTBEAT,
            "retry_policy": RetryPolicy(maximum_attempts=5, non_retryable_error_types=options.PERMANENT)}
+# workflow.patched: a target's rollout (its undo, and the reads that verify it) run on its family's task queue,
+# where the workers with that target's credentials are; runs recorded before ran them on the pipeline's queue.
+FAMILY_QUEUES = "pipeline-targets-on-their-family-queue"
+
+
+def family_queue(rollout: Rollout) -> dict[str, str]:
+    """The task queue option for `rollout`'s target family (none for runs recorded before FAMILY_QUEUES)."""
+    if not workflow.patched(FAMILY_QUEUES):
+        return {}
+    return {"task_queue": names.task_queue_for(workflow.info().task_queue, rollout.spec.target.family)}  # a pipeline
+    # runs on the base queue (the Kubernetes family's)
 
 
 class Waves:
@@ -134,7 +145,7 @@ class Waves:
             handle = await workflow.start_child_workflow(
                 workflow_class.run, RolloutInput(rollout=rollout, requested_by=f"{self.pipeline_id} ({self.started_by})",
                                                 initiator=c.initiator, initiator_proven=c.status.initiator_proven),
-                **names.start_options(rollout, pipeline=self.pipeline_id),
+                **names.start_options(rollout, pipeline=self.pipeline_id), **family_queue(rollout),
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 static_summary=f"{rollout.spec.strategy.name} {rollout.target_description} → {rollout.spec.image} "
                                f"({self.pipeline_id})")
@@ -153,7 +164,8 @@ class Waves:
 
     async def _observe(self, rollout: Rollout) -> TargetObservation:
         target = rollout.spec.target
-        return await observe(target, f"verify {target.describe()} runs {rollout.spec.image}", **OBSERVE)
+        return await observe(target, f"verify {target.describe()} runs {rollout.spec.image}", **OBSERVE,
+                             **family_queue(rollout))
 
     async def recheck(self, s: int, stage: Stage, when: str) -> None:
         """Every verified target of stage `s` read again, together: one that no longer runs the stage's image
@@ -201,7 +213,7 @@ class Waves:
             try:
                 ended: RolloutStatus = await workflow.execute_child_workflow(
                     ACTION_WORKFLOWS["undo"].run, RevisionInput(rollout=rollout, requested_by=self.pipeline_id, action="undo"),
-                    **names.start_options(rollout, strategy="undo", pipeline=self.pipeline_id),
+                    **names.start_options(rollout, strategy="undo", pipeline=self.pipeline_id), **family_queue(rollout),
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON, result_type=RolloutStatus,
                     static_summary=f"undo {rollout.target_description} ({self.pipeline_id}: onFailure rollbackCompleted)")
             except (ChildWorkflowError, WorkflowAlreadyStartedError) as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.aws import AwsClients, invalid
+from activities.aws import AwsClients, aws_errors, invalid
 from activities.targets.ecs import tasksets
 from models.ecs import EcsSideInput, EcsTarget
 from models.targets import TargetObservation
@@ -36,8 +36,15 @@ class EcsObserveActivities:
         image = tasksets.container_image(ecs, target, primary["taskDefinition"])
         want, running = primary.get("computedDesiredCount"), primary.get("runningCount")
         others = len(service.task_sets) - 1
-        ready = (want is not None and running == want and not primary.get("pendingCount")
+        healthy = 0
+        if primary.get("loadBalancers"):  # evidence from the ALB too: every running task's target healthy
+            with aws_errors(tasksets.where(target)):
+                health = self._aws.elbv2(target.region).describe_target_health(
+                    TargetGroupArn=primary["loadBalancers"][0]["targetGroupArn"])["TargetHealthDescriptions"]
+            healthy = sum(1 for h in health if h["TargetHealth"]["State"] == "healthy")
+        ready = (want is not None and running == want and not primary.get("pendingCount") and healthy >= (running or 0)
                  and primary.get("stabilityStatus") == "STEADY_STATE" and others == 0)
-        detail = f"{running}/{want} tasks running" + (f", {others} other task set(s)" if others else "")
+        detail = f"{running}/{want} tasks running, {healthy} healthy targets" + (
+            f", {others} other task set(s)" if others else "")
         return TargetObservation(target=target.describe(), version=image, ready=ready, detail=detail,
                                  instances=running, revision=primary["taskDefinition"].rsplit("/", 1)[-1])
