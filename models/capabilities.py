@@ -32,6 +32,11 @@ def target_problem(spec: RolloutSpecBody) -> str:
         return f"@strategy.blueGreen: the {kind} target cannot switch traffic in one call"
     if spec.rollback_window is not None and not can.warm_rollback_window:
         return f"@rollbackWindow: the {kind} target keeps no earlier revision warm"
+    window_limit = getattr(target, "WARM_REVISIONS", None)
+    if spec.rollback_window is not None and window_limit is not None and spec.rollback_window.revisions > window_limit:
+        return f"@rollbackWindow.revisions: the {kind} target keeps at most {window_limit} revision warm"
+    if spec.rollback_window is not None and spec.rollback_window.service and kind != "kubernetes":
+        return f"@rollbackWindow.service: a Kubernetes field; the {kind} target switches its own traffic"
     if name == "blueGreen":
         bg = st.blue_green
         router, router_name = _router(spec, bg.traffic_routing)

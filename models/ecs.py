@@ -85,13 +85,14 @@ class EcsTarget(SpecModel):
 
     FAMILY: ClassVar[str] = "aws"
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
-        weights=True, header_routes=True, mirrors=False, instant_switch=True, warm_rollback_window=False,
+        weights=True, header_routes=True, mirrors=False, instant_switch=True, warm_rollback_window=True,
         in_place_rolling=True)
     DELIVERY: ClassVar[str] = "workflows.targets.ecs:EcsDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.ecs:activities"
     OBSERVER: ClassVar[str] = "observe_ecs_target"
     VALUE_FROM: ClassVar[str] = "targetGroupValue"  # what an analysis arg's valueFrom reads (models/capabilities.py)
     ROUTER: ClassVar[Router] = AlbRouting()
+    WARM_REVISIONS: ClassVar[int] = 1  # the rollback window's warm copy sits behind the one spare target group
 
     region: Region
     cluster: EcsName
@@ -175,6 +176,12 @@ class EcsSideInput(EcsRequest):
 
     role: Literal["Latest", "Stable"]
     in_place: bool = False
+
+
+class EcsWindowInput(EcsRequest):
+    """The rollback window on ECS: the revision before the primary's kept warm behind the other target group."""
+
+    revision: int = 0  # switch_to_warm: which warm revision (a task definition revision)
 
 
 class EcsSwitchInput(EcsRequest):

@@ -174,7 +174,7 @@ class RolloutSpecBody(SpecModel):
 
     @model_validator(mode="after")
     def _window_service(self) -> RolloutSpecBody:
-        if self.rollback_window and self.service is None:
+        if self.rollback_window and self.service is None and self.target.kubernetes is not None:
             raise ValueError(f"@rollbackWindow.service: required with {self.strategy.name} "
                              "(the Service that selects the Deployment's pods)")
         return self

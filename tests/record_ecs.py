@@ -14,11 +14,19 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from models.analysis import MeasureInput, Measurement
-from models.delivery import BlueGreenPrepared, PrepareCanaryResult, RollOutResult, WeightResult
-from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSideInput, EcsSwitchInput, EcsTarget
-from models.names import task_queue_for
+from models.delivery import BlueGreenPrepared, PrepareCanaryResult, RollOutResult, WarmRevision, WeightResult
+from models.ecs import (
+    EcsRequest,
+    EcsRollOutInput,
+    EcsRoutesInput,
+    EcsSideInput,
+    EcsSwitchInput,
+    EcsTarget,
+    EcsWindowInput,
+)
+from models.names import task_queue_for, window_id
 from models.spec import parse_rollout
-from models.status import AbortRequest, PromoteRequest
+from models.status import AbortRequest, PromoteRequest, UndoRequest
 from models.targets import ObserveInput, TargetObservation
 from starters.commands import start_workflow
 from tests.helpers import ECS_TARGET, ecs_document, paused_at
@@ -103,8 +111,20 @@ def ecs_fakes(fail_roll_out: bool = False) -> list:
         ok = request.args.get("group") == "targetgroup/checkout-b/2"
         return Measurement(phase="Successful" if ok else "Failed", value=str(request.args))
 
+    @activity.defn(name="keep_ecs_warm")
+    async def keep_warm(request: EcsWindowInput) -> list[WarmRevision]:
+        return [WarmRevision(revision=6, image="shop/checkout:1.0")]
+
+    @activity.defn(name="switch_ecs_to_warm")
+    async def switch_to_warm(request: EcsWindowInput) -> None:
+        return None
+
+    @activity.defn(name="close_ecs_window")
+    async def close_window(request: EcsWindowInput) -> None:
+        return None
+
     return [prepare, routes, promote, abort, observe, prepare_blue_green, scale_preview, shift, switch, complete,
-            abort_blue_green, roll_out, undo, target_group, measure]
+            abort_blue_green, roll_out, undo, target_group, measure, keep_warm, switch_to_warm, close_window]
 
 
 def on_aws(scenario, fail_roll_out: bool = False):
@@ -191,6 +211,20 @@ async def analysed(client: Client, queue: str):
     return handle
 
 
+async def window_undone(client: Client, queue: str):
+    """A canary with a rollback window on ECS; `rollout undo` switches to the warm task set."""
+    document = ecs_document("recorded-ecs-window", ECS_TARGET, "shop/checkout:2.0", [{"setWeight": 100}], deadline=600)
+    document["spec"]["rollbackWindow"] = {"duration": "1h"}
+    rollout = parse_rollout(document)
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await handle.result()
+    window = client.get_workflow_handle(window_id(rollout.rollout_id))
+    await paused_at(window, 1)
+    await window.execute_update("undo", UndoRequest(by="oncall"))
+    await window.result()
+    return window
+
+
 async def observed(client: Client, queue: str):
     target = ecs_rollout("recorded-ecs-observe", [{"setWeight": 100}]).spec.target
     handle = await client.start_workflow(ObserveTarget.run, ObserveInput(target=target),
@@ -207,6 +241,7 @@ SCENARIOS = [
     ("ecs-blue-green-switched-back", on_aws(blue_green_switched_back), lambda: []),
     ("ecs-blue-green-gradual", on_aws(blue_green_gradual), lambda: []),
     ("ecs-canary-analysed-by-target-group", on_aws(analysed), lambda: []),
+    ("ecs-rollback-window-undone", on_aws(window_undone), lambda: []),
     ("ecs-rolling-healthy", on_aws(rolling("recorded-ecs-rolling")), lambda: []),
     ("ecs-rolling-undone", on_aws(rolling("recorded-ecs-rolling-undone"), fail_roll_out=True), lambda: []),
 ]

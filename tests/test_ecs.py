@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from temporalio.service import RPCError
 
 from localcluster.ecssite import clients, new_ecs_service
 from models.spec import parse_rollout
@@ -185,7 +186,9 @@ TARGET = ECS_TARGET
     ({"strategy": {"canary": {"trafficRouting": {"nginx": {"stableIngress": "web"}}, "steps": [{"setWeight": 5}]}}},
      "spec.strategy.canary.trafficRouting: an ECS target routes through its load balancer"),
     ({"strategy": {"blueGreen": {"activeService": "web"}}}, "spec.strategy.blueGreen.activeService: an ECS target routes"),
-    ({"rollbackWindow": {"duration": "10m"}}, "spec.rollbackWindow: the ecs target keeps no earlier revision warm"),
+    ({"rollbackWindow": {"duration": "10m", "revisions": 2}},
+     "spec.rollbackWindow.revisions: the ecs target keeps at most 1 revision warm"),
+    ({"rollbackWindow": {"duration": "10m", "service": "web"}}, "spec.rollbackWindow.service: a Kubernetes field"),
     ({"target": {"ecs": {**TARGET, "region": "eu-west-1"}}},
      "spec.target.ecs.loadBalancer.listener: in region us-east-1, the target is in eu-west-1"),
     ({"target": {"ecs": {**TARGET, "loadBalancer": {**TARGET["loadBalancer"], "listener": ARN.format("targetgroup/a/1")}}}},
@@ -530,3 +533,35 @@ async def test_a_pipeline_whose_second_stage_is_an_ecs_wave_over_two_regions(
     assert len(west) == 1, "the west target's rollout ran in its own region"
     status = json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip().startswith("{") else None
     assert status is None or status.get("phase") == "Healthy"
+
+
+async def test_rollback_window_keeps_the_previous_revision_warm_and_undo_switches_at_once(ecs, aws, dev_client, unique):
+    name, site = f"win-{unique}", ecs.site
+    document = ecs_document(name, site, "shop/web:11.0", steps=[{"setWeight": 50}, {"setWeight": 100}])
+    document["spec"]["rollbackWindow"] = {"duration": "10m"}
+    path = ecs.spec(name, "x:1")
+    Path(path).write_text(yaml.safe_dump(document))
+    result = ecs("start", "-f", path, "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    window = dev_client.get_workflow_handle(f"rollout/test/{name}/window")
+
+    async def warm():
+        try:
+            s = await window.query("status", result_type=RolloutStatus)
+        except RPCError:  # not started yet
+            return None
+        return s if s.phase is Phase.PAUSED else None
+
+    await eventually(warm, timeout=60, what="the window open")
+    sets = {ts["externalId"].split("/")[-2]: ts for ts in task_sets(aws, site)}
+    assert sets["warm"]["computedDesiredCount"] == sets["warm"]["runningCount"] == 4, sets
+    assert shares(aws, site) == {"candidate": 100}, "the warm copy takes no traffic"
+
+    before = len(aws.calls())
+    undone = ecs("undo", f"test/{name}", "--wait")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    switch = [c.action for c in aws.calls()[before:] if not c.action.startswith(("Describe", "List"))]
+    assert switch[0] == "ModifyListener" and "CreateTaskSet" not in switch and "UpdateTaskSet" not in switch, switch
+    (primary,) = task_sets(aws, site)
+    assert primary["taskDefinition"].endswith(":1") and primary["status"] == "PRIMARY"
+    assert sum(shares(aws, site).values()) == 100 and "503" not in shares(aws, site)

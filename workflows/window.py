@@ -27,7 +27,7 @@ class RollbackWindow(StatusQuery, Abort, Promote):
         self.rules = self.control.rules
         self.spec = self.control.rollout.spec
         spec = self.spec
-        assert spec.rollback_window is not None and spec.service is not None
+        assert spec.rollback_window is not None
         self.window = spec.rollback_window
         self.control.status.strategy = "rollbackWindow"
         self.warm: list[WarmRevision] = []
@@ -79,7 +79,8 @@ class RollbackWindow(StatusQuery, Abort, Promote):
         self.control.start_step(2, f"switch back to revision {revision} ({image})")
         try:
             await self.target.switch_to_warm(revision)
-            self.control.record("switched-back", f"{self.spec.service} → warm r{revision} ({image})")
+            self.control.record("switched-back", f"{self.spec.service or self.target.words.production} → warm r{revision} "
+                                                 f"({image})")
             await self.target.roll_out(InPlaceUpdate(kind="Undo", image=image, to_revision=revision),
                                        f"deployment back on revision {revision}")
         except ActivityError as error:

@@ -2,8 +2,8 @@
 canary (and a blue-green's preview) is a second task set behind the other of the two target groups; its
 share of traffic is the ALB forward action's weights, header routes are listener rules, the preview is
 tested on the test listener; in-place updates are a new task set behind the primary's own target group
-(activities/targets/ecs/). The rollback window is not built for ECS yet: the target's capabilities say so
-and spec validation refuses it (models/capabilities.py), so those methods are never reached."""
+(activities/targets/ecs/); the rollback window keeps the revision before the primary's warm behind the
+spare target group."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.delivery import (
@@ -20,10 +19,19 @@ with workflow.unsafe.imports_passed_through():
         InPlaceUpdate,
         PrepareCanaryResult,
         RollOutResult,
+        WarmRevision,
         WeightResult,
         Wording,
     )
-    from models.ecs import EcsRequest, EcsRollOutInput, EcsRoutesInput, EcsSideInput, EcsSwitchInput, EcsTarget
+    from models.ecs import (
+        EcsRequest,
+        EcsRollOutInput,
+        EcsRoutesInput,
+        EcsSideInput,
+        EcsSwitchInput,
+        EcsTarget,
+        EcsWindowInput,
+    )
     from models.routing import RouteState, SetCanaryScale
     from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
@@ -104,10 +112,6 @@ class EcsDelivery:
     def abort_blue_green(self):
         return self._start("abort_ecs_blue_green", EcsRequest(**self._request()), "remove preview task set")
 
-    # -- not on ECS yet (refused by validation) ----------------------------------------------------------
-    def _not_here(self, what: str) -> Any:
-        raise ApplicationError(f"{what} is not supported on an ECS target", type="InvalidTarget", non_retryable=True)
-
     # -- in place ----------------------------------------------------------------------------------------
     def roll_out(self, update: InPlaceUpdate, summary: str):
         return self._start("roll_out_ecs", EcsRollOutInput(**{**self._request(), **update.model_dump()}), summary,
@@ -117,11 +121,14 @@ class EcsDelivery:
         return self._start("undo_ecs", EcsRollOutInput(**self._request(), kind="Undo"), "undo: back to the previous "
                            "task set", str)
 
-    def open_window(self, service: str, revisions: int):
-        return self._not_here("rollbackWindow")
+    # -- rollback window (one revision warm behind the spare target group) -------------------------------
+    def open_window(self, service: str | None, revisions: int):
+        return self._start("keep_ecs_warm", EcsWindowInput(**self._request()), "keep the previous revision warm",
+                           list[WarmRevision])
 
     def switch_to_warm(self, revision: int):
-        return self._not_here("rollbackWindow")
+        return self._start("switch_ecs_to_warm", EcsWindowInput(**self._request(), revision=revision),
+                           f"production to warm revision {revision}")
 
     def close_window(self):
-        return self._not_here("rollbackWindow")
+        return self._start("close_ecs_window", EcsWindowInput(**self._request()), "remove the warm task set")

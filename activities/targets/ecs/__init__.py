@@ -15,11 +15,13 @@ def activities(clients: Any, http: Any) -> list:
     from activities.targets.ecs.canary import EcsCanaryActivities
     from activities.targets.ecs.inplace import EcsInPlaceActivities
     from activities.targets.ecs.observe import EcsObserveActivities
+    from activities.targets.ecs.window import EcsWindowActivities
 
     aws = AwsClients()
     canary, blue_green, in_place = EcsCanaryActivities(aws), EcsBlueGreenActivities(aws), EcsInPlaceActivities(aws)
+    window = EcsWindowActivities(aws)
     observe = EcsObserveActivities(aws)
     return [observe.observe, observe.target_group, canary.prepare_canary, canary.set_routes, canary.promote_canary,
             canary.abort_canary, blue_green.prepare_blue_green, blue_green.scale_preview, blue_green.shift_traffic,
             blue_green.switch_active, blue_green.complete_blue_green, blue_green.abort_blue_green,
-            in_place.roll_out, in_place.undo]
+            in_place.roll_out, in_place.undo, window.keep_warm, window.switch_to_warm, window.close_window]

@@ -41,7 +41,8 @@ class EcsInPlaceActivities:
     def _ours(self, request: EcsRequest, service: Service) -> list[dict]:
         return [ts for ts in service.task_sets if ts.get("externalId", "").startswith(f"durable-rollouts/{request.rollout_id}/")]
 
-    def _definition(self, ecs, request: EcsRollOutInput, primary: dict) -> str:
+    def definition(self, ecs, request: EcsRollOutInput, primary: dict) -> str:
+        """The task definition the update runs (Undo: `to_revision`, or the family's revision before the primary's)."""
         t, current = request.target, primary["taskDefinition"]
         if request.kind == "Restart":
             return current
@@ -51,13 +52,20 @@ class EcsInPlaceActivities:
         if request.to_revision:
             with aws_errors(f"task definition {family}:{request.to_revision}"):
                 return ecs.describe_task_definition(taskDefinition=f"{family}:{request.to_revision}")["taskDefinition"]["taskDefinitionArn"]
+        earlier = self.earlier(ecs, current)
+        if earlier is None:
+            raise invalid(f"{tasksets.where(t)}: no task definition revision of {family} before {_revision(current)}")
+        return earlier
+
+    @staticmethod
+    def earlier(ecs, current: str) -> str | None:
+        """The ACTIVE revision of `current`'s family just before it (None: there is none)."""
+        family = current.rsplit("/", 1)[-1].rsplit(":", 1)[0]
         with aws_errors(f"task definition family {family}"):
             pages = ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status="ACTIVE", sort="DESC")
             earlier = [arn for page in pages for arn in page["taskDefinitionArns"]
                        if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family and _revision(arn) < _revision(current)]
-        if not earlier:
-            raise invalid(f"{tasksets.where(t)}: no task definition revision of {family} before {_revision(current)}")
-        return earlier[0]
+        return earlier[0] if earlier else None
 
     @activity.defn(name="roll_out_ecs")
     def roll_out(self, request: EcsRollOutInput) -> RollOutResult:
@@ -71,12 +79,18 @@ class EcsInPlaceActivities:
         asked = f"{request.kind}/{request.image}/{request.to_revision}/{request.restarted_at}"  # this very request
         external = f"durable-rollouts/{request.rollout_id}/{request.kind.lower()}/" \
                    f"{hashlib.sha256(asked.encode()).hexdigest()[:12]}"
+        if request.kind == "Undo" and request.to_revision and _revision(primary["taskDefinition"]) == request.to_revision \
+                and len(service.task_sets) == 1:  # runs it already (the rollback window switched to it)
+            tasksets.release(ecs, t, service, request.rollout_id)
+            image = tasksets.container_image(ecs, t, primary["taskDefinition"])
+            return RollOutResult(previous_image=image, previous_revision=request.to_revision,
+                                 revision=request.to_revision, replicas=service.desired, image=image)
         if primary.get("externalId") == external:  # done (a retry after the switch): the old ones left to remove
             new, old = primary, [ts for ts in service.task_sets if ts is not primary]
             previous = old[0]["taskDefinition"] if old else primary["taskDefinition"]
         else:
             found = service.external(external)
-            definition = found["taskDefinition"] if found else self._definition(ecs, request, primary)
+            definition = found["taskDefinition"] if found else self.definition(ecs, request, primary)
             group = primary["loadBalancers"][0]["targetGroupArn"]
             new = tasksets.ensure_task_set(ecs, t, service, external, definition, group, 0.0)
             old, previous = [primary], primary["taskDefinition"]
