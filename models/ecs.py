@@ -90,6 +90,7 @@ class EcsTarget(SpecModel):
     DELIVERY: ClassVar[str] = "workflows.targets.ecs:EcsDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.ecs:activities"
     OBSERVER: ClassVar[str] = "observe_ecs_target"
+    INSTANCES: ClassVar[str] = "tasks"
     VALUE_FROM: ClassVar[str] = "targetGroupValue"  # what an analysis arg's valueFrom reads (models/capabilities.py)
     ROUTER: ClassVar[Router] = AlbRouting()
     WARM_REVISIONS: ClassVar[int] = 1  # the rollback window's warm copy sits behind the one spare target group

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, computed_field
 
@@ -89,6 +89,16 @@ class HistoryEntry(Message):
     by: str = ""
 
 
+class TargetStatus(Message):
+    """The delivery target in a target's own terms (the generic fields above stay what every target shares;
+    the Kubernetes-named ones — replicas, actualWeight — stay where scripts read them)."""
+
+    kind: str = Field(description="the target's key in spec.target: kubernetes, ecs")
+    family: str = Field(description="the task-queue family whose workers deliver to it")
+    instances: str = Field(description="what its instances are called: pods, tasks")
+    fields: dict[str, Any] = Field(default_factory=dict, description="the target's block as the spec gives it")
+
+
 class RolloutStatus(Message):
     rollout_id: str
     name: str
@@ -108,6 +118,8 @@ class RolloutStatus(Message):
     stable_replicas: int = 0
     canary_replicas: int = 0
     routes: list[str] = Field(default_factory=list, description="header and mirror routes to the canary in effect")
+    delivery: TargetStatus | None = Field(None, description="the delivery target's own block (None: releases, "
+                                                            "and runs from before it)")
     analysis: list[MetricResult] = Field(default_factory=list, description="the last analysis: each metric, its "
                                                                            "counts and latest measurements")
     paused_until: datetime | None = None
@@ -215,3 +227,13 @@ class ControlResult(Message):
     phase: Phase
     current_step: int
     message: str = ""
+
+
+def target_status(document: Any) -> TargetStatus | None:
+    """A document's delivery target as `RolloutStatus.delivery` shows it (None: a document without one)."""
+    target = getattr(getattr(document, "spec", None), "target", None)
+    chosen = getattr(target, "chosen", None)
+    if chosen is None or not hasattr(chosen, "FAMILY"):
+        return None
+    return TargetStatus(kind=target.kind, family=chosen.FAMILY, instances=chosen.INSTANCES,
+                        fields=chosen.model_dump(by_alias=True, exclude_none=True, mode="json"))

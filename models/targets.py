@@ -29,6 +29,7 @@ class KubernetesTarget(SpecModel):
     DELIVERY: ClassVar[str] = "workflows.targets.kubernetes:KubernetesDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.kubernetes:activities"
     OBSERVER: ClassVar[str] = "observe_kubernetes_target"
+    INSTANCES: ClassVar[str] = "pods"
     VALUE_FROM: ClassVar[str] = "podTemplateHashValue"  # what an analysis arg's valueFrom reads (models/capabilities.py)
 
     context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")

@@ -110,6 +110,11 @@ async def test_canary_shifts_traffic_capacity_first_and_promotes(ecs, aws, dev_c
     registered = [c for c in aws.calls("RegisterTaskDefinition") if c.params.get("family") == site["cluster"]]
     assert len(registered) == 1 and registered[0].params["containerDefinitions"][0]["image"] == "shop/web:2.0"
 
+    shown = json.loads(ecs("status", f"test/{name}", "--json").stdout)
+    assert shown["delivery"]["kind"] == "ecs" and shown["delivery"]["instances"] == "tasks"
+    assert shown["delivery"]["fields"]["cluster"] == site["cluster"] and shown["delivery"]["family"] == "aws"
+    assert {"canaryWeight", "stableReplicas", "canaryReplicas", "actualWeight"} <= set(shown), "the shared fields stay"
+
 
 async def test_abort_sends_every_request_back_and_removes_the_candidate(ecs, aws, dev_client, unique):
     name, site = f"abort-{unique}", ecs.site

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         RunInput,
         WindowRunInput,
+        target_status,
     )
     from workflows import metrics
     from workflows.approval import await_approval, resolve_groups
@@ -92,6 +93,7 @@ class RolloutControl(Continuation):
             started_by=request.requested_by,
             initiator=self.initiator,
             spec_digest=rollout.digest(),
+            delivery=target_status(rollout),
         )
         self.init_continuation(request)
         resume = self.resume  # a continued run's only (workflows/continuation.py)

@@ -45,7 +45,7 @@ class EcsDelivery:
         self.target: EcsTarget = spec.target.ecs
         self.options = options.delivery(spec.progress_deadline_seconds)
         self.prepared: BlueGreenPrepared | None = None
-        self.words = Wording("the production listener", "the test listener", "tasks",
+        self.words = Wording("the production listener", "the test listener", EcsTarget.INSTANCES,
                              "the preview task set becomes primary, the old one is removed")
 
     def _request(self) -> dict[str, Any]:

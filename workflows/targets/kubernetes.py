@@ -49,7 +49,7 @@ class KubernetesDelivery:
         self.blue_green_input: BlueGreenInput | None = None
         self.window_input: WindowInput | None = None
         bg = spec.strategy.blue_green
-        self.words = Wording(bg.active_service if bg else "", bg.preview_service if bg else "", "pods",
+        self.words = Wording(bg.active_service if bg else "", bg.preview_service if bg else "", KubernetesTarget.INSTANCES,
                              "hand the new version back to the Deployment, remove the preview")
 
     def _start(self, activity: Any, arg: Any, summary: str) -> Any:
