@@ -333,21 +333,6 @@ def s3_server():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def aws():
-    """moto's server for ECS, ELBv2 and CloudWatch on loopback, stricter than the services and keeping a call
-    log, with the controller that plays ECS's scheduler and the ALB's data plane (localcluster/awsstandin.py,
-    ecscontroller.py); two regions."""
-    from localcluster.awsstandin import AwsStandIn
-    from localcluster.ecscontroller import EcsController
-
-    server = AwsStandIn().start()
-    server.controller = EcsController(server.url, regions=("us-east-1", "us-west-2")).start()
-    yield server
-    server.controller.stop()
-    server.stop()
-
-
 @pytest.fixture
 def updater_setup(s3_server, tmp_path, unique):
     """A new TUF repository (keys, root, four channels) in its own prefix of bucket `updates`."""

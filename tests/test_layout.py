@@ -24,7 +24,7 @@ ROOTS = {package: REPO for package in PRODUCT} | {DEV_TOOLS: REPO / "devtools", 
 # The strategy workflows name no delivery target: they reach one through workflows/targets/.
 STRATEGIES = ("workflows.canary", "workflows.bluegreen", "workflows.rolling", "workflows.recreate", "workflows.abtest",
               "workflows.revision", "workflows.window")
-TARGET_DETAIL = ("activities.targets", "models.kubernetes", "models.targets", "kubernetes", "boto3", "botocore")
+TARGET_DETAIL = ("activities.targets", "models.kubernetes", "models.targets", "models.ecs", "kubernetes", "boto3", "botocore")
 CONTROL_PLANE = ("workflows.context", "workflows.control", "workflows.decisions", "workflows.handlers",
                  "workflows.approval", "workflows.analysis", "workflows.webhooks", "workflows.notify",
                  "workflows.details", "workflows.continuation", "workflows.errors",
