@@ -164,15 +164,15 @@ class CloudWatchMetric(SpecModel):
 
 class CloudWatchMetricStat(SpecModel):
     metric: CloudWatchMetric
-    period: int = Field(60, ge=1, description="seconds: 1, 5, 10, 30 or a multiple of 60 (GetMetricData)")
+    period: int = Field(60, ge=1, description="seconds: 1, 5, 10, 20, 30 or a multiple of 60 (GetMetricData)")
     stat: str = Field("Sum", min_length=1, max_length=50, description="Sum, Average, Minimum, Maximum, SampleCount, p99…")
     unit: str | None = None
 
     @field_validator("period")
     @classmethod
     def _period(cls, period: int) -> int:
-        if period not in (1, 5, 10, 30) and period % 60:
-            raise ValueError(f"{period}: 1, 5, 10, 30 or a multiple of 60")
+        if period not in (1, 5, 10, 20, 30) and period % 60:
+            raise ValueError(f"{period}: 1, 5, 10, 20, 30 or a multiple of 60")
         return period
 
 
@@ -182,7 +182,8 @@ class CloudWatchQuery(SpecModel):
 
     id: str = Field(pattern=r"^[a-z][A-Za-z0-9_]{0,254}$")
     metric_stat: CloudWatchMetricStat | None = None
-    expression: str | None = Field(None, min_length=1, max_length=2048)
+    expression: str | None = Field(None, min_length=1, max_length=2048,
+                                   description="metric math over the other queries' ids (no Metrics Insights, no LAMBDA)")
     label: str | None = None
     return_data: bool = True
 
@@ -190,6 +191,9 @@ class CloudWatchQuery(SpecModel):
     def _one(self) -> CloudWatchQuery:
         if (self.metric_stat is None) == (self.expression is None):
             raise ValueError("a query has exactly one of metricStat, expression")
+        if self.expression is not None and re.search(r"\bSELECT\b|\bLAMBDA\s*\(|\bSEARCH\s*\(", self.expression, re.I):
+            raise ValueError("@expression: metric math over this query's own ids only: a Metrics Insights SELECT, "
+                             "SEARCH or LAMBDA would read (or run) whatever the worker's credentials reach")
         return self
 
 

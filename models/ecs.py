@@ -30,7 +30,7 @@ Subnet = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]
 SecurityGroup = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]
 
 # An ALB http-header condition: the name up to 40 characters, each value up to 128 (the ELBv2 reference).
-ALB_HEADER_NAME, ALB_HEADER_VALUE = 40, 128
+ALB_HEADER_NAME, ALB_HEADER_VALUE, ALB_CONDITION_VALUES = 40, 128, 5
 
 
 class EcsLoadBalancer(SpecModel):
@@ -66,7 +66,11 @@ class AlbRouting(Router):
     mirrors: ClassVar[bool] = False
 
     def header_route_problem(self, route: SetHeaderRoute) -> str:
+        if len(route.match or []) > ALB_CONDITION_VALUES:
+            return f"@match: an ALB rule has at most {ALB_CONDITION_VALUES} condition values"
         for index, match in enumerate(route.match or []):
+            if (match.header_name or "").lower() == "host":
+                return f"@match[{index}].headerName: an ALB matches the host with a host-header condition, not this"
             if match.cookie_name is not None:
                 return f"@match[{index}].cookieName: an ALB rule matches headers, not cookies"
             if len(match.header_name or "") > ALB_HEADER_NAME:
@@ -112,7 +116,12 @@ class EcsTarget(SpecModel):
             if match["region"] != self.region:
                 raise ValueError(f"@loadBalancer.{field}: in region {match['region']}, the target is in {self.region}")
         lb = self.load_balancer
+        accounts = {_ARN.match(arn)["account"] for arn, _ in lb.arns().values()}
+        if len(accounts) > 1:
+            raise ValueError("@loadBalancer: every ARN is of one account (the worker's)")
         listener = lb.listener.split(":listener/", 1)[-1]
+        if lb.test_listener and lb.test_listener.split(":listener/", 1)[-1].rsplit("/", 1)[0] != listener.rsplit("/", 1)[0]:
+            raise ValueError("@loadBalancer.testListener: a listener of the production listener's load balancer")
         if lb.rule is not None and not lb.rule.split(":listener-rule/", 1)[-1].startswith(listener + "/"):
             raise ValueError("@loadBalancer.rule: not a rule of loadBalancer.listener")
         if lb.target_groups[0] == lb.target_groups[1]:
@@ -124,9 +133,11 @@ class EcsTarget(SpecModel):
     def describe(self) -> str:
         return f"ecs {self.region}/{self.cluster}/{self.service}"
 
-    @staticmethod
-    def strategy_problem(strategy: Any) -> str:
-        """Kubernetes' fields have no meaning here: refused rather than ignored (models/capabilities.py)."""
+    def strategy_problem(self, strategy: Any) -> str:
+        """Kubernetes' fields have no meaning here: refused rather than ignored (models/capabilities.py); a
+        blue-green's preview needs the test listener."""
+        if strategy.name == "blueGreen" and self.load_balancer.test_listener is None:
+            return "@target.ecs.loadBalancer.testListener: a blue-green's preview is tested on it: required"
         block = strategy.chosen_value
         for field in ("stable_service", "canary_service", "active_service", "preview_service", "traffic_routing",
                       "dynamic_stable_scale"):

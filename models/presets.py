@@ -93,7 +93,8 @@ def resolve(templates: list[AnalysisTemplate], step: AnalysisStep,
         if arg.value_from is not None:
             role = arg.value_from.role
             if role not in (hashes or {}):
-                raise ValueError(f"arg {arg.name!r}: valueFrom.{arg.value_from.kind} {role}: no such side here (a "
+                what = "pods" if arg.value_from.kind == "podTemplateHashValue" else "side"
+                raise ValueError(f"arg {arg.name!r}: valueFrom.{arg.value_from.kind} {role}: no such {what} here (a "
                                  "canary's or blue-green's analysis has Latest and Stable, a rolling update's Latest)")
             given[arg.name] = (hashes or {})[role]
     resolved = []

@@ -53,6 +53,7 @@ _ELB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:{}"
 ECS_TARGET = {"region": "us-east-1", "cluster": "shop", "service": "checkout", "container": "web",
               "network": {"subnets": ["subnet-0123456789abcdef0"], "securityGroups": ["sg-0123456789abcdef0"]},
               "loadBalancer": {"listener": _ELB.format("listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2"),
+                               "testListener": _ELB.format("listener/app/shop/50dc6c495c0c9188/9d1f0e7a4b3c2d10"),
                                "targetGroups": [_ELB.format("targetgroup/checkout-a/1"),
                                                 _ELB.format("targetgroup/checkout-b/2")],
                                "containerPort": 8080}}

@@ -4,6 +4,7 @@ rule from the ECS and ELBv2 API references, or stricter where marked. `problem_w
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ class Call:
     action: str
     params: dict[str, Any] = field(default_factory=dict)
     protocol: str = ""  # json (ECS, CloudWatch: awsJson, which botocore chooses), or ELBv2's query form
+    at: float = field(default_factory=time.monotonic)  # when it arrived (before moto answered)
 
 
 # UpdateService on an EXTERNAL service: what the ECS reference allows (everything else needs a task set).

@@ -11,10 +11,13 @@ asked of it. Tests, the demo and `rollout dev` use it; never the product.
   allows there; an unknown task set is TaskSetNotFoundException (moto: a 500 or ClientException); the ALB's
   forward actions with 1-5 target groups that exist, weights 0-999, rule priorities 1-50000, at most 5
   condition values per rule, header names up to 40 and values up to 128 characters.
-- **Stricter than the service, where the reference is silent or moto would crash**: awsvpc task sets must
-  name their security groups (real ECS takes the VPC's default group; moto answers 500), and
+- **Stricter than the service, where moto would crash or answer wrong**: awsvpc task sets must name their
+  security groups (real ECS takes the VPC's default group; moto answers 500), and
   UpdateServicePrimaryTaskSet takes the task set's ARN only (the reference allows its ID too; moto then
   silently marks nothing primary).
+- **Not as strict as the services** (known): a deleted task set is gone at once (ECS keeps it DRAINING
+  while its targets deregister; the product ignores DRAINING ones, untested here), `clientToken` reuse is
+  not checked, nor an `authenticate-oidc` action resent without its secret.
 
 The task sets' tasks, their targets and their traffic are the controller's (localcluster/ecscontroller.py)."""
 

@@ -58,6 +58,7 @@ class EcsController:
         self.groups: dict[str, tuple[str, str, int]] = {}  # task set ARN -> (region, target group, port)
         self.behaviours: list[tuple[str, Behaviour]] = []
         self.images: dict[str, str] = {}  # task set ARN -> the image its tasks run
+        self.healthy_at: dict[str, list[float]] = {}  # task set ARN -> when each of its targets became healthy
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ecs-controller", daemon=True)
@@ -105,7 +106,7 @@ class EcsController:
                 self._deregister(elbv2_backends[ACCOUNT][region] if region else None, group, port, task)
 
     def _task_set(self, ecs: Any, elbv2: Any, region: str, service: Any, task_set: Any) -> None:
-        want = math.ceil(service.desired_count * float(task_set.scale.get("value", 0)) / 100 - 1e-9)
+        want = math.ceil(service.desired_count * float(task_set.scale.get("value", 0)) / 100)  # no tolerance: ECS's
         balancer = (task_set.load_balancers or [{}])[0]
         group, port = balancer.get("targetGroupArn", ""), int(balancer.get("containerPort") or 0)
         self.groups[task_set.task_set_arn] = (region, group, port)
@@ -128,6 +129,7 @@ class EcsController:
                 if group:
                     elbv2.register_targets(group, [{"Id": task.ip, "Port": port}])
                 task.registered = True
+                self.healthy_at.setdefault(task_set.task_set_arn, []).append(time.monotonic())
         running = sum(task.running for task in tasks)
         task_set.computed_desired_count, task_set.running_count, task_set.pending_count = want, running, want - running
         steady = running == want and all(task.registered for task in tasks)
@@ -181,9 +183,10 @@ class EcsController:
         for group, count in served.items():
             dimensions = [{"Name": "LoadBalancer", "Value": balancer},
                           {"Name": "TargetGroup", "Value": group.split(":", 5)[-1]}]
-            data += [{"MetricName": "RequestCount", "Dimensions": dimensions, "Value": count, "Unit": "Count"},
-                     {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dimensions, "Value": errors[group],
-                      "Unit": "Count"}]
+            data.append({"MetricName": "RequestCount", "Dimensions": dimensions, "Value": count, "Unit": "Count"})
+            if errors[group]:  # as the ALB: an error count is published only when there were errors
+                data.append({"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dimensions,
+                             "Value": errors[group], "Unit": "Count"})
         if data:
             boto3.client("cloudwatch", endpoint_url=self.url, region_name=region, aws_access_key_id=OBSERVER_KEY,
                          aws_secret_access_key="testing").put_metric_data(Namespace="AWS/ApplicationELB", MetricData=data)

@@ -3,8 +3,10 @@ Complete (docs/research/ecs-on-moto.md §3), so GetMetricData calls with express
 The metric stats are asked of moto itself (with the stand-in's own credentials), then each expression is
 evaluated as the GetMetricData reference describes arithmetic: `+ - * /` and parentheses over query ids and
 numbers; two series combine at the timestamps both have, a series and a number at every point, a division
-by zero leaves the point out. Functions (SUM, METRICS(), IF, …) are refused: this stand-in does not know
-them, and an empty answer must never read as "no errors"."""
+by zero leaves the point out; and `FILL(id, number)` (a series' missing points, at the timestamps any
+other series has, set to the number — what an ALB's zero-only 5XX count needs). Other functions (SUM,
+METRICS(), IF, …) are refused: this stand-in does not know them, and an empty answer must never read as
+"no errors"."""
 
 from __future__ import annotations
 
@@ -27,10 +29,13 @@ def unknown_in(expression: str, ids: set[str]) -> str:
     except SyntaxError:
         return "not arithmetic"
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in ids:
+        if isinstance(node, ast.Name) and node.id not in ids | {"FILL"}:
             return f"unknown id {node.id}"
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id == "FILL"
+                                               and len(node.args) == 2 and isinstance(node.args[1], ast.Constant)):
+            return "only FILL(id, number) of the functions"
         if not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.USub, ast.Name, ast.Load, ast.Constant,
-                                 *_OPERATORS)):
+                                 ast.Call, *_OPERATORS)):
             return f"{type(node).__name__} is not supported by the stand-in (arithmetic only)"
     return ""
 
@@ -72,6 +77,10 @@ def _evaluate(node: ast.AST, series: dict[str, dict[float, float]]) -> Any:
         return float(node.value)
     if isinstance(node, ast.Name):
         return series.get(node.id, {})
+    if isinstance(node, ast.Call):  # FILL(id, number), checked by unknown_in
+        filled = dict(_evaluate(node.args[0], series))
+        everywhere = {t for points in series.values() for t in points}
+        return {t: filled.get(t, float(node.args[1].value)) for t in everywhere}
     if isinstance(node, ast.UnaryOp):
         value = _evaluate(node.operand, series)
         return {t: -v for t, v in value.items()} if isinstance(value, dict) else -value

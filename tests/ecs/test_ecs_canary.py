@@ -124,6 +124,30 @@ async def test_a_service_another_rollout_holds_is_refused(ecs, aws, dev_client, 
     await finished(dev_client.get_workflow_handle(f"rollout/test/{first}"))
 
 
+async def test_a_task_set_no_rollout_made_is_never_touched(aws, ecs, dev_client, unique):
+    """Someone else's task set beside the primary (a person's, another deployment tool's): the rollout stops
+    before changing anything — no task set deleted, no weight moved, no holder tag left on the service."""
+    site = ecs.site
+    c = clients(aws.url, site["region"])
+    (first,) = task_sets(aws, site)
+    theirs = c["ecs"].create_task_set(
+        cluster=site["cluster"], service=site["service"], taskDefinition=first["taskDefinition"], launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": site["network"]["subnets"],
+                                                      "securityGroups": site["network"]["securityGroups"]}},
+        scale={"value": 0.0, "unit": "PERCENT"}, externalId="codedeploy/d-123",
+        loadBalancers=[{"targetGroupArn": site["loadBalancer"]["targetGroups"][1], "containerName": "web",
+                        "containerPort": 8080}])["taskSet"]
+    name = f"stranger-{unique}"
+    assert ecs("start", "-f", ecs.spec(name, "shop/web:12.0")).returncode == 0
+    final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
+    assert final.phase is Phase.DEGRADED and final.reason == "InvalidTarget", final
+    assert "codedeploy/d-123" in final.message and "was not made by a rollout" in final.message
+    assert {ts["taskSetArn"] for ts in task_sets(aws, site)} == {first["taskSetArn"], theirs["taskSetArn"]}
+    assert task_sets_service(aws, site)["tags"] == [], "no holder tag left behind"
+    mine = [c.action for c in aws.calls() if site["cluster"] in str(c.params) and not c.action.startswith(("Describe", "List"))]
+    assert mine == [], mine
+
+
 ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:{}"
 TARGET = ECS_TARGET
 

@@ -5,6 +5,7 @@ ECS wave over two regions."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def cloudwatch_templates(site: dict) -> dict:
             "provider": {"cloudWatch": {"region": site["region"], "lookback": "10m", "metricDataQueries": [
                 {"id": "errors", "metricStat": stat("HTTPCode_Target_5XX_Count"), "returnData": False},
                 {"id": "requests", "metricStat": stat("RequestCount"), "returnData": False},
-                {"id": "rate", "expression": "errors / requests * 100"}]}}}]},
+                {"id": "rate", "expression": "FILL(errors, 0) / requests * 100"}]}}}]},
         {"name": "alarms", "metrics": [{
             "name": "no-alarm", "successCondition": "len(result['inAlarm']) == 0",
             "provider": {"cloudWatchAlarms": {"region": site["region"], "alarmNames": [f"{site['cluster']}-5xx"]}}}]}]}
@@ -69,7 +70,7 @@ async def test_cloudwatch_analysis_of_the_candidates_target_group_rolls_back(ecs
     assert final.phase is Phase.DEGRADED and final.reason == "AnalysisFailed", final
     measured = final.analysis[0].measurements[-1] if final.analysis and final.analysis[0].measurements else None
     assert measured is not None and measured.phase == "Failed", final.analysis
-    assert "rate=errors / requests * 100" in measured.query and '"rate": [' in measured.value, measured
+    assert "rate=FILL(errors, 0) / requests * 100" in measured.query and '"rate": [' in measured.value, measured
     candidate = site["loadBalancer"]["targetGroups"][1].split(":", 5)[-1]  # the side the first task set is not on
     asked = aws.calls("GetMetricData", group=candidate)
     assert asked and all(site["loadBalancer"]["targetGroups"][0].split(":", 5)[-1] not in str(c.params) for c in asked)
@@ -156,6 +157,11 @@ async def _killed_canary(fault, cell, dev_server, dev_client, aws, release_worke
         assert changes.count(action) == 1, (action, changes)
     (primary,) = task_sets(aws, site)
     assert primary["taskDefinition"].endswith(":2") and shares(aws, site) == {"candidate": 100}
+    healthy = aws.controller.healthy_at[primary["taskSetArn"]]
+    for call in (c for c in mine if c.action == "ModifyListener"):  # capacity first, the retries' included
+        weight = int(call.params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"][1]["Weight"])
+        ready = sum(1 for at in healthy if at <= call.at)
+        assert ready >= math.ceil(4 * weight / 100), f"{weight}% sent with {ready} healthy candidate targets"
 
 
 

@@ -118,8 +118,9 @@ class EcsDelivery:
                            RollOutResult)
 
     def undo(self):
-        return self._start("undo_ecs", EcsRollOutInput(**self._request(), kind="Undo"), "undo: back to the previous "
-                           "task set", str)
+        return self._start("undo_ecs", EcsRollOutInput(**self._request(), kind="Undo",
+                                                       restarted_at=workflow.info().run_id),  # this run's own undo
+                           "undo: back to the previous task set", str)
 
     # -- rollback window (one revision warm behind the spare target group) -------------------------------
     def open_window(self, service: str | None, revisions: int):

@@ -46,7 +46,7 @@ class EcsBlueGreenActivities(EcsCanaryActivities):
         t = request.target
         ecs, elbv2 = self._clients(t)
         service, preview, *_ = self._candidate(request)
-        percent = min(100.0, 100.0 * (request.replicas or 0) / service.desired) if service.desired else 0.0
+        percent = tasksets.percent_for(request.replicas or 0, service.desired)
         tasksets.set_scale(ecs, t, preview, percent)
         return tasksets.wait_capacity(ecs, elbv2, t, preview, computed(service.desired, percent),
                                       request.progress_deadline_seconds)

@@ -9,8 +9,6 @@ Each activity reads first and changes only what differs: a retry after a crash f
 
 from __future__ import annotations
 
-import math
-
 from temporalio import activity
 
 from activities.aws import AwsClients, invalid
@@ -48,19 +46,21 @@ class EcsCanaryActivities:
         t = request.target
         ecs, elbv2 = self._clients(t)
         service = tasksets.read_service(ecs, t)
-        tasksets.hold(ecs, t, service, request.rollout_id)
         external = tasksets.external_id(request.rollout_id, request.image)
         primary, stable_group, candidate_group = self._sides(request, service)
         if primary.get("externalId") == external:
             raise invalid(f"{tasksets.where(t)}: already runs {request.image} as its primary task set")
-        for other in service.task_sets:  # a candidate left by an earlier rollout: not ours to keep
-            if other is not primary and other.get("externalId") != external:
-                listener.set_weights(elbv2, t, {stable_group: 100, candidate_group: 0})
-                tasksets.delete_task_set(ecs, t, other)
+        tasksets.refuse_strangers(t, service)
+        listener.check_groups(elbv2, t, candidate_group, [ts for ts in service.task_sets if ts is not primary])
         stable_image = tasksets.container_image(ecs, t, primary["taskDefinition"])
         revision = tasksets.revision_with(ecs, t, primary["taskDefinition"], request.image)
-        tasksets.ensure_task_set(ecs, t, service, external, revision, candidate_group, 0.0)
-        listener.set_weights(elbv2, t, {stable_group: 100, candidate_group: 0})
+        with tasksets.holding(ecs, t, service, request.rollout_id):  # checked first: a refusal leaves no tag
+            for other in service.task_sets:  # a candidate an earlier rollout left behind (its abort did not finish)
+                if other is not primary and other.get("externalId") != external:
+                    listener.set_weights(elbv2, t, {stable_group: 100, candidate_group: 0})
+                    tasksets.delete_task_set(ecs, t, other)
+            tasksets.ensure_task_set(ecs, t, service, external, revision, candidate_group, 0.0, replaces=primary)
+            listener.set_weights(elbv2, t, {stable_group: 100, candidate_group: 0})
         return PrepareCanaryResult(total_replicas=service.desired, stable_image=stable_image, container=t.container)
 
     def _candidate(self, request: EcsRequest) -> tuple[Service, dict, dict, str, str]:
@@ -84,7 +84,8 @@ class EcsCanaryActivities:
         changed = False
         if percent > before:
             changed |= tasksets.set_scale(ecs, t, candidate, percent)
-            tasksets.wait_capacity(ecs, elbv2, t, candidate, computed(service.desired, percent),
+        if routes.sends_to_canary:  # capacity first, on every attempt (a retry after a crash mid-wait waits too)
+            tasksets.wait_capacity(ecs, elbv2, t, candidate, computed(service.desired, max(percent, before)),
                                    request.progress_deadline_seconds)
         changed |= listener.set_weights(elbv2, t, {stable_group: 100 - routes.weight, candidate_group: routes.weight})
         changed |= listener.set_header_rules(elbv2, t, request.rollout_id, routes.header_routes, candidate_group)
@@ -106,9 +107,9 @@ class EcsCanaryActivities:
         listener.set_weights(elbv2, t, {other: 0, candidate_group: 100})
         listener.set_header_rules(elbv2, t, request.rollout_id, [], candidate_group)
         tasksets.make_primary(ecs, t, candidate)
-        for old in service.task_sets:
-            if old["taskSetArn"] != candidate["taskSetArn"]:
-                tasksets.delete_task_set(ecs, t, old)
+        replaced = service.by_arn(tasksets.tag(candidate, tasksets.REPLACES_TAG))
+        if replaced is not None:  # exactly the primary it was made beside (gone already on a retry)
+            tasksets.delete_task_set(ecs, t, replaced)
         tasksets.release(ecs, t, service, request.rollout_id)
 
     @activity.defn(name="abort_ecs_canary")
@@ -133,12 +134,12 @@ def _canary_percent(request: EcsRoutesInput, desired: int) -> float:
     traffic (a weight or a header route) goes to it."""
     scale, routes = request.canary_scale, request.routes
     if scale is not None and scale.replicas is not None:
-        percent = 100.0 * scale.replicas / desired if desired else 0.0
+        percent = tasksets.percent_for(scale.replicas, desired)
     elif scale is not None and scale.weight is not None:
         percent = float(scale.weight)
     else:
         percent = float(routes.weight)
     percent = min(100.0, percent)
     if routes.sends_to_canary and computed(desired, percent) == 0 and desired:
-        percent = max(0.1, math.floor(1000 / desired) / 10)  # the least scale that computes one task
+        percent = tasksets.percent_for(1, desired)  # one task
     return percent

@@ -52,7 +52,7 @@ class EcsInPlaceActivities:
         if request.to_revision:
             with aws_errors(f"task definition {family}:{request.to_revision}"):
                 return ecs.describe_task_definition(taskDefinition=f"{family}:{request.to_revision}")["taskDefinition"]["taskDefinitionArn"]
-        earlier = self.earlier(ecs, current)
+        earlier = tasksets.tag(primary, tasksets.PREVIOUS_TAG) or self.earlier(ecs, current)  # what it replaced
         if earlier is None:
             raise invalid(f"{tasksets.where(t)}: no task definition revision of {family} before {_revision(current)}")
         return earlier
@@ -72,32 +72,42 @@ class EcsInPlaceActivities:
         t = request.target
         ecs, elbv2 = self._aws.ecs(t.region), self._aws.elbv2(t.region)
         service = tasksets.read_service(ecs, t)
-        tasksets.hold(ecs, t, service, request.rollout_id)
         primary = service.primary()
         if primary is None or not primary.get("loadBalancers"):
             raise invalid(f"{tasksets.where(t)}: has no primary task set behind a target group to update")
-        asked = f"{request.kind}/{request.image}/{request.to_revision}/{request.restarted_at}"  # this very request
-        external = f"durable-rollouts/{request.rollout_id}/{request.kind.lower()}/" \
-                   f"{hashlib.sha256(asked.encode()).hexdigest()[:12]}"
+        if primary.get("externalId") != self._external(request):
+            tasksets.refuse_strangers(t, service)
+        with tasksets.holding(ecs, t, service, request.rollout_id):
+            return self._roll_out(ecs, elbv2, request, service, primary)
+
+    @staticmethod
+    def _external(request: EcsRollOutInput) -> str:
+        """Our task set for this very request (a retry finds it)."""
+        asked = f"{request.kind}/{request.image}/{request.to_revision}/{request.restarted_at}"
+        return f"durable-rollouts/{request.rollout_id}/{request.kind.lower()}/{hashlib.sha256(asked.encode()).hexdigest()[:12]}"
+
+    def _roll_out(self, ecs, elbv2, request: EcsRollOutInput, service: Service, primary: dict) -> RollOutResult:
+        t = request.target
+        external = self._external(request)
         if request.kind == "Undo" and request.to_revision and _revision(primary["taskDefinition"]) == request.to_revision \
                 and len(service.task_sets) == 1:  # runs it already (the rollback window switched to it)
             tasksets.release(ecs, t, service, request.rollout_id)
             image = tasksets.container_image(ecs, t, primary["taskDefinition"])
             return RollOutResult(previous_image=image, previous_revision=request.to_revision,
                                  revision=request.to_revision, replicas=service.desired, image=image)
-        if primary.get("externalId") == external:  # done (a retry after the switch): the old ones left to remove
-            new, old = primary, [ts for ts in service.task_sets if ts is not primary]
-            previous = old[0]["taskDefinition"] if old else primary["taskDefinition"]
+        if primary.get("externalId") == external:  # done (a retry after the switch): what it replaced to remove
+            new, replaced = primary, service.by_arn(tasksets.tag(primary, tasksets.REPLACES_TAG))
+            previous = tasksets.tag(primary, tasksets.PREVIOUS_TAG) or primary["taskDefinition"]
         else:
             found = service.external(external)
             definition = found["taskDefinition"] if found else self.definition(ecs, request, primary)
             group = primary["loadBalancers"][0]["targetGroupArn"]
-            new = tasksets.ensure_task_set(ecs, t, service, external, definition, group, 0.0)
-            old, previous = [primary], primary["taskDefinition"]
+            new = tasksets.ensure_task_set(ecs, t, service, external, definition, group, 0.0, replaces=primary)
+            replaced, previous = primary, primary["taskDefinition"]
             self._replace(ecs, elbv2, t, request, service.desired, primary, new)
         tasksets.make_primary(ecs, t, new)
-        for stale in old:
-            tasksets.delete_task_set(ecs, t, stale)
+        if replaced is not None and replaced["taskSetArn"] != new["taskSetArn"]:  # exactly the one it replaced
+            tasksets.delete_task_set(ecs, t, replaced)
         tasksets.release(ecs, t, service, request.rollout_id)
         return RollOutResult(previous_image=tasksets.container_image(ecs, t, previous), previous_revision=_revision(previous),
                              revision=_revision(new["taskDefinition"]), replicas=service.desired,
@@ -106,7 +116,6 @@ class EcsInPlaceActivities:
     def _replace(self, ecs, elbv2, t: EcsTarget, request: EcsRollOutInput, desired: int, old: dict, new: dict) -> None:
         """Grow `new` and shrink `old` (both behind one target group) until only `new` runs, at full size."""
         deadline = request.progress_deadline_seconds
-        percent = (lambda count: 100.0 * count / desired if desired else 0.0)  # noqa: E731
         old_count = computed(desired, float((old.get("scale") or {}).get("value", 100)))
         new_count = computed(desired, float((new.get("scale") or {}).get("value", 0)))
         if request.kind == "Recreate":
@@ -123,12 +132,13 @@ class EcsInPlaceActivities:
             grow = min(desired, desired + surge - old_count)
             if grow > new_count:
                 new_count = grow
-                tasksets.set_scale(ecs, t, new, percent(new_count), known=False)
+                tasksets.set_scale(ecs, t, new, tasksets.percent_for(new_count, desired), known=False)
+            if new_count:  # on every attempt, a retry's too: the new tasks healthy before any old one stops
                 tasksets.wait_capacity(ecs, elbv2, t, new, new_count, deadline, healthy_needed=new_count + old_count)
             shrink = max(0, desired - unavailable - new_count)
             if shrink < old_count:
                 old_count = shrink
-                tasksets.set_scale(ecs, t, old, percent(old_count), known=False)
+                tasksets.set_scale(ecs, t, old, tasksets.percent_for(old_count, desired), known=False)
                 tasksets.wait_capacity(ecs, elbv2, t, old, old_count, deadline, healthy_needed=0)
             elif grow <= new_count:
                 raise invalid(f"{tasksets.where(t)}: maxSurge and maxUnavailable leave nothing to move")

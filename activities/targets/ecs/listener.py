@@ -38,6 +38,28 @@ def _forward(actions: list[dict[str, Any]], t: EcsTarget) -> dict[str, Any]:
     return forwards[0]
 
 
+def check_groups(elbv2: Any, t: EcsTarget, candidate_group: str, ours: list[dict[str, Any]]) -> None:
+    """Before a candidate goes behind `candidate_group`: both target groups serve only this listener's load
+    balancer (an ALB target group serves one), and the candidate's has no targets that none of this
+    service's own task sets (`ours`: leftovers being removed) registered — else a document could put its
+    tasks into another service's production target group."""
+    lb = t.load_balancer
+    with aws_errors(f"listener {lb.listener}"):
+        balancer = elbv2.describe_listeners(ListenerArns=[lb.listener])["Listeners"][0]["LoadBalancerArn"]
+        groups = elbv2.describe_target_groups(TargetGroupArns=list(lb.target_groups))["TargetGroups"]
+        registered = [h for h in elbv2.describe_target_health(TargetGroupArn=candidate_group)["TargetHealthDescriptions"]
+                      if h["TargetHealth"]["State"] not in ("draining", "unused")]  # leaving after an earlier run
+    for group in groups:
+        others = set(group.get("LoadBalancerArns") or []) - {balancer}
+        if others:
+            raise invalid(f"target group {group['TargetGroupName']} also serves load balancer "
+                          f"{sorted(others)[0].rsplit(':', 1)[-1]}: not this listener's alone")
+    behind = any((ts.get("loadBalancers") or [{}])[0].get("targetGroupArn") == candidate_group for ts in ours)
+    if registered and not behind:
+        raise invalid(f"target group {candidate_group.rsplit(':', 1)[-1]} has {len(registered)} targets that no task "
+                      "set of this service registered: it serves something else")
+
+
 def weights(elbv2: Any, t: EcsTarget) -> dict[str, int]:
     """Target group -> weight of the weighted forward action, as the ALB has it now."""
     return _weights_of(_forward(_weighted(elbv2, t)[0], t), t)
@@ -67,6 +89,9 @@ def set_weights(elbv2: Any, t: EcsTarget, wanted: dict[str, int]) -> bool:
     if {arn: current.get(arn, 0) for arn in wanted} == wanted and set(current) <= set(wanted):
         return False
     actions = copy.deepcopy(actions)
+    for action in actions:  # sent back as read; an OIDC action's secret is not read back: keep the stored one
+        if action.get("Type") == "authenticate-oidc":
+            action.setdefault("AuthenticateOidcConfig", {})["UseExistingClientSecret"] = True
     forward = _forward(actions, t)
     stickiness = (forward.get("ForwardConfig") or {}).get("TargetGroupStickinessConfig") or {"Enabled": False}
     forward.pop("TargetGroupArn", None)

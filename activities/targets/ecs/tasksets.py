@@ -2,14 +2,19 @@
 describes them: a task set per revision (CreateTaskSet takes the task definition, launch type, network
 and load balancer; UpdateTaskSet changes only its scale, in percent of the service's desiredCount,
 `computedDesiredCount = ceil(desiredCount × scale / 100)`); UpdateServicePrimaryTaskSet marks the one that
-serves production; DeleteTaskSet removes one (`force` when it still has tasks). Which task set is ours is
-its externalId; which rollout holds the service is a tag on it."""
+serves production; DeleteTaskSet removes one (`force` when it still has tasks), which then drains (status
+DRAINING while its targets deregister: counted as gone here). Which task set is ours is its externalId;
+what it replaces (the primary's ARN and task definition when it was made) are tags on it, so a promotion
+deletes exactly that task set and an undo goes back to exactly that revision; which rollout holds the
+service is a tag on the service."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +25,13 @@ from activities.waiting import still_waiting, wait_started
 from models.ecs import EcsTarget
 
 HOLDER_TAG = "durable-rollouts.dev/rollout"
+REPLACES_TAG = "durable-rollouts.dev/replaces"  # the primary task set's ARN when this one was made
+PREVIOUS_TAG = "durable-rollouts.dev/previous-task-definition"  # that primary's task definition
 # RegisterTaskDefinition's parameters a revision copies from the one it replaces (the API reference's).
 _REGISTERED = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
                "placementConstraints", "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode",
-               "proxyConfiguration", "inferenceAccelerators", "ephemeralStorage", "runtimePlatform")
+               "proxyConfiguration", "inferenceAccelerators", "ephemeralStorage", "runtimePlatform",
+               "enableFaultInjection")
 
 
 @dataclass
@@ -38,9 +46,32 @@ class Service:
     def external(self, external_id: str) -> dict[str, Any] | None:
         return next((ts for ts in self.task_sets if ts.get("externalId") == external_id), None)
 
+    def by_arn(self, arn: str) -> dict[str, Any] | None:
+        return next((ts for ts in self.task_sets if ts["taskSetArn"] == arn), None)
+
+
+def tag(task_set: dict[str, Any], key: str) -> str:
+    return next((t["value"] for t in task_set.get("tags") or [] if t.get("key") == key), "")
+
 
 def where(t: EcsTarget) -> str:
     return f"ecs service {t.region}/{t.cluster}/{t.service}"
+
+
+def made_here(task_set: dict[str, Any]) -> bool:
+    """Whether a rollout made this task set (its externalId says so; a task set someone else made is theirs)."""
+    return str(task_set.get("externalId", "")).startswith("durable-rollouts/")
+
+
+def refuse_strangers(t: EcsTarget, service: Service) -> None:
+    """A task set beside the primary that no rollout made (a person's, another deployment tool's) is never
+    ours to scale or remove: the rollout stops before changing anything."""
+    primary = service.primary()
+    for task_set in service.task_sets:
+        if task_set is not primary and not made_here(task_set):
+            raise invalid(f"{where(t)}: task set {task_set['taskSetArn'].rsplit('/', 1)[-1]} (externalId "
+                          f"{task_set.get('externalId') or 'none'}) runs beside the primary and was not made by a "
+                          "rollout: remove it first")
 
 
 def external_id(rollout_id: str, image: str) -> str:
@@ -49,22 +80,30 @@ def external_id(rollout_id: str, image: str) -> str:
 
 
 def client_token(external: str, what: str) -> str:
-    """CreateTaskSet's idempotency token: at most 36 ASCII characters."""
-    return hashlib.sha256(f"{external}/{what}".encode()).hexdigest()[:32]
+    """CreateTaskSet's idempotency token (at most 36 ASCII characters, unique per creation): the same for
+    every attempt of one activity in one workflow run, another for a later run (a retried rollout)."""
+    from temporalio import activity
+
+    run = activity.info().workflow_run_id if activity.in_activity() else ""
+    return hashlib.sha256(f"{external}/{what}/{run}".encode()).hexdigest()[:32]
 
 
 def read_service(ecs: Any, t: EcsTarget) -> Service:
+    """The service and its task sets with their tags; a DRAINING task set (deleted, its targets leaving) is gone."""
     with aws_errors(where(t)):
         answer = ecs.describe_services(cluster=t.cluster, services=[t.service])
-    services = [s for s in answer.get("services", []) if s.get("status") == "ACTIVE"]
-    if not services:
-        reason = (answer.get("failures") or [{}])[0].get("reason", "not found")
-        raise invalid(f"{where(t)}: {reason}")
-    service = services[0]
-    controller = (service.get("deploymentController") or {}).get("type", "ECS")
-    if controller != "EXTERNAL":
-        raise invalid(f"{where(t)}: its deployment controller is {controller}; task sets need EXTERNAL")
-    return Service(service["serviceArn"], int(service.get("desiredCount") or 0), service.get("taskSets") or [])
+        services = [s for s in answer.get("services", []) if s.get("status") == "ACTIVE"]
+        if not services:
+            reason = (answer.get("failures") or [{}])[0].get("reason", "not found")
+            raise invalid(f"{where(t)}: {reason}")
+        service = services[0]
+        controller = (service.get("deploymentController") or {}).get("type", "ECS")
+        if controller != "EXTERNAL":
+            raise invalid(f"{where(t)}: its deployment controller is {controller}; task sets need EXTERNAL")
+        sets = ecs.describe_task_sets(cluster=t.cluster, service=t.service, include=["TAGS"]).get("taskSets", []) \
+            if service.get("taskSets") else []
+    return Service(service["serviceArn"], int(service.get("desiredCount") or 0),
+                   [ts for ts in sets if ts.get("status") != "DRAINING"])
 
 
 def hold(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
@@ -76,6 +115,19 @@ def hold(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
             raise invalid(f"{where(t)}: {holder} is delivering to it (tag {HOLDER_TAG})")
         if holder != rollout_id:
             ecs.tag_resource(resourceArn=service.arn, tags=[{"key": HOLDER_TAG, "value": rollout_id}])
+
+
+@contextlib.contextmanager
+def holding(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> Iterator[None]:
+    """Hold the service for the changes inside; a permanent failure among them releases it again (the
+    workflow ends without an abort that would), a retryable one keeps it for the retry."""
+    hold(ecs, t, service, rollout_id)
+    try:
+        yield
+    except ApplicationError as error:
+        if error.non_retryable:
+            release(ecs, t, service, rollout_id)
+        raise
 
 
 def release(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
@@ -102,13 +154,14 @@ def revision_with(ecs: Any, t: EcsTarget, base: str, image: str) -> str:
     """A task definition like `base` with the container's image set to `image`: `base` itself, the family's
     latest revision when it is exactly that (a retry), or a new revision registered from `base`."""
     with aws_errors(f"task definition {base}"):
-        definition = ecs.describe_task_definition(taskDefinition=base)["taskDefinition"]
-    wanted = _registered(t, definition, image)
+        described = ecs.describe_task_definition(taskDefinition=base, include=["TAGS"])
+    definition = described["taskDefinition"]
+    wanted = _registered(t, definition, image) | ({"tags": described["tags"]} if described.get("tags") else {})
     if _container(t, definition)["image"] == image:
         return definition["taskDefinitionArn"]
     with aws_errors(f"task definition family {definition['family']}"):
         latest = ecs.describe_task_definition(taskDefinition=definition["family"])["taskDefinition"]
-        if _registered(t, latest, None) == wanted:
+        if _registered(t, latest, None) == {k: v for k, v in wanted.items() if k != "tags"}:
             return latest["taskDefinitionArn"]
         return ecs.register_task_definition(**wanted)["taskDefinition"]["taskDefinitionArn"]
 
@@ -123,11 +176,14 @@ def _registered(t: EcsTarget, definition: dict[str, Any], image: str | None) -> 
 
 
 def ensure_task_set(ecs: Any, t: EcsTarget, service: Service, external: str, task_definition: str,
-                    target_group: str, scale: float) -> dict[str, Any]:
-    """Our task set (by externalId), created at `scale` percent behind `target_group` when missing."""
+                    target_group: str, scale: float, replaces: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Our task set (by externalId), created at `scale` percent behind `target_group` when missing, tagged
+    with what it `replaces` (the primary task set when it was made)."""
     found = service.external(external)
     if found is not None:
         return found
+    tags = [{"key": REPLACES_TAG, "value": replaces["taskSetArn"]},
+            {"key": PREVIOUS_TAG, "value": replaces["taskDefinition"]}] if replaces else []
     network = {"awsvpcConfiguration": {"subnets": list(t.network.subnets), "securityGroups": list(t.network.security_groups),
                                        "assignPublicIp": "ENABLED" if t.network.assign_public_ip else "DISABLED"}}
     with aws_errors(where(t)):
@@ -136,7 +192,7 @@ def ensure_task_set(ecs: Any, t: EcsTarget, service: Service, external: str, tas
             networkConfiguration=network, launchType=t.launch_type, scale={"value": scale, "unit": "PERCENT"},
             loadBalancers=[{"targetGroupArn": target_group, "containerName": t.container,
                             "containerPort": t.load_balancer.container_port}],
-            clientToken=client_token(external, "create"))["taskSet"]
+            clientToken=client_token(external, "create"), **({"tags": tags} if tags else {}))["taskSet"]
 
 
 def set_scale(ecs: Any, t: EcsTarget, task_set: dict[str, Any], percent: float, known: bool = True) -> bool:
@@ -152,7 +208,14 @@ def set_scale(ecs: Any, t: EcsTarget, task_set: dict[str, Any], percent: float, 
 
 def computed(desired: int, percent: float) -> int:
     """ECS's computedDesiredCount: always rounded up."""
-    return math.ceil(desired * percent / 100 - 1e-9)
+    return math.ceil(desired * percent / 100)
+
+
+def percent_for(count: int, desired: int) -> float:
+    """The scale whose computedDesiredCount is `count` whatever the floating point: half a task below it."""
+    if count <= 0 or not desired:
+        return 0.0
+    return 100.0 if count >= desired else 100.0 * (count - 0.5) / desired
 
 
 def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], expected: int,
@@ -163,7 +226,7 @@ def wait_capacity(ecs: Any, elbv2: Any, t: EcsTarget, task_set: dict[str, Any], 
     (capacity first: no traffic moves before). Returns the task count."""
     arn = task_set["taskSetArn"]
     target_group = task_set["loadBalancers"][0]["targetGroupArn"]
-    name = f"ecs:{arn}"
+    name = f"ecs:{arn}:{expected}"  # one wait per count: a retry resumes this wait's clock, not an earlier one's
     started = wait_started(name)
     while True:
         with aws_errors(where(t)):

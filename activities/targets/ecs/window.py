@@ -33,10 +33,13 @@ class EcsWindowActivities:
             raise invalid(f"{tasksets.where(t)}: no primary task set behind a target group")
         live = primary["loadBalancers"][0]["targetGroupArn"]
         spare = next(g for g in t.load_balancer.target_groups if g != live)
-        previous = EcsInPlaceActivities.earlier(ecs, primary["taskDefinition"])
+        # what the primary replaced (its tag), else the family's revision before it
+        previous = tasksets.tag(primary, tasksets.PREVIOUS_TAG) or EcsInPlaceActivities.earlier(ecs, primary["taskDefinition"])
         if previous is None:
             return []
         external = f"durable-rollouts/{request.rollout_id}/warm/{previous.rsplit(':', 1)[-1]}"
+        listener.check_groups(elbv2, t, spare, self._warm(request, service))
+        tasksets.hold(ecs, t, service, request.rollout_id)  # held while the window is open: released by close
         warm = tasksets.ensure_task_set(ecs, t, service, external, previous, spare, 100.0)
         tasksets.wait_capacity(ecs, elbv2, t, warm, service.desired, request.progress_deadline_seconds)
         return [WarmRevision(revision=int(previous.rsplit(":", 1)[-1]),
@@ -55,9 +58,9 @@ class EcsWindowActivities:
         tasksets.wait_capacity(ecs, elbv2, t, warm, service.desired, request.progress_deadline_seconds)
         listener.set_weights(elbv2, t, {g: 100 if g == group else 0 for g in t.load_balancer.target_groups})
         tasksets.make_primary(ecs, t, warm)
-        for other in service.task_sets:
-            if other["taskSetArn"] != warm["taskSetArn"]:
-                tasksets.delete_task_set(ecs, t, other)
+        for newer in service.task_sets:  # the rollout's own version it replaces (a retry finds it ACTIVE)
+            if newer is not warm and str(newer.get("externalId", "")).startswith(f"durable-rollouts/{request.rollout_id}/"):
+                tasksets.delete_task_set(ecs, t, newer)
 
     @activity.defn(name="close_ecs_window")
     def close_window(self, request: EcsWindowInput) -> None:
@@ -67,3 +70,4 @@ class EcsWindowActivities:
         for warm in self._warm(request, service):
             if warm.get("status") != "PRIMARY":
                 tasksets.delete_task_set(ecs, t, warm)
+        tasksets.release(ecs, t, service, request.rollout_id)
