@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.analysis import EmptyResult
 from activities.aws import AwsClients, aws_errors
-from models.analysis import Metric, fill
+from models.analysis import LAMBDA, Metric, fill
 
 
 def _window(config) -> tuple[datetime, datetime]:  # noqa: ANN001 - a CloudWatchProvider
@@ -65,6 +65,8 @@ class CloudWatchSource:
             made["Label"] = fill(query.label, args)
         if query.expression is not None:
             made["Expression"] = fill(query.expression, args)
+            if LAMBDA.search(made["Expression"]):  # an arg must not bring in what validation refuses
+                raise ApplicationError(f"query {query.id}: no LAMBDA() (from an arg)", type="Invalid", non_retryable=True)
             return made
         stat = query.metric_stat
         made["MetricStat"] = {

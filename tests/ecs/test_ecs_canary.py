@@ -218,3 +218,50 @@ def test_the_stand_in_is_stricter_than_moto(aws, unique):
             call()
         assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400, what
     assert shares(aws, site) == {"first": 100}, "nothing refused reached moto"
+
+
+async def test_a_target_group_of_another_load_balancer_is_refused(aws, ecs, dev_client, unique):
+    """A document naming another service's production target group as its second side: refused before any
+    change — its tasks would otherwise join that service's production traffic."""
+    other = new_ecs_service(aws.url, f"other-{unique}", controller=aws.controller)
+    name = f"steal-{unique}"
+    document = ecs_document(name, ecs.site, "shop/web:13.0")
+    groups = document["spec"]["target"]["ecs"]["loadBalancer"]["targetGroups"]
+    document["spec"]["target"]["ecs"]["loadBalancer"]["targetGroups"] = [groups[0], other["loadBalancer"]["targetGroups"][0]]
+    path = ecs.spec(name, "x:1")
+    Path(path).write_text(yaml.safe_dump(document))
+    assert ecs("start", "-f", path).returncode == 0
+    final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
+    assert final.phase is Phase.DEGRADED and final.reason == "InvalidTarget", final
+    assert "also serves load balancer" in final.message, final.message
+    assert [ts["externalId"] for ts in task_sets(aws, ecs.site)] == ["first"]
+    assert shares(aws, other) == {"first": 100}, "the other service's traffic untouched"
+    assert task_sets_service(aws, ecs.site)["tags"] == []
+
+
+def test_a_header_route_keeps_the_weighted_paths_login(aws, unique, monkeypatch):
+    """The weighted path authenticates (an authenticate-cognito action before its forward): the header rule
+    does too — a header must not skip the login."""
+    from activities.aws import AwsClients
+    from activities.targets.ecs import listener
+    from models.ecs import EcsTarget
+    from models.routing import SetHeaderRoute
+
+    for name, value in aws.environment().items():
+        monkeypatch.setenv(name, value)
+    site = new_ecs_service(aws.url, f"login-{unique}")
+    c = clients(aws.url, site["region"])
+    login = {"Type": "authenticate-cognito", "Order": 1, "AuthenticateCognitoConfig": {
+        "UserPoolArn": "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_abc", "UserPoolClientId": "id",
+        "UserPoolDomain": "shop"}}
+    forward = {"Type": "forward", "Order": 2, "ForwardConfig": {"TargetGroups": [
+        {"TargetGroupArn": site["loadBalancer"]["targetGroups"][0], "Weight": 100},
+        {"TargetGroupArn": site["loadBalancer"]["targetGroups"][1], "Weight": 0}]}}
+    c["elbv2"].modify_listener(ListenerArn=site["loadBalancer"]["listener"], DefaultActions=[login, forward])
+    target = EcsTarget.model_validate(site)
+    route = SetHeaderRoute.model_validate({"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"exact": "1"}}]})
+    elbv2 = AwsClients().elbv2(site["region"])
+    assert listener.set_header_rules(elbv2, target, "test/login", [route], site["loadBalancer"]["targetGroups"][1])
+    rules = [r for r in c["elbv2"].describe_rules(ListenerArn=site["loadBalancer"]["listener"])["Rules"] if not r["IsDefault"]]
+    assert [a["Type"] for a in rules[0]["Actions"]] == ["authenticate-cognito", "forward"], rules[0]["Actions"]
+    assert not listener.set_header_rules(elbv2, target, "test/login", [route], site["loadBalancer"]["targetGroups"][1])

@@ -8,6 +8,7 @@ As with the canary, every activity reads first and changes only what differs (ac
 from __future__ import annotations
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.targets.ecs import listener, tasksets
 from activities.targets.ecs.canary import EcsCanaryActivities
@@ -36,7 +37,12 @@ class EcsBlueGreenActivities(EcsCanaryActivities):
         ecs, elbv2 = self._clients(t)
         service = tasksets.read_service(ecs, t)
         primary, stable_group, preview_group = self._sides(request, service)
-        self._test_listener(elbv2, t, preview_group, stable_group)
+        try:
+            self._test_listener(elbv2, t, preview_group, stable_group)
+        except ApplicationError as error:
+            if error.non_retryable:  # the workflow ends on it with nothing to undo: undo the preview here
+                self.abort_canary(request)
+            raise
         return BlueGreenPrepared(total_replicas=prepared.total_replicas, stable_image=prepared.stable_image,
                                  stable_hash=primary["taskSetArn"].rsplit("/", 1)[-1], container=prepared.container)
 

@@ -51,7 +51,8 @@ class EcsCanaryActivities:
         if primary.get("externalId") == external:
             raise invalid(f"{tasksets.where(t)}: already runs {request.image} as its primary task set")
         tasksets.refuse_strangers(t, service)
-        listener.check_groups(elbv2, t, candidate_group, [ts for ts in service.task_sets if ts is not primary])
+        listener.check_groups(elbv2, t, candidate_group, [ts for ts in service.task_sets if ts is not primary]
+                              + service.draining)
         stable_image = tasksets.container_image(ecs, t, primary["taskDefinition"])
         revision = tasksets.revision_with(ecs, t, primary["taskDefinition"], request.image)
         with tasksets.holding(ecs, t, service, request.rollout_id):  # checked first: a refusal leaves no tag
@@ -107,7 +108,7 @@ class EcsCanaryActivities:
         listener.set_weights(elbv2, t, {other: 0, candidate_group: 100})
         listener.set_header_rules(elbv2, t, request.rollout_id, [], candidate_group)
         tasksets.make_primary(ecs, t, candidate)
-        replaced = service.by_arn(tasksets.tag(candidate, tasksets.REPLACES_TAG))
+        replaced = service.by_id(tasksets.tag(candidate, tasksets.REPLACES_TAG))
         if replaced is not None:  # exactly the primary it was made beside (gone already on a retry)
             tasksets.delete_task_set(ecs, t, replaced)
         tasksets.release(ecs, t, service, request.rollout_id)

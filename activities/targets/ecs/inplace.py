@@ -77,7 +77,7 @@ class EcsInPlaceActivities:
             raise invalid(f"{tasksets.where(t)}: has no primary task set behind a target group to update")
         if primary.get("externalId") != self._external(request):
             tasksets.refuse_strangers(t, service)
-        with tasksets.holding(ecs, t, service, request.rollout_id):
+        with tasksets.holding(ecs, t, service, request.rollout_id, undone_after=True):
             return self._roll_out(ecs, elbv2, request, service, primary)
 
     @staticmethod
@@ -96,7 +96,7 @@ class EcsInPlaceActivities:
             return RollOutResult(previous_image=image, previous_revision=request.to_revision,
                                  revision=request.to_revision, replicas=service.desired, image=image)
         if primary.get("externalId") == external:  # done (a retry after the switch): what it replaced to remove
-            new, replaced = primary, service.by_arn(tasksets.tag(primary, tasksets.REPLACES_TAG))
+            new, replaced = primary, service.by_id(tasksets.tag(primary, tasksets.REPLACES_TAG))
             previous = tasksets.tag(primary, tasksets.PREVIOUS_TAG) or primary["taskDefinition"]
         else:
             found = service.external(external)

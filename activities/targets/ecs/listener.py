@@ -135,7 +135,26 @@ def _conditions(route: SetHeaderRoute, base: list[dict[str, Any]]) -> list[dict[
     return own
 
 
-def _same(rule: dict[str, Any], conditions: list[dict[str, Any]], target_group: str) -> bool:
+def _actions(weighted: list[dict[str, Any]], target_group: str) -> list[dict[str, Any]]:
+    """A header rule's actions: the weighted action list's authentication first (a header must not skip a
+    login the weighted path asks for; an OIDC secret is not read back: the stored one kept), then a
+    forward to the candidate's target group."""
+    found = []
+    for action in weighted:
+        if str(action.get("Type", "")).startswith("authenticate-"):
+            action = copy.deepcopy(action)
+            if action["Type"] == "authenticate-oidc":
+                action.setdefault("AuthenticateOidcConfig", {})["UseExistingClientSecret"] = True
+            found.append(action)
+    order = max([int(a.get("Order", 0)) for a in found] + [0]) + 1
+    return found + [{"Type": "forward", "Order": order,
+                     "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": target_group, "Weight": 1}]}}]
+
+
+def _same(rule: dict[str, Any], conditions: list[dict[str, Any]], target_group: str, kinds: list[str]) -> bool:
+    """Whether our rule already has these conditions, forwards to `target_group` and authenticates as `kinds`."""
+    if [a.get("Type") for a in rule.get("Actions", []) if a.get("Type") != "forward"] != kinds:
+        return False
     have = [{"Field": c["Field"], **{k: v for k, v in c.items() if k.endswith("Config")}} for c in rule.get("Conditions", [])]
     groups = [(g["TargetGroupArn"], g.get("Weight")) for a in rule.get("Actions", []) if a.get("Type") == "forward"
               for g in (a.get("ForwardConfig") or {}).get("TargetGroups", [])]
@@ -150,10 +169,12 @@ def set_header_rules(elbv2: Any, t: EcsTarget, rollout_id: str, routes: list[Set
     weighted = next((r for r in rules if r["RuleArn"] == t.load_balancer.rule), None)
     base = weighted.get("Conditions", []) if weighted else []
     ceiling = int(weighted["Priority"]) if weighted else MAX_PRIORITY + 1
+    actions = _actions(_weighted(elbv2, t)[0], target_group) if routes else []
+    kinds = [a["Type"] for a in actions[:-1]]
     changed = False
     wanted = {route.name: route for route in routes}
     for name, rule in ours.items():
-        if name not in wanted or not _same(rule, _conditions(wanted[name], base), target_group):
+        if name not in wanted or not _same(rule, _conditions(wanted[name], base), target_group, kinds):
             with aws_errors(f"listener rule {rule['RuleArn']}"):
                 elbv2.delete_rule(RuleArn=rule["RuleArn"])
             rules.remove(rule)
@@ -167,8 +188,7 @@ def set_header_rules(elbv2: Any, t: EcsTarget, rollout_id: str, routes: list[Set
             raise invalid(f"listener {t.load_balancer.listener}: no free rule priority below {ceiling}")
         with aws_errors(f"listener {t.load_balancer.listener}"):
             elbv2.create_rule(ListenerArn=t.load_balancer.listener, Priority=free, Conditions=_conditions(route, base),
-                              Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
-                                  {"TargetGroupArn": target_group, "Weight": 1}]}}],
+                              Actions=actions,
                               Tags=[{"Key": ROUTE_TAG, "Value": f"{rollout_id}/{name}"}])
         taken.add(free)
         changed = True

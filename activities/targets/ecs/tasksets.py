@@ -15,7 +15,7 @@ import hashlib
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio.exceptions import ApplicationError
@@ -25,7 +25,7 @@ from activities.waiting import still_waiting, wait_started
 from models.ecs import EcsTarget
 
 HOLDER_TAG = "durable-rollouts.dev/rollout"
-REPLACES_TAG = "durable-rollouts.dev/replaces"  # the primary task set's ARN when this one was made
+REPLACES_TAG = "durable-rollouts.dev/replaces"  # the primary task set's ID (ecs-svc/…) when this one was made
 PREVIOUS_TAG = "durable-rollouts.dev/previous-task-definition"  # that primary's task definition
 # RegisterTaskDefinition's parameters a revision copies from the one it replaces (the API reference's).
 _REGISTERED = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
@@ -38,7 +38,8 @@ _REGISTERED = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "cont
 class Service:
     arn: str
     desired: int
-    task_sets: list[dict[str, Any]]
+    task_sets: list[dict[str, Any]]  # without the DRAINING ones
+    draining: list[dict[str, Any]] = field(default_factory=list)  # deleted, their targets still leaving
 
     def primary(self) -> dict[str, Any] | None:
         return next((ts for ts in self.task_sets if ts.get("status") == "PRIMARY"), None)
@@ -46,8 +47,8 @@ class Service:
     def external(self, external_id: str) -> dict[str, Any] | None:
         return next((ts for ts in self.task_sets if ts.get("externalId") == external_id), None)
 
-    def by_arn(self, arn: str) -> dict[str, Any] | None:
-        return next((ts for ts in self.task_sets if ts["taskSetArn"] == arn), None)
+    def by_id(self, task_set_id: str) -> dict[str, Any] | None:
+        return next((ts for ts in self.task_sets if task_set_id and ts.get("id") == task_set_id), None)
 
 
 def tag(task_set: dict[str, Any], key: str) -> str:
@@ -103,7 +104,8 @@ def read_service(ecs: Any, t: EcsTarget) -> Service:
         sets = ecs.describe_task_sets(cluster=t.cluster, service=t.service, include=["TAGS"]).get("taskSets", []) \
             if service.get("taskSets") else []
     return Service(service["serviceArn"], int(service.get("desiredCount") or 0),
-                   [ts for ts in sets if ts.get("status") != "DRAINING"])
+                   [ts for ts in sets if ts.get("status") != "DRAINING"],
+                   [ts for ts in sets if ts.get("status") == "DRAINING"])
 
 
 def hold(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
@@ -118,14 +120,16 @@ def hold(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> None:
 
 
 @contextlib.contextmanager
-def holding(ecs: Any, t: EcsTarget, service: Service, rollout_id: str) -> Iterator[None]:
-    """Hold the service for the changes inside; a permanent failure among them releases it again (the
-    workflow ends without an abort that would), a retryable one keeps it for the retry."""
+def holding(ecs: Any, t: EcsTarget, service: Service, rollout_id: str, undone_after: bool = False) -> Iterator[None]:
+    """Hold the service for the changes inside. A failure releases it — the workflow ends without a step
+    that would (a retry takes it again) — except, with `undone_after`, a failure the workflow answers with
+    an undo (anything but a refusal of the target), which needs the service held until it releases it."""
     hold(ecs, t, service, rollout_id)
     try:
         yield
-    except ApplicationError as error:
-        if error.non_retryable:
+    except Exception as error:
+        refused = isinstance(error, ApplicationError) and error.type in ("InvalidTarget", "NotFound", "Forbidden")
+        if not undone_after or refused:
             release(ecs, t, service, rollout_id)
         raise
 
@@ -156,7 +160,8 @@ def revision_with(ecs: Any, t: EcsTarget, base: str, image: str) -> str:
     with aws_errors(f"task definition {base}"):
         described = ecs.describe_task_definition(taskDefinition=base, include=["TAGS"])
     definition = described["taskDefinition"]
-    wanted = _registered(t, definition, image) | ({"tags": described["tags"]} if described.get("tags") else {})
+    tags = [x for x in described.get("tags") or [] if not x["key"].lower().startswith("aws:")]  # aws: ones are AWS's
+    wanted = _registered(t, definition, image) | ({"tags": tags} if tags else {})
     if _container(t, definition)["image"] == image:
         return definition["taskDefinitionArn"]
     with aws_errors(f"task definition family {definition['family']}"):
@@ -182,7 +187,7 @@ def ensure_task_set(ecs: Any, t: EcsTarget, service: Service, external: str, tas
     found = service.external(external)
     if found is not None:
         return found
-    tags = [{"key": REPLACES_TAG, "value": replaces["taskSetArn"]},
+    tags = [{"key": REPLACES_TAG, "value": replaces["id"]},
             {"key": PREVIOUS_TAG, "value": replaces["taskDefinition"]}] if replaces else []
     network = {"awsvpcConfiguration": {"subnets": list(t.network.subnets), "securityGroups": list(t.network.security_groups),
                                        "assignPublicIp": "ENABLED" if t.network.assign_public_ip else "DISABLED"}}

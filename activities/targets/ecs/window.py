@@ -38,7 +38,7 @@ class EcsWindowActivities:
         if previous is None:
             return []
         external = f"durable-rollouts/{request.rollout_id}/warm/{previous.rsplit(':', 1)[-1]}"
-        listener.check_groups(elbv2, t, spare, self._warm(request, service))
+        listener.check_groups(elbv2, t, spare, self._warm(request, service) + service.draining)
         tasksets.hold(ecs, t, service, request.rollout_id)  # held while the window is open: released by close
         warm = tasksets.ensure_task_set(ecs, t, service, external, previous, spare, 100.0)
         tasksets.wait_capacity(ecs, elbv2, t, warm, service.desired, request.progress_deadline_seconds)
