@@ -72,9 +72,7 @@ class EcsInPlaceActivities:
         t = request.target
         ecs, elbv2 = self._aws.ecs(t.region), self._aws.elbv2(t.region)
         service = tasksets.read_service(ecs, t)
-        primary = service.primary()
-        if primary is None or not primary.get("loadBalancers"):
-            raise invalid(f"{tasksets.where(t)}: has no primary task set behind a target group to update")
+        primary = tasksets.primary_behind_group(t, service)
         if primary.get("externalId") != self._external(request):
             tasksets.refuse_strangers(t, service)
         with tasksets.holding(ecs, t, service, request.rollout_id, undone_after=True):

@@ -169,7 +169,9 @@ def set_header_rules(elbv2: Any, t: EcsTarget, rollout_id: str, routes: list[Set
     weighted = next((r for r in rules if r["RuleArn"] == t.load_balancer.rule), None)
     base = weighted.get("Conditions", []) if weighted else []
     ceiling = int(weighted["Priority"]) if weighted else MAX_PRIORITY + 1
-    actions = _actions(_weighted(elbv2, t)[0], target_group) if routes else []
+    # the weighted actions from the rules just read: the rule's, or the default rule's (the listener's own)
+    path = weighted or next((r for r in rules if r.get("IsDefault")), {})
+    actions = _actions(path.get("Actions", []), target_group) if routes else []
     kinds = [a["Type"] for a in actions[:-1]]
     changed = False
     wanted = {route.name: route for route in routes}

@@ -51,6 +51,14 @@ class Service:
         return next((ts for ts in self.task_sets if task_set_id and ts.get("id") == task_set_id), None)
 
 
+def primary_behind_group(t: EcsTarget, service: Service) -> dict[str, Any]:
+    """The primary task set, which must be behind a target group (what every update starts from)."""
+    primary = service.primary()
+    if primary is None or not primary.get("loadBalancers"):
+        raise invalid(f"{where(t)}: has no primary task set behind a target group")
+    return primary
+
+
 def tag(task_set: dict[str, Any], key: str) -> str:
     return next((t["value"] for t in task_set.get("tags") or [] if t.get("key") == key), "")
 

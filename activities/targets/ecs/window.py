@@ -28,9 +28,7 @@ class EcsWindowActivities:
         t = request.target
         ecs, elbv2 = self._aws.ecs(t.region), self._aws.elbv2(t.region)
         service = tasksets.read_service(ecs, t)
-        primary = service.primary()
-        if primary is None or not primary.get("loadBalancers"):
-            raise invalid(f"{tasksets.where(t)}: no primary task set behind a target group")
+        primary = tasksets.primary_behind_group(t, service)
         live = primary["loadBalancers"][0]["targetGroupArn"]
         spare = next(g for g in t.load_balancer.target_groups if g != live)
         # what the primary replaced (its tag), else the family's revision before it
