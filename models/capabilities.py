@@ -23,6 +23,8 @@ def target_problem(spec: RolloutSpecBody) -> str:
         return own
     for path, step in spec.analysis_steps():
         for index, arg in enumerate(step.args):
+            if arg.value_from is not None and not target.VALUE_FROM:
+                return f"@{path}.args[{index}].valueFrom: the {kind} target names no sides for analyses"
             if arg.value_from is not None and arg.value_from.kind != target.VALUE_FROM:
                 return (f"@{path}.args[{index}].valueFrom.{arg.value_from.kind}: the {kind} target names its sides "
                         f"with valueFrom.{target.VALUE_FROM}")

@@ -1,6 +1,6 @@
 """`spec.target`: where a rollout delivers — one block naming the delivery target, each target's fields its
-own model. Today: `kubernetes` (a Deployment) and `ecs` (an ECS service's task sets behind an ALB,
-models/ecs.py). Each target's model is also its record: the task-queue
+own model. Today: `kubernetes` (a Deployment), `ecs` (an ECS service's task sets behind an ALB,
+models/ecs.py) and `composeHost` (a Compose project's service on a Docker host, models/compose.py). Each target's model is also its record: the task-queue
 family whose workers hold its credentials (a rollout starts on it), what it can do (`Capabilities`,
 declared), its `DeliveryTarget` adapter for the strategies (workflows/targets/), the factory of its
 activities (built by the worker from the worker's clients) and the name of the activity `ObserveTarget`
@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from models.compose import ComposeHostTarget
 from models.delivery import Capabilities
 from models.ecs import EcsTarget
 from models.specbase import DnsLabel, DnsSubdomain, Message, OneOf, SpecModel
@@ -61,13 +62,14 @@ class Target(OneOf):
 
     kubernetes: KubernetesTarget | None = None
     ecs: EcsTarget | None = None
+    compose_host: ComposeHostTarget | None = None
 
     @property
     def kind(self) -> str:
         return self.chosen_key
 
     @property
-    def chosen(self) -> KubernetesTarget | EcsTarget:
+    def chosen(self) -> KubernetesTarget | EcsTarget | ComposeHostTarget:
         """The chosen target's own block."""
         return self.chosen_value
 

@@ -1,0 +1,118 @@
+"""Talking to Docker hosts (the composeHost target): the worker's own list of hosts, one Docker SDK client
+per host built on first use, and one rule for the Engine API's errors.
+
+The list is the worker's configuration, never a document's: `ROLLOUT_DOCKER_HOSTS` names a YAML file
+
+    hosts:
+      web-1: {engine: "unix:///var/run/docker.sock"}
+      web-2: {engine: "tcp://10.0.4.12:2376", tls: {ca: /etc/rollout/docker/ca.pem,
+                                                     cert: /etc/rollout/docker/cert.pem,
+                                                     key: /etc/rollout/docker/key.pem}}
+      web-3: {engine: "ssh://deploy@web-3"}
+
+`unix://` is a local socket; `tcp://` needs `tls` (mutual TLS: the engine's `--tlsverify`; an engine on
+plain TCP is root on its host for anyone who reaches the port, so it is refused); `ssh://` runs the
+system's `ssh` as the worker's user (its keys and known_hosts), as `docker -H ssh://` does.
+
+Permanent (non-retryable, naming the host): a host the worker does not know, a request the engine refuses
+as wrong (4xx other than a conflict). Everything else — a lost connection, a 5xx, a conflict with a
+concurrent change — is retried by Temporal; every activity reads the containers first and does only what
+is missing, so a repeat is safe."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.exceptions import ApplicationError
+
+HOSTS_ENV = "ROLLOUT_DOCKER_HOSTS"
+
+
+def invalid(message: str) -> ApplicationError:
+    return ApplicationError(message, type="InvalidTarget", non_retryable=True)
+
+
+class DockerHosts:
+    """Docker SDK clients by host name, from the worker's hosts file (read once, when first asked)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self._path = path if path is not None else os.environ.get(HOSTS_ENV, "")
+        self._hosts: dict[str, dict[str, Any]] | None = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        if self._hosts is None:
+            if not self._path:
+                raise invalid(f"this worker has no Docker hosts: set {HOSTS_ENV} to its hosts file")
+            try:
+                loaded = yaml.safe_load(Path(self._path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as error:
+                raise invalid(f"{HOSTS_ENV}: {self._path}: {error}") from None
+            hosts = loaded.get("hosts") if isinstance(loaded, dict) else None
+            if not isinstance(hosts, dict):
+                raise invalid(f"{HOSTS_ENV}: {self._path}: no `hosts:` mapping")
+            for name, host in hosts.items():
+                problem = _host_problem(host)
+                if problem:
+                    raise invalid(f"{HOSTS_ENV}: hosts.{name}.{problem}")
+            self._hosts = hosts
+        return self._hosts
+
+    def client(self, host: str) -> Any:
+        with self._lock:
+            if host not in self._clients:
+                known = self.hosts()
+                if host not in known:
+                    raise invalid(f"Docker host {host!r} is not one of this worker's ({HOSTS_ENV}: "
+                                  f"{', '.join(sorted(known)) or 'none'})")
+                self._clients[host] = _client(known[host])
+            return self._clients[host]
+
+
+def _host_problem(host: Any) -> str:
+    if not isinstance(host, dict) or not isinstance(host.get("engine"), str):
+        return "engine: required (unix://, tcp:// with tls, ssh://)"
+    engine, tls = host["engine"], host.get("tls")
+    if engine.startswith("tcp://") and not (isinstance(tls, dict) and {"ca", "cert", "key"} <= set(tls)):
+        return "tls: an engine on tcp:// needs tls {ca, cert, key} (plain TCP is root on the host for anyone)"
+    if not engine.startswith(("unix://", "tcp://", "ssh://")):
+        return "engine: unix://, tcp:// or ssh://"
+    return ""
+
+
+def _client(host: dict[str, Any]) -> Any:
+    import docker
+    from docker.tls import TLSConfig
+
+    engine = host["engine"]
+    if engine.startswith("tcp://"):
+        tls = host["tls"]
+        config = TLSConfig(client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True)
+        return docker.DockerClient(base_url=engine.replace("tcp://", "https://", 1), tls=config, timeout=60)
+    return docker.DockerClient(base_url=engine, timeout=60, use_ssh_client=engine.startswith("ssh://"))
+
+
+@contextlib.contextmanager
+def docker_errors(what: str) -> Iterator[None]:
+    """The Engine API's refusals as ApplicationErrors naming `what` (e.g. "composeHost web-1/shop/api")."""
+    import docker.errors
+    import requests
+
+    try:
+        yield
+    except docker.errors.NotFound as error:
+        raise ApplicationError(f"{what}: {error.explanation or error}", type="NotFound", non_retryable=True) from None
+    except docker.errors.APIError as error:
+        status = error.status_code or 0
+        if status >= 500 or status in (409, 429) or status == 0:
+            raise ApplicationError(f"{what}: {error.explanation or error}", type="DockerUnavailable") from None
+        raise invalid(f"{what}: {error.explanation or error}") from None
+    except (requests.RequestException, docker.errors.DockerException) as error:
+        raise ApplicationError(f"{what}: the engine did not answer: {error}", type="DockerUnavailable") from None

@@ -1,0 +1,20 @@
+"""The composeHost delivery target: a Compose project's service on a Docker host, driven through the Engine
+API (the Docker SDK for Python). `activities` is its record's factory (models/compose.py): the worker
+calls it and serves what it returns on the target's family (`docker`); the hosts come from the worker's
+own configuration (activities/docker.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def activities(clients: Any, http: Any) -> list:
+    """Every Compose-host activity, bound to the worker's `DockerHosts` (its Kubernetes `clients` and `http`
+    are not used here)."""
+    from activities.docker import DockerHosts
+    from activities.targets.compose.inplace import ComposeInPlaceActivities
+    from activities.targets.compose.observe import ComposeObserveActivities
+
+    hosts = DockerHosts()
+    in_place, observe = ComposeInPlaceActivities(hosts), ComposeObserveActivities(hosts)
+    return [observe.observe, in_place.roll_out, in_place.undo]

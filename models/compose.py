@@ -1,0 +1,179 @@
+"""`spec.target.composeHost`: one service of a Docker Compose project on one Docker host — the target's block
+of the spec, the checks of its Compose file, and the inputs of its activities (activities/targets/compose/).
+
+The document names the host by a name; which engine that is (`unix://`, `tcp://` with TLS, `ssh://`) and
+with which certificates is the **worker's** configuration (`ROLLOUT_DOCKER_HOSTS`, activities/docker.py):
+a document never chooses an endpoint or a local file. The project's Compose file travels in the document
+as a mapping (`rollout` reads a `composeFile` beside the document on the client's side, never the
+worker), checked against the Compose Specification's own JSON schema (models/schemas/compose-spec.json,
+from compose-spec/compose-spec, Apache-2.0). What the schema allows but this target cannot apply as Compose
+would is refused, naming the field: variables (`${VAR}`: the host's environment and `.env` are not the
+worker's to read — write the values, `$$` for a literal dollar), `extends` (inline it), and, on the rolled
+service, any key the containers would not get (the `ROLLED_KEYS` below), a fixed `container_name` or a
+published host port (two containers of the service run side by side during a rolling update)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import jsonschema
+from pydantic import Field, StringConstraints, model_validator
+
+from models.delivery import Capabilities
+from models.specbase import DnsLabel, Message, SpecModel
+
+# A Compose project name: lowercase letters, digits, dashes and underscores, starting with a letter or a
+# digit (the Compose Specification, "Name top-level element"); a service name as the schema's pattern.
+ProjectName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+ServiceName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9._-]{1,63}$")]
+SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
+
+# The rolled service's keys that its containers get as Compose gives them (activities/targets/compose/).
+ROLLED_KEYS = frozenset({
+    "image", "command", "entrypoint", "environment", "labels", "healthcheck", "deploy", "scale", "networks",
+    "stop_grace_period", "stop_signal", "user", "working_dir", "restart", "read_only", "init"})
+DEPLOY_KEYS = frozenset({"replicas"})
+_VARIABLE = re.compile(r"(?<!\$)(?:\$\$)*\$(?!\$)(\{|[A-Za-z_])")  # an unescaped $VAR or ${…}
+
+
+# Read when the module is imported (by the CLI, the worker, the workflows' pass-through), never in a workflow.
+_VALIDATOR = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+
+
+def _dotted(path: Any) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+def compose_problem(compose: dict[str, Any], service: str) -> str:
+    """Why this Compose file cannot be rolled by the target ("" when it can): "@compose.path: what"."""
+    errors = sorted(_VALIDATOR.iter_errors(compose), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        error = errors[0]
+        return f"@compose{_dotted(error.absolute_path)}: {error.message[:200]} (the Compose Specification's schema)"
+    found = _variable(compose, ())
+    if found:
+        return (f"@compose{_dotted(found)}: a variable; the host's environment and .env are not the worker's to "
+                "read: write the value (or $$ for a literal $)")
+    services = compose.get("services") or {}
+    for name, block in services.items():
+        if isinstance(block, dict) and "extends" in block:
+            return f"@compose.services.{name}.extends: not resolved here: write the service out in full"
+    if service not in services:
+        return f"@service: {service!r} is not a service of the Compose file ({', '.join(sorted(services)) or 'none'})"
+    block = services[service] or {}
+    unknown = sorted(set(block) - ROLLED_KEYS)
+    if unknown:
+        return (f"@compose.services.{service}.{unknown[0]}: not applied to the rolled service's containers by "
+                f"this target (it applies {', '.join(sorted(ROLLED_KEYS))})")
+    deploy = sorted(set(block.get("deploy") or {}) - DEPLOY_KEYS)
+    if deploy:
+        return f"@compose.services.{service}.deploy.{deploy[0]}: only deploy.replicas is applied"
+    if "deploy" in block and "scale" in block:
+        return f"@compose.services.{service}.scale: give deploy.replicas or scale, not both"
+    networks = block.get("networks") or {}
+    for network in networks:
+        if network not in (compose.get("networks") or {}) and network != "default":
+            return f"@compose.services.{service}.networks.{network}: not a network of the Compose file"
+    return ""
+
+
+def _variable(value: Any, path: tuple) -> tuple | None:
+    if isinstance(value, str):
+        return path if _VARIABLE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _variable(item, (*path, key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _variable(item, (*path, index))
+            if found is not None:
+                return found
+    return None
+
+
+class ComposeHostTarget(SpecModel):
+    """`spec.target.composeHost`: one service of a Compose project on a Docker host of the worker's."""
+
+    FAMILY: ClassVar[str] = "docker"
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities(
+        weights=False, header_routes=False, mirrors=False, instant_switch=False, warm_rollback_window=False,
+        in_place_rolling=True)
+    DELIVERY: ClassVar[str] = "workflows.targets.compose:ComposeDelivery"
+    ACTIVITIES: ClassVar[str] = "activities.targets.compose:activities"
+    OBSERVER: ClassVar[str] = "observe_compose_target"
+    INSTANCES: ClassVar[str] = "containers"
+    VALUE_FROM: ClassVar[str] = ""  # no analysis arg names a side by valueFrom here
+
+    host: DnsLabel = Field(description="a Docker host of the worker's configuration (ROLLOUT_DOCKER_HOSTS)")
+    project: ProjectName = Field(description="the Compose project (com.docker.compose.project)")
+    service: ServiceName = Field(description="the service to roll")
+    compose: dict[str, Any] = Field(description="the project's Compose file, as a mapping")
+    ready_after_seconds: int = Field(10, ge=0, le=3600, description="a container with no health check counts as "
+                                                                    "ready once it has run this long")
+    pre_stop: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        None, min_length=1, max_length=64, description="a command run in an old container before it is stopped "
+                                                       "(docker-rollout's drain hook)")
+    pre_stop_timeout_seconds: int = Field(30, ge=1, le=600)
+
+    @model_validator(mode="after")
+    def _compose(self) -> ComposeHostTarget:
+        if len(json.dumps(self.compose)) > 256 * 1024:
+            raise ValueError("@compose: over 256 KiB")
+        problem = compose_problem(self.compose, self.service)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def describe(self) -> str:
+        return f"composeHost {self.host}/{self.project}/{self.service}"
+
+    def rolled(self) -> dict[str, Any]:
+        """The rolled service's block of the Compose file."""
+        return dict(self.compose["services"][self.service] or {})
+
+    def replicas(self) -> int:
+        block = self.rolled()
+        return int((block.get("deploy") or {}).get("replicas", block.get("scale", 1)))
+
+    @staticmethod
+    def strategy_problem(strategy: Any) -> str:
+        """In place only so far; Kubernetes' Services have no meaning here (models/capabilities.py)."""
+        if strategy.name not in ("rollingUpdate", "recreate"):
+            return (f"@strategy.{strategy.name}: the composeHost target rolls in place only so far (rollingUpdate, "
+                    "recreate); a canary or blue-green through a proxy on the host is not built yet")
+        block = strategy.chosen_value
+        for field in ("stable_service", "canary_service", "active_service", "preview_service"):
+            if getattr(block, field, None):
+                return f"@strategy.{strategy.name}: a Kubernetes Service; a composeHost target has none: remove it"
+        return ""
+
+
+# ---- the activities' inputs ---------------------------------------------------------------------------
+
+
+class ComposeRequest(Message):
+    """What every Compose-host activity is told: the rollout (whose label marks what it made), the target,
+    the image the rolled service should run."""
+
+    rollout_id: str
+    target: ComposeHostTarget
+    image: str
+    progress_deadline_seconds: int
+
+
+class ComposeRollOutInput(ComposeRequest):
+    """An in-place update: new containers beside the old ones in batches of maxSurge, each healthy before an
+    old one is drained (pre-stop) and removed, never fewer than replicas − maxUnavailable ready; Recreate
+    stops the old ones first; Undo puts back the configuration the current containers replaced (a label);
+    Restart replaces the containers with the same configuration."""
+
+    kind: Literal["RollingUpdate", "Recreate", "Undo", "Restart"]
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+    to_revision: int = 0
+    restarted_at: str = ""
