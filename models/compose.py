@@ -36,11 +36,23 @@ ROLLED_KEYS = frozenset({
     "image", "command", "entrypoint", "environment", "labels", "healthcheck", "deploy", "scale", "networks",
     "stop_grace_period", "stop_signal", "user", "working_dir", "restart", "read_only", "init"})
 DEPLOY_KEYS = frozenset({"replicas"})
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
+_UNIT = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 _VARIABLE = re.compile(r"(?<!\$)(?:\$\$)*\$(?!\$)(\{|[A-Za-z_])")  # an unescaped $VAR or ${…}
 
 
 # Read when the module is imported (by the CLI, the worker, the workflows' pass-through), never in a workflow.
 _VALIDATOR = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+
+
+def seconds(value: Any) -> float:
+    """A Compose duration ("1m30s", "500ms"; the schema's `duration` format) or a number, in seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    parts = _DURATION.findall(str(value))
+    if not parts or "".join(a + b for a, b in parts) != str(value):
+        raise ValueError(f"not a Compose duration: {str(value)[:40]!r}")
+    return sum(float(amount) * _UNIT[unit] for amount, unit in parts)
 
 
 def _dotted(path: Any) -> str:
@@ -73,6 +85,34 @@ def compose_problem(compose: dict[str, Any], service: str) -> str:
         return f"@compose.services.{service}.deploy.{deploy[0]}: only deploy.replicas is applied"
     if "deploy" in block and "scale" in block:
         return f"@compose.services.{service}.scale: give deploy.replicas or scale, not both"
+    return _values_problem(compose, service, block)
+
+
+def _values_problem(compose: dict[str, Any], service: str, block: dict[str, Any]) -> str:
+    """Values the schema leaves as text (for interpolation) that the containers need as numbers."""
+    where = f"@compose.services.{service}"
+    health = block.get("healthcheck") or {}
+    for key in ("interval", "timeout", "start_period", "start_interval"):
+        if key in health:
+            try:
+                seconds(health[key])
+            except ValueError as error:
+                return f"{where}.healthcheck.{key}: {error}"
+    if "retries" in health and not (isinstance(health["retries"], int) and not isinstance(health["retries"], bool)
+                                    and health["retries"] >= 0):
+        return f"{where}.healthcheck.retries: a whole number"
+    if "stop_grace_period" in block:
+        try:
+            seconds(block["stop_grace_period"])
+        except ValueError as error:
+            return f"{where}.stop_grace_period: {error}"
+    for key in ("replicas",):
+        value = (block.get("deploy") or {}).get(key, block.get("scale", 1))
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
+            return f"{where}.deploy.{key}: a whole number from 1 to 100"
+    restart = str(block.get("restart", "no"))
+    if not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d{1,4})?", restart):
+        return f"{where}.restart: no, always, unless-stopped or on-failure[:N]"
     networks = block.get("networks") or {}
     for network in networks:
         if network not in (compose.get("networks") or {}) and network != "default":

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.compose.helpers import REPO, compose_document
+from tests.compose.helpers import REPO, compose_document, hosts_env
 
 
 @pytest.fixture(scope="session")
@@ -30,17 +30,16 @@ def compose(dev_server, release_worker_processes, docker_host, unique, tmp_path)
     """`rollout` against a `docker` worker process; `compose.spec(...)` writes a document for project
     `compose.project` on the host, `compose.up(image)` brings the project up with the real Compose CLI."""
     queue = f"compose-{unique}"
-    hosts = tmp_path / "docker-hosts.yaml"
-    hosts.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": docker_host.engine}}}))
-    release_worker_processes(dev_server.address, queue, "--targets", "docker",
-                             env={"ROLLOUT_DOCKER_HOSTS": str(hosts)})
-    env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_TASK_QUEUE": queue, "ROLLOUT_USER": "ci-bot"}
 
     def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, "-m", "starters.cli", *args], capture_output=True, text=True,
                                 cwd=REPO, env=env, timeout=timeout)
         assert "Traceback" not in result.stderr, result.stderr
         return result
+
+    run.worker_env = hosts_env(tmp_path, docker_host)
+    release_worker_processes(dev_server.address, queue, "--targets", "docker", env=run.worker_env)
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_TASK_QUEUE": queue, "ROLLOUT_USER": "ci-bot"}
 
     def spec(name: str, image: str, **kwargs) -> str:
         path = tmp_path / f"{name}.yaml"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,6 +23,13 @@ def compose_document(name: str, project: str, image: str, replicas: int = 3, str
                      "strategy": strategy or {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}}
 
 
+def hosts_env(folder: Path, *hosts) -> dict[str, str]:
+    """A worker's environment naming `hosts` (web-1, web-2, … in order) in its Docker hosts file."""
+    path = folder / "docker-hosts.yaml"
+    path.write_text(yaml.safe_dump({"hosts": {f"web-{i}": {"engine": h.engine} for i, h in enumerate(hosts, 1)}}))
+    return {"ROLLOUT_DOCKER_HOSTS": str(path)}
+
+
 def containers(host, project: str) -> list[dict[str, Any]]:
     """The service's containers (all states), inspected, by container number."""
     client = host.client()
@@ -29,3 +39,44 @@ def containers(host, project: str) -> list[dict[str, Any]]:
     finally:
         client.close()
     return sorted(found, key=lambda c: int(c["Config"]["Labels"]["com.docker.compose.container-number"]))
+
+
+class Events:
+    """The engine's events for one project, collected from before the rollout starts."""
+
+    def __init__(self, host, project: str) -> None:
+        self.client = host.client()
+        self.stream = self.client.api.events(decode=True, filters={
+            "type": "container", "label": [f"com.docker.compose.project={project}"]})
+        self.seen: list[tuple[str, str, str]] = []  # (action, container name, image)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for event in self.stream:
+                attributes = event.get("Actor", {}).get("Attributes", {})
+                self.seen.append((event.get("Action", ""), attributes.get("name", ""), attributes.get("image", "")))
+        except Exception:  # noqa: BLE001 - closed at the end
+            pass
+
+    def close(self) -> list[tuple[str, str, str]]:
+        self.stream.close()
+        self.client.close()
+        return list(self.seen)
+
+
+def replay(events: list[tuple[str, str, str]], ready: set[str]) -> tuple[int, int]:
+    """The most containers that existed at once and the fewest healthy ones while one was being stopped."""
+    existing, most, fewest = set(ready), len(ready), len(ready)
+    for action, name, _ in events:
+        if action == "create":
+            existing.add(name)
+            most = max(most, len(existing))
+        elif action == "health_status: healthy":
+            ready.add(name)
+        elif action in ("kill", "die"):
+            ready.discard(name)
+            fewest = min(fewest, len(ready))
+        elif action == "destroy":
+            existing.discard(name)
+    return most, fewest

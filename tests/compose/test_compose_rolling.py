@@ -4,52 +4,9 @@ does, then rolled by the workflow; the engine's own event stream is the call log
 
 from __future__ import annotations
 
-import threading
-
 from models.status import Phase
-from tests.compose.helpers import containers
+from tests.compose.helpers import Events, containers, replay
 from tests.helpers import finished
-
-
-class Events:
-    """The engine's events for one project, collected from before the rollout starts."""
-
-    def __init__(self, host, project: str) -> None:
-        self.client = host.client()
-        self.stream = self.client.api.events(decode=True, filters={
-            "type": "container", "label": [f"com.docker.compose.project={project}"]})
-        self.seen: list[tuple[str, str, str]] = []  # (action, container name, image)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            for event in self.stream:
-                attributes = event.get("Actor", {}).get("Attributes", {})
-                self.seen.append((event.get("Action", ""), attributes.get("name", ""), attributes.get("image", "")))
-        except Exception:  # noqa: BLE001 - closed at the end
-            pass
-
-    def close(self) -> list[tuple[str, str, str]]:
-        self.stream.close()
-        self.client.close()
-        return list(self.seen)
-
-
-def replay(events: list[tuple[str, str, str]], ready: set[str]) -> tuple[int, int]:
-    """The most containers that existed at once and the fewest healthy ones while one was being stopped."""
-    existing, most, fewest = set(ready), len(ready), len(ready)
-    for action, name, _ in events:
-        if action == "create":
-            existing.add(name)
-            most = max(most, len(existing))
-        elif action == "health_status: healthy":
-            ready.add(name)
-        elif action in ("kill", "die"):
-            ready.discard(name)
-            fewest = min(fewest, len(ready))
-        elif action == "destroy":
-            existing.discard(name)
-    return most, fewest
 
 
 async def test_rolling_update_keeps_three_ready_then_compose_sees_the_new_containers(compose, docker_host, dev_client,

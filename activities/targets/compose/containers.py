@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 import threading
 import time
@@ -21,29 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from activities.docker import invalid
-from models.compose import ComposeHostTarget
+from models.compose import ComposeHostTarget, seconds
 
 PROJECT, SERVICE, NUMBER, HASH, ONEOFF = (f"com.docker.compose.{n}" for n in
                                           ("project", "service", "container-number", "config-hash", "oneoff"))
 CONFIG, PREVIOUS, ROLLOUT, REVISION = (f"dev.durable-rollouts.{n}" for n in ("config", "previous", "rollout", "revision"))
 _OURS = (PROJECT, SERVICE, NUMBER, HASH, ONEOFF, CONFIG, PREVIOUS, ROLLOUT, REVISION, "com.docker.compose.")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
-_UNIT = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
 def where(t: ComposeHostTarget) -> str:
     return t.describe()
-
-
-def seconds(value: Any) -> float:
-    """A Compose duration ("1m30s", "500ms", or a number of seconds) in seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    parts = _DURATION.findall(str(value))
-    if not parts or "".join(a + b for a, b in parts) != str(value):
-        raise invalid(f"not a Compose duration: {value!r}")
-    return sum(float(amount) * _UNIT[unit] for amount, unit in parts)
 
 
 def config_hash(config: dict[str, Any]) -> str:

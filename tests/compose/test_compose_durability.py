@@ -1,0 +1,126 @@
+"""A Compose-host rolling update through worker kills (every container made and removed once, by the
+engine's own events), `rollout undo` back to the configuration Compose made, and the documents and hosts
+files that must be refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from models.spec import parse_rollout
+from models.status import Phase
+from starters.commands import start_workflow
+from tests.compose.helpers import REPO, Events, compose_document, containers, hosts_env, replay
+from tests.helpers import finished
+
+
+@pytest.mark.parametrize("fault", ["inside the update", "after the update"])
+async def test_a_worker_killed_during_a_rolling_update_makes_and_removes_each_container_once(
+        fault, compose, docker_host, dev_server, dev_client, release_worker_processes, unique, tmp_path):
+    """SIGKILL 2.5 s into the update (a container made, its health pending) or after it returned (before
+    the server heard): the retried attempt adopts what the killed one made."""
+    from tests.matrix import Supervisor
+    from tests.test_matrix import kill_plan
+
+    old_image = docker_host.service_image("shop/web", "1.0.0")
+    new_image = docker_host.service_image("shop/web", "4.0.0-slow", behaviour="slow")
+    compose.up(old_image)
+    before = {c["Name"].lstrip("/") for c in containers(docker_host, compose.project)}
+    point = {"when": "during", "activities": ["roll_out_compose"], "seconds": 2.5} if fault == "inside the update" \
+        else {"when": "after", "activities": ["roll_out_compose"]}
+    env, journal = kill_plan(tmp_path, [point])
+    queue = f"compose-kill-{unique}"
+    events = Events(docker_host, compose.project)
+    supervisor = Supervisor(release_worker_processes, dev_server.address, queue,
+                            env={**hosts_env(tmp_path, docker_host), **env})
+    try:
+        rollout = parse_rollout(compose_document(f"kill-{unique}", compose.project, new_image, deadline=120))
+        final = await finished(await start_workflow(dev_client, rollout, queue, "test"), 240)
+    finally:
+        await supervisor.stop()
+    seen = events.close()
+    kills = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    assert final.phase is Phase.HEALTHY, final.message
+    assert len(kills) == 1 and supervisor.restarts == 1, (kills, supervisor.restarts)
+    actions = [a for a, _, _ in seen]
+    assert actions.count("create") == 3 and actions.count("destroy") == 3, seen
+    assert actions.count("start") == 3, seen
+    most, fewest = replay(seen, before)
+    assert most <= 4 and fewest >= 3, (most, fewest, seen)
+    after = containers(docker_host, compose.project)
+    assert [c["Config"]["Image"] for c in after] == [new_image] * 3
+
+
+async def test_undo_puts_back_the_configuration_compose_made(compose, docker_host, dev_client, unique):
+    """After a healthy update, `rollout undo` starts the previous image's containers with their previous
+    configuration (read back from what Compose made: command, environment, labels, health check)."""
+    old_image = docker_host.service_image("shop/web", "1.0.0")
+    new_image = docker_host.service_image("shop/web", "2.0.0")
+    compose.up(old_image)
+    from activities.targets.compose.containers import Container
+
+    original = Container(containers(docker_host, compose.project)[0]).config()
+    name = f"undo-{unique}"
+    result = compose("start", "-f", compose.spec(name, new_image), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    undone = compose("undo", f"test/{name}", "--wait")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    after = containers(docker_host, compose.project)
+    assert len(after) == 3 and all(c["State"]["Health"]["Status"] == "healthy" for c in after)
+    assert all(Container(c).config() == original for c in after), (original, Container(after[0]).config())
+    assert {c["Config"]["Labels"]["dev.durable-rollouts.revision"] for c in after} == {"2"}
+
+
+def test_documents_a_compose_host_cannot_roll_are_refused_naming_the_field(tmp_path):
+    def refused(change) -> str:
+        document = compose_document("bad", "shop", "shop/web:2")
+        change(document["spec"])
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(document))
+        result = subprocess.run([sys.executable, "-m", "starters.cli", "validate", "-f", str(path)],
+                                capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        return result.stderr
+
+    def web(spec) -> dict:
+        return spec["target"]["composeHost"]["compose"]["services"]["web"]
+
+    assert "compose.services.web.environment" in refused(lambda s: web(s).update(environment={"DB": "${DB_URL}"}))
+    assert "compose.services.web.extends" in refused(lambda s: web(s).update(extends={"service": "base"}))
+    assert "compose.services.web.ports" in refused(lambda s: web(s).update(ports=["8080:8080"]))
+    assert "compose.services.web.container_name" in refused(lambda s: web(s).update(container_name="web"))
+    assert "compose.services.web.deploy.resources" in refused(lambda s: web(s)["deploy"].update(resources={}))
+    assert "compose.services.web.healthcheck.retries" in refused(lambda s: web(s).update(healthcheck={"retries": "x"}))
+    assert "healthcheck.interval" in refused(lambda s: web(s).update(healthcheck={"interval": "soon"}))
+    assert "deploy.replicas" in refused(lambda s: web(s)["deploy"].update(replicas="3"))
+    assert "compose.services.web.restart" in refused(lambda s: web(s).update(restart="sometimes"))
+    assert "target.composeHost.service" in refused(lambda s: s["target"]["composeHost"].update(service="api"))
+    assert "target.composeHost.project" in refused(lambda s: s["target"]["composeHost"].update(project="Shop"))
+    assert "target.composeHost.host" in refused(lambda s: s["target"]["composeHost"].update(host="../etc"))
+    assert "strategy.canary" in refused(lambda s: s.update(strategy={"canary": {"steps": [{"setWeight": 10}]}}))
+    assert "rollbackWindow" in refused(lambda s: s.update(rollbackWindow={"duration": "10m"}))
+    ok = compose_document("ok", "shop", "shop/web:2")
+    web(ok["spec"]).update(environment={"PRICE": "$$5"}, command="httpd -f")  # a literal dollar
+    assert parse_rollout(ok).spec.target.compose_host.replicas() == 3
+
+
+def test_the_worker_refuses_hosts_it_does_not_know_and_engines_on_plain_tcp(tmp_path):
+    from temporalio.exceptions import ApplicationError
+
+    from activities.docker import DockerHosts
+
+    path = tmp_path / "hosts.yaml"
+    path.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": "unix:///nowhere.sock"}}}))
+    with pytest.raises(ApplicationError, match="'web-9' is not one of this worker's.*web-1") as refused:
+        DockerHosts(str(path)).client("web-9")
+    assert refused.value.non_retryable and refused.value.type == "InvalidTarget"
+    path.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": "tcp://10.0.0.1:2375"}}}))
+    with pytest.raises(ApplicationError, match="hosts.web-1.tls: an engine on tcp:// needs tls"):
+        DockerHosts(str(path)).client("web-1")
+    with pytest.raises(ApplicationError, match="no Docker hosts: set ROLLOUT_DOCKER_HOSTS"):
+        DockerHosts("").client("web-1")
