@@ -8,11 +8,14 @@ The list is the worker's configuration, never a document's: `ROLLOUT_DOCKER_HOST
       web-2: {engine: "tcp://10.0.4.12:2376", tls: {ca: /etc/rollout/docker/ca.pem,
                                                      cert: /etc/rollout/docker/cert.pem,
                                                      key: /etc/rollout/docker/key.pem}}
-      web-3: {engine: "ssh://deploy@web-3"}
+      web-3: {engine: "ssh://deploy@web-3", haproxy: "tcp://10.0.4.13:9999"}
 
 `unix://` is a local socket; `tcp://` needs `tls` (mutual TLS: the engine's `--tlsverify`; an engine on
 plain TCP is root on its host for anyone who reaches the port, so it is refused); `ssh://` runs the
-system's `ssh` as the worker's user (its keys and known_hosts), as `docker -H ssh://` does.
+system's `ssh` as the worker's user (its keys and known_hosts), as `docker -H ssh://` does. `haproxy` is
+the runtime API of the proxy in front of the host's services (a document's `proxy` names only its
+backend): `unix://` (HAProxy's `stats socket … level admin`) or `tcp://` (the runtime API has no
+authentication: a private address only the worker reaches).
 
 Permanent (non-retryable, naming the host): a host the worker does not know, a request the engine refuses
 as wrong (4xx other than a conflict). Everything else — a lost connection, a 5xx, a conflict with a
@@ -65,6 +68,17 @@ class DockerHosts:
             self._hosts = hosts
         return self._hosts
 
+    def haproxy(self, host: str) -> Any:
+        """The runtime API of the host's proxy."""
+        from activities.targets.compose.haproxy import Haproxy
+
+        self.client(host)  # a host the worker knows
+        address = self.hosts()[host].get("haproxy")
+        if not address:
+            raise invalid(f"Docker host {host!r} has no proxy in this worker's configuration ({HOSTS_ENV}: "
+                          f"hosts.{host}.haproxy)")
+        return Haproxy(address)
+
     def client(self, host: str) -> Any:
         with self._lock:
             if host not in self._clients:
@@ -84,6 +98,8 @@ def _host_problem(host: Any) -> str:
         return "tls: an engine on tcp:// needs tls {ca, cert, key} (plain TCP is root on the host for anyone)"
     if not engine.startswith(("unix://", "tcp://", "ssh://")):
         return "engine: unix://, tcp:// or ssh://"
+    if host.get("haproxy") is not None and not str(host["haproxy"]).startswith(("unix://", "tcp://")):
+        return "haproxy: unix:///path or tcp://host:port (its runtime API)"
     return ""
 
 

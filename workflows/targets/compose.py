@@ -1,6 +1,7 @@
-"""The composeHost target's `DeliveryTarget`: a Compose project's service on one Docker host. In place only
-so far (rollingUpdate, recreate, undo, restart: activities/targets/compose/inplace.py); its record refuses
-the strategies it cannot run yet (models/compose.py), so the exposure-shifting calls are never reached."""
+"""The composeHost target's `DeliveryTarget`: a Compose project's service on one Docker host. In place
+(rollingUpdate, recreate, undo, restart: activities/targets/compose/inplace.py) and a canary through the
+proxy on the host (canary.py); its record refuses what it cannot run yet (blue-green, A/B tests, the
+rollback window: models/compose.py), so those calls are never reached."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from models.compose import ComposeHostTarget, ComposeRollOutInput
-    from models.delivery import InPlaceUpdate, RollOutResult, Wording
-    from models.spec import RolloutSpecBody
+    from models.compose import ComposeHostTarget, ComposeRequest, ComposeRollOutInput, ComposeRoutesInput
+    from models.delivery import InPlaceUpdate, PrepareCanaryResult, RollOutResult, WeightResult, Wording
+    from models.routing import RouteState, SetCanaryScale
+    from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
 
 
@@ -23,15 +25,42 @@ class ComposeDelivery:
         self.spec, self.rollout_id = spec, rollout_id
         self.target: ComposeHostTarget = spec.target.compose_host
         self.options = options.delivery(spec.progress_deadline_seconds)
-        self.words = Wording("the service's network alias", "", ComposeHostTarget.INSTANCES, "")
+        self.words = Wording(f"proxy backend {self.target.proxy.backend}" if self.target.proxy else "the service",
+                             "", ComposeHostTarget.INSTANCES, "")
+
+    def _request(self) -> dict[str, Any]:
+        return {"rollout_id": self.rollout_id, "target": self.target, "image": self.spec.image,
+                "progress_deadline_seconds": self.spec.progress_deadline_seconds}
 
     def _input(self, **fields: Any) -> ComposeRollOutInput:
-        return ComposeRollOutInput(rollout_id=self.rollout_id, target=self.target, image=self.spec.image,
-                                   progress_deadline_seconds=self.spec.progress_deadline_seconds, **fields)
+        return ComposeRollOutInput(**self._request(), **fields)
+
+    def _start(self, name: str, arg: Any, summary: str, result: type | None = None) -> Any:
+        return workflow.start_activity(name, arg, result_type=result, summary=summary, **self.options)
 
     def revisions(self, shape: Literal["canary", "blueGreen", "inPlace"]):
         return None  # no analysis arg names a side by valueFrom on this target
 
+    # -- canary (through the proxy) ----------------------------------------------------------------------
+    def prepare_canary(self, canary: CanaryStrategy):
+        return self._start("prepare_compose_canary", ComposeRequest(**self._request()),
+                           "stable containers in the proxy's backend", PrepareCanaryResult)
+
+    def set_routes(self, canary: CanaryStrategy, step: int, total: int, routes: RouteState,
+                   canary_scale: SetCanaryScale | None, summary: str):
+        return self._start("set_compose_routes", ComposeRoutesInput(**self._request(), step=step, total_replicas=total,
+                                                                    routes=routes, canary_scale=canary_scale),
+                           summary, WeightResult)
+
+    def promote_canary(self, canary: CanaryStrategy, prepared: PrepareCanaryResult):
+        return self._start("promote_compose_canary", ComposeRequest(**self._request()),
+                           "promote: canary containers take every weight, the stable ones drained")
+
+    def abort_canary(self, canary: CanaryStrategy, prepared: PrepareCanaryResult):
+        return self._start("abort_compose_canary", ComposeRequest(**self._request()),
+                           "abort: every weight back to the stable containers")
+
+    # -- in place ----------------------------------------------------------------------------------------
     def roll_out(self, update: InPlaceUpdate, summary: str):
         fields = update.model_dump(exclude={"image"})
         return workflow.start_activity("roll_out_compose", self._input(**fields), result_type=RollOutResult,
@@ -43,10 +72,9 @@ class ComposeDelivery:
                                        **self.options)
 
     def _not_here(self, *_: Any, **__: Any):
-        raise ApplicationError(f"{self.target.describe()}: this target rolls in place only (validation refuses the "
-                               "rest)", type="InvalidTarget", non_retryable=True)
+        raise ApplicationError(f"{self.target.describe()}: no blue-green or rollback window on this target yet "
+                               "(validation refuses them)", type="InvalidTarget", non_retryable=True)
 
-    prepare_canary = set_routes = promote_canary = abort_canary = _not_here
     prepare_blue_green = scale_preview = shift_traffic = switch_active = _not_here
     complete_blue_green = abort_blue_green = open_window = switch_to_warm = close_window = _not_here
 

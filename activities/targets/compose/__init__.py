@@ -12,9 +12,11 @@ def activities(clients: Any, http: Any) -> list:
     """Every Compose-host activity, bound to the worker's `DockerHosts` (its Kubernetes `clients` and `http`
     are not used here)."""
     from activities.docker import DockerHosts
+    from activities.targets.compose.canary import ComposeCanaryActivities
     from activities.targets.compose.inplace import ComposeInPlaceActivities
     from activities.targets.compose.observe import ComposeObserveActivities
 
     hosts = DockerHosts()
-    in_place, observe = ComposeInPlaceActivities(hosts), ComposeObserveActivities(hosts)
-    return [observe.observe, in_place.roll_out, in_place.undo]
+    in_place, observe, canary = ComposeInPlaceActivities(hosts), ComposeObserveActivities(hosts), ComposeCanaryActivities(hosts)
+    return [observe.observe, in_place.roll_out, in_place.undo, canary.prepare_canary, canary.set_routes,
+            canary.promote_canary, canary.abort_canary]

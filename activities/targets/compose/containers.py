@@ -227,8 +227,11 @@ def ensure_network(client: Any, t: ComposeHostTarget, network: str) -> None:
     client.api.create_network(network, driver="bridge", labels={PROJECT: t.project, "com.docker.compose.network": key})
 
 
-def remove(client: Any, t: ComposeHostTarget, container: Container) -> None:
-    """Drain (the pre-stop hook, if the container runs), stop within its grace period, remove."""
+def remove(client: Any, t: ComposeHostTarget, container: Container, proxy: Any = None) -> None:
+    """Drain (out of the proxy's backend, then the pre-stop hook if the container runs), stop within its
+    grace period, remove."""
+    if proxy is not None:
+        proxy.unserve(t.proxy.backend, container.name, t.pre_stop_timeout_seconds)
     if container.running and t.pre_stop:
         _pre_stop(client, t, container)
     timeout = container.attrs["Config"].get("StopTimeout")

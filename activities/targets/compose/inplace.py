@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.docker import DockerHosts, docker_errors, invalid
 from activities.targets.compose import containers as cs
+from activities.targets.compose.backend import adopt, proxy_of, serve_ready
 from activities.targets.compose.containers import Container
 from activities.waiting import still_waiting, wait_started
 from models.compose import ComposeRollOutInput
@@ -53,7 +54,7 @@ class ComposeInPlaceActivities:
                 config["labels"] = {**config["labels"], "dev.durable-rollouts.restarted-at": request.restarted_at}
             else:
                 config = cs.wanted(t, request.image)
-            return self.converge(client, request, config, found)
+            return self.converge(client, request, config, found, proxy_of(self._hosts, t))
 
     def _previous(self, request: ComposeRollOutInput, found: list[Container]) -> dict:
         """What the newest containers replaced (their label); refused when nothing records it."""
@@ -66,8 +67,12 @@ class ComposeInPlaceActivities:
                 return json.loads(container.labels[cs.PREVIOUS])
         raise invalid(f"{cs.where(t)}: no earlier configuration recorded on its containers")
 
-    def converge(self, client, request: ComposeRollOutInput, config: dict, found: list[Container]) -> RollOutResult:
+    def converge(self, client, request: ComposeRollOutInput, config: dict, found: list[Container],
+                 proxy=None) -> RollOutResult:
+        """Replace the service's containers by `config`'s; with a proxy, each new one joins the backend when ready
+        and each old one is drained out of it before it stops."""
         t = request.target
+        adopt(proxy, t, found)
         replicas, want = t.replicas(), cs.config_hash(config)
         surge = count(request.max_surge if request.max_surge is not None else "25%", replicas, True)
         unavailable = count(request.max_unavailable, replicas, False)
@@ -87,6 +92,8 @@ class ComposeInPlaceActivities:
             old = [c for c in everything if own_hash(c) != want]
             ready_new = [c for c in new if c.ready(t.ready_after_seconds)]
             ready_old = [c for c in old if c.ready(t.ready_after_seconds)]
+            if proxy is not None and serve_ready(proxy, t, everything, proxy.servers(t.proxy.backend), 1):
+                continue
             if len(new) == len(ready_new) == replicas and not old:
                 return RollOutResult(previous_image=previous_image, previous_revision=previous_revision,
                                      revision=revision, replicas=replicas, image=config["image"])
@@ -97,11 +104,11 @@ class ComposeInPlaceActivities:
                     raise stopped(t, container)  # nothing restarts it: waiting out the deadline shows nothing more
             acted = False
             if len(new) > replicas:  # someone scaled it, or two attempts raced: the surplus goes, unready first
-                cs.remove(client, t, sorted(new, key=lambda c: c.ready(t.ready_after_seconds))[0])
+                cs.remove(client, t, sorted(new, key=lambda c: c.ready(t.ready_after_seconds))[0], proxy)
                 acted = True
             elif old and (request.kind == "Recreate" or len(ready_new) + len(ready_old) - (
                     1 if (victim := _victim(old, t)) in ready_old else 0) >= replicas - unavailable):
-                cs.remove(client, t, old[0] if request.kind == "Recreate" else victim)
+                cs.remove(client, t, old[0] if request.kind == "Recreate" else victim, proxy)
                 acted = True
             elif len(new) < replicas and len(new) + len(old) < replicas + surge and not (
                     request.kind == "Recreate" and old):

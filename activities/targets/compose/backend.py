@@ -1,0 +1,55 @@
+"""The service's containers as the proxy's backend servers (activities/targets/compose/haproxy.py): who may
+be in the backend (the service's containers, nothing else), every ready container served, a container
+drained out of it before it stops. Without a `proxy` in the target these do nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.docker import DockerHosts, invalid
+from activities.targets.compose.containers import Container, where
+from models.compose import ComposeHostTarget
+
+
+def proxy_of(hosts: DockerHosts, t: ComposeHostTarget) -> Any:
+    """The host's HAProxy when the target names a backend (None: no proxy)."""
+    return hosts.haproxy(t.host) if t.proxy is not None else None
+
+
+def address(container: Container) -> str:
+    """The container's address on its first network (the proxy reaches the host's bridge networks)."""
+    networks = container.attrs["NetworkSettings"].get("Networks") or {}
+    first = next(iter(container.config()["networks"]), None)
+    found = (networks.get(first) or next(iter(networks.values()), {})).get("IPAddress") if networks else ""
+    if not found:
+        raise invalid(f"{container.name}: no address on its network")
+    return found
+
+
+def adopt(proxy: Any, t: ComposeHostTarget, found: list[Container], weight: int = 1) -> dict[str, dict]:
+    """Refuse a backend holding servers that are not the service's containers; serve every ready container
+    not served yet (at `weight`). The backend's servers after that."""
+    if proxy is None:
+        return {}
+    servers = proxy.servers(t.proxy.backend)
+    names = {c.name for c in found}
+    strangers = sorted(set(servers) - names)
+    if strangers:
+        raise invalid(f"{where(t)}: backend {t.proxy.backend} serves {', '.join(strangers[:3])}, not containers of "
+                      "the service: the engine owns that backend's servers (remove them, or name another backend)")
+    serve_ready(proxy, t, found, servers, weight)
+    return proxy.servers(t.proxy.backend)
+
+
+def serve_ready(proxy: Any, t: ComposeHostTarget, found: list[Container], servers: dict[str, dict],
+                weight: int) -> bool:
+    """Serve the ready containers not in the backend yet (an enabled server for each); whether any was."""
+    if proxy is None:
+        return False
+    added = False
+    for container in found:
+        if container.name not in servers and container.ready(t.ready_after_seconds):
+            proxy.serve(t.proxy.backend, container.name, address(container), t.proxy.port, weight)
+            added = True
+    return added
+

@@ -1,0 +1,100 @@
+"""A canary of a Compose service through HAProxy on the host (its runtime API): traffic from inside the
+host's namespace counted by the version that answered, every share as the weights say, nothing failed
+while containers join and leave the backend; an abort weights everything back without starting a
+container."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from models.status import Phase
+from tests.compose.helpers import Events, containers
+from tests.ecs.helpers import paused
+from tests.helpers import finished
+
+PROXY = {"backend": "web", "port": 8080}
+
+
+def counts(path) -> dict[str, int]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+async def share(path, version: str, requests: int = 150) -> tuple[float, dict[str, int]]:
+    """The share of the next `requests` answers that came from `version` (and those answers)."""
+    before = counts(path)
+    deadline = time.monotonic() + 60
+    while sum(counts(path).values()) - sum(before.values()) < requests and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    after = counts(path)
+    seen = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+    return seen.get(version, 0) / max(1, sum(seen.values())), seen
+
+
+async def test_canary_shares_follow_the_weights_and_nothing_fails_while_containers_come_and_go(
+        compose, docker_host, dev_client, unique, tmp_path):
+    old_image = docker_host.service_image("shop/web", "1.0.0")
+    new_image = docker_host.service_image("shop/web", "2.0.0")
+    compose.up(old_image)
+    name = f"canary-{unique}"
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+    path = compose.spec(name, new_image, strategy={"canary": {"steps": steps}}, proxy=PROXY)
+    assert compose("start", "-f", path).returncode == 0
+    await paused(dev_client, f"test/{name}", 1)
+    out = tmp_path / "traffic.json"
+    traffic = docker_host.traffic("http://127.0.0.1:18080/", out)
+    try:
+        measured, seen = await share(out, "2.0.0")
+        assert abs(measured - 0.20) <= 0.02, seen
+        assert len(containers(docker_host, compose.project)) == 4  # one canary beside three
+        assert compose("promote", f"test/{name}").returncode == 0
+        await paused(dev_client, f"test/{name}", 3)
+        measured, seen = await share(out, "2.0.0")
+        assert abs(measured - 0.50) <= 0.02, seen
+        assert compose("promote", f"test/{name}").returncode == 0
+        final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
+        assert final.phase is Phase.HEALTHY, final.message
+        measured, seen = await share(out, "2.0.0", 60)
+        assert measured == 1.0, seen
+    finally:
+        traffic.kill()
+    assert not [k for k in counts(out) if k not in ("1.0.0", "2.0.0")], counts(out)
+    after = containers(docker_host, compose.project)
+    assert [c["Config"]["Image"] for c in after] == [new_image] * 3
+    from activities.targets.compose.haproxy import Haproxy
+
+    assert sorted(Haproxy(docker_host.runtime).servers("web")) == sorted(c["Name"].lstrip("/") for c in after)
+
+
+async def test_abort_weights_everything_back_in_one_request_and_starts_no_container(compose, docker_host, dev_client,
+                                                                                  unique, tmp_path):
+    old_image = docker_host.service_image("shop/web", "1.0.0")
+    new_image = docker_host.service_image("shop/web", "2.0.0")
+    compose.up(old_image)
+    name = f"abort-{unique}"
+    path = compose.spec(name, new_image, strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+                        proxy=PROXY)
+    assert compose("start", "-f", path).returncode == 0
+    await paused(dev_client, f"test/{name}", 1)
+    out = tmp_path / "traffic.json"
+    traffic = docker_host.traffic("http://127.0.0.1:18080/", out)
+    try:
+        measured, seen = await share(out, "2.0.0", 60)
+        assert abs(measured - 0.5) <= 0.05, seen
+        events = Events(docker_host, compose.project)
+        assert compose("abort", f"test/{name}", "--reason", "errors").returncode == 0
+        final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
+        seen_events = events.close()
+        assert final.phase is Phase.DEGRADED, final
+        measured, seen = await share(out, "1.0.0", 60)
+        assert measured == 1.0, seen
+    finally:
+        traffic.kill()
+    assert "create" not in [a for a, _, _ in seen_events] and "start" not in [a for a, _, _ in seen_events]
+    assert not [k for k in counts(out) if k not in ("1.0.0", "2.0.0")], counts(out)
+    after = containers(docker_host, compose.project)
+    assert [c["Config"]["Image"] for c in after] == [old_image] * 3
