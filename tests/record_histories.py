@@ -40,7 +40,15 @@ from models.status import AbortRequest, PromoteRequest, Reason
 from models.targets import KubernetesTarget, ObserveInput, TargetObservation
 from models.webhooks import WebhookAnswer, WebhookCall
 from starters.commands import start_workflow
-from tests import record_analysis, record_decisions, record_ecs, record_pipelines, record_releases, record_stores
+from tests import (
+    record_analysis,
+    record_compose,
+    record_decisions,
+    record_ecs,
+    record_pipelines,
+    record_releases,
+    record_stores,
+)
 from tests.helpers import canary_rollout, paused_at, with_reason
 from tests.record_decisions import decision_fakes
 from tests.test_canary_workflow import FakeCluster
@@ -370,6 +378,7 @@ SCENARIOS = [
     *record_pipelines.SCENARIOS,
     *record_analysis.SCENARIOS,
     *record_ecs.SCENARIOS,
+    *record_compose.SCENARIOS,
 ]
 
 
