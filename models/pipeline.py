@@ -263,9 +263,10 @@ class PipelineSpecBody(SpecModel):
                             placed(template.spec.target, target)
                         except ValueError as error:
                             raise ValueError(f"@stages[{index}].waves[{w}].targets[{t}]: {error}") from None
-                if template.spec.target.ecs is not None and (stage.overrides.namespace or stage.overrides.deployment):
-                    raise ValueError(f"@stages[{index}].overrides: namespace and deployment are Kubernetes'; an ECS "
-                                     "target changes its ecs block")
+                kind = template.spec.target.kind
+                if kind != "kubernetes" and (stage.overrides.namespace or stage.overrides.deployment):
+                    raise ValueError(f"@stages[{index}].overrides: namespace and deployment are Kubernetes'; a {kind} "
+                                     f"target changes its {kind} block")
                 roles = HASH_ROLES.get(template.spec.strategy.name, ())
                 for a, arg in enumerate(stage.overrides.args):
                     role = arg.value_from.role if arg.value_from else None

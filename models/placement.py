@@ -1,7 +1,8 @@
 """Where a pipeline stage's rollout runs on one of its targets: the wave's `Target` (a Kubernetes cluster by
-kubeconfig context, or an ECS service by the fields of the template's `target.ecs` it changes — another
-region needs its own load balancer, subnets and security groups) and `placed`, the template's target block
-moved there. The kind of every target must be the template's."""
+kubeconfig context; an ECS service by the fields of the template's `target.ecs` it changes — another
+region needs its own load balancer, subnets and security groups; a Compose host by the fields of
+`target.composeHost` it changes, usually `host`) and `placed`, the template's target block moved there. The
+kind of every target must be the template's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from models.ecs import EcsTarget
 from models.specbase import DnsLabel, SpecModel, describe_errors
 from models.targets import Target as DeliveryTarget
 
@@ -22,23 +22,28 @@ class Target(SpecModel):
     namespace: DnsLabel | None = None
     ecs: dict[str, Any] | None = Field(None, description="ECS: the fields of the template's target.ecs this target "
                                                           "changes (region, cluster, service, loadBalancer, network)")
+    compose_host: dict[str, Any] | None = Field(None, description="a Compose host: the fields of the template's "
+                                                                  "target.composeHost this target changes (host, …)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Target:
-        if (self.context is None) == (self.ecs is None):
-            raise ValueError("@context: a target is a Kubernetes context or an ecs block, one of them")
-        if self.ecs is not None and self.namespace is not None:
-            raise ValueError("@namespace: a Kubernetes field; an ECS target changes its ecs block")
+        if sum(value is not None for value in (self.context, self.ecs, self.compose_host)) != 1:
+            raise ValueError("@context: a target is a Kubernetes context, an ecs block or a composeHost block, one of them")
+        if self.context is None and self.namespace is not None:
+            raise ValueError(f"@namespace: a Kubernetes field; a {self.kind} target changes its {self.kind} block")
         return self
 
     @property
     def kind(self) -> str:
-        return "kubernetes" if self.context is not None else "ecs"
+        return "kubernetes" if self.context is not None else "ecs" if self.ecs is not None else "composeHost"
 
     @property
     def key(self) -> str:
         if self.ecs is not None:
             return "/".join(str(self.ecs[k]) for k in ("region", "cluster", "service") if self.ecs.get(k)) or "ecs"
+        if self.compose_host is not None:
+            return "/".join(str(self.compose_host[k]) for k in ("host", "project", "service")
+                            if isinstance(self.compose_host.get(k), str)) or "composeHost"
         return self.context if not self.namespace else f"{self.context}.{self.namespace}"
 
 
@@ -58,8 +63,11 @@ def placed(template: DeliveryTarget, target: Target, namespace: str | None = Non
         return template.model_copy(update={"kubernetes": k8s.model_copy(update={
             "context": target.context, "namespace": target.namespace or namespace or k8s.namespace,
             "deployment": deployment or k8s.deployment})})
+    change = target.ecs if target.ecs is not None else target.compose_host
+    model = type(template.chosen)
     try:
-        ecs = EcsTarget.model_validate(_merged(template.ecs.model_dump(by_alias=True, exclude_none=True), target.ecs))
+        moved = model.model_validate(_merged(template.chosen.model_dump(by_alias=True, exclude_none=True), change))
     except ValidationError as error:
-        raise ValueError("ecs." + describe_errors(error)[0]) from None
-    return template.model_copy(update={"ecs": ecs})
+        raise ValueError(f"{target.kind}." + describe_errors(error)[0]) from None
+    field = next(name for name, info in DeliveryTarget.model_fields.items() if (info.alias or name) == target.kind)
+    return template.model_copy(update={field: moved})

@@ -28,7 +28,7 @@ from pathlib import Path
 
 BASE = "durable-rollouts/busybox:base"
 BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "httpd", "wget", "cat", "echo", "sleep", "ls", "rm", "touch", "test", "[")
+APPLETS = ("sh", "httpd", "wget", "cat", "echo", "sleep", "ls", "rm", "touch", "test", "[", "true", "false", "mkdir")
 
 # The service: busybox httpd on :8080 serving /www (index.html says the version; /health the health check
 # reads). Behaviours: healthy at once; never-healthy (no /health); slow (healthy after 6 s). The shell
@@ -93,6 +93,7 @@ class DockerHost:
     pid: int = 0  # dockerd's, whose network namespace is the host's
     haproxy: subprocess.Popen | None = field(default=None, repr=False)
     runtime: str = ""  # HAProxy's runtime API, once started
+    registry: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def socket(self) -> Path:
@@ -131,9 +132,10 @@ class DockerHost:
         for container in client.containers.list(all=True):
             container.remove(force=True)
         client.close()
-        if self.haproxy is not None:
-            self.haproxy.kill()
-            self.haproxy.wait(10)
+        for process in (self.haproxy, self.registry):
+            if process is not None:
+                process.kill()
+                process.wait(10)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(30)
@@ -226,6 +228,38 @@ class DockerHost:
         proxy = Haproxy(self.runtime)
         for name in proxy.servers(backend):
             proxy.change(f"set server {backend}/{name} state maint", f"del server {backend}/{name}")
+
+    def mirror(self, registry) -> None:
+        """The tests' registry (localcluster/registry.py) reachable from this host at the same address: a second
+        docker-registry inside the namespace on the same storage, so `<registry.host>/repo@digest` pulls here
+        as it resolves outside (127.0.0.0/8 is an insecure registry for dockerd by default)."""
+        from localcluster.registry import CONFIG
+
+        config = self.root / "registry.yml"
+        config.write_text(CONFIG % (registry.root / "storage", registry.port))
+        log = open(self.root / "registry.log", "ab")
+        self.registry = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "docker-registry", "serve", str(config)],
+                                         stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while self.inside(["wget", "-q", "-O", "/dev/null", f"http://{registry.host}/v2/"], check=False).returncode:
+            if self.registry.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the registry mirror did not start: {(self.root / 'registry.log').read_text()[-800:]}")
+            time.sleep(0.2)
+
+    def push(self, image: str, registry, repository: str, tag: str) -> str:
+        """`image` (built here) pushed to the tests' registry through this host's mirror; its pinned reference
+        (`<registry>/<repository>:<tag>@sha256:…`)."""
+        reference = f"{registry.host}/{repository}:{tag}"
+        client = self.client()
+        try:
+            client.api.tag(image, f"{registry.host}/{repository}", tag)
+            for line in client.api.push(f"{registry.host}/{repository}", tag=tag, stream=True, decode=True):
+                if "error" in line:
+                    raise RuntimeError(f"push {reference}: {line['error']}")
+                digest = (line.get("aux") or {}).get("Digest") or locals().get("digest")
+        finally:
+            client.close()
+        return f"{reference}@{digest}"
 
     def traffic(self, url: str, out: Path) -> subprocess.Popen:
         """Requests to `url` from inside the namespace, one after another, until stopped; their count by answer
