@@ -152,6 +152,17 @@ class ComposeProxy(SpecModel):
 
     backend: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
     port: int = Field(ge=1, le=65535, description="the container port the proxy sends requests to")
+    preview_backend: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = Field(
+        None, description="blue-green: the backend (behind its own frontend) the preview is tested on")
+
+    @model_validator(mode="after")
+    def _two(self) -> ComposeProxy:
+        if self.preview_backend == self.backend:
+            raise ValueError("@previewBackend: another backend than the production one")
+        return self
+
+    def backends(self) -> list[str]:
+        return [self.backend, *([self.preview_backend] if self.preview_backend else [])]
 
 
 class ComposeHostTarget(SpecModel):
@@ -159,8 +170,8 @@ class ComposeHostTarget(SpecModel):
 
     FAMILY: ClassVar[str] = "docker"
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
-        weights=True, header_routes=False, mirrors=False, instant_switch=False, warm_rollback_window=False,
-        in_place_rolling=True)  # weights: through `proxy` (a canary without one is refused below)
+        weights=True, header_routes=False, mirrors=False, instant_switch=True, warm_rollback_window=False,
+        in_place_rolling=True)  # weights and the switch: through `proxy` (refused below without one)
     DELIVERY: ClassVar[str] = "workflows.targets.compose:ComposeDelivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.compose:activities"
     OBSERVER: ClassVar[str] = "observe_compose_target"
@@ -204,11 +215,11 @@ class ComposeHostTarget(SpecModel):
     def strategy_problem(self, strategy: Any) -> str:
         """A canary needs the proxy; blue-green and A/B tests are not built here yet; Kubernetes' Services and
         routers have no meaning here (models/capabilities.py)."""
-        if strategy.name == "canary" and self.proxy is None:
-            return "@target.composeHost.proxy: a canary's weights are the proxy's: required"
-        if strategy.name not in ("rollingUpdate", "recreate", "canary"):
-            return (f"@strategy.{strategy.name}: the composeHost target runs rollingUpdate, recreate and canary "
-                    "(through its proxy); blueGreen and abTest are not built yet")
+        if strategy.name in ("canary", "blueGreen") and self.proxy is None:
+            return f"@target.composeHost.proxy: a {strategy.name}'s traffic is the proxy's: required"
+        if strategy.name not in ("rollingUpdate", "recreate", "canary", "blueGreen"):
+            return (f"@strategy.{strategy.name}: the composeHost target runs rollingUpdate, recreate, canary and "
+                    "blueGreen; abTest is not built yet")
         block = strategy.chosen_value
         for field in ("stable_service", "canary_service", "active_service", "preview_service", "traffic_routing",
                       "dynamic_stable_scale"):
@@ -239,6 +250,14 @@ class ComposeRoutesInput(ComposeRequest):
     total_replicas: int
     routes: RouteState
     canary_scale: SetCanaryScale | None = None
+
+
+class ComposeSwitchInput(ComposeRequest):
+    """Blue-green: where production traffic goes (`preview` or `stable`), the preview's share or size."""
+
+    to: Literal["preview", "stable"] = "preview"
+    weight: int | None = Field(None, ge=0, le=100)
+    replicas: int | None = Field(None, ge=0)
 
 
 class ComposeRollOutInput(ComposeRequest):

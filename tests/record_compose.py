@@ -1,5 +1,6 @@
 """Recorded Compose-host scenarios, for tests/record_histories.py: a canary through the host's proxy
-promoted (by update, then by signal), one aborted, `ObserveTarget` on a Compose host, a rolling update,
+promoted (by update, then by signal), one aborted, a blue-green switched back while warm and one shifted
+gradually, `ObserveTarget` on a Compose host, a rolling update,
 and one whose update fails and is undone. The
 Compose-host activities are faked by name; the workflows run on the `docker` family's queue, as they do in
 production."""
@@ -14,8 +15,14 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from models.compose import ComposeHostTarget, ComposeRequest, ComposeRollOutInput, ComposeRoutesInput
-from models.delivery import PrepareCanaryResult, RollOutResult, WeightResult
+from models.compose import (
+    ComposeHostTarget,
+    ComposeRequest,
+    ComposeRollOutInput,
+    ComposeRoutesInput,
+    ComposeSwitchInput,
+)
+from models.delivery import BlueGreenPrepared, PrepareCanaryResult, RollOutResult, WeightResult
 from models.names import task_queue_for
 from models.spec import parse_rollout
 from models.status import AbortRequest, PromoteRequest
@@ -68,7 +75,33 @@ def compose_fakes(fail_roll_out: bool = False) -> list:
         return TargetObservation(target=target.describe(), version="shop/web:2.0", ready=True,
                                  detail="3/3 containers ready on shop/web:2.0", instances=3, revision="2")
 
-    return [prepare, routes, promote, abort, roll_out, undo, observe]
+    @activity.defn(name="prepare_compose_blue_green")
+    async def prepare_blue_green(request: ComposeRequest) -> BlueGreenPrepared:
+        return BlueGreenPrepared(total_replicas=3, stable_image="shop/web:1.0", stable_hash="0123456789ab",
+                                 container=request.target.service)
+
+    @activity.defn(name="scale_compose_preview")
+    async def scale_preview(request: ComposeSwitchInput) -> int:
+        return request.replicas or 0
+
+    @activity.defn(name="shift_compose_traffic")
+    async def shift(request: ComposeSwitchInput) -> int:
+        return request.weight or 0
+
+    @activity.defn(name="switch_compose_production")
+    async def switch(request: ComposeSwitchInput) -> str:
+        return request.to
+
+    @activity.defn(name="complete_compose_blue_green")
+    async def complete(request: ComposeRequest) -> None:
+        return None
+
+    @activity.defn(name="abort_compose_blue_green")
+    async def abort_blue_green(request: ComposeRequest) -> None:
+        return None
+
+    return [prepare, routes, promote, abort, roll_out, undo, observe, prepare_blue_green, scale_preview, shift,
+            switch, complete, abort_blue_green]
 
 
 def on_docker(scenario, fail_roll_out: bool = False):
@@ -103,6 +136,27 @@ async def canary_aborted(client: Client, queue: str):
     return handle
 
 
+async def blue_green_switched_back(client: Client, queue: str):
+    """Promoted by signal, then aborted by update while the old containers are warm: production switches back."""
+    rollout = compose_rollout("recorded-compose-blue-green", {"blueGreen": {
+        "autoPromotionEnabled": False, "scaleDownDelaySeconds": 600, "abortScaleDownDelaySeconds": 0}})
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, 1)
+    await handle.signal("promote", PromoteRequest(by="web-ui"))
+    await paused_at(handle, 3)
+    await handle.execute_update("abort", AbortRequest(reason="latency", by="bob"))
+    await handle.result()
+    return handle
+
+
+async def blue_green_gradual(client: Client, queue: str):
+    rollout = compose_rollout("recorded-compose-blue-green-gradual", {"blueGreen": {
+        "scaleDownDelaySeconds": 0, "gradualShift": {"weights": [25, 50], "hold": "1s"}}})
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await handle.result()
+    return handle
+
+
 async def observed(client: Client, queue: str):
     target = compose_rollout("recorded-compose-observe", {"rollingUpdate": {}}).spec.target
     handle = await client.start_workflow(ObserveTarget.run, ObserveInput(target=target),
@@ -126,6 +180,8 @@ SCENARIOS = [
     ("compose-canary-promoted", on_docker(canary_promoted), lambda: []),
     ("compose-canary-aborted", on_docker(canary_aborted), lambda: []),
     ("compose-observe-target", on_docker(observed), lambda: []),
+    ("compose-blue-green-switched-back", on_docker(blue_green_switched_back), lambda: []),
+    ("compose-blue-green-gradual", on_docker(blue_green_gradual), lambda: []),
     ("compose-rolling-healthy", on_docker(rolling("recorded-compose-rolling")), lambda: []),
     ("compose-rolling-undone", on_docker(rolling("recorded-compose-rolling-undone"), fail_roll_out=True), lambda: []),
 ]

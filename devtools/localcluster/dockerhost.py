@@ -67,6 +67,11 @@ frontend web
   default_backend {backend}
 backend {backend}
   balance roundrobin
+frontend preview
+  bind 127.0.0.1:{preview_port}
+  default_backend {backend}-preview
+backend {backend}-preview
+  balance roundrobin
 """
 TRAFFIC = """
 import json, sys, time, urllib.request
@@ -206,10 +211,11 @@ class DockerHost:
 
     # -- the proxy and the traffic, inside the namespace ----------------------------------------------------
     def start_haproxy(self, backend: str = "web", port: int = 18080) -> str:
-        """Debian's HAProxy in the host's namespace: a frontend on 127.0.0.1:`port` there, `backend` with no
-        servers (the engine adds them), the runtime API on a socket under the state directory (its address)."""
+        """Debian's HAProxy in the host's namespace: a frontend on 127.0.0.1:`port` there for `backend`, one on
+        `port` + 1 for `<backend>-preview` (a blue-green's preview), both with no servers (the engine adds
+        them), the runtime API on a socket under the state directory (its address)."""
         socket_path, config = self.root / "haproxy.sock", self.root / "haproxy.cfg"
-        config.write_text(HAPROXY.format(socket=socket_path, port=port, backend=backend))
+        config.write_text(HAPROXY.format(socket=socket_path, port=port, preview_port=port + 1, backend=backend))
         log = open(self.root / "haproxy.log", "ab")
         self.haproxy = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "haproxy", "-f", str(config), "-db"],
                                         stdout=log, stderr=log, start_new_session=True)
@@ -226,8 +232,9 @@ class DockerHost:
         from activities.targets.compose.haproxy import Haproxy
 
         proxy = Haproxy(self.runtime)
-        for name in proxy.servers(backend):
-            proxy.change(f"set server {backend}/{name} state maint", f"del server {backend}/{name}")
+        for each in (backend, f"{backend}-preview"):
+            for name in proxy.servers(each):
+                proxy.change(f"set server {each}/{name} state maint", f"del server {each}/{name}")
 
     def mirror(self, registry) -> None:
         """The tests' registry (localcluster/registry.py) reachable from this host at the same address: a second

@@ -98,3 +98,42 @@ async def test_abort_weights_everything_back_in_one_request_and_starts_no_contai
     assert not [k for k in counts(out) if k not in ("1.0.0", "2.0.0")], counts(out)
     after = containers(docker_host, compose.project)
     assert [c["Config"]["Image"] for c in after] == [old_image] * 3
+
+
+async def test_blue_green_previews_on_its_backend_switches_in_one_request_and_switches_back_warm(
+        compose, docker_host, dev_client, unique, tmp_path):
+    """The preview answers on the preview frontend only; promotion moves production in one runtime request;
+    while the old containers are kept warm an abort moves it back without starting a container."""
+    old_image = docker_host.service_image("shop/web", "1.0.0")
+    new_image = docker_host.service_image("shop/web", "2.0.0")
+    compose.up(old_image)
+    name = f"bg-{unique}"
+    strategy = {"blueGreen": {"autoPromotionEnabled": False, "scaleDownDelaySeconds": 300,
+                              "abortScaleDownDelaySeconds": 0}}
+    path = compose.spec(name, new_image, strategy=strategy, proxy={**PROXY, "previewBackend": "web-preview"})
+    assert compose("start", "-f", path).returncode == 0
+    await paused(dev_client, f"test/{name}", 1)
+    production, preview = tmp_path / "production.json", tmp_path / "preview.json"
+    traffic = [docker_host.traffic("http://127.0.0.1:18080/", production),
+               docker_host.traffic("http://127.0.0.1:18081/", preview)]
+    try:
+        assert (await share(production, "1.0.0", 60))[0] == 1.0
+        assert (await share(preview, "2.0.0", 60))[0] == 1.0
+        assert len(containers(docker_host, compose.project)) == 6  # the preview at full size beside
+        events = Events(docker_host, compose.project)
+        assert compose("promote", f"test/{name}").returncode == 0
+        await paused(dev_client, f"test/{name}", 3)  # the old containers kept warm
+        measured, seen = await share(production, "2.0.0", 60)
+        assert measured == 1.0, seen
+        assert compose("abort", f"test/{name}", "--reason", "latency").returncode == 0
+        final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
+        assert final.phase is Phase.DEGRADED, final
+        measured, seen = await share(production, "1.0.0", 60)
+        assert measured == 1.0, seen
+        actions = [a for a, _, _ in events.close()]
+    finally:
+        for process in traffic:
+            process.kill()
+    assert "create" not in actions and "start" not in actions, actions  # switched and back: nothing started
+    assert not [k for k in counts(production) if k not in ("1.0.0", "2.0.0")], counts(production)
+    assert [c["Config"]["Image"] for c in containers(docker_host, compose.project)] == [old_image] * 3

@@ -102,9 +102,11 @@ def test_documents_a_compose_host_cannot_roll_are_refused_naming_the_field(tmp_p
     assert "target.composeHost.service" in refused(lambda s: s["target"]["composeHost"].update(service="api"))
     assert "target.composeHost.project" in refused(lambda s: s["target"]["composeHost"].update(project="Shop"))
     assert "target.composeHost.host" in refused(lambda s: s["target"]["composeHost"].update(host="../etc"))
-    assert "target.composeHost.proxy" in refused(lambda s: s.update(strategy={"canary": {"steps": [{"setWeight": 10}]}}))
-    assert "strategy.blueGreen" in refused(lambda s: s.update(strategy={"blueGreen": {}}))
     with_proxy = {"backend": "web", "port": 8080}
+    assert "target.composeHost.proxy" in refused(lambda s: s.update(strategy={"canary": {"steps": [{"setWeight": 10}]}}))
+    assert "target.composeHost.proxy" in refused(lambda s: s.update(strategy={"blueGreen": {}}))
+    assert "strategy.abTest" in refused(lambda s: (s["target"]["composeHost"].update(proxy=with_proxy), s.update(
+        strategy={"abTest": {"audience": [{"headerName": "x", "headerValue": {"exact": "1"}}]}})))
     assert "setHeaderRoute" in refused(lambda s: (s["target"]["composeHost"].update(proxy=with_proxy), s.update(
         strategy={"canary": {"steps": [{"setHeaderRoute": {"name": "h", "match": [
             {"headerName": "x", "headerValue": {"exact": "1"}}]}}]}})))

@@ -1,7 +1,7 @@
 """The composeHost target's `DeliveryTarget`: a Compose project's service on one Docker host. In place
 (rollingUpdate, recreate, undo, restart: activities/targets/compose/inplace.py) and a canary through the
-proxy on the host (canary.py); its record refuses what it cannot run yet (blue-green, A/B tests, the
-rollback window: models/compose.py), so those calls are never reached."""
+proxy on the host (canary.py), blue-green through it (bluegreen.py); its record refuses what it cannot run
+yet (A/B tests, the rollback window: models/compose.py), so those calls are never reached."""
 
 from __future__ import annotations
 
@@ -11,8 +11,21 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from models.compose import ComposeHostTarget, ComposeRequest, ComposeRollOutInput, ComposeRoutesInput
-    from models.delivery import InPlaceUpdate, PrepareCanaryResult, RollOutResult, WeightResult, Wording
+    from models.compose import (
+        ComposeHostTarget,
+        ComposeRequest,
+        ComposeRollOutInput,
+        ComposeRoutesInput,
+        ComposeSwitchInput,
+    )
+    from models.delivery import (
+        BlueGreenPrepared,
+        InPlaceUpdate,
+        PrepareCanaryResult,
+        RollOutResult,
+        WeightResult,
+        Wording,
+    )
     from models.routing import RouteState, SetCanaryScale
     from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
@@ -25,8 +38,12 @@ class ComposeDelivery:
         self.spec, self.rollout_id = spec, rollout_id
         self.target: ComposeHostTarget = spec.target.compose_host
         self.options = options.delivery(spec.progress_deadline_seconds)
-        self.words = Wording(f"proxy backend {self.target.proxy.backend}" if self.target.proxy else "the service",
-                             "", ComposeHostTarget.INSTANCES, "")
+        self.prepared: BlueGreenPrepared | None = None
+        proxy = self.target.proxy
+        self.words = Wording(f"proxy backend {proxy.backend}" if proxy else "the service",
+                             f"proxy backend {proxy.preview_backend}" if proxy and proxy.preview_backend else
+                             "the preview containers", ComposeHostTarget.INSTANCES,
+                             "the old containers are drained and removed")
 
     def _request(self) -> dict[str, Any]:
         return {"rollout_id": self.rollout_id, "target": self.target, "image": self.spec.image,
@@ -71,16 +88,39 @@ class ComposeDelivery:
                                        result_type=str, summary="undo: back to the previous configuration",
                                        **self.options)
 
-    def _not_here(self, *_: Any, **__: Any):
-        raise ApplicationError(f"{self.target.describe()}: no blue-green or rollback window on this target yet "
-                               "(validation refuses them)", type="InvalidTarget", non_retryable=True)
+    # -- blue-green (through the proxy) ------------------------------------------------------------------
+    def prepare_blue_green(self, blue_green: Any):
+        return self._start("prepare_compose_blue_green", ComposeRequest(**self._request()),
+                           "stable containers in the proxy's backend", BlueGreenPrepared)
 
-    prepare_blue_green = scale_preview = shift_traffic = switch_active = _not_here
-    complete_blue_green = abort_blue_green = open_window = switch_to_warm = close_window = _not_here
-
-    def blue_green_prepared(self, prepared: Any) -> None:
-        self._not_here()
+    def blue_green_prepared(self, prepared: BlueGreenPrepared) -> None:
+        self.prepared = prepared
 
     @property
     def blue_green_switchable(self) -> bool:
-        return False
+        return self.prepared is not None and bool(self.prepared.stable_hash)
+
+    def scale_preview(self, replicas: int):
+        return self._start("scale_compose_preview", ComposeSwitchInput(**self._request(), replicas=replicas),
+                           f"preview to {replicas} containers", int)
+
+    def shift_traffic(self, weight: int):
+        return self._start("shift_compose_traffic", ComposeSwitchInput(**self._request(), weight=weight),
+                           f"shift {weight}% to preview", int)
+
+    def switch_active(self, to: Literal["preview", "stable"], summary: str):
+        return self._start("switch_compose_production", ComposeSwitchInput(**self._request(), to=to), summary, str)
+
+    def complete_blue_green(self):
+        return self._start("complete_compose_blue_green", ComposeRequest(**self._request()),
+                           "the old containers drained and removed")
+
+    def abort_blue_green(self):
+        return self._start("abort_compose_blue_green", ComposeRequest(**self._request()), "remove the preview")
+
+    # -- no rollback window here yet (validation refuses it) ---------------------------------------------
+    def _not_here(self, *_: Any, **__: Any):
+        raise ApplicationError(f"{self.target.describe()}: no rollback window on this target yet (validation "
+                               "refuses it)", type="InvalidTarget", non_retryable=True)
+
+    open_window = switch_to_warm = close_window = _not_here

@@ -31,25 +31,27 @@ def adopt(proxy: Any, t: ComposeHostTarget, found: list[Container], weight: int 
     not served yet (at `weight`). The backend's servers after that."""
     if proxy is None:
         return {}
-    servers = proxy.servers(t.proxy.backend)
     names = {c.name for c in found}
-    strangers = sorted(set(servers) - names)
-    if strangers:
-        raise invalid(f"{where(t)}: backend {t.proxy.backend} serves {', '.join(strangers[:3])}, not containers of "
-                      "the service: the engine owns that backend's servers (remove them, or name another backend)")
+    for backend in t.proxy.backends():
+        strangers = sorted(set(proxy.servers(backend)) - names)
+        if strangers:
+            raise invalid(f"{where(t)}: backend {backend} serves {', '.join(strangers[:3])}, not containers of the "
+                          "service: the engine owns that backend's servers (remove them, or name another backend)")
+    servers = proxy.servers(t.proxy.backend)
     serve_ready(proxy, t, found, servers, weight)
     return proxy.servers(t.proxy.backend)
 
 
 def serve_ready(proxy: Any, t: ComposeHostTarget, found: list[Container], servers: dict[str, dict],
-                weight: int) -> bool:
-    """Serve the ready containers not in the backend yet (an enabled server for each); whether any was."""
+                weight: int, backend: str = "") -> bool:
+    """Serve the ready containers not in the backend (the production one by default) yet, an enabled server
+    for each; whether any was."""
     if proxy is None:
         return False
     added = False
     for container in found:
         if container.name not in servers and container.ready(t.ready_after_seconds):
-            proxy.serve(t.proxy.backend, container.name, address(container), t.proxy.port, weight)
+            proxy.serve(backend or t.proxy.backend, container.name, address(container), t.proxy.port, weight)
             added = True
     return added
 

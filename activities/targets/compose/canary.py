@@ -124,6 +124,8 @@ class ComposeCanaryActivities:
                           canary[0].revision if canary else revision)
                 continue
             serve_ready(proxy, t, canary, proxy.servers(t.proxy.backend), 0)
+            if t.proxy.preview_backend:  # a blue-green's preview, tested there
+                serve_ready(proxy, t, canary, proxy.servers(t.proxy.preview_backend), 1, t.proxy.preview_backend)
             served = proxy.servers(t.proxy.backend)
             if sum(1 for c in canary if c.ready(t.ready_after_seconds) and c.name in served) >= count:
                 return canary

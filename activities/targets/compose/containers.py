@@ -230,8 +230,8 @@ def ensure_network(client: Any, t: ComposeHostTarget, network: str) -> None:
 def remove(client: Any, t: ComposeHostTarget, container: Container, proxy: Any = None) -> None:
     """Drain (out of the proxy's backend, then the pre-stop hook if the container runs), stop within its
     grace period, remove."""
-    if proxy is not None:
-        proxy.unserve(t.proxy.backend, container.name, t.pre_stop_timeout_seconds)
+    for backend in (t.proxy.backends() if proxy is not None else []):
+        proxy.unserve(backend, container.name, t.pre_stop_timeout_seconds)
     if container.running and t.pre_stop:
         _pre_stop(client, t, container)
     timeout = container.attrs["Config"].get("StopTimeout")
