@@ -38,6 +38,7 @@ mkdir -p /www
 echo "$VERSION" > /www/index.html
 case "$BEHAVIOUR" in
   never-healthy) ;;
+  errors) rm /www/index.html; mkdir -p /www/cgi-bin; cp /index.cgi /www/cgi-bin/index.cgi; echo ok > /www/health ;;
   slow) (sleep 6; echo ok > /www/health) & ;;
   *) echo ok > /www/health ;;
 esac
@@ -45,8 +46,20 @@ httpd -f -p 8080 -h /www &
 trap 'kill -TERM $!; exit 0' TERM
 wait
 """
+# `errors`: "/" is answered by a CGI script (busybox httpd runs /cgi-bin/index.cgi for a directory without
+# index.html) that fails every second request with a 500.
+ERRORS = """#!/bin/sh
+n=$(( $(cat /tmp/requests 2>/dev/null || echo 0) + 1 ))
+echo $n > /tmp/requests
+if [ $((n % 2)) -eq 0 ]; then
+  printf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nfailed\\n'
+else
+  printf 'Content-Type: text/plain\\r\\n\\r\\n%s\\n' "$VERSION"
+fi
+"""
 DOCKERFILE = """FROM {base}
 COPY entry.sh /entry.sh
+COPY index.cgi /index.cgi
 ENV VERSION={version} BEHAVIOUR={behaviour}
 LABEL org.opencontainers.image.version={version}
 HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD wget -q -O /dev/null http://127.0.0.1:8080/health || exit 1
@@ -67,6 +80,9 @@ frontend web
   default_backend {backend}
 backend {backend}
   balance roundrobin
+frontend metrics
+  bind unix@{metrics}
+  http-request use-service prometheus-exporter
 frontend preview
   bind 127.0.0.1:{preview_port}
   default_backend {backend}-preview
@@ -196,7 +212,7 @@ class DockerHost:
         context = io.BytesIO()
         with tarfile.open(fileobj=context, mode="w") as tar:
             for name, text in (("Dockerfile", DOCKERFILE.format(base=base, version=version, behaviour=behaviour)),
-                               ("entry.sh", ENTRY)):
+                               ("entry.sh", ENTRY), ("index.cgi", ERRORS)):
                 data = text.encode()
                 info = tarfile.TarInfo(name)
                 info.size, info.mode = len(data), 0o755
@@ -215,7 +231,8 @@ class DockerHost:
         `port` + 1 for `<backend>-preview` (a blue-green's preview), both with no servers (the engine adds
         them), the runtime API on a socket under the state directory (its address)."""
         socket_path, config = self.root / "haproxy.sock", self.root / "haproxy.cfg"
-        config.write_text(HAPROXY.format(socket=socket_path, port=port, preview_port=port + 1, backend=backend))
+        config.write_text(HAPROXY.format(socket=socket_path, port=port, preview_port=port + 1, backend=backend,
+                                         metrics=self.root / "metrics.sock"))
         log = open(self.root / "haproxy.log", "ab")
         self.haproxy = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "haproxy", "-f", str(config), "-db"],
                                         stdout=log, stderr=log, start_new_session=True)
@@ -226,6 +243,40 @@ class DockerHost:
             time.sleep(0.1)
         self.runtime = f"unix://{socket_path}"
         return self.runtime
+
+    def metrics_address(self) -> str:
+        """HAProxy's Prometheus exporter (served on a unix socket in the state directory) relayed to a loopback
+        port outside the namespace, for a Prometheus there to scrape: its host:port."""
+        import socket
+        import threading
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        path = str(self.root / "metrics.sock")
+
+        def relay(source, sink) -> None:
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                sink.close()
+                source.close()
+
+        def accept() -> None:
+            while True:
+                client, _ = listener.accept()
+                upstream = socket.socket(socket.AF_UNIX)
+                try:
+                    upstream.connect(path)
+                except OSError:
+                    client.close()
+                    continue
+                threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
+                threading.Thread(target=relay, args=(upstream, client), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return f"127.0.0.1:{listener.getsockname()[1]}"
 
     def clear_backend(self, backend: str = "web") -> None:
         """Every server out of `backend` (between tests: the engine refuses a backend with strangers)."""

@@ -9,6 +9,8 @@ import asyncio
 import json
 import time
 
+import yaml
+
 from models.status import Phase
 from tests.compose.helpers import Events, containers
 from tests.ecs.helpers import paused
@@ -137,3 +139,50 @@ async def test_blue_green_previews_on_its_backend_switches_in_one_request_and_sw
     assert "create" not in actions and "start" not in actions, actions  # switched and back: nothing started
     assert not [k for k in counts(production) if k not in ("1.0.0", "2.0.0")], counts(production)
     assert [c["Config"]["Image"] for c in containers(docker_host, compose.project)] == [old_image] * 3
+
+
+ERRORS = ('(sum(rate(haproxy_backend_http_responses_total{proxy="web",code="5xx"}[6s])) or vector(0))'
+          ' / sum(rate(haproxy_backend_http_responses_total{proxy="web"}[6s]))')
+
+
+async def test_canary_10_50_100_gated_on_the_proxys_error_rate(compose, docker_host, dev_client, unique, tmp_path):
+    """Prometheus scrapes HAProxy's own exporter; an analysis after each weight reads the backend's 5xx rate:
+    a healthy version goes 10 → 50 → 100, one failing every second request is rolled back at 10 %."""
+    from activities.targets.compose.haproxy import Haproxy
+    from localcluster.prometheus import PrometheusServer
+
+    prometheus = PrometheusServer(tmp_path / "prometheus", targets=[docker_host.metrics_address()]).start()
+    compose.up(docker_host.service_image("shop/web", "1.0.0"))
+    steps = [{"setWeight": 10}, {"analysis": {"templates": [{"templateName": "errors"}]}},
+             {"setWeight": 50}, {"analysis": {"templates": [{"templateName": "errors"}]}}, {"setWeight": 100}]
+    template = {"templates": [{"name": "errors", "metrics": [{
+        "name": "5xx-rate", "initialDelay": "6s", "interval": "2s", "count": 2, "failureLimit": 0,
+        "successCondition": "result[0] < 0.02", "provider": {"prometheus": {"address": prometheus.url, "query": ERRORS}}}]}]}
+    out, traffic = tmp_path / "traffic.json", None
+    try:
+        for version, behaviour, phase in (("2.0.0", "healthy", Phase.HEALTHY), ("5.0.0-errors", "errors", Phase.DEGRADED)):
+            image = docker_host.service_image("shop/web", version, behaviour=behaviour)
+            name = f"gated-{behaviour}-{unique}"
+            path = compose.spec(name, image, strategy={"canary": {"steps": steps}}, proxy=PROXY)
+            document = yaml.safe_load(open(path))
+            document["spec"]["analysis"] = template
+            open(path, "w").write(yaml.safe_dump(document))
+            assert compose("start", "-f", path).returncode == 0
+            deadline = time.monotonic() + 60
+            while traffic is None and len(Haproxy(docker_host.runtime).servers("web")) < 3:  # the stable ones served
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            traffic = traffic or docker_host.traffic("http://127.0.0.1:18080/", out)
+            final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"), 180)
+            assert final.phase is phase, final.message
+            if phase is Phase.DEGRADED:
+                assert final.reason == "AnalysisFailed" and final.analysis[0].measurements[-1].phase == "Failed", final
+                weights = [h.detail.split("%")[0] for h in final.history if h.event == "weight-set"]
+                assert weights[0] == "10" and "50" not in weights and final.canary_weight == 0, final.history
+            measured, seen = await share(out, "2.0.0", 60)
+            assert measured == 1.0, seen  # after both: all on 2.0.0 (promoted; then the failing one rolled back)
+    finally:
+        if traffic is not None:
+            traffic.kill()
+        prometheus.stop()
+    assert [c["Config"]["Image"] for c in containers(docker_host, compose.project)] == ["shop/web:2.0.0"] * 3
