@@ -248,35 +248,28 @@ class DockerHost:
         """HAProxy's Prometheus exporter (served on a unix socket in the state directory) relayed to a loopback
         port outside the namespace, for a Prometheus there to scrape: its host:port."""
         import socket
-        import threading
 
         listener = socket.create_server(("127.0.0.1", 0))
-        path = str(self.root / "metrics.sock")
-
-        def relay(source, sink) -> None:
-            try:
-                while data := source.recv(65536):
-                    sink.sendall(data)
-            except OSError:
-                pass
-            finally:
-                sink.close()
-                source.close()
-
-        def accept() -> None:
-            while True:
-                client, _ = listener.accept()
-                upstream = socket.socket(socket.AF_UNIX)
-                try:
-                    upstream.connect(path)
-                except OSError:
-                    client.close()
-                    continue
-                threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
-                threading.Thread(target=relay, args=(upstream, client), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
+        _relay(listener, str(self.root / "metrics.sock"))
         return f"127.0.0.1:{listener.getsockname()[1]}"
+
+    def logged_runtime(self) -> str:
+        """The runtime API behind a relay that writes every request it carries to `runtime.log` (one line each,
+        `runtime_log()` reads them): the proxy's own call log, for the kill tests."""
+        import socket
+
+        path = self.root / "runtime-logged.sock"
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+        listener.listen(16)
+        _relay(listener, self.runtime.removeprefix("unix://"), self.root / "runtime.log")
+        return f"unix://{path}"
+
+    def runtime_log(self) -> list[str]:
+        """Every command sent through `logged_runtime()`, in order (a request of several is split at ";")."""
+        log = self.root / "runtime.log"
+        text = log.read_text() if log.exists() else ""
+        return [command.strip() for line in text.splitlines() for command in line.split(";") if command.strip()]
 
     def clear_backend(self, backend: str = "web") -> None:
         """Every server out of `backend` (between tests: the engine refuses a backend with strangers)."""
@@ -335,3 +328,42 @@ class DockerHost:
         path.write_text(json.dumps(document))
         return self.run([binary("docker-compose"), "-p", project, "-f", str(path), *args],
                         env={"DOCKER_HOST": self.engine, "PATH": "/usr/bin:/bin"}, check=False)
+
+
+def _relay(listener, path: str, log: Path | None = None) -> None:
+    """Accept on `listener` and relay each connection to the unix socket `path` (both ways), in threads;
+    with `log`, each request's first line appended to it."""
+    import socket
+    import threading
+
+    def pipe(source, sink, record: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if record and log is not None:
+                    with open(log, "a") as out:
+                        out.write(data.decode(errors="replace").splitlines()[0] + "\n")
+                    record = False
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:  # shutdown, not only close: the other direction's thread is blocked in recv on these
+            for end in (sink, source):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.socket(socket.AF_UNIX)
+            try:
+                upstream.connect(path)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client, False), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()

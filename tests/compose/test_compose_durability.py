@@ -27,7 +27,8 @@ async def test_a_worker_killed_during_a_rolling_update_makes_and_removes_each_co
     from tests.test_matrix import kill_plan
 
     old_image = docker_host.service_image("shop/web", "1.0.0")
-    new_image = docker_host.service_image("shop/web", "4.0.0-slow", behaviour="slow")
+    new_image = docker_host.service_image("shop/web", "4.0.0-slow", behaviour="slow") if fault == "inside the update" \
+        else docker_host.service_image("shop/web", "2.0.0")  # slow: a wait to be killed in
     compose.up(old_image)
     before = {c["Name"].lstrip("/") for c in containers(docker_host, compose.project)}
     point = {"when": "during", "activities": ["roll_out_compose"], "seconds": 2.5} if fault == "inside the update" \
@@ -76,16 +77,23 @@ async def test_undo_puts_back_the_configuration_compose_made(compose, docker_hos
 
 
 def test_documents_a_compose_host_cannot_roll_are_refused_naming_the_field(tmp_path):
+    from models.documents import SpecError
+
     def refused(change) -> str:
         document = compose_document("bad", "shop", "shop/web:2")
         change(document["spec"])
-        path = tmp_path / "bad.yaml"
-        path.write_text(yaml.safe_dump(document))
-        result = subprocess.run([sys.executable, "-m", "starters.cli", "validate", "-f", str(path)],
-                                capture_output=True, text=True, cwd=REPO, timeout=60)
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-        return result.stderr
+        with pytest.raises(SpecError) as error:
+            parse_rollout(document)
+        assert len(error.value.problems) == 1, error.value.problems
+        return error.value.problems[0]
+
+    document = compose_document("bad", "shop", "shop/web:2")  # from the CLI: one line, exit 2
+    document["spec"]["target"]["composeHost"]["compose"]["services"]["web"]["environment"] = {"DB": "${DB_URL}"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(document))
+    result = subprocess.run([sys.executable, "-m", "starters.cli", "validate", "-f", str(tmp_path / "bad.yaml")],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "spec.target.composeHost.compose.services.web.environment.DB: a variable" in result.stderr
 
     def web(spec) -> dict:
         return spec["target"]["composeHost"]["compose"]["services"]["web"]
@@ -133,3 +141,58 @@ def test_the_worker_refuses_hosts_it_does_not_know_and_engines_on_plain_tcp(tmp_
         DockerHosts(str(path)).client("web-1")
     with pytest.raises(ApplicationError, match="no Docker hosts: set ROLLOUT_DOCKER_HOSTS"):
         DockerHosts("").client("web-1")
+
+
+CANARY_EFFECTS = ["prepare_compose_canary", "set_compose_routes", "promote_compose_canary"]
+
+
+async def test_a_worker_killed_after_each_canary_change_changes_the_proxy_and_containers_once(
+        compose, docker_host, dev_server, dev_client, release_worker_processes, unique, tmp_path):
+    """SIGKILL after every activity that changes containers or the proxy (its effect done, its result not yet
+    at the server): the runtime API's own log (a relay in front of it) and the engine's events show each
+    server added, weighted, drained and deleted once, each container made and removed once."""
+    from tests.matrix import Supervisor
+    from tests.test_matrix import kill_plan
+
+    compose.up(docker_host.service_image("shop/web", "1.0.0"))
+    new_image = docker_host.service_image("shop/web", "2.0.0")
+    env, journal = kill_plan(tmp_path, [{"when": "after", "activities": CANARY_EFFECTS}])
+    hosts = tmp_path / "logged.yaml"
+    hosts.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": docker_host.engine,
+                                                         "haproxy": docker_host.logged_runtime()}}}))
+    logged_before = len(docker_host.runtime_log())
+    events = Events(docker_host, compose.project)
+    queue = f"compose-canary-kill-{unique}"
+    supervisor = Supervisor(release_worker_processes, dev_server.address, queue,
+                            env={"ROLLOUT_DOCKER_HOSTS": str(hosts), **env})
+    try:
+        rollout = parse_rollout(compose_document(f"ckill-{unique}", compose.project, new_image, deadline=120,
+                                                 proxy={"backend": "web", "port": 8080}, strategy={"canary": {"steps": [
+                                                     {"setWeight": 25}, {"pause": {"duration": "1s"}},
+                                                     {"setWeight": 50}, {"setWeight": 100}]}}))
+        final = await finished(await start_workflow(dev_client, rollout, queue, "test"), 240)
+    finally:
+        await supervisor.stop()
+    seen = events.close()
+    kills = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    assert final.phase is Phase.HEALTHY, final.message
+    assert {k["activity"] for k in kills} == set(CANARY_EFFECTS), kills
+    changes = [c for c in docker_host.runtime_log()[logged_before:] if not c.startswith("show ")]
+    weights: dict[str, str] = {}
+    for command in changes:
+        words = command.split()
+        server = words[2]  # "<verb> server <backend>/<name> …"
+        if words[0] == "add":
+            assert server not in weights, ("added twice", server, changes)
+            weights[server] = words[-1]
+        elif words[:2] == ["set", "server"] and words[3] == "weight":
+            assert weights.get(server) != words[4], ("the same weight set twice", command, changes)
+            weights[server] = words[4]
+    for verb in ("add server", "enable server", "del server"):
+        named = [c.split()[2] for c in changes if c.startswith(verb)]
+        assert len(named) == len(set(named)), (verb, changes)
+    assert len([c for c in changes if c.startswith("del server")]) == 3, changes  # the three stable ones
+    actions = [a for a, _, _ in seen]
+    assert actions.count("create") == 3 and actions.count("destroy") == 3, seen
+    after = containers(docker_host, compose.project)
+    assert [c["Config"]["Image"] for c in after] == [new_image] * 3

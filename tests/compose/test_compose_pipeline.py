@@ -31,7 +31,7 @@ async def test_three_hosts_in_two_waves_one_failing_fails_fast_and_rolls_back(
             service = compose_document("up", project, old, replicas=2)["spec"]["target"]["composeHost"]["compose"]
             assert host.compose(project, service, "up", "-d", "--wait").returncode == 0
         template = compose_document("web", project, f"{registry.host}/shop/web-{unique}:template", replicas=2,
-                                    deadline=20)
+                                    deadline=10)
         failing = {"host": "web-3", "compose": {"services": {"web": {
             "healthcheck": {"test": ["CMD", "false"], "interval": "1s", "retries": 1}}}}}
         document = {"apiVersion": "rollouts.durable.dev/v1alpha1", "kind": "Pipeline",

@@ -69,10 +69,8 @@ class ComposeCanaryActivities:
                 canary = self.ensure(client, proxy, request, config, count, stable)
             ready = [c for c in canary if c.ready(t.ready_after_seconds)][:count] if count else []
             ws, wc, actual = split(weight, len(stable), len(ready))
-            before = proxy.servers(t.proxy.backend)
             weights = {c.name: ws for c in stable} | {c.name: wc if c in ready else 0 for c in canary}
-            changed = any(before.get(name, {}).get("weight") != w for name, w in weights.items())
-            proxy.weigh(t.proxy.backend, weights)
+            changed = proxy.weigh(t.proxy.backend, weights)
             for container in sorted(canary, key=lambda c: -c.number)[:max(0, len(canary) - count)]:
                 cs.remove(client, t, container, proxy)  # weighted out first, above
         return WeightResult(weight=weight, canary_replicas=count, stable_replicas=len(stable), actual_weight=actual,

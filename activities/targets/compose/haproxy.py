@@ -79,13 +79,18 @@ class Haproxy:
 
     # -- what the engine does with the backend ----------------------------------------------------------
     def serve(self, backend: str, name: str, address: str, port: int, weight: int) -> None:
-        """The container in the backend at `weight`, enabled (again: a retry finds it there)."""
+        """The container in the backend at `weight`, enabled; only what differs is sent (a retry finds it there)."""
         known = self.servers(backend).get(name)
         if known is not None and (known["addr"], known["port"]) != (address, port):
             self.unserve(backend, name, 0)
             known = None
-        commands = [] if known is not None else [f"add server {backend}/{name} {address}:{port} weight {weight}"]
-        self.change(*commands, f"set server {backend}/{name} weight {weight}", f"enable server {backend}/{name}")
+        if known is None:
+            self.change(f"add server {backend}/{name} {address}:{port} weight {weight}", f"enable server {backend}/{name}")
+            return
+        commands = [f"set server {backend}/{name} weight {weight}"] if known["weight"] != weight else []
+        commands += [f"enable server {backend}/{name}"] if known["admin_state"] & 1 else []  # in maintenance
+        if commands:
+            self.change(*commands)
 
     def unserve(self, backend: str, name: str, drain_seconds: float) -> None:
         """Drain the server (no new sessions), wait until its sessions end (at most `drain_seconds`), delete."""
@@ -98,9 +103,15 @@ class Haproxy:
         self.change(f"set server {backend}/{name} state maint", f"shutdown sessions server {backend}/{name}",
                     f"del server {backend}/{name}")
 
-    def weigh(self, backend: str, weights: dict[str, int]) -> None:
-        """Every server's weight in one request."""
-        self.change(*(f"set server {backend}/{name} weight {weight}" for name, weight in sorted(weights.items())))
+    def weigh(self, backend: str, weights: dict[str, int]) -> bool:
+        """Every server's weight in one request: those that differ (read first, so a retry sends nothing);
+        whether any did."""
+        current = self.servers(backend)
+        changes = [f"set server {backend}/{name} weight {weight}" for name, weight in sorted(weights.items())
+                   if name in current and current[name]["weight"] != weight]
+        if changes:
+            self.change(*changes)
+        return bool(changes)
 
 
 def split(percent: int, stable: int, canary: int) -> tuple[int, int, float]:
