@@ -100,6 +100,8 @@ def _host_problem(host: Any) -> str:
         return "engine: unix://, tcp:// or ssh://"
     if host.get("haproxy") is not None and not str(host["haproxy"]).startswith(("unix://", "tcp://")):
         return "haproxy: unix:///path or tcp://host:port (its runtime API)"
+    if str(host.get("haproxy", "")).startswith("unix://") and not engine.startswith("unix://"):
+        return "haproxy: a unix socket is the worker's own machine's; a remote host's proxy is tcp://"
     return ""
 
 

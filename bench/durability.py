@@ -53,7 +53,7 @@ def summary() -> tuple[list[str], bool]:
         out.append(f"fault matrix: {len(cells)} cells run, {passed} passed")
         out += matrix_table(cells)
         kills = [c for c in cells if "kills" in c]
-        points = sorted({p for c in kills for p in c["kill_points"]})
+        points = sorted({p for c in kills for p in c.get("kill_points", [])})
         out.append(f"worker kills: {sum(c['kills'] for c in kills)} SIGKILLs at {len(points)} kill points: "
                    + ", ".join(points))
         api = [c for c in cells if "fault_rate" in c and c["passed"]]

@@ -4,13 +4,14 @@ of the spec, the checks of its Compose file, and the inputs of its activities (a
 The document names the host by a name; which engine that is (`unix://`, `tcp://` with TLS, `ssh://`) and
 with which certificates is the **worker's** configuration (`ROLLOUT_DOCKER_HOSTS`, activities/docker.py):
 a document never chooses an endpoint or a local file. The project's Compose file travels in the document
-as a mapping (`rollout` reads a `composeFile` beside the document on the client's side, never the
-worker), checked against the Compose Specification's own JSON schema (models/schemas/compose-spec.json,
+as a mapping, checked against the Compose Specification's own JSON schema (models/schemas/compose-spec.json,
 from compose-spec/compose-spec, Apache-2.0). What the schema allows but this target cannot apply as Compose
 would is refused, naming the field: variables (`${VAR}`: the host's environment and `.env` are not the
 worker's to read — write the values, `$$` for a literal dollar), `extends` (inline it), and, on the rolled
-service, any key the containers would not get (the `ROLLED_KEYS` below), a fixed `container_name` or a
-published host port (two containers of the service run side by side during a rolling update)."""
+service, any key the containers would not get (the `ROLLED_KEYS` below: `container_name` and `ports` among
+them, as two containers of the service run side by side during an update), labels the engine writes itself,
+and an environment entry without a value. A secret is written `{{secrets.NAME}}` and filled in by the
+activity that makes the container (activities/secrets.py): never in the document, the history or a label."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def compose_problem(compose: dict[str, Any], service: str) -> str:
     found = _variable(compose, ())
     if found:
         return (f"@compose{_dotted(found)}: a variable; the host's environment and .env are not the worker's to "
-                "read: write the value (or $$ for a literal $)")
+                "read: write the value ({{secrets.NAME}} for a secret, $$ for a literal $)")
     services = compose.get("services") or {}
     for name, block in services.items():
         if isinstance(block, dict) and "extends" in block:
@@ -112,10 +113,27 @@ def _values_problem(compose: dict[str, Any], service: str, block: dict[str, Any]
         value = (block.get("deploy") or {}).get(key, block.get("scale", 1))
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
             return f"{where}.deploy.{key}: a whole number from 1 to 100"
+    labels = block.get("labels") or {}
+    for key in (labels if isinstance(labels, dict) else [item.split("=", 1)[0] for item in labels]):
+        if str(key).startswith(("com.docker.compose.", "dev.durable-rollouts.")):
+            return f"{where}.labels.{key}: a label the engine writes itself (Compose's and ours): remove it"
+    environment = block.get("environment") or []
+    for index, item in enumerate(environment if isinstance(environment, list) else []):
+        if "=" not in str(item):
+            return (f"{where}.environment[{index}]: no value (Compose would take it from the host's environment, "
+                    "which is not the worker's to read): write NAME=value, or {{secrets.NAME}}")
     restart = str(block.get("restart", "no"))
     if not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d{1,4})?", restart):
         return f"{where}.restart: no, always, unless-stopped or on-failure[:N]"
     networks = block.get("networks") or {}
+    for network, settings in (networks.items() if isinstance(networks, dict) else []):
+        unknown = sorted(set(settings or {}) - {"aliases"})
+        if unknown:
+            return f"{where}.networks.{network}.{unknown[0]}: not applied by this target (only aliases is)"
+    for name, settings in (compose.get("networks") or {}).items():
+        unknown = sorted(set(settings or {}) - {"name", "driver", "internal", "external", "labels"})
+        if unknown:
+            return f"@compose.networks.{name}.{unknown[0]}: not applied when this target makes the network"
     for network in networks:
         if network not in (compose.get("networks") or {}) and network != "default":
             return f"@compose.services.{service}.networks.{network}: not a network of the Compose file"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.compose.helpers import REPO, compose_document, hosts_env
+from tests.compose.helpers import REPO, SECRET, compose_document, hosts_env
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,7 @@ def compose(dev_server, release_worker_processes, docker_host, unique, tmp_path)
         assert "Traceback" not in result.stderr, result.stderr
         return result
 
-    run.worker_env = hosts_env(tmp_path, docker_host)
+    run.worker_env = {**hosts_env(tmp_path, docker_host), "ROLLOUT_SECRET_SHOP_TOKEN": SECRET}
     release_worker_processes(dev_server.address, queue, "--targets", "docker", env=run.worker_env)
     env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_TASK_QUEUE": queue, "ROLLOUT_USER": "ci-bot"}
 

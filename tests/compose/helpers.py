@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+SECRET = "s3cr3t-8f2e41"  # the workers' ROLLOUT_SECRET_SHOP_TOKEN (tests/compose/conftest.py)
 
 
 def compose_document(name: str, project: str, image: str, replicas: int = 3, strategy: dict | None = None,

@@ -87,6 +87,10 @@ async def test_abort_weights_everything_back_in_one_request_and_starts_no_contai
     try:
         measured, seen = await share(out, "2.0.0", 60)
         assert abs(measured - 0.5) <= 0.05, seen
+        second = compose("start", "-f", compose.spec(f"second-{unique}", new_image), "--wait")  # the same service
+        assert second.returncode != 0, second.stdout
+        refused = await finished(dev_client.get_workflow_handle(f"rollout/test/second-{unique}"))
+        assert refused.reason == "InvalidTarget" and f"rollout/test/{name} is delivering to it" in refused.message, refused
         events = Events(docker_host, compose.project)
         assert compose("abort", f"test/{name}", "--reason", "errors").returncode == 0
         final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
@@ -97,6 +101,9 @@ async def test_abort_weights_everything_back_in_one_request_and_starts_no_contai
     finally:
         traffic.kill()
     assert "create" not in [a for a, _, _ in seen_events] and "start" not in [a for a, _, _ in seen_events]
+    client = docker_host.client()
+    assert not client.containers.list(all=True, filters={"name": f"{compose.project}-web-rollout-lock"}), "still held"
+    client.close()
     assert not [k for k in counts(out) if k not in ("1.0.0", "2.0.0")], counts(out)
     after = containers(docker_host, compose.project)
     assert [c["Config"]["Image"] for c in after] == [old_image] * 3

@@ -140,7 +140,8 @@ async def _killed_canary(fault, cell, dev_server, dev_client, aws, release_worke
     finally:
         await supervisor.stop()
     kills = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
-    cell.figures.update(kills=len(kills), restarts=supervisor.restarts)
+    cell.figures.update(kills=len(kills), kill_points=sorted({f"{k['when']} {k['activity']}" for k in kills}),
+                        restarts=supervisor.restarts)
     assert final.phase is Phase.HEALTHY, final.message
     if fault == "after every step":
         assert {k["activity"] for k in kills} == set(ECS_EFFECTS), kills

@@ -23,7 +23,7 @@ class ComposeBlueGreenActivities(ComposeCanaryActivities):
     @activity.defn(name="prepare_compose_blue_green")
     def prepare_blue_green(self, request: ComposeRequest) -> BlueGreenPrepared:
         prepared = self.prepare_canary(request)
-        _, _, _, stable, _, _ = self._read(request)
+        _, _, _, stable, _ = self._read(request)
         return BlueGreenPrepared(total_replicas=prepared.total_replicas, stable_image=prepared.stable_image,
                                  stable_hash=own_hash(stable[0])[:12], container=prepared.container)
 
@@ -32,7 +32,7 @@ class ComposeBlueGreenActivities(ComposeCanaryActivities):
         """`replicas` preview containers, ready and in the backends (no production weight)."""
         t = request.target
         with docker_errors(cs.where(t)):
-            client, proxy, config, stable, _, _ = self._read(request)
+            client, proxy, config, stable, _ = self._read(request)
             self.ensure(client, proxy, request, config, request.replicas or 0, stable)
         return request.replicas or 0
 
@@ -41,7 +41,7 @@ class ComposeBlueGreenActivities(ComposeCanaryActivities):
         """gradualShift: the preview at full size first, then `weight` % of production to it, in one request."""
         t, weight = request.target, request.weight or 0
         with docker_errors(cs.where(t)):
-            client, proxy, config, stable, _, _ = self._read(request)
+            client, proxy, config, stable, _ = self._read(request)
             preview = self.ensure(client, proxy, request, config, t.replicas(), stable)
             ws, wc, _ = split(weight, len(stable), len(preview))
             proxy.weigh(t.proxy.backend, {c.name: ws for c in stable} | {c.name: wc for c in preview})
@@ -52,13 +52,11 @@ class ComposeBlueGreenActivities(ComposeCanaryActivities):
         """Every weight to the preview (at full size first) or back to the warm old containers: one request."""
         t = request.target
         with docker_errors(cs.where(t)):
-            client, proxy, config, stable, preview, _ = self._read(request)
+            client, proxy, config, stable, preview = self._read(request)
             if request.to == "preview":
                 preview = self.ensure(client, proxy, request, config, t.replicas(), stable)
-            served = proxy.servers(t.proxy.backend)
-            live = 1 if request.to == "preview" else 0
-            proxy.weigh(t.proxy.backend, {c.name: 1 - live for c in stable if c.name in served}
-                        | {c.name: live for c in preview if c.name in served})
+            live = 1 if request.to == "preview" else 0  # the side taking traffic is weighted up first
+            proxy.weigh(t.proxy.backend, {c.name: 1 - live for c in stable} | {c.name: live for c in preview})
         return request.to
 
     @activity.defn(name="complete_compose_blue_green")

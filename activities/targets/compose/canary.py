@@ -1,5 +1,5 @@
 """A canary of a Compose service through the proxy in front of it (activities/targets/compose/haproxy.py):
-prepare (the stable containers in the backend, anything an earlier rollout left weighted out and removed),
+prepare (the service held for the rollout, the stable containers — of one configuration — in the backend),
 set routes (capacity first: the canary's containers made and ready, then in the backend, then every
 server's weight in one request; surplus canary containers go only after traffic has left them), promote
 (the canary at full size, all weight to it in one request, the stable containers drained and removed) and
@@ -13,14 +13,14 @@ import math
 import time
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.docker import DockerHosts, docker_errors, invalid
 from activities.targets.compose import containers as cs
+from activities.targets.compose import lock
 from activities.targets.compose.backend import adopt, serve_ready
 from activities.targets.compose.containers import Container
 from activities.targets.compose.haproxy import split
-from activities.targets.compose.inplace import newest, own_hash, state, stopped
+from activities.targets.compose.inplace import late, newest, one_side, own_hash, tend
 from activities.waiting import still_waiting, wait_started
 from models.compose import ComposeRequest, ComposeRoutesInput
 from models.delivery import PrepareCanaryResult, WeightResult
@@ -30,40 +30,38 @@ class ComposeCanaryActivities:
     def __init__(self, hosts: DockerHosts):
         self._hosts = hosts
 
-    def _read(self, request: ComposeRequest):
-        """(client, proxy, the canary's configuration, stable containers, canary containers, leftovers)."""
+    def _read(self, request: ComposeRequest, weight: int = 0):
+        """(client, proxy, the canary's configuration, stable containers, canary containers): the stable ones of
+        one configuration (more is refused: guessing would remove production), and every ready container in the
+        backend again (a reload of HAProxy forgets servers added at run time), re-added at `weight`."""
         t = request.target
         client, proxy = self._hosts.client(t.host), self._hosts.haproxy(t.host)
         config = cs.wanted(t, request.image)
         want = cs.config_hash(config)
         found = cs.service_containers(client, t)
         canary = [c for c in found if own_hash(c) == want]
-        others = [c for c in found if own_hash(c) != want]
-        stable_hash = own_hash(newest([c for c in others if cs.ROLLOUT not in c.labels or c.labels[cs.ROLLOUT] !=
-                                       request.rollout_id] or others)) if others else ""
-        stable = [c for c in others if own_hash(c) == stable_hash]
-        leftovers = [c for c in others if own_hash(c) != stable_hash]
-        return client, proxy, config, stable, canary, leftovers
+        stable = [c for c in found if own_hash(c) != want]
+        one_side(t, stable)
+        adopt(proxy, t, found, weight)
+        return client, proxy, config, stable, canary
 
     @activity.defn(name="prepare_compose_canary")
     def prepare_canary(self, request: ComposeRequest) -> PrepareCanaryResult:
         t = request.target
         with docker_errors(cs.where(t)):
-            client, proxy, _, stable, canary, leftovers = self._read(request)
+            client, proxy, config, stable, canary = self._read(request, 1)
             if not stable:
                 raise invalid(f"{cs.where(t)}: no container of another version to run beside"
                               + (f" (it runs {request.image} already)" if canary else ""))
-            servers = adopt(proxy, t, stable + canary + leftovers)
-            proxy.weigh(t.proxy.backend, {name: 1 if name in {c.name for c in stable} else 0 for name in servers})
-            for container in leftovers:  # an earlier rollout's candidate its abort did not finish
-                cs.remove(client, t, container, proxy)
+            lock.hold(client, t, request.rollout_id, config["image"])
+            proxy.weigh(t.proxy.backend, {c.name: 1 for c in stable} | {c.name: 0 for c in canary})
         return PrepareCanaryResult(total_replicas=t.replicas(), stable_image=newest(stable).image, container=t.service)
 
     @activity.defn(name="set_compose_routes")
     def set_routes(self, request: ComposeRoutesInput) -> WeightResult:
         t, weight = request.target, request.routes.weight
         with docker_errors(cs.where(t)):
-            client, proxy, config, stable, canary, _ = self._read(request)
+            client, proxy, config, stable, canary = self._read(request)
             count = _canary_count(request, t.replicas())
             if count:  # capacity first, on every attempt (a retry after a crash mid-wait waits too)
                 canary = self.ensure(client, proxy, request, config, count, stable)
@@ -80,24 +78,24 @@ class ComposeCanaryActivities:
     def promote_canary(self, request: ComposeRequest) -> None:
         t = request.target
         with docker_errors(cs.where(t)):
-            client, proxy, config, stable, canary, _ = self._read(request)
+            client, proxy, config, stable, canary = self._read(request)
             canary = self.ensure(client, proxy, request, config, t.replicas(), stable)
             proxy.weigh(t.proxy.backend, {c.name: 0 for c in stable} | {c.name: 1 for c in canary})
             for container in stable:
                 cs.remove(client, t, container, proxy)
+            lock.release(client, t, request.rollout_id)
 
     @activity.defn(name="abort_compose_canary")
     def abort_canary(self, request: ComposeRequest) -> None:
         t = request.target
         with docker_errors(cs.where(t)):
-            client, proxy, _, stable, canary, _ = self._read(request)
+            client, proxy, _, stable, canary = self._read(request)
             if not stable:
                 raise invalid(f"{cs.where(t)}: {request.image} already replaced every container; abort cannot go back")
-            served = proxy.servers(t.proxy.backend)
-            proxy.weigh(t.proxy.backend, {c.name: 1 for c in stable if c.name in served}
-                        | {c.name: 0 for c in canary if c.name in served})
+            proxy.weigh(t.proxy.backend, {c.name: 1 for c in stable} | {c.name: 0 for c in canary})
             for container in canary:
                 cs.remove(client, t, container, proxy)
+            lock.release(client, t, request.rollout_id)
 
     def ensure(self, client, proxy, request: ComposeRequest, config: dict, count: int,
                stable: list[Container]) -> list[Container]:
@@ -106,15 +104,11 @@ class ComposeCanaryActivities:
         want = cs.config_hash(config)
         previous = newest(stable).config() if stable else None
         name = f"compose-canary:{t.host}/{t.project}/{t.service}:{want[:12]}:{count}"
-        started = wait_started(name)
+        started, ready_before = wait_started(name), -1  # the deadline counts from the last progress
         while True:
             everything = cs.service_containers(client, t)
             canary = [c for c in everything if own_hash(c) == want]
-            for container in canary:
-                if container.attrs["State"].get("Status") == "created":
-                    client.api.start(container.id)
-                elif container.attrs["State"].get("Status") == "exited" and config["restart"] in ("no", ""):
-                    raise stopped(t, container)
+            tend(client, t, config, canary)
             if len(canary) < count:
                 number = max((c.number for c in everything), default=0) + 1
                 revision = max((c.revision for c in everything), default=0) + 1
@@ -125,14 +119,12 @@ class ComposeCanaryActivities:
             if t.proxy.preview_backend:  # a blue-green's preview, tested there
                 serve_ready(proxy, t, canary, proxy.servers(t.proxy.preview_backend), 1, t.proxy.preview_backend)
             served = proxy.servers(t.proxy.backend)
-            if sum(1 for c in canary if c.ready(t.ready_after_seconds) and c.name in served) >= count:
+            ready = sum(1 for c in canary if c.ready(t.ready_after_seconds) and c.name in served)
+            if ready >= count:
                 return canary
-            waited = time.time() - started
-            if waited > request.progress_deadline_seconds:
-                raise ApplicationError(
-                    f"{cs.where(t)}: {count} canary containers not ready after {int(waited)} s "
-                    f"(progressDeadlineSeconds {request.progress_deadline_seconds}): {state(canary)}",
-                    type="ProgressDeadlineExceeded", non_retryable=True)
+            if ready > ready_before:
+                started, ready_before = time.time(), ready
+            late(request, started, f"{ready}/{count} canary containers ready", canary)
             still_waiting(name, started, cs.where(t))
             time.sleep(0.5)
 

@@ -14,17 +14,22 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from temporalio.exceptions import ApplicationError
+
+from activities.docker import invalid
+from activities.secrets import reveal
 from models.compose import ComposeHostTarget, seconds
 
 PROJECT, SERVICE, NUMBER, HASH, ONEOFF = (f"com.docker.compose.{n}" for n in
                                           ("project", "service", "container-number", "config-hash", "oneoff"))
 CONFIG, PREVIOUS, ROLLOUT, REVISION = (f"dev.durable-rollouts.{n}" for n in ("config", "previous", "rollout", "revision"))
+CONFIG_KEYS = frozenset({"image", "command", "entrypoint", "environment", "labels", "healthcheck", "networks", "restart",
+                         "stop_signal", "stop_timeout", "user", "working_dir", "read_only", "init"})
 _OURS = (PROJECT, SERVICE, NUMBER, HASH, ONEOFF, CONFIG, PREVIOUS, ROLLOUT, REVISION, "com.docker.compose.")
 
 
@@ -52,16 +57,18 @@ def wanted(t: ComposeHostTarget, image: str, restarted_at: str = "") -> dict[str
     environment = block.get("environment") or {}
     if isinstance(environment, dict):
         environment = [f"{k}={'' if v is None else v}" for k, v in environment.items()]
+    environment = [literal(item) for item in environment]
     labels = block.get("labels") or {}
     if isinstance(labels, list):
         labels = dict(item.split("=", 1) if "=" in item else (item, "") for item in labels)
+    labels = {k: literal(str(v)) for k, v in labels.items()}
     networks = block.get("networks") or {"default": None}
     if isinstance(networks, list):
         networks = {name: None for name in networks}
     health = block.get("healthcheck")
     config: dict[str, Any] = {
         "image": image, "command": words(block.get("command")), "entrypoint": words(block.get("entrypoint")),
-        "environment": sorted(environment), "labels": {k: str(v) for k, v in labels.items()},
+        "environment": sorted(environment), "labels": labels,
         "healthcheck": _health(health) if health else None,
         "networks": {network_name(t, key): sorted({t.service, *((value or {}).get("aliases") or [])})
                      for key, value in networks.items()},
@@ -72,6 +79,11 @@ def wanted(t: ComposeHostTarget, image: str, restarted_at: str = "") -> dict[str
     if restarted_at:
         config["labels"]["dev.durable-rollouts.restarted-at"] = restarted_at
     return config
+
+
+def literal(value: str) -> str:
+    """A Compose string as the container gets it: `$$` is a literal `$` (variables are refused before)."""
+    return value.replace("$$", "$")
 
 
 def _health(health: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +154,7 @@ class Container:
     def config(self) -> dict[str, Any]:
         """The configuration it was made from: its label (ours), or read back from its inspection (Compose's)."""
         if CONFIG in self.labels:
-            return json.loads(self.labels[CONFIG])
+            return read_label(self, CONFIG)
         c, host = self.attrs["Config"], self.attrs["HostConfig"]
         policy = host.get("RestartPolicy") or {}
         restart = policy.get("Name") or "no"
@@ -159,6 +171,21 @@ class Container:
             "restart": restart, "stop_signal": c.get("StopSignal"), "stop_timeout": c.get("StopTimeout"),
             "user": c.get("User") or None, "working_dir": c.get("WorkingDir") or None,
             "read_only": bool(host.get("ReadonlyRootfs")), "init": host.get("Init")}
+
+
+def read_label(container: Container, label: str) -> dict[str, Any]:
+    """A configuration the engine recorded on a container (its own, or the one it replaced), checked for
+    shape: anyone who can label a container on the host could have written it."""
+    try:
+        found = json.loads(container.labels[label])
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or set(found) != CONFIG_KEYS or not isinstance(found.get("image"), str) \
+            or not isinstance(found.get("networks"), dict) or not isinstance(found.get("environment"), list):
+        raise invalid(f"{container.name}: its label {label} is not a configuration this engine wrote")
+    if label == CONFIG and config_hash(found) != container.hash:
+        raise invalid(f"{container.name}: its label {label} does not match its config hash")
+    return found
 
 
 def service_containers(client: Any, t: ComposeHostTarget) -> list[Container]:
@@ -181,11 +208,10 @@ def create(client: Any, t: ComposeHostTarget, config: dict[str, Any], number: in
     ensure_image(client, config["image"])
     for network in config["networks"]:
         ensure_network(client, t, network)
-    labels = {**config["labels"], PROJECT: t.project, SERVICE: t.service, NUMBER: str(number),
-              HASH: config_hash(config), ONEOFF: "False", CONFIG: json.dumps(config, sort_keys=True),
-              ROLLOUT: rollout_id, REVISION: str(revision)}
-    if previous is not None:
-        labels[PREVIOUS] = json.dumps(previous, sort_keys=True)
+    labels = {**{k: v for k, v in config["labels"].items() if not k.startswith(_OURS)}, PROJECT: t.project,
+              SERVICE: t.service, NUMBER: str(number), HASH: config_hash(config), ONEOFF: "False",
+              CONFIG: json.dumps(config, sort_keys=True), ROLLOUT: rollout_id, REVISION: str(revision),
+              PREVIOUS: json.dumps(previous, sort_keys=True) if previous is not None else "null"}
     restart, _, retries = config["restart"].partition(":")
     host_config = client.api.create_host_config(
         restart_policy={"Name": "" if restart == "no" else restart, "MaximumRetryCount": int(retries or 0)},
@@ -194,25 +220,37 @@ def create(client: Any, t: ComposeHostTarget, config: dict[str, Any], number: in
     networking = client.api.create_networking_config(
         {first: client.api.create_endpoint_config(aliases=[*config["networks"][first], name])})
     created = client.api.create_container(
-        config["image"], command=config["command"], entrypoint=config["entrypoint"], environment=config["environment"],
+        config["image"], command=config["command"], entrypoint=config["entrypoint"],
+        environment=[reveal(item) for item in config["environment"]],  # {{secrets.NAME}}: filled in only here
         labels=labels, name=name, host_config=host_config, networking_config=networking,
         healthcheck=config["healthcheck"], stop_signal=config["stop_signal"], user=config["user"],
         working_dir=config["working_dir"], stop_timeout=config["stop_timeout"])
-    for network in others:
-        client.api.connect_container_to_network(created["Id"], network, aliases=[*config["networks"][network], name])
-    client.api.start(created["Id"])
+    start(client, Container(client.api.inspect_container(created["Id"])), config)
     return created["Id"]
+
+
+def start(client: Any, container: Container, config: dict[str, Any]) -> None:
+    """Connect the networks it is not on yet (a container made by a killed attempt may lack them), start it."""
+    joined = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    for network, aliases in config["networks"].items():
+        if network not in joined:
+            client.api.connect_container_to_network(container.id, network, aliases=[*aliases, container.name])
+    client.api.start(container.id)
 
 
 def ensure_image(client: Any, image: str) -> None:
     """The image on the host: pulled (by tag or digest) when it is not there yet."""
     try:
         client.api.inspect_image(image)
+        return
     except Exception as error:  # noqa: BLE001 - not there: pull it
         if getattr(error, "status_code", None) != 404:
             raise
-        repository, _, digest = image.partition("@")
-        client.api.pull(*((repository, digest) if digest else _split_tag(image)))
+    repository, _, digest = image.partition("@")
+    name, tag = (repository, digest) if digest else _split_tag(image)
+    for line in client.api.pull(name, tag=tag, stream=True, decode=True):
+        if "error" in line:  # the engine reports a failed pull inside the stream: a retry may get it
+            raise ApplicationError(f"pull {image}: {line['error']}", type="DockerUnavailable")
 
 
 def _split_tag(image: str) -> tuple[str, str]:
@@ -221,10 +259,16 @@ def _split_tag(image: str) -> tuple[str, str]:
 
 
 def ensure_network(client: Any, t: ComposeHostTarget, network: str) -> None:
+    """The project's network, made as Compose makes it (driver, internal, its labels) when missing; an
+    `external` one must exist already."""
     if any(n["Name"] == network for n in client.api.networks(names=[network])):
         return
     key = next((k for k in (t.compose.get("networks") or {"default": None}) if network_name(t, k) == network), "default")
-    client.api.create_network(network, driver="bridge", labels={PROJECT: t.project, "com.docker.compose.network": key})
+    block = (t.compose.get("networks") or {}).get(key) or {}
+    if block.get("external"):
+        raise invalid(f"{where(t)}: the external network {network} does not exist on the host")
+    client.api.create_network(network, driver=block.get("driver", "bridge"), internal=bool(block.get("internal")),
+                              check_duplicate=True, labels={PROJECT: t.project, "com.docker.compose.network": key})
 
 
 def remove(client: Any, t: ComposeHostTarget, container: Container, proxy: Any = None) -> None:
@@ -238,23 +282,17 @@ def remove(client: Any, t: ComposeHostTarget, container: Container, proxy: Any =
     try:
         if container.running:
             client.api.stop(container.id, timeout=10 if timeout is None else timeout)
-        client.api.remove_container(container.id, force=True)
+        client.api.remove_container(container.id, force=True, v=True)  # its anonymous volumes too
     except Exception as error:  # noqa: BLE001 - gone already (a retry, or someone else)
         if getattr(error, "status_code", None) not in (404, 409):
             raise
 
 
 def _pre_stop(client: Any, t: ComposeHostTarget, container: Container) -> None:
-    """The hook inside the container, bounded by pre_stop_timeout_seconds (the Engine API has no exec timeout:
-    a hook still running then is left to the stop's signal)."""
+    """The hook inside the container, detached and polled until it ends or pre_stop_timeout_seconds pass (the
+    Engine API has no exec timeout: a hook still running then is left to the stop's signal)."""
     exec_id = client.api.exec_create(container.id, t.pre_stop)["Id"]
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            client.api.exec_start(exec_id)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    done.wait(t.pre_stop_timeout_seconds)
+    client.api.exec_start(exec_id, detach=True)
+    deadline = time.monotonic() + t.pre_stop_timeout_seconds
+    while client.api.exec_inspect(exec_id).get("Running") and time.monotonic() < deadline:
+        time.sleep(0.2)

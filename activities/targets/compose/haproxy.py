@@ -19,6 +19,8 @@ import socket
 import time
 from typing import Any
 
+from temporalio.exceptions import ApplicationError
+
 from activities.docker import invalid
 
 MAX_WEIGHT = 256
@@ -88,7 +90,7 @@ class Haproxy:
             self.change(f"add server {backend}/{name} {address}:{port} weight {weight}", f"enable server {backend}/{name}")
             return
         commands = [f"set server {backend}/{name} weight {weight}"] if known["weight"] != weight else []
-        commands += [f"enable server {backend}/{name}"] if known["admin_state"] & 1 else []  # in maintenance
+        commands += [f"set server {backend}/{name} state ready"] if known["admin_state"] else []  # maint or drain
         if commands:
             self.change(*commands)
 
@@ -100,17 +102,28 @@ class Haproxy:
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline and int(self.stats(backend).get(name, {}).get("scur") or 0) > 0:
             time.sleep(0.1)
-        self.change(f"set server {backend}/{name} state maint", f"shutdown sessions server {backend}/{name}",
-                    f"del server {backend}/{name}")
+        self.change(f"set server {backend}/{name} state maint", f"shutdown sessions server {backend}/{name}")
+        for _ in range(50):  # `del server` waits for the sessions the shutdown is still closing
+            answer = self.run(f"del server {backend}/{name}")
+            if "Server deleted." in answer or "No such server" in answer:
+                return
+            time.sleep(0.1)
+        raise ApplicationError(f"haproxy: {backend}/{name} still has connections: {answer.strip()[:200]}",
+                               type="ProxyBusy")
 
     def weigh(self, backend: str, weights: dict[str, int]) -> bool:
-        """Every server's weight in one request: those that differ (read first, so a retry sends nothing);
-        whether any did."""
+        """Every server's weight in one request: those that differ (read first, so a retry sends nothing),
+        rising ones first (the commands of a request run one after another: never a moment with every weight
+        at 0); whether any did. A server that should take traffic and is not in the backend is an error."""
         current = self.servers(backend)
-        changes = [f"set server {backend}/{name} weight {weight}" for name, weight in sorted(weights.items())
-                   if name in current and current[name]["weight"] != weight]
+        missing = sorted(name for name, weight in weights.items() if weight and name not in current)
+        if missing:
+            raise ApplicationError(f"haproxy: {backend} has no server {', '.join(missing)} (reloaded?)",
+                                   type="ProxyChanged")
+        changes = sorted(((weight - current[name]["weight"] < 0, name, weight) for name, weight in weights.items()
+                          if name in current and current[name]["weight"] != weight))
         if changes:
-            self.change(*changes)
+            self.change(*(f"set server {backend}/{name} weight {weight}" for _, name, weight in changes))
         return bool(changes)
 
 

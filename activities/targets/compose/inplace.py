@@ -10,15 +10,17 @@ old containers are still there and only the new ones go."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.docker import DockerHosts, docker_errors, invalid
 from activities.targets.compose import containers as cs
+from activities.targets.compose import lock
 from activities.targets.compose.backend import adopt, proxy_of, serve_ready
 from activities.targets.compose.containers import Container
 from activities.waiting import still_waiting, wait_started
@@ -54,17 +56,20 @@ class ComposeInPlaceActivities:
                 config["labels"] = {**config["labels"], "dev.durable-rollouts.restarted-at": request.restarted_at}
             else:
                 config = cs.wanted(t, request.image)
-            return self.converge(client, request, config, found, proxy_of(self._hosts, t))
+            with holding(client, t, request.rollout_id, config["image"]):
+                result = self.converge(client, request, config, found, proxy_of(self._hosts, t))
+            lock.release(client, t, request.rollout_id)
+            return result
 
     def _previous(self, request: ComposeRollOutInput, found: list[Container]) -> dict:
         """What the newest containers replaced (their label); refused when nothing records it."""
         t = request.target
         for container in sorted(found, key=lambda c: -c.revision):
-            if cs.PREVIOUS in container.labels:
+            if container.labels.get(cs.PREVIOUS, "null") != "null":
                 if request.to_revision and request.to_revision != container.revision - 1:
                     raise invalid(f"{cs.where(t)}: only the configuration before the current one is kept "
                                   f"(revision {container.revision - 1}), not revision {request.to_revision}")
-                return json.loads(container.labels[cs.PREVIOUS])
+                return cs.read_label(container, cs.PREVIOUS)
         raise invalid(f"{cs.where(t)}: no earlier configuration recorded on its containers")
 
     def converge(self, client, request: ComposeRollOutInput, config: dict, found: list[Container],
@@ -80,12 +85,13 @@ class ComposeInPlaceActivities:
             surge = 1
         old_found = [c for c in found if own_hash(c) != want]
         new_found = [c for c in found if own_hash(c) == want]
+        one_side(t, old_found)
         previous = newest(old_found).config() if old_found else None
         revision = newest(new_found).revision if new_found else max((c.revision for c in found), default=0) + 1
         previous_image = newest(old_found).image if old_found else config["image"]
         previous_revision = newest(old_found).revision if old_found else revision
         name = f"compose:{t.host}/{t.project}/{t.service}:{want[:12]}"
-        started = wait_started(name)
+        started, ready_before = wait_started(name), -1  # the deadline counts from the last progress
         while True:
             everything = cs.service_containers(client, t)
             new = [c for c in everything if own_hash(c) == want]
@@ -97,11 +103,7 @@ class ComposeInPlaceActivities:
             if len(new) == len(ready_new) == replicas and not old:
                 return RollOutResult(previous_image=previous_image, previous_revision=previous_revision,
                                      revision=revision, replicas=replicas, image=config["image"])
-            for container in new:
-                if container.attrs["State"].get("Status") == "created":  # made by a killed attempt, not started
-                    client.api.start(container.id)
-                elif container.attrs["State"].get("Status") == "exited" and config["restart"] in ("no", ""):
-                    raise stopped(t, container)  # nothing restarts it: waiting out the deadline shows nothing more
+            tend(client, t, config, new)
             acted = False
             if len(new) > replicas:  # someone scaled it, or two attempts raced: the surplus goes, unready first
                 cs.remove(client, t, sorted(new, key=lambda c: c.ready(t.ready_after_seconds))[0], proxy)
@@ -115,14 +117,11 @@ class ComposeInPlaceActivities:
                 number = max((c.number for c in everything), default=0) + 1
                 cs.create(client, t, config, number, request.rollout_id, previous, revision)
                 acted = True
-            if acted:
-                continue
-            waited = time.time() - started
-            if waited > request.progress_deadline_seconds:
-                raise ApplicationError(
-                    f"{cs.where(t)}: {len(ready_new)}/{replicas} new containers ready after {int(waited)} s "
-                    f"(progressDeadlineSeconds {request.progress_deadline_seconds}): {state(new)}",
-                    type="ProgressDeadlineExceeded", non_retryable=True)
+            if acted or len(ready_new) > ready_before:
+                started, ready_before = time.time(), len(ready_new)
+                if acted:
+                    continue
+            late(request, started, f"{len(ready_new)}/{replicas} new containers ready", new)
             still_waiting(name, started, cs.where(t))
             time.sleep(0.5)
 
@@ -130,6 +129,51 @@ class ComposeInPlaceActivities:
     def undo(self, request: ComposeRollOutInput) -> str:
         """Back to the configuration the newest containers replaced; the image that runs then."""
         return self.roll_out(request.model_copy(update={"kind": "Undo", "to_revision": 0})).image
+
+
+@contextlib.contextmanager
+def holding(client, t, rollout_id: str, image: str) -> Iterator[None]:
+    """The service held for the rollout while the block changes it; released again when the block refuses
+    (InvalidTarget: the workflow undoes nothing then), kept when it fails otherwise (an undo follows)."""
+    lock.hold(client, t, rollout_id, image)
+    try:
+        yield
+    except ApplicationError as error:
+        if error.type == "InvalidTarget":
+            lock.release(client, t, rollout_id)
+        raise
+
+
+def one_side(t, others: list[Container]) -> None:
+    """The containers a rollout replaces are of one configuration: more means another rollout's candidates
+    were left (its abort or undo did not finish), and guessing which side serves would remove production."""
+    configs = {}
+    for container in others:
+        configs.setdefault(own_hash(container), []).append(container.name)
+    if len(configs) > 1:
+        found = "; ".join(", ".join(names) for names in configs.values())
+        raise invalid(f"{cs.where(t)}: its containers are of {len(configs)} configurations ({found}): finish or undo "
+                      "the rollout that left them, or remove the ones that should not serve")
+
+
+def tend(client, t, config: dict, new: list[Container]) -> None:
+    """The new containers a killed attempt made and did not start, started (their networks first); one that
+    exited and that nothing restarts fails the wait at once (waiting out the deadline shows nothing more)."""
+    for container in new:
+        status = container.attrs["State"].get("Status")
+        if status == "created":
+            cs.start(client, container, config)
+        elif status == "exited" and config["restart"] in ("no", ""):
+            raise stopped(t, container)
+
+
+def late(request, progressed: float, what: str, new: list[Container]) -> None:
+    """The progress deadline: no progress for progressDeadlineSeconds fails the wait."""
+    waited = time.time() - progressed
+    if waited > request.progress_deadline_seconds:
+        raise ApplicationError(f"{cs.where(request.target)}: {what}, no progress for {int(waited)} s "
+                               f"(progressDeadlineSeconds {request.progress_deadline_seconds}): {state(new)}",
+                               type="ProgressDeadlineExceeded", non_retryable=True)
 
 
 def own_hash(container: Container) -> str:
