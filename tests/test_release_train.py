@@ -1,6 +1,8 @@
-"""A year of nightly releases on one channel through a `ReleaseTrain` on the time-skipping server: each
+"""Four months of nightly releases on one channel through a `ReleaseTrain` on the time-skipping server: each
 night a StagedRelease child (real TUF metadata in moto's S3), the train continuing as new so no run's
-history passes 10,000 events (here: a lower limit, so the year takes several runs)."""
+history passes 10,000 events (here: a lower limit, 500, so the 120 nights take several runs). The publisher
+verifies the whole repository before each publish, so a night costs more as the channel's targets grow: a
+year (365 nights) took 3-6 minutes of the suite for what 120 nights show as well."""
 
 from __future__ import annotations
 
@@ -17,19 +19,19 @@ from tests.helpers import eventually
 from tests.release_helpers import device, release_document, release_worker
 from workflows.train import ReleaseTrain
 
-NIGHTS = 365
+NIGHTS = 120
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # CPU-bound (365 publishes of real TUF metadata): 3-4 minutes on a busy 2-core machine
-async def test_a_year_of_nightly_releases_stays_small_per_run(time_skipping_env, s3_server, updater_setup, tmp_path,
+@pytest.mark.timeout(600)  # CPU-bound (120 publishes of real TUF metadata)
+async def test_four_months_of_nightly_releases_stay_small_per_run(time_skipping_env, s3_server, updater_setup, tmp_path,
                                                               unique):
     env, setup = time_skipping_env, updater_setup
     queue = f"train-{unique}"
     tid = train_id("test", f"nightly-{unique}")
     async with release_worker(env.client, queue, s3_server, setup) as updater:
         handle = await env.client.start_workflow(
-            ReleaseTrain.run, TrainInput(name=f"nightly-{unique}", environment="test", continue_after_events=1_500),
+            ReleaseTrain.run, TrainInput(name=f"nightly-{unique}", environment="test", continue_after_events=500),
             id=tid, task_queue=queue)
         for night in range(1, NIGHTS + 1):
             version = f"1.0.{night}"
@@ -52,8 +54,8 @@ async def test_a_year_of_nightly_releases_stays_small_per_run(time_skipping_env,
         await handle.terminate("test over")
     assert channel.current.version == f"1.0.{NIGHTS}" and channel.state.basis_points == 10_000
     assert all(r.phase.value == "Healthy" for r in status.results) and status.results[-1].version == f"1.0.{NIGHTS}"
-    print(f"a year of nightly releases: {len(sizes)} train runs, largest history {max(sizes)} events")
-    assert status.runs >= 2 and max(sizes) < 10_000
+    print(f"{NIGHTS} nightly releases: {len(sizes)} train runs, largest history {max(sizes)} events")
+    assert status.runs >= 3 and max(sizes) <= 500
     nightly = device(setup, tmp_path / "devices", "dev-box", channel="nightly")
     assert nightly.update()[1].version == f"1.0.{NIGHTS}"
     assert len(sizes) == status.runs
