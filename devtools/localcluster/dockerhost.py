@@ -231,6 +231,11 @@ class DockerHost:
         `port` + 1 for `<backend>-preview` (a blue-green's preview), both with no servers (the engine adds
         them), the runtime API on a socket under the state directory (its address)."""
         socket_path, config = self.root / "haproxy.sock", self.root / "haproxy.cfg"
+        if self.haproxy is not None:  # a restart: the servers added at run time are gone with it
+            self.haproxy.kill()
+            self.haproxy.wait(10)
+            socket_path.unlink(missing_ok=True)
+            (self.root / "metrics.sock").unlink(missing_ok=True)
         config.write_text(HAPROXY.format(socket=socket_path, port=port, preview_port=port + 1, backend=backend,
                                          metrics=self.root / "metrics.sock"))
         log = open(self.root / "haproxy.log", "ab")

@@ -193,3 +193,27 @@ async def test_canary_10_50_100_gated_on_the_proxys_error_rate(compose, docker_h
             traffic.kill()
         prometheus.stop()
     assert [c["Config"]["Image"] for c in containers(docker_host, compose.project)] == ["shop/web:2.0.0"] * 3
+
+
+async def test_a_proxy_restarted_mid_canary_gets_its_servers_back_at_the_next_step(compose, docker_host, dev_client,
+                                                                                 unique):
+    """HAProxy forgets the servers added at run time when it restarts: the next step adds the ready
+    containers back before it weights them, so the canary completes on a backend of the new containers."""
+    from activities.targets.compose.haproxy import Haproxy
+
+    compose.up(docker_host.service_image("shop/web", "1.0.0"), replicas=2)
+    new_image = docker_host.service_image("shop/web", "2.0.0")
+    name = f"reload-{unique}"
+    path = compose.spec(name, new_image, replicas=2, strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+                        proxy=PROXY)
+    assert compose("start", "-f", path).returncode == 0
+    await paused(dev_client, f"test/{name}", 1)
+    docker_host.start_haproxy("web", 18080)  # restarted: empty backends
+    assert Haproxy(docker_host.runtime).servers("web") == {}
+    assert compose("promote", f"test/{name}").returncode == 0
+    final = await finished(dev_client.get_workflow_handle(f"rollout/test/{name}"))
+    assert final.phase is Phase.HEALTHY, final.message
+    after = containers(docker_host, compose.project)
+    assert [c["Config"]["Image"] for c in after] == [new_image] * 2
+    servers = Haproxy(docker_host.runtime).servers("web")
+    assert sorted(servers) == sorted(c["Name"].lstrip("/") for c in after) and all(s["weight"] for s in servers.values())
