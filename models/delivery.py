@@ -5,6 +5,7 @@ these results are shared, so a strategy reads every target's answer the same way
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 from pydantic import Field
@@ -66,6 +67,20 @@ class InPlaceUpdate(Message):
         if self.kind == "Undo":
             return f"undo to revision {self.to_revision}" if self.to_revision else "undo to the previous revision"
         return f"{self.kind} to {self.image}"
+
+
+def surge_and_unavailable(max_surge: int | str | None, max_unavailable: int | str | None,
+                          replicas: int) -> tuple[int, int]:
+    """An in-place update's maxSurge (default 25 %, rounded up) and maxUnavailable (default 0, rounded down)
+    in instances, as a Deployment reads them; both 0 would move nothing, so that is one surge."""
+    def count(value: int | str | None, round_up: bool) -> int:
+        if isinstance(value, str):
+            share = replicas * int(value.rstrip("%")) / 100
+            return math.ceil(share) if round_up else math.floor(share)
+        return value or 0
+
+    surge, unavailable = count("25%" if max_surge is None else max_surge, True), count(max_unavailable, False)
+    return (1 if surge == unavailable == 0 else surge), unavailable
 
 
 class RollOutResult(Message):

@@ -18,31 +18,39 @@ from tests.compose.helpers import REPO, Events, compose_document, containers, ho
 from tests.helpers import finished
 
 
+async def killed(document: dict, points: list[dict], env: dict[str, str], compose, docker_host, dev_server,
+                 dev_client, release_worker_processes, tmp_path):
+    """`document` run by a worker killed at `points` and restarted by a supervisor, the engine's events recorded:
+    (the final status, the events, the kills, the restarts)."""
+    from localcluster.faults import read_journal
+    from tests.matrix import Supervisor
+    from tests.test_matrix import kill_plan
+
+    plan, journal = kill_plan(tmp_path, points)
+    events = Events(docker_host, compose.project)
+    queue = f"compose-kill-{compose.project}"
+    supervisor = Supervisor(release_worker_processes, dev_server.address, queue, env={**env, **plan})
+    try:
+        final = await finished(await start_workflow(dev_client, parse_rollout(document), queue, "test"), 240)
+    finally:
+        await supervisor.stop()
+    return final, events.close(), read_journal(journal), supervisor.restarts
+
+
 async def test_a_worker_killed_during_a_rolling_update_makes_and_removes_each_container_once(
         compose, docker_host, dev_server, dev_client, release_worker_processes, unique, tmp_path):
     """SIGKILL 2.5 s into the update (a container made, its health pending): the retried attempt adopts what
     the killed one made. (A kill after an activity returned, before the server heard: the canary's cell below.)"""
-    from tests.matrix import Supervisor
-    from tests.test_matrix import kill_plan
-
     old_image = docker_host.service_image("shop/web", "1.0.0")
     new_image = docker_host.service_image("shop/web", "4.0.0-slow", behaviour="slow")  # a wait to be killed in
     compose.up(old_image)
     before = {c["Name"].lstrip("/") for c in containers(docker_host, compose.project)}
-    env, journal = kill_plan(tmp_path, [{"when": "during", "activities": ["roll_out_compose"], "seconds": 2.5}])
-    queue = f"compose-kill-{unique}"
-    events = Events(docker_host, compose.project)
-    supervisor = Supervisor(release_worker_processes, dev_server.address, queue,
-                            env={**hosts_env(tmp_path, docker_host), **env})
-    try:
-        rollout = parse_rollout(compose_document(f"kill-{unique}", compose.project, new_image, deadline=120))
-        final = await finished(await start_workflow(dev_client, rollout, queue, "test"), 240)
-    finally:
-        await supervisor.stop()
-    seen = events.close()
-    kills = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    final, seen, kills, restarts = await killed(
+        compose_document(f"kill-{unique}", compose.project, new_image, deadline=120),
+        [{"when": "during", "activities": ["roll_out_compose"], "seconds": 2.5}], hosts_env(tmp_path, docker_host),
+        compose, docker_host, dev_server, dev_client, release_worker_processes, tmp_path)
     assert final.phase is Phase.HEALTHY, final.message
-    assert len(kills) == 1 and supervisor.restarts == 1, (kills, supervisor.restarts)
+    assert len(kills) == 1 and restarts == 1, (kills, restarts)
     actions = [a for a, _, _ in seen]
     assert actions.count("create") == 3 and actions.count("destroy") == 3, seen
     assert actions.count("start") == 3, seen
@@ -127,30 +135,19 @@ async def test_a_worker_killed_after_each_canary_change_changes_the_proxy_and_co
     """SIGKILL after every activity that changes containers or the proxy (its effect done, its result not yet
     at the server): the runtime API's own log (a relay in front of it) and the engine's events show each
     server added, weighted, drained and deleted once, each container made and removed once."""
-    from tests.matrix import Supervisor
-    from tests.test_matrix import kill_plan
-
     compose.up(docker_host.service_image("shop/web", "1.0.0"))
     new_image = docker_host.service_image("shop/web", "2.0.0")
-    env, journal = kill_plan(tmp_path, [{"when": "after", "activities": CANARY_EFFECTS}])
     hosts = tmp_path / "logged.yaml"
     hosts.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": docker_host.engine,
                                                          "haproxy": docker_host.logged_runtime()}}}))
     logged_before = len(docker_host.runtime_log())
-    events = Events(docker_host, compose.project)
-    queue = f"compose-canary-kill-{unique}"
-    supervisor = Supervisor(release_worker_processes, dev_server.address, queue,
-                            env={"ROLLOUT_DOCKER_HOSTS": str(hosts), **env})
-    try:
-        rollout = parse_rollout(compose_document(f"ckill-{unique}", compose.project, new_image, deadline=120,
-                                                 proxy={"backend": "web", "port": 8080}, strategy={"canary": {"steps": [
-                                                     {"setWeight": 25}, {"pause": {"duration": "1s"}},
-                                                     {"setWeight": 50}, {"setWeight": 100}]}}))
-        final = await finished(await start_workflow(dev_client, rollout, queue, "test"), 240)
-    finally:
-        await supervisor.stop()
-    seen = events.close()
-    kills = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    document = compose_document(f"ckill-{unique}", compose.project, new_image, deadline=120,
+                                proxy={"backend": "web", "port": 8080}, strategy={"canary": {"steps": [
+                                    {"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50},
+                                    {"setWeight": 100}]}})
+    final, seen, kills, _ = await killed(
+        document, [{"when": "after", "activities": CANARY_EFFECTS}], {"ROLLOUT_DOCKER_HOSTS": str(hosts)},
+        compose, docker_host, dev_server, dev_client, release_worker_processes, tmp_path)
     assert final.phase is Phase.HEALTHY, final.message
     assert {k["activity"] for k in kills} == set(CANARY_EFFECTS), kills
     changes = [c for c in docker_host.runtime_log()[logged_before:] if not c.startswith("show ")]

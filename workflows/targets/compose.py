@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
         ComposeSwitchInput,
     )
     from models.delivery import (
-        BlueGreenPrepared,
         InPlaceUpdate,
         PrepareCanaryResult,
         RollOutResult,
@@ -29,31 +28,27 @@ with workflow.unsafe.imports_passed_through():
     from models.routing import RouteState, SetCanaryScale
     from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
+    from workflows.targets.switching import SwitchingDelivery
 
 
-class ComposeDelivery:
+class ComposeDelivery(SwitchingDelivery):
     capabilities = ComposeHostTarget.CAPABILITIES
+    NAME, REQUEST, SWITCH = "compose", ComposeRequest, ComposeSwitchInput
+    SUMMARIES = {"prepare": "stable containers in the proxy's backend",
+                 "complete": "the old containers drained and removed", "abort": "remove the preview"}
 
     def __init__(self, spec: RolloutSpecBody, rollout_id: str) -> None:
         self.spec, self.rollout_id = spec, rollout_id
         self.target: ComposeHostTarget = spec.target.compose_host
         self.options = options.delivery(spec.progress_deadline_seconds)
-        self.prepared: BlueGreenPrepared | None = None
         proxy = self.target.proxy
         self.words = Wording(f"proxy backend {proxy.backend}" if proxy else "the service",
                              f"proxy backend {proxy.preview_backend}" if proxy and proxy.preview_backend else
                              "the preview containers", ComposeHostTarget.INSTANCES,
                              "the old containers are drained and removed")
 
-    def _request(self) -> dict[str, Any]:
-        return {"rollout_id": self.rollout_id, "target": self.target, "image": self.spec.image,
-                "progress_deadline_seconds": self.spec.progress_deadline_seconds}
-
     def _input(self, **fields: Any) -> ComposeRollOutInput:
         return ComposeRollOutInput(**self._request(), **fields)
-
-    def _start(self, name: str, arg: Any, summary: str, result: type | None = None) -> Any:
-        return workflow.start_activity(name, arg, result_type=result, summary=summary, **self.options)
 
     def revisions(self, shape: Literal["canary", "blueGreen", "inPlace"]):
         return None  # no analysis arg names a side by valueFrom on this target
@@ -79,44 +74,12 @@ class ComposeDelivery:
 
     # -- in place ----------------------------------------------------------------------------------------
     def roll_out(self, update: InPlaceUpdate, summary: str):
-        fields = update.model_dump(exclude={"image"})
-        return workflow.start_activity("roll_out_compose", self._input(**fields), result_type=RollOutResult,
-                                       summary=summary, **self.options)
+        return self._start("roll_out_compose", self._input(**update.model_dump(exclude={"image"})), summary,
+                           RollOutResult)
 
     def undo(self):
-        return workflow.start_activity("undo_compose", self._input(kind="Undo", restarted_at=workflow.info().run_id),
-                                       result_type=str, summary="undo: back to the previous configuration",
-                                       **self.options)
-
-    # -- blue-green (through the proxy) ------------------------------------------------------------------
-    def prepare_blue_green(self, blue_green: Any):
-        return self._start("prepare_compose_blue_green", ComposeRequest(**self._request()),
-                           "stable containers in the proxy's backend", BlueGreenPrepared)
-
-    def blue_green_prepared(self, prepared: BlueGreenPrepared) -> None:
-        self.prepared = prepared
-
-    @property
-    def blue_green_switchable(self) -> bool:
-        return self.prepared is not None and bool(self.prepared.stable_hash)
-
-    def scale_preview(self, replicas: int):
-        return self._start("scale_compose_preview", ComposeSwitchInput(**self._request(), replicas=replicas),
-                           f"preview to {replicas} containers", int)
-
-    def shift_traffic(self, weight: int):
-        return self._start("shift_compose_traffic", ComposeSwitchInput(**self._request(), weight=weight),
-                           f"shift {weight}% to preview", int)
-
-    def switch_active(self, to: Literal["preview", "stable"], summary: str):
-        return self._start("switch_compose_production", ComposeSwitchInput(**self._request(), to=to), summary, str)
-
-    def complete_blue_green(self):
-        return self._start("complete_compose_blue_green", ComposeRequest(**self._request()),
-                           "the old containers drained and removed")
-
-    def abort_blue_green(self):
-        return self._start("abort_compose_blue_green", ComposeRequest(**self._request()), "remove the preview")
+        return self._start("undo_compose", self._input(kind="Undo", restarted_at=workflow.info().run_id),
+                           "undo: back to the previous configuration", str)
 
     # -- no rollback window here yet (validation refuses it) ---------------------------------------------
     def _not_here(self, *_: Any, **__: Any):

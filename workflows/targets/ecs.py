@@ -8,14 +8,13 @@ spare target group."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from models.delivery import (
-        BlueGreenPrepared,
         InPlaceUpdate,
         PrepareCanaryResult,
         RollOutResult,
@@ -35,25 +34,21 @@ with workflow.unsafe.imports_passed_through():
     from models.routing import RouteState, SetCanaryScale
     from models.spec import CanaryStrategy, RolloutSpecBody
     from workflows import options
+    from workflows.targets.switching import SwitchingDelivery
 
 
-class EcsDelivery:
+class EcsDelivery(SwitchingDelivery):
     capabilities = EcsTarget.CAPABILITIES
+    NAME, REQUEST, SWITCH = "ecs", EcsRequest, EcsSwitchInput
+    SUMMARIES = {"prepare": "prepare preview task set", "complete": "preview primary, old task set removed",
+                 "abort": "remove preview task set"}
 
     def __init__(self, spec: RolloutSpecBody, rollout_id: str) -> None:
         self.spec, self.rollout_id = spec, rollout_id
         self.target: EcsTarget = spec.target.ecs
         self.options = options.delivery(spec.progress_deadline_seconds)
-        self.prepared: BlueGreenPrepared | None = None
         self.words = Wording("the production listener", "the test listener", EcsTarget.INSTANCES,
                              "the preview task set becomes primary, the old one is removed")
-
-    def _request(self) -> dict[str, Any]:
-        return {"rollout_id": self.rollout_id, "target": self.target, "image": self.spec.image,
-                "progress_deadline_seconds": self.spec.progress_deadline_seconds}
-
-    def _start(self, name: str, arg: Any, summary: str, result: type | None = None) -> Any:
-        return workflow.start_activity(name, arg, result_type=result, summary=summary, **self.options)
 
     def revisions(self, shape: Literal["canary", "blueGreen", "inPlace"]):
         """valueFrom.targetGroupValue: role -> that side's target group (CloudWatch's TargetGroup dimension)."""
@@ -82,35 +77,6 @@ class EcsDelivery:
 
     def abort_canary(self, canary: CanaryStrategy, prepared: PrepareCanaryResult):
         return self._start("abort_ecs_canary", EcsRequest(**self._request()), "abort: traffic back to the primary")
-
-    # -- blue-green --------------------------------------------------------------------------------------
-    def prepare_blue_green(self, blue_green: Any):
-        return self._start("prepare_ecs_blue_green", EcsRequest(**self._request()), "prepare preview task set",
-                           BlueGreenPrepared)
-
-    def blue_green_prepared(self, prepared: BlueGreenPrepared) -> None:
-        self.prepared = prepared
-
-    @property
-    def blue_green_switchable(self) -> bool:
-        return self.prepared is not None and bool(self.prepared.stable_hash)
-
-    def scale_preview(self, replicas: int):
-        return self._start("scale_ecs_preview", EcsSwitchInput(**self._request(), replicas=replicas),
-                           f"preview to {replicas} tasks", int)
-
-    def shift_traffic(self, weight: int):
-        return self._start("shift_ecs_traffic", EcsSwitchInput(**self._request(), weight=weight),
-                           f"shift {weight}% to preview", int)
-
-    def switch_active(self, to: Literal["preview", "stable"], summary: str):
-        return self._start("switch_ecs_production", EcsSwitchInput(**self._request(), to=to), summary, str)
-
-    def complete_blue_green(self):
-        return self._start("complete_ecs_blue_green", EcsRequest(**self._request()), "preview primary, old task set removed")
-
-    def abort_blue_green(self):
-        return self._start("abort_ecs_blue_green", EcsRequest(**self._request()), "remove preview task set")
 
     # -- in place ----------------------------------------------------------------------------------------
     def roll_out(self, update: InPlaceUpdate, summary: str):

@@ -22,8 +22,7 @@ from models.delivery import BlueGreenPrepared
 class ComposeBlueGreenActivities(ComposeCanaryActivities):
     @activity.defn(name="prepare_compose_blue_green")
     def prepare_blue_green(self, request: ComposeRequest) -> BlueGreenPrepared:
-        prepared = self.prepare_canary(request)
-        _, _, _, stable, _ = self._read(request)
+        prepared, stable = self.prepare(request)
         return BlueGreenPrepared(total_replicas=prepared.total_replicas, stable_image=prepared.stable_image,
                                  stable_hash=own_hash(stable[0])[:12], container=prepared.container)
 

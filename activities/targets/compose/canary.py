@@ -47,6 +47,11 @@ class ComposeCanaryActivities:
 
     @activity.defn(name="prepare_compose_canary")
     def prepare_canary(self, request: ComposeRequest) -> PrepareCanaryResult:
+        return self.prepare(request)[0]
+
+    def prepare(self, request: ComposeRequest) -> tuple[PrepareCanaryResult, list[Container]]:
+        """The service held, the stable containers in the backend with every weight: what a canary and a
+        blue-green start from (and the stable containers)."""
         t = request.target
         with docker_errors(cs.where(t)):
             client, proxy, config, stable, canary = self._read(request, 1)
@@ -55,7 +60,8 @@ class ComposeCanaryActivities:
                               + (f" (it runs {request.image} already)" if canary else ""))
             lock.hold(client, t, request.rollout_id, config["image"])
             proxy.weigh(t.proxy.backend, {c.name: 1 for c in stable} | {c.name: 0 for c in canary})
-        return PrepareCanaryResult(total_replicas=t.replicas(), stable_image=newest(stable).image, container=t.service)
+        return PrepareCanaryResult(total_replicas=t.replicas(), stable_image=newest(stable).image,
+                                   container=t.service), stable
 
     @activity.defn(name="set_compose_routes")
     def set_routes(self, request: ComposeRoutesInput) -> WeightResult:

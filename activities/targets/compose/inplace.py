@@ -11,7 +11,6 @@ old containers are still there and only the new ones go."""
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Iterator
 
@@ -25,16 +24,7 @@ from activities.targets.compose.backend import adopt, proxy_of, serve_ready
 from activities.targets.compose.containers import Container
 from activities.waiting import still_waiting, wait_started
 from models.compose import ComposeRollOutInput
-from models.delivery import RollOutResult
-
-
-def count(value: int | str | None, replicas: int, round_up: bool) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, str):
-        share = replicas * int(value.rstrip("%")) / 100
-        return math.ceil(share) if round_up else math.floor(share)
-    return value
+from models.delivery import RollOutResult, surge_and_unavailable
 
 
 class ComposeInPlaceActivities:
@@ -79,10 +69,7 @@ class ComposeInPlaceActivities:
         t = request.target
         adopt(proxy, t, found)
         replicas, want = t.replicas(), cs.config_hash(config)
-        surge = count(request.max_surge if request.max_surge is not None else "25%", replicas, True)
-        unavailable = count(request.max_unavailable, replicas, False)
-        if surge == 0 and unavailable == 0:
-            surge = 1
+        surge, unavailable = surge_and_unavailable(request.max_surge, request.max_unavailable, replicas)
         old_found = [c for c in found if own_hash(c) != want]
         new_found = [c for c in found if own_hash(c) == want]
         one_side(t, old_found)

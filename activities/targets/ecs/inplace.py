@@ -10,24 +10,14 @@ size instead, while it still exists."""
 from __future__ import annotations
 
 import hashlib
-import math
 
 from temporalio import activity
 
 from activities.aws import AwsClients, aws_errors, invalid
 from activities.targets.ecs import tasksets
 from activities.targets.ecs.tasksets import Service, computed
-from models.delivery import RollOutResult
+from models.delivery import RollOutResult, surge_and_unavailable
 from models.ecs import EcsRequest, EcsRollOutInput, EcsTarget
-
-
-def _count(value: int | str | None, desired: int, round_up: bool) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, str):
-        share = desired * int(value.rstrip("%")) / 100
-        return math.ceil(share) if round_up else math.floor(share)
-    return value
 
 
 def _revision(arn: str) -> int:
@@ -122,10 +112,7 @@ class EcsInPlaceActivities:
             tasksets.set_scale(ecs, t, new, 100.0)
             tasksets.wait_capacity(ecs, elbv2, t, new, desired, deadline)
             return
-        surge = _count(request.max_surge if request.max_surge is not None else "25%", desired, True)
-        unavailable = _count(request.max_unavailable, desired, False)
-        if surge == 0 and unavailable == 0:
-            surge = 1
+        surge, unavailable = surge_and_unavailable(request.max_surge, request.max_unavailable, desired)
         while new_count < desired or old_count > 0:
             grow = min(desired, desired + surge - old_count)
             if grow > new_count:
