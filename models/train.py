@@ -6,13 +6,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.release import Release
 from models.specbase import Message
 from models.status import Phase
 
 KEPT_RESULTS = 50
+RELEASE_EVENTS = 20  # the most events one release adds to the train: its child's initiated, started and completed
+#                      events and the workflow tasks around them
+SUBMISSION_EVENTS = 8  # the most one accepted submission adds: the update's accepted and completed events, its
+#                        workflow task (3), and where a token is checked a local activity's marker and a task more
+
+
+def headroom(max_queued: int) -> int:
+    """Events the train may add between two looks at its history's length (one release and the submissions
+    accepted while it runs, at most `max_queued`): it continues as new this far before `continueAfterEvents`."""
+    return RELEASE_EVENTS + SUBMISSION_EVENTS * max_queued
 
 
 def train_id(environment: str, name: str) -> str:
@@ -41,6 +51,17 @@ class TrainInput(Message):
     results: list[TrainedRelease] = Field(default_factory=list, description="the newest results")
     runs: int = 1
     continue_after_events: int = Field(10_000, ge=100, le=50_000)
+    max_queued: int = Field(25, ge=1, le=200, description="releases that may wait: a submission beyond is refused "
+                                                          "(the update; the signal does not queue it), so the "
+                                                          "history one release's wait adds is bounded")
+
+    @model_validator(mode="after")
+    def _room_to_continue(self) -> TrainInput:
+        if self.continue_after_events < 2 * headroom(self.max_queued):
+            raise ValueError(f"continueAfterEvents: at least {2 * headroom(self.max_queued)} for maxQueued "
+                             f"{self.max_queued} (a release and the submissions while it runs add up to "
+                             f"{headroom(self.max_queued)} events)")
+        return self
 
 
 class SubmitRelease(Message):

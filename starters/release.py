@@ -133,8 +133,9 @@ async def submit_to_train(release: Release, train: str, wait: bool, timeout: flo
         queued: SubmitResult = await handle.execute_update(
             "submit", SubmitRelease(release=release, by=who(), starter_token=token), result_type=SubmitResult)
     except WorkflowUpdateFailedError as error:
+        full = getattr(error.cause, "type", "") == "TrainFull"  # maxQueued releases wait: later, not never
         raise UserError(f"submit refused by {handle.id}: {getattr(error.cause, 'message', error)}",
-                        ExitCode.INVALID) from None
+                        ExitCode.CONFLICT if full else ExitCode.INVALID) from None
     if as_json:
         print(queued.model_dump_json(by_alias=True))
     else:

@@ -198,6 +198,48 @@ async def train_proven_submitter(client: Client, queue: str):
         return train
 
 
+async def train_bounded_queue(client: Client, queue: str):
+    """A train that lets two releases wait (maxQueued 2, workflow.patched "train-bounded-queue"): the first
+    waits for approval while two queue; a third is refused by update (not in the history) and dropped by
+    signal; approved, the train runs the rest and continues as new before 100 events (its first run)."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from models.approvals import ApproveRequest
+    from models.train import SubmitRelease, SubmitResult, TrainInput, TrainStatus, train_id
+    from workflows.train import ReleaseTrain
+
+    gated = _release("recorded-train-bounded", [{"percent": 50, "approval": {"approvers": ["bob"]}}, {"percent": 100}])
+    plain = _release("recorded-train-bounded", [{"percent": 100}])
+    train = await client.start_workflow(
+        ReleaseTrain.run, TrainInput(name="recorded-bounded", environment="recorded", max_queued=2,
+                                     continue_after_events=100),
+        id=train_id("recorded", "recorded-bounded"), task_queue=queue)
+    first = await train.execute_update("submit", SubmitRelease(release=gated, by="ci"), result_type=SubmitResult)
+
+    async def running():
+        return (await train.query("status", result_type=TrainStatus)).running == first.workflow_id
+
+    await eventually(running, timeout=30, what="the first release running")
+    for _ in range(2):
+        await train.execute_update("submit", SubmitRelease(release=plain, by="ci"))
+    try:
+        await train.execute_update("submit", SubmitRelease(release=plain, by="ci"))
+        raise AssertionError("a third waiting release was queued past maxQueued 2")
+    except WorkflowUpdateFailedError:
+        pass
+    await train.signal("submit", SubmitRelease(release=plain, by="web-ui"))
+    child = client.get_workflow_handle(first.workflow_id, result_type=RolloutStatus)
+    await _reason(child, "WaitingForApproval", 0)
+    await child.execute_update("approve", ApproveRequest(by="bob"))
+
+    async def released():
+        return (await train.query("status", result_type=TrainStatus)).released == 3
+
+    await eventually(released, timeout=60, what="the train's three releases done")
+    await train.terminate("recorded")
+    return train
+
+
 def _identity_fakes() -> list:
     from tests.record_decisions import identity_activities
 
@@ -212,4 +254,5 @@ SCENARIOS = [
     ("release-halted-by-gate", halted_by_gate, channel_fakes),
     ("release-flag-back-to-before", flag_back_to_before, lambda: channel_fakes(before=500)),
     ("train-proven-submitter", train_proven_submitter, _identity_fakes),
+    ("train-bounded-queue", train_bounded_queue, channel_fakes),
 ]

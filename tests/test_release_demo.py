@@ -37,7 +37,10 @@ def test_the_release_demo(tmp_path):
             except OSError:
                 pass
         out, err = demo.communicate()
-        pytest.fail(f"the release demo ran past 540 s: {out[-2000:]}{err[-1000:]}")
+        log = tmp_path / "state" / "durable-rollouts" / "worker.log"
+        worker = log.read_text()[-1500:] if log.exists() else "(no worker log)"
+        pytest.fail(f"the release demo ran past 540 s; its last lines:\n{out[-1500:]}\nstderr: {err[-1000:]}\n"
+                    f"the worker's log: {worker}")
     assert demo.returncode == 0, out[-3000:] + err[-2000:]
     assert "analysis-successful crash-rate" in out and "approved" in out
     assert "rollout/demo/desktop-app: Healthy" in out

@@ -10,6 +10,7 @@ import asyncio
 import time
 
 import pytest
+from temporalio.client import WorkflowUpdateFailedError
 
 from localcluster.updates import make_artifact
 from models.status import RolloutStatus
@@ -33,11 +34,18 @@ async def test_four_months_of_nightly_releases_stay_small_per_run(time_skipping_
         handle = await env.client.start_workflow(
             ReleaseTrain.run, TrainInput(name=f"nightly-{unique}", environment="test", continue_after_events=500),
             id=tid, task_queue=queue)
+        refused = []  # all at once, as a scheduler catching up would: past maxQueued, refused until one starts
         for night in range(1, NIGHTS + 1):
             version = f"1.0.{night}"
             release = release_document(f"nightly-{unique}", setup, make_artifact(tmp_path, version), version,
                                        [{"percent": 100}], channel="nightly")
-            await handle.execute_update("submit", SubmitRelease(release=release, by="scheduler"))
+            while True:
+                try:
+                    await handle.execute_update("submit", SubmitRelease(release=release, by="scheduler"))
+                    break
+                except WorkflowUpdateFailedError as error:
+                    refused.append(error.cause.message)
+                    await asyncio.sleep(0.2)
         status = await _all_released(handle, NIGHTS)
         last = await env.client.get_workflow_handle(status.results[-1].workflow_id, result_type=RolloutStatus).result()
         assert (last.started_by, last.initiator) == (f"train nightly-{unique}", "scheduler"), \
@@ -56,6 +64,8 @@ async def test_four_months_of_nightly_releases_stay_small_per_run(time_skipping_
     assert all(r.phase.value == "Healthy" for r in status.results) and status.results[-1].version == f"1.0.{NIGHTS}"
     print(f"{NIGHTS} nightly releases: {len(sizes)} train runs, largest history {max(sizes)} events")
     assert status.runs >= 3 and max(sizes) <= 500
+    assert refused and set(refused) == {"the train has 25 releases waiting (maxQueued 25): submit again once one "
+                                        "has started"}
     nightly = device(setup, tmp_path / "devices", "dev-box", channel="nightly")
     assert nightly.update()[1].version == f"1.0.{NIGHTS}"
     assert len(sizes) == status.runs
@@ -74,3 +84,9 @@ async def _all_released(handle, count: int, stalled_after: float = 60) -> TrainS
         if status.released != last:
             progress, last = time.monotonic(), status.released
     return status
+
+
+def test_a_limit_too_low_for_the_queue_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"continueAfterEvents: at least 440 for maxQueued 25"):
+        TrainInput(name="n", environment="test", continue_after_events=400)
+    assert TrainInput(name="n", environment="test", continue_after_events=400, max_queued=10).max_queued == 10

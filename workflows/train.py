@@ -2,9 +2,11 @@
 workflow (its own history, its own decisions: `rollout halt <its ID>` as for any release).
 
 Submitting is an update with a validator (the CLI) and a signal (the Web UI). The train's own history
-grows by a few events per release; before it reaches `continueAfterEvents` (or the server suggests
-it) the train continues as new with what is still queued, so a year of nightly releases is many
-small runs, never one long history.
+grows by a few events per release and per submission; before it reaches `continueAfterEvents` (or the
+server suggests it) the train continues as new with what is still queued, so a year of nightly releases
+is many small runs, never one long history. It can look only between releases, so at most `maxQueued`
+releases wait: a submission beyond is refused, and one release with the submissions accepted while it
+runs adds a bounded number of events (`models.train.headroom`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,21 @@ with workflow.unsafe.imports_passed_through():
     from models.release import Release, ReleaseInput
     from models.starter import starter_identity
     from models.status import Phase, RolloutStatus
-    from models.train import KEPT_RESULTS, SubmitRelease, SubmitResult, TrainedRelease, TrainInput, TrainStatus
+    from models.train import (
+        KEPT_RESULTS,
+        SubmitRelease,
+        SubmitResult,
+        TrainedRelease,
+        TrainInput,
+        TrainStatus,
+        headroom,
+    )
     from workflows.continuation import continued_run
     from workflows.release import StagedRelease
     from workflows.starter import verify_start
 
-HEADROOM = 50  # events a release adds to the train's history, at most (child start, completion, submissions)
+HEADROOM = 50  # before BOUNDED: a fixed guess of what a release adds, overrun by submissions while it ran
+BOUNDED = "train-bounded-queue"  # at most maxQueued waiting; the headroom counts them
 UNPROVEN_REFUSED = "train-refuses-unproven-starters"  # a signal's release that needs a proven starter: not queued
 SUBMITTER_PROVEN = "train-proves-submitters"  # an update's release that needs one: its token checked, then queued
 SEARCHABLE = "train-releases-searchable"  # a train's releases carry the search attributes every start gives
@@ -41,6 +52,18 @@ class ReleaseTrain:
         self.results: list[TrainedRelease] = list(request.results)
         self.released = request.released
         self.running = ""
+        self._bounded: bool | None = None
+
+    def _is_bounded(self) -> bool:
+        if self._bounded is None:
+            self._bounded = workflow.patched(BOUNDED)
+        return self._bounded
+
+    def _full(self) -> str:
+        if len(self.queued) < self.request.max_queued:
+            return ""
+        return (f"the train has {len(self.queued)} releases waiting (maxQueued {self.request.max_queued}): submit "
+                f"again once one has started")
 
     @workflow.query(name="status", description="the train: what runs, what waits, what ran")
     def status(self) -> TrainStatus:
@@ -64,6 +87,8 @@ class ReleaseTrain:
             proven = await verify_start(wanted[1], submit.starter_token, submit.release.rollout_id, submit.release)
             if isinstance(proven, str):
                 raise ApplicationError(f"submit: {proven} ({wanted[0]})", type="InvalidDecision", non_retryable=True)
+        if self._is_bounded() and self._full():  # another submission of the same task took the last place
+            raise ApplicationError(self._full(), type="TrainFull", non_retryable=True)
         self._queue(submit, proven.name if proven else None)
         ahead = len(self.queued) - 1 + (1 if self.running else 0)
         return SubmitResult(accepted=True, position=ahead,
@@ -73,17 +98,20 @@ class ReleaseTrain:
     def _validate_submit(self, submit: SubmitRelease) -> None:
         wanted = self._wanted(submit)
         problem = self._problem(submit) or (wanted if isinstance(wanted, str) else "")
+        problem = problem or self._full()
         if not problem and wanted and not submit.starter_token.strip():
             problem = (f"{wanted[0]} forbids self-approval under identity: the submitter must be proven by an ID "
                        f"token from {wanted[1].issuer} (--id-token-file, $ROLLOUT_ID_TOKEN, or a CI job's OIDC token)")
         if problem:
-            raise ApplicationError(problem, type="InvalidDecision", non_retryable=True)
+            raise ApplicationError(problem, type="TrainFull" if problem == self._full() else "InvalidDecision",
+                                   non_retryable=True)
 
     @workflow.signal(name="submit")
     def submit_signal(self, submit: SubmitRelease) -> None:
         """The Web UI's door: a release whose submitter must be proven is refused here (submit it by update,
         `rollout release publish --train`, whose handler checks the token)."""
-        if not self._problem(submit) and not (self._wanted(submit) and workflow.patched(UNPROVEN_REFUSED)):
+        if not self._problem(submit) and not (self._wanted(submit) and workflow.patched(UNPROVEN_REFUSED)) and \
+                not (self._is_bounded() and self._full()):
             self._queue(submit)
 
     @staticmethod
@@ -101,11 +129,13 @@ class ReleaseTrain:
 
     def _long(self) -> bool:
         info = workflow.info()
+        room = headroom(self.request.max_queued) if self._is_bounded() else HEADROOM
         return info.is_continue_as_new_suggested() or \
-            info.get_current_history_length() + HEADROOM >= self.request.continue_after_events
+            info.get_current_history_length() + room >= self.request.continue_after_events
 
     @workflow.run
     async def run(self, request: TrainInput) -> TrainStatus:
+        self._is_bounded()  # decided once, before any wait
         while True:
             workflow.set_current_details(f"release train {request.environment}/{request.name}: "
                                          f"{self.released} released, {len(self.queued)} queued; waiting for `submit`")
@@ -117,7 +147,7 @@ class ReleaseTrain:
                     queued_proven=self.queued_proven,
                     released=self.released,
                     results=self.results[-KEPT_RESULTS:], runs=request.runs + 1,
-                    continue_after_events=request.continue_after_events))
+                    continue_after_events=request.continue_after_events, max_queued=request.max_queued))
             release, by, proven = self.queued.pop(0), self.queued_by.pop(0), self.queued_proven.pop(0)
             await self._run_one(release, by, proven)
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from localcluster import REPO
 from localcluster.commands import local_cluster, port_open
@@ -129,7 +130,11 @@ async def run_deciding(start, workflow_id: str, interactive: bool) -> int:
         decided: set[tuple] = set()
         while True:
             await asyncio.sleep(1)
-            s = await handle.query("status", result_type=RolloutStatus)
+            try:
+                s = await handle.query("status", result_type=RolloutStatus)
+            except (RPCError, WorkflowQueryFailedError) as error:  # a busy machine's query can time out: ask again
+                print(f"  (demo: the status query failed, asking again: {error})", file=sys.stderr, flush=True)
+                continue
             if s.phase.finished:
                 return
             waiting = _waiting_for(s)
@@ -145,6 +150,9 @@ async def run_deciding(start, workflow_id: str, interactive: bool) -> int:
                     await handle.execute_update(update, request)
                 except WorkflowUpdateFailedError:
                     pass  # someone decided (or aborted) it first, from the CLI or the Web UI
+                except RPCError as error:  # not delivered (a busy machine): the next look decides again
+                    print(f"  (demo: {update} not delivered, trying again: {error})", file=sys.stderr, flush=True)
+                    decided.discard(wait)
 
     if code != ExitCode.OK:
         return code
