@@ -62,7 +62,8 @@ def installed(tmp_path_factory) -> Path:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     # --no-compile: what is installed is the same; compiling every module of botocore and kubernetes ahead took
-    # 40 of the 55 s this install took (an idle machine), and the commands below compile what they import.
+    # 40 of the 55 s this install took (an idle machine); the commands below compile what they import, once
+    # (`run` lets them write their bytecode, which this machine's PYTHONDONTWRITEBYTECODE would forbid).
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install",
                     "--no-compile", "--no-index", "--find-links", str(WHEELHOUSE), *sorted(map(str, dist.glob("*.whl")))],
                    check=True, timeout=600, cwd=root)
@@ -71,7 +72,7 @@ def installed(tmp_path_factory) -> Path:
 
 def run(bin_dir: Path, *args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """A command of the installed product, from an empty directory, with no trace of the repository."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     empty = bin_dir.parent.parent / "cwd"
     empty.mkdir(exist_ok=True)
