@@ -4,18 +4,20 @@ per host built on first use, and one rule for the Engine API's errors.
 The list is the worker's configuration, never a document's: `ROLLOUT_DOCKER_HOSTS` names a YAML file
 
     hosts:
-      web-1: {engine: "unix:///var/run/docker.sock"}
+      web-1: {engine: "unix:///var/run/docker.sock", projects: [shop]}
       web-2: {engine: "tcp://10.0.4.12:2376", tls: {ca: /etc/rollout/docker/ca.pem,
                                                      cert: /etc/rollout/docker/cert.pem,
-                                                     key: /etc/rollout/docker/key.pem}}
-      web-3: {engine: "ssh://deploy@web-3", haproxy: "tcp://10.0.4.13:9999"}
+                                                     key: /etc/rollout/docker/key.pem}, projects: ["*"]}
+      web-3: {engine: "ssh://deploy@web-3", haproxy: "tcp://10.0.4.13:9999", projects: [shop],
+              backends: [shop_web, shop_web_preview], networks: [edge]}
 
 `unix://` is a local socket; `tcp://` needs `tls` (mutual TLS: the engine's `--tlsverify`; an engine on
 plain TCP is root on its host for anyone who reaches the port, so it is refused); `ssh://` runs the
 system's `ssh` as the worker's user (its keys and known_hosts), as `docker -H ssh://` does. `haproxy` is
 the runtime API of the proxy in front of the host's services (a document's `proxy` names only its
 backend): `unix://` (HAProxy's `stats socket … level admin`) or `tcp://` (the runtime API has no
-authentication: a private address only the worker reaches).
+authentication: a private address only the worker reaches). `projects` (required), `backends` (required
+with `haproxy`) and `networks` say what documents may touch there (activities/targets/compose/allowed.py).
 
 Permanent (non-retryable, naming the host): a host the worker does not know, a request the engine refuses
 as wrong (4xx other than a conflict). Everything else — a lost connection, a 5xx, a conflict with a
@@ -102,6 +104,13 @@ def _host_problem(host: Any) -> str:
         return "haproxy: unix:///path or tcp://host:port (its runtime API)"
     if str(host.get("haproxy", "")).startswith("unix://") and not engine.startswith("unix://"):
         return "haproxy: a unix socket is the worker's own machine's; a remote host's proxy is tcp://"
+    for key, needed in (("projects", True), ("backends", host.get("haproxy") is not None), ("networks", False)):
+        value = host.get(key)
+        if value is None and not needed:
+            continue
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            return (f"{key}: a list of names, or [\"*\"] for any — the Compose {key} documents may "
+                    f"{'weight' if key == 'backends' else 'join' if key == 'networks' else 'roll'} on this host")
     return ""
 
 

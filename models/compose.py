@@ -3,7 +3,8 @@ of the spec, the checks of its Compose file, and the inputs of its activities (a
 
 The document names the host by a name; which engine that is (`unix://`, `tcp://` with TLS, `ssh://`) and
 with which certificates is the **worker's** configuration (`ROLLOUT_DOCKER_HOSTS`, activities/docker.py):
-a document never chooses an endpoint or a local file. The project's Compose file travels in the document
+a document never chooses an endpoint or a local file, and reaches only the projects, proxy backends and
+others' networks the host's entry lists (activities/targets/compose/allowed.py). The project's Compose file travels in the document
 as a mapping, checked against the Compose Specification's own JSON schema (models/schemas/compose-spec.json,
 from compose-spec/compose-spec, Apache-2.0). What the schema allows but this target cannot apply as Compose
 would is refused, naming the field: variables (`${VAR}`: the host's environment and `.env` are not the

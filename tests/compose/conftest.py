@@ -38,7 +38,8 @@ def compose(dev_server, release_worker_processes, docker_host, unique, tmp_path)
         assert "Traceback" not in result.stderr, result.stderr
         return result
 
-    run.worker_env = {**hosts_env(tmp_path, docker_host), "ROLLOUT_SECRET_SHOP_TOKEN": SECRET}
+    run.project = f"shop{unique}".lower().replace("_", "-")
+    run.worker_env = {**hosts_env(tmp_path, docker_host, projects=[run.project]), "ROLLOUT_SECRET_SHOP_TOKEN": SECRET}
     release_worker_processes(dev_server.address, queue, "--targets", "docker", env=run.worker_env)
     env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_TASK_QUEUE": queue, "ROLLOUT_USER": "ci-bot"}
 
@@ -53,7 +54,6 @@ def compose(dev_server, release_worker_processes, docker_host, unique, tmp_path)
         assert result.returncode == 0, result.stderr
 
     run.spec, run.up = spec, up
-    run.project = f"shop{unique}".lower().replace("_", "-")
     run.address, run.queue = dev_server.address, queue
     yield run
     client = docker_host.client()

@@ -24,12 +24,20 @@ def compose_document(name: str, project: str, image: str, replicas: int = 3, str
                      "strategy": strategy or {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}}
 
 
-def hosts_env(folder: Path, *hosts) -> dict[str, str]:
-    """A worker's environment naming `hosts` (web-1, web-2, … in order) in its Docker hosts file."""
-    path = folder / "docker-hosts.yaml"
-    path.write_text(yaml.safe_dump({"hosts": {f"web-{i}": {"engine": h.engine, **({"haproxy": h.runtime} if h.runtime else {})}
-                                              for i, h in enumerate(hosts, 1)}}))
-    return {"ROLLOUT_DOCKER_HOSTS": str(path)}
+def hosts_file(path: Path, *hosts, projects: list[str], runtime: str = "") -> Path:
+    """A worker's Docker hosts file naming `hosts` (web-1, web-2, … in order), each letting documents roll
+    `projects` and weight the backends the tests use (web, web-preview); `runtime`: another address of the
+    first host's proxy (a logging relay)."""
+    path.write_text(yaml.safe_dump({"hosts": {f"web-{i}": {
+        "engine": h.engine, "projects": projects,
+        **({"haproxy": (runtime if i == 1 and runtime else h.runtime), "backends": ["web", "web-preview"]}
+           if h.runtime else {})} for i, h in enumerate(hosts, 1)}}))
+    return path
+
+
+def hosts_env(folder: Path, *hosts, projects: list[str]) -> dict[str, str]:
+    """A worker's environment naming `hosts` in its Docker hosts file (`hosts_file`)."""
+    return {"ROLLOUT_DOCKER_HOSTS": str(hosts_file(folder / "docker-hosts.yaml", *hosts, projects=projects))}
 
 
 def containers(host, project: str) -> list[dict[str, Any]]:

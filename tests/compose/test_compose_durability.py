@@ -14,7 +14,7 @@ import yaml
 from models.spec import parse_rollout
 from models.status import Phase
 from starters.commands import start_workflow
-from tests.compose.helpers import REPO, Events, compose_document, containers, hosts_env, replay
+from tests.compose.helpers import REPO, Events, compose_document, containers, hosts_env, hosts_file, replay
 from tests.helpers import finished
 
 
@@ -47,7 +47,7 @@ async def test_a_worker_killed_during_a_rolling_update_makes_and_removes_each_co
     before = {c["Name"].lstrip("/") for c in containers(docker_host, compose.project)}
     final, seen, kills, restarts = await killed(
         compose_document(f"kill-{unique}", compose.project, new_image, deadline=120),
-        [{"when": "during", "activities": ["roll_out_compose"], "seconds": 2.5}], hosts_env(tmp_path, docker_host),
+        [{"when": "during", "activities": ["roll_out_compose"], "seconds": 2.5}], hosts_env(tmp_path, docker_host, projects=[compose.project]),
         compose, docker_host, dev_server, dev_client, release_worker_processes, tmp_path)
     assert final.phase is Phase.HEALTHY, final.message
     assert len(kills) == 1 and restarts == 1, (kills, restarts)
@@ -116,15 +116,75 @@ def test_the_worker_refuses_hosts_it_does_not_know_and_engines_on_plain_tcp(tmp_
     from activities.docker import DockerHosts
 
     path = tmp_path / "hosts.yaml"
-    path.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": "unix:///nowhere.sock"}}}))
+    path.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": "unix:///nowhere.sock", "projects": ["*"]}}}))
     with pytest.raises(ApplicationError, match="'web-9' is not one of this worker's.*web-1") as refused:
         DockerHosts(str(path)).client("web-9")
     assert refused.value.non_retryable and refused.value.type == "InvalidTarget"
-    path.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": "tcp://10.0.0.1:2375"}}}))
+    path.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": "tcp://10.0.0.1:2375", "projects": ["*"]}}}))
     with pytest.raises(ApplicationError, match="hosts.web-1.tls: an engine on tcp:// needs tls"):
         DockerHosts(str(path)).client("web-1")
     with pytest.raises(ApplicationError, match="no Docker hosts: set ROLLOUT_DOCKER_HOSTS"):
         DockerHosts("").client("web-1")
+    for entry, problem in (({}, "hosts.web-1.projects: a list of names"),
+                           ({"projects": "shop"}, "hosts.web-1.projects: a list"),
+                           ({"projects": ["shop"], "haproxy": "tcp://127.0.0.1:9999"}, "hosts.web-1.backends: a list"),
+                           ({"projects": ["shop"], "networks": []}, "hosts.web-1.networks: a list")):
+        path.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": "unix:///nowhere.sock", **entry}}}))
+        with pytest.raises(ApplicationError, match=problem):
+            DockerHosts(str(path)).client("web-1")
+
+
+def test_a_document_reaches_only_the_projects_backends_and_networks_its_host_allows(docker_host, tmp_path, unique):
+    """A document naming another team's project, weighting another service's backend, or joining another
+    project's network (by `name:` or as `external`) is refused, naming the hosts file's key, before the
+    engine or the proxy is asked to change anything; what the host's entry lists is allowed."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.docker import DockerHosts
+    from activities.targets.compose.allowed import engine_for, proxy_for
+
+    mine = f"shop{unique}".lower()
+    path = hosts_file(tmp_path / "hosts.yaml", docker_host, projects=[mine])
+
+    def target(project: str = mine, networks: dict | None = None, joins: list | None = None, **extra):
+        document = compose_document("allowed", project, "shop/web:2", **extra)
+        block = document["spec"]["target"]["composeHost"]
+        if networks:
+            block["compose"]["networks"] = networks
+            block["compose"]["services"]["web"]["networks"] = joins
+        return parse_rollout(document).spec.target.compose_host
+
+    def refused(call, t) -> str:
+        with pytest.raises(ApplicationError) as error:
+            call(DockerHosts(str(path)), t)
+        assert error.value.non_retryable and error.value.type == "InvalidTarget"
+        return error.value.message
+
+    assert "project billing is not one this worker rolls on web-1 (ROLLOUT_DOCKER_HOSTS: hosts.web-1.projects)" \
+        in refused(engine_for, target("billing"))
+    assert "backend payments is not one this worker weights on web-1 (ROLLOUT_DOCKER_HOSTS: hosts.web-1.backends)" \
+        in refused(proxy_for, target(proxy={"backend": "payments", "port": 8080}))
+    assert proxy_for(DockerHosts(str(path)), target(proxy={"backend": "web", "port": 8080})) is not None
+    client = docker_host.client()
+    made = [client.networks.create(f"billing{unique}_default", labels={"com.docker.compose.project": "billing"}),
+            client.networks.create(f"edge{unique}")]
+    try:
+        theirs = {"db": {"name": f"billing{unique}_default"}}
+        assert f"network billing{unique}_default is not the project's (it belongs to billing)" in refused(
+            engine_for, target(networks=theirs, joins=["db"]))
+        edge = {"edge": {"name": f"edge{unique}", "external": True}}
+        assert f"network edge{unique} is not the project's (it belongs to no project): joining it needs it in " \
+            "ROLLOUT_DOCKER_HOSTS: hosts.web-1.networks" in refused(engine_for, target(networks=edge, joins=["edge"]))
+        assert engine_for(DockerHosts(str(path)), target(networks={"own": {}}, joins=["own"])) is not None  # made later
+        hosts_file(path, docker_host, projects=[mine])
+        listed = yaml.safe_load(path.read_text())
+        listed["hosts"]["web-1"]["networks"] = [f"edge{unique}"]
+        path.write_text(yaml.safe_dump(listed))
+        assert engine_for(DockerHosts(str(path)), target(networks=edge, joins=["edge"])) is not None
+    finally:
+        for network in made:
+            network.remove()
+        client.close()
 
 
 CANARY_EFFECTS = ["prepare_compose_canary", "set_compose_routes", "promote_compose_canary"]
@@ -137,9 +197,8 @@ async def test_a_worker_killed_after_each_canary_change_changes_the_proxy_and_co
     server added, weighted, drained and deleted once, each container made and removed once."""
     compose.up(docker_host.service_image("shop/web", "1.0.0"))
     new_image = docker_host.service_image("shop/web", "2.0.0")
-    hosts = tmp_path / "logged.yaml"
-    hosts.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": docker_host.engine,
-                                                         "haproxy": docker_host.logged_runtime()}}}))
+    hosts = hosts_file(tmp_path / "logged.yaml", docker_host, projects=[compose.project],
+                       runtime=docker_host.logged_runtime())
     logged_before = len(docker_host.runtime_log())
     document = compose_document(f"ckill-{unique}", compose.project, new_image, deadline=120,
                                 proxy={"backend": "web", "port": 8080}, strategy={"canary": {"steps": [

@@ -44,7 +44,7 @@ async def test_three_hosts_in_two_waves_one_failing_fails_fast_and_rolls_back(
         path = tmp_path / "pipeline.yaml"
         path.write_text(yaml.safe_dump(document))
         queue = f"hosts-{unique}"
-        release_worker_processes(dev_server.address, queue, env=hosts_env(tmp_path, *hosts))  # every family
+        release_worker_processes(dev_server.address, queue, env=hosts_env(tmp_path, *hosts, projects=[project]))  # every family
         result = subprocess.run([sys.executable, "-m", "starters.cli", "pipeline", "start", "-f", str(path), "--wait",
                                  "--json"], capture_output=True, text=True, cwd=REPO, timeout=300,
                                 env={**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "ROLLOUT_TASK_QUEUE": queue,

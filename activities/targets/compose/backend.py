@@ -6,14 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.docker import DockerHosts, invalid
+from activities.docker import invalid
 from activities.targets.compose.containers import Container, where
 from models.compose import ComposeHostTarget
-
-
-def proxy_of(hosts: DockerHosts, t: ComposeHostTarget) -> Any:
-    """The host's HAProxy when the target names a backend (None: no proxy)."""
-    return hosts.haproxy(t.host) if t.proxy is not None else None
 
 
 def address(container: Container) -> str:

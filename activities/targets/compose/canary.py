@@ -17,6 +17,7 @@ from temporalio import activity
 from activities.docker import DockerHosts, docker_errors, invalid
 from activities.targets.compose import containers as cs
 from activities.targets.compose import lock
+from activities.targets.compose.allowed import engine_for, proxy_for
 from activities.targets.compose.backend import adopt, serve_ready
 from activities.targets.compose.containers import Container
 from activities.targets.compose.haproxy import split
@@ -35,7 +36,7 @@ class ComposeCanaryActivities:
         one configuration (more is refused: guessing would remove production), and every ready container in the
         backend again (a reload of HAProxy forgets servers added at run time), re-added at `weight`."""
         t = request.target
-        client, proxy = self._hosts.client(t.host), self._hosts.haproxy(t.host)
+        client, proxy = engine_for(self._hosts, t), proxy_for(self._hosts, t)
         config = cs.wanted(t, request.image)
         want = cs.config_hash(config)
         found = cs.service_containers(client, t)

@@ -20,7 +20,8 @@ from temporalio.exceptions import ApplicationError
 from activities.docker import DockerHosts, docker_errors, invalid
 from activities.targets.compose import containers as cs
 from activities.targets.compose import lock
-from activities.targets.compose.backend import adopt, proxy_of, serve_ready
+from activities.targets.compose.allowed import engine_for, proxy_for
+from activities.targets.compose.backend import adopt, serve_ready
 from activities.targets.compose.containers import Container
 from activities.waiting import still_waiting, wait_started
 from models.compose import ComposeRollOutInput
@@ -34,7 +35,7 @@ class ComposeInPlaceActivities:
     @activity.defn(name="roll_out_compose")
     def roll_out(self, request: ComposeRollOutInput) -> RollOutResult:
         t = request.target
-        client = self._hosts.client(t.host)
+        client = engine_for(self._hosts, t)
         with docker_errors(cs.where(t)):
             found = cs.service_containers(client, t)
             if request.kind == "Undo":
@@ -47,7 +48,7 @@ class ComposeInPlaceActivities:
             else:
                 config = cs.wanted(t, request.image)
             with holding(client, t, request.rollout_id, config["image"]):
-                result = self.converge(client, request, config, found, proxy_of(self._hosts, t))
+                result = self.converge(client, request, config, found, proxy_for(self._hosts, t))
             lock.release(client, t, request.rollout_id)
             return result
 

@@ -7,6 +7,7 @@ from temporalio import activity
 
 from activities.docker import DockerHosts, docker_errors
 from activities.targets.compose import containers as cs
+from activities.targets.compose.allowed import engine_for
 from activities.targets.compose.inplace import newest, own_hash
 from models.compose import ComposeHostTarget
 from models.targets import TargetObservation
@@ -18,7 +19,7 @@ class ComposeObserveActivities:
 
     @activity.defn(name="observe_compose_target")
     def observe(self, target: ComposeHostTarget) -> TargetObservation:
-        client = self._hosts.client(target.host)
+        client = engine_for(self._hosts, target)
         with docker_errors(cs.where(target)):
             found = cs.service_containers(client, target)
             if not found:
