@@ -201,7 +201,8 @@ async def train_proven_submitter(client: Client, queue: str):
 async def train_bounded_queue(client: Client, queue: str):
     """A train that lets two releases wait (maxQueued 2, workflow.patched "train-bounded-queue"): the first
     waits for approval while two queue; a third is refused by update (not in the history) and dropped by
-    signal; approved, the train runs the rest and continues as new before 100 events (its first run)."""
+    signal; approved, the train runs them, then two more, continuing as new before 100 events (its first run
+    is recorded: the patch, the dropped signal, the continue-as-new carrying maxQueued)."""
     from temporalio.client import WorkflowUpdateFailedError
 
     from models.approvals import ApproveRequest
@@ -236,8 +237,16 @@ async def train_bounded_queue(client: Client, queue: str):
         return (await train.query("status", result_type=TrainStatus)).released == 3
 
     await eventually(released, timeout=60, what="the train's three releases done")
-    await train.terminate("recorded")
-    return train
+    for _ in range(2):
+        await train.execute_update("submit", SubmitRelease(release=plain, by="ci"))
+
+    async def continued():
+        status = await train.query("status", result_type=TrainStatus)
+        return status.released == 5 and status.runs >= 2
+
+    await eventually(continued, timeout=60, what="five released over two runs")
+    await client.get_workflow_handle(train.id).terminate("recorded")
+    return client.get_workflow_handle(train.id, run_id=train.first_execution_run_id)
 
 
 def _identity_fakes() -> list:

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         TrainedRelease,
         TrainInput,
         TrainStatus,
-        headroom,
+        room,
     )
     from workflows.continuation import continued_run
     from workflows.release import StagedRelease
@@ -60,10 +60,20 @@ class ReleaseTrain:
         return self._bounded
 
     def _full(self) -> str:
-        if len(self.queued) < self.request.max_queued:
-            return ""
-        return (f"the train has {len(self.queued)} releases waiting (maxQueued {self.request.max_queued}): submit "
-                f"again once one has started")
+        """Why no submission is accepted now ("" when one is): maxQueued wait, or the history is so near its
+        limit that the train continues as new once the running release ends (a refused update is not in
+        the history; an accepted one is, even when its handler then fails)."""
+        if len(self.queued) >= self.request.max_queued:
+            return (f"the train has {len(self.queued)} releases waiting (maxQueued {self.request.max_queued}): "
+                    f"submit again once one has started")
+        if self._near_limit():  # read-only: the validator may ask (it never calls workflow.patched)
+            return "the train continues as new once the running release ends: submit again then"
+        return ""
+
+    def _near_limit(self) -> bool:
+        info = workflow.info()
+        return info.get_current_history_length() + room(self.request.continue_after_events,
+                                                        self.request.max_queued) >= self.request.continue_after_events
 
     @workflow.query(name="status", description="the train: what runs, what waits, what ran")
     def status(self) -> TrainStatus:
@@ -83,12 +93,12 @@ class ReleaseTrain:
     async def submit(self, submit: SubmitRelease) -> SubmitResult:
         wanted = self._wanted(submit)
         proven = None
+        if self._is_bounded() and self._full():  # another submission of the same task took the last place
+            raise ApplicationError(self._full(), type="TrainFull", non_retryable=True)
         if isinstance(wanted, tuple) and workflow.patched(SUBMITTER_PROVEN):  # the validator saw a token
             proven = await verify_start(wanted[1], submit.starter_token, submit.release.rollout_id, submit.release)
             if isinstance(proven, str):
                 raise ApplicationError(f"submit: {proven} ({wanted[0]})", type="InvalidDecision", non_retryable=True)
-        if self._is_bounded() and self._full():  # another submission of the same task took the last place
-            raise ApplicationError(self._full(), type="TrainFull", non_retryable=True)
         self._queue(submit, proven.name if proven else None)
         ahead = len(self.queued) - 1 + (1 if self.running else 0)
         return SubmitResult(accepted=True, position=ahead,
@@ -129,9 +139,10 @@ class ReleaseTrain:
 
     def _long(self) -> bool:
         info = workflow.info()
-        room = headroom(self.request.max_queued) if self._is_bounded() else HEADROOM
+        if self._is_bounded():
+            return info.is_continue_as_new_suggested() or self._near_limit()
         return info.is_continue_as_new_suggested() or \
-            info.get_current_history_length() + room >= self.request.continue_after_events
+            info.get_current_history_length() + HEADROOM >= self.request.continue_after_events
 
     @workflow.run
     async def run(self, request: TrainInput) -> TrainStatus:

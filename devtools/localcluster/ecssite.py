@@ -5,6 +5,7 @@ credentials, so the call log holds only what the product asks."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -59,11 +60,16 @@ def new_ecs_service(url: str, name: str, region: str = "us-east-1", desired: int
 
 
 def wait_steady(ecs: Any, name: str, timeout: float = 30) -> None:
+    """Until every task set runs the tasks its scale asks for, its targets healthy. The count is worked out here:
+    moto computes it only when a task set is made (0 for one made at scale 0) and calls it STEADY_STATE, so
+    until the controller's next pass a set scaled up since looked settled with no target (run 54)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        sets = ecs.describe_services(cluster=name, services=[name])["services"][0]["taskSets"]
-        if sets and all(ts.get("stabilityStatus") == "STEADY_STATE" and ts.get("computedDesiredCount") is not None
-                        and ts.get("runningCount") == ts["computedDesiredCount"] for ts in sets):
+        service = ecs.describe_services(cluster=name, services=[name])["services"][0]
+        sets = service["taskSets"]
+        if sets and all(ts.get("stabilityStatus") == "STEADY_STATE" and ts.get("runningCount") == ts.get(
+                "computedDesiredCount") == math.ceil(service["desiredCount"] * float(ts["scale"]["value"]) / 100)
+                        for ts in sets):
             return
         time.sleep(0.1)
     raise TimeoutError(f"ecs service {name} did not settle in {timeout}s")

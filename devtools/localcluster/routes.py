@@ -20,6 +20,10 @@ from typing import Any
 NGINX = "nginx.ingress.kubernetes.io/"
 
 
+def annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return obj["metadata"].get("annotations") or {}
+
+
 def short(host: str) -> str:
     return host.split(".", 1)[0]
 
@@ -109,24 +113,27 @@ def gateway(route: dict[str, Any], headers: dict[str, str], rng: random.Random) 
 # ---- ingress-nginx --------------------------------------------------------------------------------
 
 
-def _ingress_service(ingress: Any) -> str | None:
-    for rule in ingress.spec.rules or []:
-        for path in (rule.http.paths if rule.http else []):
-            if path.backend and path.backend.service:
-                return path.backend.service.name
+def _ingress_service(ingress: dict[str, Any]) -> str | None:
+    for rule in (ingress.get("spec") or {}).get("rules") or []:
+        for path in (rule.get("http") or {}).get("paths") or []:
+            service = (path.get("backend") or {}).get("service")
+            if service:
+                return service["name"]
     return None
 
 
-def _hosts(ingress: Any) -> set[str]:
-    return {rule.host or "" for rule in ingress.spec.rules or []}
+def _hosts(ingress: dict[str, Any]) -> set[str]:
+    return {rule.get("host") or "" for rule in (ingress.get("spec") or {}).get("rules") or []}
 
 
-def nginx(stable: Any, ingresses: list[Any], headers: dict[str, str], rng: random.Random) -> tuple[str | None, None]:
-    canary = next((i for i in ingresses if i is not stable and (i.metadata.annotations or {}).get(NGINX + "canary") == "true"
+def nginx(stable: dict[str, Any], ingresses: list[dict[str, Any]], headers: dict[str, str],
+          rng: random.Random) -> tuple[str | None, None]:
+    """Ingresses as the API's JSON (dicts)."""
+    canary = next((i for i in ingresses if i is not stable and annotations(i).get(NGINX + "canary") == "true"
                    and _hosts(i) == _hosts(stable)), None)
     if canary is None:
         return _ingress_service(stable), None
-    marks = canary.metadata.annotations or {}
+    marks = annotations(canary)
     by_header = marks.get(NGINX + "canary-by-header")
     if by_header and by_header.lower() in headers:
         value = headers[by_header.lower()]

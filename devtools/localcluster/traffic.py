@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kubernetes import client, config
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -54,28 +55,34 @@ class TrafficSimulator:
         self.ticks = Counter("sim_ticks", "Ticks done: each lists the routing, then sends the requests it decides",
                              registry=registry)
         self.carry: dict[str, float] = {}
+        self._children: dict[tuple, tuple[Any, Any]] = {}
+
+    @staticmethod
+    def _items(call: Callable, *args: str) -> list[dict[str, Any]]:
+        """A LIST's items as the API's JSON: the client's models cost the simulator most of its CPU."""
+        return json.loads(call(*args, _preload_content=False).data).get("items") or []
 
     def _entries(self) -> list[tuple[str, str, dict, Callable[[dict[str, str]], tuple[str | None, str | None]]]]:
         """(entry, namespace, annotations, resolve) for every object annotated with a simulated rate."""
         entries = []
-        for service in self.core.list_service_for_all_namespaces().items:
-            name = service.metadata.name
-            entries.append((f"service/{name}", service.metadata.namespace, service.metadata.annotations or {},
-                            lambda headers, name=name: (name, None)))
-        ingresses = self.networking.list_ingress_for_all_namespaces().items
+        for service in self._items(self.core.list_service_for_all_namespaces):
+            meta = service["metadata"]
+            entries.append((f"service/{meta['name']}", meta["namespace"], routes.annotations(service),
+                            lambda headers, name=meta["name"]: (name, None)))
+        ingresses = self._items(self.networking.list_ingress_for_all_namespaces)
         for ingress in ingresses:
-            marks = ingress.metadata.annotations or {}
+            marks, meta = routes.annotations(ingress), ingress["metadata"]
             if marks.get(routes.NGINX + "canary") == "true":
                 continue  # reached through its stable Ingress
-            same_ns = [i for i in ingresses if i.metadata.namespace == ingress.metadata.namespace]
-            entries.append((f"ingress/{ingress.metadata.name}", ingress.metadata.namespace, marks,
+            same_ns = [i for i in ingresses if i["metadata"]["namespace"] == meta["namespace"]]
+            entries.append((f"ingress/{meta['name']}", meta["namespace"], marks,
                             lambda h, ingress=ingress, same_ns=same_ns: routes.nginx(ingress, same_ns, h, self.random)))
         for group, plural, kind, resolve in (
             ("networking.istio.io", "virtualservices", "virtualservice", routes.istio),
             ("gateway.networking.k8s.io", "httproutes", "httproute", routes.gateway),
         ):
             try:
-                listed = self.custom.list_cluster_custom_object(group, "v1", plural)["items"]
+                listed = self._items(self.custom.list_cluster_custom_object, group, "v1", plural)
             except client.ApiException:
                 continue  # the CRD is not installed
             for obj in listed:
@@ -89,17 +96,18 @@ class TrafficSimulator:
         entries = self._entries()
         if not entries:
             return False
-        pods = {(p.metadata.namespace, p.metadata.name): p for p in self.core.list_pod_for_all_namespaces().items}
-        backends: dict[tuple[str, str], list[client.V1Pod]] = {}
-        for endpoints in self.core.list_endpoints_for_all_namespaces().items:
-            ns = endpoints.metadata.namespace
+        pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p
+                for p in self._items(self.core.list_pod_for_all_namespaces)}
+        backends: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for endpoints in self._items(self.core.list_endpoints_for_all_namespaces):
+            ns = endpoints["metadata"]["namespace"]
             ready = [
-                pods.get((a.target_ref.namespace or ns, a.target_ref.name))
-                for subset in endpoints.subsets or []
-                for a in subset.addresses or []
-                if a.target_ref is not None
+                pods.get((a["targetRef"].get("namespace") or ns, a["targetRef"]["name"]))
+                for subset in endpoints.get("subsets") or []
+                for a in subset.get("addresses") or []
+                if a.get("targetRef") is not None
             ]
-            backends[(ns, endpoints.metadata.name)] = [pod for pod in ready if pod is not None]
+            backends[(ns, endpoints["metadata"]["name"])] = [pod for pod in ready if pod is not None]
         subsets: dict | None = None  # listed only when a route names a subset
         for entry, ns, marks, resolve in entries:
             key = f"{ns}/{entry}"
@@ -116,15 +124,16 @@ class TrafficSimulator:
                     if subset:  # an Istio DestinationRule subset: the host's endpoints with its labels
                         subsets = self._subsets() if subsets is None else subsets
                         wanted = subsets.get((ns, service, subset), {"(no such subset)": ""})
-                        ready = [p for p in ready if all((p.metadata.labels or {}).get(k) == v for k, v in wanted.items())]
+                        ready = [p for p in ready
+                                 if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
                     if ready:
-                        self.send(ns, service, entry, is_shadow, [p.spec.containers[0].image for p in ready])
+                        self.send(ns, service, entry, is_shadow, [p["spec"]["containers"][0]["image"] for p in ready])
         return True
 
     def _subsets(self) -> dict[tuple[str, str, str], dict[str, str]]:
         """(namespace, host, subset) -> labels, from every Istio DestinationRule."""
         try:
-            listed = self.custom.list_cluster_custom_object("networking.istio.io", "v1", "destinationrules")["items"]
+            listed = self._items(self.custom.list_cluster_custom_object, "networking.istio.io", "v1", "destinationrules")
         except client.ApiException:
             return {}
         return {
@@ -153,8 +162,14 @@ class TrafficSimulator:
         code = "500" if self.random.random() < behaviour.error_rate else "200"
         latency = max(0.001, self.random.gauss(behaviour.latency_ms, behaviour.latency_ms * 0.2) / 1000)
         labels = (namespace, service, version, image, entry, "true" if shadow else "false")
-        self.requests.labels(*labels, code).inc()
-        self.latency.labels(*labels).observe(latency)
+        counter, histogram = self._children.get((labels, code)) or self._child(labels, code)
+        counter.inc()
+        histogram.observe(latency)
+
+    def _child(self, labels: tuple, code: str) -> tuple[Any, Any]:
+        """The metrics' children for these labels, looked up once (every request used to)."""
+        self._children[(labels, code)] = found = (self.requests.labels(*labels, code), self.latency.labels(*labels))
+        return found
 
     def run(self) -> None:
         last, busy = time.monotonic(), True

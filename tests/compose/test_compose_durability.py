@@ -167,20 +167,26 @@ def test_a_document_reaches_only_the_projects_backends_and_networks_its_host_all
     assert proxy_for(DockerHosts(str(path)), target(proxy={"backend": "web", "port": 8080})) is not None
     client = docker_host.client()
     made = [client.networks.create(f"billing{unique}_default", labels={"com.docker.compose.project": "billing"}),
-            client.networks.create(f"edge{unique}")]
+            client.networks.create(f"edge{unique}"),
+            client.networks.create(f"{mine}_x_default", labels={"com.docker.compose.project": f"{mine}_x",
+                                                               "com.docker.compose.network": "default"})]
     try:
-        theirs = {"db": {"name": f"billing{unique}_default"}}
-        assert f"network billing{unique}_default is not the project's (it belongs to billing)" in refused(
-            engine_for, target(networks=theirs, joins=["db"]))
-        edge = {"edge": {"name": f"edge{unique}", "external": True}}
-        assert f"network edge{unique} is not the project's (it belongs to no project): joining it needs it in " \
-            "ROLLOUT_DOCKER_HOSTS: hosts.web-1.networks" in refused(engine_for, target(networks=edge, joins=["edge"]))
+        for named in ({"db": {"name": f"billing{unique}_default"}}, {"db": {"name": f"db{unique}_default"}},  # none yet
+                      {"db": {"name": made[0].id}}):  # the engine also finds a network by its ID
+            assert f"network {named['db']['name']} is not a network Compose makes for project {mine}: joining it " \
+                "needs it in ROLLOUT_DOCKER_HOSTS: hosts.web-1.networks" in refused(engine_for, target(
+                    networks=named, joins=["db"]))
+        assert f"network {mine}_x_default is not the project's (it belongs to {mine}_x, as default)" in refused(
+            engine_for, target(networks={"x_default": {}}, joins=["x_default"]))  # project shop_x's network
+        edge = {f"edge{unique}": {"external": True}}
+        assert f"network edge{unique} is not a network Compose makes" in refused(
+            engine_for, target(networks=edge, joins=[f"edge{unique}"]))
         assert engine_for(DockerHosts(str(path)), target(networks={"own": {}}, joins=["own"])) is not None  # made later
         hosts_file(path, docker_host, projects=[mine])
         listed = yaml.safe_load(path.read_text())
         listed["hosts"]["web-1"]["networks"] = [f"edge{unique}"]
         path.write_text(yaml.safe_dump(listed))
-        assert engine_for(DockerHosts(str(path)), target(networks=edge, joins=["edge"])) is not None
+        assert engine_for(DockerHosts(str(path)), target(networks=edge, joins=[f"edge{unique}"])) is not None
     finally:
         for network in made:
             network.remove()

@@ -42,9 +42,10 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def network_name(t: ComposeHostTarget, key: str) -> str:
-    """A project network's engine name: its `name:`, or `<project>_<key>` (Compose's rule)."""
+    """A project network's engine name: its `name:`, an external one's key, or `<project>_<key>` (Compose's
+    rules)."""
     block = (t.compose.get("networks") or {}).get(key) or {}
-    return block.get("name") or f"{t.project}_{key}"
+    return block.get("name") or (key if block.get("external") else f"{t.project}_{key}")
 
 
 def wanted(t: ComposeHostTarget, image: str, restarted_at: str = "") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 from activities.docker import DockerHosts, docker_errors, invalid
 from activities.targets.compose import containers as cs
 from activities.targets.compose import lock
-from activities.targets.compose.allowed import engine_for, proxy_for
+from activities.targets.compose.allowed import check_networks, engine_for, proxy_for
 from activities.targets.compose.backend import adopt, serve_ready
 from activities.targets.compose.containers import Container
 from activities.waiting import still_waiting, wait_started
@@ -35,7 +35,7 @@ class ComposeInPlaceActivities:
     @activity.defn(name="roll_out_compose")
     def roll_out(self, request: ComposeRollOutInput) -> RollOutResult:
         t = request.target
-        client = engine_for(self._hosts, t)
+        client, proxy = engine_for(self._hosts, t), proxy_for(self._hosts, t)
         with docker_errors(cs.where(t)):
             found = cs.service_containers(client, t)
             if request.kind == "Undo":
@@ -47,8 +47,10 @@ class ComposeInPlaceActivities:
                 config["labels"] = {**config["labels"], "dev.durable-rollouts.restarted-at": request.restarted_at}
             else:
                 config = cs.wanted(t, request.image)
+            if request.kind in ("Undo", "Restart"):  # networks read back, not the document's: asked again
+                check_networks(self._hosts, t, client, [(name, None, False) for name in config["networks"]])
             with holding(client, t, request.rollout_id, config["image"]):
-                result = self.converge(client, request, config, found, proxy_for(self._hosts, t))
+                result = self.converge(client, request, config, found, proxy)
             lock.release(client, t, request.rollout_id)
             return result
 
