@@ -102,7 +102,7 @@ async def test_abort_weights_everything_back_in_one_request_and_starts_no_contai
         traffic.kill()
     assert "create" not in [a for a, _, _ in seen_events] and "start" not in [a for a, _, _ in seen_events]
     client = docker_host.client()
-    assert not client.containers.list(all=True, filters={"name": f"{compose.project}-web-rollout-lock"}), "still held"
+    assert not client.containers.list(all=True, filters={"name": f"{compose.project}.web.rollout-lock"}), "still held"
     client.close()
     assert not [k for k in counts(out) if k not in ("1.0.0", "2.0.0")], counts(out)
     after = containers(docker_host, compose.project)

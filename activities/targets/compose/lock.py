@@ -1,9 +1,10 @@
 """Who is delivering to a Compose service: a container that is never started, named
-`<project>-<service>-rollout-lock` and labelled with the rollout's ID. The engine makes container names
+`<project>.<service>.rollout-lock` (a project name has no dot, so no two services share it, where
+`<project>-<service>` would: `shop-web` + `x` and `shop` + `web-x`) and labelled with the rollout's ID. The engine makes container names
 unique, so creating it is a compare-and-set: a second rollout of the same service (another document, or
 two pipeline targets that name one service) finds it and is refused before it changes anything. It has no
 Compose labels, so `docker compose ps` does not list it. A rollout whose workflow ended without releasing
-it (terminated, or its undo failed) leaves it: `docker rm <project>-<service>-rollout-lock` frees the
+it (terminated, or its undo failed) leaves it: `docker rm <project>.<service>.rollout-lock` frees the
 service, as the refusal says."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ HOLDER = "dev.durable-rollouts.holder"
 
 
 def name(t: ComposeHostTarget) -> str:
-    return f"{t.project}-{t.service}-rollout-lock"
+    return f"{t.project}.{t.service}.rollout-lock"
 
 
 def hold(client: Any, t: ComposeHostTarget, rollout_id: str, image: str) -> None:
