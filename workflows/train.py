@@ -5,7 +5,7 @@ Submitting is an update with a validator (the CLI) and a signal (the Web UI). Th
 grows by a few events per release and per submission; before it reaches `continueAfterEvents` (or the
 server suggests it) the train continues as new with what is still queued, so a year of nightly releases
 is many small runs, never one long history. It can look only between releases, so at most `maxQueued`
-releases wait: a submission beyond is refused, and one release with the submissions accepted while it
+releases wait: a submission beyond, or one while the history nears its limit, is refused, and one release with the submissions accepted while it
 runs adds a bounded number of events (`models.train.headroom`).
 """
 
@@ -93,8 +93,9 @@ class ReleaseTrain:
     async def submit(self, submit: SubmitRelease) -> SubmitResult:
         wanted = self._wanted(submit)
         proven = None
-        if self._is_bounded() and self._full():  # another submission of the same task took the last place
-            raise ApplicationError(self._full(), type="TrainFull", non_retryable=True)
+        full = self._full() if self._is_bounded() else ""
+        if full:  # another submission of the same task took the last place, or the history nears its limit
+            raise ApplicationError(full, type="TrainFull", non_retryable=True)
         if isinstance(wanted, tuple) and workflow.patched(SUBMITTER_PROVEN):  # the validator saw a token
             proven = await verify_start(wanted[1], submit.starter_token, submit.release.rollout_id, submit.release)
             if isinstance(proven, str):
@@ -108,13 +109,13 @@ class ReleaseTrain:
     def _validate_submit(self, submit: SubmitRelease) -> None:
         wanted = self._wanted(submit)
         problem = self._problem(submit) or (wanted if isinstance(wanted, str) else "")
-        problem = problem or self._full()
+        full = "" if problem else self._full()
+        problem = problem or full
         if not problem and wanted and not submit.starter_token.strip():
             problem = (f"{wanted[0]} forbids self-approval under identity: the submitter must be proven by an ID "
                        f"token from {wanted[1].issuer} (--id-token-file, $ROLLOUT_ID_TOKEN, or a CI job's OIDC token)")
         if problem:
-            raise ApplicationError(problem, type="TrainFull" if problem == self._full() else "InvalidDecision",
-                                   non_retryable=True)
+            raise ApplicationError(problem, type="TrainFull" if full else "InvalidDecision", non_retryable=True)
 
     @workflow.signal(name="submit")
     def submit_signal(self, submit: SubmitRelease) -> None:
