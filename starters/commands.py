@@ -264,6 +264,11 @@ async def _started(handle: WorkflowHandle, wait: bool, timeout: float, as_json: 
     return await follow(handle, timeout, quiet=as_json)
 
 
+# a query the worker did not answer in time (busy, restarting, its task failing): no answer yet, not a fault
+ASK_AGAIN = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE,
+             RPCStatusCode.FAILED_PRECONDITION)
+
+
 async def follow(handle: WorkflowHandle, timeout: float, quiet: bool = False) -> int:
     """Print history lines as they appear until the rollout finishes; exit code from its phase."""
     deadline = time.monotonic() + timeout
@@ -277,8 +282,7 @@ async def follow(handle: WorkflowHandle, timeout: float, quiet: bool = False) ->
                 print(f"{handle.id}: its workflow task fails on the worker ({error.message}); the worker's log says why "
                       "— still waiting", file=sys.stderr)
                 stuck = True
-            elif error.status not in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED,
-                                      RPCStatusCode.UNAVAILABLE, RPCStatusCode.FAILED_PRECONDITION):
+            elif error.status not in ASK_AGAIN:
                 raise
             status = None
         if status is not None:
