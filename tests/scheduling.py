@@ -20,7 +20,7 @@ SPREAD = {"test_matrix.py"}
 # tests/conftest.py checks at collection that every test using that fixture is in one of these.
 CLUSTER_FLEET = {"test_pipeline_clusters.py", "test_pipeline_ci.py"}
 # The units that took longest in a serial run, started first (the matrix cells are short and fill gaps).
-LONGEST_FIRST = ["fleet", "test_cli", "test_crash", "test_ecs_durability", "test_ecs_strategies", "test_ecs_canary", "test_compose_durability",
+LONGEST_FIRST = ["fleet", "test_worker_image", "test_cli", "test_crash", "test_ecs_durability", "test_ecs_strategies", "test_ecs_canary", "test_compose_durability",
                  "test_compose_canary", "test_compose_pipeline", "test_release_cli", "test_install", "test_routers", "test_release_train",
                  "test_scale_out", "test_analysis_cluster", "test_identity", "test_canary_cluster"]
 

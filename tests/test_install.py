@@ -31,14 +31,16 @@ pytestmark = pytest.mark.slow
 def dockerfile_copies() -> list[str]:
     """The sources deploy/Dockerfile copies into its image (`COPY src ./dst`), in its order."""
     lines = (REPO / "deploy" / "Dockerfile").read_text().splitlines()
-    return [part for line in lines if line.startswith("COPY ") for part in line.split()[1:-1]]
+    return [part for line in lines if line.startswith("COPY ") and not line.startswith("COPY --from")
+            for part in line.split()[1:-1]]
 
 
 def dockerfile_installs() -> list[str]:
-    """The local projects deploy/Dockerfile's `RUN pip install ...` installs, in its order."""
+    """The local projects deploy/Dockerfile's `pip install ...` installs, in its order (not its options)."""
     line = next(line for line in (REPO / "deploy" / "Dockerfile").read_text().splitlines()
-                if line.startswith("RUN pip install "))
-    return [word for word in line.removeprefix("RUN pip install ").split("&&")[0].split() if not word.startswith("-")]
+                if line.startswith("RUN ") and "pip install " in line)
+    return [word for word in line.split("pip install ", 1)[1].split("&&")[0].split()
+            if not word.startswith(("-", "$"))]
 
 
 @pytest.fixture(scope="module")

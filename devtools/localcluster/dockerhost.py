@@ -21,10 +21,13 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from localcluster.relay import relay
 
 BASE = "durable-rollouts/busybox:base"
 BUSYBOX = Path("/bin/busybox")
@@ -106,6 +109,7 @@ while True:
 """
 
 
+
 @dataclass
 class DockerHost:
     root: Path  # short: containerd's sockets live under it (unix socket paths are at most 107 bytes)
@@ -115,6 +119,7 @@ class DockerHost:
     haproxy: subprocess.Popen | None = field(default=None, repr=False)
     runtime: str = ""  # HAProxy's runtime API, once started
     registry: subprocess.Popen | None = field(default=None, repr=False)
+    exposed: list = field(default_factory=list, repr=False)  # `expose`'s listeners in the namespace
 
     @property
     def socket(self) -> Path:
@@ -153,7 +158,7 @@ class DockerHost:
         for container in client.containers.list(all=True):
             container.remove(force=True)
         client.close()
-        for process in (self.haproxy, self.registry):
+        for process in (self.haproxy, self.registry, *self.exposed):
             if process is not None:
                 process.kill()
                 process.wait(10)
@@ -255,7 +260,7 @@ class DockerHost:
         import socket
 
         listener = socket.create_server(("127.0.0.1", 0))
-        _relay(listener, str(self.root / "metrics.sock"))
+        relay(listener, str(self.root / "metrics.sock"))
         return f"127.0.0.1:{listener.getsockname()[1]}"
 
     def logged_runtime(self) -> str:
@@ -267,7 +272,7 @@ class DockerHost:
         listener = socket.socket(socket.AF_UNIX)
         listener.bind(str(path))
         listener.listen(16)
-        _relay(listener, self.runtime.removeprefix("unix://"), self.root / "runtime.log")
+        relay(listener, self.runtime.removeprefix("unix://"), self.root / "runtime.log")
         return f"unix://{path}"
 
     def runtime_log(self) -> list[str]:
@@ -317,10 +322,32 @@ class DockerHost:
             client.close()
         return f"{reference}@{digest}"
 
+    def expose(self, port: int) -> None:
+        """The outside's 127.0.0.1:`port` (the tests' Temporal, a kube-apiserver) reachable at the same address
+        inside the namespace — for a container on the namespace's network (the worker's image): a listener
+        there relays each connection over a unix socket in the state directory to a thread here, which opens
+        the TCP connection outside. Only loopback, on both sides."""
+        import socket
+
+        path = self.root / f"expose-{port}.sock"
+        if path.exists():  # exposed already (an earlier test of the session)
+            return
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+        listener.listen(16)
+        relay(listener, lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
+        inside = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-m", "localcluster.relay",
+                                   str(port), str(path)], start_new_session=True)
+        deadline = time.monotonic() + 15
+        while self.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(port)], check=False).returncode:
+            if inside.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"127.0.0.1:{port} was not exposed in {self.name}'s namespace")
+            time.sleep(0.2)
+        self.exposed.append(inside)
+
     def traffic(self, url: str, out: Path) -> subprocess.Popen:
         """Requests to `url` from inside the namespace, one after another, until stopped; their count by answer
         (the version a container said, or the failure) rewritten to `out` as JSON every 0.1 s."""
-        import sys
 
         return subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-c", TRAFFIC, url, str(out)],
                                 start_new_session=True)
@@ -333,42 +360,3 @@ class DockerHost:
         path.write_text(json.dumps(document))
         return self.run([binary("docker-compose"), "-p", project, "-f", str(path), *args],
                         env={"DOCKER_HOST": self.engine, "PATH": "/usr/bin:/bin"}, check=False)
-
-
-def _relay(listener, path: str, log: Path | None = None) -> None:
-    """Accept on `listener` and relay each connection to the unix socket `path` (both ways), in threads;
-    with `log`, each request's first line appended to it."""
-    import socket
-    import threading
-
-    def pipe(source, sink, record: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if record and log is not None:
-                    with open(log, "a") as out:
-                        out.write(data.decode(errors="replace").splitlines()[0] + "\n")
-                    record = False
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:  # shutdown, not only close: the other direction's thread is blocked in recv on these
-            for end in (sink, source):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                end.close()
-
-    def accept() -> None:
-        while True:
-            client, _ = listener.accept()
-            upstream = socket.socket(socket.AF_UNIX)
-            try:
-                upstream.connect(path)
-            except OSError:
-                client.close()
-                continue
-            threading.Thread(target=pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=pipe, args=(upstream, client, False), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()

@@ -1,0 +1,62 @@
+"""Relays between sockets for the Docker hosts' network namespaces (localcluster/dockerhost.py): a listener's
+connections carried to a unix socket, or to what a callable connects to. Run as a module inside a namespace
+(`nsenter … python -m localcluster.relay PORT SOCKET`): 127.0.0.1:PORT there relayed to SOCKET, a file both
+sides see; `--probe PORT` exits 0 once something accepts on 127.0.0.1:PORT."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from pathlib import Path
+
+
+def relay(listener, path, log: Path | None = None) -> None:
+    """Accept on `listener` and relay each connection to the unix socket `path` (or what the callable `path`
+    connects to), both ways, in threads; with `log`, each request's first line appended to it."""
+    def pipe(source, sink, record: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if record and log is not None:
+                    with open(log, "a") as out:
+                        out.write(data.decode(errors="replace").splitlines()[0] + "\n")
+                    record = False
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:  # shutdown, not only close: the other direction's thread is blocked in recv on these
+            for end in (sink, source):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            try:
+                if callable(path):
+                    upstream = path()
+                    upstream.settimeout(None)
+                else:
+                    upstream = socket.socket(socket.AF_UNIX)
+                    upstream.connect(path)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client, False), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--probe":
+        try:
+            socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=2).close()
+        except OSError as error:
+            sys.exit(f"127.0.0.1:{sys.argv[2]}: {error}")
+    else:
+        relay(socket.create_server(("127.0.0.1", int(sys.argv[1]))), sys.argv[2])
+        threading.Event().wait()
