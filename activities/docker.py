@@ -116,13 +116,29 @@ def _host_problem(host: Any) -> str:
 
 def _client(host: dict[str, Any]) -> Any:
     import docker
+    from docker.constants import MINIMUM_DOCKER_API_VERSION
     from docker.tls import TLSConfig
 
     engine = host["engine"]
     if engine.startswith("tcp://"):
+        # The hosts file's CA alone verifies the engine, and the engine is reached directly: the SDK's requests
+        # session would otherwise take REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE over its CA (docker/docker-py#2433,
+        # open: every TLS connection fails where either is set, as in many images) and the environment's
+        # proxy. The session's trust_env is public but set after construction, and the SDK's "auto" version
+        # asks the engine in its constructor: so the version is asked first by a client that already ignores
+        # the environment (GET /version, unversioned), then the client is made with it.
         tls = host["tls"]
         config = TLSConfig(client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True)
-        return docker.DockerClient(base_url=engine.replace("tcp://", "https://", 1), tls=config, timeout=60)
+        url = engine.replace("tcp://", "https://", 1)
+        probe = docker.APIClient(base_url=url, tls=config, timeout=60, version=MINIMUM_DOCKER_API_VERSION)
+        probe.trust_env = False
+        try:
+            version = probe.version(api_version=False)["ApiVersion"]
+        finally:
+            probe.close()
+        client = docker.DockerClient(base_url=url, tls=config, timeout=60, version=version)
+        client.api.trust_env = False
+        return client
     return docker.DockerClient(base_url=engine, timeout=60, use_ssh_client=engine.startswith("ssh://"))
 
 

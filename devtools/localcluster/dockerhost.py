@@ -30,6 +30,7 @@ from pathlib import Path
 from localcluster.relay import relay
 
 BASE = "durable-rollouts/busybox:base"
+TLS_PORT = 2376  # Docker's port for TLS, inside the namespace
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "httpd", "wget", "cat", "echo", "sleep", "ls", "rm", "touch", "test", "[", "true", "false", "mkdir")
 
@@ -120,6 +121,8 @@ class DockerHost:
     runtime: str = ""  # HAProxy's runtime API, once started
     registry: subprocess.Popen | None = field(default=None, repr=False)
     exposed: list = field(default_factory=list, repr=False)  # `expose`'s listeners in the namespace
+    tls: bool = False  # also an engine on tcp:// with mutual TLS (`tcp_engine`)
+    certificates: dict = field(default_factory=dict, repr=False)
 
     @property
     def socket(self) -> Path:
@@ -137,7 +140,7 @@ class DockerHost:
         script.write_text(
             "set -e\nip link set lo up\n"
             f"exec dockerd --data-root {self.root}/data --exec-root {self.root}/exec -H {self.engine} "
-            f"--pidfile {self.root}/docker.pid --userland-proxy=false --log-level warn\n")
+            f"--pidfile {self.root}/docker.pid --userland-proxy=false --log-level warn{self._tls_flags()}\n")
         log = open(self.root / "dockerd.log", "ab")
         self.process = subprocess.Popen(["unshare", "-n", "sh", str(script)], stdout=log, stderr=log,
                                         start_new_session=True)
@@ -321,6 +324,34 @@ class DockerHost:
         finally:
             client.close()
         return f"{reference}@{digest}"
+
+    def _tls_flags(self) -> str:
+        """With `tls`: also `tcp://127.0.0.1:2376` inside the namespace, mutual TLS (`--tlsverify`) with the
+        certificates of `certificates` (localcluster/enginetls.py)."""
+        if not self.tls:
+            return ""
+        from localcluster.enginetls import engine_certificates
+
+        self.certificates = engine_certificates(self.root / "tls")
+        c = self.certificates
+        return (f" -H tcp://127.0.0.1:{TLS_PORT} --tlsverify --tlscacert {c['ca']} --tlscert {c['server-cert']}"
+                f" --tlskey {c['server-key']}")
+
+    def tcp_engine(self) -> str:
+        """The engine's TLS port inside the namespace, relayed to a loopback port outside (`tcp://` address)."""
+        import socket
+
+        path = self.root / "tcp-engine.sock"
+        self.exposed.append(subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-m",
+                                              "localcluster.relay", str(path), str(TLS_PORT)], start_new_session=True))
+        deadline = time.monotonic() + 15
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the relay to {self.name}'s TLS port did not start")
+            time.sleep(0.1)
+        listener = socket.create_server(("127.0.0.1", 0))
+        relay(listener, str(path))
+        return f"tcp://127.0.0.1:{listener.getsockname()[1]}"
 
     def expose(self, port: int) -> None:
         """The outside's 127.0.0.1:`port` (the tests' Temporal, a kube-apiserver) reachable at the same address

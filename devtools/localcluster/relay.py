@@ -1,7 +1,8 @@
 """Relays between sockets for the Docker hosts' network namespaces (localcluster/dockerhost.py): a listener's
 connections carried to a unix socket, or to what a callable connects to. Run as a module inside a namespace
-(`nsenter … python -m localcluster.relay PORT SOCKET`): 127.0.0.1:PORT there relayed to SOCKET, a file both
-sides see; `--probe PORT` exits 0 once something accepts on 127.0.0.1:PORT."""
+(`nsenter … python -m localcluster.relay LISTEN TARGET`, each a port of 127.0.0.1 there or a unix socket's
+path, a file both sides see): what connects to LISTEN is relayed to TARGET; `--probe PORT` exits 0 once
+something accepts on 127.0.0.1:PORT."""
 
 from __future__ import annotations
 
@@ -58,5 +59,13 @@ if __name__ == "__main__":
         except OSError as error:
             sys.exit(f"127.0.0.1:{sys.argv[2]}: {error}")
     else:
-        relay(socket.create_server(("127.0.0.1", int(sys.argv[1]))), sys.argv[2])
+        given, target = sys.argv[1], sys.argv[2]
+        if given.isdigit():
+            listener = socket.create_server(("127.0.0.1", int(given)))
+        else:
+            listener = socket.socket(socket.AF_UNIX)
+            listener.bind(given)
+            listener.listen(16)
+        relay(listener, (lambda: socket.create_connection(("127.0.0.1", int(target)), timeout=10))
+              if target.isdigit() else target)
         threading.Event().wait()

@@ -20,7 +20,7 @@ from tests.compose.helpers import REPO, SECRET, compose_document, hosts_env
 def docker_host():
     from localcluster.dockerhost import DockerHost
 
-    host = DockerHost(Path(tempfile.mkdtemp(prefix="dh", dir="/tmp")), name="web-1").start()
+    host = DockerHost(Path(tempfile.mkdtemp(prefix="dh", dir="/tmp")), name="web-1", tls=True).start()
     host.start_haproxy("web", 18080)
     yield host
     host.stop()
