@@ -27,10 +27,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localcluster.hostaccess import Reachable
 from localcluster.relay import relay
 
 BASE = "durable-rollouts/busybox:base"
-TLS_PORT = 2376  # Docker's port for TLS, inside the namespace
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "httpd", "wget", "cat", "echo", "sleep", "ls", "rm", "touch", "test", "[", "true", "false", "mkdir")
 
@@ -112,7 +112,7 @@ while True:
 
 
 @dataclass
-class DockerHost:
+class DockerHost(Reachable):
     root: Path  # short: containerd's sockets live under it (unix socket paths are at most 107 bytes)
     name: str = "host"
     process: subprocess.Popen | None = field(default=None, repr=False)
@@ -324,57 +324,6 @@ class DockerHost:
         finally:
             client.close()
         return f"{reference}@{digest}"
-
-    def _tls_flags(self) -> str:
-        """With `tls`: also `tcp://127.0.0.1:2376` inside the namespace, mutual TLS (`--tlsverify`) with the
-        certificates of `certificates` (localcluster/enginetls.py)."""
-        if not self.tls:
-            return ""
-        from localcluster.enginetls import engine_certificates
-
-        self.certificates = engine_certificates(self.root / "tls")
-        c = self.certificates
-        return (f" -H tcp://127.0.0.1:{TLS_PORT} --tlsverify --tlscacert {c['ca']} --tlscert {c['server-cert']}"
-                f" --tlskey {c['server-key']}")
-
-    def tcp_engine(self) -> str:
-        """The engine's TLS port inside the namespace, relayed to a loopback port outside (`tcp://` address)."""
-        import socket
-
-        path = self.root / "tcp-engine.sock"
-        self.exposed.append(subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-m",
-                                              "localcluster.relay", str(path), str(TLS_PORT)], start_new_session=True))
-        deadline = time.monotonic() + 15
-        while not path.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the relay to {self.name}'s TLS port did not start")
-            time.sleep(0.1)
-        listener = socket.create_server(("127.0.0.1", 0))
-        relay(listener, str(path))
-        return f"tcp://127.0.0.1:{listener.getsockname()[1]}"
-
-    def expose(self, port: int) -> None:
-        """The outside's 127.0.0.1:`port` (the tests' Temporal, a kube-apiserver) reachable at the same address
-        inside the namespace — for a container on the namespace's network (the worker's image): a listener
-        there relays each connection over a unix socket in the state directory to a thread here, which opens
-        the TCP connection outside. Only loopback, on both sides."""
-        import socket
-
-        path = self.root / f"expose-{port}.sock"
-        if path.exists():  # exposed already (an earlier test of the session)
-            return
-        listener = socket.socket(socket.AF_UNIX)
-        listener.bind(str(path))
-        listener.listen(16)
-        relay(listener, lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
-        inside = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-m", "localcluster.relay",
-                                   str(port), str(path)], start_new_session=True)
-        deadline = time.monotonic() + 15
-        while self.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(port)], check=False).returncode:
-            if inside.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"127.0.0.1:{port} was not exposed in {self.name}'s namespace")
-            time.sleep(0.2)
-        self.exposed.append(inside)
 
     def traffic(self, url: str, out: Path) -> subprocess.Popen:
         """Requests to `url` from inside the namespace, one after another, until stopped; their count by answer
