@@ -5,6 +5,7 @@ approval, waits for it to be decided, and carries out the choice."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -79,7 +80,7 @@ async def await_approval(control: Control, index: int, policy: ApprovalPolicy, d
         except ContinueAsNew as wait:  # the same approval, votes and all, goes on in the next run
             wait.approval = pending
             raise
-        except BaseException:
+        except (Exception, asyncio.CancelledError):  # not the SDK's eviction (a BaseException): no commands then
             _close(control)
             raise
         _close(control)
