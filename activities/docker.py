@@ -13,7 +13,8 @@ The list is the worker's configuration, never a document's: `ROLLOUT_DOCKER_HOST
 
 `unix://` is a local socket; `tcp://` needs `tls` (mutual TLS: the engine's `--tlsverify`; an engine on
 plain TCP is root on its host for anyone who reaches the port, so it is refused); `ssh://` runs the
-system's `ssh` as the worker's user (its keys and known_hosts), as `docker -H ssh://` does. `haproxy` is
+system's `ssh` as the worker's user (its keys, known_hosts and ~/.ssh/config, where BatchMode,
+StrictHostKeyChecking, ConnectTimeout and ServerAliveInterval belong: the SDK passes ssh no options). `haproxy` is
 the runtime API of the proxy in front of the host's services (a document's `proxy` names only its
 backend): `unix://` (HAProxy's `stats socket … level admin`) or `tcp://` (the runtime API has no
 authentication: a private address only the worker reaches). `projects` (required), `backends` (required
@@ -51,6 +52,7 @@ class DockerHosts:
         self._hosts: dict[str, dict[str, Any]] | None = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}  # a client is made under its host's lock alone
 
     def hosts(self) -> dict[str, dict[str, Any]]:
         if self._hosts is None:
@@ -82,13 +84,17 @@ class DockerHosts:
         return Haproxy(address)
 
     def client(self, host: str) -> Any:
+        """The host's client, made once. Making one asks the engine (its API version): a host that does not
+        answer holds only the activities that want that host, not every host's (the per-host lock)."""
         with self._lock:
+            known = self.hosts()
+            if host not in known:
+                raise invalid(f"Docker host {host!r} is not one of this worker's ({HOSTS_ENV}: "
+                              f"{', '.join(sorted(known)) or 'none'})")
+            lock = self._host_locks.setdefault(host, threading.Lock())
+        with lock:
             if host not in self._clients:
-                known = self.hosts()
-                if host not in known:
-                    raise invalid(f"Docker host {host!r} is not one of this worker's ({HOSTS_ENV}: "
-                                  f"{', '.join(sorted(known)) or 'none'})")
-                self._clients[host] = _client(known[host])
+                self._clients[host] = _connected(host, known[host])
             return self._clients[host]
 
 
@@ -112,6 +118,27 @@ def _host_problem(host: Any) -> str:
             return (f"{key}: a list of names, or [\"*\"] for any — the Compose {key} documents may "
                     f"{'weight' if key == 'backends' else 'join' if key == 'networks' else 'roll'} on this host")
     return ""
+
+
+def _connected(name: str, host: dict[str, Any]) -> Any:
+    """`_client`, its faults told apart: the hosts file's TLS material missing or not matching the engine's is
+    a permanent fault naming `hosts.<name>.tls`; an engine that does not answer is retried."""
+    import docker.errors
+    import requests
+
+    try:
+        return _client(host)
+    except docker.errors.TLSParameterError as error:
+        raise invalid(f"{HOSTS_ENV}: hosts.{name}.tls: {error}") from None
+    except requests.exceptions.SSLError as error:
+        text = str(error)
+        if any(sign in text for sign in ("CERTIFICATE_VERIFY_FAILED", "bad certificate", "unknown ca",
+                                         "certificate required", "certificate unknown")):
+            raise invalid(f"{HOSTS_ENV}: hosts.{name}.tls: the engine at {host['engine']} and this worker do not "
+                          f"accept each other's certificates: {text[-300:]}") from None
+        raise ApplicationError(f"Docker host {name}: the engine did not answer: {error}", type="DockerUnavailable") from None
+    except (requests.RequestException, docker.errors.DockerException, OSError) as error:
+        raise ApplicationError(f"Docker host {name}: the engine did not answer: {error}", type="DockerUnavailable") from None
 
 
 def _client(host: dict[str, Any]) -> Any:

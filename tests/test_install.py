@@ -40,7 +40,7 @@ def dockerfile_installs() -> list[str]:
     line = next(line for line in (REPO / "deploy" / "Dockerfile").read_text().splitlines()
                 if line.startswith("RUN ") and "pip install " in line)
     return [word for word in line.split("pip install ", 1)[1].split("&&")[0].split()
-            if not word.startswith(("-", "$"))]
+            if not word.startswith(("-", "$", "\\"))]
 
 
 @pytest.fixture(scope="module")

@@ -79,15 +79,17 @@ async def _all_released(handle, count: int, stalled_after: float = 60) -> TrainS
     (how long the year takes depends on the machine's load, not on the train). A query the worker does not
     answer in time is asked again, as `rollout` does (CI's stop 37: its threads publishing TUF metadata held
     the worker past the server's query deadline); it is no progress, so a train that never answers still fails."""
-    status, progress, last = None, time.monotonic(), -1
+    status, progress, last, unanswered = None, time.monotonic(), -1, None
     while status is None or status.released < count:
         if time.monotonic() - progress > stalled_after:
-            raise AssertionError(f"the train stalled at {last} of {count} nights for {stalled_after}s")
+            raise AssertionError(f"the train stalled at {last} of {count} nights for {stalled_after}s "
+                                 f"(last unanswered query: {unanswered!r})")
         try:
             status = await handle.query("status", result_type=TrainStatus)
         except RPCError as error:
             if error.status not in ASK_AGAIN:
                 raise
+            unanswered = f"{error.status.name}: {error.message}"
         if status is not None and status.released != last:
             progress, last = time.monotonic(), status.released
         if status is None or status.released < count:

@@ -80,7 +80,7 @@ async def await_approval(control: Control, index: int, policy: ApprovalPolicy, d
         except ContinueAsNew as wait:  # the same approval, votes and all, goes on in the next run
             wait.approval = pending
             raise
-        except (Exception, asyncio.CancelledError):  # not the SDK's eviction (a BaseException): no commands then
+        except (Exception, asyncio.CancelledError):  # not GeneratorExit (a coroutine closed when collected): no commands then
             _close(control)
             raise
         _close(control)

@@ -45,7 +45,8 @@ def _issue(subject: str, issuer: tuple[x509.Name, object] | None, usage, ca: boo
 
 
 def engine_certificates(directory: Path) -> dict[str, Path]:
-    """ca, server-cert/-key (the engine's), cert/key (a client's), stranger-cert/-key (another CA's client)."""
+    """ca, server-cert/-key (the engine's), client-cert/-key (a client's), stranger-ca and stranger-cert/-key
+    (another CA and a client of it)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key = _issue("durable-rollouts test engine CA", None, None, ca=True)
     (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -54,6 +55,8 @@ def engine_certificates(directory: Path) -> dict[str, Path]:
         paths[f"{stem}-cert"], paths[f"{stem}-key"] = _write(directory, stem, *_issue(stem, (ca_cert.subject, ca_key),
                                                                                       usage))
     other_ca, other_key = _issue("another CA", None, None, ca=True)
+    (directory / "stranger-ca.pem").write_bytes(other_ca.public_bytes(serialization.Encoding.PEM))
+    paths["stranger-ca"] = directory / "stranger-ca.pem"
     paths["stranger-cert"], paths["stranger-key"] = _write(
         directory, "stranger", *_issue("stranger", (other_ca.subject, other_key), ExtendedKeyUsageOID.CLIENT_AUTH))
     return paths

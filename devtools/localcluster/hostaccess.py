@@ -41,7 +41,9 @@ class Reachable:
         `known_hosts` and `home/bin` an `ssh` that uses them — a worker with `home/bin` first on its PATH
         reaches the engine as `docker -H ssh://` does."""
         keys, ssh = self.root / "ssh", home / ".ssh"
-        keys.mkdir(exist_ok=True)
+        if keys.exists():
+            raise RuntimeError(f"{self.name} runs its sshd already: ssh_engine once per host")
+        keys.mkdir()
         ssh.mkdir(parents=True, exist_ok=True, mode=0o700)
         for path in (keys / "host_key", ssh / "id_ed25519"):
             self.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)])
@@ -101,9 +103,12 @@ class Reachable:
         relay(listener, lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
         inside = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-m", "localcluster.relay",
                                    str(port), str(path)], start_new_session=True)
+        self.exposed.append(inside)  # stopped with the host
         deadline = time.monotonic() + 15
         while self.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(port)], check=False).returncode:
             if inside.poll() is not None or time.monotonic() > deadline:
+                inside.kill()
+                listener.close()
+                path.unlink(missing_ok=True)  # not "exposed already" for the next call
                 raise RuntimeError(f"127.0.0.1:{port} was not exposed in {self.name}'s namespace")
             time.sleep(0.2)
-        self.exposed.append(inside)

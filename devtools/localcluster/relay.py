@@ -12,12 +12,17 @@ import threading
 from pathlib import Path
 
 
-def relay(listener, path, log: Path | None = None) -> None:
+def relay(listener, path, log: Path | None = None, intercept=None) -> None:
     """Accept on `listener` and relay each connection to the unix socket `path` (or what the callable `path`
-    connects to), both ways, in threads; with `log`, each request's first line appended to it."""
+    connects to), both ways, in threads; with `log`, each request's first line appended to it; with
+    `intercept`, it is called with the first line of every chunk a client sends, and a false answer drops
+    that chunk and the connection (a kill test's moment between two calls)."""
     def pipe(source, sink, record: bool) -> None:
+        client_side = record
         try:
             while data := source.recv(65536):
+                if client_side and intercept is not None and not intercept(data.decode(errors="replace").split("\r\n")[0]):
+                    break
                 if record and log is not None:
                     with open(log, "a") as out:
                         out.write(data.decode(errors="replace").splitlines()[0] + "\n")

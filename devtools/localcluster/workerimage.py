@@ -24,7 +24,7 @@ from localcluster.cluster import cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
-PACKAGES = ("python3", "python3-venv", "ca-certificates")
+PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")  # passwd: the Dockerfile's useradd
 BASE_TAG = "durable-rollouts/base:bookworm"
 WHEELS_PORT = 18999  # inside the host's namespace, where nothing else listens
 
@@ -35,15 +35,16 @@ def base_tarball() -> Path:
 
 
 def make_base() -> Path:
-    """The base's root filesystem as a tarball, once (about 20 s and 220 MB; `mmdebstrap` from Debian's
-    mirror, the one apt already uses)."""
+    """The base's root filesystem as a tarball, once (about 20 s and 220 MB; `mmdebstrap` from its default
+    mirror, deb.debian.org). The key has no date: delete the cache's `worker-base/` for newer packages."""
     path = base_tarball()
-    if path.exists():
+    if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    subprocess.run(["mmdebstrap", "--quiet", "--variant=apt", f"--include={','.join(PACKAGES)}", SUITE, str(partial)],
-                   check=True, timeout=900)
+    partial = path.with_name(path.stem + ".partial.tar")
+    partial.unlink(missing_ok=True)
+    subprocess.run(["mmdebstrap", "--quiet", "--format=tar", "--variant=apt", f"--include={','.join(PACKAGES)}",
+                    SUITE, str(partial)], check=True, timeout=900)
     partial.rename(path)
     return path
 
@@ -59,7 +60,7 @@ class Built:
 def build_worker_image(host, wheelhouse: Path, tag: str = "durable-rollouts/worker:test") -> Built:
     """deploy/Dockerfile built on `host` from the imported base, pip finding every dependency in `wheelhouse`."""
     base = base_tarball()
-    if not base.exists():
+    if not base.is_file():
         raise FileNotFoundError(f"no base image at {base}: scripts/setup makes it (mmdebstrap)")
     with open(base, "rb") as tar:
         subprocess.run(["docker", "-H", host.engine, "import", "-", BASE_TAG], stdin=tar, check=True,
@@ -72,7 +73,7 @@ def build_worker_image(host, wheelhouse: Path, tag: str = "durable-rollouts/work
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 15
-        while host.inside(["wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{WHEELS_PORT}/"], check=False).returncode:
+        while host.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(WHEELS_PORT)], check=False).returncode:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the wheelhouse's HTTP server did not start in the host's namespace")
             time.sleep(0.2)

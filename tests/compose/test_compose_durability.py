@@ -19,9 +19,10 @@ from tests.helpers import finished
 
 
 async def killed(document: dict, points: list[dict], env: dict[str, str], compose, docker_host, dev_server,
-                 dev_client, release_worker_processes, tmp_path):
+                 dev_client, release_worker_processes, tmp_path, arm=None):
     """`document` run by a worker killed at `points` and restarted by a supervisor, the engine's events recorded:
-    (the final status, the events, the kills, the restarts)."""
+    (the final status, the events, the kills, the restarts). `arm(supervisor)`: before the start, for a test
+    that kills the worker itself."""
     from localcluster.faults import read_journal
     from tests.matrix import Supervisor
     from tests.test_matrix import kill_plan
@@ -30,6 +31,8 @@ async def killed(document: dict, points: list[dict], env: dict[str, str], compos
     events = Events(docker_host, compose.project)
     queue = f"compose-kill-{compose.project}"
     supervisor = Supervisor(release_worker_processes, dev_server.address, queue, env={**env, **plan})
+    if arm is not None:
+        arm(supervisor)
     try:
         final = await finished(await start_workflow(dev_client, parse_rollout(document), queue, "test"), 240)
     finally:
@@ -58,6 +61,32 @@ async def test_a_worker_killed_during_a_rolling_update_makes_and_removes_each_co
     assert most <= 4 and fewest >= 3, (most, fewest, seen)
     after = containers(docker_host, compose.project)
     assert [c["Config"]["Image"] for c in after] == [new_image] * 3
+
+
+async def test_a_worker_killed_between_a_containers_creation_and_its_start_adopts_the_container(
+        compose, docker_host, dev_server, dev_client, release_worker_processes, unique, tmp_path):
+    """The engine's socket behind a relay that SIGKILLs the worker as it asks the engine to start its first new
+    container, and drops that request: the container is made, never started, its maker dead. The next
+    worker's attempt finds it by label and starts it: three made, three started, none doubled."""
+    old_image, new_image = docker_host.service_image("shop/web", "1.0.0"), docker_host.service_image("shop/web", "2.0.0")
+    compose.up(old_image)
+    before = {c["Name"].lstrip("/") for c in containers(docker_host, compose.project)}
+    cut = KillingRelay(str(docker_host.socket), r"POST /v[\d.]+/containers/(\w+)/start")
+    hosts = tmp_path / "docker-hosts.yaml"
+    hosts.write_text(yaml.safe_dump({"hosts": {"web-1": {"engine": f"unix://{cut.path}", "projects": [compose.project]}}}))
+    final, seen, _, restarts = await killed(
+        compose_document(f"cs-{unique}", compose.project, new_image, deadline=120), [],
+        {"ROLLOUT_DOCKER_HOSTS": str(hosts)}, compose, docker_host, dev_server, dev_client, release_worker_processes,
+        tmp_path, arm=cut.arm)
+    cut.close()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert len(cut.killed) == 1 and restarts == 1, (cut.killed, restarts)
+    actions = [a for a, _, _ in seen]
+    assert actions.count("create") == 3 and actions.count("start") == 3 and actions.count("destroy") == 3, seen
+    after = containers(docker_host, compose.project)
+    assert [c["Config"]["Image"] for c in after] == [new_image] * 3
+    assert any(c["Id"].startswith(cut.killed[0].group(1)) for c in after), "the orphan was adopted, not replaced"
+    assert not before & {c["Name"].lstrip("/") for c in after}
 
 
 def test_documents_a_compose_host_cannot_roll_are_refused_naming_the_field(tmp_path):
@@ -234,3 +263,77 @@ async def test_a_worker_killed_after_each_canary_change_changes_the_proxy_and_co
     assert actions.count("create") == 3 and actions.count("destroy") == 3, seen
     after = containers(docker_host, compose.project)
     assert [c["Config"]["Image"] for c in after] == [new_image] * 3
+
+
+async def test_a_worker_killed_between_a_drain_and_its_del_server_deletes_it_after_the_restart(
+        compose, docker_host, dev_server, dev_client, release_worker_processes, unique, tmp_path):
+    """The runtime API behind a relay that SIGKILLs the worker as it sends its first `del server` (a stable
+    server drained, not yet deleted) and drops it: the next worker deletes that server, once, and removes its
+    container once; nothing of the new version is touched."""
+    compose.up(docker_host.service_image("shop/web", "1.0.0"))
+    new_image = docker_host.service_image("shop/web", "2.0.0")
+    cut = KillingRelay(docker_host.runtime.removeprefix("unix://"), r".*del server (\S+)")
+    hosts = hosts_file(tmp_path / "cut.yaml", docker_host, projects=[compose.project], runtime=f"unix://{cut.path}")
+    document = compose_document(f"dkill-{unique}", compose.project, new_image, deadline=120,
+                                proxy={"backend": "web", "port": 8080},
+                                strategy={"canary": {"steps": [{"setWeight": 50}, {"setWeight": 100}]}})
+    final, seen, _, restarts = await killed(
+        document, [], {"ROLLOUT_DOCKER_HOSTS": str(hosts)}, compose, docker_host, dev_server, dev_client,
+        release_worker_processes, tmp_path, arm=cut.arm)
+    cut.close()
+    assert final.phase is Phase.HEALTHY, final.message
+    assert len(cut.killed) == 1 and restarts == 1, (cut.killed, restarts)
+    dropped = cut.killed[0].group(1).rstrip(";")
+    delivered = [c.strip() for line in cut.log.read_text().splitlines() for c in line.split(";")]
+    deleted = [c.split()[2] for c in delivered if c.startswith("del server")]
+    assert sorted(deleted) == sorted(set(deleted)) and len(deleted) == 3 and dropped in deleted, (dropped, delivered)
+    actions = [a for a, _, _ in seen]
+    assert actions.count("create") == 3 and actions.count("destroy") == 3, seen
+    after = containers(docker_host, compose.project)
+    assert [c["Config"]["Image"] for c in after] == [new_image] * 3
+    assert set(docker_host_servers(docker_host)) == {c["Name"].lstrip("/") for c in after}
+
+
+class KillingRelay:
+    """A unix socket relayed to `target` that SIGKILLs the supervised worker when the first request matching
+    `pattern` goes out, and drops that request (the worker dies between two calls); what it carried is
+    logged (first lines)."""
+
+    def __init__(self, target: str, pattern: str) -> None:
+        import re
+        import socket
+        import tempfile
+        from pathlib import Path
+
+        from localcluster.relay import relay
+
+        self.pattern, self.killed, self.supervisor = re.compile(pattern), [], None
+        folder = Path(tempfile.mkdtemp(prefix="cut", dir="/tmp"))  # a unix socket's path is at most 107 bytes
+        self.path, self.log = folder / "relay.sock", folder / "delivered.log"
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(self.path))
+        self.listener.listen(16)
+        relay(self.listener, target, self.log, intercept=self._intercept)
+
+    def arm(self, supervisor) -> None:
+        self.supervisor = supervisor
+
+    def _intercept(self, line: str) -> bool:
+        import os
+        import signal
+
+        matched = self.pattern.match(line)
+        if self.killed or not matched:
+            return True
+        self.killed.append(matched)
+        os.kill(self.supervisor.worker.process.pid, signal.SIGKILL)
+        return False
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def docker_host_servers(docker_host) -> list[str]:
+    from activities.targets.compose.haproxy import Haproxy
+
+    return Haproxy(docker_host.runtime).servers("web")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from docker.errors import DockerException
+from temporalio.exceptions import ApplicationError
 
 from activities.docker import DockerHosts
 from tests.compose.helpers import REPO, compose_document, containers
@@ -44,8 +44,18 @@ async def test_a_rolling_update_over_tcp_with_mutual_tls(docker_host, dev_server
 
     stranger = DockerHosts(str(_hosts(tmp_path / "stranger.yaml", engine, project, c["ca"], c["stranger-cert"],
                                       c["stranger-key"])))
-    with pytest.raises(requests.exceptions.SSLError, match="(?i)bad certificate|unknown ca"):
-        stranger.client("web-1")  # the engine's handshake refuses it
+    with pytest.raises(ApplicationError, match="web-1"):  # the engine's handshake refuses it
+        stranger.client("web-1")
+    # the mirror case: the environment's bundle would accept the engine, the hosts file's CA does not
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(c["ca"]))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(c["ca"]))
+    other_ca = DockerHosts(str(_hosts(tmp_path / "other-ca.yaml", engine, project, c["stranger-ca"], c["client-cert"],
+                                      c["client-key"])))
+    with pytest.raises(ApplicationError, match="hosts.web-1.tls: .*CERTIFICATE_VERIFY_FAILED") as refused:
+        other_ca.client("web-1")
+    assert refused.value.non_retryable
+    for name, value in bundle.items():
+        monkeypatch.setenv(name, value)
     # the engine's TLS port answers no one without a certificate of its CA (the SDK needs key and cert: the
     # worker's configuration refuses an entry without them, so the request is made by hand)
     with pytest.raises(requests.exceptions.RequestException):
@@ -72,7 +82,7 @@ async def test_a_rolling_update_over_ssh(docker_host, dev_server, release_worker
     docker_host.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)])
     known.write_text(genuine.split()[0] + " " + impostor.with_suffix(".pub").read_text())
     try:
-        with pytest.raises(DockerException, match="Connection aborted"):
+        with pytest.raises(ApplicationError, match="Connection aborted"):
             DockerHosts(str(hosts)).client("web-1")
         assert "Host key verification failed" in capfd.readouterr().err  # the system ssh's own refusal
         known.write_text(genuine)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,10 +17,9 @@ from urllib.parse import urlparse
 import pytest
 
 from localcluster.workerimage import build_worker_image
-from tests.compose.helpers import REPO
 
 WHEELHOUSE = Path(os.environ.get("DURABLE_ROLLOUTS_CACHE", Path.home() / ".cache" / "durable-rollouts")) / "wheelhouse"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the build: 128 s idle, 225 s in run 57
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,12 @@ def test_the_image_runs_as_a_non_root_user_without_the_dev_tools(worker_image, d
         assert image.attrs["Config"]["Entrypoint"] == ["rollout"]
         run = client.containers.run
         assert run(worker_image.image, [], entrypoint=["id", "-u"], remove=True).strip() == b"10001"
-        installed = run(worker_image.image, ["-m", "pip", "list", "--format", "json"], entrypoint=["python"],
-                        remove=True)
-        names = {package["name"].lower() for package in json.loads(installed)}
+        listed = "import importlib.metadata as m, json; print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
+        names = {name.lower() for name in json.loads(run(worker_image.image, ["-c", listed], entrypoint=["python"],
+                                                         remove=True))}
         assert {"durable-rollouts", "rollout-agent", "temporalio", "kubernetes"} <= names
-        assert not names & {"pytest", "moto", "playwright", "ruff", "durable-rollouts-devtools", "hypothesis"}, names
+        assert not names & {"pytest", "moto", "playwright", "ruff", "durable-rollouts-devtools", "hypothesis", "pip",
+                            "setuptools"}, names
         # nothing of the repository but what the Dockerfile installs: no sources, no tests
         listing = run(worker_image.image, ["-c", "ls /opt; ls /opt/venv/lib/python3.11/site-packages"],
                       entrypoint=["sh"], remove=True).decode().split()
@@ -73,14 +74,16 @@ async def test_a_worker_from_the_image_carries_out_a_canary(worker_image, docker
     config_dir.mkdir()
     (config_dir / "kubeconfig").write_text(json.dumps(kubeconfig))
     os.chmod(config_dir, 0o755)
-    os.chmod(config_dir / "kubeconfig", 0o644)  # the container's user (10001) reads it through the mount
+    os.chown(config_dir / "kubeconfig", 10001, 10001)  # the container's user alone reads it (a masters token)
+    os.chmod(config_dir / "kubeconfig", 0o400)
     for address in (f"//{dev_server.address}", cluster["server"]):
         docker_host.expose(urlparse(address).port)
 
     queue = f"image-{unique}"
     client = docker_host.client()
-    container = client.containers.run(
-        worker_image.image, ["worker", "--task-queue", queue], detach=True, network_mode="host",
+    container = client.containers.run(  # as deploy/base's Deployment runs it: read-only, no capabilities
+        worker_image.image, ["worker", "--task-queue", queue, "--metrics-port", "9464"], detach=True,
+        network_mode="host", read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
         environment={"TEMPORAL_ADDRESS": dev_server.address, "KUBECONFIG": "/config/kubeconfig"},
         volumes={str(config_dir): {"bind": "/config", "mode": "ro"}}, name=f"worker-{unique}")
     try:
@@ -103,10 +106,12 @@ async def test_a_worker_from_the_image_carries_out_a_canary(worker_image, docker
         assert deployment.spec.template.spec.containers[0].image == "registry.local/web:2.0.0"
         assert [entry.detail.split()[0] for entry in status.history if entry.event == "weight-set"] == ["25%", "100%"], \
             status.history
+        scraped = docker_host.inside([sys.executable, "-c", "import urllib.request; print(urllib.request.urlopen("
+                                      "'http://127.0.0.1:9464/metrics', timeout=10).read().decode())"])
+        assert "# TYPE" in scraped.stdout, scraped.stdout[:500]
     finally:
         container.stop(timeout=30)
         logs = container.logs().decode(errors="replace")
         container.remove(force=True)
         client.close()
     assert "Traceback" not in logs, logs[-3000:]
-    assert REPO.exists()
