@@ -92,10 +92,17 @@ class DockerHosts:
                 raise invalid(f"Docker host {host!r} is not one of this worker's ({HOSTS_ENV}: "
                               f"{', '.join(sorted(known)) or 'none'})")
             lock = self._host_locks.setdefault(host, threading.Lock())
-        with lock:
+        # an ssh:// engine that stalls holds its reader for good (the SDK reads ssh's stdout with no timeout):
+        # the activities that want the host meanwhile give up their attempt instead of a thread each
+        if not lock.acquire(timeout=90):
+            raise ApplicationError(f"Docker host {host}: another activity has been connecting to it for 90 s",
+                                   type="DockerUnavailable")
+        try:
             if host not in self._clients:
                 self._clients[host] = _connected(host, known[host])
             return self._clients[host]
+        finally:
+            lock.release()
 
 
 def _host_problem(host: Any) -> str:
@@ -121,8 +128,10 @@ def _host_problem(host: Any) -> str:
 
 
 def _connected(name: str, host: dict[str, Any]) -> Any:
-    """`_client`, its faults told apart: the hosts file's TLS material missing or not matching the engine's is
-    a permanent fault naming `hosts.<name>.tls`; an engine that does not answer is retried."""
+    """`_client`, its faults told apart. Certificate files the hosts file names but the worker cannot read: a
+    permanent fault naming `hosts.<name>.tls`. Certificates the engine and the worker do not accept: named
+    so, but retried like an engine that does not answer — a certificate rotated on one side first is
+    mended by the other, and an abort must get through once it is (`docker_errors` retries it alike)."""
     import docker.errors
     import requests
 
@@ -131,14 +140,12 @@ def _connected(name: str, host: dict[str, Any]) -> Any:
     except docker.errors.TLSParameterError as error:
         raise invalid(f"{HOSTS_ENV}: hosts.{name}.tls: {error}") from None
     except requests.exceptions.SSLError as error:
-        text = str(error)
-        if any(sign in text for sign in ("CERTIFICATE_VERIFY_FAILED", "bad certificate", "unknown ca",
-                                         "certificate required", "certificate unknown")):
-            raise invalid(f"{HOSTS_ENV}: hosts.{name}.tls: the engine at {host['engine']} and this worker do not "
-                          f"accept each other's certificates: {text[-300:]}") from None
-        raise ApplicationError(f"Docker host {name}: the engine did not answer: {error}", type="DockerUnavailable") from None
-    except (requests.RequestException, docker.errors.DockerException, OSError) as error:
-        raise ApplicationError(f"Docker host {name}: the engine did not answer: {error}", type="DockerUnavailable") from None
+        raise ApplicationError(f"{HOSTS_ENV}: hosts.{name}.tls: the engine at {host['engine']} and this worker do "
+                               f"not accept each other's certificates (or the handshake failed): {str(error)[-300:]}",
+                               type="DockerTLS") from None
+    except (requests.RequestException, docker.errors.DockerException, OSError, KeyError) as error:
+        raise ApplicationError(f"Docker host {name}: the engine did not answer: {str(error)[-300:]}",
+                               type="DockerUnavailable") from None
 
 
 def _client(host: dict[str, Any]) -> Any:

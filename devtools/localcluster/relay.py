@@ -14,7 +14,8 @@ from pathlib import Path
 
 def relay(listener, path, log: Path | None = None, intercept=None) -> None:
     """Accept on `listener` and relay each connection to the unix socket `path` (or what the callable `path`
-    connects to), both ways, in threads; with `log`, each request's first line appended to it; with
+    connects to), both ways, in threads; with `log`, the first line of each connection's first chunk appended
+    to it (one line per HAProxy runtime request: one per connection); with
     `intercept`, it is called with the first line of every chunk a client sends, and a false answer drops
     that chunk and the connection (a kill test's moment between two calls)."""
     def pipe(source, sink, record: bool) -> None:

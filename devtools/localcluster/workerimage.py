@@ -35,8 +35,9 @@ def base_tarball() -> Path:
 
 
 def make_base() -> Path:
-    """The base's root filesystem as a tarball, once (about 20 s and 220 MB; `mmdebstrap` from its default
-    mirror, deb.debian.org). The key has no date: delete the cache's `worker-base/` for newer packages."""
+    """The base's root filesystem as a tarball, once (about 20 s and 220 MB; `mmdebstrap`'s default mirrors for
+    bookworm: deb.debian.org with its updates and security suites). The key has no date: delete the cache's
+    `worker-base/` for newer packages."""
     path = base_tarball()
     if path.is_file():
         return path

@@ -330,7 +330,15 @@ class KillingRelay:
         return False
 
     def close(self) -> None:
+        import shutil
+        import socket
+
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # ends the relay's accept (a close alone would not)
+        except OSError:
+            pass
         self.listener.close()
+        shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 def docker_host_servers(docker_host) -> list[str]:
