@@ -59,14 +59,19 @@ class ReleaseTrain:
             self._bounded = workflow.patched(BOUNDED)
         return self._bounded
 
-    def _full(self) -> str:
+    def _full(self, by_update: bool = False) -> str:
         """Why no submission is accepted now ("" when one is): maxQueued wait, or the history is so near its
         limit that the train continues as new once the running release ends (a refused update is not in
-        the history; an accepted one is, even when its handler then fails)."""
+        the history; an accepted one is, even when its handler then fails). `by_update`: an idle train near
+        its limit takes the update — refused, it would wake nothing (a rejected update's workflow task may
+        be dropped with what it decided: CI's run 58 saw a train refuse forever), accepted, it wakes the
+        loop, which continues as new carrying it (the headroom has room for it). A signal is dropped there
+        as before: histories recorded so replay the same."""
         if len(self.queued) >= self.request.max_queued:
             return (f"the train has {len(self.queued)} releases waiting (maxQueued {self.request.max_queued}): "
                     f"submit again once one has started")
-        if self._near_limit():  # read-only: the validator may ask (it never calls workflow.patched)
+        idle = not self.running and not self.queued
+        if self._near_limit() and not (by_update and idle):  # read-only: the validator may ask (never patched)
             return "the train continues as new once the running release ends: submit again then"
         return ""
 
@@ -93,7 +98,7 @@ class ReleaseTrain:
     async def submit(self, submit: SubmitRelease) -> SubmitResult:
         wanted = self._wanted(submit)
         proven = None
-        full = self._full() if self._is_bounded() else ""
+        full = self._full(by_update=True) if self._is_bounded() else ""
         if full:  # another submission of the same task took the last place, or the history nears its limit
             raise ApplicationError(full, type="TrainFull", non_retryable=True)
         if isinstance(wanted, tuple) and workflow.patched(SUBMITTER_PROVEN):  # the validator saw a token
@@ -109,7 +114,7 @@ class ReleaseTrain:
     def _validate_submit(self, submit: SubmitRelease) -> None:
         wanted = self._wanted(submit)
         problem = self._problem(submit) or (wanted if isinstance(wanted, str) else "")
-        full = "" if problem else self._full()
+        full = "" if problem else self._full(by_update=True)
         problem = problem or full
         if not problem and wanted and not submit.starter_token.strip():
             problem = (f"{wanted[0]} forbids self-approval under identity: the submitter must be proven by an ID "

@@ -41,7 +41,10 @@ def relay(listener, path, log: Path | None = None, intercept=None) -> None:
 
     def accept() -> None:
         while True:
-            client, _ = listener.accept()
+            try:
+                client, _ = listener.accept()
+            except OSError:  # the listener was shut down: the relay ends
+                return
             try:
                 if callable(path):
                     upstream = path()

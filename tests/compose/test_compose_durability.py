@@ -280,11 +280,11 @@ async def test_a_worker_killed_between_a_drain_and_its_del_server_deletes_it_aft
     final, seen, _, restarts = await killed(
         document, [], {"ROLLOUT_DOCKER_HOSTS": str(hosts)}, compose, docker_host, dev_server, dev_client,
         release_worker_processes, tmp_path, arm=cut.arm)
+    delivered = [c.strip() for line in cut.log.read_text().splitlines() for c in line.split(";")]
     cut.close()
     assert final.phase is Phase.HEALTHY, final.message
     assert len(cut.killed) == 1 and restarts == 1, (cut.killed, restarts)
     dropped = cut.killed[0].group(1).rstrip(";")
-    delivered = [c.strip() for line in cut.log.read_text().splitlines() for c in line.split(";")]
     deleted = [c.split()[2] for c in delivered if c.startswith("del server")]
     assert sorted(deleted) == sorted(set(deleted)) and len(deleted) == 3 and dropped in deleted, (dropped, delivered)
     actions = [a for a, _, _ in seen]
