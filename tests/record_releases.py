@@ -244,7 +244,7 @@ async def train_bounded_queue(client: Client, queue: str):
         try:
             await train.execute_update("submit", SubmitRelease(release=plain, by="ci"))
         except WorkflowUpdateFailedError:
-            pass  # refused near the limit ("continues as new once the running release ends"): it does soon
+            pass  # refused near the limit while a release runs or waits; an idle train takes it and continues
         return False
 
     await eventually(continued, timeout=60, interval=1, what="the train continued as new")

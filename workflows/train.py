@@ -52,6 +52,7 @@ class ReleaseTrain:
         self.results: list[TrainedRelease] = list(request.results)
         self.released = request.released
         self.running = ""
+        self.submitting = 0  # token-checked submissions whose handler awaits the check: not idle meanwhile
         self._bounded: bool | None = None
 
     def _is_bounded(self) -> bool:
@@ -63,14 +64,15 @@ class ReleaseTrain:
         """Why no submission is accepted now ("" when one is): maxQueued wait, or the history is so near its
         limit that the train continues as new once the running release ends (a refused update is not in
         the history; an accepted one is, even when its handler then fails). `by_update`: an idle train near
-        its limit takes the update — refused, it would wake nothing (a rejected update's workflow task may
-        be dropped with what it decided: CI's run 58 saw a train refuse forever), accepted, it wakes the
-        loop, which continues as new carrying it (the headroom has room for it). A signal is dropped there
-        as before: histories recorded so replay the same."""
+        its limit takes the update — refused, it would wake nothing (the SDK checks no wait condition in an
+        activation of rejected updates only, so the loop, which last looked a few events earlier, never sees
+        the limit: run 58 saw a train refuse forever); accepted, it wakes the loop, which continues as new
+        carrying it (the headroom has room for one). Idle: nothing running, waiting or being checked (a
+        token's check awaits). A signal is dropped there as before: recorded histories replay the same."""
         if len(self.queued) >= self.request.max_queued:
             return (f"the train has {len(self.queued)} releases waiting (maxQueued {self.request.max_queued}): "
                     f"submit again once one has started")
-        idle = not self.running and not self.queued
+        idle = not self.running and not self.queued and not self.submitting
         if self._near_limit() and not (by_update and idle):  # read-only: the validator may ask (never patched)
             return "the train continues as new once the running release ends: submit again then"
         return ""
@@ -102,7 +104,11 @@ class ReleaseTrain:
         if full:  # another submission of the same task took the last place, or the history nears its limit
             raise ApplicationError(full, type="TrainFull", non_retryable=True)
         if isinstance(wanted, tuple) and workflow.patched(SUBMITTER_PROVEN):  # the validator saw a token
-            proven = await verify_start(wanted[1], submit.starter_token, submit.release.rollout_id, submit.release)
+            self.submitting += 1
+            try:
+                proven = await verify_start(wanted[1], submit.starter_token, submit.release.rollout_id, submit.release)
+            finally:
+                self.submitting -= 1
             if isinstance(proven, str):
                 raise ApplicationError(f"submit: {proven} ({wanted[0]})", type="InvalidDecision", non_retryable=True)
         self._queue(submit, proven.name if proven else None)
