@@ -77,15 +77,24 @@ class Reachable:
         path = self.root / f"outward-{port}.sock"
         self.exposed.append(subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-m",
                                               "localcluster.relay", str(path), str(port)], start_new_session=True))
+        self.listening(port, self.exposed[-1], f"nothing answers on {self.name}'s 127.0.0.1:{port} to relay outside")
         deadline = time.monotonic() + 15
-        while not path.exists() or self.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(port)],
-                                               check=False).returncode:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing answers on {self.name}'s 127.0.0.1:{port} to relay outside")
+        while not path.exists():  # the relay inside listens on it
+            if self.exposed[-1].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the relay of {self.name}'s 127.0.0.1:{port} did not start")
             time.sleep(0.1)
         listener = socket.create_server(("127.0.0.1", 0))
         relay(listener, str(path))
         return listener.getsockname()[1]
+
+    def listening(self, port: int, process: subprocess.Popen, failure: str, timeout: float = 15) -> None:
+        """Until something accepts on 127.0.0.1:`port` inside the namespace; `failure` if `process` (what should
+        listen there) ends or `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        while self.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(port)], check=False).returncode:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(failure)
+            time.sleep(0.2)
 
     def expose(self, port: int) -> None:
         """The outside's 127.0.0.1:`port` (the tests' Temporal, a kube-apiserver) reachable at the same address
@@ -104,11 +113,10 @@ class Reachable:
         inside = subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", sys.executable, "-m", "localcluster.relay",
                                    str(port), str(path)], start_new_session=True)
         self.exposed.append(inside)  # stopped with the host
-        deadline = time.monotonic() + 15
-        while self.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(port)], check=False).returncode:
-            if inside.poll() is not None or time.monotonic() > deadline:
-                inside.kill()
-                listener.close()
-                path.unlink(missing_ok=True)  # not "exposed already" for the next call
-                raise RuntimeError(f"127.0.0.1:{port} was not exposed in {self.name}'s namespace")
-            time.sleep(0.2)
+        try:
+            self.listening(port, inside, f"127.0.0.1:{port} was not exposed in {self.name}'s namespace")
+        except RuntimeError:
+            inside.kill()
+            listener.close()
+            path.unlink(missing_ok=True)  # not "exposed already" for the next call
+            raise

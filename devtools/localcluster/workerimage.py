@@ -73,11 +73,7 @@ def build_worker_image(host, wheelhouse: Path, tag: str = "durable-rollouts/work
     client.api.timeout = 900
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 15
-        while host.inside([sys.executable, "-m", "localcluster.relay", "--probe", str(WHEELS_PORT)], check=False).returncode:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the wheelhouse's HTTP server did not start in the host's namespace")
-            time.sleep(0.2)
+        host.listening(WHEELS_PORT, server, "the wheelhouse's HTTP server did not start in the host's namespace")
         began = time.monotonic()
         options = f"--no-index --find-links http://127.0.0.1:{WHEELS_PORT}/"
         for chunk in client.api.build(path=str(REPO), dockerfile="deploy/Dockerfile", tag=tag, rm=True, forcerm=True,
