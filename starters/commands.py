@@ -26,7 +26,7 @@ from temporalio.client import (
 from temporalio.common import (
     WorkflowIDConflictPolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import names
@@ -38,7 +38,18 @@ from starters.exitcodes import ExitCode, UserError
 from workers import temporal
 from workers.temporal import TemporalSettings
 
-OBSERVE_TIMEOUT = 60  # seconds for a worker to read what the target runs
+OBSERVE_TIMEOUT = 60  # seconds for a worker to read what the target runs (ROLLOUT_OBSERVE_TIMEOUT overrides)
+
+
+def observe_timeout() -> float:
+    raw = os.environ.get("ROLLOUT_OBSERVE_TIMEOUT", "")
+    try:
+        seconds = float(raw) if raw else OBSERVE_TIMEOUT
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds <= 3600:
+        raise UserError(f"ROLLOUT_OBSERVE_TIMEOUT: {raw!r} is not a number of seconds between 0 and 3600")
+    return seconds
 
 
 async def connect() -> Client:
@@ -167,7 +178,7 @@ async def observe(client: Client, rollout: Rollout, task_queue: str) -> TargetOb
     return await client.execute_workflow(
         ObserveTarget.run, ObserveInput(target=rollout.spec.target), id=f"{rollout.rollout_id}/observe/{uuid.uuid4().hex[:8]}",
         task_queue=names.task_queue_for(task_queue, rollout.spec.target.family),
-        execution_timeout=timedelta(seconds=OBSERVE_TIMEOUT), result_type=TargetObservation,
+        execution_timeout=timedelta(seconds=observe_timeout()), result_type=TargetObservation,
     )
 
 
@@ -193,8 +204,7 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
                 else:
                     print(f"{ended}; checked just now: {drift}; not started again (--again to run it anew)")
                 return ExitCode.OK
-            if not as_json:
-                print(f"{ended}, but {drift[1:]}: starting it anew", flush=True)
+            print(f"{ended}, but {drift[1:]}: starting it anew", flush=True, file=sys.stderr if as_json else sys.stdout)
     await _close_window(client, rid, as_json)
     try:
         handle = await start_workflow(client, rollout, task_queue, who(), starter_token=token)
@@ -223,15 +233,37 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
     return await _started(handle, wait, timeout, as_json)
 
 
+READ_ROUNDS = 3  # ObserveTarget asked this many times when it timed out or ran out of retries
+
+
+def _permanent(error: WorkflowFailureError) -> bool:
+    """The observer refused for good (the target is gone, access denied: a non-retryable activity error),
+    as opposed to not answering in time or a fault that outlasted its retries (a busy worker, an API
+    hiccup): only the former says something about the target."""
+    cause = error.cause
+    while getattr(cause, "cause", None) is not None and not isinstance(cause, ApplicationError):
+        cause = cause.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
 async def _drift(client: Client, rollout: Rollout, task_queue: str, zero_is_fine: bool = True) -> str:
     """How the target compares with the spec now: a description, with a leading "!" when it no longer
-    runs the spec's version as it was left (or could not be read: then a new run is the safe answer)."""
-    try:
-        seen = await observe(client, rollout, task_queue)
-    except WorkflowFailureError as error:
-        cause = error.cause.cause if error.cause is not None and error.cause.cause is not None else error.cause
-        message = getattr(cause, "message", None) or str(cause or error)
-        return f"!its target could not be read ({message})"
+    runs the spec's version as it was left, or the observer refused for good (the target is gone: a new run
+    is the safe answer). A read that timed out is asked again; one that never answers is refused (exit 6,
+    nothing started): a busy worker is no reason to deliver again and ask for approvals again."""
+    for round_ in range(1, READ_ROUNDS + 1):
+        try:
+            seen = await observe(client, rollout, task_queue)
+            break
+        except WorkflowFailureError as error:
+            cause = error.cause.cause if error.cause is not None and error.cause.cause is not None else error.cause
+            message = getattr(cause, "message", None) or str(cause or error)
+            if _permanent(error):
+                return f"!its target could not be read ({message})"
+            if round_ == READ_ROUNDS:
+                raise UserError(f"{rollout.rollout_id}: what its target runs could not be read {READ_ROUNDS} times "
+                                f"({message}); nothing started: run it again, or --again to start anew",
+                                ExitCode.UNAVAILABLE) from None
     if seen.version != rollout.spec.image:
         return f"!{seen.target} now runs {seen.version} ({seen.detail}), not {rollout.spec.image}"
     if not seen.ready:

@@ -80,9 +80,8 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
                 print(f"{ended}; checked just now: its {verified} verified targets run it; not started "
                       "again (--again to run it anew)")
             return ExitCode.OK
-        if not as_json:
-            print(f"{ended}, but {drifted[0]}{f' (and {len(drifted) - 1} more)' if len(drifted) > 1 else ''}: "
-                  "delivering it anew", flush=True)
+        print(f"{ended}, but {drifted[0]}{f' (and {len(drifted) - 1} more)' if len(drifted) > 1 else ''}: "
+              "delivering it anew", flush=True, file=sys.stderr if as_json else sys.stdout)
     try:
         handle = await start_pipeline(client, pipeline, task_queue, who(), token)
     except WorkflowAlreadyStartedError:
@@ -109,7 +108,8 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
 
 async def _drifted(client: Client, pipeline: Pipeline, last: RolloutStatus, task_queue: str) -> list[str]:
     """Each target of the delivered bundle read now (ObserveTarget, together): those no longer running
-    their stage's pinned image settled, described; a target that cannot be read counts as drifted."""
+    their stage's pinned image settled, described; a target the observer refuses for good counts as drifted, one
+    that does not answer in time is asked again (commands._drift)."""
     checks = [(stage, stage.rollout_for(target, state.image, pipeline.rollout_id))
               for stage, state in zip(pipeline.spec.stages, last.pipeline.stages, strict=True)
               for target, ts in zip(stage.targets, [t for w in state.waves for t in w.targets], strict=True)

@@ -213,14 +213,23 @@ def test_a_healthy_spec_started_again_is_checked_against_its_target(cli, workloa
     runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
     assert len(runs) == 1, "nothing was started"
 
+    # No worker reads the target in time (none polls this queue): asked again, then refused, nothing started —
+    # a busy worker is no drift, and a new run would ask every gate again
+    unread = cli("start", "-f", spec, "--json", ROLLOUT_TASK_QUEUE=f"nobody-{unique}", ROLLOUT_OBSERVE_TIMEOUT="1.5")
+    assert unread.returncode == 6, unread.stdout + unread.stderr
+    assert f"{rid}: what its target runs could not be read 3 times (" in unread.stderr, unread.stderr
+    assert "nothing started: run it again, or --again to start anew" in unread.stderr
+    runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
+    assert len(runs) == 1, "nothing was started"
+
     apps = client.AppsV1Api(kube_api)  # someone puts the old version back by hand
     apps.patch_namespaced_deployment("web", workload, {"spec": {"template": {"spec": {"containers": [
         {"name": "app", "image": "registry.local/web:1.0.0"}]}}}})
-    drifted = cli("start", "-f", spec, "--wait")
+    drifted = cli("start", "-f", spec, "--wait", "--json")
     assert drifted.returncode == 0, drifted.stdout + drifted.stderr
-    assert (f"but deployment {workload}/web now runs registry.local/web:1.0.0" in drifted.stdout
-            and "starting it anew" in drifted.stdout), drifted.stdout
-    assert f"{rid}: Healthy" in drifted.stdout
+    assert (f"but deployment {workload}/web now runs registry.local/web:1.0.0" in drifted.stderr
+            and "starting it anew" in drifted.stderr), drifted.stderr  # --json: stdout is the JSON, why on stderr
+    assert RolloutStatus.model_validate_json(drifted.stdout.strip().splitlines()[-1]).phase.value == "Healthy"
     assert apps.read_namespaced_deployment("web", workload).spec.template.spec.containers[0].image == image
     runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
     assert len(runs) == 2, "one new run"

@@ -38,6 +38,7 @@ def rollout_cli(dev_server, fleet_worker):
         assert "Traceback" not in result.stderr, result.stderr
         return result
 
+    run.env = env
     return run
 
 
@@ -92,24 +93,28 @@ async def test_three_stages_one_digest_soak_and_two_approvals(
     assert early.returncode == 5 and "waits for approval under a policy" in early.stderr
     approved = await rollout_cli("approve", pid, "--by", "alice")
     assert approved.returncode == 0, approved.stderr
-    await asyncio.to_thread(_approve_in_web_ui, dev_server.ui_url, pid, "bob")
-    decided = await eventually(lambda: _voted(dev_client, pid, "bob"), timeout=90, what="bob's vote from the Web UI")
-    assert decided.accepted, decided.why
 
-    # CI re-runs the job: it attaches to the running pipeline (or, once delivered, says so without a new run)
-    again = await rollout_cli("pipeline", "start", "-f", str(file), "--wait", "--json", "--timeout", "300",
-                              timeout=400)
+    # CI re-runs the job while the gate waits for bob: it attaches to the running pipeline and follows it
+    again = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "starters.cli", "pipeline", "start", "-f", str(file), "--wait", "--json", "--timeout", "300",
+        cwd=REPO, env=rollout_cli.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        first = json.loads(await asyncio.wait_for(again.stdout.readline(), timeout=120))
+        assert first["rolloutId"] == pid and first["runId"] is None, f"{first}: attached, not started"
+
+        await asyncio.to_thread(_approve_in_web_ui, dev_server.ui_url, pid, "bob")
+        decided = await eventually(lambda: _voted(dev_client, pid, "bob"), timeout=90, what="bob's vote from the Web UI")
+        assert decided.accepted, decided.why
+        out, err = await asyncio.wait_for(again.communicate(), timeout=400)
+    finally:
+        if again.returncode is None:
+            again.kill()
     if again.returncode != 0:
         s = await status_of(dev_client, pid)
-        events = (await dev_client.get_workflow_handle(pid).fetch_history()).events
-        from temporalio.api.enums.v1 import EventType
-        failed = [(EventType.Name(e.event_type), str(e.workflow_task_failed_event_attributes.failure.message)[:400])
-                  for e in events if e.event_type in (EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
-                                                      EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)]
-        print("WFT-FAILURES", failed[:5], "LAST", [EventType.Name(e.event_type) for e in events[-12:]])
-        raise AssertionError(f"{again.stdout[-1500:]}{again.stderr}\napproval: {s.approval}\n"
+        raise AssertionError(f"{out.decode()[-1500:]}{err.decode()}\napproval: {s.approval}\n"
                              f"decisions: {s.decisions}\nhistory: {s.history[-8:]}")
-    final = RolloutStatus.model_validate_json(again.stdout.strip().splitlines()[-1])
+    assert "Traceback" not in err.decode(), err.decode()
+    final = RolloutStatus.model_validate_json(out.decode().strip().splitlines()[-1])
     assert final.phase is Phase.HEALTHY, final.message
     assert [s.state for s in final.pipeline.stages] == ["verified"] * 3
     votes = {d.by: d.source for d in final.decisions if d.kind == "approve"}
