@@ -24,6 +24,8 @@ import os
 import sys
 from pathlib import Path
 
+from temporalio.service import RPCError
+
 from activities.sealing import SealingError
 from models import names
 from models.spec import STRATEGIES, SpecError, json_schema
@@ -344,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     except (PayloadKeyError, SealingError) as error:  # key settings: a user mistake like any other
         print(f"rollout: {error}", file=sys.stderr)
         code = ExitCode.INVALID
+    except RPCError as error:  # Temporal answered with an error no command expects (or did not answer in time)
+        print(f"rollout: Temporal: {error.status.name if error.status else 'error'}: {error.message}", file=sys.stderr)
+        code = ExitCode.UNAVAILABLE
     except KeyboardInterrupt:
         code = 130
     # The Temporal client's Rust threads can crash CPython's finalization in a short-lived process

@@ -233,44 +233,58 @@ async def start(rollout: Rollout, wait: bool, timeout: float, task_queue: str, a
     return await _started(handle, wait, timeout, as_json)
 
 
-READ_ROUNDS = 3  # ObserveTarget asked this many times when it timed out or ran out of retries
+READ_ROUNDS = 3  # ObserveTarget asked this many times before a target counts as unread (or, unsettled, drifted)
+GONE = ("NotFound",)  # the observer's word that the target is not there: a drift a new run puts right
 
 
-def _permanent(error: WorkflowFailureError) -> bool:
-    """The observer refused for good (the target is gone, access denied: a non-retryable activity error),
-    as opposed to not answering in time or a fault that outlasted its retries (a busy worker, an API
-    hiccup): only the former says something about the target."""
-    cause = error.cause
-    while getattr(cause, "cause", None) is not None and not isinstance(cause, ApplicationError):
-        cause = cause.cause
-    return isinstance(cause, ApplicationError) and cause.non_retryable
+class TargetUnread(UserError):
+    """A re-run's check could not read a target: whether it drifted is unknown, so nothing is started."""
+
+    def __init__(self, rollout_id: str, why: str):
+        self.why = why
+        super().__init__(f"{rollout_id}: {why}, {READ_ROUNDS} times; nothing started: run it again, or --again to "
+                         "start anew", ExitCode.UNREAD)
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The deepest cause of a failed workflow: the activity's own ApplicationError, or a TimeoutError."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error
 
 
 async def _drift(client: Client, rollout: Rollout, task_queue: str, zero_is_fine: bool = True) -> str:
-    """How the target compares with the spec now: a description, with a leading "!" when it no longer
-    runs the spec's version as it was left, or the observer refused for good (the target is gone: a new run
-    is the safe answer). A read that timed out is asked again; one that never answers is refused (exit 6,
-    nothing started): a busy worker is no reason to deliver again and ask for approvals again."""
-    for round_ in range(1, READ_ROUNDS + 1):
+    """How the target compares with the spec now: a description, with a leading "!" when it no longer runs
+    the spec's version as it was left, or is not there at all (the observer says NotFound); a new run is then
+    the answer. A read that fails otherwise (no answer in time, retries used up, access refused) or a target
+    on the version but not settled is asked again; still unread: `TargetUnread` (a busy worker or expired
+    credentials are no reason to deliver again and ask every gate again); still unsettled: a drift."""
+    why = ""
+    for _ in range(READ_ROUNDS):
         try:
             seen = await observe(client, rollout, task_queue)
-            break
         except WorkflowFailureError as error:
-            cause = error.cause.cause if error.cause is not None and error.cause.cause is not None else error.cause
+            cause = _innermost(error)
             message = getattr(cause, "message", None) or str(cause or error)
-            if _permanent(error):
-                return f"!its target could not be read ({message})"
-            if round_ == READ_ROUNDS:
-                raise UserError(f"{rollout.rollout_id}: what its target runs could not be read {READ_ROUNDS} times "
-                                f"({message}); nothing started: run it again, or --again to start anew",
-                                ExitCode.UNAVAILABLE) from None
-    if seen.version != rollout.spec.image:
-        return f"!{seen.target} now runs {seen.version} ({seen.detail}), not {rollout.spec.image}"
-    if not seen.ready:
-        return f"!{seen.target} runs {seen.version} but is not settled ({seen.detail})"
-    if seen.instances == 0 and not zero_is_fine:
-        return f"!{seen.target} runs no pod of {seen.version} ({seen.detail})"
-    return f"{seen.target} runs {seen.version} ({seen.detail})"
+            if isinstance(cause, ApplicationError) and cause.type in GONE:
+                return f"!its target is not there ({message})"
+            why = f"what its target runs could not be read ({message})"
+            continue
+        except RPCError as error:  # the ObserveTarget start itself not answered in time
+            if error.status not in ASK_AGAIN:
+                raise
+            why = f"what its target runs could not be read ({error.message})"
+            continue
+        if seen.version != rollout.spec.image:
+            return f"!{seen.target} now runs {seen.version} ({seen.detail}), not {rollout.spec.image}"
+        if seen.instances == 0 and not zero_is_fine:
+            return f"!{seen.target} runs no pod of {seen.version} ({seen.detail})"
+        if seen.ready:
+            return f"{seen.target} runs {seen.version} ({seen.detail})"
+        why = f"!{seen.target} runs {seen.version} but is not settled ({seen.detail})"
+    if why.startswith("!"):
+        return why
+    raise TargetUnread(rollout.rollout_id, why)
 
 
 async def _supersede(running: WorkflowHandle, image: str, quiet: bool) -> None:
@@ -346,13 +360,18 @@ def _history_line(status: RolloutStatus, entry) -> str:
     return f"{entry.at:%H:%M:%S}  {step:<10} {entry.event:<16} {entry.detail}{by}"
 
 
-async def status_or_none(handle: WorkflowHandle) -> RolloutStatus | None:
-    try:
-        return await handle.query("status", result_type=RolloutStatus)
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+async def status_or_none(handle: WorkflowHandle, tries: int = 3) -> RolloutStatus | None:
+    """The rollout's status (None: no such rollout); a query a busy worker did not answer is asked again."""
+    for attempt in range(1, tries + 1):
+        try:
+            return await handle.query("status", result_type=RolloutStatus)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            if attempt == tries or error.status not in ASK_AGAIN[:3]:  # not FAILED_PRECONDITION: a failing task
+                raise
+            await asyncio.sleep(1)
+    raise AssertionError("unreachable")
 
 
 async def get_status(rollout_id: str) -> tuple[WorkflowHandle, RolloutStatus]:

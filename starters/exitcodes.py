@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     CONFLICT = 5  # refused in the rollout's current state (already running, not paused, finished)
     UNAVAILABLE = 6  # Temporal (or the local cluster) cannot be reached
     INCONCLUSIVE = 7  # `rollout analyze`: the analysis could not decide
+    UNREAD = 8  # a re-run's check: a target could not be read (nothing started)
 
 
 class UserError(Exception):

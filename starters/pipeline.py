@@ -27,7 +27,7 @@ from models.documents import SpecError
 from models.kinds import load_kind
 from models.pipeline import Pipeline, PipelineInput
 from models.status import AbortRequest, Phase, RolloutStatus
-from starters.commands import _drift, _started, connect, status_or_none, ui_link, who
+from starters.commands import TargetUnread, _drift, _started, connect, status_or_none, ui_link, who
 from starters.exitcodes import ExitCode, UserError
 from starters.identity import add_start_token, starter_token
 
@@ -108,15 +108,23 @@ async def start(pipeline: Pipeline, wait: bool, timeout: float, task_queue: str,
 
 async def _drifted(client: Client, pipeline: Pipeline, last: RolloutStatus, task_queue: str) -> list[str]:
     """Each target of the delivered bundle read now (ObserveTarget, together): those no longer running
-    their stage's pinned image settled, described; a target the observer refuses for good counts as drifted, one
-    that does not answer in time is asked again (commands._drift)."""
+    their stage's pinned image settled, described; a target that is not there counts as drifted; one that could
+    not be read refuses the start (`TargetUnread`) unless another one drifted (commands._drift)."""
     checks = [(stage, stage.rollout_for(target, state.image, pipeline.rollout_id))
               for stage, state in zip(pipeline.spec.stages, last.pipeline.stages, strict=True)
               for target, ts in zip(stage.targets, [t for w in state.waves for t in w.targets], strict=True)
               if ts.state == "verified"]  # a failure maxFailures tolerated is not redelivered by a re-run
     seen = await asyncio.gather(*(_drift(client, rollout, task_queue, stage.allow_zero_replicas)
-                                  for stage, rollout in checks))
-    return [what[1:] for what in seen if what.startswith("!")]
+                                  for stage, rollout in checks), return_exceptions=True)
+    for what in seen:
+        if isinstance(what, BaseException) and not isinstance(what, TargetUnread):
+            raise what
+    drifted = [what[1:] for what in seen if isinstance(what, str) and what.startswith("!")]
+    unread = [what for what in seen if isinstance(what, TargetUnread)]
+    if unread and not drifted:  # one drift is reason enough to deliver; unread alone says nothing
+        raise TargetUnread(pipeline.rollout_id, f"{len(unread)} of its {len(checks)} verified targets could not be "
+                           f"read (the first: {unread[0].why})")
+    return drifted
 
 
 def tree_lines(s: RolloutStatus, children: dict[str, RolloutStatus]) -> list[str]:

@@ -216,9 +216,9 @@ def test_a_healthy_spec_started_again_is_checked_against_its_target(cli, workloa
     # No worker reads the target in time (none polls this queue): asked again, then refused, nothing started —
     # a busy worker is no drift, and a new run would ask every gate again
     unread = cli("start", "-f", spec, "--json", ROLLOUT_TASK_QUEUE=f"nobody-{unique}", ROLLOUT_OBSERVE_TIMEOUT="1.5")
-    assert unread.returncode == 6, unread.stdout + unread.stderr
-    assert f"{rid}: what its target runs could not be read 3 times (" in unread.stderr, unread.stderr
-    assert "nothing started: run it again, or --again to start anew" in unread.stderr
+    assert unread.returncode == 8, unread.stdout + unread.stderr
+    assert f"{rid}: what its target runs could not be read (" in unread.stderr, unread.stderr
+    assert "3 times; nothing started: run it again, or --again to start anew" in unread.stderr
     runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
     assert len(runs) == 1, "nothing was started"
 
@@ -233,6 +233,12 @@ def test_a_healthy_spec_started_again_is_checked_against_its_target(cli, workloa
     assert apps.read_namespaced_deployment("web", workload).spec.template.spec.containers[0].image == image
     runs = [row for row in json.loads(cli("list", "--json").stdout) if row["rolloutId"] == rid]
     assert len(runs) == 2, "one new run"
+
+    apps.delete_namespaced_deployment("web", workload)  # gone: the observer says NotFound, a drift
+    gone = cli("start", "-f", spec)
+    assert gone.returncode == 0 and f"but its target is not there (deployment {workload}/web" in gone.stdout, \
+        gone.stdout + gone.stderr
+    assert "starting it anew" in gone.stdout
 
 
 def test_a_decision_the_rollout_does_not_carry_is_refused_naming_what_it_takes(cli, workload, unique):

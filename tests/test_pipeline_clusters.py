@@ -99,16 +99,19 @@ async def test_three_stages_one_digest_soak_and_two_approvals(
         sys.executable, "-m", "starters.cli", "pipeline", "start", "-f", str(file), "--wait", "--json", "--timeout", "300",
         cwd=REPO, env=rollout_cli.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        first = json.loads(await asyncio.wait_for(again.stdout.readline(), timeout=120))
-        assert first["rolloutId"] == pid and first["runId"] is None, f"{first}: attached, not started"
+        line = await asyncio.wait_for(again.stdout.readline(), timeout=120)
+        first = json.loads(line) if line.strip() else {}
+        assert first.get("rolloutId") == pid and first.get("runId", "") is None, f"{line!r}: attached, not started"
 
         await asyncio.to_thread(_approve_in_web_ui, dev_server.ui_url, pid, "bob")
         decided = await eventually(lambda: _voted(dev_client, pid, "bob"), timeout=90, what="bob's vote from the Web UI")
         assert decided.accepted, decided.why
         out, err = await asyncio.wait_for(again.communicate(), timeout=400)
-    finally:
+    except BaseException as failure:  # what the re-run said, beside whatever failed
         if again.returncode is None:
             again.kill()
+        rest, said = await again.communicate()
+        raise AssertionError(f"the re-run said: {rest.decode()[-1500:]}{said.decode()[-1500:]}") from failure
     if again.returncode != 0:
         s = await status_of(dev_client, pid)
         raise AssertionError(f"{out.decode()[-1500:]}{err.decode()}\napproval: {s.approval}\n"
@@ -133,8 +136,11 @@ async def test_three_stages_one_digest_soak_and_two_approvals(
     assert prod_start >= decided, "prod started only after both approvals"
     tree = (await rollout_cli("status", pid)).stdout
     assert tree.count(f"verified       on {pinned.rsplit('@', 1)[-1][:19]}") == 5, tree
+    rerun = await rollout_cli("pipeline", "start", "-f", str(file), "--wait", "--json")  # after the end, as CI
+    assert rerun.returncode == 0 and "delivering it anew" not in rerun.stderr, rerun.stdout[-1500:] + rerun.stderr
+    assert RolloutStatus.model_validate_json(rerun.stdout.strip().splitlines()[-1]).phase is Phase.HEALTHY
     runs = [e async for e in dev_client.list_workflows(f"WorkflowId = '{pid}'")]
-    assert len(runs) == 1, "the re-run job started no second delivery"
+    assert len(runs) == 1, "the re-run jobs started no second delivery"
     listed = json.loads((await rollout_cli("list", "--pipeline", pid, "--json")).stdout)
     assert len(listed) == 5 and {row["pipeline"] for row in listed} == {pid}
     kinds = json.loads((await rollout_cli("list", "--strategy", "pipeline", "--json")).stdout)

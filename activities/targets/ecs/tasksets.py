@@ -103,8 +103,8 @@ def read_service(ecs: Any, t: EcsTarget) -> Service:
         answer = ecs.describe_services(cluster=t.cluster, services=[t.service])
         services = [s for s in answer.get("services", []) if s.get("status") == "ACTIVE"]
         if not services:
-            reason = (answer.get("failures") or [{}])[0].get("reason", "not found")
-            raise invalid(f"{where(t)}: {reason}")
+            reason = (answer.get("failures") or [{}])[0].get("reason", "not found")  # MISSING, or INACTIVE
+            raise ApplicationError(f"{where(t)}: {reason}", type="NotFound", non_retryable=True)
         service = services[0]
         controller = (service.get("deploymentController") or {}).get("type", "ECS")
         if controller != "EXTERNAL":
