@@ -17,8 +17,8 @@ RolloutSpecBody = Any  # models/spec.py's, which calls this module (a name here,
 def target_problem(spec: RolloutSpecBody) -> str:
     """Why the chosen target cannot run this spec ("" when it can): "@field.path: what is wrong"."""
     kind, target, st = spec.target.kind, spec.target.chosen, spec.strategy
-    can, name = target.CAPABILITIES, st.name
-    own = target.strategy_problem(st)
+    can, name = getattr(target, "capabilities", target.CAPABILITIES), st.name  # a Kubernetes workload's own
+    own = target.strategy_problem(st) or (target.spec_problem(spec) if hasattr(target, "spec_problem") else "")
     if own:
         return own
     for path, step in spec.analysis_steps():

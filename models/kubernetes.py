@@ -121,3 +121,15 @@ class WindowInput(Message):
     progress_deadline_seconds: int
 
 
+class StatefulSetInput(Message):
+    """What every StatefulSet activity is given. `updated`: how many of the highest ordinals should run the
+    new revision once the call returns (set_partition); `stable_image`: what prepare found, to go back to."""
+
+    rollout_id: str
+    target: KubernetesTarget  # its statefulSet
+    image: str
+    progress_deadline_seconds: int
+    updated: int = 0
+    weight: int = 0  # the step's setWeight, reported back
+    stable_image: str = ""
+    container: str = ""

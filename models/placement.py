@@ -62,7 +62,7 @@ def placed(template: DeliveryTarget, target: Target, namespace: str | None = Non
         k8s = template.kubernetes
         return template.model_copy(update={"kubernetes": k8s.model_copy(update={
             "context": target.context, "namespace": target.namespace or namespace or k8s.namespace,
-            "deployment": deployment or k8s.deployment})})
+            ("stateful_set" if k8s.stateful_set else "deployment"): deployment or k8s.workload})})
     change = target.ecs if target.ecs is not None else target.compose_host
     model = type(template.chosen)
     try:

@@ -12,22 +12,24 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.compose import ComposeHostTarget
 from models.delivery import Capabilities
 from models.ecs import EcsTarget
 from models.specbase import DnsLabel, DnsSubdomain, Message, OneOf, SpecModel
+from models.workloads import STATEFUL_SET
 
 
 class KubernetesTarget(SpecModel):
-    """`spec.target.kubernetes`: a Deployment in a cluster (a kubeconfig context)."""
+    """`spec.target.kubernetes`: a workload in a cluster (a kubeconfig context) — a Deployment, or a
+    StatefulSet (a canary by its rolling update's partition: models/workloads.py)."""
 
     FAMILY: ClassVar[str] = "kubernetes"
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
         weights=True, header_routes=True, mirrors=True, instant_switch=True, warm_rollback_window=True,
         in_place_rolling=True)  # header routes and mirrors: where the router can (models/routing.py checks)
-    DELIVERY: ClassVar[str] = "workflows.targets.kubernetes:KubernetesDelivery"
+    DELIVERY: ClassVar[str] = "workflows.targets.kubernetes:delivery"
     ACTIVITIES: ClassVar[str] = "activities.targets.kubernetes:activities"
     OBSERVER: ClassVar[str] = "observe_kubernetes_target"
     INSTANCES: ClassVar[str] = "pods"
@@ -35,14 +37,34 @@ class KubernetesTarget(SpecModel):
 
     context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
     namespace: DnsLabel
-    deployment: DnsSubdomain
+    deployment: DnsSubdomain | None = Field(None, description="the Deployment to roll (or statefulSet)")
+    stateful_set: DnsSubdomain | None = Field(None, description="the StatefulSet to roll (or deployment)")
+
+    @model_validator(mode="after")
+    def _one_workload(self) -> KubernetesTarget:
+        if (self.deployment is None) == (self.stateful_set is None):
+            raise ValueError("name exactly one workload: deployment or statefulSet")
+        return self
+
+    @property
+    def workload(self) -> str:
+        return self.deployment or self.stateful_set or ""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return STATEFUL_SET.CAPABILITIES if self.stateful_set else self.CAPABILITIES
 
     def describe(self) -> str:
-        return f"{self.context}/{self.namespace}/{self.deployment}"
+        return f"{self.context}/{self.namespace}/{'' if self.deployment else 'statefulset/'}{self.workload}"
 
-    @staticmethod
-    def strategy_problem(strategy: Any) -> str:
+    def spec_problem(self, spec: Any) -> str:
+        """A StatefulSet's own limits (models/workloads.py); none for a Deployment."""
+        return STATEFUL_SET.spec_problem(spec) if self.stateful_set else ""
+
+    def strategy_problem(self, strategy: Any) -> str:
         """The Services (and the A/B test's router) a strategy needs on Kubernetes (models/capabilities.py)."""
+        if self.stateful_set:
+            return ""  # spec_problem says what a StatefulSet takes
         needs = {"canary": ("stableService", "canaryService"), "abTest": ("stableService", "canaryService",
                                                                         "trafficRouting"),
                  "blueGreen": ("activeService", "previewService")}

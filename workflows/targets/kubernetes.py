@@ -1,5 +1,5 @@
-"""The Kubernetes target's `DeliveryTarget`: a Deployment in a cluster. The canary is a second Deployment
-(`<name>-canary`) behind the spec's traffic router, the blue-green preview a `<name>-preview` behind the
+"""The Kubernetes target's `DeliveryTarget` for a Deployment in a cluster (`delivery` picks it, or a
+StatefulSet's: workflows/targets/statefulset.py). The canary is a second Deployment (`<name>-canary`) behind the spec's traffic router, the blue-green preview a `<name>-preview` behind the
 preview Service, the in-place updates the Deployment's own rolling update, the rollback window warm
 copies of earlier ReplicaSets. The activities are in activities/targets/kubernetes/; their inputs are
 built here, the same as the strategies built them before this seam (recorded histories replay)."""
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import BlueGreenStrategy, CanaryStrategy, RolloutSpecBody
     from models.targets import KubernetesTarget
     from workflows import options
+    from workflows.targets.statefulset import StatefulSetDelivery
 
 
 class KubernetesDelivery:
@@ -181,3 +182,10 @@ def template_hashes(target: KubernetesTarget, latest: str, stable: str | None) -
                                      non_retryable_error_types=options.PERMANENT))
 
     return read
+
+
+def delivery(spec: RolloutSpecBody, rollout_id: str) -> KubernetesDelivery | StatefulSetDelivery:
+    """The record's adapter (models/targets.py): the target's workload picks it."""
+    if spec.target.kubernetes.stateful_set:
+        return StatefulSetDelivery(spec, rollout_id)
+    return KubernetesDelivery(spec, rollout_id)

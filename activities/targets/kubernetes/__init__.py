@@ -1,4 +1,4 @@
-"""The Kubernetes delivery target: a Deployment in a cluster. `activities` is its record's factory
+"""The Kubernetes delivery target: a Deployment or a StatefulSet in a cluster. `activities` is its record's factory
 (models/targets.py): the worker hands it its clients and serves what it returns on the target's family."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ def activities(clients: Any, http: Any) -> list:
     from activities.targets.kubernetes.canary import CanaryActivities
     from activities.targets.kubernetes.observe import ObserveActivities
     from activities.targets.kubernetes.rolling import DeploymentActivities
+    from activities.targets.kubernetes.statefulset import StatefulSetActivities
     from activities.targets.kubernetes.window import WindowActivities
 
     canary, deployment, blue_green = CanaryActivities(clients), DeploymentActivities(clients), BlueGreenActivities(clients)
-    window, observe = WindowActivities(clients), ObserveActivities(clients)
+    window, observe, sts = WindowActivities(clients), ObserveActivities(clients), StatefulSetActivities(clients)
     return [
         observe.observe_kubernetes_target, observe.pod_template_hash,
         window.keep_warm, window.switch_to_warm, window.close_window,
@@ -23,4 +24,5 @@ def activities(clients: Any, http: Any) -> list:
         blue_green.complete_blue_green, blue_green.abort_blue_green,
         canary.prepare_canary, canary.set_canary_weight, canary.promote_canary, canary.abort_canary,
         deployment.roll_out_deployment, deployment.undo_deployment,
+        sts.prepare_stateful_canary, sts.set_stateful_partition, sts.promote_stateful_canary, sts.abort_stateful_canary,
     ]

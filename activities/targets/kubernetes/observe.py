@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.targets.kubernetes.client import KubeClients, api_errors, read_optional
 from activities.targets.kubernetes.pods import current_pods
 from activities.targets.kubernetes.readiness import is_settled
+from activities.targets.kubernetes.statefulset import observe_stateful_set
 from models.kubernetes import KubernetesTarget
 from models.names import canary_deployment_name, preview_deployment_name
 from models.targets import TargetObservation
@@ -27,6 +28,8 @@ class ObserveActivities:
     @activity.defn(name="observe_kubernetes_target")
     def observe_kubernetes_target(self, t: KubernetesTarget) -> TargetObservation:
         apps, core = self._clients.apps(t.context), self._clients.core(t.context)
+        if t.stateful_set:
+            return observe_stateful_set(apps, core, t)
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:  # a Deployment between two status updates of its controller settles within moments
             with api_errors(f"deployment {t.namespace}/{t.deployment}"):

@@ -50,7 +50,7 @@ def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: cli
     pinned = digest_of(container.image)
     running, problems = 0, []
     for pod in pods:
-        problem = _problem(pod, container.name, container.image, pinned)
+        problem = pod_problem(pod, container.name, container.image, pinned)
         if problem:
             problems.append(f"{pod.metadata.name} {problem}")
         else:
@@ -58,7 +58,7 @@ def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: cli
     return PodEvidence(template_hash=template_hash, running=running, problems=tuple(problems))
 
 
-def _problem(pod: client.V1Pod, name: str, image: str, pinned: str) -> str:
+def pod_problem(pod: client.V1Pod, name: str, image: str, pinned: str) -> str:
     ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
     if not ready:
         return "is not ready"

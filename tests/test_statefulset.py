@@ -1,0 +1,119 @@
+"""StatefulSets rolled as a canary by their partition, on the real API server and the real StatefulSet and
+PersistentVolume controllers (kube-controller-manager v1.20.2): the highest ordinals take the new revision
+step by step, every one Running and Ready before the next step; abort puts the previous revision back
+ordinal by ordinal and the partition where it was; OnDelete StatefulSets are moved by deleting pods one
+at a time; no claim is ever deleted or replaced."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from localcluster.workload import deploy_stateful_set
+from models.spec import parse_rollout
+from models.status import AbortRequest, Phase, PromoteRequest
+from starters.commands import start_workflow
+from tests.cluster_view import traffic_share
+from tests.helpers import canary_document, finished, paused_at, read_audit
+
+OLD, NEW = "registry.local/db:1.0.0", "registry.local/db:2.0.0"
+
+
+def stateful_rollout(name: str, namespace: str, steps: list[dict]) -> object:
+    document = canary_document(name=name, namespace=namespace, image=NEW, steps=steps)
+    document["spec"]["target"]["kubernetes"] = {"context": "local", "namespace": namespace, "statefulSet": "db"}
+    document["spec"]["strategy"] = {"canary": {"steps": steps}}
+    return parse_rollout(document)
+
+
+def pods_view(core: client.CoreV1Api, namespace: str) -> dict[str, tuple[str, str]]:
+    """db-N -> (image, controller-revision-hash) of the pods not being deleted."""
+    pods = core.list_namespaced_pod(namespace, label_selector="app=db").items
+    return {p.metadata.name: (p.spec.containers[0].image, p.metadata.labels.get("controller-revision-hash"))
+            for p in pods if p.metadata.deletion_timestamp is None}
+
+
+def claims(core: client.CoreV1Api, namespace: str) -> dict[str, tuple[str, str]]:
+    """Each claim's uid and the volume it is bound to: the same before and after any rollout."""
+    return {c.metadata.name: (c.metadata.uid, c.spec.volume_name)
+            for c in core.list_namespaced_persistent_volume_claim(namespace).items}
+
+
+@pytest.fixture
+def database(kube_api, unique):
+    namespace = f"sts-{unique}"
+    deploy_stateful_set(kube_api, namespace, "db", OLD, replicas=3, rps=150)
+    yield namespace
+    client.CoreV1Api(kube_api).delete_namespace(namespace, propagation_policy="Background")
+
+
+async def test_partition_steps_then_abort_puts_each_ordinal_back(
+    dev_client, cluster_worker, database, kube_api, local_cluster, unique
+):
+    ns, core, apps = database, client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+    before = apps.read_namespaced_stateful_set("db", ns)
+    old_revision = before.status.current_revision
+    volumes = claims(core, ns)
+    assert len(volumes) == 3 and all(v[1] for v in volumes.values()), f"each ordinal's claim bound: {volumes}"
+
+    rollout = stateful_rollout(f"db-{unique}", ns, [{"setWeight": 33}, {"pause": {}}, {"setWeight": 66}, {"pause": {}},
+                                                    {"setWeight": 100}])
+    handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+    status = await paused_at(handle, 1, timeout=90)
+    assert (status.canary_replicas, status.stable_replicas) == (1, 2)
+    sts = apps.read_namespaced_stateful_set("db", ns)
+    assert sts.spec.update_strategy.rolling_update.partition == 2
+    new_revision = sts.status.update_revision
+    assert new_revision != old_revision
+    assert pods_view(core, ns) == {"db-0": (OLD, old_revision), "db-1": (OLD, old_revision), "db-2": (NEW, new_revision)}
+    share, _ = await traffic_share(local_cluster.simulator_url, ns, "2.0.0", service="db", seconds=3.0)
+    assert 0.15 < share < 0.55, f"one ordinal of three updated, it served {share:.0%}"
+
+    await handle.execute_update("promote", PromoteRequest(by="alice"))
+    status = await paused_at(handle, 3, timeout=90)
+    assert (status.canary_replicas, status.stable_replicas) == (2, 1)
+    assert apps.read_namespaced_stateful_set("db", ns).spec.update_strategy.rolling_update.partition == 1
+    assert pods_view(core, ns) == {"db-0": (OLD, old_revision), "db-1": (NEW, new_revision), "db-2": (NEW, new_revision)}
+
+    await handle.execute_update("abort", AbortRequest(by="alice", reason="replication lag"))
+    final = await finished(handle, 90)
+    assert final.phase is Phase.DEGRADED and final.reason == "RolloutAborted", final.message
+    after = apps.read_namespaced_stateful_set("db", ns)
+    assert after.spec.template.spec.containers[0].image == OLD
+    assert after.spec.update_strategy.rolling_update.partition == 0, "the partition where it was"
+    assert after.status.update_revision == old_revision, "the previous ControllerRevision, reused"
+    assert pods_view(core, ns) == {f"db-{o}": (OLD, old_revision) for o in range(3)}
+    assert not any(k.startswith("rollouts.durable.dev/") for k in after.metadata.annotations or {})
+    assert claims(core, ns) == volumes, "no claim deleted or replaced"
+    partitions = [row["body"]["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
+                  for row in read_audit(local_cluster.audit_log, ns, "db", resource="statefulsets")
+                  if row["verb"] == "patch" and "updateStrategy" in (row["body"].get("spec") or {})]
+    assert partitions == [3, 2, 1, 0], f"each partition written once, in order: {partitions}"
+
+
+async def test_on_delete_pods_replaced_highest_first_one_at_a_time(
+    dev_client, cluster_worker, kube_api, local_cluster, unique
+):
+    ns = f"sto-{unique}"
+    deploy_stateful_set(kube_api, ns, "db", OLD, replicas=3, rps=50, on_delete=True)
+    core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+    try:
+        volumes = claims(core, ns)
+        rollout = stateful_rollout(f"dbo-{unique}", ns, [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])
+        handle = await start_workflow(dev_client, rollout, cluster_worker, "test")
+        await paused_at(handle, 1, timeout=90)
+        sts = apps.read_namespaced_stateful_set("db", ns)
+        assert sts.spec.update_strategy.type == "OnDelete"
+        new_revision = sts.status.update_revision
+        view = pods_view(core, ns)
+        assert [view[f"db-{o}"][0] for o in range(3)] == [OLD, NEW, NEW], view  # 50 % of 3: two, the highest
+        await handle.execute_update("promote", PromoteRequest(by="alice"))
+        final = await finished(handle, 90)
+        assert final.phase is Phase.HEALTHY, final.message
+        assert pods_view(core, ns) == {f"db-{o}": (NEW, new_revision) for o in range(3)}
+        first_deletes = {o: min(row["at"] for row in read_audit(local_cluster.audit_log, ns, f"db-{o}", resource="pods")
+                                if row["verb"] == "delete") for o in range(3)}  # ours; the kubelet's confirmation follows
+        assert sorted(first_deletes, key=first_deletes.get, reverse=False) == [2, 1, 0], first_deletes
+        assert claims(core, ns) == volumes
+    finally:
+        core.delete_namespace(ns, propagation_policy="Background")
