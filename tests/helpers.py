@@ -391,3 +391,30 @@ def json_check(answer: Callable[[str], Any]):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Check)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+async def promoted_then_signalled(client, rollout, queue: str, first: int, second: int):
+    """A recorded scenario: started; the pause at step `first` promoted by update (the CLI's way), the one at
+    `second` by signal (the Web UI's); run to its end. Its handle."""
+    from models.status import PromoteRequest
+    from starters.commands import start_workflow
+
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, first)
+    await handle.execute_update("promote", PromoteRequest(by="alice"))
+    await paused_at(handle, second)
+    await handle.signal("promote", PromoteRequest(by="web-ui"))
+    await handle.result()
+    return handle
+
+
+async def aborted_at(client, rollout, queue: str, step: int, reason: str):
+    """A recorded scenario: started, aborted by update while paused at step `step`, run to its end."""
+    from models.status import AbortRequest
+    from starters.commands import start_workflow
+
+    handle = await start_workflow(client, rollout, queue, "recorder")
+    await paused_at(handle, step)
+    await handle.execute_update("abort", AbortRequest(reason=reason, by="bob"))
+    await handle.result()
+    return handle

@@ -29,7 +29,7 @@ from models.status import AbortRequest, PromoteRequest
 from models.targets import ObserveInput, TargetObservation
 from starters.commands import start_workflow
 from tests.compose.helpers import compose_document
-from tests.helpers import paused_at
+from tests.helpers import aborted_at, paused_at, promoted_then_signalled
 from workflows.observe import ObserveTarget
 from workflows.registry import ALL_WORKFLOWS
 
@@ -118,22 +118,12 @@ def on_docker(scenario, fail_roll_out: bool = False):
 async def canary_promoted(client: Client, queue: str):
     rollout = compose_rollout("recorded-compose-canary", {"canary": {"steps": [
         {"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}})
-    handle = await start_workflow(client, rollout, queue, "recorder")
-    await paused_at(handle, 1)
-    await handle.execute_update("promote", PromoteRequest(by="alice"))
-    await paused_at(handle, 3)
-    await handle.signal("promote", PromoteRequest(by="web-ui"))
-    await handle.result()
-    return handle
+    return await promoted_then_signalled(client, rollout, queue, 1, 3)
 
 
 async def canary_aborted(client: Client, queue: str):
     rollout = compose_rollout("recorded-compose-aborted", {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})
-    handle = await start_workflow(client, rollout, queue, "recorder")
-    await paused_at(handle, 1)
-    await handle.execute_update("abort", AbortRequest(reason="errors", by="bob"))
-    await handle.result()
-    return handle
+    return await aborted_at(client, rollout, queue, 1, "errors")
 
 
 async def blue_green_switched_back(client: Client, queue: str):

@@ -48,6 +48,7 @@ from tests import (
     record_pipelines,
     record_releases,
     record_stores,
+    record_workloads,
 )
 from tests.helpers import canary_rollout, paused_at, with_reason
 from tests.record_decisions import decision_fakes
@@ -379,6 +380,7 @@ SCENARIOS = [
     *record_analysis.SCENARIOS,
     *record_ecs.SCENARIOS,
     *record_compose.SCENARIOS,
+    *record_workloads.SCENARIOS,
 ]
 
 

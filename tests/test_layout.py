@@ -103,9 +103,12 @@ def test_every_target_is_one_record():
 
     served = activities_by_family(None)
     for kind, model in Target.models().items():
-        adapter = ADAPTERS[kind]
         protocol = {name for name in vars(DeliveryTarget) if not name.startswith("_")} - {"capabilities"}
-        assert protocol <= set(dir(adapter)), f"{kind}: {sorted(protocol - set(dir(adapter)))}"
+        for adapter in getattr(ADAPTERS[kind], "ADAPTERS", (ADAPTERS[kind],)):  # one per Kubernetes workload
+            refused = getattr(adapter, "REFUSED", frozenset())  # what its capabilities refuse at validation
+            can = adapter.capabilities
+            assert not refused or not (can.instant_switch or can.in_place_rolling or can.warm_rollback_window), adapter
+            assert protocol <= set(dir(adapter)) | refused, f"{kind}: {sorted(protocol - set(dir(adapter)))}"
         names = {getattr(fn, "__temporal_activity_definition").name for fn in served[model.FAMILY]}
         assert model.OBSERVER in names, f"{kind}'s observer is not served on its family {model.FAMILY}"
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
+from temporalio.exceptions import ApplicationError
 
+from activities.targets.kubernetes.client import KubeClients
+from activities.targets.kubernetes.statefulset import StatefulSetActivities
 from localcluster.workload import deploy_stateful_set
-from models.spec import parse_rollout
+from models.kubernetes import StatefulSetInput
+from models.spec import SpecError, parse_rollout
 from models.status import AbortRequest, Phase, PromoteRequest
 from starters.commands import start_workflow
 from tests.cluster_view import traffic_share
@@ -69,6 +73,14 @@ async def test_partition_steps_then_abort_puts_each_ordinal_back(
     share, _ = await traffic_share(local_cluster.simulator_url, ns, "2.0.0", service="db", seconds=3.0)
     assert 0.15 < share < 0.55, f"one ordinal of three updated, it served {share:.0%}"
 
+    other = StatefulSetInput(rollout_id="rollout/test/someone-else", target=rollout.spec.target.kubernetes, image=NEW,
+                             progress_deadline_seconds=30)
+    clients = KubeClients(str(local_cluster.kubeconfig))
+    with pytest.raises(ApplicationError) as refused:  # a second rollout of the same StatefulSet
+        StatefulSetActivities(clients).prepare_stateful_canary(other)
+    clients.close()
+    assert refused.value.non_retryable and f"is being rolled out by {rollout.rollout_id}" in str(refused.value)
+
     await handle.execute_update("promote", PromoteRequest(by="alice"))
     status = await paused_at(handle, 3, timeout=90)
     assert (status.canary_replicas, status.stable_replicas) == (2, 1)
@@ -117,3 +129,28 @@ async def test_on_delete_pods_replaced_highest_first_one_at_a_time(
         assert claims(core, ns) == volumes
     finally:
         core.delete_namespace(ns, propagation_policy="Background")
+
+
+@pytest.mark.parametrize(("strategy", "extra", "field"), [
+    ({"blueGreen": {"activeService": "db", "previewService": "db-preview"}}, {}, "strategy.blueGreen"),
+    ({"rollingUpdate": {}}, {}, "strategy.rollingUpdate"),
+    ({"canary": {"stableService": "db", "canaryService": "db-canary", "steps": [{"setWeight": 50}]}}, {},
+     "strategy.canary.stableService"),
+    ({"canary": {"trafficRouting": {"nginx": {"stableIngress": "db"}}, "steps": [{"setWeight": 50}]}}, {},
+     "strategy.canary.trafficRouting.nginx"),
+    ({"canary": {"steps": [{"setWeight": 50}, {"setCanaryScale": {"replicas": 1}}]}}, {},
+     "strategy.canary.steps[1].setCanaryScale"),
+    ({"canary": {"dynamicStableScale": True, "steps": [{"setWeight": 50}]}}, {}, "strategy.canary.dynamicStableScale"),
+    ({"canary": {"steps": [{"setWeight": 50}]}}, {"rollbackWindow": {"duration": "10m"}}, "rollbackWindow"),
+])
+def test_what_a_stateful_set_cannot_take_is_refused_naming_the_field(strategy, extra, field):
+    document = canary_document(name="db", namespace="data", image=NEW)
+    document["spec"]["target"]["kubernetes"] = {"namespace": "data", "statefulSet": "db"}
+    document["spec"]["strategy"] = strategy
+    document["spec"].update(extra)
+    with pytest.raises(SpecError) as refused:
+        parse_rollout(document)
+    assert f"spec.{field}: " in str(refused.value), str(refused.value)
+    document["spec"]["target"]["kubernetes"]["deployment"] = "web"
+    with pytest.raises(SpecError, match="name exactly one workload: deployment or statefulSet"):
+        parse_rollout(document)

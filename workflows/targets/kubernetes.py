@@ -185,7 +185,10 @@ def template_hashes(target: KubernetesTarget, latest: str, stable: str | None) -
 
 
 def delivery(spec: RolloutSpecBody, rollout_id: str) -> KubernetesDelivery | StatefulSetDelivery:
-    """The record's adapter (models/targets.py): the target's workload picks it."""
+    """The record's adapter (models/targets.py): the target's workload picks it (`ADAPTERS` lists both)."""
     if spec.target.kubernetes.stateful_set:
         return StatefulSetDelivery(spec, rollout_id)
     return KubernetesDelivery(spec, rollout_id)
+
+
+delivery.ADAPTERS = (KubernetesDelivery, StatefulSetDelivery)

@@ -61,5 +61,13 @@ class StatefulSetDelivery:
                            self._input(stable_image=prepared.stable_image, container=prepared.container),
                            "abort: the stable image back, ordinal by ordinal")
 
-    def __getattr__(self, name: str) -> Any:  # blue-green, in place, the window: refused at validation
-        raise AttributeError(f"a StatefulSet rolls only as a canary by its partition (no {name})")
+    # What the capabilities say it cannot do (no instant switch, no in-place update, no warm window): refused
+    # at validation (models/workloads.py), so never asked; tests/test_layout.py checks the two agree.
+    REFUSED = frozenset({"prepare_blue_green", "blue_green_prepared", "blue_green_switchable", "scale_preview",
+                         "shift_traffic", "switch_active", "complete_blue_green", "abort_blue_green",
+                         "roll_out", "undo", "open_window", "switch_to_warm", "close_window"})
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.REFUSED:
+            raise AttributeError(f"a StatefulSet rolls only as a canary by its partition (no {name})")
+        raise AttributeError(name)
