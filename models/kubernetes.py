@@ -121,15 +121,17 @@ class WindowInput(Message):
     progress_deadline_seconds: int
 
 
-class StatefulSetInput(Message):
-    """What every StatefulSet activity is given. `updated`: how many of the highest ordinals should run the
-    new revision once the call returns (set_partition); `stable_image`: what prepare found, to go back to."""
+class WorkloadInput(Message):
+    """What every StatefulSet and DaemonSet activity is given. `updated`: how many ordinals (the highest) or
+    nodes (the first in order) should run the new revision once the call returns; `stable_image`: what
+    prepare found, to go back to."""
 
     rollout_id: str
-    target: KubernetesTarget  # its statefulSet
+    target: KubernetesTarget  # its statefulSet or daemonSet
     image: str
     progress_deadline_seconds: int
-    updated: int = 0
-    weight: int = 0  # the step's setWeight, reported back
+    hold: str = ""  # who holds the workload: the rollout and its first run (a later run of the same ID is another)
+    updated: int = 0  # as the workflow counted them; the activity counts again from `weight` and the live size
+    weight: int = 0  # the step's setWeight
     stable_image: str = ""
     container: str = ""

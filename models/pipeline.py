@@ -263,7 +263,13 @@ class PipelineSpecBody(SpecModel):
                             placed(template.spec.target, target)
                         except ValueError as error:
                             raise ValueError(f"@stages[{index}].waves[{w}].targets[{t}]: {error}") from None
-                kind = template.spec.target.kind
+                kind, k8s = template.spec.target.kind, template.spec.target.kubernetes
+                if k8s is not None and k8s.in_place is not None and stage.overrides.deployment:
+                    raise ValueError(f"@stages[{index}].overrides.deployment: the template rolls {k8s.in_place.kind} "
+                                     f"{k8s.workload}, not a Deployment")
+                if k8s is not None and k8s.in_place is not None and stage.on_failure == "rollbackCompleted":
+                    raise ValueError(f"@stages[{index}].onFailure: rollbackCompleted undoes a target in place; a "
+                                     f"{k8s.in_place.kind} is rolled only as a canary (use stop)")
                 if kind != "kubernetes" and (stage.overrides.namespace or stage.overrides.deployment):
                     raise ValueError(f"@stages[{index}].overrides: namespace and deployment are Kubernetes'; a {kind} "
                                      f"target changes its {kind} block")

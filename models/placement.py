@@ -60,9 +60,12 @@ def placed(template: DeliveryTarget, target: Target, namespace: str | None = Non
         raise ValueError(f"a {target.kind} target for a template that deploys to {template.kind}")
     if template.kubernetes is not None:
         k8s = template.kubernetes
+        if deployment and k8s.deployment is None:
+            raise ValueError(f"overrides.deployment: the template rolls {k8s.in_place.kind} {k8s.workload}, not a "
+                             "Deployment")
         return template.model_copy(update={"kubernetes": k8s.model_copy(update={
             "context": target.context, "namespace": target.namespace or namespace or k8s.namespace,
-            ("stateful_set" if k8s.stateful_set else "deployment"): deployment or k8s.workload})})
+            "deployment": deployment or k8s.deployment})})
     change = target.ecs if target.ecs is not None else target.compose_host
     model = type(template.chosen)
     try:

@@ -18,12 +18,12 @@ from models.compose import ComposeHostTarget
 from models.delivery import Capabilities
 from models.ecs import EcsTarget
 from models.specbase import DnsLabel, DnsSubdomain, Message, OneOf, SpecModel
-from models.workloads import STATEFUL_SET
+from models.workloads import DAEMON_SET, STATEFUL_SET, InPlaceRules, NodeOrder
 
 
 class KubernetesTarget(SpecModel):
-    """`spec.target.kubernetes`: a workload in a cluster (a kubeconfig context) — a Deployment, or a
-    StatefulSet (a canary by its rolling update's partition: models/workloads.py)."""
+    """`spec.target.kubernetes`: a workload in a cluster (a kubeconfig context) — a Deployment, a StatefulSet (a
+    canary by its rolling update's partition) or a DaemonSet (node by node): models/workloads.py."""
 
     FAMILY: ClassVar[str] = "kubernetes"
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
@@ -38,33 +38,43 @@ class KubernetesTarget(SpecModel):
     context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
     namespace: DnsLabel
     deployment: DnsSubdomain | None = Field(None, description="the Deployment to roll (or statefulSet)")
-    stateful_set: DnsSubdomain | None = Field(None, description="the StatefulSet to roll (or deployment)")
+    stateful_set: DnsSubdomain | None = Field(None, description="the StatefulSet to roll (or deployment, daemonSet)")
+    daemon_set: DnsSubdomain | None = Field(None, description="the DaemonSet to roll (or deployment, statefulSet)")
+    nodes: NodeOrder | None = Field(None, description="daemonSet: the order its nodes are updated in")
 
     @model_validator(mode="after")
     def _one_workload(self) -> KubernetesTarget:
-        if (self.deployment is None) == (self.stateful_set is None):
-            raise ValueError("name exactly one workload: deployment or statefulSet")
+        if sum(name is not None for name in (self.deployment, self.stateful_set, self.daemon_set)) != 1:
+            raise ValueError("name exactly one workload: deployment, statefulSet or daemonSet")
+        if self.nodes is not None and self.daemon_set is None:
+            raise ValueError("@nodes: the order of a daemonSet's nodes; this target rolls no DaemonSet")
         return self
 
     @property
     def workload(self) -> str:
-        return self.deployment or self.stateful_set or ""
+        return self.deployment or self.stateful_set or self.daemon_set or ""
+
+    @property
+    def in_place(self) -> InPlaceRules | None:
+        """The rules of a workload updated in place (models/workloads.py); None for a Deployment."""
+        return STATEFUL_SET if self.stateful_set else DAEMON_SET if self.daemon_set else None
 
     @property
     def capabilities(self) -> Capabilities:
-        return STATEFUL_SET.CAPABILITIES if self.stateful_set else self.CAPABILITIES
+        return self.in_place.CAPABILITIES if self.in_place else self.CAPABILITIES
 
     def describe(self) -> str:
-        return f"{self.context}/{self.namespace}/{'' if self.deployment else 'statefulset/'}{self.workload}"
+        kind = "" if self.deployment else "statefulset/" if self.stateful_set else "daemonset/"
+        return f"{self.context}/{self.namespace}/{kind}{self.workload}"
 
     def spec_problem(self, spec: Any) -> str:
-        """A StatefulSet's own limits (models/workloads.py); none for a Deployment."""
-        return STATEFUL_SET.spec_problem(spec) if self.stateful_set else ""
+        """A StatefulSet's or DaemonSet's own limits (models/workloads.py); none for a Deployment."""
+        return self.in_place.spec_problem(spec) if self.in_place else ""
 
     def strategy_problem(self, strategy: Any) -> str:
         """The Services (and the A/B test's router) a strategy needs on Kubernetes (models/capabilities.py)."""
-        if self.stateful_set:
-            return ""  # spec_problem says what a StatefulSet takes
+        if self.in_place:
+            return ""  # spec_problem says what a StatefulSet or DaemonSet takes
         needs = {"canary": ("stableService", "canaryService"), "abTest": ("stableService", "canaryService",
                                                                         "trafficRouting"),
                  "blueGreen": ("activeService", "previewService")}

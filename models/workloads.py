@@ -18,47 +18,65 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from models.delivery import Capabilities
+from models.specbase import SpecModel
 
 
-class StatefulSetRules:
+class InPlaceRules:
+    """A workload updated in place, step by step (its pods share one Service, no second workload): what it
+    takes of a spec. `kind` names it, `moves` what a step moves, `by` how."""
+
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
         weights=True, header_routes=False, mirrors=False, instant_switch=False, warm_rollback_window=False,
         in_place_rolling=False)
 
-    @staticmethod
-    def spec_problem(spec: Any) -> str:
-        st = spec.strategy
+    def __init__(self, kind: str, moves: str, by: str):
+        self.kind, self.moves, self.by = kind, moves, by
+
+    def spec_problem(self, spec: Any) -> str:
+        st, kind = spec.strategy, self.kind
         if st.name != "canary":
-            return (f"@strategy.{st.name}: a StatefulSet rolls as a canary by its partition "
-                    "(strategy.canary; setWeight 100 completes the rolling update)")
+            return (f"@strategy.{st.name}: a {kind} rolls as a canary {self.by} "
+                    "(strategy.canary; setWeight 100 completes the update)")
         canary = st.canary
         if canary.traffic_routing.router != "replicas":
-            return (f"@strategy.canary.trafficRouting.{canary.traffic_routing.router}: a StatefulSet's pods share one "
-                    "Service; its share of traffic is its share of updated ordinals (no router)")
+            return (f"@strategy.canary.trafficRouting.{canary.traffic_routing.router}: a {kind}'s pods share its "
+                    f"Service; its share of traffic is its share of updated {self.moves} (no router)")
         for field in ("stable_service", "canary_service"):
             if getattr(canary, field) is not None:
                 name = "stableService" if field == "stable_service" else "canaryService"
-                return f"@strategy.canary.{name}: a StatefulSet's pods share its one Service; leave it out"
+                return f"@strategy.canary.{name}: a {kind}'s pods share its Service; leave it out"
         if canary.dynamic_stable_scale:
-            return "@strategy.canary.dynamicStableScale: a StatefulSet keeps its replicas; ordinals are updated in place"
+            return f"@strategy.canary.dynamicStableScale: a {kind} keeps its pods; {self.moves} are updated in place"
         for index, step in enumerate(canary.steps):
             if step.kind in ("setCanaryScale", "setHeaderRoute", "setMirrorRoute"):
-                return f"@strategy.canary.steps[{index}].{step.kind}: a StatefulSet's canary is its partition (setWeight)"
+                return f"@strategy.canary.steps[{index}].{step.kind}: a {kind}'s canary is its updated {self.moves} " \
+                       "(setWeight)"
         if spec.rollback_window is not None:
-            return "@rollbackWindow: a StatefulSet keeps no earlier revision warm (abort and undo restore it in place)"
+            return f"@rollbackWindow: a {kind} keeps no earlier revision warm (abort restores it in place)"
         for path, step in spec.analysis_steps():
             for index, arg in enumerate(step.args):
                 if arg.value_from is not None:
-                    return f"@{path}.args[{index}].valueFrom: a StatefulSet's pods have no pod-template hash"
+                    return f"@{path}.args[{index}].valueFrom: a {kind}'s pods have no pod-template hash"
         return ""
 
 
-STATEFUL_SET = StatefulSetRules()
+STATEFUL_SET = InPlaceRules("StatefulSet", "ordinals", "by its partition")
+DAEMON_SET = InPlaceRules("DaemonSet", "nodes", "node by node")
+
+
+class NodeOrder(SpecModel):
+    """A DaemonSet's nodes in the order a canary updates them: those matching `first` (the canary nodes),
+    then the rest, each group by name; at most `maxUnavailable` of its pods replaced at once."""
+
+    first: dict[str, str] = Field(default_factory=dict, description="labels of the nodes updated first")
+    max_unavailable: int = Field(1, ge=1, le=1000, description="pods replaced at a time within a step")
 
 
 def updated_ordinals(weight: int, replicas: int) -> int:
-    """How many ordinals (the highest) run the new revision at `weight` percent: rounded up, at least one
+    """How many ordinals (the highest) or nodes (the first in order) run the new revision at `weight` percent: rounded up, at least one
     above 0, all at 100."""
     if weight <= 0 or replicas <= 0:
         return 0

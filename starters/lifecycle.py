@@ -84,6 +84,10 @@ async def revision_action(rollout_id: str, action: str, to_revision: int, wait: 
         raise UserError(f"rollout {rollout_id} is still running: abort it (`rollout abort {rollout_id} --reason ...`)"
                         f" instead of {action}", ExitCode.CONFLICT)
     original, queue = await _original(client, handle)
+    k8s = original.rollout.spec.target.kubernetes
+    if k8s is not None and k8s.in_place is not None:
+        raise UserError(f"cannot {action} {rollout_id}: a {k8s.in_place.kind} is rolled only as a canary, in place "
+                        f"(start the spec of the version to go back to)", ExitCode.INVALID)
     handle = await start_workflow(client, original.rollout, queue, who(), action=action, to_revision=to_revision)
     return await _started(handle, wait, timeout, as_json)
 

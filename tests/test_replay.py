@@ -48,7 +48,8 @@ def test_every_strategy_has_recorded_histories():
         "canary-resume-refused", "train-proven-submitter",
         "release-google-play-draft-first", "release-app-store-releasable", "release-intune-kept-as-read",
         "pipeline-children-named-by-pipeline", "canary-analysed-by-hash",
-        "statefulset-canary-promoted", "statefulset-canary-aborted",
+        "statefulset-canary-promoted", "statefulset-canary-aborted", "daemonset-waves-promoted",
+        "daemonset-wave-aborted",
     }
 
 

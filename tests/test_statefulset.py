@@ -6,19 +6,26 @@ at a time; no claim is ever deleted or replaced."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import pytest
 from kubernetes import client
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.kubernetes.client import KubeClients
-from activities.targets.kubernetes.statefulset import StatefulSetActivities
+from activities.targets.kubernetes.observe import ObserveActivities
+from activities.targets.kubernetes.statefulset import PARKED, StatefulSetActivities
 from localcluster.workload import deploy_stateful_set
-from models.kubernetes import StatefulSetInput
+from models.approvals import SetWeightRequest
+from models.kubernetes import WorkloadInput
 from models.spec import SpecError, parse_rollout
 from models.status import AbortRequest, Phase, PromoteRequest
 from starters.commands import start_workflow
 from tests.cluster_view import traffic_share
-from tests.helpers import canary_document, finished, paused_at, read_audit
+from tests.helpers import canary_document, eventually, finished, paused_at, read_audit
 
 OLD, NEW = "registry.local/db:1.0.0", "registry.local/db:2.0.0"
 
@@ -43,6 +50,13 @@ def claims(core: client.CoreV1Api, namespace: str) -> dict[str, tuple[str, str]]
             for c in core.list_namespaced_persistent_volume_claim(namespace).items}
 
 
+async def _with_canary(handle, count: int):
+    from models.status import RolloutStatus
+
+    status = await handle.query("status", result_type=RolloutStatus)
+    return status if status.canary_replicas == count else None
+
+
 @pytest.fixture
 def database(kube_api, unique):
     namespace = f"sts-{unique}"
@@ -52,7 +66,7 @@ def database(kube_api, unique):
 
 
 async def test_partition_steps_then_abort_puts_each_ordinal_back(
-    dev_client, cluster_worker, database, kube_api, local_cluster, unique
+    dev_server, dev_client, cluster_worker, database, kube_api, local_cluster, unique
 ):
     ns, core, apps = database, client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
     before = apps.read_namespaced_stateful_set("db", ns)
@@ -73,7 +87,7 @@ async def test_partition_steps_then_abort_puts_each_ordinal_back(
     share, _ = await traffic_share(local_cluster.simulator_url, ns, "2.0.0", service="db", seconds=3.0)
     assert 0.15 < share < 0.55, f"one ordinal of three updated, it served {share:.0%}"
 
-    other = StatefulSetInput(rollout_id="rollout/test/someone-else", target=rollout.spec.target.kubernetes, image=NEW,
+    other = WorkloadInput(rollout_id="rollout/test/someone-else", target=rollout.spec.target.kubernetes, image=NEW,
                              progress_deadline_seconds=30)
     clients = KubeClients(str(local_cluster.kubeconfig))
     with pytest.raises(ApplicationError) as refused:  # a second rollout of the same StatefulSet
@@ -86,6 +100,12 @@ async def test_partition_steps_then_abort_puts_each_ordinal_back(
     assert (status.canary_replicas, status.stable_replicas) == (2, 1)
     assert apps.read_namespaced_stateful_set("db", ns).spec.update_strategy.rolling_update.partition == 1
     assert pods_view(core, ns) == {"db-0": (OLD, old_revision), "db-1": (NEW, new_revision), "db-2": (NEW, new_revision)}
+
+    # back to one ordinal (a setWeight decision): the partition goes up and db-1, below it, is deleted and comes
+    # back on the current revision (the controller moves nothing below a partition by itself)
+    await handle.execute_update("setWeight", SetWeightRequest(by="alice", weight=33))
+    status = await eventually(lambda: _with_canary(handle, 1), timeout=90, what="one ordinal updated again")
+    assert pods_view(core, ns) == {"db-0": (OLD, old_revision), "db-1": (OLD, old_revision), "db-2": (NEW, new_revision)}
 
     await handle.execute_update("abort", AbortRequest(by="alice", reason="replication lag"))
     final = await finished(handle, 90)
@@ -100,7 +120,10 @@ async def test_partition_steps_then_abort_puts_each_ordinal_back(
     partitions = [row["body"]["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
                   for row in read_audit(local_cluster.audit_log, ns, "db", resource="statefulsets")
                   if row["verb"] == "patch" and "updateStrategy" in (row["body"].get("spec") or {})]
-    assert partitions == [3, 2, 1, 0], f"each partition written once, in order: {partitions}"
+    assert partitions == [PARKED, 2, 1, 2, 0], f"each partition written once, in order: {partitions}"
+    undo = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "starters.cli", "undo", rollout.rollout_id],
+                                   capture_output=True, text=True, env={**os.environ, "TEMPORAL_ADDRESS": dev_server.address})
+    assert undo.returncode == 2 and "a StatefulSet is rolled only as a canary, in place" in undo.stderr, undo.stderr
 
 
 async def test_on_delete_pods_replaced_highest_first_one_at_a_time(
@@ -123,6 +146,10 @@ async def test_on_delete_pods_replaced_highest_first_one_at_a_time(
         final = await finished(handle, 90)
         assert final.phase is Phase.HEALTHY, final.message
         assert pods_view(core, ns) == {f"db-{o}": (NEW, new_revision) for o in range(3)}
+        clients = KubeClients(str(local_cluster.kubeconfig))  # v1.20 leaves an OnDelete currentRevision behind:
+        seen = ObserveActivities(clients).observe_kubernetes_target(rollout.spec.target.kubernetes)  # the pods say
+        clients.close()
+        assert seen.ready and seen.version == NEW and seen.instances == 3, seen
         first_deletes = {o: min(row["at"] for row in read_audit(local_cluster.audit_log, ns, f"db-{o}", resource="pods")
                                 if row["verb"] == "delete") for o in range(3)}  # ours; the kubelet's confirmation follows
         assert sorted(first_deletes, key=first_deletes.get, reverse=False) == [2, 1, 0], first_deletes
@@ -152,5 +179,21 @@ def test_what_a_stateful_set_cannot_take_is_refused_naming_the_field(strategy, e
         parse_rollout(document)
     assert f"spec.{field}: " in str(refused.value), str(refused.value)
     document["spec"]["target"]["kubernetes"]["deployment"] = "web"
-    with pytest.raises(SpecError, match="name exactly one workload: deployment or statefulSet"):
+    with pytest.raises(SpecError, match="name exactly one workload: deployment, statefulSet or daemonSet"):
         parse_rollout(document)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"onFailure": "rollbackCompleted"}, "stages[0].onFailure: rollbackCompleted undoes a target in place"),
+    ({"overrides": {"deployment": "db2"}}, "stages[0].overrides.deployment: the template rolls StatefulSet db"),
+])
+def test_a_pipeline_stage_cannot_undo_or_rename_a_stateful_set(change, problem):
+    from models.pipeline import parse_pipeline
+    from tests.pipeline_helpers import pipeline_document, stage
+
+    first = stage("prod", "data", ["local-1"], **change)
+    first["rollout"]["spec"]["target"]["kubernetes"] = {"context": "local-1", "namespace": "data", "statefulSet": "db"}
+    first["rollout"]["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 50}]}}
+    with pytest.raises(SpecError) as refused:
+        parse_pipeline(pipeline_document("db", NEW, [first]))
+    assert problem in str(refused.value), str(refused.value)

@@ -33,7 +33,7 @@ rules:
     verbs: ["create", "update", "patch", "delete"]
     resources:
       - group: "apps"
-        resources: ["deployments", "deployments/scale", "statefulsets"]
+        resources: ["deployments", "deployments/scale", "statefulsets", "daemonsets"]
       - group: ""
         resources: ["services", "pods"]
       - group: "networking.k8s.io"
@@ -219,7 +219,7 @@ class LocalCluster:
     def _controller_manager_command(self, bin_dir: Path) -> list[str]:
         return [str(bin_dir / "kube-controller-manager"),
                 f"--kubeconfig={self.root / 'controller-manager.kubeconfig'}",
-                "--controllers=deployment,replicaset,statefulset,endpoint,endpointslice,garbagecollector,namespace,"
+                "--controllers=deployment,replicaset,statefulset,daemonset,endpoint,endpointslice,garbagecollector,namespace,"
                 "persistentvolume-binder",
                 "--leader-elect=false", "--port=0", "--secure-port=0", "--use-service-account-credentials=false",
                 "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10", "--v=0"]

@@ -1,5 +1,7 @@
-"""A fake kubelet: registers one Ready node, binds pending pods to it, gives them pod IPs (so the real
-endpoints controller fills Service endpoints) and marks them Running, then Ready after a delay.
+"""A fake kubelet: registers one Ready node, binds pending pods to it (a DaemonSet's pod to the node its
+required node affinity names), gives them pod IPs (so the real endpoints controller fills Service
+endpoints) and marks them Running, then Ready after a delay. It runs the pods of every node named
+`fake-node-…` (more are made by `localcluster.workload.add_nodes`, labelled and zoned as a test wants).
 Images declared `ready: never` stay unready; `ready: crashloop` show CrashLoopBackOff. Pods being
 deleted are confirmed at once (no containers to stop). Nothing is ever run and no IP is contacted.
 
@@ -23,6 +25,7 @@ from kubernetes import client, config, watch
 from localcluster.behaviour import Behaviours
 
 NODE = "fake-node-1"
+PREFIX = "fake-node-"  # the nodes this kubelet runs pods on
 MERGE = "application/strategic-merge-patch+json"  # the client would send a dict as json-patch
 log = logging.getLogger("fake-kubelet")
 
@@ -39,6 +42,19 @@ def image_id(image: str) -> str:
     slash = name.rfind("/")
     repository = name[:slash + 1] + name[slash + 1:].split(":")[0]
     return f"{repository}@{digest or 'sha256:' + hashlib.sha256(image.encode()).hexdigest()}"
+
+def _node_for(pod: client.V1Pod) -> str:
+    """The node a DaemonSet's pod must run on (its required affinity's `metadata.name In [node]`, as the
+    DaemonSet controller writes it), else this kubelet's own."""
+    affinity = pod.spec.affinity.node_affinity if pod.spec.affinity and pod.spec.affinity.node_affinity else None
+    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
+    for term in (required.node_selector_terms if required else None) or []:
+        for field in term.match_fields or []:
+            if field.key == "metadata.name" and field.operator == "In" and field.values and \
+                    field.values[0].startswith(PREFIX):
+                return field.values[0]
+    return NODE
+
 
 class FakeKubelet:
     def __init__(self, core: client.CoreV1Api, ready_delay: float):
@@ -108,7 +124,7 @@ class FakeKubelet:
             self._confirm_deletion(pod)
         elif not pod.spec.node_name:
             self._bind(pod)
-        elif pod.spec.node_name == NODE and meta.uid not in self.started and pod.status.phase == "Pending":
+        elif pod.spec.node_name.startswith(PREFIX) and meta.uid not in self.started and pod.status.phase == "Pending":
             self._start(pod)
 
     def _confirm_deletion(self, pod: client.V1Pod) -> None:
@@ -127,7 +143,7 @@ class FakeKubelet:
     def _bind(self, pod: client.V1Pod) -> None:
         body = client.V1Binding(
             metadata=client.V1ObjectMeta(name=pod.metadata.name),
-            target=client.V1ObjectReference(api_version="v1", kind="Node", name=NODE),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=_node_for(pod)),
         )
         try:
             # The generated client fails to deserialize the Status that binding returns: ignore it.

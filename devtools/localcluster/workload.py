@@ -90,6 +90,49 @@ def deploy_stateful_set(api: client.ApiClient, namespace: str, name: str, image:
     raise TimeoutError(f"statefulset {namespace}/{name} not ready in 60s")
 
 
+def add_nodes(api: client.ApiClient, nodes: dict[str, dict[str, str]]) -> None:
+    """Nodes the fake kubelet runs pods on (named `fake-node-…`), with their labels, Ready as a kubelet
+    reports them and untainted (no node lifecycle controller runs here: they stay so until deleted)."""
+    from localcluster.kubelet import PREFIX
+
+    core = client.CoreV1Api(api)
+    for name, labels in nodes.items():
+        assert name.startswith(PREFIX), name
+        _create(lambda name=name, labels=labels: core.create_node(client.V1Node(metadata=client.V1ObjectMeta(
+            name=name, labels={"kubernetes.io/hostname": name, **labels}))))
+        # the API server's TaintNodesByCondition taints a new node not-ready; the node lifecycle controller
+        # (not run here) lifts it once the node is Ready: a DaemonSet's pods do not tolerate it
+        core.patch_node(name, {"spec": {"taints": None}})
+        core.patch_node_status(name, {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                                                 "message": "fake kubelet"}],
+                                                 "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+                                                 "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"}}})
+
+
+def deploy_daemon_set(api: client.ApiClient, namespace: str, name: str, image: str, node_selector: dict[str, str],
+                      rolling: bool = True) -> None:
+    """A DaemonSet on the nodes `node_selector` picks; waits until every one of them runs it, Ready."""
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    labels = {"app": name}
+    _create(lambda: core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))))
+    container = client.V1Container(name="agent", image=image)
+    strategy = client.V1DaemonSetUpdateStrategy(type="RollingUpdate" if rolling else "OnDelete")
+    ds = client.V1DaemonSet(metadata=client.V1ObjectMeta(name=name, labels=labels), spec=client.V1DaemonSetSpec(
+        selector=client.V1LabelSelector(match_labels=labels), update_strategy=strategy,
+        template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=client.V1PodSpec(
+            containers=[container], node_selector=node_selector))))
+    _create(lambda: apps.create_namespaced_daemon_set(namespace, ds))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        current = apps.read_namespaced_daemon_set(name, namespace)
+        status = current.status
+        if status.desired_number_scheduled and status.number_ready == status.desired_number_scheduled and \
+                status.updated_number_scheduled == status.desired_number_scheduled:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"daemonset {namespace}/{name} not ready in 60s")
+
+
 def _create(call) -> bool:
     try:
         call()

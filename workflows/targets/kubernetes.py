@@ -1,5 +1,5 @@
 """The Kubernetes target's `DeliveryTarget` for a Deployment in a cluster (`delivery` picks it, or a
-StatefulSet's: workflows/targets/statefulset.py). The canary is a second Deployment (`<name>-canary`) behind the spec's traffic router, the blue-green preview a `<name>-preview` behind the
+StatefulSet's or DaemonSet's: workflows/targets/inplace.py). The canary is a second Deployment (`<name>-canary`) behind the spec's traffic router, the blue-green preview a `<name>-preview` behind the
 preview Service, the in-place updates the Deployment's own rolling update, the rollback window warm
 copies of earlier ReplicaSets. The activities are in activities/targets/kubernetes/; their inputs are
 built here, the same as the strategies built them before this seam (recorded histories replay)."""
@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import BlueGreenStrategy, CanaryStrategy, RolloutSpecBody
     from models.targets import KubernetesTarget
     from workflows import options
-    from workflows.targets.statefulset import StatefulSetDelivery
+    from workflows.targets.inplace import DaemonSetDelivery, StatefulSetDelivery
 
 
 class KubernetesDelivery:
@@ -184,11 +184,11 @@ def template_hashes(target: KubernetesTarget, latest: str, stable: str | None) -
     return read
 
 
-def delivery(spec: RolloutSpecBody, rollout_id: str) -> KubernetesDelivery | StatefulSetDelivery:
-    """The record's adapter (models/targets.py): the target's workload picks it (`ADAPTERS` lists both)."""
-    if spec.target.kubernetes.stateful_set:
-        return StatefulSetDelivery(spec, rollout_id)
-    return KubernetesDelivery(spec, rollout_id)
+def delivery(spec: RolloutSpecBody, rollout_id: str) -> KubernetesDelivery | StatefulSetDelivery | DaemonSetDelivery:
+    """The record's adapter (models/targets.py): the target's workload picks it (`ADAPTERS` lists them)."""
+    t = spec.target.kubernetes
+    adapter = StatefulSetDelivery if t.stateful_set else DaemonSetDelivery if t.daemon_set else KubernetesDelivery
+    return adapter(spec, rollout_id)
 
 
-delivery.ADAPTERS = (KubernetesDelivery, StatefulSetDelivery)
+delivery.ADAPTERS = (KubernetesDelivery, StatefulSetDelivery, DaemonSetDelivery)

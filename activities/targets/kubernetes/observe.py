@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.kubernetes.client import KubeClients, api_errors, read_optional
+from activities.targets.kubernetes.daemonset import observe_daemon_set
 from activities.targets.kubernetes.pods import current_pods
 from activities.targets.kubernetes.readiness import is_settled
 from activities.targets.kubernetes.statefulset import observe_stateful_set
@@ -30,6 +31,8 @@ class ObserveActivities:
         apps, core = self._clients.apps(t.context), self._clients.core(t.context)
         if t.stateful_set:
             return observe_stateful_set(apps, core, t)
+        if t.daemon_set:
+            return observe_daemon_set(apps, core, t)
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:  # a Deployment between two status updates of its controller settles within moments
             with api_errors(f"deployment {t.namespace}/{t.deployment}"):

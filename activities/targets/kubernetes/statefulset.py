@@ -12,23 +12,17 @@ StatefulSet is refused naming the first. Every activity reads first and changes 
 
 from __future__ import annotations
 
-import time
-
 from kubernetes import client
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.targets.kubernetes.client import STRATEGIC_MERGE, KubeClients, api_errors, list_all
-from activities.targets.kubernetes.pods import digest_of, pod_problem
-from activities.waiting import hand_over_on_shutdown, started_from
+from activities.targets.kubernetes import holding as held
+from activities.targets.kubernetes.client import api_errors, list_all
+from activities.targets.kubernetes.holding import HeldWorkloadActivities
 from models.delivery import PrepareCanaryResult, WeightResult
-from models.kubernetes import StatefulSetInput
+from models.kubernetes import WorkloadInput
 from models.targets import TargetObservation
-
-ROLLOUT = "rollouts.durable.dev/rollout"
-STABLE_IMAGE = "rollouts.durable.dev/stable-image"
-PARTITION_BEFORE = "rollouts.durable.dev/partition-before"
-REVISION = "controller-revision-hash"
+from models.workloads import updated_ordinals
 
 
 def _ordinal(pod: client.V1Pod, name: str) -> int:
@@ -48,180 +42,176 @@ def _pods(core: client.CoreV1Api, sts: client.V1StatefulSet) -> dict[int, client
     return found
 
 
-def _lag(sts: client.V1StatefulSet, ordinal: int, pod: client.V1Pod | None) -> str:
-    """Why ordinal `ordinal` does not run the update revision, Running and Ready ("" when it does)."""
-    name, revision = f"{sts.metadata.name}-{ordinal}", sts.status.update_revision or ""
+PARKED = 2**31 - 1  # prepare's partition: above any ordinal, so no pod moves — not even one scaled up meanwhile
+
+
+def _on_delete(sts: client.V1StatefulSet) -> bool:
+    return sts.spec.update_strategy is not None and sts.spec.update_strategy.type == "OnDelete"
+
+
+def _partition(sts: client.V1StatefulSet) -> int:
+    rolling = None if _on_delete(sts) else sts.spec.update_strategy.rolling_update if sts.spec.update_strategy else None
+    return (rolling.partition or 0) if rolling is not None else 0
+
+
+def _revision(pod: client.V1Pod | None) -> str:
+    return (pod.metadata.labels or {}).get(held.REVISION, "") if pod is not None else ""
+
+
+def _lag(sts: client.V1StatefulSet, ordinal: int, pod: client.V1Pod | None, partition: int) -> str:
+    """Why ordinal `ordinal` is not where `partition` puts it ("" when it is): at or above it, the update
+    revision, Running and Ready with the template's image; below it (RollingUpdate), the current revision
+    (the one the controller recreates there), Ready."""
+    name = f"{sts.metadata.name}-{ordinal}"
+    if ordinal >= partition:
+        return held.pod_lag(pod, name, sts.status.update_revision or "", sts.spec.template.spec.containers[0])
     if pod is None or pod.metadata.deletion_timestamp is not None:
         return f"{name} is not there yet"
-    if (pod.metadata.labels or {}).get(REVISION) != revision:
-        return f"{name} is on revision {(pod.metadata.labels or {}).get(REVISION)}, not {revision}"
-    container = sts.spec.template.spec.containers[0]
-    problem = pod_problem(pod, container.name, container.image, digest_of(container.image))
-    return f"{name} {problem}" if problem else ""
+    if _revision(pod) != sts.status.current_revision and not _on_delete(sts):  # OnDelete: v1.20 never moves it
+        return f"{name} is on revision {_revision(pod)}, not {sts.status.current_revision}"
+    ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    return "" if ready else f"{name} is not ready"
 
 
-def _lagging(sts: client.V1StatefulSet, pods: dict[int, client.V1Pod], lowest: int) -> list[str]:
-    """Why ordinals `lowest`… do not all run the update revision, Running and Ready ([] when they do)."""
+def _lagging(sts: client.V1StatefulSet, pods: dict[int, client.V1Pod], partition: int) -> list[str]:
+    """Why the ordinals are not all where `partition` puts them ([] when they are)."""
     out = [] if (sts.status.observed_generation or 0) >= (sts.metadata.generation or 0) else \
         ["the controller has not seen the change yet"]
-    return out + [lag for o in range(lowest, sts.spec.replicas or 0) if (lag := _lag(sts, o, pods.get(o)))]
+    return out + [lag for o in range(sts.spec.replicas or 0) if (lag := _lag(sts, o, pods.get(o), partition))]
 
 
-class StatefulSetActivities:
-    def __init__(self, clients: KubeClients):
-        self._clients = clients
-
-    def _apis(self, r: StatefulSetInput) -> tuple[client.AppsV1Api, client.CoreV1Api, str, str]:
-        t = r.target
-        return self._clients.apps(t.context), self._clients.core(t.context), t.stateful_set, t.namespace
-
-    def _read(self, apps: client.AppsV1Api, name: str, namespace: str) -> client.V1StatefulSet:
-        with api_errors(f"statefulset {namespace}/{name}"):
-            return apps.read_namespaced_stateful_set(name, namespace)
+class StatefulSetActivities(HeldWorkloadActivities):
+    KIND, API = "statefulset", "stateful_set"
 
     @activity.defn(name="prepare_stateful_canary")
-    def prepare_stateful_canary(self, r: StatefulSetInput) -> PrepareCanaryResult:
-        apps, _, name, namespace = self._apis(r)
-        sts = self._read(apps, name, namespace)
-        notes, container = sts.metadata.annotations or {}, sts.spec.template.spec.containers[0]
-        replicas = sts.spec.replicas if sts.spec.replicas is not None else 1
-        owner = notes.get(ROLLOUT)
-        if owner == r.rollout_id:  # a retry after the change was written
-            return PrepareCanaryResult(total_replicas=replicas, stable_image=notes[STABLE_IMAGE], container=container.name)
-        if owner:
-            raise ApplicationError(f"statefulset {namespace}/{name} is being rolled out by {owner}: let it end (or "
-                                   f"remove its annotation {ROLLOUT} if that rollout is gone)", type="Conflict",
-                                   non_retryable=True)
-        if sts.status.current_revision != sts.status.update_revision:
-            raise ApplicationError(f"statefulset {namespace}/{name} is mid-update (currentRevision "
-                                   f"{sts.status.current_revision}, updateRevision {sts.status.update_revision}): "
-                                   "let it finish first", type="Conflict", non_retryable=True)
-        on_delete = sts.spec.update_strategy is not None and sts.spec.update_strategy.type == "OnDelete"
-        rolling = None if on_delete else sts.spec.update_strategy.rolling_update if sts.spec.update_strategy else None
-        before = (rolling.partition or 0) if rolling is not None else 0
-        patch: dict = {"metadata": {"resourceVersion": sts.metadata.resource_version, "annotations": {
-            ROLLOUT: r.rollout_id, STABLE_IMAGE: container.image, PARTITION_BEFORE: str(before)}},
-            "spec": {"template": {"spec": {"containers": [{"name": container.name, "image": r.image}]}}}}
-        if not on_delete:  # nothing moves before the first step
-            patch["spec"]["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": replicas}}
-        with api_errors(f"statefulset {namespace}/{name}"):  # resourceVersion: a write in between is a 409, retried
-            apps.patch_namespaced_stateful_set(name, namespace, patch, _content_type=STRATEGIC_MERGE)
+    def prepare_stateful_canary(self, r: WorkloadInput) -> PrepareCanaryResult:
+        apps, core, sts = self._load(r)
+        container, replicas = sts.spec.template.spec.containers[0], sts.spec.replicas or 0
+        if (before := self._prepared_before(sts, r, replicas)) is not None:
+            return before
+        if (sts.status.observed_generation or 0) < (sts.metadata.generation or 0):
+            raise ApplicationError(f"statefulset {sts.metadata.namespace}/{sts.metadata.name}: its controller has not "
+                                   "seen its last change yet", type="NotYet")
+        settled = not [lag for lag in _lagging(sts, _pods(core, sts), 0) if " is on revision " in lag] if \
+            _on_delete(sts) else sts.status.current_revision == sts.status.update_revision
+        if not settled:  # OnDelete: v1.20 never moves currentRevision (kubernetes#73492): the pods say
+            raise self._refuse(sts, f"is mid-update (updateRevision {sts.status.update_revision} not on every pod): "
+                               "let it finish first")
+        patch: dict = {"metadata": held.hold(sts, r.hold or r.rollout_id, container.image, str(_partition(sts))),
+                       "spec": {"template": {"spec": {"containers": [{"name": container.name, "image": r.image}]}}}}
+        if not _on_delete(sts):  # nothing moves before the first step
+            patch["spec"]["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": PARKED}}
+        self._patch(apps, sts, patch)  # resourceVersion: a write in between is a 409, retried
         return PrepareCanaryResult(total_replicas=replicas, stable_image=container.image, container=container.name)
 
     @activity.defn(name="set_stateful_partition")
-    def set_stateful_partition(self, r: StatefulSetInput) -> WeightResult:
-        """The `r.updated` highest ordinals on the new revision, Running and Ready, within the deadline."""
+    def set_stateful_partition(self, r: WorkloadInput) -> WeightResult:
+        """The highest ordinals for `r.weight` (of the live replica count) on the new revision, Running and
+        Ready, the others on the current one, within the deadline."""
         apps, core, name, namespace = self._apis(r)
-        sts = self._read(apps, name, namespace)
+        sts = self._owned(self._read(apps, name, namespace), r)
         replicas = sts.spec.replicas or 0
-        self._owned(sts, r)
-        changed = self._move(apps, core, sts, replicas - r.updated, r.progress_deadline_seconds)
-        return WeightResult(weight=r.weight, canary_replicas=r.updated, stable_replicas=replicas - r.updated,
-                            actual_weight=100.0 * r.updated / replicas if replicas else 0.0, changed=changed)
+        updated = updated_ordinals(r.weight, replicas)
+        if _on_delete(sts):  # a deleted pod comes back on the update revision: an OnDelete canary cannot shrink
+            ahead = [o for o, pod in _pods(core, sts).items() if o < replicas - updated
+                     and _revision(pod) == sts.status.update_revision]
+            if ahead:
+                raise self._refuse(sts, f"(OnDelete) already runs ordinals {sorted(ahead)} on the new revision: its canary "
+                                   f"cannot shrink to {updated} (abort goes back)")
+        changed = self._move(apps, core, sts, replicas - updated, r.progress_deadline_seconds)
+        return WeightResult(weight=r.weight, canary_replicas=updated, stable_replicas=replicas - updated,
+                            actual_weight=100.0 * updated / replicas if replicas else 0.0, changed=changed)
 
     @activity.defn(name="promote_stateful_canary")
-    def promote_stateful_canary(self, r: StatefulSetInput) -> None:
-        apps, core, name, namespace = self._apis(r)
-        sts = self._read(apps, name, namespace)
-        if (sts.metadata.annotations or {}).get(ROLLOUT) == r.rollout_id:
-            self._move(apps, core, sts, 0, r.progress_deadline_seconds)
-            self._release(apps, name, namespace)
+    def promote_stateful_canary(self, r: WorkloadInput) -> None:
+        apps, core, sts = self._load(r)
+        if held.holder(sts) != (r.hold or r.rollout_id):  # released already (a retry) — if it really is all on r.image
+            self._settled_on(core, sts, r.image)
+            return
+        self._move(apps, core, self._owned(sts, r), 0, r.progress_deadline_seconds)
+        self._patch(apps, sts, held.RELEASE)
 
     @activity.defn(name="abort_stateful_canary")
-    def abort_stateful_canary(self, r: StatefulSetInput) -> None:
-        """The stable image back on the template, the partition where it was, every updated ordinal back."""
-        apps, core, name, namespace = self._apis(r)
-        sts = self._read(apps, name, namespace)
-        notes = sts.metadata.annotations or {}
-        if notes.get(ROLLOUT) != r.rollout_id:
-            return  # released already (a retry), or never prepared by this rollout: nothing of ours to undo
-        container = sts.spec.template.spec.containers[0]
-        if container.image != r.stable_image:
-            with api_errors(f"statefulset {namespace}/{name}"):
-                sts = apps.patch_namespaced_stateful_set(name, namespace, {"spec": {"template": {"spec": {"containers": [
-                    {"name": container.name, "image": r.stable_image}]}}}}, _content_type=STRATEGIC_MERGE)
-        self._move(apps, core, sts, int(notes.get(PARTITION_BEFORE, "0")), r.progress_deadline_seconds)
-        self._release(apps, name, namespace)
+    def abort_stateful_canary(self, r: WorkloadInput) -> None:
+        """The stable image back on the template, every ordinal back on it, the partition where it was."""
+        apps, core, sts = self._load(r)
+        if held.holder(sts) != (r.hold or r.rollout_id):  # released already (a retry) — if it really is all back
+            self._settled_on(core, sts, r.stable_image)
+            return
+        sts = self._stable_again(apps, sts, r)
+        before = (sts.metadata.annotations or {}).get(held.BEFORE, "0")
+        partition = min(int(before), sts.spec.replicas or 0) if before.isdigit() else 0
+        # ordinals at or above it go back with the controller; those below on the new revision are deleted
+        # and come back on the current one
+        self._move(apps, core, sts, partition, r.progress_deadline_seconds)
+        self._patch(apps, sts, held.RELEASE)
 
-    def _owned(self, sts: client.V1StatefulSet, r: StatefulSetInput) -> None:
-        owner = (sts.metadata.annotations or {}).get(ROLLOUT)
-        if owner != r.rollout_id:
-            raise ApplicationError(f"statefulset {sts.metadata.namespace}/{sts.metadata.name} is not being rolled "
-                                   f"out by {r.rollout_id} (its annotation {ROLLOUT} says {owner!r})",
-                                   type="Conflict", non_retryable=True)
+    CANARY = (prepare_stateful_canary, set_stateful_partition, promote_stateful_canary, abort_stateful_canary)
 
-    def _release(self, apps: client.AppsV1Api, name: str, namespace: str) -> None:
-        with api_errors(f"statefulset {namespace}/{name}"):
-            apps.patch_namespaced_stateful_set(name, namespace, {"metadata": {"annotations": {
-                ROLLOUT: None, STABLE_IMAGE: None, PARTITION_BEFORE: None}}}, _content_type=STRATEGIC_MERGE)
+    def _settled_on(self, core: client.CoreV1Api, sts: client.V1StatefulSet, image: str) -> None:
+        """Nothing of ours to do: only true if every ordinal already runs `image` on the update revision."""
+        lagging = _lagging(sts, _pods(core, sts), 0)
+        on = sts.spec.template.spec.containers[0].image
+        if on != image or lagging:
+            raise self._refuse(sts, f"is not held by this rollout and not settled on {image} (template {on}"
+                               f"{'; ' + lagging[0] if lagging else ''})")
 
     def _move(self, apps: client.AppsV1Api, core: client.CoreV1Api, sts: client.V1StatefulSet, partition: int,
               deadline_seconds: int) -> bool:
-        """Ordinals `partition`… onto the update revision (the partition lowered, or — OnDelete — their pods
-        deleted highest first, one at a time), then waited for; the progress deadline survives retries."""
+        """Every ordinal where `partition` puts it: the partition written (RollingUpdate; the controller moves
+        those at or above it, highest first), pods deleted one at a time, highest first, where the
+        controller moves nothing (OnDelete; below the partition, an ordinal left on the new revision when
+        the canary shrinks or aborts); waited for within the progress deadline, which survives retries."""
         name, namespace = sts.metadata.name, sts.metadata.namespace
-        on_delete = sts.spec.update_strategy is not None and sts.spec.update_strategy.type == "OnDelete"
         changed = False
-        current = sts.spec.update_strategy.rolling_update.partition if not on_delete and \
-            sts.spec.update_strategy.rolling_update else 0
-        if not on_delete and current != partition:
-            with api_errors(f"statefulset {namespace}/{name}"):
-                apps.patch_namespaced_stateful_set(name, namespace, {"spec": {"updateStrategy": {
-                    "type": "RollingUpdate", "rollingUpdate": {"partition": partition}}}}, _content_type=STRATEGIC_MERGE)
+        if not _on_delete(sts) and _partition(sts) != partition:
+            self._patch(apps, sts, {"spec": {"updateStrategy": {
+                "type": "RollingUpdate", "rollingUpdate": {"partition": partition}}}})
             changed = True
-        details = activity.info().heartbeat_details if activity.in_activity() else ()
-        started = started_from(details, name)
-        while True:
-            sts = self._read(apps, name, namespace)
-            pods = _pods(core, sts)
-            lagging = _lagging(sts, pods, partition)
-            if not lagging:
-                return changed
-            if on_delete:
-                changed = self._delete_next(core, sts, pods, partition) or changed
-            waited = time.time() - started
-            if waited > deadline_seconds:
-                raise ApplicationError(f"statefulset {namespace}/{name}: ordinals {partition}… not on revision "
-                                       f"{sts.status.update_revision} after {int(waited)}s (progress deadline "
-                                       f"{deadline_seconds}s): {'; '.join(lagging[:3])}",
-                                       type="ProgressDeadlineExceeded", non_retryable=True)
-            if activity.in_activity():
-                hand_over_on_shutdown(f"statefulset {namespace}/{name}")
-                activity.heartbeat({"wait": name, "started": started})
-            time.sleep(0.25)
+
+        def step() -> list[str]:
+            nonlocal changed
+            current = self._read(apps, name, namespace)
+            pods = _pods(core, current)
+            lagging = _lagging(current, pods, partition)
+            if lagging:
+                changed = self._delete_next(core, current, pods, partition) or changed
+            return lagging
+
+        held.wait_moved(f"statefulset {namespace}/{name} partition {partition}", deadline_seconds, step)
+        return changed
 
     @staticmethod
     def _delete_next(core: client.CoreV1Api, sts: client.V1StatefulSet, pods: dict[int, client.V1Pod],
                      partition: int) -> bool:
-        """OnDelete: the highest ordinal not on the update revision deleted — once every higher one runs it,
-        Running and Ready (one at a time, as the controller's RollingUpdate goes)."""
-        revision = sts.status.update_revision
-        for ordinal in range(sts.spec.replicas - 1, partition - 1, -1):
+        """The highest ordinal on a revision the controller will not replace by itself deleted — once every
+        higher one is where it should be (one at a time, as the controller's RollingUpdate goes)."""
+        for ordinal in range(sts.spec.replicas - 1, -1, -1):
             pod = pods.get(ordinal)
             if pod is None or pod.metadata.deletion_timestamp is not None:
                 return False  # being replaced: wait for it
-            if (pod.metadata.labels or {}).get(REVISION) != revision:
-                with api_errors(f"pod {sts.metadata.namespace}/{pod.metadata.name}"):
-                    core.delete_namespaced_pod(pod.metadata.name, sts.metadata.namespace, body=client.V1DeleteOptions(
-                        preconditions=client.V1Preconditions(uid=pod.metadata.uid)))
+            stale = (_on_delete(sts) and ordinal >= partition and _revision(pod) != sts.status.update_revision) or \
+                (not _on_delete(sts) and ordinal < partition and _revision(pod) != sts.status.current_revision)
+            if stale:
+                held.delete_pod(core, pod)
                 return True
-            if _lag(sts, ordinal, pod):
-                return False  # on the new revision, not ready yet: the next one waits for it
+            if _lag(sts, ordinal, pod, partition):
+                return False  # on its way (the controller's, or a replacement not ready yet): the next one waits
         return False
 
 
 def observe_stateful_set(apps: client.AppsV1Api, core: client.CoreV1Api, t) -> TargetObservation:
-    """What a StatefulSet runs: its template's image, settled when every ordinal runs the update revision
-    (currentRevision caught up with it), Running and Ready."""
+    """What a StatefulSet runs: its template's image, settled when every ordinal runs the update revision,
+    Running and Ready (RollingUpdate: and currentRevision caught up; OnDelete: v1.20 never moves it)."""
     with api_errors(f"statefulset {t.namespace}/{t.stateful_set}"):
         sts = apps.read_namespaced_stateful_set(t.stateful_set, t.namespace)
         pods = _pods(core, sts)
     lagging = _lagging(sts, pods, 0)
     status = sts.status
-    if status.current_revision != status.update_revision:
+    if status.current_revision != status.update_revision and not _on_delete(sts):
         lagging.append(f"currentRevision {status.current_revision} is not updateRevision {status.update_revision}")
     replicas = sts.spec.replicas or 0
-    running = sum(1 for o in range(replicas) if not _lag(sts, o, pods.get(o)))
+    running = sum(1 for o in range(replicas) if not _lag(sts, o, pods.get(o), 0))
     detail = "; ".join([f"{status.ready_replicas or 0}/{replicas} ready, revision {status.update_revision}", *lagging[:3]])
     return TargetObservation(target=f"statefulset {t.namespace}/{t.stateful_set}",
                              version=sts.spec.template.spec.containers[0].image, ready=not lagging, detail=detail,

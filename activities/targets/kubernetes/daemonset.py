@@ -1,0 +1,190 @@
+"""A DaemonSet's canary node by node (models/workloads.py): prepare puts the new image on the template and
+the update strategy to `OnDelete` (so the controller replaces no pod by itself), writing on the DaemonSet
+who holds it, the image it ran and the strategy it had (activities/targets/kubernetes/holding.py); each
+step replaces the pods of the next nodes in order — the `nodes.first` nodes (the canary nodes), then the
+rest, each group by name — at most `nodes.maxUnavailable` at a time, until each runs the new revision,
+Running and Ready; promotion does the rest and puts the strategy back; abort puts the stable image back
+(the previous ControllerRevision is reused) and replaces the updated nodes' pods again, then the strategy.
+
+A DaemonSet's status has no update revision: the current one is its ControllerRevision with the highest
+`revision` (the controller raises a reused one's), read once the controller has seen the template."""
+
+from __future__ import annotations
+
+import json
+
+from kubernetes import client
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.targets.kubernetes import holding as held
+from activities.targets.kubernetes.client import api_errors, list_all
+from activities.targets.kubernetes.holding import HeldWorkloadActivities
+from models.delivery import PrepareCanaryResult, WeightResult
+from models.kubernetes import WorkloadInput
+from models.targets import KubernetesTarget, TargetObservation
+from models.workloads import updated_ordinals
+
+
+def current_revision(apps: client.AppsV1Api, ds: client.V1DaemonSet) -> str:
+    """The controller-revision-hash of the DaemonSet's current template ("" until the controller made it)."""
+    if (ds.status.observed_generation or 0) < (ds.metadata.generation or 0):
+        return ""
+    owned = [r for r in list_all(apps.list_namespaced_controller_revision, ds.metadata.namespace)
+             if any(o.uid == ds.metadata.uid for o in r.metadata.owner_references or [])]
+    newest = max(owned, key=lambda r: r.revision, default=None)
+    return (newest.metadata.labels or {}).get("controller-revision-hash", "") if newest else ""
+
+
+def pods_by_node(core: client.CoreV1Api, ds: client.V1DaemonSet) -> dict[str, client.V1Pod]:
+    labels = ",".join(f"{k}={v}" for k, v in (ds.spec.selector.match_labels or {}).items())
+    return {p.spec.node_name: p for p in list_all(core.list_namespaced_pod, ds.metadata.namespace, label_selector=labels)
+            if p.spec.node_name and any(o.uid == ds.metadata.uid for o in p.metadata.owner_references or [])
+            and p.status.phase not in ("Succeeded", "Failed")}
+
+
+def node_order(core: client.CoreV1Api, ds: client.V1DaemonSet, pods: dict[str, client.V1Pod],
+               target: KubernetesTarget) -> list[str]:
+    """The DaemonSet's nodes (those its pods run on, and those its node selector picks) in update order."""
+    selector = ds.spec.template.spec.node_selector or {}
+    labels = ",".join(f"{k}={v}" for k, v in selector.items()) or None
+    nodes = {n.metadata.name: n.metadata.labels or {} for n in list_all(core.list_node, label_selector=labels)}
+    names = set(pods) | set(nodes)
+    first = (target.nodes.first if target.nodes else {}) or {}
+    is_first = {name: bool(first) and all(nodes.get(name, {}).get(k) == v for k, v in first.items()) for name in names}
+    return sorted(names, key=lambda name: (not is_first[name], name))
+
+
+def _unavailable(pod: client.V1Pod | None) -> bool:
+    """Counted against maxUnavailable: no pod, one being deleted, or one not Ready (of either revision)."""
+    return pod is None or pod.metadata.deletion_timestamp is not None or \
+        not any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+class DaemonSetActivities(HeldWorkloadActivities):
+    KIND, API = "daemonset", "daemon_set"
+
+    @activity.defn(name="prepare_daemon_canary")
+    def prepare_daemon_canary(self, r: WorkloadInput) -> PrepareCanaryResult:
+        apps, core, ds = self._load(r)
+        container, nodes = ds.spec.template.spec.containers[0], len(node_order(core, ds, pods_by_node(core, ds), r.target))
+        if (before := self._prepared_before(ds, r, nodes)) is not None:
+            return before
+        status = ds.status
+        if (status.updated_number_scheduled or 0) != (status.desired_number_scheduled or 0):
+            raise self._refuse(ds, f"is mid-update ({status.updated_number_scheduled} of "
+                                   f"{status.desired_number_scheduled} nodes updated): let it finish first")
+        before = apps.api_client.sanitize_for_serialization(ds.spec.update_strategy) or {"type": "RollingUpdate"}
+        patch = {"metadata": held.hold(ds, r.hold or r.rollout_id, container.image, json.dumps(before)),
+                 "spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": None},
+                          "template": {"spec": {"containers": [{"name": container.name, "image": r.image}]}}}}
+        self._patch(apps, ds, patch)
+        return PrepareCanaryResult(total_replicas=nodes, stable_image=container.image, container=container.name)
+
+    @activity.defn(name="set_daemon_nodes")
+    def set_daemon_nodes(self, r: WorkloadInput) -> WeightResult:
+        """The first nodes in order for `r.weight` (of the live node count) on the new revision, Running and
+        Ready, within the deadline. A node's pod deleted comes back on the template's revision: a canary
+        that would shrink is refused (abort goes back)."""
+        apps, core, name, namespace = self._apis(r)
+        ds = self._owned(self._read(apps, name, namespace), r)
+        pods = pods_by_node(core, ds)
+        order, revision = node_order(core, ds, pods, r.target), current_revision(apps, ds)
+        updated = updated_ordinals(r.weight, len(order))
+        ahead = [node for node in order[updated:] if revision and node in pods
+                 and (pods[node].metadata.labels or {}).get("controller-revision-hash") == revision]
+        if ahead:
+            raise self._refuse(ds, f"already runs the new revision on {', '.join(ahead)}: its canary cannot shrink "
+                                   f"to {updated} nodes (abort goes back)")
+        order = self._move(apps, core, ds, r, lambda order: order[:updated])
+        total = len(order)
+        return WeightResult(weight=r.weight, canary_replicas=min(updated, total), stable_replicas=max(total - updated, 0),
+                            actual_weight=100.0 * min(updated, total) / total if total else 0.0, changed=True)
+
+    @activity.defn(name="promote_daemon_canary")
+    def promote_daemon_canary(self, r: WorkloadInput) -> None:
+        apps, core, ds = self._load(r)
+        if held.holder(ds) != (r.hold or r.rollout_id):  # released already (a retry) — if it really is all on r.image
+            self._settled_on(apps, core, ds, r)
+            return
+        self._move(apps, core, self._owned(ds, r), r, lambda order: order)
+        self._release(apps, ds)
+
+    @activity.defn(name="abort_daemon_canary")
+    def abort_daemon_canary(self, r: WorkloadInput) -> None:
+        """The stable image back on the template, every updated node's pod replaced again, the strategy back."""
+        apps, core, ds = self._load(r)
+        if held.holder(ds) != (r.hold or r.rollout_id):  # released already (a retry) — if it really is all back
+            self._settled_on(apps, core, ds, r.model_copy(update={"image": r.stable_image}))
+            return
+        ds = self._stable_again(apps, ds, r)
+        self._move(apps, core, ds, r, lambda order: order)
+        self._release(apps, ds)
+
+    CANARY = (prepare_daemon_canary, set_daemon_nodes, promote_daemon_canary, abort_daemon_canary)
+
+    @staticmethod
+    def _settled_on(apps: client.AppsV1Api, core: client.CoreV1Api, ds: client.V1DaemonSet, r: WorkloadInput) -> None:
+        """Nothing of ours to do: only true if every node already runs `r.image` on the current revision."""
+        seen = observe_daemon_set(apps, core, r.target)
+        if seen.version != r.image or not seen.ready:
+            raise ApplicationError(f"daemonset {ds.metadata.namespace}/{ds.metadata.name} is not held by this rollout "
+                                   f"and not settled on {r.image} ({seen.version}: {seen.detail})", type="Conflict",
+                                   non_retryable=True)
+
+    def _release(self, apps: client.AppsV1Api, ds: client.V1DaemonSet) -> None:
+        """The update strategy it had, and the annotations off, in one write."""
+        before = json.loads((ds.metadata.annotations or {}).get(held.BEFORE) or '{"type": "RollingUpdate"}')
+        self._patch(apps, ds, {**held.RELEASE, "spec": {"updateStrategy": before}})
+
+    def _move(self, apps: client.AppsV1Api, core: client.CoreV1Api, ds: client.V1DaemonSet, r: WorkloadInput,
+              wave) -> list[str]:
+        """The pods of the nodes `wave(order)` picks onto the current revision, at most maxUnavailable of the
+        DaemonSet's pods down at once (deleted, not there yet or not Ready); the node order returned."""
+        name, namespace = ds.metadata.name, ds.metadata.namespace
+        budget = r.target.nodes.max_unavailable if r.target.nodes else 1
+        seen: list[str] = []
+
+        def step() -> list[str]:
+            current = self._read(apps, name, namespace)
+            revision = current_revision(apps, current)
+            pods = pods_by_node(core, current)
+            order = node_order(core, current, pods, r.target)
+            seen[:] = order
+            if not revision:
+                return ["the controller has not made the template's revision yet"]
+            container = current.spec.template.spec.containers[0]
+            lag = {node: held.pod_lag(pods.get(node), f"the pod on {node}", revision, container) for node in order}
+            down = sum(1 for node in order if _unavailable(pods.get(node)))
+            for node in wave(order):  # an unavailable pod of the old revision goes at once: it serves nothing
+                pod = pods.get(node)
+                if pod is None or pod.metadata.deletion_timestamp is not None or \
+                        (pod.metadata.labels or {}).get("controller-revision-hash") == revision:
+                    continue
+                if _unavailable(pod):
+                    held.delete_pod(core, pod)
+                elif down < budget:
+                    held.delete_pod(core, pod)
+                    down += 1
+            return [lag[node] for node in wave(order) if lag[node]]
+
+        held.wait_moved(f"daemonset {namespace}/{name}", r.progress_deadline_seconds, step)
+        return seen
+
+
+def observe_daemon_set(apps: client.AppsV1Api, core: client.CoreV1Api, t: KubernetesTarget) -> TargetObservation:
+    """What a DaemonSet runs: its template's image; settled when the pod on each of its nodes runs the
+    current revision, Running and Ready."""
+    with api_errors(f"daemonset {t.namespace}/{t.daemon_set}"):
+        ds = apps.read_namespaced_daemon_set(t.daemon_set, t.namespace)
+        revision = current_revision(apps, ds)
+        pods = pods_by_node(core, ds)
+        order = node_order(core, ds, pods, t)
+    container = ds.spec.template.spec.containers[0]
+    lag = [line for node in order if (line := held.pod_lag(pods.get(node), f"the pod on {node}", revision, container))]
+    status = ds.status
+    detail = "; ".join([f"{status.number_ready or 0}/{status.desired_number_scheduled or 0} nodes ready, revision "
+                        f"{revision or '?'}", *lag[:3]])
+    return TargetObservation(target=f"daemonset {t.namespace}/{t.daemon_set}", version=container.image,
+                             ready=bool(revision) and not lag, detail=detail, instances=len(order) - len(lag),
+                             revision=revision)
