@@ -1,8 +1,9 @@
 """DaemonSets rolled as a canary node by node, on the real API server and the real DaemonSet controller
 (kube-controller-manager v1.20.2), over six nodes the fake kubelet runs (two zones, two labelled as canary
 nodes): three waves — the canary nodes, then half, then the rest — each node's pod replaced and Ready
-before the step ends, at most `maxUnavailable` down at once; a wave that fails (a version never Ready)
-rolls the updated nodes back; the update strategy the DaemonSet had is put back."""
+before the step ends; a wave that fails (a version never Ready) rolls the updated nodes back; a pod on a
+node tainted since is never deleted (the controller would not put one back there); the update strategy
+the DaemonSet had is put back."""
 
 from __future__ import annotations
 
@@ -118,6 +119,20 @@ async def test_a_wave_that_never_gets_ready_rolls_the_updated_nodes_back(
     ds = apps.read_namespaced_daemon_set("agent", namespace)
     assert ds.spec.update_strategy.type == "RollingUpdate"
     assert ds.status.number_ready == 6
+
+
+async def test_a_pod_on_a_node_tainted_since_is_never_deleted(dev_client, cluster_worker, agents, kube_api, unique):
+    namespace, nodes = agents
+    core = client.CoreV1Api(kube_api)
+    tainted = nodes[0]
+    core.patch_node(tainted, {"spec": {"taints": [{"key": "maintenance", "value": "true", "effect": "NoSchedule"}]}})
+    new = f"registry.local/agent:4.0.0-{unique}"
+    rollout = daemon_rollout(f"agent-t-{unique}", namespace, new, [{"setWeight": 100}], deadline=10)
+    final = await finished(await start_workflow(dev_client, rollout, cluster_worker, "test"), 120)
+    assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded", final.message
+    assert f"the pod on {tainted} is on revision" in final.message and "NotReady or tainted: not replaced" in \
+        final.message, final.message
+    assert images_by_node(core, namespace) == {n: OLD for n in nodes}, "its pod kept; the others back"
 
 
 @pytest.mark.parametrize(("target", "strategy", "problem"), [

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.targets.kubernetes.client import KubeClients
 from activities.targets.kubernetes.observe import ObserveActivities
 from activities.targets.kubernetes.statefulset import PARKED, StatefulSetActivities
+from localcluster.behaviour import declare_images
 from localcluster.workload import deploy_stateful_set
 from models.approvals import SetWeightRequest
 from models.kubernetes import WorkloadInput
@@ -156,6 +157,29 @@ async def test_on_delete_pods_replaced_highest_first_one_at_a_time(
         assert claims(core, ns) == volumes
     finally:
         core.delete_namespace(ns, propagation_policy="Background")
+
+
+async def test_a_canary_never_ready_is_aborted_by_a_forced_rollback(
+    dev_client, cluster_worker, database, kube_api, unique
+):
+    """The controller's OrderedReady update waits forever for a pod that is not Ready, even after the
+    template is put back (Kubernetes' "forced rollback"): abort deletes it, and it comes back on the old
+    revision."""
+    ns, core, apps = database, client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+    bad = f"registry.local/db:3.0.0-{unique}"
+    declare_images(core, {bad: {"ready": "never"}})
+    old_revision = apps.read_namespaced_stateful_set("db", ns).status.current_revision
+    document = canary_document(name=f"dbx-{unique}", namespace=ns, image=bad, progress_deadline_seconds=10)
+    document["spec"]["target"]["kubernetes"] = {"context": "local", "namespace": ns, "statefulSet": "db"}
+    document["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 33}, {"setWeight": 100}]}}
+    rollout = parse_rollout(document)
+    final = await finished(await start_workflow(dev_client, rollout, cluster_worker, "test"), 120)
+    assert final.phase is Phase.DEGRADED and final.reason == "ProgressDeadlineExceeded", final.message
+    assert "db-2 is not ready" in final.message, final.message
+    assert pods_view(core, ns) == {f"db-{o}": (OLD, old_revision) for o in range(3)}, "db-2 back on the old revision"
+    after = apps.read_namespaced_stateful_set("db", ns)
+    assert after.spec.update_strategy.rolling_update.partition == 0 and not any(
+        k.startswith("rollouts.durable.dev/") for k in after.metadata.annotations or {})
 
 
 @pytest.mark.parametrize(("strategy", "extra", "field"), [

@@ -68,7 +68,7 @@ def delete_pod(core: client.CoreV1Api, pod: client.V1Pod) -> None:
                 raise
 
 
-def wait_moved(what: str, deadline_seconds: int, step: Callable[[], list[str]]) -> None:
+def wait_moved(what: str, deadline_seconds: int, step: Callable[[], list[str]], interval: float = 0.25) -> None:
     """`step()` (read, delete what may go next, say what still lags) until nothing lags; past the progress
     deadline — counted from the first attempt — a non-retryable ProgressDeadlineExceeded naming the lag."""
     details = activity.info().heartbeat_details if activity.in_activity() else ()
@@ -84,7 +84,7 @@ def wait_moved(what: str, deadline_seconds: int, step: Callable[[], list[str]]) 
         if activity.in_activity():
             hand_over_on_shutdown(what)
             activity.heartbeat({"wait": what, "started": started})
-        time.sleep(0.25)
+        time.sleep(interval)
 
 
 class HeldWorkloadActivities:

@@ -126,7 +126,7 @@ class StatefulSetActivities(HeldWorkloadActivities):
     def promote_stateful_canary(self, r: WorkloadInput) -> None:
         apps, core, sts = self._load(r)
         if held.holder(sts) != (r.hold or r.rollout_id):  # released already (a retry) — if it really is all on r.image
-            self._settled_on(core, sts, r.image)
+            self._settled_on(apps, core, sts, r.image, r.progress_deadline_seconds)
             return
         self._move(apps, core, self._owned(sts, r), 0, r.progress_deadline_seconds)
         self._patch(apps, sts, held.RELEASE)
@@ -136,7 +136,7 @@ class StatefulSetActivities(HeldWorkloadActivities):
         """The stable image back on the template, every ordinal back on it, the partition where it was."""
         apps, core, sts = self._load(r)
         if held.holder(sts) != (r.hold or r.rollout_id):  # released already (a retry) — if it really is all back
-            self._settled_on(core, sts, r.stable_image)
+            self._settled_on(apps, core, sts, r.stable_image, r.progress_deadline_seconds)
             return
         sts = self._stable_again(apps, sts, r)
         before = (sts.metadata.annotations or {}).get(held.BEFORE, "0")
@@ -148,13 +148,19 @@ class StatefulSetActivities(HeldWorkloadActivities):
 
     CANARY = (prepare_stateful_canary, set_stateful_partition, promote_stateful_canary, abort_stateful_canary)
 
-    def _settled_on(self, core: client.CoreV1Api, sts: client.V1StatefulSet, image: str) -> None:
-        """Nothing of ours to do: only true if every ordinal already runs `image` on the update revision."""
-        lagging = _lagging(sts, _pods(core, sts), 0)
-        on = sts.spec.template.spec.containers[0].image
-        if on != image or lagging:
-            raise self._refuse(sts, f"is not held by this rollout and not settled on {image} (template {on}"
-                               f"{'; ' + lagging[0] if lagging else ''})")
+    def _settled_on(self, apps: client.AppsV1Api, core: client.CoreV1Api, sts: client.V1StatefulSet, image: str,
+                    deadline_seconds: int) -> None:
+        """Nothing of ours to do: true only if every ordinal runs `image` on the update revision — waited for
+        within the deadline (a retry after the release write may find a pod between two states)."""
+
+        def step() -> list[str]:
+            current = self._read(apps, sts.metadata.name, sts.metadata.namespace)
+            on = current.spec.template.spec.containers[0].image
+            if on != image:
+                raise self._refuse(current, f"is not held by this rollout and its template runs {on}, not {image}")
+            return _lagging(current, _pods(core, current), 0)
+
+        held.wait_moved(f"statefulset {sts.metadata.namespace}/{sts.metadata.name} settled", deadline_seconds, step)
 
     def _move(self, apps: client.AppsV1Api, core: client.CoreV1Api, sts: client.V1StatefulSet, partition: int,
               deadline_seconds: int) -> bool:
@@ -185,12 +191,16 @@ class StatefulSetActivities(HeldWorkloadActivities):
     def _delete_next(core: client.CoreV1Api, sts: client.V1StatefulSet, pods: dict[int, client.V1Pod],
                      partition: int) -> bool:
         """The highest ordinal on a revision the controller will not replace by itself deleted — once every
-        higher one is where it should be (one at a time, as the controller's RollingUpdate goes)."""
+        higher one is where it should be (one at a time, as the controller's RollingUpdate goes). That is: at
+        or above the partition, OnDelete, or a pod that is not Ready (the controller's OrderedReady update
+        waits for it forever: Kubernetes' "forced rollback"); below it, one left on the new revision."""
         for ordinal in range(sts.spec.replicas - 1, -1, -1):
             pod = pods.get(ordinal)
             if pod is None or pod.metadata.deletion_timestamp is not None:
                 return False  # being replaced: wait for it
-            stale = (_on_delete(sts) and ordinal >= partition and _revision(pod) != sts.status.update_revision) or \
+            ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+            stale = (ordinal >= partition and _revision(pod) != sts.status.update_revision and
+                     (_on_delete(sts) or not ready)) or \
                 (not _on_delete(sts) and ordinal < partition and _revision(pod) != sts.status.current_revision)
             if stale:
                 held.delete_pod(core, pod)
