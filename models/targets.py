@@ -37,7 +37,7 @@ class KubernetesTarget(SpecModel):
 
     context: str = Field("local", min_length=1, description="kubeconfig context of the cluster")
     namespace: DnsLabel
-    deployment: DnsSubdomain | None = Field(None, description="the Deployment to roll (or statefulSet)")
+    deployment: DnsSubdomain | None = Field(None, description="the Deployment to roll (or statefulSet, daemonSet)")
     stateful_set: DnsSubdomain | None = Field(None, description="the StatefulSet to roll (or deployment, daemonSet)")
     daemon_set: DnsSubdomain | None = Field(None, description="the DaemonSet to roll (or deployment, statefulSet)")
     nodes: NodeOrder | None = Field(None, description="daemonSet: the order its nodes are updated in")

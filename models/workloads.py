@@ -1,17 +1,19 @@
-"""Kubernetes workloads beside the Deployment: what a StatefulSet rollout takes, and its activities' inputs.
+"""Kubernetes workloads beside the Deployment, rolled as a canary in place (no second workload, no router:
+their pods share their own Service, so a step's share of traffic is its share of updated pods) — what a
+spec may ask of them, and how many pods a weight moves.
 
 A StatefulSet's canary is its own rolling update held by `updateStrategy.rollingUpdate.partition`: the
-ordinals at or above the partition run the new revision (the controller updates them highest first),
-the others the current one. A step's `setWeight` is the share of ordinals updated (rounded up, at least one
-for a weight above 0); the pods of both revisions sit behind the StatefulSet's one Service, so the share of
-traffic is the share of ready pods — there is no second workload and no router. `OnDelete` StatefulSets
-are moved by deleting the pods of the ordinals to update, highest first, one at a time. Volumes (the
-claims of `volumeClaimTemplates`) are never deleted: a pod that comes back mounts its own claim.
+ordinals at or above the partition run the new revision (the controller updates them highest first), the
+others the current one; `OnDelete` ones are moved by deleting pods, highest first, one at a time. A
+DaemonSet's canary replaces the pods of its nodes in one order (`NodeOrder`), the engine driving it as
+`OnDelete`. A step's `setWeight` is the share of ordinals or nodes updated (rounded up, at least one above
+0). Volumes (the claims of `volumeClaimTemplates`) are never deleted: a pod that comes back mounts its own.
 
-Not taken for a StatefulSet (refused at validation, naming the field): blueGreen and abTest (no second
-workload), rollingUpdate and recreate (a canary to 100 is the rolling update, gated), a traffic router,
+Not taken (refused at validation, naming the field): blueGreen and abTest, rollingUpdate and recreate (a
+canary to 100 is the update, gated), a traffic router, the Services a Deployment's canary names,
 setCanaryScale, header and mirror routes, dynamicStableScale, a rollbackWindow, analysis args read from
-pod-template hashes (a StatefulSet's pods carry `controller-revision-hash` instead)."""
+pod-template hashes (these pods carry `controller-revision-hash` instead). Activities:
+activities/targets/kubernetes/statefulset.py and daemonset.py; the adapter: workflows/targets/inplace.py."""
 
 from __future__ import annotations
 
@@ -68,16 +70,17 @@ DAEMON_SET = InPlaceRules("DaemonSet", "nodes", "node by node")
 
 
 class NodeOrder(SpecModel):
-    """A DaemonSet's nodes in the order a canary updates them: those matching `first` (the canary nodes),
-    then the rest, each group by name; at most `maxUnavailable` of its pods replaced at once."""
+    """A DaemonSet's nodes in the order a canary updates them: those already on the new revision, then those
+    matching `first` (the canary nodes), then the rest, each group by name; at most `maxUnavailable` of its
+    pods unavailable at once."""
 
     first: dict[str, str] = Field(default_factory=dict, description="labels of the nodes updated first")
-    max_unavailable: int = Field(1, ge=1, le=1000, description="pods replaced at a time within a step")
+    max_unavailable: int = Field(1, ge=1, le=1000, description="pods unavailable at once while a step replaces them")
 
 
 def updated_ordinals(weight: int, replicas: int) -> int:
-    """How many ordinals (the highest) or nodes (the first in order) run the new revision at `weight` percent: rounded up, at least one
-    above 0, all at 100."""
+    """How many ordinals (the highest) or nodes (the first in order) run the new revision at `weight` percent:
+    rounded up, at least one above 0, all at 100."""
     if weight <= 0 or replicas <= 0:
         return 0
     return min(replicas, max(1, math.ceil(weight * replicas / 100)))

@@ -1,9 +1,9 @@
 """A DaemonSet's canary node by node (models/workloads.py): prepare puts the new image on the template and
 the update strategy to `OnDelete` (so the controller replaces no pod by itself), writing on the DaemonSet
 who holds it, the image it ran and the strategy it had (activities/targets/kubernetes/holding.py); each
-step replaces the pods of the next nodes in order — the `nodes.first` nodes (the canary nodes), then the
-rest, each group by name — at most `nodes.maxUnavailable` at a time, until each runs the new revision,
-Running and Ready; promotion does the rest and puts the strategy back; abort puts the stable image back
+step replaces the pods of the next nodes in order (`node_order`: those already on the new revision, the
+`nodes.first` nodes, the rest), at most `nodes.maxUnavailable` unavailable at once, never on a node the
+controller would not put a pod on again, until each runs the new revision, Running and Ready; promotion does the rest and puts the strategy back; abort puts the stable image back
 (the previous ControllerRevision is reused) and replaces the updated nodes' pods again, then the strategy.
 
 A DaemonSet's status has no update revision: the current one is its ControllerRevision with the highest
