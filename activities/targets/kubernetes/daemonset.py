@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from activities.targets.kubernetes import holding as held
 from activities.targets.kubernetes.client import api_errors, list_all
 from activities.targets.kubernetes.holding import HeldWorkloadActivities
+from activities.targets.kubernetes.pods import is_ready
 from models.delivery import PrepareCanaryResult, WeightResult
 from models.kubernetes import WorkloadInput
 from models.targets import KubernetesTarget, TargetObservation
@@ -30,8 +31,9 @@ def current_revision(apps: client.AppsV1Api, ds: client.V1DaemonSet) -> str:
     """The controller-revision-hash of the DaemonSet's current template ("" until the controller made it)."""
     if (ds.status.observed_generation or 0) < (ds.metadata.generation or 0):
         return ""
-    owned = [r for r in list_all(apps.list_namespaced_controller_revision, ds.metadata.namespace)
-             if any(o.uid == ds.metadata.uid for o in r.metadata.owner_references or [])]
+    labels = ",".join(f"{k}={v}" for k, v in (ds.spec.selector.match_labels or {}).items()) or None
+    owned = [r for r in list_all(apps.list_namespaced_controller_revision, ds.metadata.namespace, label_selector=labels)
+             if any(o.uid == ds.metadata.uid for o in r.metadata.owner_references or [])]  # its revisions carry them
     newest = max(owned, key=lambda r: r.revision, default=None)
     return (newest.metadata.labels or {}).get("controller-revision-hash", "") if newest else ""
 
@@ -52,7 +54,7 @@ def _tolerated(taint: client.V1Taint, tolerations: list[client.V1Toleration]) ->
 def _eligible(node: client.V1Node, template: client.V1PodSpec) -> bool:
     """Where the controller would put a pod again: a Ready node whose NoSchedule and NoExecute taints the
     template tolerates (a pod deleted elsewhere would not come back)."""
-    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+    ready = is_ready(node)
     taints = [t for t in node.spec.taints or [] if t.effect in ("NoSchedule", "NoExecute")]
     return ready and all(_tolerated(t, template.tolerations or []) for t in taints)
 
@@ -82,8 +84,7 @@ def node_order(core: client.CoreV1Api, ds: client.V1DaemonSet, pods: dict[str, c
 
 def _unavailable(pod: client.V1Pod | None) -> bool:
     """Counted against maxUnavailable: no pod, one being deleted, or one not Ready (of either revision)."""
-    return pod is None or pod.metadata.deletion_timestamp is not None or \
-        not any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    return pod is None or pod.metadata.deletion_timestamp is not None or not is_ready(pod)
 
 
 class DaemonSetActivities(HeldWorkloadActivities):

@@ -27,6 +27,11 @@ class PodEvidence:
         return "; ".join([head, *self.problems[:3]])
 
 
+def is_ready(obj: client.V1Pod | client.V1Node) -> bool:
+    """Its `Ready` condition is True (a pod's or a node's)."""
+    return any(c.type == "Ready" and c.status == "True" for c in (obj.status.conditions or []))
+
+
 def digest_of(image: str) -> str:
     return image.partition("@")[2] if "@sha256:" in image else ""
 
@@ -59,8 +64,7 @@ def current_pods(apps: client.AppsV1Api, core: client.CoreV1Api, deployment: cli
 
 
 def pod_problem(pod: client.V1Pod, name: str, image: str, pinned: str) -> str:
-    ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-    if not ready:
+    if not is_ready(pod):
         return "is not ready"
     spec = next((c for c in pod.spec.containers if c.name == name), None)
     if spec is None or spec.image != image:

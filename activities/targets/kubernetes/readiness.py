@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.targets.kubernetes.client import api_errors, read_optional
+from activities.targets.kubernetes.pods import is_ready
 from activities.waiting import hand_over_on_shutdown, started_from
 
 
@@ -74,7 +75,7 @@ def wait_in_endpoints(core: client.CoreV1Api, deployment: client.V1Deployment, d
     while True:
         with api_errors(f"pods of deployment {ns}/{name}"):
             pods = [p for p in core.list_namespaced_pod(ns, label_selector=selector).items
-                    if p.metadata.deletion_timestamp is None and _ready(p)]
+                    if p.metadata.deletion_timestamp is None and is_ready(p)]
             missing = {
                 service.metadata.name: absent
                 for service in core.list_namespaced_service(ns).items
@@ -94,8 +95,6 @@ def wait_in_endpoints(core: client.CoreV1Api, deployment: client.V1Deployment, d
         time.sleep(0.1)
 
 
-def _ready(pod: client.V1Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
 def _not_listed(core: client.CoreV1Api, service: client.V1Service, pods: list[client.V1Pod]) -> set[str]:

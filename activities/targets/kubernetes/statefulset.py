@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.targets.kubernetes import holding as held
 from activities.targets.kubernetes.client import api_errors, list_all
 from activities.targets.kubernetes.holding import HeldWorkloadActivities
+from activities.targets.kubernetes.pods import is_ready
 from models.delivery import PrepareCanaryResult, WeightResult
 from models.kubernetes import WorkloadInput
 from models.targets import TargetObservation
@@ -69,8 +70,7 @@ def _lag(sts: client.V1StatefulSet, ordinal: int, pod: client.V1Pod | None, part
         return f"{name} is not there yet"
     if _revision(pod) != sts.status.current_revision and not _on_delete(sts):  # OnDelete: v1.20 never moves it
         return f"{name} is on revision {_revision(pod)}, not {sts.status.current_revision}"
-    ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-    return "" if ready else f"{name} is not ready"
+    return "" if is_ready(pod) else f"{name} is not ready"
 
 
 def _lagging(sts: client.V1StatefulSet, pods: dict[int, client.V1Pod], partition: int) -> list[str]:
@@ -198,9 +198,8 @@ class StatefulSetActivities(HeldWorkloadActivities):
             pod = pods.get(ordinal)
             if pod is None or pod.metadata.deletion_timestamp is not None:
                 return False  # being replaced: wait for it
-            ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
             stale = (ordinal >= partition and _revision(pod) != sts.status.update_revision and
-                     (_on_delete(sts) or not ready)) or \
+                     (_on_delete(sts) or not is_ready(pod))) or \
                 (not _on_delete(sts) and ordinal < partition and _revision(pod) != sts.status.current_revision)
             if stale:
                 held.delete_pod(core, pod)
